@@ -1,0 +1,145 @@
+"""Activation dumps: one HDF5 file per trained model.
+
+Layout::
+
+    /                      attrs: model, dataset, arch, role, alpha, seed, checkpoint, sha256, ...
+    /classes               class names (UTF-8 strings)
+    /classifier/weight     K x D last-layer weights     /classifier/bias   K
+    /<split>/features      N x D penultimate activations (float32)
+    /<split>/logits        N x K logits (float32)
+    /<split>/labels        N (int64)        /<split>/index   N (index into the prepared split)
+
+for the splits ``train`` (optionally capped, seeded, stratified-free random subset), ``val`` and
+``test``. Datasets are chunked by rows and written one whole chunk-aligned block at a time; the
+compression filter is configurable (see ``docs/benchmarks.md`` for the measured trade-off).
+:class:`Dump` reads a file once into numpy arrays for the analyses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from .data import SPLITS, Prepared
+from .io import atomic_path
+from .train import evaluate_logits, predict
+
+COMPRESSIONS = ("lzf", "gzip", "none")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _filter(compression: str) -> dict:
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"unknown HDF5 compression {compression!r}; allowed: {', '.join(COMPRESSIONS)}")
+    if compression == "none":
+        return {}
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+    return {"compression": "lzf", "shuffle": True}
+
+
+def write_dump(
+    path: str | Path,
+    model: torch.nn.Module,
+    data: Prepared,
+    *,
+    device: torch.device | str = "cpu",
+    attrs: dict | None = None,
+    max_train: int | None = None,
+    seed: int = 0,
+    chunk_rows: int = 1024,
+    compression: str = "lzf",
+) -> None:
+    """Evaluate ``model`` on every split and write the dump atomically."""
+    flt = _filter(compression)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v if v is not None else "none"
+        f.create_dataset("classes", data=np.asarray(data.classes, dtype=object), dtype=h5py.string_dtype())
+        f["classifier/weight"] = model.classifier.weight.detach().float().cpu().numpy()
+        f["classifier/bias"] = model.classifier.bias.detach().float().cpu().numpy()
+        for split in SPLITS:
+            idx = np.arange(len(data.y[split]))
+            if split == "train" and max_train and max_train < len(idx):
+                idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_train, replace=False))
+            n = len(idx)
+            rows = max(1, min(chunk_rows, n))
+            g = f.create_group(split)
+            feat_ds = logit_ds = None
+            g.create_dataset("labels", data=data.y[split][idx], chunks=(rows,), **flt)
+            g.create_dataset("index", data=idx.astype(np.int64), chunks=(rows,), **flt)
+            block = rows * max(1, 8192 // rows)  # a whole number of chunks per write
+            for s in range(0, n, block):
+                sel = idx[s : s + block]
+                logits, feats = predict(model, data.x[split][sel], device, batch_size=block, features=True)
+                if feat_ds is None:
+                    feat_ds = g.create_dataset("features", (n, feats.shape[1]), "f4", chunks=(rows, feats.shape[1]), **flt)
+                    logit_ds = g.create_dataset("logits", (n, logits.shape[1]), "f4", chunks=(rows, logits.shape[1]), **flt)
+                feat_ds[s : s + len(sel)] = feats.numpy()
+                logit_ds[s : s + len(sel)] = logits.numpy()
+
+
+@dataclass
+class SplitArrays:
+    features: np.ndarray
+    logits: np.ndarray
+    labels: np.ndarray
+    index: np.ndarray
+
+
+class Dump:
+    """Read access to a dump file: ``Dump(path).split("val").logits`` etc. (each split read once)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        with h5py.File(self.path, "r") as f:
+            self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            self.classes = [c.decode() if isinstance(c, bytes) else str(c) for c in f["classes"][()]]
+            self.weight = f["classifier/weight"][()]
+            self.bias = f["classifier/bias"][()]
+            self.splits = [s for s in SPLITS if s in f]
+        self._cache: dict[str, SplitArrays] = {}
+
+    def split(self, name: str) -> SplitArrays:
+        if name not in self._cache:
+            if name not in self.splits:
+                raise KeyError(f"{self.path} has no split {name!r}; it has {self.splits}")
+            with h5py.File(self.path, "r") as f:
+                g = f[name]
+                self._cache[name] = SplitArrays(
+                    g["features"][()], g["logits"][()], g["labels"][()], g["index"][()]
+                )
+        return self._cache[name]
+
+    def class_index(self, name: str) -> int:
+        if name not in self.classes:
+            raise KeyError(f"unknown class {name!r} in {self.path}; classes are: {', '.join(self.classes)}")
+        return self.classes.index(name)
+
+    def meta(self, key: str, default=None):
+        v = self.attrs.get(key, default)
+        if isinstance(v, bytes):
+            v = v.decode()
+        return v
+
+
+def evaluation(dump: Dump) -> dict:
+    """Accuracy and NLL on the validation and test splits of a dump."""
+    out = {"model": {k: dump.meta(k) for k in ("dataset", "arch", "role", "alpha", "seed", "run")}}
+    for split in ("val", "test"):
+        s = dump.split(split)
+        out[split] = evaluate_logits(torch.from_numpy(s.logits), torch.from_numpy(s.labels))
+    return out

@@ -1,0 +1,133 @@
+"""Configuration validation: the JSON schema in ``workflow/schemas/config.schema.yaml`` plus the
+cross-references a schema cannot express (a teacher's dataset and recipe must exist, ...).
+
+Errors name the offending key as a dotted path (``teachers[0].alphas[2]``), what was found and
+what is allowed, so the fix is obvious. Defaults from the schema are filled in.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from . import models
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key and the fix."""
+
+
+def _with_defaults(cls):
+    validate_props = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return validators.extend(cls, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(Draft202012Validator)
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _path(error) -> str:
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _describe(error) -> str:
+    where = _path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        if allowed:
+            return f"unknown key(s) {extra} under '{where}'; allowed keys: {allowed}"
+        return f"'{where}': {error.message}"
+    if error.validator == "enum":
+        return f"'{where}' is {error.instance!r}; allowed values: {error.validator_value}"
+    if error.validator == "required":
+        return f"'{where}' is missing a required key: {error.message}"
+    hint = error.schema.get("description")
+    return f"'{where}': {error.message}" + (f" ({hint})" if hint else "")
+
+
+def validate(config: dict, schema: dict | None = None) -> dict:
+    """Validate ``config`` in place (filling defaults) and return it; raise :class:`ConfigError`."""
+    schema = load_schema() if schema is None else schema
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n  - ".join(_describe(e) for e in errors)
+        raise ConfigError(f"invalid lspipe config ({len(errors)} problem(s)):\n  - {lines}")
+    _check_references(config)
+    return config
+
+
+def _check_references(cfg: dict) -> None:
+    problems = []
+    datasets, recipes = cfg["datasets"], cfg["recipes"]
+    for name, d in datasets.items():
+        if d["source"] in ("cifar10", "cifar100", "imagefolder") and not d.get("root"):
+            problems.append(f"datasets.{name}.root is required for source {d['source']!r} (the data folder)")
+    groups = {}
+    for i, t in enumerate(cfg["teachers"]):
+        key = (t["dataset"], t["arch"])
+        if key in groups:
+            problems.append(f"teachers[{i}] repeats dataset/arch {key} of teachers[{groups[key]}]; merge their alphas and seeds")
+        groups[key] = i
+        if t["dataset"] not in datasets:
+            problems.append(f"teachers[{i}].dataset {t['dataset']!r} is not defined under datasets (have: {sorted(datasets)})")
+        if t["recipe"] not in recipes:
+            problems.append(f"teachers[{i}].recipe {t['recipe']!r} is not defined under recipes (have: {sorted(recipes)})")
+        if not models.is_known(t["arch"]):
+            problems.append(f"teachers[{i}].arch {t['arch']!r} is unknown; available: {models.available()}")
+    for i, d in enumerate(cfg.get("distillation", [])):
+        where = f"distillation[{i}]"
+        key = (d["dataset"], d["teacher_arch"])
+        if key not in groups:
+            problems.append(f"{where}: no teacher grid for dataset {d['dataset']!r} and arch {d['teacher_arch']!r} under teachers")
+        else:
+            t = cfg["teachers"][groups[key]]
+            missing = sorted(set(d["teacher_alphas"]) - set(t["alphas"]))
+            if missing:
+                problems.append(f"{where}.teacher_alphas {missing} are not in teachers[{groups[key]}].alphas {t['alphas']}; add them there")
+            if 0 not in t["alphas"]:
+                problems.append(f"{where}: the hard-target teacher (alpha 0) is missing from teachers[{groups[key]}].alphas")
+            missing_seeds = sorted(set(d["seeds"]) - set(t["seeds"]))
+            if missing_seeds:
+                problems.append(f"{where}.seeds {missing_seeds} have no teacher of the same seed in teachers[{groups[key]}].seeds")
+        if d["student_recipe"] not in recipes:
+            problems.append(f"{where}.student_recipe {d['student_recipe']!r} is not defined under recipes")
+        if not models.is_known(d["student_arch"]):
+            problems.append(f"{where}.student_arch {d['student_arch']!r} is unknown; available: {models.available()}")
+    for i, r in enumerate(cfg.get("projections", {}).get("rows", [])):
+        key = (r["dataset"], r["arch"])
+        if key not in groups:
+            problems.append(f"projections.rows[{i}]: no teacher grid for {key} under teachers")
+        else:
+            alphas = cfg["teachers"][groups[key]]["alphas"]
+            for a in (0.0, cfg["projections"]["ls_alpha"]):
+                if a not in alphas:
+                    problems.append(f"projections.rows[{i}] needs alpha {a} in teachers[{groups[key]}].alphas {alphas}")
+    if problems:
+        raise ConfigError("invalid lspipe config:\n  - " + "\n  - ".join(problems))
+
+
+def load(path: str | Path) -> dict:
+    """Read and validate a YAML config file."""
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    return validate(cfg)

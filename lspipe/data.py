@@ -1,0 +1,243 @@
+"""Data preparation: every source becomes one ``.npz`` file with fixed splits.
+
+A prepared file holds, for each split ``s`` in ``train``, ``val``, ``test``:
+``x_<s>`` (uint8, N x C x H x W), ``y_<s>`` (int64 labels) and ``i_<s>`` (the example's index
+in its source split, so any example can be traced back), plus ``classes`` (class names),
+``mean``/``std`` (per-channel statistics of the training split, in [0, 1] units) and ``meta``
+(a JSON string describing the source and split).
+
+The validation split is carved, stratified and seeded, out of the source's training data (the
+paper's 40k/10k CIFAR split); temperature scaling is fitted on it, numbers are reported on test.
+Sources without a test split of their own (the bundled digits) have one carved the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .io import atomic_path
+
+SPLITS = ("train", "val", "test")
+SOURCES = ("digits", "cifar10", "cifar100", "imagefolder")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class DataError(RuntimeError):
+    """A dataset cannot be prepared or read; the message says what to change."""
+
+
+@dataclass
+class Prepared:
+    """A prepared dataset in memory (numpy arrays)."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    index: dict[str, np.ndarray]
+    classes: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+    meta: dict
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x["train"].shape[1:])  # type: ignore[return-value]
+
+    def class_index(self, name: str) -> int:
+        try:
+            return self.classes.index(name)
+        except ValueError:
+            raise DataError(
+                f"unknown class name {name!r} for dataset {self.meta.get('name', '?')!r}; "
+                f"its classes are: {', '.join(self.classes)}"
+            ) from None
+
+
+def _split_count(value: float | int, n: int, what: str) -> int:
+    """A split size given as a fraction (< 1) or an absolute count."""
+    count = int(round(value * n)) if float(value) < 1 else int(value)
+    if not 0 < count < n:
+        raise DataError(f"{what}={value} leaves an empty split (out of {n} examples)")
+    return count
+
+
+def stratified_split(y: np.ndarray, size: float | int, seed: int, what: str = "val_size"):
+    """Split indices ``0..len(y)-1`` into (rest, held_out), stratified by label and seeded."""
+    from sklearn.model_selection import train_test_split
+
+    n_held = _split_count(size, len(y), what)
+    idx = np.arange(len(y))
+    rest, held = train_test_split(idx, test_size=n_held, stratify=y, random_state=seed, shuffle=True)
+    return np.sort(rest), np.sort(held)
+
+
+def _load_digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    # 8x8 images with values 0..16 -> uint8 0..255, one channel.
+    x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
+    classes = [str(c) for c in d.target_names]
+    return x, d.target.astype(np.int64), classes
+
+
+def _load_cifar(source: str, root: str | None, download: bool):
+    from torchvision import datasets
+
+    if not root:
+        raise DataError(
+            f"dataset source {source!r} needs a root folder: set datasets.<name>.root in the config "
+            "(the folder holding or receiving the torchvision copy)"
+        )
+    cls = datasets.CIFAR10 if source == "cifar10" else datasets.CIFAR100
+    out = {}
+    for split, train in (("train", True), ("test", False)):
+        try:
+            ds = cls(root=root, train=train, download=download)
+        except RuntimeError as err:  # torchvision: "Dataset not found or corrupted..."
+            raise DataError(
+                f"{source} not found under {root!r} ({err}). Either put the torchvision copy "
+                f"(e.g. cifar-10-batches-py/) there, or set datasets.<name>.download: true in the "
+                "config on a machine with internet access"
+            ) from None
+        x = np.ascontiguousarray(np.asarray(ds.data, dtype=np.uint8).transpose(0, 3, 1, 2))
+        out[split] = (x, np.asarray(ds.targets, dtype=np.int64))
+        classes = list(ds.classes)
+    return out, classes
+
+
+def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | None, channels: int):
+    from PIL import Image
+    from torchvision.datasets.folder import find_classes, make_dataset
+
+    found, _ = find_classes(str(folder))
+    if classes is None:
+        classes = found
+    elif sorted(found) != sorted(classes):
+        raise DataError(
+            f"class folders of {folder} ({', '.join(found)}) differ from those of the train split "
+            f"({', '.join(classes)})"
+        )
+    to_idx = {c: i for i, c in enumerate(classes)}
+    samples = make_dataset(str(folder), to_idx, extensions=IMAGE_EXTENSIONS)
+    if not samples:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+    mode = "RGB" if channels == 3 else "L"
+    x = np.empty((len(samples), channels, image_size, image_size), dtype=np.uint8)
+    y = np.empty(len(samples), dtype=np.int64)
+    for k, (path, label) in enumerate(samples):
+        with Image.open(path) as im:
+            im = im.convert(mode)
+            if im.size != (image_size, image_size):
+                im = im.resize((image_size, image_size), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+        x[k] = arr.reshape(image_size, image_size, channels).transpose(2, 0, 1)
+        y[k] = label
+    return x, y, list(classes)
+
+
+def _load_imagefolder(root: str | None, image_size: int, channels: int):
+    if not root:
+        raise DataError("dataset source 'imagefolder' needs datasets.<name>.root (a folder with train/ and test/ or val/)")
+    root_p = Path(root)
+    train_dir = root_p / "train"
+    if not train_dir.is_dir():
+        raise DataError(
+            f"image folder {root_p} has no train/ subfolder: the layout is <root>/train/<class>/<image> "
+            "and <root>/test/<class>/<image> (or val/); fix datasets.<name>.root"
+        )
+    test_dir = next((root_p / s for s in ("test", "val") if (root_p / s).is_dir()), None)
+    if test_dir is None:
+        raise DataError(f"image folder {root_p} has neither test/ nor val/: add one, it becomes the test split")
+    xtr, ytr, classes = _read_image_folder(train_dir, image_size, None, channels)
+    xte, yte, _ = _read_image_folder(test_dir, image_size, classes, channels)
+    return {"train": (xtr, ytr), "test": (xte, yte)}, classes
+
+
+def _limit_per_class(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Indices keeping at most ``limit`` examples per class (seeded), all if ``limit`` is None."""
+    idx = np.arange(len(y))
+    if not limit:
+        return idx
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(idx[y == c])[:limit] for c in np.unique(y)]
+    return np.sort(np.concatenate(keep))
+
+
+def prepare(
+    name: str,
+    source: str,
+    out: str | Path,
+    *,
+    root: str | None = None,
+    download: bool = False,
+    val_size: float | int = 0.2,
+    test_size: float | int = 0.2,
+    split_seed: int = 0,
+    image_size: int = 32,
+    channels: int = 3,
+    train_per_class: int | None = None,
+) -> Prepared:
+    """Prepare dataset ``name`` from ``source`` into ``out`` (written atomically)."""
+    if source == "digits":
+        x, y, classes = _load_digits()
+        rest, test = stratified_split(y, test_size, split_seed, "test_size")
+        parts = {"train": (x[rest], y[rest], rest), "test": (x[test], y[test], test)}
+    elif source in ("cifar10", "cifar100"):
+        raw, classes = _load_cifar(source, root, download)
+        parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
+    elif source == "imagefolder":
+        raw, classes = _load_imagefolder(root, image_size, channels)
+        parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
+    else:
+        raise DataError(f"unknown dataset source {source!r}; allowed: {', '.join(SOURCES)}")
+
+    xtr, ytr, itr = parts["train"]
+    keep = _limit_per_class(ytr, train_per_class, split_seed)
+    xtr, ytr, itr = xtr[keep], ytr[keep], itr[keep]
+    tr, va = stratified_split(ytr, val_size, split_seed, "val_size")
+    splits = {
+        "train": (xtr[tr], ytr[tr], itr[tr]),
+        "val": (xtr[va], ytr[va], itr[va]),
+        "test": parts["test"],
+    }
+    x_train = splits["train"][0].astype(np.float64) / 255.0
+    mean = x_train.mean(axis=(0, 2, 3)).astype(np.float32)
+    std = x_train.std(axis=(0, 2, 3)).astype(np.float32)
+    meta = {
+        "name": name, "source": source, "split_seed": split_seed, "val_size": val_size,
+        "test_size": test_size if source == "digits" else None, "train_per_class": train_per_class,
+        "image_shape": list(xtr.shape[1:]), "sizes": {s: int(len(v[1])) for s, v in splits.items()},
+    }
+    arrays = {"classes": np.asarray(classes), "mean": mean, "std": std, "meta": np.asarray(json.dumps(meta))}
+    for s, (xs, ys, is_) in splits.items():
+        arrays[f"x_{s}"] = np.ascontiguousarray(xs, dtype=np.uint8)
+        arrays[f"y_{s}"] = ys.astype(np.int64)
+        arrays[f"i_{s}"] = is_.astype(np.int64)
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    return load(out)
+
+
+def load(path: str | Path) -> Prepared:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"prepared dataset {path} does not exist; build it with `snakemake {path}`")
+    with np.load(path, allow_pickle=False) as z:
+        return Prepared(
+            x={s: z[f"x_{s}"] for s in SPLITS},
+            y={s: z[f"y_{s}"] for s in SPLITS},
+            index={s: z[f"i_{s}"] for s in SPLITS},
+            classes=[str(c) for c in z["classes"]],
+            mean=z["mean"],
+            std=z["std"],
+            meta=json.loads(str(z["meta"])),
+        )

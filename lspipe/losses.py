@@ -1,0 +1,100 @@
+"""Training objectives (a small registry, in the spirit of torchdistill).
+
+* ``smoothed_targets``: the label-smoothed target ``y (1 - alpha) + alpha / K`` (alpha/K on every
+  class, as ``F.cross_entropy(label_smoothing=alpha)`` does; not alpha/(K-1)).
+* :class:`SmoothedCE`: cross-entropy against that target (alpha = 0 is plain cross-entropy).
+* :class:`Distillation`: ``(1 - beta) H(y, p) + beta H(p_teacher(T), p_student(T_s))``. The
+  paper uses beta = 1 and a student temperature of 1 (only the teacher's T varies), so no T^2
+  factor arises. ``hinton=True`` gives the classic form with the student at T as well, and then
+  the soft term is multiplied by T^2 (Hinton et al. 2015) to keep its gradients' scale.
+
+Each objective is called as ``objective(logits, labels, inputs)``; ``inputs`` is the augmented
+batch, which :class:`Distillation` feeds to its teacher (eval mode, no gradients), so targets
+always match the exact augmented images the student sees.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def smoothed_targets(labels: torch.Tensor, num_classes: int, alpha: float) -> torch.Tensor:
+    """Label-smoothed one-hot targets: ``onehot * (1 - alpha) + alpha / K``."""
+    onehot = F.one_hot(labels.long(), num_classes).float()
+    return onehot * (1.0 - alpha) + alpha / num_classes
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``H(target, softmax(logits)) = -sum_k t_k log p_k``."""
+    return -(target_probs * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+
+
+class SmoothedCE(nn.Module):
+    def __init__(self, alpha: float = 0.0):
+        super().__init__()
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError(f"label smoothing alpha must be in [0, 1), got {alpha}")
+        self.alpha = float(alpha)
+
+    def forward(self, logits, labels, inputs=None):
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.alpha)
+
+
+class Distillation(nn.Module):
+    def __init__(self, teacher: nn.Module, temperature: float = 1.0, beta: float = 1.0, hinton: bool = False):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"distillation temperature must be > 0, got {temperature}")
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"distillation beta must be in [0, 1], got {beta}")
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.temperature, self.beta, self.hinton = float(temperature), float(beta), bool(hinton)
+
+    def train(self, mode: bool = True):  # the teacher always stays in eval mode
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    @torch.no_grad()
+    def teacher_probs(self, inputs: torch.Tensor) -> torch.Tensor:
+        return F.softmax(self.teacher(inputs).float() / self.temperature, dim=-1)
+
+    def forward(self, logits, labels, inputs):
+        return distillation_loss(
+            logits, labels, self.teacher_probs(inputs), self.temperature, self.beta, self.hinton
+        )
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    temperature: float,
+    beta: float,
+    hinton: bool = False,
+) -> torch.Tensor:
+    """``(1 - beta) H(y, p) + beta * s * H(p_teacher(T), p_student(T_s))``.
+
+    ``T_s = 1`` and ``s = 1`` (the paper), or ``T_s = T`` and ``s = T^2`` when ``hinton``.
+    """
+    soft_t = temperature if hinton else 1.0
+    scale = temperature**2 if hinton else 1.0
+    loss = beta * scale * soft_cross_entropy(student_logits / soft_t, teacher_probs)
+    if beta < 1.0:
+        loss = loss + (1.0 - beta) * F.cross_entropy(student_logits.float(), labels)
+    return loss
+
+
+LOSS_REGISTRY: dict[str, Callable[..., nn.Module]] = {"smoothed_ce": SmoothedCE, "distillation": Distillation}
+
+
+def create(name: str, **kwargs) -> nn.Module:
+    if name not in LOSS_REGISTRY:
+        raise ValueError(f"unknown loss {name!r}; available: {', '.join(sorted(LOSS_REGISTRY))}")
+    return LOSS_REGISTRY[name](**kwargs)

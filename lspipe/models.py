@@ -1,0 +1,223 @@
+"""Model registry.
+
+Every model takes a batch of images (uint8 in 0..255, or float already in [0, 1]), normalises
+it with the training split's per-channel statistics (buffers, so checkpoints are
+self-contained), and returns logits; ``forward(x, features=True)`` also returns the
+penultimate activations, i.e. the input of ``model.classifier`` (an ``nn.Linear``), which the
+activation dumps and the template-plane projections use.
+
+Registered architectures:
+
+* ``resnet<6n+2>`` (e.g. ``resnet56``): the CIFAR ResNet of He et al. (2016), widths 16/32/64,
+  option-A (parameter-free, zero-padded) shortcuts; ResNet-56 has 0.85M parameters.
+* ``alexnet``: the paper's "AlexNet", the TensorFlow CIFAR-10 tutorial network (conv5x5-64,
+  maxpool 3/2, LRN, conv5x5-64, LRN, maxpool 3/2, FC 384, FC 192, linear K).
+* ``smallcnn``: a two-block CNN for the bundled 8x8 digits and quick CPU runs.
+* ``mlp``: a fully connected net (hidden sizes configurable), e.g. the paper's MNIST toy.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MODEL_REGISTRY: dict[str, Callable[..., "Classifier"]] = {}
+
+
+def register(name: str):
+    def deco(fn):
+        MODEL_REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+class Classifier(nn.Module):
+    """Base class: input normalisation, a feature extractor ``body`` and a linear ``classifier``."""
+
+    def __init__(self, body: nn.Module, feature_dim: int, num_classes: int, mean, std):
+        super().__init__()
+        c = len(mean)
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, c, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, c, 1, 1).clamp_min(1e-6))
+        self.body = body
+        self.classifier = nn.Linear(feature_dim, num_classes)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor, features: bool = False):
+        h = self.body(self.normalize(x))
+        logits = self.classifier(h)
+        return (logits, h) if features else logits
+
+    def dense_parameters(self) -> list[nn.Parameter]:
+        """Weights of the fully connected layers (the paper's AlexNet decays only these)."""
+        return [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
+
+
+# --------------------------------------------------------------------------- ResNet (CIFAR)
+
+
+class _ShortcutA(nn.Module):
+    """Option-A shortcut: subsample spatially, zero-pad the new channels (no parameters)."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.stride, self.pad = stride, planes - in_planes
+
+    def forward(self, x):
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.pad:
+            x = F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return x
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = (
+            _ShortcutA(in_planes, planes, stride) if stride != 1 or in_planes != planes else nn.Identity()
+        )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNetBody(nn.Module):
+    def __init__(self, depth: int, in_channels: int, widths=(16, 32, 64)):
+        super().__init__()
+        if (depth - 2) % 6 or depth < 8:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+        )
+        layers, in_planes = [], widths[0]
+        for stage, planes in enumerate(widths):
+            for b in range(n):
+                layers.append(BasicBlock(in_planes, planes, 2 if (stage > 0 and b == 0) else 1))
+                in_planes = planes
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = in_planes
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        x = self.layers(self.stem(x))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+
+def resnet(depth: int, num_classes: int, in_channels: int, image_size: int, mean, std) -> Classifier:
+    body = ResNetBody(depth, in_channels)
+    return Classifier(body, body.out_dim, num_classes, mean, std)
+
+
+# --------------------------------------------------------------------------- AlexNet (TF tutorial)
+
+
+class AlexNetBody(nn.Module):
+    """The TensorFlow CIFAR-10 tutorial network used as "AlexNet" in the paper.
+
+    TF's LRN (depth_radius=4, bias=1, alpha=0.001/9, beta=0.75) is PyTorch's
+    ``LocalResponseNorm(size=9, alpha=0.001, beta=0.75, k=1)`` (PyTorch divides alpha by size).
+    Max-pooling 3/2 uses padding 1 (TF 'SAME' pads only the far side; the difference is one
+    border row/column of -inf).
+    """
+
+    def __init__(self, in_channels: int, image_size: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 5, padding=2), nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, padding=1),
+            nn.LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0),
+            nn.Conv2d(64, 64, 5, padding=2), nn.ReLU(inplace=True),
+            nn.LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0),
+            nn.MaxPool2d(3, 2, padding=1),
+        )
+        side = image_size
+        for _ in range(2):
+            side = (side + 2 - 3) // 2 + 1
+        self.dense = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * side * side, 384), nn.ReLU(inplace=True),
+            nn.Linear(384, 192), nn.ReLU(inplace=True),
+        )
+        self.out_dim = 192
+
+    def forward(self, x):
+        return self.dense(self.features(x))
+
+
+@register("alexnet")
+def alexnet(num_classes: int, in_channels: int, image_size: int, mean, std) -> Classifier:
+    body = AlexNetBody(in_channels, image_size)
+    return Classifier(body, body.out_dim, num_classes, mean, std)
+
+
+# --------------------------------------------------------------------------- small nets
+
+
+@register("smallcnn")
+def smallcnn(num_classes: int, in_channels: int, image_size: int, mean, std, width: int = 32) -> Classifier:
+    """conv3x3(w)-BN-ReLU, conv3x3(2w)-BN-ReLU, maxpool 2, conv3x3(2w)-BN-ReLU, global pool, FC 128."""
+    body = nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(2 * width, 128), nn.ReLU(inplace=True),
+    )
+    return Classifier(body, 128, num_classes, mean, std)
+
+
+@register("mlp")
+def mlp(num_classes: int, in_channels: int, image_size: int, mean, std, hidden=(1200, 1200)) -> Classifier:
+    layers: list[nn.Module] = [nn.Flatten()]
+    d = in_channels * image_size * image_size
+    for h in hidden:
+        layers += [nn.Linear(d, h), nn.ReLU(inplace=True)]
+        d = h
+    return Classifier(nn.Sequential(*layers), d, num_classes, mean, std)
+
+
+_RESNET = re.compile(r"resnet(\d+)$")
+
+
+def available() -> list[str]:
+    return sorted(MODEL_REGISTRY) + ["resnet<6n+2> (e.g. resnet20, resnet56, resnet110)"]
+
+
+def create(arch: str, num_classes: int, in_channels: int, image_size: int, mean=None, std=None, **kwargs) -> Classifier:
+    """Build architecture ``arch`` (a registry name or ``resnet<depth>``)."""
+    mean = [0.0] * in_channels if mean is None else list(mean)
+    std = [1.0] * in_channels if std is None else list(std)
+    m = _RESNET.match(arch)
+    if m:
+        return resnet(int(m.group(1)), num_classes, in_channels, image_size, mean, std, **kwargs)
+    if arch not in MODEL_REGISTRY:
+        raise ValueError(f"unknown architecture {arch!r}; available: {', '.join(available())}")
+    return MODEL_REGISTRY[arch](num_classes, in_channels, image_size, mean, std, **kwargs)
+
+
+def is_known(arch: str) -> bool:
+    m = _RESNET.match(arch)
+    return (m is not None and (int(m.group(1)) - 2) % 6 == 0 and int(m.group(1)) >= 8) or arch in MODEL_REGISTRY
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,74 @@
+"""Result tables (CSV for machines, Markdown for people).
+
+Table 2 of the paper: top-1 accuracy, mean +- std over seeds, for each dataset / architecture
+and label-smoothing alpha. The standard deviation is the sample standard deviation (ddof=1;
+0 for a single seed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .io import read_json, write_text
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    v = np.asarray(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def fmt_pm(mean: float, std: float, digits: int) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def write_csv(path: str | Path, rows: list[dict], fields: Sequence[str]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: str = "test", digits: int = 1) -> list[dict]:
+    """Aggregate per-model evaluation JSONs into Table 2 (accuracy in %)."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    nll: dict[tuple, list[float]] = defaultdict(list)
+    for p in eval_paths:
+        ev = read_json(p)
+        m = ev["model"]
+        key = (m["dataset"], m["arch"], float(m["alpha"]))
+        groups[key].append(100.0 * ev[split]["accuracy"])
+        nll[key].append(ev[split]["nll"])
+    rows = []
+    for key in sorted(groups):
+        mu, sd = mean_std(groups[key])
+        nmu, nsd = mean_std(nll[key])
+        rows.append({"dataset": key[0], "arch": key[1], "alpha": key[2], "split": split, "seeds": len(groups[key]),
+                     "accuracy_mean": round(mu, 4), "accuracy_std": round(sd, 4),
+                     "nll_mean": round(nmu, 5), "nll_std": round(nsd, 5)})
+    write_csv(csv_path, rows, list(rows[0]) if rows else ["dataset"])
+    alphas = sorted({r["alpha"] for r in rows})
+    by_model: dict[tuple, dict] = defaultdict(dict)
+    for r in rows:
+        by_model[(r["dataset"], r["arch"])][r["alpha"]] = r
+    body = []
+    for (ds, arch), cells in sorted(by_model.items()):
+        body.append([ds, arch] + [
+            fmt_pm(cells[a]["accuracy_mean"], cells[a]["accuracy_std"], digits) if a in cells else "–" for a in alphas
+        ])
+    title = (f"Top-1 accuracy (%) on the {split} split, mean ± std over seeds "
+             f"(paper Table 2 layout; one column per label-smoothing alpha).\n\n")
+    write_text(md_path, title + markdown_table(["dataset", "arch"] + [f"α = {a:g}" for a in alphas], body))
+    return rows

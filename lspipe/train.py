@@ -1,0 +1,312 @@
+"""The training engine, shared by teachers and students.
+
+It reads top to bottom like nanoGPT's loop: put the whole training split on the device as
+uint8, then for each step draw a batch from a seeded permutation, augment it on the device,
+compute the objective (label-smoothed CE or distillation, :mod:`lspipe.losses`), step SGD with
+Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
+runs in bf16 autocast and channels_last. After every epoch: validation accuracy/loss, a row in
+the metrics CSV and (every ``checkpoint_every`` epochs) an atomic checkpoint from which an
+interrupted run resumes exactly where it stopped (model, optimiser, step, RNG state). A
+checkpoint is only resumed when its fingerprint (recipe, architecture, objective, seed, data)
+matches the current run, so changed hyper-parameters never continue a stale run.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import models as model_registry
+from .augment import random_crop_flip
+from .data import Prepared
+from .io import atomic_path, torch_save
+
+METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+
+
+@dataclass
+class Recipe:
+    """Optimisation hyper-parameters (the config's ``recipes.<name>`` section)."""
+
+    steps: int
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    dense_weight_decay: float | None = None
+    lr_milestones: Sequence[int] = ()
+    lr_decay: float = 0.1
+    warmup_steps: int = 0
+    loss_scale: float = 1.0
+    grad_clip: float | None = None
+    augment: dict = field(default_factory=lambda: {"pad": 4, "flip": True})
+    eval_batch_size: int = 1000
+    checkpoint_every: int = 1
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown recipe key(s) {unknown}; allowed: {sorted(known)}")
+        r = cls(**d)
+        r.lr_milestones = tuple(int(m) for m in r.lr_milestones)
+        r.augment = {"pad": 0, "flip": False, **(r.augment or {})}
+        return r
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for optimiser step ``step`` (0-based): warm-up, then step decay."""
+        lr = self.lr * self.lr_decay ** sum(step >= m for m in self.lr_milestones)
+        if self.warmup_steps and step < self.warmup_steps:
+            lr *= (step + 1) / self.warmup_steps
+        return lr
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {spec!r} requested (config key 'device') but CUDA is not available; use 'auto' or 'cpu'")
+    return dev
+
+
+def fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_model(arch: str, data: Prepared, **kwargs) -> model_registry.Classifier:
+    c, h, _ = data.image_shape
+    return model_registry.create(arch, data.num_classes, c, h, data.mean, data.std, **kwargs)
+
+
+def model_spec(arch: str, data: Prepared, **kwargs) -> dict:
+    c, h, _ = data.image_shape
+    return {"arch": arch, "num_classes": data.num_classes, "in_channels": c, "image_size": h, "kwargs": kwargs}
+
+
+def save_model(path: str | Path, model: nn.Module, spec: dict, meta: dict) -> None:
+    torch_save({"spec": spec, "state_dict": model.state_dict(), "meta": meta}, path)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[model_registry.Classifier, dict]:
+    """Rebuild a saved model (eval mode, on ``device``); returns ``(model, meta)``."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    spec = blob["spec"]
+    model = model_registry.create(
+        spec["arch"], spec["num_classes"], spec["in_channels"], spec["image_size"], **spec.get("kwargs", {})
+    )
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval(), blob["meta"]
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, x: np.ndarray | torch.Tensor, device: torch.device | str, batch_size: int = 1000,
+    features: bool = False,
+):
+    """Logits (and penultimate features) for ``x`` in eval mode, batched, as float32 CPU tensors."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    xt = torch.as_tensor(x)
+    outs, feats = [], []
+    use_amp = device.type == "cuda"
+    for s in range(0, len(xt), batch_size):
+        xb = xt[s : s + batch_size].to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = model(xb, features=True) if features else model(xb)
+        if features:
+            outs.append(out[0].float().cpu())
+            feats.append(out[1].float().cpu())
+        else:
+            outs.append(out.float().cpu())
+    model.train(was_training)
+    logits = torch.cat(outs) if outs else torch.empty(0)
+    return (logits, torch.cat(feats)) if features else logits
+
+
+def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict:
+    labels = torch.as_tensor(labels)
+    return {
+        "accuracy": float((logits.argmax(1) == labels).float().mean()),
+        "nll": float(F.cross_entropy(logits, labels)),
+        "n": int(len(labels)),
+    }
+
+
+def param_groups(model: model_registry.Classifier, recipe: Recipe) -> list[dict]:
+    if recipe.dense_weight_decay is None:
+        return [{"params": list(model.parameters()), "weight_decay": recipe.weight_decay}]
+    dense = {id(p) for p in model.dense_parameters()}
+    rest = [p for p in model.parameters() if id(p) not in dense]
+    return [
+        {"params": rest, "weight_decay": recipe.weight_decay},
+        {"params": [p for p in model.parameters() if id(p) in dense], "weight_decay": recipe.dense_weight_decay},
+    ]
+
+
+class Callback:
+    """Hooks into the loop (e.g. the mutual-information probe). All methods are optional."""
+
+    def on_start(self, model: nn.Module, step: int) -> None: ...
+    def on_step(self, model: nn.Module, step: int) -> None: ...
+    def on_checkpoint(self, step: int) -> None: ...
+    def on_end(self, model: nn.Module, step: int) -> None: ...
+
+
+class Interrupted(Exception):
+    """Raised when ``stop_after_epochs`` ends a run early (used to test and time-box resume)."""
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def fit(
+    model: model_registry.Classifier,
+    data: Prepared,
+    recipe: Recipe,
+    objective: nn.Module,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+    checkpoint_path: str | Path,
+    metrics_path: str | Path,
+    run_fingerprint: str = "",
+    callbacks: Sequence[Callback] = (),
+    progress: bool = True,
+    stop_after_epochs: int | None = None,
+) -> dict:
+    """Train ``model`` in place; returns a summary (steps, epochs, final metrics, seconds)."""
+    device = torch.device(device)
+    checkpoint_path, metrics_path = Path(checkpoint_path), Path(metrics_path)
+    on_cuda = device.type == "cuda"
+
+    # --- data, resident on the device as uint8
+    x_train = torch.from_numpy(data.x["train"]).to(device)
+    y_train = torch.from_numpy(data.y["train"]).to(device)
+    n, bs = len(y_train), recipe.batch_size
+    if n < bs:
+        raise ValueError(f"batch_size {bs} exceeds the {n} training examples; lower recipes.<name>.batch_size")
+    steps_per_epoch = n // bs  # the incomplete last batch is dropped, as in airbench
+    pad, flip = int(recipe.augment.get("pad", 0)), bool(recipe.augment.get("flip", False))
+
+    # --- model, optimiser, RNG
+    model.to(device)
+    if on_cuda and recipe.channels_last:
+        model.to(memory_format=torch.channels_last)
+    objective.to(device)
+    opt = torch.optim.SGD(
+        param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
+        nesterov=recipe.nesterov and recipe.momentum > 0,
+    )
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed + 1)
+    step, epoch, rows, elapsed = 0, 0, [], 0.0
+
+    # --- resume from the last checkpoint of this very run, if any
+    if checkpoint_path.exists():
+        ck = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if ck.get("fingerprint") == run_fingerprint:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            gen.set_state(ck["generator"].cpu() if not on_cuda else ck["generator"].cpu())
+            step, epoch, rows, elapsed = ck["step"], ck["epoch"], ck["metrics"], ck["seconds"]
+            print(f"resumed from {checkpoint_path} at step {step} (epoch {epoch})", file=sys.stderr)
+        else:
+            print(f"ignoring {checkpoint_path}: it belongs to a run with other settings", file=sys.stderr)
+
+    train_model = torch.compile(model) if recipe.compile else model
+    for cb in callbacks:
+        cb.on_start(model, step)
+
+    bar = tqdm(total=recipe.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True,
+               mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    epochs_this_run = 0
+    while step < recipe.steps:
+        t0 = time.perf_counter()
+        model.train()
+        objective.train()
+        perm = torch.randperm(n, device=device, generator=gen)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        for b in range(steps_per_epoch):
+            if step >= recipe.steps:
+                break
+            idx = perm[b * bs : (b + 1) * bs]
+            xb = random_crop_flip(x_train[idx], pad, flip, gen)
+            yb = y_train[idx]
+            if on_cuda and recipe.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            lr = recipe.lr_at(step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=on_cuda and recipe.amp):
+                logits = train_model(xb)
+                loss = objective(logits, yb, xb)
+            opt.zero_grad(set_to_none=True)
+            (loss * recipe.loss_scale).backward()
+            if recipe.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            opt.step()
+            step += 1
+            loss_sum += loss.detach() * len(yb)
+            correct += (logits.detach().argmax(1) == yb).sum()
+            seen += len(yb)
+            bar.update(1)
+            for cb in callbacks:
+                cb.on_step(model, step)
+        epoch += 1
+        epochs_this_run += 1
+
+        val_logits = predict(model, data.x["val"], device, recipe.eval_batch_size)
+        val = evaluate_logits(val_logits, data.y["val"])
+        elapsed += time.perf_counter() - t0
+        rows.append({
+            "epoch": epoch, "step": step, "lr": recipe.lr_at(step - 1),
+            "train_loss": float(loss_sum) / max(seen, 1), "train_acc": float(correct) / max(seen, 1),
+            "val_loss": val["nll"], "val_acc": val["accuracy"], "seconds": round(elapsed, 3),
+        })
+        _write_metrics(metrics_path, rows)
+        bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", val_acc=f"{val['accuracy']:.3f}")
+        if step < recipe.steps and epoch % recipe.checkpoint_every == 0:
+            torch_save({
+                "fingerprint": run_fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "generator": gen.get_state(), "step": step, "epoch": epoch, "metrics": rows, "seconds": elapsed,
+            }, checkpoint_path)
+            for cb in callbacks:
+                cb.on_checkpoint(step)
+        if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs and step < recipe.steps:
+            bar.close()
+            raise Interrupted(f"stopped after {epochs_this_run} epoch(s) at step {step}")
+    bar.close()
+    for cb in callbacks:
+        cb.on_end(model, step)
+    model.eval()
+    return {"steps": step, "epochs": epoch, "seconds": elapsed, "final": rows[-1] if rows else {}}

@@ -1,0 +1,107 @@
+# Helpers shared by every rules file: config validation, path builders, parameter lookups.
+
+import json
+import shlex
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+import lspipe.config
+
+try:
+    lspipe.config.validate(
+        config, lspipe.config.load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    )
+except lspipe.config.ConfigError as err:
+    raise WorkflowError(str(err))
+
+R = config["results"]
+ENV_TRAIN = "../../envs/train.yaml"
+ENV_PLOT = "../../envs/plot.yaml"
+GPU = config["resources"]["gpus_per_job"]
+# Every rule's target list for `rule all`; each rules file appends its final outputs.
+ALL_TARGETS = []
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_]+",
+    arch=r"[a-z0-9]+",
+    role=r"teacher|student",
+    run=r"[A-Za-z0-9_.-]+",
+    alpha=r"[0-9.]+(e-?[0-9]+)?",
+    seed=r"[0-9]+",
+
+
+def fmt(x):
+    """Canonical text of a number in paths: 0.1 -> '0.1', 0.0 -> '0', 2.0 -> '2'."""
+    return f"{float(x):g}"
+
+
+def teacher_run(alpha, seed):
+    return f"a{fmt(alpha)}_s{seed}"
+
+
+def model_dir(dataset, arch, role, run):
+    return f"{R}/models/{dataset}/{arch}/{role}/{run}"
+
+
+def model_path(dataset, arch, role, run):
+    return f"{model_dir(dataset, arch, role, run)}/model.pt"
+
+
+def dump_path(dataset, arch, role, run):
+    return f"{R}/dumps/{dataset}/{arch}/{role}/{run}.h5"
+
+
+def eval_path(dataset, arch, role, run):
+    return f"{R}/eval/{dataset}/{arch}/{role}/{run}.json"
+
+
+def data_path(dataset):
+    return f"{R}/data/{dataset}.npz"
+
+
+def teacher_group(dataset, arch):
+    for t in config["teachers"]:
+        if t["dataset"] == dataset and t["arch"] == arch:
+            return t
+    raise WorkflowError(f"no teacher grid for dataset {dataset!r} and arch {arch!r} under 'teachers' in the config")
+
+
+def teacher_runs(group):
+    """(dataset, arch, run) of every run of a teacher grid."""
+    return [(group["dataset"], group["arch"], teacher_run(a, s)) for a in group["alphas"] for s in group["seeds"]]
+
+
+def all_teacher_runs():
+    return [r for g in config["teachers"] for r in teacher_runs(g)]
+
+
+def recipe_json(name):
+    return json.dumps(config["recipes"][name], sort_keys=True)
+
+
+def training_runtime(recipe_name):
+    """SLURM runtime request (minutes), scaled by the recipe's number of steps."""
+    res = config["resources"]
+    steps = config["recipes"][recipe_name]["steps"]
+    return max(res["min_runtime"], int(round(steps / 1000 * res["minutes_per_1k_steps"])))
+
+
+def figure_paths(stem):
+    return [f"{R}/figures/{stem}.{ext}" for ext in config["figures"]["formats"]]
+
+
+def _pairs_regex(pairs, negate):
+    """Regex for the `dataset` wildcard matching (or, negated, not matching) dataset/arch pairs."""
+    import re
+
+    if not pairs:
+        return r"[A-Za-z0-9_]+" if negate else r"(?!)"
+    alt = "|".join(f"{re.escape(d)}/{re.escape(a)}" for d, a in pairs)
+    return f"(?{'!' if negate else '='}(?:{alt})/)[A-Za-z0-9_]+"
+
+
+PROBED = [(g["dataset"], g["arch"]) for g in config["teachers"] if g.get("probe")]
+PROBED_DATASET = _pairs_regex(PROBED, negate=False)
+UNPROBED_DATASET = _pairs_regex(PROBED, negate=True)

@@ -1,0 +1,14 @@
+rule prepare_data:
+    """Prepare one dataset into a single .npz with fixed, seeded, stratified train/val/test splits."""
+    output:
+        f"{R}/data/{{dataset}}.npz",
+    params:
+        options=lambda wc: json.dumps(config["datasets"][wc.dataset], sort_keys=True),
+    log:
+        f"{R}/logs/prepare_data/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/prepare_data/{{dataset}}.tsv"
+    conda:
+        ENV_TRAIN
+    shell:
+        "lspipe prepare --name {wildcards.dataset} --options {params.options:q} --out {output} > {log} 2>&1"
