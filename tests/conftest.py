@@ -19,7 +19,9 @@ CIFAR_SUBSET = REPO.parent / "shared" / "data" / "cifar10-jpg-subset"
 def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
     """Run the repository's workflow in ``workdir`` (its config.yaml is the one used)."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # the rules call the `lspipe` console script: put this interpreter's bin folder on PATH
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": path}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-8000:]}")

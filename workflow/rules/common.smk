@@ -105,3 +105,16 @@ def _pairs_regex(pairs, negate):
 PROBED = [(g["dataset"], g["arch"]) for g in config["teachers"] if g.get("probe")]
 PROBED_DATASET = _pairs_regex(PROBED, negate=False)
 UNPROBED_DATASET = _pairs_regex(PROBED, negate=True)
+
+
+def teacher_params(wc):
+    """The teacher grid (config entry) of a training job's wildcards."""
+    return teacher_group(wc.dataset, wc.arch)
+
+
+def probe_args(wc, output):
+    """`lspipe train` arguments recording the mutual-information probe, if the grid has one."""
+    probe = teacher_params(wc).get("probe")
+    if not probe:
+        return ""
+    return f"--probe {shlex.quote(json.dumps(probe, sort_keys=True))} --probe-out {output.probe}"

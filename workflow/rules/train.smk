@@ -10,17 +10,6 @@ TRAIN_CMD = (
 )
 
 
-def _teacher_params(wc):
-    return teacher_group(wc.dataset, wc.arch)
-
-
-def _probe_args(wc, output):
-    probe = _teacher_params(wc).get("probe")
-    if not probe:
-        return ""
-    return f"--probe {shlex.quote(json.dumps(probe, sort_keys=True))} --probe-out {output.probe}"
-
-
 rule train_teacher:
     """Train one teacher (label-smoothed cross-entropy) on the GPU when there is one."""
     input:
@@ -31,7 +20,7 @@ rule train_teacher:
     wildcard_constraints:
         dataset=UNPROBED_DATASET,
     params:
-        recipe=lambda wc: recipe_json(_teacher_params(wc)["recipe"]),
+        recipe=lambda wc: recipe_json(teacher_params(wc)["recipe"]),
         alpha=lambda wc: float(wc.alpha),
         run=lambda wc: teacher_run(wc.alpha, wc.seed),
         device=config["device"],
@@ -41,7 +30,7 @@ rule train_teacher:
     resources:
         gpu=GPU,
         mem_mb=config["resources"]["mem_mb"],
-        runtime=lambda wc: training_runtime(_teacher_params(wc)["recipe"]),
+        runtime=lambda wc: training_runtime(teacher_params(wc)["recipe"]),
     log:
         f"{R}/logs/train_teacher/{{dataset}}/{{arch}}/a{{alpha}}_s{{seed}}.log",
     benchmark:
@@ -63,17 +52,17 @@ rule train_teacher_probed:
     wildcard_constraints:
         dataset=PROBED_DATASET,
     params:
-        recipe=lambda wc: recipe_json(_teacher_params(wc)["recipe"]),
+        recipe=lambda wc: recipe_json(teacher_params(wc)["recipe"]),
         alpha=lambda wc: float(wc.alpha),
         run=lambda wc: teacher_run(wc.alpha, wc.seed),
         device=config["device"],
         progress="--progress" if config["progress"] else "--no-progress",
-        probe=_probe_args,
+        probe=probe_args,
     threads: config["threads"]
     resources:
         gpu=GPU,
         mem_mb=config["resources"]["mem_mb"],
-        runtime=lambda wc: training_runtime(_teacher_params(wc)["recipe"]),
+        runtime=lambda wc: training_runtime(teacher_params(wc)["recipe"]),
     log:
         f"{R}/logs/train_teacher/{{dataset}}/{{arch}}/a{{alpha}}_s{{seed}}.log",
     benchmark:

@@ -1,0 +1,56 @@
+"""On-device augmentation: crops stay within the padding, flips flip, labels stay aligned."""
+
+import torch
+import torch.nn.functional as F
+
+from lspipe.augment import random_crop_flip
+
+
+def _offsets(out_i, padded_i, h, w, pad):
+    return [
+        (dy, dx)
+        for dy in range(2 * pad + 1)
+        for dx in range(2 * pad + 1)
+        if torch.equal(padded_i[:, dy : dy + h, dx : dx + w], out_i)
+    ]
+
+
+def test_crops_come_from_the_padded_image_within_the_padding():
+    b, c, h, w, pad = 64, 3, 8, 8, 2
+    # every pixel of every image is unique, so a crop identifies its offset
+    x = torch.arange(b * c * h * w, dtype=torch.float64).view(b, c, h, w) + 1
+    g = torch.Generator().manual_seed(0)
+    out = random_crop_flip(x, pad, flip=False, generator=g)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    padded = F.pad(x, (pad,) * 4)
+    seen = set()
+    for i in range(b):
+        offs = _offsets(out[i], padded[i], h, w, pad)
+        assert len(offs) == 1, f"image {i} is not a crop of its own padded image"
+        seen.add(offs[0])
+    assert len(seen) > 10  # offsets vary over the batch (25 possible)
+
+
+def test_uint8_padding_is_zero_and_dtype_kept():
+    x = torch.full((16, 1, 4, 4), 200, dtype=torch.uint8)
+    out = random_crop_flip(x, 4, False, torch.Generator().manual_seed(1))
+    assert out.dtype == torch.uint8
+    assert set(out.unique().tolist()) <= {0, 200}
+    assert (out == 0).any()
+
+
+def test_flips_flip_about_half_and_keep_alignment():
+    b = 400
+    x = torch.randn(b, 2, 5, 7)
+    out = random_crop_flip(x, 0, True, torch.Generator().manual_seed(2))
+    flipped = torch.tensor([torch.equal(out[i], x[i].flip(-1)) for i in range(b)])
+    same = torch.tensor([torch.equal(out[i], x[i]) for i in range(b)])
+    assert torch.all(flipped ^ same)  # each image is itself or its own mirror: never another image
+    assert 150 < int(flipped.sum()) < 250
+
+
+def test_seeded_generator_repeats():
+    x = torch.randint(0, 255, (32, 3, 8, 8), dtype=torch.uint8)
+    a = random_crop_flip(x, 4, True, torch.Generator().manual_seed(5))
+    b = random_crop_flip(x, 4, True, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)

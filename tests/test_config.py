@@ -1,0 +1,77 @@
+"""Config validation: errors name the key, what was found and what is allowed."""
+
+import copy
+
+import pytest
+import yaml
+
+from lspipe.config import ConfigError, load, validate
+from conftest import REPO
+
+
+@pytest.fixture
+def cfg():
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_shipped_configs_are_valid():
+    for path in [REPO / "config.yaml", REPO / "tests" / "tiny.yaml"]:
+        c = load(path)
+        assert c["results"] == "results" and c["recipes"]
+    paper = yaml.safe_load((REPO / "workflow" / "presets" / "paper.yaml").read_text())
+    merged = yaml.safe_load((REPO / "config.yaml").read_text())
+    merged.update(paper)  # Snakemake merges a --configfile over config.yaml
+    for d in merged["datasets"].values():
+        if d["source"] != "digits":
+            d["root"] = "/data"
+    validate(merged)
+
+
+def test_defaults_are_filled(cfg):
+    c = validate(cfg)
+    assert c["recipes"]["digits"]["checkpoint_every"] == 1
+    assert c["dump"]["chunk_rows"] == 1024
+    assert c["datasets"]["digits"]["download"] is False
+
+
+def test_unknown_key_is_named_with_allowed_keys(cfg):
+    cfg["recipes"]["digits"]["learning_rate"] = 0.1
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    msg = str(err.value)
+    assert "learning_rate" in msg and "recipes.digits" in msg and "'lr'" in msg
+
+
+def test_wrong_type_names_the_key(cfg):
+    cfg["teachers"][0]["alphas"] = [0.0, "0.1"]
+    with pytest.raises(ConfigError, match=r"teachers\[0\]\.alphas\[1\]"):
+        validate(cfg)
+    cfg2 = copy.deepcopy(cfg)
+    cfg2["teachers"][0]["alphas"] = [0.0, 1.5]
+    with pytest.raises(ConfigError, match="greater than or equal to the maximum of 1"):
+        validate(cfg2)
+
+
+def test_enum_lists_allowed_values(cfg):
+    cfg["datasets"]["digits"]["source"] = "mnist"
+    with pytest.raises(ConfigError, match="allowed values: \\['digits', 'cifar10', 'cifar100', 'imagefolder'\\]"):
+        validate(cfg)
+
+
+def test_cross_references(cfg):
+    bad = copy.deepcopy(cfg)
+    bad["teachers"][0]["recipe"] = "nope"
+    with pytest.raises(ConfigError, match=r"teachers\[0\]\.recipe 'nope' is not defined under recipes"):
+        validate(bad)
+    bad = copy.deepcopy(cfg)
+    bad["teachers"][0]["arch"] = "vgg"
+    with pytest.raises(ConfigError, match="arch 'vgg' is unknown"):
+        validate(bad)
+    bad = copy.deepcopy(cfg)
+    bad["datasets"]["c10"] = {"source": "cifar10"}
+    with pytest.raises(ConfigError, match=r"datasets\.c10\.root is required"):
+        validate(bad)
+    bad = copy.deepcopy(cfg)
+    bad["distillation"][0]["teacher_alphas"] = [0.0, 0.9]
+    with pytest.raises(ConfigError, match=r"teacher_alphas \[0\.9\] are not in teachers\[0\]\.alphas"):
+        validate(bad)

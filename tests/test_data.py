@@ -1,0 +1,133 @@
+"""Data preparation for every source: splits are fixed, seeded, stratified and disjoint."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lspipe import data as D
+
+
+def _check_splits(p: D.Prepared):
+    for s in D.SPLITS:
+        assert p.x[s].dtype == np.uint8 and p.x[s].ndim == 4
+        assert len(p.x[s]) == len(p.y[s]) == len(p.index[s]) > 0
+    # train and val come from the same source split and must not overlap
+    assert not set(p.index["train"]) & set(p.index["val"])
+    assert p.mean.shape == p.std.shape == (p.image_shape[0],)
+
+
+def test_digits_prepare_is_stratified_and_repeatable(tmp_path):
+    a = D.prepare("digits", "digits", tmp_path / "a.npz", val_size=0.2, test_size=0.25, split_seed=3)
+    b = D.prepare("digits", "digits", tmp_path / "b.npz", val_size=0.2, test_size=0.25, split_seed=3)
+    _check_splits(a)
+    assert a.image_shape == (1, 8, 8) and a.num_classes == 10 and a.classes[0] == "0"
+    n = sum(len(a.y[s]) for s in D.SPLITS)
+    assert n == 1797
+    assert len(a.y["test"]) == round(0.25 * 1797)
+    for s in D.SPLITS:
+        np.testing.assert_array_equal(a.x[s], b.x[s])
+        np.testing.assert_array_equal(a.index[s], b.index[s])
+    # digits: train, val and test are all carved from one pool -> pairwise disjoint
+    assert not set(a.index["test"]) & (set(a.index["train"]) | set(a.index["val"]))
+    # stratified: class proportions of val match those of train within one example per class
+    tr = np.bincount(a.y["train"], minlength=10) / len(a.y["train"])
+    va = np.bincount(a.y["val"], minlength=10) / len(a.y["val"])
+    assert np.abs(tr - va).max() < 1.5 / (len(a.y["val"]) / 10)
+    c = D.prepare("digits", "digits", tmp_path / "c.npz", val_size=0.2, test_size=0.25, split_seed=4)
+    assert not np.array_equal(a.index["val"], c.index["val"])
+
+
+def test_prepared_file_is_written_atomically(tmp_path, monkeypatch):
+    out = tmp_path / "d.npz"
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(RuntimeError):
+        D.prepare("digits", "digits", out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _make_image_folder(root, classes=("cat", "dog", "eel"), n_train=12, n_test=4, size=40):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(root / split / c / f"{i}.png")
+
+
+def test_imagefolder_prepare_resizes_and_splits(tmp_path):
+    _make_image_folder(tmp_path / "tree")
+    p = D.prepare("toy", "imagefolder", tmp_path / "toy.npz", root=str(tmp_path / "tree"), image_size=16, val_size=6)
+    _check_splits(p)
+    assert p.classes == ["cat", "dog", "eel"]
+    assert p.image_shape == (3, 16, 16)
+    assert len(p.y["val"]) == 6 and np.bincount(p.y["val"]).tolist() == [2, 2, 2]
+    assert len(p.y["test"]) == 12
+    assert p.meta["sizes"] == {"train": 30, "val": 6, "test": 12}
+
+
+def test_imagefolder_errors_name_the_fix(tmp_path):
+    with pytest.raises(D.DataError, match="no train/ subfolder"):
+        D.prepare("toy", "imagefolder", tmp_path / "x.npz", root=str(tmp_path))
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    with pytest.raises(D.DataError, match="neither test/ nor val/"):
+        D.prepare("toy", "imagefolder", tmp_path / "x.npz", root=str(tmp_path))
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_cifar_missing_names_root_and_download_flag(tmp_path):
+    with pytest.raises(D.DataError) as err:
+        D.prepare("cifar10", "cifar10", tmp_path / "c.npz", root=str(tmp_path / "nowhere"), download=False)
+    msg = str(err.value)
+    assert "nowhere" in msg and "download" in msg
+    with pytest.raises(D.DataError, match="needs a root"):
+        D.prepare("cifar10", "cifar10", tmp_path / "c.npz", root=None)
+
+
+def test_cifar_conversion_with_a_fake_torchvision_dataset(tmp_path, monkeypatch):
+    """The torchvision CIFAR object (N,H,W,C uint8 + targets) becomes NCHW splits (40k/10k-style)."""
+    import torchvision.datasets
+
+    rng = np.random.default_rng(1)
+
+    class FakeCIFAR:
+        classes = [f"c{i}" for i in range(10)]
+
+        def __init__(self, root, train, download):
+            n = 200 if train else 50
+            self.data = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            self.targets = list(np.arange(n) % 10)
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR)
+    p = D.prepare("c10", "cifar10", tmp_path / "c.npz", root=str(tmp_path), val_size=40)
+    _check_splits(p)
+    assert p.image_shape == (3, 32, 32)
+    assert p.meta["sizes"] == {"train": 160, "val": 40, "test": 50}
+    assert np.bincount(p.y["val"]).tolist() == [4] * 10
+
+
+def test_real_cifar10_subset(tmp_path, cifar_subset):
+    p = D.prepare("c10sub", "imagefolder", tmp_path / "s.npz", root=str(cifar_subset), image_size=32, val_size=0.2,
+                  train_per_class=200)
+    _check_splits(p)
+    assert p.classes[:3] == ["airplane", "automobile", "bird"] and p.num_classes == 10
+    assert p.meta["sizes"]["train"] + p.meta["sizes"]["val"] == 2000
+    assert p.meta["sizes"]["test"] == 2000
+    # real photographs: per-channel statistics are in the usual CIFAR range
+    assert np.all((p.mean > 0.3) & (p.mean < 0.6)) and np.all((p.std > 0.15) & (p.std < 0.35))
+    assert json.loads(json.dumps(p.meta))["source"] == "imagefolder"
+
+
+def test_unknown_class_name_lists_classes(tmp_path):
+    p = D.prepare("digits", "digits", tmp_path / "d.npz")
+    with pytest.raises(D.DataError, match="its classes are: 0, 1, 2"):
+        p.class_index("eleven")

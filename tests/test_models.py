@@ -1,0 +1,62 @@
+"""Model registry: parameter counts and forward shapes, including the penultimate output."""
+
+import pytest
+import torch
+
+from lspipe import models
+
+
+def test_resnet56_has_the_papers_parameter_count():
+    # He et al. (2016): ResNet-56 for CIFAR has 0.85M parameters (option A shortcuts, K = 10).
+    m = models.create("resnet56", 10, 3, 32)
+    assert models.count_parameters(m) == 853_018
+    # by hand: conv/BN weights of 27 blocks + stem + the 64 -> K classifier
+    stem = 3 * 16 * 9 + 2 * 16
+    blocks = sum(
+        (cin * c * 9 + 2 * c) + (c * c * 9 + 2 * c)
+        for cin, c in [(16, 16)] * 9 + [(16, 32)] + [(32, 32)] * 8 + [(32, 64)] + [(64, 64)] * 8
+    )
+    assert models.count_parameters(m) == stem + blocks + 64 * 10 + 10
+
+
+@pytest.mark.parametrize(
+    "arch,shape,feat",
+    [
+        ("resnet56", (3, 32, 32), 64),
+        ("resnet20", (3, 32, 32), 64),
+        ("alexnet", (3, 32, 32), 192),
+        ("alexnet", (3, 24, 24), 192),
+        ("smallcnn", (1, 8, 8), 128),
+        ("mlp", (1, 8, 8), 1200),
+    ],
+)
+@pytest.mark.parametrize("k", [10, 100])
+def test_forward_shapes_and_penultimate(arch, shape, feat, k):
+    m = models.create(arch, k, shape[0], shape[1]).eval()
+    x = torch.randint(0, 256, (3, *shape), dtype=torch.uint8)
+    logits, h = m(x, features=True)
+    assert logits.shape == (3, k) and h.shape == (3, feat)
+    # the penultimate output is exactly what the classifier consumes
+    torch.testing.assert_close(m.classifier(h), logits)
+    torch.testing.assert_close(m(x), logits)
+    # uint8 input equals the same image given as floats in [0, 1]
+    torch.testing.assert_close(m(x.float() / 255), logits)
+
+
+def test_alexnet_is_the_tf_tutorial_net():
+    m = models.create("alexnet", 10, 3, 32)
+    convs = [l for l in m.modules() if isinstance(l, torch.nn.Conv2d)]
+    dense = [l for l in m.modules() if isinstance(l, torch.nn.Linear)]
+    lrn = [l for l in m.modules() if isinstance(l, torch.nn.LocalResponseNorm)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(3, 64, (5, 5)), (64, 64, (5, 5))]
+    assert [(d.in_features, d.out_features) for d in dense] == [(64 * 8 * 8, 384), (384, 192), (192, 10)]
+    assert len(lrn) == 2 and lrn[0].size == 9 and lrn[0].alpha == pytest.approx(0.001)
+    assert len(m.dense_parameters()) == 3
+
+
+def test_unknown_arch_and_bad_depth():
+    with pytest.raises(ValueError, match="available"):
+        models.create("vgg16", 10, 3, 32)
+    with pytest.raises(ValueError, match="6n\\+2"):
+        models.create("resnet21", 10, 3, 32)
+    assert models.is_known("resnet110") and not models.is_known("resnet21") and not models.is_known("vgg")

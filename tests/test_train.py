@@ -1,0 +1,113 @@
+"""The training engine: schedule, objective, determinism and exact resume after interruption."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lspipe import data as D
+from lspipe.losses import SmoothedCE
+from lspipe.train import Interrupted, Recipe, build_model, fit, load_model, model_spec, predict, save_model
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return D.prepare("digits", "digits", tmp_path_factory.mktemp("d") / "digits.npz", val_size=0.2, test_size=0.25)
+
+
+RECIPE = {"steps": 40, "batch_size": 64, "lr": 0.05, "lr_milestones": [20, 30], "grad_clip": 1.0,
+          "augment": {"pad": 1, "flip": False}, "checkpoint_every": 1}
+
+
+def _train(digits, tmp, alpha=0.1, seed=0, stop_after_epochs=None, recipe=RECIPE):
+    torch.manual_seed(seed)
+    model = build_model("smallcnn", digits)
+    summary = fit(model, digits, Recipe.from_dict(recipe), SmoothedCE(alpha), seed=seed,
+                  checkpoint_path=tmp / "m.ckpt", metrics_path=tmp / "metrics.csv", run_fingerprint="fp",
+                  progress=False, stop_after_epochs=stop_after_epochs)
+    return model, summary
+
+
+def test_lr_schedule_is_step_based():
+    r = Recipe.from_dict({"steps": 100, "lr": 0.1, "lr_milestones": [50, 75], "warmup_steps": 10})
+    assert r.lr_at(0) == pytest.approx(0.01) and r.lr_at(9) == pytest.approx(0.1)
+    assert r.lr_at(49) == pytest.approx(0.1) and r.lr_at(50) == pytest.approx(0.01) and r.lr_at(99) == pytest.approx(0.001)
+    with pytest.raises(ValueError, match="unknown recipe key"):
+        Recipe.from_dict({"steps": 1, "learning_rate": 0.1})
+
+
+def test_smoothed_ce_matches_hand_computation():
+    torch.manual_seed(0)
+    logits, labels, k, alpha = torch.randn(5, 7), torch.tensor([0, 3, 6, 2, 2]), 7, 0.2
+    target = np.full((5, k), alpha / k)
+    target[np.arange(5), labels.numpy()] += 1 - alpha
+    logp = torch.log_softmax(logits.double(), 1).numpy()
+    expected = -(target * logp).sum(1).mean()
+    assert float(SmoothedCE(alpha)(logits, labels)) == pytest.approx(expected, rel=1e-6)
+    assert float(SmoothedCE(0.0)(logits, labels)) == pytest.approx(float(F.cross_entropy(logits, labels)))
+
+
+def test_training_learns_and_writes_metrics(digits, tmp_path):
+    model, summary = _train(digits, tmp_path)
+    assert summary["steps"] == 40 and summary["final"]["val_acc"] > 0.3  # chance is 0.1
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert int(rows[-1]["step"]) == 40
+    assert set(rows[0]) == {"epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"}
+
+
+def test_same_seed_same_weights_other_seed_differs(digits, tmp_path):
+    a, _ = _train(digits, tmp_path / "a")
+    b, _ = _train(digits, tmp_path / "b")
+    c, _ = _train(digits, tmp_path / "c", seed=1)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    assert not torch.equal(a.classifier.weight, c.classifier.weight)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(digits, tmp_path):
+    ref, ref_summary = _train(digits, tmp_path / "ref")
+    work = tmp_path / "resumed"
+    with pytest.raises(Interrupted):
+        _train(digits, work, stop_after_epochs=1)
+    assert (work / "m.ckpt").exists()
+    with pytest.raises(Interrupted):
+        _train(digits, work, stop_after_epochs=1)  # a second interruption, resumed again
+    model, summary = _train(digits, work)
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    ref_rows = list(csv.DictReader(open(tmp_path / "ref" / "metrics.csv")))
+    rows = list(csv.DictReader(open(work / "metrics.csv")))
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    assert strip(rows) == strip(ref_rows)
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(digits, tmp_path):
+    with pytest.raises(Interrupted):
+        _train(digits, tmp_path, stop_after_epochs=1)
+    torch.manual_seed(0)
+    model = build_model("smallcnn", digits)
+    summary = fit(model, digits, Recipe.from_dict(RECIPE), SmoothedCE(0.1), seed=0,
+                  checkpoint_path=tmp_path / "m.ckpt", metrics_path=tmp_path / "metrics.csv",
+                  run_fingerprint="other settings", progress=False)
+    assert summary["epochs"] == len(list(csv.DictReader(open(tmp_path / "metrics.csv"))))
+    ref, _ = _train(digits, tmp_path / "ref")
+    assert torch.equal(ref.classifier.weight, model.classifier.weight)
+
+
+def test_saved_model_round_trip(digits, tmp_path):
+    model, _ = _train(digits, tmp_path)
+    save_model(tmp_path / "model.pt", model, model_spec("smallcnn", digits), {"alpha": 0.1})
+    loaded, meta = load_model(tmp_path / "model.pt")
+    assert meta == {"alpha": 0.1}
+    x = digits.x["test"][:50]
+    torch.testing.assert_close(predict(loaded, x, "cpu"), predict(model, x, "cpu"))
+
+
+def test_batch_larger_than_data_is_a_clear_error(digits, tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        _train(digits, tmp_path, recipe={**RECIPE, "batch_size": 100000})

@@ -1,0 +1,66 @@
+"""The whole DAG on the tiny config, then: nothing reruns; a table parameter reruns only its
+step; the paper preset plans the paper's grid; the workflow lints clean."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import REPO, make_workdir, planned_jobs, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def _all_targets(work):
+    proc = snakemake(work, "-n", "--forceall", "--quiet", "rules", "all")
+    return proc
+
+
+def test_every_target_is_built(tiny_run):
+    results = tiny_run / "results"
+    tables = sorted(p.name for p in (results / "tables").iterdir())
+    assert "accuracy.csv" in tables and "accuracy.md" in tables
+    md = (results / "tables" / "accuracy.md").read_text()
+    assert re.search(r"\| digits \| smallcnn \| \d+\.\d ± \d+\.\d \| \d+\.\d ± \d+\.\d \|", md), md
+    for run in ("a0_s0", "a0.3_s0"):
+        d = results / "models" / "digits" / "smallcnn" / "teacher" / run
+        assert (d / "model.pt").stat().st_size > 0 and (d / "metrics.csv").stat().st_size > 0
+        assert not (d / "model.pt.ckpt").exists()  # the resumable checkpoint is removed when training completes
+        ev = json.loads((results / "eval" / "digits" / "smallcnn" / "teacher" / f"{run}.json").read_text())
+        assert 0.1 < ev["test"]["accuracy"] <= 1 and ev["model"]["alpha"] == float(run[1:].split("_")[0])
+    # every figure of the DAG exists in every configured format, and no temp file was left behind
+    figures = list((results / "figures").glob("*")) if (results / "figures").exists() else []
+    assert all(f.stat().st_size > 0 for f in figures)
+    assert not [p for p in results.rglob(".*.tmp")]
+    # every log exists (one per job)
+    assert (results / "logs" / "prepare_data" / "digits.log").exists()
+
+
+def test_second_run_has_nothing_to_do(tiny_run):
+    proc = snakemake(tiny_run, "-n")
+    assert planned_jobs(proc) == {}, proc.stdout[-3000:]
+
+
+def test_changing_a_table_parameter_reruns_only_that_table(tiny_run):
+    proc = snakemake(tiny_run, "-n", "--config", "accuracy_table={split: test, digits: 3}")
+    assert planned_jobs(proc) == {"accuracy_table": 1, "all": 1}
+
+
+def test_paper_preset_plans_the_papers_grid(tmp_path):
+    work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
+    proc = snakemake(work, "-n", "--configfile", str(REPO / "workflow/presets/paper.yaml"),
+                     "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}")
+    jobs = planned_jobs(proc)
+    # 7 alphas x 5 seeds (CIFAR-10 ResNet-56, probed) + 2 x 5 (AlexNet) + 3 x 5 (CIFAR-100 ResNet-56)
+    assert jobs["train_teacher_probed"] == 35 and jobs["train_teacher"] == 25
+    assert jobs["prepare_data"] == 2
+    text = proc.stdout
+    assert "--recipe" in text or "train_teacher" in text
+
+
+def test_lint_is_clean():
+    proc = snakemake(REPO, "--lint", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Lints for" not in out, out[-4000:]
