@@ -2,7 +2,7 @@
 #
 #   snakemake --cores all                                       # default: bundled digits, CPU, < 10 min
 #   snakemake --cores all --configfile workflow/presets/paper.yaml --config ...   # the paper, on GPUs
-#   snakemake --workflow-profile workflow/profiles/slurm --configfile ...        # on a SLURM cluster
+#   snakemake --workflow-profile profiles/slurm --configfile ...                 # on a SLURM cluster
 #
 # All logic lives in the `lspipe` package; the rules below are thin calls of its CLI.
 
@@ -14,10 +14,16 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/mi.smk"
+include: "workflow/rules/distill.smk"
 
 
 rule all:

@@ -21,6 +21,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import h5py
 import numpy as np
@@ -61,35 +62,70 @@ def write_dump(
     max_train: int | None = None,
     seed: int = 0,
     chunk_rows: int = 1024,
-    compression: str = "lzf",
+    compression: str = "gzip",
 ) -> None:
     """Evaluate ``model`` on every split and write the dump atomically."""
+    splits = {}
+    for split in SPLITS:
+        idx = np.arange(len(data.y[split]))
+        if split == "train" and max_train and max_train < len(idx):
+            idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_train, replace=False))
+
+        def rows(start: int, stop: int, split=split, idx=idx):
+            logits, feats = predict(model, data.x[split][idx[start:stop]], device, batch_size=stop - start, features=True)
+            return feats.numpy(), logits.numpy()
+
+        splits[split] = (data.y[split][idx], idx.astype(np.int64), rows)
+    write_h5(
+        path, classes=data.classes, weight=model.classifier.weight.detach().float().cpu().numpy(),
+        bias=model.classifier.bias.detach().float().cpu().numpy(), splits=splits, attrs=attrs,
+        chunk_rows=chunk_rows, compression=compression,
+    )
+
+
+RowSource = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+
+
+def write_h5(
+    path: str | Path,
+    *,
+    classes: Sequence[str],
+    weight: np.ndarray,
+    bias: np.ndarray,
+    splits: dict[str, tuple[np.ndarray, np.ndarray, RowSource]],
+    attrs: dict | None = None,
+    chunk_rows: int = 1024,
+    compression: str = "gzip",
+) -> None:
+    """Write a dump file atomically (the layout in the module docstring).
+
+    ``splits[name] = (labels, index, rows)`` where ``rows(start, stop)`` returns the
+    ``(features, logits)`` of rows ``start:stop``; it is called once per block of whole chunks,
+    so every write is chunk-aligned and at most one block is held in memory.
+    """
     flt = _filter(compression)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for k, v in (attrs or {}).items():
             f.attrs[k] = v if v is not None else "none"
-        f.create_dataset("classes", data=np.asarray(data.classes, dtype=object), dtype=h5py.string_dtype())
-        f["classifier/weight"] = model.classifier.weight.detach().float().cpu().numpy()
-        f["classifier/bias"] = model.classifier.bias.detach().float().cpu().numpy()
-        for split in SPLITS:
-            idx = np.arange(len(data.y[split]))
-            if split == "train" and max_train and max_train < len(idx):
-                idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_train, replace=False))
+        f.create_dataset("classes", data=np.asarray(list(classes), dtype=object), dtype=h5py.string_dtype())
+        f["classifier/weight"] = np.asarray(weight, dtype=np.float32)
+        f["classifier/bias"] = np.asarray(bias, dtype=np.float32)
+        for split, (labels, idx, rows_of) in splits.items():
             n = len(idx)
             rows = max(1, min(chunk_rows, n))
             g = f.create_group(split)
             feat_ds = logit_ds = None
-            g.create_dataset("labels", data=data.y[split][idx], chunks=(rows,), **flt)
-            g.create_dataset("index", data=idx.astype(np.int64), chunks=(rows,), **flt)
+            g.create_dataset("labels", data=np.asarray(labels, dtype=np.int64), chunks=(rows,), **flt)
+            g.create_dataset("index", data=np.asarray(idx, dtype=np.int64), chunks=(rows,), **flt)
             block = rows * max(1, 8192 // rows)  # a whole number of chunks per write
             for s in range(0, n, block):
-                sel = idx[s : s + block]
-                logits, feats = predict(model, data.x[split][sel], device, batch_size=block, features=True)
+                e = min(n, s + block)
+                feats, logits = rows_of(s, e)
                 if feat_ds is None:
                     feat_ds = g.create_dataset("features", (n, feats.shape[1]), "f4", chunks=(rows, feats.shape[1]), **flt)
                     logit_ds = g.create_dataset("logits", (n, logits.shape[1]), "f4", chunks=(rows, logits.shape[1]), **flt)
-                feat_ds[s : s + len(sel)] = feats.numpy()
-                logit_ds[s : s + len(sel)] = logits.numpy()
+                feat_ds[s:e] = feats
+                logit_ds[s:e] = logits
 
 
 @dataclass

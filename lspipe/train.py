@@ -4,11 +4,17 @@ It reads top to bottom like nanoGPT's loop: put the whole training split on the 
 uint8, then for each step draw a batch from a seeded permutation, augment it on the device,
 compute the objective (label-smoothed CE or distillation, :mod:`lspipe.losses`), step SGD with
 Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
-runs in bf16 autocast and channels_last. After every epoch: validation accuracy/loss, a row in
+runs in bf16 autocast and channels_last (on the CPU only when the recipe asks: ``cpu_amp``,
+``cpu_channels_last``). After every epoch: validation accuracy/loss, a row in
 the metrics CSV and (every ``checkpoint_every`` epochs) an atomic checkpoint from which an
 interrupted run resumes exactly where it stopped (model, optimiser, step, RNG state). A
 checkpoint is only resumed when its fingerprint (recipe, architecture, objective, seed, data)
 matches the current run, so changed hyper-parameters never continue a stale run.
+
+The same loop trains a *fused* model (:mod:`lspipe.fused`: G same-architecture members in one
+network, ``model.num_members == G``): its logits are B x G x K, its objective returns one loss per
+member (their sum is minimised, so each member gets exactly its own gradient), gradients are
+clipped per member (``model.clip_grad_norm_``) and each member gets its own metrics CSV.
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ class Recipe:
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
+    compile_mode: str | None = None
+    cpu_amp: bool = False
+    cpu_channels_last: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
@@ -196,16 +205,26 @@ def fit(
     seed: int,
     device: torch.device | str = "cpu",
     checkpoint_path: str | Path,
-    metrics_path: str | Path,
+    metrics_path: str | Path | Sequence[str | Path],
     run_fingerprint: str = "",
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     stop_after_epochs: int | None = None,
 ) -> dict:
-    """Train ``model`` in place; returns a summary (steps, epochs, final metrics, seconds)."""
+    """Train ``model`` in place; returns a summary (steps, epochs, final metrics, seconds).
+
+    For a fused model (``num_members`` G), ``metrics_path`` is a list of G paths and the summary's
+    ``final`` a list of G metric rows.
+    """
     device = torch.device(device)
-    checkpoint_path, metrics_path = Path(checkpoint_path), Path(metrics_path)
     on_cuda = device.type == "cuda"
+    use_amp = recipe.amp if on_cuda else recipe.cpu_amp
+    channels_last = recipe.channels_last if on_cuda else recipe.cpu_channels_last
+    members = int(getattr(model, "num_members", 0))  # 0: an ordinary model
+    checkpoint_path = Path(checkpoint_path)
+    metrics_paths = [Path(p) for p in metrics_path] if members else [Path(metrics_path)]
+    if members and len(metrics_paths) != members:
+        raise ValueError(f"a fused model of {members} members needs {members} metrics paths, got {len(metrics_paths)}")
 
     # --- data, resident on the device as uint8
     x_train = torch.from_numpy(data.x["train"]).to(device)
@@ -218,7 +237,7 @@ def fit(
 
     # --- model, optimiser, RNG
     model.to(device)
-    if on_cuda and recipe.channels_last:
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     objective.to(device)
     opt = torch.optim.SGD(
@@ -227,7 +246,8 @@ def fit(
     )
     gen = torch.Generator(device=device)
     gen.manual_seed(seed + 1)
-    step, epoch, rows, elapsed = 0, 0, [], 0.0
+    step, epoch, elapsed = 0, 0, 0.0
+    history: list[list[dict]] = [[] for _ in metrics_paths]  # metric rows, one list per member
 
     # --- resume from the last checkpoint of this very run, if any
     if checkpoint_path.exists():
@@ -236,12 +256,13 @@ def fit(
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             gen.set_state(ck["generator"].cpu() if not on_cuda else ck["generator"].cpu())
-            step, epoch, rows, elapsed = ck["step"], ck["epoch"], ck["metrics"], ck["seconds"]
+            step, epoch, elapsed = ck["step"], ck["epoch"], ck["seconds"]
+            history = ck["metrics"] if members else [ck["metrics"]]
             print(f"resumed from {checkpoint_path} at step {step} (epoch {epoch})", file=sys.stderr)
         else:
             print(f"ignoring {checkpoint_path}: it belongs to a run with other settings", file=sys.stderr)
 
-    train_model = torch.compile(model) if recipe.compile else model
+    train_model = torch.compile(model, mode=recipe.compile_mode) if recipe.compile else model
     for cb in callbacks:
         cb.on_start(model, step)
 
@@ -253,8 +274,8 @@ def fit(
         model.train()
         objective.train()
         perm = torch.randperm(n, device=device, generator=gen)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
+        loss_sum = torch.zeros((members,) if members else (), device=device)
+        correct = torch.zeros((members,) if members else (), device=device, dtype=torch.long)
         seen = 0
         for b in range(steps_per_epoch):
             if step >= recipe.steps:
@@ -262,22 +283,25 @@ def fit(
             idx = perm[b * bs : (b + 1) * bs]
             xb = random_crop_flip(x_train[idx], pad, flip, gen)
             yb = y_train[idx]
-            if on_cuda and recipe.channels_last:
+            if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             lr = recipe.lr_at(step)
             for g in opt.param_groups:
                 g["lr"] = lr
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=on_cuda and recipe.amp):
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = train_model(xb)
-                loss = objective(logits, yb, xb)
+                loss = objective(logits, yb, xb)  # a scalar, or one loss per member of a fused model
             opt.zero_grad(set_to_none=True)
-            (loss * recipe.loss_scale).backward()
+            (loss.sum() * recipe.loss_scale).backward()
             if recipe.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                if members:
+                    model.clip_grad_norm_(recipe.grad_clip)
+                else:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             opt.step()
             step += 1
             loss_sum += loss.detach() * len(yb)
-            correct += (logits.detach().argmax(1) == yb).sum()
+            correct += (logits.detach().argmax(-1) == (yb[:, None] if members else yb)).sum(0)
             seen += len(yb)
             bar.update(1)
             for cb in callbacks:
@@ -286,19 +310,24 @@ def fit(
         epochs_this_run += 1
 
         val_logits = predict(model, data.x["val"], device, recipe.eval_batch_size)
-        val = evaluate_logits(val_logits, data.y["val"])
+        vals = ([evaluate_logits(val_logits[:, g], data.y["val"]) for g in range(members)] if members
+                else [evaluate_logits(val_logits, data.y["val"])])
         elapsed += time.perf_counter() - t0
-        rows.append({
-            "epoch": epoch, "step": step, "lr": recipe.lr_at(step - 1),
-            "train_loss": float(loss_sum) / max(seen, 1), "train_acc": float(correct) / max(seen, 1),
-            "val_loss": val["nll"], "val_acc": val["accuracy"], "seconds": round(elapsed, 3),
-        })
-        _write_metrics(metrics_path, rows)
-        bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", val_acc=f"{val['accuracy']:.3f}")
+        for g, (rows, val, path) in enumerate(zip(history, vals, metrics_paths)):
+            rows.append({
+                "epoch": epoch, "step": step, "lr": recipe.lr_at(step - 1),
+                "train_loss": float(loss_sum.view(-1)[g]) / max(seen, 1),
+                "train_acc": float(correct.view(-1)[g]) / max(seen, 1),
+                "val_loss": val["nll"], "val_acc": val["accuracy"], "seconds": round(elapsed, 3),
+            })
+            _write_metrics(path, rows)
+        bar.set_postfix(loss="/".join(f"{rows[-1]['train_loss']:.3f}" for rows in history),
+                        val_acc="/".join(f"{rows[-1]['val_acc']:.3f}" for rows in history))
         if step < recipe.steps and epoch % recipe.checkpoint_every == 0:
             torch_save({
                 "fingerprint": run_fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "generator": gen.get_state(), "step": step, "epoch": epoch, "metrics": rows, "seconds": elapsed,
+                "generator": gen.get_state(), "step": step, "epoch": epoch,
+                "metrics": history if members else history[0], "seconds": elapsed,
             }, checkpoint_path)
             for cb in callbacks:
                 cb.on_checkpoint(step)
@@ -309,4 +338,5 @@ def fit(
     for cb in callbacks:
         cb.on_end(model, step)
     model.eval()
-    return {"steps": step, "epochs": epoch, "seconds": elapsed, "final": rows[-1] if rows else {}}
+    finals = [rows[-1] if rows else {} for rows in history]
+    return {"steps": step, "epochs": epoch, "seconds": elapsed, "final": finals if members else finals[0]}

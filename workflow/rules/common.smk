@@ -1,6 +1,7 @@
 # Helpers shared by every rules file: config validation, path builders, parameter lookups.
 
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -16,9 +17,13 @@ except lspipe.config.ConfigError as err:
     raise WorkflowError(str(err))
 
 R = config["results"]
+# conda envs (`--sdm conda`) install lspipe editable from ${LSPIPE_ROOT} (see envs/train.yaml)
+os.environ.setdefault("LSPIPE_ROOT", str(Path(workflow.basedir).resolve()))
 ENV_TRAIN = "../../envs/train.yaml"
 ENV_PLOT = "../../envs/plot.yaml"
 GPU = config["resources"]["gpus_per_job"]
+# SLURM GPU type (`--gpus=<model>:<n>`); None (the default) is dropped from the resources.
+GPU_MODEL = config["resources"]["gpu_model"] or None
 # Every rule's target list for `rule all`; each rules file appends its final outputs.
 ALL_TARGETS = []
 

@@ -16,6 +16,7 @@ rule dump_activations:
     threads: config["threads"]
     resources:
         gpu=GPU,
+        gpu_model=GPU_MODEL,
         mem_mb=config["resources"]["mem_mb"],
         runtime=config["resources"]["min_runtime"],
     log:

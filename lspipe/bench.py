@@ -1,0 +1,538 @@
+"""``lspipe bench``: training throughput of lspipe's engine against a conventional PyTorch loop.
+
+One process, one run, same model, same batch size, same SGD step (Nesterov momentum 0.9, lr 0.1,
+weight decay 1e-4, plain cross-entropy), on random uint8 CIFAR-shaped data (32 x 32 x 3, 10
+classes):
+
+* **baseline**: the textbook pipeline: a torchvision-style ``Dataset`` of HWC uint8 arrays that
+  makes a PIL image per example and applies ``RandomCrop(32, padding=4)``,
+  ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``; a ``DataLoader`` (``num_workers`` = the
+  machine's cores, at most 8; ``pin_memory`` on CUDA; shuffling); fp32; the model is called on
+  the normalised floats (its built-in normalisation is bypassed).
+* **engine**: :func:`lspipe.train.fit` itself (the workflow's code path): uint8 data resident
+  on the device, batched on-device augmentation (:func:`lspipe.augment.random_crop_flip`), no
+  workers, the model normalising uint8 itself; on CUDA bf16 autocast + channels_last (optional
+  ``torch.compile``; ``--compile-mode reduce-overhead`` adds CUDA graphs). On the CPU the
+  recipe's CPU switches are measured as variants: ``fp32`` (the default), ``fp32+cl``
+  (``cpu_channels_last``) and, with ``--cpu-bf16``, ``bf16+cl`` (``cpu_amp``); the headline
+  ``engine`` figure is the fastest variant in fp32 (the baseline's precision), and every variant
+  is reported with the recipe keys that select it.
+
+Warm-up steps (worker start-up, kernel selection, compilation) are excluded; the timed steps
+end with a device synchronisation. ``--fuse G`` also times G models of each architecture trained
+fused (:mod:`lspipe.fused`) and reports model-images/s against the single engine.
+Figures are printed and written as JSON (``--out``) with the machine they came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported lazily: every `lspipe` command builds this module's parser
+    import numpy as np
+    import torch
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+NUM_CLASSES = 10
+SGD = {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4}
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine_info(device: torch.device) -> dict:
+    """CPU model, cores, library versions and the GPU (if any) of this run."""
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu or platform.machine(),
+        "arch": platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "gpu": None,
+        "cuda": None,
+    }
+    try:
+        import torchvision
+
+        info["torchvision"] = torchvision.__version__
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        info["torchvision"] = None
+    try:
+        info["load_average"] = [round(v, 2) for v in os.getloadavg()]  # other jobs share the machine?
+    except OSError:  # pragma: no cover - not on every platform
+        info["load_average"] = None
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def _sync(device: torch.device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def random_cifar(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random uint8 images (N x 3 x 32 x 32) and labels in 0..9."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
+            rng.integers(0, NUM_CLASSES, n).astype(np.int64))
+
+
+class CifarLikeDataset:
+    """What ``torchvision.datasets.CIFAR10`` does per item: HWC uint8 -> PIL image -> transform."""
+
+    def __init__(self, x_nhwc: np.ndarray, y: np.ndarray, transform):
+        self.data, self.targets, self.transform = x_nhwc, [int(t) for t in y], transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.data[i])), self.targets[i]
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+# --------------------------------------------------------------------------- the two loops
+
+
+def time_baseline(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, warmup: int, steps: int,
+                  workers: int, device: torch.device, seed: int = 0) -> dict:
+    """images/s of the conventional torchvision + DataLoader loop (fp32, one model)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    import torchvision.transforms as T
+
+    from . import models
+
+    transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize(CIFAR_MEAN, CIFAR_STD)])
+    ds = CifarLikeDataset(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), y, transform)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
+        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed),
+    )
+    if len(loader) < warmup + steps:
+        raise ValueError(f"{len(ds)} images give {len(loader)} batches < warmup + steps = {warmup + steps}")
+    torch.manual_seed(seed)
+    model = models.create(arch, NUM_CLASSES, 3, 32).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), **SGD)
+    it = iter(loader)
+    t0 = None
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        xb, yb = next(it)
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        loss = F.cross_entropy(model.classifier(model.body(xb)), yb)  # inputs already normalised
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    del it, loader  # stop the workers before anything else is timed
+    return _figures(steps, batch_size, seconds) | {
+        "config": {"loader": "torchvision transforms + DataLoader", "num_workers": workers,
+                   "pin_memory": device.type == "cuda", "precision": "fp32", "memory_format": "contiguous"},
+    }
+
+
+def _figures(steps: int, batch_size: int, seconds: float, models_per_step: int = 1) -> dict:
+    return {
+        "images_per_s": steps * batch_size * models_per_step / seconds,
+        "step_ms": 1000.0 * seconds / steps,
+        "timed_steps": steps,
+        "seconds": seconds,
+    }
+
+
+class _StepTimer:
+    """A :class:`lspipe.train.Callback` timing steps ``warmup+1 .. warmup+steps``."""
+
+    def __init__(self, warmup: int, steps: int, device: torch.device):
+        self.warmup, self.end, self.device, self.marks = warmup, warmup + steps, device, {}
+
+    def on_start(self, model, step):
+        if self.warmup == 0:
+            _sync(self.device)
+            self.marks[0] = time.perf_counter()
+
+    def on_step(self, model, step):
+        if step in (self.warmup, self.end):
+            _sync(self.device)
+            self.marks[step] = time.perf_counter()
+
+    def on_checkpoint(self, step): ...
+    def on_end(self, model, step): ...
+
+    @property
+    def seconds(self) -> float:
+        return self.marks[self.end] - self.marks[self.warmup]
+
+
+def _engine_data(x: np.ndarray, y: np.ndarray):
+    import numpy as np
+
+    from .data import Prepared
+
+    n_val = min(len(y), 256)
+    return Prepared(
+        x={"train": x, "val": x[:n_val], "test": x[:n_val]},
+        y={"train": y, "val": y[:n_val], "test": y[:n_val]},
+        index={s: np.arange(len(y) if s == "train" else n_val) for s in ("train", "val", "test")},
+        classes=[str(i) for i in range(NUM_CLASSES)], mean=np.array(CIFAR_MEAN), std=np.array(CIFAR_STD),
+        meta={"name": "random-cifar"},
+    )
+
+
+def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, warmup: int, steps: int,
+                device: torch.device, recipe_overrides: dict, fuse: int = 0, seed: int = 0) -> dict:
+    """images/s of :func:`lspipe.train.fit` (``fuse`` > 1: that many models trained fused)."""
+    import torch
+
+    from .losses import SmoothedCE
+    from .train import Recipe, build_model, fit
+
+    data = _engine_data(x, y)
+    recipe = Recipe.from_dict({
+        "steps": warmup + steps, "batch_size": batch_size, **SGD, "augment": {"pad": 4, "flip": True},
+        "eval_batch_size": 256, **recipe_overrides,
+    })
+    if fuse > 1:
+        from .fused import FusedSmoothedCE, fuse as fuse_models
+
+        singles = []
+        for _ in range(fuse):
+            torch.manual_seed(seed)
+            singles.append(build_model(arch, data))
+        model, objective = fuse_models(singles), FusedSmoothedCE([0.0] * fuse)
+    else:
+        torch.manual_seed(seed)
+        model, objective = build_model(arch, data), SmoothedCE(0.0)
+    timer = _StepTimer(warmup, steps, device)
+    with tempfile.TemporaryDirectory(prefix="lspipe-bench-") as tmp:
+        metrics = [Path(tmp) / f"m{i}.csv" for i in range(fuse)] if fuse > 1 else Path(tmp) / "m.csv"
+        fit(model, data, recipe, objective, seed=seed, device=device, checkpoint_path=Path(tmp) / "ckpt",
+            metrics_path=metrics, callbacks=[timer], progress=False)
+    return _figures(steps, batch_size, timer.seconds, max(fuse, 1)) | {"config": {
+        "loader": "lspipe.train.fit (uint8 on device, batched augmentation, no workers)",
+        "recipe": {k: getattr(recipe, k) for k in ("amp", "channels_last", "cpu_amp", "cpu_channels_last",
+                                                     "compile", "compile_mode")},
+        "precision": "bf16 autocast" if (recipe.amp if device.type == "cuda" else recipe.cpu_amp) else "fp32",
+        "memory_format": "channels_last" if (recipe.channels_last if device.type == "cuda"
+                                             else recipe.cpu_channels_last) else "contiguous",
+        **({"fused_models": fuse} if fuse > 1 else {}),
+    }}
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def engine_variants(device: torch.device, compile_: bool, compile_mode: str | None, cpu_bf16: bool) -> dict[str, dict]:
+    """Name -> recipe overrides of each engine configuration measured on ``device``."""
+    comp = {"compile": True, "compile_mode": compile_mode} if compile_ else {}
+    if device.type == "cuda":
+        return {"bf16+cl" + ("+compile" if compile_ else ""): {"amp": True, "channels_last": True, **comp}}
+    out = {"fp32": {"cpu_amp": False, "cpu_channels_last": False},
+           "fp32+cl": {"cpu_amp": False, "cpu_channels_last": True}}
+    if cpu_bf16:
+        out["bf16+cl"] = {"cpu_amp": True, "cpu_channels_last": True}
+    return {k + ("+compile" if compile_ else ""): v | comp for k, v in out.items()}
+
+
+def run_benchmark(archs, *, batch_size: int = 128, warmup: int = 3, steps: int = 10, workers: int | None = None,
+                  device: str = "auto", repeats: int = 1, compile_: bool = False, compile_mode: str | None = None,
+                  cpu_bf16: bool = False, fuse: int = 0, seed: int = 0, log=print) -> dict:
+    import torch
+
+    from . import models
+    from .train import resolve_device
+
+    dev = resolve_device(device)
+    workers = default_workers() if workers is None else workers
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # both loops; the conventional setting
+    x, y = random_cifar(batch_size * (warmup + steps), seed)
+    variants = engine_variants(dev, compile_, compile_mode, cpu_bf16)
+    out = {
+        "machine": machine_info(dev),
+        "settings": {"archs": list(archs), "batch_size": batch_size, "warmup_steps": warmup, "timed_steps": steps,
+                     "repeats": repeats, "num_workers": workers, "images": len(y), "image_shape": [3, 32, 32],
+                     "num_classes": NUM_CLASSES, "sgd": SGD, "seed": seed, "fuse": fuse,
+                     "cudnn_benchmark": dev.type == "cuda"},
+        "results": [],
+    }
+    for arch in archs:
+        runs: dict[str, list[dict]] = {}
+        log(f"{arch}: load average {out['machine']['load_average']}")
+
+        def record(name, fig):
+            runs.setdefault(name, []).append(fig)
+            log(f"  {arch:10s} {name:22s} {fig['images_per_s']:10.1f} images/s  ({fig['step_ms']:.1f} ms/step)")
+
+        for r in range(repeats):  # interleaved, so slow drifts of a shared machine hit every configuration
+            record("baseline", time_baseline(arch, x, y, batch_size=batch_size, warmup=warmup, steps=steps,
+                                             workers=workers, device=dev, seed=seed))
+            for name, over in variants.items():
+                record(f"engine:{name}", time_engine(arch, x, y, batch_size=batch_size, warmup=warmup, steps=steps,
+                                                     device=dev, recipe_overrides=over, seed=seed))
+            if fuse > 1:
+                best = max(variants, key=lambda v: runs[f"engine:{v}"][-1]["images_per_s"])
+                record(f"fused{fuse}:{best}", time_engine(arch, x, y, batch_size=batch_size, warmup=warmup,
+                                                          steps=steps, device=dev, recipe_overrides=variants[best],
+                                                          fuse=fuse, seed=seed))
+
+        def summary(name):
+            figs = runs[name]
+            med = statistics.median(f["images_per_s"] for f in figs)
+            return {"images_per_s": med, "step_ms": statistics.median(f["step_ms"] for f in figs),
+                    "images_per_s_runs": [f["images_per_s"] for f in figs], "config": figs[0]["config"]}
+
+        base = summary("baseline")
+        engines = {name: summary(f"engine:{name}") for name in variants}
+        for e in engines.values():
+            e["ratio"] = e["images_per_s"] / base["images_per_s"]
+        same_precision = {k: v for k, v in engines.items() if v["config"]["precision"] == "fp32"} or engines
+        if dev.type == "cuda":
+            same_precision = engines  # bf16 autocast is the engine's CUDA configuration
+        head = max(same_precision, key=lambda k: same_precision[k]["images_per_s"])
+        res = {
+            "arch": arch,
+            "parameters": models.count_parameters(models.create(arch, NUM_CLASSES, 3, 32)),
+            "baseline": base,
+            "engine": {**engines[head], "variant": head},
+            "engine_variants": engines,
+            "ratio": engines[head]["images_per_s"] / base["images_per_s"],
+        }
+        if fuse > 1:
+            fname = next(k for k in runs if k.startswith("fused"))
+            fz = summary(fname)
+            single = engines[fname.split(":", 1)[1]]["images_per_s"]
+            res["fused"] = {**fz, "models": fuse, "variant": fname.split(":", 1)[1],
+                            "speedup_vs_sequential": fz["images_per_s"] / single}
+        out["results"].append(res)
+    out["machine"]["load_average_end"] = machine_info(dev)["load_average"]
+    return out
+
+
+def format_report(res: dict) -> str:
+    m = res["machine"]
+    lines = [
+        f"machine: {m['cpu']} ({m['arch']}, {m['cores']} cores, {m['torch_threads']} torch threads), "
+        f"torch {m['torch']}, GPU: {m['gpu'] or 'none'}; load average {m.get('load_average')} at the start, "
+        f"{m.get('load_average_end')} at the end",
+        f"batch {res['settings']['batch_size']}, {res['settings']['warmup_steps']} warm-up + "
+        f"{res['settings']['timed_steps']} timed steps, {res['settings']['repeats']} repeat(s), "
+        f"baseline DataLoader workers: {res['settings']['num_workers']}",
+        "",
+        "| arch | baseline images/s | engine variant | engine images/s | engine / baseline |",
+        "|---|---|---|---|---|",
+    ]
+    for r in res["results"]:
+        for name, e in r["engine_variants"].items():
+            mark = " (headline)" if name == r["engine"]["variant"] else ""
+            lines.append(f"| {r['arch']} | {r['baseline']['images_per_s']:.1f} | {name}{mark} | "
+                         f"{e['images_per_s']:.1f} | {e['ratio']:.2f}x |")
+        if "fused" in r:
+            f = r["fused"]
+            lines.append(f"| {r['arch']} | | {f['models']} fused ({f['variant']}) | {f['images_per_s']:.1f} model-images/s | "
+                         f"{f['speedup_vs_sequential']:.2f}x vs. {f['models']} sequential runs |")
+    lines.append("")
+    lines += [f"{r['arch']}: engine / baseline = {r['ratio']:.2f}x" for r in res["results"]]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- projection
+
+
+def project(cfg: dict, figures: dict) -> dict:
+    """Projected training wall time of a config's grids from measured engine images/s.
+
+    A grid of R runs of S steps at batch B processes ``R * S * B`` training images; at the
+    engine's measured rate ``v`` (images/s of that architecture, batch 128) that takes
+    ``R * S * B / v`` seconds one after the other on one device (``/ speedup`` for grids trained
+    fused, when the figures hold a fused measurement). A distilled student also runs its teacher
+    forward on every batch: counted as a third of a teacher training step (forward : backward
+    ~ 1 : 2). Validation, dumps and evaluation are left out (a few % on CIFAR).
+    """
+    res = {r["arch"]: r for r in figures["results"]}
+    rows = []
+
+    def seconds(arch, images):
+        return images / res[arch]["engine"]["images_per_s"] if arch in res else None
+
+    for g in cfg.get("teachers", []):
+        rec = cfg["recipes"][g["recipe"]]
+        runs = len(g["alphas"]) * len(g["seeds"])
+        images = runs * rec["steps"] * rec.get("batch_size", 128)
+        sec = seconds(g["arch"], images)
+        fused = res.get(g["arch"], {}).get("fused")
+        if sec is not None and g.get("fuse") and fused:
+            sec /= fused["speedup_vs_sequential"]
+        rows.append({"grid": f"teachers {g['dataset']}/{g['arch']}", "arch": g["arch"], "runs": runs,
+                     "steps": rec["steps"], "batch_size": rec.get("batch_size", 128), "images": images,
+                     "fused": bool(g.get("fuse")), "hours": None if sec is None else sec / 3600})
+    for d in cfg.get("distillation", []) or []:
+        from .distill import student_runs
+
+        rec = cfg["recipes"][d["student_recipe"]]
+        runs = student_runs(d)
+        n_kd = sum(r.distilled for r in runs)
+        per_run = rec["steps"] * rec.get("batch_size", 128)
+        sec = seconds(d["student_arch"], len(runs) * per_run)
+        teacher_sec = seconds(d["teacher_arch"], n_kd * per_run)
+        total = None if sec is None or teacher_sec is None else sec + teacher_sec / 3
+        rows.append({"grid": f"students {d['dataset']}/{d['student_arch']} (teacher {d['teacher_arch']})",
+                     "arch": d["student_arch"], "runs": len(runs), "distilled_runs": n_kd, "steps": rec["steps"],
+                     "batch_size": rec.get("batch_size", 128), "images": len(runs) * per_run, "fused": False,
+                     "hours": None if total is None else total / 3600})
+    known = [r["hours"] for r in rows if r["hours"] is not None]
+    return {"device": figures["machine"]["gpu"] or figures["machine"]["cpu"], "rows": rows,
+            "rates": {a: r["engine"]["images_per_s"] for a, r in res.items()},
+            "measured_batch_size": figures["settings"].get("batch_size"),
+            "total_hours": sum(known) if len(known) == len(rows) else None,
+            "missing_archs": sorted({r["arch"] for r in rows if r["hours"] is None})}
+
+
+def format_projection(pr: dict) -> str:
+    rates = ", ".join(f"{a} {v:,.0f}" for a, v in pr["rates"].items())
+    lines = [f"projected sequential training time on {pr['device']} (engine images/s on 3x32x32 images at batch "
+             f"{pr['measured_batch_size']}: {rates}):", "",
+             "| grid | runs | steps x batch | images | hours |", "|---|---|---|---|---|"]
+    for r in pr["rows"]:
+        h = "not measured" if r["hours"] is None else f"{r['hours']:,.1f}"
+        lines.append(f"| {r['grid']}{' (fused)' if r['fused'] else ''} | {r['runs']} | {r['steps']} x "
+                     f"{r['batch_size']} | {r['images']:.3g} | {h} |")
+    total = "n/a (archs not measured: " + ", ".join(pr["missing_archs"]) + ")" if pr["total_hours"] is None \
+        else f"{pr['total_hours']:,.1f} h ({pr['total_hours'] / 24:,.1f} days)"
+    lines.append(f"\ntotal: {total}")
+    return "\n".join(lines)
+
+
+def cmd_bench(a):
+    import torch
+
+    from .io import write_json
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.smoke:  # seconds: tiny model and batch, a couple of steps; checks the plumbing, not speed
+        archs, bs, warmup, steps = a.archs or ["resnet8", "smallcnn"], a.batch_size or 16, 1, 2
+        workers = 1 if a.workers is None else a.workers
+    else:
+        archs, bs, warmup, steps, workers = (a.archs or ["resnet56", "alexnet"], a.batch_size or 128, a.warmup,
+                                             a.steps, a.workers)
+    if a.figures:  # project from earlier figures, measure nothing
+        import json
+
+        res = json.loads(Path(a.figures).read_text())
+    else:
+        res = run_benchmark(archs, batch_size=bs, warmup=warmup, steps=steps, workers=workers, device=a.device,
+                            repeats=a.repeats, compile_=a.compile, compile_mode=a.compile_mode, cpu_bf16=a.cpu_bf16,
+                            fuse=a.fuse, log=lambda s: print(s, file=sys.stderr, flush=True))
+        res["settings"]["smoke"] = bool(a.smoke)
+    print(format_report(res))
+    if a.project:
+        import yaml
+
+        res["projection"] = project(yaml.safe_load(Path(a.project).read_text()), res)
+        res["projection"]["config"] = str(a.project)
+        print()
+        print(format_projection(res["projection"]))
+    if a.out:
+        write_json(a.out, res)
+        print(f"figures -> {a.out}")
+
+
+def add_cli(sub) -> None:
+    s = sub.add_parser("bench", help="training images/s: lspipe's engine vs. a torchvision DataLoader baseline",
+                       description=__doc__.split("\n\n")[0])
+    s.add_argument("--archs", nargs="+", default=None, help="architectures (default: resnet56 alexnet)")
+    s.add_argument("--batch-size", type=int, default=None, help="default 128 (16 with --smoke)")
+    s.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps per configuration")
+    s.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
+    s.add_argument("--repeats", type=int, default=1, help="measure every configuration this many times (median)")
+    s.add_argument("--workers", type=int, default=None, help="baseline DataLoader workers (default: cores, max 8)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    s.add_argument("--compile", action="store_true", help="engine with torch.compile")
+    s.add_argument("--compile-mode", default=None,
+                   help="torch.compile mode (e.g. reduce-overhead: CUDA graphs; max-autotune)")
+    s.add_argument("--cpu-bf16", action="store_true", help="also measure the engine in bf16 autocast on the CPU")
+    s.add_argument("--fuse", type=int, default=0, help="also time this many models trained fused")
+    s.add_argument("--smoke", action="store_true", help="seconds: tiny models and steps (tests)")
+    s.add_argument("--out", default=None, help="write the figures as JSON")
+    s.add_argument("--project", default=None, metavar="CONFIG",
+                   help="also project the training wall time of this config's grids (e.g. workflow/presets/paper.yaml)")
+    s.add_argument("--figures", default=None, metavar="JSON",
+                   help="use the figures of an earlier run (its --out) instead of measuring")
+    s.set_defaults(func=cmd_bench)
+    _add_train_fused_cli(sub)
+
+
+def _cmd_train_fused(a):
+    from .fused import cmd_train_fused
+
+    cmd_train_fused(a)
+
+
+def _add_train_fused_cli(sub) -> None:
+    """``lspipe train-fused`` (lspipe.fused). cli.py's extension list has no ``fused`` module, so the
+    parser lives here; it imports nothing heavy until the command runs."""
+    if "train-fused" in getattr(sub, "choices", {}):
+        return
+    from .cli import _json
+
+    s = sub.add_parser("train-fused", help="train several teachers (one per alpha, same seed) as one fused model")
+    s.add_argument("--data", required=True)
+    s.add_argument("--arch", required=True)
+    s.add_argument("--recipe", type=_json, required=True, help="the config's recipes.<name> entry as JSON")
+    s.add_argument("--seed", type=int, required=True, help="seed of every member (initialisation and batches)")
+    s.add_argument("--alphas", type=float, nargs="+", required=True, help="label smoothing of each member")
+    s.add_argument("--role", choices=["teacher", "student"], default="teacher")
+    s.add_argument("--runs", nargs="+", default=None, help="run names stored in the models' metadata")
+    s.add_argument("--out", nargs="+", required=True, help="one model.pt per alpha")
+    s.add_argument("--metrics", nargs="+", required=True, help="one metrics CSV per alpha")
+    s.add_argument("--checkpoint", default=None, help="resumable fused checkpoint (default: beside the first --out)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    s.add_argument("--stop-after-epochs", type=int, default=None,
+                   help="stop (resumably) after this many epochs in this invocation")
+    s.set_defaults(func=_cmd_train_fused)

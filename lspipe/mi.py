@@ -1,0 +1,504 @@
+"""Mutual information between an example and its logits over training: paper Fig. 6.
+
+The paper's "erasure of information" experiment (Sec. 5): ``X`` is the index of a training
+example drawn uniformly from ``N`` probe examples of two classes, ``Y`` the difference of those
+two classes' logits for a randomly augmented copy of ``x`` (the augmentation is the only
+randomness). ``p(y | x)`` is modelled as a Gaussian ``N(mu_x, sigma^2)`` with ``mu_x`` the mean
+over ``L`` augmented copies and one pooled ``sigma^2``, giving (the normalising constants cancel)::
+
+    I(X; Y) = mean over (x, y) of [ -(y - mu_x)^2 / (2 sigma^2)
+                                    - log( (1/N) sum_x' exp(-(y - mu_x')^2 / (2 sigma^2)) ) ]
+
+where the mean runs over all ``N * L`` recorded pairs ``(x, y)``. This module has three parts:
+
+* :class:`ProbeRecorder`, a training :class:`~lspipe.train.Callback` that records the logits of
+  ``L`` augmented copies of the probe examples every ``every`` steps into an HDF5 trace;
+* :func:`mutual_information`, the estimator (``mi_curve`` applies it to every recorded step);
+* the ``lspipe mi-curve`` and ``lspipe mi-figure`` sub-commands (Fig. 6 and its table).
+
+Conventions of the estimator (documented in the README as well):
+
+* ``sigma^2`` is the pooled within-example variance
+  ``sum_x sum_l (y_xl - mu_x)^2 / (N * (L - ddof))``; the default ``ddof = 1`` (one degree of
+  freedom per example spent on ``mu_x``) makes it the unbiased one-way-ANOVA estimate; ``ddof = 0``
+  is the maximum-likelihood one. ``L >= 2`` copies are required.
+* ``sigma = 0`` (every copy of every example gives the same ``y``, e.g. no augmentation) is the
+  limit ``sigma -> 0`` of the formula: each term becomes ``log(N / n_x)`` with ``n_x`` the number of
+  examples whose mean equals ``mu_x`` exactly, i.e. the entropy of the partition of the examples by
+  their (exactly equal) means: ``log N`` when all means differ, ``0`` when all are equal.
+* Each term is at most ``log N`` (the ``x' = x`` summand alone gives that bound), so the estimate
+  lies in ``[0, log N]`` up to floating-point rounding; the returned value is clipped to that
+  interval, which only removes rounding excursions of order 1e-15 (the raw value is available
+  with ``clip=False``).
+* With ``L`` copies the estimate has a small positive floor even when the true ``I = 0``: the
+  per-example means scatter by ``sigma / sqrt(L)``; it is about ``0.5 * log(L / (L - 1))``
+  (0.11 nats at ``L = 5``). Compare curves at the same ``L``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+from scipy.special import logsumexp
+
+from .augment import random_crop_flip
+from .data import DataError, Prepared
+from .train import Callback, Recipe
+
+FORMAT_VERSION = 1
+CURVE_FIELDS = ["step", "mi", "sigma", "mu_std", "n", "copies", "log_n", "alpha", "seed"]
+
+
+# --------------------------------------------------------------------------- estimator
+
+
+def pooled_sigma2(y: np.ndarray, ddof: int = 1) -> float:
+    """Pooled within-example variance of ``y`` (N x L): ``sum (y - mu_x)^2 / (N (L - ddof))``."""
+    y = np.asarray(y, dtype=np.float64)
+    n, copies = y.shape
+    if copies - ddof < 1:
+        raise ValueError(f"need at least {ddof + 1} copies per example to pool the variance with ddof={ddof}; got L={copies}")
+    resid = y - y.mean(axis=1, keepdims=True)
+    return float((resid**2).sum() / (n * (copies - ddof)))
+
+
+def mutual_information(y: np.ndarray, ddof: int = 1, clip: bool = True, block: int = 4096) -> float:
+    """The paper's Gaussian estimate of ``I(X; Y)`` in nats from ``y`` (N examples x L copies).
+
+    See the module docstring for the formula, the pooled variance (``ddof``), the ``sigma = 0``
+    limit and the clipping to ``[0, log N]``. The log of the mixture density is evaluated with
+    ``scipy.special.logsumexp`` in blocks of ``block`` samples (memory ``block x N`` floats).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 2 or y.shape[0] < 1 or y.shape[1] < 2:
+        raise ValueError(f"expected y of shape (N examples, L >= 2 copies); got {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or infinite values (did training diverge?)")
+    n, copies = y.shape
+    mu = y.mean(axis=1)
+    sigma2 = pooled_sigma2(y, ddof)
+    log_n = math.log(n)
+    if sigma2 == 0.0:
+        # sigma -> 0 limit: exp(-(y - mu_x')^2 / 2 sigma^2) -> [mu_x' == mu_x] as y == mu_x.
+        _, inverse, counts = np.unique(mu, return_inverse=True, return_counts=True)
+        raw = float(np.mean(log_n - np.log(counts[inverse])))
+    else:
+        ys = y.reshape(-1)
+        own = (-((y - mu[:, None]) ** 2) / (2 * sigma2)).reshape(-1)
+        total = 0.0
+        for s in range(0, len(ys), block):
+            d = ys[s : s + block, None] - mu[None, :]
+            log_mix = logsumexp(-(d**2) / (2 * sigma2), axis=1) - log_n
+            total += float(np.sum(own[s : s + block] - log_mix))
+        raw = total / len(ys)
+    return float(min(max(raw, 0.0), log_n)) if clip else raw
+
+
+# --------------------------------------------------------------------------- the probe trace
+
+
+def select_probe(data: Prepared, classes: Sequence[str], per_class: int, seed: int) -> np.ndarray:
+    """Sorted positions in the training split: ``per_class`` random examples of each class.
+
+    Drawn with ``numpy.random.default_rng(seed)``, independent of any training randomness.
+    """
+    if len(classes) != 2 or classes[0] == classes[1]:
+        raise DataError(f"teachers[].probe.classes must name two different classes; got {list(classes)}")
+    rng = np.random.default_rng(seed)
+    picks = []
+    for name in classes:
+        k = data.class_index(name)
+        pool = np.flatnonzero(data.y["train"] == k)
+        if len(pool) < per_class:
+            raise DataError(
+                f"teachers[].probe.per_class={per_class} exceeds the {len(pool)} training examples of class "
+                f"{name!r} in dataset {data.meta.get('name', '?')!r}; lower per_class"
+            )
+        picks.append(rng.choice(pool, size=per_class, replace=False))
+    return np.sort(np.concatenate(picks)).astype(np.int64)
+
+
+def _step_seed(seed: int, step: int) -> int:
+    """Seed of the augmentation draws of the record at ``step`` (independent of the history)."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0])
+
+
+class ProbeRecorder(Callback):
+    """Record probe logits during training (a :class:`~lspipe.train.Callback`).
+
+    At step 0 and every ``every`` optimiser steps (and at the last step), the model's logits for
+    ``copies`` augmented copies of each probe example are appended to an HDF5 trace:
+
+    ``/logits``  float32, ``(records, N, L, K)`` (all K classes' logits)
+    ``/steps``   int64, ``(records,)``
+    ``/index``   int64, ``(N,)`` positions in the prepared training split (sorted)
+    ``/source_index`` int64, ``(N,)`` the examples' indices in their source split
+    ``/labels``  int64, ``(N,)`` class indices     ``/classes`` every class name of the dataset
+    attrs: ``probe_classes`` (the two names), ``probe_class_indices``, ``per_class``, ``copies``,
+    ``every``, ``seed``, ``pad``, ``flip``, ``dataset``, ``settings`` (JSON), ``complete``.
+
+    Recording never changes training: the examples are chosen with their own numpy generator,
+    the augmentation (``recipe.augment`` pad/flip, as in training) draws from the probe's own
+    ``torch.Generator`` reseeded from ``(seed, step)`` at each record, the model runs in eval
+    mode (BatchNorm uses, and does not update, its running statistics) under ``torch.no_grad``
+    in float32 (no autocast, so the logit differences are not rounded to bf16), and its
+    train/eval mode is restored. The trace is written to ``<probe_out>.partial`` (opened,
+    appended, flushed and closed at each record) and renamed onto ``probe_out`` when training
+    ends. A resumed run (``on_start`` with ``step > 0``) truncates the partial trace to the records
+    at or before the resumed step and continues, so its trace equals an uninterrupted run's.
+    """
+
+    def __init__(
+        self,
+        probe_out: str | os.PathLike,
+        data: Prepared,
+        *,
+        device: torch.device | str = "cpu",
+        recipe: Recipe | None = None,
+        classes: Sequence[str],
+        per_class: int = 300,
+        copies: int = 5,
+        every: int = 4000,
+        seed: int = 0,
+        batch_size: int | None = None,
+    ):
+        if probe_out is None:
+            raise DataError("lspipe train --probe needs --probe-out (where the probe trace is written)")
+        if int(every) < 1 or int(copies) < 2 or int(per_class) < 1:
+            raise DataError(f"teachers[].probe needs every >= 1, copies >= 2 (to pool the variance) and per_class >= 1; "
+                            f"got every={every}, copies={copies}, per_class={per_class}")
+        self.path = Path(probe_out)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.device = torch.device(device)
+        self.classes = [str(c) for c in classes]
+        self.per_class, self.copies, self.every, self.seed = int(per_class), int(copies), int(every), int(seed)
+        augment = dict(recipe.augment) if recipe is not None else {}
+        self.pad, self.flip = int(augment.get("pad", 0)), bool(augment.get("flip", False))
+        self.batch_size = int(batch_size or (recipe.eval_batch_size if recipe is not None else 1000))
+        self.class_indices = [data.class_index(c) for c in self.classes]
+        self.index = select_probe(data, self.classes, self.per_class, self.seed)
+        self.labels = data.y["train"][self.index].astype(np.int64)
+        self.source_index = np.asarray(data.index["train"])[self.index].astype(np.int64)
+        self.all_classes = list(data.classes)
+        self.dataset = str(data.meta.get("name", ""))
+        self.x = torch.from_numpy(np.ascontiguousarray(data.x["train"][self.index])).to(self.device)
+        self.settings = {
+            "version": FORMAT_VERSION, "dataset": self.dataset, "classes": self.classes, "per_class": self.per_class,
+            "copies": self.copies, "every": self.every, "seed": self.seed, "pad": self.pad, "flip": self.flip,
+            "index": self.index.tolist(),
+        }
+        self.gen = torch.Generator(device=self.device)
+        self.last_step: int | None = None
+
+    # ----------------------------------------------------------------- recording
+
+    @torch.no_grad()
+    def logits(self, model: nn.Module, step: int) -> np.ndarray:
+        """Logits ``(N, L, K)`` of the ``L`` augmented copies of every probe example at ``step``."""
+        was_training = model.training
+        model.eval()
+        try:
+            self.gen.manual_seed(_step_seed(self.seed, step))
+            n = len(self.index)
+            xs = self.x.repeat(self.copies, 1, 1, 1)  # copy-major: row c * N + i is copy c of example i
+            outs = []
+            for s in range(0, len(xs), self.batch_size):
+                xb = random_crop_flip(xs[s : s + self.batch_size], self.pad, self.flip, self.gen)
+                outs.append(model(xb).float().cpu())
+            out = torch.cat(outs).reshape(self.copies, n, -1).transpose(0, 1)
+        finally:
+            model.train(was_training)
+        return out.contiguous().numpy()
+
+    def record(self, model: nn.Module, step: int) -> None:
+        logits = self.logits(model, step)
+        with h5py.File(self.partial, "a") as f:
+            if "logits" not in f:
+                f.create_dataset("logits", (0, *logits.shape), "f4", maxshape=(None, *logits.shape),
+                                 chunks=(1, *logits.shape))
+            ds, steps = f["logits"], f["steps"]
+            r = ds.shape[0]
+            ds.resize(r + 1, axis=0)
+            steps.resize(r + 1, axis=0)
+            ds[r] = logits
+            steps[r] = step
+            f.flush()
+        self.last_step = step
+
+    # ----------------------------------------------------------------- file handling
+
+    def _create(self) -> None:
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(self.partial, "w") as f:
+            f.create_dataset("steps", (0,), "i8", maxshape=(None,), chunks=(256,))
+            f["index"] = self.index
+            f["source_index"] = self.source_index
+            f["labels"] = self.labels
+            f.create_dataset("classes", data=np.asarray(self.all_classes, dtype=object), dtype=h5py.string_dtype())
+            f.attrs.update({
+                "probe_classes": self.classes, "probe_class_indices": self.class_indices,
+                "per_class": self.per_class, "copies": self.copies, "every": self.every, "seed": self.seed,
+                "pad": self.pad, "flip": self.flip, "dataset": self.dataset, "settings": json.dumps(self.settings),
+                "complete": False, "format_version": FORMAT_VERSION,
+            })
+
+    def _truncate(self, step: int) -> None:
+        """Keep the records at steps <= ``step`` of the partial trace (a resumed run)."""
+        fix = f"delete {self.partial} and the run's checkpoint (model.pt.ckpt) to retrain from scratch"
+        if not self.partial.exists():
+            raise DataError(f"resuming at step {step}, but the probe trace {self.partial} is missing; {fix}")
+        try:
+            with h5py.File(self.partial, "r+") as f:
+                if json.loads(f.attrs["settings"]) != self.settings:
+                    raise DataError(f"the probe trace {self.partial} was recorded with other probe settings; {fix}")
+                steps = f["steps"][()]
+                keep = int(np.sum(steps <= step))
+                expected = list(range(0, step + 1, self.every))
+                if steps[:keep].tolist() != expected:
+                    raise DataError(
+                        f"the probe trace {self.partial} holds steps {steps.tolist()}, not the records "
+                        f"{expected} of a run resumed at step {step}; {fix}"
+                    )
+                if "logits" in f:
+                    f["logits"].resize(keep, axis=0)
+                f["steps"].resize(keep, axis=0)
+                f.flush()
+        except OSError as err:
+            raise DataError(f"cannot read the probe trace {self.partial} ({err}); {fix}") from None
+        self.last_step = expected[-1]
+
+    # ----------------------------------------------------------------- Callback
+
+    def on_start(self, model: nn.Module, step: int) -> None:
+        if getattr(model, "num_members", 0):
+            raise ValueError("the mutual-information probe records single models, not fused multi-member ones")
+        if step == 0:
+            self._create()
+            self.record(model, 0)
+        else:
+            self._truncate(step)
+
+    def on_step(self, model: nn.Module, step: int) -> None:
+        if step % self.every == 0:
+            self.record(model, step)
+
+    def on_end(self, model: nn.Module, step: int) -> None:
+        if self.last_step != step:
+            self.record(model, step)
+        with h5py.File(self.partial, "r+") as f:
+            f.attrs["complete"] = True
+        os.replace(self.partial, self.path)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class ProbeTrace:
+    """Read access to a probe trace written by :class:`ProbeRecorder`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        with h5py.File(self.path, "r") as f:
+            if "logits" not in f or "steps" not in f:
+                raise DataError(f"{self.path} is not a probe trace (no /logits or /steps); it is written by `lspipe train --probe`")
+            self.steps = f["steps"][()]
+            self.logits = f["logits"][()]
+            self.labels = f["labels"][()]
+            self.index = f["index"][()]
+            self.classes = [c.decode() if isinstance(c, bytes) else str(c) for c in f["classes"][()]]
+            self.probe_classes = [c.decode() if isinstance(c, bytes) else str(c) for c in f.attrs["probe_classes"]]
+            self.probe_class_indices = [int(i) for i in f.attrs["probe_class_indices"]]
+            self.complete = bool(f.attrs.get("complete", False))
+            self.attrs = {k: (v.item() if hasattr(v, "item") and np.ndim(v) == 0 else v) for k, v in f.attrs.items()}
+
+    @property
+    def n(self) -> int:
+        return int(self.logits.shape[1])
+
+    @property
+    def copies(self) -> int:
+        return int(self.logits.shape[2])
+
+    def differences(self) -> np.ndarray:
+        """``Y``: first probe class's logit minus the second's, ``(records, N, L)``, float64."""
+        a, b = self.probe_class_indices
+        return self.logits[..., a].astype(np.float64) - self.logits[..., b].astype(np.float64)
+
+
+def mi_curve(trace: ProbeTrace, ddof: int = 1) -> list[dict]:
+    """One row per recorded step: step, mi (nats), sigma, mu_std (spread of the means), n, copies, log_n."""
+    rows = []
+    for step, y in zip(trace.steps, trace.differences()):
+        rows.append({
+            "step": int(step), "mi": mutual_information(y, ddof=ddof), "sigma": math.sqrt(pooled_sigma2(y, ddof)),
+            "mu_std": float(y.mean(axis=1).std()), "n": trace.n, "copies": trace.copies, "log_n": math.log(trace.n),
+        })
+    return rows
+
+
+# --------------------------------------------------------------------------- Fig. 6
+
+
+def fig6_plan(config: dict) -> dict[tuple[str, str], dict]:
+    """The Fig. 6 panels of a validated config: ``(dataset, arch)`` of every teacher grid with a
+    ``probe`` -> ``{"alphas", "seeds", "title"}``; ``alphas`` is config ``mi.alphas`` (null: all of
+    the grid's alphas). Raises :class:`~lspipe.config.ConfigError` for an alpha not in a grid."""
+    from .config import ConfigError
+
+    wanted = (config.get("mi") or {}).get("alphas")
+    plan = {}
+    for i, g in enumerate(config["teachers"]):
+        if not g.get("probe"):
+            continue
+        alphas = list(g["alphas"]) if wanted is None else list(wanted)
+        missing = [a for a in alphas if a not in g["alphas"]]
+        if missing:
+            raise ConfigError(
+                f"mi.alphas {missing} are not in teachers[{i}].alphas {g['alphas']} (the probed grid "
+                f"{g['dataset']}/{g['arch']}); add them there or remove them from mi.alphas"
+            )
+        c0, c1 = g["probe"]["classes"]
+        plan[(g["dataset"], g["arch"])] = {
+            "alphas": alphas, "seeds": list(g["seeds"]),
+            "title": f"{g['dataset']} / {g['arch']}: Y = logit({c0}) - logit({c1})",
+        }
+    return plan
+
+
+def _read_curves(paths: Sequence[str | os.PathLike]) -> list[dict]:
+    import csv
+
+    rows = []
+    for p in paths:
+        with open(p, newline="") as fh:
+            for r in csv.DictReader(fh):
+                rows.append({"step": int(r["step"]), "mi": float(r["mi"]), "n": int(r["n"]), "copies": int(r["copies"]),
+                             "alpha": float(r["alpha"]), "seed": int(r["seed"]), "path": str(p)})
+    if not rows:
+        raise DataError(f"no MI rows in {list(map(str, paths))}")
+    return rows
+
+
+def mi_table(rows: list[dict], alphas: Sequence[float] | None = None) -> list[dict]:
+    """Mean, sample std, min and max of the MI over seeds, per alpha and step."""
+    by: dict[tuple[float, int], list[float]] = defaultdict(list)
+    seeds: dict[float, dict[int, list[int]]] = defaultdict(dict)
+    for r in rows:
+        if alphas is not None and not any(math.isclose(r["alpha"], a) for a in alphas):
+            continue
+        by[(r["alpha"], r["step"])].append(r["mi"])
+        seeds[r["alpha"]].setdefault(r["seed"], []).append(r["step"])
+    for a, per_seed in seeds.items():
+        grids = {tuple(sorted(s)) for s in per_seed.values()}
+        if len(grids) > 1:
+            raise DataError(f"the MI curves of alpha {a:g} were recorded at different steps across seeds {sorted(per_seed)}")
+    ns = {(r["n"], r["copies"]) for r in rows}
+    if len(ns) > 1:
+        raise DataError(f"the MI curves mix probe sizes (N, L) {sorted(ns)}; use one probe setting per teacher grid")
+    n, copies = ns.pop()
+    out = []
+    for (a, step), v in sorted(by.items()):
+        arr = np.asarray(v)
+        out.append({
+            "alpha": a, "step": step, "seeds": len(arr), "mi_mean": float(arr.mean()),
+            "mi_std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "mi_min": float(arr.min()),
+            "mi_max": float(arr.max()), "n": n, "copies": copies, "log_n": math.log(n), "log_2": math.log(2),
+        })
+    return out
+
+
+def plot_mi(table: list[dict], title: str = ""):
+    """Fig. 6: I(X; Y) against the training step, one line (mean) and min/max band per alpha."""
+    import matplotlib
+
+    from .plotting import new_figure
+
+    fig, axes = new_figure(1, 1, size=(4.2, 3.0))
+    ax = axes[0, 0]
+    alphas = sorted({r["alpha"] for r in table})
+    cmap = matplotlib.colormaps["viridis"]
+    for i, a in enumerate(alphas):
+        rs = [r for r in table if r["alpha"] == a]
+        steps = [r["step"] for r in rs]
+        color = cmap(0.85 * i / max(1, len(alphas) - 1))
+        label = f"α = {a:g}" + (" (hard targets)" if a == 0 else "")
+        ax.plot(steps, [r["mi_mean"] for r in rs], color=color, marker="o", ms=2.5, lw=1.4, label=label)
+        ax.fill_between(steps, [r["mi_min"] for r in rs], [r["mi_max"] for r in rs], color=color, alpha=0.2, lw=0)
+    n, log_n = table[0]["n"], table[0]["log_n"]
+    ax.axhline(log_n, color="0.3", ls="--", lw=0.9)
+    ax.axhline(math.log(2), color="0.3", ls=":", lw=0.9)
+    ax.text(1.0, log_n, f" log N (N = {n})", transform=ax.get_yaxis_transform(), va="center", ha="left", fontsize=7)
+    ax.text(1.0, math.log(2), " log 2", transform=ax.get_yaxis_transform(), va="center", ha="left", fontsize=7)
+    ax.set_ylim(0, log_n * 1.05)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("I(X; Y) [nats]")
+    seeds = sorted({r["seeds"] for r in table})
+    ax.set_title(title + ("\n" if title else "") + f"mean, min–max band over {'/'.join(map(str, seeds))} seed(s)",
+                 fontsize=8)
+    ax.legend(loc="best")
+    return fig
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def cmd_mi_curve(a):
+    from .tables import write_csv
+
+    trace = ProbeTrace(a.probe)
+    if not trace.complete:
+        raise DataError(f"{a.probe} is an incomplete probe trace (training did not finish)")
+    rows = mi_curve(trace, ddof=a.ddof)
+    for r in rows:
+        r.update(alpha=a.alpha, seed=a.seed)
+    write_csv(a.out, rows, CURVE_FIELDS)
+    print(f"MI over {len(rows)} records of {a.probe} (N = {trace.n}, L = {trace.copies}): "
+          + ", ".join(f"{r['step']}:{r['mi']:.3f}" for r in rows))
+
+
+def cmd_mi_figure(a):
+    from .plotting import save_figure
+    from .tables import write_csv
+
+    table = mi_table(_read_curves(a.curves), a.alphas)
+    if not table:
+        raise DataError(f"none of the MI curves has an alpha in mi.alphas {a.alphas}")
+    write_csv(a.csv, table, list(table[0]))
+    fig = plot_mi(table, a.title)
+    save_figure(fig, a.out, dpi=a.dpi)
+    print(f"Fig. 6 -> {', '.join(a.out)}; table -> {a.csv}")
+
+
+def add_cli(sub) -> None:
+    s = sub.add_parser("mi-curve", help="Fig. 6: mutual information I(X; Y) at every recorded step of a probe trace")
+    s.add_argument("--probe", required=True, help="probe.h5 written by `lspipe train --probe`")
+    s.add_argument("--out", required=True, help="CSV: step, mi, sigma, mu_std, n, copies, log_n, alpha, seed")
+    s.add_argument("--ddof", type=int, default=1, choices=[0, 1],
+                   help="pooled variance divides by N*(L-ddof): 1 unbiased (default), 0 maximum likelihood")
+    s.add_argument("--alpha", type=float, required=True, help="the teacher's alpha (copied into the CSV)")
+    s.add_argument("--seed", type=int, required=True, help="the teacher's seed (copied into the CSV)")
+    s.set_defaults(func=cmd_mi_curve)
+
+    s = sub.add_parser("mi-figure", help="Fig. 6: MI against training step per alpha (mean, min/max over seeds)")
+    s.add_argument("--curves", nargs="+", required=True, help="CSVs written by `lspipe mi-curve`")
+    s.add_argument("--alphas", type=float, nargs="*", default=None, help="alphas drawn (default: all)")
+    s.add_argument("--csv", required=True, help="the numbers: alpha, step, seeds, mi_mean/std/min/max, n, log_n")
+    s.add_argument("--out", nargs="+", required=True, help="figure files (format from the suffix)")
+    s.add_argument("--title", default="")
+    s.add_argument("--dpi", type=int, default=150)
+    s.set_defaults(func=cmd_mi_figure)
+
+
+__all__ = [
+    "ProbeRecorder", "ProbeTrace", "mutual_information", "pooled_sigma2", "mi_curve", "mi_table", "plot_mi",
+    "select_probe", "fig6_plan", "add_cli",
+]

@@ -1,0 +1,91 @@
+"""Activation dumps: HDF5 round trip against the model itself, chunk-aligned writes, filters."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from lspipe import models
+from lspipe.activations import COMPRESSIONS, Dump, write_dump, write_h5
+from lspipe.data import Prepared
+from lspipe.train import predict
+
+
+def _tiny_prepared(seed: int = 0) -> Prepared:
+    rng = np.random.default_rng(seed)
+    sizes = {"train": 150, "val": 40, "test": 50}
+    x = {s: rng.integers(0, 256, (n, 1, 8, 8), dtype=np.uint8) for s, n in sizes.items()}
+    y = {s: rng.integers(0, 3, n).astype(np.int64) for s, n in sizes.items()}
+    return Prepared(x=x, y=y, index={s: np.arange(n) for s, n in sizes.items()}, classes=["ant", "bee", "cat"],
+                    mean=np.array([0.5], np.float32), std=np.array([0.25], np.float32), meta={"name": "toy"})
+
+
+@pytest.fixture(scope="module")
+def toy():
+    torch.manual_seed(0)
+    data = _tiny_prepared()
+    model = models.create("smallcnn", 3, 1, 8, data.mean, data.std).eval()
+    return data, model
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_dump_round_trip_equals_the_models_outputs(toy, tmp_path, compression):
+    data, model = toy
+    path = tmp_path / "d.h5"
+    write_dump(path, model, data, attrs={"alpha": 0.1, "run": "a0.1_s0", "teacher_alpha": None}, max_train=100,
+               seed=3, chunk_rows=16, compression=compression)
+    d = Dump(path)
+    assert d.classes == data.classes and d.splits == ["train", "val", "test"]
+    assert d.meta("alpha") == 0.1 and d.meta("run") == "a0.1_s0" and d.meta("teacher_alpha") == "none"
+    np.testing.assert_array_equal(d.weight, model.classifier.weight.detach().numpy())
+    np.testing.assert_array_equal(d.bias, model.classifier.bias.detach().numpy())
+    for split in ("train", "val", "test"):
+        s = d.split(split)
+        n = 100 if split == "train" else len(data.y[split])
+        assert s.logits.shape == (n, 3) and s.features.dtype == np.float32
+        assert len(np.unique(s.index)) == n and np.all(np.diff(s.index) > 0)  # sorted subset, no repeats
+        np.testing.assert_array_equal(s.labels, data.y[split][s.index])
+        # the same inputs through the model, in one batch, give the dumped logits and features
+        logits, feats = predict(model, data.x[split][s.index], "cpu", batch_size=1000, features=True)
+        np.testing.assert_allclose(s.logits, logits.numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(s.features, feats.numpy(), rtol=1e-5, atol=1e-5)
+        # logits are the last layer applied to the dumped features (what the projections rely on)
+        np.testing.assert_allclose(s.logits, s.features @ d.weight.T + d.bias, rtol=1e-4, atol=1e-4)
+    with h5py.File(path, "r") as f:
+        ds = f["val/features"]
+        assert ds.chunks == (16, ds.shape[1])
+        assert ds.compression == (None if compression == "none" else compression)
+    # the train subset is seeded: the same seed picks the same examples
+    write_dump(tmp_path / "e.h5", model, data, max_train=100, seed=3, compression=compression)
+    np.testing.assert_array_equal(Dump(tmp_path / "e.h5").split("train").index, d.split("train").index)
+
+
+def test_writer_asks_for_whole_chunk_blocks(tmp_path):
+    rng = np.random.default_rng(1)
+    n, dim, k, chunk = 20_500, 5, 4, 1000
+    feats = rng.standard_normal((n, dim)).astype(np.float32)
+    logits = rng.standard_normal((n, k)).astype(np.float32)
+    calls = []
+
+    def rows(a, b):
+        calls.append((a, b))
+        return feats[a:b], logits[a:b]
+
+    write_h5(tmp_path / "w.h5", classes=list("abcd"), weight=np.zeros((k, dim)), bias=np.zeros(k),
+             splits={"val": (np.zeros(n, np.int64), np.arange(n), rows)}, chunk_rows=chunk, compression="lzf")
+    assert calls == [(0, 8000), (8000, 16000), (16000, n)]  # 8 whole chunks per block; the last block is the rest
+    s = Dump(tmp_path / "w.h5").split("val")
+    np.testing.assert_array_equal(s.features, feats)
+    np.testing.assert_array_equal(s.logits, logits)
+
+
+def test_unknown_compression_and_class_are_clear_errors(toy, tmp_path):
+    data, model = toy
+    with pytest.raises(ValueError, match="allowed: lzf, gzip, none"):
+        write_dump(tmp_path / "x.h5", model, data, compression="zstd")
+    assert not (tmp_path / "x.h5").exists()
+    write_dump(tmp_path / "y.h5", model, data, compression="none")
+    with pytest.raises(KeyError, match="classes are: ant, bee, cat"):
+        Dump(tmp_path / "y.h5").class_index("dog")

@@ -1,0 +1,295 @@
+"""Grid-fused training (lspipe.fused): G models in one network behave exactly as G separate models.
+
+References are the separate single models run through the ordinary code path
+(``models.create`` / ``lspipe.train.fit``), and ``F.cross_entropy`` / ``clip_grad_norm_``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+
+from conftest import REPO, make_workdir, planned_jobs, snakemake
+from lspipe import cli
+from lspipe import data as D
+from lspipe import models as M
+from lspipe.config import ConfigError, validate
+from lspipe.data import Prepared
+from lspipe.fused import FusedClassifier, FusedDistillation, FuseError, FusedSmoothedCE, fuse, train_fused
+from lspipe.losses import Distillation, SmoothedCE
+from lspipe.train import Recipe, build_model, fit, load_model
+
+ALPHAS = [0.0, 0.1, 0.3]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def random_data(channels=3, side=8, classes=5, sizes=(256, 64, 64), seed=0) -> Prepared:
+    """Random uint8 images: continuous activations, so no ReLU/max-pool ties amplify rounding."""
+    rng = np.random.default_rng(seed)
+    x, y, idx = {}, {}, {}
+    for split, n in zip(("train", "val", "test"), sizes):
+        x[split] = rng.integers(0, 256, (n, channels, side, side), dtype=np.uint8)
+        y[split] = rng.integers(0, classes, n).astype(np.int64)
+        idx[split] = np.arange(n)
+    return Prepared(x, y, idx, [str(c) for c in range(classes)], np.full(channels, 0.45), np.full(channels, 0.25),
+                    {"name": "random"})
+
+
+def members(arch, data, seeds, dtype=torch.float32):
+    out = []
+    for s in seeds:
+        torch.manual_seed(s)
+        out.append(build_model(arch, data).to(dtype))
+    return out
+
+
+@pytest.mark.parametrize("arch,channels", [("resnet8", 3), ("alexnet", 3), ("smallcnn", 1), ("mlp", 1)])
+def test_fused_forward_equals_each_member(arch, channels):
+    data = random_data(channels)
+    singles = members(arch, data, [0, 1, 2])
+    fused = fuse(singles)
+    # splitting gives back each member exactly, with the keys and shapes of a single model
+    for i, m in enumerate(singles):
+        state = fused.member_state_dict(i)
+        ref = m.state_dict()
+        assert list(state) == list(ref)
+        for k in ref:
+            assert state[k].shape == ref[k].shape and torch.equal(state[k], ref[k]), k
+    assert len(fused.dense_parameters()) == len(singles[0].dense_parameters())
+    x = torch.from_numpy(data.x["val"][:7])
+    for train in (False, True):  # eval: running statistics; train: per-member batch statistics
+        for m in [fused, *singles]:
+            m.train(train)
+        logits, feats = fused(x, features=True)
+        ref = [m(x, features=True) for m in singles]
+        assert logits.shape == (7, 3, 5)
+        torch.testing.assert_close(logits, torch.stack([r[0] for r in ref], 1), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(feats, torch.stack([r[1] for r in ref], 1), atol=1e-5, rtol=1e-5)
+    for i, m in enumerate(singles):  # BatchNorm's running statistics were updated per member
+        for k, v in m.state_dict().items():
+            torch.testing.assert_close(fused.member_state_dict(i)[k], v, atol=1e-6, rtol=1e-5)
+
+
+def test_lrn_does_not_mix_members():
+    """AlexNet's LRN normalises across neighbouring channels: member 1's output must not depend
+    on member 0's weights."""
+    data = random_data()
+    a, b = members("alexnet", data, [0, 1])
+    x = torch.from_numpy(data.x["val"][:4])
+    out = fuse([a, b]).eval()(x)[:, 1]
+    with torch.no_grad():
+        for p in a.parameters():
+            p.mul_(10.0)
+    torch.testing.assert_close(fuse([a, b]).eval()(x)[:, 1], out)
+
+
+def test_fused_smoothed_ce_is_each_members_label_smoothed_ce():
+    torch.manual_seed(0)
+    logits, labels, k = torch.randn(6, 3, 7), torch.tensor([0, 3, 6, 2, 2, 1]), 7
+    loss = FusedSmoothedCE(ALPHAS)(logits, labels)
+    assert loss.shape == (3,)
+    for g, a in enumerate(ALPHAS):
+        target = np.full((6, k), a / k)
+        target[np.arange(6), labels.numpy()] += 1 - a
+        by_hand = -(target * torch.log_softmax(logits[:, g].double(), 1).numpy()).sum(1).mean()
+        assert float(loss[g]) == pytest.approx(by_hand, rel=1e-6)
+        assert float(loss[g]) == pytest.approx(float(SmoothedCE(a)(logits[:, g], labels)), rel=1e-6)
+    with pytest.raises(ValueError, match="alpha"):
+        FusedSmoothedCE([0.1, 1.0])
+
+
+@pytest.mark.parametrize("beta,hinton", [(1.0, False), (0.7, True)])
+def test_fused_distillation_is_each_members_distillation(beta, hinton):
+    data = random_data()
+    t_hard, t_ls = members("resnet8", data, [5, 6])
+    teachers, temps = [t_hard, t_hard, t_ls], [1.0, 4.0, 1.0]  # the hard teacher at two temperatures
+    obj = FusedDistillation(teachers, temps, beta, hinton)
+    assert len(obj.teachers) == 2  # the shared teacher runs once
+    x, y = torch.from_numpy(data.x["train"][:8]), torch.from_numpy(data.y["train"][:8])
+    logits = torch.randn(8, 3, 5)
+    loss = obj.train()(logits, y, x)
+    for g, (t, temp) in enumerate(zip(teachers, temps)):
+        ref = Distillation(t, temp, beta, hinton)(logits[:, g], y, x)
+        assert float(loss[g]) == pytest.approx(float(ref), rel=1e-5)
+    assert not any(t.training for t in obj.teachers)
+
+
+def test_gradient_clipping_is_per_member():
+    data = random_data()
+    singles = members("resnet8", data, [0, 1, 2])
+    fused = fuse(singles)
+    x, y = torch.from_numpy(data.x["train"][:16]), torch.from_numpy(data.y["train"][:16])
+    scale = torch.tensor([0.01, 1.0, 100.0])  # so that one member is clipped hard and one not at all
+    (FusedSmoothedCE(ALPHAS)(fused(x), y) * scale).sum().backward()
+    norms_ref = []
+    for m, a, s in zip(singles, ALPHAS, scale):
+        (SmoothedCE(a)(m(x), y) * s).backward()
+        norms_ref.append(float(torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)))
+    assert norms_ref[0] < 1.0 < norms_ref[2]
+    norms = fused.clip_grad_norm_(1.0)
+    np.testing.assert_allclose(norms.numpy(), norms_ref, rtol=1e-4)
+    for i, m in enumerate(singles):
+        for name, p in fused.named_parameters():
+            grad_i = fused._member_view(name, p.grad)[i]
+            torch.testing.assert_close(grad_i, m.get_parameter(name).grad, rtol=1e-4, atol=1e-7)
+
+
+def _separate_and_fused(arch, data, recipe, dtype, tmp_path):
+    singles = members(arch, data, [0] * len(ALPHAS), dtype)
+    fused = fuse(singles)
+    fsum = fit(fused, data, recipe, FusedSmoothedCE(ALPHAS), seed=0, checkpoint_path=tmp_path / "f.ckpt",
+               metrics_path=[tmp_path / f"f{i}.csv" for i in range(len(ALPHAS))], progress=False)
+    sums = []
+    for i, (m, a) in enumerate(zip(singles, ALPHAS)):
+        sums.append(fit(m, data, recipe, SmoothedCE(a), seed=0, checkpoint_path=tmp_path / f"s{i}.ckpt",
+                        metrics_path=tmp_path / f"s{i}.csv", progress=False))
+    return singles, fused, sums, fsum
+
+
+def _rows(path):
+    return [{k: float(v) for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(path))]
+
+
+@pytest.mark.parametrize("arch,channels", [("smallcnn", 1), ("resnet8", 3)])
+def test_fused_training_equals_separate_runs(arch, channels, tmp_path):
+    """Same seed, three alphas, clipping (per member) and dense weight decay active: fit() on the fused
+    model equals three separate fit() runs. In float64 the only differences are float32 rounding in
+    the loss, so the tolerance can be tight."""
+    data = random_data(channels)
+    recipe = Recipe.from_dict({"steps": 14, "batch_size": 32, "lr": 0.05, "lr_milestones": [10], "grad_clip": 0.1,
+                               "dense_weight_decay": 0.01, "augment": {"pad": 1, "flip": True}})
+    singles, fused, sums, fsum = _separate_and_fused(arch, data, recipe, torch.float64, tmp_path)
+    for i, m in enumerate(singles):
+        state, ref = fused.member_state_dict(i), m.state_dict()
+        for k in ref:
+            torch.testing.assert_close(state[k], ref[k], atol=1e-7, rtol=1e-6, msg=f"member {i} {k}")
+        rows, ref_rows = _rows(tmp_path / f"f{i}.csv"), _rows(tmp_path / f"s{i}.csv")
+        assert len(rows) == len(ref_rows) == 2  # 256 // 32 = 8 steps per epoch
+        for r, q in zip(rows, ref_rows):
+            assert r == pytest.approx(q, rel=1e-6)
+        assert fsum["final"][i]["val_acc"] == sums[i]["final"]["val_acc"]
+    # the members really differ (different alphas), so equality above is not trivial
+    assert not torch.allclose(fused.member_state_dict(0)["classifier.weight"], fused.member_state_dict(2)["classifier.weight"])
+
+
+def test_train_fused_float32_and_seeded_members(tmp_path):
+    """The production path in float32: train_fused equals separate runs within 1e-5; a member with
+    another seed is initialised as its own run but trained on the first seed's batch stream."""
+    data = random_data(1)
+    recipe = Recipe.from_dict({"steps": 12, "batch_size": 32, "lr": 0.05, "grad_clip": 0.5,
+                               "augment": {"pad": 1, "flip": True}})
+    alphas, seeds = [0.0, 0.2, 0.2], [0, 0, 1]
+    trained, summary = train_fused("smallcnn", data, recipe, alphas, seeds, checkpoint_path=tmp_path / "f.ckpt",
+                                   metrics_paths=[tmp_path / f"f{i}.csv" for i in range(3)], progress=False)
+    assert [type(m) for m in trained] == [M.Classifier] * 3 and summary["steps"] == 12
+    for i, (a, s) in enumerate(zip(alphas, seeds)):
+        torch.manual_seed(s)
+        ref = build_model("smallcnn", data)
+        fit(ref, data, recipe, SmoothedCE(a), seed=0, checkpoint_path=tmp_path / f"s{i}.ckpt",
+            metrics_path=tmp_path / f"s{i}.csv", progress=False)
+        for k, v in ref.state_dict().items():
+            torch.testing.assert_close(trained[i].state_dict()[k], v, atol=1e-5, rtol=1e-4, msg=f"member {i} {k}")
+        for r, q in zip(_rows(tmp_path / f"f{i}.csv"), _rows(tmp_path / f"s{i}.csv"), strict=True):
+            assert r == pytest.approx(q, rel=1e-5)
+
+
+def test_train_fused_cli_writes_ordinary_checkpoints_and_resumes(tmp_path):
+    data_path = tmp_path / "digits.npz"
+    D.prepare("digits", "digits", data_path, val_size=0.2, test_size=0.25)
+    recipe = json.dumps({"steps": 20, "batch_size": 64, "lr": 0.05, "grad_clip": 1.0,
+                         "augment": {"pad": 1, "flip": False}})
+
+    def run(where, *extra):
+        outs = [str(where / f"a{a}_s3" / "model.pt") for a in (0, 0.3)]
+        mets = [str(where / f"a{a}_s3" / "metrics.csv") for a in (0, 0.3)]
+        argv = ["train-fused", "--data", str(data_path), "--arch", "smallcnn", "--recipe", recipe, "--seed", "3",
+                "--alphas", "0", "0.3", "--out", *outs, "--metrics", *mets, "--device", "cpu", "--threads", "1",
+                "--no-progress", *extra]
+        return cli.main(argv), outs, mets
+
+    from lspipe.train import Interrupted
+
+    with pytest.raises(Interrupted):
+        run(tmp_path / "resumed", "--stop-after-epochs", "1")
+    assert (tmp_path / "resumed" / "a0_s3" / "model.pt.fused.ckpt").exists()
+    rc, outs, mets = run(tmp_path / "resumed")
+    assert rc == 0 and not (tmp_path / "resumed" / "a0_s3" / "model.pt.fused.ckpt").exists()
+    _, ref_outs, ref_mets = run(tmp_path / "straight")
+    data = D.load(data_path)
+    for i, alpha in enumerate((0.0, 0.3)):
+        model, meta = load_model(outs[i])  # an ordinary checkpoint
+        ref, _ = load_model(ref_outs[i])
+        assert list(model.state_dict()) == list(M.create("smallcnn", 10, 1, 8).state_dict())
+        assert meta["alpha"] == alpha and meta["seed"] == 3 and meta["run"] == f"a{alpha:g}_s3"
+        assert meta["arch"] == "smallcnn" and meta["role"] == "teacher" and meta["fused"]["alphas"] == [0.0, 0.3]
+        assert meta["summary"]["steps"] == 20 and meta["summary"]["final"]["step"] == 20
+        for k, v in ref.state_dict().items():  # resumed after an interruption == uninterrupted
+            assert torch.equal(model.state_dict()[k], v), k
+        assert _rows(mets[i]) == _rows(ref_mets[i]) and len(_rows(mets[i])) == 2
+    # and a member equals the single run `lspipe train` makes of it (CLI to CLI)
+    single = tmp_path / "single" / "model.pt"
+    assert cli.main(["train", "--data", str(data_path), "--arch", "smallcnn", "--recipe", recipe, "--seed", "3",
+                     "--alpha", "0.3", "--out", str(single), "--metrics", str(single.with_name("metrics.csv")),
+                     "--device", "cpu", "--threads", "1", "--no-progress"]) == 0
+    ref, _ = load_model(single)
+    member, _ = load_model(outs[1])
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(member.state_dict()[k], v, atol=1e-5, rtol=1e-4, msg=k)
+    x = data.x["test"][:100]
+    assert torch.equal(ref(torch.from_numpy(x)).argmax(1), member(torch.from_numpy(x)).argmax(1))
+
+
+def test_what_cannot_be_fused_is_refused():
+    data = random_data(1)
+    odd = M.Classifier(nn.Sequential(nn.Flatten(), nn.Dropout(0.1), nn.Linear(64, 8)), 8, 5, [0.5], [0.25])
+    with pytest.raises(FuseError, match="Dropout"):
+        FusedClassifier(odd, 2)
+    with pytest.raises(FuseError, match="another architecture"):
+        fuse([build_model("smallcnn", data), build_model("mlp", data)])
+    with pytest.raises(FuseError, match="nothing"):
+        fuse([])
+
+
+def _tiny_config():
+    cfg = yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text())
+    return cfg
+
+
+def test_config_fuse_key_and_probe_conflict():
+    cfg = _tiny_config()
+    assert validate(copy.deepcopy(cfg))["teachers"][0]["fuse"] is False
+    bad = copy.deepcopy(cfg)
+    bad["teachers"][0]["fuse"] = True  # tiny.yaml's grid records a probe
+    with pytest.raises(ConfigError, match="probe.*fuse|fuse.*probe"):
+        validate(bad)
+    ok = copy.deepcopy(cfg)
+    ok["teachers"][0].update(fuse=True, probe=None)
+    assert validate(ok)["teachers"][0]["fuse"] is True
+
+
+@pytest.mark.slow
+def test_workflow_plans_one_fused_job_per_seed(tmp_path):
+    cfg = _tiny_config()
+    cfg["teachers"][0].update(fuse=True, probe=None, seeds=[0, 1])
+    cfg.pop("mi", None)
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    work = make_workdir(tmp_path / "w", tmp_path / "cfg.yaml")
+    model = "results/models/digits/smallcnn/teacher/{}/model.pt"
+    proc = snakemake(work, "-n", "-p", model.format("a0.3_s1"), model.format("a0_s0"), model.format("a0.3_s0"))
+    assert planned_jobs(proc) == {"prepare_data": 1, "train_teacher_fused_digits_smallcnn": 2}
+    assert "lspipe train-fused" in proc.stdout and "--alphas 0 0.3" in proc.stdout

@@ -1,0 +1,177 @@
+"""Training objectives against direct numpy computations: label-smoothed targets, smoothed
+cross-entropy and the distillation loss (paper form and Hinton's T^2 form), and the teacher's
+treatment inside the real training loop (eval mode, the student's exact augmented batch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lspipe.data import Prepared
+from lspipe.losses import Distillation, SmoothedCE, create, distillation_loss, smoothed_targets
+from lspipe.train import Recipe, build_model, fit
+
+
+def np_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# --------------------------------------------------------------------------- smoothed targets
+
+
+def test_smoothed_targets_hand_computed():
+    t = smoothed_targets(torch.tensor([0, 2, 1]), 3, 0.3).numpy()
+    expected = np.array([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1]])
+    np.testing.assert_allclose(t, expected, atol=1e-7)
+
+
+def test_smoothed_targets_alpha_zero_is_one_hot():
+    labels = torch.tensor([3, 0, 9, 9])
+    t = smoothed_targets(labels, 10, 0.0).numpy()
+    expected = np.zeros((4, 10))
+    expected[np.arange(4), labels.numpy()] = 1.0
+    np.testing.assert_array_equal(t, expected)
+
+
+def test_smoothed_targets_k100_puts_alpha_over_k_on_every_class():
+    labels = torch.tensor([0, 57, 99])
+    t = smoothed_targets(labels, 100, 0.1).numpy().astype(np.float64)
+    assert t.shape == (3, 100)
+    # true class: 1 - alpha + alpha/K = 0.901; every other class alpha/K = 0.001 (not alpha/(K-1))
+    np.testing.assert_allclose(t[np.arange(3), labels.numpy()], 0.901, rtol=1e-6)
+    off = np.ones_like(t, dtype=bool)
+    off[np.arange(3), labels.numpy()] = False
+    np.testing.assert_allclose(t[off], 0.001, rtol=1e-5)
+    np.testing.assert_allclose(t.sum(1), 1.0, rtol=1e-6)
+
+
+def test_smoothed_ce_k100_matches_numpy():
+    rng = np.random.default_rng(1)
+    logits, labels, alpha = rng.normal(size=(6, 100)) * 3, rng.integers(0, 100, 6), 0.1
+    target = np.full((6, 100), alpha / 100)
+    target[np.arange(6), labels] += 1 - alpha
+    expected = -(target * np.log(np_softmax(logits))).sum(1).mean()
+    got = SmoothedCE(alpha)(torch.tensor(logits, dtype=torch.float32), torch.tensor(labels))
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="alpha"):
+        SmoothedCE(1.0)
+
+
+# --------------------------------------------------------------------------- distillation loss
+
+
+def _reference(student, teacher, labels, T, beta, hinton):
+    """(1 - beta) H(y, softmax(s)) + beta * s * H(softmax(t / T), softmax(s / T_s)) in numpy."""
+    pt = np_softmax(teacher / T)
+    ts, scale = (T, T**2) if hinton else (1.0, 1.0)
+    soft = -(pt * np.log(np_softmax(student / ts))).sum(1).mean()
+    hard = -np.log(np_softmax(student)[np.arange(len(labels)), labels]).mean()
+    return (1 - beta) * hard + beta * scale * soft
+
+
+@pytest.mark.parametrize("T", [1.0, 2.5, 50.0])
+@pytest.mark.parametrize("beta", [1.0, 0.3])
+@pytest.mark.parametrize("hinton", [False, True])
+def test_distillation_loss_matches_numpy(T, beta, hinton):
+    rng = np.random.default_rng(int(T * 10) + int(beta * 7) + hinton)
+    s, t = rng.normal(size=(8, 10)) * 4, rng.normal(size=(8, 10)) * 4
+    y = rng.integers(0, 10, 8)
+    pt = torch.tensor(np_softmax(t / T), dtype=torch.float32)
+    got = distillation_loss(torch.tensor(s, dtype=torch.float32), torch.tensor(y), pt, T, beta, hinton)
+    assert float(got) == pytest.approx(_reference(s, t, y, T, beta, hinton), rel=1e-5)
+
+
+def test_beta_zero_is_plain_cross_entropy():
+    rng = np.random.default_rng(0)
+    s, y = torch.tensor(rng.normal(size=(5, 7)), dtype=torch.float32), torch.tensor(rng.integers(0, 7, 5))
+    for teacher_probs in (torch.full((5, 7), 1 / 7), F.one_hot((y + 1) % 7, 7).float()):
+        for hinton in (False, True):
+            got = distillation_loss(s, y, teacher_probs, 4.0, 0.0, hinton)
+            assert float(got) == pytest.approx(float(F.cross_entropy(s, y)), rel=1e-6)
+
+
+def test_hinton_t2_keeps_gradient_scale_at_large_t():
+    """With T^2 the soft-term gradient is (T / N) (softmax(z_s / T) - softmax(z_t / T)), which tends to
+    ((z_s - mean z_s) - (z_t - mean z_t)) / (K N) as T grows (Hinton et al.'s logit-matching limit):
+    the T^2 factor keeps it finite and nonzero. The paper form's gradient is (softmax(z_s) - p_t(T)) / N."""
+    rng = np.random.default_rng(3)
+    n, k, T = 4, 6, 100.0
+    zs, zt = rng.normal(size=(n, k)), rng.normal(size=(n, k))
+    s = torch.tensor(zs, dtype=torch.float64, requires_grad=True)
+    pt = torch.tensor(np_softmax(zt / T))
+    distillation_loss(s, torch.zeros(n, dtype=torch.long), pt, T, 1.0, hinton=True).backward()
+    exact = T / n * (np_softmax(zs / T) - pt.numpy())
+    np.testing.assert_allclose(s.grad.numpy(), exact, atol=1e-5)  # the loss computes in float32
+    limit = ((zs - zs.mean(1, keepdims=True)) - (zt - zt.mean(1, keepdims=True))) / (k * n)
+    np.testing.assert_allclose(s.grad.numpy(), limit, atol=2e-3)
+    assert np.abs(limit).max() > 0.05
+    s.grad = None
+    distillation_loss(s, torch.zeros(n, dtype=torch.long), pt, T, 1.0, hinton=False).backward()
+    np.testing.assert_allclose(s.grad.numpy(), (np_softmax(zs) - pt.numpy()) / n, atol=1e-7)
+
+
+def test_distillation_module_uses_teacher_at_t_and_validates():
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.Dropout(0.5))
+    x, y, s = torch.randn(6, 1, 2, 2), torch.randint(0, 5, (6,)), torch.randn(6, 5)
+    obj = create("distillation", teacher=teacher, temperature=3.0, beta=0.7)
+    obj.train()
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    with torch.no_grad():
+        t = teacher(x).double().numpy()  # eval mode: dropout off, deterministic
+    assert float(obj(s, y, x)) == pytest.approx(_reference(s.double().numpy(), t, y.numpy(), 3.0, 0.7, False), rel=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        Distillation(teacher, temperature=0.0)
+    with pytest.raises(ValueError, match="beta"):
+        Distillation(teacher, beta=1.5)
+
+
+# --------------------------------------------------------------------------- teacher inside the training loop
+
+
+class _Recorder(nn.Module):
+    """Wraps a model; records (training flag, input) of each call made in training mode or by the objective."""
+
+    def __init__(self, inner: nn.Module, record_eval: bool):
+        super().__init__()
+        self.inner, self.record_eval, self.calls = inner, record_eval, []
+        self.classifier = inner.classifier
+
+    def forward(self, x, features=False):
+        if self.training or self.record_eval:
+            self.calls.append((self.training, [m.training for m in self.inner.modules()], x.detach().clone()))
+        return self.inner(x, features=features)
+
+
+def _tiny_data(n=96, k=3, size=6, seed=0) -> Prepared:
+    rng = np.random.default_rng(seed)
+    x = {s: rng.integers(0, 256, (m, 1, size, size), dtype=np.uint8) for s, m in (("train", n), ("val", 30), ("test", 30))}
+    y = {s: rng.integers(0, k, len(v)).astype(np.int64) for s, v in x.items()}
+    return Prepared(x=x, y=y, index={s: np.arange(len(v)) for s, v in y.items()}, classes=[str(c) for c in range(k)],
+                    mean=np.array([0.5]), std=np.array([0.25]), meta={"name": "tiny"})
+
+
+def test_teacher_runs_in_eval_mode_on_the_students_augmented_batch(tmp_path):
+    torch.set_num_threads(1)
+    data = _tiny_data()
+    torch.manual_seed(0)
+    inner_teacher = build_model("smallcnn", data, width=4)
+    bn_before = {k: v.clone() for k, v in inner_teacher.state_dict().items()}
+    teacher = _Recorder(inner_teacher, record_eval=True)
+    student = _Recorder(build_model("mlp", data, hidden=(16,)), record_eval=False)
+    recipe = Recipe.from_dict({"steps": 6, "batch_size": 32, "lr": 0.05, "augment": {"pad": 2, "flip": True}})
+    fit(student, data, recipe, Distillation(teacher, 2.0), seed=0, checkpoint_path=tmp_path / "c.ckpt",
+        metrics_path=tmp_path / "m.csv", progress=False)
+    assert len(teacher.calls) == len(student.calls) == 6
+    for (t_mode, t_modes, tx), (s_mode, _, sx) in zip(teacher.calls, student.calls):
+        assert s_mode and not t_mode and not any(t_modes)  # student trains, teacher (BN included) is in eval mode
+        assert torch.equal(tx, sx)  # exactly the augmented batch the student saw
+    raw = {row.tobytes() for row in data.x["train"]}
+    assert any(img.numpy().tobytes() not in raw for _, _, sx in student.calls for img in sx)  # augmentation was on
+    for k, v in inner_teacher.state_dict().items():  # no BN statistic or weight of the teacher moved
+        assert torch.equal(v, bn_before[k]), k

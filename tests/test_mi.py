@@ -1,0 +1,337 @@
+"""Fig. 6: the mutual-information estimator, the probe recorder during training, the workflow."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from scipy import integrate
+from scipy.stats import norm
+
+from lspipe import cli
+from lspipe.data import DataError, Prepared
+from lspipe.losses import SmoothedCE
+from lspipe.mi import ProbeRecorder, ProbeTrace, mi_curve, mi_table, mutual_information, pooled_sigma2
+from lspipe.train import Interrupted, Recipe, build_model, fit
+
+# --------------------------------------------------------------------------- estimator
+
+
+def direct_mi(y: np.ndarray, sigma: float) -> float:
+    """The same Gaussian-mixture quantity from densities (scipy.stats.norm.pdf), no log-sum-exp."""
+    mu = y.mean(axis=1)
+    ys = y.reshape(-1)
+    own = norm.pdf(ys, loc=np.repeat(mu, y.shape[1]), scale=sigma)
+    mix = norm.pdf(ys[:, None], loc=mu[None, :], scale=sigma).mean(axis=1)
+    return float(np.mean(np.log(own / mix)))
+
+
+def population_mi(means: np.ndarray, sigma: float) -> float:
+    """I(X; Y) of X uniform over ``means`` and Y | x ~ N(mean_x, sigma^2), by quadrature over y."""
+
+    def log_mix(y):
+        return np.log(norm.pdf(y, loc=means, scale=sigma).mean())
+
+    total = 0.0
+    for m in means:
+        f = lambda y, m=m: norm.pdf(y, m, sigma) * (norm.logpdf(y, m, sigma) - log_mix(y))  # noqa: E731
+        total += integrate.quad(f, m - 12 * sigma, m + 12 * sigma, limit=200)[0]
+    return total / len(means)
+
+
+def test_identical_means_give_zero():
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(50, 5))
+    y = 3.0 + e - e.mean(axis=1, keepdims=True)  # every example's sample mean is exactly 3
+    assert mutual_information(y) == pytest.approx(0.0, abs=1e-12)
+    # same population mean for every example: only the small-L floor remains, vanishing as L grows
+    y = rng.normal(size=(200, 400))
+    assert 0.0 <= mutual_information(y) < 0.01
+
+
+def test_separated_means_give_log_n():
+    rng = np.random.default_rng(1)
+    n = 40
+    y = 10.0 * np.arange(n)[:, None] + 0.01 * rng.normal(size=(n, 5))
+    assert mutual_information(y) == pytest.approx(math.log(n), abs=1e-9)
+
+
+def test_two_groups_give_log_2():
+    rng = np.random.default_rng(2)
+    n = 60
+    groups = np.repeat([-20.0, 20.0], n // 2)
+    e = rng.normal(size=(n, 5))
+    y = groups[:, None] + e - e.mean(axis=1, keepdims=True)  # identical means within each group
+    assert mutual_information(y) == pytest.approx(math.log(2), abs=1e-9)
+
+
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_matches_direct_density_computation(ddof):
+    rng = np.random.default_rng(3)
+    mu = rng.normal(scale=1.5, size=30)
+    y = mu[:, None] + rng.normal(size=(30, 5))
+    copies = y.shape[1]
+    sigma = np.sqrt(((y - y.mean(1, keepdims=True)) ** 2).sum() / (len(y) * (copies - ddof)))
+    assert pooled_sigma2(y, ddof) == pytest.approx(sigma**2, rel=1e-12)
+    assert mutual_information(y, ddof=ddof) == pytest.approx(direct_mi(y, sigma), rel=1e-10)
+    # the blocked log-sum-exp gives the same number
+    assert mutual_information(y, ddof=ddof, block=7) == pytest.approx(mutual_information(y, ddof=ddof), rel=1e-12)
+
+
+def test_converges_to_population_mixture_integral():
+    means = np.array([0.0, 0.5, 1.5, 3.0, 3.2])
+    truth = population_mi(means, 1.0)
+    assert 0.3 < truth < math.log(len(means))
+    y = means[:, None] + np.random.default_rng(4).normal(size=(len(means), 20000))
+    assert mutual_information(y) == pytest.approx(truth, abs=0.01)
+
+
+def test_degenerate_sigma_zero_is_the_partition_entropy():
+    y = np.repeat(np.array([[1.0], [1.0], [2.0], [5.0]]), 4, axis=1)
+    assert mutual_information(y) == pytest.approx(np.mean(np.log(4 / np.array([2, 2, 1, 1]))))
+    assert mutual_information(np.ones((6, 3))) == 0.0
+    # ... which is the formula's limit sigma -> 0 with the means held fixed
+    e = np.random.default_rng(5).normal(size=y.shape)
+    for eps in (1e-3, 1e-6):
+        y_eps = y + eps * (e - e.mean(axis=1, keepdims=True))
+        assert mutual_information(y_eps) == pytest.approx(mutual_information(y), abs=1e-9)
+
+
+def test_bounds_and_bad_input():
+    rng = np.random.default_rng(6)
+    for scale in (0.0, 0.3, 3.0, 300.0):
+        y = scale * rng.normal(size=(25, 1)) + rng.normal(size=(25, 4))
+        raw = mutual_information(y, clip=False)
+        assert -1e-12 <= raw <= math.log(25) + 1e-12
+        assert 0.0 <= mutual_information(y) <= math.log(25)
+    with pytest.raises(ValueError, match="L >= 2"):
+        mutual_information(np.ones((5, 1)))
+    with pytest.raises(ValueError, match="NaN"):
+        mutual_information(np.full((5, 3), np.nan))
+
+
+# --------------------------------------------------------------------------- the probe during training
+
+
+def tiny_data(n_train: int = 96) -> Prepared:
+    rng = np.random.default_rng(0)
+    x, y, idx = {}, {}, {}
+    for split, n in (("train", n_train), ("val", 30), ("test", 30)):
+        y[split] = (np.arange(n) % 3).astype(np.int64)
+        # class-dependent brightness so the logits separate a little during training
+        x[split] = np.clip(rng.integers(0, 160, (n, 1, 8, 8)) + 40 * y[split][:, None, None, None], 0, 255).astype(np.uint8)
+        idx[split] = np.arange(n) + 1000
+    return Prepared(x, y, idx, ["zero", "one", "two"], np.array([0.5]), np.array([0.25]), {"name": "syn"})
+
+
+RECIPE = {"steps": 12, "batch_size": 32, "lr": 0.05, "augment": {"pad": 1, "flip": True}, "checkpoint_every": 2}
+PROBE = {"classes": ["zero", "two"], "per_class": 6, "copies": 3, "every": 2, "seed": 5}
+
+
+def _train(tmp, data, probe: bool, **kw):
+    torch.manual_seed(0)
+    model = build_model("smallcnn", data)
+    recipe = Recipe.from_dict(RECIPE)
+    cbs = [ProbeRecorder(tmp / "probe.h5", data, device="cpu", recipe=recipe, **PROBE)] if probe else []
+    fit(model, data, recipe, SmoothedCE(0.1), seed=3, device="cpu", checkpoint_path=tmp / "model.pt.ckpt",
+        metrics_path=tmp / "metrics.csv", callbacks=cbs, progress=False, **kw)
+    return model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_trace_layout_and_training_unchanged(tmp_path):
+    data = tiny_data()
+    a, b = tmp_path / "plain", tmp_path / "probed"
+    plain = _train(a, data, probe=False)
+    rng_plain = torch.random.get_rng_state()
+    probed = _train(b, data, probe=True)
+    assert torch.equal(torch.random.get_rng_state(), rng_plain)  # the global RNG was not touched
+    sa, sb = plain.state_dict(), probed.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+    assert not (b / "probe.h5.partial").exists()
+    tr = ProbeTrace(b / "probe.h5")
+    assert tr.complete
+    assert tr.steps.tolist() == [0, 2, 4, 6, 8, 10, 12]
+    assert tr.logits.shape == (7, 12, 3, 3) and tr.logits.dtype == np.float32
+    assert tr.probe_classes == ["zero", "two"] and tr.probe_class_indices == [0, 2]
+    assert sorted(tr.labels.tolist()) == [0] * 6 + [2] * 6
+    assert np.array_equal(data.y["train"][tr.index], tr.labels)
+    with h5py.File(b / "probe.h5") as f:
+        assert np.array_equal(f["source_index"][()], data.index["train"][tr.index])
+    # the last record is the trained model's logits on augmented copies: the copies' mean is
+    # close to the un-augmented logits, and Y is the difference of the two classes' columns
+    probed.eval()
+    with torch.no_grad():
+        clean = probed(torch.from_numpy(data.x["train"][tr.index])).numpy()
+    assert np.abs(tr.logits[-1].mean(axis=1) - clean).max() < 2.0
+    assert np.allclose(tr.differences()[-1], tr.logits[-1][..., 0] - tr.logits[-1][..., 2])
+    assert tr.differences()[-1].std(axis=1).max() > 0  # the copies differ (augmentation)
+    rows = mi_curve(tr)
+    assert [r["step"] for r in rows] == tr.steps.tolist()
+    assert rows[3]["mi"] == pytest.approx(mutual_information(tr.differences()[3]))
+
+
+def test_record_leaves_model_and_generators_alone():
+    data = tiny_data()
+    torch.manual_seed(0)
+    model = build_model("smallcnn", data).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rec = ProbeRecorder("unused.h5", data, recipe=Recipe.from_dict(RECIPE), **PROBE)
+    rng = torch.random.get_rng_state()
+    first = rec.logits(model, 4)
+    assert model.training
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # BatchNorm running statistics included
+    assert np.array_equal(rec.logits(model, 4), first)  # the draws depend on (seed, step) only
+    assert not np.array_equal(rec.logits(model, 6), first)
+    # the probe examples are chosen with the probe's seed
+    other = ProbeRecorder("unused.h5", data, recipe=Recipe.from_dict(RECIPE), **{**PROBE, "seed": 6})
+    assert not np.array_equal(other.index, rec.index)
+
+
+def test_resume_gives_the_uninterrupted_trace(tmp_path):
+    data = tiny_data()
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    _train(whole, data, probe=True)
+    # 3 steps per epoch, checkpoints at epochs 2, 4: stopping after epoch 3 (step 9) leaves a
+    # record (step 8) newer than the checkpoint (step 6), which the resumed run must drop
+    with pytest.raises(Interrupted):
+        _train(parts, data, probe=True, stop_after_epochs=3)
+    assert not (parts / "probe.h5").exists()
+    with h5py.File(parts / "probe.h5.partial") as f:
+        assert f["steps"][()].tolist() == [0, 2, 4, 6, 8]
+    _train(parts, data, probe=True)
+    a, b = ProbeTrace(whole / "probe.h5"), ProbeTrace(parts / "probe.h5")
+    assert b.steps.tolist() == a.steps.tolist() == [0, 2, 4, 6, 8, 10, 12]
+    assert np.array_equal(a.logits, b.logits)
+
+
+def test_resume_without_partial_trace_fails_clearly(tmp_path):
+    data = tiny_data()
+    with pytest.raises(Interrupted):
+        _train(tmp_path, data, probe=True, stop_after_epochs=2)
+    (tmp_path / "probe.h5.partial").unlink()
+    with pytest.raises(DataError, match="missing.*retrain from scratch"):
+        _train(tmp_path, data, probe=True)
+
+
+def test_probe_class_errors():
+    data = tiny_data()
+    with pytest.raises(DataError, match="unknown class name 'seven'.*zero, one, two"):
+        ProbeRecorder("x.h5", data, classes=["zero", "seven"])
+    with pytest.raises(DataError, match="per_class=40 exceeds the 32 training examples"):
+        ProbeRecorder("x.h5", data, classes=["zero", "one"], per_class=40)
+    with pytest.raises(DataError, match="two different classes"):
+        ProbeRecorder("x.h5", data, classes=["one", "one"])
+    with pytest.raises(DataError, match="copies >= 2"):
+        ProbeRecorder("x.h5", data, classes=["zero", "one"], copies=1)
+
+
+# --------------------------------------------------------------------------- CLI: curve, table, figure
+
+
+def _fake_trace(path, y_by_step: dict[int, np.ndarray]):
+    """A complete probe trace whose class-0 minus class-1 logit difference is ``y``."""
+    steps = sorted(y_by_step)
+    n, copies = y_by_step[steps[0]].shape
+    logits = np.zeros((len(steps), n, copies, 3), np.float32)
+    for r, s in enumerate(steps):
+        logits[r, ..., 0] = y_by_step[s]
+    with h5py.File(path, "w") as f:
+        f["logits"], f["steps"] = logits, np.asarray(steps)
+        f["labels"], f["index"] = np.zeros(n, np.int64), np.arange(n)
+        f.create_dataset("classes", data=np.asarray(["a", "b", "c"], dtype=object), dtype=h5py.string_dtype())
+        f.attrs.update(probe_classes=["a", "b"], probe_class_indices=[0, 1], complete=True)
+
+
+def test_cli_curve_table_and_figure(tmp_path):
+    rng = np.random.default_rng(7)
+    curves, expected = [], {}
+    for alpha in (0.0, 0.1):
+        for seed in (0, 1):
+            ys = {s: (s / 10 + 1) * rng.normal(size=(8, 1)) + rng.normal(size=(8, 4)) for s in (0, 10, 20)}
+            _fake_trace(tmp_path / "p.h5", ys)
+            out = tmp_path / f"a{alpha}_s{seed}.csv"
+            assert cli.main(["mi-curve", "--probe", str(tmp_path / "p.h5"), "--out", str(out),
+                             "--alpha", str(alpha), "--seed", str(seed)]) == 0
+            with open(out) as fh:
+                rows = list(csv.DictReader(fh))
+            assert [int(r["step"]) for r in rows] == [0, 10, 20]
+            for r in rows:
+                expected.setdefault((alpha, int(r["step"])), []).append(mutual_information(ys[int(r["step"])]))
+                assert float(r["mi"]) == pytest.approx(expected[(alpha, int(r["step"]))][-1])
+                assert int(r["n"]) == 8 and float(r["log_n"]) == pytest.approx(math.log(8))
+            curves.append(str(out))
+    figs = [tmp_path / "fig.pdf", tmp_path / "fig.png"]
+    assert cli.main(["mi-figure", "--curves", *curves, "--csv", str(tmp_path / "t.csv"), "--alphas", "0.1",
+                     "--out", *map(str, figs), "--dpi", "50"]) == 0
+    assert all(f.stat().st_size > 1000 for f in figs)
+    with open(tmp_path / "t.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert {float(r["alpha"]) for r in table} == {0.1}
+    for r in table:
+        v = expected[(0.1, int(r["step"]))]
+        assert int(r["seeds"]) == 2
+        assert float(r["mi_mean"]) == pytest.approx(np.mean(v))
+        assert float(r["mi_min"]) == pytest.approx(min(v)) and float(r["mi_max"]) == pytest.approx(max(v))
+        assert float(r["mi_std"]) == pytest.approx(np.std(v, ddof=1))
+
+
+def test_table_rejects_mismatched_curves():
+    rows = [{"alpha": 0.0, "seed": 0, "step": 0, "mi": 0.1, "n": 8, "copies": 4},
+            {"alpha": 0.0, "seed": 1, "step": 5, "mi": 0.1, "n": 8, "copies": 4}]
+    with pytest.raises(DataError, match="different steps"):
+        mi_table(rows)
+
+
+def test_incomplete_trace_is_refused(tmp_path):
+    _fake_trace(tmp_path / "p.h5", {0: np.ones((3, 2))})
+    with h5py.File(tmp_path / "p.h5", "r+") as f:
+        f.attrs["complete"] = False
+    assert cli.main(["mi-curve", "--probe", str(tmp_path / "p.h5"), "--out", str(tmp_path / "c.csv"),
+                     "--alpha", "0", "--seed", "0"]) == 2
+
+
+# --------------------------------------------------------------------------- workflow
+
+
+@pytest.mark.slow
+def test_fig6_built_by_the_workflow(tiny_run):
+    import yaml
+
+    cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    t = cfg["teachers"][0]
+    n = 2 * t["probe"]["per_class"]
+    for ext in cfg["figures"]["formats"]:
+        assert (tiny_run / "results" / "figures" / f"fig6_mi_digits_smallcnn.{ext}").stat().st_size > 1000
+    with open(tiny_run / "results" / "tables" / "mi_digits_smallcnn.csv") as fh:
+        table = list(csv.DictReader(fh))
+    steps = list(range(0, cfg["recipes"][t["recipe"]]["steps"] + 1, t["probe"]["every"]))
+    assert {float(r["alpha"]) for r in table} == set(t["alphas"])
+    for a in t["alphas"]:
+        assert [int(r["step"]) for r in table if float(r["alpha"]) == a] == steps
+    for r in table:
+        assert int(r["n"]) == n and int(r["seeds"]) == len(t["seeds"])
+        assert 0.0 <= float(r["mi_min"]) <= float(r["mi_mean"]) <= float(r["mi_max"]) <= math.log(n)
+    # the per-teacher curve is the estimator applied to the recorded trace
+    run = f"a{t['alphas'][-1]:g}_s{t['seeds'][0]}"
+    tr = ProbeTrace(tiny_run / "results" / "models" / "digits" / "smallcnn" / "teacher" / run / "probe.h5")
+    assert tr.probe_classes == t["probe"]["classes"] and tr.logits.shape[1:3] == (n, t["probe"]["copies"])
+    with open(tiny_run / "results" / "mi" / "digits" / "smallcnn" / f"{run}.csv") as fh:
+        curve = list(csv.DictReader(fh))
+    assert [float(r["mi"]) for r in curve] == pytest.approx([r["mi"] for r in mi_curve(tr)])

@@ -1,0 +1,246 @@
+"""Scale-out: the profiles and conda environments, the SLURM requests a dry run of the paper preset
+plans, and the tiny workflow on a real single-node SLURM cluster (started by the test, see
+tests/slurm_cluster.py) giving the same numbers as a local run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, make_workdir, snakemake
+from slurm_cluster import SingleNodeCluster, SlurmUnavailable, ensure_installed
+
+PROFILES = REPO / "profiles"
+PAPER = REPO / "workflow" / "presets" / "paper.yaml"
+
+
+# --------------------------------------------------------------------------- dry-run parsing
+def planned(text: str) -> list[dict]:
+    """Jobs of a (dry) run's log: rule, output paths, reason, resources (as text), shell command."""
+    jobs: list[dict] = []
+    for line in text.splitlines():
+        m = re.match(r"^(local)?rule (\w+):$", line)
+        if m:
+            jobs.append({"rule": m.group(2), "local": bool(m.group(1)), "output": [], "reason": "",
+                         "resources": {}, "shell": ""})
+        elif jobs and (m := re.match(r"^\s+output: (.*)$", line)):
+            jobs[-1]["output"] = m.group(1).split(", ")
+        elif jobs and (m := re.match(r"^\s+reason: (.*)$", line)):
+            jobs[-1]["reason"] = m.group(1)
+        elif jobs and (m := re.match(r"^\s+resources: (.*)$", line)):
+            jobs[-1]["resources"] = dict(kv.split("=", 1) for kv in m.group(1).split(", "))
+        elif jobs and line.startswith("Shell command: "):
+            jobs[-1]["shell"] = line[len("Shell command: "):]
+    return jobs
+
+
+def is_plot_or_table(job: dict, results: str = "results") -> bool:
+    return bool(job["output"]) and all(
+        o.startswith((f"{results}/figures/", f"{results}/tables/")) for o in job["output"]
+    )
+
+
+# --------------------------------------------------------------------------- profiles and envs
+def test_default_profile_is_applied_automatically(tmp_path):
+    work = make_workdir(tmp_path / "w")
+    proc = snakemake(work, "-n")
+    m = re.search(r"Using workflow specific profile (\S+) for", proc.stderr + proc.stdout)
+    assert m and Path(m.group(1)).resolve() == (PROFILES / "default").resolve(), proc.stderr[-2000:]
+
+
+def test_local_profile_caps_gpu_jobs_and_ignores_timestamps():
+    prof = yaml.safe_load((PROFILES / "default" / "config.yaml").read_text())
+    assert prof["resources"] == ["gpu=1"]  # one GPU job at a time; `--resources gpu=N` for N slots
+    assert "mtime" not in prof["rerun-triggers"] and "params" in prof["rerun-triggers"]
+    assert prof["rerun-incomplete"] is True
+
+
+def test_slurm_profile_settings():
+    text = (PROFILES / "slurm" / "config.yaml").read_text()
+    prof = yaml.safe_load(text)
+    assert prof["executor"] == "slurm"
+    assert prof["retries"] >= 1 and prof["rerun-incomplete"] is True
+    assert "mtime" not in prof["rerun-triggers"]
+    assert {"runtime", "mem_mb"} <= set(prof["default-resources"])
+    # partition and account: one obvious place, for the user to fill in
+    assert re.search(r"^\s*# slurm_partition: ", text, re.M) and re.search(r"^\s*# slurm_account: ", text, re.M)
+    # the plugin on this machine satisfies the version the profile (and pyproject) require
+    plugin = [d for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+              if d.startswith("snakemake-executor-plugin-slurm")]
+    assert plugin == ["snakemake-executor-plugin-slurm>=2.7.1"]
+    assert tuple(int(x) for x in version("snakemake-executor-plugin-slurm").split(".")[:3]) >= (2, 7, 1)
+
+
+@pytest.mark.parametrize("name", ["train", "plot"])
+def test_conda_env_mirrors_pyproject(name):
+    env = yaml.safe_load((REPO / "envs" / f"{name}.yaml").read_text())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = env["dependencies"]
+    python = next(d for d in deps if isinstance(d, str) and d.startswith("python="))
+    minimum = project["requires-python"].removeprefix(">=")
+    assert tuple(map(int, python.split("=")[1].split("."))) >= tuple(map(int, minimum.split(".")))
+    pip = next(d["pip"] for d in deps if isinstance(d, dict))
+    editable = [p for p in pip if p.startswith("-e")]
+    assert sorted(p for p in pip if not p.startswith("-e")) == sorted(project["dependencies"])
+    # Snakemake copies the env file to .snakemake/conda/ before `conda env create`, and conda runs
+    # pip beside that copy: the checkout must be named by an absolute path, here ${LSPIPE_ROOT}
+    # (set by workflow/rules/common.smk), never a relative one.
+    assert editable == ["-e ${LSPIPE_ROOT}"]
+    root = Path(editable[0].split()[1].replace("${LSPIPE_ROOT}", str(REPO)))
+    assert tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"] == "lspipe"
+    assert "LSPIPE_ROOT" in (REPO / "workflow" / "rules" / "common.smk").read_text()
+
+
+# --------------------------------------------------------------------------- paper preset, dry run
+def test_paper_preset_slurm_requests(tmp_path):
+    """GPU (and GPU model), memory and a steps-scaled time limit on every training and dump job;
+    no GPU on any table or figure job."""
+    work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
+    proc = snakemake(
+        work, "-n", "--workflow-profile", str(PROFILES / "slurm"), "--configfile", str(PAPER),
+        "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}",
+        "resources={gpu_model: a100}",
+    )
+    res = yaml.safe_load(PAPER.read_text())["resources"]
+    jobs = planned(proc.stdout + proc.stderr)
+    assert len(jobs) > 300, (proc.stdout + proc.stderr)[-3000:]
+    training = [j for j in jobs if any(o.endswith("/model.pt") for o in j["output"])]
+    dumps = [j for j in jobs if j["rule"] == "dump_activations"]
+    plots = [j for j in jobs if is_plot_or_table(j)]
+    assert {j["rule"] for j in training} >= {"train_teacher", "train_teacher_probed"}
+    assert len(dumps) >= len(training) and plots
+    for j in training + dumps:
+        r = j["resources"]
+        assert r.get("gpu") == str(res["gpus_per_job"]) and r.get("gpu_model") == "a100", j
+        assert r["mem_mb"] == str(res["mem_mb"]), j
+    for j in training:
+        args = shlex.split(j["shell"])
+        steps = json.loads(args[args.index("--recipe") + 1])["steps"]
+        expected = max(res["min_runtime"], math.floor(steps / 1000 * res["minutes_per_1k_steps"] + 0.5))
+        assert j["resources"]["runtime"] == str(expected), (j["rule"], steps, j["resources"])
+    assert {j["resources"]["runtime"] for j in training} >= {"64", "390"}  # ResNet-56 and AlexNet recipes
+    for j in plots:
+        assert "gpu" not in j["resources"] and "gpu_model" not in j["resources"], j
+    # jobs that declare nothing get the profile's default-resources
+    prep = next(j for j in jobs if j["rule"] == "prepare_data")
+    assert prep["resources"]["runtime"] == "30" and prep["resources"]["mem_mb"] == "4000"
+    assert "gpu" not in prep["resources"]
+
+
+# --------------------------------------------------------------------------- a real SLURM cluster
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory, request):
+    """A single-node SLURM cluster with two fake GPUs of type `fakegpu`, stopped by its PIDs."""
+    try:
+        ensure_installed(install=True, timeout=300)
+    except SlurmUnavailable as err:
+        pytest.skip(f"SLURM unavailable: {err}")
+    cluster = SingleNodeCluster(tmp_path_factory.mktemp("slurm-cluster"), gpus=2, gpu_type="fakegpu")
+    request.addfinalizer(cluster.stop)
+    try:
+        cluster.start(timeout=120)
+    except SlurmUnavailable as err:
+        pytest.skip(f"SLURM could not start: {err}")
+    return cluster
+
+
+def _scontrol_jobs() -> list[dict]:
+    out = subprocess.run(["scontrol", "show", "job", "-o"], capture_output=True, text=True, timeout=30).stdout
+    jobs = []
+    for line in out.splitlines():
+        if line.startswith("JobId="):
+            jobs.append(dict(tok.split("=", 1) for tok in line.split() if "=" in tok))
+    return jobs
+
+
+def _assert_same_numbers(a, b, where=""):
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            _assert_same_numbers(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, float):
+        assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9), (where, a, b)
+    else:
+        assert a == b, (where, a, b)
+
+
+def _metrics(path: Path) -> list[dict]:
+    rows = list(csv.DictReader(path.open()))
+    return [{k: float(v) for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_tiny_workflow_on_slurm_matches_local_run(slurm_cluster, tiny_run, tmp_path):
+    work = make_workdir(tmp_path / "slurm")
+    limit = 540
+    cmd = [
+        "timeout", "-k", "15", str(limit),
+        sys.executable, "-m", "snakemake", "accuracy_table",
+        "-s", str(REPO / "Snakefile"), "-d", str(work),
+        "--workflow-profile", str(PROFILES / "slurm"),
+        # no accounting database on the test cluster: sacct cannot answer, squeue can
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "3",
+        "--slurm-keep-successful-logs",
+        "--config", "resources={gpu_model: fakegpu}",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=limit + 60)
+    log = proc.stdout + proc.stderr
+    slurm_logs = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-2000:]}"
+                           for p in sorted((work / ".snakemake" / "slurm_logs").rglob("*.log")))
+    assert proc.returncode == 0, (
+        f"rc={proc.returncode}\n{log[-6000:]}\n{slurm_logs[-6000:]}\n"
+        f"--- slurmctld\n{slurm_cluster.logs('slurmctld')}\n--- slurmd\n{slurm_cluster.logs('slurmd')}"
+    )
+
+    # what SLURM ran: every compute job, with the requests the config and profile ask for
+    jobs = [j for j in _scontrol_jobs() if j.get("Comment", "").startswith("rule_")]
+    by_rule: dict[str, list[dict]] = {}
+    for j in jobs:
+        rule = re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", j["Comment"]).group(1)
+        by_rule.setdefault(rule, []).append(j)
+    counts = {r: len(v) for r, v in by_rule.items()}
+    assert counts == {"prepare_data": 1, "train_teacher_probed": 2, "dump_activations": 2, "evaluate": 2}, counts
+    assert all(j["JobState"] == "COMPLETED" for j in jobs), jobs
+    for j in by_rule["train_teacher_probed"] + by_rule["dump_activations"]:
+        assert j.get("TresPerJob") == "gres:gpu:fakegpu:1", j  # --gpus=<gpu_model>:<gpus_per_job>
+        assert j["MinMemoryNode"] == "8000M", j  # resources.mem_mb (schema default)
+        assert j["TimeLimit"] == "00:10:00", j  # 24 steps -> resources.min_runtime
+    for j in by_rule["prepare_data"] + by_rule["evaluate"]:
+        assert "gpu" not in j.get("TresPerJob", "") and "gpu" not in j.get("TRES", ""), j
+        assert j["MinMemoryNode"] == "4000M" and j["TimeLimit"] == "00:30:00", j  # profile defaults
+    # the table rule ran on the submitting machine, not on the cluster
+    assert re.search(r"^localrule accuracy_table:$", log, re.M), log[-3000:]
+
+    # same numbers as the local run of the same config (CPU, one thread, same seeds)
+    from lspipe.activations import Dump
+
+    here, there = work / "results", tiny_run / "results"
+    for run in ("a0_s0", "a0.3_s0"):
+        ev = f"eval/digits/smallcnn/teacher/{run}.json"
+        _assert_same_numbers(json.loads((here / ev).read_text()), json.loads((there / ev).read_text()), ev)
+        m = f"models/digits/smallcnn/teacher/{run}/metrics.csv"
+        rows_here, rows_there = _metrics(here / m), _metrics(there / m)
+        assert len(rows_here) == len(rows_there) > 0, m
+        for r1, r2 in zip(rows_here, rows_there):
+            assert r1 == pytest.approx(r2, rel=1e-6), m
+        a = Dump(here / f"dumps/digits/smallcnn/teacher/{run}.h5").split("test")
+        b = Dump(there / f"dumps/digits/smallcnn/teacher/{run}.h5").split("test")
+        np.testing.assert_allclose(a.logits, b.logits, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(a.index, b.index)
+    assert (here / "tables/accuracy.csv").read_text() == (there / "tables/accuracy.csv").read_text()

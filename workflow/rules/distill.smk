@@ -1,0 +1,161 @@
+# Paper Fig. 5: students trained alone with label smoothing, distilled from the hard-target
+# teacher at each temperature, and distilled from label-smoothed teachers at T = 1, per
+# `distillation` entry (one per dataset) and seed; the teachers' smoothness index gamma; the
+# figure and its table. Run names and the grid come from lspipe.distill.
+#
+# A distilled student's teacher model.pt is a plain input, deliberately NOT ancient(): Snakemake 9
+# does not propagate a rerun to a downstream job whose inputs from the rerun job are all ancient
+# and exist (snakemake/dag.py, update_needrun), so ancient() would leave students of a retrained
+# teacher stale. Plain, when a teacher job runs (changed recipe, --forcerun, ...) or its model.pt
+# is newer, exactly its students train again (tests/test_distill.py checks this with dry runs).
+# The teachers' dumps feed the gamma table as plain inputs for the same reason.
+
+import lspipe.distill
+
+try:
+    DISTILL = lspipe.distill.entries_by_dataset(config["distillation"])
+except lspipe.config.ConfigError as err:
+    raise WorkflowError(str(err))
+
+# the `dataset` wildcard of the Fig. 5 rules: only datasets with a distillation entry
+DISTILL_DATASET = f"(?:{'|'.join(DISTILL)})" if DISTILL else r"(?!)"
+
+STUDENT_CMD = (
+    "lspipe train --data {input.data} --arch {wildcards.arch} --recipe {params.recipe:q} "
+    "--seed {wildcards.seed} --alpha {params.alpha} --role student --run {params.run} "
+    "--device {params.device} --threads {threads} {params.progress} "
+    "--out {output.model} --metrics {output.metrics}"
+)
+
+
+rule train_student_baseline:
+    """Train one student alone with label-smoothed cross-entropy (Fig. 5's student baseline)."""
+    input:
+        data=ancient(f"{R}/data/{{dataset}}.npz"),
+    output:
+        model=f"{R}/models/{{dataset}}/{{arch}}/student/a{{alpha}}_s{{seed}}/model.pt",
+        metrics=f"{R}/models/{{dataset}}/{{arch}}/student/a{{alpha}}_s{{seed}}/metrics.csv",
+    wildcard_constraints:
+        dataset=DISTILL_DATASET,
+    params:
+        recipe=lambda wc: recipe_json(lspipe.distill.entry_for(DISTILL, wc.dataset, wc.arch)["student_recipe"]),
+        alpha=lambda wc: float(wc.alpha),
+        run=lambda wc: lspipe.distill.baseline_run(wc.alpha, wc.seed),
+        device=config["device"],
+        progress="--progress" if config["progress"] else "--no-progress",
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
+        gpu_model=GPU_MODEL,
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=lambda wc: training_runtime(lspipe.distill.entry_for(DISTILL, wc.dataset, wc.arch)["student_recipe"]),
+    log:
+        f"{R}/logs/train_student_baseline/{{dataset}}/{{arch}}/a{{alpha}}_s{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_student_baseline/{{dataset}}/{{arch}}/a{{alpha}}_s{{seed}}.tsv"
+    conda:
+        ENV_TRAIN
+    shell:
+        STUDENT_CMD + " > {log} 2>&1"
+
+
+rule train_student_distilled:
+    """Distil one student from the teacher of the same seed at temperature T (beta, hinton from the config)."""
+    input:
+        data=ancient(f"{R}/data/{{dataset}}.npz"),
+        teacher=f"{R}/models/{{dataset}}/{{tarch}}/teacher/a{{talpha}}_s{{seed}}/model.pt",
+    output:
+        model=f"{R}/models/{{dataset}}/{{arch}}/student/kd-{{tarch}}-a{{talpha}}-T{{T}}_s{{seed}}/model.pt",
+        metrics=f"{R}/models/{{dataset}}/{{arch}}/student/kd-{{tarch}}-a{{talpha}}-T{{T}}_s{{seed}}/metrics.csv",
+    wildcard_constraints:
+        dataset=DISTILL_DATASET,
+        tarch=r"[a-z0-9]+",
+        talpha=r"[0-9.]+(e-?[0-9]+)?",
+        T=r"[0-9.]+(e-?[0-9]+)?",
+    params:
+        recipe=lambda wc: recipe_json(lspipe.distill.entry_for(DISTILL, wc.dataset, wc.arch)["student_recipe"]),
+        alpha=0.0,
+        run=lambda wc: lspipe.distill.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed),
+        temperature=lambda wc: float(wc.T),
+        beta=lambda wc: float(lspipe.distill.entry_for(DISTILL, wc.dataset, wc.arch)["beta"]),
+        hinton=lambda wc: "--hinton" if lspipe.distill.entry_for(DISTILL, wc.dataset, wc.arch)["hinton"] else "",
+        device=config["device"],
+        progress="--progress" if config["progress"] else "--no-progress",
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
+        gpu_model=GPU_MODEL,
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=lambda wc: training_runtime(lspipe.distill.entry_for(DISTILL, wc.dataset, wc.arch)["student_recipe"]),
+    log:
+        f"{R}/logs/train_student_distilled/{{dataset}}/{{arch}}/kd-{{tarch}}-a{{talpha}}-T{{T}}_s{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/train_student_distilled/{{dataset}}/{{arch}}/kd-{{tarch}}-a{{talpha}}-T{{T}}_s{{seed}}.tsv"
+    conda:
+        ENV_TRAIN
+    shell:
+        STUDENT_CMD + " --teacher {input.teacher} --temperature {params.temperature} --beta {params.beta} {params.hinton} > {log} 2>&1"
+
+
+rule distillation_gamma:
+    """Smoothness index gamma of every needed teacher's soft targets on the training split, at each T."""
+    input:
+        lambda wc: [
+            dump_path(wc.dataset, DISTILL[wc.dataset]["teacher_arch"], "teacher", teacher_run(a, s))
+            for a, s in lspipe.distill.gamma_teacher_runs(DISTILL[wc.dataset])
+        ],
+    output:
+        report(f"{R}/tables/distillation_gamma_{{dataset}}.csv", category="Tables", caption="../report/fig5_gamma.rst"),
+    wildcard_constraints:
+        dataset=DISTILL_DATASET,
+    params:
+        temperatures=lambda wc: " ".join(fmt(t) for t in lspipe.distill.gamma_temperatures(DISTILL[wc.dataset])),
+        split="train",
+    log:
+        f"{R}/logs/distillation_gamma/{{dataset}}.log",
+    localrule: True
+    conda:
+        ENV_PLOT
+    shell:
+        "lspipe distill-gamma --dumps {input} --temperatures {params.temperatures} --split {params.split} "
+        "--out {output} > {log} 2>&1"
+
+
+rule distillation_figure:
+    """Paper Fig. 5: accuracy against gamma for teachers, student baselines and distilled students."""
+    input:
+        gamma=f"{R}/tables/distillation_gamma_{{dataset}}.csv",
+        teachers=lambda wc: [
+            eval_path(wc.dataset, DISTILL[wc.dataset]["teacher_arch"], "teacher", teacher_run(a, s))
+            for a, s in lspipe.distill.teacher_curve_runs(DISTILL[wc.dataset])
+        ],
+        students=lambda wc: [
+            eval_path(wc.dataset, DISTILL[wc.dataset]["student_arch"], "student", r.name)
+            for r in lspipe.distill.student_runs(DISTILL[wc.dataset])
+        ],
+    output:
+        csv=report(f"{R}/tables/distillation_{{dataset}}.csv", category="Tables", caption="../report/fig5_table.rst"),
+        figures=[
+            report(p, category="Figures", caption="../report/fig5_distillation.rst")
+            for p in figure_paths("fig5_distillation_{dataset}")
+        ],
+    wildcard_constraints:
+        dataset=DISTILL_DATASET,
+    params:
+        split=lambda wc: DISTILL[wc.dataset]["split"],
+        dpi=config["figures"]["dpi"],
+    log:
+        f"{R}/logs/distillation_figure/{{dataset}}.log",
+    localrule: True
+    conda:
+        ENV_PLOT
+    shell:
+        "lspipe distill-figure --gamma {input.gamma} --teacher-evals {input.teachers} --student-evals {input.students} "
+        "--split {params.split} --csv {output.csv} --figures {output.figures} --dpi {params.dpi} > {log} 2>&1"
+
+
+for _d in DISTILL:
+    ALL_TARGETS.extend(
+        [f"{R}/tables/distillation_gamma_{_d}.csv", f"{R}/tables/distillation_{_d}.csv"]
+        + figure_paths(f"fig5_distillation_{_d}")
+    )
