@@ -15,7 +15,9 @@ given: the paper records N = 600 examples x L = 5 copies every 4000 steps of bat
 
     python benchmarks/probe_overhead.py                         # smallcnn, the paper's ratio
     python benchmarks/probe_overhead.py --arch resnet20 --steps 200 --every 100
-    python benchmarks/probe_overhead.py --per-class 100 --every 25 --batch-size 64   # config.yaml's ratio
+    python benchmarks/probe_overhead.py --per-class 100 --every 25 --steps 100       # config.yaml's ratio
+    python benchmarks/probe_overhead.py --image-size 8 --channels 1 --pad 1 --steps 300 --every 25 \
+        --per-class 100 --repeats 2                                                  # config.yaml itself
 """
 
 from __future__ import annotations
@@ -39,14 +41,15 @@ from lspipe.train import Recipe, build_model, fit
 PAPER_RATIO = 600 * 5 / (4000 * 128)
 
 
-def random_data(n_train: int, image_size: int = 32, classes: int = 10, seed: int = 0) -> Prepared:
+def random_data(n_train: int, image_size: int = 32, channels: int = 3, classes: int = 10, seed: int = 0) -> Prepared:
     rng = np.random.default_rng(seed)
     x, y, idx = {}, {}, {}
     for split, n in (("train", n_train), ("val", 200), ("test", 10)):
-        x[split] = rng.integers(0, 256, (n, 3, image_size, image_size), dtype=np.uint8)
+        x[split] = rng.integers(0, 256, (n, channels, image_size, image_size), dtype=np.uint8)
         y[split] = (np.arange(n) % classes).astype(np.int64)
         idx[split] = np.arange(n)
-    return Prepared(x, y, idx, [f"c{i}" for i in range(classes)], np.full(3, 0.5), np.full(3, 0.25), {"name": "random"})
+    return Prepared(x, y, idx, [f"c{i}" for i in range(classes)], np.full(channels, 0.5), np.full(channels, 0.25),
+                    {"name": "random"})
 
 
 def run(args, data, recipe, probe: dict | None, work: Path) -> tuple[float, float]:
@@ -70,6 +73,9 @@ def main(argv=None) -> dict:
     p.add_argument("--every", type=int, default=200)
     p.add_argument("--copies", type=int, default=5)
     p.add_argument("--per-class", type=int, default=None, help="default: the paper's probe/training cost ratio")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--pad", type=int, default=4, help="augmentation padding (training and probe)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
@@ -79,9 +85,9 @@ def main(argv=None) -> dict:
 
     per_class = args.per_class or max(1, round(PAPER_RATIO * args.every * args.batch_size / (2 * args.copies)))
     n_images = 2 * per_class * args.copies
-    data = random_data(max(20 * args.batch_size, 4 * per_class * 10))
+    data = random_data(max(20 * args.batch_size, 4 * per_class * 10), args.image_size, args.channels)
     recipe = Recipe.from_dict({"steps": args.steps, "batch_size": args.batch_size, "lr": 0.05,
-                               "augment": {"pad": 4, "flip": True}, "eval_batch_size": 500})
+                               "augment": {"pad": args.pad, "flip": True}, "eval_batch_size": 500})
     probe = {"classes": ["c0", "c1"], "per_class": per_class, "copies": args.copies, "every": args.every}
     records = len(range(0, args.steps + 1, args.every)) + (args.steps % args.every != 0)
 
@@ -109,7 +115,8 @@ def main(argv=None) -> dict:
     c_plain, c_probed = med(c for _, c in plain), med(c for _, c in probed)
     result = {
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", torch threads {args.threads}",
-        "device": args.device, "arch": args.arch, "steps": args.steps, "batch_size": args.batch_size,
+        "device": args.device, "arch": args.arch, "image": [args.channels, args.image_size, args.image_size],
+        "steps": args.steps, "batch_size": args.batch_size,
         "every": args.every, "per_class": per_class, "copies": args.copies, "records": records,
         "probe_forward_per_training_example": n_images / (args.every * args.batch_size), "paper_ratio": PAPER_RATIO,
         "train_wall_cpu_s_plain": plain, "train_wall_cpu_s_probed": probed,

@@ -153,57 +153,73 @@ def time_baseline(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, w
     model = models.create(arch, NUM_CLASSES, 3, 32).to(device).train()
     opt = torch.optim.SGD(model.parameters(), **SGD)
     it = iter(loader)
-    t0 = None
+    marks = []
     for i in range(warmup + steps):
         if i == warmup:
             _sync(device)
-            t0 = time.perf_counter()
-        xb, yb = next(it)
+            marks.append(time.perf_counter())
+        xb, yb = next(it)  # waiting for the workers is part of the step
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         loss = F.cross_entropy(model.classifier(model.body(xb)), yb)  # inputs already normalised
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if i >= warmup and device.type != "cuda":  # CPU steps are synchronous: time each one
+            marks.append(time.perf_counter())
     _sync(device)
-    seconds = time.perf_counter() - t0
+    if device.type == "cuda":
+        marks.append(time.perf_counter())
     del it, loader  # stop the workers before anything else is timed
-    return _figures(steps, batch_size, seconds) | {
+    return _figures(marks, steps, batch_size) | {
         "config": {"loader": "torchvision transforms + DataLoader", "num_workers": workers,
                    "pin_memory": device.type == "cuda", "precision": "fp32", "memory_format": "contiguous"},
     }
 
 
-def _figures(steps: int, batch_size: int, seconds: float, models_per_step: int = 1) -> dict:
+def _figures(marks: list[float], steps: int, batch_size: int, models_per_step: int = 1) -> dict:
+    """Rates from time marks: one per step (CPU) or the two ends of the timed window (CUDA).
+
+    With per-step marks the headline uses the median step time, robust to other jobs' bursts on
+    a shared machine; the window mean is reported too.
+    """
+    seconds = marks[-1] - marks[0]
+    per_step = [b - a for a, b in zip(marks, marks[1:])] if len(marks) == steps + 1 else [seconds / steps]
+    typical = statistics.median(per_step)
+    images = batch_size * models_per_step
     return {
-        "images_per_s": steps * batch_size * models_per_step / seconds,
-        "step_ms": 1000.0 * seconds / steps,
+        "images_per_s": images / typical,
+        "images_per_s_mean": images * steps / seconds,
+        "step_ms": 1000.0 * typical,
+        "step_ms_all": [round(1000.0 * t, 2) for t in per_step] if len(per_step) > 1 else None,
         "timed_steps": steps,
         "seconds": seconds,
+        "timing": "median step" if len(per_step) > 1 else "window mean (device-synchronised at both ends)",
     }
 
 
 class _StepTimer:
-    """A :class:`lspipe.train.Callback` timing steps ``warmup+1 .. warmup+steps``."""
+    """A :class:`lspipe.train.Callback` timing steps ``warmup+1 .. warmup+steps``: a mark after every
+    step on the CPU (steps are synchronous there), device-synchronised marks at both ends on CUDA."""
 
     def __init__(self, warmup: int, steps: int, device: torch.device):
-        self.warmup, self.end, self.device, self.marks = warmup, warmup + steps, device, {}
+        self.warmup, self.end, self.device, self.marks = warmup, warmup + steps, device, []
+
+    def _mark(self, step):
+        if self.device.type != "cuda" or step in (self.warmup, self.end):
+            if step in (self.warmup, self.end):
+                _sync(self.device)
+            self.marks.append(time.perf_counter())
 
     def on_start(self, model, step):
         if self.warmup == 0:
-            _sync(self.device)
-            self.marks[0] = time.perf_counter()
+            self._mark(0)
 
     def on_step(self, model, step):
-        if step in (self.warmup, self.end):
-            _sync(self.device)
-            self.marks[step] = time.perf_counter()
+        if self.warmup <= step <= self.end:
+            self._mark(step)
 
     def on_checkpoint(self, step): ...
     def on_end(self, model, step): ...
-
-    @property
-    def seconds(self) -> float:
-        return self.marks[self.end] - self.marks[self.warmup]
 
 
 def _engine_data(x: np.ndarray, y: np.ndarray):
@@ -250,7 +266,7 @@ def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, war
         metrics = [Path(tmp) / f"m{i}.csv" for i in range(fuse)] if fuse > 1 else Path(tmp) / "m.csv"
         fit(model, data, recipe, objective, seed=seed, device=device, checkpoint_path=Path(tmp) / "ckpt",
             metrics_path=metrics, callbacks=[timer], progress=False)
-    return _figures(steps, batch_size, timer.seconds, max(fuse, 1)) | {"config": {
+    return _figures(timer.marks, steps, batch_size, max(fuse, 1)) | {"config": {
         "loader": "lspipe.train.fit (uint8 on device, batched augmentation, no workers)",
         "recipe": {k: getattr(recipe, k) for k in ("amp", "channels_last", "cpu_amp", "cpu_channels_last",
                                                      "compile", "compile_mode")},
@@ -322,7 +338,9 @@ def run_benchmark(archs, *, batch_size: int = 128, warmup: int = 3, steps: int =
             figs = runs[name]
             med = statistics.median(f["images_per_s"] for f in figs)
             return {"images_per_s": med, "step_ms": statistics.median(f["step_ms"] for f in figs),
-                    "images_per_s_runs": [f["images_per_s"] for f in figs], "config": figs[0]["config"]}
+                    "images_per_s_mean": statistics.median(f["images_per_s_mean"] for f in figs),
+                    "images_per_s_runs": [f["images_per_s"] for f in figs], "timing": figs[0]["timing"],
+                    "runs": [{k: v for k, v in f.items() if k != "config"} for f in figs], "config": figs[0]["config"]}
 
         base = summary("baseline")
         engines = {name: summary(f"engine:{name}") for name in variants}
@@ -359,7 +377,8 @@ def format_report(res: dict) -> str:
         f"{m.get('load_average_end')} at the end",
         f"batch {res['settings']['batch_size']}, {res['settings']['warmup_steps']} warm-up + "
         f"{res['settings']['timed_steps']} timed steps, {res['settings']['repeats']} repeat(s), "
-        f"baseline DataLoader workers: {res['settings']['num_workers']}",
+        f"baseline DataLoader workers: {res['settings']['num_workers']}; images/s from the median step "
+        f"(CPU; the window mean in brackets) or the synchronised window (CUDA)",
         "",
         "| arch | baseline images/s | engine variant | engine images/s | engine / baseline |",
         "|---|---|---|---|---|",
@@ -367,8 +386,10 @@ def format_report(res: dict) -> str:
     for r in res["results"]:
         for name, e in r["engine_variants"].items():
             mark = " (headline)" if name == r["engine"]["variant"] else ""
-            lines.append(f"| {r['arch']} | {r['baseline']['images_per_s']:.1f} | {name}{mark} | "
-                         f"{e['images_per_s']:.1f} | {e['ratio']:.2f}x |")
+            b = r["baseline"]
+            lines.append(f"| {r['arch']} | {b['images_per_s']:.1f} (mean {b.get('images_per_s_mean', 0):.1f}) | "
+                         f"{name}{mark} | {e['images_per_s']:.1f} (mean {e.get('images_per_s_mean', 0):.1f}) | "
+                         f"{e['ratio']:.2f}x |")
         if "fused" in r:
             f = r["fused"]
             lines.append(f"| {r['arch']} | | {f['models']} fused ({f['variant']}) | {f['images_per_s']:.1f} model-images/s | "

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -62,10 +61,6 @@ _KD_RE = re.compile(rf"^kd-(?P<tarch>[a-z0-9]+)-a(?P<talpha>{_NUM})-T(?P<T>{_NUM
 def fmt(x: float) -> str:
     """Canonical text of a number in run names (as ``fmt`` in common.smk): 0.1 -> '0.1', 2.0 -> '2'."""
     return f"{float(x):g}"
-
-
-def _key(x: float) -> str:
-    return fmt(x)
 
 
 # --------------------------------------------------------------------------- run names and the plan
@@ -231,7 +226,7 @@ def read_gamma_table(path: str | Path) -> dict[tuple[str, int, str], float]:
     out = {}
     with open(path, newline="") as fh:
         for r in csv.DictReader(fh):
-            out[(_key(r["alpha"]), int(r["seed"]), _key(r["temperature"]))] = float(r["gamma"])
+            out[(fmt(r["alpha"]), int(r["seed"]), fmt(r["temperature"]))] = float(r["gamma"])
     return out
 
 
@@ -265,7 +260,7 @@ def distillation_rows(
     for ev in teacher_evals:
         m = ev["model"]
         dataset, teacher_arch, a = m["dataset"], m["arch"], float(m["alpha"])
-        add(("teacher", _key(a), ""), {"family": "teacher", "alpha": a, "teacher_alpha": a, "temperature": ""},
+        add(("teacher", fmt(a), ""), {"family": "teacher", "alpha": a, "teacher_alpha": a, "temperature": ""},
             ev[split]["accuracy"], a)
     for ev in student_evals:
         m = ev["model"]
@@ -274,15 +269,15 @@ def distillation_rows(
         if run.seed != int(m["seed"]):
             raise ValueError(f"student run {m['run']!r} records seed {m['seed']}")
         if not run.distilled:
-            add(("baseline", _key(run.alpha), ""), {"family": "baseline", "alpha": run.alpha, "teacher_alpha": "",
+            add(("baseline", fmt(run.alpha), ""), {"family": "baseline", "alpha": run.alpha, "teacher_alpha": "",
                                                     "temperature": ""}, ev[split]["accuracy"], run.alpha)
             continue
         teacher_arch = run.teacher_arch
-        gkey = (_key(run.teacher_alpha), run.seed, _key(run.temperature))
+        gkey = (fmt(run.teacher_alpha), run.seed, fmt(run.temperature))
         if gkey not in gamma:
             raise KeyError(f"no smoothness index for teacher alpha {gkey[0]}, seed {gkey[1]}, T {gkey[2]} "
                            f"(needed by student {m['run']!r}); is that teacher's dump in the gamma table?")
-        add((run.family, _key(run.teacher_alpha), _key(run.temperature)),
+        add((run.family, fmt(run.teacher_alpha), fmt(run.temperature)),
             {"family": run.family, "alpha": "", "teacher_alpha": run.teacher_alpha, "temperature": run.temperature},
             ev[split]["accuracy"], gamma[gkey])
 
@@ -315,7 +310,7 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
 
     if not rows:
         raise ValueError("no rows to plot")
-    fig, axes = new_figure(1, 2, size=(8.0, 3.2), sharex=True)
+    fig, axes = new_figure(1, 2, size=(8.0, 3.0), sharex=True)
     colors = {"teacher": "C3", "baseline": "C7", "kd_hard": "C0", "kd_ls": "C2"}
     markers = {"teacher": "s", "baseline": "o", "kd_hard": "^", "kd_ls": "D"}
     for ax, families in ((axes[0, 0], ("teacher",)), (axes[0, 1], ("baseline", "kd_hard", "kd_ls"))):
@@ -338,7 +333,7 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
                                 xytext=(3, 3), fontsize=6, color=colors[fam])
         ax.set_xlabel("smoothness index γ of the targets")
         ax.set_ylabel(f"{rows[0]['split']} accuracy (%)")
-        ax.legend(loc="best")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below the axes, never over a point
     r0 = rows[0]
     tarch = next((r["teacher_arch"] for r in rows if r["teacher_arch"]), "?")
     sarch = next((r["student_arch"] for r in rows if r["student_arch"]), "?")

@@ -63,7 +63,8 @@ def test_table_parameter_reruns_only_that_table(tiny_run, tmp_path):
 
 def test_timestamps_trigger_nothing(tiny_run, tmp_path):
     """Make every file newer than the files made from it (data newest, figures oldest): no
-    job reruns -- trained weights, probes, dumps and evaluations are safe from timestamps."""
+    job reruns -- trained weights, probes, dumps and evaluations are safe from timestamps
+    (ancient() inputs, and checksums of newer inputs equal to the recorded ones)."""
     work = tmp_path / "copy"
     shutil.copytree(tiny_run, work, symlinks=True, ignore=shutil.ignore_patterns("log", "slurm_logs", "conda"))
     assert planned_jobs(snakemake(work, "-n")) == {}  # the copy is up to date
@@ -99,8 +100,9 @@ def test_forcing_a_table_rule_reruns_only_it(tiny_run):
 @pytest.mark.xfail(strict=True, reason=(
     "model/dump inputs are wrapped in ancient(), and Snakemake (>= 5.27, PR #668) never reruns a "
     "job because a job producing its ancient input reruns: a forced or re-parameterised training "
-    "leaves stale dumps, evaluations and figures. Drop ancient(): the profiles' rerun-triggers "
-    "already ignore timestamps (test_timestamps_trigger_nothing)."))
+    "leaves stale dumps, evaluations and figures. Drop ancient() from model/probe/dump inputs: "
+    "the profiles' max-checksum-file-size already keeps timestamps alone from rerunning them "
+    "(test_timestamps_trigger_nothing)."))
 def test_forced_training_rebuilds_everything_made_from_it(tiny_run):
     proc = snakemake(tiny_run, "-n", "--forcerun", "train_teacher_probed")
     jobs = planned_jobs(proc)

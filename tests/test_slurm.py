@@ -10,8 +10,10 @@ import math
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
@@ -20,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, make_workdir, snakemake
+from conftest import REPO, TINY, make_workdir, snakemake
 from slurm_cluster import SingleNodeCluster, SlurmUnavailable, ensure_installed
 
 PROFILES = REPO / "profiles"
@@ -61,11 +63,37 @@ def test_default_profile_is_applied_automatically(tmp_path):
     assert m and Path(m.group(1)).resolve() == (PROFILES / "default").resolve(), proc.stderr[-2000:]
 
 
-def test_local_profile_caps_gpu_jobs_and_ignores_timestamps():
+def test_local_profile_caps_gpu_jobs():
     prof = yaml.safe_load((PROFILES / "default" / "config.yaml").read_text())
     assert prof["resources"] == ["gpu=1"]  # one GPU job at a time; `--resources gpu=N` for N slots
-    assert "mtime" not in prof["rerun-triggers"] and "params" in prof["rerun-triggers"]
     assert prof["rerun-incomplete"] is True
+
+
+def test_checksum_limit_covers_the_papers_models_and_dumps():
+    """Snakemake ignores a newer input whose checksum is unchanged only up to
+    `max-checksum-file-size`: both profiles must cover the paper's largest model and dump."""
+    import io
+
+    import torch
+
+    from lspipe import models
+
+    limit = min(yaml.safe_load((PROFILES / p / "config.yaml").read_text())["max-checksum-file-size"]
+                for p in ("default", "slurm"))
+    paper = yaml.safe_load(PAPER.read_text())
+    classes = {"cifar10": 10, "cifar100": 100}
+    nets = {(t["dataset"], t["arch"]) for t in paper["teachers"]}
+    nets |= {(d["dataset"], d["student_arch"]) for d in paper.get("distillation", [])}
+    for dataset, arch in sorted(nets):
+        k = classes[paper["datasets"][dataset]["source"]]
+        model = models.create(arch, num_classes=k, in_channels=3, image_size=32)
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        # dump: capped train split + validation + the 10k CIFAR test split; float32 features and
+        # logits, int64 labels and index, uncompressed (an upper bound)
+        rows = paper["dump"]["max_train"] + paper["datasets"][dataset]["val_size"] + 10_000
+        dump = rows * ((model.classifier.in_features + k) * 4 + 16)
+        assert max(len(buf.getvalue()), dump) < limit, (dataset, arch, len(buf.getvalue()), dump, limit)
 
 
 def test_slurm_profile_settings():
@@ -73,7 +101,6 @@ def test_slurm_profile_settings():
     prof = yaml.safe_load(text)
     assert prof["executor"] == "slurm"
     assert prof["retries"] >= 1 and prof["rerun-incomplete"] is True
-    assert "mtime" not in prof["rerun-triggers"]
     assert {"runtime", "mem_mb"} <= set(prof["default-resources"])
     # partition and account: one obvious place, for the user to fill in
     assert re.search(r"^\s*# slurm_partition: ", text, re.M) and re.search(r"^\s*# slurm_account: ", text, re.M)
@@ -182,10 +209,45 @@ def _metrics(path: Path) -> list[dict]:
     return [{k: float(v) for k, v in r.items() if k != "seconds"} for r in rows]
 
 
+LONG_RUN = "results/models/digits/mlp/teacher/a0_s0/model.pt"
+
+
+def _slurm_workdir(root: Path) -> Path:
+    """tests/tiny.yaml, plus: GPU requests of the fake GPUs' type, and one more teacher grid
+    (digits MLP, 320 steps = 20 epochs with a checkpoint after each) long enough to preempt."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["resources"] = {**cfg.get("resources", {}), "gpus_per_job": 1, "gpu_model": "fakegpu"}
+    cfg["recipes"]["long"] = {**cfg["recipes"]["tiny"], "steps": 320, "lr_milestones": [160], "checkpoint_every": 1}
+    cfg["teachers"].append({"dataset": "digits", "arch": "mlp", "recipe": "long", "alphas": [0.0], "seeds": [0]})
+    cfg.setdefault("calibration", {})["ls_alpha"] = None  # the MLP grid has no smoothed model
+    root.mkdir(parents=True)
+    (root / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return root
+
+
+def _preempt_when_checkpointed(work: Path, proc: subprocess.Popen, comment: str, timeout: float) -> str:
+    """scancel the SLURM job whose comment is ``comment`` once its checkpoint exists."""
+    ckpt = work / (LONG_RUN + ".ckpt")
+    deadline = time.monotonic() + timeout
+    while not ckpt.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return ""
+        time.sleep(0.05)
+    out = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, timeout=30).stdout
+    ids = [line.split()[0] for line in out.splitlines() if line.split()[1:] == [comment]]
+    if ids:
+        subprocess.run(["scancel", *ids], check=True, timeout=30)
+    return ",".join(ids)
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_tiny_workflow_on_slurm_matches_local_run(slurm_cluster, tiny_run, tmp_path):
-    work = make_workdir(tmp_path / "slurm")
+def test_tiny_workflow_on_slurm_survives_preemption_and_matches_local_run(slurm_cluster, tiny_run, tmp_path):
+    """Table 2 of the tiny config through profiles/slurm on a real (single-node) SLURM: the jobs
+    get the configured requests, the table rule stays local, a training job cancelled mid-way
+    (as by preemption) is resubmitted and resumes from its checkpoint, and the numbers equal
+    the local run's."""
+    work = _slurm_workdir(tmp_path / "slurm")
     limit = 540
     cmd = [
         "timeout", "-k", "15", str(limit),
@@ -195,18 +257,26 @@ def test_tiny_workflow_on_slurm_matches_local_run(slurm_cluster, tiny_run, tmp_p
         # no accounting database on the test cluster: sacct cannot answer, squeue can
         "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "3",
         "--slurm-keep-successful-logs",
-        "--config", "resources={gpu_model: fakegpu}",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=limit + 60)
-    log = proc.stdout + proc.stderr
+    with open(work / "snakemake.out", "w") as out:
+        proc = subprocess.Popen(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            cancelled = _preempt_when_checkpointed(
+                work, proc, "rule_train_teacher_wildcards_digits_mlp_0_0", timeout=limit)
+            rc = proc.wait(timeout=limit + 60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    log = (work / "snakemake.out").read_text()
     slurm_logs = "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-2000:]}"
                            for p in sorted((work / ".snakemake" / "slurm_logs").rglob("*.log")))
-    assert proc.returncode == 0, (
-        f"rc={proc.returncode}\n{log[-6000:]}\n{slurm_logs[-6000:]}\n"
+    assert rc == 0, (
+        f"rc={rc}\n{log[-6000:]}\n{slurm_logs[-6000:]}\n"
         f"--- slurmctld\n{slurm_cluster.logs('slurmctld')}\n--- slurmd\n{slurm_cluster.logs('slurmd')}"
     )
+    assert cancelled, f"the MLP training job was not found running with a checkpoint:\n{log[-4000:]}"
 
     # what SLURM ran: every compute job, with the requests the config and profile ask for
     jobs = [j for j in _scontrol_jobs() if j.get("Comment", "").startswith("rule_")]
@@ -215,12 +285,18 @@ def test_tiny_workflow_on_slurm_matches_local_run(slurm_cluster, tiny_run, tmp_p
         rule = re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", j["Comment"]).group(1)
         by_rule.setdefault(rule, []).append(j)
     counts = {r: len(v) for r, v in by_rule.items()}
-    assert counts == {"prepare_data": 1, "train_teacher_probed": 2, "dump_activations": 2, "evaluate": 2}, counts
-    assert all(j["JobState"] == "COMPLETED" for j in jobs), jobs
-    for j in by_rule["train_teacher_probed"] + by_rule["dump_activations"]:
+    assert counts == {"prepare_data": 1, "train_teacher_probed": 2, "train_teacher": 2,
+                      "dump_activations": 3, "evaluate": 3}, counts
+    # the cancelled job was resubmitted (retries in the profile) and resumed from its checkpoint
+    assert sorted(j["JobState"] for j in by_rule["train_teacher"]) == ["CANCELLED", "COMPLETED"]
+    assert [j["JobId"] for j in by_rule["train_teacher"] if j["JobState"] == "CANCELLED"] == [cancelled]
+    assert all(j["JobState"] == "COMPLETED" for r, js in by_rule.items() if r != "train_teacher" for j in js), jobs
+    assert "resumed from" in (work / "results/logs/train_teacher/digits/mlp/a0_s0.log").read_text()
+    assert not (work / (LONG_RUN + ".ckpt")).exists() and (work / LONG_RUN).exists()
+    for j in by_rule["train_teacher_probed"] + by_rule["train_teacher"] + by_rule["dump_activations"]:
         assert j.get("TresPerJob") == "gres:gpu:fakegpu:1", j  # --gpus=<gpu_model>:<gpus_per_job>
         assert j["MinMemoryNode"] == "8000M", j  # resources.mem_mb (schema default)
-        assert j["TimeLimit"] == "00:10:00", j  # 24 steps -> resources.min_runtime
+        assert j["TimeLimit"] == "00:10:00", j  # 24 or 320 steps -> resources.min_runtime
     for j in by_rule["prepare_data"] + by_rule["evaluate"]:
         assert "gpu" not in j.get("TresPerJob", "") and "gpu" not in j.get("TRES", ""), j
         assert j["MinMemoryNode"] == "4000M" and j["TimeLimit"] == "00:30:00", j  # profile defaults
@@ -243,4 +319,7 @@ def test_tiny_workflow_on_slurm_matches_local_run(slurm_cluster, tiny_run, tmp_p
         b = Dump(there / f"dumps/digits/smallcnn/teacher/{run}.h5").split("test")
         np.testing.assert_allclose(a.logits, b.logits, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(a.index, b.index)
-    assert (here / "tables/accuracy.csv").read_text() == (there / "tables/accuracy.csv").read_text()
+    table = {(r["arch"], r["alpha"]): r for r in csv.DictReader((here / "tables/accuracy.csv").open())}
+    local = {(r["arch"], r["alpha"]): r for r in csv.DictReader((there / "tables/accuracy.csv").open())}
+    assert set(table) == set(local) | {("mlp", "0.0")}
+    assert all(table[k] == local[k] for k in local)

@@ -6,8 +6,8 @@
 # A distilled student's teacher model.pt is a plain input, deliberately NOT ancient(): Snakemake 9
 # does not propagate a rerun to a downstream job whose inputs from the rerun job are all ancient
 # and exist (snakemake/dag.py, update_needrun), so ancient() would leave students of a retrained
-# teacher stale. Plain, when a teacher job runs (changed recipe, --forcerun, ...) or its model.pt
-# is newer, exactly its students train again (tests/test_distill.py checks this with dry runs).
+# teacher stale. Plain, whenever a teacher job runs (changed recipe or code, --forcerun, ...),
+# exactly its students train again (tests/test_distill.py checks this with dry runs).
 # The teachers' dumps feed the gamma table as plain inputs for the same reason.
 
 import lspipe.distill
@@ -19,13 +19,6 @@ except lspipe.config.ConfigError as err:
 
 # the `dataset` wildcard of the Fig. 5 rules: only datasets with a distillation entry
 DISTILL_DATASET = f"(?:{'|'.join(DISTILL)})" if DISTILL else r"(?!)"
-
-STUDENT_CMD = (
-    "lspipe train --data {input.data} --arch {wildcards.arch} --recipe {params.recipe:q} "
-    "--seed {wildcards.seed} --alpha {params.alpha} --role student --run {params.run} "
-    "--device {params.device} --threads {threads} {params.progress} "
-    "--out {output.model} --metrics {output.metrics}"
-)
 
 
 rule train_student_baseline:
@@ -56,7 +49,10 @@ rule train_student_baseline:
     conda:
         ENV_TRAIN
     shell:
-        STUDENT_CMD + " > {log} 2>&1"
+        "lspipe train --data {input.data} --arch {wildcards.arch} --recipe {params.recipe:q} "
+        "--seed {wildcards.seed} --alpha {params.alpha} --role student --run {params.run} "
+        "--device {params.device} --threads {threads} {params.progress} "
+        "--out {output.model} --metrics {output.metrics} > {log} 2>&1"
 
 
 rule train_student_distilled:
@@ -94,7 +90,11 @@ rule train_student_distilled:
     conda:
         ENV_TRAIN
     shell:
-        STUDENT_CMD + " --teacher {input.teacher} --temperature {params.temperature} --beta {params.beta} {params.hinton} > {log} 2>&1"
+        "lspipe train --data {input.data} --arch {wildcards.arch} --recipe {params.recipe:q} "
+        "--seed {wildcards.seed} --alpha {params.alpha} --role student --run {params.run} "
+        "--teacher {input.teacher} --temperature {params.temperature} --beta {params.beta} {params.hinton} "
+        "--device {params.device} --threads {threads} {params.progress} "
+        "--out {output.model} --metrics {output.metrics} > {log} 2>&1"
 
 
 rule distillation_gamma:
