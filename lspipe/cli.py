@@ -64,8 +64,12 @@ def cmd_train(a):
     if a.teacher:
         teacher, tmeta = load_model(a.teacher, device)
         objective = Distillation(teacher, a.temperature, a.beta, a.hinton)
-        meta.update(teacher=str(a.teacher), teacher_alpha=tmeta.get("alpha"), temperature=a.temperature,
-                    beta=a.beta, hinton=a.hinton)
+        from .activations import file_sha256
+
+        # the teacher's content (not just its path) enters the checkpoint fingerprint, so a student
+        # checkpoint left over from before its teacher was retrained is never resumed
+        meta.update(teacher=str(a.teacher), teacher_sha256=file_sha256(a.teacher), teacher_alpha=tmeta.get("alpha"),
+                    temperature=a.temperature, beta=a.beta, hinton=a.hinton)
     else:
         objective = SmoothedCE(a.alpha)
     torch.manual_seed(a.seed)

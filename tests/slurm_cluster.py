@@ -78,10 +78,16 @@ def ensure_installed(install: bool = True, timeout: float = 300) -> None:
         raise SlurmUnavailable(f"installed {' '.join(PACKAGES)} but still missing: {', '.join(missing)}")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports that are free right now (all held open while choosing)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _mem_mb() -> int:
@@ -125,12 +131,13 @@ class SingleNodeCluster:
     # --- configuration -------------------------------------------------------------------
     def _slurm_conf(self) -> str:
         r, h = self.root, self.host
+        ctld_port, slurmd_port = _free_ports(2)
         return "\n".join([
             MARKER,
             "ClusterName=lspipetest",
             f"SlurmctldHost={h}(127.0.0.1)",
-            f"SlurmctldPort={_free_port()}",
-            f"SlurmdPort={_free_port()}",
+            f"SlurmctldPort={ctld_port}",
+            f"SlurmdPort={slurmd_port}",
             "SlurmUser=root",
             "SlurmdUser=root",
             "AuthType=auth/munge",

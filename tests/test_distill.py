@@ -284,9 +284,6 @@ def test_retraining_a_teacher_retrains_exactly_its_students(tiny_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="dump_activations and evaluate take their model/dump as ancient() inputs, and "
-                   "Snakemake 9 does not propagate a rerun through all-ancient inputs: a retrained model's dump, eval "
-                   "and hence Fig. 5 stay stale (remove this marker once evaluate.smk drops those ancient())")
 def test_retraining_a_teacher_refreshes_fig5(tiny_run):
     jobs = planned_jobs(_force(tiny_run, "a0.3_s0", "results/tables/distillation_digits.csv"))
     assert jobs.get("train_student_distilled") == 1

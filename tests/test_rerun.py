@@ -97,12 +97,6 @@ def test_forcing_a_table_rule_reruns_only_it(tiny_run):
     assert planned_jobs(proc) == {"accuracy_table": 1, "all": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model/dump inputs are wrapped in ancient(), and Snakemake (>= 5.27, PR #668) never reruns a "
-    "job because a job producing its ancient input reruns: a forced or re-parameterised training "
-    "leaves stale dumps, evaluations and figures. Drop ancient() from model/probe/dump inputs: "
-    "the profiles' max-checksum-file-size already keeps timestamps alone from rerunning them "
-    "(test_timestamps_trigger_nothing)."))
 def test_forced_training_rebuilds_everything_made_from_it(tiny_run):
     proc = snakemake(tiny_run, "-n", "--forcerun", "train_teacher_probed")
     jobs = planned_jobs(proc)

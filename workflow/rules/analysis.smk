@@ -28,7 +28,7 @@ PROJECTION_DUMPS = {
 rule calibrate:
     """Temperature scaling fitted on the validation split; ECE / NLL / accuracy and reliability bins on test."""
     input:
-        ancient(f"{R}/dumps/{{dataset}}/{{arch}}/{{role}}/{{run}}.h5"),
+        f"{R}/dumps/{{dataset}}/{{arch}}/{{role}}/{{run}}.h5",
     output:
         f"{R}/calibration/{{dataset}}/{{arch}}/{{role}}/{{run}}.json",
     params:

@@ -4,8 +4,8 @@
 rule dump_activations:
     """Penultimate activations, logits, labels and the last layer of one model, to HDF5."""
     input:
-        model=ancient(f"{R}/models/{{dataset}}/{{arch}}/{{role}}/{{run}}/model.pt"),
-        data=ancient(f"{R}/data/{{dataset}}.npz"),
+        model=f"{R}/models/{{dataset}}/{{arch}}/{{role}}/{{run}}/model.pt",
+        data=f"{R}/data/{{dataset}}.npz",
     output:
         f"{R}/dumps/{{dataset}}/{{arch}}/{{role}}/{{run}}.h5",
     params:
@@ -34,7 +34,7 @@ rule dump_activations:
 rule evaluate:
     """Accuracy and NLL on the validation and test splits, from the dump."""
     input:
-        ancient(f"{R}/dumps/{{dataset}}/{{arch}}/{{role}}/{{run}}.h5"),
+        f"{R}/dumps/{{dataset}}/{{arch}}/{{role}}/{{run}}.h5",
     output:
         f"{R}/eval/{{dataset}}/{{arch}}/{{role}}/{{run}}.json",
     log:

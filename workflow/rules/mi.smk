@@ -20,7 +20,7 @@ MI_CURVES = {
 rule mi_curve:
     """I(X; Y) at every recorded step of one teacher's probe trace (CSV: step, mi, sigma, ...)."""
     input:
-        probe=ancient(f"{R}/models/{{dataset}}/{{arch}}/teacher/a{{alpha}}_s{{seed}}/probe.h5"),
+        probe=f"{R}/models/{{dataset}}/{{arch}}/teacher/a{{alpha}}_s{{seed}}/probe.h5",
     output:
         f"{R}/mi/{{dataset}}/{{arch}}/a{{alpha}}_s{{seed}}.csv",
     params:
