@@ -4,8 +4,8 @@ It reads top to bottom like nanoGPT's loop: put the whole training split on the 
 uint8, then for each step draw a batch from a seeded permutation, augment it on the device,
 compute the objective (label-smoothed CE or distillation, :mod:`lspipe.losses`), step SGD with
 Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
-runs in bf16 autocast and channels_last (on the CPU only when the recipe asks: ``cpu_amp``,
-``cpu_channels_last``). After every epoch: validation accuracy/loss, a row in
+runs in bf16 autocast and channels_last; on the CPU in channels_last (``cpu_channels_last``, on by
+default: +30% for ResNets with oneDNN) and in bf16 only when the recipe asks (``cpu_amp``). After every epoch: validation accuracy/loss, a row in
 the metrics CSV and (every ``checkpoint_every`` epochs) an atomic checkpoint from which an
 interrupted run resumes exactly where it stopped (model, optimiser, step, RNG state). A
 checkpoint is only resumed when its fingerprint (recipe, architecture, objective, seed, data)
@@ -69,7 +69,7 @@ class Recipe:
     compile: bool = False
     compile_mode: str | None = None
     cpu_amp: bool = False
-    cpu_channels_last: bool = False
+    cpu_channels_last: bool = True
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":

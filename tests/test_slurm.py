@@ -69,9 +69,10 @@ def test_local_profile_caps_gpu_jobs():
     assert prof["rerun-incomplete"] is True
 
 
-def test_checksum_limit_covers_the_papers_models_and_dumps():
+def test_checksum_limit_covers_the_papers_data_models_and_dumps():
     """Snakemake ignores a newer input whose checksum is unchanged only up to
-    `max-checksum-file-size`: both profiles must cover the paper's largest model and dump."""
+    `max-checksum-file-size`: both profiles must cover the paper's prepared data and its largest
+    model and dump."""
     import io
 
     import torch
@@ -82,6 +83,8 @@ def test_checksum_limit_covers_the_papers_models_and_dumps():
                 for p in ("default", "slurm"))
     paper = yaml.safe_load(PAPER.read_text())
     classes = {"cifar10": 10, "cifar100": 100}
+    # prepared CIFAR: all 60k 3x32x32 uint8 images (train, validation and test) in one .npz
+    assert 60_000 * 3 * 32 * 32 * 1.05 < limit
     nets = {(t["dataset"], t["arch"]) for t in paper["teachers"]}
     nets |= {(d["dataset"], d["student_arch"]) for d in paper.get("distillation", [])}
     for dataset, arch in sorted(nets):
