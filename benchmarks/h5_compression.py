@@ -13,7 +13,7 @@ of them to reach the row count). For every compression the script then times
 
 and records the file size. Each timing is the median of --repeats runs.
 
-    python benchmarks/h5_compression.py --md docs/bench-hdf5.md-table.md --json /tmp/bench.json
+    python benchmarks/h5_compression.py --md /tmp/h5-table.md --json /tmp/bench.json
 """
 
 from __future__ import annotations
