@@ -14,8 +14,6 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from . import models
-
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -78,6 +76,8 @@ def validate(config: dict, schema: dict | None = None) -> dict:
 
 
 def _check_references(cfg: dict) -> None:
+    from . import models  # imports torch: only when a config is checked, not for every CLI call
+
     problems = []
     datasets, recipes = cfg["datasets"], cfg["recipes"]
     for name, d in datasets.items():
