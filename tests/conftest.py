@@ -57,3 +57,14 @@ def cifar_subset() -> Path:
     if not CIFAR_SUBSET.is_dir():
         pytest.skip(f"the real CIFAR-10 subset is absent ({CIFAR_SUBSET})")
     return CIFAR_SUBSET
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (small models: less overhead, less contention)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

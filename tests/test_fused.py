@@ -31,11 +31,8 @@ ALPHAS = [0.0, 0.1, 0.3]
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Every test here runs with one torch thread (conftest's one_torch_thread)."""
 
 
 def random_data(channels=3, side=8, classes=5, sizes=(256, 64, 64), seed=0) -> Prepared:

@@ -143,11 +143,8 @@ def _train(tmp, data, probe: bool, **kw):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Every test here runs with one torch thread (conftest's one_torch_thread)."""
 
 
 def test_trace_layout_and_training_unchanged(tmp_path):
