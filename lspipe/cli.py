@@ -1,4 +1,4 @@
-"""The ``lspipe`` command line: one sub-command per workflow step.
+"""The lspipe command line: one sub-command per workflow step.
 
 Every Snakemake rule is a thin ``shell:`` call of one of these sub-commands, with every
 hyper-parameter passed as an argument (from the rule's ``params:``), so Snakemake's rerun
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-train", type=int, default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--chunk-rows", type=int, default=1024)
-    s.add_argument("--compression", default="lzf")
+    s.add_argument("--compression", default="gzip")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=None)
     s.set_defaults(func=cmd_dump)
@@ -203,13 +203,8 @@ def _extensions():
     """Sub-commands contributed by the analysis modules (each exposes ``add_cli(subparsers)``)."""
     import importlib
 
-    for name in ("calibration", "projection", "distill", "mi", "bench", "figures"):
-        try:
-            mod = importlib.import_module(f"lspipe.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"lspipe.{name}":
-                continue
-            raise
+    for name in ("calibration", "projection", "distill", "mi", "bench"):
+        mod = importlib.import_module(f"lspipe.{name}")
         if hasattr(mod, "add_cli"):
             yield mod.add_cli
 
