@@ -64,9 +64,57 @@ def _describe(error) -> str:
     return f"'{where}': {error.message}" + (f" ({hint})" if hint else "")
 
 
+_SCALARS = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),),
+            "array": (list,), "object": (dict,)}
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    while "$ref" in schema and schema["$ref"].startswith("#/"):
+        node = root
+        for part in schema["$ref"][2:].split("/"):
+            node = node[part]
+        schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def coerce(instance, schema: dict, root: dict | None = None):
+    """Turn strings into the numbers, booleans, lists or mappings the schema expects.
+
+    Snakemake passes nested ``--config`` values (``--config 'calibration={bins: 10}'``) as
+    strings; a string is parsed as YAML only where the schema does not allow a string there and
+    the parsed value has an allowed type. Everything else is returned unchanged.
+    """
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if isinstance(instance, str) and types and "string" not in types and "enum" not in schema:
+        try:
+            parsed = yaml.safe_load(instance)
+        except yaml.YAMLError:
+            return instance
+        if any(isinstance(parsed, _SCALARS[t]) and not (t in ("number", "integer") and isinstance(parsed, bool))
+               for t in types if t in _SCALARS):
+            instance = parsed
+    if isinstance(instance, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {k: coerce(v, props[k], root) if k in props else
+                (coerce(v, extra, root) if isinstance(extra, dict) else v) for k, v in instance.items()}
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        return [coerce(v, schema["items"], root) for v in instance]
+    return instance
+
+
 def validate(config: dict, schema: dict | None = None) -> dict:
-    """Validate ``config`` in place (filling defaults) and return it; raise :class:`ConfigError`."""
+    """Validate ``config`` in place (filling defaults) and return it; raise :class:`ConfigError`.
+
+    Strings where the schema wants numbers, booleans or lists (from ``--config``) are converted
+    first (:func:`coerce`).
+    """
     schema = load_schema() if schema is None else schema
+    coerced = coerce(config, schema)
+    config.clear()
+    config.update(coerced)
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = "\n  - ".join(_describe(e) for e in errors)

@@ -43,7 +43,7 @@ def test_unknown_key_is_named_with_allowed_keys(cfg):
 
 
 def test_wrong_type_names_the_key(cfg):
-    cfg["teachers"][0]["alphas"] = [0.0, "0.1"]
+    cfg["teachers"][0]["alphas"] = [0.0, "a tenth"]
     with pytest.raises(ConfigError, match=r"teachers\[0\]\.alphas\[1\]"):
         validate(cfg)
     cfg2 = copy.deepcopy(cfg)
@@ -75,3 +75,21 @@ def test_cross_references(cfg):
     bad["distillation"][0]["teacher_alphas"] = [0.0, 0.9]
     with pytest.raises(ConfigError, match=r"teacher_alphas \[0\.9\] are not in teachers\[0\]\.alphas"):
         validate(bad)
+
+
+def test_command_line_strings_are_coerced_to_the_schemas_types(cfg):
+    # Snakemake hands nested --config values over as strings
+    cfg["accuracy_table"] = {"split": "test", "digits": "3"}
+    cfg["teachers"][0]["alphas"] = "[0.0, 0.1, 0.3]"
+    cfg["datasets"]["digits"]["download"] = "false"
+    cfg["calibration"] = {"bins": "10", "ls_alpha": "null"}
+    c = validate(cfg)
+    assert c["accuracy_table"]["digits"] == 3 and c["teachers"][0]["alphas"] == [0.0, 0.1, 0.3]
+    assert c["datasets"]["digits"]["download"] is False
+    assert c["calibration"]["bins"] == 10 and c["calibration"]["ls_alpha"] is None
+    # strings stay strings where the schema wants one, and junk still fails with the key named
+    cfg["datasets"]["digits"]["root"] = "123"
+    cfg["recipes"]["digits"]["lr"] = "fast"
+    with pytest.raises(ConfigError, match=r"recipes\.digits\.lr"):
+        validate(cfg)
+    assert cfg["datasets"]["digits"]["root"] == "123"
