@@ -26,7 +26,6 @@ Figures are printed and written as JSON (``--out``) with the machine they came f
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -527,36 +526,4 @@ def add_cli(sub) -> None:
     s.add_argument("--figures", default=None, metavar="JSON",
                    help="use the figures of an earlier run (its --out) instead of measuring")
     s.set_defaults(func=cmd_bench)
-    _add_train_fused_cli(sub)
 
-
-def _cmd_train_fused(a):
-    from .fused import cmd_train_fused
-
-    cmd_train_fused(a)
-
-
-def _add_train_fused_cli(sub) -> None:
-    """``lspipe train-fused`` (lspipe.fused). cli.py's extension list has no ``fused`` module, so the
-    parser lives here; it imports nothing heavy until the command runs."""
-    if "train-fused" in getattr(sub, "choices", {}):
-        return
-    from .cli import _json
-
-    s = sub.add_parser("train-fused", help="train several teachers (one per alpha, same seed) as one fused model")
-    s.add_argument("--data", required=True)
-    s.add_argument("--arch", required=True)
-    s.add_argument("--recipe", type=_json, required=True, help="the config's recipes.<name> entry as JSON")
-    s.add_argument("--seed", type=int, required=True, help="seed of every member (initialisation and batches)")
-    s.add_argument("--alphas", type=float, nargs="+", required=True, help="label smoothing of each member")
-    s.add_argument("--role", choices=["teacher", "student"], default="teacher")
-    s.add_argument("--runs", nargs="+", default=None, help="run names stored in the models' metadata")
-    s.add_argument("--out", nargs="+", required=True, help="one model.pt per alpha")
-    s.add_argument("--metrics", nargs="+", required=True, help="one metrics CSV per alpha")
-    s.add_argument("--checkpoint", default=None, help="resumable fused checkpoint (default: beside the first --out)")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
-    s.add_argument("--stop-after-epochs", type=int, default=None,
-                   help="stop (resumably) after this many epochs in this invocation")
-    s.set_defaults(func=_cmd_train_fused)

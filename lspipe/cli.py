@@ -136,6 +136,22 @@ def cmd_accuracy_table(a):
 # --------------------------------------------------------------------------- parser
 
 
+def add_training_inputs(s: argparse.ArgumentParser) -> None:
+    """Options every training command takes: the data, the architecture, the recipe, the seed."""
+    s.add_argument("--data", required=True)
+    s.add_argument("--arch", required=True)
+    s.add_argument("--recipe", type=_json, required=True, help="the config's recipes.<name> entry as JSON")
+
+
+def add_run_options(s: argparse.ArgumentParser) -> None:
+    """Options every training command takes: device, threads, progress bar, time-boxed runs."""
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    s.add_argument("--stop-after-epochs", type=int, default=None,
+                   help="stop (resumably) after this many epochs in this invocation")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lspipe", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -147,9 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("train", help="train a teacher or a student")
-    s.add_argument("--data", required=True)
-    s.add_argument("--arch", required=True)
-    s.add_argument("--recipe", type=_json, required=True, help="the config's recipes.<name> entry as JSON")
+    add_training_inputs(s)
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--alpha", type=float, default=0.0, help="label smoothing (when not distilling)")
     s.add_argument("--role", choices=["teacher", "student"], default="teacher")
@@ -162,11 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--probe-out", default=None)
     s.add_argument("--out", required=True, help="model.pt")
     s.add_argument("--metrics", required=True, help="per-epoch metrics CSV")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
-    s.add_argument("--stop-after-epochs", type=int, default=None,
-                   help="stop (resumably) after this many epochs in this invocation")
+    add_run_options(s)
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("dump", help="dump penultimate activations and logits to HDF5")
@@ -203,7 +213,7 @@ def _extensions():
     """Sub-commands contributed by the analysis modules (each exposes ``add_cli(subparsers)``)."""
     import importlib
 
-    for name in ("calibration", "projection", "distill", "mi", "bench"):
+    for name in ("calibration", "projection", "distill", "mi", "bench", "fused"):
         mod = importlib.import_module(f"lspipe.{name}")
         if hasattr(mod, "add_cli"):
             yield mod.add_cli

@@ -47,6 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import models as M
+from .losses import freeze
 
 # Modules that act on each channel (or element) separately: correct on member-major channels as is.
 _PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
@@ -326,9 +327,7 @@ class FusedDistillation(nn.Module):
         for t in teachers:
             if not any(t is u for u in unique):
                 unique.append(t)
-        self.teachers = nn.ModuleList(unique).eval()
-        for p in self.teachers.parameters():
-            p.requires_grad_(False)
+        self.teachers = freeze(nn.ModuleList(unique))
         self.which = [next(i for i, u in enumerate(unique) if u is t) for t in teachers]
         self.register_buffer("temperatures", torch.tensor([float(t) for t in temperatures], dtype=torch.float32))
         self.beta, self.hinton = float(beta), bool(hinton)
@@ -437,3 +436,20 @@ def cmd_train_fused(a):
         save_model(out, model, model_spec(a.arch, data), meta)
         print(f"trained {a.arch} ({a.role}, fused member {i + 1}/{g}) -> {out}: {json.dumps(member_summary['final'])}")
     ckpt.unlink(missing_ok=True)
+
+
+def add_cli(sub) -> None:
+    """``lspipe train-fused``: several teachers (one per alpha, same seed) as one fused model."""
+    from .cli import add_run_options, add_training_inputs
+
+    s = sub.add_parser("train-fused", help="train several teachers (one per alpha, same seed) as one fused model")
+    add_training_inputs(s)
+    s.add_argument("--seed", type=int, required=True, help="seed of every member (initialisation and batches)")
+    s.add_argument("--alphas", type=float, nargs="+", required=True, help="label smoothing of each member")
+    s.add_argument("--role", choices=["teacher", "student"], default="teacher")
+    s.add_argument("--runs", nargs="+", default=None, help="run names stored in the models' metadata")
+    s.add_argument("--out", nargs="+", required=True, help="one model.pt per alpha")
+    s.add_argument("--metrics", nargs="+", required=True, help="one metrics CSV per alpha")
+    s.add_argument("--checkpoint", default=None, help="resumable fused checkpoint (default: beside the first --out)")
+    add_run_options(s)
+    s.set_defaults(func=cmd_train_fused)

@@ -33,6 +33,14 @@ def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torc
     return -(target_probs * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
 
 
+def freeze(module: nn.Module) -> nn.Module:
+    """Put a teacher in eval mode with gradients off (it only supplies targets)."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
 class SmoothedCE(nn.Module):
     def __init__(self, alpha: float = 0.0):
         super().__init__()
@@ -51,9 +59,7 @@ class Distillation(nn.Module):
             raise ValueError(f"distillation temperature must be > 0, got {temperature}")
         if not 0.0 <= beta <= 1.0:
             raise ValueError(f"distillation beta must be in [0, 1], got {beta}")
-        self.teacher = teacher.eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.teacher = freeze(teacher)
         self.temperature, self.beta, self.hinton = float(temperature), float(beta), bool(hinton)
 
     def train(self, mode: bool = True):  # the teacher always stays in eval mode
