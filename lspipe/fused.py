@@ -199,8 +199,9 @@ class FusedClassifier(nn.Module):
         return (logits, h.reshape(len(h), self.num_members, -1)) if features else logits
 
     def dense_parameters(self) -> list[nn.Parameter]:
-        """Weights of the (grouped) fully connected layers, as ``Classifier.dense_parameters``."""
-        return [m.weight for m in self.modules() if isinstance(m, GroupedLinear)]
+        """Weights of the hidden (grouped) fully connected layers, without the logit layer, as
+        ``Classifier.dense_parameters``."""
+        return [m.weight for m in self.body.modules() if isinstance(m, GroupedLinear)]
 
     # -- per-member views of the parameters
     def _member_view(self, key: str, t: torch.Tensor) -> torch.Tensor:

@@ -58,8 +58,13 @@ class Classifier(nn.Module):
         return (logits, h) if features else logits
 
     def dense_parameters(self) -> list[nn.Parameter]:
-        """Weights of the fully connected layers (the paper's AlexNet decays only these)."""
-        return [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
+        """Weights of the hidden fully connected layers, without the logit layer ``classifier``.
+
+        The paper's AlexNet (the TF CIFAR-10 tutorial net) puts weight decay 0.004 on its two
+        hidden dense layers (local3, local4) only: neither the convolutions, nor the biases, nor the
+        output layer (which label smoothing and distillation act on) are decayed.
+        """
+        return [m.weight for m in self.body.modules() if isinstance(m, nn.Linear)]
 
 
 # --------------------------------------------------------------------------- ResNet (CIFAR)

@@ -1,5 +1,7 @@
 """Model registry: parameter counts and forward shapes, including the penultimate output."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -51,7 +53,7 @@ def test_alexnet_is_the_tf_tutorial_net():
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(3, 64, (5, 5)), (64, 64, (5, 5))]
     assert [(d.in_features, d.out_features) for d in dense] == [(64 * 8 * 8, 384), (384, 192), (192, 10)]
     assert len(lrn) == 2 and lrn[0].size == 9 and lrn[0].alpha == pytest.approx(0.001)
-    assert len(m.dense_parameters()) == 3
+    assert len(m.dense_parameters()) == 2  # the two hidden layers; never the logit layer
 
 
 def test_unknown_arch_and_bad_depth():
@@ -60,3 +62,29 @@ def test_unknown_arch_and_bad_depth():
     with pytest.raises(ValueError, match="6n\\+2"):
         models.create("resnet21", 10, 3, 32)
     assert models.is_known("resnet110") and not models.is_known("resnet21") and not models.is_known("vgg")
+
+
+def test_alexnet_paper_recipe_parameter_groups():
+    """The paper preset's AlexNet recipe: 0.004 on local3/local4 (weights), nothing on the logit layer."""
+    import yaml
+
+    from lspipe.train import Recipe, param_groups
+
+    preset = yaml.safe_load((Path(__file__).resolve().parent.parent / "workflow/presets/paper.yaml").read_text())
+    recipe = Recipe.from_dict(preset["recipes"]["alexnet"])
+    m = models.create("alexnet", 10, 3, 32)
+    local3, local4 = m.body.dense[1], m.body.dense[3]
+    decay = {id(p): g["weight_decay"] for g in param_groups(m, recipe) for p in g["params"]}
+    assert len(decay) == len(list(m.parameters()))  # every parameter in exactly one group
+    assert decay[id(local3.weight)] == decay[id(local4.weight)] == pytest.approx(0.004)
+    for p in (m.classifier.weight, m.classifier.bias, local3.bias, local4.bias, *m.body.features.parameters()):
+        assert decay[id(p)] == 0.0
+    # the optimiser applies it: one SGD step on a zero gradient shrinks exactly the decayed weights
+    opt = torch.optim.SGD(param_groups(m, recipe), lr=1.0)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for n, p in m.named_parameters():
+        factor = 1 - 0.004 if n in ("body.dense.1.weight", "body.dense.3.weight") else 1.0
+        torch.testing.assert_close(p.detach(), before[n] * factor, msg=n)
