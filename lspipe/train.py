@@ -4,7 +4,8 @@ It reads top to bottom like nanoGPT's loop: put the whole training split on the 
 uint8, then for each step draw a batch from a seeded permutation, augment it on the device,
 compute the objective (label-smoothed CE or distillation, :mod:`lspipe.losses`), step SGD with
 Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
-runs in bf16 autocast and channels_last; on the CPU in channels_last (``cpu_channels_last``, on by
+runs in bf16 autocast and channels_last (evaluation and dumps, :func:`predict`, always run in
+float32); on the CPU in channels_last (``cpu_channels_last``, on by
 default: +30% for ResNets with oneDNN) and in bf16 only when the recipe asks (``cpu_amp``). After every epoch: validation accuracy/loss, a row in
 the metrics CSV and (every ``checkpoint_every`` epochs) an atomic checkpoint from which an
 interrupted run resumes exactly where it stopped (model, optimiser, step, RNG state). A
@@ -19,6 +20,7 @@ clipped per member (``model.clip_grad_norm_``) and each member gets its own metr
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -128,21 +130,38 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[mo
     return model.to(device).eval(), blob["meta"]
 
 
+@contextlib.contextmanager
+def full_float32(device_type: str = "cpu"):
+    """Plain float32 arithmetic inside the block: no autocast, and no TF32 in CUDA matmuls and
+    convolutions (PyTorch allows TF32 in cuDNN convolutions by default); restores the flags."""
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.autocast(device_type=device_type, enabled=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module, x: np.ndarray | torch.Tensor, device: torch.device | str, batch_size: int = 1000,
     features: bool = False,
 ):
-    """Logits (and penultimate features) for ``x`` in eval mode, batched, as float32 CPU tensors."""
+    """Logits (and penultimate features) for ``x`` in eval mode, batched, as float32 CPU tensors.
+
+    Always in float32 on every device (:func:`full_float32`: no bf16 autocast, no TF32), whatever
+    precision training used: the dumps feed ECE, temperature scaling, gamma and the projections,
+    and the per-epoch validation metrics use the same path.
+    """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     xt = torch.as_tensor(x)
     outs, feats = [], []
-    use_amp = device.type == "cuda"
     for s in range(0, len(xt), batch_size):
         xb = xt[s : s + batch_size].to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with full_float32(device.type):
             out = model(xb, features=True) if features else model(xb)
         if features:
             outs.append(out[0].float().cpu())

@@ -89,3 +89,31 @@ def test_unknown_compression_and_class_are_clear_errors(toy, tmp_path):
     write_dump(tmp_path / "y.h5", model, data, compression="none")
     with pytest.raises(KeyError, match="classes are: ant, bee, cat"):
         Dump(tmp_path / "y.h5").class_index("dog")
+
+
+def test_dump_is_float32_even_inside_bf16_autocast(toy, tmp_path):
+    """A dump equals the model's plain float32 logits and features (direct forward, no predict()),
+    even when written from inside a bf16 autocast region (as training on a GPU runs): predict()
+    switches autocast off, so nothing is rounded to bf16."""
+    from lspipe.train import full_float32
+
+    data, model = toy
+    x = torch.from_numpy(data.x["val"])
+    with torch.no_grad():
+        ref_logits, ref_feats = model(x, features=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16_logits = model(x)
+    assert bf16_logits.dtype == torch.bfloat16  # the region really rounds when not switched off
+    path = tmp_path / "d.h5"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        write_dump(path, model, data, max_train=None, chunk_rows=16)
+    s = Dump(path).split("val")
+    np.testing.assert_allclose(s.logits, ref_logits.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(s.features, ref_feats.numpy(), rtol=1e-6, atol=1e-6)
+    assert np.abs(s.logits - bf16_logits.float().numpy()).max() > 1e-4  # bf16 would have been visible
+    # TF32 is switched off inside the float32 region and the flags are restored afterwards
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), full_float32("cpu"):
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert model(x).dtype == torch.float32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
