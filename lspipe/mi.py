@@ -19,9 +19,11 @@ where the mean runs over all ``N * L`` recorded pairs ``(x, y)``. This module ha
 Conventions of the estimator (documented in the README as well):
 
 * ``sigma^2`` is the pooled within-example variance
-  ``sum_x sum_l (y_xl - mu_x)^2 / (N * (L - ddof))``; the default ``ddof = 1`` (one degree of
-  freedom per example spent on ``mu_x``) makes it the unbiased one-way-ANOVA estimate; ``ddof = 0``
-  is the maximum-likelihood one. ``L >= 2`` copies are required.
+  ``sum_x sum_l (y_xl - mu_x)^2 / (N * (L - ddof))``; the default ``ddof = 0`` is the
+  maximum-likelihood estimate pooled over all examples and copies (the paper notes' convention);
+  ``ddof = 1`` (one degree of freedom per example spent on ``mu_x``) is the unbiased
+  one-way-ANOVA estimate. ``L >= 2`` copies are required. The curve CSVs, the table and the
+  figure record the ``ddof`` used.
 * ``sigma = 0`` (every copy of every example gives the same ``y``, e.g. no augmentation) is the
   limit ``sigma -> 0`` of the formula: each term becomes ``log(N / n_x)`` with ``n_x`` the number of
   examples whose mean equals ``mu_x`` exactly, i.e. the entropy of the partition of the examples by
@@ -55,13 +57,13 @@ from .data import DataError, Prepared
 from .train import Callback, Recipe
 
 FORMAT_VERSION = 1
-CURVE_FIELDS = ["step", "mi", "sigma", "mu_std", "n", "copies", "log_n", "alpha", "seed"]
+CURVE_FIELDS = ["step", "mi", "sigma", "mu_std", "n", "copies", "log_n", "ddof", "alpha", "seed"]
 
 
 # --------------------------------------------------------------------------- estimator
 
 
-def pooled_sigma2(y: np.ndarray, ddof: int = 1) -> float:
+def pooled_sigma2(y: np.ndarray, ddof: int = 0) -> float:
     """Pooled within-example variance of ``y`` (N x L): ``sum (y - mu_x)^2 / (N (L - ddof))``."""
     y = np.asarray(y, dtype=np.float64)
     n, copies = y.shape
@@ -71,7 +73,7 @@ def pooled_sigma2(y: np.ndarray, ddof: int = 1) -> float:
     return float((resid**2).sum() / (n * (copies - ddof)))
 
 
-def mutual_information(y: np.ndarray, ddof: int = 1, clip: bool = True, block: int = 4096) -> float:
+def mutual_information(y: np.ndarray, ddof: int = 0, clip: bool = True, block: int = 4096) -> float:
     """The paper's Gaussian estimate of ``I(X; Y)`` in nats from ``y`` (N examples x L copies).
 
     See the module docstring for the formula, the pooled variance (``ddof``), the ``sigma = 0``
@@ -334,13 +336,14 @@ class ProbeTrace:
         return self.logits[..., a].astype(np.float64) - self.logits[..., b].astype(np.float64)
 
 
-def mi_curve(trace: ProbeTrace, ddof: int = 1) -> list[dict]:
-    """One row per recorded step: step, mi (nats), sigma, mu_std (spread of the means), n, copies, log_n."""
+def mi_curve(trace: ProbeTrace, ddof: int = 0) -> list[dict]:
+    """One row per recorded step: step, mi (nats), sigma, mu_std (spread of the means), n, copies, log_n, ddof."""
     rows = []
     for step, y in zip(trace.steps, trace.differences()):
         rows.append({
             "step": int(step), "mi": mutual_information(y, ddof=ddof), "sigma": math.sqrt(pooled_sigma2(y, ddof)),
             "mu_std": float(y.mean(axis=1).std()), "n": trace.n, "copies": trace.copies, "log_n": math.log(trace.n),
+            "ddof": int(ddof),
         })
     return rows
 
@@ -382,7 +385,7 @@ def _read_curves(paths: Sequence[str | os.PathLike]) -> list[dict]:
         with open(p, newline="") as fh:
             for r in csv.DictReader(fh):
                 rows.append({"step": int(r["step"]), "mi": float(r["mi"]), "n": int(r["n"]), "copies": int(r["copies"]),
-                             "alpha": float(r["alpha"]), "seed": int(r["seed"]), "path": str(p)})
+                             "ddof": int(r["ddof"]), "alpha": float(r["alpha"]), "seed": int(r["seed"]), "path": str(p)})
     if not rows:
         raise DataError(f"no MI rows in {list(map(str, paths))}")
     return rows
@@ -405,6 +408,10 @@ def mi_table(rows: list[dict], alphas: Sequence[float] | None = None) -> list[di
     if len(ns) > 1:
         raise DataError(f"the MI curves mix probe sizes (N, L) {sorted(ns)}; use one probe setting per teacher grid")
     n, copies = ns.pop()
+    ddofs = {r.get("ddof", 0) for r in rows}
+    if len(ddofs) > 1:
+        raise DataError(f"the MI curves mix variance conventions ddof {sorted(ddofs)}; recompute them with one mi.ddof")
+    ddof = ddofs.pop()
     out = []
     for (a, step), v in sorted(by.items()):
         arr = np.asarray(v)
@@ -412,6 +419,7 @@ def mi_table(rows: list[dict], alphas: Sequence[float] | None = None) -> list[di
             "alpha": a, "step": step, "seeds": len(arr), "mi_mean": float(arr.mean()),
             "mi_std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "mi_min": float(arr.min()),
             "mi_max": float(arr.max()), "n": n, "copies": copies, "log_n": math.log(n), "log_2": math.log(2),
+            "ddof": ddof,
         })
     return out
 
@@ -442,7 +450,9 @@ def plot_mi(table: list[dict], title: str = ""):
     ax.set_xlabel("training step")
     ax.set_ylabel("I(X; Y) [nats]")
     seeds = sorted({r["seeds"] for r in table})
-    ax.set_title(title + ("\n" if title else "") + f"mean, min–max band over {'/'.join(map(str, seeds))} seed(s)",
+    ddof = table[0].get("ddof", 0)
+    ax.set_title(title + ("\n" if title else "") + f"mean, min–max band over {'/'.join(map(str, seeds))} seed(s); "
+                 f"σ² pooled, ddof = {ddof}",
                  fontsize=8)
     ax.legend(loc="best")
     return fig
@@ -481,9 +491,9 @@ def cmd_mi_figure(a):
 def add_cli(sub) -> None:
     s = sub.add_parser("mi-curve", help="Fig. 6: mutual information I(X; Y) at every recorded step of a probe trace")
     s.add_argument("--probe", required=True, help="probe.h5 written by `lspipe train --probe`")
-    s.add_argument("--out", required=True, help="CSV: step, mi, sigma, mu_std, n, copies, log_n, alpha, seed")
-    s.add_argument("--ddof", type=int, default=1, choices=[0, 1],
-                   help="pooled variance divides by N*(L-ddof): 1 unbiased (default), 0 maximum likelihood")
+    s.add_argument("--out", required=True, help="CSV: step, mi, sigma, mu_std, n, copies, log_n, ddof, alpha, seed")
+    s.add_argument("--ddof", type=int, default=0, choices=[0, 1],
+                   help="pooled variance divides by N*(L-ddof): 0 maximum likelihood (default, the paper notes'), 1 unbiased")
     s.add_argument("--alpha", type=float, required=True, help="the teacher's alpha (copied into the CSV)")
     s.add_argument("--seed", type=int, required=True, help="the teacher's seed (copied into the CSV)")
     s.set_defaults(func=cmd_mi_curve)

@@ -332,3 +332,32 @@ def test_fig6_built_by_the_workflow(tiny_run):
     with open(tiny_run / "results" / "mi" / "digits" / "smallcnn" / f"{run}.csv") as fh:
         curve = list(csv.DictReader(fh))
     assert [float(r["mi"]) for r in curve] == pytest.approx([r["mi"] for r in mi_curve(tr)])
+
+
+def test_default_variance_is_the_notes_maximum_likelihood_and_recorded(tmp_path):
+    """Default ddof = 0: sigma^2 pooled over all N * L values (the paper notes); the CSVs say so,
+    and curves of different conventions are not averaged together."""
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(8, 1)) + 0.5 * rng.normal(size=(8, 4))
+    ml_sigma = np.sqrt(((y - y.mean(1, keepdims=True)) ** 2).mean())  # divide by N * L
+    assert mutual_information(y) == pytest.approx(direct_mi(y, ml_sigma), rel=1e-10)
+    assert mutual_information(y) != pytest.approx(mutual_information(y, ddof=1), rel=1e-6)
+    _fake_trace(tmp_path / "p.h5", {0: y, 5: y + 1.0})
+    paths = {}
+    for ddof in (None, 1):
+        out = tmp_path / f"c{ddof}.csv"
+        extra = [] if ddof is None else ["--ddof", str(ddof)]
+        assert cli.main(["mi-curve", "--probe", str(tmp_path / "p.h5"), "--out", str(out), "--alpha", "0",
+                         "--seed", "0", *extra]) == 0
+        with open(out) as fh:
+            rows = list(csv.DictReader(fh))
+        assert {int(r["ddof"]) for r in rows} == {0 if ddof is None else 1}
+        assert float(rows[0]["sigma"]) == pytest.approx(ml_sigma if ddof is None else np.sqrt(ml_sigma**2 * 4 / 3))
+        paths[ddof] = str(out)
+    figs = [str(tmp_path / "f.png")]
+    assert cli.main(["mi-figure", "--curves", paths[None], "--csv", str(tmp_path / "t.csv"), "--out", *figs,
+                     "--dpi", "50"]) == 0
+    with open(tmp_path / "t.csv") as fh:
+        assert {int(r["ddof"]) for r in csv.DictReader(fh)} == {0}
+    assert cli.main(["mi-figure", "--curves", paths[None], paths[1], "--csv", str(tmp_path / "t2.csv"),
+                     "--out", *figs]) == 2  # mixed conventions: a clear error, not an average
