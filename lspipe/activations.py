@@ -175,6 +175,8 @@ class Dump:
 def evaluation(dump: Dump) -> dict:
     """Accuracy and NLL on the validation and test splits of a dump."""
     out = {"model": {k: dump.meta(k) for k in ("dataset", "arch", "role", "alpha", "seed", "run")}}
+    if "form" in dump.attrs:  # a distilled student: its distillation form (lspipe.losses.FORMS)
+        out["model"]["form"] = dump.meta("form")
     for split in ("val", "test"):
         s = dump.split(split)
         out[split] = evaluate_logits(torch.from_numpy(s.logits), torch.from_numpy(s.labels))

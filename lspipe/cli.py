@@ -63,13 +63,13 @@ def cmd_train(a):
     }
     if a.teacher:
         teacher, tmeta = load_model(a.teacher, device)
-        objective = Distillation(teacher, a.temperature, a.beta, a.hinton)
+        objective = Distillation(teacher, a.temperature, a.beta, form=a.form)
         from .activations import file_sha256
 
         # the teacher's content (not just its path) enters the checkpoint fingerprint, so a student
         # checkpoint left over from before its teacher was retrained is never resumed
         meta.update(teacher=str(a.teacher), teacher_sha256=file_sha256(a.teacher), teacher_alpha=tmeta.get("alpha"),
-                    temperature=a.temperature, beta=a.beta, hinton=a.hinton)
+                    temperature=a.temperature, beta=a.beta, form=a.form)
     else:
         objective = SmoothedCE(a.alpha)
     torch.manual_seed(a.seed)
@@ -109,7 +109,7 @@ def cmd_dump(a):
         "role": meta["role"], "run": meta["run"], "alpha": meta["alpha"], "seed": meta["seed"],
         "meta": json.dumps(meta, default=str),
     }
-    for k in ("teacher_alpha", "temperature", "beta"):
+    for k in ("teacher_alpha", "temperature", "beta", "form"):
         if k in meta:
             attrs[k] = meta[k]
     write_dump(a.out, model, data, device=device, attrs=attrs, max_train=a.max_train, seed=a.seed,
@@ -171,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--teacher", default=None, help="teacher model.pt: distil from it")
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--beta", type=float, default=1.0)
-    s.add_argument("--hinton", action="store_true")
+    s.add_argument("--form", choices=["teacher", "slides", "hinton"], default="teacher",
+                   help="distillation form: teacher (only the teacher at T; default), slides (student at T too), "
+                        "hinton (student at T, soft term x T^2)")
     s.add_argument("--probe", type=_json, default=None, help="mutual-information probe settings as JSON")
     s.add_argument("--probe-out", default=None)
     s.add_argument("--out", required=True, help="model.pt")

@@ -115,12 +115,25 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     coerced = coerce(config, schema)
     config.clear()
     config.update(coerced)
+    _check_renamed_keys(config)
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = "\n  - ".join(_describe(e) for e in errors)
         raise ConfigError(f"invalid lspipe config ({len(errors)} problem(s)):\n  - {lines}")
     _check_references(config)
     return config
+
+
+def _check_renamed_keys(cfg: dict) -> None:
+    """Keys of earlier versions get an error naming their replacement (not just "unknown key")."""
+    entries = cfg.get("distillation")
+    for i, d in enumerate(entries if isinstance(entries, list) else []):
+        if isinstance(d, dict) and "hinton" in d:
+            raise ConfigError(
+                f"distillation[{i}].hinton was replaced by distillation[{i}].form: write 'form: hinton' for "
+                f"hinton: true (student at T, soft term x T^2) or 'form: teacher' for hinton: false (the default: "
+                f"only the teacher at T); 'form: slides' is the slides' formula (student at T, no T^2)"
+            )
 
 
 def _check_references(cfg: dict) -> None:

@@ -11,9 +11,10 @@ with the same architecture (``student_arch``), recipe (``student_recipe``) and t
   (run ``kd-{teacher_arch}-a{alpha}-T1_s{seed}``).
 
 Student seed ``s`` is distilled from the teacher of seed ``s``. The loss is
-:func:`lspipe.losses.distillation_loss`: ``(1 - beta) H(y, p) + beta H(p_teacher(T), p_student)``
-with the student at temperature 1 and no T^2 factor (the paper's form); ``hinton: true`` puts the
-student at T as well and multiplies the soft term by T^2.
+:func:`lspipe.losses.distillation_loss`: ``(1 - beta) H(y, p) + beta s H(p_teacher(T), p_student(T_s))``
+in the entry's ``form``: ``teacher`` (default: student at T_s = 1, s = 1), ``slides`` (the source
+slides' formula: T_s = T, s = 1) or ``hinton`` (T_s = T, s = T^2). The form is recorded in each
+student's metadata, its evaluation JSON, the Fig. 5 table (column ``form``) and the figure's title.
 
 The x-axis of Fig. 5 is the *smoothness index* of a teacher's soft targets on the training set,
 ``gamma = E_x[ sum_k (1 - y_k) p_teacher_k(T) K / (K - 1) ]`` (:func:`smoothness_index`): the
@@ -46,9 +47,14 @@ FAMILY_LABELS = {
     "kd_hard": "student ← hard-target teacher, T varied",
     "kd_ls": "student ← LS teacher, T = 1",
 }
+FORM_LABELS = {
+    "teacher": "teacher at T, student at 1, no T²",
+    "slides": "teacher and student at T, no T²",
+    "hinton": "teacher and student at T, × T²",
+}
 GAMMA_FIELDS = ["dataset", "arch", "run", "alpha", "seed", "temperature", "split", "n", "gamma"]
 TABLE_FIELDS = [
-    "dataset", "family", "teacher_arch", "student_arch", "alpha", "teacher_alpha", "temperature", "split", "seeds",
+    "dataset", "family", "teacher_arch", "student_arch", "alpha", "teacher_alpha", "temperature", "form", "split", "seeds",
     "gamma_mean", "gamma_min", "gamma_max",
     "accuracy_mean", "accuracy_min", "accuracy_max", "accuracy_std",
 ]
@@ -257,6 +263,7 @@ def distillation_rows(
         grp["gamma"].append(g)
 
     dataset = teacher_arch = student_arch = None
+    forms = set()
     for ev in teacher_evals:
         m = ev["model"]
         dataset, teacher_arch, a = m["dataset"], m["arch"], float(m["alpha"])
@@ -273,6 +280,7 @@ def distillation_rows(
                                                     "temperature": ""}, ev[split]["accuracy"], run.alpha)
             continue
         teacher_arch = run.teacher_arch
+        forms.add(m.get("form") or "teacher")  # students from before the form existed used "teacher"
         gkey = (fmt(run.teacher_alpha), run.seed, fmt(run.temperature))
         if gkey not in gamma:
             raise KeyError(f"no smoothness index for teacher alpha {gkey[0]}, seed {gkey[1]}, T {gkey[2]} "
@@ -281,6 +289,9 @@ def distillation_rows(
             {"family": run.family, "alpha": "", "teacher_alpha": run.teacher_alpha, "temperature": run.temperature},
             ev[split]["accuracy"], gamma[gkey])
 
+    if len(forms) > 1:
+        raise ValueError(f"the distilled students mix distillation forms {sorted(forms)}; retrain them with one distillation[].form")
+    form = forms.pop() if forms else ""
     order = {f: i for i, f in enumerate(FAMILIES)}
     rows = []
     for key in sorted(groups, key=lambda k: (order[k[0]], float(k[1]), float(k[2] or 0))):
@@ -289,7 +300,7 @@ def distillation_rows(
         rows.append({
             "dataset": dataset, "family": grp["family"], "teacher_arch": teacher_arch, "student_arch": student_arch,
             "alpha": grp["alpha"], "teacher_alpha": grp["teacher_alpha"], "temperature": grp["temperature"],
-            "split": split, "seeds": len(grp["acc"]),
+            "form": form if grp["family"] in ("kd_hard", "kd_ls") else "", "split": split, "seeds": len(grp["acc"]),
             "gamma_mean": round(gam["mean"], 6), "gamma_min": round(gam["min"], 6), "gamma_max": round(gam["max"], 6),
             "accuracy_mean": round(acc["mean"], 4), "accuracy_min": round(acc["min"], 4),
             "accuracy_max": round(acc["max"], 4), "accuracy_std": round(acc["std"], 4),
@@ -339,7 +350,9 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
     sarch = next((r["student_arch"] for r in rows if r["student_arch"]), "?")
     axes[0, 0].set_title(f"(a) teachers: {tarch}", fontsize=9)
     axes[0, 1].set_title(f"(b) students: {sarch}", fontsize=9)
-    fig.suptitle(f"Distillation on {r0['dataset']} (min / mean / max over seeds)", fontsize=9)
+    form = next((r["form"] for r in rows if r.get("form")), "")
+    fig.suptitle(f"Distillation on {r0['dataset']} (min / mean / max over seeds)"
+                 + (f"; loss form: {form} ({FORM_LABELS.get(form, form)})" if form else ""), fontsize=9)
     save_figure(fig, paths, dpi)
 
 

@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import models as M
-from .losses import freeze
+from .losses import check_form, freeze
 
 # Modules that act on each channel (or element) separately: correct on member-major channels as is.
 _PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
@@ -310,13 +310,14 @@ class FusedSmoothedCE(nn.Module):
 class FusedDistillation(nn.Module):
     """:class:`lspipe.losses.Distillation` per member: logits ``B x G x K`` -> losses ``G``.
 
-    Member g learns from ``teachers[g]`` at ``temperatures[g]`` (``beta``, ``hinton`` shared). A
+    Member g learns from ``teachers[g]`` at ``temperatures[g]`` (``beta`` and the ``form``,
+    :data:`lspipe.losses.FORMS`, shared). A
     teacher listed for several members (the hard-target teacher at every temperature) runs once
     per batch. Teachers stay in eval mode without gradients.
     """
 
     def __init__(self, teachers: Sequence[nn.Module], temperatures: Sequence[float], beta: float = 1.0,
-                 hinton: bool = False):
+                 form: str = "teacher"):
         super().__init__()
         if len(teachers) != len(temperatures) or not teachers:
             raise ValueError(f"one temperature per teacher: got {len(teachers)} teachers and {len(temperatures)} temperatures")
@@ -331,7 +332,7 @@ class FusedDistillation(nn.Module):
         self.teachers = freeze(nn.ModuleList(unique))
         self.which = [next(i for i, u in enumerate(unique) if u is t) for t in teachers]
         self.register_buffer("temperatures", torch.tensor([float(t) for t in temperatures], dtype=torch.float32))
-        self.beta, self.hinton = float(beta), bool(hinton)
+        self.beta, self.form = float(beta), check_form(form)
 
     def train(self, mode: bool = True):  # the teachers always stay in eval mode
         super().train(mode)
@@ -346,8 +347,9 @@ class FusedDistillation(nn.Module):
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         temps = self.temperatures.view(1, -1, 1)
-        soft_t = temps if self.hinton else torch.ones_like(temps)
-        scale = self.temperatures**2 if self.hinton else torch.ones_like(self.temperatures)
+        # form_factors per member: student at T ("slides", "hinton") or 1 ("teacher"); x T^2 ("hinton")
+        soft_t = torch.ones_like(temps) if self.form == "teacher" else temps
+        scale = self.temperatures**2 if self.form == "hinton" else torch.ones_like(self.temperatures)
         logp = F.log_softmax(logits.float() / soft_t, dim=-1)
         loss = self.beta * scale * -(self.teacher_probs(inputs) * logp).sum(-1).mean(0)
         if self.beta < 1.0:

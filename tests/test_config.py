@@ -93,3 +93,21 @@ def test_command_line_strings_are_coerced_to_the_schemas_types(cfg):
     with pytest.raises(ConfigError, match=r"recipes\.digits\.lr"):
         validate(cfg)
     assert cfg["datasets"]["digits"]["root"] == "123"
+
+
+def test_distillation_form_and_the_old_hinton_key(cfg):
+    assert validate(copy.deepcopy(cfg))["distillation"][0]["form"] == "teacher"  # the default
+    for form in ("slides", "hinton"):
+        c = copy.deepcopy(cfg)
+        c["distillation"][0]["form"] = form
+        assert validate(c)["distillation"][0]["form"] == form
+    bad = copy.deepcopy(cfg)
+    bad["distillation"][0]["form"] = "student"
+    with pytest.raises(ConfigError, match=r"distillation\[0\]\.form.*allowed values: \['teacher', 'slides', 'hinton'\]"):
+        validate(bad)
+    for old in (True, False):
+        bad = copy.deepcopy(cfg)
+        bad["distillation"][0]["hinton"] = old
+        with pytest.raises(ConfigError, match=r"distillation\[0\]\.hinton was replaced by distillation\[0\]\.form: "
+                                              r"write 'form: hinton'"):
+            validate(bad)

@@ -143,6 +143,19 @@ def test_distillation_rows_aggregate_over_seeds():
         distill.distillation_rows(teachers, students, {k: v for k, v in gamma.items() if k != ("0", 1, "2")})
 
 
+def test_distillation_rows_record_the_form():
+    teachers, students, gamma = _fixture_evals()
+    for ev in students:
+        if ev["model"]["run"].startswith("kd-"):
+            ev["model"]["form"] = "slides"
+    rows = distill.distillation_rows(teachers, students, gamma)
+    assert {(r["family"], r["form"]) for r in rows} == {("teacher", ""), ("baseline", ""), ("kd_hard", "slides"),
+                                                        ("kd_ls", "slides")}
+    next(ev for ev in students if ev["model"]["run"].startswith("kd-"))["model"]["form"] = "hinton"
+    with pytest.raises(ValueError, match="mix distillation forms \\['hinton', 'slides'\\]"):
+        distill.distillation_rows(teachers, students, gamma)
+
+
 def _tiny_data(n=120, k=3, size=5, seed=0) -> Prepared:
     rng = np.random.default_rng(seed)
     x = {s: rng.integers(0, 256, (m, 1, size, size), dtype=np.uint8) for s, m in (("train", n), ("val", 30), ("test", 30))}
@@ -251,7 +264,8 @@ def test_fig5_end_to_end(tiny_run):
             assert float(x["gamma_mean"]) == pytest.approx(gamma[(distill.fmt(x["teacher_alpha"]), 0, distill.fmt(x["temperature"]))])
     meta = torch.load(r / "models/digits/mlp/student/kd-smallcnn-a0-T4_s0/model.pt", weights_only=False)["meta"]
     assert meta["teacher"].endswith("models/digits/smallcnn/teacher/a0_s0/model.pt")
-    assert (meta["temperature"], meta["beta"], meta["hinton"], meta["role"]) == (4.0, 1.0, False, "student")
+    assert (meta["temperature"], meta["beta"], meta["form"], meta["role"]) == (4.0, 1.0, "teacher", "student")
+    assert all(x["form"] == ("teacher" if x["family"].startswith("kd") else "") for x in rows)
     for log in ("train_student_baseline/digits/mlp/a0.3_s0.log", "train_student_distilled/digits/mlp/kd-smallcnn-a0.3-T1_s0.log"):
         assert (r / "logs" / log).is_file()
 

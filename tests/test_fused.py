@@ -110,18 +110,18 @@ def test_fused_smoothed_ce_is_each_members_label_smoothed_ce():
         FusedSmoothedCE([0.1, 1.0])
 
 
-@pytest.mark.parametrize("beta,hinton", [(1.0, False), (0.7, True)])
-def test_fused_distillation_is_each_members_distillation(beta, hinton):
+@pytest.mark.parametrize("beta,form", [(1.0, "teacher"), (0.7, "hinton"), (1.0, "slides")])
+def test_fused_distillation_is_each_members_distillation(beta, form):
     data = random_data()
     t_hard, t_ls = members("resnet8", data, [5, 6])
     teachers, temps = [t_hard, t_hard, t_ls], [1.0, 4.0, 1.0]  # the hard teacher at two temperatures
-    obj = FusedDistillation(teachers, temps, beta, hinton)
+    obj = FusedDistillation(teachers, temps, beta, form=form)
     assert len(obj.teachers) == 2  # the shared teacher runs once
     x, y = torch.from_numpy(data.x["train"][:8]), torch.from_numpy(data.y["train"][:8])
     logits = torch.randn(8, 3, 5)
     loss = obj.train()(logits, y, x)
     for g, (t, temp) in enumerate(zip(teachers, temps)):
-        ref = Distillation(t, temp, beta, hinton)(logits[:, g], y, x)
+        ref = Distillation(t, temp, beta, form=form)(logits[:, g], y, x)
         assert float(loss[g]) == pytest.approx(float(ref), rel=1e-5)
     assert not any(t.training for t in obj.teachers)
 

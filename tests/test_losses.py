@@ -65,10 +65,14 @@ def test_smoothed_ce_k100_matches_numpy():
 # --------------------------------------------------------------------------- distillation loss
 
 
-def _reference(student, teacher, labels, T, beta, hinton):
-    """(1 - beta) H(y, softmax(s)) + beta * s * H(softmax(t / T), softmax(s / T_s)) in numpy."""
+# the three forms written out from softmax probabilities: (student temperature, soft-term scale)
+FORM_REFERENCE = {"teacher": lambda T: (1.0, 1.0), "slides": lambda T: (T, 1.0), "hinton": lambda T: (T, T**2)}
+
+
+def _reference(student, teacher, labels, T, beta, form):
+    """(1 - beta) H(y, softmax(s)) + beta * scale * H(softmax(t / T), softmax(s / T_s)) in numpy."""
     pt = np_softmax(teacher / T)
-    ts, scale = (T, T**2) if hinton else (1.0, 1.0)
+    ts, scale = FORM_REFERENCE[form](T)
     soft = -(pt * np.log(np_softmax(student / ts))).sum(1).mean()
     hard = -np.log(np_softmax(student)[np.arange(len(labels)), labels]).mean()
     return (1 - beta) * hard + beta * scale * soft
@@ -76,22 +80,45 @@ def _reference(student, teacher, labels, T, beta, hinton):
 
 @pytest.mark.parametrize("T", [1.0, 2.5, 50.0])
 @pytest.mark.parametrize("beta", [1.0, 0.3])
-@pytest.mark.parametrize("hinton", [False, True])
-def test_distillation_loss_matches_numpy(T, beta, hinton):
-    rng = np.random.default_rng(int(T * 10) + int(beta * 7) + hinton)
+@pytest.mark.parametrize("form", ["teacher", "slides", "hinton"])
+def test_distillation_loss_matches_numpy(T, beta, form):
+    rng = np.random.default_rng(int(T * 10) + int(beta * 7) + len(form))
     s, t = rng.normal(size=(8, 10)) * 4, rng.normal(size=(8, 10)) * 4
     y = rng.integers(0, 10, 8)
     pt = torch.tensor(np_softmax(t / T), dtype=torch.float32)
-    got = distillation_loss(torch.tensor(s, dtype=torch.float32), torch.tensor(y), pt, T, beta, hinton)
-    assert float(got) == pytest.approx(_reference(s, t, y, T, beta, hinton), rel=1e-5)
+    got = distillation_loss(torch.tensor(s, dtype=torch.float32), torch.tensor(y), pt, T, beta, form)
+    assert float(got) == pytest.approx(_reference(s, t, y, T, beta, form), rel=1e-5)
+
+
+def test_distillation_forms_by_hand_and_their_relations():
+    """Two examples, three classes, T = 2, written out term by term; hinton = T^2 x slides; at T = 1
+    the three forms coincide; the default is "teacher"; an unknown form is refused."""
+    T = 2.0
+    zs = np.array([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]])
+    zt = np.array([[3.0, 1.0, 0.0], [0.0, 0.0, 4.0]])
+    pt = np.exp(zt / T) / np.exp(zt / T).sum(1, keepdims=True)
+    log_q1 = zs - np.log(np.exp(zs).sum(1, keepdims=True))  # student at T = 1
+    log_qT = zs / T - np.log(np.exp(zs / T).sum(1, keepdims=True))  # student at T
+    expected = {"teacher": -(pt * log_q1).sum(1).mean(), "slides": -(pt * log_qT).sum(1).mean(),
+                "hinton": T**2 * -(pt * log_qT).sum(1).mean()}
+    s, y, p = torch.tensor(zs), torch.tensor([0, 1]), torch.tensor(pt)
+    for form, value in expected.items():
+        assert float(distillation_loss(s, y, p, T, 1.0, form)) == pytest.approx(value, rel=1e-6)
+    assert float(distillation_loss(s, y, p, T, 1.0)) == pytest.approx(expected["teacher"], rel=1e-6)
+    assert expected["hinton"] == pytest.approx(4.0 * expected["slides"])
+    p1 = torch.tensor(np_softmax(zt))
+    at_one = {f: float(distillation_loss(s, y, p1, 1.0, 1.0, f)) for f in FORM_REFERENCE}
+    assert at_one["teacher"] == pytest.approx(at_one["slides"]) == pytest.approx(at_one["hinton"])
+    with pytest.raises(ValueError, match="distillation\\[\\]\\.form"):
+        distillation_loss(s, y, p, T, 1.0, "student")
 
 
 def test_beta_zero_is_plain_cross_entropy():
     rng = np.random.default_rng(0)
     s, y = torch.tensor(rng.normal(size=(5, 7)), dtype=torch.float32), torch.tensor(rng.integers(0, 7, 5))
     for teacher_probs in (torch.full((5, 7), 1 / 7), F.one_hot((y + 1) % 7, 7).float()):
-        for hinton in (False, True):
-            got = distillation_loss(s, y, teacher_probs, 4.0, 0.0, hinton)
+        for form in ("teacher", "slides", "hinton"):
+            got = distillation_loss(s, y, teacher_probs, 4.0, 0.0, form)
             assert float(got) == pytest.approx(float(F.cross_entropy(s, y)), rel=1e-6)
 
 
@@ -104,15 +131,18 @@ def test_hinton_t2_keeps_gradient_scale_at_large_t():
     zs, zt = rng.normal(size=(n, k)), rng.normal(size=(n, k))
     s = torch.tensor(zs, dtype=torch.float64, requires_grad=True)
     pt = torch.tensor(np_softmax(zt / T))
-    distillation_loss(s, torch.zeros(n, dtype=torch.long), pt, T, 1.0, hinton=True).backward()
+    distillation_loss(s, torch.zeros(n, dtype=torch.long), pt, T, 1.0, form="hinton").backward()
     exact = T / n * (np_softmax(zs / T) - pt.numpy())
     np.testing.assert_allclose(s.grad.numpy(), exact, atol=1e-5)  # the loss computes in float32
     limit = ((zs - zs.mean(1, keepdims=True)) - (zt - zt.mean(1, keepdims=True))) / (k * n)
     np.testing.assert_allclose(s.grad.numpy(), limit, atol=2e-3)
     assert np.abs(limit).max() > 0.05
     s.grad = None
-    distillation_loss(s, torch.zeros(n, dtype=torch.long), pt, T, 1.0, hinton=False).backward()
+    distillation_loss(s, torch.zeros(n, dtype=torch.long), pt, T, 1.0, form="teacher").backward()
     np.testing.assert_allclose(s.grad.numpy(), (np_softmax(zs) - pt.numpy()) / n, atol=1e-7)
+    s.grad = None  # the slides' form: (1 / (T N)) (softmax(z_s / T) - p_t(T)), shrinking like 1/T
+    distillation_loss(s, torch.zeros(n, dtype=torch.long), pt, T, 1.0, form="slides").backward()
+    np.testing.assert_allclose(s.grad.numpy(), (np_softmax(zs / T) - pt.numpy()) / (T * n), atol=1e-8)
 
 
 def test_distillation_module_uses_teacher_at_t_and_validates():
@@ -124,7 +154,11 @@ def test_distillation_module_uses_teacher_at_t_and_validates():
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     with torch.no_grad():
         t = teacher(x).double().numpy()  # eval mode: dropout off, deterministic
-    assert float(obj(s, y, x)) == pytest.approx(_reference(s.double().numpy(), t, y.numpy(), 3.0, 0.7, False), rel=1e-5)
+    assert float(obj(s, y, x)) == pytest.approx(_reference(s.double().numpy(), t, y.numpy(), 3.0, 0.7, "teacher"), rel=1e-5)
+    hinton = Distillation(teacher, temperature=3.0, beta=0.7, form="hinton")
+    assert float(hinton(s, y, x)) == pytest.approx(_reference(s.double().numpy(), t, y.numpy(), 3.0, 0.7, "hinton"), rel=1e-5)
+    with pytest.raises(ValueError, match="form"):
+        Distillation(teacher, form="both")
     with pytest.raises(ValueError, match="temperature"):
         Distillation(teacher, temperature=0.0)
     with pytest.raises(ValueError, match="beta"):

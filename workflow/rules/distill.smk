@@ -56,7 +56,7 @@ rule train_student_baseline:
 
 
 rule train_student_distilled:
-    """Distil one student from the teacher of the same seed at temperature T (beta, hinton from the config)."""
+    """Distil one student from the teacher of the same seed at temperature T (beta, form from the config)."""
     input:
         data=f"{R}/data/{{dataset}}.npz",
         teacher=f"{R}/models/{{dataset}}/{{tarch}}/teacher/a{{talpha}}_s{{seed}}/model.pt",
@@ -74,7 +74,7 @@ rule train_student_distilled:
         run=lambda wc: lspipe.distill.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed),
         temperature=lambda wc: float(wc.T),
         beta=lambda wc: float(lspipe.distill.entry_for(DISTILL, wc.dataset, wc.arch)["beta"]),
-        hinton=lambda wc: "--hinton" if lspipe.distill.entry_for(DISTILL, wc.dataset, wc.arch)["hinton"] else "",
+        form=lambda wc: lspipe.distill.entry_for(DISTILL, wc.dataset, wc.arch)["form"],
         device=config["device"],
         progress="--progress" if config["progress"] else "--no-progress",
     threads: config["threads"]
@@ -92,7 +92,7 @@ rule train_student_distilled:
     shell:
         "lspipe train --data {input.data} --arch {wildcards.arch} --recipe {params.recipe:q} "
         "--seed {wildcards.seed} --alpha {params.alpha} --role student --run {params.run} "
-        "--teacher {input.teacher} --temperature {params.temperature} --beta {params.beta} {params.hinton} "
+        "--teacher {input.teacher} --temperature {params.temperature} --beta {params.beta} --form {params.form} "
         "--device {params.device} --threads {threads} {params.progress} "
         "--out {output.model} --metrics {output.metrics} > {log} 2>&1"
 
