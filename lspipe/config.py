@@ -144,6 +144,12 @@ def _check_references(cfg: dict) -> None:
     for name, d in datasets.items():
         if d["source"] in ("cifar10", "cifar100", "imagefolder") and not d.get("root"):
             problems.append(f"datasets.{name}.root is required for source {d['source']!r} (the data folder)")
+    from .train import Recipe
+
+    for name, r in recipes.items():
+        problem = Recipe(**r).schedule_problem()  # the keys are the schema's, checked above
+        if problem:
+            problems.append(f"recipes.{name}: {problem}")
     groups = {}
     for i, t in enumerate(cfg["teachers"]):
         key = (t["dataset"], t["arch"])

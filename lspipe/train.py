@@ -58,8 +58,10 @@ class Recipe:
     nesterov: bool = True
     weight_decay: float = 1e-4
     dense_weight_decay: float | None = None
+    schedule: str = "milestones"
     lr_milestones: Sequence[int] = ()
     lr_decay: float = 0.1
+    onecycle_pct_start: float = 0.3
     warmup_steps: int = 0
     loss_scale: float = 1.0
     grad_clip: float | None = None
@@ -82,14 +84,64 @@ class Recipe:
         r = cls(**d)
         r.lr_milestones = tuple(int(m) for m in r.lr_milestones)
         r.augment = {"pad": 0, "flip": False, **(r.augment or {})}
+        problem = r.schedule_problem()
+        if problem:
+            raise ValueError(problem)
         return r
 
+    def schedule_problem(self) -> str | None:
+        """Why the schedule settings do not fit together (None when they do)."""
+        if self.schedule not in SCHEDULES:
+            return f"unknown schedule {self.schedule!r} (recipes.<name>.schedule); allowed: {', '.join(SCHEDULES)}"
+        if self.schedule != "milestones" and self.lr_milestones:
+            return (f"lr_milestones {list(self.lr_milestones)} only apply to schedule 'milestones', not "
+                    f"{self.schedule!r}: remove them from the recipe")
+        if self.schedule == "onecycle" and self.warmup_steps:
+            return ("schedule 'onecycle' has its own warm-up (onecycle_pct_start); set warmup_steps: 0 in the recipe")
+        if not 0.0 < self.onecycle_pct_start < 1.0:
+            return f"onecycle_pct_start must be in (0, 1), got {self.onecycle_pct_start}"
+        return None
+
     def lr_at(self, step: int) -> float:
-        """Learning rate for optimiser step ``step`` (0-based): warm-up, then step decay."""
-        lr = self.lr * self.lr_decay ** sum(step >= m for m in self.lr_milestones)
+        """Learning rate for optimiser step ``step`` (0-based) under :attr:`schedule`:
+
+        * ``milestones``: ``lr * lr_decay ** (number of milestones <= step)``;
+        * ``cosine``: ``lr * (1 + cos(pi * step / steps)) / 2`` (``CosineAnnealingLR`` with
+          ``T_max = steps``, ``eta_min = 0``);
+        * ``onecycle``: ``torch.optim.lr_scheduler.OneCycleLR`` (cosine annealing, ``max_lr = lr``,
+          ``total_steps = steps``, ``pct_start = onecycle_pct_start``, ``div_factor = 25``,
+          ``final_div_factor = 1e4``): cosine from ``lr / 25`` up to ``lr`` at step
+          ``pct_start * steps - 1``, then cosine down to ``lr / 25 / 1e4`` at the last step.
+
+        ``warmup_steps`` (milestones and cosine) multiplies by ``(step + 1) / warmup_steps`` first.
+        """
+        if self.schedule == "cosine":
+            lr = self.lr * 0.5 * (1.0 + math.cos(math.pi * step / self.steps))
+        elif self.schedule == "onecycle":
+            lr = onecycle_lr(step, self.lr, self.steps, self.onecycle_pct_start)
+        else:
+            lr = self.lr * self.lr_decay ** sum(step >= m for m in self.lr_milestones)
         if self.warmup_steps and step < self.warmup_steps:
             lr *= (step + 1) / self.warmup_steps
         return lr
+
+
+SCHEDULES = ("milestones", "cosine", "onecycle")
+
+
+def onecycle_lr(step: int, max_lr: float, total: int, pct_start: float = 0.3, div: float = 25.0,
+                final_div: float = 1e4) -> float:
+    """The one-cycle learning rate of ``OneCycleLR(anneal_strategy='cos')`` at ``step``."""
+    initial, final = max_lr / div, max_lr / div / final_div
+    peak = float(pct_start * total) - 1.0
+    end = float(total - 1)
+
+    def cos_anneal(start, stop, pct):
+        return stop + (start - stop) / 2.0 * (math.cos(math.pi * pct) + 1.0)
+
+    if step <= peak:
+        return cos_anneal(initial, max_lr, step / peak if peak > 0 else 1.0)
+    return cos_anneal(max_lr, final, (step - peak) / (end - peak) if end > peak else 1.0)
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

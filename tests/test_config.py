@@ -111,3 +111,15 @@ def test_distillation_form_and_the_old_hinton_key(cfg):
         with pytest.raises(ConfigError, match=r"distillation\[0\]\.hinton was replaced by distillation\[0\]\.form: "
                                               r"write 'form: hinton'"):
             validate(bad)
+
+
+def test_schedule_key(cfg):
+    c = copy.deepcopy(cfg)
+    assert validate(c)["recipes"]["digits"]["schedule"] == "milestones"
+    c = copy.deepcopy(cfg)
+    c["recipes"]["digits"].update(schedule="cosine", lr_milestones=[])
+    assert validate(c)["recipes"]["digits"]["schedule"] == "cosine"
+    bad = copy.deepcopy(cfg)
+    bad["recipes"]["digits"]["schedule"] = "cosine"  # the digits recipe keeps its milestones
+    with pytest.raises(ConfigError, match=r"recipes\.digits: lr_milestones \[150, 225\] only apply to schedule 'milestones'"):
+        validate(bad)

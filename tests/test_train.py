@@ -40,6 +40,49 @@ def test_lr_schedule_is_step_based():
         Recipe.from_dict({"steps": 1, "learning_rate": 0.1})
 
 
+def _torch_schedule(make, steps, lr):
+    """The learning rate torch's scheduler gives each of ``steps`` optimiser steps."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    sched, out = make(opt), []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.array(out)
+
+
+def test_cosine_schedule_against_its_formula_and_torch():
+    steps, lr = 97, 0.2
+    r = Recipe.from_dict({"steps": steps, "lr": lr, "schedule": "cosine"})
+    got = np.array([r.lr_at(s) for s in range(steps)])
+    np.testing.assert_allclose(got, [lr * (1 + np.cos(np.pi * s / steps)) / 2 for s in range(steps)], rtol=1e-12)
+    ref = _torch_schedule(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=steps), steps, lr)
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+    assert got[0] == lr and np.all(np.diff(got) < 0) and got[-1] < 1e-3 * lr
+    warm = Recipe.from_dict({"steps": steps, "lr": lr, "schedule": "cosine", "warmup_steps": 5})
+    assert warm.lr_at(1) == pytest.approx(got[1] * 2 / 5) and warm.lr_at(5) == got[5]
+
+
+@pytest.mark.parametrize("steps,pct", [(100, 0.3), (37, 0.25)])
+def test_onecycle_schedule_against_torch(steps, pct):
+    lr = 0.4
+    r = Recipe.from_dict({"steps": steps, "lr": lr, "schedule": "onecycle", "onecycle_pct_start": pct})
+    got = np.array([r.lr_at(s) for s in range(steps)])
+    ref = _torch_schedule(lambda o: torch.optim.lr_scheduler.OneCycleLR(
+        o, max_lr=lr, total_steps=steps, pct_start=pct, anneal_strategy="cos", cycle_momentum=False), steps, lr)
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+    assert got[0] == pytest.approx(lr / 25) and 0.99 * lr <= got.max() <= lr and got[-1] == pytest.approx(lr / 25 / 1e4)
+
+
+def test_schedule_settings_that_do_not_fit_are_refused():
+    with pytest.raises(ValueError, match="lr_milestones \\[5\\] only apply to schedule 'milestones'"):
+        Recipe.from_dict({"steps": 10, "schedule": "cosine", "lr_milestones": [5]})
+    with pytest.raises(ValueError, match="set warmup_steps: 0"):
+        Recipe.from_dict({"steps": 10, "schedule": "onecycle", "warmup_steps": 2})
+    with pytest.raises(ValueError, match="allowed: milestones, cosine, onecycle"):
+        Recipe.from_dict({"steps": 10, "schedule": "linear"})
+
+
 def test_smoothed_ce_matches_hand_computation():
     torch.manual_seed(0)
     logits, labels, k, alpha = torch.randn(5, 7), torch.tensor([0, 3, 6, 2, 2]), 7, 0.2
