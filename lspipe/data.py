@@ -9,6 +9,9 @@ in its source split, so any example can be traced back), plus ``classes`` (class
 The validation split is carved, stratified and seeded, out of the source's training data (the
 paper's 40k/10k CIFAR split); temperature scaling is fitted on it, numbers are reported on test.
 Sources without a test split of their own (the bundled digits) have one carved the same way.
+An ImageFolder tree with ``train/``, ``val/`` and ``test/`` takes its validation split from
+``val/`` (nothing is carved, ``val_size`` is unused); with only ``train/`` and ``val/`` (the
+ImageNet layout) ``val/`` is the test split and validation is carved from ``train/``.
 """
 
 from __future__ import annotations
@@ -157,9 +160,14 @@ def _load_imagefolder(root: str | None, image_size: int, channels: int):
     test_dir = next((root_p / s for s in ("test", "val") if (root_p / s).is_dir()), None)
     if test_dir is None:
         raise DataError(f"image folder {root_p} has neither test/ nor val/: add one, it becomes the test split")
+    # train/ + val/ + test/: val/ is the validation split; train/ + val/ (ImageNet): val/ is the test split
+    val_dir = root_p / "val" if test_dir.name == "test" and (root_p / "val").is_dir() else None
     xtr, ytr, classes = _read_image_folder(train_dir, image_size, None, channels)
     xte, yte, _ = _read_image_folder(test_dir, image_size, classes, channels)
-    return {"train": (xtr, ytr), "test": (xte, yte)}, classes
+    out = {"train": (xtr, ytr), "test": (xte, yte)}
+    if val_dir is not None:
+        out["val"] = _read_image_folder(val_dir, image_size, classes, channels)[:2]
+    return out, classes
 
 
 def _limit_per_class(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
@@ -203,17 +211,21 @@ def prepare(
     xtr, ytr, itr = parts["train"]
     keep = _limit_per_class(ytr, train_per_class, split_seed)
     xtr, ytr, itr = xtr[keep], ytr[keep], itr[keep]
-    tr, va = stratified_split(ytr, val_size, split_seed, "val_size")
-    splits = {
-        "train": (xtr[tr], ytr[tr], itr[tr]),
-        "val": (xtr[va], ytr[va], itr[va]),
-        "test": parts["test"],
-    }
+    if "val" in parts:  # a validation split of its own (ImageFolder val/ beside test/): nothing carved
+        splits = {"train": (xtr, ytr, itr), "val": parts["val"], "test": parts["test"]}
+    else:
+        tr, va = stratified_split(ytr, val_size, split_seed, "val_size")
+        splits = {
+            "train": (xtr[tr], ytr[tr], itr[tr]),
+            "val": (xtr[va], ytr[va], itr[va]),
+            "test": parts["test"],
+        }
     x_train = splits["train"][0].astype(np.float64) / 255.0
     mean = x_train.mean(axis=(0, 2, 3)).astype(np.float32)
     std = x_train.std(axis=(0, 2, 3)).astype(np.float32)
     meta = {
-        "name": name, "source": source, "split_seed": split_seed, "val_size": val_size,
+        "name": name, "source": source, "split_seed": split_seed,
+        "val_size": None if "val" in parts else val_size, "val_source": "folder" if "val" in parts else "carved",
         "test_size": test_size if source == "digits" else None, "train_per_class": train_per_class,
         "image_shape": list(xtr.shape[1:]), "sizes": {s: int(len(v[1])) for s, v in splits.items()},
     }

@@ -54,9 +54,11 @@ def test_prepared_file_is_written_atomically(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def _make_image_folder(root, classes=("cat", "dog", "eel"), n_train=12, n_test=4, size=40):
+def _make_image_folder(root, classes=("cat", "dog", "eel"), n_train=12, n_test=4, size=40, splits=("train", "test"),
+                       n_val=3):
     rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("test", n_test)):
+    sizes = {"train": n_train, "test": n_test, "val": n_val}
+    for split, n in ((s, sizes[s]) for s in splits):
         for c in classes:
             (root / split / c).mkdir(parents=True)
             for i in range(n):
@@ -73,6 +75,40 @@ def test_imagefolder_prepare_resizes_and_splits(tmp_path):
     assert len(p.y["val"]) == 6 and np.bincount(p.y["val"]).tolist() == [2, 2, 2]
     assert len(p.y["test"]) == 12
     assert p.meta["sizes"] == {"train": 30, "val": 6, "test": 12}
+
+
+def _images_of(folder):
+    """Every image of a split folder (class order, then file order as read), as uint8 C x H x W arrays."""
+    from torchvision.datasets.folder import make_dataset
+
+    classes = sorted(p.name for p in folder.iterdir())
+    samples = make_dataset(str(folder), {c: i for i, c in enumerate(classes)}, extensions=D.IMAGE_EXTENSIONS)
+    return np.stack([np.asarray(Image.open(p).convert("RGB").resize((16, 16), Image.BILINEAR)).transpose(2, 0, 1)
+                     for p, _ in samples]), np.array([y for _, y in samples])
+
+
+def test_imagefolder_val_folder_is_the_validation_split(tmp_path):
+    """train/ + val/ + test/: val/ is validation (nothing carved from train/); train/ + val/ (the ImageNet
+    layout): val/ stays the test split and validation is carved from train/."""
+    root = tmp_path / "three"
+    _make_image_folder(root, n_train=10, n_test=4, n_val=3, splits=("train", "val", "test"))
+    p = D.prepare("toy", "imagefolder", tmp_path / "t.npz", root=str(root), image_size=16, val_size=6)
+    assert p.meta["sizes"] == {"train": 30, "val": 9, "test": 12}
+    assert p.meta["val_source"] == "folder" and p.meta["val_size"] is None
+    for split in ("train", "val", "test"):
+        x, y = _images_of(root / split)
+        np.testing.assert_array_equal(p.x[split], x[p.index[split]])
+        np.testing.assert_array_equal(p.y[split], y[p.index[split]])
+    assert sorted(p.index["train"]) == list(range(30))  # every training image stays in train
+
+    root2 = tmp_path / "imagenet"
+    _make_image_folder(root2, n_train=10, n_val=4, splits=("train", "val"))
+    q = D.prepare("toy", "imagefolder", tmp_path / "q.npz", root=str(root2), image_size=16, val_size=6)
+    _check_splits(q)
+    assert q.meta["sizes"] == {"train": 24, "val": 6, "test": 12} and q.meta["val_source"] == "carved"
+    x, y = _images_of(root2 / "val")
+    np.testing.assert_array_equal(q.x["test"], x)
+    np.testing.assert_array_equal(q.y["test"], y)
 
 
 def test_imagefolder_errors_name_the_fix(tmp_path):
