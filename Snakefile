@@ -11,7 +11,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A configuration stands alone: config.yaml (the digits demo) is read only when no --configfile is
+# given. Files passed with --configfile (a preset, several merged in order) replace it entirely,
+# so none of the demo's sections or datasets leak into them; --config overrides apply either way.
+# Every key a configuration leaves out takes the schema's default (workflow/schemas/).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "workflow/report/workflow.rst"

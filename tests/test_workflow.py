@@ -66,3 +66,29 @@ def test_lint_is_clean():
     proc = snakemake(REPO, "--lint", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Lints for" not in out, out[-4000:]
+
+
+def test_a_configfile_stands_alone(tmp_path):
+    """With the digits demo's config.yaml in the working directory, a --configfile without a
+    `distillation` section and without digits dry-runs cleanly: nothing of config.yaml leaks in
+    (it used to fail with "distillation[0]: no teacher grid for dataset 'digits' ...")."""
+    import yaml
+
+    work = make_workdir(tmp_path / "alone", REPO / "config.yaml")
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(yaml.safe_dump({
+        "results": "out", "device": "cpu", "resources": {"gpus_per_job": 0},
+        "datasets": {"toy": {"source": "imagefolder", "root": str(tmp_path / "tree"), "val_size": 2}},
+        "recipes": {"quick": {"steps": 5, "batch_size": 4}},
+        "teachers": [{"dataset": "toy", "arch": "smallcnn", "recipe": "quick", "alphas": [0.0, 0.1], "seeds": [0]}],
+    }))
+    proc = snakemake(work, "-n", "-p", "--configfile", str(alone))
+    jobs = planned_jobs(proc)
+    assert jobs["prepare_data"] == 1 and jobs["train_teacher"] == 2
+    assert not any(r.startswith(("train_student", "distillation", "mi_", "projections")) for r in jobs), jobs
+    text = proc.stdout + proc.stderr
+    assert not re.search(r"digits\.npz|/digits/|smallcnn_digits|mlp", text)  # nothing of the demo's dataset or students
+    assert "results/" not in text  # nor its results folder
+    # without --configfile, config.yaml is the configuration (and --config still overrides it)
+    proc = snakemake(work, "-n", "--config", "results=elsewhere")
+    assert "digits" in proc.stdout and "elsewhere/models/digits" in proc.stdout
