@@ -49,6 +49,31 @@ def planned(text: str) -> list[dict]:
     return jobs
 
 
+# A dry run prints every job as "rule X:" whatever its locality (the dry-run executor runs nothing
+# remotely), so the local rules come from the parsed workflow itself (Snakemake's Python API).
+_RULE_LOCALITY = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+snakefile, workdir, configfiles, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+with SnakemakeApi(OutputSettings(quiet=None)) as api:
+    wf = api.workflow(resource_settings=ResourceSettings(), snakefile=Path(snakefile), workdir=Path(workdir),
+                      config_settings=ConfigSettings(configfiles=[Path(p) for p in configfiles], config=config))._workflow
+    print(json.dumps({r.name: {"local": r.name in wf._localrules or r.norun, "group": r.group} for r in wf.rules}))
+"""
+
+
+def rule_locality(work: Path, configfiles: list[Path], config: dict) -> dict[str, dict]:
+    """rule -> {"local": a local rule (runs where Snakemake runs), "group": its job group}."""
+    proc = subprocess.run([sys.executable, "-c", _RULE_LOCALITY, str(REPO / "Snakefile"), str(work),
+                           json.dumps([str(p) for p in configfiles]), json.dumps(config)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def is_plot_or_table(job: dict, results: str = "results") -> bool:
     return bool(job["output"]) and all(
         o.startswith((f"{results}/figures/", f"{results}/tables/")) for o in job["output"]
@@ -137,7 +162,8 @@ def test_conda_env_mirrors_pyproject(name):
 # --------------------------------------------------------------------------- paper preset, dry run
 def test_paper_preset_slurm_requests(tmp_path):
     """GPU (and GPU model), memory and a steps-scaled time limit on every training and dump job;
-    no GPU on any table or figure job."""
+    no GPU on any table or figure job; only training and dump jobs are submitted to SLURM, every
+    other job (data preparation, evaluation, calibration, analyses, tables, figures) is local."""
     work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
     proc = snakemake(
         work, "-n", "--workflow-profile", str(PROFILES / "slurm"), "--configfile", str(PAPER),
@@ -164,10 +190,17 @@ def test_paper_preset_slurm_requests(tmp_path):
     assert {j["resources"]["runtime"] for j in training} >= {"64", "390"}  # ResNet-56 and AlexNet recipes
     for j in plots:
         assert "gpu" not in j["resources"] and "gpu_model" not in j["resources"], j
-    # jobs that declare nothing get the profile's default-resources
-    prep = next(j for j in jobs if j["rule"] == "prepare_data")
-    assert prep["resources"]["runtime"] == "30" and prep["resources"]["mem_mb"] == "4000"
-    assert "gpu" not in prep["resources"]
+    # the cluster gets exactly the training and dump jobs; every other job is local (none grouped)
+    rules = rule_locality(work, [PAPER], {"datasets": {"cifar10": {"root": str(tmp_path)},
+                                                       "cifar100": {"root": str(tmp_path)}}})
+    assert all(r["group"] is None for r in rules.values()), rules
+    submitted = [j for j in jobs if not rules[j["rule"]]["local"]]
+    assert len(submitted) == len(training) + len(dumps) and {j["rule"] for j in submitted} == (
+        {j["rule"] for j in training} | {"dump_activations"}), sorted({j["rule"] for j in submitted})
+    local_jobs = [j for j in jobs if rules[j["rule"]]["local"]]
+    assert {"prepare_data", "evaluate", "calibrate", "distillation_gamma"} <= {j["rule"] for j in local_jobs}
+    for j in local_jobs:
+        assert "gpu" not in j["resources"] and "gpu_model" not in j["resources"], j
 
 
 # --------------------------------------------------------------------------- a real SLURM cluster
@@ -288,8 +321,8 @@ def test_tiny_workflow_on_slurm_survives_preemption_and_matches_local_run(slurm_
         rule = re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", j["Comment"]).group(1)
         by_rule.setdefault(rule, []).append(j)
     counts = {r: len(v) for r, v in by_rule.items()}
-    assert counts == {"prepare_data": 1, "train_teacher_probed": 2, "train_teacher": 2,
-                      "dump_activations": 3, "evaluate": 3}, counts
+    # only training and dumps are cluster jobs (data preparation and evaluation are local rules)
+    assert counts == {"train_teacher_probed": 2, "train_teacher": 2, "dump_activations": 3}, counts
     # the cancelled job was resubmitted (retries in the profile) and resumed from its checkpoint
     assert sorted(j["JobState"] for j in by_rule["train_teacher"]) == ["CANCELLED", "COMPLETED"]
     assert [j["JobId"] for j in by_rule["train_teacher"] if j["JobState"] == "CANCELLED"] == [cancelled]
@@ -300,11 +333,9 @@ def test_tiny_workflow_on_slurm_survives_preemption_and_matches_local_run(slurm_
         assert j.get("TresPerJob") == "gres:gpu:fakegpu:1", j  # --gpus=<gpu_model>:<gpus_per_job>
         assert j["MinMemoryNode"] == "8000M", j  # resources.mem_mb (schema default)
         assert j["TimeLimit"] == "00:10:00", j  # 24 or 320 steps -> resources.min_runtime
-    for j in by_rule["prepare_data"] + by_rule["evaluate"]:
-        assert "gpu" not in j.get("TresPerJob", "") and "gpu" not in j.get("TRES", ""), j
-        assert j["MinMemoryNode"] == "4000M" and j["TimeLimit"] == "00:30:00", j  # profile defaults
-    # the table rule ran on the submitting machine, not on the cluster
-    assert re.search(r"^localrule accuracy_table:$", log, re.M), log[-3000:]
+    # data preparation, evaluation and the table ran on the submitting machine, not on the cluster
+    for rule in ("prepare_data", "evaluate", "accuracy_table"):
+        assert re.search(rf"^localrule {rule}:$", log, re.M), (rule, log[-3000:])
 
     # same numbers as the local run of the same config (CPU, one thread, same seeds)
     from lspipe.activations import Dump

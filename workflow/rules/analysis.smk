@@ -37,6 +37,8 @@ rule calibrate:
         f"{R}/logs/calibrate/{{dataset}}/{{arch}}/{{role}}/{{run}}.log",
     benchmark:
         f"{R}/benchmarks/calibrate/{{dataset}}/{{arch}}/{{role}}/{{run}}.tsv"
+    # seconds of CPU on a dump: on SLURM it runs where Snakemake runs, not as a cluster job
+    localrule: True
     conda:
         ENV_PLOT
     shell:

@@ -8,6 +8,8 @@ rule prepare_data:
         f"{R}/logs/prepare_data/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/prepare_data/{{dataset}}.tsv"
+    # CPU-only and run once per dataset: on SLURM it runs where Snakemake runs, not as a cluster job
+    localrule: True
     conda:
         ENV_TRAIN
     shell:

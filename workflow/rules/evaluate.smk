@@ -41,6 +41,8 @@ rule evaluate:
         f"{R}/logs/evaluate/{{dataset}}/{{arch}}/{{role}}/{{run}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{dataset}}/{{arch}}/{{role}}/{{run}}.tsv"
+    # seconds of CPU on a dump: on SLURM it runs where Snakemake runs, not as a cluster job
+    localrule: True
     conda:
         ENV_TRAIN
     shell:
