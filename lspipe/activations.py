@@ -10,7 +10,14 @@ Layout::
     /<split>/labels        N (int64)        /<split>/index   N (index into the prepared split)
 
 for the splits ``train`` (optionally capped, seeded, stratified-free random subset), ``val`` and
-``test``. Datasets are chunked by rows and written one whole chunk-aligned block at a time; the
+``test``, plus::
+
+    /train_full/logits     N_train x K logits of the *whole* training split (float32)
+    /train_full/labels     N_train          /train_full/index   N_train
+
+(logits only, no features: one more forward pass over the training split, so that the smoothness
+index gamma of Fig. 5 averages over the whole training set, not the capped subset; the root
+attribute ``train_size`` is N_train). Datasets are chunked by rows and written one whole chunk-aligned block at a time; the
 compression filter is configurable (see ``docs/benchmarks.md`` for the measured trade-off).
 :class:`Dump` reads a file once into numpy arrays for the analyses.
 """
@@ -76,6 +83,13 @@ def write_dump(
             return feats.numpy(), logits.numpy()
 
         splits[split] = (data.y[split][idx], idx.astype(np.int64), rows)
+
+    def full_rows(start: int, stop: int):  # logits of the whole training split, no features
+        return None, predict(model, data.x["train"][start:stop], device, batch_size=stop - start).numpy()
+
+    n_train = len(data.y["train"])
+    splits["train_full"] = (data.y["train"], np.arange(n_train, dtype=np.int64), full_rows)
+    attrs = {**(attrs or {}), "train_size": n_train}
     write_h5(
         path, classes=data.classes, weight=model.classifier.weight.detach().float().cpu().numpy(),
         bias=model.classifier.bias.detach().float().cpu().numpy(), splits=splits, attrs=attrs,
@@ -100,7 +114,7 @@ def write_h5(
     """Write a dump file atomically (the layout in the module docstring).
 
     ``splits[name] = (labels, index, rows)`` where ``rows(start, stop)`` returns the
-    ``(features, logits)`` of rows ``start:stop``; it is called once per block of whole chunks,
+    ``(features, logits)`` of rows ``start:stop`` (features None: a logits-only group); it is called once per block of whole chunks,
     so every write is chunk-aligned and at most one block is held in memory.
     """
     flt = _filter(compression)
@@ -121,10 +135,12 @@ def write_h5(
             for s in range(0, n, block):
                 e = min(n, s + block)
                 feats, logits = rows_of(s, e)
-                if feat_ds is None:
-                    feat_ds = g.create_dataset("features", (n, feats.shape[1]), "f4", chunks=(rows, feats.shape[1]), **flt)
+                if logit_ds is None:
+                    if feats is not None:
+                        feat_ds = g.create_dataset("features", (n, feats.shape[1]), "f4", chunks=(rows, feats.shape[1]), **flt)
                     logit_ds = g.create_dataset("logits", (n, logits.shape[1]), "f4", chunks=(rows, logits.shape[1]), **flt)
-                feat_ds[s:e] = feats
+                if feat_ds is not None:
+                    feat_ds[s:e] = feats
                 logit_ds[s:e] = logits
 
 
@@ -159,6 +175,18 @@ class Dump:
                     g["features"][()], g["logits"][()], g["labels"][()], g["index"][()]
                 )
         return self._cache[name]
+
+    def full_train(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(logits, labels, train_size)`` of the whole training split (``/train_full``); a dump
+        from before that group existed gives its (possibly capped) ``train`` split instead, and
+        ``train_size`` then tells how many examples the split really has (0: unknown)."""
+        with h5py.File(self.path, "r") as f:
+            if "train_full" in f:
+                g = f["train_full"]
+                logits, labels = g["logits"][()], g["labels"][()]
+                return logits, labels, int(self.attrs.get("train_size", len(labels)))
+        s = self.split("train")
+        return s.logits, s.labels, int(self.attrs.get("train_size", 0))
 
     def class_index(self, name: str) -> int:
         if name not in self.classes:

@@ -20,8 +20,10 @@ The x-axis of Fig. 5 is the *smoothness index* of a teacher's soft targets on th
 ``gamma = E_x[ sum_k (1 - y_k) p_teacher_k(T) K / (K - 1) ]`` (:func:`smoothness_index`): the
 probability mass off the true class, rescaled so that a label-smoothed target with alpha has
 gamma = alpha and the uniform distribution has gamma = 1. It is computed from the teacher's
-activation dump (split ``train``, which :mod:`lspipe.activations` may cap to a random subset;
-un-augmented images; logits divided by T). Teachers and student baselines are placed at
+activation dump over the *whole* training split (the dump's ``/train_full`` logits: one forward
+pass per teacher, T only rescales the logits; un-augmented images), not the capped ``train``
+subset the other analyses use. The gamma CSV states the sample size (``n`` of ``train_size``
+examples) and Fig. 5's axis label repeats it. Teachers and student baselines are placed at
 gamma = alpha.
 
 Accuracies are read from the per-model evaluation JSONs (:func:`lspipe.activations.evaluation`)
@@ -52,7 +54,7 @@ FORM_LABELS = {
     "slides": "teacher and student at T, no T²",
     "hinton": "teacher and student at T, × T²",
 }
-GAMMA_FIELDS = ["dataset", "arch", "run", "alpha", "seed", "temperature", "split", "n", "gamma"]
+GAMMA_FIELDS = ["dataset", "arch", "run", "alpha", "seed", "temperature", "split", "n", "train_size", "gamma"]
 TABLE_FIELDS = [
     "dataset", "family", "teacher_arch", "student_arch", "alpha", "teacher_alpha", "temperature", "form", "split", "seeds",
     "gamma_mean", "gamma_min", "gamma_max",
@@ -209,7 +211,12 @@ def smoothness_index(logits: np.ndarray, labels: np.ndarray, temperature: float 
 
 
 def smoothness_table(dump_paths: Iterable[str | Path], temperatures: Sequence[float], split: str = "train") -> list[dict]:
-    """Gamma of every teacher dump at every temperature (one row per dump and T)."""
+    """Gamma of every teacher dump at every temperature (one row per dump and T).
+
+    ``split="train"`` averages over the whole training split (:meth:`Dump.full_train`); ``n`` is
+    the number of examples averaged over and ``train_size`` the size of the training split
+    (``n < train_size`` only for a dump older than its ``/train_full`` group).
+    """
     from .activations import Dump
 
     rows = []
@@ -217,14 +224,32 @@ def smoothness_table(dump_paths: Iterable[str | Path], temperatures: Sequence[fl
         dump = Dump(path)
         if dump.meta("role") != "teacher":
             raise ValueError(f"{path} is the dump of a {dump.meta('role')!r}, not of a teacher")
-        s = dump.split(split)
+        if split == "train":
+            logits, labels, train_size = dump.full_train()
+        else:
+            s = dump.split(split)
+            logits, labels, train_size = s.logits, s.labels, int(dump.attrs.get("train_size", 0))
         for t in temperatures:
             rows.append({
                 "dataset": dump.meta("dataset"), "arch": dump.meta("arch"), "run": dump.meta("run"),
                 "alpha": float(dump.meta("alpha")), "seed": int(dump.meta("seed")), "temperature": float(t),
-                "split": split, "n": int(len(s.labels)), "gamma": smoothness_index(s.logits, s.labels, float(t)),
+                "split": split, "n": int(len(labels)), "train_size": train_size,
+                "gamma": smoothness_index(logits, labels, float(t)),
             })
     return rows
+
+
+def gamma_sample(path: str | Path) -> str:
+    """How many examples the gamma table averaged over, for Fig. 5's axis label."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    ns = sorted({int(r["n"]) for r in rows})
+    totals = sorted({int(r.get("train_size") or 0) for r in rows})
+    split = rows[0]["split"] if rows else "train"
+    n = "/".join(map(str, ns))
+    if split == "train" and totals and all(t > 0 for t in totals) and ns == totals:
+        return f"whole training split, n = {n}"
+    return f"{split} split, n = {n}" + (f" of {'/'.join(map(str, totals))}" if totals and all(totals) else "")
 
 
 def read_gamma_table(path: str | Path) -> dict[tuple[str, int, str], float]:
@@ -311,7 +336,7 @@ def distillation_rows(
 # --------------------------------------------------------------------------- Fig. 5
 
 
-def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: int = 150) -> None:
+def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: int = 150, gamma_note: str = "") -> None:
     """Two panels sharing the gamma axis: (a) teacher accuracy, (b) the three student families.
 
     Lines join the means over seeds, shaded bands span min..max over seeds; distilled students
@@ -342,7 +367,7 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
                     text = f"T={fmt(r['temperature'])}" if fam == "kd_hard" else f"α={fmt(r['teacher_alpha'])}"
                     ax.annotate(text, (r["gamma_mean"], r["accuracy_mean"]), textcoords="offset points",
                                 xytext=(3, 3), fontsize=6, color=colors[fam])
-        ax.set_xlabel("smoothness index γ of the targets")
+        ax.set_xlabel("smoothness index γ of the targets" + (f"\n({gamma_note})" if gamma_note else ""))
         ax.set_ylabel(f"{rows[0]['split']} accuracy (%)")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below the axes, never over a point
     r0 = rows[0]
@@ -365,7 +390,7 @@ def cmd_gamma(a) -> None:
     rows = smoothness_table(a.dumps, a.temperatures, split=a.split)
     write_csv(a.out, rows, GAMMA_FIELDS)
     for r in rows:
-        print(f"{r['run']} T={fmt(r['temperature'])}: gamma = {r['gamma']:.4f} (n = {r['n']})")
+        print(f"{r['run']} T={fmt(r['temperature'])}: gamma = {r['gamma']:.4f} (n = {r['n']} of {r['train_size']})")
 
 
 def cmd_figure(a) -> None:
@@ -377,7 +402,7 @@ def cmd_figure(a) -> None:
     rows = distillation_rows([read_json(p) for p in a.teacher_evals], [read_json(p) for p in a.student_evals],
                              read_gamma_table(a.gamma), split=a.split)
     write_csv(a.csv, rows, TABLE_FIELDS)
-    plot_distillation(rows, a.figures, dpi=a.dpi)
+    plot_distillation(rows, a.figures, dpi=a.dpi, gamma_note=gamma_sample(a.gamma))
     for r in rows:
         print(f"{r['family']:8s} alpha={r['alpha']!s:5s} teacher_alpha={r['teacher_alpha']!s:5s} T={r['temperature']!s:4s} "
               f"gamma={r['gamma_mean']:.4f} acc={r['accuracy_mean']:.2f} [{r['accuracy_min']:.2f}, {r['accuracy_max']:.2f}]")
@@ -387,7 +412,8 @@ def add_cli(sub) -> None:
     s = sub.add_parser("distill-gamma", help="Fig. 5: smoothness index gamma of teacher dumps at temperatures T")
     s.add_argument("--dumps", nargs="+", required=True, help="teacher activation dumps (HDF5)")
     s.add_argument("--temperatures", nargs="+", type=float, required=True)
-    s.add_argument("--split", default="train", help="dump split the index is averaged over (paper: train)")
+    s.add_argument("--split", default="train", help="dump split the index is averaged over (paper and default: "
+                   "train, the whole training split)")
     s.add_argument("--out", required=True, help="CSV: one row per dump and temperature")
     s.set_defaults(func=cmd_gamma)
 

@@ -117,3 +117,21 @@ def test_dump_is_float32_even_inside_bf16_autocast(toy, tmp_path):
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
         assert model(x).dtype == torch.float32
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+def test_dump_holds_the_whole_training_splits_logits(toy, tmp_path):
+    """The train split is capped (features for the analyses), /train_full has every training example's logits."""
+    data, model = toy
+    path = tmp_path / "d.h5"
+    write_dump(path, model, data, max_train=40, seed=1, chunk_rows=16)
+    d = Dump(path)
+    assert len(d.split("train").labels) == 40 and d.splits == ["train", "val", "test"]
+    logits, labels, n = d.full_train()
+    assert n == len(data.y["train"]) == 150 and logits.shape == (150, 3)
+    np.testing.assert_array_equal(labels, data.y["train"])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(data.x["train"])).numpy()
+    np.testing.assert_allclose(logits, ref, rtol=1e-5, atol=1e-5)
+    # the capped subset's logits are rows of the full ones
+    s = d.split("train")
+    np.testing.assert_allclose(s.logits, logits[s.index], rtol=1e-6, atol=1e-6)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from conftest import planned_jobs, snakemake
 from lspipe import cli, distill
-from lspipe.activations import write_dump
+from lspipe.activations import Dump, write_dump
 from lspipe.config import ConfigError
 from lspipe.data import Prepared
 from lspipe.losses import Distillation, smoothed_targets
@@ -205,6 +205,31 @@ def test_cli_gamma_table_and_figure(tmp_path):
     assert figs[0].read_bytes()[:4] == b"%PDF" and figs[1].read_bytes()[:4] == b"\x89PNG"
     assert cli.main(["distill-figure", "--gamma", str(gamma_csv), "--teacher-evals", *paths["t"], "--student-evals",
                      *paths["s"], "--split", "train", "--csv", str(out_csv), "--figures", str(figs[1])]) == 2
+
+
+def test_gamma_averages_over_the_whole_training_split(tmp_path):
+    """A dump capped to 30 training examples still gives gamma over all 120 (one forward pass; T only
+    rescales the logits), and the CSV and Fig. 5's label state the sample size."""
+    torch.set_num_threads(1)
+    data = _tiny_data()
+    torch.manual_seed(0)
+    model = build_model("mlp", data, hidden=(8,))
+    with torch.no_grad():
+        model.classifier.weight.mul_(5.0)
+    path = tmp_path / "a0_s0.h5"
+    write_dump(path, model, data, max_train=30, attrs={"dataset": "tiny", "arch": "mlp", "role": "teacher",
+                                                        "run": "a0_s0", "alpha": 0.0, "seed": 0})
+    out = tmp_path / "gamma.csv"
+    assert cli.main(["distill-gamma", "--dumps", str(path), "--temperatures", "1", "3", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    logits = predict(model, data.x["train"], "cpu").numpy()
+    for r in rows:
+        assert int(r["n"]) == int(r["train_size"]) == 120
+        T = float(r["temperature"])
+        assert float(r["gamma"]) == pytest.approx(distill.smoothness_index(logits, data.y["train"], T), rel=1e-5)
+    capped = distill.smoothness_index(logits[Dump(path).split("train").index], Dump(path).split("train").labels, 3.0)
+    assert capped != pytest.approx(float(rows[1]["gamma"]), rel=1e-4)  # the subset would have given another value
+    assert distill.gamma_sample(out) == "whole training split, n = 120"
 
 
 # --------------------------------------------------------------------------- a real distillation run
