@@ -23,7 +23,7 @@ gamma = alpha and the uniform distribution has gamma = 1. It is computed from th
 activation dump over the *whole* training split (the dump's ``/train_full`` logits: one forward
 pass per teacher, T only rescales the logits; un-augmented images), not the capped ``train``
 subset the other analyses use. The gamma CSV states the sample size (``n`` of ``train_size``
-examples) and Fig. 5's axis label repeats it. Teachers and student baselines are placed at
+examples) and Fig. 5's title repeats it. Teachers and student baselines are placed at
 gamma = alpha.
 
 Accuracies are read from the per-model evaluation JSONs (:func:`lspipe.activations.evaluation`)
@@ -240,7 +240,7 @@ def smoothness_table(dump_paths: Iterable[str | Path], temperatures: Sequence[fl
 
 
 def gamma_sample(path: str | Path) -> str:
-    """How many examples the gamma table averaged over, for Fig. 5's axis label."""
+    """How many examples the gamma table averaged over, for Fig. 5's title."""
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     ns = sorted({int(r["n"]) for r in rows})
@@ -367,7 +367,7 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
                     text = f"T={fmt(r['temperature'])}" if fam == "kd_hard" else f"α={fmt(r['teacher_alpha'])}"
                     ax.annotate(text, (r["gamma_mean"], r["accuracy_mean"]), textcoords="offset points",
                                 xytext=(3, 3), fontsize=6, color=colors[fam])
-        ax.set_xlabel("smoothness index γ of the targets" + (f"\n({gamma_note})" if gamma_note else ""))
+        ax.set_xlabel("smoothness index γ of the targets")
         ax.set_ylabel(f"{rows[0]['split']} accuracy (%)")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below the axes, never over a point
     r0 = rows[0]
@@ -376,8 +376,10 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
     axes[0, 0].set_title(f"(a) teachers: {tarch}", fontsize=9)
     axes[0, 1].set_title(f"(b) students: {sarch}", fontsize=9)
     form = next((r["form"] for r in rows if r.get("form")), "")
+    details = [f"loss form: {form} ({FORM_LABELS.get(form, form)})"] if form else []
+    details += [f"γ over the {gamma_note}"] if gamma_note else []
     fig.suptitle(f"Distillation on {r0['dataset']} (min / mean / max over seeds)"
-                 + (f"; loss form: {form} ({FORM_LABELS.get(form, form)})" if form else ""), fontsize=9)
+                 + ("\n" + "; ".join(details) if details else ""), fontsize=9, y=1.04 + 0.04 * bool(details))
     save_figure(fig, paths, dpi)
 
 
