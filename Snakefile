@@ -24,6 +24,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/mi.smk"
 include: "workflow/rules/distill.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:
