@@ -540,6 +540,26 @@ def mi_claims(curves: Sequence[dict], cfg: dict) -> list[dict]:
     return out
 
 
+def tightness_models(config: dict) -> list[tuple[str, str, float, int]]:
+    """``(dataset, arch, alpha, seed)`` of the teacher dumps claim 2 needs (validated config): per
+    grid with alpha 0, alpha 0, the claims' LS alpha (``claims.ls_alpha``) and, for grids drawn in
+    Fig. 1, ``projections.ls_alpha``; every seed. Empty when no grid has alpha 0 and an LS alpha."""
+    proj = config.get("projections", {})
+    fig1 = {(r["dataset"], r["arch"]) for r in proj.get("rows", [])}
+    wanted = config.get("claims", {}).get("ls_alpha")
+    out = []
+    for g in config["teachers"]:
+        if not any(_close(a, 0.0) for a in g["alphas"]):
+            continue
+        alphas = {pick_ls_alpha(g["alphas"], wanted)}
+        if (g["dataset"], g["arch"]) in fig1:
+            alphas.add(pick_ls_alpha(g["alphas"], proj.get("ls_alpha")))
+        alphas.discard(None)
+        if alphas:
+            out += [(g["dataset"], g["arch"], a, int(s)) for a in sorted({0.0} | alphas) for s in g["seeds"]]
+    return out
+
+
 # --------------------------------------------------------------------------- the report
 
 

@@ -27,6 +27,30 @@ FIELDS = [
 ]
 
 
+def trained_models(config: dict) -> list[tuple[str, str, str, str]]:
+    """``(dataset, arch, role, run)`` of every model a validated config trains: teachers, then students."""
+    from .distill import baseline_run, entries_by_dataset, student_runs
+
+    models = [(g["dataset"], g["arch"], "teacher", baseline_run(a, s)) for g in config["teachers"]
+              for a in g["alphas"] for s in g["seeds"]]
+    for d, entry in entries_by_dataset(config.get("distillation", [])).items():
+        models += [(d, entry["student_arch"], "student", r.name) for r in student_runs(entry)]
+    return models
+
+
+def training_benchmark(config: dict, dataset: str, arch: str, role: str, run: str) -> str:
+    """Benchmark TSV (under ``<results>/benchmarks/``) of the job that trains a model, as the
+    training rules name it; models trained by one job (a fused teacher grid) share the file."""
+    bench = f"{config['results']}/benchmarks"
+    if role == "teacher":
+        group = next(g for g in config["teachers"] if g["dataset"] == dataset and g["arch"] == arch)
+        if group.get("fuse"):
+            return f"{bench}/train_teacher_fused/{dataset}/{arch}/s{run.rsplit('_s', 1)[1]}.tsv"
+        return f"{bench}/train_teacher/{dataset}/{arch}/{run}.tsv"
+    job = "train_student_distilled" if run.startswith("kd-") else "train_student_baseline"
+    return f"{bench}/{job}/{dataset}/{arch}/{run}.tsv"
+
+
 def benchmark_seconds(path: str | Path) -> float | None:
     """Wall-clock seconds (column ``s``, mean over repeats) of a Snakemake benchmark TSV; None if absent."""
     p = Path(path)

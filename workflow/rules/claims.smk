@@ -3,55 +3,16 @@
 # so this file is included after all of them.
 
 import lspipe.claims
+import lspipe.experiments
 
 CLAIMS = config["claims"]
-
-
-def claims_ls_alpha(group):
-    """The LS alpha of a teacher grid compared in claims 1, 2 and 5 (None: the grid has none)."""
-    return lspipe.claims.pick_ls_alpha(group["alphas"], CLAIMS["ls_alpha"])
-
-
-def tightness_dumps():
-    """Teacher dumps whose tightness claim 2 needs: alpha 0, the claims' LS alpha and, for grids
-    drawn in Fig. 1, projections.ls_alpha; every seed. Empty when no grid has alpha 0 and LS."""
-    fig1 = {(r["dataset"], r["arch"]) for r in config["projections"]["rows"]}
-    out = []
-    for g in config["teachers"]:
-        if 0.0 not in [float(a) for a in g["alphas"]]:
-            continue
-        alphas = {claims_ls_alpha(g)}
-        if (g["dataset"], g["arch"]) in fig1:
-            alphas.add(lspipe.claims.pick_ls_alpha(g["alphas"], config["projections"]["ls_alpha"]))
-        alphas.discard(None)
-        if alphas:
-            out += [dump_path(g["dataset"], g["arch"], "teacher", teacher_run(a, s))
-                    for a in sorted({0.0} | alphas) for s in g["seeds"]]
-    return out
-
-
-def trained_models():
-    """(dataset, arch, role, run) of every model the workflow trains: teachers, then students."""
-    models = [(d, a, "teacher", r) for d, a, r in all_teacher_runs()]
-    for d, entry in DISTILL.items():
-        models += [(d, entry["student_arch"], "student", r.name) for r in lspipe.distill.student_runs(entry)]
-    return models
-
-
-def training_benchmark(dataset, arch, role, run):
-    """Benchmark TSV of the job that trains a model; models trained by one job share the file."""
-    if role == "teacher":
-        group = teacher_group(dataset, arch)
-        if group.get("fuse"):
-            seed = run.rsplit("_s", 1)[1]
-            return f"{R}/benchmarks/train_teacher_fused/{dataset}/{arch}/s{seed}.tsv"
-        return f"{R}/benchmarks/train_teacher/{dataset}/{arch}/{run}.tsv"
-    job = "train_student_distilled" if run.startswith("kd-") else "train_student_baseline"
-    return f"{R}/benchmarks/{job}/{dataset}/{arch}/{run}.tsv"
-
-
-TIGHTNESS_DUMPS = tightness_dumps()
-TRAINED = trained_models()
+# teacher dumps of claim 2's tightness (alpha 0, the compared LS alphas, every seed)
+TIGHTNESS_DUMPS = [
+    dump_path(d, a, "teacher", teacher_run(alpha, s)) for d, a, alpha, s in lspipe.claims.tightness_models(config)
+]
+# (dataset, arch, role, run) of every trained model, and the benchmark file of the job that trained it
+TRAINED = lspipe.experiments.trained_models(config)
+TRAINED_BENCHMARKS = [lspipe.experiments.training_benchmark(config, *m) for m in TRAINED]
 
 
 rule tightness_table:
@@ -119,7 +80,7 @@ rule experiments_table:
         evals=[eval_path(*m) for m in TRAINED],
         calibrations=[f"{R}/calibration/{d}/{a}/{role}/{run}.json" for d, a, role, run in TRAINED],
         dumps=[dump_path(*m) for m in TRAINED],
-        benchmarks=[training_benchmark(*m) for m in TRAINED],
+        benchmarks=TRAINED_BENCHMARKS,
     output:
         csv=report(f"{R}/tables/experiments.csv", category="Tables", caption="../report/experiments_table.rst"),
         md=f"{R}/tables/experiments.md",
