@@ -342,7 +342,8 @@ def calibration_claims(results: Sequence[dict], cfg: dict, ls_alpha: float | Non
     groups: dict[tuple, dict[float, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for r in results:
         m = r["model"]
-        groups[(m["dataset"], m["arch"])][float(m["alpha"])][int(m["seed"])] = r
+        if m.get("role", "teacher") == "teacher":
+            groups[(m["dataset"], m["arch"])][float(m["alpha"])][int(m["seed"])] = r
     out = []
     if not groups:
         key = "teachers[].alphas (alpha 0 and calibration.ls_alpha)"
@@ -401,12 +402,7 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
     from .distill import fmt, parse_student_run
 
     teacher_alphas = sorted({float(a) for a, _, _ in gamma})
-    teacher: dict[float, dict[int, float]] = defaultdict(dict)
     tarch = None
-    for ev in teacher_evals:
-        m = ev["model"]
-        if m["dataset"] == dataset and any(_close(m["alpha"], a) for a in teacher_alphas):
-            teacher[float(m["alpha"])][int(m["seed"])] = 100.0 * ev[split]["accuracy"]
     baseline: dict[int, dict[float, float]] = defaultdict(dict)
     kd_hard: dict[float, dict[int, float]] = defaultdict(dict)
     kd_ls: dict[float, dict[int, float]] = defaultdict(dict)
@@ -426,6 +422,11 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
         else:
             tarch = r.teacher_arch
             kd_ls[r.teacher_alpha][r.seed] = acc
+    teacher: dict[float, dict[int, float]] = defaultdict(dict)
+    for ev in teacher_evals:  # the distilled teachers: their dataset, arch and the alphas of the gamma table
+        m = ev["model"]
+        if m["dataset"] == dataset and m["arch"] == tarch and any(_close(m["alpha"], a) for a in teacher_alphas):
+            teacher[float(m["alpha"])][int(m["seed"])] = 100.0 * ev[split]["accuracy"]
     scope = f"{dataset}/{tarch or '?'} → {sarch or '?'}"
     out = []
 
@@ -701,21 +702,40 @@ def _read_mi_curve(path: str | Path) -> list[dict]:
     return rows
 
 
+def discover(results: str | Path) -> dict[str, list[str]]:
+    """The inputs of the claims report in a results folder of the standard layout."""
+    r = Path(results)
+
+    def glob(pattern):
+        return sorted(str(p) for p in r.glob(pattern))
+
+    return {"evals": glob("eval/*/*/*/*.json"), "calibrations": glob("calibration/*/*/teacher/*.json"),
+            "tightness": glob("tables/tightness.csv"), "gamma": glob("tables/distillation_gamma_*.csv"),
+            "mi_curves": glob("mi/*/*/*.csv")}
+
+
 def _cmd_claims(a):
     from .distill import read_gamma_table
 
+    if a.results:
+        found = discover(a.results)
+        a.evals, a.calibrations = a.evals or found["evals"], a.calibrations or found["calibrations"]
+        a.tightness = a.tightness or (found["tightness"] or [None])[0]
+        a.gamma, a.mi_curves = a.gamma or found["gamma"], a.mi_curves or found["mi_curves"]
     cfg = settings(a.settings)
     gamma = {}
     for path in a.gamma or []:
         stem = Path(path).stem
         ds = stem[len("distillation_gamma_"):] if stem.startswith("distillation_gamma_") else stem
         gamma[ds] = read_gamma_table(path)
+    tightness = read_csv(a.tightness) if a.tightness else []
+    fig1_rows = a.fig1_rows if a.fig1_rows is not None else sum(r["kind"] == "fig1" for r in tightness)
     checks = build_checks(
         evals=[read_json(p) for p in a.evals or []], calibrations=[read_json(p) for p in a.calibrations or []],
-        tightness=read_csv(a.tightness) if a.tightness else [], gamma=gamma,
+        tightness=tightness, gamma=gamma,
         mi_curves=[r for p in a.mi_curves or [] for r in _read_mi_curve(p)], cfg=cfg,
         accuracy_split=a.accuracy_split, calibration_ls_alpha=a.calibration_ls_alpha,
-        fig1_ls_alpha=a.fig1_ls_alpha, has_fig1_rows=a.fig1_rows > 0,
+        fig1_ls_alpha=a.fig1_ls_alpha, has_fig1_rows=fig1_rows > 0,
         distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []),
     )
     write_report(checks, cfg, a.md, a.json, a.rst)
@@ -737,6 +757,8 @@ def _optional_float(s: str):
 
 def add_cli(sub) -> None:
     s = sub.add_parser("claims", help="the claims report: verdict per claim of the paper (claims.md / claims.json)")
+    s.add_argument("--results", default=None,
+                   help="results folder: take every input not given explicitly from its standard layout")
     s.add_argument("--evals", nargs="*", default=[], help="per-model evaluation JSONs (teachers and students)")
     s.add_argument("--calibrations", nargs="*", default=[], help="per-model calibration JSONs of the Table 3 grids")
     s.add_argument("--tightness", default=None, help="CSV from `lspipe tightness`")
@@ -745,8 +767,10 @@ def add_cli(sub) -> None:
     s.add_argument("--settings", type=json.loads, default=None, help="the config's claims section as JSON")
     s.add_argument("--accuracy-split", default="test")
     s.add_argument("--calibration-ls-alpha", type=_optional_float, default=None)
-    s.add_argument("--fig1-ls-alpha", type=_optional_float, default=None)
-    s.add_argument("--fig1-rows", type=int, default=0, help="number of configured Fig. 1 rows")
+    s.add_argument("--fig1-ls-alpha", type=_optional_float, default=None,
+                   help="LS alpha of the Fig. 1 rows (projections.ls_alpha); none: the smallest nonzero")
+    s.add_argument("--fig1-rows", type=int, default=None,
+                   help="number of configured Fig. 1 rows (default: those in the tightness table)")
     s.add_argument("--distillation-split", nargs="*", default=[], help="dataset=split of each distillation entry")
     s.add_argument("--md", required=True)
     s.add_argument("--json", required=True)

@@ -333,3 +333,13 @@ def test_experiment_rows_share_a_fused_jobs_time(tmp_path):
     assert kd["steps"] == 7 and kd["alpha"] == ""
     metas[2]["form"] = "slides_t2"
     assert experiment_rows(evals, cals, metas, [fused, fused, single])[2]["form"] == "slides_t2"
+
+
+def test_distillation_uses_only_the_distilled_teachers_grid():
+    t, s, g = _distillation([0.02, 0.025, 0.03])
+    slope = next(c for c in claims.distillation_claims("c", t, s, g, CFG) if "slope" in c["statement"])
+    # another teacher grid of the same dataset (e.g. the paper's AlexNet teachers) must not enter the slope
+    other = [_eval("c", "other", "teacher", f"a0_s{k}", 0.0, k, 0.10) for k in range(3)]
+    slope2 = next(c for c in claims.distillation_claims("c", other + t, s, g, CFG) if "slope" in c["statement"])
+    assert slope2["effect"]["values"] == pytest.approx(slope["effect"]["values"])
+    assert slope["effect"]["mean"] == pytest.approx(100 * 0.01 / 0.3)  # pp per unit alpha
