@@ -89,20 +89,9 @@ def experiment_rows(evals: Sequence[dict], calibrations: Sequence[dict | None], 
         raise ValueError(f"need one evaluation, calibration, dump and benchmark per model, got {len(evals)}, "
                          f"{len(calibrations)}, {len(metas)} and {len(benchmarks)}")
     shared = Counter(str(b) for b in benchmarks if b)
-    reported: set[str] = set()
     rows = []
     for ev, cal, meta, bench in zip(evals, calibrations, metas, benchmarks):
         m = ev["model"]
-        seconds, note = None, ""
-        if bench:
-            key = str(bench)
-            if shared[key] > 1:
-                note = f"shared by {shared[key]} models"
-                if key not in reported:
-                    seconds = benchmark_seconds(bench)
-                    reported.add(key)
-            else:
-                seconds = benchmark_seconds(bench)
         teacher = ""
         if meta.get("teacher"):
             tp = Path(str(meta["teacher"]))
@@ -113,7 +102,7 @@ def experiment_rows(evals: Sequence[dict], calibrations: Sequence[dict | None], 
             "alpha": "" if meta.get("teacher") else m["alpha"], "teacher": teacher,
             "temperature": meta.get("temperature", "") if meta.get("teacher") else "",
             "form": distillation_form(meta), "seed": m["seed"], "steps": steps,
-            "train_seconds": "" if seconds is None else round(seconds, 2), "train_time_shared": note,
+            "train_seconds": "", "train_time_shared": "", "_benchmark": str(bench) if bench else "",
             "val_accuracy": ev["val"]["accuracy"], "test_accuracy": ev["test"]["accuracy"],
             "val_nll": ev["val"]["nll"], "test_nll": ev["test"]["nll"],
             "ece": cal["before"]["ece"] if cal else "", "ece_temperature_scaled": cal["after"]["ece"] if cal else "",
@@ -127,6 +116,18 @@ def experiment_rows(evals: Sequence[dict], calibrations: Sequence[dict | None], 
 
     rows.sort(key=lambda r: (r["dataset"], order.get(r["role"], 2), r["arch"], r["teacher"] != "", r["teacher"],
                              num(r["alpha"]), num(r["temperature"]), int(r["seed"]), r["run"]))
+    reported: set[str] = set()
+    for r in rows:  # a shared job's time goes on the first of its models in the table
+        key = r.pop("_benchmark")
+        if not key:
+            continue
+        if shared[key] > 1:
+            r["train_time_shared"] = f"shared by {shared[key]} models"
+            if key in reported:
+                continue
+            reported.add(key)
+        seconds = benchmark_seconds(key)
+        r["train_seconds"] = "" if seconds is None else round(seconds, 2)
     return rows
 
 
@@ -141,7 +142,7 @@ def experiment_markdown(rows: Sequence[dict]) -> str:
     for r in rows:
         t = _f(r["train_seconds"], 1) + (f" ({r['train_time_shared']})" if r["train_time_shared"] else "")
         if r["train_time_shared"] and r["train_seconds"] == "":
-            t = f"({r['train_time_shared']}: see above)"
+            t = f"(job {r['train_time_shared']}: time given above)"
         body.append([r["dataset"], r["arch"], r["role"], r["run"], r["alpha"], r["teacher"], r["temperature"], r["form"],
                      r["seed"], r["steps"], t, _f(100 * r["val_accuracy"], 2), _f(100 * r["test_accuracy"], 2),
                      _f(r["test_nll"], 4), _f(r["ece"], 4), _f(r["ece_temperature_scaled"], 4),
