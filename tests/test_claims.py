@@ -342,3 +342,19 @@ def test_distillation_uses_only_the_distilled_teachers_grid():
     slope2 = next(c for c in claims.distillation_claims("c", other + t, s, g, CFG) if "slope" in c["statement"])
     assert slope2["effect"]["values"] == pytest.approx(slope["effect"]["values"])
     assert slope["effect"]["mean"] == pytest.approx(100 * 0.01 / 0.3)  # pp per unit alpha
+
+
+def test_cli_reads_a_results_folder(tmp_path):
+    from lspipe.cli import main
+
+    res = tmp_path / "results"
+    for ev in _teachers([0.003, 0.004, 0.002]):
+        m = ev["model"]
+        p = res / "eval" / m["dataset"] / m["arch"] / "teacher" / f"{m['run']}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(ev))
+    assert main(["claims", "--results", str(res), "--md", str(tmp_path / "c.md"), "--json", str(tmp_path / "c.json")]) == 0
+    data = json.loads((tmp_path / "c.json").read_text())
+    verdicts = {(s["claim"], s["scope"]): s["verdict"] for s in data["summary"]}
+    assert verdicts[(1, "c10/resnet")] == claims.SUPPORTED
+    assert {v for (c, _), v in verdicts.items() if c != 1} == {claims.NOT_RUN}
