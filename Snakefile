@@ -31,6 +31,7 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/mi.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/teacher_projection.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:

@@ -301,9 +301,9 @@ def calibration_table(json_paths: Sequence[str | Path], csv_path, md_path, *, ls
         rows.append(row)
     fields = list(rows[0]) if rows else ["dataset", "arch"]
     write_csv(csv_path, rows, fields)
-    body = [[r["dataset"], r["arch"], fmt_pm(r["ece_hard_mean"], r["ece_hard_std"], digits),
-             f"{fmt_pm(r['ece_ts_mean'], r['ece_ts_std'], digits)} (T = {r['temperature_mean']:.2f})",
-             f"{fmt_pm(r['ece_ls_mean'], r['ece_ls_std'], digits)} (α = {r['ls_alpha']:g})",
+    body = [[r["dataset"], r["arch"], fmt_pm(r["ece_hard_mean"], r["ece_hard_std"], digits, r["hard_seeds"]),
+             f"{fmt_pm(r['ece_ts_mean'], r['ece_ts_std'], digits, r['hard_seeds'])} (T = {r['temperature_mean']:.2f})",
+             f"{fmt_pm(r['ece_ls_mean'], r['ece_ls_std'], digits, r['ls_seeds'])} (α = {r['ls_alpha']:g})",
              f"{100 * r['accuracy_hard_mean']:.1f} / {100 * r['accuracy_ls_mean']:.1f}"] for r in rows]
     split = rows[0]["split"] if rows else REPORT_SPLIT
     bins = rows[0]["bins"] if rows else "B"
@@ -328,11 +328,13 @@ def pooled(rels: Sequence[Reliability]) -> Reliability:
 
 
 def reliability_figure(json_paths: Sequence[str | Path], out_paths: Sequence[str | Path], *,
-                       ls_alpha: float | None = None, dpi: int = 150) -> None:
+                       ls_alpha: float | None = None, dpi: int = 150, min_count: int = 10) -> None:
     """Fig. 2 for one dataset / arch: hard targets, hard + temperature scaling and LS, with the diagonal.
 
     Bins are pooled over seeds (the diagram of all seeds' test predictions together); the legend
-    gives the ECE and T as mean over seeds.
+    gives the ECE and T as mean over seeds. Marker area grows with the bin's share of examples;
+    bins with fewer than ``min_count`` examples are drawn hollow and left out of the line, so a
+    noisy bin of a handful of examples does not read as a calibration failure.
     """
     from .plotting import new_figure, save_figure
 
@@ -356,14 +358,23 @@ def reliability_figure(json_paths: Sequence[str | Path], out_paths: Sequence[str
     for j, (name, metrics, colour, marker, extra) in enumerate(curves):
         rel = pooled([Reliability.from_dict(m["reliability"]) for m in metrics])
         full = rel.count > 0
+        many = rel.count >= min_count
+        few = full & ~many
+        size = 4.0 + 80.0 * np.sqrt(rel.count / rel.n)  # marker area (points^2) by the bin's share
         ece_mean = np.mean([m["ece"] for m in metrics])
-        ax.plot(rel.confidence[full], rel.accuracy[full], marker=marker, ms=3.5, lw=1.3, color=colour,
+        ax.plot(rel.confidence[many], rel.accuracy[many], marker=marker, ms=3.0, lw=1.3, color=colour,
                 label=f"{name} ({extra}ECE {ece_mean:.3f})")
+        ax.scatter(rel.confidence[many], rel.accuracy[many], s=size[many], marker=marker, color=colour, zorder=3)
+        ax.scatter(rel.confidence[few], rel.accuracy[few], s=size[few], marker=marker, facecolors="none",
+                   edgecolors=colour, linewidths=0.7, alpha=0.7, zorder=3)
         centres = 0.5 * (rel.edges[:-1] + rel.edges[1:])
         hax.bar(centres + (j - 1) * width / 3, rel.count / rel.n, width=width / 3, color=colour)
+    ax.scatter([], [], s=20, marker="o", facecolors="none", edgecolors="0.4",
+               label=f"hollow: bin with < {min_count} examples; marker area ∝ √(share of examples)")
     ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"{ds} / {arch} ({hard[0]['split']} split)")
     ax.set_aspect("equal", adjustable="box")
-    hax.set(xlabel="confidence", ylabel="fraction of examples", xlim=(0, 1))
+    hax.set(xlabel="confidence (bin)", ylabel="share of\nexamples", xlim=(0, 1))
+    hax.set_title("examples per confidence bin (colours as above)", fontsize=7)
     fig.legend(*ax.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=7)
     save_figure(fig, out_paths, dpi)
 
@@ -388,7 +399,7 @@ def _cmd_table(a):
 
 
 def _cmd_figure(a):
-    reliability_figure(a.inputs, a.out, ls_alpha=a.ls_alpha, dpi=a.dpi)
+    reliability_figure(a.inputs, a.out, ls_alpha=a.ls_alpha, dpi=a.dpi, min_count=a.min_bin_count)
     print(f"wrote {', '.join(a.out)}")
 
 
@@ -413,4 +424,6 @@ def add_cli(sub) -> None:
     s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
     s.add_argument("--ls-alpha", type=_optional_float, default=None)
     s.add_argument("--dpi", type=int, default=150)
+    s.add_argument("--min-bin-count", type=int, default=10,
+                   help="bins with fewer examples are drawn hollow and left out of the curve")
     s.set_defaults(func=_cmd_figure)

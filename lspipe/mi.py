@@ -424,6 +424,15 @@ def mi_table(rows: list[dict], alphas: Sequence[float] | None = None) -> list[di
     return out
 
 
+def mi_ylim(table: list[dict], pad: float = 0.08) -> tuple[float, float]:
+    """A y-range around the curves and their min–max bands (``pad`` of the span on each side,
+    never below 0): the gap between the curves fills the axes instead of ``[0, log N]``."""
+    lo = min(r["mi_min"] for r in table)
+    hi = max(r["mi_max"] for r in table)
+    span = max(hi - lo, 0.05 * max(abs(hi), 1e-3))
+    return max(0.0, lo - pad * span), hi + pad * span
+
+
 def plot_mi(table: list[dict], title: str = ""):
     """Fig. 6: I(X; Y) against the training step, one line (mean) and min/max band per alpha."""
     import matplotlib
@@ -442,18 +451,25 @@ def plot_mi(table: list[dict], title: str = ""):
         ax.plot(steps, [r["mi_mean"] for r in rs], color=color, marker="o", ms=2.5, lw=1.4, label=label)
         ax.fill_between(steps, [r["mi_min"] for r in rs], [r["mi_max"] for r in rs], color=color, alpha=0.2, lw=0)
     n, log_n = table[0]["n"], table[0]["log_n"]
-    ax.axhline(log_n, color="0.3", ls="--", lw=0.9)
-    ax.axhline(math.log(2), color="0.3", ls=":", lw=0.9)
-    ax.text(1.0, log_n, f" log N (N = {n})", transform=ax.get_yaxis_transform(), va="center", ha="left", fontsize=7)
-    ax.text(1.0, math.log(2), " log 2", transform=ax.get_yaxis_transform(), va="center", ha="left", fontsize=7)
-    ax.set_ylim(0, log_n * 1.05)
+    lo, hi = mi_ylim(table)
+    ax.set_ylim(lo, hi)
+    off_scale = []
+    for value, name, ls in ((log_n, f"log N = {log_n:.2f} (N = {n})", "--"), (math.log(2), "log 2 = 0.69", ":")):
+        if lo <= value <= hi:
+            ax.axhline(value, color="0.3", ls=ls, lw=0.9)
+            ax.text(1.0, value, f" {name.split(' = ')[0]}", transform=ax.get_yaxis_transform(), va="center",
+                    ha="left", fontsize=7)
+        else:
+            off_scale.append(f"{name} {'above' if value > hi else 'below'}")
+    if off_scale:  # the bounds as text, so the y-range can show the gap between the curves
+        ax.text(0.99, 0.98, "off scale: " + "; ".join(off_scale), transform=ax.transAxes, ha="right", va="top",
+                fontsize=6, color="0.3")
     ax.set_xlabel("training step")
     ax.set_ylabel("I(X; Y) [nats]")
     seeds = sorted({r["seeds"] for r in table})
     ddof = table[0].get("ddof", 0)
-    ax.set_title(title + ("\n" if title else "") + f"mean, min–max band over {'/'.join(map(str, seeds))} seed(s); "
-                 f"σ² pooled, ddof = {ddof}",
-                 fontsize=8)
+    spread = "1 seed: no spread" if seeds == [1] else f"mean, min–max band over {'/'.join(map(str, seeds))} seeds"
+    ax.set_title(title + ("\n" if title else "") + f"{spread}; σ² pooled, ddof = {ddof}", fontsize=8)
     ax.legend(loc="best")
     return fig
 

@@ -135,6 +135,30 @@ def projection_models(config: dict) -> list[tuple[str, str, int]]:
     return out
 
 
+def share_row_scale(axes_row, panels: Sequence[Panel], pad: float = 0.06) -> float:
+    """One axis scale for every panel of a row: each panel is centred on its own points and
+    templates, and every panel spans the same square width (the largest extent in the row, plus
+    ``pad`` on each side), so distances compare across columns. Returns that width."""
+    boxes = []
+    for p in panels:
+        xy = np.vstack([p.points, p.templates])
+        lo, hi = xy.min(axis=0), xy.max(axis=0)
+        boxes.append(((lo + hi) / 2, float(np.max(hi - lo))))
+    width = max(w for _, w in boxes) * (1 + 2 * pad) or 1.0
+    for ax, (centre, _) in zip(axes_row, boxes):
+        ax.set_xlim(centre[0] - width / 2, centre[0] + width / 2)
+        ax.set_ylim(centre[1] - width / 2, centre[1] + width / 2)
+        ax.set_aspect("equal", adjustable="box")
+    return width
+
+
+def tightness(points, labels, templates) -> dict:
+    """The claims report's tightness ratio (:func:`lspipe.claims.tightness`)."""
+    from .claims import tightness as _tightness
+
+    return _tightness(points, labels, templates)
+
+
 def projection_figure(rows: Sequence[dict], hard_dumps: Sequence[str | Path], ls_dumps: Sequence[str | Path],
                       out_paths: Sequence[str | Path], *, per_class: int = 100, seed: int = 0,
                       ls_alpha: float | None = None, dpi: int = 150) -> list[list[Panel]]:
@@ -147,7 +171,7 @@ def projection_figure(rows: Sequence[dict], hard_dumps: Sequence[str | Path], ls
     if not (len(rows) == len(hard_dumps) == len(ls_dumps)) or not rows:
         raise ValueError(f"need one hard and one LS dump per row: {len(rows)} rows, "
                          f"{len(hard_dumps)} hard and {len(ls_dumps)} LS dumps")
-    fig, axes = new_figure(len(rows), len(COLUMNS), size=(2.7 * len(COLUMNS), 2.7 * len(rows) + 0.3))
+    fig, axes = new_figure(len(rows), len(COLUMNS), size=(2.5 * len(COLUMNS), 2.6 * len(rows) + 0.4))
     all_panels = []
     for i, (row, hp, lp) in enumerate(zip(rows, hard_dumps, ls_dumps)):
         where = f"projections.rows[{i}]"
@@ -166,17 +190,22 @@ def projection_figure(rows: Sequence[dict], hard_dumps: Sequence[str | Path], ls
                 sel = p.labels == c
                 ax.scatter(p.points[sel, 0], p.points[sel, 1], s=6, alpha=0.6, color=f"C{c}", lw=0)
                 ax.scatter(*p.templates[c], marker="*", s=140, color=f"C{c}", edgecolor="black", lw=0.8, zorder=5)
-            ax.set_aspect("equal", adjustable="datalim")
             ax.tick_params(labelsize=6)
             ax.set_title(f"{SPLIT_TITLES[split]}, α = {alphas[kind]:g}", fontsize=8)
+            ax.set_xlabel("plane axis 1", fontsize=7, labelpad=1)
+            ratio = tightness(p.points, p.labels, p.templates)["ratio"]
+            ax.text(0.98, 0.02, f"r = {ratio:.2f}", transform=ax.transAxes, ha="right", va="bottom", fontsize=6,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.7})
+        share_row_scale(axes[i], panels)
         title = row.get("title") or f"{d.meta('dataset')} / {d.meta('arch')}"
-        axes[i, 0].set_ylabel(f"{title}\n({', '.join(names)})", fontsize=8)
+        axes[i, 0].set_ylabel(f"{title}\n({', '.join(names)})\nplane axis 2", fontsize=7)
         handles = [Line2D([], [], ls="", marker="o", ms=4, color=f"C{c}", label=n) for c, n in enumerate(names)]
         handles.append(Line2D([], [], ls="", marker="*", ms=8, color="0.6", mec="black", label="class template"))
         axes[i, 0].legend(handles=handles, loc="best", fontsize=6, frameon=True, framealpha=0.7)
         all_panels.append(panels)
-    fig.suptitle("Penultimate activations projected onto the plane of three class templates", fontsize=9,
-                 y=1.0 + 0.04 / len(rows))
+    fig.suptitle("Penultimate activations projected onto the plane of three class templates\n"
+                 "(same scale across each row; r = mean class spread / mean template distance)", fontsize=8)
+    fig.tight_layout(pad=0.3, w_pad=0.4, h_pad=0.6)
     save_figure(fig, out_paths, dpi)
     return all_panels
 

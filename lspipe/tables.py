@@ -23,7 +23,13 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def fmt_pm(mean: float, std: float, digits: int) -> str:
+NO_SPREAD = "1 seed: no spread"
+
+
+def fmt_pm(mean: float, std: float, digits: int, n: int | None = None) -> str:
+    """``mean ± std``; with ``n == 1`` (a single seed) ``mean (1 seed: no spread)`` instead of ``± 0``."""
+    if n == 1:
+        return f"{mean:.{digits}f} ({NO_SPREAD})"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
@@ -66,7 +72,7 @@ def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: s
     body = []
     for (ds, arch), cells in sorted(by_model.items()):
         body.append([ds, arch] + [
-            fmt_pm(cells[a]["accuracy_mean"], cells[a]["accuracy_std"], digits) if a in cells else "–" for a in alphas
+            fmt_pm(cells[a]["accuracy_mean"], cells[a]["accuracy_std"], digits, cells[a]["seeds"]) if a in cells else "–" for a in alphas
         ])
     title = (f"Top-1 accuracy (%) on the {split} split, mean ± std over seeds "
              f"(paper Table 2 layout; one column per label-smoothing alpha).\n\n")

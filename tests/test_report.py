@@ -57,6 +57,10 @@ def test_report_has_every_figure_table_caption_and_the_config(tiny_run, tmp_path
         assert phrase in " ".join(plain.split()), f"caption {name} ({phrase!r}) is not in the report"
     # the workflow description and the configuration it embeds (with defaults filled in)
     assert "When Does Label Smoothing Help?" in plain
+    # the claims report on the first page (the workflow description), before the configuration
+    first_page = " ".join(plain.split())
+    assert "Did this run reproduce the paper?" in first_page
+    assert first_page.index("Did this run reproduce the paper?") < first_page.index("The configuration that produced")
     cfg = yaml.safe_load(TINY.read_text())
     assert f'"steps": {cfg["recipes"]["tiny"]["steps"]}' in plain
     assert '"gpus_per_job":' in plain  # a schema default the tiny config leaves out

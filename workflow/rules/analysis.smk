@@ -57,6 +57,8 @@ rule calibration_table:
         digits=config["calibration"]["digits"],
     log:
         f"{R}/logs/calibration_table.log",
+    benchmark:
+        f"{R}/benchmarks/calibration_table.tsv"
     localrule: True
     conda:
         ENV_PLOT
@@ -77,14 +79,17 @@ rule reliability_figure:
     params:
         ls_alpha=lambda wc: CALIBRATION_LS_ALPHA[(wc.dataset, wc.arch)],
         dpi=config["figures"]["dpi"],
+        min_bin_count=config["calibration"]["min_bin_count"],
     log:
         f"{R}/logs/reliability_figure/{{dataset}}_{{arch}}.log",
+    benchmark:
+        f"{R}/benchmarks/reliability_figure/{{dataset}}_{{arch}}.tsv"
     localrule: True
     conda:
         ENV_PLOT
     shell:
         "lspipe reliability-figure --inputs {input} --out {output} --ls-alpha {params.ls_alpha} "
-        "--dpi {params.dpi} > {log} 2>&1"
+        "--dpi {params.dpi} --min-bin-count {params.min_bin_count} > {log} 2>&1"
 
 
 rule projections_figure:
@@ -105,6 +110,8 @@ rule projections_figure:
         dpi=config["figures"]["dpi"],
     log:
         f"{R}/logs/projections_figure.log",
+    benchmark:
+        f"{R}/benchmarks/projections_figure.tsv"
     localrule: True
     conda:
         ENV_PLOT

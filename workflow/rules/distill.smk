@@ -113,6 +113,8 @@ rule distillation_gamma:
         split="train",
     log:
         f"{R}/logs/distillation_gamma/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/distillation_gamma/{{dataset}}.tsv"
     localrule: True
     conda:
         ENV_PLOT
@@ -146,6 +148,8 @@ rule distillation_figure:
         dpi=config["figures"]["dpi"],
     log:
         f"{R}/logs/distillation_figure/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/distillation_figure/{{dataset}}.tsv"
     localrule: True
     conda:
         ENV_PLOT

@@ -61,6 +61,8 @@ rule accuracy_table:
         digits=config["accuracy_table"]["digits"],
     log:
         f"{R}/logs/accuracy_table.log",
+    benchmark:
+        f"{R}/benchmarks/accuracy_table.tsv"
     localrule: True
     conda:
         ENV_PLOT

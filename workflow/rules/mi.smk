@@ -61,6 +61,8 @@ rule mi_figure:
         dpi=config["figures"]["dpi"],
     log:
         f"{R}/logs/mi_figure/{{dataset}}_{{arch}}.log",
+    benchmark:
+        f"{R}/benchmarks/mi_figure/{{dataset}}_{{arch}}.tsv"
     localrule: True
     conda:
         ENV_PLOT
