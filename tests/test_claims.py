@@ -328,10 +328,10 @@ def test_experiment_rows_share_a_fused_jobs_time(tmp_path):
     assert [r["train_seconds"] for r in rows] == [12.5, "", 3.0]  # the shared time once, on the first model
     assert rows[0]["train_time_shared"] == rows[1]["train_time_shared"] == "shared by 2 models"
     kd = rows[2]
-    assert kd["teacher"] == "r/a0_s0" and kd["temperature"] == 4.0 and kd["form"] == "teacher_only"
+    assert kd["teacher"] == "r/a0_s0" and kd["temperature"] == 4.0 and kd["form"] == "teacher"
     assert kd["steps"] == 7 and kd["alpha"] == ""
-    metas[2]["form"] = "slides_t2"
-    assert experiment_rows(evals, cals, metas, [fused, fused, single])[2]["form"] == "slides_t2"
+    metas[2]["form"] = "slides"
+    assert experiment_rows(evals, cals, metas, [fused, fused, single])[2]["form"] == "slides"
 
 
 def test_distillation_uses_only_the_distilled_teachers_grid():
