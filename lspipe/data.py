@@ -14,6 +14,8 @@ Sources without a test split of their own (the bundled digits) have one carved t
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -63,6 +65,8 @@ class Prepared:
 
 def _split_count(value: float | int, n: int, what: str) -> int:
     """A split size given as a fraction (< 1) or an absolute count."""
+    if float(value) >= 1 and float(value) != int(value):
+        raise DataError(f"{what}={value} is neither a fraction (< 1) nor a whole count (>= 1); fix {what}")
     count = int(round(value * n)) if float(value) < 1 else int(value)
     if not 0 < count < n:
         raise DataError(f"{what}={value} leaves an empty split (out of {n} examples)")
@@ -74,6 +78,12 @@ def stratified_split(y: np.ndarray, size: float | int, seed: int, what: str = "v
     from sklearn.model_selection import train_test_split
 
     n_held = _split_count(size, len(y), what)
+    n_classes = len(np.unique(y))
+    if min(n_held, len(y) - n_held) < n_classes:
+        raise DataError(
+            f"{what}={size} splits {len(y)} examples into {len(y) - n_held} + {n_held}, but a stratified split "
+            f"needs at least one example of each of the {n_classes} classes on both sides; fix {what}"
+        )
     idx = np.arange(len(y))
     rest, held = train_test_split(idx, test_size=n_held, stratify=y, random_state=seed, shuffle=True)
     return np.sort(rest), np.sort(held)
@@ -114,11 +124,16 @@ def _load_cifar(source: str, root: str | None, download: bool):
     return out, classes
 
 
-def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | None, channels: int):
-    from PIL import Image
-    from torchvision.datasets.folder import find_classes, make_dataset
+def _visible(entries):
+    """Entries whose names do not start with '.' (hidden files and folders such as .ipynb_checkpoints)."""
+    return [e for e in entries if not e.name.startswith(".")]
 
-    found, _ = find_classes(str(folder))
+
+def _scan_image_folder(folder: Path, classes: Sequence[str] | None):
+    """(class names, [(path, label)]) of an ImageFolder split, ignoring hidden files and folders."""
+    found = sorted(e.name for e in _visible(folder.iterdir()) if e.is_dir())
+    if not found:
+        raise DataError(f"image folder {folder} has no class folders: the layout is {folder}/<class>/<image>")
     if classes is None:
         classes = found
     elif sorted(found) != sorted(classes):
@@ -126,25 +141,66 @@ def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | N
             f"class folders of {folder} ({', '.join(found)}) differ from those of the train split "
             f"({', '.join(classes)})"
         )
-    to_idx = {c: i for i, c in enumerate(classes)}
-    samples = make_dataset(str(folder), to_idx, extensions=IMAGE_EXTENSIONS)
-    if not samples:
-        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+    samples = []
+    for label, c in enumerate(classes):
+        walk = []
+        for dirpath, dirnames, filenames in os.walk(folder / c, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            walk.append((dirpath, filenames))
+        files = [Path(dirpath) / f for dirpath, filenames in sorted(walk) for f in sorted(filenames)
+                 if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+        if not files:
+            raise DataError(
+                f"class folder {folder / c} holds no images ({', '.join(IMAGE_EXTENSIONS)}): add images "
+                "or remove the folder (from every split)"
+            )
+        samples += [(str(f), label) for f in files]
+    return list(classes), samples
+
+
+def _read_image(path: str, mode: str, image_size: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert(mode)  # decodes the whole image: a truncated file fails here
+        if im.size != (image_size, image_size):
+            im = im.resize((image_size, image_size), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | None, channels: int,
+                       skip_unreadable: bool = False, name: str = "<name>"):
+    classes, samples = _scan_image_folder(folder, classes)
     mode = "RGB" if channels == 3 else "L"
     x = np.empty((len(samples), channels, image_size, image_size), dtype=np.uint8)
     y = np.empty(len(samples), dtype=np.int64)
+    keep, skipped = [], []
     for k, (path, label) in enumerate(samples):
-        with Image.open(path) as im:
-            im = im.convert(mode)
-            if im.size != (image_size, image_size):
-                im = im.resize((image_size, image_size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
+        try:
+            arr = _read_image(path, mode, image_size)
+        except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, "image file is truncated"
+            if not skip_unreadable:
+                raise DataError(
+                    f"cannot read image {path} ({type(err).__name__}: {err}); replace or delete it, or set "
+                    f"datasets.{name}.skip_unreadable: true to skip unreadable images with a warning"
+                ) from None
+            skipped.append(path)
+            continue
         x[k] = arr.reshape(image_size, image_size, channels).transpose(2, 0, 1)
         y[k] = label
+        keep.append(k)
+    if skipped:
+        print(f"warning: skipped {len(skipped)} unreadable image(s) of {folder} "
+              f"(datasets.{name}.skip_unreadable): {', '.join(skipped)}", file=sys.stderr)
+        x, y = x[keep], y[keep]
+        empty = [c for i, c in enumerate(classes) if not np.any(y == i)]
+        if empty:
+            raise DataError(f"no readable images left in class folder(s) {', '.join(str(folder / c) for c in empty)}")
     return x, y, list(classes)
 
 
-def _load_imagefolder(root: str | None, image_size: int, channels: int):
+def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unreadable: bool = False,
+                      name: str = "<name>"):
     if not root:
         raise DataError("dataset source 'imagefolder' needs datasets.<name>.root (a folder with train/ and test/ or val/)")
     root_p = Path(root)
@@ -157,8 +213,8 @@ def _load_imagefolder(root: str | None, image_size: int, channels: int):
     test_dir = next((root_p / s for s in ("test", "val") if (root_p / s).is_dir()), None)
     if test_dir is None:
         raise DataError(f"image folder {root_p} has neither test/ nor val/: add one, it becomes the test split")
-    xtr, ytr, classes = _read_image_folder(train_dir, image_size, None, channels)
-    xte, yte, _ = _read_image_folder(test_dir, image_size, classes, channels)
+    xtr, ytr, classes = _read_image_folder(train_dir, image_size, None, channels, skip_unreadable, name)
+    xte, yte, _ = _read_image_folder(test_dir, image_size, classes, channels, skip_unreadable, name)
     return {"train": (xtr, ytr), "test": (xte, yte)}, classes
 
 
@@ -185,17 +241,18 @@ def prepare(
     image_size: int = 32,
     channels: int = 3,
     train_per_class: int | None = None,
+    skip_unreadable: bool = False,
 ) -> Prepared:
     """Prepare dataset ``name`` from ``source`` into ``out`` (written atomically)."""
     if source == "digits":
         x, y, classes = _load_digits()
-        rest, test = stratified_split(y, test_size, split_seed, "test_size")
+        rest, test = stratified_split(y, test_size, split_seed, f"datasets.{name}.test_size")
         parts = {"train": (x[rest], y[rest], rest), "test": (x[test], y[test], test)}
     elif source in ("cifar10", "cifar100"):
         raw, classes = _load_cifar(source, root, download)
         parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
     elif source == "imagefolder":
-        raw, classes = _load_imagefolder(root, image_size, channels)
+        raw, classes = _load_imagefolder(root, image_size, channels, skip_unreadable, name)
         parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
     else:
         raise DataError(f"unknown dataset source {source!r}; allowed: {', '.join(SOURCES)}")
@@ -203,7 +260,7 @@ def prepare(
     xtr, ytr, itr = parts["train"]
     keep = _limit_per_class(ytr, train_per_class, split_seed)
     xtr, ytr, itr = xtr[keep], ytr[keep], itr[keep]
-    tr, va = stratified_split(ytr, val_size, split_seed, "val_size")
+    tr, va = stratified_split(ytr, val_size, split_seed, f"datasets.{name}.val_size")
     splits = {
         "train": (xtr[tr], ytr[tr], itr[tr]),
         "val": (xtr[va], ytr[va], itr[va]),

@@ -1,0 +1,102 @@
+"""Issue 14, "nothing silently wrong, nothing lost": hidden folders, run-name collisions, clear
+one-line errors for damaged inputs, divergence, probe settings, shell quoting, damaged prepared
+data and interrupted workflows. The end-to-end checks reuse the shared `tiny_run` (copies or dry
+runs) or the cheapest target that shows the behaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lspipe import config as C
+from lspipe import data as D
+
+
+def _image_tree(root, classes=("cat", "dog"), n_train=8, n_test=3, size=12):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / split / c / f"{i}.jpg")
+    return root
+
+
+# --------------------------------------------------------------------------- item 3: hidden folders
+
+
+def test_hidden_files_and_folders_are_not_classes_or_images(tmp_path):
+    tree = _image_tree(tmp_path / "tree")
+    ipynb = tree / "train" / ".ipynb_checkpoints"
+    ipynb.mkdir()
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(ipynb / "x.jpg")
+    (tree / "train" / "cat" / ".hidden").mkdir()
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tree / "train" / "cat" / ".hidden" / "y.jpg")
+    (tree / "train" / "dog" / "._0.jpg").write_bytes(b"\0\5\26\7 AppleDouble resource fork")
+    p = D.prepare("toy", "imagefolder", tmp_path / "toy.npz", root=str(tree), image_size=8, val_size=4)
+    assert p.classes == ["cat", "dog"]
+    assert sum(p.meta["sizes"][s] for s in ("train", "val")) == 16 and p.meta["sizes"]["test"] == 6
+
+
+# --------------------------------------------------------------------------- item 9: clear errors (data)
+
+
+def _one_line(err) -> str:
+    text = str(err.value)
+    assert "\n" not in text, text
+    return text
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a JPEG", "truncated"])
+def test_unreadable_images_are_named_with_the_fix(tmp_path, content):
+    tree = _image_tree(tmp_path / "tree")
+    bad = tree / "train" / "dog" / "3.jpg"
+    if content == "truncated":
+        Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(bad, quality=95)
+        bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    else:
+        bad.write_bytes(content)
+    with pytest.raises(D.DataError) as err:
+        D.prepare("toy", "imagefolder", tmp_path / "toy.npz", root=str(tree), image_size=8, val_size=4)
+    text = _one_line(err)
+    assert str(bad) in text and "datasets.toy.skip_unreadable" in text
+    assert not (tmp_path / "toy.npz").exists()
+
+
+def test_skip_unreadable_images_warns_with_the_list(tmp_path, capsys):
+    tree = _image_tree(tmp_path / "tree")
+    bad = [tree / "train" / "dog" / "3.jpg", tree / "test" / "cat" / "0.jpg"]
+    for b in bad:
+        b.write_bytes(b"")
+    p = D.prepare("toy", "imagefolder", tmp_path / "toy.npz", root=str(tree), image_size=8, val_size=4,
+                  skip_unreadable=True)
+    assert p.meta["sizes"]["train"] + p.meta["sizes"]["val"] == 15 and p.meta["sizes"]["test"] == 5
+    err = capsys.readouterr().err
+    assert all(str(b) in err for b in bad) and "skip" in err
+    schema = C.load_schema()
+    assert schema["properties"]["datasets"]["additionalProperties"]["properties"]["skip_unreadable"]["default"] is False
+
+
+def test_empty_class_folder_is_named(tmp_path):
+    tree = _image_tree(tmp_path / "tree")
+    (tree / "train" / "eel").mkdir()
+    (tree / "test" / "eel").mkdir()
+    with pytest.raises(D.DataError) as err:
+        D.prepare("toy", "imagefolder", tmp_path / "toy.npz", root=str(tree), image_size=8, val_size=4)
+    assert str(tree / "train" / "eel") in _one_line(err)
+
+
+def test_val_size_above_one_but_not_whole_is_refused(tmp_path):
+    with pytest.raises(D.DataError) as err:
+        D.prepare("digits", "digits", tmp_path / "d.npz", val_size=1.5)
+    assert "datasets.digits.val_size=1.5" in _one_line(err)
+    with pytest.raises(D.DataError) as err:  # a whole count, but too few for stratification
+        D.prepare("digits", "digits", tmp_path / "d.npz", val_size=3)
+    assert "datasets.digits.val_size=3" in _one_line(err) and "10 classes" in str(err.value)
+    cfg = {"datasets": {"digits": {"source": "digits", "val_size": 1.5}}, "recipes": {"r": {"steps": 1}},
+           "teachers": [{"dataset": "digits", "arch": "mlp", "recipe": "r", "alphas": [0.0], "seeds": [0]}]}
+    with pytest.raises(C.ConfigError, match=r"datasets\.digits\.val_size"):
+        C.validate(cfg)
+    cfg["datasets"]["digits"]["val_size"] = 300
+    C.validate(cfg)
