@@ -100,3 +100,25 @@ def test_val_size_above_one_but_not_whole_is_refused(tmp_path):
         C.validate(cfg)
     cfg["datasets"]["digits"]["val_size"] = 300
     C.validate(cfg)
+
+
+# --------------------------------------------------------------------------- item 4: run-name collisions
+
+
+def _cfg(alphas, **distill):
+    cfg = {"datasets": {"digits": {"source": "digits"}}, "recipes": {"r": {"steps": 1}},
+           "teachers": [{"dataset": "digits", "arch": "mlp", "recipe": "r", "alphas": alphas, "seeds": [0]}]}
+    if distill:
+        cfg["distillation"] = [{"dataset": "digits", "teacher_arch": "mlp", "student_arch": "mlp",
+                                "student_recipe": "r", "seeds": [0], **distill}]
+    return cfg
+
+
+def test_alphas_that_print_alike_are_refused():
+    with pytest.raises(C.ConfigError) as err:
+        C.validate(_cfg([0.0, 0.3, 0.3000001]))
+    text = str(err.value)
+    assert "teachers[0].alphas[1] = 0.3" in text and "teachers[0].alphas[2] = 0.3000001" in text and "'0.3'" in text
+    with pytest.raises(C.ConfigError, match=r"distillation\[0\]\.temperatures\[0\] = 4 and .*\[1\] = 4\.0000001"):
+        C.validate(_cfg([0.0, 0.3], teacher_alphas=[0.0], temperatures=[4, 4.0000001]))
+    C.validate(_cfg([0.0, 0.3, 0.30001]))  # different names: fine
