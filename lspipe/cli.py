@@ -84,7 +84,7 @@ def cmd_train(a):
     summary = fit(
         model, data, recipe, objective, seed=a.seed, device=device, checkpoint_path=ckpt,
         metrics_path=a.metrics, run_fingerprint=fp, callbacks=callbacks, progress=a.progress,
-        stop_after_epochs=a.stop_after_epochs,
+        stop_after_epochs=a.stop_after_epochs, run_name=meta["run"],
     )
     meta["summary"] = summary
     save_model(out, model, model_spec(a.arch, data), meta)
@@ -229,7 +229,18 @@ def main(argv=None) -> int:
     except (DataError, ConfigError) as err:
         print(f"lspipe {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if not _is_user_error(err):
+            raise
+        print(f"lspipe {args.command}: error: {err}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _is_user_error(err: Exception) -> bool:
+    """Errors whose message already says what happened and what to change (no traceback needed)."""
+    train = sys.modules.get("lspipe.train")  # imported only by the commands that can raise these
+    return train is not None and isinstance(err, train.TrainingDiverged)
 
 
 if __name__ == "__main__":

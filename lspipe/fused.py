@@ -373,6 +373,7 @@ def train_fused(
     run_fingerprint: str = "",
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    run_names: Sequence[str] = (),
 ) -> tuple[list[M.Classifier], dict]:
     """Train one member per ``(alphas[i], seeds[i])`` fused; returns the G single models and the summary.
 
@@ -393,6 +394,7 @@ def train_fused(
         fused, data, recipe, FusedSmoothedCE(alphas), seed=seeds[0] if stream_seed is None else stream_seed,
         device=device, checkpoint_path=checkpoint_path, metrics_path=list(metrics_paths),
         run_fingerprint=run_fingerprint, progress=progress, stop_after_epochs=stop_after_epochs,
+        run_name=list(run_names),
     )
     fused.cpu()
     for i, m in enumerate(singles):
@@ -426,6 +428,7 @@ def cmd_train_fused(a):
     singles, summary = train_fused(
         a.arch, data, recipe, a.alphas, [a.seed] * g, device=device, checkpoint_path=ckpt,
         metrics_paths=a.metrics, run_fingerprint=fp, progress=a.progress, stop_after_epochs=a.stop_after_epochs,
+        run_names=runs,
     )
     for i, (model, out) in enumerate(zip(singles, outs)):
         member_summary = {**summary, "final": summary["final"][i]}

@@ -70,6 +70,7 @@ class Recipe:
     compile_mode: str | None = None
     cpu_amp: bool = False
     cpu_channels_last: bool = True
+    max_loss: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
@@ -183,6 +184,28 @@ class Callback:
     def on_end(self, model: nn.Module, step: int) -> None: ...
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss became non-finite (or exceeded ``recipe.max_loss``); the message names
+    the run, the step and the loss, and the checkpoint left for inspection."""
+
+
+def _divergence_error(run_name, members: int, step: int, losses: list[float], recipe: Recipe,
+                      checkpoint_path: Path) -> TrainingDiverged:
+    names = list(run_name) if isinstance(run_name, (list, tuple)) else [run_name or "?"]
+    if members:
+        bad = [i for i, v in enumerate(losses) if not math.isfinite(v) or (recipe.max_loss and v > recipe.max_loss)]
+        what = ", ".join(f"{names[i] if i < len(names) else f'member {i}'} (loss {losses[i]:.4g})" for i in bad)
+    else:
+        what = f"{names[0]} (loss {losses[0]:.4g})"
+    kind = "is not finite" if not all(math.isfinite(v) for v in losses) else f"exceeds recipes.<name>.max_loss = {recipe.max_loss:g}"
+    kept = (f"the last checkpoint {checkpoint_path} is kept for inspection" if checkpoint_path.exists()
+            else "no checkpoint was written yet")
+    return TrainingDiverged(
+        f"training diverged at step {step}: the loss of run {what} {kind}; lower recipes.<name>.lr, set "
+        f"recipes.<name>.grad_clip or warmup_steps, then rerun ({kept})"
+    )
+
+
 class Interrupted(Exception):
     """Raised when ``stop_after_epochs`` ends a run early (used to test and time-box resume)."""
 
@@ -210,11 +233,17 @@ def fit(
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    run_name: str | Sequence[str] = "",
 ) -> dict:
     """Train ``model`` in place; returns a summary (steps, epochs, final metrics, seconds).
 
     For a fused model (``num_members`` G), ``metrics_path`` is a list of G paths and the summary's
     ``final`` a list of G metric rows.
+
+    A non-finite loss (or one above ``recipe.max_loss``) raises :class:`TrainingDiverged` at the
+    end of that epoch, naming ``run_name``, the first such step and its loss; nothing is written
+    for that epoch, so the last checkpoint stays for inspection. The check keeps the loss on the
+    device (no synchronisation per step).
     """
     device = torch.device(device)
     on_cuda = device.type == "cuda"
@@ -277,6 +306,8 @@ def fit(
         loss_sum = torch.zeros((members,) if members else (), device=device)
         correct = torch.zeros((members,) if members else (), device=device, dtype=torch.long)
         seen = 0
+        bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first diverged step of this epoch
+        bad_loss = torch.zeros((members,) if members else (), device=device)
         for b in range(steps_per_epoch):
             if step >= recipe.steps:
                 break
@@ -300,12 +331,23 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             opt.step()
             step += 1
+            lv = loss.detach().float()
+            diverged = ~torch.isfinite(lv).all()
+            if recipe.max_loss:
+                diverged = diverged | (lv > recipe.max_loss).any()
+            first = diverged & (bad_step < 0)
+            bad_step = torch.where(first, step, bad_step)
+            bad_loss = torch.where(first, lv, bad_loss)
             loss_sum += loss.detach() * len(yb)
             correct += (logits.detach().argmax(-1) == (yb[:, None] if members else yb)).sum(0)
             seen += len(yb)
             bar.update(1)
             for cb in callbacks:
                 cb.on_step(model, step)
+        if int(bad_step) >= 0:
+            bar.close()
+            raise _divergence_error(run_name, members, int(bad_step), bad_loss.view(-1).tolist(), recipe,
+                                    checkpoint_path)
         epoch += 1
         epochs_this_run += 1
 

@@ -5,6 +5,9 @@ runs) or the cheapest target that shows the behaviour."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -122,3 +125,53 @@ def test_alphas_that_print_alike_are_refused():
     with pytest.raises(C.ConfigError, match=r"distillation\[0\]\.temperatures\[0\] = 4 and .*\[1\] = 4\.0000001"):
         C.validate(_cfg([0.0, 0.3], teacher_alphas=[0.0], temperatures=[4, 4.0000001]))
     C.validate(_cfg([0.0, 0.3, 0.30001]))  # different names: fine
+
+
+# --------------------------------------------------------------------------- item 2: divergence
+
+
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    D.prepare("digits", "digits", path, val_size=0.2, test_size=0.25)
+    return path
+
+
+def _recipe(**kw):
+    return json.dumps({"steps": 48, "batch_size": 64, "lr": 0.05, "augment": {"pad": 1, "flip": False}, **kw})
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_non_finite_loss_stops_training_naming_run_step_and_loss(digits_npz, tmp_path, capsys, fused):
+    from lspipe import cli
+
+    out = tmp_path / "a0_s0" / "model.pt"
+    common = ["--data", str(digits_npz), "--arch", "smallcnn", "--recipe", _recipe(lr=1e4), "--seed", "0",
+              "--threads", "1", "--no-progress"]
+    if fused:
+        out2 = tmp_path / "a0.1_s0" / "model.pt"
+        argv = ["train-fused", *common, "--alphas", "0", "0.1", "--runs", "a0_s0", "a0.1_s0",
+                "--out", str(out), str(out2), "--metrics", str(out.with_name("metrics.csv")), str(out2.with_name("metrics.csv"))]
+    else:
+        argv = ["train", *common, "--run", "a0_s0", "--out", str(out), "--metrics", str(out.with_name("metrics.csv"))]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert re.search(r"diverged at step \d+: the loss of run a0_s0 \(loss (nan|inf|-inf)\).* is not finite", err[0]), err
+    assert "recipes.<name>.lr" in err[0]
+    assert not out.exists()
+
+
+def test_exploding_loss_stops_at_the_configured_bound(digits_npz, tmp_path, capsys):
+    from lspipe import cli
+
+    out = tmp_path / "m" / "model.pt"
+    argv = ["train", "--data", str(digits_npz), "--arch", "mlp", "--recipe", _recipe(max_loss=1.5, checkpoint_every=1),
+            "--seed", "0", "--run", "a0_s0", "--threads", "1", "--no-progress", "--out", str(out),
+            "--metrics", str(out.with_name("metrics.csv"))]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "diverged at step 1: the loss of run a0_s0 (loss 2.3" in err and "max_loss = 1.5" in err, err
+    assert not out.exists()
+    # a bound that is never reached changes nothing
+    assert cli.main([*argv[:6], _recipe(max_loss=1e6), *argv[7:]]) == 0 and out.exists()
