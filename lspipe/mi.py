@@ -307,6 +307,14 @@ class ProbeTrace:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        try:
+            self._read()
+        except (OSError, KeyError) as err:
+            from .activations import damaged_file_error
+
+            raise damaged_file_error(self.path, err) from None
+
+    def _read(self) -> None:
         with h5py.File(self.path, "r") as f:
             if "logits" not in f or "steps" not in f:
                 raise DataError(f"{self.path} is not a probe trace (no /logits or /steps); it is written by `lspipe train --probe`")

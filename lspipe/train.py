@@ -210,6 +210,21 @@ class Interrupted(Exception):
     """Raised when ``stop_after_epochs`` ends a run early (used to test and time-box resume)."""
 
 
+def _load_checkpoint(path: Path, device: torch.device) -> dict | None:
+    """A checkpoint's content, or None (with a one-line warning naming it) if it cannot be read:
+    the run then starts fresh and the file is replaced by its next checkpoint."""
+    try:
+        ck = torch.load(path, map_location=device, weights_only=False)
+        if not isinstance(ck, dict):
+            raise ValueError(f"not a checkpoint but a {type(ck).__name__}")
+        return ck
+    except Exception as err:  # truncated or garbled: zipfile, pickle, EOF and RuntimeError from torch
+        why = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        print(f"warning: ignoring the unreadable checkpoint {path} ({why}); training starts fresh and "
+              "replaces it at the next checkpoint", file=sys.stderr)
+        return None
+
+
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
@@ -279,8 +294,8 @@ def fit(
     history: list[list[dict]] = [[] for _ in metrics_paths]  # metric rows, one list per member
 
     # --- resume from the last checkpoint of this very run, if any
-    if checkpoint_path.exists():
-        ck = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    ck = _load_checkpoint(checkpoint_path, device) if checkpoint_path.exists() else None
+    if ck is not None:
         if ck.get("fingerprint") == run_fingerprint:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])

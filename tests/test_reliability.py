@@ -175,3 +175,41 @@ def test_exploding_loss_stops_at_the_configured_bound(digits_npz, tmp_path, caps
     assert not out.exists()
     # a bound that is never reached changes nothing
     assert cli.main([*argv[:6], _recipe(max_loss=1e6), *argv[7:]]) == 0 and out.exists()
+
+
+# --------------------------------------------------------------------------- item 9: damaged checkpoints and dumps
+
+
+def test_corrupt_checkpoint_is_named_and_training_starts_fresh(digits_npz, tmp_path, capsys):
+    from lspipe import cli
+
+    out = tmp_path / "m" / "model.pt"
+    ckpt = out.with_name("model.pt.ckpt")
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"PK\3\4 garbage, as left by a full disk")
+    argv = ["train", "--data", str(digits_npz), "--arch", "mlp", "--recipe", _recipe(steps=16), "--seed", "0",
+            "--threads", "1", "--no-progress", "--out", str(out), "--metrics", str(out.with_name("metrics.csv"))]
+    assert cli.main(argv) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if str(ckpt) in line]
+    assert len(warning) == 1 and "starts fresh" in warning[0], warning
+    assert out.exists() and not ckpt.exists()
+
+
+def test_truncated_dump_is_named_with_the_fix(digits_npz, tmp_path, capsys):
+    import torch
+
+    from lspipe import cli
+    from lspipe.activations import write_dump
+    from lspipe.train import build_model
+
+    data = D.load(digits_npz)
+    torch.manual_seed(0)
+    dump = tmp_path / "a0_s0.h5"
+    write_dump(dump, build_model("mlp", data), data, device="cpu", attrs={"run": "a0_s0"}, max_train=100)
+    dump.write_bytes(dump.read_bytes()[: dump.stat().st_size // 2])
+    for argv in (["evaluate", "--dump", str(dump), "--out", str(tmp_path / "e.json")],
+                 ["calibrate", "--dump", str(dump), "--out", str(tmp_path / "c.json")]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(dump) in err[0] and f"snakemake -f {dump}" in err[0], err
+    assert not (tmp_path / "e.json").exists()
