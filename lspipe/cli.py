@@ -78,7 +78,8 @@ def cmd_train(a):
     if a.probe:
         from .mi import ProbeRecorder
 
-        callbacks.append(ProbeRecorder(a.probe_out, data, device=device, recipe=recipe, **a.probe))
+        probe_out = a.probe_out or out.with_name("probe.h5")
+        callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
     ckpt = out.with_name(out.name + ".ckpt")
     fp = fingerprint({k: v for k, v in meta.items() if k != "run"} | {"probe": a.probe})
     summary = fit(
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--beta", type=float, default=1.0)
     s.add_argument("--hinton", action="store_true")
     s.add_argument("--probe", type=_json, default=None, help="mutual-information probe settings as JSON")
-    s.add_argument("--probe-out", default=None)
+    s.add_argument("--probe-out", default=None, help="probe trace (default: probe.h5 next to --out)")
     s.add_argument("--out", required=True, help="model.pt")
     s.add_argument("--metrics", required=True, help="per-epoch metrics CSV")
     add_run_options(s)

@@ -10,7 +10,10 @@ import re
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
+
+from conftest import planned_jobs
 
 from lspipe import config as C
 from lspipe import data as D
@@ -213,3 +216,42 @@ def test_truncated_dump_is_named_with_the_fix(digits_npz, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(dump) in err[0] and f"snakemake -f {dump}" in err[0], err
     assert not (tmp_path / "e.json").exists()
+
+
+# --------------------------------------------------------------------------- item 1: probe settings
+
+
+def test_mi_curve_refuses_a_probe_recorded_with_other_settings(digits_npz, tmp_path, capsys):
+    from lspipe import cli
+
+    out = tmp_path / "a0_s0" / "model.pt"
+    probe = {"classes": ["1", "7"], "per_class": 5, "copies": 2, "every": 8, "seed": 0}
+    assert cli.main(["train", "--data", str(digits_npz), "--arch", "mlp", "--recipe", _recipe(steps=16), "--seed", "0",
+                     "--threads", "1", "--no-progress", "--probe", json.dumps(probe), "--out", str(out),
+                     "--metrics", str(out.with_name("metrics.csv"))]) == 0
+    trace = out.with_name("probe.h5")  # the default --probe-out: next to model.pt
+    assert trace.exists()
+    curve = ["mi-curve", "--probe", str(trace), "--out", str(tmp_path / "mi.csv"), "--alpha", "0", "--seed", "0"]
+    assert cli.main([*curve, "--expect-probe", json.dumps(probe)]) == 0
+    for change in ({"classes": ["1", "2"]}, {"copies": 3}, {"every": 4}, {"per_class": 6}):
+        capsys.readouterr()
+        assert cli.main([*curve, "--expect-probe", json.dumps({**probe, **change})]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        (key, new), = change.items()
+        assert len(err) == 1 and str(trace) in err[0] and f"{key} {probe[key]!r} (config: {new!r})" in err[0], err
+
+
+@pytest.mark.slow
+def test_changed_probe_settings_retrain_the_probed_teachers(tiny_run, tmp_path):
+    from conftest import snakemake
+
+    cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    for change in ({"copies": 4}, {"every": 4}, {"classes": ["1", "2"]}):
+        teachers = [dict(cfg["teachers"][0], probe={**cfg["teachers"][0]["probe"], **change})]
+        overlay = tmp_path / "overlay.yaml"
+        overlay.write_text(yaml.safe_dump({"teachers": teachers}))
+        proc = snakemake(tiny_run, "-n", "--configfile", str(tiny_run / "config.yaml"), str(overlay))
+        text = proc.stdout + proc.stderr
+        jobs = planned_jobs(proc)
+        assert jobs.get("train_teacher_probed") == 2 and jobs.get("mi_curve") == 2, (change, jobs)
+        assert "Params have changed" in text

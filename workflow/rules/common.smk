@@ -117,9 +117,18 @@ def teacher_params(wc):
     return teacher_group(wc.dataset, wc.arch)
 
 
-def probe_args(wc, output):
-    """`lspipe train` arguments recording the mutual-information probe, if the grid has one."""
+def probe_args(wc):
+    """`lspipe train` arguments recording the mutual-information probe, if the grid has one.
+
+    Every probe setting (with its defaults) is in the returned text and the function takes no
+    `output`, so Snakemake's params rerun trigger sees it: changing a probe retrains its teachers.
+    `lspipe train` writes the trace to probe.h5 next to model.pt (the rule's `probe` output)."""
     probe = teacher_params(wc).get("probe")
     if not probe:
         return ""
-    return f"--probe {shlex.quote(json.dumps(probe, sort_keys=True))} --probe-out {output.probe}"
+    return f"--probe {shlex.quote(json.dumps(probe, sort_keys=True))}"
+
+
+def probe_settings(wc):
+    """The probe settings of a teacher grid as JSON (checked against probe.h5 by `lspipe mi-curve`)."""
+    return json.dumps(teacher_group(wc.dataset, wc.arch).get("probe"), sort_keys=True)

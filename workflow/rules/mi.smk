@@ -26,6 +26,7 @@ rule mi_curve:
     params:
         alpha=lambda wc: float(wc.alpha),
         ddof=config["mi"]["ddof"],
+        probe=probe_settings,
     log:
         f"{R}/logs/mi_curve/{{dataset}}/{{arch}}/a{{alpha}}_s{{seed}}.log",
     benchmark:
@@ -35,7 +36,7 @@ rule mi_curve:
         ENV_PLOT
     shell:
         "lspipe mi-curve --probe {input.probe} --out {output} --ddof {params.ddof} "
-        "--alpha {params.alpha} --seed {wildcards.seed} > {log} 2>&1"
+        "--alpha {params.alpha} --seed {wildcards.seed} --expect-probe {params.probe:q} > {log} 2>&1"
 
 
 rule mi_figure:
