@@ -255,3 +255,34 @@ def test_changed_probe_settings_retrain_the_probed_teachers(tiny_run, tmp_path):
         jobs = planned_jobs(proc)
         assert jobs.get("train_teacher_probed") == 2 and jobs.get("mi_curve") == 2, (change, jobs)
         assert "Params have changed" in text
+
+
+# --------------------------------------------------------------------------- item 8: shell quoting
+
+ODD_RESULTS = "r a;'b"  # a space, a semicolon and a quote
+
+
+@pytest.mark.slow
+def test_every_shell_command_quotes_its_paths(tmp_path):
+    import shlex
+
+    from conftest import TINY, snakemake
+
+    work = tmp_path / "w"
+    work.mkdir()
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["results"] = ODD_RESULTS
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = snakemake(work, "-n", "-p", "--forceall")
+    commands = [line.split("Shell command: ", 1)[1] for line in proc.stdout.splitlines() if "Shell command: lspipe" in line]
+    jobs = planned_jobs(proc)
+    assert len(commands) == sum(jobs.values()) - jobs["all"] and len({c.split()[1] for c in commands}) >= 12, jobs
+    for cmd in commands:
+        tokens = shlex.split(cmd)
+        odd = [t for t in tokens if "a;'b" in t]
+        assert odd and all(t.startswith(ODD_RESULTS + "/") for t in odd), cmd
+        assert "r" not in tokens and not any(t.startswith("a;") for t in tokens), cmd
+    # and for real: the data preparation runs and writes where it should, nothing else
+    snakemake(work, "--cores", "1", f"{ODD_RESULTS}/data/digits.npz")
+    assert (work / ODD_RESULTS / "data" / "digits.npz").stat().st_size > 0
+    assert sorted(p.name for p in work.iterdir() if not p.name.startswith(".")) == ["config.yaml", ODD_RESULTS]

@@ -49,10 +49,10 @@ rule train_student_baseline:
     conda:
         ENV_TRAIN
     shell:
-        "lspipe train --data {input.data} --arch {wildcards.arch} --recipe {params.recipe:q} "
+        "lspipe train --data {input.data:q} --arch {wildcards.arch} --recipe {params.recipe:q} "
         "--seed {wildcards.seed} --alpha {params.alpha} --role student --run {params.run} "
         "--device {params.device} --threads {threads} {params.progress} "
-        "--out {output.model} --metrics {output.metrics} > {log} 2>&1"
+        "--out {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
 rule train_student_distilled:
@@ -90,11 +90,11 @@ rule train_student_distilled:
     conda:
         ENV_TRAIN
     shell:
-        "lspipe train --data {input.data} --arch {wildcards.arch} --recipe {params.recipe:q} "
+        "lspipe train --data {input.data:q} --arch {wildcards.arch} --recipe {params.recipe:q} "
         "--seed {wildcards.seed} --alpha {params.alpha} --role student --run {params.run} "
-        "--teacher {input.teacher} --temperature {params.temperature} --beta {params.beta} {params.hinton} "
+        "--teacher {input.teacher:q} --temperature {params.temperature} --beta {params.beta} {params.hinton} "
         "--device {params.device} --threads {threads} {params.progress} "
-        "--out {output.model} --metrics {output.metrics} > {log} 2>&1"
+        "--out {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
 rule distillation_gamma:
@@ -117,8 +117,8 @@ rule distillation_gamma:
     conda:
         ENV_PLOT
     shell:
-        "lspipe distill-gamma --dumps {input} --temperatures {params.temperatures} --split {params.split} "
-        "--out {output} > {log} 2>&1"
+        "lspipe distill-gamma --dumps {input:q} --temperatures {params.temperatures} --split {params.split} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule distillation_figure:
@@ -150,8 +150,8 @@ rule distillation_figure:
     conda:
         ENV_PLOT
     shell:
-        "lspipe distill-figure --gamma {input.gamma} --teacher-evals {input.teachers} --student-evals {input.students} "
-        "--split {params.split} --csv {output.csv} --figures {output.figures} --dpi {params.dpi} > {log} 2>&1"
+        "lspipe distill-figure --gamma {input.gamma:q} --teacher-evals {input.teachers:q} --student-evals {input.students:q} "
+        "--split {params.split} --csv {output.csv:q} --figures {output.figures:q} --dpi {params.dpi} > {log:q} 2>&1"
 
 
 for _d in DISTILL:

@@ -35,8 +35,8 @@ rule mi_curve:
     conda:
         ENV_PLOT
     shell:
-        "lspipe mi-curve --probe {input.probe} --out {output} --ddof {params.ddof} "
-        "--alpha {params.alpha} --seed {wildcards.seed} --expect-probe {params.probe:q} > {log} 2>&1"
+        "lspipe mi-curve --probe {input.probe:q} --out {output:q} --ddof {params.ddof} "
+        "--alpha {params.alpha} --seed {wildcards.seed} --expect-probe {params.probe:q} > {log:q} 2>&1"
 
 
 rule mi_figure:
@@ -66,8 +66,8 @@ rule mi_figure:
     conda:
         ENV_PLOT
     shell:
-        "lspipe mi-figure --curves {input} --alphas {params.alphas} --csv {output.csv} --out {output.figs} "
-        "--title {params.title:q} --dpi {params.dpi} > {log} 2>&1"
+        "lspipe mi-figure --curves {input:q} --alphas {params.alphas} --csv {output.csv:q} --out {output.figs:q} "
+        "--title {params.title:q} --dpi {params.dpi} > {log:q} 2>&1"
 
 
 ALL_TARGETS.extend(

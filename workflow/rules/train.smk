@@ -8,10 +8,10 @@ FUSED = [(g["dataset"], g["arch"]) for g in config["teachers"] if g.get("fuse")]
 SINGLE_DATASET = _pairs_regex(PROBED + FUSED, negate=True)
 
 TRAIN_CMD = (
-    "lspipe train --data {input.data} --arch {wildcards.arch} --recipe {params.recipe:q} "
+    "lspipe train --data {input.data:q} --arch {wildcards.arch} --recipe {params.recipe:q} "
     "--seed {wildcards.seed} --alpha {params.alpha} --role teacher --run {params.run} "
     "--device {params.device} --threads {threads} {params.progress} {params.probe} "
-    "--out {output.model} --metrics {output.metrics} > {log} 2>&1"
+    "--out {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 )
 
 
@@ -119,7 +119,7 @@ for _grid in config["teachers"]:
         conda:
             ENV_TRAIN
         shell:
-            "lspipe train-fused --data {input.data} --arch {params.arch} --recipe {params.recipe:q} "
+            "lspipe train-fused --data {input.data:q} --arch {params.arch} --recipe {params.recipe:q} "
             "--seed {wildcards.seed} --alphas {params.alphas} --role teacher --runs {params.runs} "
             "--device {params.device} --threads {threads} {params.progress} "
-            "--out {output.models} --metrics {output.metrics} > {log} 2>&1"
+            "--out {output.models:q} --metrics {output.metrics:q} > {log:q} 2>&1"
