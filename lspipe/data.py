@@ -280,21 +280,70 @@ def prepare(
         arrays[f"y_{s}"] = ys.astype(np.int64)
         arrays[f"i_{s}"] = is_.astype(np.int64)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        savez_deterministic(fh, arrays)
     return load(out)
+
+
+def savez_deterministic(fh, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` with fixed zip timestamps, so the same data gives the same bytes.
+
+    Rebuilding a prepared file (``snakemake -f <file>.npz``) thus yields an identical file, and
+    Snakemake's checksums keep everything made from it (trained models) up to date. Every array
+    is a zip member with its CRC-32 recorded at write time; :func:`verify` checks them.
+    """
+    import zipfile
+
+    with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, val in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o600 << 16
+            with zf.open(info, "w", force_zip64=True) as fid:
+                np.lib.format.write_array(fid, np.asanyarray(val), allow_pickle=False)
+
+
+def _damaged(path: Path, why: str) -> DataError:
+    return DataError(
+        f"prepared dataset {path} is damaged ({why}); rebuild it with `snakemake -f {path}` "
+        "(the rebuilt file is identical, so the models trained on it are kept; deleting it instead retrains them)"
+    )
+
+
+def verify(path: str | Path) -> None:
+    """Check a prepared file against the CRC-32 checksums recorded in it at write time (every
+    array is a zip member); raise :class:`DataError` naming the file and the fix if it is
+    truncated or damaged."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise _damaged(path, " ".join(f"{type(err).__name__}: {err}".split())) from None
+    if bad is not None:
+        raise _damaged(path, f"checksum mismatch in {bad}")
+    missing = sorted({"classes.npy", "meta.npy", *(f"{k}_{s}.npy" for k in "xyi" for s in SPLITS)} - names)
+    if missing:
+        raise _damaged(path, f"missing {', '.join(missing)}")
 
 
 def load(path: str | Path) -> Prepared:
     path = Path(path)
     if not path.exists():
         raise DataError(f"prepared dataset {path} does not exist; build it with `snakemake {path}`")
-    with np.load(path, allow_pickle=False) as z:
-        return Prepared(
-            x={s: z[f"x_{s}"] for s in SPLITS},
-            y={s: z[f"y_{s}"] for s in SPLITS},
-            index={s: z[f"i_{s}"] for s in SPLITS},
-            classes=[str(c) for c in z["classes"]],
-            mean=z["mean"],
-            std=z["std"],
-            meta=json.loads(str(z["meta"])),
-        )
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return Prepared(
+                x={s: z[f"x_{s}"] for s in SPLITS},
+                y={s: z[f"y_{s}"] for s in SPLITS},
+                index={s: z[f"i_{s}"] for s in SPLITS},
+                classes=[str(c) for c in z["classes"]],
+                mean=z["mean"],
+                std=z["std"],
+                meta=json.loads(str(z["meta"])),
+            )
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:  # zip CRCs are checked on read
+        raise _damaged(path, " ".join(f"{type(err).__name__}: {err}".split())) from None

@@ -3,6 +3,7 @@
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -64,6 +65,41 @@ def eval_path(dataset, arch, role, run):
 
 def data_path(dataset):
     return f"{R}/data/{dataset}.npz"
+
+
+_VERIFIED_DATA = {}
+
+
+def checked_data(dataset):
+    """data_path(dataset), verified against the checksums recorded in it (lspipe.data.verify) when
+    it exists: an input function, so a damaged prepared file stops the workflow while the DAG is
+    built, before Snakemake plans (and deletes the outputs of) every job made from it."""
+    path = data_path(dataset)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path  # prepare_data makes it
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED_DATA:
+        import lspipe.data
+
+        try:
+            lspipe.data.verify(path)
+            _VERIFIED_DATA[key] = None
+        except lspipe.data.DataError as err:
+            _VERIFIED_DATA[key] = str(err)
+    if _VERIFIED_DATA[key]:
+        raise WorkflowError(_VERIFIED_DATA[key])
+    return path
+
+
+# A job whose data input is damaged cannot be planned (checked_data); Snakemake then keeps the
+# existing outputs made from it as they are. Say so up front, also when nothing else needs doing.
+for _name in config["datasets"]:
+    try:
+        checked_data(_name)
+    except WorkflowError as err:
+        print(f"warning: {err}", file=sys.stderr)
 
 
 def teacher_group(dataset, arch):

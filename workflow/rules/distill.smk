@@ -24,7 +24,7 @@ DISTILL_DATASET = f"(?:{'|'.join(DISTILL)})" if DISTILL else r"(?!)"
 rule train_student_baseline:
     """Train one student alone with label-smoothed cross-entropy (Fig. 5's student baseline)."""
     input:
-        data=f"{R}/data/{{dataset}}.npz",
+        data=lambda wc: checked_data(wc.dataset),
     output:
         model=f"{R}/models/{{dataset}}/{{arch}}/student/a{{alpha}}_s{{seed}}/model.pt",
         metrics=f"{R}/models/{{dataset}}/{{arch}}/student/a{{alpha}}_s{{seed}}/metrics.csv",
@@ -58,7 +58,7 @@ rule train_student_baseline:
 rule train_student_distilled:
     """Distil one student from the teacher of the same seed at temperature T (beta, hinton from the config)."""
     input:
-        data=f"{R}/data/{{dataset}}.npz",
+        data=lambda wc: checked_data(wc.dataset),
         teacher=f"{R}/models/{{dataset}}/{{tarch}}/teacher/a{{talpha}}_s{{seed}}/model.pt",
     output:
         model=f"{R}/models/{{dataset}}/{{arch}}/student/kd-{{tarch}}-a{{talpha}}-T{{T}}_s{{seed}}/model.pt",

@@ -5,7 +5,7 @@ rule dump_activations:
     """Penultimate activations, logits, labels and the last layer of one model, to HDF5."""
     input:
         model=f"{R}/models/{{dataset}}/{{arch}}/{{role}}/{{run}}/model.pt",
-        data=f"{R}/data/{{dataset}}.npz",
+        data=lambda wc: checked_data(wc.dataset),
     output:
         f"{R}/dumps/{{dataset}}/{{arch}}/{{role}}/{{run}}.h5",
     params:

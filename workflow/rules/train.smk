@@ -18,7 +18,7 @@ TRAIN_CMD = (
 rule train_teacher:
     """Train one teacher (label-smoothed cross-entropy) on the GPU when there is one."""
     input:
-        data=f"{R}/data/{{dataset}}.npz",
+        data=lambda wc: checked_data(wc.dataset),
     output:
         model=f"{R}/models/{{dataset}}/{{arch}}/teacher/a{{alpha}}_s{{seed}}/model.pt",
         metrics=f"{R}/models/{{dataset}}/{{arch}}/teacher/a{{alpha}}_s{{seed}}/metrics.csv",
@@ -50,7 +50,7 @@ rule train_teacher:
 rule train_teacher_probed:
     """Train one teacher and record the mutual-information probe's logits during training."""
     input:
-        data=f"{R}/data/{{dataset}}.npz",
+        data=lambda wc: checked_data(wc.dataset),
     output:
         model=f"{R}/models/{{dataset}}/{{arch}}/teacher/a{{alpha}}_s{{seed}}/model.pt",
         metrics=f"{R}/models/{{dataset}}/{{arch}}/teacher/a{{alpha}}_s{{seed}}/metrics.csv",
@@ -94,7 +94,7 @@ for _grid in config["teachers"]:
         name:
             f"train_teacher_fused_{_ds}_{_arch}"
         input:
-            data=data_path(_ds),
+            data=lambda wc, ds=_ds: checked_data(ds),
         output:
             models=[f"{model_dir(_ds, _arch, 'teacher', r)}/model.pt" for r in _runs],
             metrics=[f"{model_dir(_ds, _arch, 'teacher', r)}/metrics.csv" for r in _runs],
