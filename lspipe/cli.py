@@ -82,6 +82,11 @@ def cmd_train(a):
         callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
     ckpt = out.with_name(out.name + ".ckpt")
     fp = fingerprint({k: v for k, v in meta.items() if k != "run"} | {"probe": a.probe})
+    from . import complete
+
+    outputs = [out, Path(a.metrics)] + ([callbacks[0].path] if a.probe else [])
+    if complete.restore(out, outputs, fp):  # finished before, but Snakemake did not record it
+        return
     summary = fit(
         model, data, recipe, objective, seed=a.seed, device=device, checkpoint_path=ckpt,
         metrics_path=a.metrics, run_fingerprint=fp, callbacks=callbacks, progress=a.progress,
@@ -89,6 +94,7 @@ def cmd_train(a):
     )
     meta["summary"] = summary
     save_model(out, model, model_spec(a.arch, data), meta)
+    complete.save(out, outputs, fp)
     ckpt.unlink(missing_ok=True)
     print(f"trained {a.arch} ({a.role}) -> {out}: {json.dumps(summary['final'])}")
 
@@ -115,6 +121,9 @@ def cmd_dump(a):
             attrs[k] = meta[k]
     write_dump(a.out, model, data, device=device, attrs=attrs, max_train=a.max_train, seed=a.seed,
                chunk_rows=a.chunk_rows, compression=a.compression)
+    from . import complete
+
+    complete.release(a.model)  # the model is accepted (Snakemake ran a job reading it): a forced rebuild retrains
     print(f"dumped {a.model} -> {a.out}")
 
 
