@@ -246,7 +246,7 @@ def test_changed_probe_settings_retrain_the_probed_teachers(tiny_run, tmp_path):
     from conftest import snakemake
 
     cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
-    for change in ({"copies": 4}, {"every": 4}, {"classes": ["1", "2"]}):
+    for change in ({"copies": 4},):  # every probe setting is in the same params value (unit test above)
         teachers = [dict(cfg["teachers"][0], probe={**cfg["teachers"][0]["probe"], **change})]
         overlay = tmp_path / "overlay.yaml"
         overlay.write_text(yaml.safe_dump({"teachers": teachers}))
@@ -286,3 +286,139 @@ def test_every_shell_command_quotes_its_paths(tmp_path):
     snakemake(work, "--cores", "1", f"{ODD_RESULTS}/data/digits.npz")
     assert (work / ODD_RESULTS / "data" / "digits.npz").stat().st_size > 0
     assert sorted(p.name for p in work.iterdir() if not p.name.startswith(".")) == ["config.yaml", ODD_RESULTS]
+
+
+# --------------------------------------------------------------------------- item 5: documented force-rebuilds
+
+TEACHER = "results/models/digits/smallcnn/teacher/a0_s0"
+
+
+@pytest.mark.slow
+def test_documented_force_rebuilds_do_what_the_docs_say(tiny_run):
+    from conftest import REPO, snakemake
+
+    docs = (REPO / "README.md").read_text() + (REPO / "docs" / "cluster.md").read_text()
+    # `snakemake -f <model.pt>`: that one training job
+    assert "snakemake -f results/models/<dataset>/<arch>/teacher/a<alpha>_s<seed>/model.pt" in docs
+    assert planned_jobs(snakemake(tiny_run, "-n", "-f", f"{TEACHER}/model.pt")) == {"train_teacher_probed": 1}
+    # `-R train_teacher train_teacher_probed`: every teacher and all that depends on them
+    assert "-R train_teacher train_teacher_probed" in docs
+    jobs = planned_jobs(snakemake(tiny_run, "-n", "-R", "train_teacher", "train_teacher_probed"))
+    assert jobs.get("train_teacher_probed") == 2 and jobs.get("train_student_distilled") == 3, jobs
+    assert {"dump_activations", "evaluate", "accuracy_table", "mi_curve"} <= set(jobs), jobs
+    # `rm <file> && snakemake <file>` (name it), while a plain `snakemake` leaves it missing
+    assert "rm <file> && snakemake <file>" in docs and "does **not** rebuild a deleted intermediate" in docs
+    model = tiny_run / TEACHER / "model.pt"
+    kept = model.with_name("model.pt.keep")
+    model.rename(kept)
+    try:
+        assert planned_jobs(snakemake(tiny_run, "-n")) == {}
+        assert planned_jobs(snakemake(tiny_run, "-n", f"{TEACHER}/model.pt")) == {"train_teacher_probed": 1}
+    finally:
+        kept.rename(model)
+    # `--config 'figures={dpi: ...}'` is accepted (nested numbers arrive as text and are converted)
+    assert "--config 'figures={dpi: 300}'" in docs and "rejects" not in docs.split("figures={dpi: 300}")[1][:200]
+    dpi = yaml.safe_load((tiny_run / "config.yaml").read_text())["figures"]["dpi"]
+    jobs = planned_jobs(snakemake(tiny_run, "-n", "--config", f"figures={{dpi: {dpi + 1}}}"))
+    assert jobs and not any(r.startswith(("train_", "dump_", "prepare_")) for r in jobs), jobs
+    assert "available to the development sessions" not in docs and "not yet measured on a GPU" in docs
+
+
+# --------------------------------------------------------------------------- item 6: damaged prepared data
+
+
+def _copy(tiny_run, dest):
+    import shutil
+
+    shutil.copytree(tiny_run, dest, symlinks=True, ignore=shutil.ignore_patterns("log", "slurm_logs", "conda"))
+    return dest
+
+
+@pytest.mark.slow
+def test_damaged_prepared_data_fails_before_anything_is_deleted(tiny_run, tmp_path):
+    from conftest import snakemake
+
+    work = _copy(tiny_run, tmp_path / "copy")
+    npz = work / "results" / "data" / "digits.npz"
+    kept = [work / TEACHER / f for f in ("model.pt", "metrics.csv", "probe.h5")]
+    dump = work / "results" / "dumps" / "digits" / "smallcnn" / "teacher" / "a0_s0.h5"
+    before = {p: p.stat().st_mtime_ns for p in [*kept, dump]}
+    npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])  # truncated
+    for args in (["--cores", "1", str(dump.relative_to(work)), "-f"], ["-n", str(dump.relative_to(work))],
+                 ["--cores", "1"], ["--cores", "1", "-R", "accuracy_table"]):
+        proc = snakemake(work, *args, check=False)
+        text = proc.stdout + proc.stderr
+        # a job that reads the damaged file is refused (an explicit target: the run fails); the
+        # outputs made from it stay as they are; the damage is reported either way
+        assert proc.returncode != 0 or "-f" not in args, text[-3000:]
+        assert "results/data/digits.npz is damaged" in text and "snakemake -f results/data/digits.npz" in text, text[-3000:]
+        assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing deleted or rewritten
+    # the documented fix rebuilds an identical file: nothing made from it reruns
+    snakemake(work, "--cores", "1", "-f", "results/data/digits.npz")
+    assert planned_jobs(snakemake(work, "-n")) == {}
+
+
+# --------------------------------------------------------------------------- item 7: interrupted Snakemake
+
+
+def test_completed_run_record_restores_outputs_and_is_released_by_dump(digits_npz, tmp_path, capsys):
+    """The unit behind the workflow test below: a finished `lspipe train` leaves a record from
+    which the same command restores its outputs instead of retraining; `lspipe dump` releases it."""
+    from lspipe import cli, complete
+
+    out = tmp_path / "a0_s0" / "model.pt"
+    probe = {"classes": ["1", "7"], "per_class": 5, "copies": 2, "every": 8, "seed": 0}
+    argv = ["train", "--data", str(digits_npz), "--arch", "mlp", "--recipe", _recipe(steps=16), "--seed", "0",
+            "--threads", "1", "--no-progress", "--probe", json.dumps(probe), "--out", str(out),
+            "--metrics", str(out.with_name("metrics.csv"))]
+    assert cli.main(argv) == 0
+    files = [out, out.with_name("metrics.csv"), out.with_name("probe.h5")]
+    content = [f.read_bytes() for f in files]
+    assert complete.record_dir(out).is_dir()
+    for f in files:  # what Snakemake does to the outputs of a job it reruns
+        f.unlink()
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert "restored" in capsys.readouterr().err and [f.read_bytes() for f in files] == content
+    # other settings: the record is stale, the run trains
+    assert cli.main([*argv[:6], _recipe(steps=32), *argv[7:]]) == 0
+    assert "restored" not in capsys.readouterr().err and out.read_bytes() != content[0]
+    assert cli.main(["dump", "--model", str(out), "--data", str(digits_npz), "--out", str(tmp_path / "d.h5"),
+                     "--max-train", "50", "--threads", "1"]) == 0
+    assert not complete.record_dir(out).exists()
+
+
+@pytest.mark.slow
+def test_sigint_to_snakemake_keeps_a_job_that_finishes_afterwards(tmp_path):
+    """SIGINT to the Snakemake process alone: the running training job still finishes, but
+    Snakemake does not record it; the next run (rerun-incomplete) restores it instead of
+    training again from scratch."""
+    import os
+    import signal
+
+    import torch
+
+    from conftest import snakemake
+    from test_rerun import TARGET, TRAIN_LOG, _long_workdir, _start, _wait_for_checkpoint
+
+    work = _long_workdir(tmp_path / "w")
+    proc = _start(work)
+    _wait_for_checkpoint(work, proc)
+    os.kill(proc.pid, signal.SIGINT)
+    proc.wait(timeout=600)
+    out = (work / "snakemake.out").read_text()
+    model = work / TARGET
+    snakemake(work, "--unlock")
+    first_log = (work / TRAIN_LOG).read_text()
+    finished = model.exists()
+    before = torch.load(model, weights_only=False)["state_dict"] if finished else None
+    rerun = snakemake(work, TARGET, "--cores", "1")
+    log = (work / TRAIN_LOG).read_text()
+    if finished:  # the job completed after the interrupt: kept (nothing to do) or restored, not retrained
+        assert "trained smallcnn" in first_log, out[-3000:]
+        assert "Nothing to be done" in rerun.stdout + rerun.stderr or ("restored" in log and "trained smallcnn" not in log), log
+        after = torch.load(model, weights_only=False)["state_dict"]
+        assert all(torch.equal(before[k], after[k]) for k in before)
+    else:  # the job was stopped with Snakemake: it resumes from its checkpoint
+        assert "resumed from" in log, log
+    assert model.with_name("probe.h5").exists() and model.with_name("metrics.csv").exists()
