@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 import torch
 
-from .data import SPLITS, Prepared
+from .data import SPLITS, DataError, Prepared
 from .io import atomic_path
 from .train import evaluate_logits, predict
 
@@ -152,28 +152,41 @@ class SplitArrays:
     index: np.ndarray
 
 
+def damaged_file_error(path: str | Path, err: Exception) -> DataError:
+    """One line naming a damaged (truncated, incomplete) output file and how to rebuild it."""
+    why = " ".join(f"{type(err).__name__}: {err}".split())
+    return DataError(f"cannot read {path} ({why}); the file is damaged or incomplete: delete it or rebuild it "
+                     f"with `snakemake -f {path}`")
+
+
 class Dump:
     """Read access to a dump file: ``Dump(path).split("val").logits`` etc. (each split read once)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        with h5py.File(self.path, "r") as f:
-            self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-            self.classes = [c.decode() if isinstance(c, bytes) else str(c) for c in f["classes"][()]]
-            self.weight = f["classifier/weight"][()]
-            self.bias = f["classifier/bias"][()]
-            self.splits = [s for s in SPLITS if s in f]
+        try:
+            with h5py.File(self.path, "r") as f:
+                self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+                self.classes = [c.decode() if isinstance(c, bytes) else str(c) for c in f["classes"][()]]
+                self.weight = f["classifier/weight"][()]
+                self.bias = f["classifier/bias"][()]
+                self.splits = [s for s in SPLITS if s in f]
+        except (OSError, KeyError) as err:
+            raise damaged_file_error(self.path, err) from None
         self._cache: dict[str, SplitArrays] = {}
 
     def split(self, name: str) -> SplitArrays:
         if name not in self._cache:
             if name not in self.splits:
                 raise KeyError(f"{self.path} has no split {name!r}; it has {self.splits}")
-            with h5py.File(self.path, "r") as f:
-                g = f[name]
-                self._cache[name] = SplitArrays(
-                    g["features"][()], g["logits"][()], g["labels"][()], g["index"][()]
-                )
+            try:
+                with h5py.File(self.path, "r") as f:
+                    g = f[name]
+                    self._cache[name] = SplitArrays(
+                        g["features"][()], g["logits"][()], g["labels"][()], g["index"][()]
+                    )
+            except (OSError, KeyError) as err:
+                raise damaged_file_error(self.path, err) from None
         return self._cache[name]
 
     def full_train(self) -> tuple[np.ndarray, np.ndarray, int]:

@@ -78,16 +78,23 @@ def cmd_train(a):
     if a.probe:
         from .mi import ProbeRecorder
 
-        callbacks.append(ProbeRecorder(a.probe_out, data, device=device, recipe=recipe, **a.probe))
+        probe_out = a.probe_out or out.with_name("probe.h5")
+        callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
     ckpt = out.with_name(out.name + ".ckpt")
     fp = fingerprint({k: v for k, v in meta.items() if k != "run"} | {"probe": a.probe})
+    from . import complete
+
+    outputs = [out, Path(a.metrics)] + ([callbacks[0].path] if a.probe else [])
+    if complete.restore(out, outputs, fp):  # finished before, but Snakemake did not record it
+        return
     summary = fit(
         model, data, recipe, objective, seed=a.seed, device=device, checkpoint_path=ckpt,
         metrics_path=a.metrics, run_fingerprint=fp, callbacks=callbacks, progress=a.progress,
-        stop_after_epochs=a.stop_after_epochs,
+        stop_after_epochs=a.stop_after_epochs, run_name=meta["run"],
     )
     meta["summary"] = summary
     save_model(out, model, model_spec(a.arch, data), meta)
+    complete.save(out, outputs, fp)
     ckpt.unlink(missing_ok=True)
     print(f"trained {a.arch} ({a.role}) -> {out}: {json.dumps(summary['final'])}")
 
@@ -114,6 +121,9 @@ def cmd_dump(a):
             attrs[k] = meta[k]
     write_dump(a.out, model, data, device=device, attrs=attrs, max_train=a.max_train, seed=a.seed,
                chunk_rows=a.chunk_rows, compression=a.compression)
+    from . import complete
+
+    complete.release(a.model)  # the model is accepted (Snakemake ran a job reading it): a forced rebuild retrains
     print(f"dumped {a.model} -> {a.out}")
 
 
@@ -175,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distillation form: teacher (only the teacher at T; default), slides (student at T too), "
                         "hinton (student at T, soft term x T^2)")
     s.add_argument("--probe", type=_json, default=None, help="mutual-information probe settings as JSON")
-    s.add_argument("--probe-out", default=None)
+    s.add_argument("--probe-out", default=None, help="probe trace (default: probe.h5 next to --out)")
     s.add_argument("--out", required=True, help="model.pt")
     s.add_argument("--metrics", required=True, help="per-epoch metrics CSV")
     add_run_options(s)
@@ -232,7 +242,18 @@ def main(argv=None) -> int:
     except (DataError, ConfigError) as err:
         print(f"lspipe {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if not _is_user_error(err):
+            raise
+        print(f"lspipe {args.command}: error: {err}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _is_user_error(err: Exception) -> bool:
+    """Errors whose message already says what happened and what to change (no traceback needed)."""
+    train = sys.modules.get("lspipe.train")  # imported only by the commands that can raise these
+    return train is not None and isinstance(err, train.TrainingDiverged)
 
 
 if __name__ == "__main__":

@@ -190,8 +190,29 @@ def _check_references(cfg: dict) -> None:
             for a in (0.0, cfg["projections"]["ls_alpha"]):
                 if a not in alphas:
                     problems.append(f"projections.rows[{i}] needs alpha {a} in teachers[{groups[key]}].alphas {alphas}")
+    problems += run_name_collisions(cfg)
     if problems:
         raise ConfigError("invalid lspipe config:\n  - " + "\n  - ".join(problems))
+
+
+def run_name_collisions(cfg: dict) -> list[str]:
+    """Numbers of one list that print alike in run names and paths (``f"{x:g}"``: 0.3 and
+    0.3000001 both become ``a0.3``) would share one model: name each such pair."""
+    lists = [(f"teachers[{i}].alphas", t["alphas"]) for i, t in enumerate(cfg["teachers"])]
+    for i, d in enumerate(cfg.get("distillation", [])):
+        lists += [(f"distillation[{i}].{k}", d[k]) for k in ("teacher_alphas", "baseline_alphas", "temperatures")
+                  if d.get(k)]
+    problems = []
+    for where, values in lists:
+        seen: dict[str, tuple[int, Any]] = {}
+        for j, v in enumerate(values):
+            text = f"{float(v):g}"
+            if text in seen and float(seen[text][1]) != float(v):
+                k, w = seen[text]
+                problems.append(f"{where}[{k}] = {w!r} and {where}[{j}] = {v!r} both map to the run name "
+                                f"'{text}' (numbers are written with 6 significant digits); make them differ there")
+            seen.setdefault(text, (j, v))
+    return problems
 
 
 def load(path: str | Path) -> dict:

@@ -17,6 +17,8 @@ ImageNet layout) ``val/`` is the test split and validation is carved from ``trai
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -66,6 +68,8 @@ class Prepared:
 
 def _split_count(value: float | int, n: int, what: str) -> int:
     """A split size given as a fraction (< 1) or an absolute count."""
+    if float(value) >= 1 and float(value) != int(value):
+        raise DataError(f"{what}={value} is neither a fraction (< 1) nor a whole count (>= 1); fix {what}")
     count = int(round(value * n)) if float(value) < 1 else int(value)
     if not 0 < count < n:
         raise DataError(f"{what}={value} leaves an empty split (out of {n} examples)")
@@ -77,6 +81,12 @@ def stratified_split(y: np.ndarray, size: float | int, seed: int, what: str = "v
     from sklearn.model_selection import train_test_split
 
     n_held = _split_count(size, len(y), what)
+    n_classes = len(np.unique(y))
+    if min(n_held, len(y) - n_held) < n_classes:
+        raise DataError(
+            f"{what}={size} splits {len(y)} examples into {len(y) - n_held} + {n_held}, but a stratified split "
+            f"needs at least one example of each of the {n_classes} classes on both sides; fix {what}"
+        )
     idx = np.arange(len(y))
     rest, held = train_test_split(idx, test_size=n_held, stratify=y, random_state=seed, shuffle=True)
     return np.sort(rest), np.sort(held)
@@ -117,11 +127,16 @@ def _load_cifar(source: str, root: str | None, download: bool):
     return out, classes
 
 
-def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | None, channels: int):
-    from PIL import Image
-    from torchvision.datasets.folder import find_classes, make_dataset
+def _visible(entries):
+    """Entries whose names do not start with '.' (hidden files and folders such as .ipynb_checkpoints)."""
+    return [e for e in entries if not e.name.startswith(".")]
 
-    found, _ = find_classes(str(folder))
+
+def _scan_image_folder(folder: Path, classes: Sequence[str] | None):
+    """(class names, [(path, label)]) of an ImageFolder split, ignoring hidden files and folders."""
+    found = sorted(e.name for e in _visible(folder.iterdir()) if e.is_dir())
+    if not found:
+        raise DataError(f"image folder {folder} has no class folders: the layout is {folder}/<class>/<image>")
     if classes is None:
         classes = found
     elif sorted(found) != sorted(classes):
@@ -129,25 +144,66 @@ def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | N
             f"class folders of {folder} ({', '.join(found)}) differ from those of the train split "
             f"({', '.join(classes)})"
         )
-    to_idx = {c: i for i, c in enumerate(classes)}
-    samples = make_dataset(str(folder), to_idx, extensions=IMAGE_EXTENSIONS)
-    if not samples:
-        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+    samples = []
+    for label, c in enumerate(classes):
+        walk = []
+        for dirpath, dirnames, filenames in os.walk(folder / c, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            walk.append((dirpath, filenames))
+        files = [Path(dirpath) / f for dirpath, filenames in sorted(walk) for f in sorted(filenames)
+                 if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+        if not files:
+            raise DataError(
+                f"class folder {folder / c} holds no images ({', '.join(IMAGE_EXTENSIONS)}): add images "
+                "or remove the folder (from every split)"
+            )
+        samples += [(str(f), label) for f in files]
+    return list(classes), samples
+
+
+def _read_image(path: str, mode: str, image_size: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert(mode)  # decodes the whole image: a truncated file fails here
+        if im.size != (image_size, image_size):
+            im = im.resize((image_size, image_size), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | None, channels: int,
+                       skip_unreadable: bool = False, name: str = "<name>"):
+    classes, samples = _scan_image_folder(folder, classes)
     mode = "RGB" if channels == 3 else "L"
     x = np.empty((len(samples), channels, image_size, image_size), dtype=np.uint8)
     y = np.empty(len(samples), dtype=np.int64)
+    keep, skipped = [], []
     for k, (path, label) in enumerate(samples):
-        with Image.open(path) as im:
-            im = im.convert(mode)
-            if im.size != (image_size, image_size):
-                im = im.resize((image_size, image_size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
+        try:
+            arr = _read_image(path, mode, image_size)
+        except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, "image file is truncated"
+            if not skip_unreadable:
+                raise DataError(
+                    f"cannot read image {path} ({type(err).__name__}: {err}); replace or delete it, or set "
+                    f"datasets.{name}.skip_unreadable: true to skip unreadable images with a warning"
+                ) from None
+            skipped.append(path)
+            continue
         x[k] = arr.reshape(image_size, image_size, channels).transpose(2, 0, 1)
         y[k] = label
+        keep.append(k)
+    if skipped:
+        print(f"warning: skipped {len(skipped)} unreadable image(s) of {folder} "
+              f"(datasets.{name}.skip_unreadable): {', '.join(skipped)}", file=sys.stderr)
+        x, y = x[keep], y[keep]
+        empty = [c for i, c in enumerate(classes) if not np.any(y == i)]
+        if empty:
+            raise DataError(f"no readable images left in class folder(s) {', '.join(str(folder / c) for c in empty)}")
     return x, y, list(classes)
 
 
-def _load_imagefolder(root: str | None, image_size: int, channels: int):
+def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unreadable: bool = False,
+                      name: str = "<name>"):
     if not root:
         raise DataError("dataset source 'imagefolder' needs datasets.<name>.root (a folder with train/ and test/ or val/)")
     root_p = Path(root)
@@ -162,11 +218,11 @@ def _load_imagefolder(root: str | None, image_size: int, channels: int):
         raise DataError(f"image folder {root_p} has neither test/ nor val/: add one, it becomes the test split")
     # train/ + val/ + test/: val/ is the validation split; train/ + val/ (ImageNet): val/ is the test split
     val_dir = root_p / "val" if test_dir.name == "test" and (root_p / "val").is_dir() else None
-    xtr, ytr, classes = _read_image_folder(train_dir, image_size, None, channels)
-    xte, yte, _ = _read_image_folder(test_dir, image_size, classes, channels)
+    xtr, ytr, classes = _read_image_folder(train_dir, image_size, None, channels, skip_unreadable, name)
+    xte, yte, _ = _read_image_folder(test_dir, image_size, classes, channels, skip_unreadable, name)
     out = {"train": (xtr, ytr), "test": (xte, yte)}
     if val_dir is not None:
-        out["val"] = _read_image_folder(val_dir, image_size, classes, channels)[:2]
+        out["val"] = _read_image_folder(val_dir, image_size, classes, channels, skip_unreadable, name)[:2]
     return out, classes
 
 
@@ -193,17 +249,18 @@ def prepare(
     image_size: int = 32,
     channels: int = 3,
     train_per_class: int | None = None,
+    skip_unreadable: bool = False,
 ) -> Prepared:
     """Prepare dataset ``name`` from ``source`` into ``out`` (written atomically)."""
     if source == "digits":
         x, y, classes = _load_digits()
-        rest, test = stratified_split(y, test_size, split_seed, "test_size")
+        rest, test = stratified_split(y, test_size, split_seed, f"datasets.{name}.test_size")
         parts = {"train": (x[rest], y[rest], rest), "test": (x[test], y[test], test)}
     elif source in ("cifar10", "cifar100"):
         raw, classes = _load_cifar(source, root, download)
         parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
     elif source == "imagefolder":
-        raw, classes = _load_imagefolder(root, image_size, channels)
+        raw, classes = _load_imagefolder(root, image_size, channels, skip_unreadable, name)
         parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
     else:
         raise DataError(f"unknown dataset source {source!r}; allowed: {', '.join(SOURCES)}")
@@ -214,7 +271,7 @@ def prepare(
     if "val" in parts:  # a validation split of its own (ImageFolder val/ beside test/): nothing carved
         splits = {"train": (xtr, ytr, itr), "val": parts["val"], "test": parts["test"]}
     else:
-        tr, va = stratified_split(ytr, val_size, split_seed, "val_size")
+        tr, va = stratified_split(ytr, val_size, split_seed, f"datasets.{name}.val_size")
         splits = {
             "train": (xtr[tr], ytr[tr], itr[tr]),
             "val": (xtr[va], ytr[va], itr[va]),
@@ -235,21 +292,70 @@ def prepare(
         arrays[f"y_{s}"] = ys.astype(np.int64)
         arrays[f"i_{s}"] = is_.astype(np.int64)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        savez_deterministic(fh, arrays)
     return load(out)
+
+
+def savez_deterministic(fh, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` with fixed zip timestamps, so the same data gives the same bytes.
+
+    Rebuilding a prepared file (``snakemake -f <file>.npz``) thus yields an identical file, and
+    Snakemake's checksums keep everything made from it (trained models) up to date. Every array
+    is a zip member with its CRC-32 recorded at write time; :func:`verify` checks them.
+    """
+    import zipfile
+
+    with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, val in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o600 << 16
+            with zf.open(info, "w", force_zip64=True) as fid:
+                np.lib.format.write_array(fid, np.asanyarray(val), allow_pickle=False)
+
+
+def _damaged(path: Path, why: str) -> DataError:
+    return DataError(
+        f"prepared dataset {path} is damaged ({why}); rebuild it with `snakemake -f {path}` "
+        "(the rebuilt file is identical, so the models trained on it are kept; deleting it instead retrains them)"
+    )
+
+
+def verify(path: str | Path) -> None:
+    """Check a prepared file against the CRC-32 checksums recorded in it at write time (every
+    array is a zip member); raise :class:`DataError` naming the file and the fix if it is
+    truncated or damaged."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise _damaged(path, " ".join(f"{type(err).__name__}: {err}".split())) from None
+    if bad is not None:
+        raise _damaged(path, f"checksum mismatch in {bad}")
+    missing = sorted({"classes.npy", "meta.npy", *(f"{k}_{s}.npy" for k in "xyi" for s in SPLITS)} - names)
+    if missing:
+        raise _damaged(path, f"missing {', '.join(missing)}")
 
 
 def load(path: str | Path) -> Prepared:
     path = Path(path)
     if not path.exists():
         raise DataError(f"prepared dataset {path} does not exist; build it with `snakemake {path}`")
-    with np.load(path, allow_pickle=False) as z:
-        return Prepared(
-            x={s: z[f"x_{s}"] for s in SPLITS},
-            y={s: z[f"y_{s}"] for s in SPLITS},
-            index={s: z[f"i_{s}"] for s in SPLITS},
-            classes=[str(c) for c in z["classes"]],
-            mean=z["mean"],
-            std=z["std"],
-            meta=json.loads(str(z["meta"])),
-        )
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return Prepared(
+                x={s: z[f"x_{s}"] for s in SPLITS},
+                y={s: z[f"y_{s}"] for s in SPLITS},
+                index={s: z[f"i_{s}"] for s in SPLITS},
+                classes=[str(c) for c in z["classes"]],
+                mean=z["mean"],
+                std=z["std"],
+                meta=json.loads(str(z["meta"])),
+            )
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:  # zip CRCs are checked on read
+        raise _damaged(path, " ".join(f"{type(err).__name__}: {err}".split())) from None

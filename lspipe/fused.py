@@ -376,6 +376,7 @@ def train_fused(
     run_fingerprint: str = "",
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    run_names: Sequence[str] = (),
 ) -> tuple[list[M.Classifier], dict]:
     """Train one member per ``(alphas[i], seeds[i])`` fused; returns the G single models and the summary.
 
@@ -396,6 +397,7 @@ def train_fused(
         fused, data, recipe, FusedSmoothedCE(alphas), seed=seeds[0] if stream_seed is None else stream_seed,
         device=device, checkpoint_path=checkpoint_path, metrics_path=list(metrics_paths),
         run_fingerprint=run_fingerprint, progress=progress, stop_after_epochs=stop_after_epochs,
+        run_name=list(run_names),
     )
     fused.cpu()
     for i, m in enumerate(singles):
@@ -426,9 +428,16 @@ def cmd_train_fused(a):
             "data_meta": data.meta}
     fp = fingerprint(base | {"alphas": a.alphas, "fused": True})
     ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".fused.ckpt")
+    from . import complete
+
+    member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
+    if all(complete.record_dir(o).is_dir() for o in outs) and all(
+            complete.restore(o, mo, fp) for o, mo in zip(outs, member_outputs)):
+        return  # finished before, but Snakemake did not record it (see lspipe.complete)
     singles, summary = train_fused(
         a.arch, data, recipe, a.alphas, [a.seed] * g, device=device, checkpoint_path=ckpt,
         metrics_paths=a.metrics, run_fingerprint=fp, progress=a.progress, stop_after_epochs=a.stop_after_epochs,
+        run_names=runs,
     )
     for i, (model, out) in enumerate(zip(singles, outs)):
         member_summary = {**summary, "final": summary["final"][i]}
@@ -438,6 +447,8 @@ def cmd_train_fused(a):
                                      "summary", "fused")}
         save_model(out, model, model_spec(a.arch, data), meta)
         print(f"trained {a.arch} ({a.role}, fused member {i + 1}/{g}) -> {out}: {json.dumps(member_summary['final'])}")
+    for out, mo in zip(outs, member_outputs):
+        complete.save(out, mo, fp)
     ckpt.unlink(missing_ok=True)
 
 

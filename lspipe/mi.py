@@ -309,6 +309,14 @@ class ProbeTrace:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        try:
+            self._read()
+        except (OSError, KeyError) as err:
+            from .activations import damaged_file_error
+
+            raise damaged_file_error(self.path, err) from None
+
+    def _read(self) -> None:
         with h5py.File(self.path, "r") as f:
             if "logits" not in f or "steps" not in f:
                 raise DataError(f"{self.path} is not a probe trace (no /logits or /steps); it is written by `lspipe train --probe`")
@@ -477,12 +485,33 @@ def plot_mi(table: list[dict], title: str = ""):
 # --------------------------------------------------------------------------- CLI
 
 
+PROBE_KEYS = ("classes", "per_class", "copies", "every", "seed")
+
+
+def check_probe_settings(trace: ProbeTrace, expected: dict) -> None:
+    """Refuse a trace recorded with other probe settings than the config's (``teachers[].probe``,
+    defaults filled in): its traces would be labelled and analysed as if they were the new ones."""
+    recorded = json.loads(trace.attrs["settings"]) if "settings" in trace.attrs else {}
+    recorded = {k: recorded.get(k) for k in PROBE_KEYS}
+    wanted = {k: expected.get(k, recorded[k] if k == "seed" else None) for k in PROBE_KEYS}
+    wanted["classes"] = [str(c) for c in wanted["classes"] or []]
+    if recorded != wanted:
+        diff = ", ".join(f"{k} {recorded[k]!r} (config: {wanted[k]!r})" for k in PROBE_KEYS if recorded[k] != wanted[k])
+        raise DataError(
+            f"{trace.path} was recorded with other probe settings than teachers[].probe: {diff}; retrain its "
+            f"teacher to record the new probe (`snakemake -f {trace.path}`, or a plain `snakemake`, whose params "
+            "trigger retrains it) or restore the old probe settings"
+        )
+
+
 def cmd_mi_curve(a):
     from .tables import write_csv
 
     trace = ProbeTrace(a.probe)
     if not trace.complete:
         raise DataError(f"{a.probe} is an incomplete probe trace (training did not finish)")
+    if a.expect_probe is not None:
+        check_probe_settings(trace, a.expect_probe)
     rows = mi_curve(trace, ddof=a.ddof)
     for r in rows:
         r.update(alpha=a.alpha, seed=a.seed)
@@ -512,6 +541,8 @@ def add_cli(sub) -> None:
                    help="pooled variance divides by N*(L-ddof): 0 maximum likelihood (default, the paper notes'), 1 unbiased")
     s.add_argument("--alpha", type=float, required=True, help="the teacher's alpha (copied into the CSV)")
     s.add_argument("--seed", type=int, required=True, help="the teacher's seed (copied into the CSV)")
+    s.add_argument("--expect-probe", type=json.loads, default=None,
+                   help="the config's probe settings as JSON: refuse a trace recorded with others")
     s.set_defaults(func=cmd_mi_curve)
 
     s = sub.add_parser("mi-figure", help="Fig. 6: MI against training step per alpha (mean, min/max over seeds)")

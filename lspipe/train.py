@@ -74,6 +74,7 @@ class Recipe:
     compile_mode: str | None = None
     cpu_amp: bool = False
     cpu_channels_last: bool = True
+    max_loss: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
@@ -254,8 +255,45 @@ class Callback:
     def on_end(self, model: nn.Module, step: int) -> None: ...
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss became non-finite (or exceeded ``recipe.max_loss``); the message names
+    the run, the step and the loss, and the checkpoint left for inspection."""
+
+
+def _divergence_error(run_name, members: int, step: int, losses: list[float], recipe: Recipe,
+                      checkpoint_path: Path) -> TrainingDiverged:
+    names = list(run_name) if isinstance(run_name, (list, tuple)) else [run_name or "?"]
+    if members:
+        bad = [i for i, v in enumerate(losses) if not math.isfinite(v) or (recipe.max_loss and v > recipe.max_loss)]
+        what = ", ".join(f"{names[i] if i < len(names) else f'member {i}'} (loss {losses[i]:.4g})" for i in bad)
+    else:
+        what = f"{names[0]} (loss {losses[0]:.4g})"
+    kind = "is not finite" if not all(math.isfinite(v) for v in losses) else f"exceeds recipes.<name>.max_loss = {recipe.max_loss:g}"
+    kept = (f"the last checkpoint {checkpoint_path} is kept for inspection" if checkpoint_path.exists()
+            else "no checkpoint was written yet")
+    return TrainingDiverged(
+        f"training diverged at step {step}: the loss of run {what} {kind}; lower recipes.<name>.lr, set "
+        f"recipes.<name>.grad_clip or warmup_steps, then rerun ({kept})"
+    )
+
+
 class Interrupted(Exception):
     """Raised when ``stop_after_epochs`` ends a run early (used to test and time-box resume)."""
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict | None:
+    """A checkpoint's content, or None (with a one-line warning naming it) if it cannot be read:
+    the run then starts fresh and the file is replaced by its next checkpoint."""
+    try:
+        ck = torch.load(path, map_location=device, weights_only=False)
+        if not isinstance(ck, dict):
+            raise ValueError(f"not a checkpoint but a {type(ck).__name__}")
+        return ck
+    except Exception as err:  # truncated or garbled: zipfile, pickle, EOF and RuntimeError from torch
+        why = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        print(f"warning: ignoring the unreadable checkpoint {path} ({why}); training starts fresh and "
+              "replaces it at the next checkpoint", file=sys.stderr)
+        return None
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
@@ -281,11 +319,17 @@ def fit(
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    run_name: str | Sequence[str] = "",
 ) -> dict:
     """Train ``model`` in place; returns a summary (steps, epochs, final metrics, seconds).
 
     For a fused model (``num_members`` G), ``metrics_path`` is a list of G paths and the summary's
     ``final`` a list of G metric rows.
+
+    A non-finite loss (or one above ``recipe.max_loss``) raises :class:`TrainingDiverged` at the
+    end of that epoch, naming ``run_name``, the first such step and its loss; nothing is written
+    for that epoch, so the last checkpoint stays for inspection. The check keeps the loss on the
+    device (no synchronisation per step).
     """
     device = torch.device(device)
     on_cuda = device.type == "cuda"
@@ -321,8 +365,8 @@ def fit(
     history: list[list[dict]] = [[] for _ in metrics_paths]  # metric rows, one list per member
 
     # --- resume from the last checkpoint of this very run, if any
-    if checkpoint_path.exists():
-        ck = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    ck = _load_checkpoint(checkpoint_path, device) if checkpoint_path.exists() else None
+    if ck is not None:
         if ck.get("fingerprint") == run_fingerprint:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -348,6 +392,8 @@ def fit(
         loss_sum = torch.zeros((members,) if members else (), device=device)
         correct = torch.zeros((members,) if members else (), device=device, dtype=torch.long)
         seen = 0
+        bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first diverged step of this epoch
+        bad_loss = torch.zeros((members,) if members else (), device=device)
         for b in range(steps_per_epoch):
             if step >= recipe.steps:
                 break
@@ -371,12 +417,23 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             opt.step()
             step += 1
+            lv = loss.detach().float()
+            diverged = ~torch.isfinite(lv).all()
+            if recipe.max_loss:
+                diverged = diverged | (lv > recipe.max_loss).any()
+            first = diverged & (bad_step < 0)
+            bad_step = torch.where(first, step, bad_step)
+            bad_loss = torch.where(first, lv, bad_loss)
             loss_sum += loss.detach() * len(yb)
             correct += (logits.detach().argmax(-1) == (yb[:, None] if members else yb)).sum(0)
             seen += len(yb)
             bar.update(1)
             for cb in callbacks:
                 cb.on_step(model, step)
+        if int(bad_step) >= 0:
+            bar.close()
+            raise _divergence_error(run_name, members, int(bad_step), bad_loss.view(-1).tolist(), recipe,
+                                    checkpoint_path)
         epoch += 1
         epochs_this_run += 1
 

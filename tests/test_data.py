@@ -48,7 +48,7 @@ def test_prepared_file_is_written_atomically(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(np, "savez", boom)
+    monkeypatch.setattr(D, "savez_deterministic", boom)
     with pytest.raises(RuntimeError):
         D.prepare("digits", "digits", out)
     assert list(tmp_path.iterdir()) == []

@@ -42,7 +42,7 @@ rule calibrate:
     conda:
         ENV_PLOT
     shell:
-        "lspipe calibrate --dump {input} --out {output} --bins {params.bins} > {log} 2>&1"
+        "lspipe calibrate --dump {input:q} --out {output:q} --bins {params.bins} > {log:q} 2>&1"
 
 
 rule calibration_table:
@@ -63,8 +63,8 @@ rule calibration_table:
     conda:
         ENV_PLOT
     shell:
-        "lspipe calibration-table --inputs {input} --csv {output.csv} --md {output.md} "
-        "--ls-alpha {params.ls_alpha} --digits {params.digits} > {log} 2>&1"
+        "lspipe calibration-table --inputs {input:q} --csv {output.csv:q} --md {output.md:q} "
+        "--ls-alpha {params.ls_alpha} --digits {params.digits} > {log:q} 2>&1"
 
 
 rule reliability_figure:
@@ -88,8 +88,8 @@ rule reliability_figure:
     conda:
         ENV_PLOT
     shell:
-        "lspipe reliability-figure --inputs {input} --out {output} --ls-alpha {params.ls_alpha} "
-        "--dpi {params.dpi} --min-bin-count {params.min_bin_count} > {log} 2>&1"
+        "lspipe reliability-figure --inputs {input:q} --out {output:q} --ls-alpha {params.ls_alpha} "
+        "--dpi {params.dpi} --min-bin-count {params.min_bin_count} > {log:q} 2>&1"
 
 
 rule projections_figure:
@@ -116,9 +116,9 @@ rule projections_figure:
     conda:
         ENV_PLOT
     shell:
-        "lspipe projections --rows {params.rows:q} --hard {input.hard} --ls {input.ls} --out {output} "
+        "lspipe projections --rows {params.rows:q} --hard {input.hard:q} --ls {input.ls:q} --out {output:q} "
         "--per-class {params.per_class} --seed {params.seed} --ls-alpha {params.ls_alpha} "
-        "--dpi {params.dpi} > {log} 2>&1"
+        "--dpi {params.dpi} > {log:q} 2>&1"
 
 
 if CALIBRATION_GRIDS:

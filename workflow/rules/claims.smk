@@ -34,8 +34,8 @@ rule tightness_table:
     conda:
         ENV_PLOT
     shell:
-        "lspipe tightness --dumps {input} --rows {params.rows:q} --triples {params.triples} --seed {params.seed} "
-        "--split {params.split} --out {output} > {log} 2>&1"
+        "lspipe tightness --dumps {input:q} --rows {params.rows:q} --triples {params.triples} --seed {params.seed} "
+        "--split {params.split} --out {output:q} > {log:q} 2>&1"
 
 
 rule claims:
@@ -57,7 +57,7 @@ rule claims:
         fig1_ls_alpha=config["projections"]["ls_alpha"],
         fig1_rows=len(config["projections"]["rows"]),
         distillation_split=" ".join(f"{d}={e['split']}" for d, e in DISTILL.items()),
-        tightness=lambda wc, input: f"--tightness {input.tightness}" if input.tightness else "",
+        tightness=lambda wc, input: f"--tightness {input.tightness:q}" if input.tightness else "",
     log:
         f"{R}/logs/claims.log",
     benchmark:
@@ -66,12 +66,12 @@ rule claims:
     conda:
         ENV_PLOT
     shell:
-        "lspipe claims --evals {input.evals} --calibrations {input.calibrations} {params.tightness} "
-        "--gamma {input.gamma} --mi-curves {input.mi} --settings {params.settings:q} "
+        "lspipe claims --evals {input.evals:q} --calibrations {input.calibrations:q} {params.tightness} "
+        "--gamma {input.gamma:q} --mi-curves {input.mi:q} --settings {params.settings:q} "
         "--accuracy-split {params.accuracy_split} --calibration-ls-alpha {params.calibration_ls_alpha} "
         "--fig1-ls-alpha {params.fig1_ls_alpha} --fig1-rows {params.fig1_rows} "
         "--distillation-split {params.distillation_split} "
-        "--md {output.md} --json {output.json} --rst {output.rst} > {log} 2>&1"
+        "--md {output.md:q} --json {output.json:q} --rst {output.rst:q} > {log:q} 2>&1"
 
 
 rule experiments_table:
@@ -92,8 +92,8 @@ rule experiments_table:
     conda:
         ENV_PLOT
     shell:
-        "lspipe experiments --evals {input.evals} --calibrations {input.calibrations} --dumps {input.dumps} "
-        "--benchmarks {input.benchmarks} --csv {output.csv} --md {output.md} > {log} 2>&1"
+        "lspipe experiments --evals {input.evals:q} --calibrations {input.calibrations:q} --dumps {input.dumps:q} "
+        "--benchmarks {input.benchmarks:q} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
 
 
 ALL_TARGETS.extend(

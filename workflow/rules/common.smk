@@ -3,6 +3,7 @@
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -66,6 +67,41 @@ def data_path(dataset):
     return f"{R}/data/{dataset}.npz"
 
 
+_VERIFIED_DATA = {}
+
+
+def checked_data(dataset):
+    """data_path(dataset), verified against the checksums recorded in it (lspipe.data.verify) when
+    it exists: an input function, so a damaged prepared file stops the workflow while the DAG is
+    built, before Snakemake plans (and deletes the outputs of) every job made from it."""
+    path = data_path(dataset)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path  # prepare_data makes it
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED_DATA:
+        import lspipe.data
+
+        try:
+            lspipe.data.verify(path)
+            _VERIFIED_DATA[key] = None
+        except lspipe.data.DataError as err:
+            _VERIFIED_DATA[key] = str(err)
+    if _VERIFIED_DATA[key]:
+        raise WorkflowError(_VERIFIED_DATA[key])
+    return path
+
+
+# A job whose data input is damaged cannot be planned (checked_data); Snakemake then keeps the
+# existing outputs made from it as they are. Say so up front, also when nothing else needs doing.
+for _name in config["datasets"]:
+    try:
+        checked_data(_name)
+    except WorkflowError as err:
+        print(f"warning: {err}", file=sys.stderr)
+
+
 def teacher_group(dataset, arch):
     for t in config["teachers"]:
         if t["dataset"] == dataset and t["arch"] == arch:
@@ -117,9 +153,18 @@ def teacher_params(wc):
     return teacher_group(wc.dataset, wc.arch)
 
 
-def probe_args(wc, output):
-    """`lspipe train` arguments recording the mutual-information probe, if the grid has one."""
+def probe_args(wc):
+    """`lspipe train` arguments recording the mutual-information probe, if the grid has one.
+
+    Every probe setting (with its defaults) is in the returned text and the function takes no
+    `output`, so Snakemake's params rerun trigger sees it: changing a probe retrains its teachers.
+    `lspipe train` writes the trace to probe.h5 next to model.pt (the rule's `probe` output)."""
     probe = teacher_params(wc).get("probe")
     if not probe:
         return ""
-    return f"--probe {shlex.quote(json.dumps(probe, sort_keys=True))} --probe-out {output.probe}"
+    return f"--probe {shlex.quote(json.dumps(probe, sort_keys=True))}"
+
+
+def probe_settings(wc):
+    """The probe settings of a teacher grid as JSON (checked against probe.h5 by `lspipe mi-curve`)."""
+    return json.dumps(teacher_group(wc.dataset, wc.arch).get("probe"), sort_keys=True)

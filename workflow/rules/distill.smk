@@ -24,7 +24,7 @@ DISTILL_DATASET = f"(?:{'|'.join(DISTILL)})" if DISTILL else r"(?!)"
 rule train_student_baseline:
     """Train one student alone with label-smoothed cross-entropy (Fig. 5's student baseline)."""
     input:
-        data=f"{R}/data/{{dataset}}.npz",
+        data=lambda wc: checked_data(wc.dataset),
     output:
         model=f"{R}/models/{{dataset}}/{{arch}}/student/a{{alpha}}_s{{seed}}/model.pt",
         metrics=f"{R}/models/{{dataset}}/{{arch}}/student/a{{alpha}}_s{{seed}}/metrics.csv",
@@ -49,16 +49,16 @@ rule train_student_baseline:
     conda:
         ENV_TRAIN
     shell:
-        "lspipe train --data {input.data} --arch {wildcards.arch} --recipe {params.recipe:q} "
+        "lspipe train --data {input.data:q} --arch {wildcards.arch} --recipe {params.recipe:q} "
         "--seed {wildcards.seed} --alpha {params.alpha} --role student --run {params.run} "
         "--device {params.device} --threads {threads} {params.progress} "
-        "--out {output.model} --metrics {output.metrics} > {log} 2>&1"
+        "--out {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
 rule train_student_distilled:
     """Distil one student from the teacher of the same seed at temperature T (beta, form from the config)."""
     input:
-        data=f"{R}/data/{{dataset}}.npz",
+        data=lambda wc: checked_data(wc.dataset),
         teacher=f"{R}/models/{{dataset}}/{{tarch}}/teacher/a{{talpha}}_s{{seed}}/model.pt",
     output:
         model=f"{R}/models/{{dataset}}/{{arch}}/student/kd-{{tarch}}-a{{talpha}}-T{{T}}_s{{seed}}/model.pt",
@@ -90,11 +90,11 @@ rule train_student_distilled:
     conda:
         ENV_TRAIN
     shell:
-        "lspipe train --data {input.data} --arch {wildcards.arch} --recipe {params.recipe:q} "
+        "lspipe train --data {input.data:q} --arch {wildcards.arch} --recipe {params.recipe:q} "
         "--seed {wildcards.seed} --alpha {params.alpha} --role student --run {params.run} "
-        "--teacher {input.teacher} --temperature {params.temperature} --beta {params.beta} --form {params.form} "
+        "--teacher {input.teacher:q} --temperature {params.temperature} --beta {params.beta} --form {params.form} "
         "--device {params.device} --threads {threads} {params.progress} "
-        "--out {output.model} --metrics {output.metrics} > {log} 2>&1"
+        "--out {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
 rule distillation_gamma:
@@ -119,8 +119,8 @@ rule distillation_gamma:
     conda:
         ENV_PLOT
     shell:
-        "lspipe distill-gamma --dumps {input} --temperatures {params.temperatures} --split {params.split} "
-        "--out {output} > {log} 2>&1"
+        "lspipe distill-gamma --dumps {input:q} --temperatures {params.temperatures} --split {params.split} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule distillation_figure:
@@ -154,8 +154,8 @@ rule distillation_figure:
     conda:
         ENV_PLOT
     shell:
-        "lspipe distill-figure --gamma {input.gamma} --teacher-evals {input.teachers} --student-evals {input.students} "
-        "--split {params.split} --csv {output.csv} --figures {output.figures} --dpi {params.dpi} > {log} 2>&1"
+        "lspipe distill-figure --gamma {input.gamma:q} --teacher-evals {input.teachers:q} --student-evals {input.students:q} "
+        "--split {params.split} --csv {output.csv:q} --figures {output.figures:q} --dpi {params.dpi} > {log:q} 2>&1"
 
 
 for _d in DISTILL:

@@ -5,7 +5,7 @@ rule dump_activations:
     """Penultimate activations, logits, labels and the last layer of one model, to HDF5."""
     input:
         model=f"{R}/models/{{dataset}}/{{arch}}/{{role}}/{{run}}/model.pt",
-        data=f"{R}/data/{{dataset}}.npz",
+        data=lambda wc: checked_data(wc.dataset),
     output:
         f"{R}/dumps/{{dataset}}/{{arch}}/{{role}}/{{run}}.h5",
     params:
@@ -26,9 +26,9 @@ rule dump_activations:
     conda:
         ENV_TRAIN
     shell:
-        "lspipe dump --model {input.model} --data {input.data} --out {output} --max-train {params.max_train} "
+        "lspipe dump --model {input.model:q} --data {input.data:q} --out {output:q} --max-train {params.max_train} "
         "--compression {params.compression} --chunk-rows {params.chunk_rows} --device {params.device} "
-        "--threads {threads} > {log} 2>&1"
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -46,7 +46,7 @@ rule evaluate:
     conda:
         ENV_TRAIN
     shell:
-        "lspipe evaluate --dump {input} --out {output} > {log} 2>&1"
+        "lspipe evaluate --dump {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule accuracy_table:
@@ -67,8 +67,8 @@ rule accuracy_table:
     conda:
         ENV_PLOT
     shell:
-        "lspipe accuracy-table --evals {input} --csv {output.csv} --md {output.md} "
-        "--split {params.split} --digits {params.digits} > {log} 2>&1"
+        "lspipe accuracy-table --evals {input:q} --csv {output.csv:q} --md {output.md:q} "
+        "--split {params.split} --digits {params.digits} > {log:q} 2>&1"
 
 
 ALL_TARGETS.extend([f"{R}/tables/accuracy.csv", f"{R}/tables/accuracy.md"])

@@ -26,6 +26,7 @@ rule mi_curve:
     params:
         alpha=lambda wc: float(wc.alpha),
         ddof=config["mi"]["ddof"],
+        probe=probe_settings,
     log:
         f"{R}/logs/mi_curve/{{dataset}}/{{arch}}/a{{alpha}}_s{{seed}}.log",
     benchmark:
@@ -34,8 +35,8 @@ rule mi_curve:
     conda:
         ENV_PLOT
     shell:
-        "lspipe mi-curve --probe {input.probe} --out {output} --ddof {params.ddof} "
-        "--alpha {params.alpha} --seed {wildcards.seed} > {log} 2>&1"
+        "lspipe mi-curve --probe {input.probe:q} --out {output:q} --ddof {params.ddof} "
+        "--alpha {params.alpha} --seed {wildcards.seed} --expect-probe {params.probe:q} > {log:q} 2>&1"
 
 
 rule mi_figure:
@@ -67,8 +68,8 @@ rule mi_figure:
     conda:
         ENV_PLOT
     shell:
-        "lspipe mi-figure --curves {input} --alphas {params.alphas} --csv {output.csv} --out {output.figs} "
-        "--title {params.title:q} --dpi {params.dpi} > {log} 2>&1"
+        "lspipe mi-figure --curves {input:q} --alphas {params.alphas} --csv {output.csv:q} --out {output.figs:q} "
+        "--title {params.title:q} --dpi {params.dpi} > {log:q} 2>&1"
 
 
 ALL_TARGETS.extend(

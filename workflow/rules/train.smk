@@ -8,17 +8,17 @@ FUSED = [(g["dataset"], g["arch"]) for g in config["teachers"] if g.get("fuse")]
 SINGLE_DATASET = _pairs_regex(PROBED + FUSED, negate=True)
 
 TRAIN_CMD = (
-    "lspipe train --data {input.data} --arch {wildcards.arch} --recipe {params.recipe:q} "
+    "lspipe train --data {input.data:q} --arch {wildcards.arch} --recipe {params.recipe:q} "
     "--seed {wildcards.seed} --alpha {params.alpha} --role teacher --run {params.run} "
     "--device {params.device} --threads {threads} {params.progress} {params.probe} "
-    "--out {output.model} --metrics {output.metrics} > {log} 2>&1"
+    "--out {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 )
 
 
 rule train_teacher:
     """Train one teacher (label-smoothed cross-entropy) on the GPU when there is one."""
     input:
-        data=f"{R}/data/{{dataset}}.npz",
+        data=lambda wc: checked_data(wc.dataset),
     output:
         model=f"{R}/models/{{dataset}}/{{arch}}/teacher/a{{alpha}}_s{{seed}}/model.pt",
         metrics=f"{R}/models/{{dataset}}/{{arch}}/teacher/a{{alpha}}_s{{seed}}/metrics.csv",
@@ -50,7 +50,7 @@ rule train_teacher:
 rule train_teacher_probed:
     """Train one teacher and record the mutual-information probe's logits during training."""
     input:
-        data=f"{R}/data/{{dataset}}.npz",
+        data=lambda wc: checked_data(wc.dataset),
     output:
         model=f"{R}/models/{{dataset}}/{{arch}}/teacher/a{{alpha}}_s{{seed}}/model.pt",
         metrics=f"{R}/models/{{dataset}}/{{arch}}/teacher/a{{alpha}}_s{{seed}}/metrics.csv",
@@ -94,7 +94,7 @@ for _grid in config["teachers"]:
         name:
             f"train_teacher_fused_{_ds}_{_arch}"
         input:
-            data=data_path(_ds),
+            data=lambda wc, ds=_ds: checked_data(ds),
         output:
             models=[f"{model_dir(_ds, _arch, 'teacher', r)}/model.pt" for r in _runs],
             metrics=[f"{model_dir(_ds, _arch, 'teacher', r)}/metrics.csv" for r in _runs],
@@ -119,7 +119,7 @@ for _grid in config["teachers"]:
         conda:
             ENV_TRAIN
         shell:
-            "lspipe train-fused --data {input.data} --arch {params.arch} --recipe {params.recipe:q} "
+            "lspipe train-fused --data {input.data:q} --arch {params.arch} --recipe {params.recipe:q} "
             "--seed {wildcards.seed} --alphas {params.alphas} --role teacher --runs {params.runs} "
             "--device {params.device} --threads {threads} {params.progress} "
-            "--out {output.models} --metrics {output.metrics} > {log} 2>&1"
+            "--out {output.models:q} --metrics {output.metrics:q} > {log:q} 2>&1"

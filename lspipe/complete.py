@@ -1,0 +1,89 @@
+"""Completed-run records: a training job's finished outputs survive an interrupted workflow.
+
+When Snakemake itself is interrupted (SIGINT to the Snakemake process alone), a running training
+job may still finish and write its ``model.pt``, but Snakemake no longer records the job as
+complete: the next run (``rerun-incomplete``) deletes the outputs and reruns the job. The
+resumable checkpoint is gone by then (training deletes it when it completes), so that rerun would
+start over.
+
+To prevent this, a training command that completes leaves a *completed-run record* beside each
+model: a hidden folder ``.<model.pt>.complete/`` holding hard links (copies where the file system
+has none) of its outputs (``model.pt``, ``metrics.csv``, ``probe.h5``) and the run's fingerprint
+(settings, data, teacher). When the same command runs again with the same fingerprint and finds
+the record, it restores the outputs from it instead of training (:func:`restore`). A record
+whose fingerprint differs is removed, and the run trains as usual.
+
+The record is released (deleted) by the first job that reads the model (``lspipe dump``): by then
+Snakemake has accepted the model as complete, so a later forced rebuild (``snakemake -f``,
+``--forcerun``) retrains from scratch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+FINGERPRINT = "fingerprint"
+
+
+def record_dir(model: str | os.PathLike) -> Path:
+    model = Path(model)
+    return model.with_name(f".{model.name}.complete")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Place ``src``'s content at ``dst`` atomically (a hard link, or a copy across devices)."""
+    tmp = dst.with_name(f".{dst.name}.restore.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def save(model: str | os.PathLike, outputs: Sequence[str | os.PathLike], fingerprint: str) -> None:
+    """Record the finished ``outputs`` of the run that wrote ``model`` (call after writing them all)."""
+    final = record_dir(model)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for i, out in enumerate(outputs):
+        out = Path(out)
+        _link_or_copy(out, tmp / f"{i}-{out.name}")
+    (tmp / FINGERPRINT).write_text(fingerprint)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+def restore(model: str | os.PathLike, outputs: Sequence[str | os.PathLike], fingerprint: str) -> bool:
+    """Restore ``outputs`` from the completed-run record of ``model`` if it has this fingerprint.
+
+    Returns True when restored; False when there is no usable record (a stale one is removed)."""
+    rec = record_dir(model)
+    if not rec.is_dir():
+        return False
+    try:
+        recorded = (rec / FINGERPRINT).read_text()
+    except OSError:
+        recorded = None
+    sources = [rec / f"{i}-{Path(out).name}" for i, out in enumerate(outputs)]
+    if recorded != fingerprint or not all(s.is_file() for s in sources):
+        release(model)
+        return False
+    for src, out in zip(sources, outputs):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(src, Path(out))
+    print(f"restored {', '.join(map(str, outputs))} from the completed-run record {rec} (the run had finished, "
+          "but its completion was not recorded, e.g. Snakemake was interrupted): not retrained", file=sys.stderr)
+    return True
+
+
+def release(model: str | os.PathLike) -> None:
+    """Delete the completed-run record of ``model`` (a no-op without one)."""
+    shutil.rmtree(record_dir(model), ignore_errors=True)
