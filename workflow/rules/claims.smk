@@ -57,7 +57,7 @@ rule claims:
         fig1_ls_alpha=config["projections"]["ls_alpha"],
         fig1_rows=len(config["projections"]["rows"]),
         distillation_split=" ".join(f"{d}={e['split']}" for d, e in DISTILL.items()),
-        tightness=lambda wc, input: f"--tightness {input.tightness:q}" if input.tightness else "",
+        tightness=lambda wc, input: f"--tightness {shlex.quote(input.tightness[0])}" if input.tightness else "",
     log:
         f"{R}/logs/claims.log",
     benchmark:
