@@ -44,6 +44,8 @@ rule distillation_teacher_projections:
         dpi=config["figures"]["dpi"],
     log:
         f"{R}/logs/distillation_teacher_projections/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/distillation_teacher_projections/{{dataset}}.tsv"
     localrule: True
     conda:
         ENV_PLOT
