@@ -213,7 +213,7 @@ def _extensions():
     """Sub-commands contributed by the analysis modules (each exposes ``add_cli(subparsers)``)."""
     import importlib
 
-    for name in ("calibration", "projection", "distill", "mi", "bench", "fused"):
+    for name in ("calibration", "projection", "distill", "mi", "bench", "fused", "lockstep"):
         mod = importlib.import_module(f"lspipe.{name}")
         if hasattr(mod, "add_cli"):
             yield mod.add_cli
