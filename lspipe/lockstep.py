@@ -123,6 +123,7 @@ def train_lockstep(
     run_fingerprint: str = "",
     progress: bool = True,
     stop_after_epochs: int | None = None,
+    callbacks: Sequence = (),
 ) -> tuple[list[M.Classifier], dict]:
     """Train G students of seed ``seed`` in lockstep; returns the G single models and the summary.
 
@@ -160,7 +161,7 @@ def train_lockstep(
     summary = fit(
         model, data, recipe, objective, seed=seed, device=device, checkpoint_path=checkpoint_path,
         metrics_path=list(metrics_paths), run_fingerprint=run_fingerprint, progress=progress,
-        stop_after_epochs=stop_after_epochs,
+        stop_after_epochs=stop_after_epochs, callbacks=callbacks,
     )
     model.cpu()
     out = []

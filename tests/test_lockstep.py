@@ -6,14 +6,19 @@ References are separate runs through the ordinary code path (``lspipe.train.fit`
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
+import re
 
 import pytest
 import torch
+import yaml
 
-from lspipe import cli
+from conftest import REPO, make_workdir, planned_jobs, snakemake
+from lspipe import cli, distill
 from lspipe import data as D
+from lspipe.config import ConfigError, validate
 from lspipe.lockstep import LockstepModels, SharedTeacher, train_lockstep
 from lspipe.losses import Distillation, SmoothedCE
 from lspipe.train import Interrupted, Recipe, build_model, fit, load_model
@@ -208,3 +213,81 @@ def test_train_lockstep_cli_refuses_a_mixed_or_incomplete_group(tmp_path):
         cli.main(base + ["--alphas", "0", "0.1", "0.2"])
     with pytest.raises(SystemExit, match="--temperatures"):
         cli.main(base + ["--teacher", "t.pt"])
+
+
+# --------------------------------------------------------------------------- the plan: groups and teacher twins
+
+ENTRY = {"dataset": "c", "teacher_arch": "resnet56", "student_arch": "alexnet", "student_recipe": "alexnet",
+         "teacher_alphas": [0.0, 0.3], "baseline_alphas": None, "temperatures": [1, 2, 4], "seeds": [0, 1],
+         "lockstep": True}
+
+
+def test_lockstep_groups_per_seed():
+    groups = distill.lockstep_groups(ENTRY)
+    assert [(g["family"], g["seed"]) for g in groups] == [("kd_hard", 0), ("baseline", 0), ("kd_hard", 1), ("baseline", 1)]
+    assert groups[2]["runs"] == ["kd-resnet56-a0-T1_s1", "kd-resnet56-a0-T2_s1", "kd-resnet56-a0-T4_s1"]
+    assert groups[2]["temperatures"] == [1.0, 2.0, 4.0] and groups[3]["alphas"] == [0.0, 0.3]
+    # every student of the grid is in at most one group; the LS teacher's students (one per seed) in none
+    grouped = [r for g in groups for r in g["runs"]]
+    assert len(grouped) == len(set(grouped)) and set(grouped) < {r.name for r in distill.student_runs(ENTRY)}
+    assert distill.lockstep_groups({**ENTRY, "lockstep": False}) == []
+    # a baseline trained as a teacher leaves its group; a group of one is no group
+    groups = distill.lockstep_groups(ENTRY, twins={"a0_s0"})
+    assert [(g["family"], g["seed"]) for g in groups] == [("kd_hard", 0), ("kd_hard", 1), ("baseline", 1)]
+
+
+def test_teacher_twins_need_the_same_dataset_arch_recipe_alpha_and_seed():
+    recipes = {"alexnet": {"steps": 10, "lr": 0.1}, "copy": {"steps": 10, "lr": 0.1}, "other": {"steps": 20}}
+    grid = {"dataset": "c", "arch": "alexnet", "recipe": "alexnet", "alphas": [0.0, 0.1], "seeds": [0, 1, 2]}
+    assert distill.teacher_twins(ENTRY, [grid], recipes) == {"a0_s0": "a0_s0", "a0_s1": "a0_s1"}
+    assert distill.teacher_twins(ENTRY, [{**grid, "recipe": "copy"}], recipes) == {"a0_s0": "a0_s0", "a0_s1": "a0_s1"}
+    assert distill.teacher_twins(ENTRY, [{**grid, "recipe": "other"}], recipes) == {}
+    assert distill.teacher_twins(ENTRY, [{**grid, "arch": "resnet56"}], recipes) == {}
+    assert distill.teacher_twins(ENTRY, [{**grid, "dataset": "d"}], recipes) == {}
+    assert distill.teacher_twins(ENTRY, [{**grid, "seeds": [1]}], recipes) == {"a0_s1": "a0_s1"}
+    assert distill.teacher_twins({**ENTRY, "baseline_alphas": [0.3]}, [grid], recipes) == {}
+
+
+def test_config_keys_and_their_defaults():
+    cfg = yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text())
+    cfg["distillation"][0].pop("lockstep")
+    d = validate(copy.deepcopy(cfg))["distillation"][0]
+    assert d["lockstep"] is True and d["fuse_students"] is False
+    bad = copy.deepcopy(cfg)
+    bad["distillation"][0].update(lockstep=False, fuse_students=True)
+    with pytest.raises(ConfigError, match="fuse_students"):
+        validate(bad)
+
+
+@pytest.mark.slow
+def test_teacher_twin_trains_once_in_a_dry_run(tmp_path):
+    """Self-distillation on tiny.yaml (student arch and recipe = the teacher grid's): the student baselines
+    are the teachers' runs, so no baseline job is planned and Fig. 5 reads the teachers' evaluations."""
+    cfg = yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text())
+    cfg["distillation"][0]["student_arch"] = "smallcnn"
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    work = make_workdir(tmp_path / "w", tmp_path / "cfg.yaml")
+    proc = snakemake(work, "-n", "results/tables/distillation_digits.csv")
+    jobs = planned_jobs(proc)
+    assert jobs == {"prepare_data": 1, "train_teacher_probed": 2, "train_students_lockstep_digits_kd_hard_s0": 1,
+                    "train_student_distilled": 1, "dump_activations": 5, "evaluate": 5, "distillation_gamma": 1,
+                    "distillation_figure": 1}, jobs
+    figure = re.search(r"rule distillation_figure:\n\s+input: (.*)\n", proc.stdout).group(1).split(", ")
+    assert {"results/eval/digits/smallcnn/teacher/a0_s0.json", "results/eval/digits/smallcnn/teacher/a0.3_s0.json"} < set(figure)
+    assert not [f for f in figure if "/student/a" in f]
+
+
+@pytest.mark.slow
+def test_paper_preset_trains_the_alexnet_alpha0_runs_once_and_students_in_lockstep(tmp_path):
+    work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
+    proc = snakemake(work, "-n", "--configfile", str(REPO / "workflow/presets/paper.yaml"),
+                     "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}")
+    jobs = planned_jobs(proc)
+    for s in range(5):
+        assert jobs[f"train_students_lockstep_cifar10_kd_hard_s{s}"] == 1
+        assert jobs[f"train_students_lockstep_cifar10_baseline_s{s}"] == 1
+    assert "train_student_baseline" not in jobs and jobs["train_student_distilled"] == 25  # LS teachers' students
+    assert jobs["train_teacher"] == 25  # AlexNet alpha 0 trained once, as the teacher
+    outs = re.findall(r"rule train_students_lockstep_cifar10_baseline_s0:\n(?:\s+input: .*\n)?\s+output: (.*)\n", proc.stdout)
+    assert outs and "student/a0_s0/" not in outs[0] and outs[0].count("model.pt") == 5
+    assert "results/eval/cifar10/alexnet/teacher/a0_s3.json" in proc.stdout
