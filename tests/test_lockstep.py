@@ -291,3 +291,25 @@ def test_paper_preset_trains_the_alexnet_alpha0_runs_once_and_students_in_lockst
     outs = re.findall(r"rule train_students_lockstep_cifar10_baseline_s0:\n(?:\s+input: .*\n)?\s+output: (.*)\n", proc.stdout)
     assert outs and "student/a0_s0/" not in outs[0] and outs[0].count("model.pt") == 5
     assert "results/eval/cifar10/alexnet/teacher/a0_s3.json" in proc.stdout
+
+
+def test_train_lockstep_cli_fused_baselines_write_ordinary_models(tmp_path):
+    """--fuse: the baselines of a seed as one fused network; ordinary per-student model.pt, close to separate."""
+    data_path = tmp_path / "digits.npz"
+    D.prepare("digits", "digits", data_path, val_size=0.2, test_size=0.25)
+    recipe = json.dumps({"steps": 8, "batch_size": 64, "lr": 0.05, "augment": {"pad": 1, "flip": False}})
+    common = ["--data", str(data_path), "--recipe", recipe, "--arch", "smallcnn", "--seed", "1", "--device", "cpu",
+              "--threads", "1", "--no-progress"]
+    outs = [str(tmp_path / f"a{a}_s1" / "model.pt") for a in ("0", "0.2")]
+    assert cli.main(["train-lockstep", *common, "--alphas", "0", "0.2", "--fuse", "--out", *outs,
+                     "--metrics", *[str(tmp_path / f"a{a}_s1" / "metrics.csv") for a in ("0", "0.2")]]) == 0
+    single = tmp_path / "single" / "model.pt"
+    assert cli.main(["train", *common, "--alpha", "0.2", "--role", "student", "--out", str(single),
+                     "--metrics", str(single.with_name("metrics.csv"))]) == 0
+    member, meta = load_model(outs[1])
+    ref, ref_meta = load_model(single)
+    assert meta["lockstep"] == {"runs": ["a0_s1", "a0.2_s1"], "fused": True} and meta["alpha"] == 0.2
+    assert {k: meta[k] for k in ("dataset", "arch", "role", "run", "seed", "recipe")} == \
+        {k: ref_meta[k] for k in ("dataset", "arch", "role", "run", "seed", "recipe")} | {"run": "a0.2_s1"}
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(member.state_dict()[k], v, atol=1e-5, rtol=1e-4, msg=k)
