@@ -18,8 +18,9 @@ ordinary engine (:func:`lspipe.train.fit`):
 * **fused** (``fuse=True``): the G students run as one :class:`lspipe.fused.FusedClassifier`
   (grouped kernels, one forward/backward per step) with :class:`lspipe.fused.FusedDistillation`
   or :class:`lspipe.fused.FusedSmoothedCE`; equal to separate runs up to floating-point rounding
-  (grouped vs. dense kernels: within 1e-5 after a few hundred steps in float32, as the fused
-  teachers). Pays on a GPU, where one small student leaves the chip idle.
+  (grouped vs. dense kernels: within 1e-5 over the tested float32 runs; longer runs drift apart
+  slowly, as the fused teachers do, docs/benchmarks.md). Meant for a GPU, where one small student
+  leaves the chip idle.
 
 Each student still gets its ordinary ``model.pt`` (the state dict and metadata of a separate
 ``lspipe train`` run, plus a ``lockstep`` record) and ``metrics.csv``. The job has one resumable
