@@ -277,6 +277,111 @@ def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, war
     }}
 
 
+# --------------------------------------------------------------------------- the distillation case
+
+PAPER_TEMPERATURES = (1.0, 2.0, 3.0, 4.0, 8.0, 12.0, 16.0)
+DISTILL_MODES = ("separate", "lockstep", "fused")
+
+
+def time_distillation(teacher_arch: str, student_arch: str, temperatures, x: np.ndarray, y: np.ndarray, *,
+                      mode: str, batch_size: int, warmup: int, steps: int, device: torch.device,
+                      recipe_overrides: dict | None = None, seed: int = 0) -> dict:
+    """Student-images/s of the hard-target teacher's temperature family trained ``mode``:
+
+    * ``separate``: one distilled student (:class:`lspipe.losses.Distillation`, its own teacher
+      forward per batch) through :func:`lspipe.train.fit`, as each student of the family trains
+      alone; the G runs of the family are identical in cost, so the family's rate is this run's;
+    * ``lockstep`` / ``fused``: the G students in one :func:`lspipe.lockstep.train_lockstep` job
+      (one teacher forward per batch; ``fused``: the students as one fused network).
+
+    Images count once per student (G per lockstep step), so the rates compare directly.
+    """
+    import torch
+
+    from .lockstep import train_lockstep
+    from .losses import Distillation
+    from .train import Recipe, build_model, fit
+
+    if mode not in DISTILL_MODES:
+        raise ValueError(f"mode must be one of {DISTILL_MODES}, got {mode!r}")
+    data = _engine_data(x, y)
+    recipe = Recipe.from_dict({
+        "steps": warmup + steps, "batch_size": batch_size, **SGD, "augment": {"pad": 4, "flip": True},
+        "eval_batch_size": 256, **(recipe_overrides or {}),
+    })
+    torch.manual_seed(seed + 100)
+    teacher = build_model(teacher_arch, data).to(device).eval()
+    timer = _StepTimer(warmup, steps, device)
+    temps = [float(t) for t in temperatures]
+    with tempfile.TemporaryDirectory(prefix="lspipe-bench-") as tmp:
+        if mode == "separate":
+            torch.manual_seed(seed)
+            fit(build_model(student_arch, data), data, recipe, Distillation(teacher, temps[-1]), seed=seed, device=device,
+                checkpoint_path=Path(tmp) / "ckpt", metrics_path=Path(tmp) / "m.csv", callbacks=[timer], progress=False)
+        else:
+            train_lockstep(student_arch, data, recipe, seed=seed, teacher=teacher, temperatures=temps,
+                           fuse=mode == "fused", device=device, checkpoint_path=Path(tmp) / "ckpt",
+                           metrics_paths=[Path(tmp) / f"m{i}.csv" for i in range(len(temps))], progress=False,
+                           callbacks=[timer])
+    models = 1 if mode == "separate" else len(temps)
+    return _figures(timer.marks, steps, batch_size, models) | {"mode": mode, "students_per_step": models}
+
+
+def run_distillation_benchmark(teacher_arch: str = "resnet56", student_arch: str = "alexnet",
+                               temperatures=PAPER_TEMPERATURES, *, modes=DISTILL_MODES, batch_size: int = 128,
+                               warmup: int = 2, steps: int = 5, repeats: int = 1, device: str = "auto", seed: int = 0,
+                               log=print) -> dict:
+    """The distillation case: the T family trained separately, in lockstep and fused, in this process.
+
+    Modes are interleaved over ``repeats`` (slow drifts of a shared machine hit each alike); each
+    mode's rate is the median over repeats, and ``ratios`` divide it by the separate runs' rate.
+    """
+    from .train import resolve_device
+
+    dev = resolve_device(device)
+    x, y = random_cifar(batch_size * (warmup + steps), seed)
+    runs: dict[str, list[dict]] = {m: [] for m in modes}
+    for _ in range(repeats):
+        for m in modes:
+            fig = time_distillation(teacher_arch, student_arch, temperatures, x, y, mode=m, batch_size=batch_size,
+                                    warmup=warmup, steps=steps, device=dev, seed=seed)
+            runs[m].append(fig)
+            log(f"  distillation {teacher_arch}->{student_arch} x{len(temperatures)} {m:9s} "
+                f"{fig['images_per_s']:8.1f} student-images/s  ({fig['step_ms']:.0f} ms/step)")
+    res = {"teacher_arch": teacher_arch, "student_arch": student_arch, "temperatures": [float(t) for t in temperatures],
+           "batch_size": batch_size, "warmup_steps": warmup, "timed_steps": steps, "repeats": repeats,
+           "machine": machine_info(dev), "modes": {}}
+    for m, figs in runs.items():
+        res["modes"][m] = {"images_per_s": statistics.median(f["images_per_s"] for f in figs),
+                           "images_per_s_best": max(f["images_per_s_best"] for f in figs),
+                           "step_ms": statistics.median(f["step_ms"] for f in figs),
+                           "images_per_s_runs": [f["images_per_s"] for f in figs],
+                           "step_ms_all": [f["step_ms_all"] for f in figs]}
+    if "separate" in res["modes"]:
+        base = res["modes"]["separate"]["images_per_s"]
+        res["ratios"] = {m: r["images_per_s"] / base for m, r in res["modes"].items()}
+        # the fastest step of each mode: the least disturbed by other jobs on a shared machine
+        best = res["modes"]["separate"]["images_per_s_best"]
+        res["ratios_best_step"] = {m: r["images_per_s_best"] / best for m, r in res["modes"].items()}
+    return res
+
+
+def format_distillation(res: dict) -> str:
+    m = res["machine"]
+    lines = [f"distillation: {res['teacher_arch']} teacher -> {len(res['temperatures'])} {res['student_arch']} students "
+             f"(T = {', '.join(f'{t:g}' for t in res['temperatures'])}), batch {res['batch_size']}, "
+             f"{res['warmup_steps']} warm-up + {res['timed_steps']} timed steps, {res['repeats']} repeat(s); "
+             f"{m['cpu']}, {m['torch_threads']} torch threads, GPU: {m['gpu'] or 'none'}", "",
+             "| mode | student-images/s (median step) | ms per step | vs. separate | best step: student-images/s | "
+             "vs. separate |", "|---|---|---|---|---|---|"]
+    for mode, r in res["modes"].items():
+        ratio, rbest = res.get("ratios", {}).get(mode), res.get("ratios_best_step", {}).get(mode)
+        lines.append(f"| {mode} | {r['images_per_s']:.1f} | {r['step_ms']:.0f} | "
+                     f"{'' if ratio is None else f'{ratio:.2f}x'} | {r['images_per_s_best']:.1f} | "
+                     f"{'' if rbest is None else f'{rbest:.2f}x'} |")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- the benchmark
 
 
@@ -412,7 +517,10 @@ def project(cfg: dict, figures: dict) -> dict:
     ``R * S * B / v`` seconds one after the other on one device (``/ speedup`` for grids trained
     fused, when the figures hold a fused measurement). A distilled student also runs its teacher
     forward on every batch: counted as a third of a teacher training step (forward : backward
-    ~ 1 : 2). Validation, dumps and evaluation are left out (a few % on CIFAR).
+    ~ 1 : 2); students in lockstep (``distillation[].lockstep``, default true) share it, one
+    forward per step of each lockstep job. Student baselines that are a teacher's training run
+    (:func:`lspipe.distill.teacher_twins`) are trained once, as teachers, and not counted again.
+    Validation, dumps and evaluation are left out (a few % on CIFAR).
     """
     res = {r["arch"]: r for r in figures["results"]}
     rows = []
@@ -432,17 +540,22 @@ def project(cfg: dict, figures: dict) -> dict:
                      "steps": rec["steps"], "batch_size": rec.get("batch_size", 128), "images": images,
                      "fused": bool(g.get("fuse")), "hours": None if sec is None else sec / 3600})
     for d in cfg.get("distillation", []) or []:
-        from .distill import student_runs
+        from .distill import lockstep_groups, student_runs, teacher_twins
 
+        d = {"lockstep": True, **d}  # the schema's default (this config is not validated)
         rec = cfg["recipes"][d["student_recipe"]]
-        runs = student_runs(d)
+        twins = teacher_twins(d, cfg.get("teachers", []), cfg["recipes"])  # trained once, as teachers (above)
+        runs = [r for r in student_runs(d) if r.name not in twins]
         n_kd = sum(r.distilled for r in runs)
+        # one teacher forward per step of each lockstep job, not one per student
+        n_forwards = n_kd - sum(len(g["runs"]) - 1 for g in lockstep_groups(d, twins) if g["family"] == "kd_hard")
         per_run = rec["steps"] * rec.get("batch_size", 128)
         sec = seconds(d["student_arch"], len(runs) * per_run)
-        teacher_sec = seconds(d["teacher_arch"], n_kd * per_run)
+        teacher_sec = seconds(d["teacher_arch"], n_forwards * per_run)
         total = None if sec is None or teacher_sec is None else sec + teacher_sec / 3
         rows.append({"grid": f"students {d['dataset']}/{d['student_arch']} (teacher {d['teacher_arch']})",
-                     "arch": d["student_arch"], "runs": len(runs), "distilled_runs": n_kd, "steps": rec["steps"],
+                     "arch": d["student_arch"], "runs": len(runs), "distilled_runs": n_kd,
+                     "teacher_forward_runs": n_forwards, "lockstep": bool(d["lockstep"]), "steps": rec["steps"],
                      "batch_size": rec.get("batch_size", 128), "images": len(runs) * per_run, "fused": False,
                      "hours": None if total is None else total / 3600})
     known = [r["hours"] for r in rows if r["hours"] is not None]
@@ -485,12 +598,26 @@ def cmd_bench(a):
         import json
 
         res = json.loads(Path(a.figures).read_text())
+    elif a.distill_only:
+        res = None
     else:
         res = run_benchmark(archs, batch_size=bs, warmup=warmup, steps=steps, workers=workers, device=a.device,
                             repeats=a.repeats, compile_=a.compile, compile_mode=a.compile_mode, cpu_bf16=a.cpu_bf16,
                             fuse=a.fuse, log=lambda s: print(s, file=sys.stderr, flush=True))
         res["settings"]["smoke"] = bool(a.smoke)
-    print(format_report(res))
+    if a.distill or a.distill_only:
+        tarch, sarch = a.distill_archs or (["resnet8", "smallcnn"] if a.smoke else ["resnet56", "alexnet"])
+        dres = run_distillation_benchmark(tarch, sarch, a.temperatures or ((1, 2) if a.smoke else PAPER_TEMPERATURES),
+                                          batch_size=bs, warmup=1 if a.smoke else a.warmup, steps=steps,
+                                          repeats=a.repeats, device=a.device,
+                                          log=lambda s: print(s, file=sys.stderr, flush=True))
+        if res is None:
+            res = {"machine": dres["machine"], "settings": {"batch_size": bs, "smoke": bool(a.smoke)}, "results": []}
+        res["distillation"] = dres
+    if res["results"]:
+        print(format_report(res))
+    if "distillation" in res:
+        print(format_distillation(res["distillation"]))
     if a.project:
         import yaml
 
@@ -519,6 +646,13 @@ def add_cli(sub) -> None:
                    help="torch.compile mode (e.g. reduce-overhead: CUDA graphs; max-autotune)")
     s.add_argument("--cpu-bf16", action="store_true", help="also measure the engine in bf16 autocast on the CPU")
     s.add_argument("--fuse", type=int, default=0, help="also time this many models trained fused")
+    s.add_argument("--distill", action="store_true",
+                   help="also time the distillation case: the hard teacher's T family separate vs. lockstep vs. fused")
+    s.add_argument("--distill-only", action="store_true", help="time only the distillation case")
+    s.add_argument("--distill-archs", nargs=2, default=None, metavar=("TEACHER", "STUDENT"),
+                   help="architectures of the distillation case (default: resnet56 alexnet)")
+    s.add_argument("--temperatures", nargs="+", type=float, default=None,
+                   help="the distillation case's temperatures (default: the paper's 1 2 3 4 8 12 16)")
     s.add_argument("--smoke", action="store_true", help="seconds: tiny models and steps (tests)")
     s.add_argument("--out", default=None, help="write the figures as JSON")
     s.add_argument("--project", default=None, metavar="CONFIG",

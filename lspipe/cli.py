@@ -225,8 +225,8 @@ def _extensions():
     """Sub-commands contributed by the analysis modules (each exposes ``add_cli(subparsers)``)."""
     import importlib
 
-    for name in ("calibration", "projection", "distill", "mi", "bench", "fused", "teacher_projection", "claims",
-                 "experiments"):
+    for name in ("calibration", "projection", "distill", "mi", "bench", "fused", "lockstep", "teacher_projection",
+                 "claims", "experiments"):
         mod = importlib.import_module(f"lspipe.{name}")
         if hasattr(mod, "add_cli"):
             yield mod.add_cli

@@ -28,6 +28,11 @@ gamma = alpha.
 
 Accuracies are read from the per-model evaluation JSONs (:func:`lspipe.activations.evaluation`)
 and reported in percent, as min / mean / max (and sample std) over seeds.
+
+Jobs: with ``lockstep`` (default) the students of one seed sharing the hard-target teacher, and
+the baselines of one seed, train in one job each (:func:`lockstep_groups`, :mod:`lspipe.lockstep`);
+a baseline that is the very training run of a teacher (:func:`teacher_twins`) is not trained
+again: its files are the teacher's (:func:`trained_as`).
 """
 
 from __future__ import annotations
@@ -135,6 +140,61 @@ def student_runs(entry: dict) -> list[StudentRun]:
     runs += [StudentRun(seed=s, teacher_arch=tarch, teacher_alpha=float(a), temperature=1.0)
              for a in entry["teacher_alphas"] if float(a) > 0 for s in entry["seeds"]]
     return runs
+
+
+def teacher_twins(entry: dict, teachers: Sequence[dict], recipes: dict) -> dict[str, str]:
+    """Student baselines that are the very training run of a teacher: student run -> teacher run.
+
+    A baseline (student arch, ``student_recipe``, alpha, seed, trained alone with label smoothing)
+    *is* the teacher run of a grid under ``teachers`` with the same dataset and arch, the same recipe
+    (by name or identical settings), that alpha and that seed: same initialisation, batches,
+    objective and steps; only the role in the metadata differs. The workflow trains it once, as
+    the teacher, and points the baseline's consumers at the teacher's files (the paper preset's
+    AlexNet teachers and student baselines at alpha 0). A probed grid qualifies (recording the
+    probe never changes training); a fused grid's member equals its single run up to rounding.
+    """
+    student_recipe = recipes.get(entry["student_recipe"])
+    out = {}
+    for g in teachers:
+        if (g["dataset"], g["arch"]) != (entry["dataset"], entry["student_arch"]):
+            continue
+        if g["recipe"] != entry["student_recipe"] and recipes.get(g["recipe"]) != student_recipe:
+            continue
+        grid = {(fmt(a), int(s)) for a in g["alphas"] for s in g["seeds"]}
+        for r in student_runs(entry):
+            if not r.distilled and (fmt(r.alpha), r.seed) in grid:
+                out[r.name] = baseline_run(r.alpha, r.seed)  # teacher runs are named a<alpha>_s<seed> too
+    return out
+
+
+def trained_as(run: str, twins: dict[str, str]) -> tuple[str, str]:
+    """(role, run) under which a student run's files exist: the teacher's for a twin (:func:`teacher_twins`)."""
+    return ("teacher", twins[run]) if run in twins else ("student", run)
+
+
+def lockstep_groups(entry: dict, twins: Iterable[str] = ()) -> list[dict]:
+    """The lockstep jobs of an entry with ``lockstep: true``: students of one seed sharing batches.
+
+    Per seed: the hard-target teacher's students at every temperature (one teacher forward per
+    batch for all of them), and the student baselines not trained as a teacher (``twins``). Each
+    group is ``{"family", "seed", "runs", "temperatures" | "alphas"}``; groups of fewer than two
+    students are left to the single-run rules, as are the LS teachers' students (one per teacher
+    and seed). Empty when the entry's ``lockstep`` is false.
+    """
+    if not entry.get("lockstep"):
+        return []
+    twins = set(twins)
+    groups = []
+    for s in entry["seeds"]:
+        temps = [float(t) for t in entry["temperatures"]]
+        if len(temps) >= 2:
+            groups.append({"family": "kd_hard", "seed": int(s), "temperatures": temps,
+                           "runs": [kd_run(entry["teacher_arch"], 0.0, t, s) for t in temps]})
+        alphas = [float(a) for a in baseline_alphas(entry) if baseline_run(a, s) not in twins]
+        if len(alphas) >= 2:
+            groups.append({"family": "baseline", "seed": int(s), "alphas": alphas,
+                           "runs": [baseline_run(a, s) for a in alphas]})
+    return groups
 
 
 def teacher_alphas_needed(entry: dict) -> list[float]:

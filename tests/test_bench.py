@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -87,12 +88,30 @@ def test_projection_is_images_over_measured_rate():
     # 6 fused ResNet-56 runs x 100 steps x 128 images at 1000 images/s, twice as fast fused
     assert rows[0]["runs"] == 6 and rows[0]["hours"] * 3600 == pytest.approx(6 * 100 * 128 / 1000 / 2)
     assert rows[1]["hours"] * 3600 == pytest.approx(50 * 128 / 4000)
-    # students: LS baselines at alphas 0 and 0.3, the hard teacher at T = 1, 2, the LS teacher at T = 1
-    assert rows[2]["runs"] == 5 and rows[2]["distilled_runs"] == 3
-    student_s = 5 * 50 * 128 / 4000 + 3 * 50 * 128 / 1000 / 3  # + a teacher forward (1/3 step) per distilled step
+    # students: LS baselines at alphas 0 and 0.3 (alpha 0 is the AlexNet teacher's run: trained once, as the
+    # teacher), the hard teacher at T = 1, 2 (in lockstep, the default: one teacher forward), the LS teacher at T = 1
+    assert rows[2]["runs"] == 4 and rows[2]["distilled_runs"] == 3 and rows[2]["teacher_forward_runs"] == 2
+    student_s = 4 * 50 * 128 / 4000 + 2 * 50 * 128 / 1000 / 3  # + a teacher forward (1/3 step) per lockstep step
     assert rows[2]["hours"] * 3600 == pytest.approx(student_s)
+    separate = copy.deepcopy(cfg)
+    separate["distillation"][0]["lockstep"] = False  # every distilled student runs its own teacher forward
+    assert bench.project(separate, figures)["rows"][2]["hours"] * 3600 == pytest.approx(
+        4 * 50 * 128 / 4000 + 3 * 50 * 128 / 1000 / 3)
     assert pr["total_hours"] * 3600 == pytest.approx(6 * 100 * 128 / 2000 + 50 * 128 / 4000 + student_s)
     assert pr["device"] == "G" and "total" in bench.format_projection(pr)
     figures["results"].pop()  # AlexNet not measured: no total, and it says which architecture is missing
     pr = bench.project(cfg, figures)
     assert pr["total_hours"] is None and pr["missing_archs"] == ["alexnet"]
+
+
+def test_bench_distillation_case_smoke(tmp_path, capsys, _restore_threads):
+    """The T family separate vs. lockstep vs. fused, in one process: figures per mode and ratios to separate."""
+    out = tmp_path / "d.json"
+    assert cli.main(["bench", "--smoke", "--distill-only", "--threads", "1", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())["distillation"]
+    assert (d["teacher_arch"], d["student_arch"], d["temperatures"]) == ("resnet8", "smallcnn", [1.0, 2.0])
+    assert set(d["modes"]) == {"separate", "lockstep", "fused"} and d["ratios"]["separate"] == 1.0
+    for m, r in d["modes"].items():
+        assert r["images_per_s"] > 0 and r["step_ms"] > 0
+        assert d["ratios"][m] == pytest.approx(r["images_per_s"] / d["modes"]["separate"]["images_per_s"])
+    assert "| lockstep |" in capsys.readouterr().out

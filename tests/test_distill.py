@@ -291,8 +291,16 @@ def test_fig5_end_to_end(tiny_run):
     assert meta["teacher"].endswith("models/digits/smallcnn/teacher/a0_s0/model.pt")
     assert (meta["temperature"], meta["beta"], meta["form"], meta["role"]) == (4.0, 1.0, "teacher", "student")
     assert all(x["form"] == ("teacher" if x["family"].startswith("kd") else "") for x in rows)
-    for log in ("train_student_baseline/digits/mlp/a0.3_s0.log", "train_student_distilled/digits/mlp/kd-smallcnn-a0.3-T1_s0.log"):
+    # tests/tiny.yaml trains in lockstep: the hard teacher's students (T 1, 4) in one job, the baselines
+    # (alpha 0, 0.3) in another; the LS teacher's single student alone. Every student has its own files.
+    for log in ("train_students_lockstep/digits/mlp/kd_hard_s0.log", "train_students_lockstep/digits/mlp/baseline_s0.log",
+                "train_student_distilled/digits/mlp/kd-smallcnn-a0.3-T1_s0.log"):
         assert (r / "logs" / log).is_file()
+    assert meta["lockstep"] == {"runs": ["kd-smallcnn-a0-T1_s0", "kd-smallcnn-a0-T4_s0"], "fused": False}
+    assert meta["summary"]["final"] == {k: float(v) if k != "epoch" and k != "step" else int(v) for k, v in
+                                        list(csv.DictReader(open(r / "models/digits/mlp/student/kd-smallcnn-a0-T4_s0/metrics.csv")))[-1].items()}
+    base = torch.load(r / "models/digits/mlp/student/a0.3_s0/model.pt", weights_only=False)["meta"]
+    assert (base["alpha"], base["run"], base["lockstep"]["runs"]) == (0.3, "a0.3_s0", ["a0_s0", "a0.3_s0"])
 
 
 def _planned_outputs(proc, rule):
@@ -314,12 +322,12 @@ def test_retraining_a_teacher_retrains_exactly_its_students(tiny_run):
                ("a0_s0", "a0.3_s0", "kd-smallcnn-a0-T1_s0", "kd-smallcnn-a0-T4_s0", "kd-smallcnn-a0.3-T1_s0")]
     assert planned_jobs(snakemake(tiny_run, "-n", *targets)) == {}
     proc = _force(tiny_run, "a0_s0", *targets)
-    assert _planned_outputs(proc, "train_student_distilled") == {
-        f"{students}/kd-smallcnn-a0-T1_s0/model.pt", f"{students}/kd-smallcnn-a0-T4_s0/model.pt"}
-    assert "train_student_baseline" not in planned_jobs(proc)
+    # the hard teacher's students (T 1 and 4) train in one lockstep job (tests/tiny.yaml: lockstep on)
+    assert planned_jobs(proc) == {"train_teacher_probed": 1, "train_students_lockstep_digits_kd_hard_s0": 1}
+    assert _planned_outputs(proc, "train_students_lockstep_digits_kd_hard_s0") == {f"{students}/kd-smallcnn-a0-T1_s0/model.pt"}
     proc = _force(tiny_run, "a0.3_s0", *targets)
     assert _planned_outputs(proc, "train_student_distilled") == {f"{students}/kd-smallcnn-a0.3-T1_s0/model.pt"}
-    assert "train_student_baseline" not in planned_jobs(proc)
+    assert planned_jobs(proc) == {"train_teacher_probed": 1, "train_student_distilled": 1}
 
 
 @pytest.mark.slow

@@ -20,6 +20,12 @@ except lspipe.config.ConfigError as err:
 # the `dataset` wildcard of the Fig. 5 rules: only datasets with a distillation entry
 DISTILL_DATASET = f"(?:{'|'.join(DISTILL)})" if DISTILL else r"(?!)"
 
+# Student baselines that are the very training run of a teacher (same dataset, arch, recipe, alpha,
+# seed; e.g. the paper preset's AlexNet at alpha 0): trained once, as the teacher. Their consumers
+# read the teacher's files (lspipe.distill.trained_as); no student job exists for them.
+TEACHER_TWINS = {ds: lspipe.distill.teacher_twins(d, config["teachers"], config["recipes"]) for ds, d in DISTILL.items()}
+
+
 
 rule train_student_baseline:
     """Train one student alone with label-smoothed cross-entropy (Fig. 5's student baseline)."""
@@ -97,6 +103,69 @@ rule train_student_distilled:
         "--out {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
+# Lockstep students (distillation[].lockstep, lspipe.lockstep): the students of one seed that share
+# the hard-target teacher (every T of the grid), and the student baselines of one seed, train in
+# one job each: one batch stream, one teacher forward per batch, every student's own loss and SGD
+# step. The pattern for such multi-model jobs (as the fused teacher grids in train.smk): one rule
+# per job, generated here from the config (lspipe.distill.lockstep_groups decides the groups), whose
+# outputs are exactly the ordinary model.pt and metrics.csv of its students; no wildcards, so
+# each rule matches only its own students' paths. Those paths also match the single-run rules above;
+# the explicit `ruleorder` (Snakemake's `ruleorder:` statement, issued per generated rule) makes the
+# lockstep rule their producer. With lockstep: false no rule is generated and every student trains
+# in its own job. Everything downstream (dumps, evaluations, Fig. 5, one-figure rebuilds) sees the
+# same files either way.
+for _ds, _d in DISTILL.items():
+    for _grp in lspipe.distill.lockstep_groups(_d, TEACHER_TWINS[_ds]):
+        _dirs = [model_dir(_ds, _d["student_arch"], "student", r) for r in _grp["runs"]]
+        _kd = _grp["family"] == "kd_hard"
+        _name = f"train_students_lockstep_{_ds}_{_grp['family']}_s{_grp['seed']}"
+        _teacher = model_path(_ds, _d["teacher_arch"], "teacher", teacher_run(0, _grp["seed"]))
+        if _kd:  # every student's objective (lspipe train-lockstep: --teacher/--temperatures or --alphas)
+            _members = (f"--teacher {shlex.quote(_teacher)} --temperatures {' '.join(fmt(t) for t in _grp['temperatures'])} "
+                        f"--beta {float(_d['beta'])}{' --hinton' if _d['hinton'] else ''}")
+        else:
+            _members = f"--alphas {' '.join(fmt(a) for a in _grp['alphas'])}"
+
+        rule:
+            name:
+                _name
+            input:
+                data=data_path(_ds),
+                teacher=[_teacher] if _kd else [],
+            output:
+                models=[f"{d}/model.pt" for d in _dirs],
+                metrics=[f"{d}/metrics.csv" for d in _dirs],
+            params:
+                arch=_d["student_arch"],
+                recipe=recipe_json(_d["student_recipe"]),
+                seed=_grp["seed"],
+                members=_members,
+                runs=" ".join(_grp["runs"]),
+                fuse="--fuse" if _d["fuse_students"] else "--no-fuse",
+                device=config["device"],
+                progress="--progress" if config["progress"] else "--no-progress",
+            threads: config["threads"]
+            resources:
+                gpu=GPU,
+                gpu_model=GPU_MODEL,
+                mem_mb=config["resources"]["mem_mb"],
+                # a lockstep job does (less than) the work of its students' separate runs
+                runtime=training_runtime(_d["student_recipe"]) * len(_grp["runs"]),
+            log:
+                f"{R}/logs/train_students_lockstep/{_ds}/{_d['student_arch']}/{_grp['family']}_s{_grp['seed']}.log",
+            benchmark:
+                f"{R}/benchmarks/train_students_lockstep/{_ds}/{_d['student_arch']}/{_grp['family']}_s{_grp['seed']}.tsv"
+            conda:
+                ENV_TRAIN
+            shell:
+                "lspipe train-lockstep --data {input.data} --arch {params.arch} --recipe {params.recipe:q} "
+                "--seed {params.seed} {params.members} --runs {params.runs} {params.fuse} "
+                "--device {params.device} --threads {threads} {params.progress} "
+                "--out {output.models} --metrics {output.metrics} > {log} 2>&1"
+
+        workflow.ruleorder(_name, "train_student_distilled" if _kd else "train_student_baseline")
+
+
 rule distillation_gamma:
     """Smoothness index gamma of every needed teacher's soft targets on the training split, at each T."""
     input:
@@ -132,7 +201,7 @@ rule distillation_figure:
             for a, s in lspipe.distill.teacher_curve_runs(DISTILL[wc.dataset])
         ],
         students=lambda wc: [
-            eval_path(wc.dataset, DISTILL[wc.dataset]["student_arch"], "student", r.name)
+            eval_path(wc.dataset, DISTILL[wc.dataset]["student_arch"], *lspipe.distill.trained_as(r.name, TEACHER_TWINS[wc.dataset]))
             for r in lspipe.distill.student_runs(DISTILL[wc.dataset])
         ],
     output:

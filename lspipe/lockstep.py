@@ -1,0 +1,250 @@
+"""Lockstep students: the students of one seed that share a teacher train on one batch stream.
+
+A student of seed s sees exactly the batches, in the same order and with the same augmentation,
+as every other student of seed s (:func:`lspipe.train.fit` draws them from a generator seeded by
+s alone). So the students of the hard-target teacher at every temperature T of the grid, or the
+student baselines (no teacher) at every alpha, can train *in lockstep*: one batch, one teacher
+forward, every student's loss and SGD step from it. :func:`train_lockstep` does this with the
+ordinary engine (:func:`lspipe.train.fit`):
+
+* **lockstep** (``fuse=False``): the G students stay G ordinary models
+  (:class:`LockstepModels`, ``B x G x K`` logits); each student's objective is the ordinary one
+  (:class:`lspipe.losses.Distillation` or :class:`lspipe.losses.SmoothedCE`), collected by
+  :class:`PerMember`; the teacher is wrapped in :class:`SharedTeacher`, which runs its forward
+  once per batch and hands the same logits to every student. Each student has its own
+  parameters, gradients (the summed loss's gradient w.r.t. student g is exactly student g's),
+  per-student gradient clipping, and SGD state; SGD acts per parameter, so the result is
+  **bit-identical** to separate runs on the CPU in float32 (tested in tests/test_lockstep.py).
+* **fused** (``fuse=True``): the G students run as one :class:`lspipe.fused.FusedClassifier`
+  (grouped kernels, one forward/backward per step) with :class:`lspipe.fused.FusedDistillation`
+  or :class:`lspipe.fused.FusedSmoothedCE`; equal to separate runs up to floating-point rounding
+  (grouped vs. dense kernels: within 1e-5 over the tested float32 runs; longer runs drift apart
+  slowly, as the fused teachers do, docs/benchmarks.md). Meant for a GPU, where one small student
+  leaves the chip idle.
+
+Each student still gets its ordinary ``model.pt`` (the state dict and metadata of a separate
+``lspipe train`` run, plus a ``lockstep`` record) and ``metrics.csv``. The job has one resumable
+checkpoint (``<first model.pt>.lockstep.ckpt``: every student's weights and optimiser state, the
+shared step and generator), so an interrupted lockstep job resumes exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from . import models as M
+
+
+class SharedTeacher(nn.Module):
+    """A teacher whose forward runs once per input batch however many students ask for it.
+
+    The output of the last call is kept together with the input tensor it was computed from;
+    a call with that very tensor (same object, not modified in place since) returns it again.
+    """
+
+    def __init__(self, teacher: nn.Module):
+        super().__init__()
+        self.teacher = teacher
+        self._last: tuple | None = None  # (input tensor, its version counter, output)
+        self.forwards = 0  # teacher forwards actually run (for tests and the benchmark)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = self._last
+        if last is not None and last[0] is x and last[1] == x._version and not torch.is_grad_enabled():
+            return last[2]
+        out = self.teacher(x)
+        self.forwards += 1
+        self._last = (x, x._version, out) if not torch.is_grad_enabled() else None
+        return out
+
+
+class PerMember(nn.Module):
+    """G ordinary objectives as one: logits ``B x G x K`` -> the G students' losses."""
+
+    def __init__(self, objectives: Sequence[nn.Module]):
+        super().__init__()
+        self.objectives = nn.ModuleList(objectives)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.stack([obj(logits[:, g], labels, inputs) for g, obj in enumerate(self.objectives)])
+
+
+class LockstepModels(nn.Module):
+    """G ordinary models side by side, with the interface :func:`lspipe.train.fit` uses for fused models.
+
+    ``forward(x)`` -> ``B x G x K`` (each model on the same ``x``); :meth:`clip_grad_norm_` clips
+    each model's gradient as ``torch.nn.utils.clip_grad_norm_`` does for a separate run.
+    """
+
+    def __init__(self, models: Sequence[M.Classifier]):
+        super().__init__()
+        if not models:
+            raise ValueError("lockstep training needs at least one model")
+        self.members = nn.ModuleList(models)
+        self.num_members = len(models)
+
+    def forward(self, x: torch.Tensor, features: bool = False):
+        outs = [m(x, features=features) if features else m(x) for m in self.members]
+        if features:
+            return torch.stack([o[0] for o in outs], 1), torch.stack([o[1] for o in outs], 1)
+        return torch.stack(outs, 1)
+
+    def dense_parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.members for p in m.dense_parameters()]
+
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        return torch.stack([torch.nn.utils.clip_grad_norm_(m.parameters(), max_norm) for m in self.members])
+
+    def member_state_dict(self, member: int) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.members[member].state_dict().items()}
+
+
+def train_lockstep(
+    arch: str,
+    data,
+    recipe,
+    *,
+    seed: int,
+    alphas: Sequence[float] | None = None,
+    teacher: nn.Module | None = None,
+    temperatures: Sequence[float] | None = None,
+    beta: float = 1.0,
+    hinton: bool = False,
+    fuse: bool = False,
+    device: torch.device | str = "cpu",
+    checkpoint_path: str | Path,
+    metrics_paths: Sequence[str | Path],
+    run_fingerprint: str = "",
+    progress: bool = True,
+    stop_after_epochs: int | None = None,
+    callbacks: Sequence = (),
+) -> tuple[list[M.Classifier], dict]:
+    """Train G students of seed ``seed`` in lockstep; returns the G single models and the summary.
+
+    Either ``alphas`` (student baselines: label-smoothed cross-entropy, one student per alpha) or
+    ``teacher`` and ``temperatures`` (students distilled from the one teacher, one per T; ``beta``
+    and ``hinton`` as :class:`lspipe.losses.Distillation`). Every student is initialised as its
+    separate run (``torch.manual_seed(seed); build_model(arch, data)``).
+    """
+    from .fused import FusedDistillation, FusedSmoothedCE, fuse as fuse_models
+    from .losses import Distillation, SmoothedCE
+    from .train import build_model, fit
+
+    if (alphas is None) == (teacher is None):
+        raise ValueError("lockstep students need either alphas (baselines) or a teacher and temperatures")
+    if teacher is not None and not temperatures:
+        raise ValueError("distilled lockstep students need one temperature each")
+    g = len(alphas) if alphas is not None else len(temperatures)
+    if g < 1 or len(metrics_paths) != g:
+        raise ValueError(f"{g} students need {g} metrics paths, got {len(metrics_paths)}")
+    singles = []
+    for _ in range(g):
+        torch.manual_seed(seed)
+        singles.append(build_model(arch, data))
+    if fuse:
+        model = fuse_models(singles)
+        objective = (FusedSmoothedCE(alphas) if alphas is not None
+                     else FusedDistillation([teacher] * g, temperatures, beta, hinton))
+    else:
+        model = LockstepModels(singles)
+        if alphas is not None:
+            objective = PerMember([SmoothedCE(a) for a in alphas])
+        else:
+            shared = SharedTeacher(teacher)
+            objective = PerMember([Distillation(shared, t, beta, hinton) for t in temperatures])
+    summary = fit(
+        model, data, recipe, objective, seed=seed, device=device, checkpoint_path=checkpoint_path,
+        metrics_path=list(metrics_paths), run_fingerprint=run_fingerprint, progress=progress,
+        stop_after_epochs=stop_after_epochs, callbacks=callbacks,
+    )
+    model.cpu()
+    out = []
+    for i in range(g):
+        m = build_model(arch, data)
+        m.load_state_dict(model.member_state_dict(i))
+        out.append(m.eval())
+    return out, summary
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def cmd_train_lockstep(a):
+    from . import data as data_mod
+    from .activations import file_sha256
+    from .train import Recipe, fingerprint, load_model, model_spec, resolve_device, save_model
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    distilled = a.teacher is not None
+    if distilled == (a.alphas is not None):
+        raise SystemExit("lspipe train-lockstep: error: give either --alphas (baselines) or --teacher and --temperatures")
+    if distilled and not a.temperatures:
+        raise SystemExit("lspipe train-lockstep: error: --teacher needs --temperatures (one per student)")
+    values = a.temperatures if distilled else a.alphas
+    g = len(values)
+    for what, vals in (("--out", a.out), ("--metrics", a.metrics), ("--runs", a.runs)):
+        if vals is not None and len(vals) != g:
+            raise SystemExit(f"lspipe train-lockstep: error: {what} needs one value per student ({g}), got {len(vals)}")
+    device = resolve_device(a.device)
+    data = data_mod.load(a.data)
+    recipe = Recipe.from_dict(a.recipe)
+    outs = [Path(p) for p in a.out]
+    runs = a.runs or [p.parent.name for p in outs]
+    # each student's metadata is that of its separate `lspipe train` run (lspipe.cli.cmd_train)
+    base = {"dataset": data.meta["name"], "arch": a.arch, "role": "student", "seed": a.seed, "recipe": a.recipe,
+            "data_meta": data.meta}
+    metas = []
+    teacher = None
+    if distilled:
+        teacher, tmeta = load_model(a.teacher, device)
+        tinfo = {"teacher": str(a.teacher), "teacher_sha256": file_sha256(a.teacher), "teacher_alpha": tmeta.get("alpha"),
+                 "beta": a.beta, "hinton": a.hinton}
+        metas = [{**base, "run": r, "alpha": 0.0, **tinfo, "temperature": t} for r, t in zip(runs, values)]
+    else:
+        metas = [{**base, "run": r, "alpha": al} for r, al in zip(runs, values)]
+    lock = {"runs": runs, "fused": bool(a.fuse)}
+    fp = fingerprint({"members": [{k: v for k, v in m.items() if k != "run"} for m in metas], "lockstep": lock})
+    ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".lockstep.ckpt")
+    singles, summary = train_lockstep(
+        a.arch, data, recipe, seed=a.seed, alphas=None if distilled else values, teacher=teacher,
+        temperatures=values if distilled else None, beta=a.beta, hinton=a.hinton, fuse=a.fuse, device=device,
+        checkpoint_path=ckpt, metrics_paths=a.metrics, run_fingerprint=fp, progress=a.progress,
+        stop_after_epochs=a.stop_after_epochs,
+    )
+    for i, (model, out, meta) in enumerate(zip(singles, outs, metas)):
+        meta = {**meta, "summary": {**summary, "final": summary["final"][i]}, "lockstep": lock}
+        save_model(out, model, model_spec(a.arch, data), meta)
+        print(f"trained {a.arch} (student {i + 1}/{g} in lockstep{', fused' if a.fuse else ''}) -> {out}: "
+              f"{json.dumps(meta['summary']['final'])}")
+    ckpt.unlink(missing_ok=True)
+
+
+def add_cli(sub) -> None:
+    """``lspipe train-lockstep``: the students of one seed (and one teacher) on one batch stream."""
+    from .cli import add_run_options, add_training_inputs
+
+    s = sub.add_parser("train-lockstep", help="train several students of one seed (and one teacher) in lockstep")
+    add_training_inputs(s)
+    s.add_argument("--seed", type=int, required=True, help="seed of every student (initialisation and batches)")
+    s.add_argument("--alphas", type=float, nargs="+", default=None, help="student baselines: label smoothing of each")
+    s.add_argument("--teacher", default=None, help="teacher model.pt every student is distilled from")
+    s.add_argument("--temperatures", type=float, nargs="+", default=None, help="distilled students: T of each")
+    s.add_argument("--beta", type=float, default=1.0)
+    s.add_argument("--hinton", action="store_true")
+    s.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,
+                   help="run the students as one fused network (lspipe.fused)")
+    s.add_argument("--runs", nargs="+", default=None, help="run names stored in the models' metadata")
+    s.add_argument("--out", nargs="+", required=True, help="one model.pt per student")
+    s.add_argument("--metrics", nargs="+", required=True, help="one metrics CSV per student")
+    s.add_argument("--checkpoint", default=None, help="resumable checkpoint (default: beside the first --out)")
+    add_run_options(s)
+    s.set_defaults(func=cmd_train_lockstep)
+

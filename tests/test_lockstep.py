@@ -1,0 +1,315 @@
+"""Lockstep students (lspipe.lockstep): students of one seed sharing a teacher train on one batch
+stream with one teacher forward per batch, and end exactly as their separate runs.
+
+References are separate runs through the ordinary code path (``lspipe.train.fit`` with
+``lspipe.losses.Distillation`` / ``SmoothedCE``, and the ``lspipe train`` CLI)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import re
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, make_workdir, planned_jobs, snakemake
+from lspipe import cli, distill
+from lspipe import data as D
+from lspipe.config import ConfigError, validate
+from lspipe.lockstep import LockstepModels, SharedTeacher, train_lockstep
+from lspipe.losses import Distillation, SmoothedCE
+from lspipe.train import Interrupted, Recipe, build_model, fit, load_model
+from test_fused import random_data
+
+TEMPS = [1.0, 2.0, 4.0]
+RECIPE = {"steps": 14, "batch_size": 32, "lr": 0.05, "lr_milestones": [10], "grad_clip": 0.1,
+          "dense_weight_decay": 0.01, "augment": {"pad": 1, "flip": True}}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    """Every test here runs with one torch thread (conftest's one_torch_thread)."""
+
+
+def _rows(path):
+    return [{k: float(v) for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(path))]
+
+
+def _teacher(data):
+    torch.manual_seed(7)
+    t = build_model("smallcnn", data)
+    with torch.no_grad():
+        t.classifier.weight.mul_(5.0)  # a confident, arbitrary teacher: distinct soft targets per T
+    return t.eval()
+
+
+def _separate(arch, data, recipe, tmp_path, objectives, seed=3):
+    out = []
+    for i, obj in enumerate(objectives):
+        torch.manual_seed(seed)
+        m = build_model(arch, data)
+        fit(m, data, recipe, obj, seed=seed, checkpoint_path=tmp_path / f"s{i}.ckpt",
+            metrics_path=tmp_path / f"s{i}.csv", progress=False)
+        out.append(m)
+    return out
+
+
+class _Counting(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("arch", ["smallcnn", "mlp"])
+def test_lockstep_distilled_students_are_bit_identical_to_separate_runs(arch, tmp_path):
+    """float32 on the CPU, clipping and dense weight decay on: every weight, buffer and metric equal."""
+    data, recipe = random_data(1), Recipe.from_dict(RECIPE)
+    teacher = _Counting(_teacher(data))
+    trained, summary = train_lockstep(arch, data, recipe, seed=3, teacher=teacher, temperatures=TEMPS,
+                                      checkpoint_path=tmp_path / "l.ckpt",
+                                      metrics_paths=[tmp_path / f"l{i}.csv" for i in range(3)], progress=False)
+    assert teacher.calls == 14  # one teacher forward per step, not one per student
+    refs = _separate(arch, data, recipe, tmp_path, [Distillation(_teacher(data), t) for t in TEMPS])
+    for i, (m, ref) in enumerate(zip(trained, refs)):
+        for k, v in ref.state_dict().items():
+            assert torch.equal(m.state_dict()[k], v), (i, k)
+        assert _rows(tmp_path / f"l{i}.csv") == _rows(tmp_path / f"s{i}.csv")
+        assert summary["final"][i]["val_loss"] == float(_rows(tmp_path / f"s{i}.csv")[-1]["val_loss"])
+    # the students really differ (other T), so the equality above is not trivial
+    assert not torch.equal(trained[0].state_dict()["classifier.weight"], trained[2].state_dict()["classifier.weight"])
+
+
+def test_lockstep_baselines_are_bit_identical_to_separate_runs(tmp_path):
+    data, recipe = random_data(1), Recipe.from_dict(RECIPE)
+    alphas = [0.0, 0.1, 0.3]
+    trained, _ = train_lockstep("smallcnn", data, recipe, seed=3, alphas=alphas, checkpoint_path=tmp_path / "l.ckpt",
+                                metrics_paths=[tmp_path / f"l{i}.csv" for i in range(3)], progress=False)
+    refs = _separate("smallcnn", data, recipe, tmp_path, [SmoothedCE(a) for a in alphas])
+    for i, (m, ref) in enumerate(zip(trained, refs)):
+        for k, v in ref.state_dict().items():
+            assert torch.equal(m.state_dict()[k], v), (i, k)
+        assert _rows(tmp_path / f"l{i}.csv") == _rows(tmp_path / f"s{i}.csv")
+
+
+@pytest.mark.parametrize("hinton", [False, True])
+def test_fused_lockstep_students_equal_separate_runs_within_rounding(hinton, tmp_path):
+    """Fused students (one grouped network) in float32: within 1e-5 of separate runs, as the fused teachers."""
+    data = random_data(1)
+    recipe = Recipe.from_dict({**RECIPE, "steps": 12, "grad_clip": 0.5})
+    trained, _ = train_lockstep("smallcnn", data, recipe, seed=3, teacher=_teacher(data), temperatures=TEMPS,
+                                hinton=hinton, fuse=True, checkpoint_path=tmp_path / "f.ckpt",
+                                metrics_paths=[tmp_path / f"f{i}.csv" for i in range(3)], progress=False)
+    refs = _separate("smallcnn", data, recipe, tmp_path, [Distillation(_teacher(data), t, hinton=hinton) for t in TEMPS])
+    for i, (m, ref) in enumerate(zip(trained, refs)):
+        for k, v in ref.state_dict().items():
+            torch.testing.assert_close(m.state_dict()[k], v, atol=1e-5, rtol=1e-4, msg=f"student {i} {k}")
+        for r, q in zip(_rows(tmp_path / f"f{i}.csv"), _rows(tmp_path / f"s{i}.csv"), strict=True):
+            assert r == pytest.approx(q, rel=1e-5)
+
+
+def test_shared_teacher_runs_once_per_batch_and_not_across_batches():
+    data = random_data(1)
+    inner = _Counting(_teacher(data))
+    shared = SharedTeacher(inner)
+    x = torch.from_numpy(data.x["train"][:8])
+    with torch.no_grad():
+        a, b = shared(x), shared(x)
+        assert a is b and inner.calls == 1
+        x.add_(1)  # modified in place: computed again
+        c = shared(x)
+        assert inner.calls == 2 and not torch.equal(a, c)
+        shared(x.clone())
+        assert inner.calls == 3
+    with torch.enable_grad():  # never cached when a graph may be built
+        shared(x), shared(x)
+    assert inner.calls == 5
+
+
+def test_lockstep_models_forward_and_clipping_are_each_models():
+    data = random_data(1)
+    models = []
+    for s in (0, 1):
+        torch.manual_seed(s)
+        models.append(build_model("smallcnn", data))
+    lock = LockstepModels(models)
+    x = torch.from_numpy(data.x["train"][:16])
+    out = lock(x)
+    assert out.shape == (16, 2, 5)
+    for g, m in enumerate(models):
+        assert torch.equal(out[:, g], m(x))
+    out.square().sum().backward()
+    ref = [torch.nn.utils.get_total_norm([p.grad for p in m.parameters()]) for m in models]
+    norms = lock.clip_grad_norm_(0.01)
+    torch.testing.assert_close(norms, torch.stack(ref))
+    for m in models:
+        assert float(torch.nn.utils.get_total_norm([p.grad for p in m.parameters()])) == pytest.approx(0.01, rel=1e-4)
+
+
+def test_train_lockstep_cli_resumes_exactly_and_writes_ordinary_models(tmp_path):
+    """An interrupted lockstep job resumes to the uninterrupted result; each student's model.pt is an
+    ordinary one with its separate run's metadata, and equals `lspipe train` of that student bit for bit."""
+    data_path = tmp_path / "digits.npz"
+    D.prepare("digits", "digits", data_path, val_size=0.2, test_size=0.25)
+    recipe = json.dumps({"steps": 20, "batch_size": 64, "lr": 0.05, "grad_clip": 1.0, "augment": {"pad": 1, "flip": False}})
+    teacher = tmp_path / "teacher" / "model.pt"
+    common = ["--data", str(data_path), "--recipe", recipe, "--device", "cpu", "--threads", "1", "--no-progress"]
+    assert cli.main(["train", "--arch", "smallcnn", "--seed", "0", "--out", str(teacher),
+                     "--metrics", str(teacher.with_name("metrics.csv")), *common]) == 0
+    temps = ("1", "4")
+
+    def run(where, *extra):
+        outs = [str(where / f"kd-smallcnn-a0-T{t}_s2" / "model.pt") for t in temps]
+        mets = [str(where / f"kd-smallcnn-a0-T{t}_s2" / "metrics.csv") for t in temps]
+        argv = ["train-lockstep", "--arch", "mlp", "--seed", "2", "--teacher", str(teacher), "--temperatures", *temps,
+                "--out", *outs, "--metrics", *mets, *common, *extra]
+        return cli.main(argv), outs, mets
+
+    with pytest.raises(Interrupted):
+        run(tmp_path / "resumed", "--stop-after-epochs", "1")
+    ckpt = tmp_path / "resumed" / "kd-smallcnn-a0-T1_s2" / "model.pt.lockstep.ckpt"
+    assert ckpt.exists() and len(_rows(tmp_path / "resumed" / "kd-smallcnn-a0-T4_s2" / "metrics.csv")) == 1
+    rc, outs, mets = run(tmp_path / "resumed")
+    assert rc == 0 and not ckpt.exists()
+    _, ref_outs, ref_mets = run(tmp_path / "straight")
+    for i, t in enumerate(temps):
+        model, meta = load_model(outs[i])
+        ref, _ = load_model(ref_outs[i])
+        for k, v in ref.state_dict().items():
+            assert torch.equal(model.state_dict()[k], v), k
+        assert _rows(mets[i]) == _rows(ref_mets[i]) and len(_rows(mets[i])) == 2
+        assert meta["run"] == f"kd-smallcnn-a0-T{t}_s2" and meta["role"] == "student" and meta["seed"] == 2
+        assert (meta["temperature"], meta["beta"], meta["hinton"], meta["alpha"]) == (float(t), 1.0, False, 0.0)
+        assert meta["teacher"] == str(teacher) and meta["lockstep"] == {"runs": [f"kd-smallcnn-a0-T{u}_s2" for u in temps],
+                                                                        "fused": False}
+        assert meta["summary"]["final"]["step"] == 20
+    # student T = 4 equals the separate `lspipe train` run of it, bit for bit (CLI to CLI)
+    single = tmp_path / "single" / "model.pt"
+    assert cli.main(["train", "--arch", "mlp", "--seed", "2", "--role", "student", "--teacher", str(teacher),
+                     "--temperature", "4", "--out", str(single), "--metrics", str(single.with_name("metrics.csv")),
+                     *common]) == 0
+    ref, ref_meta = load_model(single)
+    member, meta = load_model(outs[1])
+    for k, v in ref.state_dict().items():
+        assert torch.equal(member.state_dict()[k], v), k
+    assert _rows(single.with_name("metrics.csv")) == _rows(mets[1])
+    same = ("dataset", "arch", "role", "alpha", "seed", "recipe", "teacher", "teacher_sha256", "teacher_alpha",
+            "temperature", "beta", "hinton")
+    assert {k: meta[k] for k in same} == {k: ref_meta[k] for k in same}
+
+
+def test_train_lockstep_cli_refuses_a_mixed_or_incomplete_group(tmp_path):
+    base = ["train-lockstep", "--data", "x.npz", "--arch", "mlp", "--recipe", "{}", "--seed", "0", "--out", "a", "b",
+            "--metrics", "a", "b"]
+    with pytest.raises(SystemExit, match="either --alphas"):
+        cli.main(base)
+    with pytest.raises(SystemExit, match="one value per student"):
+        cli.main(base + ["--alphas", "0", "0.1", "0.2"])
+    with pytest.raises(SystemExit, match="--temperatures"):
+        cli.main(base + ["--teacher", "t.pt"])
+
+
+# --------------------------------------------------------------------------- the plan: groups and teacher twins
+
+ENTRY = {"dataset": "c", "teacher_arch": "resnet56", "student_arch": "alexnet", "student_recipe": "alexnet",
+         "teacher_alphas": [0.0, 0.3], "baseline_alphas": None, "temperatures": [1, 2, 4], "seeds": [0, 1],
+         "lockstep": True}
+
+
+def test_lockstep_groups_per_seed():
+    groups = distill.lockstep_groups(ENTRY)
+    assert [(g["family"], g["seed"]) for g in groups] == [("kd_hard", 0), ("baseline", 0), ("kd_hard", 1), ("baseline", 1)]
+    assert groups[2]["runs"] == ["kd-resnet56-a0-T1_s1", "kd-resnet56-a0-T2_s1", "kd-resnet56-a0-T4_s1"]
+    assert groups[2]["temperatures"] == [1.0, 2.0, 4.0] and groups[3]["alphas"] == [0.0, 0.3]
+    # every student of the grid is in at most one group; the LS teacher's students (one per seed) in none
+    grouped = [r for g in groups for r in g["runs"]]
+    assert len(grouped) == len(set(grouped)) and set(grouped) < {r.name for r in distill.student_runs(ENTRY)}
+    assert distill.lockstep_groups({**ENTRY, "lockstep": False}) == []
+    # a baseline trained as a teacher leaves its group; a group of one is no group
+    groups = distill.lockstep_groups(ENTRY, twins={"a0_s0"})
+    assert [(g["family"], g["seed"]) for g in groups] == [("kd_hard", 0), ("kd_hard", 1), ("baseline", 1)]
+
+
+def test_teacher_twins_need_the_same_dataset_arch_recipe_alpha_and_seed():
+    recipes = {"alexnet": {"steps": 10, "lr": 0.1}, "copy": {"steps": 10, "lr": 0.1}, "other": {"steps": 20}}
+    grid = {"dataset": "c", "arch": "alexnet", "recipe": "alexnet", "alphas": [0.0, 0.1], "seeds": [0, 1, 2]}
+    assert distill.teacher_twins(ENTRY, [grid], recipes) == {"a0_s0": "a0_s0", "a0_s1": "a0_s1"}
+    assert distill.teacher_twins(ENTRY, [{**grid, "recipe": "copy"}], recipes) == {"a0_s0": "a0_s0", "a0_s1": "a0_s1"}
+    assert distill.teacher_twins(ENTRY, [{**grid, "recipe": "other"}], recipes) == {}
+    assert distill.teacher_twins(ENTRY, [{**grid, "arch": "resnet56"}], recipes) == {}
+    assert distill.teacher_twins(ENTRY, [{**grid, "dataset": "d"}], recipes) == {}
+    assert distill.teacher_twins(ENTRY, [{**grid, "seeds": [1]}], recipes) == {"a0_s1": "a0_s1"}
+    assert distill.teacher_twins({**ENTRY, "baseline_alphas": [0.3]}, [grid], recipes) == {}
+
+
+def test_config_keys_and_their_defaults():
+    cfg = yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text())
+    cfg["distillation"][0].pop("lockstep")
+    d = validate(copy.deepcopy(cfg))["distillation"][0]
+    assert d["lockstep"] is True and d["fuse_students"] is False
+    bad = copy.deepcopy(cfg)
+    bad["distillation"][0].update(lockstep=False, fuse_students=True)
+    with pytest.raises(ConfigError, match="fuse_students"):
+        validate(bad)
+
+
+@pytest.mark.slow
+def test_teacher_twin_trains_once_in_a_dry_run(tmp_path):
+    """Self-distillation on tiny.yaml (student arch and recipe = the teacher grid's): the student baselines
+    are the teachers' runs, so no baseline job is planned and Fig. 5 reads the teachers' evaluations."""
+    cfg = yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text())
+    cfg["distillation"][0]["student_arch"] = "smallcnn"
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    work = make_workdir(tmp_path / "w", tmp_path / "cfg.yaml")
+    proc = snakemake(work, "-n", "results/tables/distillation_digits.csv")
+    jobs = planned_jobs(proc)
+    assert jobs == {"prepare_data": 1, "train_teacher_probed": 2, "train_students_lockstep_digits_kd_hard_s0": 1,
+                    "train_student_distilled": 1, "dump_activations": 5, "evaluate": 5, "distillation_gamma": 1,
+                    "distillation_figure": 1}, jobs
+    figure = re.search(r"rule distillation_figure:\n\s+input: (.*)\n", proc.stdout).group(1).split(", ")
+    assert {"results/eval/digits/smallcnn/teacher/a0_s0.json", "results/eval/digits/smallcnn/teacher/a0.3_s0.json"} < set(figure)
+    assert not [f for f in figure if "/student/a" in f]
+
+
+@pytest.mark.slow
+def test_paper_preset_trains_the_alexnet_alpha0_runs_once_and_students_in_lockstep(tmp_path):
+    work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
+    proc = snakemake(work, "-n", "--configfile", str(REPO / "workflow/presets/paper.yaml"),
+                     "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}")
+    jobs = planned_jobs(proc)
+    for s in range(5):
+        assert jobs[f"train_students_lockstep_cifar10_kd_hard_s{s}"] == 1
+        assert jobs[f"train_students_lockstep_cifar10_baseline_s{s}"] == 1
+    assert "train_student_baseline" not in jobs and jobs["train_student_distilled"] == 25  # LS teachers' students
+    assert jobs["train_teacher"] == 25  # AlexNet alpha 0 trained once, as the teacher
+    outs = re.findall(r"rule train_students_lockstep_cifar10_baseline_s0:\n(?:\s+input: .*\n)?\s+output: (.*)\n", proc.stdout)
+    assert outs and "student/a0_s0/" not in outs[0] and outs[0].count("model.pt") == 5
+    assert "results/eval/cifar10/alexnet/teacher/a0_s3.json" in proc.stdout
+
+
+def test_train_lockstep_cli_fused_baselines_write_ordinary_models(tmp_path):
+    """--fuse: the baselines of a seed as one fused network; ordinary per-student model.pt, close to separate."""
+    data_path = tmp_path / "digits.npz"
+    D.prepare("digits", "digits", data_path, val_size=0.2, test_size=0.25)
+    recipe = json.dumps({"steps": 8, "batch_size": 64, "lr": 0.05, "augment": {"pad": 1, "flip": False}})
+    common = ["--data", str(data_path), "--recipe", recipe, "--arch", "smallcnn", "--seed", "1", "--device", "cpu",
+              "--threads", "1", "--no-progress"]
+    outs = [str(tmp_path / f"a{a}_s1" / "model.pt") for a in ("0", "0.2")]
+    assert cli.main(["train-lockstep", *common, "--alphas", "0", "0.2", "--fuse", "--out", *outs,
+                     "--metrics", *[str(tmp_path / f"a{a}_s1" / "metrics.csv") for a in ("0", "0.2")]]) == 0
+    single = tmp_path / "single" / "model.pt"
+    assert cli.main(["train", *common, "--alpha", "0.2", "--role", "student", "--out", str(single),
+                     "--metrics", str(single.with_name("metrics.csv"))]) == 0
+    member, meta = load_model(outs[1])
+    ref, ref_meta = load_model(single)
+    assert meta["lockstep"] == {"runs": ["a0_s1", "a0.2_s1"], "fused": True} and meta["alpha"] == 0.2
+    assert {k: meta[k] for k in ("dataset", "arch", "role", "run", "seed", "recipe")} == \
+        {k: ref_meta[k] for k in ("dataset", "arch", "role", "run", "seed", "recipe")} | {"run": "a0.2_s1"}
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(member.state_dict()[k], v, atol=1e-5, rtol=1e-4, msg=k)
