@@ -29,12 +29,14 @@ FIELDS = [
 
 def trained_models(config: dict) -> list[tuple[str, str, str, str]]:
     """``(dataset, arch, role, run)`` of every model a validated config trains: teachers, then students."""
-    from .distill import baseline_run, entries_by_dataset, student_runs
+    from .distill import baseline_run, entries_by_dataset, student_runs, teacher_twins
 
     models = [(g["dataset"], g["arch"], "teacher", baseline_run(a, s)) for g in config["teachers"]
               for a in g["alphas"] for s in g["seeds"]]
     for d, entry in entries_by_dataset(config.get("distillation", [])).items():
-        models += [(d, entry["student_arch"], "student", r.name) for r in student_runs(entry)]
+        # a student baseline that is a teacher's very run is trained once, as that teacher (its row)
+        twins = teacher_twins(entry, config["teachers"], config.get("recipes", {}))
+        models += [(d, entry["student_arch"], "student", r.name) for r in student_runs(entry) if r.name not in twins]
     return models
 
 
@@ -47,6 +49,14 @@ def training_benchmark(config: dict, dataset: str, arch: str, role: str, run: st
         if group.get("fuse"):
             return f"{bench}/train_teacher_fused/{dataset}/{arch}/s{run.rsplit('_s', 1)[1]}.tsv"
         return f"{bench}/train_teacher/{dataset}/{arch}/{run}.tsv"
+    from .distill import lockstep_groups, teacher_twins
+
+    for entry in config.get("distillation") or []:
+        if entry["dataset"] == dataset and entry["student_arch"] == arch:
+            twins = teacher_twins(entry, config["teachers"], config.get("recipes", {}))
+            for grp in lockstep_groups(entry, twins):  # students trained in lockstep share their job's file
+                if run in grp["runs"]:
+                    return f"{bench}/train_students_lockstep/{dataset}/{arch}/{grp['family']}_s{grp['seed']}.tsv"
     job = "train_student_distilled" if run.startswith("kd-") else "train_student_baseline"
     return f"{bench}/{job}/{dataset}/{arch}/{run}.tsv"
 

@@ -116,7 +116,7 @@ def train_lockstep(
     teacher: nn.Module | None = None,
     temperatures: Sequence[float] | None = None,
     beta: float = 1.0,
-    hinton: bool = False,
+    form: str = "teacher",
     fuse: bool = False,
     device: torch.device | str = "cpu",
     checkpoint_path: str | Path,
@@ -125,12 +125,13 @@ def train_lockstep(
     progress: bool = True,
     stop_after_epochs: int | None = None,
     callbacks: Sequence = (),
+    run_names: Sequence[str] = (),
 ) -> tuple[list[M.Classifier], dict]:
     """Train G students of seed ``seed`` in lockstep; returns the G single models and the summary.
 
     Either ``alphas`` (student baselines: label-smoothed cross-entropy, one student per alpha) or
     ``teacher`` and ``temperatures`` (students distilled from the one teacher, one per T; ``beta``
-    and ``hinton`` as :class:`lspipe.losses.Distillation`). Every student is initialised as its
+    and ``form`` as :class:`lspipe.losses.Distillation`). Every student is initialised as its
     separate run (``torch.manual_seed(seed); build_model(arch, data)``).
     """
     from .fused import FusedDistillation, FusedSmoothedCE, fuse as fuse_models
@@ -151,18 +152,18 @@ def train_lockstep(
     if fuse:
         model = fuse_models(singles)
         objective = (FusedSmoothedCE(alphas) if alphas is not None
-                     else FusedDistillation([teacher] * g, temperatures, beta, hinton))
+                     else FusedDistillation([teacher] * g, temperatures, beta, form=form))
     else:
         model = LockstepModels(singles)
         if alphas is not None:
             objective = PerMember([SmoothedCE(a) for a in alphas])
         else:
             shared = SharedTeacher(teacher)
-            objective = PerMember([Distillation(shared, t, beta, hinton) for t in temperatures])
+            objective = PerMember([Distillation(shared, t, beta, form=form) for t in temperatures])
     summary = fit(
         model, data, recipe, objective, seed=seed, device=device, checkpoint_path=checkpoint_path,
         metrics_path=list(metrics_paths), run_fingerprint=run_fingerprint, progress=progress,
-        stop_after_epochs=stop_after_epochs, callbacks=callbacks,
+        stop_after_epochs=stop_after_epochs, callbacks=callbacks, run_name=list(run_names),
     )
     model.cpu()
     out = []
@@ -206,24 +207,32 @@ def cmd_train_lockstep(a):
     if distilled:
         teacher, tmeta = load_model(a.teacher, device)
         tinfo = {"teacher": str(a.teacher), "teacher_sha256": file_sha256(a.teacher), "teacher_alpha": tmeta.get("alpha"),
-                 "beta": a.beta, "hinton": a.hinton}
+                 "beta": a.beta, "form": a.form}
         metas = [{**base, "run": r, "alpha": 0.0, **tinfo, "temperature": t} for r, t in zip(runs, values)]
     else:
         metas = [{**base, "run": r, "alpha": al} for r, al in zip(runs, values)]
     lock = {"runs": runs, "fused": bool(a.fuse)}
     fp = fingerprint({"members": [{k: v for k, v in m.items() if k != "run"} for m in metas], "lockstep": lock})
     ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".lockstep.ckpt")
+    from . import complete
+
+    member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
+    if all(complete.record_dir(o).is_dir() for o in outs) and all(
+            complete.restore(o, mo, fp) for o, mo in zip(outs, member_outputs)):
+        return  # finished before, but Snakemake did not record it (see lspipe.complete)
     singles, summary = train_lockstep(
         a.arch, data, recipe, seed=a.seed, alphas=None if distilled else values, teacher=teacher,
-        temperatures=values if distilled else None, beta=a.beta, hinton=a.hinton, fuse=a.fuse, device=device,
+        temperatures=values if distilled else None, beta=a.beta, form=a.form, fuse=a.fuse, device=device,
         checkpoint_path=ckpt, metrics_paths=a.metrics, run_fingerprint=fp, progress=a.progress,
-        stop_after_epochs=a.stop_after_epochs,
+        stop_after_epochs=a.stop_after_epochs, run_names=runs,
     )
     for i, (model, out, meta) in enumerate(zip(singles, outs, metas)):
         meta = {**meta, "summary": {**summary, "final": summary["final"][i]}, "lockstep": lock}
         save_model(out, model, model_spec(a.arch, data), meta)
         print(f"trained {a.arch} (student {i + 1}/{g} in lockstep{', fused' if a.fuse else ''}) -> {out}: "
               f"{json.dumps(meta['summary']['final'])}")
+    for out, mo in zip(outs, member_outputs):
+        complete.save(out, mo, fp)
     ckpt.unlink(missing_ok=True)
 
 
@@ -238,7 +247,8 @@ def add_cli(sub) -> None:
     s.add_argument("--teacher", default=None, help="teacher model.pt every student is distilled from")
     s.add_argument("--temperatures", type=float, nargs="+", default=None, help="distilled students: T of each")
     s.add_argument("--beta", type=float, default=1.0)
-    s.add_argument("--hinton", action="store_true")
+    s.add_argument("--form", choices=["teacher", "slides", "hinton"], default="teacher",
+                   help="distillation loss form (see lspipe train --help)")
     s.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,
                    help="run the students as one fused network (lspipe.fused)")
     s.add_argument("--runs", nargs="+", default=None, help="run names stored in the models' metadata")

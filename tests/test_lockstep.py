@@ -98,15 +98,15 @@ def test_lockstep_baselines_are_bit_identical_to_separate_runs(tmp_path):
         assert _rows(tmp_path / f"l{i}.csv") == _rows(tmp_path / f"s{i}.csv")
 
 
-@pytest.mark.parametrize("hinton", [False, True])
-def test_fused_lockstep_students_equal_separate_runs_within_rounding(hinton, tmp_path):
+@pytest.mark.parametrize("form", ["teacher", "hinton"])
+def test_fused_lockstep_students_equal_separate_runs_within_rounding(form, tmp_path):
     """Fused students (one grouped network) in float32: within 1e-5 of separate runs, as the fused teachers."""
     data = random_data(1)
     recipe = Recipe.from_dict({**RECIPE, "steps": 12, "grad_clip": 0.5})
     trained, _ = train_lockstep("smallcnn", data, recipe, seed=3, teacher=_teacher(data), temperatures=TEMPS,
-                                hinton=hinton, fuse=True, checkpoint_path=tmp_path / "f.ckpt",
+                                form=form, fuse=True, checkpoint_path=tmp_path / "f.ckpt",
                                 metrics_paths=[tmp_path / f"f{i}.csv" for i in range(3)], progress=False)
-    refs = _separate("smallcnn", data, recipe, tmp_path, [Distillation(_teacher(data), t, hinton=hinton) for t in TEMPS])
+    refs = _separate("smallcnn", data, recipe, tmp_path, [Distillation(_teacher(data), t, form=form) for t in TEMPS])
     for i, (m, ref) in enumerate(zip(trained, refs)):
         for k, v in ref.state_dict().items():
             torch.testing.assert_close(m.state_dict()[k], v, atol=1e-5, rtol=1e-4, msg=f"student {i} {k}")
@@ -185,7 +185,7 @@ def test_train_lockstep_cli_resumes_exactly_and_writes_ordinary_models(tmp_path)
             assert torch.equal(model.state_dict()[k], v), k
         assert _rows(mets[i]) == _rows(ref_mets[i]) and len(_rows(mets[i])) == 2
         assert meta["run"] == f"kd-smallcnn-a0-T{t}_s2" and meta["role"] == "student" and meta["seed"] == 2
-        assert (meta["temperature"], meta["beta"], meta["hinton"], meta["alpha"]) == (float(t), 1.0, False, 0.0)
+        assert (meta["temperature"], meta["beta"], meta["form"], meta["alpha"]) == (float(t), 1.0, "teacher", 0.0)
         assert meta["teacher"] == str(teacher) and meta["lockstep"] == {"runs": [f"kd-smallcnn-a0-T{u}_s2" for u in temps],
                                                                         "fused": False}
         assert meta["summary"]["final"]["step"] == 20
@@ -200,7 +200,7 @@ def test_train_lockstep_cli_resumes_exactly_and_writes_ordinary_models(tmp_path)
         assert torch.equal(member.state_dict()[k], v), k
     assert _rows(single.with_name("metrics.csv")) == _rows(mets[1])
     same = ("dataset", "arch", "role", "alpha", "seed", "recipe", "teacher", "teacher_sha256", "teacher_alpha",
-            "temperature", "beta", "hinton")
+            "temperature", "beta", "form")
     assert {k: meta[k] for k in same} == {k: ref_meta[k] for k in same}
 
 

@@ -122,7 +122,7 @@ for _ds, _d in DISTILL.items():
         _teacher = model_path(_ds, _d["teacher_arch"], "teacher", teacher_run(0, _grp["seed"]))
         if _kd:  # every student's objective (lspipe train-lockstep: --teacher/--temperatures or --alphas)
             _members = (f"--teacher {shlex.quote(_teacher)} --temperatures {' '.join(fmt(t) for t in _grp['temperatures'])} "
-                        f"--beta {float(_d['beta'])}{' --hinton' if _d['hinton'] else ''}")
+                        f"--beta {float(_d['beta'])} --form {_d['form']}")
         else:
             _members = f"--alphas {' '.join(fmt(a) for a in _grp['alphas'])}"
 
@@ -130,7 +130,7 @@ for _ds, _d in DISTILL.items():
             name:
                 _name
             input:
-                data=data_path(_ds),
+                data=lambda wc, _ds=_ds: checked_data(_ds),
                 teacher=[_teacher] if _kd else [],
             output:
                 models=[f"{d}/model.pt" for d in _dirs],
@@ -158,10 +158,10 @@ for _ds, _d in DISTILL.items():
             conda:
                 ENV_TRAIN
             shell:
-                "lspipe train-lockstep --data {input.data} --arch {params.arch} --recipe {params.recipe:q} "
+                "lspipe train-lockstep --data {input.data:q} --arch {params.arch} --recipe {params.recipe:q} "
                 "--seed {params.seed} {params.members} --runs {params.runs} {params.fuse} "
                 "--device {params.device} --threads {threads} {params.progress} "
-                "--out {output.models} --metrics {output.metrics} > {log} 2>&1"
+                "--out {output.models:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
         workflow.ruleorder(_name, "train_student_distilled" if _kd else "train_student_baseline")
 
