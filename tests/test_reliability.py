@@ -304,7 +304,9 @@ def test_documented_force_rebuilds_do_what_the_docs_say(tiny_run):
     # `-R train_teacher train_teacher_probed`: every teacher and all that depends on them
     assert "-R train_teacher train_teacher_probed" in docs
     jobs = planned_jobs(snakemake(tiny_run, "-n", "-R", "train_teacher", "train_teacher_probed"))
-    assert jobs.get("train_teacher_probed") == 2 and jobs.get("train_student_distilled") == 3, jobs
+    # tiny.yaml: the LS teacher's student alone, the hard teacher's two students in one lockstep job
+    assert jobs.get("train_teacher_probed") == 2 and jobs.get("train_student_distilled") == 1, jobs
+    assert jobs.get("train_students_lockstep_digits_kd_hard_s0") == 1, jobs
     assert {"dump_activations", "evaluate", "accuracy_table", "mi_curve"} <= set(jobs), jobs
     # `rm <file> && snakemake <file>` (name it), while a plain `snakemake` leaves it missing
     assert "rm <file> && snakemake <file>" in docs and "does **not** rebuild a deleted intermediate" in docs
