@@ -50,7 +50,8 @@ def cmd_train(a):
 
     from . import data as data_mod
     from .losses import Distillation, SmoothedCE
-    from .train import Recipe, build_model, fingerprint, fit, load_model, model_spec, resolve_device, save_model
+    from .models import build_model, load_model, model_spec, save_model
+    from .train import Recipe, fingerprint, fit, resolve_device
 
     _setup_torch(a.threads)
     device = resolve_device(a.device)
@@ -105,7 +106,8 @@ def cmd_train(a):
 def cmd_dump(a):
     from . import data as data_mod
     from .activations import file_sha256, write_dump
-    from .train import load_model, resolve_device
+    from .models import load_model
+    from .train import resolve_device
 
     _setup_torch(a.threads)
     device = resolve_device(a.device)

@@ -136,7 +136,8 @@ def train_lockstep(
     """
     from .fused import FusedDistillation, FusedSmoothedCE, fuse as fuse_models
     from .losses import Distillation, SmoothedCE
-    from .train import build_model, fit
+    from .models import build_model
+    from .train import fit
 
     if (alphas is None) == (teacher is None):
         raise ValueError("lockstep students need either alphas (baselines) or a teacher and temperatures")
@@ -180,7 +181,8 @@ def train_lockstep(
 def cmd_train_lockstep(a):
     from . import data as data_mod
     from .activations import file_sha256
-    from .train import Recipe, fingerprint, load_model, model_spec, resolve_device, save_model
+    from .models import load_model, model_spec, save_model
+    from .train import Recipe, fingerprint, resolve_device
 
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -44,7 +44,7 @@ import math
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import h5py
 import numpy as np
@@ -54,7 +54,9 @@ from scipy.special import logsumexp
 
 from .augment import random_crop_flip
 from .data import DataError, Prepared
-from .train import Callback, Recipe
+
+if TYPE_CHECKING:
+    from .train import Recipe
 
 FORMAT_VERSION = 1
 CURVE_FIELDS = ["step", "mi", "sigma", "mu_std", "n", "copies", "log_n", "ddof", "alpha", "seed"]
@@ -134,8 +136,8 @@ def _step_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0])
 
 
-class ProbeRecorder(Callback):
-    """Record probe logits during training (a :class:`~lspipe.train.Callback`).
+class ProbeRecorder:
+    """Record probe logits during training (implements :class:`~lspipe.train.Callback`'s hooks).
 
     At step 0 and every ``every`` optimiser steps (and at the last step), the model's logits for
     ``copies`` augmented copies of each probe example are appended to an HDF5 trace:
@@ -292,6 +294,8 @@ class ProbeRecorder(Callback):
     def on_step(self, model: nn.Module, step: int) -> None:
         if step % self.every == 0:
             self.record(model, step)
+
+    def on_checkpoint(self, step: int) -> None: ...
 
     def on_end(self, model: nn.Module, step: int) -> None:
         if self.last_step != step:

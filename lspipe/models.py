@@ -19,11 +19,17 @@ Registered architectures:
 from __future__ import annotations
 
 import re
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .io import torch_save
+
+if TYPE_CHECKING:
+    from .data import Prepared
 
 MODEL_REGISTRY: dict[str, Callable[..., "Classifier"]] = {}
 
@@ -226,3 +232,31 @@ def is_known(arch: str) -> bool:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- build, save, load
+
+
+def build_model(arch: str, data: Prepared, **kwargs) -> Classifier:
+    c, h, _ = data.image_shape
+    return create(arch, data.num_classes, c, h, data.mean, data.std, **kwargs)
+
+
+def model_spec(arch: str, data: Prepared, **kwargs) -> dict:
+    c, h, _ = data.image_shape
+    return {"arch": arch, "num_classes": data.num_classes, "in_channels": c, "image_size": h, "kwargs": kwargs}
+
+
+def save_model(path: str | Path, model: nn.Module, spec: dict, meta: dict) -> None:
+    torch_save({"spec": spec, "state_dict": model.state_dict(), "meta": meta}, path)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Classifier, dict]:
+    """Rebuild a saved model (eval mode, on ``device``); returns ``(model, meta)``."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    spec = blob["spec"]
+    model = create(
+        spec["arch"], spec["num_classes"], spec["in_channels"], spec["image_size"], **spec.get("kwargs", {})
+    )
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval(), blob["meta"]

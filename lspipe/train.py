@@ -20,7 +20,6 @@ clipped per member (``model.clip_grad_norm_``) and each member gets its own metr
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -33,13 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import models as model_registry
+from .activations import evaluate_logits, predict
 from .augment import random_crop_flip
 from .data import Prepared
 from .io import atomic_path, torch_save
@@ -156,83 +154,6 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 def fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def build_model(arch: str, data: Prepared, **kwargs) -> model_registry.Classifier:
-    c, h, _ = data.image_shape
-    return model_registry.create(arch, data.num_classes, c, h, data.mean, data.std, **kwargs)
-
-
-def model_spec(arch: str, data: Prepared, **kwargs) -> dict:
-    c, h, _ = data.image_shape
-    return {"arch": arch, "num_classes": data.num_classes, "in_channels": c, "image_size": h, "kwargs": kwargs}
-
-
-def save_model(path: str | Path, model: nn.Module, spec: dict, meta: dict) -> None:
-    torch_save({"spec": spec, "state_dict": model.state_dict(), "meta": meta}, path)
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[model_registry.Classifier, dict]:
-    """Rebuild a saved model (eval mode, on ``device``); returns ``(model, meta)``."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    spec = blob["spec"]
-    model = model_registry.create(
-        spec["arch"], spec["num_classes"], spec["in_channels"], spec["image_size"], **spec.get("kwargs", {})
-    )
-    model.load_state_dict(blob["state_dict"])
-    return model.to(device).eval(), blob["meta"]
-
-
-@contextlib.contextmanager
-def full_float32(device_type: str = "cpu"):
-    """Plain float32 arithmetic inside the block: no autocast, and no TF32 in CUDA matmuls and
-    convolutions (PyTorch allows TF32 in cuDNN convolutions by default); restores the flags."""
-    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        with torch.autocast(device_type=device_type, enabled=False):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module, x: np.ndarray | torch.Tensor, device: torch.device | str, batch_size: int = 1000,
-    features: bool = False,
-):
-    """Logits (and penultimate features) for ``x`` in eval mode, batched, as float32 CPU tensors.
-
-    Always in float32 on every device (:func:`full_float32`: no bf16 autocast, no TF32), whatever
-    precision training used: the dumps feed ECE, temperature scaling, gamma and the projections,
-    and the per-epoch validation metrics use the same path.
-    """
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    xt = torch.as_tensor(x)
-    outs, feats = [], []
-    for s in range(0, len(xt), batch_size):
-        xb = xt[s : s + batch_size].to(device, non_blocking=True)
-        with full_float32(device.type):
-            out = model(xb, features=True) if features else model(xb)
-        if features:
-            outs.append(out[0].float().cpu())
-            feats.append(out[1].float().cpu())
-        else:
-            outs.append(out.float().cpu())
-    model.train(was_training)
-    logits = torch.cat(outs) if outs else torch.empty(0)
-    return (logits, torch.cat(feats)) if features else logits
-
-
-def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict:
-    labels = torch.as_tensor(labels)
-    return {
-        "accuracy": float((logits.argmax(1) == labels).float().mean()),
-        "nll": float(F.cross_entropy(logits, labels)),
-        "n": int(len(labels)),
-    }
 
 
 def param_groups(model: model_registry.Classifier, recipe: Recipe) -> list[dict]:

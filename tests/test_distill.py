@@ -18,7 +18,9 @@ from lspipe.activations import Dump, write_dump
 from lspipe.config import ConfigError
 from lspipe.data import Prepared
 from lspipe.losses import Distillation, smoothed_targets
-from lspipe.train import Recipe, build_model, fit, predict
+from lspipe.activations import predict
+from lspipe.models import build_model
+from lspipe.train import Recipe, fit
 
 ENTRY = {"dataset": "digits", "teacher_arch": "smallcnn", "student_arch": "mlp", "student_recipe": "digits",
          "teacher_alphas": [0.0, 0.1, 0.3], "temperatures": [1, 2, 4], "seeds": [0, 1], "baseline_alphas": None}

@@ -25,7 +25,8 @@ from lspipe.config import ConfigError, validate
 from lspipe.data import Prepared
 from lspipe.fused import FusedClassifier, FusedDistillation, FuseError, FusedSmoothedCE, fuse, train_fused
 from lspipe.losses import Distillation, SmoothedCE
-from lspipe.train import Recipe, build_model, fit, load_model
+from lspipe.models import build_model, load_model
+from lspipe.train import Recipe, fit
 
 ALPHAS = [0.0, 0.1, 0.3]
 

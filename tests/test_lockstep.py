@@ -21,7 +21,8 @@ from lspipe import data as D
 from lspipe.config import ConfigError, validate
 from lspipe.lockstep import LockstepModels, SharedTeacher, train_lockstep
 from lspipe.losses import Distillation, SmoothedCE
-from lspipe.train import Interrupted, Recipe, build_model, fit, load_model
+from lspipe.models import build_model, load_model
+from lspipe.train import Interrupted, Recipe, fit
 from test_fused import random_data
 
 TEMPS = [1.0, 2.0, 4.0]

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from lspipe.data import Prepared
 from lspipe.losses import Distillation, SmoothedCE, create, distillation_loss, smoothed_targets
-from lspipe.train import Recipe, build_model, fit
+from lspipe.models import build_model
+from lspipe.train import Recipe, fit
 
 
 def np_softmax(z: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ from lspipe import cli
 from lspipe.data import DataError, Prepared
 from lspipe.losses import SmoothedCE
 from lspipe.mi import ProbeRecorder, ProbeTrace, mi_curve, mi_table, mutual_information, pooled_sigma2
-from lspipe.train import Interrupted, Recipe, build_model, fit
+from lspipe.models import build_model
+from lspipe.train import Interrupted, Recipe, fit
 
 # --------------------------------------------------------------------------- estimator
 
