@@ -231,11 +231,6 @@ def entries_by_dataset(entries: Sequence[dict]) -> dict[str, dict]:
     return out
 
 
-def check_entries(entries: Sequence[dict]) -> None:
-    """Cross-entry checks the JSON schema cannot express; raises :class:`ConfigError`."""
-    entries_by_dataset(entries)
-
-
 def entry_for(by_dataset: dict[str, dict], dataset: str, student_arch: str | None = None) -> dict:
     """The entry of ``dataset``; with ``student_arch``, also check it is that entry's student."""
     if dataset not in by_dataset:

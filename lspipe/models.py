@@ -18,7 +18,7 @@ Registered architectures:
 
 from __future__ import annotations
 
-import re
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -138,6 +138,11 @@ def resnet(depth: int, num_classes: int, in_channels: int, image_size: int, mean
     return Classifier(body, body.out_dim, num_classes, mean, std)
 
 
+RESNET_DEPTHS = range(8, 1203, 6)  # 6n+2 for n = 1..200: resnet8, resnet20, resnet56, resnet110, ..., resnet1202
+for _depth in RESNET_DEPTHS:
+    register(f"resnet{_depth}")(functools.partial(resnet, _depth))
+
+
 # --------------------------------------------------------------------------- AlexNet (TF tutorial)
 
 
@@ -206,28 +211,24 @@ def mlp(num_classes: int, in_channels: int, image_size: int, mean, std, hidden=(
     return Classifier(nn.Sequential(*layers), d, num_classes, mean, std)
 
 
-_RESNET = re.compile(r"resnet(\d+)$")
-
-
 def available() -> list[str]:
-    return sorted(MODEL_REGISTRY) + ["resnet<6n+2> (e.g. resnet20, resnet56, resnet110)"]
+    """The registered names, the ResNet family summarised in one entry."""
+    return sorted(n for n in MODEL_REGISTRY if not n.startswith("resnet")) + [
+        f"resnet<6n+2> (resnet{RESNET_DEPTHS[0]} .. resnet{RESNET_DEPTHS[-1]}, e.g. resnet20, resnet56, resnet110)"
+    ]
 
 
 def create(arch: str, num_classes: int, in_channels: int, image_size: int, mean=None, std=None, **kwargs) -> Classifier:
-    """Build architecture ``arch`` (a registry name or ``resnet<depth>``)."""
-    mean = [0.0] * in_channels if mean is None else list(mean)
-    std = [1.0] * in_channels if std is None else list(std)
-    m = _RESNET.match(arch)
-    if m:
-        return resnet(int(m.group(1)), num_classes, in_channels, image_size, mean, std, **kwargs)
+    """Build the registered architecture ``arch`` (:data:`MODEL_REGISTRY`)."""
     if arch not in MODEL_REGISTRY:
         raise ValueError(f"unknown architecture {arch!r}; available: {', '.join(available())}")
+    mean = [0.0] * in_channels if mean is None else list(mean)
+    std = [1.0] * in_channels if std is None else list(std)
     return MODEL_REGISTRY[arch](num_classes, in_channels, image_size, mean, std, **kwargs)
 
 
 def is_known(arch: str) -> bool:
-    m = _RESNET.match(arch)
-    return (m is not None and (int(m.group(1)) - 2) % 6 == 0 and int(m.group(1)) >= 8) or arch in MODEL_REGISTRY
+    return arch in MODEL_REGISTRY
 
 
 def count_parameters(model: nn.Module) -> int:

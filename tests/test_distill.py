@@ -97,9 +97,9 @@ def test_student_grid_of_an_entry():
 
 
 def test_one_entry_per_dataset():
-    distill.check_entries([ENTRY, {**ENTRY, "dataset": "cifar10"}])
+    distill.entries_by_dataset([ENTRY, {**ENTRY, "dataset": "cifar10"}])
     with pytest.raises(ConfigError, match=r"distillation\[1\].dataset 'digits' repeats distillation\[0\]"):
-        distill.check_entries([ENTRY, {**ENTRY, "student_arch": "alexnet"}])
+        distill.entries_by_dataset([ENTRY, {**ENTRY, "student_arch": "alexnet"}])
 
 
 # --------------------------------------------------------------------------- the table behind Fig. 5

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lspipe.data import Prepared
-from lspipe.losses import Distillation, SmoothedCE, create, distillation_loss, smoothed_targets
+from lspipe.losses import Distillation, SmoothedCE, distillation_loss, smoothed_targets
 from lspipe.models import build_model
 from lspipe.train import Recipe, fit
 
@@ -150,7 +150,7 @@ def test_distillation_module_uses_teacher_at_t_and_validates():
     torch.manual_seed(0)
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.Dropout(0.5))
     x, y, s = torch.randn(6, 1, 2, 2), torch.randint(0, 5, (6,)), torch.randn(6, 5)
-    obj = create("distillation", teacher=teacher, temperature=3.0, beta=0.7)
+    obj = Distillation(teacher, temperature=3.0, beta=0.7)
     obj.train()
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     with torch.no_grad():
