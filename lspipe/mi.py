@@ -52,6 +52,7 @@ import torch
 import torch.nn as nn
 from scipy.special import logsumexp
 
+from . import defaults
 from .augment import random_crop_flip
 from .data import DataError, Prepared
 
@@ -169,12 +170,18 @@ class ProbeRecorder:
         device: torch.device | str = "cpu",
         recipe: Recipe | None = None,
         classes: Sequence[str],
-        per_class: int = 300,
-        copies: int = 5,
-        every: int = 4000,
-        seed: int = 0,
+        per_class: int | None = None,
+        copies: int | None = None,
+        every: int | None = None,
+        seed: int | None = None,
         batch_size: int | None = None,
     ):
+        # settings left out (None) take the schema's defaults (teachers[].probe, recipes.<name>)
+        given = {"classes": classes, "per_class": per_class, "copies": copies, "every": every, "seed": seed}
+        probe = defaults.fill("teachers[].probe", {k: v for k, v in given.items() if v is not None})
+        per_class, copies, every, seed = probe["per_class"], probe["copies"], probe["every"], probe["seed"]
+        r = defaults.fill("recipes.*") if recipe is None else vars(recipe)
+        augment, eval_batch_size = r["augment"], r["eval_batch_size"]
         if probe_out is None:
             raise DataError("lspipe train --probe needs --probe-out (where the probe trace is written)")
         if int(every) < 1 or int(copies) < 2 or int(per_class) < 1:
@@ -185,9 +192,8 @@ class ProbeRecorder:
         self.device = torch.device(device)
         self.classes = [str(c) for c in classes]
         self.per_class, self.copies, self.every, self.seed = int(per_class), int(copies), int(every), int(seed)
-        augment = dict(recipe.augment) if recipe is not None else {}
-        self.pad, self.flip = int(augment.get("pad", 0)), bool(augment.get("flip", False))
-        self.batch_size = int(batch_size or (recipe.eval_batch_size if recipe is not None else 1000))
+        self.pad, self.flip = int(augment["pad"]), bool(augment["flip"])
+        self.batch_size = int(batch_size or eval_batch_size)
         self.class_indices = [data.class_index(c) for c in self.classes]
         self.index = select_probe(data, self.classes, self.per_class, self.seed)
         self.labels = data.y["train"][self.index].astype(np.int64)
@@ -538,10 +544,12 @@ def cmd_mi_figure(a):
 
 
 def add_cli(sub) -> None:
+    from .defaults import default  # the schema's defaults: written once, there
+
     s = sub.add_parser("mi-curve", help="Fig. 6: mutual information I(X; Y) at every recorded step of a probe trace")
     s.add_argument("--probe", required=True, help="probe.h5 written by `lspipe train --probe`")
     s.add_argument("--out", required=True, help="CSV: step, mi, sigma, mu_std, n, copies, log_n, ddof, alpha, seed")
-    s.add_argument("--ddof", type=int, default=0, choices=[0, 1],
+    s.add_argument("--ddof", type=int, default=default("mi.ddof"), choices=[0, 1],
                    help="pooled variance divides by N*(L-ddof): 0 maximum likelihood (default, the paper notes'), 1 unbiased")
     s.add_argument("--alpha", type=float, required=True, help="the teacher's alpha (copied into the CSV)")
     s.add_argument("--seed", type=int, required=True, help="the teacher's seed (copied into the CSV)")
@@ -555,7 +563,7 @@ def add_cli(sub) -> None:
     s.add_argument("--csv", required=True, help="the numbers: alpha, step, seeds, mi_mean/std/min/max, n, log_n")
     s.add_argument("--out", nargs="+", required=True, help="figure files (format from the suffix)")
     s.add_argument("--title", default="")
-    s.add_argument("--dpi", type=int, default=150)
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
     s.set_defaults(func=cmd_mi_figure)
 
 

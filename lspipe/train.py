@@ -28,7 +28,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from . import defaults
 from . import models as model_registry
 from .activations import evaluate_logits, predict
 from .augment import random_crop_flip
@@ -47,32 +48,36 @@ METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "
 
 @dataclass
 class Recipe:
-    """Optimisation hyper-parameters (the config's ``recipes.<name>`` section)."""
+    """Optimisation hyper-parameters (the config's ``recipes.<name>`` section).
+
+    Build it with :meth:`from_dict`, which fills every key left out from the schema's defaults
+    (:mod:`lspipe.defaults`, the one place they are written).
+    """
 
     steps: int
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    dense_weight_decay: float | None = None
-    schedule: str = "milestones"
-    lr_milestones: Sequence[int] = ()
-    lr_decay: float = 0.1
-    onecycle_pct_start: float = 0.3
-    warmup_steps: int = 0
-    loss_scale: float = 1.0
-    grad_clip: float | None = None
-    augment: dict = field(default_factory=lambda: {"pad": 4, "flip": True})
-    eval_batch_size: int = 1000
-    checkpoint_every: int = 1
-    amp: bool = True
-    channels_last: bool = True
-    compile: bool = False
-    compile_mode: str | None = None
-    cpu_amp: bool = False
-    cpu_channels_last: bool = True
-    max_loss: float | None = None
+    batch_size: int
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    dense_weight_decay: float | None
+    schedule: str
+    lr_milestones: Sequence[int]
+    lr_decay: float
+    onecycle_pct_start: float
+    warmup_steps: int
+    loss_scale: float
+    grad_clip: float | None
+    augment: dict
+    eval_batch_size: int
+    checkpoint_every: int
+    amp: bool
+    channels_last: bool
+    compile: bool
+    compile_mode: str | None
+    cpu_amp: bool
+    cpu_channels_last: bool
+    max_loss: float | None
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
@@ -80,9 +85,8 @@ class Recipe:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown recipe key(s) {unknown}; allowed: {sorted(known)}")
-        r = cls(**d)
+        r = cls(**defaults.fill("recipes.*", d))
         r.lr_milestones = tuple(int(m) for m in r.lr_milestones)
-        r.augment = {"pad": 0, "flip": False, **(r.augment or {})}
         problem = r.schedule_problem()
         if problem:
             raise ValueError(problem)
