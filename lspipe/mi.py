@@ -53,7 +53,7 @@ import torch.nn as nn
 from scipy.special import logsumexp
 
 from . import defaults
-from .augment import random_crop_flip
+from .augment import DeviceLoader
 from .data import DataError, Prepared
 
 if TYPE_CHECKING:
@@ -220,10 +220,9 @@ class ProbeRecorder:
             self.gen.manual_seed(_step_seed(self.seed, step))
             n = len(self.index)
             xs = self.x.repeat(self.copies, 1, 1, 1)  # copy-major: row c * N + i is copy c of example i
-            outs = []
-            for s in range(0, len(xs), self.batch_size):
-                xb = random_crop_flip(xs[s : s + self.batch_size], self.pad, self.flip, self.gen)
-                outs.append(model(xb).float().cpu())
+            copies = DeviceLoader(xs, None, self.batch_size, pad=self.pad, flip=self.flip, generator=self.gen,
+                                  shuffle=False, drop_last=False)
+            outs = [model(xb).float().cpu() for xb in copies]
             out = torch.cat(outs).reshape(self.copies, n, -1).transpose(0, 1)
         finally:
             model.train(was_training)

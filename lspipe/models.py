@@ -72,6 +72,10 @@ class Classifier(nn.Module):
         """
         return [m.weight for m in self.body.modules() if isinstance(m, nn.Linear)]
 
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """``torch.nn.utils.clip_grad_norm_`` of all parameters (a fused model clips each member's)."""
+        return torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
+
 
 # --------------------------------------------------------------------------- ResNet (CIFAR)
 

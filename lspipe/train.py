@@ -1,8 +1,8 @@
 """The training engine, shared by teachers and students.
 
-It reads top to bottom like nanoGPT's loop: put the whole training split on the device as
-uint8, then for each step draw a batch from a seeded permutation, augment it on the device,
-compute the objective (label-smoothed CE or distillation, :mod:`lspipe.losses`), step SGD with
+It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser steps: the whole
+training split lives on the device as uint8 and a :class:`~lspipe.augment.DeviceLoader` draws
+each batch from a seeded permutation and augments it on the device; each step computes the objective (label-smoothed CE or distillation, :mod:`lspipe.losses`), step SGD with
 Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
 runs in bf16 autocast and channels_last (evaluation and dumps, :func:`predict`, always run in
 float32); on the CPU in channels_last (``cpu_channels_last``, on by
@@ -15,7 +15,8 @@ matches the current run, so changed hyper-parameters never continue a stale run.
 The same loop trains a *fused* model (:mod:`lspipe.fused`: G same-architecture members in one
 network, ``model.num_members == G``): its logits are B x G x K, its objective returns one loss per
 member (their sum is minimised, so each member gets exactly its own gradient), gradients are
-clipped per member (``model.clip_grad_norm_``) and each member gets its own metrics CSV.
+clipped per member (``model.clip_grad_norm_``) and each member gets its own metrics CSV. The
+loop does not branch on it: an ordinary model is one member (B x 1 x K logits, one loss).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from tqdm.auto import tqdm
 from . import defaults
 from . import models as model_registry
 from .activations import evaluate_logits, predict
-from .augment import random_crop_flip
+from .augment import DeviceLoader
 from .data import Prepared
 from .io import atomic_path, torch_save
 
@@ -185,14 +186,10 @@ class TrainingDiverged(RuntimeError):
     the run, the step and the loss, and the checkpoint left for inspection."""
 
 
-def _divergence_error(run_name, members: int, step: int, losses: list[float], recipe: Recipe,
-                      checkpoint_path: Path) -> TrainingDiverged:
+def _divergence_error(run_name, step: int, losses: list[float], recipe: Recipe, checkpoint_path: Path) -> TrainingDiverged:
     names = list(run_name) if isinstance(run_name, (list, tuple)) else [run_name or "?"]
-    if members:
-        bad = [i for i, v in enumerate(losses) if not math.isfinite(v) or (recipe.max_loss and v > recipe.max_loss)]
-        what = ", ".join(f"{names[i] if i < len(names) else f'member {i}'} (loss {losses[i]:.4g})" for i in bad)
-    else:
-        what = f"{names[0]} (loss {losses[0]:.4g})"
+    bad = [i for i, v in enumerate(losses) if not math.isfinite(v) or (recipe.max_loss and v > recipe.max_loss)]
+    what = ", ".join(f"{names[i] if i < len(names) else f'member {i}'} (loss {losses[i]:.4g})" for i in bad)
     kind = "is not finite" if not all(math.isfinite(v) for v in losses) else f"exceeds recipes.<name>.max_loss = {recipe.max_loss:g}"
     kept = (f"the last checkpoint {checkpoint_path} is kept for inspection" if checkpoint_path.exists()
             else "no checkpoint was written yet")
@@ -260,22 +257,25 @@ def fit(
     on_cuda = device.type == "cuda"
     use_amp = recipe.amp if on_cuda else recipe.cpu_amp
     channels_last = recipe.channels_last if on_cuda else recipe.cpu_channels_last
-    members = int(getattr(model, "num_members", 0))  # 0: an ordinary model
+    # one code path for both: an ordinary model is handled as one member (its B x K logits seen as
+    # B x 1 x K, its scalar loss as one loss); only the arguments and the summary keep their shapes
+    fused = hasattr(model, "num_members")
+    members = model.num_members if fused else 1
     checkpoint_path = Path(checkpoint_path)
-    metrics_paths = [Path(p) for p in metrics_path] if members else [Path(metrics_path)]
-    if members and len(metrics_paths) != members:
+    metrics_paths = [Path(p) for p in (metrics_path if fused else [metrics_path])]
+    if len(metrics_paths) != members:
         raise ValueError(f"a fused model of {members} members needs {members} metrics paths, got {len(metrics_paths)}")
 
-    # --- data, resident on the device as uint8
-    x_train = torch.from_numpy(data.x["train"]).to(device)
-    y_train = torch.from_numpy(data.y["train"]).to(device)
-    n, bs = len(y_train), recipe.batch_size
-    if n < bs:
-        raise ValueError(f"batch_size {bs} exceeds the {n} training examples; lower recipes.<name>.batch_size")
-    steps_per_epoch = n // bs  # the incomplete last batch is dropped, as in airbench
-    pad, flip = int(recipe.augment.get("pad", 0)), bool(recipe.augment.get("flip", False))
+    # --- data, resident on the device as uint8, drawn by a seeded loader
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed + 1)
+    loader = DeviceLoader(torch.from_numpy(data.x["train"]).to(device), torch.from_numpy(data.y["train"]).to(device),
+                          recipe.batch_size, pad=recipe.augment["pad"], flip=recipe.augment["flip"], generator=gen)
+    if len(loader) == 0:  # the incomplete last batch is dropped, as in airbench
+        raise ValueError(f"batch_size {recipe.batch_size} exceeds the {len(loader.x)} training examples; "
+                         "lower recipes.<name>.batch_size")
 
-    # --- model, optimiser, RNG
+    # --- model, optimiser
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -284,20 +284,18 @@ def fit(
         param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
         nesterov=recipe.nesterov and recipe.momentum > 0,
     )
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed + 1)
     step, epoch, elapsed = 0, 0, 0.0
     history: list[list[dict]] = [[] for _ in metrics_paths]  # metric rows, one list per member
 
-    # --- resume from the last checkpoint of this very run, if any
+    # --- resume from the last checkpoint of this very run (always at the end of an epoch), if any
     ck = _load_checkpoint(checkpoint_path, device) if checkpoint_path.exists() else None
     if ck is not None:
         if ck.get("fingerprint") == run_fingerprint:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
-            gen.set_state(ck["generator"].cpu() if not on_cuda else ck["generator"].cpu())
+            gen.set_state(ck["generator"].cpu())
             step, epoch, elapsed = ck["step"], ck["epoch"], ck["seconds"]
-            history = ck["metrics"] if members else [ck["metrics"]]
+            history = ck["metrics"] if fused else [ck["metrics"]]
             print(f"resumed from {checkpoint_path} at step {step} (epoch {epoch})", file=sys.stderr)
         else:
             print(f"ignoring {checkpoint_path}: it belongs to a run with other settings", file=sys.stderr)
@@ -308,88 +306,83 @@ def fit(
 
     bar = tqdm(total=recipe.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
-    epochs_this_run = 0
-    while step < recipe.steps:
-        t0 = time.perf_counter()
-        model.train()
-        objective.train()
-        perm = torch.randperm(n, device=device, generator=gen)
-        loss_sum = torch.zeros((members,) if members else (), device=device)
-        correct = torch.zeros((members,) if members else (), device=device, dtype=torch.long)
-        seen = 0
-        bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first diverged step of this epoch
-        bad_loss = torch.zeros((members,) if members else (), device=device)
-        for b in range(steps_per_epoch):
-            if step >= recipe.steps:
-                break
-            idx = perm[b * bs : (b + 1) * bs]
-            xb = random_crop_flip(x_train[idx], pad, flip, gen)
-            yb = y_train[idx]
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            lr = recipe.lr_at(step)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = train_model(xb)
-                loss = objective(logits, yb, xb)  # a scalar, or one loss per member of a fused model
-            opt.zero_grad(set_to_none=True)
-            (loss.sum() * recipe.loss_scale).backward()
-            if recipe.grad_clip:
-                if members:
-                    model.clip_grad_norm_(recipe.grad_clip)
-                else:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            opt.step()
-            step += 1
-            lv = loss.detach().float()
-            diverged = ~torch.isfinite(lv).all()
-            if recipe.max_loss:
-                diverged = diverged | (lv > recipe.max_loss).any()
-            first = diverged & (bad_step < 0)
-            bad_step = torch.where(first, step, bad_step)
-            bad_loss = torch.where(first, lv, bad_loss)
-            loss_sum += loss.detach() * len(yb)
-            correct += (logits.detach().argmax(-1) == (yb[:, None] if members else yb)).sum(0)
-            seen += len(yb)
-            bar.update(1)
-            for cb in callbacks:
-                cb.on_step(model, step)
+    start_step, epochs_this_run, last_of_epoch = step, 0, True  # a resumed run starts at an epoch's start
+    for step in range(start_step, recipe.steps):
+        if last_of_epoch:  # a new epoch: a fresh pass of the loader
+            t0 = time.perf_counter()
+            model.train()
+            objective.train()
+            batches = iter(loader)
+            loss_sum = torch.zeros(members, device=device)
+            correct = torch.zeros(members, device=device, dtype=torch.long)
+            seen = 0
+            bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first diverged step of this epoch
+            bad_loss = torch.zeros(members, device=device)
+        xb, yb = next(batches)
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        lr = recipe.lr_at(step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = train_model(xb)
+            loss = objective(logits, yb, xb)  # a scalar, or one loss per member of a fused model
+        opt.zero_grad(set_to_none=True)
+        (loss.sum() * recipe.loss_scale).backward()
+        if recipe.grad_clip:
+            model.clip_grad_norm_(recipe.grad_clip)
+        opt.step()
+        lv = loss.detach().float().reshape(members)
+        diverged = ~torch.isfinite(lv).all()
+        if recipe.max_loss:
+            diverged = diverged | (lv > recipe.max_loss).any()
+        first = diverged & (bad_step < 0)
+        bad_step = torch.where(first, step + 1, bad_step)
+        bad_loss = torch.where(first, lv, bad_loss)
+        loss_sum += loss.detach().reshape(members) * len(yb)
+        correct += (logits.detach().reshape(len(yb), members, -1).argmax(-1) == yb[:, None]).sum(0)
+        seen += len(yb)
+        bar.update(1)
+        for cb in callbacks:
+            cb.on_step(model, step + 1)
+        last_of_epoch = (step + 1) % len(loader) == 0
+        if not (last_of_epoch or step + 1 == recipe.steps):
+            continue
+
+        # --- end of an epoch (or of training): divergence check, validation, metrics, checkpoint
         if int(bad_step) >= 0:
             bar.close()
-            raise _divergence_error(run_name, members, int(bad_step), bad_loss.view(-1).tolist(), recipe,
-                                    checkpoint_path)
+            raise _divergence_error(run_name, int(bad_step), bad_loss.tolist(), recipe, checkpoint_path)
         epoch += 1
         epochs_this_run += 1
-
         val_logits = predict(model, data.x["val"], device, recipe.eval_batch_size)
-        vals = ([evaluate_logits(val_logits[:, g], data.y["val"]) for g in range(members)] if members
-                else [evaluate_logits(val_logits, data.y["val"])])
+        val_logits = val_logits.reshape(len(val_logits), members, -1)
         elapsed += time.perf_counter() - t0
-        for g, (rows, val, path) in enumerate(zip(history, vals, metrics_paths)):
+        for g, (rows, path) in enumerate(zip(history, metrics_paths)):
+            val = evaluate_logits(val_logits[:, g], data.y["val"])
             rows.append({
-                "epoch": epoch, "step": step, "lr": recipe.lr_at(step - 1),
-                "train_loss": float(loss_sum.view(-1)[g]) / max(seen, 1),
-                "train_acc": float(correct.view(-1)[g]) / max(seen, 1),
+                "epoch": epoch, "step": step + 1, "lr": recipe.lr_at(step),
+                "train_loss": float(loss_sum[g]) / max(seen, 1), "train_acc": float(correct[g]) / max(seen, 1),
                 "val_loss": val["nll"], "val_acc": val["accuracy"], "seconds": round(elapsed, 3),
             })
             _write_metrics(path, rows)
         bar.set_postfix(loss="/".join(f"{rows[-1]['train_loss']:.3f}" for rows in history),
                         val_acc="/".join(f"{rows[-1]['val_acc']:.3f}" for rows in history))
-        if step < recipe.steps and epoch % recipe.checkpoint_every == 0:
+        if step + 1 < recipe.steps and epoch % recipe.checkpoint_every == 0:
             torch_save({
                 "fingerprint": run_fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "generator": gen.get_state(), "step": step, "epoch": epoch,
-                "metrics": history if members else history[0], "seconds": elapsed,
+                "generator": gen.get_state(), "step": step + 1, "epoch": epoch,
+                "metrics": history if fused else history[0], "seconds": elapsed,
             }, checkpoint_path)
             for cb in callbacks:
-                cb.on_checkpoint(step)
-        if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs and step < recipe.steps:
+                cb.on_checkpoint(step + 1)
+        if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs and step + 1 < recipe.steps:
             bar.close()
-            raise Interrupted(f"stopped after {epochs_this_run} epoch(s) at step {step}")
+            raise Interrupted(f"stopped after {epochs_this_run} epoch(s) at step {step + 1}")
+    step = max(start_step, recipe.steps)
     bar.close()
     for cb in callbacks:
         cb.on_end(model, step)
     model.eval()
     finals = [rows[-1] if rows else {} for rows in history]
-    return {"steps": step, "epochs": epoch, "seconds": elapsed, "final": finals if members else finals[0]}
+    return {"steps": step, "epochs": epoch, "seconds": elapsed, "final": finals if fused else finals[0]}
