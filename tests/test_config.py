@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from lspipe.config import ConfigError, load, validate
-from conftest import REPO
+from conftest import REPO, synthetic_data
 
 
 @pytest.fixture
@@ -152,17 +152,11 @@ def test_recipe_defaults_come_from_the_schema(cfg):
 
 
 def test_probe_defaults_come_from_the_schema(cfg):
-    import numpy as np
-
-    from lspipe.data import Prepared
     from lspipe.mi import ProbeRecorder
 
     c, name = _minimal_validated(cfg)
     probe = c["teachers"][0]["probe"]
-    rng = np.random.default_rng(0)
-    x = {s: rng.integers(0, 256, (40, 1, 4, 4), dtype=np.uint8) for s in ("train", "val", "test")}
-    y = {s: np.arange(40) % 2 for s in ("train", "val", "test")}
-    data = Prepared(x=x, y=y, index={s: np.arange(40) for s in x}, classes=["a", "b"], mean=np.zeros(1), std=np.ones(1), meta={"name": "toy"})
+    data = synthetic_data((40, 40, 40), classes=2, class_names=["a", "b"])
     rec = ProbeRecorder("unused.h5", data, classes=["a", "b"], per_class=3)  # the rest: defaults
     assert (rec.copies, rec.every, rec.seed) == (probe["copies"], probe["every"], probe["seed"])
     assert (rec.pad, rec.flip) == (c["recipes"][name]["augment"]["pad"], c["recipes"][name]["augment"]["flip"])

@@ -12,11 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import planned_jobs, snakemake
+from conftest import planned_jobs, snakemake, synthetic_data
 from lspipe import cli, distill
 from lspipe.activations import Dump, write_dump
 from lspipe.config import ConfigError
-from lspipe.data import Prepared
 from lspipe.losses import Distillation, smoothed_targets
 from lspipe.activations import predict
 from lspipe.models import build_model
@@ -158,18 +157,10 @@ def test_distillation_rows_record_the_form():
         distill.distillation_rows(teachers, students, gamma)
 
 
-def _tiny_data(n=120, k=3, size=5, seed=0) -> Prepared:
-    rng = np.random.default_rng(seed)
-    x = {s: rng.integers(0, 256, (m, 1, size, size), dtype=np.uint8) for s, m in (("train", n), ("val", 30), ("test", 30))}
-    y = {s: rng.integers(0, k, len(v)).astype(np.int64) for s, v in x.items()}
-    return Prepared(x=x, y=y, index={s: np.arange(len(v)) for s, v in y.items()}, classes=[str(c) for c in range(k)],
-                    mean=np.array([0.5]), std=np.array([0.25]), meta={"name": "tiny"})
-
-
 def test_cli_gamma_table_and_figure(tmp_path):
     """distill-gamma on real dumps, then distill-figure: the CSVs and both figure files."""
     torch.set_num_threads(1)
-    data = _tiny_data()
+    data = synthetic_data((120, 30, 30), side=5, name="tiny")
     dumps = []
     for alpha, seed in ((0.0, 0), (0.0, 1), (0.3, 0), (0.3, 1)):
         torch.manual_seed(seed)
@@ -213,7 +204,7 @@ def test_gamma_averages_over_the_whole_training_split(tmp_path):
     """A dump capped to 30 training examples still gives gamma over all 120 (one forward pass; T only
     rescales the logits), and the CSV and Fig. 5's label state the sample size."""
     torch.set_num_threads(1)
-    data = _tiny_data()
+    data = synthetic_data((120, 30, 30), side=5, name="tiny")
     torch.manual_seed(0)
     model = build_model("mlp", data, hidden=(8,))
     with torch.no_grad():
@@ -248,7 +239,7 @@ def _kl_and_loss(student, teacher, data, T):
 def test_distilled_student_moves_towards_its_teacher(tmp_path):
     """Paper form (student at T = 1, beta = 1) on the real engine: KL(p_teacher(T) || p_student) and the loss fall."""
     torch.set_num_threads(1)
-    data, T = _tiny_data(n=128, k=4), 2.0
+    data, T = synthetic_data((128, 30, 30), classes=4, side=5, name="tiny"), 2.0
     torch.manual_seed(1)
     teacher = build_model("mlp", data, hidden=(16,))
     with torch.no_grad():

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, make_workdir, planned_jobs, snakemake
+from conftest import REPO, make_workdir, planned_jobs, snakemake, synthetic_data
 from lspipe import cli, distill
 from lspipe import data as D
 from lspipe.config import ConfigError, validate
@@ -23,7 +23,6 @@ from lspipe.lockstep import LockstepModels, SharedTeacher, train_lockstep
 from lspipe.losses import Distillation, SmoothedCE
 from lspipe.models import build_model, load_model
 from lspipe.train import Interrupted, Recipe, fit
-from test_fused import random_data
 
 TEMPS = [1.0, 2.0, 4.0]
 RECIPE = {"steps": 14, "batch_size": 32, "lr": 0.05, "lr_milestones": [10], "grad_clip": 0.1,
@@ -71,7 +70,7 @@ class _Counting(torch.nn.Module):
 @pytest.mark.parametrize("arch", ["smallcnn", "mlp"])
 def test_lockstep_distilled_students_are_bit_identical_to_separate_runs(arch, tmp_path):
     """float32 on the CPU, clipping and dense weight decay on: every weight, buffer and metric equal."""
-    data, recipe = random_data(1), Recipe.from_dict(RECIPE)
+    data, recipe = synthetic_data((256, 64, 64), channels=1, classes=5), Recipe.from_dict(RECIPE)
     teacher = _Counting(_teacher(data))
     trained, summary = train_lockstep(arch, data, recipe, seed=3, teacher=teacher, temperatures=TEMPS,
                                       checkpoint_path=tmp_path / "l.ckpt",
@@ -88,7 +87,7 @@ def test_lockstep_distilled_students_are_bit_identical_to_separate_runs(arch, tm
 
 
 def test_lockstep_baselines_are_bit_identical_to_separate_runs(tmp_path):
-    data, recipe = random_data(1), Recipe.from_dict(RECIPE)
+    data, recipe = synthetic_data((256, 64, 64), channels=1, classes=5), Recipe.from_dict(RECIPE)
     alphas = [0.0, 0.1, 0.3]
     trained, _ = train_lockstep("smallcnn", data, recipe, seed=3, alphas=alphas, checkpoint_path=tmp_path / "l.ckpt",
                                 metrics_paths=[tmp_path / f"l{i}.csv" for i in range(3)], progress=False)
@@ -102,7 +101,7 @@ def test_lockstep_baselines_are_bit_identical_to_separate_runs(tmp_path):
 @pytest.mark.parametrize("form", ["teacher", "hinton"])
 def test_fused_lockstep_students_equal_separate_runs_within_rounding(form, tmp_path):
     """Fused students (one grouped network) in float32: within 1e-5 of separate runs, as the fused teachers."""
-    data = random_data(1)
+    data = synthetic_data((256, 64, 64), channels=1, classes=5)
     recipe = Recipe.from_dict({**RECIPE, "steps": 12, "grad_clip": 0.5})
     trained, _ = train_lockstep("smallcnn", data, recipe, seed=3, teacher=_teacher(data), temperatures=TEMPS,
                                 form=form, fuse=True, checkpoint_path=tmp_path / "f.ckpt",
@@ -116,7 +115,7 @@ def test_fused_lockstep_students_equal_separate_runs_within_rounding(form, tmp_p
 
 
 def test_shared_teacher_runs_once_per_batch_and_not_across_batches():
-    data = random_data(1)
+    data = synthetic_data((256, 64, 64), channels=1, classes=5)
     inner = _Counting(_teacher(data))
     shared = SharedTeacher(inner)
     x = torch.from_numpy(data.x["train"][:8])
@@ -134,7 +133,7 @@ def test_shared_teacher_runs_once_per_batch_and_not_across_batches():
 
 
 def test_lockstep_models_forward_and_clipping_are_each_models():
-    data = random_data(1)
+    data = synthetic_data((256, 64, 64), channels=1, classes=5)
     models = []
     for s in (0, 1):
         torch.manual_seed(s)
