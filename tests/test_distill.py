@@ -1,18 +1,17 @@
 """Fig. 5: run names and the student grid, the smoothness index gamma, the table behind the figure,
-a real distillation run on a tiny problem, the CLI, and the end-to-end DAG on tests/tiny.yaml."""
+a real distillation run on a tiny problem and the CLI (the DAG's checks: test_workflow_experiments.py)."""
 
 from __future__ import annotations
 
 import csv
 import json
-import re
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import planned_jobs, snakemake, synthetic_data
+from conftest import synthetic_data
 from lspipe import cli, distill
 from lspipe.activations import Dump, write_dump
 from lspipe.config import ConfigError
@@ -255,77 +254,3 @@ def test_distilled_student_moves_towards_its_teacher(tmp_path):
     assert loss1 < loss0 and loss0 - loss1 == pytest.approx(kl0 - kl1, rel=1e-4)  # H(pt, ps) = H(pt) + KL
     rows = list(csv.DictReader(open(tmp_path / "m.csv")))
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
-
-
-# --------------------------------------------------------------------------- the workflow
-
-
-@pytest.mark.slow
-def test_fig5_end_to_end(tiny_run):
-    r = tiny_run / "results"
-    for ext in ("pdf", "png"):
-        f = r / "figures" / f"fig5_distillation_digits.{ext}"
-        assert f.is_file() and f.stat().st_size > 1000
-    rows = list(csv.DictReader(open(r / "tables" / "distillation_digits.csv")))
-    got = {(x["family"], x["alpha"], x["teacher_alpha"], x["temperature"]) for x in rows}
-    # tests/tiny.yaml: teacher_alphas [0, 0.3], temperatures [1, 4], one seed
-    assert got == {("teacher", "0.0", "0.0", ""), ("teacher", "0.3", "0.3", ""),
-                   ("baseline", "0.0", "", ""), ("baseline", "0.3", "", ""),
-                   ("kd_hard", "", "0.0", "1.0"), ("kd_hard", "", "0.0", "4.0"), ("kd_ls", "", "0.3", "1.0")}
-    gamma = distill.read_gamma_table(r / "tables" / "distillation_gamma_digits.csv")
-    assert set(gamma) == {(a, 0, t) for a in ("0", "0.3") for t in ("1", "4")}
-    for x in rows:
-        assert x["split"] == "test" and x["seeds"] == "1" and 0 <= float(x["accuracy_mean"]) <= 100
-        if x["family"] in ("teacher", "baseline"):
-            assert float(x["gamma_mean"]) == pytest.approx(float(x["alpha"]))
-        else:
-            assert float(x["gamma_mean"]) == pytest.approx(gamma[(distill.fmt(x["teacher_alpha"]), 0, distill.fmt(x["temperature"]))])
-    meta = torch.load(r / "models/digits/mlp/student/kd-smallcnn-a0-T4_s0/model.pt", weights_only=False)["meta"]
-    assert meta["teacher"].endswith("models/digits/smallcnn/teacher/a0_s0/model.pt")
-    assert (meta["temperature"], meta["beta"], meta["form"], meta["role"]) == (4.0, 1.0, "teacher", "student")
-    assert all(x["form"] == ("teacher" if x["family"].startswith("kd") else "") for x in rows)
-    # tests/tiny.yaml trains in lockstep: the hard teacher's students (T 1, 4) in one job, the baselines
-    # (alpha 0, 0.3) in another; the LS teacher's single student alone. Every student has its own files.
-    for log in ("train_students_lockstep/digits/mlp/kd_hard_s0.log", "train_students_lockstep/digits/mlp/baseline_s0.log",
-                "train_student_distilled/digits/mlp/kd-smallcnn-a0.3-T1_s0.log"):
-        assert (r / "logs" / log).is_file()
-    assert meta["lockstep"] == {"runs": ["kd-smallcnn-a0-T1_s0", "kd-smallcnn-a0-T4_s0"], "fused": False}
-    assert meta["summary"]["final"] == {k: float(v) if k != "epoch" and k != "step" else int(v) for k, v in
-                                        list(csv.DictReader(open(r / "models/digits/mlp/student/kd-smallcnn-a0-T4_s0/metrics.csv")))[-1].items()}
-    base = torch.load(r / "models/digits/mlp/student/a0.3_s0/model.pt", weights_only=False)["meta"]
-    assert (base["alpha"], base["run"], base["lockstep"]["runs"]) == (0.3, "a0.3_s0", ["a0_s0", "a0.3_s0"])
-
-
-def _planned_outputs(proc, rule):
-    """First output path of every job of ``rule`` in a dry run's job listing."""
-    text = proc.stdout + proc.stderr
-    return set(re.findall(rf"rule {rule}:\n(?:\s+input: .*\n)?\s+output: ([^,\s]+)", text))
-
-
-def _force(tiny_run, teacher_run, *targets):
-    teacher = f"results/models/digits/smallcnn/teacher/{teacher_run}/model.pt"
-    return snakemake(tiny_run, "-n", *targets, "--forcerun", teacher)
-
-
-@pytest.mark.slow
-def test_retraining_a_teacher_retrains_exactly_its_students(tiny_run):
-    """Dry runs on the finished tiny workflow: a forced teacher reruns its own students, no other."""
-    students = "results/models/digits/mlp/student"
-    targets = [f"{students}/{run}/model.pt" for run in
-               ("a0_s0", "a0.3_s0", "kd-smallcnn-a0-T1_s0", "kd-smallcnn-a0-T4_s0", "kd-smallcnn-a0.3-T1_s0")]
-    assert planned_jobs(snakemake(tiny_run, "-n", *targets)) == {}
-    proc = _force(tiny_run, "a0_s0", *targets)
-    # the hard teacher's students (T 1 and 4) train in one lockstep job (tests/tiny.yaml: lockstep on)
-    assert planned_jobs(proc) == {"train_teacher_probed": 1, "train_students_lockstep_digits_kd_hard_s0": 1}
-    assert _planned_outputs(proc, "train_students_lockstep_digits_kd_hard_s0") == {f"{students}/kd-smallcnn-a0-T1_s0/model.pt"}
-    proc = _force(tiny_run, "a0.3_s0", *targets)
-    assert _planned_outputs(proc, "train_student_distilled") == {f"{students}/kd-smallcnn-a0.3-T1_s0/model.pt"}
-    assert planned_jobs(proc) == {"train_teacher_probed": 1, "train_student_distilled": 1}
-
-
-@pytest.mark.slow
-def test_retraining_a_teacher_refreshes_fig5(tiny_run):
-    jobs = planned_jobs(_force(tiny_run, "a0.3_s0", "results/tables/distillation_digits.csv"))
-    assert jobs.get("train_student_distilled") == 1
-    assert jobs.get("distillation_gamma") == 1 and jobs.get("distillation_figure") == 1
-    assert jobs.get("evaluate") == 2  # the teacher's and its student's

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from conftest import REPO, make_workdir, planned_jobs, snakemake, synthetic_data
+from conftest import REPO, synthetic_data
 from lspipe import cli
 from lspipe import data as D
 from lspipe import models as M
@@ -265,16 +265,3 @@ def test_config_fuse_key_and_probe_conflict():
     ok = copy.deepcopy(cfg)
     ok["teachers"][0].update(fuse=True, probe=None)
     assert validate(ok)["teachers"][0]["fuse"] is True
-
-
-@pytest.mark.slow
-def test_workflow_plans_one_fused_job_per_seed(tmp_path):
-    cfg = _tiny_config()
-    cfg["teachers"][0].update(fuse=True, probe=None, seeds=[0, 1])
-    cfg.pop("mi", None)
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    work = make_workdir(tmp_path / "w", tmp_path / "cfg.yaml")
-    model = "results/models/digits/smallcnn/teacher/{}/model.pt"
-    proc = snakemake(work, "-n", "-p", model.format("a0.3_s1"), model.format("a0_s0"), model.format("a0.3_s0"))
-    assert planned_jobs(proc) == {"prepare_data": 1, "train_teacher_fused_digits_smallcnn": 2}
-    assert "lspipe train-fused" in proc.stdout and "--alphas 0 0.3" in proc.stdout

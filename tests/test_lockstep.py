@@ -9,13 +9,12 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import re
 
 import pytest
 import torch
 import yaml
 
-from conftest import REPO, make_workdir, planned_jobs, snakemake, synthetic_data
+from conftest import REPO, synthetic_data
 from lspipe import cli, distill
 from lspipe import data as D
 from lspipe.config import ConfigError, validate
@@ -257,40 +256,6 @@ def test_config_keys_and_their_defaults():
     bad["distillation"][0].update(lockstep=False, fuse_students=True)
     with pytest.raises(ConfigError, match="fuse_students"):
         validate(bad)
-
-
-@pytest.mark.slow
-def test_teacher_twin_trains_once_in_a_dry_run(tmp_path):
-    """Self-distillation on tiny.yaml (student arch and recipe = the teacher grid's): the student baselines
-    are the teachers' runs, so no baseline job is planned and Fig. 5 reads the teachers' evaluations."""
-    cfg = yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text())
-    cfg["distillation"][0]["student_arch"] = "smallcnn"
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    work = make_workdir(tmp_path / "w", tmp_path / "cfg.yaml")
-    proc = snakemake(work, "-n", "results/tables/distillation_digits.csv")
-    jobs = planned_jobs(proc)
-    assert jobs == {"prepare_data": 1, "train_teacher_probed": 2, "train_students_lockstep_digits_kd_hard_s0": 1,
-                    "train_student_distilled": 1, "dump_activations": 5, "evaluate": 5, "distillation_gamma": 1,
-                    "distillation_figure": 1}, jobs
-    figure = re.search(r"rule distillation_figure:\n\s+input: (.*)\n", proc.stdout).group(1).split(", ")
-    assert {"results/eval/digits/smallcnn/teacher/a0_s0.json", "results/eval/digits/smallcnn/teacher/a0.3_s0.json"} < set(figure)
-    assert not [f for f in figure if "/student/a" in f]
-
-
-@pytest.mark.slow
-def test_paper_preset_trains_the_alexnet_alpha0_runs_once_and_students_in_lockstep(tmp_path):
-    work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
-    proc = snakemake(work, "-n", "--configfile", str(REPO / "workflow/presets/paper.yaml"),
-                     "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}")
-    jobs = planned_jobs(proc)
-    for s in range(5):
-        assert jobs[f"train_students_lockstep_cifar10_kd_hard_s{s}"] == 1
-        assert jobs[f"train_students_lockstep_cifar10_baseline_s{s}"] == 1
-    assert "train_student_baseline" not in jobs and jobs["train_student_distilled"] == 25  # LS teachers' students
-    assert jobs["train_teacher"] == 25  # AlexNet alpha 0 trained once, as the teacher
-    outs = re.findall(r"rule train_students_lockstep_cifar10_baseline_s0:\n(?:\s+input: .*\n)?\s+output: (.*)\n", proc.stdout)
-    assert outs and "student/a0_s0/" not in outs[0] and outs[0].count("model.pt") == 5
-    assert "results/eval/cifar10/alexnet/teacher/a0_s3.json" in proc.stdout
 
 
 def test_train_lockstep_cli_fused_baselines_write_ordinary_models(tmp_path):

@@ -1,4 +1,4 @@
-"""Fig. 6: the mutual-information estimator, the probe recorder during training, the workflow."""
+"""Fig. 6: the mutual-information estimator and the probe recorder during training."""
 
 from __future__ import annotations
 
@@ -296,33 +296,6 @@ def test_incomplete_trace_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- workflow
-
-
-@pytest.mark.slow
-def test_fig6_built_by_the_workflow(tiny_run):
-    import yaml
-
-    cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
-    t = cfg["teachers"][0]
-    n = 2 * t["probe"]["per_class"]
-    for ext in cfg["figures"]["formats"]:
-        assert (tiny_run / "results" / "figures" / f"fig6_mi_digits_smallcnn.{ext}").stat().st_size > 1000
-    with open(tiny_run / "results" / "tables" / "mi_digits_smallcnn.csv") as fh:
-        table = list(csv.DictReader(fh))
-    steps = list(range(0, cfg["recipes"][t["recipe"]]["steps"] + 1, t["probe"]["every"]))
-    assert {float(r["alpha"]) for r in table} == set(t["alphas"])
-    for a in t["alphas"]:
-        assert [int(r["step"]) for r in table if float(r["alpha"]) == a] == steps
-    for r in table:
-        assert int(r["n"]) == n and int(r["seeds"]) == len(t["seeds"])
-        assert 0.0 <= float(r["mi_min"]) <= float(r["mi_mean"]) <= float(r["mi_max"]) <= math.log(n)
-    # the per-teacher curve is the estimator applied to the recorded trace
-    run = f"a{t['alphas'][-1]:g}_s{t['seeds'][0]}"
-    tr = ProbeTrace(tiny_run / "results" / "models" / "digits" / "smallcnn" / "teacher" / run / "probe.h5")
-    assert tr.probe_classes == t["probe"]["classes"] and tr.logits.shape[1:3] == (n, t["probe"]["copies"])
-    with open(tiny_run / "results" / "mi" / "digits" / "smallcnn" / f"{run}.csv") as fh:
-        curve = list(csv.DictReader(fh))
-    assert [float(r["mi"]) for r in curve] == pytest.approx([r["mi"] for r in mi_curve(tr)])
 
 
 def test_default_variance_is_the_notes_maximum_likelihood_and_recorded(tmp_path):
