@@ -4,7 +4,7 @@ It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser ste
 training split lives on the device as uint8 and a :class:`~lspipe.augment.DeviceLoader` draws
 each batch from a seeded permutation and augments it on the device; each step computes the objective (label-smoothed CE or distillation, :mod:`lspipe.losses`), step SGD with
 Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
-runs in bf16 autocast and channels_last (evaluation and dumps, :func:`predict`, always run in
+runs in bf16 autocast and channels_last (evaluation and dumps, :func:`~lspipe.activations.predict`, always run in
 float32); on the CPU in channels_last (``cpu_channels_last``, on by
 default: +30% for ResNets with oneDNN) and in bf16 only when the recipe asks (``cpu_amp``). After every epoch: validation accuracy/loss, a row in
 the metrics CSV and (every ``checkpoint_every`` epochs) an atomic checkpoint from which an
