@@ -33,7 +33,9 @@ from lspipe import data as data_mod
 from lspipe.activations import COMPRESSIONS, Dump, write_h5
 from lspipe.augment import random_crop_flip
 from lspipe.losses import SmoothedCE
-from lspipe.train import Recipe, build_model, fit, predict
+from lspipe.activations import predict
+from lspipe.models import build_model
+from lspipe.train import Recipe, fit
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg-subset"
 

@@ -36,7 +36,8 @@ import torch
 from lspipe.data import Prepared
 from lspipe.losses import SmoothedCE
 from lspipe.mi import ProbeRecorder
-from lspipe.train import Recipe, build_model, fit
+from lspipe.models import build_model
+from lspipe.train import Recipe, fit
 
 PAPER_RATIO = 600 * 5 / (4000 * 128)
 

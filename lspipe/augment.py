@@ -43,3 +43,35 @@ def random_crop_flip(
     src = rows[:, :, None] * wp + (ox[:, None] + cols)[:, None, :]  # B x H x W, into the padded image
     src = src.view(b, 1, h * w).expand(b, c, h * w)
     return padded.reshape(b, c, hp * wp).gather(2, src).view(b, c, h, w)
+
+
+class DeviceLoader:
+    """Batches of images (and labels) that already live on the device, augmented there: the whole
+    data path of training and of the mutual-information probe, after airbench's ``CifarLoader``.
+
+    Each iteration is one pass over the data. With ``shuffle`` a pass draws a permutation
+    (``torch.randperm``) first, then takes consecutive batches of it; without, the images in
+    order. Every batch is augmented by :func:`random_crop_flip` with ``pad`` and ``flip``. All
+    randomness comes from ``generator``, in this order: the pass's permutation, then each batch's
+    crops and flips, batch by batch (a pass stopped early draws nothing more). ``drop_last``
+    drops the incomplete last batch of a pass (training, as airbench does); ``len()`` is the
+    number of batches per pass. ``y`` may be None: batches are then images only.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None, batch_size: int, *, pad: int = 0, flip: bool = False,
+                 generator: torch.Generator | None = None, shuffle: bool = True, drop_last: bool = True):
+        self.x, self.y, self.batch_size = x, y, int(batch_size)
+        self.pad, self.flip, self.generator = int(pad), bool(flip), generator
+        self.shuffle, self.drop_last = shuffle, drop_last
+
+    def __len__(self) -> int:
+        n, bs = len(self.x), self.batch_size
+        return n // bs if self.drop_last else -(-n // bs)
+
+    def __iter__(self):
+        bs = self.batch_size
+        perm = torch.randperm(len(self.x), device=self.x.device, generator=self.generator) if self.shuffle else None
+        for b in range(len(self)):
+            rows = perm[b * bs : (b + 1) * bs] if self.shuffle else slice(b * bs, (b + 1) * bs)
+            xb = random_crop_flip(self.x[rows], self.pad, self.flip, self.generator)
+            yield xb if self.y is None else (xb, self.y[rows])

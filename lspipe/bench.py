@@ -243,7 +243,8 @@ def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, war
     import torch
 
     from .losses import SmoothedCE
-    from .train import Recipe, build_model, fit
+    from .models import build_model
+    from .train import Recipe, fit
 
     data = _engine_data(x, y)
     recipe = Recipe.from_dict({
@@ -300,7 +301,8 @@ def time_distillation(teacher_arch: str, student_arch: str, temperatures, x: np.
 
     from .lockstep import train_lockstep
     from .losses import Distillation
-    from .train import Recipe, build_model, fit
+    from .models import build_model
+    from .train import Recipe, fit
 
     if mode not in DISTILL_MODES:
         raise ValueError(f"mode must be one of {DISTILL_MODES}, got {mode!r}")

@@ -404,10 +404,12 @@ def _cmd_figure(a):
 
 
 def add_cli(sub) -> None:
+    from .defaults import default  # the schema's defaults: written once, there
+
     s = sub.add_parser("calibrate", help="temperature scaling (fit on val) and ECE before/after (test) of one dump")
     s.add_argument("--dump", required=True)
     s.add_argument("--out", required=True, help="JSON")
-    s.add_argument("--bins", type=int, default=15)
+    s.add_argument("--bins", type=int, default=default("calibration.bins"))
     s.set_defaults(func=_cmd_calibrate)
 
     s = sub.add_parser("calibration-table", help="Table 3: ECE hard / temperature scaled / LS, mean +- std over seeds")
@@ -416,14 +418,14 @@ def add_cli(sub) -> None:
     s.add_argument("--md", required=True)
     s.add_argument("--ls-alpha", type=_optional_float, default=None,
                    help="alpha of the LS model; 'none' takes the smallest nonzero alpha per dataset/arch")
-    s.add_argument("--digits", type=int, default=3)
+    s.add_argument("--digits", type=int, default=default("calibration.digits"))
     s.set_defaults(func=_cmd_table)
 
     s = sub.add_parser("reliability-figure", help="Fig. 2: reliability diagram of one dataset/arch")
     s.add_argument("--inputs", nargs="+", required=True, help="calibration JSONs of one dataset/arch")
     s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
     s.add_argument("--ls-alpha", type=_optional_float, default=None)
-    s.add_argument("--dpi", type=int, default=150)
-    s.add_argument("--min-bin-count", type=int, default=10,
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--min-bin-count", type=int, default=default("calibration.min_bin_count"),
                    help="bins with fewer examples are drawn hollow and left out of the curve")
     s.set_defaults(func=_cmd_figure)

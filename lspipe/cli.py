@@ -50,7 +50,8 @@ def cmd_train(a):
 
     from . import data as data_mod
     from .losses import Distillation, SmoothedCE
-    from .train import Recipe, build_model, fingerprint, fit, load_model, model_spec, resolve_device, save_model
+    from .models import build_model, load_model, model_spec, save_model
+    from .train import Recipe, fingerprint, fit, resolve_device
 
     _setup_torch(a.threads)
     device = resolve_device(a.device)
@@ -105,7 +106,8 @@ def cmd_train(a):
 def cmd_dump(a):
     from . import data as data_mod
     from .activations import file_sha256, write_dump
-    from .train import load_model, resolve_device
+    from .models import load_model
+    from .train import resolve_device
 
     _setup_torch(a.threads)
     device = resolve_device(a.device)
@@ -155,14 +157,18 @@ def add_training_inputs(s: argparse.ArgumentParser) -> None:
 
 def add_run_options(s: argparse.ArgumentParser) -> None:
     """Options every training command takes: device, threads, progress bar, time-boxed runs."""
-    s.add_argument("--device", default="auto")
+    from .defaults import default
+
+    s.add_argument("--device", default=default("device"))
     s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=default("progress"))
     s.add_argument("--stop-after-epochs", type=int, default=None,
                    help="stop (resumably) after this many epochs in this invocation")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .defaults import default
+
     p = argparse.ArgumentParser(prog="lspipe", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -180,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--run", default=None, help="run name stored in the model's metadata")
     s.add_argument("--teacher", default=None, help="teacher model.pt: distil from it")
     s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--beta", type=float, default=1.0)
-    s.add_argument("--form", choices=["teacher", "slides", "hinton"], default="teacher",
+    s.add_argument("--beta", type=float, default=default("distillation[].beta"))
+    s.add_argument("--form", choices=["teacher", "slides", "hinton"], default=default("distillation[].form"),
                    help="distillation form: teacher (only the teacher at T; default), slides (student at T too), "
                         "hinton (student at T, soft term x T^2)")
     s.add_argument("--probe", type=_json, default=None, help="mutual-information probe settings as JSON")
@@ -195,11 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--max-train", type=int, default=None)
+    s.add_argument("--max-train", type=int, default=default("dump.max_train"), help="0: all")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--chunk-rows", type=int, default=1024)
-    s.add_argument("--compression", default="gzip")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--chunk-rows", type=int, default=default("dump.chunk_rows"))
+    s.add_argument("--compression", default=default("dump.compression"))
+    s.add_argument("--device", default=default("device"))
     s.add_argument("--threads", type=int, default=None)
     s.set_defaults(func=cmd_dump)
 
@@ -212,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--evals", nargs="+", required=True)
     s.add_argument("--csv", required=True)
     s.add_argument("--md", required=True)
-    s.add_argument("--split", default="test")
-    s.add_argument("--digits", type=int, default=1)
+    s.add_argument("--split", default=default("accuracy_table.split"))
+    s.add_argument("--digits", type=int, default=default("accuracy_table.digits"))
     s.set_defaults(func=cmd_accuracy_table)
 
     for register in _extensions():

@@ -231,11 +231,6 @@ def entries_by_dataset(entries: Sequence[dict]) -> dict[str, dict]:
     return out
 
 
-def check_entries(entries: Sequence[dict]) -> None:
-    """Cross-entry checks the JSON schema cannot express; raises :class:`ConfigError`."""
-    entries_by_dataset(entries)
-
-
 def entry_for(by_dataset: dict[str, dict], dataset: str, student_arch: str | None = None) -> dict:
     """The entry of ``dataset``; with ``student_arch``, also check it is that entry's student."""
     if dataset not in by_dataset:
@@ -471,6 +466,8 @@ def cmd_figure(a) -> None:
 
 
 def add_cli(sub) -> None:
+    from .defaults import default  # the schema's defaults: written once, there
+
     s = sub.add_parser("distill-gamma", help="Fig. 5: smoothness index gamma of teacher dumps at temperatures T")
     s.add_argument("--dumps", nargs="+", required=True, help="teacher activation dumps (HDF5)")
     s.add_argument("--temperatures", nargs="+", type=float, required=True)
@@ -483,8 +480,8 @@ def add_cli(sub) -> None:
     s.add_argument("--gamma", required=True, help="CSV from distill-gamma")
     s.add_argument("--teacher-evals", nargs="+", required=True)
     s.add_argument("--student-evals", nargs="+", required=True)
-    s.add_argument("--split", default="test")
+    s.add_argument("--split", default=default("distillation[].split"))
     s.add_argument("--csv", required=True)
     s.add_argument("--figures", nargs="+", required=True, help="figure paths (format from the suffix)")
-    s.add_argument("--dpi", type=int, default=150)
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
     s.set_defaults(func=cmd_figure)

@@ -384,7 +384,8 @@ def train_fused(
     data)``); batches and augmentations come from ``stream_seed`` (default ``seeds[0]``), exactly
     as a single run of that seed draws them.
     """
-    from .train import build_model, fit
+    from .models import build_model
+    from .train import fit
 
     if len(alphas) != len(seeds) or not alphas:
         raise ValueError(f"one seed per alpha: got {len(alphas)} alphas and {len(seeds)} seeds")
@@ -411,7 +412,8 @@ def train_fused(
 
 def cmd_train_fused(a):
     from . import data as data_mod
-    from .train import Recipe, fingerprint, model_spec, resolve_device, save_model
+    from .models import model_spec, save_model
+    from .train import Recipe, fingerprint, resolve_device
 
     if a.threads:
         torch.set_num_threads(a.threads)

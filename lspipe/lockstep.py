@@ -136,7 +136,8 @@ def train_lockstep(
     """
     from .fused import FusedDistillation, FusedSmoothedCE, fuse as fuse_models
     from .losses import Distillation, SmoothedCE
-    from .train import build_model, fit
+    from .models import build_model
+    from .train import fit
 
     if (alphas is None) == (teacher is None):
         raise ValueError("lockstep students need either alphas (baselines) or a teacher and temperatures")
@@ -180,7 +181,8 @@ def train_lockstep(
 def cmd_train_lockstep(a):
     from . import data as data_mod
     from .activations import file_sha256
-    from .train import Recipe, fingerprint, load_model, model_spec, resolve_device, save_model
+    from .models import load_model, model_spec, save_model
+    from .train import Recipe, fingerprint, resolve_device
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -239,6 +241,7 @@ def cmd_train_lockstep(a):
 def add_cli(sub) -> None:
     """``lspipe train-lockstep``: the students of one seed (and one teacher) on one batch stream."""
     from .cli import add_run_options, add_training_inputs
+    from .defaults import default
 
     s = sub.add_parser("train-lockstep", help="train several students of one seed (and one teacher) in lockstep")
     add_training_inputs(s)
@@ -246,8 +249,8 @@ def add_cli(sub) -> None:
     s.add_argument("--alphas", type=float, nargs="+", default=None, help="student baselines: label smoothing of each")
     s.add_argument("--teacher", default=None, help="teacher model.pt every student is distilled from")
     s.add_argument("--temperatures", type=float, nargs="+", default=None, help="distilled students: T of each")
-    s.add_argument("--beta", type=float, default=1.0)
-    s.add_argument("--form", choices=["teacher", "slides", "hinton"], default="teacher",
+    s.add_argument("--beta", type=float, default=default("distillation[].beta"))
+    s.add_argument("--form", choices=["teacher", "slides", "hinton"], default=default("distillation[].form"),
                    help="distillation loss form (see lspipe train --help)")
     s.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,
                    help="run the students as one fused network (lspipe.fused)")

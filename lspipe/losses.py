@@ -1,4 +1,4 @@
-"""Training objectives (a small registry, in the spirit of torchdistill).
+"""Training objectives.
 
 * ``smoothed_targets``: the label-smoothed target ``y (1 - alpha) + alpha / K`` (alpha/K on every
   class, as ``F.cross_entropy(label_smoothing=alpha)`` does; not alpha/(K-1)).
@@ -22,8 +22,6 @@ always match the exact augmented images the student sees.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -122,12 +120,3 @@ def distillation_loss(
     if beta < 1.0:
         loss = loss + (1.0 - beta) * F.cross_entropy(student_logits.float(), labels)
     return loss
-
-
-LOSS_REGISTRY: dict[str, Callable[..., nn.Module]] = {"smoothed_ce": SmoothedCE, "distillation": Distillation}
-
-
-def create(name: str, **kwargs) -> nn.Module:
-    if name not in LOSS_REGISTRY:
-        raise ValueError(f"unknown loss {name!r}; available: {', '.join(sorted(LOSS_REGISTRY))}")
-    return LOSS_REGISTRY[name](**kwargs)

@@ -44,7 +44,7 @@ import math
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import h5py
 import numpy as np
@@ -52,9 +52,12 @@ import torch
 import torch.nn as nn
 from scipy.special import logsumexp
 
-from .augment import random_crop_flip
+from . import defaults
+from .augment import DeviceLoader
 from .data import DataError, Prepared
-from .train import Callback, Recipe
+
+if TYPE_CHECKING:
+    from .train import Recipe
 
 FORMAT_VERSION = 1
 CURVE_FIELDS = ["step", "mi", "sigma", "mu_std", "n", "copies", "log_n", "ddof", "alpha", "seed"]
@@ -134,8 +137,8 @@ def _step_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0])
 
 
-class ProbeRecorder(Callback):
-    """Record probe logits during training (a :class:`~lspipe.train.Callback`).
+class ProbeRecorder:
+    """Record probe logits during training (implements :class:`~lspipe.train.Callback`'s hooks).
 
     At step 0 and every ``every`` optimiser steps (and at the last step), the model's logits for
     ``copies`` augmented copies of each probe example are appended to an HDF5 trace:
@@ -167,12 +170,18 @@ class ProbeRecorder(Callback):
         device: torch.device | str = "cpu",
         recipe: Recipe | None = None,
         classes: Sequence[str],
-        per_class: int = 300,
-        copies: int = 5,
-        every: int = 4000,
-        seed: int = 0,
+        per_class: int | None = None,
+        copies: int | None = None,
+        every: int | None = None,
+        seed: int | None = None,
         batch_size: int | None = None,
     ):
+        # settings left out (None) take the schema's defaults (teachers[].probe, recipes.<name>)
+        given = {"classes": classes, "per_class": per_class, "copies": copies, "every": every, "seed": seed}
+        probe = defaults.fill("teachers[].probe", {k: v for k, v in given.items() if v is not None})
+        per_class, copies, every, seed = probe["per_class"], probe["copies"], probe["every"], probe["seed"]
+        r = defaults.fill("recipes.*") if recipe is None else vars(recipe)
+        augment, eval_batch_size = r["augment"], r["eval_batch_size"]
         if probe_out is None:
             raise DataError("lspipe train --probe needs --probe-out (where the probe trace is written)")
         if int(every) < 1 or int(copies) < 2 or int(per_class) < 1:
@@ -183,9 +192,8 @@ class ProbeRecorder(Callback):
         self.device = torch.device(device)
         self.classes = [str(c) for c in classes]
         self.per_class, self.copies, self.every, self.seed = int(per_class), int(copies), int(every), int(seed)
-        augment = dict(recipe.augment) if recipe is not None else {}
-        self.pad, self.flip = int(augment.get("pad", 0)), bool(augment.get("flip", False))
-        self.batch_size = int(batch_size or (recipe.eval_batch_size if recipe is not None else 1000))
+        self.pad, self.flip = int(augment["pad"]), bool(augment["flip"])
+        self.batch_size = int(batch_size or eval_batch_size)
         self.class_indices = [data.class_index(c) for c in self.classes]
         self.index = select_probe(data, self.classes, self.per_class, self.seed)
         self.labels = data.y["train"][self.index].astype(np.int64)
@@ -212,10 +220,9 @@ class ProbeRecorder(Callback):
             self.gen.manual_seed(_step_seed(self.seed, step))
             n = len(self.index)
             xs = self.x.repeat(self.copies, 1, 1, 1)  # copy-major: row c * N + i is copy c of example i
-            outs = []
-            for s in range(0, len(xs), self.batch_size):
-                xb = random_crop_flip(xs[s : s + self.batch_size], self.pad, self.flip, self.gen)
-                outs.append(model(xb).float().cpu())
+            copies = DeviceLoader(xs, None, self.batch_size, pad=self.pad, flip=self.flip, generator=self.gen,
+                                  shuffle=False, drop_last=False)
+            outs = [model(xb).float().cpu() for xb in copies]
             out = torch.cat(outs).reshape(self.copies, n, -1).transpose(0, 1)
         finally:
             model.train(was_training)
@@ -292,6 +299,8 @@ class ProbeRecorder(Callback):
     def on_step(self, model: nn.Module, step: int) -> None:
         if step % self.every == 0:
             self.record(model, step)
+
+    def on_checkpoint(self, step: int) -> None: ...
 
     def on_end(self, model: nn.Module, step: int) -> None:
         if self.last_step != step:
@@ -534,10 +543,12 @@ def cmd_mi_figure(a):
 
 
 def add_cli(sub) -> None:
+    from .defaults import default  # the schema's defaults: written once, there
+
     s = sub.add_parser("mi-curve", help="Fig. 6: mutual information I(X; Y) at every recorded step of a probe trace")
     s.add_argument("--probe", required=True, help="probe.h5 written by `lspipe train --probe`")
     s.add_argument("--out", required=True, help="CSV: step, mi, sigma, mu_std, n, copies, log_n, ddof, alpha, seed")
-    s.add_argument("--ddof", type=int, default=0, choices=[0, 1],
+    s.add_argument("--ddof", type=int, default=default("mi.ddof"), choices=[0, 1],
                    help="pooled variance divides by N*(L-ddof): 0 maximum likelihood (default, the paper notes'), 1 unbiased")
     s.add_argument("--alpha", type=float, required=True, help="the teacher's alpha (copied into the CSV)")
     s.add_argument("--seed", type=int, required=True, help="the teacher's seed (copied into the CSV)")
@@ -551,7 +562,7 @@ def add_cli(sub) -> None:
     s.add_argument("--csv", required=True, help="the numbers: alpha, step, seeds, mi_mean/std/min/max, n, log_n")
     s.add_argument("--out", nargs="+", required=True, help="figure files (format from the suffix)")
     s.add_argument("--title", default="")
-    s.add_argument("--dpi", type=int, default=150)
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
     s.set_defaults(func=cmd_mi_figure)
 
 

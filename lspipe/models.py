@@ -18,12 +18,18 @@ Registered architectures:
 
 from __future__ import annotations
 
-import re
-from typing import Callable
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .io import torch_save
+
+if TYPE_CHECKING:
+    from .data import Prepared
 
 MODEL_REGISTRY: dict[str, Callable[..., "Classifier"]] = {}
 
@@ -65,6 +71,10 @@ class Classifier(nn.Module):
         output layer (which label smoothing and distillation act on) are decayed.
         """
         return [m.weight for m in self.body.modules() if isinstance(m, nn.Linear)]
+
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """``torch.nn.utils.clip_grad_norm_`` of all parameters (a fused model clips each member's)."""
+        return torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
 
 
 # --------------------------------------------------------------------------- ResNet (CIFAR)
@@ -130,6 +140,11 @@ class ResNetBody(nn.Module):
 def resnet(depth: int, num_classes: int, in_channels: int, image_size: int, mean, std) -> Classifier:
     body = ResNetBody(depth, in_channels)
     return Classifier(body, body.out_dim, num_classes, mean, std)
+
+
+RESNET_DEPTHS = range(8, 1203, 6)  # 6n+2 for n = 1..200: resnet8, resnet20, resnet56, resnet110, ..., resnet1202
+for _depth in RESNET_DEPTHS:
+    register(f"resnet{_depth}")(functools.partial(resnet, _depth))
 
 
 # --------------------------------------------------------------------------- AlexNet (TF tutorial)
@@ -200,29 +215,53 @@ def mlp(num_classes: int, in_channels: int, image_size: int, mean, std, hidden=(
     return Classifier(nn.Sequential(*layers), d, num_classes, mean, std)
 
 
-_RESNET = re.compile(r"resnet(\d+)$")
-
-
 def available() -> list[str]:
-    return sorted(MODEL_REGISTRY) + ["resnet<6n+2> (e.g. resnet20, resnet56, resnet110)"]
+    """The registered names, the ResNet family summarised in one entry."""
+    return sorted(n for n in MODEL_REGISTRY if not n.startswith("resnet")) + [
+        f"resnet<6n+2> (resnet{RESNET_DEPTHS[0]} .. resnet{RESNET_DEPTHS[-1]}, e.g. resnet20, resnet56, resnet110)"
+    ]
 
 
 def create(arch: str, num_classes: int, in_channels: int, image_size: int, mean=None, std=None, **kwargs) -> Classifier:
-    """Build architecture ``arch`` (a registry name or ``resnet<depth>``)."""
-    mean = [0.0] * in_channels if mean is None else list(mean)
-    std = [1.0] * in_channels if std is None else list(std)
-    m = _RESNET.match(arch)
-    if m:
-        return resnet(int(m.group(1)), num_classes, in_channels, image_size, mean, std, **kwargs)
+    """Build the registered architecture ``arch`` (:data:`MODEL_REGISTRY`)."""
     if arch not in MODEL_REGISTRY:
         raise ValueError(f"unknown architecture {arch!r}; available: {', '.join(available())}")
+    mean = [0.0] * in_channels if mean is None else list(mean)
+    std = [1.0] * in_channels if std is None else list(std)
     return MODEL_REGISTRY[arch](num_classes, in_channels, image_size, mean, std, **kwargs)
 
 
 def is_known(arch: str) -> bool:
-    m = _RESNET.match(arch)
-    return (m is not None and (int(m.group(1)) - 2) % 6 == 0 and int(m.group(1)) >= 8) or arch in MODEL_REGISTRY
+    return arch in MODEL_REGISTRY
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- build, save, load
+
+
+def build_model(arch: str, data: Prepared, **kwargs) -> Classifier:
+    c, h, _ = data.image_shape
+    return create(arch, data.num_classes, c, h, data.mean, data.std, **kwargs)
+
+
+def model_spec(arch: str, data: Prepared, **kwargs) -> dict:
+    c, h, _ = data.image_shape
+    return {"arch": arch, "num_classes": data.num_classes, "in_channels": c, "image_size": h, "kwargs": kwargs}
+
+
+def save_model(path: str | Path, model: nn.Module, spec: dict, meta: dict) -> None:
+    torch_save({"spec": spec, "state_dict": model.state_dict(), "meta": meta}, path)
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Classifier, dict]:
+    """Rebuild a saved model (eval mode, on ``device``); returns ``(model, meta)``."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    spec = blob["spec"]
+    model = create(
+        spec["arch"], spec["num_classes"], spec["in_channels"], spec["image_size"], **spec.get("kwargs", {})
+    )
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval(), blob["meta"]

@@ -220,13 +220,15 @@ def _cmd_projections(a):
 
 
 def add_cli(sub) -> None:
+    from .defaults import default  # the schema's defaults: written once, there
+
     s = sub.add_parser("projections", help="Fig. 1: activations projected onto three classes' template plane")
     s.add_argument("--rows", required=True, help="the config's projections.rows as JSON")
     s.add_argument("--hard", nargs="+", required=True, help="alpha-0 dump of each row, in row order")
     s.add_argument("--ls", nargs="+", required=True, help="label-smoothed dump of each row, in row order")
     s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
-    s.add_argument("--per-class", type=int, default=100)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--per-class", type=int, default=default("projections.per_class"))
+    s.add_argument("--seed", type=int, default=default("projections.seed"))
     s.add_argument("--ls-alpha", type=float, default=None)
-    s.add_argument("--dpi", type=int, default=150)
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
     s.set_defaults(func=_cmd_projections)

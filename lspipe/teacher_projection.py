@@ -125,6 +125,8 @@ def _cmd(a):
 
 
 def add_cli(sub) -> None:
+    from .defaults import default  # the schema's defaults: written once, there
+
     s = sub.add_parser("teacher-projections",
                        help="the distillation teachers' penultimate projections, alpha 0 vs LS (training examples)")
     s.add_argument("--hard", required=True, help="dump of the hard-target (alpha 0) teacher")
@@ -134,5 +136,5 @@ def add_cli(sub) -> None:
     s.add_argument("--per-class", type=int, default=100)
     s.add_argument("--seed", type=int, default=0, help="seed of the example choice")
     s.add_argument("--ls-alpha", type=float, default=None)
-    s.add_argument("--dpi", type=int, default=150)
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
     s.set_defaults(func=_cmd)

@@ -1,10 +1,10 @@
 """The training engine, shared by teachers and students.
 
-It reads top to bottom like nanoGPT's loop: put the whole training split on the device as
-uint8, then for each step draw a batch from a seeded permutation, augment it on the device,
-compute the objective (label-smoothed CE or distillation, :mod:`lspipe.losses`), step SGD with
+It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser steps: the whole
+training split lives on the device as uint8 and a :class:`~lspipe.augment.DeviceLoader` draws
+each batch from a seeded permutation and augments it on the device; each step computes the objective (label-smoothed CE or distillation, :mod:`lspipe.losses`), step SGD with
 Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
-runs in bf16 autocast and channels_last (evaluation and dumps, :func:`predict`, always run in
+runs in bf16 autocast and channels_last (evaluation and dumps, :func:`~lspipe.activations.predict`, always run in
 float32); on the CPU in channels_last (``cpu_channels_last``, on by
 default: +30% for ResNets with oneDNN) and in bf16 only when the recipe asks (``cpu_amp``). After every epoch: validation accuracy/loss, a row in
 the metrics CSV and (every ``checkpoint_every`` epochs) an atomic checkpoint from which an
@@ -15,12 +15,12 @@ matches the current run, so changed hyper-parameters never continue a stale run.
 The same loop trains a *fused* model (:mod:`lspipe.fused`: G same-architecture members in one
 network, ``model.num_members == G``): its logits are B x G x K, its objective returns one loss per
 member (their sum is minimised, so each member gets exactly its own gradient), gradients are
-clipped per member (``model.clip_grad_norm_``) and each member gets its own metrics CSV.
+clipped per member (``model.clip_grad_norm_``) and each member gets its own metrics CSV. The
+loop does not branch on it: an ordinary model is one member (B x 1 x K logits, one loss).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -29,18 +29,18 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import defaults
 from . import models as model_registry
-from .augment import random_crop_flip
+from .activations import evaluate_logits, predict
+from .augment import DeviceLoader
 from .data import Prepared
 from .io import atomic_path, torch_save
 
@@ -49,32 +49,36 @@ METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "
 
 @dataclass
 class Recipe:
-    """Optimisation hyper-parameters (the config's ``recipes.<name>`` section)."""
+    """Optimisation hyper-parameters (the config's ``recipes.<name>`` section).
+
+    Build it with :meth:`from_dict`, which fills every key left out from the schema's defaults
+    (:mod:`lspipe.defaults`, the one place they are written).
+    """
 
     steps: int
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 1e-4
-    dense_weight_decay: float | None = None
-    schedule: str = "milestones"
-    lr_milestones: Sequence[int] = ()
-    lr_decay: float = 0.1
-    onecycle_pct_start: float = 0.3
-    warmup_steps: int = 0
-    loss_scale: float = 1.0
-    grad_clip: float | None = None
-    augment: dict = field(default_factory=lambda: {"pad": 4, "flip": True})
-    eval_batch_size: int = 1000
-    checkpoint_every: int = 1
-    amp: bool = True
-    channels_last: bool = True
-    compile: bool = False
-    compile_mode: str | None = None
-    cpu_amp: bool = False
-    cpu_channels_last: bool = True
-    max_loss: float | None = None
+    batch_size: int
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    dense_weight_decay: float | None
+    schedule: str
+    lr_milestones: Sequence[int]
+    lr_decay: float
+    onecycle_pct_start: float
+    warmup_steps: int
+    loss_scale: float
+    grad_clip: float | None
+    augment: dict
+    eval_batch_size: int
+    checkpoint_every: int
+    amp: bool
+    channels_last: bool
+    compile: bool
+    compile_mode: str | None
+    cpu_amp: bool
+    cpu_channels_last: bool
+    max_loss: float | None
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
@@ -82,9 +86,8 @@ class Recipe:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown recipe key(s) {unknown}; allowed: {sorted(known)}")
-        r = cls(**d)
+        r = cls(**defaults.fill("recipes.*", d))
         r.lr_milestones = tuple(int(m) for m in r.lr_milestones)
-        r.augment = {"pad": 0, "flip": False, **(r.augment or {})}
         problem = r.schedule_problem()
         if problem:
             raise ValueError(problem)
@@ -158,83 +161,6 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def build_model(arch: str, data: Prepared, **kwargs) -> model_registry.Classifier:
-    c, h, _ = data.image_shape
-    return model_registry.create(arch, data.num_classes, c, h, data.mean, data.std, **kwargs)
-
-
-def model_spec(arch: str, data: Prepared, **kwargs) -> dict:
-    c, h, _ = data.image_shape
-    return {"arch": arch, "num_classes": data.num_classes, "in_channels": c, "image_size": h, "kwargs": kwargs}
-
-
-def save_model(path: str | Path, model: nn.Module, spec: dict, meta: dict) -> None:
-    torch_save({"spec": spec, "state_dict": model.state_dict(), "meta": meta}, path)
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[model_registry.Classifier, dict]:
-    """Rebuild a saved model (eval mode, on ``device``); returns ``(model, meta)``."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    spec = blob["spec"]
-    model = model_registry.create(
-        spec["arch"], spec["num_classes"], spec["in_channels"], spec["image_size"], **spec.get("kwargs", {})
-    )
-    model.load_state_dict(blob["state_dict"])
-    return model.to(device).eval(), blob["meta"]
-
-
-@contextlib.contextmanager
-def full_float32(device_type: str = "cpu"):
-    """Plain float32 arithmetic inside the block: no autocast, and no TF32 in CUDA matmuls and
-    convolutions (PyTorch allows TF32 in cuDNN convolutions by default); restores the flags."""
-    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        with torch.autocast(device_type=device_type, enabled=False):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module, x: np.ndarray | torch.Tensor, device: torch.device | str, batch_size: int = 1000,
-    features: bool = False,
-):
-    """Logits (and penultimate features) for ``x`` in eval mode, batched, as float32 CPU tensors.
-
-    Always in float32 on every device (:func:`full_float32`: no bf16 autocast, no TF32), whatever
-    precision training used: the dumps feed ECE, temperature scaling, gamma and the projections,
-    and the per-epoch validation metrics use the same path.
-    """
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    xt = torch.as_tensor(x)
-    outs, feats = [], []
-    for s in range(0, len(xt), batch_size):
-        xb = xt[s : s + batch_size].to(device, non_blocking=True)
-        with full_float32(device.type):
-            out = model(xb, features=True) if features else model(xb)
-        if features:
-            outs.append(out[0].float().cpu())
-            feats.append(out[1].float().cpu())
-        else:
-            outs.append(out.float().cpu())
-    model.train(was_training)
-    logits = torch.cat(outs) if outs else torch.empty(0)
-    return (logits, torch.cat(feats)) if features else logits
-
-
-def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict:
-    labels = torch.as_tensor(labels)
-    return {
-        "accuracy": float((logits.argmax(1) == labels).float().mean()),
-        "nll": float(F.cross_entropy(logits, labels)),
-        "n": int(len(labels)),
-    }
-
-
 def param_groups(model: model_registry.Classifier, recipe: Recipe) -> list[dict]:
     if recipe.dense_weight_decay is None:
         return [{"params": list(model.parameters()), "weight_decay": recipe.weight_decay}]
@@ -260,14 +186,10 @@ class TrainingDiverged(RuntimeError):
     the run, the step and the loss, and the checkpoint left for inspection."""
 
 
-def _divergence_error(run_name, members: int, step: int, losses: list[float], recipe: Recipe,
-                      checkpoint_path: Path) -> TrainingDiverged:
+def _divergence_error(run_name, step: int, losses: list[float], recipe: Recipe, checkpoint_path: Path) -> TrainingDiverged:
     names = list(run_name) if isinstance(run_name, (list, tuple)) else [run_name or "?"]
-    if members:
-        bad = [i for i, v in enumerate(losses) if not math.isfinite(v) or (recipe.max_loss and v > recipe.max_loss)]
-        what = ", ".join(f"{names[i] if i < len(names) else f'member {i}'} (loss {losses[i]:.4g})" for i in bad)
-    else:
-        what = f"{names[0]} (loss {losses[0]:.4g})"
+    bad = [i for i, v in enumerate(losses) if not math.isfinite(v) or (recipe.max_loss and v > recipe.max_loss)]
+    what = ", ".join(f"{names[i] if i < len(names) else f'member {i}'} (loss {losses[i]:.4g})" for i in bad)
     kind = "is not finite" if not all(math.isfinite(v) for v in losses) else f"exceeds recipes.<name>.max_loss = {recipe.max_loss:g}"
     kept = (f"the last checkpoint {checkpoint_path} is kept for inspection" if checkpoint_path.exists()
             else "no checkpoint was written yet")
@@ -335,22 +257,25 @@ def fit(
     on_cuda = device.type == "cuda"
     use_amp = recipe.amp if on_cuda else recipe.cpu_amp
     channels_last = recipe.channels_last if on_cuda else recipe.cpu_channels_last
-    members = int(getattr(model, "num_members", 0))  # 0: an ordinary model
+    # one code path for both: an ordinary model is handled as one member (its B x K logits seen as
+    # B x 1 x K, its scalar loss as one loss); only the arguments and the summary keep their shapes
+    fused = hasattr(model, "num_members")
+    members = model.num_members if fused else 1
     checkpoint_path = Path(checkpoint_path)
-    metrics_paths = [Path(p) for p in metrics_path] if members else [Path(metrics_path)]
-    if members and len(metrics_paths) != members:
+    metrics_paths = [Path(p) for p in (metrics_path if fused else [metrics_path])]
+    if len(metrics_paths) != members:
         raise ValueError(f"a fused model of {members} members needs {members} metrics paths, got {len(metrics_paths)}")
 
-    # --- data, resident on the device as uint8
-    x_train = torch.from_numpy(data.x["train"]).to(device)
-    y_train = torch.from_numpy(data.y["train"]).to(device)
-    n, bs = len(y_train), recipe.batch_size
-    if n < bs:
-        raise ValueError(f"batch_size {bs} exceeds the {n} training examples; lower recipes.<name>.batch_size")
-    steps_per_epoch = n // bs  # the incomplete last batch is dropped, as in airbench
-    pad, flip = int(recipe.augment.get("pad", 0)), bool(recipe.augment.get("flip", False))
+    # --- data, resident on the device as uint8, drawn by a seeded loader
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed + 1)
+    loader = DeviceLoader(torch.from_numpy(data.x["train"]).to(device), torch.from_numpy(data.y["train"]).to(device),
+                          recipe.batch_size, pad=recipe.augment["pad"], flip=recipe.augment["flip"], generator=gen)
+    if len(loader) == 0:  # the incomplete last batch is dropped, as in airbench
+        raise ValueError(f"batch_size {recipe.batch_size} exceeds the {len(loader.x)} training examples; "
+                         "lower recipes.<name>.batch_size")
 
-    # --- model, optimiser, RNG
+    # --- model, optimiser
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -359,20 +284,18 @@ def fit(
         param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
         nesterov=recipe.nesterov and recipe.momentum > 0,
     )
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed + 1)
     step, epoch, elapsed = 0, 0, 0.0
     history: list[list[dict]] = [[] for _ in metrics_paths]  # metric rows, one list per member
 
-    # --- resume from the last checkpoint of this very run, if any
+    # --- resume from the last checkpoint of this very run (always at the end of an epoch), if any
     ck = _load_checkpoint(checkpoint_path, device) if checkpoint_path.exists() else None
     if ck is not None:
         if ck.get("fingerprint") == run_fingerprint:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
-            gen.set_state(ck["generator"].cpu() if not on_cuda else ck["generator"].cpu())
+            gen.set_state(ck["generator"].cpu())
             step, epoch, elapsed = ck["step"], ck["epoch"], ck["seconds"]
-            history = ck["metrics"] if members else [ck["metrics"]]
+            history = ck["metrics"] if fused else [ck["metrics"]]
             print(f"resumed from {checkpoint_path} at step {step} (epoch {epoch})", file=sys.stderr)
         else:
             print(f"ignoring {checkpoint_path}: it belongs to a run with other settings", file=sys.stderr)
@@ -383,88 +306,83 @@ def fit(
 
     bar = tqdm(total=recipe.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
-    epochs_this_run = 0
-    while step < recipe.steps:
-        t0 = time.perf_counter()
-        model.train()
-        objective.train()
-        perm = torch.randperm(n, device=device, generator=gen)
-        loss_sum = torch.zeros((members,) if members else (), device=device)
-        correct = torch.zeros((members,) if members else (), device=device, dtype=torch.long)
-        seen = 0
-        bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first diverged step of this epoch
-        bad_loss = torch.zeros((members,) if members else (), device=device)
-        for b in range(steps_per_epoch):
-            if step >= recipe.steps:
-                break
-            idx = perm[b * bs : (b + 1) * bs]
-            xb = random_crop_flip(x_train[idx], pad, flip, gen)
-            yb = y_train[idx]
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            lr = recipe.lr_at(step)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = train_model(xb)
-                loss = objective(logits, yb, xb)  # a scalar, or one loss per member of a fused model
-            opt.zero_grad(set_to_none=True)
-            (loss.sum() * recipe.loss_scale).backward()
-            if recipe.grad_clip:
-                if members:
-                    model.clip_grad_norm_(recipe.grad_clip)
-                else:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            opt.step()
-            step += 1
-            lv = loss.detach().float()
-            diverged = ~torch.isfinite(lv).all()
-            if recipe.max_loss:
-                diverged = diverged | (lv > recipe.max_loss).any()
-            first = diverged & (bad_step < 0)
-            bad_step = torch.where(first, step, bad_step)
-            bad_loss = torch.where(first, lv, bad_loss)
-            loss_sum += loss.detach() * len(yb)
-            correct += (logits.detach().argmax(-1) == (yb[:, None] if members else yb)).sum(0)
-            seen += len(yb)
-            bar.update(1)
-            for cb in callbacks:
-                cb.on_step(model, step)
+    start_step, epochs_this_run, last_of_epoch = step, 0, True  # a resumed run starts at an epoch's start
+    for step in range(start_step, recipe.steps):
+        if last_of_epoch:  # a new epoch: a fresh pass of the loader
+            t0 = time.perf_counter()
+            model.train()
+            objective.train()
+            batches = iter(loader)
+            loss_sum = torch.zeros(members, device=device)
+            correct = torch.zeros(members, device=device, dtype=torch.long)
+            seen = 0
+            bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first diverged step of this epoch
+            bad_loss = torch.zeros(members, device=device)
+        xb, yb = next(batches)
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        lr = recipe.lr_at(step)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = train_model(xb)
+            loss = objective(logits, yb, xb)  # a scalar, or one loss per member of a fused model
+        opt.zero_grad(set_to_none=True)
+        (loss.sum() * recipe.loss_scale).backward()
+        if recipe.grad_clip:
+            model.clip_grad_norm_(recipe.grad_clip)
+        opt.step()
+        lv = loss.detach().float().reshape(members)
+        diverged = ~torch.isfinite(lv).all()
+        if recipe.max_loss:
+            diverged = diverged | (lv > recipe.max_loss).any()
+        first = diverged & (bad_step < 0)
+        bad_step = torch.where(first, step + 1, bad_step)
+        bad_loss = torch.where(first, lv, bad_loss)
+        loss_sum += loss.detach().reshape(members) * len(yb)
+        correct += (logits.detach().reshape(len(yb), members, -1).argmax(-1) == yb[:, None]).sum(0)
+        seen += len(yb)
+        bar.update(1)
+        for cb in callbacks:
+            cb.on_step(model, step + 1)
+        last_of_epoch = (step + 1) % len(loader) == 0
+        if not (last_of_epoch or step + 1 == recipe.steps):
+            continue
+
+        # --- end of an epoch (or of training): divergence check, validation, metrics, checkpoint
         if int(bad_step) >= 0:
             bar.close()
-            raise _divergence_error(run_name, members, int(bad_step), bad_loss.view(-1).tolist(), recipe,
-                                    checkpoint_path)
+            raise _divergence_error(run_name, int(bad_step), bad_loss.tolist(), recipe, checkpoint_path)
         epoch += 1
         epochs_this_run += 1
-
         val_logits = predict(model, data.x["val"], device, recipe.eval_batch_size)
-        vals = ([evaluate_logits(val_logits[:, g], data.y["val"]) for g in range(members)] if members
-                else [evaluate_logits(val_logits, data.y["val"])])
+        val_logits = val_logits.reshape(len(val_logits), members, -1)
         elapsed += time.perf_counter() - t0
-        for g, (rows, val, path) in enumerate(zip(history, vals, metrics_paths)):
+        for g, (rows, path) in enumerate(zip(history, metrics_paths)):
+            val = evaluate_logits(val_logits[:, g], data.y["val"])
             rows.append({
-                "epoch": epoch, "step": step, "lr": recipe.lr_at(step - 1),
-                "train_loss": float(loss_sum.view(-1)[g]) / max(seen, 1),
-                "train_acc": float(correct.view(-1)[g]) / max(seen, 1),
+                "epoch": epoch, "step": step + 1, "lr": recipe.lr_at(step),
+                "train_loss": float(loss_sum[g]) / max(seen, 1), "train_acc": float(correct[g]) / max(seen, 1),
                 "val_loss": val["nll"], "val_acc": val["accuracy"], "seconds": round(elapsed, 3),
             })
             _write_metrics(path, rows)
         bar.set_postfix(loss="/".join(f"{rows[-1]['train_loss']:.3f}" for rows in history),
                         val_acc="/".join(f"{rows[-1]['val_acc']:.3f}" for rows in history))
-        if step < recipe.steps and epoch % recipe.checkpoint_every == 0:
+        if step + 1 < recipe.steps and epoch % recipe.checkpoint_every == 0:
             torch_save({
                 "fingerprint": run_fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "generator": gen.get_state(), "step": step, "epoch": epoch,
-                "metrics": history if members else history[0], "seconds": elapsed,
+                "generator": gen.get_state(), "step": step + 1, "epoch": epoch,
+                "metrics": history if fused else history[0], "seconds": elapsed,
             }, checkpoint_path)
             for cb in callbacks:
-                cb.on_checkpoint(step)
-        if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs and step < recipe.steps:
+                cb.on_checkpoint(step + 1)
+        if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs and step + 1 < recipe.steps:
             bar.close()
-            raise Interrupted(f"stopped after {epochs_this_run} epoch(s) at step {step}")
+            raise Interrupted(f"stopped after {epochs_this_run} epoch(s) at step {step + 1}")
+    step = max(start_step, recipe.steps)
     bar.close()
     for cb in callbacks:
         cb.on_end(model, step)
     model.eval()
     finals = [rows[-1] if rows else {} for rows in history]
-    return {"steps": step, "epochs": epoch, "seconds": elapsed, "final": finals if members else finals[0]}
+    return {"steps": step, "epochs": epoch, "seconds": elapsed, "final": finals if fused else finals[0]}

@@ -44,6 +44,35 @@ def make_workdir(root: Path, config: Path = TINY) -> Path:
     return root
 
 
+def synthetic_data(sizes=(96, 30, 30), *, channels: int = 1, side: int = 8, classes: int = 3, seed: int = 0,
+                   signal: int = 0, class_names=None, index_offset: int = 0, name: str = "synthetic"):
+    """The tests' synthetic dataset: a :class:`lspipe.data.Prepared` of random uint8 images.
+
+    ``sizes`` are the train/val/test sizes. Labels are random; with ``signal`` > 0 they cycle
+    through the classes instead and each image is brightened by ``signal`` x its class, so a
+    model can learn them. Draws, per split in order: the images, then the labels. Random images
+    give continuous activations (no ReLU/max-pool ties that would amplify rounding).
+    """
+    import numpy as np
+
+    from lspipe.data import Prepared
+
+    rng = np.random.default_rng(seed)
+    x, y, index = {}, {}, {}
+    for split, n in zip(("train", "val", "test"), sizes):
+        if signal:
+            y[split] = (np.arange(n) % classes).astype(np.int64)
+            top = 256 - signal * (classes - 1)
+            x[split] = (rng.integers(0, top, (n, channels, side, side)) + signal * y[split][:, None, None, None]
+                        ).astype(np.uint8)
+        else:
+            x[split] = rng.integers(0, 256, (n, channels, side, side), dtype=np.uint8)
+            y[split] = rng.integers(0, classes, n).astype(np.int64)
+        index[split] = np.arange(n) + index_offset
+    names = list(class_names) if class_names is not None else [str(c) for c in range(classes)]
+    return Prepared(x, y, index, names, np.full(channels, 0.5), np.full(channels, 0.25), {"name": name})
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """The whole DAG on tests/tiny.yaml, run once; returns the working directory."""

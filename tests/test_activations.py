@@ -9,23 +9,14 @@ import torch
 
 from lspipe import models
 from lspipe.activations import COMPRESSIONS, Dump, write_dump, write_h5
-from lspipe.data import Prepared
-from lspipe.train import predict
-
-
-def _tiny_prepared(seed: int = 0) -> Prepared:
-    rng = np.random.default_rng(seed)
-    sizes = {"train": 150, "val": 40, "test": 50}
-    x = {s: rng.integers(0, 256, (n, 1, 8, 8), dtype=np.uint8) for s, n in sizes.items()}
-    y = {s: rng.integers(0, 3, n).astype(np.int64) for s, n in sizes.items()}
-    return Prepared(x=x, y=y, index={s: np.arange(n) for s, n in sizes.items()}, classes=["ant", "bee", "cat"],
-                    mean=np.array([0.5], np.float32), std=np.array([0.25], np.float32), meta={"name": "toy"})
+from lspipe.activations import predict
+from conftest import synthetic_data
 
 
 @pytest.fixture(scope="module")
 def toy():
     torch.manual_seed(0)
-    data = _tiny_prepared()
+    data = synthetic_data((150, 40, 50), class_names=["ant", "bee", "cat"], name="toy")
     model = models.create("smallcnn", 3, 1, 8, data.mean, data.std).eval()
     return data, model
 
@@ -95,7 +86,7 @@ def test_dump_is_float32_even_inside_bf16_autocast(toy, tmp_path):
     """A dump equals the model's plain float32 logits and features (direct forward, no predict()),
     even when written from inside a bf16 autocast region (as training on a GPU runs): predict()
     switches autocast off, so nothing is rounded to bf16."""
-    from lspipe.train import full_float32
+    from lspipe.activations import full_float32
 
     data, model = toy
     x = torch.from_numpy(data.x["val"])

@@ -54,3 +54,30 @@ def test_seeded_generator_repeats():
     a = random_crop_flip(x, 4, True, torch.Generator().manual_seed(5))
     b = random_crop_flip(x, 4, True, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_device_loader_draws_a_permutation_then_each_batchs_augmentation():
+    from lspipe.augment import DeviceLoader
+
+    x = torch.arange(10 * 2 * 4 * 4, dtype=torch.uint8).view(10, 2, 4, 4)
+    y = torch.arange(10)
+    loader = DeviceLoader(x, y, 4, pad=1, flip=True, generator=torch.Generator().manual_seed(3))
+    assert len(loader) == 2  # the incomplete last batch is dropped
+    passes = [list(loader), list(loader)]
+    # the reference: the same draws made by hand, in the documented order
+    gen = torch.Generator().manual_seed(3)
+    for batches in passes:
+        perm = torch.randperm(10, generator=gen)
+        assert len(batches) == 2
+        for b, (xb, yb) in enumerate(batches):
+            rows = perm[4 * b : 4 * b + 4]
+            assert torch.equal(yb, rows) and torch.equal(xb, random_crop_flip(x[rows], 1, True, gen))
+    assert not torch.equal(passes[0][0][1], passes[1][0][1])  # each pass its own permutation
+
+
+def test_device_loader_in_order_keeps_every_row():
+    from lspipe.augment import DeviceLoader
+
+    x = torch.arange(5 * 1 * 3 * 3, dtype=torch.uint8).view(5, 1, 3, 3)
+    loader = DeviceLoader(x, None, 2, shuffle=False, drop_last=False)
+    assert len(loader) == 3 and torch.equal(torch.cat(list(loader)), x)  # no augmentation: the images as they are

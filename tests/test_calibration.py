@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import math
 
 import numpy as np
 import pytest
@@ -241,32 +240,3 @@ def test_table3_grids_from_the_config():
         C.table3_grids(cfg2)
     cfg2["teachers"].pop()
     assert C.table3_grids(cfg2) == [("a", "x", 0.1, [0, 1])]
-
-
-# --------------------------------------------------------------------------- the workflow
-
-
-@pytest.mark.slow
-def test_table3_and_fig2_built_by_the_workflow(tiny_run):
-    import yaml
-    from matplotlib.image import imread
-
-    cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
-    results = tiny_run / "results"
-    with open(results / "tables" / "calibration.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    t = cfg["teachers"][0]
-    assert [(r["dataset"], r["arch"]) for r in rows] == [(t["dataset"], t["arch"])]
-    r = rows[0]
-    assert float(r["ls_alpha"]) == cfg["calibration"]["ls_alpha"] and int(r["hard_seeds"]) == len(t["seeds"])
-    assert int(r["bins"]) == cfg["calibration"]["bins"] and r["split"] == "test"
-    assert 0 <= float(r["ece_ts_mean"]) <= 1 and float(r["temperature_mean"]) > 0
-    assert "| digits | smallcnn |" in (results / "tables" / "calibration.md").read_text()
-    # the table is the per-model JSONs aggregated; the JSON's ECE is the dump's logits re-evaluated
-    js = C.calibrate_dump(results / "dumps" / "digits" / "smallcnn" / "teacher" / "a0_s0.h5", cfg["calibration"]["bins"])
-    assert float(r["ece_hard_mean"]) == pytest.approx(js["before"]["ece"], abs=1e-6)
-    for ext in cfg["figures"]["formats"]:
-        p = results / "figures" / f"fig2_reliability_digits_smallcnn.{ext}"
-        assert p.stat().st_size > 1000
-    assert imread(results / "figures" / "fig2_reliability_digits_smallcnn.png").ndim == 3
-    assert math.isfinite(js["temperature"])

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from lspipe.config import ConfigError, load, validate
-from conftest import REPO
+from conftest import REPO, synthetic_data
 
 
 @pytest.fixture
@@ -120,3 +120,62 @@ def test_schedule_key(cfg):
     bad["recipes"]["digits"]["schedule"] = "cosine"  # the digits recipe keeps its milestones
     with pytest.raises(ConfigError, match=r"recipes\.digits: lr_milestones \[150, 225\] only apply to schedule 'milestones'"):
         validate(bad)
+
+
+# --------------------------------------------------------------------------- one source of defaults
+
+
+def _minimal_validated(cfg):
+    """``cfg`` with its first recipe cut to ``steps`` and an empty ``augment``, and its first teacher
+    probed with only the required ``classes``, after validation (the validator fills the defaults)."""
+    name = next(iter(cfg["recipes"]))
+    cfg["recipes"][name] = {"steps": 7, "augment": {}}
+    cfg["teachers"][0]["probe"] = {"classes": ["a", "b"]}
+    cfg["teachers"][0].pop("fuse", None)
+    return validate(cfg), name
+
+
+def test_recipe_defaults_come_from_the_schema(cfg):
+    import dataclasses
+
+    from lspipe import defaults
+    from lspipe.train import Recipe
+
+    c, name = _minimal_validated(cfg)
+    validated = Recipe.from_dict(c["recipes"][name])
+    assert Recipe.from_dict({"steps": 7}) == Recipe.from_dict({"steps": 7, "augment": {}}) == validated
+    assert validated.augment == c["recipes"][name]["augment"] and validated.augment["pad"] > 0
+    # every field has exactly one default, the schema's (no dataclass default to disagree with it)
+    fields = dataclasses.fields(Recipe)
+    assert {f.name for f in fields} == set(defaults.node("recipes.*")["properties"])
+    assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING for f in fields)
+
+
+def test_probe_defaults_come_from_the_schema(cfg):
+    from lspipe.mi import ProbeRecorder
+
+    c, name = _minimal_validated(cfg)
+    probe = c["teachers"][0]["probe"]
+    data = synthetic_data((40, 40, 40), classes=2, class_names=["a", "b"])
+    rec = ProbeRecorder("unused.h5", data, classes=["a", "b"], per_class=3)  # the rest: defaults
+    assert (rec.copies, rec.every, rec.seed) == (probe["copies"], probe["every"], probe["seed"])
+    assert (rec.pad, rec.flip) == (c["recipes"][name]["augment"]["pad"], c["recipes"][name]["augment"]["flip"])
+    assert rec.batch_size == c["recipes"][name]["eval_batch_size"]
+
+
+def test_cli_defaults_come_from_the_schema(cfg):
+    from lspipe.cli import build_parser
+
+    for key in ("device", "dump", "accuracy_table", "calibration", "mi"):  # left to their defaults
+        cfg.pop(key, None)
+    c = validate(cfg)
+    p = build_parser()
+    dump = p.parse_args(["dump", "--model", "m", "--data", "d", "--out", "o"])
+    assert (dump.max_train, dump.chunk_rows, dump.compression, dump.device) == (
+        c["dump"]["max_train"], c["dump"]["chunk_rows"], c["dump"]["compression"], c["device"])
+    table = p.parse_args(["accuracy-table", "--evals", "e", "--csv", "c", "--md", "m"])
+    assert (table.split, table.digits) == (c["accuracy_table"]["split"], c["accuracy_table"]["digits"])
+    cal = p.parse_args(["calibrate", "--dump", "d", "--out", "o"])
+    assert cal.bins == c["calibration"]["bins"]
+    curve = p.parse_args(["mi-curve", "--probe", "p", "--out", "o", "--alpha", "0", "--seed", "0"])
+    assert curve.ddof == c["mi"]["ddof"]

@@ -1,24 +1,24 @@
 """Fig. 5: run names and the student grid, the smoothness index gamma, the table behind the figure,
-a real distillation run on a tiny problem, the CLI, and the end-to-end DAG on tests/tiny.yaml."""
+a real distillation run on a tiny problem and the CLI (the DAG's checks: test_workflow_experiments.py)."""
 
 from __future__ import annotations
 
 import csv
 import json
-import re
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import planned_jobs, snakemake
+from conftest import synthetic_data
 from lspipe import cli, distill
 from lspipe.activations import Dump, write_dump
 from lspipe.config import ConfigError
-from lspipe.data import Prepared
 from lspipe.losses import Distillation, smoothed_targets
-from lspipe.train import Recipe, build_model, fit, predict
+from lspipe.activations import predict
+from lspipe.models import build_model
+from lspipe.train import Recipe, fit
 
 ENTRY = {"dataset": "digits", "teacher_arch": "smallcnn", "student_arch": "mlp", "student_recipe": "digits",
          "teacher_alphas": [0.0, 0.1, 0.3], "temperatures": [1, 2, 4], "seeds": [0, 1], "baseline_alphas": None}
@@ -95,9 +95,9 @@ def test_student_grid_of_an_entry():
 
 
 def test_one_entry_per_dataset():
-    distill.check_entries([ENTRY, {**ENTRY, "dataset": "cifar10"}])
+    distill.entries_by_dataset([ENTRY, {**ENTRY, "dataset": "cifar10"}])
     with pytest.raises(ConfigError, match=r"distillation\[1\].dataset 'digits' repeats distillation\[0\]"):
-        distill.check_entries([ENTRY, {**ENTRY, "student_arch": "alexnet"}])
+        distill.entries_by_dataset([ENTRY, {**ENTRY, "student_arch": "alexnet"}])
 
 
 # --------------------------------------------------------------------------- the table behind Fig. 5
@@ -156,18 +156,10 @@ def test_distillation_rows_record_the_form():
         distill.distillation_rows(teachers, students, gamma)
 
 
-def _tiny_data(n=120, k=3, size=5, seed=0) -> Prepared:
-    rng = np.random.default_rng(seed)
-    x = {s: rng.integers(0, 256, (m, 1, size, size), dtype=np.uint8) for s, m in (("train", n), ("val", 30), ("test", 30))}
-    y = {s: rng.integers(0, k, len(v)).astype(np.int64) for s, v in x.items()}
-    return Prepared(x=x, y=y, index={s: np.arange(len(v)) for s, v in y.items()}, classes=[str(c) for c in range(k)],
-                    mean=np.array([0.5]), std=np.array([0.25]), meta={"name": "tiny"})
-
-
 def test_cli_gamma_table_and_figure(tmp_path):
     """distill-gamma on real dumps, then distill-figure: the CSVs and both figure files."""
     torch.set_num_threads(1)
-    data = _tiny_data()
+    data = synthetic_data((120, 30, 30), side=5, name="tiny")
     dumps = []
     for alpha, seed in ((0.0, 0), (0.0, 1), (0.3, 0), (0.3, 1)):
         torch.manual_seed(seed)
@@ -211,7 +203,7 @@ def test_gamma_averages_over_the_whole_training_split(tmp_path):
     """A dump capped to 30 training examples still gives gamma over all 120 (one forward pass; T only
     rescales the logits), and the CSV and Fig. 5's label state the sample size."""
     torch.set_num_threads(1)
-    data = _tiny_data()
+    data = synthetic_data((120, 30, 30), side=5, name="tiny")
     torch.manual_seed(0)
     model = build_model("mlp", data, hidden=(8,))
     with torch.no_grad():
@@ -246,7 +238,7 @@ def _kl_and_loss(student, teacher, data, T):
 def test_distilled_student_moves_towards_its_teacher(tmp_path):
     """Paper form (student at T = 1, beta = 1) on the real engine: KL(p_teacher(T) || p_student) and the loss fall."""
     torch.set_num_threads(1)
-    data, T = _tiny_data(n=128, k=4), 2.0
+    data, T = synthetic_data((128, 30, 30), classes=4, side=5, name="tiny"), 2.0
     torch.manual_seed(1)
     teacher = build_model("mlp", data, hidden=(16,))
     with torch.no_grad():
@@ -262,77 +254,3 @@ def test_distilled_student_moves_towards_its_teacher(tmp_path):
     assert loss1 < loss0 and loss0 - loss1 == pytest.approx(kl0 - kl1, rel=1e-4)  # H(pt, ps) = H(pt) + KL
     rows = list(csv.DictReader(open(tmp_path / "m.csv")))
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
-
-
-# --------------------------------------------------------------------------- the workflow
-
-
-@pytest.mark.slow
-def test_fig5_end_to_end(tiny_run):
-    r = tiny_run / "results"
-    for ext in ("pdf", "png"):
-        f = r / "figures" / f"fig5_distillation_digits.{ext}"
-        assert f.is_file() and f.stat().st_size > 1000
-    rows = list(csv.DictReader(open(r / "tables" / "distillation_digits.csv")))
-    got = {(x["family"], x["alpha"], x["teacher_alpha"], x["temperature"]) for x in rows}
-    # tests/tiny.yaml: teacher_alphas [0, 0.3], temperatures [1, 4], one seed
-    assert got == {("teacher", "0.0", "0.0", ""), ("teacher", "0.3", "0.3", ""),
-                   ("baseline", "0.0", "", ""), ("baseline", "0.3", "", ""),
-                   ("kd_hard", "", "0.0", "1.0"), ("kd_hard", "", "0.0", "4.0"), ("kd_ls", "", "0.3", "1.0")}
-    gamma = distill.read_gamma_table(r / "tables" / "distillation_gamma_digits.csv")
-    assert set(gamma) == {(a, 0, t) for a in ("0", "0.3") for t in ("1", "4")}
-    for x in rows:
-        assert x["split"] == "test" and x["seeds"] == "1" and 0 <= float(x["accuracy_mean"]) <= 100
-        if x["family"] in ("teacher", "baseline"):
-            assert float(x["gamma_mean"]) == pytest.approx(float(x["alpha"]))
-        else:
-            assert float(x["gamma_mean"]) == pytest.approx(gamma[(distill.fmt(x["teacher_alpha"]), 0, distill.fmt(x["temperature"]))])
-    meta = torch.load(r / "models/digits/mlp/student/kd-smallcnn-a0-T4_s0/model.pt", weights_only=False)["meta"]
-    assert meta["teacher"].endswith("models/digits/smallcnn/teacher/a0_s0/model.pt")
-    assert (meta["temperature"], meta["beta"], meta["form"], meta["role"]) == (4.0, 1.0, "teacher", "student")
-    assert all(x["form"] == ("teacher" if x["family"].startswith("kd") else "") for x in rows)
-    # tests/tiny.yaml trains in lockstep: the hard teacher's students (T 1, 4) in one job, the baselines
-    # (alpha 0, 0.3) in another; the LS teacher's single student alone. Every student has its own files.
-    for log in ("train_students_lockstep/digits/mlp/kd_hard_s0.log", "train_students_lockstep/digits/mlp/baseline_s0.log",
-                "train_student_distilled/digits/mlp/kd-smallcnn-a0.3-T1_s0.log"):
-        assert (r / "logs" / log).is_file()
-    assert meta["lockstep"] == {"runs": ["kd-smallcnn-a0-T1_s0", "kd-smallcnn-a0-T4_s0"], "fused": False}
-    assert meta["summary"]["final"] == {k: float(v) if k != "epoch" and k != "step" else int(v) for k, v in
-                                        list(csv.DictReader(open(r / "models/digits/mlp/student/kd-smallcnn-a0-T4_s0/metrics.csv")))[-1].items()}
-    base = torch.load(r / "models/digits/mlp/student/a0.3_s0/model.pt", weights_only=False)["meta"]
-    assert (base["alpha"], base["run"], base["lockstep"]["runs"]) == (0.3, "a0.3_s0", ["a0_s0", "a0.3_s0"])
-
-
-def _planned_outputs(proc, rule):
-    """First output path of every job of ``rule`` in a dry run's job listing."""
-    text = proc.stdout + proc.stderr
-    return set(re.findall(rf"rule {rule}:\n(?:\s+input: .*\n)?\s+output: ([^,\s]+)", text))
-
-
-def _force(tiny_run, teacher_run, *targets):
-    teacher = f"results/models/digits/smallcnn/teacher/{teacher_run}/model.pt"
-    return snakemake(tiny_run, "-n", *targets, "--forcerun", teacher)
-
-
-@pytest.mark.slow
-def test_retraining_a_teacher_retrains_exactly_its_students(tiny_run):
-    """Dry runs on the finished tiny workflow: a forced teacher reruns its own students, no other."""
-    students = "results/models/digits/mlp/student"
-    targets = [f"{students}/{run}/model.pt" for run in
-               ("a0_s0", "a0.3_s0", "kd-smallcnn-a0-T1_s0", "kd-smallcnn-a0-T4_s0", "kd-smallcnn-a0.3-T1_s0")]
-    assert planned_jobs(snakemake(tiny_run, "-n", *targets)) == {}
-    proc = _force(tiny_run, "a0_s0", *targets)
-    # the hard teacher's students (T 1 and 4) train in one lockstep job (tests/tiny.yaml: lockstep on)
-    assert planned_jobs(proc) == {"train_teacher_probed": 1, "train_students_lockstep_digits_kd_hard_s0": 1}
-    assert _planned_outputs(proc, "train_students_lockstep_digits_kd_hard_s0") == {f"{students}/kd-smallcnn-a0-T1_s0/model.pt"}
-    proc = _force(tiny_run, "a0.3_s0", *targets)
-    assert _planned_outputs(proc, "train_student_distilled") == {f"{students}/kd-smallcnn-a0.3-T1_s0/model.pt"}
-    assert planned_jobs(proc) == {"train_teacher_probed": 1, "train_student_distilled": 1}
-
-
-@pytest.mark.slow
-def test_retraining_a_teacher_refreshes_fig5(tiny_run):
-    jobs = planned_jobs(_force(tiny_run, "a0.3_s0", "results/tables/distillation_digits.csv"))
-    assert jobs.get("train_student_distilled") == 1
-    assert jobs.get("distillation_gamma") == 1 and jobs.get("distillation_figure") == 1
-    assert jobs.get("evaluate") == 2  # the teacher's and its student's

@@ -17,15 +17,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from conftest import REPO, make_workdir, planned_jobs, snakemake
+from conftest import REPO, synthetic_data
 from lspipe import cli
 from lspipe import data as D
 from lspipe import models as M
 from lspipe.config import ConfigError, validate
-from lspipe.data import Prepared
 from lspipe.fused import FusedClassifier, FusedDistillation, FuseError, FusedSmoothedCE, fuse, train_fused
 from lspipe.losses import Distillation, SmoothedCE
-from lspipe.train import Recipe, build_model, fit, load_model
+from lspipe.models import build_model, load_model
+from lspipe.train import Recipe, fit
 
 ALPHAS = [0.0, 0.1, 0.3]
 
@@ -33,18 +33,6 @@ ALPHAS = [0.0, 0.1, 0.3]
 @pytest.fixture(autouse=True)
 def _one_thread(one_torch_thread):
     """Every test here runs with one torch thread (conftest's one_torch_thread)."""
-
-
-def random_data(channels=3, side=8, classes=5, sizes=(256, 64, 64), seed=0) -> Prepared:
-    """Random uint8 images: continuous activations, so no ReLU/max-pool ties amplify rounding."""
-    rng = np.random.default_rng(seed)
-    x, y, idx = {}, {}, {}
-    for split, n in zip(("train", "val", "test"), sizes):
-        x[split] = rng.integers(0, 256, (n, channels, side, side), dtype=np.uint8)
-        y[split] = rng.integers(0, classes, n).astype(np.int64)
-        idx[split] = np.arange(n)
-    return Prepared(x, y, idx, [str(c) for c in range(classes)], np.full(channels, 0.45), np.full(channels, 0.25),
-                    {"name": "random"})
 
 
 def members(arch, data, seeds, dtype=torch.float32):
@@ -57,7 +45,7 @@ def members(arch, data, seeds, dtype=torch.float32):
 
 @pytest.mark.parametrize("arch,channels", [("resnet8", 3), ("alexnet", 3), ("smallcnn", 1), ("mlp", 1)])
 def test_fused_forward_equals_each_member(arch, channels):
-    data = random_data(channels)
+    data = synthetic_data((256, 64, 64), channels=channels, classes=5)
     singles = members(arch, data, [0, 1, 2])
     fused = fuse(singles)
     # splitting gives back each member exactly, with the keys and shapes of a single model
@@ -85,7 +73,7 @@ def test_fused_forward_equals_each_member(arch, channels):
 def test_lrn_does_not_mix_members():
     """AlexNet's LRN normalises across neighbouring channels: member 1's output must not depend
     on member 0's weights."""
-    data = random_data()
+    data = synthetic_data((256, 64, 64), channels=3, classes=5)
     a, b = members("alexnet", data, [0, 1])
     x = torch.from_numpy(data.x["val"][:4])
     out = fuse([a, b]).eval()(x)[:, 1]
@@ -112,7 +100,7 @@ def test_fused_smoothed_ce_is_each_members_label_smoothed_ce():
 
 @pytest.mark.parametrize("beta,form", [(1.0, "teacher"), (0.7, "hinton"), (1.0, "slides")])
 def test_fused_distillation_is_each_members_distillation(beta, form):
-    data = random_data()
+    data = synthetic_data((256, 64, 64), channels=3, classes=5)
     t_hard, t_ls = members("resnet8", data, [5, 6])
     teachers, temps = [t_hard, t_hard, t_ls], [1.0, 4.0, 1.0]  # the hard teacher at two temperatures
     obj = FusedDistillation(teachers, temps, beta, form=form)
@@ -127,7 +115,7 @@ def test_fused_distillation_is_each_members_distillation(beta, form):
 
 
 def test_gradient_clipping_is_per_member():
-    data = random_data()
+    data = synthetic_data((256, 64, 64), channels=3, classes=5)
     singles = members("resnet8", data, [0, 1, 2])
     fused = fuse(singles)
     x, y = torch.from_numpy(data.x["train"][:16]), torch.from_numpy(data.y["train"][:16])
@@ -167,7 +155,7 @@ def test_fused_training_equals_separate_runs(arch, channels, tmp_path):
     """Same seed, three alphas, clipping (per member) and dense weight decay active: fit() on the fused
     model equals three separate fit() runs. In float64 the only differences are float32 rounding in
     the loss, so the tolerance can be tight."""
-    data = random_data(channels)
+    data = synthetic_data((256, 64, 64), channels=channels, classes=5)
     recipe = Recipe.from_dict({"steps": 14, "batch_size": 32, "lr": 0.05, "lr_milestones": [10], "grad_clip": 0.1,
                                "dense_weight_decay": 0.01, "augment": {"pad": 1, "flip": True}})
     singles, fused, sums, fsum = _separate_and_fused(arch, data, recipe, torch.float64, tmp_path)
@@ -187,7 +175,7 @@ def test_fused_training_equals_separate_runs(arch, channels, tmp_path):
 def test_train_fused_float32_and_seeded_members(tmp_path):
     """The production path in float32: train_fused equals separate runs within 1e-5; a member with
     another seed is initialised as its own run but trained on the first seed's batch stream."""
-    data = random_data(1)
+    data = synthetic_data((256, 64, 64), channels=1, classes=5)
     recipe = Recipe.from_dict({"steps": 12, "batch_size": 32, "lr": 0.05, "grad_clip": 0.5,
                                "augment": {"pad": 1, "flip": True}})
     alphas, seeds = [0.0, 0.2, 0.2], [0, 0, 1]
@@ -252,7 +240,7 @@ def test_train_fused_cli_writes_ordinary_checkpoints_and_resumes(tmp_path):
 
 
 def test_what_cannot_be_fused_is_refused():
-    data = random_data(1)
+    data = synthetic_data((256, 64, 64), channels=1, classes=5)
     odd = M.Classifier(nn.Sequential(nn.Flatten(), nn.Dropout(0.1), nn.Linear(64, 8)), 8, 5, [0.5], [0.25])
     with pytest.raises(FuseError, match="Dropout"):
         FusedClassifier(odd, 2)
@@ -277,16 +265,3 @@ def test_config_fuse_key_and_probe_conflict():
     ok = copy.deepcopy(cfg)
     ok["teachers"][0].update(fuse=True, probe=None)
     assert validate(ok)["teachers"][0]["fuse"] is True
-
-
-@pytest.mark.slow
-def test_workflow_plans_one_fused_job_per_seed(tmp_path):
-    cfg = _tiny_config()
-    cfg["teachers"][0].update(fuse=True, probe=None, seeds=[0, 1])
-    cfg.pop("mi", None)
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    work = make_workdir(tmp_path / "w", tmp_path / "cfg.yaml")
-    model = "results/models/digits/smallcnn/teacher/{}/model.pt"
-    proc = snakemake(work, "-n", "-p", model.format("a0.3_s1"), model.format("a0_s0"), model.format("a0.3_s0"))
-    assert planned_jobs(proc) == {"prepare_data": 1, "train_teacher_fused_digits_smallcnn": 2}
-    assert "lspipe train-fused" in proc.stdout and "--alphas 0 0.3" in proc.stdout

@@ -9,20 +9,19 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import re
 
 import pytest
 import torch
 import yaml
 
-from conftest import REPO, make_workdir, planned_jobs, snakemake
+from conftest import REPO, synthetic_data
 from lspipe import cli, distill
 from lspipe import data as D
 from lspipe.config import ConfigError, validate
 from lspipe.lockstep import LockstepModels, SharedTeacher, train_lockstep
 from lspipe.losses import Distillation, SmoothedCE
-from lspipe.train import Interrupted, Recipe, build_model, fit, load_model
-from test_fused import random_data
+from lspipe.models import build_model, load_model
+from lspipe.train import Interrupted, Recipe, fit
 
 TEMPS = [1.0, 2.0, 4.0]
 RECIPE = {"steps": 14, "batch_size": 32, "lr": 0.05, "lr_milestones": [10], "grad_clip": 0.1,
@@ -70,7 +69,7 @@ class _Counting(torch.nn.Module):
 @pytest.mark.parametrize("arch", ["smallcnn", "mlp"])
 def test_lockstep_distilled_students_are_bit_identical_to_separate_runs(arch, tmp_path):
     """float32 on the CPU, clipping and dense weight decay on: every weight, buffer and metric equal."""
-    data, recipe = random_data(1), Recipe.from_dict(RECIPE)
+    data, recipe = synthetic_data((256, 64, 64), channels=1, classes=5), Recipe.from_dict(RECIPE)
     teacher = _Counting(_teacher(data))
     trained, summary = train_lockstep(arch, data, recipe, seed=3, teacher=teacher, temperatures=TEMPS,
                                       checkpoint_path=tmp_path / "l.ckpt",
@@ -87,7 +86,7 @@ def test_lockstep_distilled_students_are_bit_identical_to_separate_runs(arch, tm
 
 
 def test_lockstep_baselines_are_bit_identical_to_separate_runs(tmp_path):
-    data, recipe = random_data(1), Recipe.from_dict(RECIPE)
+    data, recipe = synthetic_data((256, 64, 64), channels=1, classes=5), Recipe.from_dict(RECIPE)
     alphas = [0.0, 0.1, 0.3]
     trained, _ = train_lockstep("smallcnn", data, recipe, seed=3, alphas=alphas, checkpoint_path=tmp_path / "l.ckpt",
                                 metrics_paths=[tmp_path / f"l{i}.csv" for i in range(3)], progress=False)
@@ -101,7 +100,7 @@ def test_lockstep_baselines_are_bit_identical_to_separate_runs(tmp_path):
 @pytest.mark.parametrize("form", ["teacher", "hinton"])
 def test_fused_lockstep_students_equal_separate_runs_within_rounding(form, tmp_path):
     """Fused students (one grouped network) in float32: within 1e-5 of separate runs, as the fused teachers."""
-    data = random_data(1)
+    data = synthetic_data((256, 64, 64), channels=1, classes=5)
     recipe = Recipe.from_dict({**RECIPE, "steps": 12, "grad_clip": 0.5})
     trained, _ = train_lockstep("smallcnn", data, recipe, seed=3, teacher=_teacher(data), temperatures=TEMPS,
                                 form=form, fuse=True, checkpoint_path=tmp_path / "f.ckpt",
@@ -115,7 +114,7 @@ def test_fused_lockstep_students_equal_separate_runs_within_rounding(form, tmp_p
 
 
 def test_shared_teacher_runs_once_per_batch_and_not_across_batches():
-    data = random_data(1)
+    data = synthetic_data((256, 64, 64), channels=1, classes=5)
     inner = _Counting(_teacher(data))
     shared = SharedTeacher(inner)
     x = torch.from_numpy(data.x["train"][:8])
@@ -133,7 +132,7 @@ def test_shared_teacher_runs_once_per_batch_and_not_across_batches():
 
 
 def test_lockstep_models_forward_and_clipping_are_each_models():
-    data = random_data(1)
+    data = synthetic_data((256, 64, 64), channels=1, classes=5)
     models = []
     for s in (0, 1):
         torch.manual_seed(s)
@@ -257,40 +256,6 @@ def test_config_keys_and_their_defaults():
     bad["distillation"][0].update(lockstep=False, fuse_students=True)
     with pytest.raises(ConfigError, match="fuse_students"):
         validate(bad)
-
-
-@pytest.mark.slow
-def test_teacher_twin_trains_once_in_a_dry_run(tmp_path):
-    """Self-distillation on tiny.yaml (student arch and recipe = the teacher grid's): the student baselines
-    are the teachers' runs, so no baseline job is planned and Fig. 5 reads the teachers' evaluations."""
-    cfg = yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text())
-    cfg["distillation"][0]["student_arch"] = "smallcnn"
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    work = make_workdir(tmp_path / "w", tmp_path / "cfg.yaml")
-    proc = snakemake(work, "-n", "results/tables/distillation_digits.csv")
-    jobs = planned_jobs(proc)
-    assert jobs == {"prepare_data": 1, "train_teacher_probed": 2, "train_students_lockstep_digits_kd_hard_s0": 1,
-                    "train_student_distilled": 1, "dump_activations": 5, "evaluate": 5, "distillation_gamma": 1,
-                    "distillation_figure": 1}, jobs
-    figure = re.search(r"rule distillation_figure:\n\s+input: (.*)\n", proc.stdout).group(1).split(", ")
-    assert {"results/eval/digits/smallcnn/teacher/a0_s0.json", "results/eval/digits/smallcnn/teacher/a0.3_s0.json"} < set(figure)
-    assert not [f for f in figure if "/student/a" in f]
-
-
-@pytest.mark.slow
-def test_paper_preset_trains_the_alexnet_alpha0_runs_once_and_students_in_lockstep(tmp_path):
-    work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
-    proc = snakemake(work, "-n", "--configfile", str(REPO / "workflow/presets/paper.yaml"),
-                     "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}")
-    jobs = planned_jobs(proc)
-    for s in range(5):
-        assert jobs[f"train_students_lockstep_cifar10_kd_hard_s{s}"] == 1
-        assert jobs[f"train_students_lockstep_cifar10_baseline_s{s}"] == 1
-    assert "train_student_baseline" not in jobs and jobs["train_student_distilled"] == 25  # LS teachers' students
-    assert jobs["train_teacher"] == 25  # AlexNet alpha 0 trained once, as the teacher
-    outs = re.findall(r"rule train_students_lockstep_cifar10_baseline_s0:\n(?:\s+input: .*\n)?\s+output: (.*)\n", proc.stdout)
-    assert outs and "student/a0_s0/" not in outs[0] and outs[0].count("model.pt") == 5
-    assert "results/eval/cifar10/alexnet/teacher/a0_s3.json" in proc.stdout
 
 
 def test_train_lockstep_cli_fused_baselines_write_ordinary_models(tmp_path):

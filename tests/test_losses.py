@@ -10,9 +10,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lspipe.data import Prepared
-from lspipe.losses import Distillation, SmoothedCE, create, distillation_loss, smoothed_targets
-from lspipe.train import Recipe, build_model, fit
+from conftest import synthetic_data
+from lspipe.losses import Distillation, SmoothedCE, distillation_loss, smoothed_targets
+from lspipe.models import build_model
+from lspipe.train import Recipe, fit
 
 
 def np_softmax(z: np.ndarray) -> np.ndarray:
@@ -149,7 +150,7 @@ def test_distillation_module_uses_teacher_at_t_and_validates():
     torch.manual_seed(0)
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.Dropout(0.5))
     x, y, s = torch.randn(6, 1, 2, 2), torch.randint(0, 5, (6,)), torch.randn(6, 5)
-    obj = create("distillation", teacher=teacher, temperature=3.0, beta=0.7)
+    obj = Distillation(teacher, temperature=3.0, beta=0.7)
     obj.train()
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     with torch.no_grad():
@@ -182,17 +183,9 @@ class _Recorder(nn.Module):
         return self.inner(x, features=features)
 
 
-def _tiny_data(n=96, k=3, size=6, seed=0) -> Prepared:
-    rng = np.random.default_rng(seed)
-    x = {s: rng.integers(0, 256, (m, 1, size, size), dtype=np.uint8) for s, m in (("train", n), ("val", 30), ("test", 30))}
-    y = {s: rng.integers(0, k, len(v)).astype(np.int64) for s, v in x.items()}
-    return Prepared(x=x, y=y, index={s: np.arange(len(v)) for s, v in y.items()}, classes=[str(c) for c in range(k)],
-                    mean=np.array([0.5]), std=np.array([0.25]), meta={"name": "tiny"})
-
-
 def test_teacher_runs_in_eval_mode_on_the_students_augmented_batch(tmp_path):
     torch.set_num_threads(1)
-    data = _tiny_data()
+    data = synthetic_data((96, 30, 30), side=6, name="tiny")
     torch.manual_seed(0)
     inner_teacher = build_model("smallcnn", data, width=4)
     bn_before = {k: v.clone() for k, v in inner_teacher.state_dict().items()}

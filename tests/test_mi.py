@@ -1,4 +1,4 @@
-"""Fig. 6: the mutual-information estimator, the probe recorder during training, the workflow."""
+"""Fig. 6: the mutual-information estimator and the probe recorder during training."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import torch
 from scipy import integrate
 from scipy.stats import norm
 
+from conftest import synthetic_data
 from lspipe import cli
-from lspipe.data import DataError, Prepared
+from lspipe.data import DataError
 from lspipe.losses import SmoothedCE
 from lspipe.mi import ProbeRecorder, ProbeTrace, mi_curve, mi_table, mutual_information, pooled_sigma2
-from lspipe.train import Interrupted, Recipe, build_model, fit
+from lspipe.models import build_model
+from lspipe.train import Interrupted, Recipe, fit
 
 # --------------------------------------------------------------------------- estimator
 
@@ -117,17 +119,6 @@ def test_bounds_and_bad_input():
 # --------------------------------------------------------------------------- the probe during training
 
 
-def tiny_data(n_train: int = 96) -> Prepared:
-    rng = np.random.default_rng(0)
-    x, y, idx = {}, {}, {}
-    for split, n in (("train", n_train), ("val", 30), ("test", 30)):
-        y[split] = (np.arange(n) % 3).astype(np.int64)
-        # class-dependent brightness so the logits separate a little during training
-        x[split] = np.clip(rng.integers(0, 160, (n, 1, 8, 8)) + 40 * y[split][:, None, None, None], 0, 255).astype(np.uint8)
-        idx[split] = np.arange(n) + 1000
-    return Prepared(x, y, idx, ["zero", "one", "two"], np.array([0.5]), np.array([0.25]), {"name": "syn"})
-
-
 RECIPE = {"steps": 12, "batch_size": 32, "lr": 0.05, "augment": {"pad": 1, "flip": True}, "checkpoint_every": 2}
 PROBE = {"classes": ["zero", "two"], "per_class": 6, "copies": 3, "every": 2, "seed": 5}
 
@@ -148,7 +139,7 @@ def _one_thread(one_torch_thread):
 
 
 def test_trace_layout_and_training_unchanged(tmp_path):
-    data = tiny_data()
+    data = synthetic_data(signal=40, class_names=["zero", "one", "two"], index_offset=1000, name="syn")
     a, b = tmp_path / "plain", tmp_path / "probed"
     plain = _train(a, data, probe=False)
     rng_plain = torch.random.get_rng_state()
@@ -183,7 +174,7 @@ def test_trace_layout_and_training_unchanged(tmp_path):
 
 
 def test_record_leaves_model_and_generators_alone():
-    data = tiny_data()
+    data = synthetic_data(signal=40, class_names=["zero", "one", "two"], index_offset=1000, name="syn")
     torch.manual_seed(0)
     model = build_model("smallcnn", data).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -202,7 +193,7 @@ def test_record_leaves_model_and_generators_alone():
 
 
 def test_resume_gives_the_uninterrupted_trace(tmp_path):
-    data = tiny_data()
+    data = synthetic_data(signal=40, class_names=["zero", "one", "two"], index_offset=1000, name="syn")
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     _train(whole, data, probe=True)
     # 3 steps per epoch, checkpoints at epochs 2, 4: stopping after epoch 3 (step 9) leaves a
@@ -219,7 +210,7 @@ def test_resume_gives_the_uninterrupted_trace(tmp_path):
 
 
 def test_resume_without_partial_trace_fails_clearly(tmp_path):
-    data = tiny_data()
+    data = synthetic_data(signal=40, class_names=["zero", "one", "two"], index_offset=1000, name="syn")
     with pytest.raises(Interrupted):
         _train(tmp_path, data, probe=True, stop_after_epochs=2)
     (tmp_path / "probe.h5.partial").unlink()
@@ -228,7 +219,7 @@ def test_resume_without_partial_trace_fails_clearly(tmp_path):
 
 
 def test_probe_class_errors():
-    data = tiny_data()
+    data = synthetic_data(signal=40, class_names=["zero", "one", "two"], index_offset=1000, name="syn")
     with pytest.raises(DataError, match="unknown class name 'seven'.*zero, one, two"):
         ProbeRecorder("x.h5", data, classes=["zero", "seven"])
     with pytest.raises(DataError, match="per_class=40 exceeds the 32 training examples"):
@@ -305,33 +296,6 @@ def test_incomplete_trace_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- workflow
-
-
-@pytest.mark.slow
-def test_fig6_built_by_the_workflow(tiny_run):
-    import yaml
-
-    cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
-    t = cfg["teachers"][0]
-    n = 2 * t["probe"]["per_class"]
-    for ext in cfg["figures"]["formats"]:
-        assert (tiny_run / "results" / "figures" / f"fig6_mi_digits_smallcnn.{ext}").stat().st_size > 1000
-    with open(tiny_run / "results" / "tables" / "mi_digits_smallcnn.csv") as fh:
-        table = list(csv.DictReader(fh))
-    steps = list(range(0, cfg["recipes"][t["recipe"]]["steps"] + 1, t["probe"]["every"]))
-    assert {float(r["alpha"]) for r in table} == set(t["alphas"])
-    for a in t["alphas"]:
-        assert [int(r["step"]) for r in table if float(r["alpha"]) == a] == steps
-    for r in table:
-        assert int(r["n"]) == n and int(r["seeds"]) == len(t["seeds"])
-        assert 0.0 <= float(r["mi_min"]) <= float(r["mi_mean"]) <= float(r["mi_max"]) <= math.log(n)
-    # the per-teacher curve is the estimator applied to the recorded trace
-    run = f"a{t['alphas'][-1]:g}_s{t['seeds'][0]}"
-    tr = ProbeTrace(tiny_run / "results" / "models" / "digits" / "smallcnn" / "teacher" / run / "probe.h5")
-    assert tr.probe_classes == t["probe"]["classes"] and tr.logits.shape[1:3] == (n, t["probe"]["copies"])
-    with open(tiny_run / "results" / "mi" / "digits" / "smallcnn" / f"{run}.csv") as fh:
-        curve = list(csv.DictReader(fh))
-    assert [float(r["mi"]) for r in curve] == pytest.approx([r["mi"] for r in mi_curve(tr)])
 
 
 def test_default_variance_is_the_notes_maximum_likelihood_and_recorded(tmp_path):

@@ -144,15 +144,3 @@ def test_projection_models_use_the_lowest_seed():
     cfg["projections"]["rows"].append({"dataset": "c", "arch": "b", "classes": ["x", "y", "z"]})
     with pytest.raises(ConfigError, match=r"projections.rows\[1\]: no teacher grid"):
         P.projection_models(cfg)
-
-
-@pytest.mark.slow
-def test_fig1_built_by_the_workflow(tiny_run):
-    import yaml
-    from matplotlib.image import imread
-
-    cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
-    for ext in cfg["figures"]["formats"]:
-        assert (tiny_run / "results" / "figures" / f"fig1_projections.{ext}").stat().st_size > 1000
-    img = imread(tiny_run / "results" / "figures" / "fig1_projections.png")
-    assert img.ndim == 3 and img.shape[1] > img.shape[0]  # one row of four panels

@@ -79,9 +79,3 @@ def test_figure_projects_training_examples_of_both_teachers(tmp_path):
         TP.teacher_projection_figure(hard, ls, ["zero", "one", "two"], out, ls_alpha=0.3)
     assert cli.main(["teacher-projections", "--hard", str(hard), "--ls", str(ls), "--classes", '["zero", "one", "six"]',
                      "--out", str(out[0])]) == 2  # unknown class: a clear error naming the key
-
-
-@pytest.mark.slow
-def test_built_by_the_workflow(tiny_run):
-    for ext in ("pdf", "png"):
-        assert (tiny_run / "results" / "figures" / f"fig5_teacher_projections_digits.{ext}").stat().st_size > 1000

@@ -11,7 +11,9 @@ import torch.nn.functional as F
 
 from lspipe import data as D
 from lspipe.losses import SmoothedCE
-from lspipe.train import Interrupted, Recipe, build_model, fit, load_model, model_spec, predict, save_model
+from lspipe.activations import predict
+from lspipe.models import build_model, load_model, model_spec, save_model
+from lspipe.train import Interrupted, Recipe, fit
 
 
 @pytest.fixture(scope="module")

@@ -46,13 +46,6 @@ def test_second_run_has_nothing_to_do(tiny_run):
     assert planned_jobs(proc) == {}, proc.stdout[-3000:]
 
 
-def test_changing_a_table_parameter_reruns_only_that_table(tiny_run, tmp_path):
-    override = tmp_path / "override.yaml"
-    override.write_text("accuracy_table: {split: test, digits: 3}\n")
-    proc = snakemake(tiny_run, "-n", "--configfile", str(tiny_run / "config.yaml"), str(override))
-    assert planned_jobs(proc) == {"accuracy_table": 1, "all": 1}
-
-
 def test_paper_preset_plans_the_papers_grid(tmp_path):
     work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
     proc = snakemake(work, "-n", "--configfile", str(REPO / "workflow/presets/paper.yaml"),
