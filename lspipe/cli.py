@@ -155,6 +155,14 @@ def add_training_inputs(s: argparse.ArgumentParser) -> None:
     s.add_argument("--recipe", type=_json, required=True, help="the config's recipes.<name> entry as JSON")
 
 
+def add_group_outputs(s: argparse.ArgumentParser, per: str) -> None:
+    """Outputs of a job that trains several models at once (train-fused, train-lockstep): one each ``per``."""
+    s.add_argument("--runs", nargs="+", default=None, help="run names stored in the models' metadata")
+    s.add_argument("--out", nargs="+", required=True, help=f"one model.pt per {per}")
+    s.add_argument("--metrics", nargs="+", required=True, help=f"one metrics CSV per {per}")
+    s.add_argument("--checkpoint", default=None, help="resumable checkpoint of the job (default: beside the first --out)")
+
+
 def add_run_options(s: argparse.ArgumentParser) -> None:
     """Options every training command takes: device, threads, progress bar, time-boxed runs."""
     from .defaults import default

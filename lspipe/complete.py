@@ -87,3 +87,18 @@ def restore(model: str | os.PathLike, outputs: Sequence[str | os.PathLike], fing
 def release(model: str | os.PathLike) -> None:
     """Delete the completed-run record of ``model`` (a no-op without one)."""
     shutil.rmtree(record_dir(model), ignore_errors=True)
+
+
+def restore_group(models: Sequence[str | os.PathLike], outputs: Sequence[Sequence[str | os.PathLike]],
+                  fingerprint: str) -> bool:
+    """:func:`restore` for a job that trains several models at once (fused grid, lockstep students):
+    True only when every model has a record of this fingerprint and all were restored."""
+    return all(record_dir(m).is_dir() for m in models) and all(
+        restore(m, outs, fingerprint) for m, outs in zip(models, outputs))
+
+
+def save_group(models: Sequence[str | os.PathLike], outputs: Sequence[Sequence[str | os.PathLike]],
+               fingerprint: str) -> None:
+    """:func:`save` for every model of a multi-model job (call after writing them all)."""
+    for m, outs in zip(models, outputs):
+        save(m, outs, fingerprint)

@@ -433,8 +433,7 @@ def cmd_train_fused(a):
     from . import complete
 
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
-    if all(complete.record_dir(o).is_dir() for o in outs) and all(
-            complete.restore(o, mo, fp) for o, mo in zip(outs, member_outputs)):
+    if complete.restore_group(outs, member_outputs, fp):
         return  # finished before, but Snakemake did not record it (see lspipe.complete)
     singles, summary = train_fused(
         a.arch, data, recipe, a.alphas, [a.seed] * g, device=device, checkpoint_path=ckpt,
@@ -449,23 +448,19 @@ def cmd_train_fused(a):
                                      "summary", "fused")}
         save_model(out, model, model_spec(a.arch, data), meta)
         print(f"trained {a.arch} ({a.role}, fused member {i + 1}/{g}) -> {out}: {json.dumps(member_summary['final'])}")
-    for out, mo in zip(outs, member_outputs):
-        complete.save(out, mo, fp)
+    complete.save_group(outs, member_outputs, fp)
     ckpt.unlink(missing_ok=True)
 
 
 def add_cli(sub) -> None:
     """``lspipe train-fused``: several teachers (one per alpha, same seed) as one fused model."""
-    from .cli import add_run_options, add_training_inputs
+    from .cli import add_group_outputs, add_run_options, add_training_inputs
 
     s = sub.add_parser("train-fused", help="train several teachers (one per alpha, same seed) as one fused model")
     add_training_inputs(s)
     s.add_argument("--seed", type=int, required=True, help="seed of every member (initialisation and batches)")
     s.add_argument("--alphas", type=float, nargs="+", required=True, help="label smoothing of each member")
     s.add_argument("--role", choices=["teacher", "student"], default="teacher")
-    s.add_argument("--runs", nargs="+", default=None, help="run names stored in the models' metadata")
-    s.add_argument("--out", nargs="+", required=True, help="one model.pt per alpha")
-    s.add_argument("--metrics", nargs="+", required=True, help="one metrics CSV per alpha")
-    s.add_argument("--checkpoint", default=None, help="resumable fused checkpoint (default: beside the first --out)")
+    add_group_outputs(s, "alpha")
     add_run_options(s)
     s.set_defaults(func=cmd_train_fused)

@@ -219,8 +219,7 @@ def cmd_train_lockstep(a):
     from . import complete
 
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
-    if all(complete.record_dir(o).is_dir() for o in outs) and all(
-            complete.restore(o, mo, fp) for o, mo in zip(outs, member_outputs)):
+    if complete.restore_group(outs, member_outputs, fp):
         return  # finished before, but Snakemake did not record it (see lspipe.complete)
     singles, summary = train_lockstep(
         a.arch, data, recipe, seed=a.seed, alphas=None if distilled else values, teacher=teacher,
@@ -233,14 +232,13 @@ def cmd_train_lockstep(a):
         save_model(out, model, model_spec(a.arch, data), meta)
         print(f"trained {a.arch} (student {i + 1}/{g} in lockstep{', fused' if a.fuse else ''}) -> {out}: "
               f"{json.dumps(meta['summary']['final'])}")
-    for out, mo in zip(outs, member_outputs):
-        complete.save(out, mo, fp)
+    complete.save_group(outs, member_outputs, fp)
     ckpt.unlink(missing_ok=True)
 
 
 def add_cli(sub) -> None:
     """``lspipe train-lockstep``: the students of one seed (and one teacher) on one batch stream."""
-    from .cli import add_run_options, add_training_inputs
+    from .cli import add_group_outputs, add_run_options, add_training_inputs
     from .defaults import default
 
     s = sub.add_parser("train-lockstep", help="train several students of one seed (and one teacher) in lockstep")
@@ -254,10 +252,7 @@ def add_cli(sub) -> None:
                    help="distillation loss form (see lspipe train --help)")
     s.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,
                    help="run the students as one fused network (lspipe.fused)")
-    s.add_argument("--runs", nargs="+", default=None, help="run names stored in the models' metadata")
-    s.add_argument("--out", nargs="+", required=True, help="one model.pt per student")
-    s.add_argument("--metrics", nargs="+", required=True, help="one metrics CSV per student")
-    s.add_argument("--checkpoint", default=None, help="resumable checkpoint (default: beside the first --out)")
+    add_group_outputs(s, "student")
     add_run_options(s)
     s.set_defaults(func=cmd_train_lockstep)
 
