@@ -323,11 +323,11 @@ def test_retraining_a_teacher_retrains_exactly_its_students(tiny_run):
     assert planned_jobs(snakemake(tiny_run, "-n", *targets)) == {}
     proc = _force(tiny_run, "a0_s0", *targets)
     # the hard teacher's students (T 1 and 4) train in one lockstep job (tests/tiny.yaml: lockstep on)
-    assert planned_jobs(proc) == {"train_teacher_probed": 1, "train_students_lockstep_digits_kd_hard_s0": 1}
+    assert planned_jobs(proc) == {"train_teacher": 1, "train_students_lockstep_digits_kd_hard_s0": 1}
     assert _planned_outputs(proc, "train_students_lockstep_digits_kd_hard_s0") == {f"{students}/kd-smallcnn-a0-T1_s0/model.pt"}
     proc = _force(tiny_run, "a0.3_s0", *targets)
     assert _planned_outputs(proc, "train_student_distilled") == {f"{students}/kd-smallcnn-a0.3-T1_s0/model.pt"}
-    assert planned_jobs(proc) == {"train_teacher_probed": 1, "train_student_distilled": 1}
+    assert planned_jobs(proc) == {"train_teacher": 1, "train_student_distilled": 1}
 
 
 @pytest.mark.slow

@@ -288,5 +288,6 @@ def test_workflow_plans_one_fused_job_per_seed(tmp_path):
     work = make_workdir(tmp_path / "w", tmp_path / "cfg.yaml")
     model = "results/models/digits/smallcnn/teacher/{}/model.pt"
     proc = snakemake(work, "-n", "-p", model.format("a0.3_s1"), model.format("a0_s0"), model.format("a0.3_s0"))
-    assert planned_jobs(proc) == {"prepare_data": 1, "train_teacher_fused_digits_smallcnn": 2}
+    assert planned_jobs(proc) == {"prepare_data": 1, "train_teacher_fused_digits_smallcnn_s0": 1,
+                                  "train_teacher_fused_digits_smallcnn_s1": 1}
     assert "lspipe train-fused" in proc.stdout and "--alphas 0 0.3" in proc.stdout
