@@ -27,14 +27,17 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/analysis.smk"
+include: "workflow/rules/calibration.smk"
+include: "workflow/rules/projection.smk"
 include: "workflow/rules/mi.smk"
 include: "workflow/rules/distill.smk"
+include: "workflow/rules/grouped.smk"
 include: "workflow/rules/teacher_projection.smk"
 include: "workflow/rules/claims.smk"
+include: "workflow/rules/experiments.smk"
 
 
 rule all:
     input:
-        ALL_TARGETS,
+        PLAN.final_targets(),
     default_target: True

@@ -81,6 +81,10 @@ def cmd_train(a):
 
         probe_out = a.probe_out or out.with_name("probe.h5")
         callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
+    elif a.probe_out:  # a teacher of a grid without a probe: its probe output is a placeholder
+        from .mi import write_probe_placeholder
+
+        write_probe_placeholder(a.probe_out)
     ckpt = out.with_name(out.name + ".ckpt")
     fp = fingerprint({k: v for k, v in meta.items() if k != "run"} | {"probe": a.probe})
     from . import complete
@@ -199,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distillation form: teacher (only the teacher at T; default), slides (student at T too), "
                         "hinton (student at T, soft term x T^2)")
     s.add_argument("--probe", type=_json, default=None, help="mutual-information probe settings as JSON")
-    s.add_argument("--probe-out", default=None, help="probe trace (default: probe.h5 next to --out)")
+    s.add_argument("--probe-out", default=None,
+                   help="probe trace (default: probe.h5 next to --out); without --probe, a placeholder is written there")
     s.add_argument("--out", required=True, help="model.pt")
     s.add_argument("--metrics", required=True, help="per-epoch metrics CSV")
     add_run_options(s)

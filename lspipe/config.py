@@ -191,6 +191,10 @@ def _check_references(cfg: dict) -> None:
                 if a not in alphas:
                     problems.append(f"projections.rows[{i}] needs alpha {a} in teachers[{groups[key]}].alphas {alphas}")
     problems += run_name_collisions(cfg)
+    if not problems:  # the experiments' own cross-checks (Table 3, Fig. 1, Fig. 5, Fig. 6), once
+        from .plan import check
+
+        problems += check(cfg)
     if problems:
         raise ConfigError("invalid lspipe config:\n  - " + "\n  - ".join(problems))
 

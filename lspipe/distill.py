@@ -71,9 +71,9 @@ _BASELINE_RE = re.compile(rf"^a(?P<alpha>{_NUM})_s(?P<seed>[0-9]+)$")
 _KD_RE = re.compile(rf"^kd-(?P<tarch>[a-z0-9]+)-a(?P<talpha>{_NUM})-T(?P<T>{_NUM})_s(?P<seed>[0-9]+)$")
 
 
-def fmt(x: float) -> str:
-    """Canonical text of a number in run names (as ``fmt`` in common.smk): 0.1 -> '0.1', 2.0 -> '2'."""
-    return f"{float(x):g}"
+# run names are lspipe.plan's (one place for the rules, the tests and this module)
+from .plan import fmt, kd_run  # noqa: E402
+from .plan import run_name as baseline_run  # noqa: E402
 
 
 # --------------------------------------------------------------------------- run names and the plan
@@ -104,14 +104,6 @@ class StudentRun:
         if not self.distilled:
             return baseline_run(self.alpha, self.seed)
         return kd_run(self.teacher_arch, self.teacher_alpha, self.temperature, self.seed)
-
-
-def baseline_run(alpha: float, seed: int) -> str:
-    return f"a{fmt(alpha)}_s{int(seed)}"
-
-
-def kd_run(teacher_arch: str, teacher_alpha: float, temperature: float, seed: int) -> str:
-    return f"kd-{teacher_arch}-a{fmt(teacher_alpha)}-T{fmt(temperature)}_s{int(seed)}"
 
 
 def parse_student_run(name: str) -> StudentRun:

@@ -28,37 +28,17 @@ FIELDS = [
 
 
 def trained_models(config: dict) -> list[tuple[str, str, str, str]]:
-    """``(dataset, arch, role, run)`` of every model a validated config trains: teachers, then students."""
-    from .distill import baseline_run, entries_by_dataset, student_runs, teacher_twins
+    """``(dataset, arch, role, run)`` of every model a validated config trains (lspipe.plan)."""
+    from .plan import Plan
 
-    models = [(g["dataset"], g["arch"], "teacher", baseline_run(a, s)) for g in config["teachers"]
-              for a in g["alphas"] for s in g["seeds"]]
-    for d, entry in entries_by_dataset(config.get("distillation", [])).items():
-        # a student baseline that is a teacher's very run is trained once, as that teacher (its row)
-        twins = teacher_twins(entry, config["teachers"], config.get("recipes", {}))
-        models += [(d, entry["student_arch"], "student", r.name) for r in student_runs(entry) if r.name not in twins]
-    return models
+    return Plan(config).trained_models
 
 
 def training_benchmark(config: dict, dataset: str, arch: str, role: str, run: str) -> str:
-    """Benchmark TSV (under ``<results>/benchmarks/``) of the job that trains a model, as the
-    training rules name it; models trained by one job (a fused teacher grid) share the file."""
-    bench = f"{config['results']}/benchmarks"
-    if role == "teacher":
-        group = next(g for g in config["teachers"] if g["dataset"] == dataset and g["arch"] == arch)
-        if group.get("fuse"):
-            return f"{bench}/train_teacher_fused/{dataset}/{arch}/s{run.rsplit('_s', 1)[1]}.tsv"
-        return f"{bench}/train_teacher/{dataset}/{arch}/{run}.tsv"
-    from .distill import lockstep_groups, teacher_twins
+    """Benchmark TSV of the job that trains a model (lspipe.plan.Plan.training_benchmark)."""
+    from .plan import Plan
 
-    for entry in config.get("distillation") or []:
-        if entry["dataset"] == dataset and entry["student_arch"] == arch:
-            twins = teacher_twins(entry, config["teachers"], config.get("recipes", {}))
-            for grp in lockstep_groups(entry, twins):  # students trained in lockstep share their job's file
-                if run in grp["runs"]:
-                    return f"{bench}/train_students_lockstep/{dataset}/{arch}/{grp['family']}_s{grp['seed']}.tsv"
-    job = "train_student_distilled" if run.startswith("kd-") else "train_student_baseline"
-    return f"{bench}/{job}/{dataset}/{arch}/{run}.tsv"
+    return Plan(config).training_benchmark(dataset, arch, role, run)
 
 
 def benchmark_seconds(path: str | Path) -> float | None:

@@ -313,6 +313,21 @@ class ProbeRecorder:
 # --------------------------------------------------------------------------- reading
 
 
+PLACEHOLDER = "placeholder"
+
+
+def write_probe_placeholder(path: str | os.PathLike) -> None:
+    """The probe output of a teacher whose grid records no probe (every teacher job writes one, so
+    one rule trains every teacher): an HDF5 file with no trace, which :class:`ProbeTrace` refuses."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with h5py.File(tmp, "w") as f:
+        f.attrs[PLACEHOLDER] = ("this teacher's grid records no probe (teachers[].probe is null); "
+                                "set teachers[].probe to record the Fig. 6 trace")
+    os.replace(tmp, path)
+
+
 class ProbeTrace:
     """Read access to a probe trace written by :class:`ProbeRecorder`."""
 
@@ -327,6 +342,8 @@ class ProbeTrace:
 
     def _read(self) -> None:
         with h5py.File(self.path, "r") as f:
+            if f.attrs.get(PLACEHOLDER):
+                raise DataError(f"{self.path} is a placeholder, not a probe trace: {f.attrs[PLACEHOLDER]}")
             if "logits" not in f or "steps" not in f:
                 raise DataError(f"{self.path} is not a probe trace (no /logits or /steps); it is written by `lspipe train --probe`")
             self.steps = f["steps"][()]

@@ -203,7 +203,7 @@ def test_truncated_dump_is_named_with_the_fix(digits_npz, tmp_path, capsys):
 
     from lspipe import cli
     from lspipe.activations import write_dump
-    from lspipe.models import build_model
+    from lspipe.train import build_model
 
     data = D.load(digits_npz)
     torch.manual_seed(0)
@@ -253,7 +253,7 @@ def test_changed_probe_settings_retrain_the_probed_teachers(tiny_run, tmp_path):
         proc = snakemake(tiny_run, "-n", "--configfile", str(tiny_run / "config.yaml"), str(overlay))
         text = proc.stdout + proc.stderr
         jobs = planned_jobs(proc)
-        assert jobs.get("train_teacher_probed") == 2 and jobs.get("mi_curve") == 2, (change, jobs)
+        assert jobs.get("train_teacher") == 2 and jobs.get("mi_curve") == 2, (change, jobs)
         assert "Params have changed" in text
 
 
@@ -300,12 +300,12 @@ def test_documented_force_rebuilds_do_what_the_docs_say(tiny_run):
     docs = (REPO / "README.md").read_text() + (REPO / "docs" / "cluster.md").read_text()
     # `snakemake -f <model.pt>`: that one training job
     assert "snakemake -f results/models/<dataset>/<arch>/teacher/a<alpha>_s<seed>/model.pt" in docs
-    assert planned_jobs(snakemake(tiny_run, "-n", "-f", f"{TEACHER}/model.pt")) == {"train_teacher_probed": 1}
-    # `-R train_teacher train_teacher_probed`: every teacher and all that depends on them
-    assert "-R train_teacher train_teacher_probed" in docs
-    jobs = planned_jobs(snakemake(tiny_run, "-n", "-R", "train_teacher", "train_teacher_probed"))
-    # tiny.yaml: the LS teacher's student alone, the hard teacher's two students in one lockstep job
-    assert jobs.get("train_teacher_probed") == 2 and jobs.get("train_student_distilled") == 1, jobs
+    assert planned_jobs(snakemake(tiny_run, "-n", "-f", f"{TEACHER}/model.pt")) == {"train_teacher": 1}
+    # `-R train_teacher`: every teacher and all that depends on them
+    assert "`-R train_teacher` retrains every teacher" in docs
+    jobs = planned_jobs(snakemake(tiny_run, "-n", "-R", "train_teacher"))
+    # the 3 distilled students: the LS teacher's alone, the hard-target teacher's (T = 1, 4) in lockstep
+    assert jobs.get("train_teacher") == 2 and jobs.get("train_student_distilled") == 1, jobs
     assert jobs.get("train_students_lockstep_digits_kd_hard_s0") == 1, jobs
     assert {"dump_activations", "evaluate", "accuracy_table", "mi_curve"} <= set(jobs), jobs
     # `rm <file> && snakemake <file>` (name it), while a plain `snakemake` leaves it missing
@@ -315,7 +315,7 @@ def test_documented_force_rebuilds_do_what_the_docs_say(tiny_run):
     model.rename(kept)
     try:
         assert planned_jobs(snakemake(tiny_run, "-n")) == {}
-        assert planned_jobs(snakemake(tiny_run, "-n", f"{TEACHER}/model.pt")) == {"train_teacher_probed": 1}
+        assert planned_jobs(snakemake(tiny_run, "-n", f"{TEACHER}/model.pt")) == {"train_teacher": 1}
     finally:
         kept.rename(model)
     # `--config 'figures={dpi: ...}'` is accepted (nested numbers arrive as text and are converted)

@@ -177,7 +177,7 @@ def test_paper_preset_slurm_requests(tmp_path):
     training = [j for j in jobs if any(o.endswith("/model.pt") for o in j["output"])]
     dumps = [j for j in jobs if j["rule"] == "dump_activations"]
     plots = [j for j in jobs if is_plot_or_table(j)]
-    assert {j["rule"] for j in training} >= {"train_teacher", "train_teacher_probed"}
+    assert {j["rule"] for j in training} >= {"train_teacher", "train_student_distilled"}
     assert len(dumps) >= len(training) and plots
     for j in training + dumps:
         r = j["resources"]
@@ -324,14 +324,14 @@ def test_tiny_workflow_on_slurm_survives_preemption_and_matches_local_run(slurm_
         by_rule.setdefault(rule, []).append(j)
     counts = {r: len(v) for r, v in by_rule.items()}
     # only training and dumps are cluster jobs (data preparation and evaluation are local rules)
-    assert counts == {"train_teacher_probed": 2, "train_teacher": 2, "dump_activations": 3}, counts
+    assert counts == {"train_teacher": 4, "dump_activations": 3}, counts
     # the cancelled job was resubmitted (retries in the profile) and resumed from its checkpoint
-    assert sorted(j["JobState"] for j in by_rule["train_teacher"]) == ["CANCELLED", "COMPLETED"]
+    assert sorted(j["JobState"] for j in by_rule["train_teacher"]) == ["CANCELLED"] + ["COMPLETED"] * 3
     assert [j["JobId"] for j in by_rule["train_teacher"] if j["JobState"] == "CANCELLED"] == [cancelled]
     assert all(j["JobState"] == "COMPLETED" for r, js in by_rule.items() if r != "train_teacher" for j in js), jobs
     assert "resumed from" in (work / "results/logs/train_teacher/digits/mlp/a0_s0.log").read_text()
     assert not (work / (LONG_RUN + ".ckpt")).exists() and (work / LONG_RUN).exists()
-    for j in by_rule["train_teacher_probed"] + by_rule["train_teacher"] + by_rule["dump_activations"]:
+    for j in by_rule["train_teacher"] + by_rule["dump_activations"]:
         assert j.get("TresPerJob") == "gres:gpu:fakegpu:1", j  # --gpus=<gpu_model>:<gpus_per_job>
         assert j["MinMemoryNode"] == "8000M", j  # resources.mem_mb (schema default)
         assert j["TimeLimit"] == "00:10:00", j  # 24 or 320 steps -> resources.min_runtime

@@ -109,11 +109,11 @@ def test_retraining_a_teacher_retrains_exactly_its_students(tiny_run):
     assert planned_jobs(snakemake(tiny_run, "-n", *targets)) == {}
     proc = _force(tiny_run, "a0_s0", *targets)
     # the hard teacher's students (T 1 and 4) train in one lockstep job (tests/tiny.yaml: lockstep on)
-    assert planned_jobs(proc) == {"train_teacher_probed": 1, "train_students_lockstep_digits_kd_hard_s0": 1}
+    assert planned_jobs(proc) == {"train_teacher": 1, "train_students_lockstep_digits_kd_hard_s0": 1}
     assert _planned_outputs(proc, "train_students_lockstep_digits_kd_hard_s0") == {f"{students}/kd-smallcnn-a0-T1_s0/model.pt"}
     proc = _force(tiny_run, "a0.3_s0", *targets)
     assert _planned_outputs(proc, "train_student_distilled") == {f"{students}/kd-smallcnn-a0.3-T1_s0/model.pt"}
-    assert planned_jobs(proc) == {"train_teacher_probed": 1, "train_student_distilled": 1}
+    assert planned_jobs(proc) == {"train_teacher": 1, "train_student_distilled": 1}
 
 
 @pytest.mark.slow
@@ -136,7 +136,8 @@ def test_workflow_plans_one_fused_job_per_seed(tmp_path):
     work = make_workdir(tmp_path / "w", tmp_path / "cfg.yaml")
     model = "results/models/digits/smallcnn/teacher/{}/model.pt"
     proc = snakemake(work, "-n", "-p", model.format("a0.3_s1"), model.format("a0_s0"), model.format("a0.3_s0"))
-    assert planned_jobs(proc) == {"prepare_data": 1, "train_teacher_fused_digits_smallcnn": 2}
+    assert planned_jobs(proc) == {"prepare_data": 1, "train_teacher_fused_digits_smallcnn_s0": 1,
+                                  "train_teacher_fused_digits_smallcnn_s1": 1}
     assert "lspipe train-fused" in proc.stdout and "--alphas 0 0.3" in proc.stdout
 
 
@@ -153,7 +154,7 @@ def test_teacher_twin_trains_once_in_a_dry_run(tmp_path):
     work = make_workdir(tmp_path / "w", tmp_path / "cfg.yaml")
     proc = snakemake(work, "-n", "results/tables/distillation_digits.csv")
     jobs = planned_jobs(proc)
-    assert jobs == {"prepare_data": 1, "train_teacher_probed": 2, "train_students_lockstep_digits_kd_hard_s0": 1,
+    assert jobs == {"prepare_data": 1, "train_teacher": 2, "train_students_lockstep_digits_kd_hard_s0": 1,
                     "train_student_distilled": 1, "dump_activations": 5, "evaluate": 5, "distillation_gamma": 1,
                     "distillation_figure": 1}, jobs
     figure = re.search(r"rule distillation_figure:\n\s+input: (.*)\n", proc.stdout).group(1).split(", ")
@@ -171,7 +172,8 @@ def test_paper_preset_trains_the_alexnet_alpha0_runs_once_and_students_in_lockst
         assert jobs[f"train_students_lockstep_cifar10_kd_hard_s{s}"] == 1
         assert jobs[f"train_students_lockstep_cifar10_baseline_s{s}"] == 1
     assert "train_student_baseline" not in jobs and jobs["train_student_distilled"] == 25  # LS teachers' students
-    assert jobs["train_teacher"] == 25  # AlexNet alpha 0 trained once, as the teacher
+    # 35 probed CIFAR-10 ResNet-56 + 10 AlexNet (alpha 0 trained once, as the teacher) + 15 CIFAR-100 teachers
+    assert jobs["train_teacher"] == 35 + 25
     outs = re.findall(r"rule train_students_lockstep_cifar10_baseline_s0:\n(?:\s+input: .*\n)?\s+output: (.*)\n", proc.stdout)
     assert outs and "student/a0_s0/" not in outs[0] and outs[0].count("model.pt") == 5
     assert "results/eval/cifar10/alexnet/teacher/a0_s3.json" in proc.stdout

@@ -1,4 +1,5 @@
-# Helpers shared by every rules file: config validation, path builders, parameter lookups.
+# Helpers shared by every rules file: config validation (once), the plan (lspipe.plan: run names,
+# path helpers `P`, final targets), input and parameter functions, the training shell command.
 
 import json
 import os
@@ -9,7 +10,10 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 import lspipe.config
+import lspipe.plan
 
+# The configuration is validated once, here: the schema (defaults filled in) and every cross-check
+# of the experiments (lspipe.config.validate calls lspipe.plan.check).
 try:
     lspipe.config.validate(
         config, lspipe.config.load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
@@ -17,7 +21,9 @@ try:
 except lspipe.config.ConfigError as err:
     raise WorkflowError(str(err))
 
-R = config["results"]
+# run names, path templates, each experiment's plan and the final targets: lspipe.plan
+PLAN = lspipe.plan.Plan(config)
+P = PLAN.paths
 # conda envs (`--sdm conda`) install lspipe editable from ${LSPIPE_ROOT} (see envs/train.yaml)
 os.environ.setdefault("LSPIPE_ROOT", str(Path(workflow.basedir).resolve()))
 ENV_TRAIN = "../../envs/train.yaml"
@@ -25,8 +31,8 @@ ENV_PLOT = "../../envs/plot.yaml"
 GPU = config["resources"]["gpus_per_job"]
 # SLURM GPU type (`--gpus=<model>:<n>`); None (the default) is dropped from the resources.
 GPU_MODEL = config["resources"]["gpu_model"] or None
-# Every rule's target list for `rule all`; each rules file appends its final outputs.
-ALL_TARGETS = []
+# the progress-bar flag of every training command
+PROGRESS = "--progress" if config["progress"] else "--no-progress"
 
 
 wildcard_constraints:
@@ -38,43 +44,18 @@ wildcard_constraints:
     seed=r"[0-9]+",
 
 
-def fmt(x):
-    """Canonical text of a number in paths: 0.1 -> '0.1', 0.0 -> '0', 2.0 -> '2'."""
-    return f"{float(x):g}"
-
-
-def teacher_run(alpha, seed):
-    return f"a{fmt(alpha)}_s{seed}"
-
-
-def model_dir(dataset, arch, role, run):
-    return f"{R}/models/{dataset}/{arch}/{role}/{run}"
-
-
-def model_path(dataset, arch, role, run):
-    return f"{model_dir(dataset, arch, role, run)}/model.pt"
-
-
-def dump_path(dataset, arch, role, run):
-    return f"{R}/dumps/{dataset}/{arch}/{role}/{run}.h5"
-
-
-def eval_path(dataset, arch, role, run):
-    return f"{R}/eval/{dataset}/{arch}/{role}/{run}.json"
-
-
-def data_path(dataset):
-    return f"{R}/data/{dataset}.npz"
+fmt = lspipe.plan.fmt
+teacher_run = lspipe.plan.run_name
 
 
 _VERIFIED_DATA = {}
 
 
 def checked_data(dataset):
-    """data_path(dataset), verified against the checksums recorded in it (lspipe.data.verify) when
+    """P.data(dataset), verified against the checksums recorded in it (lspipe.data.verify) when
     it exists: an input function, so a damaged prepared file stops the workflow while the DAG is
     built, before Snakemake plans (and deletes the outputs of) every job made from it."""
-    path = data_path(dataset)
+    path = P.data(dataset)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -109,15 +90,6 @@ def teacher_group(dataset, arch):
     raise WorkflowError(f"no teacher grid for dataset {dataset!r} and arch {arch!r} under 'teachers' in the config")
 
 
-def teacher_runs(group):
-    """(dataset, arch, run) of every run of a teacher grid."""
-    return [(group["dataset"], group["arch"], teacher_run(a, s)) for a in group["alphas"] for s in group["seeds"]]
-
-
-def all_teacher_runs():
-    return [r for g in config["teachers"] for r in teacher_runs(g)]
-
-
 def recipe_json(name):
     return json.dumps(config["recipes"][name], sort_keys=True)
 
@@ -129,23 +101,17 @@ def training_runtime(recipe_name):
     return max(res["min_runtime"], int(round(steps / 1000 * res["minutes_per_1k_steps"])))
 
 
-def figure_paths(stem):
-    return [f"{R}/figures/{stem}.{ext}" for ext in config["figures"]["formats"]]
-
-
-def _pairs_regex(pairs, negate):
-    """Regex for the `dataset` wildcard matching (or, negated, not matching) dataset/arch pairs."""
-    import re
-
-    if not pairs:
-        return r"[A-Za-z0-9_]+" if negate else r"(?!)"
-    alt = "|".join(f"{re.escape(d)}/{re.escape(a)}" for d, a in pairs)
-    return f"(?{'!' if negate else '='}(?:{alt})/)[A-Za-z0-9_]+"
-
-
-PROBED = [(g["dataset"], g["arch"]) for g in config["teachers"] if g.get("probe")]
-PROBED_DATASET = _pairs_regex(PROBED, negate=False)
-UNPROBED_DATASET = _pairs_regex(PROBED, negate=True)
+def train_shell(command, args=""):
+    """The shell command of every training rule: `lspipe <command>` with the inputs and options all
+    training commands share (data, arch, recipe, seed, device, threads, progress, outputs, log) and
+    the rule's own arguments `args` (objective, run names). Every training rule has `input.data`,
+    `params.arch / recipe / seed / device / progress`, `output.model / metrics` (one path each, or a
+    list for a multi-model job) and a log."""
+    return (
+        f"lspipe {command} --data {{input.data:q}} --arch {{params.arch}} --recipe {{params.recipe:q}} "
+        f"--seed {{params.seed}} {args} --device {{params.device}} --threads {{threads}} {{params.progress}} "
+        "--out {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"
+    )
 
 
 def teacher_params(wc):
@@ -153,12 +119,20 @@ def teacher_params(wc):
     return teacher_group(wc.dataset, wc.arch)
 
 
+def student_entry(wc):
+    """The `distillation` entry of a student training job's wildcards."""
+    import lspipe.distill
+
+    return lspipe.distill.entry_for(PLAN.distill, wc.dataset, wc.arch)
+
+
 def probe_args(wc):
     """`lspipe train` arguments recording the mutual-information probe, if the grid has one.
 
     Every probe setting (with its defaults) is in the returned text and the function takes no
     `output`, so Snakemake's params rerun trigger sees it: changing a probe retrains its teachers.
-    `lspipe train` writes the trace to probe.h5 next to model.pt (the rule's `probe` output)."""
+    `lspipe train` writes the trace to the rule's `probe` output (probe.h5 next to model.pt), and a
+    placeholder there when the grid records no probe (lspipe.mi.write_probe_placeholder)."""
     probe = teacher_params(wc).get("probe")
     if not probe:
         return ""

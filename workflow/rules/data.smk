@@ -1,13 +1,13 @@
 rule prepare_data:
     """Prepare one dataset into a single .npz with fixed, seeded, stratified train/val/test splits."""
     output:
-        f"{R}/data/{{dataset}}.npz",
+        P.data("{dataset}"),
     params:
         options=lambda wc: json.dumps(config["datasets"][wc.dataset], sort_keys=True),
     log:
-        f"{R}/logs/prepare_data/{{dataset}}.log",
+        P.log("prepare_data", "{dataset}"),
     benchmark:
-        f"{R}/benchmarks/prepare_data/{{dataset}}.tsv"
+        P.benchmark("prepare_data", "{dataset}")
     # CPU-only and run once per dataset: on SLURM it runs where Snakemake runs, not as a cluster job
     localrule: True
     conda:

@@ -4,10 +4,10 @@
 rule dump_activations:
     """Penultimate activations, logits, labels and the last layer of one model, to HDF5."""
     input:
-        model=f"{R}/models/{{dataset}}/{{arch}}/{{role}}/{{run}}/model.pt",
+        model=P.model("{dataset}", "{arch}", "{role}", "{run}"),
         data=lambda wc: checked_data(wc.dataset),
     output:
-        f"{R}/dumps/{{dataset}}/{{arch}}/{{role}}/{{run}}.h5",
+        P.dump("{dataset}", "{arch}", "{role}", "{run}"),
     params:
         max_train=lambda wc: config["dump"]["max_train"] or 0,
         compression=config["dump"]["compression"],
@@ -20,9 +20,9 @@ rule dump_activations:
         mem_mb=config["resources"]["mem_mb"],
         runtime=config["resources"]["min_runtime"],
     log:
-        f"{R}/logs/dump_activations/{{dataset}}/{{arch}}/{{role}}/{{run}}.log",
+        P.log("dump_activations", "{dataset}", "{arch}", "{role}", "{run}"),
     benchmark:
-        f"{R}/benchmarks/dump_activations/{{dataset}}/{{arch}}/{{role}}/{{run}}.tsv"
+        P.benchmark("dump_activations", "{dataset}", "{arch}", "{role}", "{run}")
     conda:
         ENV_TRAIN
     shell:
@@ -34,13 +34,13 @@ rule dump_activations:
 rule evaluate:
     """Accuracy and NLL on the validation and test splits, from the dump."""
     input:
-        f"{R}/dumps/{{dataset}}/{{arch}}/{{role}}/{{run}}.h5",
+        P.dump("{dataset}", "{arch}", "{role}", "{run}"),
     output:
-        f"{R}/eval/{{dataset}}/{{arch}}/{{role}}/{{run}}.json",
+        P.eval("{dataset}", "{arch}", "{role}", "{run}"),
     log:
-        f"{R}/logs/evaluate/{{dataset}}/{{arch}}/{{role}}/{{run}}.log",
+        P.log("evaluate", "{dataset}", "{arch}", "{role}", "{run}"),
     benchmark:
-        f"{R}/benchmarks/evaluate/{{dataset}}/{{arch}}/{{role}}/{{run}}.tsv"
+        P.benchmark("evaluate", "{dataset}", "{arch}", "{role}", "{run}")
     # seconds of CPU on a dump: on SLURM it runs where Snakemake runs, not as a cluster job
     localrule: True
     conda:
@@ -52,17 +52,17 @@ rule evaluate:
 rule accuracy_table:
     """Paper Table 2: top-1 accuracy, mean ± std over seeds, per dataset / arch / alpha."""
     input:
-        [eval_path(d, a, "teacher", r) for d, a, r in all_teacher_runs()],
+        [P.eval(*m) for m in PLAN.trained_models if m[2] == "teacher"],
     output:
-        csv=report(f"{R}/tables/accuracy.csv", category="Tables", caption="../report/accuracy_table.rst"),
-        md=f"{R}/tables/accuracy.md",
+        csv=report(P.table("accuracy.csv"), category="Tables", caption="../report/accuracy_table.rst"),
+        md=P.table("accuracy.md"),
     params:
         split=config["accuracy_table"]["split"],
         digits=config["accuracy_table"]["digits"],
     log:
-        f"{R}/logs/accuracy_table.log",
+        P.log("accuracy_table"),
     benchmark:
-        f"{R}/benchmarks/accuracy_table.tsv"
+        P.benchmark("accuracy_table")
     localrule: True
     conda:
         ENV_PLOT
@@ -70,5 +70,3 @@ rule accuracy_table:
         "lspipe accuracy-table --evals {input:q} --csv {output.csv:q} --md {output.md:q} "
         "--split {params.split} --digits {params.digits} > {log:q} 2>&1"
 
-
-ALL_TARGETS.extend([f"{R}/tables/accuracy.csv", f"{R}/tables/accuracy.md"])

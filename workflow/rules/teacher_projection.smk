@@ -7,18 +7,11 @@ import re
 
 import lspipe.teacher_projection
 
-try:
-    TEACHER_PROJECTIONS = {
-        d["dataset"]: p
-        for i, d in enumerate(config["distillation"])
-        if (p := lspipe.teacher_projection.plan(d, f"distillation[{i}]")) is not None
-    }
-except lspipe.config.ConfigError as err:
-    raise WorkflowError(str(err))
+TEACHER_PROJECTIONS = PLAN.teacher_projections
 
 # the two teachers drawn: the hard-target one and the label-smoothed one, of the grid's lowest seed
 TEACHER_PROJECTION_DUMPS = {
-    d: {kind: dump_path(d, p["teacher_arch"], "teacher", teacher_run(a, p["teacher_seed"]))
+    d: {kind: P.dump(d, p["teacher_arch"], "teacher", teacher_run(a, p["teacher_seed"]))
         for kind, a in (("hard", 0.0), ("ls", p["ls_alpha"]))}
     for d, p in TEACHER_PROJECTIONS.items()
 }
@@ -32,7 +25,7 @@ rule distillation_teacher_projections:
     output:
         [
             report(p, category="Figures", caption="../report/fig5_teacher_projections.rst")
-            for p in figure_paths(lspipe.teacher_projection.FIGURE_STEM)
+            for p in P.figures(lspipe.teacher_projection.FIGURE_STEM)
         ],
     wildcard_constraints:
         dataset="|".join(re.escape(d) for d in TEACHER_PROJECTIONS) or "(?!)",
@@ -43,9 +36,9 @@ rule distillation_teacher_projections:
         ls_alpha=lambda wc: TEACHER_PROJECTIONS[wc.dataset]["ls_alpha"],
         dpi=config["figures"]["dpi"],
     log:
-        f"{R}/logs/distillation_teacher_projections/{{dataset}}.log",
+        P.log("distillation_teacher_projections", "{dataset}"),
     benchmark:
-        f"{R}/benchmarks/distillation_teacher_projections/{{dataset}}.tsv"
+        P.benchmark("distillation_teacher_projections", "{dataset}")
     localrule: True
     conda:
         ENV_PLOT
@@ -54,6 +47,3 @@ rule distillation_teacher_projections:
         "--out {output:q} --per-class {params.per_class} --seed {params.seed} --ls-alpha {params.ls_alpha} "
         "--dpi {params.dpi} > {log:q} 2>&1"
 
-
-for _d in TEACHER_PROJECTIONS:
-    ALL_TARGETS.extend(figure_paths(lspipe.teacher_projection.FIGURE_STEM.format(dataset=_d)))

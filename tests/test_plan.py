@@ -1,0 +1,110 @@
+"""lspipe.plan: run names, path templates, multi-model jobs and final targets in one place; the
+rules use its path helpers; the config's cross-checks run once, in lspipe.config.validate."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import h5py
+import pytest
+import yaml
+from conftest import REPO, TINY
+
+from lspipe import distill, experiments, plan
+from lspipe.config import ConfigError, validate
+from lspipe.data import DataError
+from lspipe.mi import ProbeTrace, write_probe_placeholder
+
+
+def _tiny() -> dict:
+    return validate(yaml.safe_load(TINY.read_text()))
+
+
+def test_run_names_are_plans_and_invert():
+    assert distill.baseline_run is plan.run_name and distill.kd_run is plan.kd_run
+    assert plan.run_name(0.0, 3) == "a0_s3" and plan.run_name("0.10", "1") == "a0.1_s1"
+    for name in (plan.run_name(0.3, 2), plan.kd_run("smallcnn", 0.1, 4.0, 1)):
+        assert distill.parse_student_run(name).name == name
+    # the rules' run-name templates, filled with a run's values, give the same names
+    assert plan.RUN.format(alpha="0.3", seed=2) == plan.run_name(0.3, 2)
+    assert plan.KD_RUN.format(tarch="smallcnn", talpha="0.1", T="4", seed=1) == plan.kd_run("smallcnn", 0.1, 4, 1)
+
+
+def test_paths_take_values_or_wildcards():
+    p = plan.Paths("res", ["pdf", "png"])
+    assert p.model("d", "a", "teacher", "a0_s0") == "res/models/d/a/teacher/a0_s0/model.pt"
+    assert p.probe("{dataset}", "{arch}", plan.RUN) == "res/models/{dataset}/{arch}/teacher/a{alpha}_s{seed}/probe.h5"
+    assert p.log("train_teacher", "d", "a", "a0_s0") == "res/logs/train_teacher/d/a/a0_s0.log"
+    assert p.benchmark("claims") == "res/benchmarks/claims.tsv"
+    assert p.figures("fig1") == ["res/figures/fig1.pdf", "res/figures/fig1.png"]
+
+
+def test_rules_spell_no_paths_and_no_rule_choosing_regex():
+    rules = sorted((REPO / "workflow" / "rules").glob("*.smk")) + [REPO / "Snakefile"]
+    for smk in rules:
+        text = smk.read_text()
+        assert "{R}/" not in text and 'f"{config["results"]' not in text, f"{smk.name} spells a results path"
+        assert "ALL_TARGETS" not in text, smk.name
+        assert "(?=" not in text and "(?<" not in text, f"{smk.name}: a look-ahead/behind regex picks rules"
+    # `lspipe train` is spelled once: in common.smk's train_shell
+    shells = [smk.name for smk in rules for _ in re.finditer(r"lspipe \{command\}|\"lspipe train", smk.read_text())]
+    assert shells == ["common.smk"], shells
+
+
+def test_config_cross_checks_run_in_validate():
+    bad = _tiny()
+    bad["calibration"]["ls_alpha"] = 0.25  # not an alpha of the teacher grid: Table 3 cannot be built
+    with pytest.raises(ConfigError, match="calibration.ls_alpha"):
+        validate(bad)
+    twice = _tiny()
+    twice["distillation"] = twice["distillation"] * 2
+    with pytest.raises(ConfigError, match=r"distillation\[1\].dataset"):
+        validate(twice)
+
+
+def test_grouped_jobs_and_their_benchmarks():
+    cfg = _tiny()
+    cfg["teachers"][0].update(fuse=True, probe=None, seeds=[0, 1])
+    cfg["distillation"][0]["seeds"] = [0]
+    p = plan.Plan(validate(cfg))
+    fused = [j for j in p.grouped_jobs if j["command"] == "train-fused"]
+    alphas = cfg["teachers"][0]["alphas"]
+    assert [j["name"] for j in fused] == ["train_teacher_fused_digits_smallcnn_s0", "train_teacher_fused_digits_smallcnn_s1"]
+    assert fused[1]["runs"] == [plan.run_name(a, 1) for a in alphas] and fused[1]["single"] == "train_teacher"
+    # every model of a multi-model job reports that job's benchmark file; the others their own rule's
+    for job in p.grouped_jobs:
+        for run in job["runs"]:
+            bench = experiments.training_benchmark(cfg, job["dataset"], job["arch"], job["role"], run)
+            assert bench == p.paths.benchmark(*job["log"])
+    grouped = {(j["dataset"], j["arch"], j["role"], r) for j in p.grouped_jobs for r in j["runs"]}
+    single = [m for m in p.trained_models if m not in grouped]
+    assert single and all(p.training_benchmark(*m).split("/")[2].startswith("train_") for m in single)
+
+
+def test_probe_placeholder_is_refused_as_a_trace(tmp_path):
+    path = tmp_path / "probe.h5"
+    write_probe_placeholder(path)
+    with h5py.File(path, "r") as f:
+        assert "logits" not in f
+    with pytest.raises(DataError, match="placeholder.*teachers\\[\\].probe"):
+        ProbeTrace(path)
+
+
+@pytest.mark.slow
+def test_final_targets_are_what_the_run_made(tiny_run):
+    cfg = validate(yaml.safe_load((tiny_run / "config.yaml").read_text()))
+    targets = plan.Plan(copy.deepcopy(cfg)).final_targets()
+    assert len(targets) == len(set(targets)) and any(t.endswith("claims.md") for t in targets)
+    missing = [t for t in targets if not (tiny_run / t).is_file()]
+    assert not missing, missing
+    # every teacher job wrote its probe output: the trace for the probed grid
+    for g in cfg["teachers"]:
+        for a in g["alphas"]:
+            for s in g["seeds"]:
+                probe = tiny_run / plan.Paths(cfg["results"]).probe(g["dataset"], g["arch"], plan.run_name(a, s))
+                if g.get("probe"):
+                    assert ProbeTrace(probe).complete
+                else:
+                    with pytest.raises(DataError, match="placeholder"):
+                        ProbeTrace(probe)

@@ -1,0 +1,27 @@
+# The experiment table (one row per trained model, lspipe.experiments): settings, training time
+# (the benchmark file of the job that trained it), accuracy, NLL, ECE. It reads outputs the other
+# rules files write, so this file is included after them.
+
+TRAINED = PLAN.trained_models
+
+
+rule experiments_table:
+    """One row per trained model: settings, training time, accuracy, NLL, ECE before/after temperature scaling."""
+    input:
+        evals=[P.eval(*m) for m in TRAINED],
+        calibrations=[P.calibration(*m) for m in TRAINED],
+        dumps=[P.dump(*m) for m in TRAINED],
+        benchmarks=[PLAN.training_benchmark(*m) for m in TRAINED],
+    output:
+        csv=report(P.table("experiments.csv"), category="Tables", caption="../report/experiments_table.rst"),
+        md=P.table("experiments.md"),
+    log:
+        P.log("experiments_table"),
+    benchmark:
+        P.benchmark("experiments_table")
+    localrule: True
+    conda:
+        ENV_PLOT
+    shell:
+        "lspipe experiments --evals {input.evals:q} --calibrations {input.calibrations:q} --dumps {input.dumps:q} "
+        "--benchmarks {input.benchmarks:q} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"

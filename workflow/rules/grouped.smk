@@ -1,0 +1,52 @@
+# Multi-model training jobs: one job trains several models whose set depends on the config.
+# Fused teacher grids (teachers[].fuse, lspipe.fused: every alpha of a seed as one fused network)
+# and lockstep students (distillation[].lockstep, lspipe.lockstep: the students of one seed that
+# share batches and the hard-target teacher) follow this one pattern, in this one place:
+#
+# - lspipe.plan.Plan.grouped_jobs lists the jobs (one dict each: models, objective, log name);
+# - one rule per job is generated below, named after the job (train_teacher_fused_<dataset>_<arch>_s<seed>,
+#   train_students_lockstep_<dataset>_<family>_s<seed>); it has no wildcards, so it matches exactly
+#   its own models' paths: their ordinary model.pt and metrics.csv;
+# - those paths also match the single-run rule (train_teacher, train_student_*), and a `ruleorder`
+#   per generated rule makes the multi-model job their producer.
+#
+# With fuse / lockstep off no rule is generated and each model trains in its own job. Everything
+# downstream (dumps, evaluations, figures, one-figure rebuilds) sees the same files either way.
+
+for _job in PLAN.grouped_jobs:
+    _models = [(_job["dataset"], _job["arch"], _job["role"], r) for r in _job["runs"]]
+
+    rule:
+        name:
+            _job["name"]
+        input:
+            data=lambda wc, ds=_job["dataset"]: checked_data(ds),
+            teacher=_job["teacher"],
+        output:
+            model=[P.model(*m) for m in _models],
+            metrics=[P.metrics(*m) for m in _models],
+        params:
+            arch=_job["arch"],
+            recipe=recipe_json(_job["recipe"]),
+            seed=_job["seed"],
+            members=_job["members"],
+            runs=" ".join(_job["runs"]),
+            device=config["device"],
+            progress=PROGRESS,
+        threads: config["threads"]
+        resources:
+            gpu=GPU,
+            gpu_model=GPU_MODEL,
+            mem_mb=config["resources"]["mem_mb"],
+            # a multi-model job does (less than) the work of its models' separate runs
+            runtime=training_runtime(_job["recipe"]) * len(_job["runs"]),
+        log:
+            P.log(*_job["log"]),
+        benchmark:
+            P.benchmark(*_job["log"])
+        conda:
+            ENV_TRAIN
+        shell:
+            train_shell(_job["command"], "{params.members} --runs {params.runs}")
+
+    workflow.ruleorder(_job["name"], _job["single"])

@@ -1,0 +1,38 @@
+# Template-plane projections (paper Fig. 1, lspipe.projection), read from the teachers' activation
+# dumps built by `dump_activations` (evaluate.smk).
+
+# (dataset, arch, seed) of each Fig. 1 row (the lowest seed of its teacher grid).
+PROJECTION_MODELS = PLAN.projection_models
+PROJECTION_DUMPS = {
+    kind: [P.dump(d, a, "teacher", teacher_run(alpha, s)) for d, a, s in PROJECTION_MODELS]
+    for kind, alpha in (("hard", 0.0), ("ls", config["projections"]["ls_alpha"]))
+}
+
+
+rule projections_figure:
+    """Paper Fig. 1: penultimate activations projected onto the plane of three class templates."""
+    input:
+        hard=PROJECTION_DUMPS["hard"],
+        ls=PROJECTION_DUMPS["ls"],
+    output:
+        [
+            report(p, category="Figures", subcategory="Fig. 1 projections", caption="../report/fig1_projections.rst")
+            for p in P.figures("fig1_projections")
+        ],
+    params:
+        rows=json.dumps(config["projections"]["rows"], sort_keys=True),
+        per_class=config["projections"]["per_class"],
+        seed=config["projections"]["seed"],
+        ls_alpha=config["projections"]["ls_alpha"],
+        dpi=config["figures"]["dpi"],
+    log:
+        P.log("projections_figure"),
+    benchmark:
+        P.benchmark("projections_figure")
+    localrule: True
+    conda:
+        ENV_PLOT
+    shell:
+        "lspipe projections --rows {params.rows:q} --hard {input.hard:q} --ls {input.ls:q} --out {output:q} "
+        "--per-class {params.per_class} --seed {params.seed} --ls-alpha {params.ls_alpha} "
+        "--dpi {params.dpi} > {log:q} 2>&1"
