@@ -203,7 +203,7 @@ def test_truncated_dump_is_named_with_the_fix(digits_npz, tmp_path, capsys):
 
     from lspipe import cli
     from lspipe.activations import write_dump
-    from lspipe.train import build_model
+    from lspipe.models import build_model
 
     data = D.load(digits_npz)
     torch.manual_seed(0)
