@@ -106,3 +106,19 @@ def test_cpu_preset_runs_end_to_end_on_the_cifar10_subset(cifar_subset, tmp_path
     evals = {p.name for p in (res / "eval" / "cifar10" / "smallcnn" / "student").iterdir()}
     assert {"a0_s0.json", "a0.1_s0.json", "kd-resnet20-a0-T1_s0.json", "kd-resnet20-a0-T2_s0.json",
             "kd-resnet20-a0.1-T1_s0.json"} <= evals
+
+
+def test_gpu_preset_projects_under_15_minutes_at_the_stated_rates():
+    """The GPU quick preset's sizing: `lspipe bench --project` at the rates it rests on (assumed H100
+    rates until a GPU run is recorded in docs/benchmarks.md) gives under 15 minutes of training."""
+    from lspipe.bench import project
+
+    rates = json.loads((REPO / "benchmarks" / "gpu-assumed-rates.json").read_text())
+    pr = project(yaml.safe_load((PRESETS / "cifar10-gpu.yaml").read_text()), rates)
+    assert pr["total_hours"] is not None and not pr["missing_archs"]
+    assert pr["total_hours"] * 60 < 15, pr
+    # the fused grid's speed-up is used; the lockstep students share one teacher forward per step
+    rows = {r["grid"]: r for r in pr["rows"]}
+    assert rows["teachers cifar10/resnet56"]["fused"]
+    students = next(r for r in pr["rows"] if r["grid"].startswith("students"))
+    assert students["teacher_forward_runs"] < students["distilled_runs"]
