@@ -616,7 +616,7 @@ def cmd_bench(a):
         if res is None:
             res = {"machine": dres["machine"], "settings": {"batch_size": bs, "smoke": bool(a.smoke)}, "results": []}
         res["distillation"] = dres
-    if res["results"]:
+    if res["results"] and not res.get("assumed"):  # assumed rates (--figures) have no measurement to report
         print(format_report(res))
     if "distillation" in res:
         print(format_distillation(res["distillation"]))

@@ -1,0 +1,124 @@
+"""The CIFAR-10 presets: both validate and dry-run with the planned grid; the CPU preset runs end to
+end on a small slice of the real CIFAR-10 subset (skipped, with the reason, when it is absent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, make_workdir, planned_jobs, snakemake
+
+pytestmark = pytest.mark.slow
+
+PRESETS = REPO / "workflow" / "presets"
+
+
+def _dry_run(tmp_path: Path, preset: str, root: Path) -> dict[str, int]:
+    work = make_workdir(tmp_path / "work", REPO / "config.yaml")
+    proc = snakemake(work, "-n", "--configfile", str(PRESETS / preset),
+                     "--config", f"datasets={{cifar10: {{source: imagefolder, root: {root}}}}}")
+    return planned_jobs(proc)
+
+
+def test_cpu_preset_plans_every_experiment(tmp_path):
+    jobs = _dry_run(tmp_path, "cifar10-cpu.yaml", tmp_path)
+    cfg = yaml.safe_load((PRESETS / "cifar10-cpu.yaml").read_text())
+    grid, dist = cfg["teachers"][0], cfg["distillation"][0]
+    seeds = len(grid["seeds"])
+    assert seeds >= 3 and cfg["device"] == "cpu" and cfg["resources"]["gpus_per_job"] == 0
+    assert jobs["train_teacher_probed"] == len(grid["alphas"]) * seeds  # the MI probe on every teacher
+    # lockstep students: one job per seed for the hard teacher's temperatures, one for the baselines
+    for s in range(seeds):
+        assert jobs[f"train_students_lockstep_cifar10_kd_hard_s{s}"] == 1
+        assert jobs[f"train_students_lockstep_cifar10_baseline_s{s}"] == 1
+    assert jobs["train_student_distilled"] == (len(dist["teacher_alphas"]) - 1) * seeds
+    for rule in ("accuracy_table", "projections_figure", "calibration_table", "reliability_figure",
+                 "distillation_figure", "distillation_teacher_projections", "mi_figure", "claims",
+                 "experiments_table"):
+        assert jobs[rule] == 1, rule
+    # bf16 on the CPU only with a CPU that has the instructions (the recorded run's EPYC Zen 5 has)
+    assert all(r["cpu_amp"] and r["cpu_channels_last"] for r in cfg["recipes"].values())
+
+
+def test_gpu_preset_plans_the_papers_cifar10_experiments(tmp_path):
+    jobs = _dry_run(tmp_path, "cifar10-gpu.yaml", tmp_path)
+    cfg = yaml.safe_load((PRESETS / "cifar10-gpu.yaml").read_text())
+    grids = {g["arch"]: g for g in cfg["teachers"]}
+    assert grids["resnet56"]["alphas"] == [0.0, 0.1, 0.15, 0.3, 0.45, 0.6, 0.75]  # the paper's alpha grid
+    # the probed grid cannot be fused: a fused grid of the same alphas trains the others, one job per seed
+    assert any(r.startswith("train_teacher_fused_") for r in jobs), jobs
+    assert jobs["train_teacher_probed"] >= 1
+    assert cfg["distillation"][0]["student_arch"] == "alexnet" and cfg["distillation"][0]["fuse_students"]
+    for rule in ("mi_figure", "calibration_table", "projections_figure", "distillation_figure", "claims"):
+        assert jobs[rule] == 1, rule
+    assert cfg["resources"]["gpus_per_job"] == 1
+    for r in cfg["recipes"].values():
+        assert r["amp"] and r["channels_last"] and r["compile"]
+
+
+def _slice(subset: Path, dest: Path, train: int, test: int) -> Path:
+    """An ImageFolder tree with the first ``train``/``test`` images per class of the subset (links)."""
+    for split, n in (("train", train), ("test", test)):
+        for cls in sorted(p for p in (subset / split).iterdir() if p.is_dir()):
+            (dest / split / cls.name).mkdir(parents=True)
+            for img in sorted(cls.iterdir())[:n]:
+                (dest / split / cls.name / img.name).symlink_to(img)
+    return dest
+
+
+def tiny_cpu_preset(root: Path) -> dict:
+    """The CPU preset with tiny sizes: same experiments, one seed, a few steps on a few images."""
+    cfg = yaml.safe_load((PRESETS / "cifar10-cpu.yaml").read_text())
+    cfg["results"] = "results"
+    cfg["datasets"]["cifar10"].update(root=str(root), train_per_class=None, val_size=30)
+    for rec in cfg["recipes"].values():
+        rec.update(steps=4, batch_size=16, lr_milestones=[2], checkpoint_every=1)
+    # one seed, two alphas, two temperatures: every experiment and rule, fewer jobs
+    cfg["teachers"][0].update(seeds=[0], alphas=[0.0, 0.1])
+    cfg["teachers"][0]["probe"].update(per_class=3, every=2)
+    cfg["distillation"][0].update(seeds=[0], teacher_alphas=[0.0, 0.1], baseline_alphas=[0.0, 0.1],
+                                  temperatures=[1, 2])
+    cfg["mi"]["alphas"] = [0.0, 0.1]
+    cfg["distillation"][0]["teacher_projection"]["per_class"] = 3
+    cfg["projections"]["per_class"] = 3
+    cfg["claims"]["tightness_triples"] = 3
+    cfg["figures"] = {"dpi": 50, "formats": ["png"]}
+    return cfg
+
+
+def test_cpu_preset_runs_end_to_end_on_the_cifar10_subset(cifar_subset, tmp_path):
+    root = _slice(cifar_subset, tmp_path / "cifar", train=9, test=4)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "preset.yaml").write_text(yaml.safe_dump(tiny_cpu_preset(root)))
+    snakemake(work, "--cores", "2", "--configfile", str(work / "preset.yaml"), timeout=600)
+    res = work / "results"
+    for fig in ("fig1_projections", "fig2_reliability_cifar10_resnet20", "fig5_distillation_cifar10",
+                "fig5_teacher_projections_cifar10", "fig6_mi_cifar10_resnet20"):
+        assert (res / "figures" / f"{fig}.png").stat().st_size > 0, fig
+    checks = json.loads((res / "claims.json").read_text())["checks"]
+    assert {c["claim"] for c in checks} == {1, 2, 3, 4, 5}
+    # every experiment ran; one seed gives no verdict either way
+    assert {c["verdict"] for c in checks} == {"inconclusive"}, [(c["claim"], c["verdict"]) for c in checks]
+    evals = {p.name for p in (res / "eval" / "cifar10" / "smallcnn" / "student").iterdir()}
+    assert {"a0_s0.json", "a0.1_s0.json", "kd-resnet20-a0-T1_s0.json", "kd-resnet20-a0-T2_s0.json",
+            "kd-resnet20-a0.1-T1_s0.json"} <= evals
+
+
+def test_gpu_preset_projects_under_15_minutes_at_the_stated_rates():
+    """The GPU quick preset's sizing: `lspipe bench --project` at the rates it rests on (assumed H100
+    rates until a GPU run is recorded in docs/benchmarks.md) gives under 15 minutes of training."""
+    from lspipe.bench import project
+
+    rates = json.loads((REPO / "benchmarks" / "gpu-assumed-rates.json").read_text())
+    pr = project(yaml.safe_load((PRESETS / "cifar10-gpu.yaml").read_text()), rates)
+    assert pr["total_hours"] is not None and not pr["missing_archs"]
+    assert pr["total_hours"] * 60 < 15, pr
+    # the fused grid's speed-up is used; the lockstep students share one teacher forward per step
+    rows = {r["grid"]: r for r in pr["rows"]}
+    assert rows["teachers cifar10/resnet56"]["fused"]
+    students = next(r for r in pr["rows"] if r["grid"].startswith("students"))
+    assert students["teacher_forward_runs"] < students["distilled_runs"]
