@@ -21,7 +21,7 @@ import torch
 
 from lspipe import data as data_mod
 from lspipe.activations import Dump
-from lspipe.train import load_model
+from lspipe.models import load_model
 
 
 def _recipe_flags(meta: dict) -> dict | None:

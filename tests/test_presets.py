@@ -29,7 +29,7 @@ def test_cpu_preset_plans_every_experiment(tmp_path):
     grid, dist = cfg["teachers"][0], cfg["distillation"][0]
     seeds = len(grid["seeds"])
     assert seeds >= 3 and cfg["device"] == "cpu" and cfg["resources"]["gpus_per_job"] == 0
-    assert jobs["train_teacher_probed"] == len(grid["alphas"]) * seeds  # the MI probe on every teacher
+    assert jobs["train_teacher"] == len(grid["alphas"]) * seeds  # the MI probe on every teacher
     # lockstep students: one job per seed for the hard teacher's temperatures, one for the baselines
     for s in range(seeds):
         assert jobs[f"train_students_lockstep_cifar10_kd_hard_s{s}"] == 1
@@ -50,7 +50,7 @@ def test_gpu_preset_plans_the_papers_cifar10_experiments(tmp_path):
     assert grids["resnet56"]["alphas"] == [0.0, 0.1, 0.15, 0.3, 0.45, 0.6, 0.75]  # the paper's alpha grid
     # the probed grid cannot be fused: a fused grid of the same alphas trains the others, one job per seed
     assert any(r.startswith("train_teacher_fused_") for r in jobs), jobs
-    assert jobs["train_teacher_probed"] >= 1
+    assert jobs["train_teacher"] >= 1
     assert cfg["distillation"][0]["student_arch"] == "alexnet" and cfg["distillation"][0]["fuse_students"]
     for rule in ("mi_figure", "calibration_table", "projections_figure", "distillation_figure", "claims"):
         assert jobs[rule] == 1, rule
