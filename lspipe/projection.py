@@ -191,11 +191,10 @@ def projection_figure(rows: Sequence[dict], hard_dumps: Sequence[str | Path], ls
                 ax.scatter(p.points[sel, 0], p.points[sel, 1], s=6, alpha=0.6, color=f"C{c}", lw=0)
                 ax.scatter(*p.templates[c], marker="*", s=140, color=f"C{c}", edgecolor="black", lw=0.8, zorder=5)
             ax.tick_params(labelsize=6)
-            ax.set_title(f"{SPLIT_TITLES[split]}, α = {alphas[kind]:g}", fontsize=8)
-            ax.set_xlabel("plane axis 1", fontsize=7, labelpad=1)
             ratio = tightness(p.points, p.labels, p.templates)["ratio"]
-            ax.text(0.98, 0.02, f"r = {ratio:.2f}", transform=ax.transAxes, ha="right", va="bottom", fontsize=6,
-                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.7})
+            # r in the title: a corner annotation can sit under the legend
+            ax.set_title(f"{SPLIT_TITLES[split]}, α = {alphas[kind]:g} (r = {ratio:.2f})", fontsize=8)
+            ax.set_xlabel("plane axis 1", fontsize=7, labelpad=1)
         share_row_scale(axes[i], panels)
         title = row.get("title") or f"{d.meta('dataset')} / {d.meta('arch')}"
         axes[i, 0].set_ylabel(f"{title}\n({', '.join(names)})\nplane axis 2", fontsize=7)
