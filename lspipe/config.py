@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from .defaults import _resolve  # the one $ref resolver of the schema
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -66,15 +68,6 @@ def _describe(error) -> str:
 
 _SCALARS = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),),
             "array": (list,), "object": (dict,)}
-
-
-def _resolve(schema: dict, root: dict) -> dict:
-    while "$ref" in schema and schema["$ref"].startswith("#/"):
-        node = root
-        for part in schema["$ref"][2:].split("/"):
-            node = node[part]
-        schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
-    return schema
 
 
 def coerce(instance, schema: dict, root: dict | None = None):
