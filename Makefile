@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/snakemake --cores all
 
 test: install
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=15
 
 lint: install
 	$(BIN)/snakemake --lint

@@ -9,12 +9,15 @@
 #   bench-eager.json    `lspipe bench` ResNet-56 and AlexNet: baseline, engine (bf16 + channels_last), 6 fused
 #   bench-compiled.json the same with torch.compile
 #   bench-distill.json  the distillation case: the hard teacher's 7-temperature family separate / lockstep / fused
-#   projection.json     the GPU quick preset's projected training time (workflow/presets/cifar10-gpu.yaml)
+#   projection.json     the GPU quick preset's projected training time (workflow/presets/cifar10-gpu.yaml),
+#                       from the compiled figures (projection-eager.json: from the eager ones)
 #   workflow/           a short real training run through the workflow (snakemake: lspipe prepare, train,
 #                       dump) in bf16 + channels_last + torch.compile
 #   dump-check.json     that run's float32 dump against a float32 CPU forward of the same weights
+#   steps.jsonl         one line per step as it ends: seconds taken, its limit, exit status
 # Every step must succeed: any failure (no CUDA device without --smoke, a crash, a dump that does
-# not match) stops the script with a non-zero exit status and a message naming the step.
+# not match, a step over its time limit) stops the script with a non-zero exit status and a message
+# naming the step. The whole check has a budget of GPU_CHECK_BUDGET seconds (480 on a GPU).
 set -euo pipefail
 
 SMOKE=0
@@ -27,7 +30,6 @@ STEP="start"
 trap 'echo "gpu-check FAILED at step: $STEP (see $OUT)" >&2' ERR
 export PYTHONUNBUFFERED=1
 
-lspipe_() { "$PY" -m lspipe.cli "$@"; }
 "$PY" -c "import lspipe.cli" 2>/dev/null || { echo "gpu-check: cannot import lspipe with $PY" >&2; exit 1; }
 
 if [[ $SMOKE -eq 1 ]]; then
@@ -44,8 +46,45 @@ else
   STEPS=300; BATCH=128; ARCH=resnet20; CORES=4
 fi
 
-STEP="machine"
-"$PY" - "$OUT/machine.json" "$DEVICE" <<'EOF'
+# Each step runs under a time limit (its own, capped by what is left of the whole budget) and is
+# logged as it ends: OUT_DIR/steps.jsonl gets one line per step (seconds, limit, exit status), so a
+# run that is cut off still says where its time went. A step over its limit fails the check.
+BUDGET=${GPU_CHECK_BUDGET:-$([[ $SMOKE -eq 1 ]] && echo 1500 || echo 480)}   # seconds, whole check
+SCALE=$([[ $SMOKE -eq 1 ]] && echo 5 || echo 1)                            # CPU steps take longer
+T0=$SECONDS
+: > "$OUT/steps.jsonl"
+run_step() {  # run_step NAME LIMIT_S COMMAND... (STEP_LOG=FILE: the command's output goes there)
+  local name=$1 limit=$(( $2 * SCALE )) rc=0 t=$SECONDS left
+  shift 2
+  STEP=$name
+  left=$(( BUDGET - (SECONDS - T0) ))
+  (( left < limit )) && limit=$left
+  if (( limit <= 0 )); then
+    echo "gpu-check FAILED before step: $name: the whole check's ${BUDGET}s budget (GPU_CHECK_BUDGET) is spent" >&2
+    trap - ERR; exit 1
+  fi
+  echo "[gpu-check +$(( SECONDS - T0 ))s] $name (limit ${limit}s)" >&2
+  if [[ -n "${STEP_LOG:-}" ]]; then
+    timeout --kill-after=15 "$limit" "$@" > "$STEP_LOG" 2>&1 || rc=$?
+  else
+    timeout --kill-after=15 "$limit" "$@" || rc=$?
+  fi
+  printf '{"step": "%s", "seconds": %d, "limit_s": %d, "exit": %d}\n' "$name" $(( SECONDS - t )) "$limit" "$rc" \
+    >> "$OUT/steps.jsonl"
+  if (( rc != 0 )); then
+    [[ -n "${STEP_LOG:-}" ]] && tail -50 "$STEP_LOG" >&2
+    if (( rc == 124 || rc == 137 )); then
+      echo "gpu-check FAILED at step: $name: still running after its ${limit}s limit (see $OUT/steps.jsonl)" >&2
+    else
+      echo "gpu-check FAILED at step: $name (exit status $rc; see $OUT)" >&2
+    fi
+    trap - ERR; exit 1
+  fi
+  echo "[gpu-check +$(( SECONDS - T0 ))s] $name done in $(( SECONDS - t ))s" >&2
+}
+LSPIPE=("$PY" -m lspipe.cli)
+
+run_step "machine" 60 "$PY" - "$OUT/machine.json" "$DEVICE" <<'EOF'
 import json, platform, subprocess, sys
 import torch
 out, device = sys.argv[1], sys.argv[2]
@@ -70,28 +109,14 @@ json.dump(info, open(out, "w"), indent=2)
 print(json.dumps(info))
 EOF
 
-STEP="bench eager"
-lspipe_ bench "${BENCH[@]}" --fuse "$FUSE" --out "$OUT/bench-eager.json"
-STEP="bench compiled"
-if [[ $SMOKE -eq 1 ]]; then
-  # torch.compile on a CPU takes minutes per variant: --smoke compiles only the workflow run below
-  # (one model, through the training engine) and projects from the eager figures
-  echo '{"not_run": "--smoke: the compiled bench is left out (CPU compile takes minutes per variant); the workflow run below trains with torch.compile"}' \
-    > "$OUT/bench-compiled.json"
-  FIGURES="$OUT/bench-eager.json"
-else
-  lspipe_ bench "${BENCH[@]}" --fuse "$FUSE" --compile --out "$OUT/bench-compiled.json"
-  FIGURES="$OUT/bench-compiled.json"
-fi
-STEP="bench distillation"
-lspipe_ bench "${DISTILL[@]}" --out "$OUT/bench-distill.json"
-STEP="projection of the GPU quick preset"
-lspipe_ bench --figures "$FIGURES" --project "$REPO/workflow/presets/cifar10-gpu.yaml" \
-    --out "$OUT/projection.json"
+# cheapest and most telling first: the eager figures, the distillation case, the workflow run and
+# its dump check, a projection from the eager figures; then torch.compile (the slowest step) and
+# the projection from the compiled figures
+run_step "bench eager" 120 "${LSPIPE[@]}" bench "${BENCH[@]}" --fuse "$FUSE" --out "$OUT/bench-eager.json"
+run_step "bench distillation" 90 "${LSPIPE[@]}" bench "${DISTILL[@]}" --out "$OUT/bench-distill.json"
 
 # A short real training run through the workflow's rules (prepare -> train -> dump), bf16 +
 # channels_last + torch.compile, on the bundled digits (offline).
-STEP="workflow training run"
 WORK="$OUT/workflow"
 mkdir -p "$WORK"
 cat > "$WORK/config.yaml" <<EOF
@@ -119,14 +144,29 @@ teachers:
   - {dataset: digits, arch: $ARCH, recipe: check, alphas: [0.0], seeds: [0]}
 EOF
 DUMP="results/dumps/digits/$ARCH/teacher/a0_s0.h5"
-(cd "$WORK" && "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" --cores "$CORES" \
-    --configfile "$WORK/config.yaml" -- "$DUMP") > "$WORK/snakemake.log" 2>&1 \
-  || { tail -50 "$WORK/snakemake.log" >&2; false; }
-
-STEP="float32 dump against a float32 forward"
-"$PY" "$REPO/benchmarks/dump_check.py" --data "$WORK/results/data/digits.npz" \
+STEP_LOG="$WORK/snakemake.log" run_step "workflow training run" 180 \
+  "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" --cores "$CORES" --configfile "$WORK/config.yaml" -- "$DUMP"
+run_step "float32 dump against a float32 forward" 60 \
+  "$PY" "$REPO/benchmarks/dump_check.py" --data "$WORK/results/data/digits.npz" \
     --model "$WORK/results/models/digits/$ARCH/teacher/a0_s0/model.pt" --dump "$WORK/$DUMP" \
     --out "$OUT/dump-check.json"
+run_step "projection of the GPU quick preset (eager figures)" 30 \
+  "${LSPIPE[@]}" bench --figures "$OUT/bench-eager.json" --project "$REPO/workflow/presets/cifar10-gpu.yaml" \
+    --out "$OUT/projection-eager.json"
+
+if [[ $SMOKE -eq 1 ]]; then
+  # torch.compile on a CPU takes minutes per variant: --smoke compiles only the workflow run above
+  # (one model, through the training engine) and projects from the eager figures
+  echo '{"not_run": "--smoke: the compiled bench is left out (CPU compile takes minutes per variant); the workflow run trains with torch.compile"}' \
+    > "$OUT/bench-compiled.json"
+  cp "$OUT/projection-eager.json" "$OUT/projection.json"
+else
+  run_step "bench compiled" 240 "${LSPIPE[@]}" bench "${BENCH[@]}" --fuse "$FUSE" --compile \
+    --out "$OUT/bench-compiled.json"
+  run_step "projection of the GPU quick preset (compiled figures)" 30 \
+    "${LSPIPE[@]}" bench --figures "$OUT/bench-compiled.json" --project "$REPO/workflow/presets/cifar10-gpu.yaml" \
+      --out "$OUT/projection.json"
+fi
 
 STEP="summary"
 "$PY" - "$OUT" "$SMOKE" <<'EOF'
@@ -134,7 +174,8 @@ import json, sys
 from pathlib import Path
 out, smoke = Path(sys.argv[1]), sys.argv[2] == "1"
 load = lambda n: json.loads((out / n).read_text())
-summary = {"smoke": smoke, "machine": load("machine.json"), "bench": {}, "dump_check": load("dump-check.json")}
+summary = {"smoke": smoke, "machine": load("machine.json"), "bench": {}, "dump_check": load("dump-check.json"),
+           "steps": [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines() if line.strip()]}
 for name in ("eager", "compiled"):
     b = load(f"bench-{name}.json")
     if "not_run" in b:

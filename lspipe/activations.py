@@ -279,3 +279,62 @@ def evaluation(dump: Dump) -> dict:
         s = dump.split(split)
         out[split] = evaluate_logits(torch.from_numpy(s.logits), torch.from_numpy(s.labels))
     return out
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def cmd_dump(a):
+    from . import data as data_mod
+    from .cli import setup_torch
+    from .models import load_model
+    from .train import resolve_device
+
+    setup_torch(a.threads)
+    device = resolve_device(a.device)
+    model, meta = load_model(a.model, device)
+    data = data_mod.load(a.data)
+    attrs = {
+        "model": str(a.model), "sha256": file_sha256(a.model), "dataset": meta["dataset"], "arch": meta["arch"],
+        "role": meta["role"], "run": meta["run"], "alpha": meta["alpha"], "seed": meta["seed"],
+        "meta": json.dumps(meta, default=str),
+    }
+    for k in ("teacher_alpha", "temperature", "beta", "form"):
+        if k in meta:
+            attrs[k] = meta[k]
+    write_dump(a.out, model, data, device=device, attrs=attrs, max_train=a.max_train, seed=a.seed,
+               chunk_rows=a.chunk_rows, compression=a.compression)
+    from . import complete
+
+    complete.release(a.model)  # the model is accepted (Snakemake ran a job reading it): a forced rebuild retrains
+    print(f"dumped {a.model} -> {a.out}")
+
+
+def cmd_evaluate(a):
+    from .io import write_json
+
+    ev = evaluation(Dump(a.dump))
+    write_json(a.out, ev)
+    print(json.dumps(ev))
+
+
+def add_cli(sub) -> None:
+    """``lspipe dump`` (activations and logits to HDF5) and ``lspipe evaluate`` (accuracy and NLL of a dump)."""
+    from .defaults import default
+
+    s = sub.add_parser("dump-activations", aliases=["dump"], help="dump penultimate activations and logits to HDF5")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--max-train", type=int, default=default("dump.max_train"), help="0: all")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--chunk-rows", type=int, default=default("dump.chunk_rows"))
+    s.add_argument("--compression", default=default("dump.compression"))
+    s.add_argument("--device", default=default("device"))
+    s.add_argument("--threads", type=int, default=None)
+    s.set_defaults(func=cmd_dump)
+
+    s = sub.add_parser("evaluate", help="accuracy and NLL on val/test from a dump")
+    s.add_argument("--dump", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_evaluate)

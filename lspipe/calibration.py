@@ -382,10 +382,6 @@ def reliability_figure(json_paths: Sequence[str | Path], out_paths: Sequence[str
 # --------------------------------------------------------------------------- CLI
 
 
-def _optional_float(s: str):
-    return None if s in ("", "none", "None", "null") else float(s)
-
-
 def _cmd_calibrate(a):
     res = calibrate_dump(a.dump, a.bins)
     write_json(a.out, res)
@@ -404,6 +400,7 @@ def _cmd_figure(a):
 
 
 def add_cli(sub) -> None:
+    from .cli import optional_float
     from .defaults import default  # the schema's defaults: written once, there
 
     s = sub.add_parser("calibrate", help="temperature scaling (fit on val) and ECE before/after (test) of one dump")
@@ -416,7 +413,7 @@ def add_cli(sub) -> None:
     s.add_argument("--inputs", nargs="+", required=True, help="per-model calibration JSONs")
     s.add_argument("--csv", required=True)
     s.add_argument("--md", required=True)
-    s.add_argument("--ls-alpha", type=_optional_float, default=None,
+    s.add_argument("--ls-alpha", type=optional_float, default=None,
                    help="alpha of the LS model; 'none' takes the smallest nonzero alpha per dataset/arch")
     s.add_argument("--digits", type=int, default=default("calibration.digits"))
     s.set_defaults(func=_cmd_table)
@@ -424,7 +421,7 @@ def add_cli(sub) -> None:
     s = sub.add_parser("reliability-figure", help="Fig. 2: reliability diagram of one dataset/arch")
     s.add_argument("--inputs", nargs="+", required=True, help="calibration JSONs of one dataset/arch")
     s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
-    s.add_argument("--ls-alpha", type=_optional_float, default=None)
+    s.add_argument("--ls-alpha", type=optional_float, default=None)
     s.add_argument("--dpi", type=int, default=default("figures.dpi"))
     s.add_argument("--min-bin-count", type=int, default=default("calibration.min_bin_count"),
                    help="bins with fewer examples are drawn hollow and left out of the curve")

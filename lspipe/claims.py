@@ -751,23 +751,21 @@ def _cmd_tightness(a):
     print(f"tightness of {len(a.dumps)} dumps, {len(rows)} rows -> {a.out}")
 
 
-def _optional_float(s: str):
-    return None if s in ("", "none", "None", "null") else float(s)
-
-
 def add_cli(sub) -> None:
+    from .cli import optional_float
+
     s = sub.add_parser("claims", help="the claims report: verdict per claim of the paper (claims.md / claims.json)")
     s.add_argument("--results", default=None,
                    help="results folder: take every input not given explicitly from its standard layout")
     s.add_argument("--evals", nargs="*", default=[], help="per-model evaluation JSONs (teachers and students)")
     s.add_argument("--calibrations", nargs="*", default=[], help="per-model calibration JSONs of the Table 3 grids")
-    s.add_argument("--tightness", default=None, help="CSV from `lspipe tightness`")
+    s.add_argument("--tightness", default=None, help="CSV from `lspipe tightness-table`")
     s.add_argument("--gamma", nargs="*", default=[], help="distillation_gamma_<dataset>.csv of each distillation entry")
     s.add_argument("--mi-curves", nargs="*", default=[], help="per-seed MI curves <results>/mi/<dataset>/<arch>/*.csv")
     s.add_argument("--settings", type=json.loads, default=None, help="the config's claims section as JSON")
     s.add_argument("--accuracy-split", default="test")
-    s.add_argument("--calibration-ls-alpha", type=_optional_float, default=None)
-    s.add_argument("--fig1-ls-alpha", type=_optional_float, default=None,
+    s.add_argument("--calibration-ls-alpha", type=optional_float, default=None)
+    s.add_argument("--fig1-ls-alpha", type=optional_float, default=None,
                    help="LS alpha of the Fig. 1 rows (projections.ls_alpha); none: the smallest nonzero")
     s.add_argument("--fig1-rows", type=int, default=None,
                    help="number of configured Fig. 1 rows (default: those in the tightness table)")
@@ -777,7 +775,7 @@ def add_cli(sub) -> None:
     s.add_argument("--rst", default=None, help="reStructuredText copy (for the Snakemake report)")
     s.set_defaults(func=_cmd_claims)
 
-    s = sub.add_parser("tightness", help="claim 2: tightness ratio of class triples projected onto their template plane")
+    s = sub.add_parser("tightness-table", aliases=["tightness"], help="claim 2: tightness ratio of class triples projected onto their template plane")
     s.add_argument("--dumps", nargs="+", required=True)
     s.add_argument("--rows", default="[]", help="the config's projections.rows as JSON")
     s.add_argument("--triples", type=int, default=100)

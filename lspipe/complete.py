@@ -13,7 +13,7 @@ has none) of its outputs (``model.pt``, ``metrics.csv``, ``probe.h5``) and the r
 the record, it restores the outputs from it instead of training (:func:`restore`). A record
 whose fingerprint differs is removed, and the run trains as usual.
 
-The record is released (deleted) by the first job that reads the model (``lspipe dump``): by then
+The record is released (deleted) by the first job that reads the model (``lspipe dump-activations``): by then
 Snakemake has accepted the model as complete, so a later forced rebuild (``snakemake -f``,
 ``--forcerun``) retrains from scratch.
 """

@@ -359,3 +359,23 @@ def load(path: str | Path) -> Prepared:
             )
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:  # zip CRCs are checked on read
         raise _damaged(path, " ".join(f"{type(err).__name__}: {err}".split())) from None
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def cmd_prepare(a):
+    opts = a.options or {}
+    p = prepare(a.name, opts.pop("source"), a.out, **opts)
+    print(f"prepared {a.name}: {p.meta['sizes']} {p.image_shape} {p.num_classes} classes -> {a.out}")
+
+
+def add_cli(sub) -> None:
+    """``lspipe prepare``: one dataset into one prepared ``.npz`` with fixed splits."""
+    from .cli import json_arg
+
+    s = sub.add_parser("prepare-data", aliases=["prepare"], help="prepare a dataset into one .npz with train/val/test splits")
+    s.add_argument("--name", required=True)
+    s.add_argument("--options", type=json_arg, required=True, help="the config's datasets.<name> entry as JSON")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_prepare)

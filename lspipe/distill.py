@@ -460,7 +460,7 @@ def cmd_figure(a) -> None:
 def add_cli(sub) -> None:
     from .defaults import default  # the schema's defaults: written once, there
 
-    s = sub.add_parser("distill-gamma", help="Fig. 5: smoothness index gamma of teacher dumps at temperatures T")
+    s = sub.add_parser("distillation-gamma", aliases=["distill-gamma"], help="Fig. 5: smoothness index gamma of teacher dumps at temperatures T")
     s.add_argument("--dumps", nargs="+", required=True, help="teacher activation dumps (HDF5)")
     s.add_argument("--temperatures", nargs="+", type=float, required=True)
     s.add_argument("--split", default="train", help="dump split the index is averaged over (paper and default: "
@@ -468,7 +468,7 @@ def add_cli(sub) -> None:
     s.add_argument("--out", required=True, help="CSV: one row per dump and temperature")
     s.set_defaults(func=cmd_gamma)
 
-    s = sub.add_parser("distill-figure", help="Fig. 5: accuracy against gamma for teachers and students")
+    s = sub.add_parser("distillation-figure", aliases=["distill-figure"], help="Fig. 5: accuracy against gamma for teachers and students")
     s.add_argument("--gamma", required=True, help="CSV from distill-gamma")
     s.add_argument("--teacher-evals", nargs="+", required=True)
     s.add_argument("--student-evals", nargs="+", required=True)

@@ -163,7 +163,7 @@ def _cmd(a):
 
 
 def add_cli(sub) -> None:
-    s = sub.add_parser("experiments", help="the experiment table: one row per trained model")
+    s = sub.add_parser("experiments-table", aliases=["experiments"], help="the experiment table: one row per trained model")
     s.add_argument("--evals", nargs="+", required=True, help="evaluation JSON of each model")
     s.add_argument("--calibrations", nargs="+", required=True, help="calibration JSON of each model, same order")
     s.add_argument("--dumps", nargs="+", required=True, help="activation dump of each model (training metadata)")

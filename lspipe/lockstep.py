@@ -201,7 +201,7 @@ def cmd_train_lockstep(a):
     recipe = Recipe.from_dict(a.recipe)
     outs = [Path(p) for p in a.out]
     runs = a.runs or [p.parent.name for p in outs]
-    # each student's metadata is that of its separate `lspipe train` run (lspipe.cli.cmd_train)
+    # each student's metadata is that of its separate `lspipe train` run (lspipe.train.cmd_train)
     base = {"dataset": data.meta["name"], "arch": a.arch, "role": "student", "seed": a.seed, "recipe": a.recipe,
             "data_meta": data.meta}
     metas = []

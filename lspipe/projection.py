@@ -221,7 +221,7 @@ def _cmd_projections(a):
 def add_cli(sub) -> None:
     from .defaults import default  # the schema's defaults: written once, there
 
-    s = sub.add_parser("projections", help="Fig. 1: activations projected onto three classes' template plane")
+    s = sub.add_parser("projections-figure", aliases=["projections"], help="Fig. 1: activations projected onto three classes' template plane")
     s.add_argument("--rows", required=True, help="the config's projections.rows as JSON")
     s.add_argument("--hard", nargs="+", required=True, help="alpha-0 dump of each row, in row order")
     s.add_argument("--ls", nargs="+", required=True, help="label-smoothed dump of each row, in row order")

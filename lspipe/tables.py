@@ -78,3 +78,24 @@ def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: s
              f"(paper Table 2 layout; one column per label-smoothing alpha).\n\n")
     write_text(md_path, title + markdown_table(["dataset", "arch"] + [f"α = {a:g}" for a in alphas], body))
     return rows
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def cmd_accuracy_table(a):
+    accuracy_table(a.evals, a.csv, a.md, split=a.split, digits=a.digits)
+    print(Path(a.md).read_text())
+
+
+def add_cli(sub) -> None:
+    """``lspipe accuracy-table``: Table 2."""
+    from .defaults import default
+
+    s = sub.add_parser("accuracy-table", help="Table 2: accuracy mean +- std over seeds")
+    s.add_argument("--evals", nargs="+", required=True)
+    s.add_argument("--csv", required=True)
+    s.add_argument("--md", required=True)
+    s.add_argument("--split", default=default("accuracy_table.split"))
+    s.add_argument("--digits", type=int, default=default("accuracy_table.digits"))
+    s.set_defaults(func=cmd_accuracy_table)

@@ -127,7 +127,7 @@ def _cmd(a):
 def add_cli(sub) -> None:
     from .defaults import default  # the schema's defaults: written once, there
 
-    s = sub.add_parser("teacher-projections",
+    s = sub.add_parser("distillation-teacher-projections", aliases=["teacher-projections"],
                        help="the distillation teachers' penultimate projections, alpha 0 vs LS (training examples)")
     s.add_argument("--hard", required=True, help="dump of the hard-target (alpha 0) teacher")
     s.add_argument("--ls", required=True, help="dump of the label-smoothed teacher")

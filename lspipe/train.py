@@ -386,3 +386,88 @@ def fit(
     model.eval()
     finals = [rows[-1] if rows else {} for rows in history]
     return {"steps": step, "epochs": epoch, "seconds": elapsed, "final": finals if fused else finals[0]}
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def cmd_train(a):
+    from . import data as data_mod
+    from .cli import setup_torch
+    from .losses import Distillation, SmoothedCE
+    from .models import build_model, load_model, model_spec, save_model
+
+    setup_torch(a.threads)
+    device = resolve_device(a.device)
+    data = data_mod.load(a.data)
+    recipe = Recipe.from_dict(a.recipe)
+    out = Path(a.out)
+    meta = {
+        "dataset": data.meta["name"], "arch": a.arch, "role": a.role, "run": a.run or out.parent.name,
+        "alpha": a.alpha, "seed": a.seed, "recipe": a.recipe, "data_meta": data.meta,
+    }
+    if a.teacher:
+        teacher, tmeta = load_model(a.teacher, device)
+        objective = Distillation(teacher, a.temperature, a.beta, form=a.form)
+        from .activations import file_sha256
+
+        # the teacher's content (not just its path) enters the checkpoint fingerprint, so a student
+        # checkpoint left over from before its teacher was retrained is never resumed
+        meta.update(teacher=str(a.teacher), teacher_sha256=file_sha256(a.teacher), teacher_alpha=tmeta.get("alpha"),
+                    temperature=a.temperature, beta=a.beta, form=a.form)
+    else:
+        objective = SmoothedCE(a.alpha)
+    torch.manual_seed(a.seed)
+    model = build_model(a.arch, data)
+    callbacks = []
+    if a.probe:
+        from .mi import ProbeRecorder
+
+        probe_out = a.probe_out or out.with_name("probe.h5")
+        callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
+    elif a.probe_out:  # a teacher of a grid without a probe: its probe output is a placeholder
+        from .mi import write_probe_placeholder
+
+        write_probe_placeholder(a.probe_out)
+    ckpt = out.with_name(out.name + ".ckpt")
+    fp = fingerprint({k: v for k, v in meta.items() if k != "run"} | {"probe": a.probe})
+    from . import complete
+
+    outputs = [out, Path(a.metrics)] + ([callbacks[0].path] if a.probe else [])
+    if complete.restore(out, outputs, fp):  # finished before, but Snakemake did not record it
+        return
+    summary = fit(
+        model, data, recipe, objective, seed=a.seed, device=device, checkpoint_path=ckpt,
+        metrics_path=a.metrics, run_fingerprint=fp, callbacks=callbacks, progress=a.progress,
+        stop_after_epochs=a.stop_after_epochs, run_name=meta["run"],
+    )
+    meta["summary"] = summary
+    save_model(out, model, model_spec(a.arch, data), meta)
+    complete.save(out, outputs, fp)
+    ckpt.unlink(missing_ok=True)
+    print(f"trained {a.arch} ({a.role}) -> {out}: {json.dumps(summary['final'])}")
+
+
+def add_cli(sub) -> None:
+    """``lspipe train``: one teacher, student baseline or distilled student."""
+    from .cli import add_run_options, add_training_inputs, json_arg
+
+    s = sub.add_parser("train", help="train a teacher or a student")
+    add_training_inputs(s)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--alpha", type=float, default=0.0, help="label smoothing (when not distilling)")
+    s.add_argument("--role", choices=["teacher", "student"], default="teacher")
+    s.add_argument("--run", default=None, help="run name stored in the model's metadata")
+    s.add_argument("--teacher", default=None, help="teacher model.pt: distil from it")
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--beta", type=float, default=defaults.default("distillation[].beta"))
+    s.add_argument("--form", choices=["teacher", "slides", "hinton"], default=defaults.default("distillation[].form"),
+                   help="distillation form: teacher (only the teacher at T; default), slides (student at T too), "
+                        "hinton (student at T, soft term x T^2)")
+    s.add_argument("--probe", type=json_arg, default=None, help="mutual-information probe settings as JSON")
+    s.add_argument("--probe-out", default=None,
+                   help="probe trace (default: probe.h5 next to --out); without --probe, a placeholder is written there")
+    s.add_argument("--out", required=True, help="model.pt")
+    s.add_argument("--metrics", required=True, help="per-epoch metrics CSV")
+    add_run_options(s)
+    s.set_defaults(func=cmd_train)

@@ -45,6 +45,10 @@ def test_gpu_check_smoke_runs_the_same_path_on_the_cpu(tmp_path):
     assert summary["bench"]["eager"]["resnet8"]["fused"]["models"] == 2
     assert summary["bench"]["distillation"]["modes"] and summary["bench"]["distillation"]["ratios"]
     assert summary["projection"]["rows"]
+    # every step is timed as it ends, so a run cut off still says where its time went
+    steps = [s["step"] for s in summary["steps"]]
+    assert steps[0] == "machine" and "workflow training run" in steps and "bench eager" in steps
+    assert all(s["exit"] == 0 and s["seconds"] <= s["limit_s"] for s in summary["steps"])
     check = summary["dump_check"]
     # trained in bf16 + channels_last + compile through the workflow, dumped in float32
     assert check["trained_with"]["cpu_amp"] and check["trained_with"]["compile"]
@@ -67,3 +71,13 @@ def test_gpu_check_smoke_runs_the_same_path_on_the_cpu(tmp_path):
                           "--out", str(tmp_path / "check.json")],
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert res.returncode == 1 and "FAIL" in res.stderr, res.stderr[-2000:]
+
+
+def test_a_step_over_the_time_budget_fails_loudly_naming_it(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), "GPU_CHECK_BUDGET": "2"}
+    proc = subprocess.run(["bash", str(SCRIPT), "--smoke", str(out)], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=REPO)
+    assert proc.returncode != 0
+    assert "gpu-check FAILED" in proc.stderr and ("limit" in proc.stderr or "budget" in proc.stderr), proc.stderr
+    assert not (out / "gpu-check.json").exists()  # no summary that a reader could trust

@@ -52,6 +52,30 @@ def test_rules_spell_no_paths_and_no_rule_choosing_regex():
     assert shells == ["common.smk"], shells
 
 
+def test_every_rule_runs_the_sub_command_named_after_it():
+    """One naming rule: rule `x_y` runs `lspipe x-y`; the training rules (`train_*`) run
+    `lspipe train` (or train-fused / train-lockstep), through common.smk's train_shell."""
+    from lspipe.cli import build_parser
+
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
+    seen = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        blocks = re.split(r"^(?:local)?rule (\w+):", smk.read_text(), flags=re.M)
+        for name, body in zip(blocks[1::2], blocks[2::2]):
+            if "use rule" in body.split("\n")[0]:
+                continue
+            called = re.findall(r"lspipe ([a-z][a-z-]*)", body) + re.findall(r'train_shell\("([a-z-]+)"', body)
+            if not called:
+                continue
+            seen[name] = called[0]
+            assert called[0] in commands, (smk.name, name, called[0])
+            if name.startswith("train_"):
+                assert called[0].startswith("train"), (name, called[0])
+            else:
+                assert called[0] == name.replace("_", "-"), f"{smk.name}: rule {name} runs lspipe {called[0]}"
+    assert len(seen) >= 15 and seen["dump_activations"] == "dump-activations"
+
+
 def test_config_cross_checks_run_in_validate():
     bad = _tiny()
     bad["calibration"]["ls_alpha"] = 0.25  # not an alpha of the teacher grid: Table 3 cannot be built

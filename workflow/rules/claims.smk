@@ -27,7 +27,7 @@ rule tightness_table:
     conda:
         ENV_PLOT
     shell:
-        "lspipe tightness --dumps {input:q} --rows {params.rows:q} --triples {params.triples} --seed {params.seed} "
+        "lspipe tightness-table --dumps {input:q} --rows {params.rows:q} --triples {params.triples} --seed {params.seed} "
         "--split {params.split} --out {output:q} > {log:q} 2>&1"
 
 

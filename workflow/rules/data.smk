@@ -13,4 +13,4 @@ rule prepare_data:
     conda:
         ENV_TRAIN
     shell:
-        "lspipe prepare --name {wildcards.dataset} --options {params.options:q} --out {output:q} > {log:q} 2>&1"
+        "lspipe prepare-data --name {wildcards.dataset} --options {params.options:q} --out {output:q} > {log:q} 2>&1"

@@ -125,7 +125,7 @@ rule distillation_gamma:
     conda:
         ENV_PLOT
     shell:
-        "lspipe distill-gamma --dumps {input:q} --temperatures {params.temperatures} --split {params.split} "
+        "lspipe distillation-gamma --dumps {input:q} --temperatures {params.temperatures} --split {params.split} "
         "--out {output:q} > {log:q} 2>&1"
 
 
@@ -160,6 +160,6 @@ rule distillation_figure:
     conda:
         ENV_PLOT
     shell:
-        "lspipe distill-figure --gamma {input.gamma:q} --teacher-evals {input.teachers:q} --student-evals {input.students:q} "
+        "lspipe distillation-figure --gamma {input.gamma:q} --teacher-evals {input.teachers:q} --student-evals {input.students:q} "
         "--split {params.split} --csv {output.csv:q} --figures {output.figures:q} --dpi {params.dpi} > {log:q} 2>&1"
 

@@ -26,7 +26,7 @@ rule dump_activations:
     conda:
         ENV_TRAIN
     shell:
-        "lspipe dump --model {input.model:q} --data {input.data:q} --out {output:q} --max-train {params.max_train} "
+        "lspipe dump-activations --model {input.model:q} --data {input.data:q} --out {output:q} --max-train {params.max_train} "
         "--compression {params.compression} --chunk-rows {params.chunk_rows} --device {params.device} "
         "--threads {threads} > {log:q} 2>&1"
 

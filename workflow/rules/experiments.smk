@@ -23,5 +23,5 @@ rule experiments_table:
     conda:
         ENV_PLOT
     shell:
-        "lspipe experiments --evals {input.evals:q} --calibrations {input.calibrations:q} --dumps {input.dumps:q} "
+        "lspipe experiments-table --evals {input.evals:q} --calibrations {input.calibrations:q} --dumps {input.dumps:q} "
         "--benchmarks {input.benchmarks:q} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"

@@ -33,6 +33,6 @@ rule projections_figure:
     conda:
         ENV_PLOT
     shell:
-        "lspipe projections --rows {params.rows:q} --hard {input.hard:q} --ls {input.ls:q} --out {output:q} "
+        "lspipe projections-figure --rows {params.rows:q} --hard {input.hard:q} --ls {input.ls:q} --out {output:q} "
         "--per-class {params.per_class} --seed {params.seed} --ls-alpha {params.ls_alpha} "
         "--dpi {params.dpi} > {log:q} 2>&1"

@@ -43,7 +43,7 @@ rule distillation_teacher_projections:
     conda:
         ENV_PLOT
     shell:
-        "lspipe teacher-projections --hard {input.hard:q} --ls {input.ls:q} --classes {params.classes:q} "
+        "lspipe distillation-teacher-projections --hard {input.hard:q} --ls {input.ls:q} --classes {params.classes:q} "
         "--out {output:q} --per-class {params.per_class} --seed {params.seed} --ls-alpha {params.ls_alpha} "
         "--dpi {params.dpi} > {log:q} 2>&1"
 
