@@ -319,7 +319,7 @@ def cmd_evaluate(a):
 
 
 def add_cli(sub) -> None:
-    """``lspipe dump`` (activations and logits to HDF5) and ``lspipe evaluate`` (accuracy and NLL of a dump)."""
+    """``lspipe dump-activations`` (activations and logits to HDF5) and ``lspipe evaluate`` (accuracy and NLL of a dump)."""
     from .defaults import default
 
     s = sub.add_parser("dump-activations", aliases=["dump"], help="dump penultimate activations and logits to HDF5")
