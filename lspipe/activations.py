@@ -157,6 +157,20 @@ def write_dump(
 RowSource = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 
 
+@contextlib.contextmanager
+def _h5_write_errors(path):
+    """HDF5 reports a refused write (full disk, ...) as an OSError, and closing the file after it as a
+    RuntimeError naming the errno: both become one :class:`lspipe.io.WriteError` naming ``path``."""
+    from .io import write_error
+
+    try:
+        yield
+    except RuntimeError as err:
+        if isinstance(err.__context__, OSError) or "errno =" in str(err):
+            raise write_error(Path(path), err.__context__ if isinstance(err.__context__, OSError) else err) from None
+        raise
+
+
 def write_h5(
     path: str | Path,
     *,
@@ -175,7 +189,7 @@ def write_h5(
     so every write is chunk-aligned and at most one block is held in memory.
     """
     flt = _filter(compression)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(path) as tmp, _h5_write_errors(path), h5py.File(tmp, "w") as f:
         for k, v in (attrs or {}).items():
             f.attrs[k] = v if v is not None else "none"
         f.create_dataset("classes", data=np.asarray(list(classes), dtype=object), dtype=h5py.string_dtype())
@@ -235,7 +249,8 @@ class Dump:
     def split(self, name: str) -> SplitArrays:
         if name not in self._cache:
             if name not in self.splits:
-                raise KeyError(f"{self.path} has no split {name!r}; it has {self.splits}")
+                raise DataError(f"dump {self.path} has no split {name!r} (it has {', '.join(self.splits) or 'none'}): "
+                                f"it is incomplete or not a dump of this version; rebuild it with `snakemake -f {self.path}`")
             try:
                 with h5py.File(self.path, "r") as f:
                     g = f[name]
@@ -250,11 +265,17 @@ class Dump:
         """``(logits, labels, train_size)`` of the whole training split (``/train_full``); a dump
         from before that group existed gives its (possibly capped) ``train`` split instead, and
         ``train_size`` then tells how many examples the split really has (0: unknown)."""
-        with h5py.File(self.path, "r") as f:
-            if "train_full" in f:
-                g = f["train_full"]
-                logits, labels = g["logits"][()], g["labels"][()]
-                return logits, labels, int(self.attrs.get("train_size", len(labels)))
+        try:
+            with h5py.File(self.path, "r") as f:
+                if "train_full" in f:
+                    g = f["train_full"]
+                    logits, labels = g["logits"][()], g["labels"][()]
+                    return logits, labels, int(self.attrs.get("train_size", len(labels)))
+        except (OSError, KeyError) as err:
+            raise damaged_file_error(self.path, err) from None
+        if "train_size" in self.attrs:  # written by a version that always writes /train_full: the group was lost
+            raise DataError(f"dump {self.path} has no /train_full group although it records train_size: it is "
+                            f"incomplete; rebuild it with `snakemake -f {self.path}`")
         s = self.split("train")
         return s.logits, s.labels, int(self.attrs.get("train_size", 0))
 
@@ -287,19 +308,22 @@ def evaluation(dump: Dump) -> dict:
 def cmd_dump(a):
     from . import data as data_mod
     from .cli import setup_torch
-    from .models import load_model
+    from .io import remove_stale_temps
+    from .models import check_identity, load_model
     from .train import resolve_device
 
+    remove_stale_temps(a.out)  # left by a killed run (SIGKILL during the write)
     setup_torch(a.threads)
     device = resolve_device(a.device)
-    model, meta = load_model(a.model, device)
     data = data_mod.load(a.data)
+    model, meta = load_model(a.model, device)
+    check_identity(a.model, meta, data)  # the model its place (dataset, arch, role, run) and data say
     attrs = {
         "model": str(a.model), "sha256": file_sha256(a.model), "dataset": meta["dataset"], "arch": meta["arch"],
         "role": meta["role"], "run": meta["run"], "alpha": meta["alpha"], "seed": meta["seed"],
         "meta": json.dumps(meta, default=str),
     }
-    for k in ("teacher_alpha", "temperature", "beta", "form"):
+    for k in ("teacher_alpha", "temperature", "beta", "form", "data_digest"):
         if k in meta:
             attrs[k] = meta[k]
     write_dump(a.out, model, data, device=device, attrs=attrs, max_train=a.max_train, seed=a.seed,

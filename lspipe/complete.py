@@ -13,19 +13,23 @@ has none) of its outputs (``model.pt``, ``metrics.csv``, ``probe.h5``) and the r
 the record, it restores the outputs from it instead of training (:func:`restore`). A record
 whose fingerprint differs is removed, and the run trains as usual.
 
-The record is released (deleted) by the first job that reads the model (``lspipe dump-activations``): by then
-Snakemake has accepted the model as complete, so a later forced rebuild (``snakemake -f``,
-``--forcerun``) retrains from scratch.
+A record is used only for the job Snakemake lost. It is released (deleted) by the first job that
+reads the model (``lspipe dump-activations``), and, when a workflow starts (the main Snakemake
+process, :func:`release_accepted`), for every model that is absent (deleted: asking for it again
+retrains it) or that Snakemake does not mark incomplete (its job was recorded as finished). So a
+forced rebuild (``snakemake -f``, ``--forcerun``) or a deleted model retrains from scratch; only
+a model whose job finished after Snakemake stopped (present, and marked incomplete) is restored.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 FINGERPRINT = "fingerprint"
 
@@ -102,3 +106,44 @@ def save_group(models: Sequence[str | os.PathLike], outputs: Sequence[Sequence[s
     """:func:`save` for every model of a multi-model job (call after writing them all)."""
     for m, outs in zip(models, outputs):
         save(m, outs, fingerprint)
+
+
+def _snakemake_marker(key: str, folder: Path) -> Path:
+    """Where Snakemake 9's default (file) persistence keeps the marker of ``key`` under ``folder``:
+    the URL-safe base64 of the path, cut into pieces of NAME_MAX - 1 characters, all but the last
+    one prefixed with ``@`` (snakemake.persistence.file.FilePersistence._record_path)."""
+    try:
+        max_len = os.pathconf(folder, "PC_NAME_MAX") or 255
+    except (OSError, ValueError):
+        max_len = 255
+    b64 = base64.urlsafe_b64encode(key.encode()).decode()
+    parts = [b64[i:i + max_len - 1] for i in range(0, len(b64), max_len - 1)]
+    return folder.joinpath(*["@" + p for p in parts[:-1]], parts[-1])
+
+
+def marked_incomplete(path: str, persistence: str | os.PathLike = ".snakemake") -> bool:
+    """Whether Snakemake marks the output ``path`` (as the rule writes it) incomplete: a job writing it
+    started and Snakemake never recorded its end (it was interrupted, or is still running). Reads
+    the default file persistence (``.snakemake/incomplete``); with another backend nothing is marked,
+    and the records are released (the model retrains: correct, just slower)."""
+    folder = Path(persistence) / "incomplete"
+    if not folder.is_dir():
+        return False
+    return any(_snakemake_marker(k, folder).exists() for k in dict.fromkeys([str(path), os.path.normpath(path)]))
+
+
+def release_accepted(models: Iterable[str | os.PathLike], persistence: str | os.PathLike = ".snakemake") -> list[Path]:
+    """Release the completed-run record of every model in ``models`` whose job Snakemake did not lose:
+    the model is absent (deleted, or never finished) or not marked incomplete (Snakemake recorded
+    its job). Call it in the main Snakemake process before any job runs (workflow/rules/common.smk);
+    returns the records released."""
+    released = []
+    for model in models:
+        rec = record_dir(model)
+        if not rec.is_dir():
+            continue
+        if Path(model).exists() and marked_incomplete(str(model), persistence):
+            continue  # the job Snakemake lost: the rerun restores it
+        release(model)
+        released.append(rec)
+    return released

@@ -43,6 +43,39 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one
+    silently: a second ``recipes:`` block would replace the first). Keys merged in with ``<<`` may
+    be overridden, as YAML intends."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    line = first.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if line != key_node.start_mark.line + 1:
+                    raise ConfigError(
+                        f"duplicate key {key!r} in {key_node.start_mark.name}, line {key_node.start_mark.line + 1} "
+                        f"(first at line {line}): YAML would silently keep only the second; merge the two into one"
+                    )
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(path: str | Path):
+    """The content of a YAML (or JSON) config file, refusing duplicate keys (:class:`ConfigError`)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.load(fh, Loader=_StrictLoader)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+
+
 def _path(error) -> str:
     out = ""
     for part in error.absolute_path:
@@ -133,6 +166,12 @@ def _check_references(cfg: dict) -> None:
     from . import models  # imports torch: only when a config is checked, not for every CLI call
 
     problems = []
+    import os
+
+    results = cfg["results"]
+    if os.path.abspath(results) == os.sep or (os.path.exists(results) and os.path.samefile(results, os.sep)):
+        problems.append(f"results {cfg['results']!r} is the file system's root: every output would be written "
+                        "(and deleted) there; set results to a folder of its own, e.g. results: results")
     datasets, recipes = cfg["datasets"], cfg["recipes"]
     for name, d in datasets.items():
         if d["source"] in ("cifar10", "cifar100", "imagefolder") and not d.get("root"):
@@ -213,6 +252,6 @@ def run_name_collisions(cfg: dict) -> list[str]:
 
 
 def load(path: str | Path) -> dict:
-    """Read and validate a YAML config file."""
-    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    """Read (refusing duplicate keys) and validate a YAML config file."""
+    cfg = load_yaml(path) or {}
     return validate(cfg)

@@ -47,6 +47,7 @@ class Prepared:
     mean: np.ndarray
     std: np.ndarray
     meta: dict
+    digest: str = ""  # content digest of the prepared file (:func:`content_digest`); "" when built in memory
 
     @property
     def num_classes(self) -> int:
@@ -132,8 +133,65 @@ def _visible(entries):
     return [e for e in entries if not e.name.startswith(".")]
 
 
-def _scan_image_folder(folder: Path, classes: Sequence[str] | None):
-    """(class names, [(path, label)]) of an ImageFolder split, ignoring hidden files and folders."""
+def _image_files(folder: Path, seen: dict) -> list[Path]:
+    """The image files under ``folder`` (recursively, sorted, hidden names skipped), following
+    symbolic links to folders, but never into a folder already visited (a link to an ancestor, a
+    loop, or a second link to one folder): those are skipped with a warning. ``seen`` maps every
+    real image file found so far (across all splits) to its path; a second path to the same real
+    file raises :class:`DataError` (one image would count twice, or in two splits)."""
+    visited: set[tuple[int, int]] = set()
+    skipped: list[str] = []
+    files: list[Path] = []
+
+    def key(p):
+        st = os.stat(p)
+        return st.st_dev, st.st_ino
+
+    visited.add(key(folder))
+    walk = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        keep = []
+        here = os.path.realpath(dirpath)
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            sub = os.path.join(dirpath, d)
+            try:
+                k = key(sub)
+            except OSError:  # a dangling link
+                skipped.append(sub)
+                continue
+            target = os.path.realpath(sub)
+            if k in visited or here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+                skipped.append(sub)  # visited already, or an ancestor (a loop)
+                continue
+            visited.add(k)
+            keep.append(d)
+        dirnames[:] = keep
+        walk.append((dirpath, filenames))
+    for dirpath, filenames in sorted(walk):
+        for f in sorted(filenames):
+            if f.startswith(".") or not f.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = Path(dirpath) / f
+            real = os.path.realpath(path)
+            if real in seen:
+                raise DataError(
+                    f"{path} and {seen[real]} are the same file ({real}); one image would be counted twice "
+                    "(or in two splits): remove one of the two links"
+                )
+            seen[real] = path
+            files.append(path)
+    if skipped:
+        print(f"warning: {folder}: skipped {len(skipped)} linked folder(s) already visited (a link to an "
+              f"ancestor, a loop, or a second link to one folder) or dangling: {', '.join(skipped)}", file=sys.stderr)
+    return files
+
+
+def _scan_image_folder(folder: Path, classes: Sequence[str] | None, seen: dict | None = None):
+    """(class names, [(path, label)]) of an ImageFolder split, ignoring hidden files and folders
+    (:func:`_image_files`: loops skipped, a file reached twice refused)."""
+    seen = {} if seen is None else seen
     found = sorted(e.name for e in _visible(folder.iterdir()) if e.is_dir())
     if not found:
         raise DataError(f"image folder {folder} has no class folders: the layout is {folder}/<class>/<image>")
@@ -146,12 +204,7 @@ def _scan_image_folder(folder: Path, classes: Sequence[str] | None):
         )
     samples = []
     for label, c in enumerate(classes):
-        walk = []
-        for dirpath, dirnames, filenames in os.walk(folder / c, followlinks=True):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            walk.append((dirpath, filenames))
-        files = [Path(dirpath) / f for dirpath, filenames in sorted(walk) for f in sorted(filenames)
-                 if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+        files = _image_files(folder / c, seen)
         if not files:
             raise DataError(
                 f"class folder {folder / c} holds no images ({', '.join(IMAGE_EXTENSIONS)}): add images "
@@ -161,19 +214,46 @@ def _scan_image_folder(folder: Path, classes: Sequence[str] | None):
     return list(classes), samples
 
 
+class UnsupportedImage(ValueError):
+    """An image whose pixel values cannot be mapped to 8 bits without guessing (its message says why)."""
+
+
+def _to_8bit(im, path: str):
+    """``im`` with 8-bit channels: 16-bit images scaled (value / 257, so 65535 becomes 255), float
+    images with values in [0, 1] mapped to 0..255; other ranges are refused (UnsupportedImage)."""
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode == "I":
+        arr = np.asarray(im)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise UnsupportedImage(f"its {im.mode} pixel values span {arr.min()}..{arr.max()}, outside 0..65535 "
+                                   "(16 bits): convert it to 8 or 16 bits per channel")
+        return Image.fromarray(np.round(arr.astype(np.float64) / 257.0).astype(np.uint8))
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        if arr.size and (not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0):
+            raise UnsupportedImage(f"its floating-point pixel values span {np.nanmin(arr):g}..{np.nanmax(arr):g}, "
+                                   "not [0, 1]: rescale it to [0, 1] or convert it to 8 bits")
+        return Image.fromarray(np.round(arr * 255.0).astype(np.uint8))
+    return im
+
+
 def _read_image(path: str, mode: str, image_size: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert(mode)  # decodes the whole image: a truncated file fails here
+        im.load()  # decodes the whole image: a truncated file fails here
+        im = _to_8bit(im, path).convert(mode)
         if im.size != (image_size, image_size):
             im = im.resize((image_size, image_size), Image.BILINEAR)
         return np.asarray(im, dtype=np.uint8)
 
 
 def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | None, channels: int,
-                       skip_unreadable: bool = False, name: str = "<name>"):
-    classes, samples = _scan_image_folder(folder, classes)
+                       skip_unreadable: bool = False, name: str = "<name>", seen: dict | None = None):
+    from PIL import Image
+
+    classes, samples = _scan_image_folder(folder, classes, seen)
     mode = "RGB" if channels == 3 else "L"
     x = np.empty((len(samples), channels, image_size, image_size), dtype=np.uint8)
     y = np.empty(len(samples), dtype=np.int64)
@@ -181,7 +261,10 @@ def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | N
     for k, (path, label) in enumerate(samples):
         try:
             arr = _read_image(path, mode, image_size)
-        except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, "image file is truncated"
+        except UnsupportedImage as err:  # readable, but its pixel range is not one we convert without guessing
+            raise DataError(f"cannot convert image {path} to 8 bits: {err}") from None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            # PIL: UnidentifiedImageError, "image file is truncated", more pixels than PIL decodes
             if not skip_unreadable:
                 raise DataError(
                     f"cannot read image {path} ({type(err).__name__}: {err}); replace or delete it, or set "
@@ -218,12 +301,66 @@ def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unr
         raise DataError(f"image folder {root_p} has neither test/ nor val/: add one, it becomes the test split")
     # train/ + val/ + test/: val/ is the validation split; train/ + val/ (ImageNet): val/ is the test split
     val_dir = root_p / "val" if test_dir.name == "test" and (root_p / "val").is_dir() else None
-    xtr, ytr, classes = _read_image_folder(train_dir, image_size, None, channels, skip_unreadable, name)
-    xte, yte, _ = _read_image_folder(test_dir, image_size, classes, channels, skip_unreadable, name)
+    seen: dict = {}  # real path -> path of every image, across the splits
+    xtr, ytr, classes = _read_image_folder(train_dir, image_size, None, channels, skip_unreadable, name, seen)
+    xte, yte, _ = _read_image_folder(test_dir, image_size, classes, channels, skip_unreadable, name, seen)
     out = {"train": (xtr, ytr), "test": (xte, yte)}
     if val_dir is not None:
-        out["val"] = _read_image_folder(val_dir, image_size, classes, channels, skip_unreadable, name)[:2]
+        out["val"] = _read_image_folder(val_dir, image_size, classes, channels, skip_unreadable, name, seen)[:2]
     return out, classes
+
+
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+def source_manifest(options: dict) -> list[tuple[str, int, int]]:
+    """``(path relative to the root, size, mtime in ns)`` of every source file a dataset entry
+    (the config's ``datasets.<name>``) reads: the images of an ImageFolder tree (hidden names
+    skipped, linked folders followed once, as :func:`prepare` reads them) or the files of a
+    torchvision CIFAR folder under ``root``; empty for the bundled digits. One ``stat`` per file,
+    no file is opened."""
+    source, root = options.get("source"), options.get("root")
+    if source not in ("imagefolder", *CIFAR_FOLDERS) or not root:
+        return []
+    top = Path(root) / CIFAR_FOLDERS[source] if source in CIFAR_FOLDERS else Path(root)
+    if not top.is_dir():
+        return []
+    out, visited = [], set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in visited:
+            dirnames[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in filenames:
+            if f.startswith(".") or (source == "imagefolder" and not f.lower().endswith(IMAGE_EXTENSIONS)):
+                continue
+            p = os.path.join(dirpath, f)
+            try:
+                fst = os.stat(p)
+            except OSError:  # a dangling link: prepare reports it
+                continue
+            out.append((os.path.relpath(p, top), fst.st_size, fst.st_mtime_ns))
+    return sorted(out)
+
+
+def source_digest(options: dict) -> str:
+    """A short text identifying the source files of a dataset entry as they are now: the number of
+    files and a digest of :func:`source_manifest` (paths, sizes, modification times), e.g.
+    ``"2500 files 3fa2c1d09e8b7a65"``. The workflow passes it to ``prepare_data`` as a parameter,
+    so adding, replacing, touching or deleting a source image makes Snakemake prepare the data
+    again (a rebuilt file with the same arrays changes nothing downstream)."""
+    import hashlib
+
+    source, root = options.get("source"), options.get("root")
+    if source not in ("imagefolder", *CIFAR_FOLDERS):
+        return "bundled"
+    manifest = source_manifest(options)
+    if not manifest:
+        return f"no files under {root}"
+    text = "\n".join(f"{p}\t{size}\t{mtime}" for p, size, mtime in manifest)
+    return f"{len(manifest)} files {hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def _limit_per_class(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
@@ -340,12 +477,32 @@ def verify(path: str | Path) -> None:
         raise _damaged(path, f"missing {', '.join(missing)}")
 
 
+def content_digest(path: str | Path) -> str:
+    """A digest of a prepared file's content: SHA-256 (16 hex digits) over every array's name,
+    size and CRC-32, as recorded in the zip directory when the file was written (reads only the
+    directory, not the arrays). Two files with the same arrays have the same digest; changing
+    any pixel, label or split changes it. Models record it (``data_digest``), and it is part of
+    the identity of every training run (checkpoint fingerprint, completed-run record)."""
+    import hashlib
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = sorted((i.filename, i.file_size, i.CRC) for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise _damaged(path, " ".join(f"{type(err).__name__}: {err}".split())) from None
+    text = "\n".join(f"{name} {size} {crc:08x}" for name, size, crc in members)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def load(path: str | Path) -> Prepared:
     path = Path(path)
     if not path.exists():
         raise DataError(f"prepared dataset {path} does not exist; build it with `snakemake {path}`")
     import zipfile
 
+    digest = content_digest(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             return Prepared(
@@ -356,6 +513,7 @@ def load(path: str | Path) -> Prepared:
                 mean=z["mean"],
                 std=z["std"],
                 meta=json.loads(str(z["meta"])),
+                digest=digest,
             )
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:  # zip CRCs are checked on read
         raise _damaged(path, " ".join(f"{type(err).__name__}: {err}".split())) from None
@@ -365,7 +523,10 @@ def load(path: str | Path) -> Prepared:
 
 
 def cmd_prepare(a):
-    opts = a.options or {}
+    from .io import remove_stale_temps
+
+    remove_stale_temps(a.out)
+    opts = dict(a.options or {})
     p = prepare(a.name, opts.pop("source"), a.out, **opts)
     print(f"prepared {a.name}: {p.meta['sizes']} {p.image_shape} {p.num_classes} classes -> {a.out}")
 

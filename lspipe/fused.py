@@ -421,15 +421,18 @@ def cmd_train_fused(a):
     for what, vals in (("--out", a.out), ("--metrics", a.metrics), ("--runs", a.runs)):
         if vals is not None and len(vals) != g:
             raise SystemExit(f"lspipe train-fused: error: {what} needs one value per alpha ({g}), got {len(vals)}")
+    outs = [Path(p) for p in a.out]
+    ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".fused.ckpt")
+    from .io import remove_stale_temps
+
+    remove_stale_temps(ckpt, *outs, *a.metrics)  # left by a killed run (SIGKILL during a write)
     device = resolve_device(a.device)
     data = data_mod.load(a.data)
     recipe = Recipe.from_dict(a.recipe)
-    outs = [Path(p) for p in a.out]
     runs = a.runs or [p.parent.name for p in outs]
     base = {"dataset": data.meta["name"], "arch": a.arch, "role": a.role, "seed": a.seed, "recipe": a.recipe,
-            "data_meta": data.meta}
+            "data_meta": data.meta, "data_digest": data.digest}
     fp = fingerprint(base | {"alphas": a.alphas, "fused": True})
-    ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".fused.ckpt")
     from . import complete
 
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
@@ -445,7 +448,7 @@ def cmd_train_fused(a):
         meta = {**base, "run": runs[i], "alpha": a.alphas[i], "summary": member_summary,
                 "fused": {"runs": runs, "alphas": a.alphas}}
         meta = {k: meta[k] for k in ("dataset", "arch", "role", "run", "alpha", "seed", "recipe", "data_meta",
-                                     "summary", "fused")}
+                                     "data_digest", "summary", "fused")}
         save_model(out, model, model_spec(a.arch, data), meta)
         print(f"trained {a.arch} ({a.role}, fused member {i + 1}/{g}) -> {out}: {json.dumps(member_summary['final'])}")
     complete.save_group(outs, member_outputs, fp)

@@ -1,17 +1,74 @@
 """Atomic file output: write to a temporary file beside the target, then rename.
 
 A reader (or a rerun of the workflow) therefore never sees a half-written file: either the
-old file, no file, or the complete new one.
+old file, no file, or the complete new one. A write that fails for a reason the user can fix
+(a full disk, a read-only folder, a file where a folder belongs) raises :class:`WriteError`,
+one line naming the file and the fix. The temporary file of a writer that was killed
+(SIGKILL) cannot be removed by it: :func:`remove_stale_temps` removes those of a job's outputs
+when the job starts again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+
+class WriteError(RuntimeError):
+    """An output cannot be written (full disk, no permission, a file in the way); the message
+    names the file and the fix."""
+
+
+# errno values of write failures the user can fix, with the fix
+_FIXES = {
+    errno.ENOSPC: "free space on that file system (or point `results:` to another disk), then rerun",
+    errno.EDQUOT: "free space within your quota (or point `results:` elsewhere), then rerun",
+    errno.EFBIG: "the file exceeds the size limit of the file system or process (ulimit -f): raise it, then rerun",
+    errno.EACCES: "make the folder writable for you (or point `results:` elsewhere), then rerun",
+    errno.EPERM: "make the folder writable for you (or point `results:` elsewhere), then rerun",
+    errno.EROFS: "the file system is read-only: point `results:` to a writable folder, then rerun",
+    errno.ENOTDIR: "a file is where a folder belongs: move that file away, then rerun",
+    errno.EEXIST: "a file is where a folder belongs: move that file away, then rerun",
+    errno.EISDIR: "a folder is where a file belongs: move that folder away, then rerun",
+    errno.ENAMETOOLONG: "the path is too long for the file system: use shorter names or a shorter `results:`",
+}
+USER_ERRNOS = frozenset(_FIXES)
+
+
+def os_error_message(err: OSError, path: str | os.PathLike | None = None, what: str = "write") -> str:
+    """One line for an OSError the user can fix: the file, the reason, the fix."""
+    where = err.filename if getattr(err, "filename", None) else path
+    reason = err.strerror or str(err)
+    fix = _FIXES.get(err.errno, "fix the cause, then rerun")
+    return f"cannot {what} {where}: {reason}; {fix}"
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if free < 1024 or unit == "TiB":
+            return f"{free:.0f} {unit}" if unit == "bytes" else f"{free:.1f} {unit}"
+        free /= 1024
+    return ""
+
+
+def write_error(path: Path, err: BaseException) -> WriteError:
+    if isinstance(err, OSError) and err.errno in USER_ERRNOS:
+        return WriteError(os_error_message(err, path))
+    why = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+    free = _free_space(path.parent)
+    room = f"{free} free on its file system" if free else "its file system could not be queried"
+    return WriteError(f"cannot write {path} ({why}); {room}: free space (or point `results:` to another disk) "
+                      "or fix the folder's permissions, then rerun")
 
 
 @contextlib.contextmanager
@@ -22,11 +79,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     ``suffix`` defaults to the target's suffix (some writers, e.g. ``np.savez``, care).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=(path.suffix if suffix is None else suffix) + ".tmp",
-        dir=path.parent,
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=(path.suffix if suffix is None else suffix) + ".tmp",
+            dir=path.parent,
+        )
+    except OSError as err:  # a read-only folder, a file where a folder belongs, a full disk
+        raise write_error(path, err) from None
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600 files: give the result the permissions of a normally created file
@@ -36,10 +96,37 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(err, OSError):  # the file system refused the data (full disk, ...)
+            raise write_error(path, err) from None
         raise
+
+
+def remove_stale_temps(*paths: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files (and folders) left beside ``paths`` by writers that were killed
+    (``.<name>.*.tmp``: :func:`atomic_path`'s, the completed-run record's); returns what was removed.
+
+    Call it when the job that owns these outputs starts: one job at a time writes an output
+    (Snakemake's and the results lock), so a temporary file of that output's name is stale."""
+    removed = []
+    for path in map(Path, paths):
+        prefix = f".{path.name}."
+        try:
+            entries = list(os.scandir(path.parent))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+                target = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        target.unlink()
+                removed.append(target)
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -51,12 +138,24 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+class ReadError(RuntimeError):
+    """An input file is not what it should be (not JSON, damaged); the message names it and the fix."""
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        why = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+        raise ReadError(f"cannot read {path}: not a JSON file ({why}); pass the right file, or rebuild it with "
+                        f"`snakemake -f {path}`") from None
 
 
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as err:  # PyTorch's zip writer reports a refused write (full disk, ...) as one
+            raise write_error(Path(path), err) from None

@@ -181,7 +181,7 @@ def train_lockstep(
 def cmd_train_lockstep(a):
     from . import data as data_mod
     from .activations import file_sha256
-    from .models import load_model, model_spec, save_model
+    from .models import check_teacher, load_model, model_spec, save_model
     from .train import Recipe, fingerprint, resolve_device
 
     if a.threads:
@@ -196,26 +196,30 @@ def cmd_train_lockstep(a):
     for what, vals in (("--out", a.out), ("--metrics", a.metrics), ("--runs", a.runs)):
         if vals is not None and len(vals) != g:
             raise SystemExit(f"lspipe train-lockstep: error: {what} needs one value per student ({g}), got {len(vals)}")
+    outs = [Path(p) for p in a.out]
+    ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".lockstep.ckpt")
+    from .io import remove_stale_temps
+
+    remove_stale_temps(ckpt, *outs, *a.metrics)  # left by a killed run (SIGKILL during a write)
     device = resolve_device(a.device)
     data = data_mod.load(a.data)
     recipe = Recipe.from_dict(a.recipe)
-    outs = [Path(p) for p in a.out]
     runs = a.runs or [p.parent.name for p in outs]
     # each student's metadata is that of its separate `lspipe train` run (lspipe.train.cmd_train)
     base = {"dataset": data.meta["name"], "arch": a.arch, "role": "student", "seed": a.seed, "recipe": a.recipe,
-            "data_meta": data.meta}
+            "data_meta": data.meta, "data_digest": data.digest}
     metas = []
     teacher = None
     if distilled:
         teacher, tmeta = load_model(a.teacher, device)
-        tinfo = {"teacher": str(a.teacher), "teacher_sha256": file_sha256(a.teacher), "teacher_alpha": tmeta.get("alpha"),
-                 "beta": a.beta, "form": a.form}
+        check_teacher(a.teacher, tmeta, data, runs)  # the teacher its place, data and students' run names say
+        tinfo = {"teacher": str(a.teacher), "teacher_sha256": file_sha256(a.teacher), "teacher_arch": tmeta.get("arch"),
+                 "teacher_alpha": tmeta.get("alpha"), "beta": a.beta, "form": a.form}
         metas = [{**base, "run": r, "alpha": 0.0, **tinfo, "temperature": t} for r, t in zip(runs, values)]
     else:
         metas = [{**base, "run": r, "alpha": al} for r, al in zip(runs, values)]
     lock = {"runs": runs, "fused": bool(a.fuse)}
     fp = fingerprint({"members": [{k: v for k, v in m.items() if k != "run"} for m in metas], "lockstep": lock})
-    ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".lockstep.ckpt")
     from . import complete
 
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]

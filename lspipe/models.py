@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .data import DataError
 from .io import torch_save
 
 if TYPE_CHECKING:
@@ -256,12 +257,126 @@ def save_model(path: str | Path, model: nn.Module, spec: dict, meta: dict) -> No
     torch_save({"spec": spec, "state_dict": model.state_dict(), "meta": meta}, path)
 
 
+class ModelError(DataError):
+    """A model file cannot be used (missing, damaged, foreign, or not the model its place says)."""
+
+
+def _model_error(path, why: str) -> ModelError:
+    return ModelError(f"cannot use model {path}: {why}; delete it and rebuild it with `snakemake -f {path}`")
+
+
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Classifier, dict]:
-    """Rebuild a saved model (eval mode, on ``device``); returns ``(model, meta)``."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    """Rebuild a saved model (eval mode, on ``device``); returns ``(model, meta)``.
+
+    A missing, damaged (truncated, garbled) or foreign file (not saved by :func:`save_model`)
+    raises :class:`lspipe.data.DataError`, one line naming the file and the fix."""
+    if not Path(path).is_file():
+        raise ModelError(f"model {path} does not exist; build it with `snakemake {path}`")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # zip, pickle, EOF and torch's RuntimeErrors: a damaged or foreign file
+        raise _model_error(path, "it is damaged or not a model file ("
+                           + " ".join(f"{type(err).__name__}: {err}".split())[:200] + ")") from None
+    if not (isinstance(blob, dict) and {"spec", "state_dict", "meta"} <= set(blob)):
+        raise _model_error(path, "it is not a model saved by lspipe (no spec, state_dict and meta)")
     spec = blob["spec"]
-    model = create(
-        spec["arch"], spec["num_classes"], spec["in_channels"], spec["image_size"], **spec.get("kwargs", {})
-    )
-    model.load_state_dict(blob["state_dict"])
+    try:
+        model = create(
+            spec["arch"], spec["num_classes"], spec["in_channels"], spec["image_size"], **spec.get("kwargs", {})
+        )
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise _model_error(path, "its weights do not fit its recorded architecture ("
+                           + " ".join(f"{type(err).__name__}: {err}".split())[:200] + ")") from None
     return model.to(device).eval(), blob["meta"]
+
+
+def _same_number(a, b) -> bool:
+    try:
+        return f"{float(a):g}" == f"{float(b):g}"
+    except (TypeError, ValueError):
+        return False
+
+
+def identity_problems(path: str | Path, meta: dict, data=None) -> list[str]:
+    """How the recorded spec ``meta`` of the model at ``path`` disagrees with what its place says.
+
+    The place is the path laid out as :meth:`lspipe.plan.Paths.model` (dataset, arch, role, run)
+    and the run name (:func:`lspipe.plan.parse_run`: alpha and seed, or the teacher's arch and
+    alpha, the temperature and the seed of a distilled student); ``data`` (a prepared dataset the
+    model is used with) adds its name and content digest (``data_digest``, recorded by every
+    training command). Models saved before the digest was recorded are not checked against it.
+    Returns one short phrase per disagreement (empty: the model is what its place says)."""
+    from .plan import parse_model_path, parse_run
+
+    problems = []
+
+    def differ(key, recorded, expected):
+        problems.append(f"{key} {recorded!r} where its place says {expected!r}")
+
+    place = parse_model_path(path)
+    if place:
+        for key in ("dataset", "arch", "role", "run"):
+            if str(meta.get(key)) != place[key]:
+                differ(key, meta.get(key), place[key])
+        run = parse_run(place["run"])
+        if run is not None:
+            if str(meta.get("seed")) != str(run["seed"]):
+                differ("seed", meta.get("seed"), run["seed"])
+            if "temperature" in run:  # a distilled student
+                teacher_arch = meta.get("teacher_arch") or (parse_model_path(meta.get("teacher") or "") or {}).get("arch")
+                if not meta.get("teacher"):
+                    problems.append("no teacher (it was not distilled) where its place says a distilled student")
+                else:
+                    if teacher_arch is not None and teacher_arch != run["teacher_arch"]:
+                        differ("teacher arch", teacher_arch, run["teacher_arch"])
+                    if not _same_number(meta.get("teacher_alpha"), run["teacher_alpha"]):
+                        differ("teacher alpha", meta.get("teacher_alpha"), run["teacher_alpha"])
+                    if not _same_number(meta.get("temperature"), run["temperature"]):
+                        differ("temperature", meta.get("temperature"), run["temperature"])
+            else:  # trained alone with label smoothing alpha
+                if meta.get("teacher"):
+                    differ("teacher", meta.get("teacher"), None)
+                if not _same_number(meta.get("alpha"), run["alpha"]):
+                    differ("alpha", meta.get("alpha"), run["alpha"])
+    if data is not None:
+        name = data.meta.get("name")
+        if name is not None and meta.get("dataset") != name:
+            problems.append(f"dataset {meta.get('dataset')!r} where the data given is {name!r}")
+        recorded = meta.get("data_digest")
+        if recorded and data.digest and recorded != data.digest:
+            problems.append(f"data digest {recorded} (trained on other images or splits) where the data given has "
+                            f"{data.digest}")
+    return problems
+
+
+def check_identity(path: str | Path, meta: dict, data=None, what: str = "model") -> None:
+    """Raise :class:`ModelError` (one line) when :func:`identity_problems` finds any."""
+    problems = identity_problems(path, meta, data)
+    if problems:
+        raise _model_error(path, f"this {what} is not the one its place and data say: it records "
+                           + "; ".join(problems) + " (copied or moved here, or trained on data since rebuilt)")
+
+
+def check_teacher(path: str | Path, meta: dict, data, student_runs=()) -> None:
+    """The checks of a distillation teacher before a student learns from it: :func:`check_identity`
+    (its place and the student's data), a teacher's role, and what each student's run name
+    (``kd-<teacher arch>-a<teacher alpha>-T<T>_s<seed>``) says of its teacher: arch, alpha, seed."""
+    from .plan import parse_run
+
+    problems = identity_problems(path, meta, data)
+    if meta.get("role") not in (None, "teacher"):
+        problems.append(f"role {meta.get('role')!r} where a teacher is needed")
+    for run in student_runs:
+        want = parse_run(run or "")
+        if not want or "teacher_arch" not in want:
+            continue
+        if meta.get("arch") != want["teacher_arch"]:
+            problems.append(f"arch {meta.get('arch')!r} where student {run} says {want['teacher_arch']!r}")
+        if not _same_number(meta.get("alpha"), want["teacher_alpha"]):
+            problems.append(f"alpha {meta.get('alpha')!r} where student {run} says {want['teacher_alpha']:g}")
+        if str(meta.get("seed")) != str(want["seed"]):
+            problems.append(f"seed {meta.get('seed')!r} where student {run} says {want['seed']}")
+    if problems:
+        raise _model_error(path, "this teacher is not the one its place, data and students say: it records "
+                           + "; ".join(dict.fromkeys(problems)) + " (copied or moved here, or trained on data since rebuilt)")

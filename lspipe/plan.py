@@ -17,6 +17,7 @@ The config's cross-checks run once, in :func:`lspipe.config.validate`, which cal
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Sequence
 
@@ -39,6 +40,42 @@ def kd_run(teacher_arch: str, teacher_alpha, temperature, seed) -> str:
 # run-name templates of the training rules (Snakemake wildcards)
 RUN = "a{alpha}_s{seed}"
 KD_RUN = "kd-{tarch}-a{talpha}-T{T}_s{seed}"
+
+_NUMBER = r"[0-9.]+(?:e[+-]?[0-9]+)?"
+_RUN_RE = re.compile(rf"a(?P<alpha>{_NUMBER})_s(?P<seed>[0-9]+)")
+_KD_RUN_RE = re.compile(rf"kd-(?P<teacher_arch>[a-z0-9]+)-a(?P<teacher_alpha>{_NUMBER})-T(?P<temperature>{_NUMBER})"
+                        rf"_s(?P<seed>[0-9]+)")
+_MODEL_PATH_RE = re.compile(r"(?:^|/)models/(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<role>teacher|student)/"
+                            r"(?P<run>[^/]+)/model\.pt")
+
+
+def parse_run(run: str) -> dict | None:
+    """What a run name says (the inverse of :func:`run_name` and :func:`kd_run`): ``{"alpha", "seed"}``
+    for ``a<alpha>_s<seed>``; ``{"teacher_arch", "teacher_alpha", "temperature", "seed"}`` for a
+    distilled student's ``kd-...`` name; None for any other name."""
+    if m := _RUN_RE.fullmatch(run):
+        return {"alpha": float(m["alpha"]), "seed": int(m["seed"])}
+    if m := _KD_RUN_RE.fullmatch(run):
+        return {"teacher_arch": m["teacher_arch"], "teacher_alpha": float(m["teacher_alpha"]),
+                "temperature": float(m["temperature"]), "seed": int(m["seed"])}
+    return None
+
+
+_EVAL_PATH_RE = re.compile(r"(?:^|/)eval/(?P<dataset>[^/]+)/(?P<arch>[^/]+)/(?P<role>teacher|student)/(?P<run>[^/]+)\.json")
+
+
+def parse_eval_path(path) -> dict | None:
+    """``{"dataset", "arch", "role", "run"}`` of a path laid out as :meth:`Paths.eval`; None otherwise."""
+    text = str(path).replace("\\", "/")
+    m = _EVAL_PATH_RE.search(text)
+    return m.groupdict() if m and text.endswith(m.group(0)) else None
+
+
+def parse_model_path(path) -> dict | None:
+    """``{"dataset", "arch", "role", "run"}`` of a path laid out as :meth:`Paths.model`
+    (``.../models/<dataset>/<arch>/<role>/<run>/model.pt``); None for a path of another layout."""
+    m = _MODEL_PATH_RE.search(str(path).replace("\\", "/"))
+    return m.groupdict() if m and str(path).replace("\\", "/").endswith(m.group(0)) else None
 
 
 class Paths:

@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .data import DataError
 from .io import read_json, write_text
 
 
@@ -51,9 +52,16 @@ def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: s
     """Aggregate per-model evaluation JSONs into Table 2 (accuracy in %)."""
     groups: dict[tuple, list[float]] = defaultdict(list)
     nll: dict[tuple, list[float]] = defaultdict(list)
+    seen: dict[tuple, str | Path] = {}
     for p in eval_paths:
         ev = read_json(p)
-        m = ev["model"]
+        m = check_evaluation(p, ev, split)
+        model = (m["dataset"], m["arch"], float(m["alpha"]), str(m["seed"]))
+        if model in seen:
+            raise DataError(f"{p} and {seen[model]} evaluate one model (dataset {model[0]}, arch {model[1]}, alpha "
+                            f"{model[2]:g}, seed {model[3]}): Table 2 would count it as two seeds; rebuild the "
+                            f"misplaced one with `snakemake -f {p}`")
+        seen[model] = p
         key = (m["dataset"], m["arch"], float(m["alpha"]))
         groups[key].append(100.0 * ev[split]["accuracy"])
         nll[key].append(ev[split]["nll"])
@@ -78,6 +86,27 @@ def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: s
              f"(paper Table 2 layout; one column per label-smoothing alpha).\n\n")
     write_text(md_path, title + markdown_table(["dataset", "arch"] + [f"α = {a:g}" for a in alphas], body))
     return rows
+
+
+def check_evaluation(path: str | Path, ev: dict, split: str) -> dict:
+    """The model record of an evaluation JSON (``lspipe evaluate``), checked against its place
+    (``eval/<dataset>/<arch>/<role>/<run>.json``, :meth:`lspipe.plan.Paths.eval`); raises
+    :class:`lspipe.data.DataError` naming the file when it is not an evaluation or not of the
+    model its place says."""
+    from .plan import parse_eval_path
+
+    m = ev.get("model") if isinstance(ev, dict) else None
+    if not isinstance(m, dict) or not {"dataset", "arch", "alpha", "seed"} <= set(m) or split not in ev:
+        raise DataError(f"{path} is not an evaluation with a {split!r} split (lspipe evaluate writes them); rebuild it "
+                        f"with `snakemake -f {path}`")
+    place = parse_eval_path(path)
+    if place:
+        wrong = [f"{k} {m.get(k)!r} where its place says {place[k]!r}" for k in ("dataset", "arch", "role", "run")
+                 if k in m and str(m.get(k)) != place[k]]
+        if wrong:
+            raise DataError(f"{path} evaluates another model than its place says: it records {'; '.join(wrong)}; "
+                            f"rebuild it with `snakemake -f {path}`")
+    return m
 
 
 # --------------------------------------------------------------------------- command line

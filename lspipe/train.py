@@ -82,21 +82,27 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
+        from .config import ConfigError
+
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown recipe key(s) {unknown}; allowed: {sorted(known)}")
+            raise ConfigError(f"unknown recipe key(s) {unknown}; allowed: {sorted(known)}")
         r = cls(**defaults.fill("recipes.*", d))
         r.lr_milestones = tuple(int(m) for m in r.lr_milestones)
         problem = r.schedule_problem()
         if problem:
-            raise ValueError(problem)
+            raise ConfigError(f"recipes.<name>: {problem}")
         return r
 
     def schedule_problem(self) -> str | None:
         """Why the schedule settings do not fit together (None when they do)."""
         if self.schedule not in SCHEDULES:
             return f"unknown schedule {self.schedule!r} (recipes.<name>.schedule); allowed: {', '.join(SCHEDULES)}"
+        late = [m for m in self.lr_milestones if m >= self.steps]
+        if late:
+            return (f"lr_milestones {late} lie at or beyond the last step (steps: {self.steps}), so they never apply: "
+                    "lower them below steps or raise steps")
         if self.schedule != "milestones" and self.lr_milestones:
             return (f"lr_milestones {list(self.lr_milestones)} only apply to schedule 'milestones', not "
                     f"{self.schedule!r}: remove them from the recipe")
@@ -149,11 +155,21 @@ def onecycle_lr(step: int, max_lr: float, total: int, pct_start: float = 0.3, di
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
+    from .config import ConfigError
+
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"device {spec!r} is not a device (config key 'device'): use 'auto', 'cpu', 'cuda' or "
+                          "'cuda:N'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {spec!r} requested (config key 'device') but CUDA is not available; use 'auto' or 'cpu'")
+        raise ConfigError(f"device {spec!r} requested (config key 'device') but CUDA is not available on this "
+                          "machine; set device: auto (or cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {spec!r} requested (config key 'device') but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s); set device: auto (or cuda:0)")
     return dev
 
 
@@ -182,8 +198,17 @@ class Callback:
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became non-finite (or exceeded ``recipe.max_loss``); the message names
-    the run, the step and the loss, and the checkpoint left for inspection."""
+    """The training loss became non-finite, exceeded ``recipe.max_loss``, or (without a
+    ``max_loss``) averaged over an epoch more than :data:`DIVERGENCE_FACTOR` times the loss of a
+    uniform prediction; the message names the run, the step or epoch and the loss, and the
+    checkpoint left for inspection."""
+
+
+# A run diverged when an epoch's mean training loss exceeds this many times the loss of a uniform
+# prediction (all logits equal: log K for cross-entropy and label smoothing, s log K for the
+# soft term of distillation): the model then puts, on average, less than K^-10 of probability on
+# the targets -- far worse than guessing. Applies when the recipe sets no max_loss.
+DIVERGENCE_FACTOR = 10.0
 
 
 def _divergence_error(run_name, step: int, losses: list[float], recipe: Recipe, checkpoint_path: Path) -> TrainingDiverged:
@@ -191,11 +216,29 @@ def _divergence_error(run_name, step: int, losses: list[float], recipe: Recipe, 
     bad = [i for i, v in enumerate(losses) if not math.isfinite(v) or (recipe.max_loss and v > recipe.max_loss)]
     what = ", ".join(f"{names[i] if i < len(names) else f'member {i}'} (loss {losses[i]:.4g})" for i in bad)
     kind = "is not finite" if not all(math.isfinite(v) for v in losses) else f"exceeds recipes.<name>.max_loss = {recipe.max_loss:g}"
-    kept = (f"the last checkpoint {checkpoint_path} is kept for inspection" if checkpoint_path.exists()
-            else "no checkpoint was written yet")
+    kept = _kept(checkpoint_path)
     return TrainingDiverged(
         f"training diverged at step {step}: the loss of run {what} {kind}; lower recipes.<name>.lr, set "
         f"recipes.<name>.grad_clip or warmup_steps, then rerun ({kept})"
+    )
+
+
+def _kept(checkpoint_path: Path) -> str:
+    return (f"the last checkpoint {checkpoint_path} is kept for inspection" if checkpoint_path.exists()
+            else "no checkpoint was written yet")
+
+
+def _epoch_divergence_error(run_name, epoch: int, steps: tuple[int, int], means: list[float], chance: list[float],
+                            checkpoint_path: Path) -> TrainingDiverged:
+    names = list(run_name) if isinstance(run_name, (list, tuple)) else [run_name or "?"]
+    bad = [i for i, (m, c) in enumerate(zip(means, chance)) if m > DIVERGENCE_FACTOR * c]
+    what = ", ".join(f"{names[i] if i < len(names) else f'member {i}'} (mean loss {means[i]:.4g}, uniform "
+                     f"prediction {chance[i]:.4g})" for i in bad)
+    return TrainingDiverged(
+        f"training diverged in epoch {epoch} (steps {steps[0]}-{steps[1]}): the mean training loss of run {what} "
+        f"exceeds {DIVERGENCE_FACTOR:g} x the loss of a uniform prediction; lower recipes.<name>.lr, set "
+        f"recipes.<name>.grad_clip or warmup_steps, then rerun (recipes.<name>.max_loss replaces this bound by a "
+        f"per-step one; {_kept(checkpoint_path)})"
     )
 
 
@@ -249,9 +292,12 @@ def fit(
     ``final`` a list of G metric rows.
 
     A non-finite loss (or one above ``recipe.max_loss``) raises :class:`TrainingDiverged` at the
-    end of that epoch, naming ``run_name``, the first such step and its loss; nothing is written
-    for that epoch, so the last checkpoint stays for inspection. The check keeps the loss on the
-    device (no synchronisation per step).
+    end of that epoch, naming ``run_name``, the first such step and its loss; so does, when the
+    recipe sets no ``max_loss``, an epoch whose mean training loss exceeds
+    :data:`DIVERGENCE_FACTOR` times the loss of a uniform prediction (the objective evaluated at
+    all-equal logits on the first batch: log K for cross-entropy). Nothing is written for that
+    epoch, so the last checkpoint stays for inspection. The checks keep the loss on the device (no
+    synchronisation per step).
     """
     device = torch.device(device)
     on_cuda = device.type == "cuda"
@@ -272,8 +318,10 @@ def fit(
     loader = DeviceLoader(torch.from_numpy(data.x["train"]).to(device), torch.from_numpy(data.y["train"]).to(device),
                           recipe.batch_size, pad=recipe.augment["pad"], flip=recipe.augment["flip"], generator=gen)
     if len(loader) == 0:  # the incomplete last batch is dropped, as in airbench
-        raise ValueError(f"batch_size {recipe.batch_size} exceeds the {len(loader.x)} training examples; "
-                         "lower recipes.<name>.batch_size")
+        from .config import ConfigError
+
+        raise ConfigError(f"recipes.<name>.batch_size {recipe.batch_size} exceeds the {len(loader.x)} training "
+                          f"examples of dataset {data.meta.get('name', '?')!r}; lower recipes.<name>.batch_size")
 
     # --- model, optimiser
     model.to(device)
@@ -307,6 +355,7 @@ def fit(
     bar = tqdm(total=recipe.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
     start_step, epochs_this_run, last_of_epoch = step, 0, True  # a resumed run starts at an epoch's start
+    chance = None  # per member: the objective's loss for a uniform prediction (DIVERGENCE_FACTOR), first batch
     for step in range(start_step, recipe.steps):
         if last_of_epoch:  # a new epoch: a fresh pass of the loader
             t0 = time.perf_counter()
@@ -332,6 +381,9 @@ def fit(
         if recipe.grad_clip:
             model.clip_grad_norm_(recipe.grad_clip)
         opt.step()
+        if chance is None and not recipe.max_loss:
+            with torch.no_grad():
+                chance = objective(torch.zeros_like(logits, dtype=torch.float32), yb, xb).detach().float().reshape(members)
         lv = loss.detach().float().reshape(members)
         diverged = ~torch.isfinite(lv).all()
         if recipe.max_loss:
@@ -353,6 +405,10 @@ def fit(
         if int(bad_step) >= 0:
             bar.close()
             raise _divergence_error(run_name, int(bad_step), bad_loss.tolist(), recipe, checkpoint_path)
+        if chance is not None and bool((loss_sum / max(seen, 1) > DIVERGENCE_FACTOR * chance).any()):
+            bar.close()
+            raise _epoch_divergence_error(run_name, epoch + 1, (step + 2 - seen // len(yb), step + 1),
+                                          (loss_sum / max(seen, 1)).tolist(), chance.tolist(), checkpoint_path)
         epoch += 1
         epochs_this_run += 1
         val_logits = predict(model, data.x["val"], device, recipe.eval_batch_size)
@@ -394,27 +450,32 @@ def fit(
 def cmd_train(a):
     from . import data as data_mod
     from .cli import setup_torch
+    from .io import remove_stale_temps
     from .losses import Distillation, SmoothedCE
-    from .models import build_model, load_model, model_spec, save_model
+    from .models import build_model, check_teacher, load_model, model_spec, save_model
 
     setup_torch(a.threads)
+    out = Path(a.out)
+    ckpt = out.with_name(out.name + ".ckpt")
+    # temporary files of this job's outputs left by a killed run (SIGKILL during a write)
+    remove_stale_temps(out, ckpt, a.metrics, *([a.probe_out] if a.probe_out else [out.with_name("probe.h5")]))
     device = resolve_device(a.device)
     data = data_mod.load(a.data)
     recipe = Recipe.from_dict(a.recipe)
-    out = Path(a.out)
     meta = {
         "dataset": data.meta["name"], "arch": a.arch, "role": a.role, "run": a.run or out.parent.name,
-        "alpha": a.alpha, "seed": a.seed, "recipe": a.recipe, "data_meta": data.meta,
+        "alpha": a.alpha, "seed": a.seed, "recipe": a.recipe, "data_meta": data.meta, "data_digest": data.digest,
     }
     if a.teacher:
         teacher, tmeta = load_model(a.teacher, device)
+        check_teacher(a.teacher, tmeta, data, [meta["run"]])  # the teacher its place, data and the student's run name say
         objective = Distillation(teacher, a.temperature, a.beta, form=a.form)
         from .activations import file_sha256
 
         # the teacher's content (not just its path) enters the checkpoint fingerprint, so a student
         # checkpoint left over from before its teacher was retrained is never resumed
-        meta.update(teacher=str(a.teacher), teacher_sha256=file_sha256(a.teacher), teacher_alpha=tmeta.get("alpha"),
-                    temperature=a.temperature, beta=a.beta, form=a.form)
+        meta.update(teacher=str(a.teacher), teacher_sha256=file_sha256(a.teacher), teacher_arch=tmeta.get("arch"),
+                    teacher_alpha=tmeta.get("alpha"), temperature=a.temperature, beta=a.beta, form=a.form)
     else:
         objective = SmoothedCE(a.alpha)
     torch.manual_seed(a.seed)
@@ -429,7 +490,7 @@ def cmd_train(a):
         from .mi import write_probe_placeholder
 
         write_probe_placeholder(a.probe_out)
-    ckpt = out.with_name(out.name + ".ckpt")
+    # the run's identity: settings, objective, seed, teacher and the data's content digest
     fp = fingerprint({k: v for k, v in meta.items() if k != "run"} | {"probe": a.probe})
     from . import complete
 

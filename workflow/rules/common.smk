@@ -12,9 +12,12 @@ from snakemake.exceptions import WorkflowError
 import lspipe.config
 import lspipe.plan
 
-# The configuration is validated once, here: the schema (defaults filled in) and every cross-check
+# The configuration is validated once, here: the config files refuse duplicate keys (Snakemake's
+# YAML reader keeps the last silently), then the schema (defaults filled in) and every cross-check
 # of the experiments (lspipe.config.validate calls lspipe.plan.check).
 try:
+    for _configfile in workflow.configfiles:
+        lspipe.config.load_yaml(_configfile)
     lspipe.config.validate(
         config, lspipe.config.load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     )
@@ -24,6 +27,32 @@ except lspipe.config.ConfigError as err:
 # run names, path templates, each experiment's plan and the final targets: lspipe.plan
 PLAN = lspipe.plan.Plan(config)
 P = PLAN.paths
+# Completed-run records (lspipe.complete) serve only the job Snakemake lost: when a workflow starts,
+# the main process releases the record of every model that is absent (deleted: it retrains) or not
+# marked incomplete by Snakemake (its job was recorded: a forced rebuild retrains). Job processes
+# on a cluster parse this file too, and leave the records alone.
+if workflow.is_main_process:
+    import lspipe.complete
+
+    lspipe.complete.release_accepted([P.model(*m) for m in PLAN.trained_models])
+
+
+# One run at a time per results folder, from whatever working directory (lspipe.lock): the main
+# process holds <results>/.lspipe.lock while it runs jobs (onstart runs only when jobs will run,
+# not for dry runs); a second run stops before its first job, naming the first one's directory.
+_RESULTS_LOCK = []
+
+
+onstart:
+    if workflow.is_main_process:
+        import lspipe.lock
+
+        try:
+            _RESULTS_LOCK.append(lspipe.lock.hold(config["results"]))
+        except lspipe.lock.ResultsLocked as err:
+            raise WorkflowError(str(err))
+
+
 # conda envs (`--sdm conda`) install lspipe editable from ${LSPIPE_ROOT} (see envs/train.yaml)
 os.environ.setdefault("LSPIPE_ROOT", str(Path(workflow.basedir).resolve()))
 ENV_TRAIN = "../../envs/train.yaml"
@@ -142,3 +171,13 @@ def probe_args(wc):
 def probe_settings(wc):
     """The probe settings of a teacher grid as JSON (checked against probe.h5 by `lspipe mi-curve`)."""
     return json.dumps(teacher_group(wc.dataset, wc.arch).get("probe"), sort_keys=True)
+
+
+def source_digest(dataset):
+    """The source files of a dataset as they are now (lspipe.data.source_digest: the number of files
+    and a digest of their paths, sizes and modification times; "bundled" for the digits): a
+    `params:` value of prepare_data, so a changed ImageFolder tree or CIFAR folder prepares the data
+    again. One stat per file, each time the workflow is planned."""
+    import lspipe.data
+
+    return lspipe.data.source_digest(config["datasets"][dataset])

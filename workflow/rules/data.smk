@@ -4,6 +4,9 @@ rule prepare_data:
         P.data("{dataset}"),
     params:
         options=lambda wc: json.dumps(config["datasets"][wc.dataset], sort_keys=True),
+        # the source files as they are now (count and digest of paths, sizes, mtimes): adding,
+        # replacing or deleting an image changes it, and Snakemake's params trigger prepares the data again
+        sources=lambda wc: source_digest(wc.dataset),
     log:
         P.log("prepare_data", "{dataset}"),
     benchmark:
