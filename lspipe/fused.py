@@ -36,6 +36,8 @@ stream (that of ``stream_seed``), which a separate run of the other seeds would 
 
 from __future__ import annotations
 
+import math
+
 import copy
 import itertools
 import json
@@ -306,6 +308,10 @@ class FusedSmoothedCE(nn.Module):
         uniform = -logp.mean(-1)  # B x G
         return ((1.0 - self.alphas) * nll + self.alphas * uniform).mean(0)
 
+    def uniform_loss(self, num_classes: int) -> torch.Tensor:
+        """Each member's loss for a uniform prediction: ``log K``."""
+        return torch.full((len(self.alphas),), math.log(num_classes))
+
 
 class FusedDistillation(nn.Module):
     """:class:`lspipe.losses.Distillation` per member: logits ``B x G x K`` -> losses ``G``.
@@ -357,6 +363,11 @@ class FusedDistillation(nn.Module):
             idx = labels.long().view(-1, 1, 1).expand(-1, hard.shape[1], 1)
             loss = loss + (1.0 - self.beta) * -hard.gather(-1, idx).squeeze(-1).mean(0)
         return loss
+
+    def uniform_loss(self, num_classes: int) -> torch.Tensor:
+        """Each member's loss for a uniform prediction: ``((1 - beta) + beta * s) log K``."""
+        scale = self.temperatures**2 if self.form == "hinton" else torch.ones_like(self.temperatures)
+        return ((1.0 - self.beta) + self.beta * scale.cpu()) * math.log(num_classes)
 
 
 # --------------------------------------------------------------------------- training driver

@@ -74,6 +74,10 @@ class PerMember(nn.Module):
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         return torch.stack([obj(logits[:, g], labels, inputs) for g, obj in enumerate(self.objectives)])
 
+    def uniform_loss(self, num_classes: int) -> torch.Tensor:
+        """Each student's loss for a uniform prediction (its objective's ``uniform_loss``)."""
+        return torch.stack([obj.uniform_loss(num_classes).reshape(()) for obj in self.objectives])
+
 
 class LockstepModels(nn.Module):
     """G ordinary models side by side, with the interface :func:`lspipe.train.fit` uses for fused models.

@@ -18,10 +18,15 @@
 
 Each objective is called as ``objective(logits, labels, inputs)``; ``inputs`` is the augmented
 batch, which :class:`Distillation` feeds to its teacher (eval mode, no gradients), so targets
-always match the exact augmented images the student sees.
+always match the exact augmented images the student sees. ``objective.uniform_loss(K)`` is its
+loss for a uniform prediction (all logits equal), the reference of the training engine's
+divergence bound (:data:`lspipe.train.DIVERGENCE_FACTOR`): ``log K`` for cross-entropy with or
+without label smoothing, ``((1 - beta) + beta * s) log K`` for distillation, whatever the targets.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -56,6 +61,10 @@ class SmoothedCE(nn.Module):
 
     def forward(self, logits, labels, inputs=None):
         return F.cross_entropy(logits.float(), labels, label_smoothing=self.alpha)
+
+    def uniform_loss(self, num_classes: int) -> torch.Tensor:
+        """The loss of a uniform prediction: ``log K`` (any target distribution)."""
+        return torch.tensor(math.log(num_classes))
 
 
 FORMS = ("teacher", "slides", "hinton")
@@ -100,6 +109,11 @@ class Distillation(nn.Module):
         return distillation_loss(
             logits, labels, self.teacher_probs(inputs), self.temperature, self.beta, self.form
         )
+
+    def uniform_loss(self, num_classes: int) -> torch.Tensor:
+        """The loss of a uniform prediction: ``((1 - beta) + beta * s) log K`` (s of the form)."""
+        _, scale = form_factors(self.form, self.temperature)
+        return torch.tensor(((1.0 - self.beta) + self.beta * scale) * math.log(num_classes))
 
 
 def distillation_loss(

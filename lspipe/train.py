@@ -294,8 +294,8 @@ def fit(
     A non-finite loss (or one above ``recipe.max_loss``) raises :class:`TrainingDiverged` at the
     end of that epoch, naming ``run_name``, the first such step and its loss; so does, when the
     recipe sets no ``max_loss``, an epoch whose mean training loss exceeds
-    :data:`DIVERGENCE_FACTOR` times the loss of a uniform prediction (the objective evaluated at
-    all-equal logits on the first batch: log K for cross-entropy). Nothing is written for that
+    :data:`DIVERGENCE_FACTOR` times the loss of a uniform prediction (``objective.uniform_loss``:
+    log K for cross-entropy; else the objective at all-equal logits on the first batch). Nothing is written for that
     epoch, so the last checkpoint stays for inspection. The checks keep the loss on the device (no
     synchronisation per step).
     """
@@ -382,8 +382,10 @@ def fit(
             model.clip_grad_norm_(recipe.grad_clip)
         opt.step()
         if chance is None and not recipe.max_loss:
-            with torch.no_grad():
-                chance = objective(torch.zeros_like(logits, dtype=torch.float32), yb, xb).detach().float().reshape(members)
+            k = logits.shape[-1]
+            chance = (objective.uniform_loss(k) if hasattr(objective, "uniform_loss") else
+                      objective(torch.zeros_like(logits, dtype=torch.float32), yb, xb).detach())
+            chance = torch.as_tensor(chance, dtype=torch.float32).to(device).reshape(members)
         lv = loss.detach().float().reshape(members)
         diverged = ~torch.isfinite(lv).all()
         if recipe.max_loss:

@@ -211,20 +211,30 @@ def test_finite_divergence_stops_training_by_default(digits_npz, tmp_path, capsy
 
 
 def test_uniform_prediction_loss_of_each_objective(one_torch_thread):
-    """The built-in bound's reference: the objective at all-equal logits is log K for (smoothed)
-    cross-entropy, and s log K for distillation (s = T^2 in the hinton form)."""
+    """The built-in bound's reference, ``uniform_loss(K)``, equals the objective evaluated at all-equal
+    logits: log K for (smoothed) cross-entropy, ((1 - beta) + beta s) log K for distillation (s = T^2
+    in the hinton form), per member for fused and lockstep objectives."""
     import math
 
     import torch
 
+    from lspipe.fused import FusedDistillation, FusedSmoothedCE
+    from lspipe.lockstep import PerMember
     from lspipe.losses import Distillation, SmoothedCE
 
-    k, y, x = 7, torch.tensor([0, 3, 6]), torch.zeros(3, 1, 2, 2)
-    zeros = torch.zeros(3, k)
-    assert float(SmoothedCE(0.3)(zeros, y, x)) == pytest.approx(math.log(k))
+    torch.manual_seed(0)
+    k, y, x = 7, torch.tensor([0, 3, 6]), torch.rand(3, 1, 2, 2)
     teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, k))
-    assert float(Distillation(teacher, 4.0, 1.0, form="teacher")(zeros, y, x)) == pytest.approx(math.log(k))
-    assert float(Distillation(teacher, 4.0, 1.0, form="hinton")(zeros, y, x)) == pytest.approx(16 * math.log(k))
+    singles = [SmoothedCE(0.0), SmoothedCE(0.3), Distillation(teacher, 4.0, 1.0, form="teacher"),
+               Distillation(teacher, 4.0, 1.0, form="slides"), Distillation(teacher, 4.0, 0.5, form="hinton")]
+    for obj in singles:
+        assert float(obj.uniform_loss(k)) == pytest.approx(float(obj(torch.zeros(3, k), y, x)), rel=1e-6)
+    assert float(singles[4].uniform_loss(k)) == pytest.approx((0.5 + 0.5 * 16) * math.log(k))
+    for obj in (FusedSmoothedCE([0.0, 0.2]), FusedDistillation([teacher, teacher], [1.0, 3.0], 0.7, form="hinton"),
+                PerMember(singles)):
+        g = len(obj.uniform_loss(k))
+        torch.testing.assert_close(obj.uniform_loss(k).float(), obj(torch.zeros(3, g, k), y, x).float(), rtol=1e-6,
+                                   atol=1e-6)
 
 
 # --------------------------------------------------------------------------- item 4: high bit depth
@@ -558,6 +568,23 @@ def test_a_file_where_a_folder_belongs_gives_one_line(digits_npz, tmp_path, caps
     (tmp_path / "m").write_text("a file, not a folder")
     assert cli.main(_train_argv(digits_npz, tmp_path / "m" / "a0_s0" / "model.pt")) == 2
     _one_error_line(capsys, "a file is where a folder belongs")
+
+
+def test_a_read_only_folder_gives_one_line(tmp_path, monkeypatch):
+    """(Permissions do not bind root, who runs the tests: the refusal is simulated where atomic_path
+    creates its temporary file.)"""
+    import errno
+    import tempfile
+
+    from lspipe import io as lio
+
+    def refuse(*a, dir=None, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(lio.WriteError, match=f"cannot write {re.escape(str(tmp_path))}: Permission denied; make the "
+                                             "folder writable"):
+        lio.write_text(tmp_path / "x.txt", "x")
 
 
 @pytest.mark.parametrize("argv,needles", [
