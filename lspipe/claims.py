@@ -152,11 +152,17 @@ def decide(stats: dict, kind: str, bound: float, min_seeds: int) -> tuple[str, s
 
 
 RULE_TEXT = {
-    "greater": "effect > {b:g} in every seed and the interval above {b:g}",
-    "at_least": "interval above −{b:g} (\"does not hurt\": the margin {b:g})",
-    "at_most": "interval below +{b:g} (\"not worse / no better than\": the margin {b:g})",
-    "within": "interval inside ±{b:g} (\"comparable\": the margin {b:g})",
+    "greater": "effect > {b:.4g} in every seed and the interval above {b:.4g}",
+    "at_least": "interval above −{b:.4g} (\"does not hurt\": the margin {b:.4g})",
+    "at_most": "interval below +{b:.4g} (\"not worse / no better than\": the margin {b:.4g})",
+    "within": "interval inside ±{b:.4g} (\"comparable\": the margin {b:.4g})",
 }
+
+
+def rule_text(kind: str, bound: float) -> str:
+    if bound == 0 and kind in ("at_least", "at_most"):
+        return f"interval {'above' if kind == 'at_least' else 'below'} 0 (no margin)"
+    return RULE_TEXT[kind].format(b=bound)
 
 
 def _sign(x: float, digits: int = 4) -> str:
@@ -268,7 +274,7 @@ def check(claim: int, scope: str, statement: str, values: dict[int, float], *, k
     verdict, why = decide(stats, kind, bound, cfg["min_seeds"])
     return {"claim": claim, "id": "", "role": role, "scope": scope, "label": label, "statement": statement,
             "verdict": verdict, "reason": reason_text(stats, kind, bound, unit, verdict, why),
-            "rule": RULE_TEXT[kind].format(b=bound), "kind": kind, "bound": bound, "unit": unit, "effect": stats,
+            "rule": rule_text(kind, bound), "kind": kind, "bound": bound, "unit": unit, "effect": stats,
             "decidable": decidability(stats, kind, bound, unit, cfg["min_seeds"]), "numbers": numbers or {},
             "notes": list(notes), "sources": sources or {"files": [], "keys": []}}
 
@@ -826,9 +832,9 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
         for s, acc in acc_by_seed.items():
             g = gamma_of(talpha, s, temp)
             base = at_gamma(s, g)
+            gammas += [g] if g is not None else []
             if base is not None:
                 values[s] = acc - base
-                gammas.append(g)
         return values, gammas
 
     st_b = "students of the hard-target teacher beat the student baseline at the same γ: acc(student) − baseline(γ) > 0"
@@ -923,7 +929,8 @@ def mi_claims(curves: Sequence[dict], cfg: dict) -> list[dict]:
             ss = sorted(by_alpha[a])
             nums[f"α={a:g} first / peak / late (nats, mean over seeds)"] = " / ".join(
                 f"{_mean(shape[(a, s)][k] for s in ss):.3f}" for k in ("first", "peak", "late"))
-        notes = [f"late = the mean of the last {shape[(ls, sorted(by_alpha[ls])[0])]['late_records']} records (a fifth)",
+        k = shape[(ls, sorted(by_alpha[ls])[0])]["late_records"]
+        notes = [f"late = the mean of the last {k} record{'s' if k > 1 else ''} (a fifth of the records)",
                  "log 2 ≈ 0.693 nats: only the class is distinguishable"]
         seeds = sorted(set(by_alpha[0.0]) & set(by_alpha[ls]))
 
