@@ -283,17 +283,18 @@ def _tight_rows(ratio, seeds=3, triples=4, splits=("train", "val"), kind="random
 
 
 def test_tightness_over_triples_per_seed_means_and_both_splits():
-    # LS tightens by (1 + s / 10) * (triple + 1) / 10 on val, and loosens by 0.05 + s / 100 on train
+    # LS tightens by (1 + s / 10) * (triple + 1)^2 / 100 on val (skewed over triples: mean != median), and
+    # loosens by 0.05 + s / 100 on train
     def ratio(a, s, t, split):
         base = 0.6 + 0.01 * t
         if a == 0:
             return base
-        return base - (1 + s / 10) * (t + 1) / 10 if split == "val" else base + 0.05 + s / 100
+        return base - (1 + s / 10) * (t + 1) ** 2 / 100 if split == "val" else base + 0.05 + s / 100
 
     checks = claims.tightness_claims(_tight_rows(ratio), CFG, 0.1, True)
     prim = next(c for c in checks if c["role"] == claims.PRIMARY)
     assert "val split" in prim["label"] and prim["verdict"] == claims.SUPPORTED
-    expected = [np.mean([(1 + s / 10) * (t + 1) / 10 for t in range(4)]) for s in range(3)]
+    expected = [np.mean([(1 + s / 10) * (t + 1) ** 2 / 100 for t in range(4)]) for s in range(3)]
     assert prim["effect"]["values"] == pytest.approx(expected)  # mean over the 4 triples, per seed
     assert prim["numbers"]["class triples"] == 4
     ls_mean = np.mean([ratio(0.1, s, t, "val") for s in range(3) for t in range(4)])
@@ -344,6 +345,7 @@ def test_alpha_star_is_chosen_on_validation_not_test():
     assert c["3a"]["effect"]["values"] == pytest.approx([0.09 + 0.002 * s - 0.020 - 0.001 * s for s in range(3)])
     assert c["3a"]["verdict"] == claims.CONTRADICTED
     assert any("largest α" in n for n in c["3a"]["notes"])  # alpha* on the grid's edge is flagged
+    assert claims.choose_alpha({0.1: 0.05, 0.3: 0.05}, [0.1, 0.3])[0] == 0.1  # ties: the smaller alpha
     # by validation NLL instead, alpha 0.1 wins
     res_nll = [dict(r, val={**r["val"], "nll": 0.5 if r["model"]["alpha"] == 0.1 else 1.0}) for r in res]
     assert _by_id(claims.calibration_claims(res_nll, {**CFG, "calibration_selection": "nll"}))["3a"]["numbers"]["α*"] == 0.1
