@@ -272,7 +272,11 @@ def check(claim: int, scope: str, statement: str, values: dict[int, float], *, k
     """One check: the per-seed effects, their statistics, the verdict and its grounds."""
     stats = effect_stats(values, cfg["confidence"], resolution)
     verdict, why = decide(stats, kind, bound, cfg["min_seeds"])
-    return {"claim": claim, "id": "", "role": role, "scope": scope, "label": label, "statement": statement,
+    extra = {}
+    if verdict == NOT_COMPARED:
+        extra = {"config_key": "the grids' seeds (teachers[].seeds, distillation[].seeds)"}
+        why = f"no seed has every run this check pairs; {extra['config_key']} would make the runs comparable"
+    return {**extra, "claim": claim, "id": "", "role": role, "scope": scope, "label": label, "statement": statement,
             "verdict": verdict, "reason": reason_text(stats, kind, bound, unit, verdict, why),
             "rule": rule_text(kind, bound), "kind": kind, "bound": bound, "unit": unit, "effect": stats,
             "decidable": decidability(stats, kind, bound, unit, cfg["min_seeds"]), "numbers": numbers or {},
@@ -1430,8 +1434,8 @@ def add_cli(sub) -> None:
     s.add_argument("--twins", default=None,
                    help="JSON {dataset: {student baseline run: eval JSON of the teacher it was trained as}}")
     s.add_argument("--accuracy-split", default=default("accuracy_table.split"))
-    s.add_argument("--fig1-ls-alpha", type=optional_float, default=default("projections.ls_alpha"),
-                   help="LS alpha of the Fig. 1 rows (projections.ls_alpha); none: the smallest nonzero")
+    s.add_argument("--fig1-ls-alpha", type=optional_float, default=None,
+                   help="LS alpha of the Fig. 1 rows (projections.ls_alpha); none (default): the smallest nonzero")
     s.add_argument("--fig1-rows", type=int, default=None,
                    help="number of configured Fig. 1 rows (default: those in the tightness table)")
     s.add_argument("--distillation-split", nargs="*", default=[], help="dataset=split of each distillation entry")
