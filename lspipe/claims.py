@@ -796,11 +796,11 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
     all_seeds = [set(v) for v in kd_hard.values()] + [set(v) for v in kd_ls.values()]
     seeds = sorted(set.intersection(*all_seeds)) if all_seeds else []
 
-    def in_range(talpha, temp, family):
+    def in_range(talpha, temp):
         return bool(seeds) and all(at_gamma(s, gamma_of(talpha, s, temp)) is not None for s in seeds)
 
-    temps_in = [t for t in sorted(kd_hard) if in_range(0.0, t, kd_hard)]
-    ls_in = [a for a in sorted(kd_ls) if in_range(a, 1.0, kd_ls)]
+    temps_in = [t for t in sorted(kd_hard) if in_range(0.0, t)]
+    ls_in = [a for a in sorted(kd_ls) if in_range(a, 1.0)]
     temps_out = [t for t in sorted(kd_hard) if t not in temps_in]
     ls_out = [a for a in sorted(kd_ls) if a not in ls_in]
     gam = {f"γ of the α = 0 teacher at T = {t:g} (mean over seeds)": _mean(g for s in seeds if (g := gamma_of(0.0, s, t)) is not None)
