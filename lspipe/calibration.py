@@ -18,7 +18,16 @@ Conventions
   the *validation* split over ``log T`` (a coarse grid over ``[log_t_min, log_t_max]`` followed by
   bounded Brent search between the grid neighbours of the best point; the NLL is a convex function
   of ``1/T``, hence unimodal in ``log T``, so this finds the global minimum from any start).
-  Before/after metrics are reported on the *test* split.
+  Before/after metrics are reported on the *test* split; the *validation* split's metrics at
+  T = 1 are recorded too (``val``: what the claims report chooses the label-smoothing alpha by,
+  without looking at test).
+* ECE floor (``ece_floor`` beside every ECE): the expected ECE of a *perfectly calibrated* model
+  with the same confidences, i.e. when example ``i`` is correct with probability ``c_i`` exactly
+  (independently). The ECE estimator is biased upwards at finite N (each bin's accuracy is a
+  sample mean); this is the value a model could not go below on average at this N and confidence
+  histogram. Computed exactly (:func:`expected_ece_calibrated`): per bin the number of correct
+  examples is Poisson-binomial, its distribution is built by convolution, and
+  ``E|correct/n_b - conf_b|`` is summed over it.
 """
 
 from __future__ import annotations
@@ -43,6 +52,8 @@ BIN_CONVENTION = (
     "confidence 0 in the first bin, 1.0 in the last bin"
 )
 FIT_SPLIT, REPORT_SPLIT = "val", "test"
+# 2: validation metrics at T = 1 ("val") and the ECE floor beside every ECE
+FORMAT_VERSION = 2
 
 
 # --------------------------------------------------------------------------- ECE / reliability
@@ -111,6 +122,60 @@ def reliability(confidences: np.ndarray, correct: np.ndarray, n_bins: int = 15) 
     return Reliability(bin_edges(n_bins), count, acc, mean_conf, ece, int(conf.size))
 
 
+def poisson_binomial_pmf(p: np.ndarray) -> np.ndarray:
+    """Distribution of the number of successes of independent Bernoulli(p_i) trials (length n + 1).
+
+    Exact up to floating-point rounding: blocks of 32 trials by the recursion
+    ``pmf'[k] = pmf[k] (1 - p) + pmf[k - 1] p`` (vectorised over the blocks), then the blocks'
+    distributions convolved pairwise (FFT for long ones), O(n log^2 n).
+    """
+    from scipy.signal import fftconvolve
+
+    p = np.asarray(p, dtype=np.float64).ravel()
+    n = len(p)
+    if n == 0:
+        return np.ones(1)
+    block = 32
+    padded = np.concatenate([p, np.zeros((-n) % block)]).reshape(-1, block)  # p = 0 adds no success
+    m = np.zeros((len(padded), block + 1))
+    m[:, 0] = 1.0
+    for j in range(block):
+        q = padded[:, j : j + 1]
+        m[:, 1:] = m[:, 1:] * (1.0 - q) + m[:, :-1] * q
+        m[:, 0] *= 1.0 - q[:, 0]
+    parts = list(m)
+    while len(parts) > 1:
+        nxt = []
+        for i in range(0, len(parts) - 1, 2):
+            a, b = parts[i], parts[i + 1]
+            nxt.append(np.convolve(a, b) if min(len(a), len(b)) < 256 else fftconvolve(a, b))
+        if len(parts) % 2:
+            nxt.append(parts[-1])
+        parts = nxt
+    pmf = np.clip(parts[0][: n + 1], 0.0, None)
+    return pmf / pmf.sum()
+
+
+def expected_ece_calibrated(confidences: np.ndarray, n_bins: int = 15) -> float:
+    """Expected ECE of a perfectly calibrated model with these confidences (the ECE floor).
+
+    Each example is correct with probability equal to its confidence, independently; the bins
+    (fixed by the confidences) are those of :func:`reliability`. Per bin ``b`` with ``n_b``
+    examples of mean confidence ``conf_b``, the number correct ``S_b`` is Poisson-binomial
+    (:func:`poisson_binomial_pmf`) and the floor is ``sum_b (n_b / N) E|S_b / n_b - conf_b|``.
+    """
+    c = np.asarray(confidences, dtype=np.float64).ravel()
+    if c.size == 0:
+        raise ValueError("no predictions")
+    b = bin_index(c, n_bins)
+    total = 0.0
+    for k in np.unique(b):
+        cb = c[b == k]
+        pmf = poisson_binomial_pmf(cb)
+        total += len(cb) / c.size * float(np.sum(pmf * np.abs(np.arange(len(cb) + 1) / len(cb) - cb.mean())))
+    return total
+
+
 def top_label(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(confidence, correct) of the top label of each row of ``probs``."""
     probs = np.asarray(probs)
@@ -146,8 +211,11 @@ class TemperatureFit:
     at_bound: bool  # the optimum lies on the edge of the search range (T is a bound, not a minimum)
 
 
+LOG_T_MIN, LOG_T_MAX = math.log(1e-2), math.log(1e2)  # the search range of T: [0.01, 100]
+
+
 def fit_temperature(
-    logits: np.ndarray, labels: np.ndarray, *, log_t_min: float = math.log(1e-2), log_t_max: float = math.log(1e2),
+    logits: np.ndarray, labels: np.ndarray, *, log_t_min: float = LOG_T_MIN, log_t_max: float = LOG_T_MAX,
     grid: int = 41,
 ) -> TemperatureFit:
     """Fit ``T > 0`` minimising ``nll(logits / T)`` over ``log T`` in ``[log_t_min, log_t_max]``.
@@ -180,22 +248,25 @@ def fit_temperature(
 
 
 def split_metrics(logits: np.ndarray, labels: np.ndarray, n_bins: int, temperature: float = 1.0) -> dict:
-    rel = reliability(*top_label(softmax(logits, temperature), labels), n_bins)
+    conf, correct = top_label(softmax(logits, temperature), labels)
+    rel = reliability(conf, correct, n_bins)
     return {
-        "ece": rel.ece, "nll": nll(logits, labels, temperature),
+        "ece": rel.ece, "ece_floor": expected_ece_calibrated(conf, n_bins), "nll": nll(logits, labels, temperature),
         "accuracy": float(np.mean(np.asarray(logits).argmax(1) == np.asarray(labels))),
         "reliability": rel.to_dict(),
     }
 
 
 def calibrate(fit_logits, fit_labels, eval_logits, eval_labels, n_bins: int = 15) -> dict:
-    """Fit T on (fit_logits, fit_labels); ECE/NLL/accuracy before and after on the eval arrays."""
+    """Fit T on (fit_logits, fit_labels); ECE/NLL/accuracy before and after on the eval arrays, and
+    the fitting split's own metrics at T = 1 (``val``)."""
     fit = fit_temperature(fit_logits, fit_labels)
     return {
-        "bins": n_bins, "bin_convention": BIN_CONVENTION,
+        "format_version": FORMAT_VERSION, "bins": n_bins, "bin_convention": BIN_CONVENTION,
         "temperature": fit.temperature, "log_temperature": fit.log_temperature,
         "fit": {"nll_before": fit.nll_before, "nll_after": fit.nll_after, "at_bound": fit.at_bound,
-                "n": int(len(fit_labels))},
+                "n": int(len(fit_labels)), "search_range": [math.exp(LOG_T_MIN), math.exp(LOG_T_MAX)]},
+        "val": split_metrics(fit_logits, fit_labels, n_bins, 1.0),
         "before": split_metrics(eval_logits, eval_labels, n_bins, 1.0),
         "after": split_metrics(eval_logits, eval_labels, n_bins, fit.temperature),
     }
@@ -284,7 +355,8 @@ def calibration_table(json_paths: Sequence[str | Path], csv_path, md_path, *, ls
         a_ls = ls_alpha_of(res, ls_alpha, where)
         hard, ls = _pick(res, 0.0, where), _pick(res, a_ls, where)
         row = {"dataset": ds, "arch": arch, "split": hard[0]["split"], "bins": hard[0]["bins"],
-               "hard_seeds": len(hard), "ls_alpha": a_ls, "ls_seeds": len(ls)}
+               "hard_seeds": len(hard), "ls_alpha": a_ls, "ls_seeds": len(ls),
+               "temperature_at_bound": sum(bool(r.get("fit", {}).get("at_bound")) for r in hard)}
         for name, vals in {
             "ece_hard": [r["before"]["ece"] for r in hard],
             "ece_ts": [r["after"]["ece"] for r in hard],
@@ -302,7 +374,9 @@ def calibration_table(json_paths: Sequence[str | Path], csv_path, md_path, *, ls
     fields = list(rows[0]) if rows else ["dataset", "arch"]
     write_csv(csv_path, rows, fields)
     body = [[r["dataset"], r["arch"], fmt_pm(r["ece_hard_mean"], r["ece_hard_std"], digits, r["hard_seeds"]),
-             f"{fmt_pm(r['ece_ts_mean'], r['ece_ts_std'], digits, r['hard_seeds'])} (T = {r['temperature_mean']:.2f})",
+             f"{fmt_pm(r['ece_ts_mean'], r['ece_ts_std'], digits, r['hard_seeds'])} (T = {r['temperature_mean']:.2f}"
+             + (f"; at the edge of the search range in {r['temperature_at_bound']} of {r['hard_seeds']} seeds: a bound, "
+                "not a fitted value)" if r["temperature_at_bound"] else ")"),
              f"{fmt_pm(r['ece_ls_mean'], r['ece_ls_std'], digits, r['ls_seeds'])} (α = {r['ls_alpha']:g})",
              f"{100 * r['accuracy_hard_mean']:.1f} / {100 * r['accuracy_ls_mean']:.1f}"] for r in rows]
     split = rows[0]["split"] if rows else REPORT_SPLIT

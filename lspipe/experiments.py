@@ -23,7 +23,7 @@ from .tables import markdown_table, write_csv
 FIELDS = [
     "dataset", "arch", "role", "run", "alpha", "teacher", "temperature", "form", "seed", "steps",
     "train_seconds", "train_time_shared", "val_accuracy", "test_accuracy", "val_nll", "test_nll",
-    "ece", "ece_temperature_scaled", "temperature_fitted",
+    "ece", "ece_temperature_scaled", "temperature_fitted", "temperature_at_bound",
 ]
 
 
@@ -97,6 +97,8 @@ def experiment_rows(evals: Sequence[dict], calibrations: Sequence[dict | None], 
             "val_nll": ev["val"]["nll"], "test_nll": ev["test"]["nll"],
             "ece": cal["before"]["ece"] if cal else "", "ece_temperature_scaled": cal["after"]["ece"] if cal else "",
             "temperature_fitted": cal["temperature"] if cal else "",
+            # a T on the edge of the search range is a bound, not a fitted value (the NLL keeps falling)
+            "temperature_at_bound": bool((cal.get("fit") or {}).get("at_bound")) if cal else "",
         }
         rows.append(row)
     order = {"teacher": 0, "student": 1}
@@ -136,7 +138,8 @@ def experiment_markdown(rows: Sequence[dict]) -> str:
         body.append([r["dataset"], r["arch"], r["role"], r["run"], r["alpha"], r["teacher"], r["temperature"], r["form"],
                      r["seed"], r["steps"], t, _f(100 * r["val_accuracy"], 2), _f(100 * r["test_accuracy"], 2),
                      _f(r["test_nll"], 4), _f(r["ece"], 4), _f(r["ece_temperature_scaled"], 4),
-                     _f(r["temperature_fitted"], 3)])
+                     _f(r["temperature_fitted"], 3) + (" (edge of the search range)" if r["temperature_at_bound"] is True
+                                                       else "")])
     title = ("One row per trained model. Accuracy and NLL from the evaluation of each model; ECE on the test split "
              "before and after temperature scaling (T fitted on the validation split); training wall time from the "
              "Snakemake benchmark of the job that trained the model (a job training several models reports its "

@@ -12,7 +12,10 @@ over ``L`` augmented copies and one pooled ``sigma^2``, giving (the normalising 
 where the mean runs over all ``N * L`` recorded pairs ``(x, y)``. This module has three parts:
 
 * :class:`ProbeRecorder`, a training :class:`~lspipe.train.Callback` that records the logits of
-  ``L`` augmented copies of the probe examples every ``every`` steps into an HDF5 trace;
+  ``L`` augmented copies of the probe examples every ``every`` steps into an HDF5 trace, and of a
+  second, independent draw of ``L`` copies (the *repeat draw*): the MI of the two draws at the same
+  step differ only by the augmentation, so their difference measures the estimator's noise
+  (:func:`mi_noise`; the claims report sets its MI margin from it);
 * :func:`mutual_information`, the estimator (``mi_curve`` applies it to every recorded step);
 * the ``lspipe mi-curve`` and ``lspipe mi-figure`` sub-commands (Fig. 6 and its table).
 
@@ -59,8 +62,8 @@ from .data import DataError, Prepared
 if TYPE_CHECKING:
     from .train import Recipe
 
-FORMAT_VERSION = 1
-CURVE_FIELDS = ["step", "mi", "sigma", "mu_std", "n", "copies", "log_n", "ddof", "alpha", "seed"]
+FORMAT_VERSION = 2  # 2: the repeat draw (/logits_repeat)
+CURVE_FIELDS = ["step", "mi", "mi_repeat", "sigma", "mu_std", "n", "copies", "log_n", "ddof", "alpha", "seed"]
 
 
 # --------------------------------------------------------------------------- estimator
@@ -132,9 +135,11 @@ def select_probe(data: Prepared, classes: Sequence[str], per_class: int, seed: i
     return np.sort(np.concatenate(picks)).astype(np.int64)
 
 
-def _step_seed(seed: int, step: int) -> int:
-    """Seed of the augmentation draws of the record at ``step`` (independent of the history)."""
-    return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0])
+def _step_seed(seed: int, step: int, draw: int = 0) -> int:
+    """Seed of the augmentation draws of the record at ``step`` (independent of the history);
+    ``draw`` 1 is the repeat draw, independent of draw 0."""
+    key = [seed, step] if draw == 0 else [seed, step, draw]
+    return int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0])
 
 
 class ProbeRecorder:
@@ -144,6 +149,8 @@ class ProbeRecorder:
     ``copies`` augmented copies of each probe example are appended to an HDF5 trace:
 
     ``/logits``  float32, ``(records, N, L, K)`` (all K classes' logits)
+    ``/logits_repeat`` the same for a second, independent augmentation draw at each record
+    (the repeat draw: the MI noise level, :func:`mi_noise`)
     ``/steps``   int64, ``(records,)``
     ``/index``   int64, ``(N,)`` positions in the prepared training split (sorted)
     ``/source_index`` int64, ``(N,)`` the examples' indices in their source split
@@ -153,7 +160,8 @@ class ProbeRecorder:
 
     Recording never changes training: the examples are chosen with their own numpy generator,
     the augmentation (``recipe.augment`` pad/flip, as in training) draws from the probe's own
-    ``torch.Generator`` reseeded from ``(seed, step)`` at each record, the model runs in eval
+    ``torch.Generator`` reseeded from ``(seed, step)`` at each record (``(seed, step, 1)`` for the
+    repeat draw), the model runs in eval
     mode (BatchNorm uses, and does not update, its running statistics) under ``torch.no_grad``
     in float32 (no autocast, so the logit differences are not rounded to bf16), and its
     train/eval mode is restored. The trace is written to ``<probe_out>.partial`` (opened,
@@ -212,12 +220,13 @@ class ProbeRecorder:
     # ----------------------------------------------------------------- recording
 
     @torch.no_grad()
-    def logits(self, model: nn.Module, step: int) -> np.ndarray:
-        """Logits ``(N, L, K)`` of the ``L`` augmented copies of every probe example at ``step``."""
+    def logits(self, model: nn.Module, step: int, draw: int = 0) -> np.ndarray:
+        """Logits ``(N, L, K)`` of the ``L`` augmented copies of every probe example at ``step``
+        (``draw`` 1: the repeat draw's copies)."""
         was_training = model.training
         model.eval()
         try:
-            self.gen.manual_seed(_step_seed(self.seed, step))
+            self.gen.manual_seed(_step_seed(self.seed, step, draw))
             n = len(self.index)
             xs = self.x.repeat(self.copies, 1, 1, 1)  # copy-major: row c * N + i is copy c of example i
             copies = DeviceLoader(xs, None, self.batch_size, pad=self.pad, flip=self.flip, generator=self.gen,
@@ -229,16 +238,17 @@ class ProbeRecorder:
         return out.contiguous().numpy()
 
     def record(self, model: nn.Module, step: int) -> None:
-        logits = self.logits(model, step)
+        draws = {"logits": self.logits(model, step), "logits_repeat": self.logits(model, step, draw=1)}
         with h5py.File(self.partial, "a") as f:
-            if "logits" not in f:
-                f.create_dataset("logits", (0, *logits.shape), "f4", maxshape=(None, *logits.shape),
-                                 chunks=(1, *logits.shape))
-            ds, steps = f["logits"], f["steps"]
-            r = ds.shape[0]
-            ds.resize(r + 1, axis=0)
+            steps = f["steps"]
+            r = steps.shape[0]
+            for name, logits in draws.items():
+                if name not in f:
+                    f.create_dataset(name, (0, *logits.shape), "f4", maxshape=(None, *logits.shape),
+                                     chunks=(1, *logits.shape))
+                f[name].resize(r + 1, axis=0)
+                f[name][r] = logits
             steps.resize(r + 1, axis=0)
-            ds[r] = logits
             steps[r] = step
             f.flush()
         self.last_step = step
@@ -277,8 +287,9 @@ class ProbeRecorder:
                         f"the probe trace {self.partial} holds steps {steps.tolist()}, not the records "
                         f"{expected} of a run resumed at step {step}; {fix}"
                     )
-                if "logits" in f:
-                    f["logits"].resize(keep, axis=0)
+                for name in ("logits", "logits_repeat"):
+                    if name in f:
+                        f[name].resize(keep, axis=0)
                 f["steps"].resize(keep, axis=0)
                 f.flush()
         except OSError as err:
@@ -348,6 +359,8 @@ class ProbeTrace:
                 raise DataError(f"{self.path} is not a probe trace (no /logits or /steps); it is written by `lspipe train --probe`")
             self.steps = f["steps"][()]
             self.logits = f["logits"][()]
+            # traces of format 1 have no repeat draw (the MI noise level is then unknown)
+            self.logits_repeat = f["logits_repeat"][()] if "logits_repeat" in f else None
             self.labels = f["labels"][()]
             self.index = f["index"][()]
             self.classes = [c.decode() if isinstance(c, bytes) else str(c) for c in f["classes"][()]]
@@ -364,18 +377,26 @@ class ProbeTrace:
     def copies(self) -> int:
         return int(self.logits.shape[2])
 
-    def differences(self) -> np.ndarray:
-        """``Y``: first probe class's logit minus the second's, ``(records, N, L)``, float64."""
+    def differences(self, repeat: bool = False) -> np.ndarray | None:
+        """``Y``: first probe class's logit minus the second's, ``(records, N, L)``, float64; of the
+        repeat draw with ``repeat`` (None for a trace without one)."""
+        logits = self.logits_repeat if repeat else self.logits
+        if logits is None:
+            return None
         a, b = self.probe_class_indices
-        return self.logits[..., a].astype(np.float64) - self.logits[..., b].astype(np.float64)
+        return logits[..., a].astype(np.float64) - logits[..., b].astype(np.float64)
 
 
 def mi_curve(trace: ProbeTrace, ddof: int = 0) -> list[dict]:
-    """One row per recorded step: step, mi (nats), sigma, mu_std (spread of the means), n, copies, log_n, ddof."""
+    """One row per recorded step: step, mi (nats), mi_repeat (the MI of the repeat draw; empty for a
+    trace without one), sigma, mu_std (spread of the means), n, copies, log_n, ddof."""
     rows = []
-    for step, y in zip(trace.steps, trace.differences()):
+    repeat = trace.differences(repeat=True)
+    for i, (step, y) in enumerate(zip(trace.steps, trace.differences())):
         rows.append({
-            "step": int(step), "mi": mutual_information(y, ddof=ddof), "sigma": math.sqrt(pooled_sigma2(y, ddof)),
+            "step": int(step), "mi": mutual_information(y, ddof=ddof),
+            "mi_repeat": "" if repeat is None else mutual_information(repeat[i], ddof=ddof),
+            "sigma": math.sqrt(pooled_sigma2(y, ddof)),
             "mu_std": float(y.mean(axis=1).std()), "n": trace.n, "copies": trace.copies, "log_n": math.log(trace.n),
             "ddof": int(ddof),
         })
@@ -383,6 +404,16 @@ def mi_curve(trace: ProbeTrace, ddof: int = 0) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- Fig. 6
+
+
+def mi_noise(pairs: Sequence[tuple[float, float]]) -> float | None:
+    """The sd of one MI estimate from pairs ``(mi, mi_repeat)`` of two independent augmentation draws
+    at the same step: ``sqrt(mean((mi - mi_repeat)^2) / 2)`` (the difference of two independent
+    estimates has twice the variance of one). None without pairs."""
+    d = np.array([a - b for a, b in pairs], dtype=np.float64)
+    if d.size == 0:
+        return None
+    return float(math.sqrt(np.mean(d**2) / 2.0))
 
 
 def fig6_plan(config: dict) -> dict[tuple[str, str], dict]:
@@ -584,6 +615,6 @@ def add_cli(sub) -> None:
 
 
 __all__ = [
-    "ProbeRecorder", "ProbeTrace", "mutual_information", "pooled_sigma2", "mi_curve", "mi_table", "plot_mi",
+    "ProbeRecorder", "ProbeTrace", "mutual_information", "pooled_sigma2", "mi_curve", "mi_noise", "mi_table", "plot_mi",
     "select_probe", "fig6_plan", "add_cli",
 ]

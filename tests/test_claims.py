@@ -1,6 +1,7 @@
 """The claims report (lspipe.claims) and the experiment table (lspipe.experiments) on synthetic
-inputs built to be supported, contradicted or inconclusive, and the tightness ratio against a
-direct computation."""
+inputs built so that a wrong rule gives a wrong verdict: the decision rule at its edges, the
+zero-variance guard, pairing by seed, alpha* chosen on validation, the distillation contrast,
+the erasure contrast, tightness over several triples and both splits, and the CLI's inputs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+import yaml
 
 from lspipe import claims
 from lspipe.activations import write_h5
@@ -18,18 +20,23 @@ from lspipe.experiments import benchmark_seconds, experiment_rows
 CFG = claims.settings()
 
 
-def _eval(ds, arch, role, run, alpha, seed, acc):
+def _eval(ds, arch, role, run, alpha, seed, acc, n=2000):
     return {"model": {"dataset": ds, "arch": arch, "role": role, "run": run, "alpha": alpha, "seed": seed},
-            "val": {"accuracy": acc, "nll": 0.5}, "test": {"accuracy": acc, "nll": 0.5}}
+            "val": {"accuracy": acc, "nll": 0.5, "n": 500}, "test": {"accuracy": acc, "nll": 0.5, "n": n}}
 
 
-def _teachers(gains, base=0.80):
-    """Teacher evals of alpha 0 and 0.1 with accuracy(0.1) - accuracy(0) = gains[seed] (fractions)."""
+def _teachers(gains, base=0.80, n=2000, alphas=(0.1,)):
+    """Teacher evals of alpha 0 and ``alphas`` with accuracy(alpha) - accuracy(0) = gains[seed] (fractions)."""
     out = []
     for s, g in enumerate(gains):
-        out.append(_eval("c10", "resnet", "teacher", f"a0_s{s}", 0.0, s, base + 0.001 * s))
-        out.append(_eval("c10", "resnet", "teacher", f"a0.1_s{s}", 0.1, s, base + 0.001 * s + g))
+        out.append(_eval("c10", "resnet20", "teacher", f"a0_s{s}", 0.0, s, base + 0.001 * s, n))
+        for a in alphas:
+            out.append(_eval("c10", "resnet20", "teacher", f"a{a:g}_s{s}", a, s, base + 0.001 * s + g, n))
     return out
+
+
+def _stats(values, resolution=0.0, confidence=0.95):
+    return claims.effect_stats(dict(enumerate(values)), confidence, resolution)
 
 
 # --------------------------------------------------------------------------- decision rule
@@ -43,6 +50,7 @@ def test_effect_stats_t_interval_against_scipy():
     v = np.array(list(vals.values()))
     lo, hi = stats.t.interval(0.9, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
     assert st["mean"] == pytest.approx(v.mean()) and st["ci"] == pytest.approx([lo, hi])
+    assert st["one_sided_level"] == pytest.approx(0.05) and not st["floored"]
     one = claims.effect_stats({3: 0.7})
     assert one["n"] == 1 and one["std"] is None and one["ci"] is None
 
@@ -52,17 +60,44 @@ def test_effect_stats_t_interval_against_scipy():
     ("greater", [-1.0, -1.2, -0.9], 0.0, claims.CONTRADICTED),
     ("greater", [1.0, -1.0, 0.1], 0.0, claims.INCONCLUSIVE),
     ("greater", [1.0], 0.0, claims.INCONCLUSIVE),  # one seed
-    ("at_least", [-0.1, 0.0, -0.05], 0.5, claims.SUPPORTED),  # within the "does not hurt" margin
+    # "does not hurt": an interval wholly below 0 but above -margin is supported ...
+    ("at_least", [-0.1, -0.2, -0.15], 0.5, claims.SUPPORTED),
     ("at_least", [-2.0, -2.1, -1.9], 0.5, claims.CONTRADICTED),
+    # ... and an interval below 0 that straddles -margin is neither (a rule testing "excludes 0" would contradict)
+    ("at_least", [-0.45, -0.55, -0.5], 0.5, claims.INCONCLUSIVE),
     ("at_most", [0.1, 0.0, 0.05], 0.5, claims.SUPPORTED),
     ("at_most", [2.0, 2.1, 1.9], 0.5, claims.CONTRADICTED),
+    ("at_most", [0.3, 0.8, 0.5], 0.5, claims.INCONCLUSIVE),  # straddles +margin
     ("within", [0.001, -0.002, 0.0], 0.01, claims.SUPPORTED),
     ("within", [0.05, 0.06, 0.055], 0.01, claims.CONTRADICTED),
     ("within", [0.0, 0.02, -0.02], 0.01, claims.INCONCLUSIVE),
 ])
 def test_decide(kind, values, bound, expected):
-    st = claims.effect_stats(dict(enumerate(values)))
-    assert claims.decide(st, kind, bound, min_seeds=3)[0] == expected
+    st = _stats(values)
+    verdict, _ = claims.decide(st, kind, bound, min_seeds=3)
+    assert verdict == expected
+    if kind == "at_least" and expected == claims.INCONCLUSIVE:
+        lo, hi = st["ci"]
+        assert lo < -bound < hi < 0  # the case the issue names: below 0, straddling -margin
+
+
+def test_n2_with_a_decisive_interval_needs_min_seeds():
+    st = _stats([1.0, 1.01])
+    assert st["ci"][0] > 0  # decisive on its own ...
+    assert claims.decide(st, "greater", 0.0, min_seeds=3)[0] == claims.INCONCLUSIVE  # ... but 2 < min_seeds
+    assert claims.decide(st, "greater", 0.0, min_seeds=2)[0] == claims.SUPPORTED
+
+
+def test_an_interval_ending_exactly_on_a_bound_is_not_decisive():
+    def st(lo, hi, values):
+        return {"n": 3, "mean": (lo + hi) / 2, "ci": [lo, hi], "values": values, "sd_used": 1.0}
+
+    assert claims.decide(st(0.0, 1.0, [0.4, 0.5, 0.6]), "greater", 0.0, 3)[0] == claims.INCONCLUSIVE
+    assert claims.decide(st(1e-9, 1.0, [0.4, 0.5, 0.6]), "greater", 0.0, 3)[0] == claims.SUPPORTED
+    assert claims.decide(st(-1.0, 0.0, [-0.4, -0.5, -0.6]), "greater", 0.0, 3)[0] == claims.INCONCLUSIVE
+    assert claims.decide(st(-0.5, 0.2, [0, 0, 0]), "at_least", 0.5, 3)[0] == claims.INCONCLUSIVE
+    assert claims.decide(st(-0.9, -0.5, [-0.7] * 3), "at_least", 0.5, 3)[0] == claims.INCONCLUSIVE
+    assert claims.decide(st(-0.2, 0.5, [0, 0, 0]), "at_most", 0.5, 3)[0] == claims.INCONCLUSIVE
 
 
 def test_greater_needs_every_seed():
@@ -71,26 +106,66 @@ def test_greater_needs_every_seed():
     assert claims.decide(claims.effect_stats(values), "greater", 0.0, 3)[0] == claims.INCONCLUSIVE
 
 
-def test_combine():
-    assert claims.combine([claims.SUPPORTED, claims.NOT_RUN]) == claims.SUPPORTED
-    assert claims.combine([claims.SUPPORTED, claims.CONTRADICTED, claims.INCONCLUSIVE]) == claims.CONTRADICTED
-    assert claims.combine([claims.SUPPORTED, claims.INCONCLUSIVE]) == claims.INCONCLUSIVE
-    assert claims.combine([claims.NOT_RUN]) == claims.NOT_RUN
+def test_zero_variance_never_gives_a_decisive_zero_width_interval():
+    # the default run: both seeds differ by exactly 3 of 449 test images
+    h = 100 / 449
+    two = _stats([3 * h, 3 * h], resolution=h)
+    assert two["std"] == 0 and two["floored"] and two["sd_used"] == pytest.approx(h / 2)
+    assert two["ci"][1] - two["ci"][0] > 0
+    assert claims.decide(two, "greater", 0.0, min_seeds=2)[0] == claims.INCONCLUSIVE  # t(1) makes it wide
+    assert two["ci"][0] < 0 < 3 * h < two["ci"][1]
+    # three identical seeds: half-width t(2) * (h / 2) / sqrt(3), no less
+    from scipy.stats import t
+
+    three = _stats([3 * h] * 3, resolution=h)
+    assert three["half_width"] == pytest.approx(t.ppf(0.975, 2) * (h / 2) / math.sqrt(3))
+    # a continuous effect with zero spread gives no interval at all
+    flat = _stats([0.2, 0.2, 0.2])
+    verdict, why = claims.decide(flat, "greater", 0.0, 3)
+    assert verdict == claims.INCONCLUSIVE and "same value" in why
+    # the guard in a claim: identical accuracy gains of 3 images in every seed
+    c = claims.accuracy_claims(_teachers([3 / 449] * 3, n=449), {**CFG, "accuracy_margin": 0.0})[0]
+    assert c["effect"]["floored"] and c["effect"]["half_width"] > 0 and c["effect"]["resolution"] == pytest.approx(h)
+
+
+def test_decidable_effect_and_seed_recommendation():
+    from scipy.stats import t
+
+    st = _stats([-1.85, -2.6, -1.4])  # the CPU preset's accuracy effect
+    d = claims.decidability(st, "at_least", 0.5, "pp", 3)
+    w = t.ppf(0.975, 2) * st["std"] / math.sqrt(3)
+    assert d["half_width"] == pytest.approx(w) and d["undecidable_near_zero"]
+    # the smallest n whose half-width is below the margin, found independently
+    need = next(n for n in range(2, 100) if t.ppf(0.975, n - 1) * st["std"] / math.sqrt(n) < 0.5)
+    assert d["seeds_needed"] == need and need > 3
+    assert "undecidable at 3 seeds" in d["text"] and f"{need} seeds" in d["text"]
+    assert f"above {-0.5 + w:+.4g} pp" in d["text"]
+    narrow = claims.decidability(_stats([0.1, 0.12, 0.11]), "at_least", 0.5, "pp", 3)
+    assert not narrow["undecidable_near_zero"]
 
 
 # --------------------------------------------------------------------------- claim 1
 
 
-def test_accuracy_claim_verdicts():
+def test_accuracy_claim_verdicts_and_reason_line():
     sup = claims.accuracy_claims(_teachers([0.003, 0.004, 0.002]), CFG)
-    assert [c["verdict"] for c in sup] == [claims.SUPPORTED]
+    assert [c["verdict"] for c in sup] == [claims.SUPPORTED] and sup[0]["role"] == claims.PRIMARY
     assert sup[0]["effect"]["mean"] == pytest.approx(0.3)  # percentage points, paired by seed
+    r = sup[0]["reason"]
+    assert "mean +0.3 pp" in r and "s0 +0.3" in r and "excludes 0" in r and "against the margin 0.5 pp" in r
+    assert "one-sided test at level 2.5 %" in r
     con = claims.accuracy_claims(_teachers([-0.03, -0.04, -0.035]), CFG)
     assert con[0]["verdict"] == claims.CONTRADICTED
     one = claims.accuracy_claims(_teachers([0.01]), CFG)
     assert one[0]["verdict"] == claims.INCONCLUSIVE and claims.NO_SPREAD in one[0]["reason"]
-    md = claims.render_markdown(one, CFG)
+    md = claims.render_markdown(claims._assign_ids(one), CFG)
     assert claims.NO_SPREAD in md and "± 0" not in md
+
+
+def test_accuracy_other_alphas_are_descriptive():
+    c = claims.accuracy_claims(_teachers([0.003, 0.004, 0.002], alphas=(0.1, 0.3)), {**CFG, "ls_alpha": 0.1})
+    assert [(x["role"], x["label"].split(",")[0]) for x in c] == [(claims.PRIMARY, "LS α = 0.1"),
+                                                                 (claims.DESCRIPTIVE, "LS α = 0.3")]
 
 
 def test_pairing_by_seed_removes_seed_offsets():
@@ -112,9 +187,17 @@ def test_nothing_configured_is_not_run_with_keys():
     checks = claims.build_checks(cfg=CFG)
     assert {c["verdict"] for c in checks} == {claims.NOT_RUN}
     keys = " ".join(c.get("config_key", "") for c in checks)
-    for key in ("teachers", "projections.rows", "calibration.ls_alpha", "distillation", "teachers[].probe"):
+    for key in ("teachers", "projections.rows", "distillation", "teachers[].probe"):
         assert key in keys
     assert {s["claim"] for s in claims.summarise(checks)} == {1, 2, 3, 4, 5}
+
+
+def test_defaults_come_from_the_schema():
+    from lspipe.defaults import node
+
+    schema = node("claims")["properties"]
+    assert CFG == {k: v["default"] for k, v in schema.items()}
+    assert not hasattr(claims, "DEFAULTS")
 
 
 # --------------------------------------------------------------------------- claim 2: tightness
@@ -147,33 +230,39 @@ def _direct_ratio(x, y, w, classes):
 
 def test_tightness_rows_from_a_dump_match_a_direct_computation(tmp_path):
     """With every bias equal, the plane through the templates [w_k, b] is {[x, 1]}: the projection
-    is a rigid motion of the raw 2-D features, so the ratio can be computed directly on them."""
+    is a rigid motion of the raw 2-D features, so the ratio can be computed directly on them.
+    Both the training and the validation split are measured."""
     rng = np.random.default_rng(0)
     k = 4
     w = rng.normal(size=(k, 2)) * 5
     b = np.full(k, 0.7)
-    y = np.repeat(np.arange(k), 25)
-    x = w[y] + rng.normal(size=(len(y), 2)) * (1 + y[:, None])
-    logits = x @ w.T + b
-
-    def rows(s, e):
-        return x[s:e].astype(np.float32), logits[s:e].astype(np.float32)
-
-    split = (y, np.arange(len(y)), rows)
+    data = {}
+    for split, n in (("train", 30), ("val", 25)):
+        y = np.repeat(np.arange(k), n)
+        x = w[y] + rng.normal(size=(len(y), 2)) * (1 + y[:, None])
+        data[split] = (x, y)
+    splits = {}
+    for split, (x, y) in data.items():
+        logits = x @ w.T + b
+        splits[split] = (y, np.arange(len(y)), lambda s, e, x=x, lg=logits: (x[s:e].astype(np.float32),
+                                                                             lg[s:e].astype(np.float32)))
     path = tmp_path / "d.h5"
-    write_h5(path, classes=[f"c{i}" for i in range(k)], weight=w, bias=b, splits={"val": split},
+    write_h5(path, classes=[f"c{i}" for i in range(k)], weight=w, bias=b, splits=splits,
              attrs={"dataset": "toy", "arch": "lin", "alpha": 0.0, "seed": 0, "run": "a0_s0"})
     fig1 = [{"dataset": "toy", "arch": "lin", "classes": ["c2", "c0", "c3"]}]
-    out = claims.tightness_rows([path], fig1, triples=100, seed=0, split="val")
-    x32, w32 = x.astype(np.float32).astype(float), w.astype(np.float32).astype(float)
-    f = [r for r in out if r["kind"] == "fig1"]
-    assert len(f) == 1 and f[0]["n"] == 75
-    assert f[0]["ratio"] == pytest.approx(_direct_ratio(x32, y, w32, [2, 0, 3]), rel=1e-6)
-    rand = [r for r in out if r["kind"] == "random"]
-    assert len(rand) == math.comb(k, 3)  # all triples when there are fewer than asked for
-    for r in rand:
-        ids = [int(c[1:]) for c in r["classes"].split("|")]
-        assert r["ratio"] == pytest.approx(_direct_ratio(x32, y, w32, ids), rel=1e-6)
+    out = claims.tightness_rows([path], fig1, seed=0)
+    w32 = w.astype(np.float32).astype(float)
+    assert {r["split"] for r in out} == {"train", "val"}
+    for split, (x, y) in data.items():
+        x32 = x.astype(np.float32).astype(float)
+        f = [r for r in out if r["kind"] == "fig1" and r["split"] == split]
+        assert len(f) == 1 and f[0]["n"] == 3 * len(y) // k
+        assert f[0]["ratio"] == pytest.approx(_direct_ratio(x32, y, w32, [2, 0, 3]), rel=1e-6)
+        rand = [r for r in out if r["kind"] == "random" and r["split"] == split]
+        assert len(rand) == math.comb(k, 3)  # all triples when there are at most claims.tightness_triples
+        for r in rand:
+            ids = [int(c[1:]) for c in r["classes"].split("|")]
+            assert r["ratio"] == pytest.approx(_direct_ratio(x32, y, w32, ids), rel=1e-6)
 
 
 def test_class_triples_seeded_and_distinct():
@@ -181,131 +270,320 @@ def test_class_triples_seeded_and_distinct():
     assert len(a) == 50 == len(set(a)) and a == claims.class_triples(100, 50, seed=3)
     assert all(t[0] < t[1] < t[2] < 100 for t in a)
     assert claims.class_triples(5, 100, 0) == list(itertools.combinations(range(5), 3))
+    assert len(claims.class_triples(10, CFG["tightness_triples"], 0)) == 120  # CIFAR-10: all 120
 
 
-def _tight_rows(hard, ls, kind="random"):
+def _tight_rows(ratio, seeds=3, triples=4, splits=("train", "val"), kind="random"):
+    """Rows with ratio(alpha, seed, triple, split) given by ``ratio``."""
     rows = []
-    for s, (h, l) in enumerate(zip(hard, ls)):
-        for a, r in ((0.0, h), (0.1, l)):
-            rows.append({"dataset": "c", "arch": "r", "alpha": a, "seed": s, "kind": kind, "row": 0,
-                         "classes": "a|b|c", "ratio": r})
+    for split, s, t, a in itertools.product(splits, range(seeds), range(triples), (0.0, 0.1)):
+        rows.append({"dataset": "c", "arch": "r", "alpha": a, "seed": s, "kind": kind, "row": t, "split": split,
+                     "classes": f"a{t}|b|c", "ratio": ratio(a, s, t, split)})
     return rows
 
 
-def test_tightness_claim_verdicts():
-    sup = claims.tightness_claims(_tight_rows([0.5, 0.6, 0.55], [0.2, 0.25, 0.22]), CFG, 0.1, False)
-    assert [c["verdict"] for c in sup] == [claims.NOT_RUN, claims.SUPPORTED]  # no Fig. 1 rows configured
-    assert sup[0]["config_key"] == "projections.rows"
-    con = claims.tightness_claims(_tight_rows([0.2, 0.25, 0.22], [0.5, 0.6, 0.55], "fig1"), CFG, 0.1, True)
-    assert con[0]["verdict"] == claims.CONTRADICTED
+def test_tightness_over_triples_per_seed_means_and_both_splits():
+    # LS tightens by (1 + s / 10) * (triple + 1)^2 / 100 on val (skewed over triples: mean != median), and
+    # loosens by 0.05 + s / 100 on train
+    def ratio(a, s, t, split):
+        base = 0.6 + 0.01 * t
+        if a == 0:
+            return base
+        return base - (1 + s / 10) * (t + 1) ** 2 / 100 if split == "val" else base + 0.05 + s / 100
+
+    checks = claims.tightness_claims(_tight_rows(ratio), CFG, 0.1, True)
+    prim = next(c for c in checks if c["role"] == claims.PRIMARY)
+    assert "val split" in prim["label"] and prim["verdict"] == claims.SUPPORTED
+    expected = [np.mean([(1 + s / 10) * (t + 1) ** 2 / 100 for t in range(4)]) for s in range(3)]
+    assert prim["effect"]["values"] == pytest.approx(expected)  # mean over the 4 triples, per seed
+    assert prim["numbers"]["class triples"] == 4
+    ls_mean = np.mean([ratio(0.1, s, t, "val") for s in range(3) for t in range(4)])
+    h_mean = np.mean([ratio(0.0, s, t, "val") for s in range(3) for t in range(4)])
+    assert prim["numbers"]["ratio_LS / ratio_hard (α=0.1)"] == pytest.approx(ls_mean / h_mean)
+    train = next(c for c in checks if c["role"] == claims.DESCRIPTIVE and "train split" in c["label"])
+    assert train["effect"]["values"] == pytest.approx([-0.05, -0.06, -0.07]) and train["verdict"] == claims.CONTRADICTED
+    # the primary split is configurable; the claim follows it
+    other = claims.tightness_claims(_tight_rows(ratio), {**CFG, "tightness_split": "train"}, 0.1, True)
+    assert next(c for c in other if c["role"] == claims.PRIMARY)["verdict"] == claims.CONTRADICTED
+
+
+def test_tightness_fig1_rows_are_descriptive():
+    rows = _tight_rows(lambda a, s, t, sp: 0.5 - a - s * a / 10, triples=1)
+    rows += _tight_rows(lambda a, s, t, sp: 0.2 + (3 + s) * a, triples=1, kind="fig1")
+    checks = claims._assign_ids(claims.tightness_claims(rows, CFG, 0.1, True))
+    fig1 = [c for c in checks if "Fig. 1" in c["label"]]
+    assert len(fig1) == 2 and {c["role"] for c in fig1} == {claims.DESCRIPTIVE}
+    assert {c["verdict"] for c in fig1} == {claims.CONTRADICTED}
+    assert claims.summarise(checks)[0]["verdict"] == claims.SUPPORTED  # descriptive checks do not override
 
 
 # --------------------------------------------------------------------------- claim 3
 
 
-def _cal(alpha, seed, ece, ece_ts, temp):
+def _cal(alpha, seed, ece, ece_ts, temp, val_ece, nll=1.0, nll_ts=0.9, val_nll=1.0, floor=0.02, at_bound=False):
     return {"model": {"dataset": "c", "arch": "r", "alpha": alpha, "seed": seed, "role": "teacher"}, "split": "test",
-            "temperature": temp, "before": {"ece": ece}, "after": {"ece": ece_ts}}
+            "bins": 15, "temperature": temp, "fit": {"at_bound": at_bound},
+            "val": {"ece": val_ece, "nll": val_nll, "ece_floor": floor},
+            "before": {"ece": ece, "nll": nll, "ece_floor": floor, "reliability": {"n": 2000}},
+            "after": {"ece": ece_ts, "nll": nll_ts, "ece_floor": floor}}
 
 
-def test_calibration_claims():
+def _by_id(checks):
+    return {c["id"]: c for c in claims._assign_ids(checks)}
+
+
+def test_alpha_star_is_chosen_on_validation_not_test():
     res = []
     for s in range(3):
-        res += [_cal(0.0, s, 0.15 + 0.01 * s, 0.02, 1.9 + 0.1 * s), _cal(0.1, s, 0.025 + 0.001 * s, 0.02, 1.0)]
-    lower, t_gt_1, comparable = claims.calibration_claims(res, CFG, None)
-    assert lower["verdict"] == t_gt_1["verdict"] == comparable["verdict"] == claims.SUPPORTED
+        res += [_cal(0.0, s, 0.15, 0.020 + 0.001 * s, 2.0, 0.15),
+                # alpha 0.1 wins on test (0.021) but loses on validation (0.09) ...
+                _cal(0.1, s, 0.021 + 0.001 * s, 0.0, 1.0, 0.09),
+                # ... alpha 0.3 wins on validation (0.03) and is far off on test (0.09): it must be compared
+                _cal(0.3, s, 0.090 + 0.002 * s, 0.0, 1.0, 0.03)]
+    c = _by_id(claims.calibration_claims(res, CFG))
+    assert c["3a"]["numbers"]["α*"] == 0.3 and c["3a"]["label"] == "α* = 0.3"
+    assert c["3a"]["effect"]["values"] == pytest.approx([0.09 + 0.002 * s - 0.020 - 0.001 * s for s in range(3)])
+    assert c["3a"]["verdict"] == claims.CONTRADICTED
+    assert any("largest α" in n for n in c["3a"]["notes"])  # alpha* on the grid's edge is flagged
+    assert claims.choose_alpha({0.1: 0.05, 0.3: 0.05}, [0.1, 0.3])[0] == 0.1  # ties: the smaller alpha
+    # by validation NLL instead, alpha 0.1 wins
+    res_nll = [dict(r, val={**r["val"], "nll": 0.5 if r["model"]["alpha"] == 0.1 else 1.0}) for r in res]
+    assert _by_id(claims.calibration_claims(res_nll, {**CFG, "calibration_selection": "nll"}))["3a"]["numbers"]["α*"] == 0.1
+
+
+def test_ls_lowers_ece_but_does_not_reach_temperature_scaling():
     res = []
-    for s in range(3):  # LS is far worse calibrated than temperature scaling; T < 1
-        res += [_cal(0.0, s, 0.05, 0.02, 0.7 + 0.01 * s), _cal(0.1, s, 0.12 + 0.01 * s, 0.02, 1.0)]
-    lower, t_gt_1, comparable = claims.calibration_claims(res, CFG, None)
-    assert lower["verdict"] == t_gt_1["verdict"] == comparable["verdict"] == claims.CONTRADICTED
+    for s in range(3):  # LS 0.164 vs hard 0.30 (lower), but temperature scaling reaches 0.027
+        res += [_cal(0.0, s, 0.30 + 0.003 * s, 0.027 + 0.002 * s, 3.1 + 0.02 * s, 0.3, nll=2.0 + 0.01 * s,
+                     nll_ts=1.3 + 0.02 * s), _cal(0.1, s, 0.164 + 0.01 * s, 0.0, 1.0, 0.16, nll=1.5 + 0.03 * s)]
+    checks = claims._assign_ids(claims.calibration_claims(res, CFG))
+    c = {x["id"]: x for x in checks}
+    assert c["3a"]["verdict"] == claims.CONTRADICTED  # primary: not within 0.02 of temperature scaling
+    assert c["3b"]["verdict"] == claims.SUPPORTED  # descriptive: LS lowers the ECE of hard targets
+    assert c["3c"]["verdict"] == claims.SUPPORTED and c["3d"]["verdict"] == claims.CONTRADICTED  # NLL
+    assert c["3R"]["role"] == claims.REGIME and c["3R"]["verdict"] == claims.SUPPORTED  # T > 1
+    (s,) = claims.summarise(checks)
+    assert s["verdict"] == claims.CONTRADICTED and s["primary"] == "3a"
+    assert {d["id"]: d["verdict"] for d in s["descriptive"]}["3b"] == claims.SUPPORTED
+    assert s["regime"] == [{"id": "3R", "verdict": claims.SUPPORTED}]
+    assert "ECE floor" in " ".join(c["3a"]["numbers"])
+    md = claims.render_markdown(checks, CFG)
+    assert "**contradicted** (3a)" in md and "3b supported" in md and "3R supported" in md
+
+
+def test_calibration_non_inferiority_is_one_sided():
+    res = []
+    for s in range(3):  # LS better calibrated than temperature scaling by far: supported, not "outside a band"
+        res += [_cal(0.0, s, 0.15, 0.05 + 0.001 * s, 2.0, 0.15), _cal(0.1, s, 0.01, 0.0, 1.0, 0.01)]
+    assert _by_id(claims.calibration_claims(res, CFG))["3a"]["verdict"] == claims.SUPPORTED
+
+
+def test_temperature_at_the_search_edge_is_flagged_not_a_finding():
+    res = []
+    for s in range(3):
+        res += [_cal(0.0, s, 0.1, 0.05, 0.01, 0.1, at_bound=s < 2), _cal(0.1, s, 0.05, 0.0, 0.01, 0.05, at_bound=True)]
+    c = _by_id(claims.calibration_claims(res, CFG))
+    assert c["3R"]["effect"]["seeds"] == [2] and "left out" in c["3R"]["notes"][0]
+    assert any("edge of the search range" in n for n in c["3a"]["notes"])
+
+
+def test_calibration_without_validation_metrics_is_not_compared():
+    res = [dict(_cal(a, s, 0.1, 0.05, 2.0, 0.1)) for a in (0.0, 0.1) for s in range(3)]
+    for r in res:
+        del r["val"]
+    c = _by_id(claims.calibration_claims(res, CFG))["3a"]
+    assert c["verdict"] == claims.NOT_COMPARED and "calibrate" in c["config_key"]
 
 
 # --------------------------------------------------------------------------- claim 4
 
 
-def _distillation(kd_gain, seeds=3):
-    """Baseline curve 80 % at alpha 0 -> 82 % at alpha 0.3 (per seed); hard-teacher students at
-    gamma 0.15 score baseline(0.15) = 81 % + kd_gain; LS-teacher students at the baseline."""
+SLOPES = {0: -10.0, 1: 10.0, 2: 0.0}  # seed-dependent baseline slopes (pp per unit alpha)
+
+
+def _baseline(s, a):
+    return 80.0 + 2.0 * s + SLOPES[s] * a
+
+
+def _distillation(hard_gain, ls_gain, seeds=3, temps=(1, 4, 8), t8_gamma=0.9):
+    """Baselines at alphas 0, 0.3, 0.6 with a seed-dependent slope; the hard teacher's students at
+    T = 1 (gamma 0.03), 4 (0.3 - 0.01 s) and 8 (out of range); LS teachers 0.1 and 0.3 at T = 1
+    (gamma 0.15, 0.35). A student scores baseline(gamma) + gain[seed]."""
     teachers, students, gamma = [], [], {}
     for s in range(seeds):
-        for a, acc in ((0.0, 0.90), (0.3, 0.91)):
+        for a, acc in ((0.0, 0.90), (0.1, 0.905), (0.3, 0.91)):
             teachers.append(_eval("c", "big", "teacher", f"a{a:g}_s{s}", a, s, acc + 0.002 * s))
-        for a, acc in ((0.0, 0.80), (0.3, 0.82)):
-            students.append(_eval("c", "small", "student", f"a{a:g}_s{s}", a, s, acc))
-        gamma[("0", s, "4")] = 0.15
-        gamma[("0", s, "1")] = 0.01
-        gamma[("0.3", s, "1")] = 0.3
-        students.append(_eval("c", "small", "student", f"kd-big-a0-T4_s{s}", 0.0, s, 0.81 + kd_gain[s]))
-        students.append(_eval("c", "small", "student", f"kd-big-a0.3-T1_s{s}", 0.0, s, 0.82 - 0.001 * s))
+        for a in (0.0, 0.3, 0.6):
+            students.append(_eval("c", "small", "student", f"a{a:g}_s{s}", a, s, _baseline(s, a) / 100))
+        g_t = {1: 0.03, 4: 0.3 - 0.01 * s, 8: t8_gamma}
+        for t in temps:
+            gamma[("0", s, f"{t:g}")] = g_t[t]
+            students.append(_eval("c", "small", "student", f"kd-big-a0-T{t:g}_s{s}", 0.0, s,
+                                  (_baseline(s, g_t[t]) + hard_gain[s] + 0.1 * t) / 100))
+        gamma[("0", s, "1")] = g_t[1]
+        for a, g in ((0.1, 0.15), (0.3, 0.35)):
+            gamma[(f"{a:g}", s, "1")] = g
+            students.append(_eval("c", "small", "student", f"kd-big-a{a:g}-T1_s{s}", 0.0, s,
+                                  (_baseline(s, g) + ls_gain[s] + a) / 100))
     return teachers, students, gamma
 
 
 def test_interpolate_baseline():
     assert claims.interpolate_baseline({0.0: 80.0, 0.3: 82.0}, 0.15) == pytest.approx(81.0)
     assert claims.interpolate_baseline({0.0: 80.0, 0.3: 82.0}, 0.5) is None  # no extrapolation
+    assert claims.interpolation_error({0: {0.0: 80.0, 0.3: 83.0, 0.6: 82.0}}) == pytest.approx([81.0 - 83.0])
 
 
-def test_distillation_claims_supported_and_contradicted():
-    t, s, g = _distillation([0.02, 0.025, 0.03])
-    res = claims.distillation_claims("c", t, s, g, CFG)
-    assert len(res) == 4  # teacher slope, hard teacher at T = 4, LS teacher, best student
-    kd_hard = next(c for c in res if "T = 4" in c["statement"])
-    assert kd_hard["verdict"] == claims.SUPPORTED
-    assert kd_hard["effect"]["mean"] == pytest.approx(2.5)  # pp over the baseline interpolated at gamma 0.15
-    assert any("interpolated" in n for n in kd_hard["notes"])
-    kd_ls = next(c for c in res if "teacher α = 0.3" in c["statement"])
-    assert kd_ls["verdict"] == claims.SUPPORTED  # at most 0.2 pp below the baseline: "no better than"
-    assert claims.combine(c["verdict"] for c in res) == claims.SUPPORTED
-    t, s, g = _distillation([-0.05, -0.04, -0.045])
-    res = claims.distillation_claims("c", t, s, g, CFG)
-    kd_hard = next(c for c in res if "T = 4" in c["statement"])
-    best = next(c for c in res if "best student" in c["statement"])
-    assert kd_hard["verdict"] == claims.CONTRADICTED and best["verdict"] == claims.CONTRADICTED
+def test_distillation_primary_contrast_per_seed():
+    hard_gain, ls_gain = [1.0, 1.2, 0.9], [-0.3, -0.1, -0.2]
+    t, s, g = _distillation(hard_gain, ls_gain)
+    checks = _by_id(claims.distillation_claims("c", t, s, g, CFG))
+    prim = checks["4a"]
+    assert prim["role"] == claims.PRIMARY and prim["verdict"] == claims.SUPPORTED
+    # by hand: T = 1 and 4 in range (T = 8's gamma 0.9 lies beyond the baseline alphas), both LS teachers
+    expected = [np.mean([hard_gain[k] + 0.1, hard_gain[k] + 0.4]) - np.mean([ls_gain[k] + 0.1, ls_gain[k] + 0.3])
+                for k in range(3)]
+    assert prim["effect"]["values"] == pytest.approx(expected, abs=1e-9)
+    assert prim["numbers"]["in-range temperatures"] == "1, 4"
+    assert any("T = 8" in n for n in prim["notes"])
+    # the loss form and its departure from the slides' equation are named
+    assert any("'teacher'" in n and "slides' equation" in n and "T = 1, not at T" in n for n in prim["notes"])
+    assert any("leave-one-out" in n for n in prim["notes"])
+    # descriptive per-T rows; T = 8 is not compared (naming the key), never inconclusive
+    t8 = next(c for c in checks.values() if c["label"] == "T = 8")
+    assert t8["verdict"] == claims.NOT_COMPARED and "baseline_alphas" in t8["config_key"]
+    assert next(c for c in checks.values() if c["label"] == "T = 4")["role"] == claims.DESCRIPTIVE
+    assert checks["4R"]["role"] == claims.REGIME
 
 
-def test_distillation_gamma_outside_baseline_range_is_not_compared():
-    t, s, g = _distillation([0.02, 0.02, 0.02])
-    g = {k: (0.9 if k[2] == "4" else v) for k, v in g.items()}
-    kd_hard = next(c for c in claims.distillation_claims("c", t, s, g, CFG) if "T = 4" in c["statement"])
-    assert kd_hard["verdict"] == claims.INCONCLUSIVE and kd_hard["effect"]["n"] == 0
-    assert any("no extrapolation" in n for n in kd_hard["notes"])
+def test_a_mis_paired_seed_changes_the_distillation_verdict():
+    """The seed-dependent baseline slopes make the contrast depend on using the student's own seed's
+    curve: pairing the students of seed s with the baselines of seed s + 1 must change the verdict."""
+    hard_gain, ls_gain = [1.0, 1.2, 0.9], [-0.3, -0.1, -0.2]
+    t, s, g = _distillation(hard_gain, ls_gain)
+    right = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
+    shifted = []
+    for ev in s:
+        m = dict(ev["model"])
+        if not m["run"].startswith("kd-"):  # relabel the baselines: seed k's curve becomes seed k - 1's
+            k = (int(m["seed"]) - 1) % 3
+            m.update(seed=k, run=m["run"].rsplit("_s", 1)[0] + f"_s{k}")
+        shifted.append({**ev, "model": m})
+    wrong = _by_id(claims.distillation_claims("c", t, shifted, g, CFG))["4a"]
+    assert right["verdict"] == claims.SUPPORTED and wrong["verdict"] != claims.SUPPORTED
+    assert wrong["effect"]["values"] != pytest.approx(right["effect"]["values"])
+
+
+def test_distillation_with_no_temperature_in_range_is_not_compared():
+    t, s, g = _distillation([1.0] * 3, [0.0] * 3)
+    g = {k: (0.95 if k[0] == "0" else v) for k, v in g.items()}
+    prim = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
+    assert prim["verdict"] == claims.NOT_COMPARED and "baseline_alphas" in prim["config_key"]
+
+
+def test_distillation_regime_check_does_not_decide_the_claim():
+    t, s, g = _distillation([1.0, 1.2, 0.9], [-0.3, -0.1, -0.2])
+    t = [dict(ev, test={**ev["test"], "accuracy": 0.9 - ev["model"]["alpha"] * (1 + ev["model"]["seed"] / 10) / 10})
+         for ev in t]  # teacher accuracy falls with alpha
+    checks = claims._assign_ids(claims.distillation_claims("c", t, s, g, CFG))
+    (summary,) = claims.summarise(checks)
+    assert summary["regime"] == [{"id": "4R", "verdict": claims.CONTRADICTED}]
+    assert summary["verdict"] == claims.SUPPORTED
+
+
+def test_distillation_uses_only_the_distilled_teachers_grid():
+    t, s, g = _distillation([1.0, 1.2, 0.9], [0.0] * 3)
+    slope = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4R"]
+    # another teacher grid of the same dataset (e.g. the paper's AlexNet teachers) must not enter the slope
+    other = [_eval("c", "other", "teacher", f"a0_s{k}", 0.0, k, 0.10) for k in range(3)]
+    slope2 = _by_id(claims.distillation_claims("c", other + t, s, g, CFG))["4R"]
+    assert slope2["effect"]["values"] == pytest.approx(slope["effect"]["values"])
+    assert slope["effect"]["mean"] == pytest.approx(np.polyfit([0, 0.1, 0.3], [90, 90.5, 91], 1)[0])
 
 
 # --------------------------------------------------------------------------- claim 5
 
 
-def _curves(shape_hard, shape_ls, seeds=3):
+def test_curve_shape_peak_on_a_running_mean_late_on_the_last_fifth():
+    mi = [0.1, 5.0, 2.2, 2.0, 1.9, 1.8, 1.6, 1.5, 1.2, 1.0]  # a one-record spike at 5.0
+    sh = claims.curve_shape(mi)
+    assert sh["peak"] == pytest.approx((5.0 + 2.2 + 2.0) / 3)  # the best 3-record mean, not the raw maximum
+    assert sh["late"] == pytest.approx((1.2 + 1.0) / 2) and sh["late_records"] == 2
+    assert claims.curve_shape([0.1, 0.2]) is None
+    assert claims.curve_shape([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])["late_records"] == 2  # ceil(6 / 5)
+
+
+HARD = [0.1, 2.0, 2.2, 2.1, 2.0, 1.9, 1.9, 1.8, 1.8, 1.8]
+SOFT = [0.1, 2.0, 2.2, 2.1, 1.5, 1.0, 0.8, 0.7, 0.7, 0.7]
+
+
+def _curves(hard, soft, seeds=3, noise=0.01, repeat=True):
     rows = []
     for s in range(seeds):
-        for a, shape in ((0.0, shape_hard), (0.1, shape_ls)):
-            for step, mi in enumerate(shape):
-                rows.append({"dataset": "c", "arch": "r", "alpha": a, "seed": s, "step": step * 10,
-                             "mi": mi + 0.01 * s})
+        for a, shape in ((0.0, hard), (0.1, soft)):
+            for i, mi in enumerate(shape):
+                v = mi + 0.05 * s * (a > 0) * (i >= 4)  # LS falls a little less in later seeds
+                rows.append({"dataset": "c", "arch": "r", "alpha": a, "seed": s, "step": i * 10, "mi": v,
+                             "mi_repeat": v + (noise if i % 2 else -noise) if repeat else ""})
     return rows
 
 
-def test_mi_claims():
-    rise_fall, lower = claims.mi_claims(_curves([0.1, 3.0, 2.5], [0.1, 3.0, 0.8]), CFG)
-    assert rise_fall["verdict"] == lower["verdict"] == claims.SUPPORTED
-    rise_fall, lower = claims.mi_claims(_curves([0.1, 2.0, 1.0], [0.1, 1.0, 3.0]), CFG)  # LS rises only, ends higher
-    assert rise_fall["verdict"] == lower["verdict"] == claims.CONTRADICTED
-    rise_fall, lower = claims.mi_claims(_curves([0.1, 3.0, 2.5], [0.1, 3.0, 0.8], seeds=1), CFG)
-    assert rise_fall["verdict"] == lower["verdict"] == claims.INCONCLUSIVE
+def test_erasure_contrast_and_noise_margin():
+    from lspipe.mi import mi_noise
+
+    checks = _by_id(claims.mi_claims(_curves(HARD, SOFT), CFG))
+    prim = checks["5a"]
+    assert prim["role"] == claims.PRIMARY and prim["verdict"] == claims.SUPPORTED
+    # (peak - late) with LS minus without, by hand per seed
+    for s, v in zip(prim["effect"]["seeds"], prim["effect"]["values"]):
+        soft = [x + 0.05 * s * (i >= 4) for i, x in enumerate(SOFT)]
+        fall = [max(np.convolve(c, np.ones(3) / 3, "valid")) - np.mean(c[-2:]) for c in (soft, HARD)]
+        assert v == pytest.approx(fall[0] - fall[1])
+    sigma = math.sqrt(0.01**2 / 2)  # every pair differs by 0.01
+    assert mi_noise([(1.0, 1.01), (0.5, 0.49)]) == pytest.approx(sigma)
+    assert prim["bound"] == pytest.approx(CFG["mi_noise_multiple"] * sigma)
+    assert checks["5b"]["verdict"] == checks["5c"]["verdict"] == claims.SUPPORTED
+    # LS falls no more than hard targets: the primary is contradicted
+    assert _by_id(claims.mi_claims(_curves(SOFT, HARD), CFG))["5a"]["verdict"] == claims.CONTRADICTED
+    # the margin follows the measured noise: with noisy draws the same contrast is no longer decisive
+    noisy = _by_id(claims.mi_claims(_curves(HARD, SOFT, noise=1.0), CFG))["5a"]
+    assert noisy["bound"] > max(prim["effect"]["values"]) and noisy["verdict"] != claims.SUPPORTED
+
+
+def test_erasure_without_repeat_draw_is_not_compared():
+    c = _by_id(claims.mi_claims(_curves(HARD, SOFT, repeat=False), CFG))["5a"]
+    assert c["verdict"] == claims.NOT_COMPARED and "train_teacher" in c["config_key"]
+
+
+# --------------------------------------------------------------------------- the report
 
 
 def test_report_files(tmp_path):
-    checks = claims.accuracy_claims(_teachers([0.003, 0.004, 0.002]), CFG) + claims.build_checks(cfg=CFG)[1:]
+    checks = claims.build_checks(evals=_teachers([0.003, 0.004, 0.002]), cfg=CFG)
     claims.write_report(checks, CFG, tmp_path / "c.md", tmp_path / "c.json", tmp_path / "c.rst")
     data = json.loads((tmp_path / "c.json").read_text())
     assert data["summary"][0]["verdict"] == claims.SUPPORTED and data["settings"]["min_seeds"] == 3
+    assert data["checks"][0]["id"] == "1a" and "sources" in data["checks"][0]
     md = (tmp_path / "c.md").read_text()
-    assert "## Decision rule" in md and "claims.accuracy_margin" in md and "not run" in md
+    for text in ("## Decision rule", "claims.accuracy_margin", "not run", "primary only", "Decidable:", "Sources:",
+                 "one-sided test at level 2.5 %", "claims.ece_margin", "claims.mi_noise_multiple",
+                 "claims.calibration_selection"):
+        assert text in md, text
     from docutils.core import publish_parts
 
     html = publish_parts((tmp_path / "c.rst").read_text(), writer_name="html",
                          settings_overrides={"halt_level": 2})["body"]
     assert "supported" in html
+
+
+def test_sources_name_files_and_keys(tmp_path):
+    evals = _teachers([0.003, 0.004, 0.002])
+    for ev in evals:
+        ev["_path"] = f"results/eval/c10/resnet20/teacher/{ev['model']['run']}.json"
+    (c,) = claims.accuracy_claims(evals, CFG)
+    assert len(c["sources"]["files"]) == 6 and "test.accuracy" in c["sources"]["keys"]
+    text = claims.sources_text(c["sources"])
+    assert text.startswith("results/eval/c10/resnet20/teacher/{a0.1_s0.json,") and "test.accuracy" in text
 
 
 # --------------------------------------------------------------------------- experiment table
@@ -319,7 +597,8 @@ def test_experiment_rows_share_a_fused_jobs_time(tmp_path):
     assert benchmark_seconds(fused) == 12.5 and benchmark_seconds(tmp_path / "missing.tsv") is None
     evals = [_eval("c", "r", "teacher", "a0_s0", 0.0, 0, 0.9), _eval("c", "r", "teacher", "a0.1_s0", 0.1, 0, 0.91),
              _eval("c", "m", "student", "kd-r-a0-T4_s0", 0.0, 0, 0.8)]
-    cals = [{"before": {"ece": 0.1}, "after": {"ece": 0.02}, "temperature": 1.5}] * 3
+    cals = [{"before": {"ece": 0.1}, "after": {"ece": 0.02}, "temperature": 1.5}] * 2
+    cals.append({"before": {"ece": 0.1}, "after": {"ece": 0.02}, "temperature": 0.01, "fit": {"at_bound": True}})
     metas = [{"summary": {"steps": 10}}, {"summary": {"steps": 10}},
              {"summary": {"steps": 7}, "teacher": "results/models/c/r/teacher/a0_s0/model.pt", "temperature": 4.0,
               "hinton": False}]
@@ -330,31 +609,104 @@ def test_experiment_rows_share_a_fused_jobs_time(tmp_path):
     kd = rows[2]
     assert kd["teacher"] == "r/a0_s0" and kd["temperature"] == 4.0 and kd["form"] == "teacher"
     assert kd["steps"] == 7 and kd["alpha"] == ""
+    assert [r["temperature_at_bound"] for r in rows] == [False, False, True]
     metas[2]["form"] = "slides"
     assert experiment_rows(evals, cals, metas, [fused, fused, single])[2]["form"] == "slides"
 
 
-def test_distillation_uses_only_the_distilled_teachers_grid():
-    t, s, g = _distillation([0.02, 0.025, 0.03])
-    slope = next(c for c in claims.distillation_claims("c", t, s, g, CFG) if "slope" in c["statement"])
-    # another teacher grid of the same dataset (e.g. the paper's AlexNet teachers) must not enter the slope
-    other = [_eval("c", "other", "teacher", f"a0_s{k}", 0.0, k, 0.10) for k in range(3)]
-    slope2 = next(c for c in claims.distillation_claims("c", other + t, s, g, CFG) if "slope" in c["statement"])
-    assert slope2["effect"]["values"] == pytest.approx(slope["effect"]["values"])
-    assert slope["effect"]["mean"] == pytest.approx(100 * 0.01 / 0.3)  # pp per unit alpha
+# --------------------------------------------------------------------------- CLI: what it reads
+
+
+def _write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def _results(root, gains=(0.003, 0.004, 0.002), alphas=(0.1,)):
+    for ev in _teachers(list(gains), alphas=alphas):
+        m = ev["model"]
+        _write(root / "eval" / m["dataset"] / m["arch"] / "teacher" / f"{m['run']}.json", ev)
+    return root
 
 
 def test_cli_reads_a_results_folder(tmp_path):
     from lspipe.cli import main
 
-    res = tmp_path / "results"
-    for ev in _teachers([0.003, 0.004, 0.002]):
-        m = ev["model"]
-        p = res / "eval" / m["dataset"] / m["arch"] / "teacher" / f"{m['run']}.json"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(ev))
+    res = _results(tmp_path / "results")
     assert main(["claims", "--results", str(res), "--md", str(tmp_path / "c.md"), "--json", str(tmp_path / "c.json")]) == 0
     data = json.loads((tmp_path / "c.json").read_text())
     verdicts = {(s["claim"], s["scope"]): s["verdict"] for s in data["summary"]}
-    assert verdicts[(1, "c10/resnet")] == claims.SUPPORTED
+    assert verdicts[(1, "c10/resnet20")] == claims.SUPPORTED
     assert {v for (c, _), v in verdicts.items() if c != 1} == {claims.NOT_RUN}
+    assert data["checks"][0]["sources"]["files"][0].startswith(str(res))
+
+
+def test_cli_refuses_a_missing_folder_and_mixed_grids(tmp_path, capsys):
+    """Issue 20, item 8: a folder that does not exist is an error (it gave exit 0 and an all-"not run"
+    report), and a folder holding the orphans of an earlier config (here an alpha the config dropped,
+    left with one seed, and a student whose teacher is not in the gamma table) is refused, naming them."""
+    from lspipe.cli import main
+
+    out = ["--md", str(tmp_path / "c.md"), "--json", str(tmp_path / "c.json")]
+    assert main(["claims", "--results", str(tmp_path / "nowhere"), *out]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "c.json").exists()
+
+    res = _results(tmp_path / "results")
+    orphan = _eval("c10", "resnet20", "teacher", "a0.3_s0", 0.3, 0, 0.7)
+    _write(res / "eval" / "c10" / "resnet20" / "teacher" / "a0.3_s0.json", orphan)
+    assert main(["claims", "--results", str(res), *out]) == 2
+    err = capsys.readouterr().err
+    assert "mixes the outputs of several configurations" in err and "α 0.3: seeds [0]" in err and "--config" in err
+    (res / "eval" / "c10" / "resnet20" / "teacher" / "a0.3_s0.json").unlink()
+
+    (res / "tables").mkdir()
+    (res / "tables" / "distillation_gamma_c10.csv").write_text(
+        "dataset,arch,run,alpha,seed,temperature,split,n,train_size,gamma\n"
+        "c10,resnet20,a0_s0,0,0,1,train,10,10,0.1\nc10,resnet20,a0_s0,0,0,2,train,10,10,0.2\n")
+    _write(res / "eval" / "c10" / "small" / "student" / "kd-resnet20-a0-T2_s0.json",
+           _eval("c10", "small", "student", "kd-resnet20-a0-T2_s0", 0.0, 0, 0.5))
+    _write(res / "eval" / "c10" / "small" / "student" / "kd-resnet20-a0.2-T1_s0.json",  # teacher alpha 0.2 was dropped
+           _eval("c10", "small", "student", "kd-resnet20-a0.2-T1_s0", 0.0, 0, 0.5))
+    assert main(["claims", "--results", str(res), *out]) == 2
+    assert "kd-resnet20-a0.2-T1_s0.json: its teacher (α 0.2, seed 0, T 1) is not in distillation_gamma_c10.csv" in \
+        capsys.readouterr().err
+
+
+def _config(tmp_path, results):
+    cfg = {"results": str(results), "datasets": {"c10": {"source": "digits"}},
+           "recipes": {"r": {"steps": 10}},
+           "teachers": [{"dataset": "c10", "arch": "resnet20", "recipe": "r", "alphas": [0.0, 0.1], "seeds": [0, 1, 2]}],
+           "claims": {"ls_alpha": 0.1}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_cli_with_config_reads_only_what_the_config_names(tmp_path, capsys):
+    from lspipe.cli import main
+
+    res = _results(tmp_path / "results", alphas=(0.1, 0.3))  # alpha 0.3: not in the config (an orphan)
+    _write(res / "eval" / "c10" / "resnet20" / "teacher" / "a0.2_s1.json", _eval("c10", "resnet20", "teacher", "a0.2_s1",
+                                                                                0.2, 1, 0.1))
+    cfg = _config(tmp_path, res)
+    out = ["--md", str(tmp_path / "c.md"), "--json", str(tmp_path / "c.json")]
+    assert main(["claims", "--config", str(cfg), *out]) == 2  # calibrations and the tightness table are missing
+    assert "missing" in capsys.readouterr().err
+    for ev in _teachers([0.003, 0.004, 0.002], alphas=(0.1,)):
+        m = ev["model"]
+        _write(res / "calibration" / "c10" / "resnet20" / "teacher" / f"{m['run']}.json",
+               dict(_cal(m["alpha"], m["seed"], 0.1, 0.05, 2.0, 0.1), model={**m, "role": "teacher"}))
+    (res / "tables").mkdir()
+    claims_rows = _tight_rows(lambda a, s, t, sp: 0.5 - a)
+    for r in claims_rows:
+        r.update(dataset="c10", arch="resnet20")
+    from lspipe.tables import write_csv
+
+    write_csv(res / "tables" / "tightness.csv", claims_rows, list(claims_rows[0]))
+    assert main(["claims", "--config", str(cfg), *out]) == 0
+    data = json.loads((tmp_path / "c.json").read_text())
+    acc = [c for c in data["checks"] if c["claim"] == 1]
+    assert [c["label"] for c in acc] == ["LS α = 0.1, test split"]  # the orphaned 0.3 and 0.2 are not read
+    assert all("a0.3" not in f and "a0.2" not in f for c in data["checks"] for f in c["sources"]["files"])
+    assert main(["claims", "--config", str(cfg), "--results", str(tmp_path / "nowhere"), *out]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -236,7 +236,8 @@ def _kl_and_loss(student, teacher, data, T):
 
 
 def test_distilled_student_moves_towards_its_teacher(tmp_path):
-    """Paper form (student at T = 1, beta = 1) on the real engine: KL(p_teacher(T) || p_student) and the loss fall."""
+    """The `teacher` form (teacher at T, student at T = 1, beta = 1; the slides' form is `slides`) on the real
+    engine: KL(p_teacher(T) || p_student) and the loss fall."""
     torch.set_num_threads(1)
     data, T = synthetic_data((128, 30, 30), classes=4, side=5, name="tiny"), 2.0
     torch.manual_seed(1)

@@ -1,6 +1,7 @@
 """Training objectives against direct numpy computations: label-smoothed targets, smoothed
-cross-entropy and the distillation loss (paper form and Hinton's T^2 form), and the teacher's
-treatment inside the real training loop (eval mode, the student's exact augmented batch)."""
+cross-entropy and the distillation loss in its three forms (`teacher`, the slides' `slides`,
+Hinton's T^2 `hinton`), and the teacher's treatment inside the real training loop (eval mode, the
+student's exact augmented batch)."""
 
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ def test_beta_zero_is_plain_cross_entropy():
 def test_hinton_t2_keeps_gradient_scale_at_large_t():
     """With T^2 the soft-term gradient is (T / N) (softmax(z_s / T) - softmax(z_t / T)), which tends to
     ((z_s - mean z_s) - (z_t - mean z_t)) / (K N) as T grows (Hinton et al.'s logit-matching limit):
-    the T^2 factor keeps it finite and nonzero. The paper form's gradient is (softmax(z_s) - p_t(T)) / N."""
+    the T^2 factor keeps it finite and nonzero. The `teacher` form's gradient is (softmax(z_s) - p_t(T)) / N."""
     rng = np.random.default_rng(3)
     n, k, T = 4, 6, 100.0
     zs, zt = rng.normal(size=(n, k)), rng.normal(size=(n, k))

@@ -171,6 +171,11 @@ def test_trace_layout_and_training_unchanged(tmp_path):
     rows = mi_curve(tr)
     assert [r["step"] for r in rows] == tr.steps.tolist()
     assert rows[3]["mi"] == pytest.approx(mutual_information(tr.differences()[3]))
+    # the repeat draw: the same examples and model, another independent augmentation draw
+    assert tr.logits_repeat.shape == tr.logits.shape
+    assert not np.array_equal(tr.logits_repeat, tr.logits)
+    assert np.abs(tr.logits_repeat[-1].mean(axis=1) - clean).max() < 2.0
+    assert rows[3]["mi_repeat"] == pytest.approx(mutual_information(tr.differences(repeat=True)[3]))
 
 
 def test_record_leaves_model_and_generators_alone():
@@ -187,6 +192,9 @@ def test_record_leaves_model_and_generators_alone():
         assert torch.equal(v, before[k]), k  # BatchNorm running statistics included
     assert np.array_equal(rec.logits(model, 4), first)  # the draws depend on (seed, step) only
     assert not np.array_equal(rec.logits(model, 6), first)
+    repeat = rec.logits(model, 4, draw=1)  # the repeat draw: seeded by (seed, step, 1), not draw 0's stream
+    assert np.array_equal(rec.logits(model, 4, draw=1), repeat) and not np.array_equal(repeat, first)
+    assert all(not np.array_equal(repeat, rec.logits(model, s)) for s in range(0, 12, 2))
     # the probe examples are chosen with the probe's seed
     other = ProbeRecorder("unused.h5", data, recipe=Recipe.from_dict(RECIPE), **{**PROBE, "seed": 6})
     assert not np.array_equal(other.index, rec.index)
@@ -206,7 +214,7 @@ def test_resume_gives_the_uninterrupted_trace(tmp_path):
     _train(parts, data, probe=True)
     a, b = ProbeTrace(whole / "probe.h5"), ProbeTrace(parts / "probe.h5")
     assert b.steps.tolist() == a.steps.tolist() == [0, 2, 4, 6, 8, 10, 12]
-    assert np.array_equal(a.logits, b.logits)
+    assert np.array_equal(a.logits, b.logits) and np.array_equal(a.logits_repeat, b.logits_repeat)
 
 
 def test_resume_without_partial_trace_fails_clearly(tmp_path):
@@ -278,6 +286,23 @@ def test_cli_curve_table_and_figure(tmp_path):
         assert float(r["mi_mean"]) == pytest.approx(np.mean(v))
         assert float(r["mi_min"]) == pytest.approx(min(v)) and float(r["mi_max"]) == pytest.approx(max(v))
         assert float(r["mi_std"]) == pytest.approx(np.std(v, ddof=1))
+
+
+def test_mi_noise_from_repeat_draws_against_a_direct_simulation(tmp_path):
+    """sqrt(mean (MI_a - MI_b)^2 / 2) estimates the sd of one MI estimate: checked on draws of a
+    known model (per-example means fixed, Gaussian copies), against the sd over many independent
+    draws; a trace without a repeat draw (format 1) gives an empty mi_repeat."""
+    from lspipe.mi import mi_noise
+
+    rng = np.random.default_rng(11)
+    mu = rng.normal(size=(40, 1))
+    draws = [mutual_information(mu + rng.normal(size=(40, 5))) for _ in range(400)]
+    assert mi_noise(list(zip(draws[::2], draws[1::2]))) == pytest.approx(np.std(draws, ddof=1), rel=0.15)
+    assert mi_noise([]) is None
+    _fake_trace(tmp_path / "p.h5", {0: mu + rng.normal(size=(40, 5)), 5: mu + rng.normal(size=(40, 5))})
+    tr = ProbeTrace(tmp_path / "p.h5")
+    assert tr.logits_repeat is None and tr.differences(repeat=True) is None
+    assert {r["mi_repeat"] for r in mi_curve(tr)} == {""}
 
 
 def test_table_rejects_mismatched_curves():

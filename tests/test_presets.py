@@ -101,8 +101,10 @@ def test_cpu_preset_runs_end_to_end_on_the_cifar10_subset(cifar_subset, tmp_path
         assert (res / "figures" / f"{fig}.png").stat().st_size > 0, fig
     checks = json.loads((res / "claims.json").read_text())["checks"]
     assert {c["claim"] for c in checks} == {1, 2, 3, 4, 5}
-    # every experiment ran; one seed gives no verdict either way
-    assert {c["verdict"] for c in checks} == {"inconclusive"}, [(c["claim"], c["verdict"]) for c in checks]
+    # every experiment ran; one seed gives no verdict either way (a 4-step teacher's gamma may lie beyond the
+    # baseline alphas: distillation is then "not compared", naming the key)
+    assert {c["verdict"] for c in checks} <= {"inconclusive", "not compared"}, [(c["claim"], c["verdict"]) for c in checks]
+    assert {c["claim"] for c in checks if c["verdict"] == "not compared"} <= {4}
     evals = {p.name for p in (res / "eval" / "cifar10" / "smallcnn" / "student").iterdir()}
     assert {"a0_s0.json", "a0.1_s0.json", "kd-resnet20-a0-T1_s0.json", "kd-resnet20-a0-T2_s0.json",
             "kd-resnet20-a0.1-T1_s0.json"} <= evals

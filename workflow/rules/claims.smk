@@ -1,15 +1,18 @@
 # The claims report ("did this run reproduce the paper?", lspipe.claims). It reads outputs the
-# other rules files write, so this file is included after them.
+# other rules files write, so this file is included after them. What it reads is
+# lspipe.claims.config_inputs: the same function `lspipe claims --config` uses outside Snakemake.
+
+import lspipe.claims
 
 CLAIMS = config["claims"]
+CLAIMS_INPUTS = lspipe.claims.config_inputs(config)
 # teacher dumps of claim 2's tightness (alpha 0, the compared LS alphas, every seed)
 TIGHTNESS_DUMPS = [P.dump(d, a, "teacher", teacher_run(alpha, s)) for d, a, alpha, s in PLAN.tightness_models]
-# (dataset, arch, role, run) of every trained model
-TRAINED = PLAN.trained_models
 
 
 rule tightness_table:
-    """Claim 2: tightness ratio of the Fig. 1 class triples and of random class triples, per teacher dump."""
+    """Claim 2: tightness ratio of the Fig. 1 class triples and of every (or up to claims.tightness_triples
+    random) class triple, on the training and validation examples of every teacher dump."""
     input:
         TIGHTNESS_DUMPS,
     output:
@@ -18,7 +21,7 @@ rule tightness_table:
         rows=json.dumps(config["projections"]["rows"], sort_keys=True),
         triples=CLAIMS["tightness_triples"],
         seed=CLAIMS["tightness_seed"],
-        split=CLAIMS["tightness_split"],
+        splits=" ".join(lspipe.claims.TIGHTNESS_SPLITS),
     log:
         P.log("tightness_table"),
     benchmark:
@@ -28,28 +31,28 @@ rule tightness_table:
         ENV_PLOT
     shell:
         "lspipe tightness-table --dumps {input:q} --rows {params.rows:q} --triples {params.triples} --seed {params.seed} "
-        "--split {params.split} --out {output:q} > {log:q} 2>&1"
+        "--splits {params.splits} --out {output:q} > {log:q} 2>&1"
 
 
 rule claims:
-    """The claims report: one section per claim of the paper with its numbers, effect, spread over seeds and verdict."""
+    """The claims report: per claim of the paper its primary check (the verdict), descriptive and regime checks."""
     input:
-        evals=[P.eval(*m) for m in TRAINED],
-        calibrations=[p for paths in CALIBRATION_JSONS.values() for p in paths],
-        tightness=[P.table("tightness.csv")] if TIGHTNESS_DUMPS else [],
-        gamma=[P.table(f"distillation_gamma_{d}.csv") for d in DISTILL],
-        mi=[p for paths in MI_CURVES.values() for p in paths],
+        evals=CLAIMS_INPUTS["evals"],
+        calibrations=CLAIMS_INPUTS["calibrations"],
+        tightness=CLAIMS_INPUTS["tightness"],
+        gamma=CLAIMS_INPUTS["gamma"],
+        mi=CLAIMS_INPUTS["mi_curves"],
     output:
         md=P.report("claims.md"),
         json=P.report("claims.json"),
         rst=report(P.report("claims.rst"), category="Claims", caption="../report/claims.rst"),
     params:
         settings=json.dumps(CLAIMS, sort_keys=True),
-        accuracy_split=config["accuracy_table"]["split"],
-        calibration_ls_alpha="none" if config["calibration"]["ls_alpha"] is None else config["calibration"]["ls_alpha"],
-        fig1_ls_alpha=config["projections"]["ls_alpha"],
-        fig1_rows=len(config["projections"]["rows"]),
-        distillation_split=" ".join(f"{d}={e['split']}" for d, e in DISTILL.items()),
+        twins=json.dumps(CLAIMS_INPUTS["twins"], sort_keys=True),
+        accuracy_split=CLAIMS_INPUTS["accuracy_split"],
+        fig1_ls_alpha=CLAIMS_INPUTS["fig1_ls_alpha"],
+        fig1_rows=CLAIMS_INPUTS["fig1_rows"],
+        distillation_split=" ".join(f"{d}={s}" for d, s in CLAIMS_INPUTS["distillation_split"].items()),
         tightness=lambda wc, input: f"--tightness {shlex.quote(input.tightness[0])}" if input.tightness else "",
     log:
         P.log("claims"),
@@ -60,8 +63,7 @@ rule claims:
         ENV_PLOT
     shell:
         "lspipe claims --evals {input.evals:q} --calibrations {input.calibrations:q} {params.tightness} "
-        "--gamma {input.gamma:q} --mi-curves {input.mi:q} --settings {params.settings:q} "
-        "--accuracy-split {params.accuracy_split} --calibration-ls-alpha {params.calibration_ls_alpha} "
-        "--fig1-ls-alpha {params.fig1_ls_alpha} --fig1-rows {params.fig1_rows} "
+        "--gamma {input.gamma:q} --mi-curves {input.mi:q} --settings {params.settings:q} --twins {params.twins:q} "
+        "--accuracy-split {params.accuracy_split} --fig1-ls-alpha {params.fig1_ls_alpha} --fig1-rows {params.fig1_rows} "
         "--distillation-split {params.distillation_split} "
         "--md {output.md:q} --json {output.json:q} --rst {output.rst:q} > {log:q} 2>&1"
