@@ -143,7 +143,7 @@ run_step bench-eager 120 "$OUT/bench-eager.json" "${LSPIPE[@]}" bench "${BENCH[@
 run_step bench-distill 90 "$OUT/bench-distill.json" "${LSPIPE[@]}" bench "${DISTILL[@]}" --out "$OUT/bench-distill.json"
 
 # A short real training run through the workflow's rules (prepare -> train -> dump), bf16 +
-# channels_last + torch.compile, on the bundled digits (offline).
+# channels_last + torch.compile (not under --no-compile), on the bundled digits (offline).
 WORK="$OUT/workflow"
 mkdir -p "$WORK"
 cat > "$WORK/config.yaml" <<EOF
