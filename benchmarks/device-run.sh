@@ -55,8 +55,8 @@ log_step() {  # log_step NAME SECONDS EXIT: the step's line in steps.jsonl
     >> "$COPY/steps.jsonl"
 }
 fail() {  # fail STEP MESSAGE
-  echo "--- the last 40 lines of $LOG:" >&2
-  tail -40 "$LOG" >&2
+  echo "--- the end of $LOG (at most 40 lines, 4,000 characters):" >&2
+  tail -n 40 "$LOG" | tail -c 4000 >&2
   say "FAILED at step: $1: $2" >&2
   exit 1
 }
@@ -83,8 +83,7 @@ if [[ $INSTALL -eq 1 ]]; then
   say "install: $(ls "$WHEELS"/*.whl | wc -l) wheels into $WORK/site with $PY"
   run check-env "$PY" -m lspipe.devicebundle check-env --bundle "$WHEELS/bundle.json" \
     || fail check-env "$(grep '^check-env: ERROR' "$LOG" | head -5 | tr '\n' ' ')"
-  say "check-env: $(grep -c '^check-env: warning' "$LOG") warnings ($(grep '^check-env: warning' "$LOG" | head -3 \
-      | sed 's/^check-env: warning: //' | tr '\n' ';'))"
+  say "$(grep '^check-env: OK' "$LOG")$(grep '^check-env: warning' "$LOG" | head -3 | sed 's/^check-env: warning: /; /' | tr -d '\n')"
 else
   say "install: skipped (--no-install): $PY with its own packages"
 fi

@@ -25,7 +25,7 @@
 # to stdout. With --copy-to DIR (the folder that comes back from a lent machine) the line is also
 # appended to DIR/steps.jsonl, the step's JSON is copied to DIR as it ends (the projections' figures go
 # in steps.jsonl and the summary only: at most 8 files come back), and every step's own output goes to
-# DIR/check.log (else OUT_DIR/check.log); a failing step's last 40 lines go to stderr.
+# DIR/check.log (else OUT_DIR/check.log); the end of a failing step's output goes to stderr.
 # Every step must succeed: any failure (no CUDA device without --smoke, a crash, a dump that does not
 # match, a step over its time limit) stops the script with a non-zero exit status naming the step, and
 # no summary is written. The whole check has a budget of GPU_CHECK_BUDGET seconds (480 on a GPU);
@@ -99,8 +99,8 @@ run_step() {  # run_step ID LIMIT_S JSON_FILE|- COMMAND...
     || printf '{"step": "%s", "seconds": %d, "limit_s": %d, "exit": %d, "note": "record failed"}\n' \
          "$name" $(( SECONDS - t )) "$limit" "$rc" | tee -a "$OUT/steps.jsonl" ${COPY:+"$COPY/steps.jsonl"}
   if (( rc != 0 )); then
-    echo "--- the last 40 lines of $name's output ($LOG):" >&2
-    tail -40 "$LOG" >&2
+    echo "--- the end of $name's output ($LOG; at most 40 lines, 4,000 characters):" >&2
+    tail -n 40 "$LOG" | tail -c 4000 >&2   # the device returns 12,000 characters: keep the step lines
     if (( rc == 124 || rc == 137 )); then
       echo "gpu-check FAILED at step: $name: still running after its ${limit}s limit (see $OUT/steps.jsonl)" >&2
     else

@@ -19,7 +19,8 @@ nothing installed there is replaced.
     python -m lspipe.devicebundle build --dest .whl      # pin, download, check; writes .whl/bundle.json
     python -m lspipe.devicebundle check-env --bundle .whl/bundle.json   # in the environment that runs the check
 
-Only the standard library and ``packaging`` are imported (this runs before anything is installed).
+Only the standard library and ``packaging`` (a requirement of Snakemake and matplotlib, so always
+installed with lspipe, and in the bundle) are imported.
 """
 
 from __future__ import annotations
