@@ -1,11 +1,17 @@
-"""benchmarks/gpu-check.sh: --smoke runs the GPU check's path on the CPU (bench, the distillation
-case, a projection, a workflow training run with bf16 + channels_last + compile, and the float32
-dump check); without --smoke and without CUDA it fails loudly instead of skipping."""
+"""benchmarks/gpu-check.sh through benchmarks/device-run.sh, the command sent to a lent GPU machine.
+
+``device-run.sh --smoke`` rehearses that very command on the CPU (bench, the distillation case, a
+projection, a workflow training run with bf16 + channels_last + compile, and the float32 dump
+check), copying each step's files into the folder that comes back as the step ends; without
+``--smoke`` and without CUDA the check fails loudly instead of skipping. A step over its limit
+leaves every earlier figure behind. (``--no-install``: this machine's Python is not the bundle's
+3.12; tests/test_device_bundle.py installs the bundle in a clean Python 3.12.)"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +21,35 @@ import pytest
 from conftest import REPO
 
 SCRIPT = REPO / "benchmarks" / "gpu-check.sh"
+DEVICE_RUN = REPO / "benchmarks" / "device-run.sh"
+# what the device tool brings back: at most 8 files, named in letters, digits, '.', '_' and '-'
+MAX_FILES = 8
+NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def _env(**extra: str) -> dict:
+    return {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
 
 
 def _run(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          env=env, cwd=REPO)
+                          env=_env(), cwd=REPO)
+
+
+def _device_run(tmp_path: Path, *args: str, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(DEVICE_RUN), *args], capture_output=True, text=True, timeout=timeout,
+                          env=_env(LSPIPE_DEVICE_WORK=str(tmp_path / "work"), **env), cwd=REPO)
+
+
+def _steps(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _comes_back(copy: Path) -> None:
+    files = [p for p in copy.rglob("*") if p.is_file()]
+    assert len(files) <= MAX_FILES, sorted(p.name for p in files)
+    assert all(NAME.match(p.name) and p.parent == copy for p in files), files
 
 
 def test_without_cuda_the_gpu_check_fails_loudly(tmp_path):
@@ -35,20 +63,47 @@ def test_without_cuda_the_gpu_check_fails_loudly(tmp_path):
 
 
 @pytest.mark.slow
-def test_gpu_check_smoke_runs_the_same_path_on_the_cpu(tmp_path):
-    out = tmp_path / "out"
-    proc = _run("--smoke", str(out))
+def test_the_device_command_rehearsed_with_smoke_runs_the_gpu_path_on_the_cpu(tmp_path):
+    copy = tmp_path / "OUT"
+    proc = _device_run(tmp_path, "--smoke", "--no-install", str(copy))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    summary = json.loads((out / "gpu-check.json").read_text())
+    _comes_back(copy)
+    assert {"steps.jsonl", "check.log", "gpu-check.json", "machine.json", "bench-eager.json", "bench-distill.json",
+            "dump-check.json", "bench-compiled.json"} == {p.name for p in copy.iterdir()}
+    # lspipe and snakemake were reached through the shims (scripts, not links)
+    shim = tmp_path / "work" / "bin" / "lspipe"
+    assert not shim.is_symlink() and f'exec "{sys.executable}" -m lspipe.cli' in shim.read_text()
+    summary = json.loads((copy / "gpu-check.json").read_text())
     assert summary["ok"] and summary["smoke"]
     assert {"resnet8", "smallcnn"} <= set(summary["bench"]["eager"])
     assert summary["bench"]["eager"]["resnet8"]["fused"]["models"] == 2
     assert summary["bench"]["distillation"]["modes"] and summary["bench"]["distillation"]["ratios"]
     assert summary["projection"]["rows"]
-    # every step is timed as it ends, so a run cut off still says where its time went
-    steps = [s["step"] for s in summary["steps"]]
-    assert steps[0] == "machine" and "workflow training run" in steps and "bench eager" in steps
-    assert all(s["exit"] == 0 and s["seconds"] <= s["limit_s"] for s in summary["steps"])
+
+    # every step is recorded as it ends, with its figures, in the folder that comes back
+    steps = _steps(copy / "steps.jsonl")
+    names = [s["step"] for s in steps]
+    assert names == ["snakemake-version", "preflight", "machine", "bench-eager", "bench-distill", "workflow",
+                     "dump-check", "projection-eager"]
+    assert all(s["exit"] == 0 for s in steps)
+    check_steps = steps[2:]
+    assert [s["step"] for s in summary["steps"]] == names[2:]
+    assert all(s["seconds"] <= s["limit_s"] for s in check_steps)
+    by_name = {s["step"]: s for s in check_steps}
+    eager = json.loads((copy / "bench-eager.json").read_text())
+    assert by_name["bench-eager"]["figures"]["resnet8"]["engine_images_per_s"] == next(
+        r["engine"]["images_per_s"] for r in eager["results"] if r["arch"] == "resnet8")
+    assert by_name["dump-check"]["figures"]["ok"] is True
+    assert by_name["projection-eager"]["figures"]["rates"]  # the projection's file stays behind; its figures come
+    # one line per step on stdout, as it ends, naming its figures
+    for name in names[2:]:
+        assert re.search(rf"^\[gpu-check \+\d+s\] {name}: ok in \d+s", proc.stdout, re.M), proc.stdout
+    assert re.search(r"bench-eager: ok .*resnet8 engine [\d,]+ img/s", proc.stdout)
+    assert "preflight: snakemake" in proc.stdout and "gpu-check: OK" in proc.stdout
+    # the steps' own output goes to check.log, not to the few kilobytes of output that come back
+    assert "=== [gpu-check" in (copy / "check.log").read_text()
+    assert len(proc.stdout) < 4000, proc.stdout
+
     check = summary["dump_check"]
     # trained in bf16 + channels_last + compile through the workflow, dumped in float32
     assert check["trained_with"]["cpu_amp"] and check["trained_with"]["compile"]
@@ -59,6 +114,7 @@ def test_gpu_check_smoke_runs_the_same_path_on_the_cpu(tmp_path):
     # the dump check fails loudly when the weights do not match the dump
     import torch
 
+    out = tmp_path / "work" / "check"
     model = out / "workflow" / "results" / "models" / "digits" / "resnet8" / "teacher" / "a0_s0" / "model.pt"
     blob = torch.load(model, map_location="cpu", weights_only=False)
     w = next(k for k, v in blob["state_dict"].items() if k.endswith("weight") and v.ndim == 4)
@@ -73,11 +129,30 @@ def test_gpu_check_smoke_runs_the_same_path_on_the_cpu(tmp_path):
     assert res.returncode == 1 and "FAIL" in res.stderr, res.stderr[-2000:]
 
 
-def test_a_step_over_the_time_budget_fails_loudly_naming_it(tmp_path):
+def test_a_step_over_its_limit_fails_naming_it_and_leaves_the_earlier_figures(tmp_path):
+    copy = tmp_path / "OUT"
+    proc = _device_run(tmp_path, "--smoke", "--no-install", str(copy), timeout=300, GPU_CHECK_LIMITS="bench-eager=1")
+    assert proc.returncode != 0
+    assert "gpu-check FAILED at step: bench-eager: still running after its 1s limit" in proc.stderr, proc.stderr
+    assert re.search(r"^\[gpu-check \+\d+s\] bench-eager: FAILED: still running after its 1s limit", proc.stdout, re.M)
+    _comes_back(copy)
+    steps = {s["step"]: s for s in _steps(copy / "steps.jsonl")}
+    assert steps["machine"]["exit"] == 0 and steps["machine"]["figures"]["device"] == "cpu"
+    assert steps["bench-eager"]["exit"] in (124, 137) and steps["bench-eager"]["limit_s"] == 1
+    assert json.loads((copy / "machine.json").read_text())["device"] == "cpu"  # copied as its step ended
+    assert not (copy / "gpu-check.json").exists()  # no summary that a reader could trust
+
+
+def test_a_spent_budget_fails_loudly_naming_the_step(tmp_path):
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(REPO), "GPU_CHECK_BUDGET": "2"}
     proc = subprocess.run(["bash", str(SCRIPT), "--smoke", str(out)], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=REPO)
+                          timeout=300, env=_env(GPU_CHECK_BUDGET="2"), cwd=REPO)
     assert proc.returncode != 0
     assert "gpu-check FAILED" in proc.stderr and ("limit" in proc.stderr or "budget" in proc.stderr), proc.stderr
     assert not (out / "gpu-check.json").exists()  # no summary that a reader could trust
+
+
+def test_the_device_command_without_a_bundle_fails_at_once_saying_what_to_do(tmp_path):
+    proc = _device_run(tmp_path, str(tmp_path / "OUT"), timeout=60, LSPIPE_WHEELS=str(tmp_path / "none"))
+    assert proc.returncode == 1
+    assert "FAILED at step: install: no bundle in" in proc.stderr and "device-bundle.sh" in proc.stderr, proc.stderr
