@@ -366,6 +366,7 @@ def load(path: str | Path) -> Prepared:
 
 def cmd_prepare(a):
     opts = a.options or {}
+    opts.pop("storage", None)  # resident or streaming (lspipe.stream.choose_storage): this is the resident path
     p = prepare(a.name, opts.pop("source"), a.out, **opts)
     print(f"prepared {a.name}: {p.meta['sizes']} {p.image_shape} {p.num_classes} classes -> {a.out}")
 
