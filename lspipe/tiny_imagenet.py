@@ -63,11 +63,12 @@ def _source_images(source: Path | None, folder: str, cifar_class: str, n: int, s
 
 
 def make_tree(out: str | os.PathLike, source: str | os.PathLike | None = DEFAULT_SOURCE, *, train_per_class: int = 24,
-              val_per_class: int = 6, seed: int = 0, quality: int = 90) -> Path:
+              val_per_class: int = 6, seed: int = 0, quality: int = 90, sizes=SIZES) -> Path:
     """Write the tree to ``out`` (built beside it, then renamed: never half-written) and return it.
 
-    ``source`` None, or a folder that does not exist, gives synthetic images. An existing ``out``
-    is replaced.
+    ``source`` None, or a folder that does not exist, gives synthetic images. ``sizes`` are the
+    (width, height) cycled through (the benchmark uses ImageNet's typical 500 x 375). An existing
+    ``out`` is replaced.
     """
     from PIL import Image
 
@@ -82,7 +83,7 @@ def make_tree(out: str | os.PathLike, source: str | os.PathLike | None = DEFAULT
                 d = tmp / split / wnid
                 d.mkdir(parents=True)
                 for k, im in enumerate(_source_images(src, folder, cifar_class, n, seed)):
-                    w, h = SIZES[(k + len(wnid) + val_no) % len(SIZES)]
+                    w, h = sizes[(k + len(wnid) + val_no) % len(sizes)]
                     im = im.resize((w, h), Image.BICUBIC)
                     if split == "train" and k == 0 and cifar_class == "cat":
                         im = im.convert("L")  # ImageNet has grey JPEGs ...
