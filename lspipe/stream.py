@@ -407,7 +407,8 @@ def _synset_names(root: str, classes: Sequence[str]) -> dict[str, str] | None:
 
 
 def write_index(path: str | os.PathLike, idx: StreamIndex) -> None:
-    """Write ``idx`` atomically (a deterministic ``.npz``: the same index gives the same bytes)."""
+    """Write ``idx`` atomically (a deterministic, deflated ``.npz``: the same index gives the same
+    bytes; ImageNet's 1.33M images take about 25 MB)."""
     arrays = {
         "paths": idx.paths, "offsets": idx.offsets, "labels": idx.labels, "sizes": idx.sizes, "mtimes": idx.mtimes,
         "classes": np.asarray(idx.classes), "mean": idx.mean, "std": idx.std, "meta": np.asarray(json.dumps(idx.meta)),
@@ -416,7 +417,7 @@ def write_index(path: str | os.PathLike, idx: StreamIndex) -> None:
         arrays[f"rows_{s}"] = idx.rows[s]
         arrays[f"i_{s}"] = idx.index[s]
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        savez_deterministic(fh, arrays)
+        savez_deterministic(fh, arrays, compress=True)
 
 
 def load_index(path: str | os.PathLike, root: str | os.PathLike | None = None) -> StreamIndex:
