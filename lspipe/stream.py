@@ -385,6 +385,9 @@ def build_index(
         sums = sums[train_rows]
         meta["stats_images"] = int(len(sums))
     total = sums.sum(axis=0)  # per channel: sum, sum of squares, count
+    if not total[0, 2]:
+        raise DataError(f"none of the training images of {root_s} decoded for the channel statistics could be "
+                        "read; raise streaming.stats_images (null decodes all) or fix the images")
     mean = total[:, 0] / total[:, 2]
     idx.mean = mean.astype(np.float32)
     idx.std = np.sqrt(np.maximum(total[:, 1] / total[:, 2] - mean**2, 0.0)).astype(np.float32)
