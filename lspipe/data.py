@@ -433,19 +433,22 @@ def prepare(
     return load(out)
 
 
-def savez_deterministic(fh, arrays: dict[str, np.ndarray]) -> None:
+def savez_deterministic(fh, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
     """``np.savez`` with fixed zip timestamps, so the same data gives the same bytes.
 
     Rebuilding a prepared file (``snakemake -f <file>.npz``) thus yields an identical file, and
     Snakemake's checksums keep everything made from it (trained models) up to date. Every array
     is a zip member with its CRC-32 recorded at write time; :func:`verify` checks them.
+    ``compress`` deflates the members (``np.savez_compressed``; ``np.load`` reads either).
     """
     import zipfile
 
-    with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(fh, mode="w", compression=mode, allowZip64=True) as zf:
         for key, val in arrays.items():
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o600 << 16
+            info.compress_type = mode
             with zf.open(info, "w", force_zip64=True) as fid:
                 np.lib.format.write_array(fid, np.asanyarray(val), allow_pickle=False)
 
@@ -527,6 +530,7 @@ def cmd_prepare(a):
 
     remove_stale_temps(a.out)
     opts = dict(a.options or {})
+    opts.pop("storage", None)  # resident or streaming (lspipe.stream.choose_storage): this is the resident path
     p = prepare(a.name, opts.pop("source"), a.out, **opts)
     print(f"prepared {a.name}: {p.meta['sizes']} {p.image_shape} {p.num_classes} classes -> {a.out}")
 

@@ -14,6 +14,16 @@ Registered architectures:
   maxpool 3/2, LRN, conv5x5-64, LRN, maxpool 3/2, FC 384, FC 192, linear K).
 * ``smallcnn``: a two-block CNN for the bundled 8x8 digits and quick CPU runs.
 * ``mlp``: a fully connected net (hidden sizes configurable), e.g. the paper's MNIST toy.
+* ``timm:<name>``: any architecture of the ``timm`` library (``timm.list_models()``), built
+  without pretrained weights (nothing is downloaded), its classifier removed (``num_classes=0``:
+  the model then returns its pre-logit features, which become ``body``) and replaced by
+  ``Classifier.classifier``. Keyword arguments (``drop_rate``, ``drop_path_rate``, ...) go to
+  ``timm.create_model``.
+* ``inception_v4``: the paper's ImageNet network (Szegedy et al. 2017), ``timm:inception_v4``;
+  42.7M parameters at K = 1000, inputs of at least 75 px (299 in the paper).
+* ``resnet50``: ResNet-50 for ImageNet (He et al. 2016, bottleneck blocks), ``timm:resnet50``, the
+  common cheaper stand-in; 25.6M parameters at K = 1000. (The CIFAR family below has no depth 50:
+  6n+2 = 50 would be a CIFAR ResNet of 16/32/64 channels nobody means by "ResNet-50".)
 """
 
 from __future__ import annotations
@@ -143,7 +153,8 @@ def resnet(depth: int, num_classes: int, in_channels: int, image_size: int, mean
     return Classifier(body, body.out_dim, num_classes, mean, std)
 
 
-RESNET_DEPTHS = range(8, 1203, 6)  # 6n+2 for n = 1..200: resnet8, resnet20, resnet56, resnet110, ..., resnet1202
+# 6n+2 for n = 1..200: resnet8, resnet20, resnet56, resnet110, ..., resnet1202; 50 is the ImageNet ResNet-50
+RESNET_DEPTHS = [d for d in range(8, 1203, 6) if d != 50]
 for _depth in RESNET_DEPTHS:
     register(f"resnet{_depth}")(functools.partial(resnet, _depth))
 
@@ -216,23 +227,70 @@ def mlp(num_classes: int, in_channels: int, image_size: int, mean, std, hidden=(
     return Classifier(nn.Sequential(*layers), d, num_classes, mean, std)
 
 
+# --------------------------------------------------------------------------- timm
+
+
+TIMM_PREFIX = "timm:"
+TIMM_NAMES = {"inception_v4": ("inception_v4", 75), "resnet50": ("resnet50", 32)}  # name: (timm name, least input side)
+
+
+def _timm():
+    try:
+        import timm  # ~2 s to import: only when a timm architecture is asked for
+    except ImportError:  # pragma: no cover - timm is a dependency
+        raise ValueError("timm architectures need the timm package: pip install timm") from None
+    return timm
+
+
+def timm_classifier(name: str, num_classes: int, in_channels: int, image_size: int, mean, std,
+                    min_size: int = 1, **kwargs) -> Classifier:
+    """A ``timm`` architecture as a :class:`Classifier`: timm's network without its classifier is
+    the body (its output, the pre-logit features, is what timm's classifier would consume), and
+    ``Classifier.classifier`` is a new ``nn.Linear`` of timm's head size; timm's own normalisation
+    is not used (inputs are normalised with the dataset's statistics, as for every model)."""
+    timm = _timm()
+    if kwargs.get("pretrained") or "checkpoint_path" in kwargs or "pretrained_cfg" in kwargs:
+        raise ValueError(f"timm:{name}: pretrained weights are not loaded (runs train from scratch, offline); "
+                         "remove pretrained/checkpoint_path from the model's keyword arguments")
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm architecture {name!r}; timm.list_models() lists them, e.g. resnet18, "
+                         "resnet50, inception_v4, efficientnet_b0")
+    if image_size < min_size:
+        raise ValueError(f"{name} needs images of at least {min_size} px (got {image_size}); raise "
+                         "datasets.<name>.image_size")
+    body = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels, **kwargs)
+    dim = getattr(body, "head_hidden_size", None) or body.num_features
+    return Classifier(body, dim, num_classes, mean, std)
+
+
+for _name, (_timm_name, _least) in TIMM_NAMES.items():
+    register(_name)(functools.partial(timm_classifier, _timm_name, min_size=_least))
+
+
 def available() -> list[str]:
     """The registered names, the ResNet family summarised in one entry."""
-    return sorted(n for n in MODEL_REGISTRY if not n.startswith("resnet")) + [
-        f"resnet<6n+2> (resnet{RESNET_DEPTHS[0]} .. resnet{RESNET_DEPTHS[-1]}, e.g. resnet20, resnet56, resnet110)"
+    cifar = {f"resnet{d}" for d in RESNET_DEPTHS}
+    return sorted(n for n in MODEL_REGISTRY if n not in cifar) + [
+        f"resnet<6n+2> (resnet{RESNET_DEPTHS[0]} .. resnet{RESNET_DEPTHS[-1]} but 50, e.g. resnet20, resnet56, "
+        "resnet110)", f"{TIMM_PREFIX}<name> (any timm architecture)",
     ]
 
 
 def create(arch: str, num_classes: int, in_channels: int, image_size: int, mean=None, std=None, **kwargs) -> Classifier:
     """Build the registered architecture ``arch`` (:data:`MODEL_REGISTRY`)."""
-    if arch not in MODEL_REGISTRY:
-        raise ValueError(f"unknown architecture {arch!r}; available: {', '.join(available())}")
     mean = [0.0] * in_channels if mean is None else list(mean)
     std = [1.0] * in_channels if std is None else list(std)
+    if arch.startswith(TIMM_PREFIX):
+        return timm_classifier(arch[len(TIMM_PREFIX):], num_classes, in_channels, image_size, mean, std, **kwargs)
+    if arch not in MODEL_REGISTRY:
+        raise ValueError(f"unknown architecture {arch!r}; available: {', '.join(available())}")
     return MODEL_REGISTRY[arch](num_classes, in_channels, image_size, mean, std, **kwargs)
 
 
 def is_known(arch: str) -> bool:
+    """Whether ``arch`` names a registered architecture (``timm:<name>``: a timm one; imports timm)."""
+    if arch.startswith(TIMM_PREFIX):
+        return _timm().is_model(arch[len(TIMM_PREFIX):])
     return arch in MODEL_REGISTRY
 
 

@@ -88,6 +88,15 @@ def cifar_subset() -> Path:
     return CIFAR_SUBSET
 
 
+@pytest.fixture(scope="session")
+def tiny_imagenet(tmp_path_factory) -> Path:
+    """A tiny ImageNet-layout tree (train/<wnid>/*.JPEG, val/<wnid>/*.JPEG; 10 classes, 24 + 6
+    images each, 64-96 px), made once from the CIFAR-10 JPEG subset, or synthetic without it."""
+    from lspipe.tiny_imagenet import make_tree
+
+    return make_tree(tmp_path_factory.mktemp("tiny_imagenet") / "tree", CIFAR_SUBSET)
+
+
 @pytest.fixture
 def one_torch_thread():
     """Run a test with one torch thread (small models: less overhead, less contention)."""
