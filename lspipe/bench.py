@@ -9,8 +9,8 @@ classes):
   ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``; a ``DataLoader`` (``num_workers`` = the
   machine's cores, at most 8; ``pin_memory`` on CUDA; shuffling); fp32; the model is called on
   the normalised floats (its built-in normalisation is bypassed).
-* **engine**: :func:`lspipe.train.fit` itself (the workflow's code path): uint8 data resident
-  on the device, batched on-device augmentation (:func:`lspipe.augment.random_crop_flip`), no
+* **engine**: :func:`lspipe.engine.training.fit` itself (the workflow's code path): uint8 data resident
+  on the device, batched on-device augmentation (:func:`lspipe.core.augment.random_crop_flip`), no
   workers, the model normalising uint8 itself; on CUDA bf16 autocast + channels_last (optional
   ``torch.compile``; ``--compile-mode reduce-overhead`` adds CUDA graphs). On the CPU the
   recipe's CPU switches are measured as variants: ``fp32`` (the default), ``fp32+cl``
@@ -20,7 +20,7 @@ classes):
 
 Warm-up steps (worker start-up, kernel selection, compilation) are excluded; the timed steps
 end with a device synchronisation. ``--fuse G`` also times G models of each architecture trained
-fused (:mod:`lspipe.fused`) and reports model-images/s against the single engine.
+fused (:mod:`lspipe.engine.fused`) and reports model-images/s against the single engine.
 Figures are printed and written as JSON (``--out``) with the machine they came from.
 """
 
@@ -137,7 +137,7 @@ def time_baseline(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, w
     import torch.nn.functional as F
     import torchvision.transforms as T
 
-    from . import models
+    from lspipe.core import models
 
     transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
                            T.Normalize(CIFAR_MEAN, CIFAR_STD)])
@@ -198,7 +198,7 @@ def _figures(marks: list[float], steps: int, batch_size: int, models_per_step: i
 
 
 class _StepTimer:
-    """A :class:`lspipe.train.Callback` timing steps ``warmup+1 .. warmup+steps``: a mark after every
+    """A :class:`lspipe.engine.training.Callback` timing steps ``warmup+1 .. warmup+steps``: a mark after every
     step on the CPU (steps are synchronous there), device-synchronised marks at both ends on CUDA."""
 
     def __init__(self, warmup: int, steps: int, device: torch.device):
@@ -225,7 +225,7 @@ class _StepTimer:
 def _engine_data(x: np.ndarray, y: np.ndarray):
     import numpy as np
 
-    from .data import Prepared
+    from lspipe.core.data import Prepared
 
     n_val = min(len(y), 256)
     return Prepared(
@@ -239,12 +239,12 @@ def _engine_data(x: np.ndarray, y: np.ndarray):
 
 def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, warmup: int, steps: int,
                 device: torch.device, recipe_overrides: dict, fuse: int = 0, seed: int = 0) -> dict:
-    """images/s of :func:`lspipe.train.fit` (``fuse`` > 1: that many models trained fused)."""
+    """images/s of :func:`lspipe.engine.training.fit` (``fuse`` > 1: that many models trained fused)."""
     import torch
 
-    from .losses import SmoothedCE
-    from .models import build_model
-    from .train import Recipe, fit
+    from lspipe.core.losses import SmoothedCE
+    from lspipe.core.models import build_model
+    from lspipe.engine.training import Recipe, fit
 
     data = _engine_data(x, y)
     recipe = Recipe.from_dict({
@@ -252,7 +252,7 @@ def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, war
         "eval_batch_size": 256, **recipe_overrides,
     })
     if fuse > 1:
-        from .fused import FusedSmoothedCE, fuse as fuse_models
+        from lspipe.engine.fused import FusedSmoothedCE, fuse as fuse_models
 
         singles = []
         for _ in range(fuse):
@@ -268,7 +268,7 @@ def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, war
         fit(model, data, recipe, objective, seed=seed, device=device, checkpoint_path=Path(tmp) / "ckpt",
             metrics_path=metrics, callbacks=[timer], progress=False)
     return _figures(timer.marks, steps, batch_size, max(fuse, 1)) | {"config": {
-        "loader": "lspipe.train.fit (uint8 on device, batched augmentation, no workers)",
+        "loader": "lspipe.engine.training.fit (uint8 on device, batched augmentation, no workers)",
         "recipe": {k: getattr(recipe, k) for k in ("amp", "channels_last", "cpu_amp", "cpu_channels_last",
                                                      "compile", "compile_mode")},
         "precision": "bf16 autocast" if (recipe.amp if device.type == "cuda" else recipe.cpu_amp) else "fp32",
@@ -289,20 +289,20 @@ def time_distillation(teacher_arch: str, student_arch: str, temperatures, x: np.
                       recipe_overrides: dict | None = None, seed: int = 0) -> dict:
     """Student-images/s of the hard-target teacher's temperature family trained ``mode``:
 
-    * ``separate``: one distilled student (:class:`lspipe.losses.Distillation`, its own teacher
-      forward per batch) through :func:`lspipe.train.fit`, as each student of the family trains
+    * ``separate``: one distilled student (:class:`lspipe.core.losses.Distillation`, its own teacher
+      forward per batch) through :func:`lspipe.engine.training.fit`, as each student of the family trains
       alone; the G runs of the family are identical in cost, so the family's rate is this run's;
-    * ``lockstep`` / ``fused``: the G students in one :func:`lspipe.lockstep.train_lockstep` job
+    * ``lockstep`` / ``fused``: the G students in one :func:`lspipe.engine.lockstep.train_lockstep` job
       (one teacher forward per batch; ``fused``: the students as one fused network).
 
     Images count once per student (G per lockstep step), so the rates compare directly.
     """
     import torch
 
-    from .lockstep import train_lockstep
-    from .losses import Distillation
-    from .models import build_model
-    from .train import Recipe, fit
+    from lspipe.engine.lockstep import train_lockstep
+    from lspipe.core.losses import Distillation
+    from lspipe.core.models import build_model
+    from lspipe.engine.training import Recipe, fit
 
     if mode not in DISTILL_MODES:
         raise ValueError(f"mode must be one of {DISTILL_MODES}, got {mode!r}")
@@ -338,7 +338,7 @@ def run_distillation_benchmark(teacher_arch: str = "resnet56", student_arch: str
     Modes are interleaved over ``repeats`` (slow drifts of a shared machine hit each alike); each
     mode's rate is the median over repeats, and ``ratios`` divide it by the separate runs' rate.
     """
-    from .train import resolve_device
+    from lspipe.engine.training import resolve_device
 
     dev = resolve_device(device)
     x, y = random_cifar(batch_size * (warmup + steps), seed)
@@ -404,8 +404,8 @@ def run_benchmark(archs, *, batch_size: int = 128, warmup: int = 3, steps: int =
                   cpu_bf16: bool = False, fuse: int = 0, seed: int = 0, log=print) -> dict:
     import torch
 
-    from . import models
-    from .train import resolve_device
+    from lspipe.core import models
+    from lspipe.engine.training import resolve_device
 
     dev = resolve_device(device)
     workers = default_workers() if workers is None else workers
@@ -521,7 +521,7 @@ def project(cfg: dict, figures: dict) -> dict:
     forward on every batch: counted as a third of a teacher training step (forward : backward
     ~ 1 : 2); students in lockstep (``distillation[].lockstep``, default true) share it, one
     forward per step of each lockstep job. Student baselines that are a teacher's training run
-    (:func:`lspipe.distill.teacher_twins`) are trained once, as teachers, and not counted again.
+    (:func:`lspipe.experiments.distill.teacher_twins`) are trained once, as teachers, and not counted again.
     Validation, dumps and evaluation are left out (a few % on CIFAR).
     """
     res = {r["arch"]: r for r in figures["results"]}
@@ -542,7 +542,7 @@ def project(cfg: dict, figures: dict) -> dict:
                      "steps": rec["steps"], "batch_size": rec.get("batch_size", 128), "images": images,
                      "fused": bool(g.get("fuse")), "hours": None if sec is None else sec / 3600})
     for d in cfg.get("distillation", []) or []:
-        from .distill import lockstep_groups, student_runs, teacher_twins
+        from lspipe.experiments.distill import lockstep_groups, student_runs, teacher_twins
 
         d = {"lockstep": True, **d}  # the schema's default (this config is not validated)
         rec = cfg["recipes"][d["student_recipe"]]
@@ -586,7 +586,7 @@ def format_projection(pr: dict) -> str:
 def cmd_bench(a):
     import torch
 
-    from .io import write_json
+    from lspipe.base.io import write_json
 
     if a.threads:
         torch.set_num_threads(a.threads)

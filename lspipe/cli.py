@@ -59,7 +59,7 @@ def add_group_outputs(s: argparse.ArgumentParser, per: str) -> None:
 
 def add_run_options(s: argparse.ArgumentParser) -> None:
     """Options every training command takes: device, threads, progress bar, time-boxed runs."""
-    from .defaults import default
+    from lspipe.base.defaults import default
 
     s.add_argument("--device", default=default("device"))
     s.add_argument("--threads", type=int, default=None)
@@ -70,8 +70,10 @@ def add_run_options(s: argparse.ArgumentParser) -> None:
 
 # The modules that contribute sub-commands, in the order of the workflow: each defines
 # ``add_cli(subparsers)`` next to the code it runs (the one way a sub-command is registered).
-COMMAND_MODULES = ("data", "train", "fused", "lockstep", "activations", "tables", "calibration", "projection",
-                   "distill", "teacher_projection", "mi", "claims", "experiments", "bench")
+COMMAND_MODULES = ("core.data", "engine.training", "engine.fused", "engine.lockstep", "engine.activations", "core.tables",
+                   "experiments.calibration", "experiments.projection", "experiments.distill",
+                   "experiments.teacher_projection", "experiments.mi", "experiments.claims",
+                   "experiments.experiment_table", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,21 +103,21 @@ def main(argv=None) -> int:
 def _user_error_message(err: Exception) -> str | None:
     """The one-line message of an error the user can fix, or None for a bug (shown with its traceback).
 
-    User errors: a bad configuration or option (:class:`lspipe.config.ConfigError`), a missing,
-    damaged or misplaced file (:class:`lspipe.data.DataError`, with models, dumps and prepared
-    data), an output that cannot be written (:class:`lspipe.io.WriteError`: full disk, no
+    User errors: a bad configuration or option (:class:`lspipe.core.config.ConfigError`), a missing,
+    damaged or misplaced file (:class:`lspipe.core.data.DataError`, with models, dumps and prepared
+    data), an output that cannot be written (:class:`lspipe.base.io.WriteError`: full disk, no
     permission, a file in the way), an input that is not what it should be
-    (:class:`lspipe.io.ReadError`), a diverged training run, and an operating-system error the
-    user can fix (:data:`lspipe.io.USER_ERRNOS`, or a missing file)."""
+    (:class:`lspipe.base.io.ReadError`), a diverged training run, and an operating-system error the
+    user can fix (:data:`lspipe.base.io.USER_ERRNOS`, or a missing file)."""
     import errno
 
-    from .config import ConfigError
-    from .data import DataError
-    from .io import USER_ERRNOS, ReadError, WriteError, os_error_message
+    from lspipe.core.config import ConfigError
+    from lspipe.core.data import DataError
+    from lspipe.base.io import USER_ERRNOS, ReadError, WriteError, os_error_message
 
     if isinstance(err, (ConfigError, DataError, ReadError, WriteError)):
         return str(err)
-    train = sys.modules.get("lspipe.train")  # imported only by the commands that can raise these
+    train = sys.modules.get("lspipe.engine.training")  # imported only by the commands that can raise these
     if train is not None and isinstance(err, train.TrainingDiverged):
         return str(err)
     if isinstance(err, OSError) and (err.errno in USER_ERRNOS or err.errno == errno.ENOENT):
@@ -136,7 +138,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _arch(value: str) -> str:
-    from .models import available, is_known
+    from lspipe.core.models import available, is_known
 
     if not is_known(value):
         raise ValueError(f"unknown architecture {value!r}; available: {', '.join(available())}")
@@ -144,7 +146,7 @@ def _arch(value: str) -> str:
 
 
 # Option (by its dest) -> (the rule its values follow, the config key named in messages). A rule is
-# a schema key (lspipe.defaults.node) or $defs entry, a schema of its own where the option's meaning
+# a schema key (lspipe.base.defaults.node) or $defs entry, a schema of its own where the option's meaning
 # differs from the config key's, or a function raising ValueError.
 OPTION_RULES = {
     "alpha": ("#/$defs/alpha", "teachers[].alphas"),
@@ -178,7 +180,7 @@ _CHECKED_COMMANDS = {"train", "train-fused", "train-lockstep", "dump-activations
 
 def _schema_rule(rule) -> dict:
     """The JSON schema (with the config schema's $defs) of an :data:`OPTION_RULES` rule."""
-    from . import defaults
+    from lspipe.base import defaults
 
     root = defaults._schema()
     if isinstance(rule, str) and rule.startswith("#/$defs/"):

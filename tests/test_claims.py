@@ -1,4 +1,4 @@
-"""The claims report (lspipe.claims) and the experiment table (lspipe.experiments) on synthetic
+"""The claims report (lspipe.experiments.claims) and the experiment table (lspipe.experiments.experiment_table) on synthetic
 inputs built so that a wrong rule gives a wrong verdict: the decision rule at its edges, the
 zero-variance guard, pairing by seed, alpha* chosen on validation, the distillation contrast,
 the erasure contrast, tightness over several triples and both splits, and the CLI's inputs."""
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import yaml
 
-from lspipe import claims
-from lspipe.activations import write_h5
-from lspipe.experiments import benchmark_seconds, experiment_rows
+from lspipe.experiments import claims
+from lspipe.engine.activations import write_h5
+from lspipe.experiments.experiment_table import benchmark_seconds, experiment_rows
 
 CFG = claims.settings()
 
@@ -193,7 +193,7 @@ def test_nothing_configured_is_not_run_with_keys():
 
 
 def test_defaults_come_from_the_schema():
-    from lspipe.defaults import node
+    from lspipe.base.defaults import node
 
     schema = node("claims")["properties"]
     assert CFG == {k: v["default"] for k, v in schema.items()}
@@ -529,7 +529,7 @@ def _curves(hard, soft, seeds=3, noise=0.01, repeat=True):
 
 
 def test_erasure_contrast_and_noise_margin():
-    from lspipe.mi import mi_noise
+    from lspipe.experiments.mi import mi_noise
 
     checks = _by_id(claims.mi_claims(_curves(HARD, SOFT), CFG))
     prim = checks["5a"]
@@ -700,7 +700,7 @@ def test_cli_with_config_reads_only_what_the_config_names(tmp_path, capsys):
     claims_rows = _tight_rows(lambda a, s, t, sp: 0.5 - a)
     for r in claims_rows:
         r.update(dataset="c10", arch="resnet20")
-    from lspipe.tables import write_csv
+    from lspipe.core.tables import write_csv
 
     write_csv(res / "tables" / "tightness.csv", claims_rows, list(claims_rows[0]))
     assert main(["claims", "--config", str(cfg), *out]) == 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lspipe import data as D
+from lspipe.core import data as D
 
 
 def _check_splits(p: D.Prepared):

@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from conftest import synthetic_data
-from lspipe import cli, distill
-from lspipe.activations import Dump, write_dump
-from lspipe.config import ConfigError
-from lspipe.losses import Distillation, smoothed_targets
-from lspipe.activations import predict
-from lspipe.models import build_model
-from lspipe.train import Recipe, fit
+from lspipe import cli
+from lspipe.experiments import distill
+from lspipe.engine.activations import Dump, write_dump
+from lspipe.core.config import ConfigError
+from lspipe.core.losses import Distillation, smoothed_targets
+from lspipe.engine.activations import predict
+from lspipe.core.models import build_model
+from lspipe.engine.training import Recipe, fit
 
 ENTRY = {"dataset": "digits", "teacher_arch": "smallcnn", "student_arch": "mlp", "student_recipe": "digits",
          "teacher_alphas": [0.0, 0.1, 0.3], "temperatures": [1, 2, 4], "seeds": [0, 1], "baseline_alphas": None}

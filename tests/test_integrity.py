@@ -22,9 +22,10 @@ from PIL import Image
 
 from conftest import REPO, TINY, planned_jobs, snakemake
 
-from lspipe import cli, complete
-from lspipe import config as C
-from lspipe import data as D
+from lspipe import cli
+from lspipe.engine import complete
+from lspipe.core import config as C
+from lspipe.core import data as D
 
 RECIPE = {"steps": 16, "batch_size": 64, "lr": 0.05, "augment": {"pad": 1, "flip": False}}
 
@@ -156,7 +157,7 @@ def test_runs_on_other_images_with_the_same_metadata_are_not_restored_or_resumed
     assert cli.main(_train_argv(other, out, recipe=_recipe(checkpoint_every=1))) == 0
     assert "restored" not in capsys.readouterr().err and out.read_bytes() != before
     # a checkpoint written on one file is not resumed on the other
-    from lspipe.train import Interrupted
+    from lspipe.engine.training import Interrupted
 
     out2 = tmp_path / "b" / "a0_s0" / "model.pt"
     two_epochs = _recipe(steps=32, checkpoint_every=1)
@@ -218,9 +219,9 @@ def test_uniform_prediction_loss_of_each_objective(one_torch_thread):
 
     import torch
 
-    from lspipe.fused import FusedDistillation, FusedSmoothedCE
-    from lspipe.lockstep import PerMember
-    from lspipe.losses import Distillation, SmoothedCE
+    from lspipe.engine.fused import FusedDistillation, FusedSmoothedCE
+    from lspipe.engine.lockstep import PerMember
+    from lspipe.core.losses import Distillation, SmoothedCE
 
     torch.manual_seed(0)
     k, y, x = 7, torch.tensor([0, 3, 6]), torch.rand(3, 1, 2, 2)
@@ -335,7 +336,7 @@ def test_misplaced_models_are_refused_by_their_consumers(tiny_run, tmp_path, cap
 
 
 def test_identity_problems_name_each_disagreement():
-    from lspipe.models import identity_problems
+    from lspipe.core.models import identity_problems
 
     meta = {"dataset": "d", "arch": "resnet20", "role": "student", "run": "kd-alexnet-a0.1-T2_s1", "seed": 1,
             "alpha": 0.0, "teacher": "r/models/d/alexnet/teacher/a0.1_s1/model.pt", "teacher_alpha": 0.1,
@@ -429,7 +430,7 @@ def test_records_are_kept_only_for_the_job_snakemake_lost(tmp_path, monkeypatch)
 
 _HOLD = """
 import sys, time
-from lspipe import lock
+from lspipe.base import lock
 lock.hold(sys.argv[1], sys.argv[2])
 print("held", flush=True)
 time.sleep(60)
@@ -445,7 +446,7 @@ def _holder(results: Path, workdir: Path) -> subprocess.Popen:
 
 
 def test_results_lock_names_the_other_working_directory(tmp_path):
-    from lspipe import lock
+    from lspipe.base import lock
 
     holder = _holder(tmp_path / "results", tmp_path / "first")
     try:
@@ -576,7 +577,7 @@ def test_a_read_only_folder_gives_one_line(tmp_path, monkeypatch):
     import errno
     import tempfile
 
-    from lspipe import io as lio
+    from lspipe.base import io as lio
 
     def refuse(*a, dir=None, **k):
         raise PermissionError(errno.EACCES, "Permission denied", str(dir))

@@ -1,8 +1,8 @@
-"""Lockstep students (lspipe.lockstep): students of one seed sharing a teacher train on one batch
+"""Lockstep students (lspipe.engine.lockstep): students of one seed sharing a teacher train on one batch
 stream with one teacher forward per batch, and end exactly as their separate runs.
 
-References are separate runs through the ordinary code path (``lspipe.train.fit`` with
-``lspipe.losses.Distillation`` / ``SmoothedCE``, and the ``lspipe train`` CLI)."""
+References are separate runs through the ordinary code path (``lspipe.engine.training.fit`` with
+``lspipe.core.losses.Distillation`` / ``SmoothedCE``, and the ``lspipe train`` CLI)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ import torch
 import yaml
 
 from conftest import REPO, synthetic_data
-from lspipe import cli, distill
-from lspipe import data as D
-from lspipe.config import ConfigError, validate
-from lspipe.lockstep import LockstepModels, SharedTeacher, train_lockstep
-from lspipe.losses import Distillation, SmoothedCE
-from lspipe.models import build_model, load_model
-from lspipe.train import Interrupted, Recipe, fit
+from lspipe import cli
+from lspipe.experiments import distill
+from lspipe.core import data as D
+from lspipe.core.config import ConfigError, validate
+from lspipe.engine.lockstep import LockstepModels, SharedTeacher, train_lockstep
+from lspipe.core.losses import Distillation, SmoothedCE
+from lspipe.core.models import build_model, load_model
+from lspipe.engine.training import Interrupted, Recipe, fit
 
 TEMPS = [1.0, 2.0, 4.0]
 RECIPE = {"steps": 14, "batch_size": 32, "lr": 0.05, "lr_milestones": [10], "grad_clip": 0.1,

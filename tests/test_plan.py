@@ -1,5 +1,5 @@
-"""lspipe.plan: run names, path templates, multi-model jobs and final targets in one place; the
-rules use its path helpers; the config's cross-checks run once, in lspipe.config.validate."""
+"""lspipe.workflow.plan: run names, path templates, multi-model jobs and final targets in one place; the
+rules use its path helpers; the config's cross-checks run once, in lspipe.core.config.validate."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pytest
 import yaml
 from conftest import REPO, TINY
 
-from lspipe import distill, experiments, plan
-from lspipe.config import ConfigError, validate
-from lspipe.data import DataError
-from lspipe.mi import ProbeTrace, write_probe_placeholder
+from lspipe.experiments import distill, experiment_table as experiments
+from lspipe.workflow import plan
+from lspipe.core.config import ConfigError, validate
+from lspipe.core.data import DataError
+from lspipe.experiments.mi import ProbeTrace, write_probe_placeholder
 
 
 def _tiny() -> dict:

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from lspipe import projection as P
-from lspipe.activations import Dump, write_h5
-from lspipe.config import ConfigError
+from lspipe.experiments import projection as P
+from lspipe.engine.activations import Dump, write_h5
+from lspipe.core.config import ConfigError
 
 
 def _pairwise(x):

@@ -15,8 +15,8 @@ from PIL import Image
 
 from conftest import planned_jobs
 
-from lspipe import config as C
-from lspipe import data as D
+from lspipe.core import config as C
+from lspipe.core import data as D
 
 
 def _image_tree(root, classes=("cat", "dog"), n_train=8, n_test=3, size=12):
@@ -202,8 +202,8 @@ def test_truncated_dump_is_named_with_the_fix(digits_npz, tmp_path, capsys):
     import torch
 
     from lspipe import cli
-    from lspipe.activations import write_dump
-    from lspipe.models import build_model
+    from lspipe.engine.activations import write_dump
+    from lspipe.core.models import build_model
 
     data = D.load(digits_npz)
     torch.manual_seed(0)
@@ -365,7 +365,8 @@ def test_damaged_prepared_data_fails_before_anything_is_deleted(tiny_run, tmp_pa
 def test_completed_run_record_restores_outputs_and_is_released_by_dump(digits_npz, tmp_path, capsys):
     """The unit behind the workflow test below: a finished `lspipe train` leaves a record from
     which the same command restores its outputs instead of retraining; `lspipe dump` releases it."""
-    from lspipe import cli, complete
+    from lspipe import cli
+    from lspipe.engine import complete
 
     out = tmp_path / "a0_s0" / "model.pt"
     probe = {"classes": ["1", "7"], "per_class": 5, "copies": 2, "every": 8, "seed": 0}

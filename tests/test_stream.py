@@ -1,4 +1,4 @@
-"""Streaming data path (lspipe.stream) on the tiny ImageNet-layout tree: the index and its splits
+"""Streaming data path (lspipe.core.stream) on the tiny ImageNet-layout tree: the index and its splits
 (equal to the resident path's), determinism, exact mid-epoch resume, rank shares, unreadable
 images, the evaluation iterator, the resident-or-streaming choice, and a timm model trained on it."""
 
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from lspipe import data as D
-from lspipe import stream as S
+from lspipe.core import data as D
+from lspipe.core import stream as S
 from lspipe.tiny_imagenet import WNIDS
 
 PAPER_WNIDS = {"n01440764", "n02138441", "n03041632", "n02113624", "n02113712"}  # tench, meerkat, cleaver, 2 poodles
@@ -178,7 +178,7 @@ def test_index_file_roundtrip_checksum_and_determinism(tiny_imagenet, tmp_path):
 
 
 def test_a_model_builds_from_an_index(index):
-    from lspipe import models
+    from lspipe.core import models
 
     m = models.build_model("smallcnn", index)
     assert m.classifier.out_features == 10 and m.mean.shape == (1, 3, 1, 1)
@@ -383,7 +383,8 @@ def test_choose_storage(tiny_imagenet):
 def test_schema_keys_and_the_resident_prepare_step(tmp_path):
     import yaml
 
-    from lspipe import config, defaults
+    from lspipe.core import config
+    from lspipe.base import defaults
 
     assert defaults.default("streaming.resident_max_gb") == 4 and defaults.default("datasets.*.storage") == "auto"
     assert defaults.default("streaming.crop_ratio")[1] == pytest.approx(4 / 3)
@@ -405,7 +406,7 @@ def test_schema_keys_and_the_resident_prepare_step(tmp_path):
 
 
 def test_a_timm_model_trains_on_the_streamed_tree(index, one_torch_thread):
-    from lspipe import models
+    from lspipe.core import models
 
     torch.manual_seed(0)
     model = models.build_model("timm:resnet18", index).train()

@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lspipe import data as D
-from lspipe.losses import SmoothedCE
-from lspipe.activations import predict
-from lspipe.models import build_model, load_model, model_spec, save_model
-from lspipe.train import Interrupted, Recipe, fit
+from lspipe.core import data as D
+from lspipe.core.losses import SmoothedCE
+from lspipe.engine.activations import predict
+from lspipe.core.models import build_model, load_model, model_spec, save_model
+from lspipe.engine.training import Interrupted, Recipe, fit
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ import torch
 import yaml
 
 from conftest import REPO, make_workdir, planned_jobs, snakemake
-from lspipe import calibration as C
-from lspipe import distill
-from lspipe.mi import ProbeTrace, mi_curve
+from lspipe.experiments import calibration as C
+from lspipe.experiments import distill
+from lspipe.experiments.mi import ProbeTrace, mi_curve
 
 
 # --------------------------------------------------------------------------- calibration

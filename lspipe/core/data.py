@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .io import atomic_path
+from lspipe.base.io import atomic_path
 
 SPLITS = ("train", "val", "test")
 SOURCES = ("digits", "cifar10", "cifar100", "imagefolder")
@@ -526,18 +526,18 @@ def load(path: str | Path) -> Prepared:
 
 
 def cmd_prepare(a):
-    from .io import remove_stale_temps
+    from lspipe.base.io import remove_stale_temps
 
     remove_stale_temps(a.out)
     opts = dict(a.options or {})
-    opts.pop("storage", None)  # resident or streaming (lspipe.stream.choose_storage): this is the resident path
+    opts.pop("storage", None)  # resident or streaming (lspipe.core.stream.choose_storage): this is the resident path
     p = prepare(a.name, opts.pop("source"), a.out, **opts)
     print(f"prepared {a.name}: {p.meta['sizes']} {p.image_shape} {p.num_classes} classes -> {a.out}")
 
 
 def add_cli(sub) -> None:
     """``lspipe prepare``: one dataset into one prepared ``.npz`` with fixed splits."""
-    from .cli import json_arg
+    from lspipe.cli import json_arg
 
     s = sub.add_parser("prepare-data", aliases=["prepare"], help="prepare a dataset into one .npz with train/val/test splits")
     s.add_argument("--name", required=True)

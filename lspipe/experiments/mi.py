@@ -11,7 +11,7 @@ over ``L`` augmented copies and one pooled ``sigma^2``, giving (the normalising 
 
 where the mean runs over all ``N * L`` recorded pairs ``(x, y)``. This module has three parts:
 
-* :class:`ProbeRecorder`, a training :class:`~lspipe.train.Callback` that records the logits of
+* :class:`ProbeRecorder`, a training :class:`~lspipe.engine.training.Callback` that records the logits of
   ``L`` augmented copies of the probe examples every ``every`` steps into an HDF5 trace, and of a
   second, independent draw of ``L`` copies (the *repeat draw*): the MI of the two draws at the same
   step differ only by the augmentation, so their difference measures the estimator's noise
@@ -55,12 +55,12 @@ import torch
 import torch.nn as nn
 from scipy.special import logsumexp
 
-from . import defaults
-from .augment import DeviceLoader
-from .data import DataError, Prepared
+from lspipe.base import defaults
+from lspipe.core.augment import DeviceLoader
+from lspipe.core.data import DataError, Prepared
 
 if TYPE_CHECKING:
-    from .train import Recipe
+    from lspipe.engine.training import Recipe
 
 FORMAT_VERSION = 2  # 2: the repeat draw (/logits_repeat)
 CURVE_FIELDS = ["step", "mi", "mi_repeat", "sigma", "mu_std", "n", "copies", "log_n", "ddof", "alpha", "seed"]
@@ -143,7 +143,7 @@ def _step_seed(seed: int, step: int, draw: int = 0) -> int:
 
 
 class ProbeRecorder:
-    """Record probe logits during training (implements :class:`~lspipe.train.Callback`'s hooks).
+    """Record probe logits during training (implements :class:`~lspipe.engine.training.Callback`'s hooks).
 
     At step 0 and every ``every`` optimiser steps (and at the last step), the model's logits for
     ``copies`` augmented copies of each probe example are appended to an HDF5 trace:
@@ -347,7 +347,7 @@ class ProbeTrace:
         try:
             self._read()
         except (OSError, KeyError) as err:
-            from .activations import damaged_file_error
+            from lspipe.engine.activations import damaged_file_error
 
             raise damaged_file_error(self.path, err) from None
 
@@ -419,8 +419,8 @@ def mi_noise(pairs: Sequence[tuple[float, float]]) -> float | None:
 def fig6_plan(config: dict) -> dict[tuple[str, str], dict]:
     """The Fig. 6 panels of a validated config: ``(dataset, arch)`` of every teacher grid with a
     ``probe`` -> ``{"alphas", "seeds", "title"}``; ``alphas`` is config ``mi.alphas`` (null: all of
-    the grid's alphas). Raises :class:`~lspipe.config.ConfigError` for an alpha not in a grid."""
-    from .config import ConfigError
+    the grid's alphas). Raises :class:`~lspipe.core.config.ConfigError` for an alpha not in a grid."""
+    from lspipe.core.config import ConfigError
 
     wanted = (config.get("mi") or {}).get("alphas")
     plan = {}
@@ -502,7 +502,7 @@ def plot_mi(table: list[dict], title: str = ""):
     """Fig. 6: I(X; Y) against the training step, one line (mean) and min/max band per alpha."""
     import matplotlib
 
-    from .plotting import new_figure
+    from lspipe.core.plotting import new_figure
 
     fig, axes = new_figure(1, 1, size=(4.2, 3.0))
     ax = axes[0, 0]
@@ -562,7 +562,7 @@ def check_probe_settings(trace: ProbeTrace, expected: dict) -> None:
 
 
 def cmd_mi_curve(a):
-    from .tables import write_csv
+    from lspipe.core.tables import write_csv
 
     trace = ProbeTrace(a.probe)
     if not trace.complete:
@@ -578,8 +578,8 @@ def cmd_mi_curve(a):
 
 
 def cmd_mi_figure(a):
-    from .plotting import save_figure
-    from .tables import write_csv
+    from lspipe.core.plotting import save_figure
+    from lspipe.core.tables import write_csv
 
     table = mi_table(_read_curves(a.curves), a.alphas)
     if not table:
@@ -591,7 +591,7 @@ def cmd_mi_figure(a):
 
 
 def add_cli(sub) -> None:
-    from .defaults import default  # the schema's defaults: written once, there
+    from lspipe.base.defaults import default  # the schema's defaults: written once, there
 
     s = sub.add_parser("mi-curve", help="Fig. 6: mutual information I(X; Y) at every recorded step of a probe trace")
     s.add_argument("--probe", required=True, help="probe.h5 written by `lspipe train --probe`")

@@ -8,7 +8,7 @@ example of a class sits about equally far from the other classes' templates, so 
 information between logits that a student could learn from is erased.
 
 This module draws that figure for a ``distillation`` entry's ``teacher_projection``: the same
-template-plane projection as Fig. 1 (:mod:`lspipe.projection`: class templates = last-layer rows
+template-plane projection as Fig. 1 (:mod:`lspipe.experiments.projection`: class templates = last-layer rows
 with the bias appended, activations extended by 1, orthogonal projection onto the plane through
 the three templates), of ``per_class`` seeded training examples of each of three classes, for
 the hard-target teacher (alpha = 0) and one label-smoothed teacher of the grid (``ls_alpha``,
@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import ConfigError
+from lspipe.core.config import ConfigError
 
 FIGURE_STEM = "fig5_teacher_projections_{dataset}"
 
@@ -79,9 +79,9 @@ def teacher_projection_figure(hard_dump: str | Path, ls_dump: str | Path, classe
     """Two panels (hard-target teacher, LS teacher) of training examples; returns the two Panels."""
     from matplotlib.lines import Line2D
 
-    from .activations import Dump
-    from .plotting import new_figure, save_figure
-    from .projection import panel
+    from lspipe.engine.activations import Dump
+    from lspipe.core.plotting import new_figure, save_figure
+    from lspipe.experiments.projection import panel
 
     dumps = {"hard": Dump(hard_dump), "ls": Dump(ls_dump)}
     alphas = {k: float(d.meta("alpha")) for k, d in dumps.items()}
@@ -125,7 +125,7 @@ def _cmd(a):
 
 
 def add_cli(sub) -> None:
-    from .defaults import default  # the schema's defaults: written once, there
+    from lspipe.base.defaults import default  # the schema's defaults: written once, there
 
     s = sub.add_parser("distillation-teacher-projections", aliases=["teacher-projections"],
                        help="the distillation teachers' penultimate projections, alpha 0 vs LS (training examples)")

@@ -1,10 +1,10 @@
 """The training engine, shared by teachers and students.
 
 It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser steps: the whole
-training split lives on the device as uint8 and a :class:`~lspipe.augment.DeviceLoader` draws
-each batch from a seeded permutation and augments it on the device; each step computes the objective (label-smoothed CE or distillation, :mod:`lspipe.losses`), step SGD with
+training split lives on the device as uint8 and a :class:`~lspipe.core.augment.DeviceLoader` draws
+each batch from a seeded permutation and augments it on the device; each step computes the objective (label-smoothed CE or distillation, :mod:`lspipe.core.losses`), step SGD with
 Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
-runs in bf16 autocast and channels_last (evaluation and dumps, :func:`~lspipe.activations.predict`, always run in
+runs in bf16 autocast and channels_last (evaluation and dumps, :func:`~lspipe.engine.activations.predict`, always run in
 float32); on the CPU in channels_last (``cpu_channels_last``, on by
 default: +30% for ResNets with oneDNN) and in bf16 only when the recipe asks (``cpu_amp``). After every epoch: validation accuracy/loss, a row in
 the metrics CSV and (every ``checkpoint_every`` epochs) an atomic checkpoint from which an
@@ -12,7 +12,7 @@ interrupted run resumes exactly where it stopped (model, optimiser, step, RNG st
 checkpoint is only resumed when its fingerprint (recipe, architecture, objective, seed, data)
 matches the current run, so changed hyper-parameters never continue a stale run.
 
-The same loop trains a *fused* model (:mod:`lspipe.fused`: G same-architecture members in one
+The same loop trains a *fused* model (:mod:`lspipe.engine.fused`: G same-architecture members in one
 network, ``model.num_members == G``): its logits are B x G x K, its objective returns one loss per
 member (their sum is minimised, so each member gets exactly its own gradient), gradients are
 clipped per member (``model.clip_grad_norm_``) and each member gets its own metrics CSV. The
@@ -37,12 +37,12 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from . import defaults
-from . import models as model_registry
-from .activations import evaluate_logits, predict
-from .augment import DeviceLoader
-from .data import Prepared
-from .io import atomic_path, torch_save
+from lspipe.base import defaults
+from lspipe.core import models as model_registry
+from lspipe.engine.activations import evaluate_logits, predict
+from lspipe.core.augment import DeviceLoader
+from lspipe.core.data import Prepared
+from lspipe.base.io import atomic_path, torch_save
 
 METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 
@@ -52,7 +52,7 @@ class Recipe:
     """Optimisation hyper-parameters (the config's ``recipes.<name>`` section).
 
     Build it with :meth:`from_dict`, which fills every key left out from the schema's defaults
-    (:mod:`lspipe.defaults`, the one place they are written).
+    (:mod:`lspipe.base.defaults`, the one place they are written).
     """
 
     steps: int
@@ -82,7 +82,7 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
-        from .config import ConfigError
+        from lspipe.core.config import ConfigError
 
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
@@ -155,7 +155,7 @@ def onecycle_lr(step: int, max_lr: float, total: int, pct_start: float = 0.3, di
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
-    from .config import ConfigError
+    from lspipe.core.config import ConfigError
 
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -318,7 +318,7 @@ def fit(
     loader = DeviceLoader(torch.from_numpy(data.x["train"]).to(device), torch.from_numpy(data.y["train"]).to(device),
                           recipe.batch_size, pad=recipe.augment["pad"], flip=recipe.augment["flip"], generator=gen)
     if len(loader) == 0:  # the incomplete last batch is dropped, as in airbench
-        from .config import ConfigError
+        from lspipe.core.config import ConfigError
 
         raise ConfigError(f"recipes.<name>.batch_size {recipe.batch_size} exceeds the {len(loader.x)} training "
                           f"examples of dataset {data.meta.get('name', '?')!r}; lower recipes.<name>.batch_size")
@@ -450,11 +450,11 @@ def fit(
 
 
 def cmd_train(a):
-    from . import data as data_mod
-    from .cli import setup_torch
-    from .io import remove_stale_temps
-    from .losses import Distillation, SmoothedCE
-    from .models import build_model, check_teacher, load_model, model_spec, save_model
+    from lspipe.core import data as data_mod
+    from lspipe.cli import setup_torch
+    from lspipe.base.io import remove_stale_temps
+    from lspipe.core.losses import Distillation, SmoothedCE
+    from lspipe.core.models import build_model, check_teacher, load_model, model_spec, save_model
 
     setup_torch(a.threads)
     out = Path(a.out)
@@ -472,7 +472,7 @@ def cmd_train(a):
         teacher, tmeta = load_model(a.teacher, device)
         check_teacher(a.teacher, tmeta, data, [meta["run"]])  # the teacher its place, data and the student's run name say
         objective = Distillation(teacher, a.temperature, a.beta, form=a.form)
-        from .activations import file_sha256
+        from lspipe.engine.activations import file_sha256
 
         # the teacher's content (not just its path) enters the checkpoint fingerprint, so a student
         # checkpoint left over from before its teacher was retrained is never resumed
@@ -484,17 +484,17 @@ def cmd_train(a):
     model = build_model(a.arch, data)
     callbacks = []
     if a.probe:
-        from .mi import ProbeRecorder
+        from lspipe.experiments.mi import ProbeRecorder
 
         probe_out = a.probe_out or out.with_name("probe.h5")
         callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
     elif a.probe_out:  # a teacher of a grid without a probe: its probe output is a placeholder
-        from .mi import write_probe_placeholder
+        from lspipe.experiments.mi import write_probe_placeholder
 
         write_probe_placeholder(a.probe_out)
     # the run's identity: settings, objective, seed, teacher and the data's content digest
     fp = fingerprint({k: v for k, v in meta.items() if k != "run"} | {"probe": a.probe})
-    from . import complete
+    from lspipe.engine import complete
 
     outputs = [out, Path(a.metrics)] + ([callbacks[0].path] if a.probe else [])
     if complete.restore(out, outputs, fp):  # finished before, but Snakemake did not record it
@@ -513,7 +513,7 @@ def cmd_train(a):
 
 def add_cli(sub) -> None:
     """``lspipe train``: one teacher, student baseline or distilled student."""
-    from .cli import add_run_options, add_training_inputs, json_arg
+    from lspipe.cli import add_run_options, add_training_inputs, json_arg
 
     s = sub.add_parser("train", help="train a teacher or a student")
     add_training_inputs(s)

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from lspipe.base.io import atomic_path  # noqa: E402
 
 STYLE = {
     "figure.dpi": 100,

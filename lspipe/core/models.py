@@ -36,11 +36,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import DataError
-from .io import torch_save
+from lspipe.core.data import DataError
+from lspipe.base.io import torch_save
 
 if TYPE_CHECKING:
-    from .data import Prepared
+    from lspipe.core.data import Prepared
 
 MODEL_REGISTRY: dict[str, Callable[..., "Classifier"]] = {}
 
@@ -327,7 +327,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Cl
     """Rebuild a saved model (eval mode, on ``device``); returns ``(model, meta)``.
 
     A missing, damaged (truncated, garbled) or foreign file (not saved by :func:`save_model`)
-    raises :class:`lspipe.data.DataError`, one line naming the file and the fix."""
+    raises :class:`lspipe.core.data.DataError`, one line naming the file and the fix."""
     if not Path(path).is_file():
         raise ModelError(f"model {path} does not exist; build it with `snakemake {path}`")
     try:
@@ -359,13 +359,13 @@ def _same_number(a, b) -> bool:
 def identity_problems(path: str | Path, meta: dict, data=None) -> list[str]:
     """How the recorded spec ``meta`` of the model at ``path`` disagrees with what its place says.
 
-    The place is the path laid out as :meth:`lspipe.plan.Paths.model` (dataset, arch, role, run)
-    and the run name (:func:`lspipe.plan.parse_run`: alpha and seed, or the teacher's arch and
+    The place is the path laid out as :meth:`lspipe.workflow.plan.Paths.model` (dataset, arch, role, run)
+    and the run name (:func:`lspipe.workflow.plan.parse_run`: alpha and seed, or the teacher's arch and
     alpha, the temperature and the seed of a distilled student); ``data`` (a prepared dataset the
     model is used with) adds its name and content digest (``data_digest``, recorded by every
     training command). Models saved before the digest was recorded are not checked against it.
     Returns one short phrase per disagreement (empty: the model is what its place says)."""
-    from .plan import parse_model_path, parse_run
+    from lspipe.workflow.plan import parse_model_path, parse_run
 
     problems = []
 
@@ -420,7 +420,7 @@ def check_teacher(path: str | Path, meta: dict, data, student_runs=()) -> None:
     """The checks of a distillation teacher before a student learns from it: :func:`check_identity`
     (its place and the student's data), a teacher's role, and what each student's run name
     (``kd-<teacher arch>-a<teacher alpha>-T<T>_s<seed>``) says of its teacher: arch, alpha, seed."""
-    from .plan import parse_run
+    from lspipe.workflow.plan import parse_run
 
     problems = identity_problems(path, meta, data)
     if meta.get("role") not in (None, "teacher"):

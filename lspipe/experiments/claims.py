@@ -5,7 +5,7 @@ JSONs, the Fig. 5 smoothness-index CSVs, the per-seed Fig. 6 MI curves and the t
 computed here from the activation dumps) that turn each claim of the paper into pre-specified
 checks: an effect per seed, its interval over seeds and a verdict. Every rule and default is
 stated in the README ("The claims report"), in the report itself (:func:`decision_rule_text`) and
-in the schema's ``claims`` section, which holds the defaults (read through :mod:`lspipe.defaults`).
+in the schema's ``claims`` section, which holds the defaults (read through :mod:`lspipe.base.defaults`).
 
 A claim, per dataset/arch, has
 
@@ -56,7 +56,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .io import read_json, write_json, write_text
+from lspipe.base.io import read_json, write_json, write_text
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 NOT_COMPARED, NOT_RUN = "not compared", "not run"
@@ -85,7 +85,7 @@ FORM_DEPARTURE = {
 
 def settings(overrides: dict | None = None) -> dict:
     """The decision settings: the schema's ``claims`` defaults updated with ``overrides``."""
-    from .defaults import fill
+    from lspipe.base.defaults import fill
 
     return fill("claims", overrides)
 
@@ -445,8 +445,8 @@ def tightness_rows(dump_paths: Sequence[str | Path], fig1_rows: Sequence[dict], 
     """Tightness of every dump on each of ``splits``: each Fig. 1 row of its dataset/arch (kind
     ``fig1``) and ``triples`` class triples (kind ``random``; all when there are at most that many;
     the same triples for every dump of a dataset), with every example of the three classes."""
-    from .activations import Dump
-    from .projection import panel
+    from lspipe.engine.activations import Dump
+    from lspipe.experiments.projection import panel
 
     rows = []
     for path in dump_paths:
@@ -614,7 +614,7 @@ def calibration_claims(results: Sequence[dict], cfg: dict) -> list[dict]:
             continue
         if any("val" not in by_alpha[a][s] for a in nonzero for s in seeds):
             out.append(not_compared(3, scope, st_a, "the calibration JSONs have no validation metrics at T = 1 "
-                                    "(written before lspipe.calibration format 2)",
+                                    "(written before lspipe.experiments.calibration format 2)",
                                     "rerunning `lspipe calibrate` (snakemake -R calibrate)", sources=src))
             continue
         val = {a: _mean(by_alpha[a][s]["val"][metric] for s in seeds) for a in nonzero}
@@ -638,7 +638,7 @@ def calibration_claims(results: Sequence[dict], cfg: dict) -> list[dict]:
                 f"{k}: {_mean(v):.4f}" for k, v in floors.items()) + (f" (N = {n_test}, {h[seeds[0]]['bins']} bins)"
                                                                       if n_test else "")
         else:
-            numbers["ECE floor"] = "n/a (calibration JSONs written before lspipe.calibration format 2; rerun calibrate)"
+            numbers["ECE floor"] = "n/a (calibration JSONs written before lspipe.experiments.calibration format 2; rerun calibrate)"
         numbers.update({
             f"test NLL α*={star:g}": _mean(s_[k]["before"]["nll"] for k in seeds),
             "test NLL α=0, temperature scaled": _mean(h[k]["after"]["nll"] for k in seeds),
@@ -711,11 +711,11 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
                         gamma_path: str | None = None) -> list[dict]:
     """Claim 4 for one ``distillation`` entry (its dataset); student seed s learns from teacher s.
 
-    ``gamma`` maps ``(teacher alpha, seed, T)`` (canonical number strings, :func:`lspipe.distill.read_gamma_table`)
+    ``gamma`` maps ``(teacher alpha, seed, T)`` (canonical number strings, :func:`lspipe.experiments.distill.read_gamma_table`)
     to the teacher's smoothness index. A student eval may be a teacher's (a baseline trained as a
-    teacher, :func:`lspipe.distill.teacher_twins`): the run name decides its family.
+    teacher, :func:`lspipe.experiments.distill.teacher_twins`): the run name decides its family.
     """
-    from .distill import FORM_LABELS, fmt, parse_student_run
+    from lspipe.experiments.distill import FORM_LABELS, fmt, parse_student_run
 
     teacher_alphas = sorted({float(a) for a, _, _ in gamma})
     tarch = sarch = None
@@ -885,10 +885,10 @@ def mi_claims(curves: Sequence[dict], cfg: dict) -> list[dict]:
     """Claim 5 per probed grid from per-seed MI curves (rows of ``lspipe mi-curve`` CSVs, with
     ``dataset`` and ``arch`` added). LS = ``claims.ls_alpha``; the MI margin is
     ``claims.mi_noise_multiple`` × the sd of one MI estimate measured from the repeat draw
-    (:func:`lspipe.mi.mi_noise`, pooled over the grid's records). Primary: (peak − late)(LS) −
+    (:func:`lspipe.experiments.mi.mi_noise`, pooled over the grid's records). Primary: (peak − late)(LS) −
     (peak − late)(α = 0) > margin, paired by seed. Descriptive: with LS the MI rises then falls
     (min(peak − first, peak − late) > margin); late MI(α = 0) − MI(LS) > margin."""
-    from .mi import mi_noise
+    from lspipe.experiments.mi import mi_noise
 
     by: dict[tuple, dict[float, dict[int, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     rows_by: dict[tuple, list] = defaultdict(list)
@@ -915,7 +915,7 @@ def mi_claims(curves: Sequence[dict], cfg: dict) -> list[dict]:
         sigma = mi_noise(pairs)
         if sigma is None:
             out.append(not_compared(5, scope, st_a, "the probe traces have no repeat draw (recorded before "
-                                    "lspipe.mi format 2), so the MI noise level, and with it the margin, is unknown",
+                                    "lspipe.experiments.mi format 2), so the MI noise level, and with it the margin, is unknown",
                                     "retraining the probed teachers (snakemake -R train_teacher)", sources=src))
             continue
         margin = cfg["mi_noise_multiple"] * sigma
@@ -990,13 +990,13 @@ def calibration_models(config: dict) -> list[tuple[str, str, float, int]]:
 def config_inputs(config: dict) -> dict:
     """Every input of the claims report of a validated config, and its settings: what the ``claims``
     rule reads and what ``lspipe claims --config`` reads (nothing else in the results folder)."""
-    from .distill import trained_as
-    from .plan import Plan, run_name
+    from lspipe.experiments.distill import trained_as
+    from lspipe.workflow.plan import Plan, run_name
 
     plan = Plan(config)
     p = plan.paths
     evals = [p.eval(*m) for m in plan.trained_models]
-    # a student baseline trained as a teacher (lspipe.distill.teacher_twins) is read from the teacher's eval
+    # a student baseline trained as a teacher (lspipe.experiments.distill.teacher_twins) is read from the teacher's eval
     twins = {ds: {run: p.eval(ds, plan.distill[ds]["student_arch"], *trained_as(run, t)) for run in t}
              for ds, t in plan.twins.items() if t}
     return {
@@ -1273,7 +1273,7 @@ def mixed_grids(inputs: dict) -> list[str]:
     earlier config): grids that are not a full alpha x seed rectangle, calibration or MI files
     whose alphas/seeds differ from the evaluations', students whose teacher, alpha or temperature
     the gamma table does not hold, and gamma tables without their students."""
-    from .distill import fmt, parse_student_run
+    from lspipe.experiments.distill import fmt, parse_student_run
 
     problems = []
     teacher: dict[tuple, dict[float, set]] = defaultdict(lambda: defaultdict(set))
@@ -1336,7 +1336,7 @@ def found_text(paths: dict[str, list[str]]) -> str:
 
 
 def _load_inputs(paths: dict) -> dict:
-    from .distill import read_gamma_table
+    from lspipe.experiments.distill import read_gamma_table
 
     gamma, gamma_paths = {}, {}
     for path in paths.get("gamma") or []:
@@ -1353,7 +1353,7 @@ def _load_inputs(paths: dict) -> dict:
 
 
 def _cmd_claims(a):
-    from .config import ConfigError
+    from lspipe.core.config import ConfigError
 
     names = ("evals", "calibrations", "tightness", "gamma", "mi_curves")
     given = {"evals": a.evals, "calibrations": a.calibrations, "tightness": [a.tightness] if a.tightness else [],
@@ -1361,7 +1361,7 @@ def _cmd_claims(a):
     twins = json.loads(a.twins) if a.twins else {}
     settings_in = a.settings
     if a.config:
-        from .config import load
+        from lspipe.core.config import load
 
         config = load(a.config)
         if a.results:
@@ -1407,7 +1407,7 @@ def _cmd_claims(a):
 
 
 def _cmd_tightness(a):
-    from .tables import write_csv
+    from lspipe.core.tables import write_csv
 
     rows = tightness_rows(a.dumps, json.loads(a.rows), triples=a.triples, seed=a.seed, splits=a.splits)
     write_csv(a.out, rows, TIGHTNESS_FIELDS)
@@ -1415,8 +1415,8 @@ def _cmd_tightness(a):
 
 
 def add_cli(sub) -> None:
-    from .cli import optional_float
-    from .defaults import default  # the schema's defaults: written once, there
+    from lspipe.cli import optional_float
+    from lspipe.base.defaults import default  # the schema's defaults: written once, there
 
     s = sub.add_parser("claims", help="the claims report: verdict per claim of the paper (claims.md / claims.json)")
     s.add_argument("--config", default=None,

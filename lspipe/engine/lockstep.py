@@ -1,23 +1,23 @@
 """Lockstep students: the students of one seed that share a teacher train on one batch stream.
 
 A student of seed s sees exactly the batches, in the same order and with the same augmentation,
-as every other student of seed s (:func:`lspipe.train.fit` draws them from a generator seeded by
+as every other student of seed s (:func:`lspipe.engine.training.fit` draws them from a generator seeded by
 s alone). So the students of the hard-target teacher at every temperature T of the grid, or the
 student baselines (no teacher) at every alpha, can train *in lockstep*: one batch, one teacher
 forward, every student's loss and SGD step from it. :func:`train_lockstep` does this with the
-ordinary engine (:func:`lspipe.train.fit`):
+ordinary engine (:func:`lspipe.engine.training.fit`):
 
 * **lockstep** (``fuse=False``): the G students stay G ordinary models
   (:class:`LockstepModels`, ``B x G x K`` logits); each student's objective is the ordinary one
-  (:class:`lspipe.losses.Distillation` or :class:`lspipe.losses.SmoothedCE`), collected by
+  (:class:`lspipe.core.losses.Distillation` or :class:`lspipe.core.losses.SmoothedCE`), collected by
   :class:`PerMember`; the teacher is wrapped in :class:`SharedTeacher`, which runs its forward
   once per batch and hands the same logits to every student. Each student has its own
   parameters, gradients (the summed loss's gradient w.r.t. student g is exactly student g's),
   per-student gradient clipping, and SGD state; SGD acts per parameter, so the result is
   **bit-identical** to separate runs on the CPU in float32 (tested in tests/test_lockstep.py).
-* **fused** (``fuse=True``): the G students run as one :class:`lspipe.fused.FusedClassifier`
-  (grouped kernels, one forward/backward per step) with :class:`lspipe.fused.FusedDistillation`
-  or :class:`lspipe.fused.FusedSmoothedCE`; equal to separate runs up to floating-point rounding
+* **fused** (``fuse=True``): the G students run as one :class:`lspipe.engine.fused.FusedClassifier`
+  (grouped kernels, one forward/backward per step) with :class:`lspipe.engine.fused.FusedDistillation`
+  or :class:`lspipe.engine.fused.FusedSmoothedCE`; equal to separate runs up to floating-point rounding
   (grouped vs. dense kernels: within 1e-5 over the tested float32 runs; longer runs drift apart
   slowly, as the fused teachers do, docs/benchmarks.md). Meant for a GPU, where one small student
   leaves the chip idle.
@@ -38,7 +38,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from . import models as M
+from lspipe.core import models as M
 
 
 class SharedTeacher(nn.Module):
@@ -80,7 +80,7 @@ class PerMember(nn.Module):
 
 
 class LockstepModels(nn.Module):
-    """G ordinary models side by side, with the interface :func:`lspipe.train.fit` uses for fused models.
+    """G ordinary models side by side, with the interface :func:`lspipe.engine.training.fit` uses for fused models.
 
     ``forward(x)`` -> ``B x G x K`` (each model on the same ``x``); :meth:`clip_grad_norm_` clips
     each model's gradient as ``torch.nn.utils.clip_grad_norm_`` does for a separate run.
@@ -135,13 +135,13 @@ def train_lockstep(
 
     Either ``alphas`` (student baselines: label-smoothed cross-entropy, one student per alpha) or
     ``teacher`` and ``temperatures`` (students distilled from the one teacher, one per T; ``beta``
-    and ``form`` as :class:`lspipe.losses.Distillation`). Every student is initialised as its
+    and ``form`` as :class:`lspipe.core.losses.Distillation`). Every student is initialised as its
     separate run (``torch.manual_seed(seed); build_model(arch, data)``).
     """
-    from .fused import FusedDistillation, FusedSmoothedCE, fuse as fuse_models
-    from .losses import Distillation, SmoothedCE
-    from .models import build_model
-    from .train import fit
+    from lspipe.engine.fused import FusedDistillation, FusedSmoothedCE, fuse as fuse_models
+    from lspipe.core.losses import Distillation, SmoothedCE
+    from lspipe.core.models import build_model
+    from lspipe.engine.training import fit
 
     if (alphas is None) == (teacher is None):
         raise ValueError("lockstep students need either alphas (baselines) or a teacher and temperatures")
@@ -183,10 +183,10 @@ def train_lockstep(
 
 
 def cmd_train_lockstep(a):
-    from . import data as data_mod
-    from .activations import file_sha256
-    from .models import check_teacher, load_model, model_spec, save_model
-    from .train import Recipe, fingerprint, resolve_device
+    from lspipe.core import data as data_mod
+    from lspipe.engine.activations import file_sha256
+    from lspipe.core.models import check_teacher, load_model, model_spec, save_model
+    from lspipe.engine.training import Recipe, fingerprint, resolve_device
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -202,14 +202,14 @@ def cmd_train_lockstep(a):
             raise SystemExit(f"lspipe train-lockstep: error: {what} needs one value per student ({g}), got {len(vals)}")
     outs = [Path(p) for p in a.out]
     ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".lockstep.ckpt")
-    from .io import remove_stale_temps
+    from lspipe.base.io import remove_stale_temps
 
     remove_stale_temps(ckpt, *outs, *a.metrics)  # left by a killed run (SIGKILL during a write)
     device = resolve_device(a.device)
     data = data_mod.load(a.data)
     recipe = Recipe.from_dict(a.recipe)
     runs = a.runs or [p.parent.name for p in outs]
-    # each student's metadata is that of its separate `lspipe train` run (lspipe.train.cmd_train)
+    # each student's metadata is that of its separate `lspipe train` run (lspipe.engine.training.cmd_train)
     base = {"dataset": data.meta["name"], "arch": a.arch, "role": "student", "seed": a.seed, "recipe": a.recipe,
             "data_meta": data.meta, "data_digest": data.digest}
     metas = []
@@ -224,11 +224,11 @@ def cmd_train_lockstep(a):
         metas = [{**base, "run": r, "alpha": al} for r, al in zip(runs, values)]
     lock = {"runs": runs, "fused": bool(a.fuse)}
     fp = fingerprint({"members": [{k: v for k, v in m.items() if k != "run"} for m in metas], "lockstep": lock})
-    from . import complete
+    from lspipe.engine import complete
 
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
     if complete.restore_group(outs, member_outputs, fp):
-        return  # finished before, but Snakemake did not record it (see lspipe.complete)
+        return  # finished before, but Snakemake did not record it (see lspipe.engine.complete)
     singles, summary = train_lockstep(
         a.arch, data, recipe, seed=a.seed, alphas=None if distilled else values, teacher=teacher,
         temperatures=values if distilled else None, beta=a.beta, form=a.form, fuse=a.fuse, device=device,
@@ -246,8 +246,8 @@ def cmd_train_lockstep(a):
 
 def add_cli(sub) -> None:
     """``lspipe train-lockstep``: the students of one seed (and one teacher) on one batch stream."""
-    from .cli import add_group_outputs, add_run_options, add_training_inputs
-    from .defaults import default
+    from lspipe.cli import add_group_outputs, add_run_options, add_training_inputs
+    from lspipe.base.defaults import default
 
     s = sub.add_parser("train-lockstep", help="train several students of one seed (and one teacher) in lockstep")
     add_training_inputs(s)
@@ -259,7 +259,7 @@ def add_cli(sub) -> None:
     s.add_argument("--form", choices=["teacher", "slides", "hinton"], default=default("distillation[].form"),
                    help="distillation loss form (see lspipe train --help)")
     s.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,
-                   help="run the students as one fused network (lspipe.fused)")
+                   help="run the students as one fused network (lspipe.engine.fused)")
     add_group_outputs(s, "student")
     add_run_options(s)
     s.set_defaults(func=cmd_train_lockstep)

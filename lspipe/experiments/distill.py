@@ -2,7 +2,7 @@
 
 Three student families are trained per ``distillation`` config entry, each over the entry's seeds,
 with the same architecture (``student_arch``), recipe (``student_recipe``) and training engine
-(:func:`lspipe.train.fit`) as everything else; only the targets differ:
+(:func:`lspipe.engine.training.fit`) as everything else; only the targets differ:
 
 * **baseline**: the student trained alone with label smoothing alpha (run ``a{alpha}_s{seed}``);
 * **kd_hard**: distilled from the hard-target teacher (alpha = 0) at each temperature T of the
@@ -11,7 +11,7 @@ with the same architecture (``student_arch``), recipe (``student_recipe``) and t
   (run ``kd-{teacher_arch}-a{alpha}-T1_s{seed}``).
 
 Student seed ``s`` is distilled from the teacher of seed ``s``. The loss is
-:func:`lspipe.losses.distillation_loss`: ``(1 - beta) H(y, p) + beta s H(p_teacher(T), p_student(T_s))``
+:func:`lspipe.core.losses.distillation_loss`: ``(1 - beta) H(y, p) + beta s H(p_teacher(T), p_student(T_s))``
 in the entry's ``form``: ``teacher`` (default: student at T_s = 1, s = 1), ``slides`` (the source
 slides' formula: T_s = T, s = 1) or ``hinton`` (T_s = T, s = T^2). The form is recorded in each
 student's metadata, its evaluation JSON, the Fig. 5 table (column ``form``) and the figure's title.
@@ -26,11 +26,11 @@ subset the other analyses use. The gamma CSV states the sample size (``n`` of ``
 examples) and Fig. 5's title repeats it. Teachers and student baselines are placed at
 gamma = alpha.
 
-Accuracies are read from the per-model evaluation JSONs (:func:`lspipe.activations.evaluation`)
+Accuracies are read from the per-model evaluation JSONs (:func:`lspipe.engine.activations.evaluation`)
 and reported in percent, as min / mean / max (and sample std) over seeds.
 
 Jobs: with ``lockstep`` (default) the students of one seed sharing the hard-target teacher, and
-the baselines of one seed, train in one job each (:func:`lockstep_groups`, :mod:`lspipe.lockstep`);
+the baselines of one seed, train in one job each (:func:`lockstep_groups`, :mod:`lspipe.engine.lockstep`);
 a baseline that is the very training run of a teacher (:func:`teacher_twins`) is not trained
 again: its files are the teacher's (:func:`trained_as`).
 """
@@ -45,7 +45,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .config import ConfigError
+from lspipe.core.config import ConfigError
 
 FAMILIES = ("teacher", "baseline", "kd_hard", "kd_ls")
 FAMILY_LABELS = {
@@ -71,9 +71,9 @@ _BASELINE_RE = re.compile(rf"^a(?P<alpha>{_NUM})_s(?P<seed>[0-9]+)$")
 _KD_RE = re.compile(rf"^kd-(?P<tarch>[a-z0-9]+)-a(?P<talpha>{_NUM})-T(?P<T>{_NUM})_s(?P<seed>[0-9]+)$")
 
 
-# run names are lspipe.plan's (one place for the rules, the tests and this module)
-from .plan import fmt, kd_run  # noqa: E402
-from .plan import run_name as baseline_run  # noqa: E402
+# run names are lspipe.workflow.plan's (one place for the rules, the tests and this module)
+from lspipe.workflow.plan import fmt, kd_run  # noqa: E402
+from lspipe.workflow.plan import run_name as baseline_run  # noqa: E402
 
 
 # --------------------------------------------------------------------------- run names and the plan
@@ -264,7 +264,7 @@ def smoothness_table(dump_paths: Iterable[str | Path], temperatures: Sequence[fl
     the number of examples averaged over and ``train_size`` the size of the training split
     (``n < train_size`` only for a dump older than its ``/train_full`` group).
     """
-    from .activations import Dump
+    from lspipe.engine.activations import Dump
 
     rows = []
     for path in dump_paths:
@@ -389,7 +389,7 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
     Lines join the means over seeds, shaded bands span min..max over seeds; distilled students
     also carry horizontal bars spanning the min..max of their teachers' gamma over seeds.
     """
-    from .plotting import new_figure, save_figure
+    from lspipe.core.plotting import new_figure, save_figure
 
     if not rows:
         raise ValueError("no rows to plot")
@@ -434,7 +434,7 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
 
 
 def cmd_gamma(a) -> None:
-    from .tables import write_csv
+    from lspipe.core.tables import write_csv
 
     rows = smoothness_table(a.dumps, a.temperatures, split=a.split)
     write_csv(a.out, rows, GAMMA_FIELDS)
@@ -443,8 +443,8 @@ def cmd_gamma(a) -> None:
 
 
 def cmd_figure(a) -> None:
-    from .io import read_json
-    from .tables import write_csv
+    from lspipe.base.io import read_json
+    from lspipe.core.tables import write_csv
 
     if a.split not in ("val", "test"):
         raise ConfigError(f"distillation[].split must be 'val' or 'test', got {a.split!r}")
@@ -458,7 +458,7 @@ def cmd_figure(a) -> None:
 
 
 def add_cli(sub) -> None:
-    from .defaults import default  # the schema's defaults: written once, there
+    from lspipe.base.defaults import default  # the schema's defaults: written once, there
 
     s = sub.add_parser("distillation-gamma", aliases=["distill-gamma"], help="Fig. 5: smoothness index gamma of teacher dumps at temperatures T")
     s.add_argument("--dumps", nargs="+", required=True, help="teacher activation dumps (HDF5)")

@@ -17,8 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from .io import read_json, write_text
-from .tables import markdown_table, write_csv
+from lspipe.base.io import read_json, write_text
+from lspipe.core.tables import markdown_table, write_csv
 
 FIELDS = [
     "dataset", "arch", "role", "run", "alpha", "teacher", "temperature", "form", "seed", "steps",
@@ -28,15 +28,15 @@ FIELDS = [
 
 
 def trained_models(config: dict) -> list[tuple[str, str, str, str]]:
-    """``(dataset, arch, role, run)`` of every model a validated config trains (lspipe.plan)."""
-    from .plan import Plan
+    """``(dataset, arch, role, run)`` of every model a validated config trains (lspipe.workflow.plan)."""
+    from lspipe.workflow.plan import Plan
 
     return Plan(config).trained_models
 
 
 def training_benchmark(config: dict, dataset: str, arch: str, role: str, run: str) -> str:
-    """Benchmark TSV of the job that trains a model (lspipe.plan.Plan.training_benchmark)."""
-    from .plan import Plan
+    """Benchmark TSV of the job that trains a model (lspipe.workflow.plan.Plan.training_benchmark)."""
+    from lspipe.workflow.plan import Plan
 
     return Plan(config).training_benchmark(dataset, arch, role, run)
 

@@ -37,8 +37,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import SPLITS, DataError, Prepared
-from .io import atomic_path
+from lspipe.core.data import SPLITS, DataError, Prepared
+from lspipe.base.io import atomic_path
 
 COMPRESSIONS = ("lzf", "gzip", "none")
 
@@ -160,8 +160,8 @@ RowSource = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 @contextlib.contextmanager
 def _h5_write_errors(path):
     """HDF5 reports a refused write (full disk, ...) as an OSError, and closing the file after it as a
-    RuntimeError naming the errno: both become one :class:`lspipe.io.WriteError` naming ``path``."""
-    from .io import write_error
+    RuntimeError naming the errno: both become one :class:`lspipe.base.io.WriteError` naming ``path``."""
+    from lspipe.base.io import write_error
 
     try:
         yield
@@ -294,7 +294,7 @@ class Dump:
 def evaluation(dump: Dump) -> dict:
     """Accuracy and NLL on the validation and test splits of a dump."""
     out = {"model": {k: dump.meta(k) for k in ("dataset", "arch", "role", "alpha", "seed", "run")}}
-    if "form" in dump.attrs:  # a distilled student: its distillation form (lspipe.losses.FORMS)
+    if "form" in dump.attrs:  # a distilled student: its distillation form (lspipe.core.losses.FORMS)
         out["model"]["form"] = dump.meta("form")
     for split in ("val", "test"):
         s = dump.split(split)
@@ -306,11 +306,11 @@ def evaluation(dump: Dump) -> dict:
 
 
 def cmd_dump(a):
-    from . import data as data_mod
-    from .cli import setup_torch
-    from .io import remove_stale_temps
-    from .models import check_identity, load_model
-    from .train import resolve_device
+    from lspipe.core import data as data_mod
+    from lspipe.cli import setup_torch
+    from lspipe.base.io import remove_stale_temps
+    from lspipe.core.models import check_identity, load_model
+    from lspipe.engine.training import resolve_device
 
     remove_stale_temps(a.out)  # left by a killed run (SIGKILL during the write)
     setup_torch(a.threads)
@@ -328,14 +328,14 @@ def cmd_dump(a):
             attrs[k] = meta[k]
     write_dump(a.out, model, data, device=device, attrs=attrs, max_train=a.max_train, seed=a.seed,
                chunk_rows=a.chunk_rows, compression=a.compression)
-    from . import complete
+    from lspipe.engine import complete
 
     complete.release(a.model)  # the model is accepted (Snakemake ran a job reading it): a forced rebuild retrains
     print(f"dumped {a.model} -> {a.out}")
 
 
 def cmd_evaluate(a):
-    from .io import write_json
+    from lspipe.base.io import write_json
 
     ev = evaluation(Dump(a.dump))
     write_json(a.out, ev)
@@ -344,7 +344,7 @@ def cmd_evaluate(a):
 
 def add_cli(sub) -> None:
     """``lspipe dump-activations`` (activations and logits to HDF5) and ``lspipe evaluate`` (accuracy and NLL of a dump)."""
-    from .defaults import default
+    from lspipe.base.defaults import default
 
     s = sub.add_parser("dump-activations", aliases=["dump"], help="dump penultimate activations and logits to HDF5")
     s.add_argument("--model", required=True)

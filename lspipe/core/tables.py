@@ -15,8 +15,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .data import DataError
-from .io import read_json, write_text
+from lspipe.core.data import DataError
+from lspipe.base.io import read_json, write_text
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -90,10 +90,10 @@ def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: s
 
 def check_evaluation(path: str | Path, ev: dict, split: str) -> dict:
     """The model record of an evaluation JSON (``lspipe evaluate``), checked against its place
-    (``eval/<dataset>/<arch>/<role>/<run>.json``, :meth:`lspipe.plan.Paths.eval`); raises
-    :class:`lspipe.data.DataError` naming the file when it is not an evaluation or not of the
+    (``eval/<dataset>/<arch>/<role>/<run>.json``, :meth:`lspipe.workflow.plan.Paths.eval`); raises
+    :class:`lspipe.core.data.DataError` naming the file when it is not an evaluation or not of the
     model its place says."""
-    from .plan import parse_eval_path
+    from lspipe.workflow.plan import parse_eval_path
 
     m = ev.get("model") if isinstance(ev, dict) else None
     if not isinstance(m, dict) or not {"dataset", "arch", "alpha", "seed"} <= set(m) or split not in ev:
@@ -119,7 +119,7 @@ def cmd_accuracy_table(a):
 
 def add_cli(sub) -> None:
     """``lspipe accuracy-table``: Table 2."""
-    from .defaults import default
+    from lspipe.base.defaults import default
 
     s = sub.add_parser("accuracy-table", help="Table 2: accuracy mean +- std over seeds")
     s.add_argument("--evals", nargs="+", required=True)

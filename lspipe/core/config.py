@@ -14,9 +14,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from .defaults import _resolve  # the one $ref resolver of the schema
-
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+from lspipe.base.defaults import SCHEMA_PATH, _resolve  # the schema file and its one $ref resolver
 
 
 class ConfigError(ValueError):
@@ -163,7 +161,7 @@ def _check_renamed_keys(cfg: dict) -> None:
 
 
 def _check_references(cfg: dict) -> None:
-    from . import models  # imports torch: only when a config is checked, not for every CLI call
+    from lspipe import models  # imports torch: only when a config is checked, not for every CLI call
 
     problems = []
     import os
@@ -176,7 +174,7 @@ def _check_references(cfg: dict) -> None:
     for name, d in datasets.items():
         if d["source"] in ("cifar10", "cifar100", "imagefolder") and not d.get("root"):
             problems.append(f"datasets.{name}.root is required for source {d['source']!r} (the data folder)")
-    from .train import Recipe
+    from lspipe.engine.training import Recipe
 
     for name, r in recipes.items():
         problem = Recipe(**r).schedule_problem()  # the keys are the schema's, checked above
@@ -224,7 +222,7 @@ def _check_references(cfg: dict) -> None:
                     problems.append(f"projections.rows[{i}] needs alpha {a} in teachers[{groups[key]}].alphas {alphas}")
     problems += run_name_collisions(cfg)
     if not problems:  # the experiments' own cross-checks (Table 3, Fig. 1, Fig. 5, Fig. 6), once
-        from .plan import check
+        from lspipe.workflow.plan import check
 
         problems += check(cfg)
     if problems:

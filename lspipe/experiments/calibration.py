@@ -43,9 +43,9 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
-from .config import ConfigError
-from .io import read_json, write_json, write_text
-from .tables import fmt_pm, markdown_table, mean_std, write_csv
+from lspipe.core.config import ConfigError
+from lspipe.base.io import read_json, write_json, write_text
+from lspipe.core.tables import fmt_pm, markdown_table, mean_std, write_csv
 
 BIN_CONVENTION = (
     "B equal-width bins, edges linspace(0, 1, B+1), right-closed (b/B, (b+1)/B]; "
@@ -274,7 +274,7 @@ def calibrate(fit_logits, fit_labels, eval_logits, eval_labels, n_bins: int = 15
 
 def calibrate_dump(path: str | Path, n_bins: int = 15) -> dict:
     """Temperature scaling fitted on the dump's validation split, reported on its test split."""
-    from .activations import Dump
+    from lspipe.engine.activations import Dump
 
     dump = Dump(path)
     fit, ev = dump.split(FIT_SPLIT), dump.split(REPORT_SPLIT)
@@ -410,7 +410,7 @@ def reliability_figure(json_paths: Sequence[str | Path], out_paths: Sequence[str
     bins with fewer than ``min_count`` examples are drawn hollow and left out of the line, so a
     noisy bin of a handful of examples does not read as a calibration failure.
     """
-    from .plotting import new_figure, save_figure
+    from lspipe.core.plotting import new_figure, save_figure
 
     groups = _group([read_json(p) for p in json_paths])
     if len(groups) != 1:
@@ -474,8 +474,8 @@ def _cmd_figure(a):
 
 
 def add_cli(sub) -> None:
-    from .cli import optional_float
-    from .defaults import default  # the schema's defaults: written once, there
+    from lspipe.cli import optional_float
+    from lspipe.base.defaults import default  # the schema's defaults: written once, there
 
     s = sub.add_parser("calibrate", help="temperature scaling (fit on val) and ECE before/after (test) of one dump")
     s.add_argument("--dump", required=True)

@@ -1,16 +1,16 @@
 """Streaming data path: an image tree read where it lies, for datasets too large to hold in memory.
 
-The resident path (:mod:`lspipe.data`) decodes a whole dataset into one uint8 array and trains
+The resident path (:mod:`lspipe.core.data`) decodes a whole dataset into one uint8 array and trains
 from it on the device; ImageNet at 224 px would be about 190 GB. This module reads an ImageFolder
 tree in place instead (the ImageNet layout ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG``, and
-every other layout :mod:`lspipe.data` accepts) and decodes images as they are needed.
+every other layout :mod:`lspipe.core.data` accepts) and decodes images as they are needed.
 
 **The index** (:func:`build_index`, :func:`write_index`, :func:`load_index`) is the prepared
 artefact: one small file listing every image (path relative to the root, class label, size,
 modification time), the splits as rows of that list, the training split's per-channel mean and
 standard deviation, and a checksum over (relative path, size, mtime) of every image file under the
 root, so a changed tree changes the index. Class order, hidden-file rules, links and the seeded,
-stratified validation split carved from ``train/`` are those of :mod:`lspipe.data`: on the same
+stratified validation split carved from ``train/`` are those of :mod:`lspipe.core.data`: on the same
 tree, with the same settings, the splits hold the same images in the same order as the resident
 path's ``.npz`` (its ``y_<split>`` and ``i_<split>``). A symlink loop, or the same file or folder
 reached twice (through links, or hard links), is refused with an error naming both paths.
@@ -19,10 +19,10 @@ reached twice (through links, or hard links), is refused with an error naming bo
 processes, pinned memory and prefetching over a :class:`StreamDataset`; augmentation is
 torchvision's transforms v2: ``RandomResizedCrop`` + ``RandomHorizontalFlip`` for training,
 ``Resize`` + ``CenterCrop`` for evaluation. Images stay uint8 until the model: the model
-normalises them on the device (:meth:`lspipe.models.Classifier.normalize`), so a batch crosses
+normalises them on the device (:meth:`lspipe.core.models.Classifier.normalize`), so a batch crosses
 to the device at a quarter of the float32 size.
 
-It has the iteration interface of the resident :class:`lspipe.augment.DeviceLoader`, so the
+It has the iteration interface of the resident :class:`lspipe.core.augment.DeviceLoader`, so the
 training engine can take either:
 
 * ``len(loader)``: batches per pass (an epoch);
@@ -76,8 +76,8 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from .data import IMAGE_EXTENSIONS, SPLITS, DataError, _limit_per_class, savez_deterministic, stratified_split
-from .io import atomic_path
+from lspipe.core.data import IMAGE_EXTENSIONS, SPLITS, DataError, _limit_per_class, savez_deterministic, stratified_split
+from lspipe.base.io import atomic_path
 
 INDEX_FORMAT = 1
 STORAGE = ("auto", "resident", "streaming")
@@ -128,7 +128,7 @@ class _Walk:
 def _scan_split(folder: Path, classes: Sequence[str] | None, walk: _Walk):
     """(class names, [(path, label, size, mtime_ns)]) of an ImageFolder split.
 
-    The order and the rules are :func:`lspipe.data._scan_image_folder`'s: class folders sorted by
+    The order and the rules are :func:`lspipe.core.data._scan_image_folder`'s: class folders sorted by
     name, hidden files and folders ignored, links followed, files ordered by folder path then name.
     """
     walk.enter_dir(str(folder))
@@ -164,7 +164,7 @@ def _scan_split(folder: Path, classes: Sequence[str] | None, walk: _Walk):
 
 
 def layout(root: str | os.PathLike | None) -> dict[str, Path]:
-    """The split folders of an ImageFolder tree, as :mod:`lspipe.data` reads them: ``train`` and
+    """The split folders of an ImageFolder tree, as :mod:`lspipe.core.data` reads them: ``train`` and
     ``test`` always, ``val`` when the tree has its own validation split (train/, val/ and test/);
     with only train/ and val/ (the ImageNet layout), val/ is the test split."""
     if not root:
@@ -229,7 +229,7 @@ class StreamIndex:
     """A streamed dataset: the image list of a tree and its splits (the ``.npz`` of the resident
     path without the pixels). ``classes``, ``mean``, ``std``, ``meta``, ``num_classes``,
     ``image_shape``, ``y[split]``, ``index[split]`` and ``class_index`` are those of
-    :class:`lspipe.data.Prepared`, so code that builds a model or reads labels takes either.
+    :class:`lspipe.core.data.Prepared`, so code that builds a model or reads labels takes either.
 
     The image list is one table (rows): ``paths`` (UTF-8 paths relative to ``root``, joined, cut
     at ``offsets``), ``labels``, ``sizes``, ``mtimes`` (ns). ``rows[split]`` are the rows of a
@@ -307,12 +307,12 @@ def build_index(
     ``stats_images`` (-1; None decodes all) and ``eval_crop_fraction`` default to the
     ``streaming.*`` keys of the schema, ``workers`` to 0: decode in this process).
 
-    The splits are those :func:`lspipe.data.prepare` makes of the same tree. Without ``verify``
+    The splits are those :func:`lspipe.core.data.prepare` makes of the same tree. Without ``verify``
     only ``stats_images`` training images (a seeded sample) are decoded, for the mean and
     standard deviation; with it, every image is, and unreadable ones are dropped (or reported)
     before the split, as the resident path drops them.
     """
-    from . import defaults
+    from lspipe.base import defaults
 
     verify = defaults.default("streaming.verify") if verify is None else verify
     stats_images = defaults.default("streaming.stats_images") if stats_images == -1 else stats_images
@@ -455,7 +455,7 @@ def is_current(idx: StreamIndex) -> bool:
 
 
 def _decode(path: str, channels: int):
-    """The image at ``path`` as a uint8 ``C x H x W`` tensor (PIL decodes, as in :mod:`lspipe.data`:
+    """The image at ``path`` as a uint8 ``C x H x W`` tensor (PIL decodes, as in :mod:`lspipe.core.data`:
     CMYK, grey and palette images are converted; a truncated file fails here)."""
     from PIL import Image
     from torchvision.transforms.v2 import functional as TF
@@ -525,7 +525,7 @@ class StreamDataset:
     def __init__(self, paths: Sequence[str] | np.ndarray, labels: np.ndarray, *, mode: str, image_size: int,
                  channels: int = 3, seed: int = 0, crop_scale=None, crop_ratio=None, crop_fraction=None,
                  name: str = "<name>"):
-        from . import defaults
+        from lspipe.base import defaults
 
         if mode not in ("train", "eval", "sums"):
             raise ValueError(f"mode must be train, eval or sums, got {mode!r}")
@@ -644,7 +644,7 @@ class StreamLoader:
         import torch
         from torch.utils.data import DataLoader
 
-        from . import defaults
+        from lspipe.base import defaults
 
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -770,7 +770,7 @@ def choose_storage(name: str, dataset: dict, resident_max_gb: float | None = Non
     not). ``storage: auto`` streams an ImageFolder tree whose resident uint8 array would exceed
     ``resident_max_gb`` (default: the schema's ``streaming.resident_max_gb``); ``images`` saves
     counting the tree's files."""
-    from . import defaults
+    from lspipe.base import defaults
 
     storage = dataset.get("storage", defaults.default("datasets.*.storage"))
     source = dataset["source"]

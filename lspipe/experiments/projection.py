@@ -25,8 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import ConfigError
-from .data import DataError
+from lspipe.core.config import ConfigError
+from lspipe.core.data import DataError
 
 COLUMNS = (("train", "hard"), ("val", "hard"), ("train", "ls"), ("val", "ls"))
 SPLIT_TITLES = {"train": "training", "val": "validation", "test": "test"}
@@ -153,8 +153,8 @@ def share_row_scale(axes_row, panels: Sequence[Panel], pad: float = 0.06) -> flo
 
 
 def tightness(points, labels, templates) -> dict:
-    """The claims report's tightness ratio (:func:`lspipe.claims.tightness`)."""
-    from .claims import tightness as _tightness
+    """The claims report's tightness ratio (:func:`lspipe.experiments.claims.tightness`)."""
+    from lspipe.experiments.claims import tightness as _tightness
 
     return _tightness(points, labels, templates)
 
@@ -163,10 +163,10 @@ def projection_figure(rows: Sequence[dict], hard_dumps: Sequence[str | Path], ls
                       out_paths: Sequence[str | Path], *, per_class: int = 100, seed: int = 0,
                       ls_alpha: float | None = None, dpi: int = 150) -> list[list[Panel]]:
     """Fig. 1: one row per configured entry; columns train / validation for alpha 0 and for LS."""
-    from .activations import Dump
+    from lspipe.engine.activations import Dump
     from matplotlib.lines import Line2D
 
-    from .plotting import new_figure, save_figure
+    from lspipe.core.plotting import new_figure, save_figure
 
     if not (len(rows) == len(hard_dumps) == len(ls_dumps)) or not rows:
         raise ValueError(f"need one hard and one LS dump per row: {len(rows)} rows, "
@@ -219,7 +219,7 @@ def _cmd_projections(a):
 
 
 def add_cli(sub) -> None:
-    from .defaults import default  # the schema's defaults: written once, there
+    from lspipe.base.defaults import default  # the schema's defaults: written once, there
 
     s = sub.add_parser("projections-figure", aliases=["projections"], help="Fig. 1: activations projected onto three classes' template plane")
     s.add_argument("--rows", required=True, help="the config's projections.rows as JSON")

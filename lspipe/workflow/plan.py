@@ -12,7 +12,7 @@ configuration, so nothing of it is spelled twice:
 - the multi-model training jobs (fused teacher grids, lockstep students): :meth:`Plan.grouped_jobs`;
 - the final targets of ``rule all``: :meth:`Plan.final_targets`.
 
-The config's cross-checks run once, in :func:`lspipe.config.validate`, which calls :func:`check`.
+The config's cross-checks run once, in :func:`lspipe.core.config.validate`, which calls :func:`check`.
 """
 
 from __future__ import annotations
@@ -136,8 +136,8 @@ class Paths:
 
 def check(config: dict) -> list[str]:
     """The experiments' cross-checks the schema cannot express (each names the key and the fix);
-    called by :func:`lspipe.config.validate` once the references between sections are known good."""
-    from .config import ConfigError
+    called by :func:`lspipe.core.config.validate` once the references between sections are known good."""
+    from lspipe.core.config import ConfigError
 
     plan = Plan(config)
     problems = []
@@ -161,14 +161,14 @@ class Plan:
     @cached_property
     def distill(self) -> dict[str, dict]:
         """The ``distillation`` entries by dataset (Fig. 5)."""
-        from .distill import entries_by_dataset
+        from lspipe.experiments.distill import entries_by_dataset
 
         return entries_by_dataset(self.config.get("distillation", []))
 
     @cached_property
     def twins(self) -> dict[str, dict[str, str]]:
-        """Per distillation dataset: student baselines trained as a teacher (lspipe.distill.teacher_twins)."""
-        from .distill import teacher_twins
+        """Per distillation dataset: student baselines trained as a teacher (lspipe.experiments.distill.teacher_twins)."""
+        from lspipe.experiments.distill import teacher_twins
 
         return {ds: teacher_twins(d, self.config["teachers"], self.config.get("recipes", {}))
                 for ds, d in self.distill.items()}
@@ -176,43 +176,43 @@ class Plan:
     @cached_property
     def calibration_grids(self) -> list[tuple[str, str, float, list[int]]]:
         """Teacher grids in Table 3 / Fig. 2: (dataset, arch, LS alpha, seeds)."""
-        from .calibration import table3_grids
+        from lspipe.experiments.calibration import table3_grids
 
         return table3_grids(self.config)
 
     @cached_property
     def projection_models(self) -> list[tuple[str, str, int]]:
         """(dataset, arch, seed) of each Fig. 1 row."""
-        from .projection import projection_models
+        from lspipe.experiments.projection import projection_models
 
         return projection_models(self.config)
 
     @cached_property
     def mi(self) -> dict[tuple[str, str], dict]:
-        """Fig. 6: (dataset, arch) -> alphas, seeds, title (lspipe.mi.fig6_plan)."""
-        from .mi import fig6_plan
+        """Fig. 6: (dataset, arch) -> alphas, seeds, title (lspipe.experiments.mi.fig6_plan)."""
+        from lspipe.experiments.mi import fig6_plan
 
         return fig6_plan(self.config)
 
     @cached_property
     def teacher_projections(self) -> dict[str, dict]:
-        """Per distillation dataset with a ``teacher_projection``: its settings (lspipe.teacher_projection.plan)."""
-        from .teacher_projection import plan
+        """Per distillation dataset with a ``teacher_projection``: its settings (lspipe.experiments.teacher_projection.plan)."""
+        from lspipe.experiments.teacher_projection import plan
 
         return {d["dataset"]: p for i, d in enumerate(self.config.get("distillation", []))
                 if (p := plan(d, f"distillation[{i}]")) is not None}
 
     @cached_property
     def tightness_models(self) -> list[tuple[str, str, float, int]]:
-        """(dataset, arch, alpha, seed) of the teacher dumps of claim 2 (lspipe.claims.tightness_models)."""
-        from .claims import tightness_models
+        """(dataset, arch, alpha, seed) of the teacher dumps of claim 2 (lspipe.experiments.claims.tightness_models)."""
+        from lspipe.experiments.claims import tightness_models
 
         return tightness_models(self.config)
 
     @cached_property
     def trained_models(self) -> list[tuple[str, str, str, str]]:
         """``(dataset, arch, role, run)`` of every model the config trains: teachers, then students."""
-        from .distill import student_runs
+        from lspipe.experiments.distill import student_runs
 
         models = [(g["dataset"], g["arch"], "teacher", run_name(a, s)) for g in self.config["teachers"]
                   for a in g["alphas"] for s in g["seeds"]]
@@ -230,12 +230,12 @@ class Plan:
 
         Fused teacher grids (``teachers[].fuse``): per seed, every alpha of the grid as one fused
         network (``lspipe train-fused``). Lockstep students (``distillation[].lockstep``, groups from
-        lspipe.distill.lockstep_groups): per seed, the hard-target teacher's students at every T, and
+        lspipe.experiments.distill.lockstep_groups): per seed, the hard-target teacher's students at every T, and
         the student baselines not trained as a teacher (``lspipe train-lockstep``). Each job writes the
         ordinary ``model.pt`` and ``metrics.csv`` of its models, the files the single-run rule named
         by ``"single"`` would write; ``"members"`` holds every hyper-parameter of the members.
         """
-        from .distill import lockstep_groups
+        from lspipe.experiments.distill import lockstep_groups
 
         p, jobs = self.paths, []
         for g in self.config["teachers"]:
@@ -296,7 +296,7 @@ class Plan:
         for d in self.distill:
             out += [p.table(f"distillation_gamma_{d}.csv"), p.table(f"distillation_{d}.csv")]
             out += p.figures(f"fig5_distillation_{d}")
-        from .teacher_projection import FIGURE_STEM
+        from lspipe.experiments.teacher_projection import FIGURE_STEM
 
         for d in self.teacher_projections:
             out += p.figures(FIGURE_STEM.format(dataset=d))

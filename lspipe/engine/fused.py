@@ -19,7 +19,7 @@ small kernels into one G-times wider kernel:
 :class:`FusedSmoothedCE` returns one label-smoothed cross-entropy per member (alpha per member),
 :class:`FusedDistillation` one distillation loss per member (teacher and temperature per member:
 fused students);
-:func:`lspipe.train.fit` minimises their sum (each member's parameters get exactly their own
+:func:`lspipe.engine.training.fit` minimises their sum (each member's parameters get exactly their own
 gradient), clips gradients per member (:meth:`FusedClassifier.clip_grad_norm_`) and writes one
 metrics CSV per member. Weight decay, momentum and the learning rate act element-wise, so SGD is
 per member too. Members are initialised exactly as their single runs (``torch.manual_seed(seed);
@@ -48,8 +48,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import models as M
-from .losses import check_form, freeze
+from lspipe.core import models as M
+from lspipe.core.losses import check_form, freeze
 
 # Modules that act on each channel (or element) separately: correct on member-major channels as is.
 _PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
@@ -160,7 +160,7 @@ def _fuse_structure(module: nn.Module, members: int, where: str = "body") -> nn.
 
 
 class FusedClassifier(nn.Module):
-    """G members of one :class:`lspipe.models.Classifier` architecture in one network.
+    """G members of one :class:`lspipe.core.models.Classifier` architecture in one network.
 
     ``forward(x)`` -> logits ``B x G x K``; ``forward(x, features=True)`` -> (logits, penultimate
     ``B x G x F``). Every tensor of the state dict is the members' tensors concatenated along dim 0
@@ -172,7 +172,7 @@ class FusedClassifier(nn.Module):
     def __init__(self, template: M.Classifier, members: int):
         super().__init__()
         if not isinstance(template, M.Classifier):
-            raise FuseError(f"only lspipe.models.Classifier models can be fused, got {type(template).__name__}")
+            raise FuseError(f"only lspipe.core.models.Classifier models can be fused, got {type(template).__name__}")
         if members < 1:
             raise FuseError("a fused model needs at least one member")
         self.num_members = members
@@ -247,7 +247,7 @@ class FusedClassifier(nn.Module):
                 else:
                     t.copy_(torch.stack(vals) if layout == "stack" else torch.cat(vals, dim=1 if layout == "cat1" else 0))
 
-    # -- per-member gradient clipping (lspipe.train.fit calls this when the recipe clips)
+    # -- per-member gradient clipping (lspipe.engine.training.fit calls this when the recipe clips)
     @torch.no_grad()
     def member_grad_norms(self) -> torch.Tensor:
         """The 2-norm of each member's full gradient (a ``G`` vector)."""
@@ -291,7 +291,7 @@ class FusedSmoothedCE(nn.Module):
 
     Member g's loss is ``F.cross_entropy(logits[:, g], labels, label_smoothing=alphas[g])``:
     ``(1 - a) * NLL + a * mean_k(-log p_k)`` (alpha/K on every class, as
-    :class:`lspipe.losses.SmoothedCE`).
+    :class:`lspipe.core.losses.SmoothedCE`).
     """
 
     def __init__(self, alphas: Sequence[float]):
@@ -314,10 +314,10 @@ class FusedSmoothedCE(nn.Module):
 
 
 class FusedDistillation(nn.Module):
-    """:class:`lspipe.losses.Distillation` per member: logits ``B x G x K`` -> losses ``G``.
+    """:class:`lspipe.core.losses.Distillation` per member: logits ``B x G x K`` -> losses ``G``.
 
     Member g learns from ``teachers[g]`` at ``temperatures[g]`` (``beta`` and the ``form``,
-    :data:`lspipe.losses.FORMS`, shared). A
+    :data:`lspipe.core.losses.FORMS`, shared). A
     teacher listed for several members (the hard-target teacher at every temperature) runs once
     per batch. Teachers stay in eval mode without gradients.
     """
@@ -395,8 +395,8 @@ def train_fused(
     data)``); batches and augmentations come from ``stream_seed`` (default ``seeds[0]``), exactly
     as a single run of that seed draws them.
     """
-    from .models import build_model
-    from .train import fit
+    from lspipe.core.models import build_model
+    from lspipe.engine.training import fit
 
     if len(alphas) != len(seeds) or not alphas:
         raise ValueError(f"one seed per alpha: got {len(alphas)} alphas and {len(seeds)} seeds")
@@ -422,9 +422,9 @@ def train_fused(
 
 
 def cmd_train_fused(a):
-    from . import data as data_mod
-    from .models import model_spec, save_model
-    from .train import Recipe, fingerprint, resolve_device
+    from lspipe.core import data as data_mod
+    from lspipe.core.models import model_spec, save_model
+    from lspipe.engine.training import Recipe, fingerprint, resolve_device
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -434,7 +434,7 @@ def cmd_train_fused(a):
             raise SystemExit(f"lspipe train-fused: error: {what} needs one value per alpha ({g}), got {len(vals)}")
     outs = [Path(p) for p in a.out]
     ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".fused.ckpt")
-    from .io import remove_stale_temps
+    from lspipe.base.io import remove_stale_temps
 
     remove_stale_temps(ckpt, *outs, *a.metrics)  # left by a killed run (SIGKILL during a write)
     device = resolve_device(a.device)
@@ -444,11 +444,11 @@ def cmd_train_fused(a):
     base = {"dataset": data.meta["name"], "arch": a.arch, "role": a.role, "seed": a.seed, "recipe": a.recipe,
             "data_meta": data.meta, "data_digest": data.digest}
     fp = fingerprint(base | {"alphas": a.alphas, "fused": True})
-    from . import complete
+    from lspipe.engine import complete
 
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
     if complete.restore_group(outs, member_outputs, fp):
-        return  # finished before, but Snakemake did not record it (see lspipe.complete)
+        return  # finished before, but Snakemake did not record it (see lspipe.engine.complete)
     singles, summary = train_fused(
         a.arch, data, recipe, a.alphas, [a.seed] * g, device=device, checkpoint_path=ckpt,
         metrics_paths=a.metrics, run_fingerprint=fp, progress=a.progress, stop_after_epochs=a.stop_after_epochs,
@@ -468,7 +468,7 @@ def cmd_train_fused(a):
 
 def add_cli(sub) -> None:
     """``lspipe train-fused``: several teachers (one per alpha, same seed) as one fused model."""
-    from .cli import add_group_outputs, add_run_options, add_training_inputs
+    from lspipe.cli import add_group_outputs, add_run_options, add_training_inputs
 
     s = sub.add_parser("train-fused", help="train several teachers (one per alpha, same seed) as one fused model")
     add_training_inputs(s)

@@ -20,7 +20,7 @@ Each objective is called as ``objective(logits, labels, inputs)``; ``inputs`` is
 batch, which :class:`Distillation` feeds to its teacher (eval mode, no gradients), so targets
 always match the exact augmented images the student sees. ``objective.uniform_loss(K)`` is its
 loss for a uniform prediction (all logits equal), the reference of the training engine's
-divergence bound (:data:`lspipe.train.DIVERGENCE_FACTOR`): ``log K`` for cross-entropy with or
+divergence bound (:data:`lspipe.engine.training.DIVERGENCE_FACTOR`): ``log K`` for cross-entropy with or
 without label smoothing, ``((1 - beta) + beta * s) log K`` for distillation, whatever the targets.
 """
 
