@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lspipe.core import data as data_mod
-from lspipe.engine.activations import Dump
+from lspipe.engine.dumpfile import Dump
 from lspipe.core.models import load_model
 
 

@@ -30,12 +30,13 @@ import numpy as np
 import torch
 
 from lspipe.core import data as data_mod
-from lspipe.engine.activations import COMPRESSIONS, Dump, write_h5
+from lspipe.engine.dumpfile import COMPRESSIONS, Dump, write_h5
 from lspipe.core.augment import random_crop_flip
 from lspipe.core.losses import SmoothedCE
-from lspipe.engine.activations import predict
+from lspipe.core.inference import predict
 from lspipe.core.models import build_model
-from lspipe.engine.training import Recipe, fit
+from lspipe.core.recipe import Recipe
+from lspipe.engine.training import fit
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg-subset"
 

@@ -35,9 +35,10 @@ import torch
 
 from lspipe.core.data import Prepared
 from lspipe.core.losses import SmoothedCE
-from lspipe.experiments.mi import ProbeRecorder
+from lspipe.engine.probe import ProbeRecorder
 from lspipe.core.models import build_model
-from lspipe.engine.training import Recipe, fit
+from lspipe.core.recipe import Recipe
+from lspipe.engine.training import fit
 
 PAPER_RATIO = 600 * 5 / (4000 * 128)
 

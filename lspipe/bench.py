@@ -35,6 +35,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lspipe.base import defaults
+from lspipe.base.io import write_json
+from lspipe.core.data import Prepared
+from lspipe.core.recipe import Recipe
+from lspipe.experiments.distill import lockstep_groups, student_runs, teacher_twins
+
 if TYPE_CHECKING:  # torch is imported lazily: every `lspipe` command builds this module's parser
     import numpy as np
     import torch
@@ -137,7 +143,7 @@ def time_baseline(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, w
     import torch.nn.functional as F
     import torchvision.transforms as T
 
-    from lspipe.core import models
+    from lspipe.core import models  # torch: only when a benchmark runs
 
     transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
                            T.Normalize(CIFAR_MEAN, CIFAR_STD)])
@@ -225,8 +231,6 @@ class _StepTimer:
 def _engine_data(x: np.ndarray, y: np.ndarray):
     import numpy as np
 
-    from lspipe.core.data import Prepared
-
     n_val = min(len(y), 256)
     return Prepared(
         x={"train": x, "val": x[:n_val], "test": x[:n_val]},
@@ -242,9 +246,9 @@ def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, war
     """images/s of :func:`lspipe.engine.training.fit` (``fuse`` > 1: that many models trained fused)."""
     import torch
 
-    from lspipe.core.losses import SmoothedCE
+    from lspipe.core.losses import SmoothedCE  # torch: only when a benchmark runs
     from lspipe.core.models import build_model
-    from lspipe.engine.training import Recipe, fit
+    from lspipe.engine.training import fit
 
     data = _engine_data(x, y)
     recipe = Recipe.from_dict({
@@ -252,7 +256,8 @@ def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, war
         "eval_batch_size": 256, **recipe_overrides,
     })
     if fuse > 1:
-        from lspipe.engine.fused import FusedSmoothedCE, fuse as fuse_models
+        from lspipe.engine.fused import FusedSmoothedCE  # torch: only when a benchmark runs
+        from lspipe.engine.fused import fuse as fuse_models
 
         singles = []
         for _ in range(fuse):
@@ -299,10 +304,10 @@ def time_distillation(teacher_arch: str, student_arch: str, temperatures, x: np.
     """
     import torch
 
-    from lspipe.engine.lockstep import train_lockstep
-    from lspipe.core.losses import Distillation
+    from lspipe.core.losses import Distillation  # torch: only when a benchmark runs
     from lspipe.core.models import build_model
-    from lspipe.engine.training import Recipe, fit
+    from lspipe.engine.lockstep import train_lockstep
+    from lspipe.engine.training import fit
 
     if mode not in DISTILL_MODES:
         raise ValueError(f"mode must be one of {DISTILL_MODES}, got {mode!r}")
@@ -338,7 +343,7 @@ def run_distillation_benchmark(teacher_arch: str = "resnet56", student_arch: str
     Modes are interleaved over ``repeats`` (slow drifts of a shared machine hit each alike); each
     mode's rate is the median over repeats, and ``ratios`` divide it by the separate runs' rate.
     """
-    from lspipe.engine.training import resolve_device
+    from lspipe.core.inference import resolve_device  # torch: only when a benchmark runs
 
     dev = resolve_device(device)
     x, y = random_cifar(batch_size * (warmup + steps), seed)
@@ -404,8 +409,8 @@ def run_benchmark(archs, *, batch_size: int = 128, warmup: int = 3, steps: int =
                   cpu_bf16: bool = False, fuse: int = 0, seed: int = 0, log=print) -> dict:
     import torch
 
-    from lspipe.core import models
-    from lspipe.engine.training import resolve_device
+    from lspipe.core import models  # torch: only when a benchmark runs
+    from lspipe.core.inference import resolve_device  # torch: only when a benchmark runs
 
     dev = resolve_device(device)
     workers = default_workers() if workers is None else workers
@@ -519,8 +524,9 @@ def project(cfg: dict, figures: dict) -> dict:
     ``R * S * B / v`` seconds one after the other on one device (``/ speedup`` for grids trained
     fused, when the figures hold a fused measurement). A distilled student also runs its teacher
     forward on every batch: counted as a third of a teacher training step (forward : backward
-    ~ 1 : 2); students in lockstep (``distillation[].lockstep``, default true) share it, one
-    forward per step of each lockstep job. Student baselines that are a teacher's training run
+    ~ 1 : 2); students in lockstep (``distillation[].lockstep``) share it, one forward per step of
+    each lockstep job. The config is read as written, not validated: keys left out take the schema's
+    defaults (:mod:`lspipe.base.defaults`). Student baselines that are a teacher's training run
     (:func:`lspipe.experiments.distill.teacher_twins`) are trained once, as teachers, and not counted again.
     Validation, dumps and evaluation are left out (a few % on CIFAR).
     """
@@ -530,35 +536,36 @@ def project(cfg: dict, figures: dict) -> dict:
     def seconds(arch, images):
         return images / res[arch]["engine"]["images_per_s"] if arch in res else None
 
-    for g in cfg.get("teachers", []):
-        rec = cfg["recipes"][g["recipe"]]
+    def recipe(name):  # this config is not validated: keys left out take the schema's defaults
+        return defaults.fill("recipes.*", cfg["recipes"][name])
+
+    for g in cfg["teachers"]:
+        g, rec = defaults.fill("teachers[]", g), recipe(g["recipe"])
         runs = len(g["alphas"]) * len(g["seeds"])
-        images = runs * rec["steps"] * rec.get("batch_size", 128)
+        images = runs * rec["steps"] * rec["batch_size"]
         sec = seconds(g["arch"], images)
         fused = res.get(g["arch"], {}).get("fused")
-        if sec is not None and g.get("fuse") and fused:
+        if sec is not None and g["fuse"] and fused:
             sec /= fused["speedup_vs_sequential"]
         rows.append({"grid": f"teachers {g['dataset']}/{g['arch']}", "arch": g["arch"], "runs": runs,
-                     "steps": rec["steps"], "batch_size": rec.get("batch_size", 128), "images": images,
-                     "fused": bool(g.get("fuse")), "hours": None if sec is None else sec / 3600})
-    for d in cfg.get("distillation", []) or []:
-        from lspipe.experiments.distill import lockstep_groups, student_runs, teacher_twins
-
-        d = {"lockstep": True, **d}  # the schema's default (this config is not validated)
-        rec = cfg["recipes"][d["student_recipe"]]
-        twins = teacher_twins(d, cfg.get("teachers", []), cfg["recipes"])  # trained once, as teachers (above)
+                     "steps": rec["steps"], "batch_size": rec["batch_size"], "images": images,
+                     "fused": bool(g["fuse"]), "hours": None if sec is None else sec / 3600})
+    for d in cfg.get("distillation", defaults.default("distillation")):
+        d = defaults.fill("distillation[]", d)
+        rec = recipe(d["student_recipe"])
+        twins = teacher_twins(d, cfg["teachers"], cfg["recipes"])  # trained once, as teachers (above)
         runs = [r for r in student_runs(d) if r.name not in twins]
         n_kd = sum(r.distilled for r in runs)
         # one teacher forward per step of each lockstep job, not one per student
         n_forwards = n_kd - sum(len(g["runs"]) - 1 for g in lockstep_groups(d, twins) if g["family"] == "kd_hard")
-        per_run = rec["steps"] * rec.get("batch_size", 128)
+        per_run = rec["steps"] * rec["batch_size"]
         sec = seconds(d["student_arch"], len(runs) * per_run)
         teacher_sec = seconds(d["teacher_arch"], n_forwards * per_run)
         total = None if sec is None or teacher_sec is None else sec + teacher_sec / 3
         rows.append({"grid": f"students {d['dataset']}/{d['student_arch']} (teacher {d['teacher_arch']})",
                      "arch": d["student_arch"], "runs": len(runs), "distilled_runs": n_kd,
                      "teacher_forward_runs": n_forwards, "lockstep": bool(d["lockstep"]), "steps": rec["steps"],
-                     "batch_size": rec.get("batch_size", 128), "images": len(runs) * per_run, "fused": False,
+                     "batch_size": rec["batch_size"], "images": len(runs) * per_run, "fused": False,
                      "hours": None if total is None else total / 3600})
     known = [r["hours"] for r in rows if r["hours"] is not None]
     return {"device": figures["machine"]["gpu"] or figures["machine"]["cpu"], "rows": rows,
@@ -585,8 +592,6 @@ def format_projection(pr: dict) -> str:
 
 def cmd_bench(a):
     import torch
-
-    from lspipe.base.io import write_json
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -662,4 +667,3 @@ def add_cli(sub) -> None:
     s.add_argument("--figures", default=None, metavar="JSON",
                    help="use the figures of an earlier run (its --out) instead of measuring")
     s.set_defaults(func=cmd_bench)
-

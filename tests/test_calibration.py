@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from lspipe.experiments import calibration as C
-from lspipe.core.config import ConfigError
+from lspipe.base.errors import ConfigError
 from lspipe.base.io import write_json
 
 tm = pytest.importorskip("torchmetrics.functional.classification")

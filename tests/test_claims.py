@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from lspipe.experiments import claims
-from lspipe.engine.activations import write_h5
+from lspipe.engine.dumpfile import write_h5
 from lspipe.experiments.experiment_table import benchmark_seconds, experiment_rows
+from lspipe.experiments import projection
 
 CFG = claims.settings()
 
@@ -211,7 +212,7 @@ def test_tightness_of_a_hand_made_configuration():
         for ang in (0, math.pi / 2, math.pi, 3 * math.pi / 2):
             pts.append(t[c] + r * np.array([math.cos(ang), math.sin(ang)]))
             lab.append(c)
-    out = claims.tightness(np.array(pts), np.array(lab), t)
+    out = projection.tightness(np.array(pts), np.array(lab), t)
     assert out["spreads"] == pytest.approx([1.0, 2.0, 3.0])
     assert out["template_distance"] == pytest.approx(10.0)
     assert out["ratio"] == pytest.approx(0.2)
@@ -250,7 +251,7 @@ def test_tightness_rows_from_a_dump_match_a_direct_computation(tmp_path):
     write_h5(path, classes=[f"c{i}" for i in range(k)], weight=w, bias=b, splits=splits,
              attrs={"dataset": "toy", "arch": "lin", "alpha": 0.0, "seed": 0, "run": "a0_s0"})
     fig1 = [{"dataset": "toy", "arch": "lin", "classes": ["c2", "c0", "c3"]}]
-    out = claims.tightness_rows([path], fig1, seed=0)
+    out = projection.tightness_rows([path], fig1, seed=0)
     w32 = w.astype(np.float32).astype(float)
     assert {r["split"] for r in out} == {"train", "val"}
     for split, (x, y) in data.items():
@@ -266,11 +267,11 @@ def test_tightness_rows_from_a_dump_match_a_direct_computation(tmp_path):
 
 
 def test_class_triples_seeded_and_distinct():
-    a = claims.class_triples(100, 50, seed=3)
-    assert len(a) == 50 == len(set(a)) and a == claims.class_triples(100, 50, seed=3)
+    a = projection.class_triples(100, 50, seed=3)
+    assert len(a) == 50 == len(set(a)) and a == projection.class_triples(100, 50, seed=3)
     assert all(t[0] < t[1] < t[2] < 100 for t in a)
-    assert claims.class_triples(5, 100, 0) == list(itertools.combinations(range(5), 3))
-    assert len(claims.class_triples(10, CFG["tightness_triples"], 0)) == 120  # CIFAR-10: all 120
+    assert projection.class_triples(5, 100, 0) == list(itertools.combinations(range(5), 3))
+    assert len(projection.class_triples(10, CFG["tightness_triples"], 0)) == 120  # CIFAR-10: all 120
 
 
 def _tight_rows(ratio, seeds=3, triples=4, splits=("train", "val"), kind="random"):

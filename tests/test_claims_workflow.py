@@ -11,7 +11,7 @@ import yaml
 from conftest import TINY
 from lspipe.experiments import claims, distill
 from lspipe.workflow import plan
-from lspipe.core.config import validate
+from lspipe.workflow.plan import validate
 
 pytestmark = pytest.mark.slow
 

@@ -21,11 +21,13 @@ from conftest import REPO, synthetic_data
 from lspipe import cli
 from lspipe.core import data as D
 from lspipe.core import models as M
-from lspipe.core.config import ConfigError, validate
-from lspipe.engine.fused import FusedClassifier, FusedDistillation, FuseError, FusedSmoothedCE, fuse, train_fused
+from lspipe.base.errors import ConfigError
+from lspipe.workflow.plan import validate
+from lspipe.engine.fused import fuse, FusedClassifier, FusedDistillation, FusedSmoothedCE, FuseError, train_fused
 from lspipe.core.losses import Distillation, SmoothedCE
 from lspipe.core.models import build_model, load_model
-from lspipe.engine.training import Recipe, fit
+from lspipe.core.recipe import Recipe
+from lspipe.engine.training import fit
 
 ALPHAS = [0.0, 0.1, 0.3]
 

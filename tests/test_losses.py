@@ -12,9 +12,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import synthetic_data
-from lspipe.core.losses import Distillation, SmoothedCE, distillation_loss, smoothed_targets
+from lspipe.core.losses import Distillation, distillation_loss, smoothed_targets, SmoothedCE
 from lspipe.core.models import build_model
-from lspipe.engine.training import Recipe, fit
+from lspipe.core.recipe import Recipe
+from lspipe.engine.training import fit
 
 
 def np_softmax(z: np.ndarray) -> np.ndarray:

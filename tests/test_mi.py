@@ -14,11 +14,14 @@ from scipy.stats import norm
 
 from conftest import synthetic_data
 from lspipe import cli
-from lspipe.core.data import DataError
+from lspipe.base.errors import DataError
 from lspipe.core.losses import SmoothedCE
-from lspipe.experiments.mi import ProbeRecorder, ProbeTrace, mi_curve, mi_table, mutual_information, pooled_sigma2
+from lspipe.engine.probe import ProbeRecorder
+from lspipe.engine.probefile import ProbeTrace
+from lspipe.experiments.mi import mi_curve, mi_table, mutual_information, pooled_sigma2
 from lspipe.core.models import build_model
-from lspipe.engine.training import Interrupted, Recipe, fit
+from lspipe.engine.training import fit, Interrupted
+from lspipe.core.recipe import Recipe
 
 # --------------------------------------------------------------------------- estimator
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from lspipe.experiments import projection as P
-from lspipe.engine.activations import Dump, write_h5
-from lspipe.core.config import ConfigError
+from lspipe.engine.dumpfile import Dump, write_h5
+from lspipe.base.errors import ConfigError
 
 
 def _pairwise(x):

@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 from lspipe.core import data as D
 from lspipe.core.losses import SmoothedCE
-from lspipe.engine.activations import predict
+from lspipe.core.inference import predict
 from lspipe.core.models import build_model, load_model, model_spec, save_model
-from lspipe.engine.training import Interrupted, Recipe, fit
+from lspipe.engine.training import fit, Interrupted
+from lspipe.core.recipe import Recipe
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ when the job starts again.
 from __future__ import annotations
 
 import contextlib
-import errno
+import hashlib
 import json
 import os
 import shutil
@@ -19,34 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-
-class WriteError(RuntimeError):
-    """An output cannot be written (full disk, no permission, a file in the way); the message
-    names the file and the fix."""
-
-
-# errno values of write failures the user can fix, with the fix
-_FIXES = {
-    errno.ENOSPC: "free space on that file system (or point `results:` to another disk), then rerun",
-    errno.EDQUOT: "free space within your quota (or point `results:` elsewhere), then rerun",
-    errno.EFBIG: "the file exceeds the size limit of the file system or process (ulimit -f): raise it, then rerun",
-    errno.EACCES: "make the folder writable for you (or point `results:` elsewhere), then rerun",
-    errno.EPERM: "make the folder writable for you (or point `results:` elsewhere), then rerun",
-    errno.EROFS: "the file system is read-only: point `results:` to a writable folder, then rerun",
-    errno.ENOTDIR: "a file is where a folder belongs: move that file away, then rerun",
-    errno.EEXIST: "a file is where a folder belongs: move that file away, then rerun",
-    errno.EISDIR: "a folder is where a file belongs: move that folder away, then rerun",
-    errno.ENAMETOOLONG: "the path is too long for the file system: use shorter names or a shorter `results:`",
-}
-USER_ERRNOS = frozenset(_FIXES)
-
-
-def os_error_message(err: OSError, path: str | os.PathLike | None = None, what: str = "write") -> str:
-    """One line for an OSError the user can fix: the file, the reason, the fix."""
-    where = err.filename if getattr(err, "filename", None) else path
-    reason = err.strerror or str(err)
-    fix = _FIXES.get(err.errno, "fix the cause, then rerun")
-    return f"cannot {what} {where}: {reason}; {fix}"
+from lspipe.base.errors import USER_ERRNOS, ReadError, WriteError, os_error_message
 
 
 def _free_space(folder: Path) -> str:
@@ -138,10 +111,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-class ReadError(RuntimeError):
-    """An input file is not what it should be (not JSON, damaged); the message names it and the fix."""
-
-
 def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(Path(path).read_text())
@@ -159,3 +128,12 @@ def torch_save(obj: Any, path: str | os.PathLike) -> None:
             torch.save(obj, tmp)
         except RuntimeError as err:  # PyTorch's zip writer reports a refused write (full disk, ...) as one
             raise write_error(Path(path), err) from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 (hex) of a file's content, read in blocks of 1 MiB."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -21,11 +21,9 @@ import os
 import socket
 from pathlib import Path
 
+from lspipe.base.errors import ResultsLocked
+
 LOCK_NAME = ".lspipe.lock"
-
-
-class ResultsLocked(RuntimeError):
-    """The results folder is in use by another run; the message names it and what to do."""
 
 
 def holder_text(path: Path) -> dict:

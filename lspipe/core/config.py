@@ -8,6 +8,7 @@ what is allowed, so the fix is obvious. Defaults from the schema are filled in.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,8 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from lspipe.base.defaults import SCHEMA_PATH, _resolve  # the schema file and its one $ref resolver
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key and the fix."""
+from lspipe.base.errors import ConfigError
+from lspipe.core.recipe import Recipe
 
 
 def _with_defaults(cls):
@@ -161,11 +160,9 @@ def _check_renamed_keys(cfg: dict) -> None:
 
 
 def _check_references(cfg: dict) -> None:
-    from lspipe import models  # imports torch: only when a config is checked, not for every CLI call
+    from lspipe.core import models  # torch: only when a config is checked, not for every command
 
     problems = []
-    import os
-
     results = cfg["results"]
     if os.path.abspath(results) == os.sep or (os.path.exists(results) and os.path.samefile(results, os.sep)):
         problems.append(f"results {cfg['results']!r} is the file system's root: every output would be written "
@@ -174,8 +171,6 @@ def _check_references(cfg: dict) -> None:
     for name, d in datasets.items():
         if d["source"] in ("cifar10", "cifar100", "imagefolder") and not d.get("root"):
             problems.append(f"datasets.{name}.root is required for source {d['source']!r} (the data folder)")
-    from lspipe.engine.training import Recipe
-
     for name, r in recipes.items():
         problem = Recipe(**r).schedule_problem()  # the keys are the schema's, checked above
         if problem:
@@ -221,10 +216,6 @@ def _check_references(cfg: dict) -> None:
                 if a not in alphas:
                     problems.append(f"projections.rows[{i}] needs alpha {a} in teachers[{groups[key]}].alphas {alphas}")
     problems += run_name_collisions(cfg)
-    if not problems:  # the experiments' own cross-checks (Table 3, Fig. 1, Fig. 5, Fig. 6), once
-        from lspipe.workflow.plan import check
-
-        problems += check(cfg)
     if problems:
         raise ConfigError("invalid lspipe config:\n  - " + "\n  - ".join(problems))
 
@@ -247,9 +238,3 @@ def run_name_collisions(cfg: dict) -> list[str]:
                                 f"'{text}' (numbers are written with 6 significant digits); make them differ there")
             seen.setdefault(text, (j, v))
     return problems
-
-
-def load(path: str | Path) -> dict:
-    """Read (refusing duplicate keys) and validate a YAML config file."""
-    cfg = load_yaml(path) or {}
-    return validate(cfg)

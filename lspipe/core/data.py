@@ -25,15 +25,13 @@ from typing import Sequence
 
 import numpy as np
 
-from lspipe.base.io import atomic_path
+from lspipe.base.args import json_arg
+from lspipe.base.errors import DataError
+from lspipe.base.io import atomic_path, remove_stale_temps
 
 SPLITS = ("train", "val", "test")
 SOURCES = ("digits", "cifar10", "cifar100", "imagefolder")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-
-
-class DataError(RuntimeError):
-    """A dataset cannot be prepared or read; the message says what to change."""
 
 
 @dataclass
@@ -526,8 +524,6 @@ def load(path: str | Path) -> Prepared:
 
 
 def cmd_prepare(a):
-    from lspipe.base.io import remove_stale_temps
-
     remove_stale_temps(a.out)
     opts = dict(a.options or {})
     opts.pop("storage", None)  # resident or streaming (lspipe.core.stream.choose_storage): this is the resident path
@@ -537,8 +533,6 @@ def cmd_prepare(a):
 
 def add_cli(sub) -> None:
     """``lspipe prepare``: one dataset into one prepared ``.npz`` with fixed splits."""
-    from lspipe.cli import json_arg
-
     s = sub.add_parser("prepare-data", aliases=["prepare"], help="prepare a dataset into one .npz with train/val/test splits")
     s.add_argument("--name", required=True)
     s.add_argument("--options", type=json_arg, required=True, help="the config's datasets.<name> entry as JSON")

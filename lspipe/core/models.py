@@ -36,8 +36,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lspipe.core.data import DataError
+from lspipe.base.errors import ModelError
 from lspipe.base.io import torch_save
+from lspipe.base.paths import parse_model_path
+from lspipe.base.runs import parse_run
 
 if TYPE_CHECKING:
     from lspipe.core.data import Prepared
@@ -315,10 +317,6 @@ def save_model(path: str | Path, model: nn.Module, spec: dict, meta: dict) -> No
     torch_save({"spec": spec, "state_dict": model.state_dict(), "meta": meta}, path)
 
 
-class ModelError(DataError):
-    """A model file cannot be used (missing, damaged, foreign, or not the model its place says)."""
-
-
 def _model_error(path, why: str) -> ModelError:
     return ModelError(f"cannot use model {path}: {why}; delete it and rebuild it with `snakemake -f {path}`")
 
@@ -365,8 +363,6 @@ def identity_problems(path: str | Path, meta: dict, data=None) -> list[str]:
     model is used with) adds its name and content digest (``data_digest``, recorded by every
     training command). Models saved before the digest was recorded are not checked against it.
     Returns one short phrase per disagreement (empty: the model is what its place says)."""
-    from lspipe.workflow.plan import parse_model_path, parse_run
-
     problems = []
 
     def differ(key, recorded, expected):
@@ -420,8 +416,6 @@ def check_teacher(path: str | Path, meta: dict, data, student_runs=()) -> None:
     """The checks of a distillation teacher before a student learns from it: :func:`check_identity`
     (its place and the student's data), a teacher's role, and what each student's run name
     (``kd-<teacher arch>-a<teacher alpha>-T<T>_s<seed>``) says of its teacher: arch, alpha, seed."""
-    from lspipe.workflow.plan import parse_run
-
     problems = identity_problems(path, meta, data)
     if meta.get("role") not in (None, "teacher"):
         problems.append(f"role {meta.get('role')!r} where a teacher is needed")

@@ -76,8 +76,10 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from lspipe.core.data import IMAGE_EXTENSIONS, SPLITS, DataError, _limit_per_class, savez_deterministic, stratified_split
+from lspipe.base import defaults
+from lspipe.base.errors import DataError
 from lspipe.base.io import atomic_path
+from lspipe.core.data import IMAGE_EXTENSIONS, SPLITS, _limit_per_class, savez_deterministic, stratified_split
 
 INDEX_FORMAT = 1
 STORAGE = ("auto", "resident", "streaming")
@@ -312,8 +314,6 @@ def build_index(
     standard deviation; with it, every image is, and unreadable ones are dropped (or reported)
     before the split, as the resident path drops them.
     """
-    from lspipe.base import defaults
-
     verify = defaults.default("streaming.verify") if verify is None else verify
     stats_images = defaults.default("streaming.stats_images") if stats_images == -1 else stats_images
     if eval_crop_fraction is None:
@@ -525,8 +525,6 @@ class StreamDataset:
     def __init__(self, paths: Sequence[str] | np.ndarray, labels: np.ndarray, *, mode: str, image_size: int,
                  channels: int = 3, seed: int = 0, crop_scale=None, crop_ratio=None, crop_fraction=None,
                  name: str = "<name>"):
-        from lspipe.base import defaults
-
         if mode not in ("train", "eval", "sums"):
             raise ValueError(f"mode must be train, eval or sums, got {mode!r}")
         # one numpy array of bytes, not a list of str: forked workers then share it without copying
@@ -643,8 +641,6 @@ class StreamLoader:
                  skip_unreadable: bool | None = None, crop_scale=None, crop_ratio=None, crop_fraction=None):
         import torch
         from torch.utils.data import DataLoader
-
-        from lspipe.base import defaults
 
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -770,8 +766,6 @@ def choose_storage(name: str, dataset: dict, resident_max_gb: float | None = Non
     not). ``storage: auto`` streams an ImageFolder tree whose resident uint8 array would exceed
     ``resident_max_gb`` (default: the schema's ``streaming.resident_max_gb``); ``images`` saves
     counting the tree's files."""
-    from lspipe.base import defaults
-
     storage = dataset.get("storage", defaults.default("datasets.*.storage"))
     source = dataset["source"]
     if storage not in STORAGE:

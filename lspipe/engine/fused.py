@@ -36,11 +36,10 @@ stream (that of ``stream_seed``), which a separate run of the other seeds would 
 
 from __future__ import annotations
 
-import math
-
 import copy
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -48,8 +47,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lspipe.base.errors import ConfigError
+from lspipe.base.io import remove_stale_temps
+from lspipe.core import data as data_mod
 from lspipe.core import models as M
+from lspipe.core.inference import resolve_device, setup_torch
 from lspipe.core.losses import check_form, freeze
+from lspipe.core.models import build_model, model_spec, save_model
+from lspipe.core.recipe import Recipe
+from lspipe.engine import complete
+from lspipe.engine.training import fingerprint, fit
 
 # Modules that act on each channel (or element) separately: correct on member-major channels as is.
 _PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
@@ -395,9 +402,6 @@ def train_fused(
     data)``); batches and augmentations come from ``stream_seed`` (default ``seeds[0]``), exactly
     as a single run of that seed draws them.
     """
-    from lspipe.core.models import build_model
-    from lspipe.engine.training import fit
-
     if len(alphas) != len(seeds) or not alphas:
         raise ValueError(f"one seed per alpha: got {len(alphas)} alphas and {len(seeds)} seeds")
     singles = []
@@ -422,20 +426,13 @@ def train_fused(
 
 
 def cmd_train_fused(a):
-    from lspipe.core import data as data_mod
-    from lspipe.core.models import model_spec, save_model
-    from lspipe.engine.training import Recipe, fingerprint, resolve_device
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    setup_torch(a.threads)
     g = len(a.alphas)
     for what, vals in (("--out", a.out), ("--metrics", a.metrics), ("--runs", a.runs)):
         if vals is not None and len(vals) != g:
-            raise SystemExit(f"lspipe train-fused: error: {what} needs one value per alpha ({g}), got {len(vals)}")
+            raise ConfigError(f"{what} needs one value per alpha ({g}), got {len(vals)}")
     outs = [Path(p) for p in a.out]
     ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".fused.ckpt")
-    from lspipe.base.io import remove_stale_temps
-
     remove_stale_temps(ckpt, *outs, *a.metrics)  # left by a killed run (SIGKILL during a write)
     device = resolve_device(a.device)
     data = data_mod.load(a.data)
@@ -444,8 +441,6 @@ def cmd_train_fused(a):
     base = {"dataset": data.meta["name"], "arch": a.arch, "role": a.role, "seed": a.seed, "recipe": a.recipe,
             "data_meta": data.meta, "data_digest": data.digest}
     fp = fingerprint(base | {"alphas": a.alphas, "fused": True})
-    from lspipe.engine import complete
-
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
     if complete.restore_group(outs, member_outputs, fp):
         return  # finished before, but Snakemake did not record it (see lspipe.engine.complete)
@@ -464,17 +459,3 @@ def cmd_train_fused(a):
         print(f"trained {a.arch} ({a.role}, fused member {i + 1}/{g}) -> {out}: {json.dumps(member_summary['final'])}")
     complete.save_group(outs, member_outputs, fp)
     ckpt.unlink(missing_ok=True)
-
-
-def add_cli(sub) -> None:
-    """``lspipe train-fused``: several teachers (one per alpha, same seed) as one fused model."""
-    from lspipe.cli import add_group_outputs, add_run_options, add_training_inputs
-
-    s = sub.add_parser("train-fused", help="train several teachers (one per alpha, same seed) as one fused model")
-    add_training_inputs(s)
-    s.add_argument("--seed", type=int, required=True, help="seed of every member (initialisation and batches)")
-    s.add_argument("--alphas", type=float, nargs="+", required=True, help="label smoothing of each member")
-    s.add_argument("--role", choices=["teacher", "student"], default="teacher")
-    add_group_outputs(s, "alpha")
-    add_run_options(s)
-    s.set_defaults(func=cmd_train_fused)

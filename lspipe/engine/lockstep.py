@@ -30,7 +30,6 @@ shared step and generator), so an interrupted lockstep job resumes exactly.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Sequence
@@ -38,7 +37,18 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from lspipe.base.errors import ConfigError
+from lspipe.base.io import file_sha256, remove_stale_temps
+from lspipe.core import data as data_mod
 from lspipe.core import models as M
+from lspipe.core.inference import resolve_device, setup_torch
+from lspipe.core.losses import Distillation, SmoothedCE
+from lspipe.core.models import build_model, check_teacher, load_model, model_spec, save_model
+from lspipe.core.recipe import Recipe
+from lspipe.engine import complete
+from lspipe.engine.fused import FusedDistillation, FusedSmoothedCE
+from lspipe.engine.fused import fuse as fuse_models
+from lspipe.engine.training import fingerprint, fit
 
 
 class SharedTeacher(nn.Module):
@@ -138,11 +148,6 @@ def train_lockstep(
     and ``form`` as :class:`lspipe.core.losses.Distillation`). Every student is initialised as its
     separate run (``torch.manual_seed(seed); build_model(arch, data)``).
     """
-    from lspipe.engine.fused import FusedDistillation, FusedSmoothedCE, fuse as fuse_models
-    from lspipe.core.losses import Distillation, SmoothedCE
-    from lspipe.core.models import build_model
-    from lspipe.engine.training import fit
-
     if (alphas is None) == (teacher is None):
         raise ValueError("lockstep students need either alphas (baselines) or a teacher and temperatures")
     if teacher is not None and not temperatures:
@@ -183,27 +188,19 @@ def train_lockstep(
 
 
 def cmd_train_lockstep(a):
-    from lspipe.core import data as data_mod
-    from lspipe.engine.activations import file_sha256
-    from lspipe.core.models import check_teacher, load_model, model_spec, save_model
-    from lspipe.engine.training import Recipe, fingerprint, resolve_device
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    setup_torch(a.threads)
     distilled = a.teacher is not None
     if distilled == (a.alphas is not None):
-        raise SystemExit("lspipe train-lockstep: error: give either --alphas (baselines) or --teacher and --temperatures")
+        raise ConfigError("give either --alphas (baselines) or --teacher and --temperatures")
     if distilled and not a.temperatures:
-        raise SystemExit("lspipe train-lockstep: error: --teacher needs --temperatures (one per student)")
+        raise ConfigError("--teacher needs --temperatures (one per student)")
     values = a.temperatures if distilled else a.alphas
     g = len(values)
     for what, vals in (("--out", a.out), ("--metrics", a.metrics), ("--runs", a.runs)):
         if vals is not None and len(vals) != g:
-            raise SystemExit(f"lspipe train-lockstep: error: {what} needs one value per student ({g}), got {len(vals)}")
+            raise ConfigError(f"{what} needs one value per student ({g}), got {len(vals)}")
     outs = [Path(p) for p in a.out]
     ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".lockstep.ckpt")
-    from lspipe.base.io import remove_stale_temps
-
     remove_stale_temps(ckpt, *outs, *a.metrics)  # left by a killed run (SIGKILL during a write)
     device = resolve_device(a.device)
     data = data_mod.load(a.data)
@@ -224,8 +221,6 @@ def cmd_train_lockstep(a):
         metas = [{**base, "run": r, "alpha": al} for r, al in zip(runs, values)]
     lock = {"runs": runs, "fused": bool(a.fuse)}
     fp = fingerprint({"members": [{k: v for k, v in m.items() if k != "run"} for m in metas], "lockstep": lock})
-    from lspipe.engine import complete
-
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
     if complete.restore_group(outs, member_outputs, fp):
         return  # finished before, but Snakemake did not record it (see lspipe.engine.complete)
@@ -242,25 +237,3 @@ def cmd_train_lockstep(a):
               f"{json.dumps(meta['summary']['final'])}")
     complete.save_group(outs, member_outputs, fp)
     ckpt.unlink(missing_ok=True)
-
-
-def add_cli(sub) -> None:
-    """``lspipe train-lockstep``: the students of one seed (and one teacher) on one batch stream."""
-    from lspipe.cli import add_group_outputs, add_run_options, add_training_inputs
-    from lspipe.base.defaults import default
-
-    s = sub.add_parser("train-lockstep", help="train several students of one seed (and one teacher) in lockstep")
-    add_training_inputs(s)
-    s.add_argument("--seed", type=int, required=True, help="seed of every student (initialisation and batches)")
-    s.add_argument("--alphas", type=float, nargs="+", default=None, help="student baselines: label smoothing of each")
-    s.add_argument("--teacher", default=None, help="teacher model.pt every student is distilled from")
-    s.add_argument("--temperatures", type=float, nargs="+", default=None, help="distilled students: T of each")
-    s.add_argument("--beta", type=float, default=default("distillation[].beta"))
-    s.add_argument("--form", choices=["teacher", "slides", "hinton"], default=default("distillation[].form"),
-                   help="distillation loss form (see lspipe train --help)")
-    s.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,
-                   help="run the students as one fused network (lspipe.engine.fused)")
-    add_group_outputs(s, "student")
-    add_run_options(s)
-    s.set_defaults(func=cmd_train_lockstep)
-

@@ -4,7 +4,7 @@ It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser ste
 training split lives on the device as uint8 and a :class:`~lspipe.core.augment.DeviceLoader` draws
 each batch from a seeded permutation and augments it on the device; each step computes the objective (label-smoothed CE or distillation, :mod:`lspipe.core.losses`), step SGD with
 Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
-runs in bf16 autocast and channels_last (evaluation and dumps, :func:`~lspipe.engine.activations.predict`, always run in
+runs in bf16 autocast and channels_last (evaluation and dumps, :func:`~lspipe.core.inference.predict`, always run in
 float32); on the CPU in channels_last (``cpu_channels_last``, on by
 default: +30% for ResNets with oneDNN) and in bf16 only when the recipe asks (``cpu_amp``). After every epoch: validation accuracy/loss, a row in
 the metrics CSV and (every ``checkpoint_every`` epochs) an atomic checkpoint from which an
@@ -22,14 +22,12 @@ loop does not branch on it: an ordinary model is one member (B x 1 x K logits, o
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import io
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,140 +35,21 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from lspipe.base import defaults
+from lspipe.base.errors import ConfigError, TrainingDiverged
+from lspipe.base.io import atomic_path, file_sha256, remove_stale_temps, torch_save
+from lspipe.core import data as data_mod
 from lspipe.core import models as model_registry
-from lspipe.engine.activations import evaluate_logits, predict
 from lspipe.core.augment import DeviceLoader
 from lspipe.core.data import Prepared
-from lspipe.base.io import atomic_path, torch_save
+from lspipe.core.inference import evaluate_logits, predict, resolve_device, setup_torch
+from lspipe.core.losses import Distillation, SmoothedCE
+from lspipe.core.models import build_model, check_teacher, load_model, model_spec, save_model
+from lspipe.core.recipe import Recipe
+from lspipe.engine import complete
+from lspipe.engine.probe import ProbeRecorder
+from lspipe.engine.probefile import write_probe_placeholder
 
 METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
-
-
-@dataclass
-class Recipe:
-    """Optimisation hyper-parameters (the config's ``recipes.<name>`` section).
-
-    Build it with :meth:`from_dict`, which fills every key left out from the schema's defaults
-    (:mod:`lspipe.base.defaults`, the one place they are written).
-    """
-
-    steps: int
-    batch_size: int
-    lr: float
-    momentum: float
-    nesterov: bool
-    weight_decay: float
-    dense_weight_decay: float | None
-    schedule: str
-    lr_milestones: Sequence[int]
-    lr_decay: float
-    onecycle_pct_start: float
-    warmup_steps: int
-    loss_scale: float
-    grad_clip: float | None
-    augment: dict
-    eval_batch_size: int
-    checkpoint_every: int
-    amp: bool
-    channels_last: bool
-    compile: bool
-    compile_mode: str | None
-    cpu_amp: bool
-    cpu_channels_last: bool
-    max_loss: float | None
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Recipe":
-        from lspipe.core.config import ConfigError
-
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown recipe key(s) {unknown}; allowed: {sorted(known)}")
-        r = cls(**defaults.fill("recipes.*", d))
-        r.lr_milestones = tuple(int(m) for m in r.lr_milestones)
-        problem = r.schedule_problem()
-        if problem:
-            raise ConfigError(f"recipes.<name>: {problem}")
-        return r
-
-    def schedule_problem(self) -> str | None:
-        """Why the schedule settings do not fit together (None when they do)."""
-        if self.schedule not in SCHEDULES:
-            return f"unknown schedule {self.schedule!r} (recipes.<name>.schedule); allowed: {', '.join(SCHEDULES)}"
-        late = [m for m in self.lr_milestones if m >= self.steps]
-        if late:
-            return (f"lr_milestones {late} lie at or beyond the last step (steps: {self.steps}), so they never apply: "
-                    "lower them below steps or raise steps")
-        if self.schedule != "milestones" and self.lr_milestones:
-            return (f"lr_milestones {list(self.lr_milestones)} only apply to schedule 'milestones', not "
-                    f"{self.schedule!r}: remove them from the recipe")
-        if self.schedule == "onecycle" and self.warmup_steps:
-            return ("schedule 'onecycle' has its own warm-up (onecycle_pct_start); set warmup_steps: 0 in the recipe")
-        if not 0.0 < self.onecycle_pct_start < 1.0:
-            return f"onecycle_pct_start must be in (0, 1), got {self.onecycle_pct_start}"
-        return None
-
-    def lr_at(self, step: int) -> float:
-        """Learning rate for optimiser step ``step`` (0-based) under :attr:`schedule`:
-
-        * ``milestones``: ``lr * lr_decay ** (number of milestones <= step)``;
-        * ``cosine``: ``lr * (1 + cos(pi * step / steps)) / 2`` (``CosineAnnealingLR`` with
-          ``T_max = steps``, ``eta_min = 0``);
-        * ``onecycle``: ``torch.optim.lr_scheduler.OneCycleLR`` (cosine annealing, ``max_lr = lr``,
-          ``total_steps = steps``, ``pct_start = onecycle_pct_start``, ``div_factor = 25``,
-          ``final_div_factor = 1e4``): cosine from ``lr / 25`` up to ``lr`` at step
-          ``pct_start * steps - 1``, then cosine down to ``lr / 25 / 1e4`` at the last step.
-
-        ``warmup_steps`` (milestones and cosine) multiplies by ``(step + 1) / warmup_steps`` first.
-        """
-        if self.schedule == "cosine":
-            lr = self.lr * 0.5 * (1.0 + math.cos(math.pi * step / self.steps))
-        elif self.schedule == "onecycle":
-            lr = onecycle_lr(step, self.lr, self.steps, self.onecycle_pct_start)
-        else:
-            lr = self.lr * self.lr_decay ** sum(step >= m for m in self.lr_milestones)
-        if self.warmup_steps and step < self.warmup_steps:
-            lr *= (step + 1) / self.warmup_steps
-        return lr
-
-
-SCHEDULES = ("milestones", "cosine", "onecycle")
-
-
-def onecycle_lr(step: int, max_lr: float, total: int, pct_start: float = 0.3, div: float = 25.0,
-                final_div: float = 1e4) -> float:
-    """The one-cycle learning rate of ``OneCycleLR(anneal_strategy='cos')`` at ``step``."""
-    initial, final = max_lr / div, max_lr / div / final_div
-    peak = float(pct_start * total) - 1.0
-    end = float(total - 1)
-
-    def cos_anneal(start, stop, pct):
-        return stop + (start - stop) / 2.0 * (math.cos(math.pi * pct) + 1.0)
-
-    if step <= peak:
-        return cos_anneal(initial, max_lr, step / peak if peak > 0 else 1.0)
-    return cos_anneal(max_lr, final, (step - peak) / (end - peak) if end > peak else 1.0)
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    from lspipe.core.config import ConfigError
-
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise ConfigError(f"device {spec!r} is not a device (config key 'device'): use 'auto', 'cpu', 'cuda' or "
-                          "'cuda:N'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {spec!r} requested (config key 'device') but CUDA is not available on this "
-                          "machine; set device: auto (or cpu)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"device {spec!r} requested (config key 'device') but this machine has "
-                          f"{torch.cuda.device_count()} CUDA device(s); set device: auto (or cuda:0)")
-    return dev
 
 
 def fingerprint(obj: Any) -> str:
@@ -195,13 +74,6 @@ class Callback:
     def on_step(self, model: nn.Module, step: int) -> None: ...
     def on_checkpoint(self, step: int) -> None: ...
     def on_end(self, model: nn.Module, step: int) -> None: ...
-
-
-class TrainingDiverged(RuntimeError):
-    """The training loss became non-finite, exceeded ``recipe.max_loss``, or (without a
-    ``max_loss``) averaged over an epoch more than :data:`DIVERGENCE_FACTOR` times the loss of a
-    uniform prediction; the message names the run, the step or epoch and the loss, and the
-    checkpoint left for inspection."""
 
 
 # A run diverged when an epoch's mean training loss exceeds this many times the loss of a uniform
@@ -318,8 +190,6 @@ def fit(
     loader = DeviceLoader(torch.from_numpy(data.x["train"]).to(device), torch.from_numpy(data.y["train"]).to(device),
                           recipe.batch_size, pad=recipe.augment["pad"], flip=recipe.augment["flip"], generator=gen)
     if len(loader) == 0:  # the incomplete last batch is dropped, as in airbench
-        from lspipe.core.config import ConfigError
-
         raise ConfigError(f"recipes.<name>.batch_size {recipe.batch_size} exceeds the {len(loader.x)} training "
                           f"examples of dataset {data.meta.get('name', '?')!r}; lower recipes.<name>.batch_size")
 
@@ -450,12 +320,6 @@ def fit(
 
 
 def cmd_train(a):
-    from lspipe.core import data as data_mod
-    from lspipe.cli import setup_torch
-    from lspipe.base.io import remove_stale_temps
-    from lspipe.core.losses import Distillation, SmoothedCE
-    from lspipe.core.models import build_model, check_teacher, load_model, model_spec, save_model
-
     setup_torch(a.threads)
     out = Path(a.out)
     ckpt = out.with_name(out.name + ".ckpt")
@@ -472,8 +336,6 @@ def cmd_train(a):
         teacher, tmeta = load_model(a.teacher, device)
         check_teacher(a.teacher, tmeta, data, [meta["run"]])  # the teacher its place, data and the student's run name say
         objective = Distillation(teacher, a.temperature, a.beta, form=a.form)
-        from lspipe.engine.activations import file_sha256
-
         # the teacher's content (not just its path) enters the checkpoint fingerprint, so a student
         # checkpoint left over from before its teacher was retrained is never resumed
         meta.update(teacher=str(a.teacher), teacher_sha256=file_sha256(a.teacher), teacher_arch=tmeta.get("arch"),
@@ -484,18 +346,12 @@ def cmd_train(a):
     model = build_model(a.arch, data)
     callbacks = []
     if a.probe:
-        from lspipe.experiments.mi import ProbeRecorder
-
         probe_out = a.probe_out or out.with_name("probe.h5")
         callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
     elif a.probe_out:  # a teacher of a grid without a probe: its probe output is a placeholder
-        from lspipe.experiments.mi import write_probe_placeholder
-
         write_probe_placeholder(a.probe_out)
     # the run's identity: settings, objective, seed, teacher and the data's content digest
     fp = fingerprint({k: v for k, v in meta.items() if k != "run"} | {"probe": a.probe})
-    from lspipe.engine import complete
-
     outputs = [out, Path(a.metrics)] + ([callbacks[0].path] if a.probe else [])
     if complete.restore(out, outputs, fp):  # finished before, but Snakemake did not record it
         return
@@ -509,28 +365,3 @@ def cmd_train(a):
     complete.save(out, outputs, fp)
     ckpt.unlink(missing_ok=True)
     print(f"trained {a.arch} ({a.role}) -> {out}: {json.dumps(summary['final'])}")
-
-
-def add_cli(sub) -> None:
-    """``lspipe train``: one teacher, student baseline or distilled student."""
-    from lspipe.cli import add_run_options, add_training_inputs, json_arg
-
-    s = sub.add_parser("train", help="train a teacher or a student")
-    add_training_inputs(s)
-    s.add_argument("--seed", type=int, required=True)
-    s.add_argument("--alpha", type=float, default=0.0, help="label smoothing (when not distilling)")
-    s.add_argument("--role", choices=["teacher", "student"], default="teacher")
-    s.add_argument("--run", default=None, help="run name stored in the model's metadata")
-    s.add_argument("--teacher", default=None, help="teacher model.pt: distil from it")
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--beta", type=float, default=defaults.default("distillation[].beta"))
-    s.add_argument("--form", choices=["teacher", "slides", "hinton"], default=defaults.default("distillation[].form"),
-                   help="distillation form: teacher (only the teacher at T; default), slides (student at T too), "
-                        "hinton (student at T, soft term x T^2)")
-    s.add_argument("--probe", type=json_arg, default=None, help="mutual-information probe settings as JSON")
-    s.add_argument("--probe-out", default=None,
-                   help="probe trace (default: probe.h5 next to --out); without --probe, a placeholder is written there")
-    s.add_argument("--out", required=True, help="model.pt")
-    s.add_argument("--metrics", required=True, help="per-epoch metrics CSV")
-    add_run_options(s)
-    s.set_defaults(func=cmd_train)

@@ -43,9 +43,12 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
-from lspipe.core.config import ConfigError
+from lspipe.base.args import optional_float
+from lspipe.base.defaults import default
+from lspipe.base.errors import ConfigError
 from lspipe.base.io import read_json, write_json, write_text
 from lspipe.core.tables import fmt_pm, markdown_table, mean_std, write_csv
+from lspipe.engine.dumpfile import Dump
 
 BIN_CONVENTION = (
     "B equal-width bins, edges linspace(0, 1, B+1), right-closed (b/B, (b+1)/B]; "
@@ -274,8 +277,6 @@ def calibrate(fit_logits, fit_labels, eval_logits, eval_labels, n_bins: int = 15
 
 def calibrate_dump(path: str | Path, n_bins: int = 15) -> dict:
     """Temperature scaling fitted on the dump's validation split, reported on its test split."""
-    from lspipe.engine.activations import Dump
-
     dump = Dump(path)
     fit, ev = dump.split(FIT_SPLIT), dump.split(REPORT_SPLIT)
     out = calibrate(fit.logits, fit.labels, ev.logits, ev.labels, n_bins)
@@ -410,7 +411,7 @@ def reliability_figure(json_paths: Sequence[str | Path], out_paths: Sequence[str
     bins with fewer than ``min_count`` examples are drawn hollow and left out of the line, so a
     noisy bin of a handful of examples does not read as a calibration failure.
     """
-    from lspipe.core.plotting import new_figure, save_figure
+    from lspipe.core.plotting import new_figure, save_figure  # matplotlib: only when a figure is drawn
 
     groups = _group([read_json(p) for p in json_paths])
     if len(groups) != 1:
@@ -474,9 +475,6 @@ def _cmd_figure(a):
 
 
 def add_cli(sub) -> None:
-    from lspipe.cli import optional_float
-    from lspipe.base.defaults import default  # the schema's defaults: written once, there
-
     s = sub.add_parser("calibrate", help="temperature scaling (fit on val) and ECE before/after (test) of one dump")
     s.add_argument("--dump", required=True)
     s.add_argument("--out", required=True, help="JSON")

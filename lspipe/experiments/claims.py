@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -56,7 +55,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from lspipe.base.defaults import fill
 from lspipe.base.io import read_json, write_json, write_text
+from lspipe.base.runs import fmt, run_name
+from lspipe.experiments.distill import FORM_LABELS, parse_student_run, read_gamma_table, trained_as
+from lspipe.experiments.mi import mi_noise
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 NOT_COMPARED, NOT_RUN = "not compared", "not run"
@@ -85,8 +88,6 @@ FORM_DEPARTURE = {
 
 def settings(overrides: dict | None = None) -> dict:
     """The decision settings: the schema's ``claims`` defaults updated with ``overrides``."""
-    from lspipe.base.defaults import fill
-
     return fill("claims", overrides)
 
 
@@ -396,78 +397,6 @@ def accuracy_claims(teacher_evals: Sequence[dict], cfg: dict, split: str = "test
 # --------------------------------------------------------------------------- claim 2: tightness
 
 
-def tightness(points: np.ndarray, labels: np.ndarray, templates: np.ndarray) -> dict:
-    """Tightness ratio of three classes' projected points (smaller = tighter).
-
-    ``spread_c`` = mean Euclidean distance of class ``c``'s points (``labels == c``, c = 0, 1, 2)
-    to their centroid; ``template_distance`` = mean of the three pairwise distances between the
-    templates; ``ratio`` = mean of the three spreads / template distance. All in the same plane
-    coordinates (the projected templates keep their pairwise distances, as they lie in the plane).
-    """
-    p = np.asarray(points, dtype=np.float64)
-    y = np.asarray(labels)
-    t = np.asarray(templates, dtype=np.float64)
-    if t.shape[0] != 3:
-        raise ValueError(f"need 3 templates, got {t.shape}")
-    spreads = []
-    for c in range(3):
-        pc = p[y == c]
-        if len(pc) == 0:
-            raise ValueError(f"class position {c} has no points")
-        spreads.append(float(np.linalg.norm(pc - pc.mean(axis=0), axis=1).mean()))
-    dist = float(np.mean([np.linalg.norm(t[i] - t[j]) for i, j in ((0, 1), (0, 2), (1, 2))]))
-    return {"spreads": spreads, "template_distance": dist, "ratio": float(np.mean(spreads) / dist)}
-
-
-def class_triples(num_classes: int, count: int, seed: int) -> list[tuple[int, int, int]]:
-    """All sorted class triples when there are at most ``count``, else ``count`` distinct seeded random ones."""
-    total = math.comb(num_classes, 3)
-    if total <= count:
-        return list(itertools.combinations(range(num_classes), 3))
-    rng = np.random.default_rng(seed)
-    seen: set[tuple[int, int, int]] = set()
-    out = []
-    while len(out) < count:
-        tri = tuple(sorted(int(c) for c in rng.choice(num_classes, 3, replace=False)))
-        if tri not in seen:
-            seen.add(tri)
-            out.append(tri)
-    return out
-
-
-TIGHTNESS_FIELDS = ["dataset", "arch", "alpha", "seed", "run", "split", "kind", "row", "classes", "n",
-                    "spread_0", "spread_1", "spread_2", "template_distance", "ratio"]
-TIGHTNESS_SPLITS = ("train", "val")  # the paper's Fig. 1 shows both
-
-
-def tightness_rows(dump_paths: Sequence[str | Path], fig1_rows: Sequence[dict], *, triples: int = 1000,
-                   seed: int = 0, splits: Sequence[str] = TIGHTNESS_SPLITS) -> list[dict]:
-    """Tightness of every dump on each of ``splits``: each Fig. 1 row of its dataset/arch (kind
-    ``fig1``) and ``triples`` class triples (kind ``random``; all when there are at most that many;
-    the same triples for every dump of a dataset), with every example of the three classes."""
-    from lspipe.engine.activations import Dump
-    from lspipe.experiments.projection import panel
-
-    rows = []
-    for path in dump_paths:
-        d = Dump(path)
-        ds, arch = d.meta("dataset"), d.meta("arch")
-        todo = [("fig1", i, list(r["classes"])) for i, r in enumerate(fig1_rows)
-                if r["dataset"] == ds and r["arch"] == arch]
-        todo += [("random", i, [d.classes[c] for c in tri])
-                 for i, tri in enumerate(class_triples(len(d.classes), triples, seed))]
-        for split in splits:
-            base = {"dataset": ds, "arch": arch, "alpha": float(d.meta("alpha")), "seed": int(d.meta("seed")),
-                    "run": d.meta("run"), "split": split}
-            for kind, i, names in todo:
-                p = panel(d, names, split, per_class=10**12, seed=0, where=f"projections.rows[{i}]")
-                t = tightness(p.points, p.labels, p.templates)
-                rows.append({**base, "kind": kind, "row": i, "classes": "|".join(names), "n": int(len(p.labels)),
-                             "spread_0": t["spreads"][0], "spread_1": t["spreads"][1], "spread_2": t["spreads"][2],
-                             "template_distance": t["template_distance"], "ratio": t["ratio"]})
-    return rows
-
-
 def read_csv(path: str | Path) -> list[dict]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -715,8 +644,6 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
     to the teacher's smoothness index. A student eval may be a teacher's (a baseline trained as a
     teacher, :func:`lspipe.experiments.distill.teacher_twins`): the run name decides its family.
     """
-    from lspipe.experiments.distill import FORM_LABELS, fmt, parse_student_run
-
     teacher_alphas = sorted({float(a) for a, _, _ in gamma})
     tarch = sarch = None
     baseline: dict[int, dict[float, float]] = defaultdict(dict)
@@ -888,8 +815,6 @@ def mi_claims(curves: Sequence[dict], cfg: dict) -> list[dict]:
     (:func:`lspipe.experiments.mi.mi_noise`, pooled over the grid's records). Primary: (peak − late)(LS) −
     (peak − late)(α = 0) > margin, paired by seed. Descriptive: with LS the MI rises then falls
     (min(peak − first, peak − late) > margin); late MI(α = 0) − MI(LS) > margin."""
-    from lspipe.experiments.mi import mi_noise
-
     by: dict[tuple, dict[float, dict[int, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     rows_by: dict[tuple, list] = defaultdict(list)
     for r in curves:
@@ -987,14 +912,11 @@ def calibration_models(config: dict) -> list[tuple[str, str, float, int]]:
     return out
 
 
-def config_inputs(config: dict) -> dict:
-    """Every input of the claims report of a validated config, and its settings: what the ``claims``
-    rule reads and what ``lspipe claims --config`` reads (nothing else in the results folder)."""
-    from lspipe.experiments.distill import trained_as
-    from lspipe.workflow.plan import Plan, run_name
-
-    plan = Plan(config)
-    p = plan.paths
+def inputs(plan) -> dict:
+    """Every input of the claims report of a configuration's plan (a :class:`lspipe.workflow.plan.Plan`),
+    and its settings: what the ``claims`` rule reads and what ``lspipe claims --config`` reads
+    (nothing else in the results folder)."""
+    config, p = plan.config, plan.paths
     evals = [p.eval(*m) for m in plan.trained_models]
     # a student baseline trained as a teacher (lspipe.experiments.distill.teacher_twins) is read from the teacher's eval
     twins = {ds: {run: p.eval(ds, plan.distill[ds]["student_arch"], *trained_as(run, t)) for run in t}
@@ -1273,8 +1195,6 @@ def mixed_grids(inputs: dict) -> list[str]:
     earlier config): grids that are not a full alpha x seed rectangle, calibration or MI files
     whose alphas/seeds differ from the evaluations', students whose teacher, alpha or temperature
     the gamma table does not hold, and gamma tables without their students."""
-    from lspipe.experiments.distill import fmt, parse_student_run
-
     problems = []
     teacher: dict[tuple, dict[float, set]] = defaultdict(lambda: defaultdict(set))
     students: dict[str, list] = defaultdict(list)
@@ -1335,9 +1255,8 @@ def found_text(paths: dict[str, list[str]]) -> str:
 # --------------------------------------------------------------------------- CLI
 
 
-def _load_inputs(paths: dict) -> dict:
-    from lspipe.experiments.distill import read_gamma_table
-
+def load_inputs(paths: dict) -> dict:
+    """The content of the report's input files (``paths`` as :func:`inputs` or :func:`discover` give them)."""
     gamma, gamma_paths = {}, {}
     for path in paths.get("gamma") or []:
         stem = Path(path).stem
@@ -1350,106 +1269,3 @@ def _load_inputs(paths: dict) -> dict:
             "calibrations": [_read_json(p) for p in paths.get("calibrations") or []],
             "tightness": tightness, "gamma": gamma, "gamma_paths": gamma_paths,
             "mi_curves": [r for p in paths.get("mi_curves") or [] for r in _read_mi_curve(p)]}
-
-
-def _cmd_claims(a):
-    from lspipe.core.config import ConfigError
-
-    names = ("evals", "calibrations", "tightness", "gamma", "mi_curves")
-    given = {"evals": a.evals, "calibrations": a.calibrations, "tightness": [a.tightness] if a.tightness else [],
-             "gamma": a.gamma, "mi_curves": a.mi_curves}
-    twins = json.loads(a.twins) if a.twins else {}
-    settings_in = a.settings
-    if a.config:
-        from lspipe.core.config import load
-
-        config = load(a.config)
-        if a.results:
-            config["results"] = str(a.results)
-        if not Path(config["results"]).is_dir():
-            raise ConfigError(f"the results folder {config['results']} (config key results) does not exist; run "
-                              "the workflow first or pass --results")
-        want = config_inputs(config)
-        missing = [p for k in names for p in want[k] if not Path(p).exists()]
-        if missing:
-            raise ConfigError(f"{len(missing)} input(s) the config names are missing, e.g. {', '.join(missing[:5])}; "
-                              "run the workflow (snakemake) to make them")
-        given = {k: given[k] or want[k] for k in names}
-        twins = twins or want["twins"]
-        settings_in = settings_in or want["settings"]
-        a.accuracy_split = want["accuracy_split"]
-        a.fig1_ls_alpha, a.fig1_rows = want["fig1_ls_alpha"], want["fig1_rows"]
-        a.distillation_split = a.distillation_split or [f"{d}={s}" for d, s in want["distillation_split"].items()]
-    elif a.results:
-        if not Path(a.results).is_dir():
-            raise ConfigError(f"the results folder {a.results} does not exist (lspipe claims --results)")
-        found = discover(a.results)
-        print(f"found in {a.results}: {found_text(found)}")
-        given = {k: given[k] or found[k] for k in names}
-        problems = mixed_grids(_load_inputs(given))
-        if problems:
-            raise ConfigError(f"{a.results} mixes the outputs of several configurations (orphans of an earlier "
-                              "config?): " + " | ".join(problems) + "; pass the config with --config to read only "
-                              "what it names, or remove the orphaned files")
-    cfg = settings(settings_in)
-    inputs = _load_inputs(given)
-    tightness = inputs["tightness"]
-    fig1_rows = a.fig1_rows if a.fig1_rows is not None else sum(r["kind"] == "fig1" for r in tightness)
-    checks = build_checks(
-        evals=inputs["evals"], calibrations=inputs["calibrations"], tightness=tightness, gamma=inputs["gamma"],
-        gamma_paths=inputs["gamma_paths"], mi_curves=inputs["mi_curves"], cfg=cfg, accuracy_split=a.accuracy_split,
-        fig1_ls_alpha=a.fig1_ls_alpha, has_fig1_rows=fig1_rows > 0, twins=twins,
-        distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []),
-    )
-    write_report(checks, cfg, a.md, a.json, a.rst)
-    for s in summarise(checks):
-        print(f"claim {s['claim']} {s['scope']}: {s['verdict']} (primary check {s['primary']})")
-
-
-def _cmd_tightness(a):
-    from lspipe.core.tables import write_csv
-
-    rows = tightness_rows(a.dumps, json.loads(a.rows), triples=a.triples, seed=a.seed, splits=a.splits)
-    write_csv(a.out, rows, TIGHTNESS_FIELDS)
-    print(f"tightness of {len(a.dumps)} dumps, {len(rows)} rows -> {a.out}")
-
-
-def add_cli(sub) -> None:
-    from lspipe.cli import optional_float
-    from lspipe.base.defaults import default  # the schema's defaults: written once, there
-
-    s = sub.add_parser("claims", help="the claims report: verdict per claim of the paper (claims.md / claims.json)")
-    s.add_argument("--config", default=None,
-                   help="config file: read exactly the inputs the workflow's claims rule reads (and its settings); "
-                        "a missing input is an error")
-    s.add_argument("--results", default=None,
-                   help="results folder; without --config: take every input not given explicitly from its standard "
-                        "layout, listing what was found and refusing a folder that mixes several configurations")
-    s.add_argument("--evals", nargs="*", default=[], help="per-model evaluation JSONs (teachers and students)")
-    s.add_argument("--calibrations", nargs="*", default=[], help="per-model calibration JSONs of every teacher grid")
-    s.add_argument("--tightness", default=None, help="CSV from `lspipe tightness-table`")
-    s.add_argument("--gamma", nargs="*", default=[], help="distillation_gamma_<dataset>.csv of each distillation entry")
-    s.add_argument("--mi-curves", nargs="*", default=[], help="per-seed MI curves <results>/mi/<dataset>/<arch>/*.csv")
-    s.add_argument("--settings", type=json.loads, default=None, help="the config's claims section as JSON")
-    s.add_argument("--twins", default=None,
-                   help="JSON {dataset: {student baseline run: eval JSON of the teacher it was trained as}}")
-    s.add_argument("--accuracy-split", default=default("accuracy_table.split"))
-    s.add_argument("--fig1-ls-alpha", type=optional_float, default=None,
-                   help="LS alpha of the Fig. 1 rows (projections.ls_alpha); none (default): the smallest nonzero")
-    s.add_argument("--fig1-rows", type=int, default=None,
-                   help="number of configured Fig. 1 rows (default: those in the tightness table)")
-    s.add_argument("--distillation-split", nargs="*", default=[], help="dataset=split of each distillation entry")
-    s.add_argument("--md", required=True)
-    s.add_argument("--json", required=True)
-    s.add_argument("--rst", default=None, help="reStructuredText copy (for the Snakemake report)")
-    s.set_defaults(func=_cmd_claims)
-
-    s = sub.add_parser("tightness-table", aliases=["tightness"],
-                       help="claim 2: tightness ratio of class triples projected onto their template plane")
-    s.add_argument("--dumps", nargs="+", required=True)
-    s.add_argument("--rows", default="[]", help="the config's projections.rows as JSON")
-    s.add_argument("--triples", type=int, default=default("claims.tightness_triples"))
-    s.add_argument("--seed", type=int, default=default("claims.tightness_seed"))
-    s.add_argument("--splits", nargs="+", default=list(TIGHTNESS_SPLITS), help="dump splits (default: train val)")
-    s.add_argument("--out", required=True)
-    s.set_defaults(func=_cmd_tightness)

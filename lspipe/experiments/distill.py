@@ -45,7 +45,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from lspipe.core.config import ConfigError
+from lspipe.base.defaults import default
+from lspipe.base.errors import ConfigError
+from lspipe.base.io import read_json
+from lspipe.base.runs import fmt, kd_run
+from lspipe.base.runs import run_name as baseline_run
+from lspipe.core.tables import write_csv
+from lspipe.engine.dumpfile import Dump
 
 FAMILIES = ("teacher", "baseline", "kd_hard", "kd_ls")
 FAMILY_LABELS = {
@@ -69,11 +75,6 @@ TABLE_FIELDS = [
 _NUM = r"[0-9.]+(?:e-?[0-9]+)?"
 _BASELINE_RE = re.compile(rf"^a(?P<alpha>{_NUM})_s(?P<seed>[0-9]+)$")
 _KD_RE = re.compile(rf"^kd-(?P<tarch>[a-z0-9]+)-a(?P<talpha>{_NUM})-T(?P<T>{_NUM})_s(?P<seed>[0-9]+)$")
-
-
-# run names are lspipe.workflow.plan's (one place for the rules, the tests and this module)
-from lspipe.workflow.plan import fmt, kd_run  # noqa: E402
-from lspipe.workflow.plan import run_name as baseline_run  # noqa: E402
 
 
 # --------------------------------------------------------------------------- run names and the plan
@@ -264,8 +265,6 @@ def smoothness_table(dump_paths: Iterable[str | Path], temperatures: Sequence[fl
     the number of examples averaged over and ``train_size`` the size of the training split
     (``n < train_size`` only for a dump older than its ``/train_full`` group).
     """
-    from lspipe.engine.activations import Dump
-
     rows = []
     for path in dump_paths:
         dump = Dump(path)
@@ -389,7 +388,7 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
     Lines join the means over seeds, shaded bands span min..max over seeds; distilled students
     also carry horizontal bars spanning the min..max of their teachers' gamma over seeds.
     """
-    from lspipe.core.plotting import new_figure, save_figure
+    from lspipe.core.plotting import new_figure, save_figure  # matplotlib: only when a figure is drawn
 
     if not rows:
         raise ValueError("no rows to plot")
@@ -434,8 +433,6 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
 
 
 def cmd_gamma(a) -> None:
-    from lspipe.core.tables import write_csv
-
     rows = smoothness_table(a.dumps, a.temperatures, split=a.split)
     write_csv(a.out, rows, GAMMA_FIELDS)
     for r in rows:
@@ -443,9 +440,6 @@ def cmd_gamma(a) -> None:
 
 
 def cmd_figure(a) -> None:
-    from lspipe.base.io import read_json
-    from lspipe.core.tables import write_csv
-
     if a.split not in ("val", "test"):
         raise ConfigError(f"distillation[].split must be 'val' or 'test', got {a.split!r}")
     rows = distillation_rows([read_json(p) for p in a.teacher_evals], [read_json(p) for p in a.student_evals],
@@ -458,8 +452,6 @@ def cmd_figure(a) -> None:
 
 
 def add_cli(sub) -> None:
-    from lspipe.base.defaults import default  # the schema's defaults: written once, there
-
     s = sub.add_parser("distillation-gamma", aliases=["distill-gamma"], help="Fig. 5: smoothness index gamma of teacher dumps at temperatures T")
     s.add_argument("--dumps", nargs="+", required=True, help="teacher activation dumps (HDF5)")
     s.add_argument("--temperatures", nargs="+", type=float, required=True)

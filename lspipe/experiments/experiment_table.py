@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+from lspipe.base.errors import ConfigError
 from lspipe.base.io import read_json, write_text
 from lspipe.core.tables import markdown_table, write_csv
 
@@ -25,20 +26,6 @@ FIELDS = [
     "train_seconds", "train_time_shared", "val_accuracy", "test_accuracy", "val_nll", "test_nll",
     "ece", "ece_temperature_scaled", "temperature_fitted", "temperature_at_bound",
 ]
-
-
-def trained_models(config: dict) -> list[tuple[str, str, str, str]]:
-    """``(dataset, arch, role, run)`` of every model a validated config trains (lspipe.workflow.plan)."""
-    from lspipe.workflow.plan import Plan
-
-    return Plan(config).trained_models
-
-
-def training_benchmark(config: dict, dataset: str, arch: str, role: str, run: str) -> str:
-    """Benchmark TSV of the job that trains a model (lspipe.workflow.plan.Plan.training_benchmark)."""
-    from lspipe.workflow.plan import Plan
-
-    return Plan(config).training_benchmark(dataset, arch, role, run)
 
 
 def benchmark_seconds(path: str | Path) -> float | None:
@@ -159,8 +146,8 @@ def _cmd(a):
     n = len(a.evals)
     for name in ("calibrations", "dumps", "benchmarks"):
         if len(getattr(a, name)) != n:
-            raise SystemExit(f"lspipe experiments: error: --{name} needs one entry per --evals entry ({n}), "
-                             f"got {len(getattr(a, name))}")
+            raise ConfigError(f"--{name} needs one entry per --evals entry ({n}), "
+                              f"got {len(getattr(a, name))}")
     rows = experiment_table(a.evals, a.calibrations, a.dumps, a.benchmarks, a.csv, a.md)
     print(f"{len(rows)} models -> {a.csv}")
 

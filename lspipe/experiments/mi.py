@@ -9,13 +9,13 @@ over ``L`` augmented copies and one pooled ``sigma^2``, giving (the normalising 
     I(X; Y) = mean over (x, y) of [ -(y - mu_x)^2 / (2 sigma^2)
                                     - log( (1/N) sum_x' exp(-(y - mu_x')^2 / (2 sigma^2)) ) ]
 
-where the mean runs over all ``N * L`` recorded pairs ``(x, y)``. This module has three parts:
+where the mean runs over all ``N * L`` recorded pairs ``(x, y)``. The logits are recorded during
+training by :class:`lspipe.engine.probe.ProbeRecorder` into a probe trace
+(:class:`lspipe.engine.probefile.ProbeTrace`): those of ``L`` augmented copies of the probe examples
+every ``every`` steps, and of a second, independent draw of ``L`` copies (the *repeat draw*): the MI
+of the two draws at the same step differ only by the augmentation, so their difference measures the
+estimator's noise (:func:`mi_noise`; the claims report sets its MI margin from it). This module has:
 
-* :class:`ProbeRecorder`, a training :class:`~lspipe.engine.training.Callback` that records the logits of
-  ``L`` augmented copies of the probe examples every ``every`` steps into an HDF5 trace, and of a
-  second, independent draw of ``L`` copies (the *repeat draw*): the MI of the two draws at the same
-  step differ only by the augmentation, so their difference measures the estimator's noise
-  (:func:`mi_noise`; the claims report sets its MI margin from it);
 * :func:`mutual_information`, the estimator (``mi_curve`` applies it to every recorded step);
 * the ``lspipe mi-curve`` and ``lspipe mi-figure`` sub-commands (Fig. 6 and its table).
 
@@ -42,27 +42,21 @@ Conventions of the estimator (documented in the README as well):
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
 from collections import defaultdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
-import h5py
 import numpy as np
-import torch
-import torch.nn as nn
 from scipy.special import logsumexp
 
-from lspipe.base import defaults
-from lspipe.core.augment import DeviceLoader
-from lspipe.core.data import DataError, Prepared
+from lspipe.base.defaults import default
+from lspipe.base.errors import ConfigError, DataError
+from lspipe.core.tables import write_csv
+from lspipe.engine.probefile import ProbeTrace
 
-if TYPE_CHECKING:
-    from lspipe.engine.training import Recipe
-
-FORMAT_VERSION = 2  # 2: the repeat draw (/logits_repeat)
 CURVE_FIELDS = ["step", "mi", "mi_repeat", "sigma", "mu_std", "n", "copies", "log_n", "ddof", "alpha", "seed"]
 
 
@@ -111,280 +105,7 @@ def mutual_information(y: np.ndarray, ddof: int = 0, clip: bool = True, block: i
     return float(min(max(raw, 0.0), log_n)) if clip else raw
 
 
-# --------------------------------------------------------------------------- the probe trace
-
-
-def select_probe(data: Prepared, classes: Sequence[str], per_class: int, seed: int) -> np.ndarray:
-    """Sorted positions in the training split: ``per_class`` random examples of each class.
-
-    Drawn with ``numpy.random.default_rng(seed)``, independent of any training randomness.
-    """
-    if len(classes) != 2 or classes[0] == classes[1]:
-        raise DataError(f"teachers[].probe.classes must name two different classes; got {list(classes)}")
-    rng = np.random.default_rng(seed)
-    picks = []
-    for name in classes:
-        k = data.class_index(name)
-        pool = np.flatnonzero(data.y["train"] == k)
-        if len(pool) < per_class:
-            raise DataError(
-                f"teachers[].probe.per_class={per_class} exceeds the {len(pool)} training examples of class "
-                f"{name!r} in dataset {data.meta.get('name', '?')!r}; lower per_class"
-            )
-        picks.append(rng.choice(pool, size=per_class, replace=False))
-    return np.sort(np.concatenate(picks)).astype(np.int64)
-
-
-def _step_seed(seed: int, step: int, draw: int = 0) -> int:
-    """Seed of the augmentation draws of the record at ``step`` (independent of the history);
-    ``draw`` 1 is the repeat draw, independent of draw 0."""
-    key = [seed, step] if draw == 0 else [seed, step, draw]
-    return int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0])
-
-
-class ProbeRecorder:
-    """Record probe logits during training (implements :class:`~lspipe.engine.training.Callback`'s hooks).
-
-    At step 0 and every ``every`` optimiser steps (and at the last step), the model's logits for
-    ``copies`` augmented copies of each probe example are appended to an HDF5 trace:
-
-    ``/logits``  float32, ``(records, N, L, K)`` (all K classes' logits)
-    ``/logits_repeat`` the same for a second, independent augmentation draw at each record
-    (the repeat draw: the MI noise level, :func:`mi_noise`)
-    ``/steps``   int64, ``(records,)``
-    ``/index``   int64, ``(N,)`` positions in the prepared training split (sorted)
-    ``/source_index`` int64, ``(N,)`` the examples' indices in their source split
-    ``/labels``  int64, ``(N,)`` class indices     ``/classes`` every class name of the dataset
-    attrs: ``probe_classes`` (the two names), ``probe_class_indices``, ``per_class``, ``copies``,
-    ``every``, ``seed``, ``pad``, ``flip``, ``dataset``, ``settings`` (JSON), ``complete``.
-
-    Recording never changes training: the examples are chosen with their own numpy generator,
-    the augmentation (``recipe.augment`` pad/flip, as in training) draws from the probe's own
-    ``torch.Generator`` reseeded from ``(seed, step)`` at each record (``(seed, step, 1)`` for the
-    repeat draw), the model runs in eval
-    mode (BatchNorm uses, and does not update, its running statistics) under ``torch.no_grad``
-    in float32 (no autocast, so the logit differences are not rounded to bf16), and its
-    train/eval mode is restored. The trace is written to ``<probe_out>.partial`` (opened,
-    appended, flushed and closed at each record) and renamed onto ``probe_out`` when training
-    ends. A resumed run (``on_start`` with ``step > 0``) truncates the partial trace to the records
-    at or before the resumed step and continues, so its trace equals an uninterrupted run's.
-    """
-
-    def __init__(
-        self,
-        probe_out: str | os.PathLike,
-        data: Prepared,
-        *,
-        device: torch.device | str = "cpu",
-        recipe: Recipe | None = None,
-        classes: Sequence[str],
-        per_class: int | None = None,
-        copies: int | None = None,
-        every: int | None = None,
-        seed: int | None = None,
-        batch_size: int | None = None,
-    ):
-        # settings left out (None) take the schema's defaults (teachers[].probe, recipes.<name>)
-        given = {"classes": classes, "per_class": per_class, "copies": copies, "every": every, "seed": seed}
-        probe = defaults.fill("teachers[].probe", {k: v for k, v in given.items() if v is not None})
-        per_class, copies, every, seed = probe["per_class"], probe["copies"], probe["every"], probe["seed"]
-        r = defaults.fill("recipes.*") if recipe is None else vars(recipe)
-        augment, eval_batch_size = r["augment"], r["eval_batch_size"]
-        if probe_out is None:
-            raise DataError("lspipe train --probe needs --probe-out (where the probe trace is written)")
-        if int(every) < 1 or int(copies) < 2 or int(per_class) < 1:
-            raise DataError(f"teachers[].probe needs every >= 1, copies >= 2 (to pool the variance) and per_class >= 1; "
-                            f"got every={every}, copies={copies}, per_class={per_class}")
-        self.path = Path(probe_out)
-        self.partial = self.path.with_name(self.path.name + ".partial")
-        self.device = torch.device(device)
-        self.classes = [str(c) for c in classes]
-        self.per_class, self.copies, self.every, self.seed = int(per_class), int(copies), int(every), int(seed)
-        self.pad, self.flip = int(augment["pad"]), bool(augment["flip"])
-        self.batch_size = int(batch_size or eval_batch_size)
-        self.class_indices = [data.class_index(c) for c in self.classes]
-        self.index = select_probe(data, self.classes, self.per_class, self.seed)
-        self.labels = data.y["train"][self.index].astype(np.int64)
-        self.source_index = np.asarray(data.index["train"])[self.index].astype(np.int64)
-        self.all_classes = list(data.classes)
-        self.dataset = str(data.meta.get("name", ""))
-        self.x = torch.from_numpy(np.ascontiguousarray(data.x["train"][self.index])).to(self.device)
-        self.settings = {
-            "version": FORMAT_VERSION, "dataset": self.dataset, "classes": self.classes, "per_class": self.per_class,
-            "copies": self.copies, "every": self.every, "seed": self.seed, "pad": self.pad, "flip": self.flip,
-            "index": self.index.tolist(),
-        }
-        self.gen = torch.Generator(device=self.device)
-        self.last_step: int | None = None
-
-    # ----------------------------------------------------------------- recording
-
-    @torch.no_grad()
-    def logits(self, model: nn.Module, step: int, draw: int = 0) -> np.ndarray:
-        """Logits ``(N, L, K)`` of the ``L`` augmented copies of every probe example at ``step``
-        (``draw`` 1: the repeat draw's copies)."""
-        was_training = model.training
-        model.eval()
-        try:
-            self.gen.manual_seed(_step_seed(self.seed, step, draw))
-            n = len(self.index)
-            xs = self.x.repeat(self.copies, 1, 1, 1)  # copy-major: row c * N + i is copy c of example i
-            copies = DeviceLoader(xs, None, self.batch_size, pad=self.pad, flip=self.flip, generator=self.gen,
-                                  shuffle=False, drop_last=False)
-            outs = [model(xb).float().cpu() for xb in copies]
-            out = torch.cat(outs).reshape(self.copies, n, -1).transpose(0, 1)
-        finally:
-            model.train(was_training)
-        return out.contiguous().numpy()
-
-    def record(self, model: nn.Module, step: int) -> None:
-        draws = {"logits": self.logits(model, step), "logits_repeat": self.logits(model, step, draw=1)}
-        with h5py.File(self.partial, "a") as f:
-            steps = f["steps"]
-            r = steps.shape[0]
-            for name, logits in draws.items():
-                if name not in f:
-                    f.create_dataset(name, (0, *logits.shape), "f4", maxshape=(None, *logits.shape),
-                                     chunks=(1, *logits.shape))
-                f[name].resize(r + 1, axis=0)
-                f[name][r] = logits
-            steps.resize(r + 1, axis=0)
-            steps[r] = step
-            f.flush()
-        self.last_step = step
-
-    # ----------------------------------------------------------------- file handling
-
-    def _create(self) -> None:
-        self.partial.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(self.partial, "w") as f:
-            f.create_dataset("steps", (0,), "i8", maxshape=(None,), chunks=(256,))
-            f["index"] = self.index
-            f["source_index"] = self.source_index
-            f["labels"] = self.labels
-            f.create_dataset("classes", data=np.asarray(self.all_classes, dtype=object), dtype=h5py.string_dtype())
-            f.attrs.update({
-                "probe_classes": self.classes, "probe_class_indices": self.class_indices,
-                "per_class": self.per_class, "copies": self.copies, "every": self.every, "seed": self.seed,
-                "pad": self.pad, "flip": self.flip, "dataset": self.dataset, "settings": json.dumps(self.settings),
-                "complete": False, "format_version": FORMAT_VERSION,
-            })
-
-    def _truncate(self, step: int) -> None:
-        """Keep the records at steps <= ``step`` of the partial trace (a resumed run)."""
-        fix = f"delete {self.partial} and the run's checkpoint (model.pt.ckpt) to retrain from scratch"
-        if not self.partial.exists():
-            raise DataError(f"resuming at step {step}, but the probe trace {self.partial} is missing; {fix}")
-        try:
-            with h5py.File(self.partial, "r+") as f:
-                if json.loads(f.attrs["settings"]) != self.settings:
-                    raise DataError(f"the probe trace {self.partial} was recorded with other probe settings; {fix}")
-                steps = f["steps"][()]
-                keep = int(np.sum(steps <= step))
-                expected = list(range(0, step + 1, self.every))
-                if steps[:keep].tolist() != expected:
-                    raise DataError(
-                        f"the probe trace {self.partial} holds steps {steps.tolist()}, not the records "
-                        f"{expected} of a run resumed at step {step}; {fix}"
-                    )
-                for name in ("logits", "logits_repeat"):
-                    if name in f:
-                        f[name].resize(keep, axis=0)
-                f["steps"].resize(keep, axis=0)
-                f.flush()
-        except OSError as err:
-            raise DataError(f"cannot read the probe trace {self.partial} ({err}); {fix}") from None
-        self.last_step = expected[-1]
-
-    # ----------------------------------------------------------------- Callback
-
-    def on_start(self, model: nn.Module, step: int) -> None:
-        if getattr(model, "num_members", 0):
-            raise ValueError("the mutual-information probe records single models, not fused multi-member ones")
-        if step == 0:
-            self._create()
-            self.record(model, 0)
-        else:
-            self._truncate(step)
-
-    def on_step(self, model: nn.Module, step: int) -> None:
-        if step % self.every == 0:
-            self.record(model, step)
-
-    def on_checkpoint(self, step: int) -> None: ...
-
-    def on_end(self, model: nn.Module, step: int) -> None:
-        if self.last_step != step:
-            self.record(model, step)
-        with h5py.File(self.partial, "r+") as f:
-            f.attrs["complete"] = True
-        os.replace(self.partial, self.path)
-
-
-# --------------------------------------------------------------------------- reading
-
-
-PLACEHOLDER = "placeholder"
-
-
-def write_probe_placeholder(path: str | os.PathLike) -> None:
-    """The probe output of a teacher whose grid records no probe (every teacher job writes one, so
-    one rule trains every teacher): an HDF5 file with no trace, which :class:`ProbeTrace` refuses."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with h5py.File(tmp, "w") as f:
-        f.attrs[PLACEHOLDER] = ("this teacher's grid records no probe (teachers[].probe is null); "
-                                "set teachers[].probe to record the Fig. 6 trace")
-    os.replace(tmp, path)
-
-
-class ProbeTrace:
-    """Read access to a probe trace written by :class:`ProbeRecorder`."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        try:
-            self._read()
-        except (OSError, KeyError) as err:
-            from lspipe.engine.activations import damaged_file_error
-
-            raise damaged_file_error(self.path, err) from None
-
-    def _read(self) -> None:
-        with h5py.File(self.path, "r") as f:
-            if f.attrs.get(PLACEHOLDER):
-                raise DataError(f"{self.path} is a placeholder, not a probe trace: {f.attrs[PLACEHOLDER]}")
-            if "logits" not in f or "steps" not in f:
-                raise DataError(f"{self.path} is not a probe trace (no /logits or /steps); it is written by `lspipe train --probe`")
-            self.steps = f["steps"][()]
-            self.logits = f["logits"][()]
-            # traces of format 1 have no repeat draw (the MI noise level is then unknown)
-            self.logits_repeat = f["logits_repeat"][()] if "logits_repeat" in f else None
-            self.labels = f["labels"][()]
-            self.index = f["index"][()]
-            self.classes = [c.decode() if isinstance(c, bytes) else str(c) for c in f["classes"][()]]
-            self.probe_classes = [c.decode() if isinstance(c, bytes) else str(c) for c in f.attrs["probe_classes"]]
-            self.probe_class_indices = [int(i) for i in f.attrs["probe_class_indices"]]
-            self.complete = bool(f.attrs.get("complete", False))
-            self.attrs = {k: (v.item() if hasattr(v, "item") and np.ndim(v) == 0 else v) for k, v in f.attrs.items()}
-
-    @property
-    def n(self) -> int:
-        return int(self.logits.shape[1])
-
-    @property
-    def copies(self) -> int:
-        return int(self.logits.shape[2])
-
-    def differences(self, repeat: bool = False) -> np.ndarray | None:
-        """``Y``: first probe class's logit minus the second's, ``(records, N, L)``, float64; of the
-        repeat draw with ``repeat`` (None for a trace without one)."""
-        logits = self.logits_repeat if repeat else self.logits
-        if logits is None:
-            return None
-        a, b = self.probe_class_indices
-        return logits[..., a].astype(np.float64) - logits[..., b].astype(np.float64)
+# --------------------------------------------------------------------------- the MI over training
 
 
 def mi_curve(trace: ProbeTrace, ddof: int = 0) -> list[dict]:
@@ -420,8 +141,6 @@ def fig6_plan(config: dict) -> dict[tuple[str, str], dict]:
     """The Fig. 6 panels of a validated config: ``(dataset, arch)`` of every teacher grid with a
     ``probe`` -> ``{"alphas", "seeds", "title"}``; ``alphas`` is config ``mi.alphas`` (null: all of
     the grid's alphas). Raises :class:`~lspipe.core.config.ConfigError` for an alpha not in a grid."""
-    from lspipe.core.config import ConfigError
-
     wanted = (config.get("mi") or {}).get("alphas")
     plan = {}
     for i, g in enumerate(config["teachers"]):
@@ -443,8 +162,6 @@ def fig6_plan(config: dict) -> dict[tuple[str, str], dict]:
 
 
 def _read_curves(paths: Sequence[str | os.PathLike]) -> list[dict]:
-    import csv
-
     rows = []
     for p in paths:
         with open(p, newline="") as fh:
@@ -502,7 +219,7 @@ def plot_mi(table: list[dict], title: str = ""):
     """Fig. 6: I(X; Y) against the training step, one line (mean) and min/max band per alpha."""
     import matplotlib
 
-    from lspipe.core.plotting import new_figure
+    from lspipe.core.plotting import new_figure  # matplotlib: only when a figure is drawn
 
     fig, axes = new_figure(1, 1, size=(4.2, 3.0))
     ax = axes[0, 0]
@@ -562,8 +279,6 @@ def check_probe_settings(trace: ProbeTrace, expected: dict) -> None:
 
 
 def cmd_mi_curve(a):
-    from lspipe.core.tables import write_csv
-
     trace = ProbeTrace(a.probe)
     if not trace.complete:
         raise DataError(f"{a.probe} is an incomplete probe trace (training did not finish)")
@@ -578,8 +293,7 @@ def cmd_mi_curve(a):
 
 
 def cmd_mi_figure(a):
-    from lspipe.core.plotting import save_figure
-    from lspipe.core.tables import write_csv
+    from lspipe.core.plotting import save_figure  # matplotlib: only when a figure is drawn
 
     table = mi_table(_read_curves(a.curves), a.alphas)
     if not table:
@@ -591,8 +305,6 @@ def cmd_mi_figure(a):
 
 
 def add_cli(sub) -> None:
-    from lspipe.base.defaults import default  # the schema's defaults: written once, there
-
     s = sub.add_parser("mi-curve", help="Fig. 6: mutual information I(X; Y) at every recorded step of a probe trace")
     s.add_argument("--probe", required=True, help="probe.h5 written by `lspipe train --probe`")
     s.add_argument("--out", required=True, help="CSV: step, mi, sigma, mu_std, n, copies, log_n, ddof, alpha, seed")
@@ -615,6 +327,5 @@ def add_cli(sub) -> None:
 
 
 __all__ = [
-    "ProbeRecorder", "ProbeTrace", "mutual_information", "pooled_sigma2", "mi_curve", "mi_noise", "mi_table", "plot_mi",
-    "select_probe", "fig6_plan", "add_cli",
+    "mutual_information", "pooled_sigma2", "mi_curve", "mi_noise", "mi_table", "plot_mi", "fig6_plan", "add_cli",
 ]

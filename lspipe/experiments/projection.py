@@ -14,19 +14,28 @@ Activations ``[x, 1]`` are projected orthogonally onto the plane: ``u = B ([x, 1
 Templates go through the same map, so the drawn template positions are in the same coordinates
 as the points (they land on a triangle with the templates' pairwise distances as side lengths).
 A different order of the three classes changes the coordinates by a rigid motion only.
+
+The tightness ratio of three classes' projected points (:func:`tightness`: mean class spread
+over mean template distance) is printed in Fig. 1's panel titles, and computed for every teacher
+dump of claim 2 over the Fig. 1 triples and (up to ``claims.tightness_triples``) every class
+triple by ``lspipe tightness-table`` (:func:`tightness_rows`), which the claims report reads.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from lspipe.core.config import ConfigError
-from lspipe.core.data import DataError
+from lspipe.base.defaults import default
+from lspipe.base.errors import ConfigError, DataError
+from lspipe.core.tables import write_csv
+from lspipe.engine.dumpfile import Dump
 
 COLUMNS = (("train", "hard"), ("val", "hard"), ("train", "ls"), ("val", "ls"))
 SPLIT_TITLES = {"train": "training", "val": "validation", "test": "test"}
@@ -152,21 +161,90 @@ def share_row_scale(axes_row, panels: Sequence[Panel], pad: float = 0.06) -> flo
     return width
 
 
-def tightness(points, labels, templates) -> dict:
-    """The claims report's tightness ratio (:func:`lspipe.experiments.claims.tightness`)."""
-    from lspipe.experiments.claims import tightness as _tightness
+# --------------------------------------------------------------------------- tightness (claim 2)
 
-    return _tightness(points, labels, templates)
+
+def tightness(points: np.ndarray, labels: np.ndarray, templates: np.ndarray) -> dict:
+    """Tightness ratio of three classes' projected points (smaller = tighter).
+
+    ``spread_c`` = mean Euclidean distance of class ``c``'s points (``labels == c``, c = 0, 1, 2)
+    to their centroid; ``template_distance`` = mean of the three pairwise distances between the
+    templates; ``ratio`` = mean of the three spreads / template distance. All in the same plane
+    coordinates (the projected templates keep their pairwise distances, as they lie in the plane).
+    """
+    p = np.asarray(points, dtype=np.float64)
+    y = np.asarray(labels)
+    t = np.asarray(templates, dtype=np.float64)
+    if t.shape[0] != 3:
+        raise ValueError(f"need 3 templates, got {t.shape}")
+    spreads = []
+    for c in range(3):
+        pc = p[y == c]
+        if len(pc) == 0:
+            raise ValueError(f"class position {c} has no points")
+        spreads.append(float(np.linalg.norm(pc - pc.mean(axis=0), axis=1).mean()))
+    dist = float(np.mean([np.linalg.norm(t[i] - t[j]) for i, j in ((0, 1), (0, 2), (1, 2))]))
+    return {"spreads": spreads, "template_distance": dist, "ratio": float(np.mean(spreads) / dist)}
+
+
+def class_triples(num_classes: int, count: int, seed: int) -> list[tuple[int, int, int]]:
+    """All sorted class triples when there are at most ``count``, else ``count`` distinct seeded random ones."""
+    total = math.comb(num_classes, 3)
+    if total <= count:
+        return list(itertools.combinations(range(num_classes), 3))
+    rng = np.random.default_rng(seed)
+    seen: set[tuple[int, int, int]] = set()
+    out = []
+    while len(out) < count:
+        tri = tuple(sorted(int(c) for c in rng.choice(num_classes, 3, replace=False)))
+        if tri not in seen:
+            seen.add(tri)
+            out.append(tri)
+    return out
+
+
+TIGHTNESS_FIELDS = ["dataset", "arch", "alpha", "seed", "run", "split", "kind", "row", "classes", "n",
+                    "spread_0", "spread_1", "spread_2", "template_distance", "ratio"]
+
+
+TIGHTNESS_SPLITS = ("train", "val")  # the paper's Fig. 1 shows both
+
+
+def tightness_rows(dump_paths: Sequence[str | Path], fig1_rows: Sequence[dict], *, triples: int = 1000,
+                   seed: int = 0, splits: Sequence[str] = TIGHTNESS_SPLITS) -> list[dict]:
+    """Tightness of every dump on each of ``splits``: each Fig. 1 row of its dataset/arch (kind
+    ``fig1``) and ``triples`` class triples (kind ``random``; all when there are at most that many;
+    the same triples for every dump of a dataset), with every example of the three classes."""
+    rows = []
+    for path in dump_paths:
+        d = Dump(path)
+        ds, arch = d.meta("dataset"), d.meta("arch")
+        todo = [("fig1", i, list(r["classes"])) for i, r in enumerate(fig1_rows)
+                if r["dataset"] == ds and r["arch"] == arch]
+        todo += [("random", i, [d.classes[c] for c in tri])
+                 for i, tri in enumerate(class_triples(len(d.classes), triples, seed))]
+        for split in splits:
+            base = {"dataset": ds, "arch": arch, "alpha": float(d.meta("alpha")), "seed": int(d.meta("seed")),
+                    "run": d.meta("run"), "split": split}
+            for kind, i, names in todo:
+                p = panel(d, names, split, per_class=10**12, seed=0, where=f"projections.rows[{i}]")
+                t = tightness(p.points, p.labels, p.templates)
+                rows.append({**base, "kind": kind, "row": i, "classes": "|".join(names), "n": int(len(p.labels)),
+                             "spread_0": t["spreads"][0], "spread_1": t["spreads"][1], "spread_2": t["spreads"][2],
+                             "template_distance": t["template_distance"], "ratio": t["ratio"]})
+    return rows
+
+
+# --------------------------------------------------------------------------- Fig. 1
 
 
 def projection_figure(rows: Sequence[dict], hard_dumps: Sequence[str | Path], ls_dumps: Sequence[str | Path],
                       out_paths: Sequence[str | Path], *, per_class: int = 100, seed: int = 0,
                       ls_alpha: float | None = None, dpi: int = 150) -> list[list[Panel]]:
     """Fig. 1: one row per configured entry; columns train / validation for alpha 0 and for LS."""
-    from lspipe.engine.activations import Dump
     from matplotlib.lines import Line2D
 
-    from lspipe.core.plotting import new_figure, save_figure
+    from lspipe.core.plotting import new_figure, save_figure  # matplotlib: only when a figure is drawn
 
     if not (len(rows) == len(hard_dumps) == len(ls_dumps)) or not rows:
         raise ValueError(f"need one hard and one LS dump per row: {len(rows)} rows, "
@@ -212,6 +290,12 @@ def projection_figure(rows: Sequence[dict], hard_dumps: Sequence[str | Path], ls
 # --------------------------------------------------------------------------- CLI
 
 
+def _cmd_tightness(a):
+    rows = tightness_rows(a.dumps, json.loads(a.rows), triples=a.triples, seed=a.seed, splits=a.splits)
+    write_csv(a.out, rows, TIGHTNESS_FIELDS)
+    print(f"tightness of {len(a.dumps)} dumps, {len(rows)} rows -> {a.out}")
+
+
 def _cmd_projections(a):
     rows = json.loads(a.rows)
     projection_figure(rows, a.hard, a.ls, a.out, per_class=a.per_class, seed=a.seed, ls_alpha=a.ls_alpha, dpi=a.dpi)
@@ -219,8 +303,6 @@ def _cmd_projections(a):
 
 
 def add_cli(sub) -> None:
-    from lspipe.base.defaults import default  # the schema's defaults: written once, there
-
     s = sub.add_parser("projections-figure", aliases=["projections"], help="Fig. 1: activations projected onto three classes' template plane")
     s.add_argument("--rows", required=True, help="the config's projections.rows as JSON")
     s.add_argument("--hard", nargs="+", required=True, help="alpha-0 dump of each row, in row order")
@@ -231,3 +313,13 @@ def add_cli(sub) -> None:
     s.add_argument("--ls-alpha", type=float, default=None)
     s.add_argument("--dpi", type=int, default=default("figures.dpi"))
     s.set_defaults(func=_cmd_projections)
+
+    s = sub.add_parser("tightness-table", aliases=["tightness"],
+                       help="claim 2: tightness ratio of class triples projected onto their template plane")
+    s.add_argument("--dumps", nargs="+", required=True)
+    s.add_argument("--rows", default="[]", help="the config's projections.rows as JSON")
+    s.add_argument("--triples", type=int, default=default("claims.tightness_triples"))
+    s.add_argument("--seed", type=int, default=default("claims.tightness_seed"))
+    s.add_argument("--splits", nargs="+", default=list(TIGHTNESS_SPLITS), help="dump splits (default: train val)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_cmd_tightness)

@@ -27,7 +27,10 @@ from typing import Sequence
 
 import numpy as np
 
-from lspipe.core.config import ConfigError
+from lspipe.base.defaults import default
+from lspipe.base.errors import ConfigError
+from lspipe.engine.dumpfile import Dump
+from lspipe.experiments.projection import panel
 
 FIGURE_STEM = "fig5_teacher_projections_{dataset}"
 
@@ -79,9 +82,7 @@ def teacher_projection_figure(hard_dump: str | Path, ls_dump: str | Path, classe
     """Two panels (hard-target teacher, LS teacher) of training examples; returns the two Panels."""
     from matplotlib.lines import Line2D
 
-    from lspipe.engine.activations import Dump
-    from lspipe.core.plotting import new_figure, save_figure
-    from lspipe.experiments.projection import panel
+    from lspipe.core.plotting import new_figure, save_figure  # matplotlib: only when a figure is drawn
 
     dumps = {"hard": Dump(hard_dump), "ls": Dump(ls_dump)}
     alphas = {k: float(d.meta("alpha")) for k, d in dumps.items()}
@@ -125,8 +126,6 @@ def _cmd(a):
 
 
 def add_cli(sub) -> None:
-    from lspipe.base.defaults import default  # the schema's defaults: written once, there
-
     s = sub.add_parser("distillation-teacher-projections", aliases=["teacher-projections"],
                        help="the distillation teachers' penultimate projections, alpha 0 vs LS (training examples)")
     s.add_argument("--hard", required=True, help="dump of the hard-target (alpha 0) teacher")

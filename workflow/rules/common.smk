@@ -1,5 +1,5 @@
-# Helpers shared by every rules file: config validation (once), the plan (lspipe.workflow.plan: run names,
-# path helpers `P`, final targets), input and parameter functions, the training shell command.
+# Helpers shared by every rules file: config validation (once), the plan (lspipe.workflow.plan: path
+# helpers `P`, each experiment's plan, final targets), input and parameter functions, the training shell command.
 
 import json
 import os
@@ -9,22 +9,24 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+import lspipe.base.errors
+import lspipe.base.runs
 import lspipe.core.config
 import lspipe.workflow.plan
 
 # The configuration is validated once, here: the config files refuse duplicate keys (Snakemake's
-# YAML reader keeps the last silently), then the schema (defaults filled in) and every cross-check
-# of the experiments (lspipe.core.config.validate calls lspipe.workflow.plan.check).
+# YAML reader keeps the last silently), then the schema (defaults filled in), the references between
+# sections and every cross-check of the experiments (lspipe.workflow.plan.validate).
 try:
     for _configfile in workflow.configfiles:
         lspipe.core.config.load_yaml(_configfile)
-    lspipe.core.config.validate(
+    lspipe.workflow.plan.validate(
         config, lspipe.core.config.load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     )
-except lspipe.core.config.ConfigError as err:
+except lspipe.base.errors.ConfigError as err:
     raise WorkflowError(str(err))
 
-# run names, path templates, each experiment's plan and the final targets: lspipe.workflow.plan
+# path templates, each experiment's plan and the final targets: lspipe.workflow.plan
 PLAN = lspipe.workflow.plan.Plan(config)
 P = PLAN.paths
 # Completed-run records (lspipe.engine.complete) serve only the job Snakemake lost: when a workflow starts,
@@ -49,7 +51,7 @@ onstart:
 
         try:
             _RESULTS_LOCK.append(lspipe.base.lock.hold(config["results"]))
-        except lspipe.base.lock.ResultsLocked as err:
+        except lspipe.base.errors.ResultsLocked as err:
             raise WorkflowError(str(err))
 
 
@@ -73,8 +75,8 @@ wildcard_constraints:
     seed=r"[0-9]+",
 
 
-fmt = lspipe.workflow.plan.fmt
-teacher_run = lspipe.workflow.plan.run_name
+fmt = lspipe.base.runs.fmt
+teacher_run = lspipe.base.runs.run_name
 
 
 _VERIFIED_DATA = {}
@@ -96,7 +98,7 @@ def checked_data(dataset):
         try:
             lspipe.core.data.verify(path)
             _VERIFIED_DATA[key] = None
-        except lspipe.core.data.DataError as err:
+        except lspipe.base.errors.DataError as err:
             _VERIFIED_DATA[key] = str(err)
     if _VERIFIED_DATA[key]:
         raise WorkflowError(_VERIFIED_DATA[key])
@@ -161,7 +163,7 @@ def probe_args(wc):
     Every probe setting (with its defaults) is in the returned text and the function takes no
     `output`, so Snakemake's params rerun trigger sees it: changing a probe retrains its teachers.
     `lspipe train` writes the trace to the rule's `probe` output (probe.h5 next to model.pt), and a
-    placeholder there when the grid records no probe (lspipe.experiments.mi.write_probe_placeholder)."""
+    placeholder there when the grid records no probe (lspipe.engine.probefile.write_probe_placeholder)."""
     probe = teacher_params(wc).get("probe")
     if not probe:
         return ""

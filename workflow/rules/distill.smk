@@ -28,8 +28,8 @@ rule train_student_baseline:
     input:
         data=lambda wc: checked_data(wc.dataset),
     output:
-        model=P.model("{dataset}", "{arch}", "student", lspipe.workflow.plan.RUN),
-        metrics=P.metrics("{dataset}", "{arch}", "student", lspipe.workflow.plan.RUN),
+        model=P.model("{dataset}", "{arch}", "student", lspipe.base.runs.RUN),
+        metrics=P.metrics("{dataset}", "{arch}", "student", lspipe.base.runs.RUN),
     wildcard_constraints:
         dataset=DISTILL_DATASET,
     params:
@@ -37,7 +37,7 @@ rule train_student_baseline:
         recipe=lambda wc: recipe_json(student_entry(wc)["student_recipe"]),
         seed=lambda wc: int(wc.seed),
         alpha=lambda wc: float(wc.alpha),
-        run=lambda wc: lspipe.workflow.plan.run_name(wc.alpha, wc.seed),
+        run=lambda wc: lspipe.base.runs.run_name(wc.alpha, wc.seed),
         device=config["device"],
         progress=PROGRESS,
     threads: config["threads"]
@@ -47,9 +47,9 @@ rule train_student_baseline:
         mem_mb=config["resources"]["mem_mb"],
         runtime=lambda wc: training_runtime(student_entry(wc)["student_recipe"]),
     log:
-        P.log("train_student_baseline", "{dataset}", "{arch}", lspipe.workflow.plan.RUN),
+        P.log("train_student_baseline", "{dataset}", "{arch}", lspipe.base.runs.RUN),
     benchmark:
-        P.benchmark("train_student_baseline", "{dataset}", "{arch}", lspipe.workflow.plan.RUN)
+        P.benchmark("train_student_baseline", "{dataset}", "{arch}", lspipe.base.runs.RUN)
     conda:
         ENV_TRAIN
     shell:
@@ -62,8 +62,8 @@ rule train_student_distilled:
         data=lambda wc: checked_data(wc.dataset),
         teacher=P.model("{dataset}", "{tarch}", "teacher", "a{talpha}_s{seed}"),
     output:
-        model=P.model("{dataset}", "{arch}", "student", lspipe.workflow.plan.KD_RUN),
-        metrics=P.metrics("{dataset}", "{arch}", "student", lspipe.workflow.plan.KD_RUN),
+        model=P.model("{dataset}", "{arch}", "student", lspipe.base.runs.KD_RUN),
+        metrics=P.metrics("{dataset}", "{arch}", "student", lspipe.base.runs.KD_RUN),
     wildcard_constraints:
         dataset=DISTILL_DATASET,
         tarch=r"[a-z0-9]+",
@@ -74,7 +74,7 @@ rule train_student_distilled:
         recipe=lambda wc: recipe_json(student_entry(wc)["student_recipe"]),
         seed=lambda wc: int(wc.seed),
         alpha=0.0,
-        run=lambda wc: lspipe.workflow.plan.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed),
+        run=lambda wc: lspipe.base.runs.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed),
         temperature=lambda wc: float(wc.T),
         beta=lambda wc: float(student_entry(wc)["beta"]),
         form=lambda wc: student_entry(wc)["form"],
@@ -87,9 +87,9 @@ rule train_student_distilled:
         mem_mb=config["resources"]["mem_mb"],
         runtime=lambda wc: training_runtime(student_entry(wc)["student_recipe"]),
     log:
-        P.log("train_student_distilled", "{dataset}", "{arch}", lspipe.workflow.plan.KD_RUN),
+        P.log("train_student_distilled", "{dataset}", "{arch}", lspipe.base.runs.KD_RUN),
     benchmark:
-        P.benchmark("train_student_distilled", "{dataset}", "{arch}", lspipe.workflow.plan.KD_RUN)
+        P.benchmark("train_student_distilled", "{dataset}", "{arch}", lspipe.base.runs.KD_RUN)
     conda:
         ENV_TRAIN
     shell:

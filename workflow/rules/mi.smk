@@ -20,9 +20,9 @@ MI_ARCH = "|".join(re.escape(a) for _, a in MI_PLAN) or "(?!)"
 rule mi_curve:
     """I(X; Y) at every recorded step of one teacher's probe trace (CSV: step, mi, sigma, ...)."""
     input:
-        probe=P.probe("{dataset}", "{arch}", lspipe.workflow.plan.RUN),
+        probe=P.probe("{dataset}", "{arch}", lspipe.base.runs.RUN),
     output:
-        P.mi_curve("{dataset}", "{arch}", lspipe.workflow.plan.RUN),
+        P.mi_curve("{dataset}", "{arch}", lspipe.base.runs.RUN),
     wildcard_constraints:
         dataset=MI_DATASET,
         arch=MI_ARCH,
@@ -31,9 +31,9 @@ rule mi_curve:
         ddof=config["mi"]["ddof"],
         probe=probe_settings,
     log:
-        P.log("mi_curve", "{dataset}", "{arch}", lspipe.workflow.plan.RUN),
+        P.log("mi_curve", "{dataset}", "{arch}", lspipe.base.runs.RUN),
     benchmark:
-        P.benchmark("mi_curve", "{dataset}", "{arch}", lspipe.workflow.plan.RUN)
+        P.benchmark("mi_curve", "{dataset}", "{arch}", lspipe.base.runs.RUN)
     localrule: True
     conda:
         ENV_PLOT

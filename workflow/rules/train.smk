@@ -11,9 +11,9 @@ rule train_teacher:
     input:
         data=lambda wc: checked_data(wc.dataset),
     output:
-        model=P.model("{dataset}", "{arch}", "teacher", lspipe.workflow.plan.RUN),
-        metrics=P.metrics("{dataset}", "{arch}", "teacher", lspipe.workflow.plan.RUN),
-        probe=P.probe("{dataset}", "{arch}", lspipe.workflow.plan.RUN),
+        model=P.model("{dataset}", "{arch}", "teacher", lspipe.base.runs.RUN),
+        metrics=P.metrics("{dataset}", "{arch}", "teacher", lspipe.base.runs.RUN),
+        probe=P.probe("{dataset}", "{arch}", lspipe.base.runs.RUN),
     params:
         arch=lambda wc: wc.arch,
         recipe=lambda wc: recipe_json(teacher_params(wc)["recipe"]),
@@ -30,9 +30,9 @@ rule train_teacher:
         mem_mb=config["resources"]["mem_mb"],
         runtime=lambda wc: training_runtime(teacher_params(wc)["recipe"]),
     log:
-        P.log("train_teacher", "{dataset}", "{arch}", lspipe.workflow.plan.RUN),
+        P.log("train_teacher", "{dataset}", "{arch}", lspipe.base.runs.RUN),
     benchmark:
-        P.benchmark("train_teacher", "{dataset}", "{arch}", lspipe.workflow.plan.RUN)
+        P.benchmark("train_teacher", "{dataset}", "{arch}", lspipe.base.runs.RUN)
     conda:
         ENV_TRAIN
     shell:
