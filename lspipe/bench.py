@@ -335,8 +335,9 @@ def time_distillation(teacher_arch: str, student_arch: str, temperatures, x: np.
 
 
 def run_distillation_benchmark(teacher_arch: str = "resnet56", student_arch: str = "alexnet",
-                               temperatures=PAPER_TEMPERATURES, *, modes=DISTILL_MODES, batch_size: int = 128,
-                               warmup: int = 2, steps: int = 5, repeats: int = 1, device: str = "auto", seed: int = 0,
+                               temperatures=PAPER_TEMPERATURES, *, modes=DISTILL_MODES,
+                               batch_size: int = defaults.default("recipes.*.batch_size"), warmup: int = 2,
+                               steps: int = 5, repeats: int = 1, device: str = defaults.default("device"), seed: int = 0,
                                log=print) -> dict:
     """The distillation case: the T family trained separately, in lockstep and fused, in this process.
 
@@ -404,9 +405,10 @@ def engine_variants(device: torch.device, compile_: bool, compile_mode: str | No
     return {k + ("+compile" if compile_ else ""): v | comp for k, v in out.items()}
 
 
-def run_benchmark(archs, *, batch_size: int = 128, warmup: int = 3, steps: int = 10, workers: int | None = None,
-                  device: str = "auto", repeats: int = 1, compile_: bool = False, compile_mode: str | None = None,
-                  cpu_bf16: bool = False, fuse: int = 0, seed: int = 0, log=print) -> dict:
+def run_benchmark(archs, *, batch_size: int = defaults.default("recipes.*.batch_size"), warmup: int = 3,
+                  steps: int = 10, workers: int | None = None, device: str = defaults.default("device"), repeats: int = 1,
+                  compile_: bool = False, compile_mode: str | None = None, cpu_bf16: bool = False, fuse: int = 0,
+                  seed: int = 0, log=print) -> dict:
     import torch
 
     from lspipe.core import models  # torch: only when a benchmark runs
@@ -646,7 +648,7 @@ def add_cli(sub) -> None:
     s.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
     s.add_argument("--repeats", type=int, default=1, help="measure every configuration this many times (median)")
     s.add_argument("--workers", type=int, default=None, help="baseline DataLoader workers (default: cores, max 8)")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default=defaults.default("device"))
     s.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     s.add_argument("--compile", action="store_true", help="engine with torch.compile")
     s.add_argument("--compile-mode", default=None,

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from lspipe.core import models
-from lspipe.engine.dumpfile import COMPRESSIONS, Dump, write_h5
-from lspipe.engine.activations import write_dump
 from lspipe.core.inference import predict
+from lspipe.engine.activations import write_dump
+from lspipe.engine.dumpfile import COMPRESSIONS, Dump, write_h5
 from conftest import synthetic_data
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lspipe.experiments import calibration as C
 from lspipe.base.errors import ConfigError
 from lspipe.base.io import write_json
+from lspipe.experiments import calibration as C
 
 tm = pytest.importorskip("torchmetrics.functional.classification")
 

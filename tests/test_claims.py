@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
-from lspipe.experiments import claims
 from lspipe.engine.dumpfile import write_h5
-from lspipe.experiments.experiment_table import benchmark_seconds, experiment_rows
+from lspipe.experiments import claims
 from lspipe.experiments import projection
+from lspipe.experiments.experiment_table import benchmark_seconds, experiment_rows
 
 CFG = claims.settings()
 

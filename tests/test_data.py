@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lspipe.core import data as D
 from lspipe.base.errors import DataError
+from lspipe.core import data as D
 
 
 def _check_splits(p: D.Prepared):

@@ -13,16 +13,16 @@ import torch.nn.functional as F
 
 from conftest import synthetic_data
 from lspipe import cli
-from lspipe.experiments import distill
-from lspipe.engine.dumpfile import Dump
-from lspipe.engine.activations import write_dump
+from lspipe.base import runs
 from lspipe.base.errors import ConfigError
-from lspipe.core.losses import Distillation, smoothed_targets
 from lspipe.core.inference import predict
+from lspipe.core.losses import Distillation, smoothed_targets
 from lspipe.core.models import build_model
 from lspipe.core.recipe import Recipe
+from lspipe.engine.activations import write_dump
+from lspipe.engine.dumpfile import Dump
 from lspipe.engine.training import fit
-from lspipe.base import runs
+from lspipe.experiments import distill
 
 ENTRY = {"dataset": "digits", "teacher_arch": "smallcnn", "student_arch": "mlp", "student_recipe": "digits",
          "teacher_alphas": [0.0, 0.1, 0.3], "temperatures": [1, 2, 4], "seeds": [0, 1], "baseline_alphas": None}

@@ -19,15 +19,15 @@ import yaml
 
 from conftest import REPO, synthetic_data
 from lspipe import cli
+from lspipe.base.errors import ConfigError
 from lspipe.core import data as D
 from lspipe.core import models as M
-from lspipe.base.errors import ConfigError
-from lspipe.workflow.plan import validate
-from lspipe.engine.fused import fuse, FusedClassifier, FusedDistillation, FusedSmoothedCE, FuseError, train_fused
 from lspipe.core.losses import Distillation, SmoothedCE
 from lspipe.core.models import build_model, load_model
 from lspipe.core.recipe import Recipe
+from lspipe.engine.fused import fuse, FusedClassifier, FusedDistillation, FusedSmoothedCE, FuseError, train_fused
 from lspipe.engine.training import fit
+from lspipe.workflow.plan import validate
 
 ALPHAS = [0.0, 0.1, 0.3]
 

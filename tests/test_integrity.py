@@ -23,10 +23,10 @@ from PIL import Image
 from conftest import REPO, TINY, planned_jobs, snakemake
 
 from lspipe import cli
-from lspipe.engine import complete
+from lspipe.base.errors import ConfigError, DataError, ResultsLocked, WriteError
 from lspipe.core import config as C
 from lspipe.core import data as D
-from lspipe.base.errors import ConfigError, DataError, ResultsLocked, WriteError
+from lspipe.engine import complete
 from lspipe.workflow import plan
 
 RECIPE = {"steps": 16, "batch_size": 64, "lr": 0.05, "augment": {"pad": 1, "flip": False}}

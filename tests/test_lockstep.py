@@ -16,15 +16,15 @@ import yaml
 
 from conftest import REPO, synthetic_data
 from lspipe import cli
-from lspipe.experiments import distill
-from lspipe.core import data as D
 from lspipe.base.errors import ConfigError
-from lspipe.workflow.plan import validate
-from lspipe.engine.lockstep import LockstepModels, SharedTeacher, train_lockstep
+from lspipe.core import data as D
 from lspipe.core.losses import Distillation, SmoothedCE
 from lspipe.core.models import build_model, load_model
-from lspipe.engine.training import fit, Interrupted
 from lspipe.core.recipe import Recipe
+from lspipe.engine.lockstep import LockstepModels, SharedTeacher, train_lockstep
+from lspipe.engine.training import fit, Interrupted
+from lspipe.experiments import distill
+from lspipe.workflow.plan import validate
 
 TEMPS = [1.0, 2.0, 4.0]
 RECIPE = {"steps": 14, "batch_size": 32, "lr": 0.05, "lr_milestones": [10], "grad_clip": 0.1,

@@ -16,12 +16,12 @@ from conftest import synthetic_data
 from lspipe import cli
 from lspipe.base.errors import DataError
 from lspipe.core.losses import SmoothedCE
+from lspipe.core.models import build_model
+from lspipe.core.recipe import Recipe
 from lspipe.engine.probe import ProbeRecorder
 from lspipe.engine.probefile import ProbeTrace
-from lspipe.experiments.mi import mi_curve, mi_table, mutual_information, pooled_sigma2
-from lspipe.core.models import build_model
 from lspipe.engine.training import fit, Interrupted
-from lspipe.core.recipe import Recipe
+from lspipe.experiments.mi import mi_curve, mi_table, mutual_information, pooled_sigma2
 
 # --------------------------------------------------------------------------- estimator
 

@@ -11,13 +11,13 @@ import pytest
 import yaml
 from conftest import REPO, TINY
 
-from lspipe.experiments import distill
-from lspipe.workflow import plan
+from lspipe.base import paths, runs
 from lspipe.base.errors import ConfigError
-from lspipe.workflow.plan import validate
 from lspipe.base.errors import DataError
 from lspipe.engine.probefile import ProbeTrace, write_probe_placeholder
-from lspipe.base import paths, runs
+from lspipe.experiments import distill
+from lspipe.workflow import plan
+from lspipe.workflow.plan import validate
 
 
 def _tiny() -> dict:
@@ -129,7 +129,7 @@ def test_final_targets_are_what_the_run_made(tiny_run):
     for g in cfg["teachers"]:
         for a in g["alphas"]:
             for s in g["seeds"]:
-                probe = tiny_run / paths.Paths(cfg["results"]).probe(g["dataset"], g["arch"], runs.run_name(a, s))
+                probe = tiny_run / plan.Plan(cfg).paths.probe(g["dataset"], g["arch"], runs.run_name(a, s))
                 if g.get("probe"):
                     assert ProbeTrace(probe).complete
                 else:

@@ -15,9 +15,9 @@ from PIL import Image
 
 from conftest import planned_jobs
 
+from lspipe.base.errors import ConfigError, DataError
 from lspipe.core import config as C
 from lspipe.core import data as D
-from lspipe.base.errors import ConfigError, DataError
 from lspipe.workflow import plan
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+from lspipe.base.errors import ConfigError, DataError
 from lspipe.core import data as D
 from lspipe.core import stream as S
 from lspipe.tiny_imagenet import WNIDS
-from lspipe.base.errors import ConfigError, DataError
 
 PAPER_WNIDS = {"n01440764", "n02138441", "n03041632", "n02113624", "n02113712"}  # tench, meerkat, cleaver, 2 poodles
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from lspipe import cli
-from lspipe.experiments import teacher_projection as TP
-from lspipe.engine.dumpfile import Dump, write_h5
 from lspipe.base.errors import ConfigError
+from lspipe.engine.dumpfile import Dump, write_h5
+from lspipe.experiments import teacher_projection as TP
 from lspipe.experiments.projection import extend, template_plane, templates
 
 ENTRY = {"dataset": "toy", "teacher_arch": "mlp", "teacher_alphas": [0.0, 0.3, 0.1], "seeds": [4, 2],

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from lspipe.core import data as D
-from lspipe.core.losses import SmoothedCE
 from lspipe.core.inference import predict
+from lspipe.core.losses import SmoothedCE
 from lspipe.core.models import build_model, load_model, model_spec, save_model
-from lspipe.engine.training import fit, Interrupted
 from lspipe.core.recipe import Recipe
+from lspipe.engine.training import fit, Interrupted
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ import torch
 import yaml
 
 from conftest import REPO, make_workdir, planned_jobs, snakemake
+from lspipe.base import runs
+from lspipe.engine.probefile import ProbeTrace
 from lspipe.experiments import calibration as C
 from lspipe.experiments import distill
-from lspipe.engine.probefile import ProbeTrace
 from lspipe.experiments.mi import mi_curve
-from lspipe.base import runs
 
 
 # --------------------------------------------------------------------------- calibration

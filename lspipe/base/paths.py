@@ -33,7 +33,7 @@ def parse_model_path(path) -> dict | None:
 class Paths:
     """Every path under ``results``; arguments are values or Snakemake wildcards (``"{dataset}"``)."""
 
-    def __init__(self, results: str, formats: Sequence[str] = ("pdf", "png")):
+    def __init__(self, results: str, formats: Sequence[str]):
         self.results = str(results)
         self.formats = list(formats)
 

@@ -1,1 +1,1 @@
-"""Floor 1, the core: data, models, objectives, recipes, configuration checks, tables, figures (docs/architecture.md)."""
+"""Floor 1, the core: data, models, objectives, recipes, config checks, tables, figures (docs/architecture.md)."""

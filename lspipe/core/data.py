@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from lspipe.base.args import json_arg
+from lspipe.base.defaults import default
 from lspipe.base.errors import DataError
 from lspipe.base.io import atomic_path, remove_stale_temps
 
@@ -248,7 +249,7 @@ def _read_image(path: str, mode: str, image_size: int) -> np.ndarray:
 
 
 def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | None, channels: int,
-                       skip_unreadable: bool = False, name: str = "<name>", seen: dict | None = None):
+                       skip_unreadable: bool, name: str, seen: dict | None = None):
     from PIL import Image
 
     classes, samples = _scan_image_folder(folder, classes, seen)
@@ -283,8 +284,7 @@ def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | N
     return x, y, list(classes)
 
 
-def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unreadable: bool = False,
-                      name: str = "<name>"):
+def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unreadable: bool, name: str):
     if not root:
         raise DataError("dataset source 'imagefolder' needs datasets.<name>.root (a folder with train/ and test/ or val/)")
     root_p = Path(root)
@@ -377,14 +377,14 @@ def prepare(
     out: str | Path,
     *,
     root: str | None = None,
-    download: bool = False,
-    val_size: float | int = 0.2,
-    test_size: float | int = 0.2,
-    split_seed: int = 0,
-    image_size: int = 32,
-    channels: int = 3,
-    train_per_class: int | None = None,
-    skip_unreadable: bool = False,
+    download: bool = default("datasets.*.download"),
+    val_size: float | int = default("datasets.*.val_size"),
+    test_size: float | int = default("datasets.*.test_size"),
+    split_seed: int = default("datasets.*.split_seed"),
+    image_size: int = default("datasets.*.image_size"),
+    channels: int = default("datasets.*.channels"),
+    train_per_class: int | None = default("datasets.*.train_per_class"),
+    skip_unreadable: bool = default("datasets.*.skip_unreadable"),
 ) -> Prepared:
     """Prepare dataset ``name`` from ``source`` into ``out`` (written atomically)."""
     if source == "digits":

@@ -32,6 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lspipe.base.defaults import default
+
 
 def smoothed_targets(labels: torch.Tensor, num_classes: int, alpha: float) -> torch.Tensor:
     """Label-smoothed one-hot targets: ``onehot * (1 - alpha) + alpha / K``."""
@@ -87,7 +89,8 @@ def form_factors(form: str, temperature: float) -> tuple[float, float]:
 
 
 class Distillation(nn.Module):
-    def __init__(self, teacher: nn.Module, temperature: float = 1.0, beta: float = 1.0, form: str = "teacher"):
+    def __init__(self, teacher: nn.Module, temperature: float = 1.0, beta: float = default("distillation[].beta"),
+                 form: str = default("distillation[].form")):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"distillation temperature must be > 0, got {temperature}")
@@ -122,7 +125,7 @@ def distillation_loss(
     teacher_probs: torch.Tensor,
     temperature: float,
     beta: float,
-    form: str = "teacher",
+    form: str = default("distillation[].form"),
 ) -> torch.Tensor:
     """``(1 - beta) H(y, p) + beta * s * H(p_teacher(T), p_student(T_s))``.
 

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lspipe.base.defaults import default  # noqa: E402
 from lspipe.base.io import atomic_path  # noqa: E402
 
 STYLE = {
@@ -31,7 +32,7 @@ def new_figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] | None 
     return plt.subplots(nrows, ncols, figsize=size, squeeze=False, **kwargs)
 
 
-def save_figure(fig, paths: Sequence[str | os.PathLike], dpi: int = 150) -> None:
+def save_figure(fig, paths: Sequence[str | os.PathLike], dpi: int = default("figures.dpi")) -> None:
     """Write ``fig`` to every path (format from the suffix), each atomically, then close it."""
     for p in paths:
         p = Path(p)

@@ -294,12 +294,12 @@ def build_index(
     root: str | os.PathLike,
     *,
     name: str = "<name>",
-    val_size: float | int = 0.2,
-    split_seed: int = 0,
-    image_size: int = 32,
-    channels: int = 3,
-    train_per_class: int | None = None,
-    skip_unreadable: bool = False,
+    val_size: float | int = defaults.default("datasets.*.val_size"),
+    split_seed: int = defaults.default("datasets.*.split_seed"),
+    image_size: int = defaults.default("datasets.*.image_size"),
+    channels: int = defaults.default("datasets.*.channels"),
+    train_per_class: int | None = defaults.default("datasets.*.train_per_class"),
+    skip_unreadable: bool = defaults.default("datasets.*.skip_unreadable"),
     verify: bool | None = None,
     stats_images: int | None = -1,
     eval_crop_fraction: float | None = None,
@@ -523,8 +523,8 @@ class StreamDataset:
     """
 
     def __init__(self, paths: Sequence[str] | np.ndarray, labels: np.ndarray, *, mode: str, image_size: int,
-                 channels: int = 3, seed: int = 0, crop_scale=None, crop_ratio=None, crop_fraction=None,
-                 name: str = "<name>"):
+                 channels: int = defaults.default("datasets.*.channels"), seed: int = 0, crop_scale=None,
+                 crop_ratio=None, crop_fraction=None, name: str = "<name>"):
         if mode not in ("train", "eval", "sums"):
             raise ValueError(f"mode must be train, eval or sums, got {mode!r}")
         # one numpy array of bytes, not a list of str: forked workers then share it without copying
@@ -645,8 +645,9 @@ class StreamLoader:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.index, self.split, self.device = idx, split, torch.device(device)
-        self.skip_unreadable = bool(idx.meta.get("skip_unreadable", False) if skip_unreadable is None
-                                    else skip_unreadable)
+        if skip_unreadable is None:
+            skip_unreadable = idx.meta.get("skip_unreadable", defaults.default("datasets.*.skip_unreadable"))
+        self.skip_unreadable = bool(skip_unreadable)
         if crop_fraction is None:
             crop_fraction = idx.meta.get("eval_crop_fraction") or defaults.default("streaming.eval_crop_fraction")
         self.dataset = StreamDataset(

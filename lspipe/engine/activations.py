@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lspipe.base.defaults import default
 from lspipe.base.io import file_sha256, remove_stale_temps
 from lspipe.core import data as data_mod
 from lspipe.core.data import SPLITS, Prepared
@@ -32,8 +33,8 @@ def write_dump(
     attrs: dict | None = None,
     max_train: int | None = None,
     seed: int = 0,
-    chunk_rows: int = 1024,
-    compression: str = "gzip",
+    chunk_rows: int = default("dump.chunk_rows"),
+    compression: str = default("dump.compression"),
 ) -> None:
     """Evaluate ``model`` on every split and write the dump atomically."""
     splits = {}

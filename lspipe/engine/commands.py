@@ -112,7 +112,8 @@ def add_cli(sub) -> None:
     s.add_argument("--beta", type=float, default=defaults.default("distillation[].beta"))
     s.add_argument("--form", choices=FORMS, default=defaults.default("distillation[].form"),
                    help="distillation loss form (see lspipe train --help)")
-    s.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=False,
+    s.add_argument("--fuse", action=argparse.BooleanOptionalAction,
+                   default=defaults.default("distillation[].fuse_students"),
                    help="run the students as one fused network (lspipe.engine.fused)")
     add_group_outputs(s, "student")
     add_run_options(s)

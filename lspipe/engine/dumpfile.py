@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 import h5py
 import numpy as np
 
+from lspipe.base.defaults import default
 from lspipe.base.errors import DataError, damaged_file_error
 from lspipe.base.io import atomic_path, write_error
 from lspipe.core.data import SPLITS
@@ -74,8 +75,8 @@ def write_h5(
     bias: np.ndarray,
     splits: dict[str, tuple[np.ndarray, np.ndarray, RowSource]],
     attrs: dict | None = None,
-    chunk_rows: int = 1024,
-    compression: str = "gzip",
+    chunk_rows: int = default("dump.chunk_rows"),
+    compression: str = default("dump.compression"),
 ) -> None:
     """Write a dump file atomically (the layout in the module docstring).
 

@@ -47,6 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError
 from lspipe.base.io import remove_stale_temps
 from lspipe.core import data as data_mod
@@ -329,8 +330,8 @@ class FusedDistillation(nn.Module):
     per batch. Teachers stay in eval mode without gradients.
     """
 
-    def __init__(self, teachers: Sequence[nn.Module], temperatures: Sequence[float], beta: float = 1.0,
-                 form: str = "teacher"):
+    def __init__(self, teachers: Sequence[nn.Module], temperatures: Sequence[float],
+                 beta: float = default("distillation[].beta"), form: str = default("distillation[].form")):
         super().__init__()
         if len(teachers) != len(temperatures) or not teachers:
             raise ValueError(f"one temperature per teacher: got {len(teachers)} teachers and {len(temperatures)} temperatures")
@@ -392,7 +393,7 @@ def train_fused(
     checkpoint_path: str | Path,
     metrics_paths: Sequence[str | Path],
     run_fingerprint: str = "",
-    progress: bool = True,
+    progress: bool = default("progress"),
     stop_after_epochs: int | None = None,
     run_names: Sequence[str] = (),
 ) -> tuple[list[M.Classifier], dict]:

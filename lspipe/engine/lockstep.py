@@ -37,6 +37,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError
 from lspipe.base.io import file_sha256, remove_stale_temps
 from lspipe.core import data as data_mod
@@ -129,14 +130,14 @@ def train_lockstep(
     alphas: Sequence[float] | None = None,
     teacher: nn.Module | None = None,
     temperatures: Sequence[float] | None = None,
-    beta: float = 1.0,
-    form: str = "teacher",
-    fuse: bool = False,
+    beta: float = default("distillation[].beta"),
+    form: str = default("distillation[].form"),
+    fuse: bool = default("distillation[].fuse_students"),
     device: torch.device | str = "cpu",
     checkpoint_path: str | Path,
     metrics_paths: Sequence[str | Path],
     run_fingerprint: str = "",
-    progress: bool = True,
+    progress: bool = default("progress"),
     stop_after_epochs: int | None = None,
     callbacks: Sequence = (),
     run_names: Sequence[str] = (),

@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError, TrainingDiverged
 from lspipe.base.io import atomic_path, file_sha256, remove_stale_temps, torch_save
 from lspipe.core import data as data_mod
@@ -154,7 +155,7 @@ def fit(
     metrics_path: str | Path | Sequence[str | Path],
     run_fingerprint: str = "",
     callbacks: Sequence[Callback] = (),
-    progress: bool = True,
+    progress: bool = default("progress"),
     stop_after_epochs: int | None = None,
     run_name: str | Sequence[str] = "",
 ) -> dict:

@@ -47,7 +47,8 @@ def cmd_evaluate(a):
 # --------------------------------------------------------------------------- Table 2
 
 
-def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: str = "test", digits: int = 1) -> list[dict]:
+def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: str = default("accuracy_table.split"),
+                   digits: int = default("accuracy_table.digits")) -> list[dict]:
     """Aggregate per-model evaluation JSONs into Table 2 (accuracy in %)."""
     groups: dict[tuple, list[float]] = defaultdict(list)
     nll: dict[tuple, list[float]] = defaultdict(list)

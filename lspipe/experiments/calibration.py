@@ -107,7 +107,7 @@ class Reliability:
                    arr(d["confidence"]), float(d["ece"]), int(d["n"]))
 
 
-def reliability(confidences: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> Reliability:
+def reliability(confidences: np.ndarray, correct: np.ndarray, n_bins: int = default("calibration.bins")) -> Reliability:
     """Per-bin count, accuracy and mean confidence, and the ECE, of top-label predictions."""
     conf = np.asarray(confidences, dtype=np.float64).ravel()
     corr = np.asarray(correct, dtype=np.float64).ravel()
@@ -159,7 +159,7 @@ def poisson_binomial_pmf(p: np.ndarray) -> np.ndarray:
     return pmf / pmf.sum()
 
 
-def expected_ece_calibrated(confidences: np.ndarray, n_bins: int = 15) -> float:
+def expected_ece_calibrated(confidences: np.ndarray, n_bins: int = default("calibration.bins")) -> float:
     """Expected ECE of a perfectly calibrated model with these confidences (the ECE floor).
 
     Each example is correct with probability equal to its confidence, independently; the bins
@@ -190,7 +190,7 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return np.exp(log_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1))
 
 
-def ece(logits: np.ndarray, labels: np.ndarray, n_bins: int = 15, temperature: float = 1.0) -> float:
+def ece(logits: np.ndarray, labels: np.ndarray, n_bins: int = default("calibration.bins"), temperature: float = 1.0) -> float:
     """Expected calibration error of ``softmax(logits / temperature)``."""
     return reliability(*top_label(softmax(logits, temperature), labels), n_bins).ece
 
@@ -260,7 +260,7 @@ def split_metrics(logits: np.ndarray, labels: np.ndarray, n_bins: int, temperatu
     }
 
 
-def calibrate(fit_logits, fit_labels, eval_logits, eval_labels, n_bins: int = 15) -> dict:
+def calibrate(fit_logits, fit_labels, eval_logits, eval_labels, n_bins: int = default("calibration.bins")) -> dict:
     """Fit T on (fit_logits, fit_labels); ECE/NLL/accuracy before and after on the eval arrays, and
     the fitting split's own metrics at T = 1 (``val``)."""
     fit = fit_temperature(fit_logits, fit_labels)
@@ -275,7 +275,7 @@ def calibrate(fit_logits, fit_labels, eval_logits, eval_labels, n_bins: int = 15
     }
 
 
-def calibrate_dump(path: str | Path, n_bins: int = 15) -> dict:
+def calibrate_dump(path: str | Path, n_bins: int = default("calibration.bins")) -> dict:
     """Temperature scaling fitted on the dump's validation split, reported on its test split."""
     dump = Dump(path)
     fit, ev = dump.split(FIT_SPLIT), dump.split(REPORT_SPLIT)
@@ -348,7 +348,7 @@ def _pick(results: Sequence[dict], alpha: float, where: str) -> list[dict]:
 
 
 def calibration_table(json_paths: Sequence[str | Path], csv_path, md_path, *, ls_alpha: float | None = None,
-                      digits: int = 3) -> list[dict]:
+                      digits: int = default("calibration.digits")) -> list[dict]:
     """Paper Table 3 from per-model calibration JSONs: one row per dataset / arch."""
     rows = []
     for (ds, arch), res in sorted(_group([read_json(p) for p in json_paths]).items()):
@@ -403,7 +403,8 @@ def pooled(rels: Sequence[Reliability]) -> Reliability:
 
 
 def reliability_figure(json_paths: Sequence[str | Path], out_paths: Sequence[str | Path], *,
-                       ls_alpha: float | None = None, dpi: int = 150, min_count: int = 10) -> None:
+                       ls_alpha: float | None = None, dpi: int = default("figures.dpi"),
+                       min_count: int = default("calibration.min_bin_count")) -> None:
     """Fig. 2 for one dataset / arch: hard targets, hard + temperature scaling and LS, with the diagonal.
 
     Bins are pooled over seeds (the diagram of all seeds' test predictions together); the legend

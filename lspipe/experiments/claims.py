@@ -55,7 +55,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from lspipe.base.defaults import fill
+from lspipe.base.defaults import default, fill
 from lspipe.base.io import read_json, write_json, write_text
 from lspipe.base.runs import fmt, run_name
 from lspipe.experiments.distill import FORM_LABELS, parse_student_run, read_gamma_table, trained_as
@@ -100,7 +100,8 @@ def _t(confidence: float, df: int) -> float:
     return float(student_t.ppf(0.5 + confidence / 2, df))
 
 
-def effect_stats(values: dict[int, float], confidence: float = 0.95, resolution: float = 0.0) -> dict:
+def effect_stats(values: dict[int, float], confidence: float = default("claims.confidence"),
+                 resolution: float = 0.0) -> dict:
     """Mean, sample sd, the sd used (floored at ``resolution / 2``) and the t interval of per-seed effects."""
     seeds = sorted(values)
     v = np.array([values[s] for s in seeds], dtype=float)
@@ -354,7 +355,7 @@ def _assign_ids(checks: list[dict]) -> list[dict]:
 # --------------------------------------------------------------------------- claim 1: accuracy
 
 
-def accuracy_claims(teacher_evals: Sequence[dict], cfg: dict, split: str = "test") -> list[dict]:
+def accuracy_claims(teacher_evals: Sequence[dict], cfg: dict, split: str = default("accuracy_table.split")) -> list[dict]:
     """Claim 1 per teacher grid: accuracy(LS) − accuracy(hard) in percentage points, paired by seed.
     Primary: ``claims.ls_alpha``; descriptive: every other nonzero alpha of the grid."""
     statement = "label smoothing does not hurt top-1 accuracy: accuracy(LS) − accuracy(α = 0), paired by seed"
@@ -636,7 +637,7 @@ def interpolation_error(baseline: dict[int, dict[float, float]]) -> list[float]:
 
 
 def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_evals: Sequence[dict],
-                        gamma: dict[tuple[str, int, str], float], cfg: dict, split: str = "test",
+                        gamma: dict[tuple[str, int, str], float], cfg: dict, split: str = default("distillation[].split"),
                         gamma_path: str | None = None) -> list[dict]:
     """Claim 4 for one ``distillation`` entry (its dataset); student seed s learns from teacher s.
 
@@ -1120,7 +1121,8 @@ def render_rst(checks: Sequence[dict], cfg: dict) -> str:
 
 def build_checks(*, evals: Sequence[dict] = (), calibrations: Sequence[dict] = (), tightness: Sequence[dict] = (),
                  gamma: dict[str, dict] | None = None, mi_curves: Sequence[dict] = (), cfg: dict,
-                 accuracy_split: str = "test", fig1_ls_alpha: float | None = None, has_fig1_rows: bool = False,
+                 accuracy_split: str = default("accuracy_table.split"), fig1_ls_alpha: float | None = None,
+                 has_fig1_rows: bool = False,
                  distillation_splits: dict[str, str] | None = None, gamma_paths: dict[str, str] | None = None,
                  twins: dict[str, dict[str, str]] | None = None) -> list[dict]:
     """Every check of the report. ``gamma`` maps a distillation dataset to its gamma table; ``twins``

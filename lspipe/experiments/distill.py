@@ -318,7 +318,7 @@ def _stats(values: Sequence[float]) -> dict:
 
 def distillation_rows(
     teacher_evals: Iterable[dict], student_evals: Iterable[dict], gamma: dict[tuple[str, int, str], float],
-    split: str = "test",
+    split: str = default("distillation[].split"),
 ) -> list[dict]:
     """Aggregate evaluation JSONs into Fig. 5's points (accuracy in %, min/mean/max over seeds).
 
@@ -382,7 +382,8 @@ def distillation_rows(
 # --------------------------------------------------------------------------- Fig. 5
 
 
-def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: int = 150, gamma_note: str = "") -> None:
+def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: int = default("figures.dpi"),
+                      gamma_note: str = "") -> None:
     """Two panels sharing the gamma axis: (a) teacher accuracy, (b) the three student families.
 
     Lines join the means over seeds, shaded bands span min..max over seeds; distilled students

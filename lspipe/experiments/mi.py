@@ -63,7 +63,7 @@ CURVE_FIELDS = ["step", "mi", "mi_repeat", "sigma", "mu_std", "n", "copies", "lo
 # --------------------------------------------------------------------------- estimator
 
 
-def pooled_sigma2(y: np.ndarray, ddof: int = 0) -> float:
+def pooled_sigma2(y: np.ndarray, ddof: int = default("mi.ddof")) -> float:
     """Pooled within-example variance of ``y`` (N x L): ``sum (y - mu_x)^2 / (N (L - ddof))``."""
     y = np.asarray(y, dtype=np.float64)
     n, copies = y.shape
@@ -73,7 +73,7 @@ def pooled_sigma2(y: np.ndarray, ddof: int = 0) -> float:
     return float((resid**2).sum() / (n * (copies - ddof)))
 
 
-def mutual_information(y: np.ndarray, ddof: int = 0, clip: bool = True, block: int = 4096) -> float:
+def mutual_information(y: np.ndarray, ddof: int = default("mi.ddof"), clip: bool = True, block: int = 4096) -> float:
     """The paper's Gaussian estimate of ``I(X; Y)`` in nats from ``y`` (N examples x L copies).
 
     See the module docstring for the formula, the pooled variance (``ddof``), the ``sigma = 0``
@@ -108,7 +108,7 @@ def mutual_information(y: np.ndarray, ddof: int = 0, clip: bool = True, block: i
 # --------------------------------------------------------------------------- the MI over training
 
 
-def mi_curve(trace: ProbeTrace, ddof: int = 0) -> list[dict]:
+def mi_curve(trace: ProbeTrace, ddof: int = default("mi.ddof")) -> list[dict]:
     """One row per recorded step: step, mi (nats), mi_repeat (the MI of the repeat draw; empty for a
     trace without one), sigma, mu_std (spread of the means), n, copies, log_n, ddof."""
     rows = []

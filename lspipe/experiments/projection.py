@@ -210,8 +210,9 @@ TIGHTNESS_FIELDS = ["dataset", "arch", "alpha", "seed", "run", "split", "kind", 
 TIGHTNESS_SPLITS = ("train", "val")  # the paper's Fig. 1 shows both
 
 
-def tightness_rows(dump_paths: Sequence[str | Path], fig1_rows: Sequence[dict], *, triples: int = 1000,
-                   seed: int = 0, splits: Sequence[str] = TIGHTNESS_SPLITS) -> list[dict]:
+def tightness_rows(dump_paths: Sequence[str | Path], fig1_rows: Sequence[dict], *,
+                   triples: int = default("claims.tightness_triples"), seed: int = default("claims.tightness_seed"),
+                   splits: Sequence[str] = TIGHTNESS_SPLITS) -> list[dict]:
     """Tightness of every dump on each of ``splits``: each Fig. 1 row of its dataset/arch (kind
     ``fig1``) and ``triples`` class triples (kind ``random``; all when there are at most that many;
     the same triples for every dump of a dataset), with every example of the three classes."""
@@ -239,8 +240,9 @@ def tightness_rows(dump_paths: Sequence[str | Path], fig1_rows: Sequence[dict], 
 
 
 def projection_figure(rows: Sequence[dict], hard_dumps: Sequence[str | Path], ls_dumps: Sequence[str | Path],
-                      out_paths: Sequence[str | Path], *, per_class: int = 100, seed: int = 0,
-                      ls_alpha: float | None = None, dpi: int = 150) -> list[list[Panel]]:
+                      out_paths: Sequence[str | Path], *, per_class: int = default("projections.per_class"),
+                      seed: int = default("projections.seed"), ls_alpha: float | None = None,
+                      dpi: int = default("figures.dpi")) -> list[list[Panel]]:
     """Fig. 1: one row per configured entry; columns train / validation for alpha 0 and for LS."""
     from matplotlib.lines import Line2D
 

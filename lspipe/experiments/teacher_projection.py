@@ -27,12 +27,13 @@ from typing import Sequence
 
 import numpy as np
 
-from lspipe.base.defaults import default
+from lspipe.base.defaults import default, fill
 from lspipe.base.errors import ConfigError
 from lspipe.engine.dumpfile import Dump
 from lspipe.experiments.projection import panel
 
 FIGURE_STEM = "fig5_teacher_projections_{dataset}"
+SETTINGS = "distillation[].teacher_projection"  # the config key of the figure's settings (and their defaults)
 
 
 def plan(entry: dict, where: str = "distillation[]") -> dict | None:
@@ -41,9 +42,9 @@ def plan(entry: dict, where: str = "distillation[]") -> dict | None:
     Returns ``{"classes", "ls_alpha", "per_class", "seed", "teacher_seed", "teacher_arch"}``; raises
     :class:`ConfigError` when ``ls_alpha`` is not a nonzero alpha of the entry's ``teacher_alphas``.
     """
-    tp = entry.get("teacher_projection")
-    if not tp:
+    if not entry.get("teacher_projection"):
         return None
+    tp = fill(SETTINGS, entry["teacher_projection"])
     smoothed = sorted(float(a) for a in entry["teacher_alphas"] if float(a) > 0)
     ls_alpha = tp.get("ls_alpha")
     if ls_alpha is None:
@@ -55,8 +56,8 @@ def plan(entry: dict, where: str = "distillation[]") -> dict | None:
         raise ConfigError(f"{where}.teacher_projection.ls_alpha {ls_alpha} is not a nonzero alpha of "
                           f"{where}.teacher_alphas {entry['teacher_alphas']}; pick one of {smoothed}")
     return {
-        "classes": list(tp["classes"]), "ls_alpha": float(ls_alpha), "per_class": int(tp.get("per_class", 100)),
-        "seed": int(tp.get("seed", 0)), "teacher_seed": int(min(entry["seeds"])), "teacher_arch": entry["teacher_arch"],
+        "classes": list(tp["classes"]), "ls_alpha": float(ls_alpha), "per_class": int(tp["per_class"]),
+        "seed": int(tp["seed"]), "teacher_seed": int(min(entry["seeds"])), "teacher_arch": entry["teacher_arch"],
     }
 
 
@@ -77,8 +78,9 @@ def class_spread(points: np.ndarray, labels: np.ndarray, templates: np.ndarray) 
 
 
 def teacher_projection_figure(hard_dump: str | Path, ls_dump: str | Path, classes: Sequence[str],
-                              out_paths: Sequence[str | Path], *, per_class: int = 100, seed: int = 0,
-                              ls_alpha: float | None = None, dpi: int = 150, where: str = "distillation[]"):
+                              out_paths: Sequence[str | Path], *, per_class: int = default(f"{SETTINGS}.per_class"),
+                              seed: int = default(f"{SETTINGS}.seed"), ls_alpha: float | None = None,
+                              dpi: int = default("figures.dpi"), where: str = "distillation[]"):
     """Two panels (hard-target teacher, LS teacher) of training examples; returns the two Panels."""
     from matplotlib.lines import Line2D
 
@@ -132,8 +134,8 @@ def add_cli(sub) -> None:
     s.add_argument("--ls", required=True, help="dump of the label-smoothed teacher")
     s.add_argument("--classes", required=True, help="the three class names as a JSON list")
     s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
-    s.add_argument("--per-class", type=int, default=100)
-    s.add_argument("--seed", type=int, default=0, help="seed of the example choice")
+    s.add_argument("--per-class", type=int, default=default(f"{SETTINGS}.per_class"))
+    s.add_argument("--seed", type=int, default=default(f"{SETTINGS}.seed"), help="seed of the example choice")
     s.add_argument("--ls-alpha", type=float, default=None)
     s.add_argument("--dpi", type=int, default=default("figures.dpi"))
     s.set_defaults(func=_cmd)

@@ -65,7 +65,7 @@ class Plan:
 
     def __init__(self, config: dict):
         self.config = config
-        self.paths = Paths(config["results"], config.get("figures", {}).get("formats", ("pdf", "png")))
+        self.paths = Paths(config["results"], config["figures"]["formats"])
 
     # ------------------------------------------------------------------ the experiments' plans
 
