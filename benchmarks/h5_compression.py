@@ -6,9 +6,9 @@ features; alexnet: 192-d) is briefly trained on real CIFAR-10 images (the ImageF
 of the train / val / test splits (the split's real images, topped up with random crop + flip copies
 of them to reach the row count). For every compression the script then times
 
-* write: ``lspipe.engine.activations.write_h5``, the writer ``write_dump`` uses (same chunking, same
+* write: ``lspipe.engine.dumpfile.write_h5``, the writer ``write_dump`` uses (same chunking, same
   chunk-aligned block writes), from in-memory arrays, so the model's forward pass is excluded;
-* read: ``lspipe.engine.activations.Dump(path)`` + every split's arrays, as the analyses read them
+* read: ``lspipe.engine.dumpfile.Dump(path)`` + every split's arrays, as the analyses read them
   (page cache warm: the file was just written; dropping caches needs root);
 
 and records the file size. Each timing is the median of --repeats runs.

@@ -1,7 +1,7 @@
 """How much does the mutual-information probe (Fig. 6) slow teacher training down?
 
 Trains the same model with the real :func:`lspipe.engine.training.fit` on random 32x32x3 images, with and
-without a :class:`lspipe.experiments.mi.ProbeRecorder`, alternating the two ``--repeats`` times, and reports
+without a :class:`lspipe.engine.probe.ProbeRecorder`, alternating the two ``--repeats`` times, and reports
 the median wall time and process CPU time of each and the overhead (on a busy machine the CPU
 time, with one torch thread, is the meaningful one). It also times one probe record directly,
 which gives the overhead with far less noise than the difference of two training times::

@@ -325,7 +325,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Cl
     """Rebuild a saved model (eval mode, on ``device``); returns ``(model, meta)``.
 
     A missing, damaged (truncated, garbled) or foreign file (not saved by :func:`save_model`)
-    raises :class:`lspipe.core.data.DataError`, one line naming the file and the fix."""
+    raises :class:`lspipe.base.errors.DataError`, one line naming the file and the fix."""
     if not Path(path).is_file():
         raise ModelError(f"model {path} does not exist; build it with `snakemake {path}`")
     try:
@@ -357,8 +357,8 @@ def _same_number(a, b) -> bool:
 def identity_problems(path: str | Path, meta: dict, data=None) -> list[str]:
     """How the recorded spec ``meta`` of the model at ``path`` disagrees with what its place says.
 
-    The place is the path laid out as :meth:`lspipe.workflow.plan.Paths.model` (dataset, arch, role, run)
-    and the run name (:func:`lspipe.workflow.plan.parse_run`: alpha and seed, or the teacher's arch and
+    The place is the path laid out as :meth:`lspipe.base.paths.Paths.model` (dataset, arch, role, run)
+    and the run name (:func:`lspipe.base.runs.parse_run`: alpha and seed, or the teacher's arch and
     alpha, the temperature and the seed of a distilled student); ``data`` (a prepared dataset the
     model is used with) adds its name and content digest (``data_digest``, recorded by every
     training command). Models saved before the digest was recorded are not checked against it.

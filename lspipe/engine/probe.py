@@ -62,7 +62,7 @@ class ProbeRecorder:
 
     ``/logits``  float32, ``(records, N, L, K)`` (all K classes' logits)
     ``/logits_repeat`` the same for a second, independent augmentation draw at each record
-    (the repeat draw: the MI noise level, :func:`mi_noise`)
+    (the repeat draw: the MI noise level, :func:`lspipe.experiments.mi.mi_noise`)
     ``/steps``   int64, ``(records,)``
     ``/index``   int64, ``(N,)`` positions in the prepared training split (sorted)
     ``/source_index`` int64, ``(N,)`` the examples' indices in their source split

@@ -33,7 +33,7 @@ def write_probe_placeholder(path: str | os.PathLike) -> None:
 
 
 class ProbeTrace:
-    """Read access to a probe trace written by :class:`ProbeRecorder`."""
+    """Read access to a probe trace written by :class:`lspipe.engine.probe.ProbeRecorder`."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

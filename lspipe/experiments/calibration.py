@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
 from lspipe.base.args import optional_float
@@ -238,6 +237,8 @@ def fit_temperature(
     vals = np.array([f(x) for x in xs])
     i = int(np.argmin(vals))
     lo, hi = xs[max(i - 1, 0)], xs[min(i + 1, grid - 1)]
+    from scipy.optimize import minimize_scalar  # 0.4 s to import: only when a temperature is fitted
+
     res = minimize_scalar(f, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
     best, best_val = (float(res.x), float(res.fun)) if res.fun < vals[i] else (float(xs[i]), float(vals[i]))
     at_bound = best - log_t_min < 1e-3 or log_t_max - best < 1e-3

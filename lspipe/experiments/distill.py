@@ -26,7 +26,7 @@ subset the other analyses use. The gamma CSV states the sample size (``n`` of ``
 examples) and Fig. 5's title repeats it. Teachers and student baselines are placed at
 gamma = alpha.
 
-Accuracies are read from the per-model evaluation JSONs (:func:`lspipe.engine.activations.evaluation`)
+Accuracies are read from the per-model evaluation JSONs (:func:`lspipe.experiments.accuracy.evaluation`)
 and reported in percent, as min / mean / max (and sample std) over seeds.
 
 Jobs: with ``lockstep`` (default) the students of one seed sharing the hard-target teacher, and

@@ -140,7 +140,7 @@ def mi_noise(pairs: Sequence[tuple[float, float]]) -> float | None:
 def fig6_plan(config: dict) -> dict[tuple[str, str], dict]:
     """The Fig. 6 panels of a validated config: ``(dataset, arch)`` of every teacher grid with a
     ``probe`` -> ``{"alphas", "seeds", "title"}``; ``alphas`` is config ``mi.alphas`` (null: all of
-    the grid's alphas). Raises :class:`~lspipe.core.config.ConfigError` for an alpha not in a grid."""
+    the grid's alphas). Raises :class:`~lspipe.base.errors.ConfigError` for an alpha not in a grid."""
     wanted = (config.get("mi") or {}).get("alphas")
     plan = {}
     for i, g in enumerate(config["teachers"]):
