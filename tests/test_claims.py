@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from lspipe.engine.dumpfile import write_h5
-from lspipe.experiments import claims
-from lspipe.experiments import projection
+from lspipe.experiments import claims, projection
 from lspipe.experiments.experiment_table import benchmark_seconds, experiment_rows
 
 CFG = claims.settings()

@@ -25,7 +25,7 @@ from lspipe.core import models as M
 from lspipe.core.losses import Distillation, SmoothedCE
 from lspipe.core.models import build_model, load_model
 from lspipe.core.recipe import Recipe
-from lspipe.engine.fused import fuse, FusedClassifier, FusedDistillation, FusedSmoothedCE, FuseError, train_fused
+from lspipe.engine.fused import FusedClassifier, FusedDistillation, FusedSmoothedCE, FuseError, fuse, train_fused
 from lspipe.engine.training import fit
 from lspipe.workflow.plan import validate
 

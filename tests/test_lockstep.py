@@ -22,7 +22,7 @@ from lspipe.core.losses import Distillation, SmoothedCE
 from lspipe.core.models import build_model, load_model
 from lspipe.core.recipe import Recipe
 from lspipe.engine.lockstep import LockstepModels, SharedTeacher, train_lockstep
-from lspipe.engine.training import fit, Interrupted
+from lspipe.engine.training import Interrupted, fit
 from lspipe.experiments import distill
 from lspipe.workflow.plan import validate
 

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import synthetic_data
-from lspipe.core.losses import Distillation, distillation_loss, smoothed_targets, SmoothedCE
+from lspipe.core.losses import Distillation, SmoothedCE, distillation_loss, smoothed_targets
 from lspipe.core.models import build_model
 from lspipe.core.recipe import Recipe
 from lspipe.engine.training import fit

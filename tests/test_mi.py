@@ -20,7 +20,7 @@ from lspipe.core.models import build_model
 from lspipe.core.recipe import Recipe
 from lspipe.engine.probe import ProbeRecorder
 from lspipe.engine.probefile import ProbeTrace
-from lspipe.engine.training import fit, Interrupted
+from lspipe.engine.training import Interrupted, fit
 from lspipe.experiments.mi import mi_curve, mi_table, mutual_information, pooled_sigma2
 
 # --------------------------------------------------------------------------- estimator

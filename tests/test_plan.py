@@ -12,8 +12,7 @@ import yaml
 from conftest import REPO, TINY
 
 from lspipe.base import paths, runs
-from lspipe.base.errors import ConfigError
-from lspipe.base.errors import DataError
+from lspipe.base.errors import ConfigError, DataError
 from lspipe.engine.probefile import ProbeTrace, write_probe_placeholder
 from lspipe.experiments import distill
 from lspipe.workflow import plan

@@ -14,7 +14,7 @@ from lspipe.core.inference import predict
 from lspipe.core.losses import SmoothedCE
 from lspipe.core.models import build_model, load_model, model_spec, save_model
 from lspipe.core.recipe import Recipe
-from lspipe.engine.training import fit, Interrupted
+from lspipe.engine.training import Interrupted, fit
 
 
 @pytest.fixture(scope="module")
