@@ -2,7 +2,8 @@
 cross-references a schema cannot express (a teacher's dataset and recipe must exist, ...).
 
 Errors name the offending key as a dotted path (``teachers[0].alphas[2]``), what was found and
-what is allowed, so the fix is obvious. Defaults from the schema are filled in.
+what is allowed, so the fix is obvious. Defaults from the schema are filled in. The experiments'
+own checks come after these, in :func:`lspipe.workflow.plan.validate`, where validation starts.
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ def coerce(instance, schema: dict, root: dict | None = None):
 
 
 def validate(config: dict, schema: dict | None = None) -> dict:
-    """Validate ``config`` in place (filling defaults) and return it; raise :class:`ConfigError`.
+    """Validate ``config`` against the schema and check the references between its sections, in place
+    (filling defaults); return it or raise :class:`ConfigError`. The experiments' own checks are
+    :func:`lspipe.workflow.plan.validate`'s, which calls this first.
 
     Strings where the schema wants numbers, booleans or lists (from ``--config``) are converted
     first (:func:`coerce`).
