@@ -180,3 +180,10 @@ def test_cli_defaults_come_from_the_schema(cfg):
     assert cal.bins == c["calibration"]["bins"]
     curve = p.parse_args(["mi-curve", "--probe", "p", "--out", "o", "--alpha", "0", "--seed", "0"])
     assert curve.ddof == c["mi"]["ddof"]
+
+
+def test_the_old_mi_margin_key_names_its_replacement(cfg):
+    bad = copy.deepcopy(cfg)
+    bad.setdefault("claims", {})["mi_margin"] = 0.05
+    with pytest.raises(ConfigError, match=r"claims\.mi_margin was replaced.*claims\.mi_noise_multiple"):
+        validate(bad)

@@ -218,7 +218,10 @@ def test_the_bundle_installs_with_no_index_in_a_clean_python312_and_runs_snakema
     assert f"preflight: snakemake {md.version('snakemake')} through {work}/bin/snakemake" in proc.stdout
     assert "check-env: OK: " in log and "ERROR" not in log
     warned = {line.split()[2] for line in log.splitlines() if line.startswith("check-env: warning")}
-    assert warned <= {"numpy", "scipy"}, log
+    # only the machine's own stack may be missing here (timm, for one, asks for torch and torchvision)
+    from lspipe.devicebundle import PROVIDED
+
+    assert warned <= set(PROVIDED), log
 
     # Snakemake runs a workflow there, with the packages lspipe needs besides the machine's stack
     (tmp_path / "wf").mkdir()

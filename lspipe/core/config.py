@@ -160,6 +160,12 @@ def _check_renamed_keys(cfg: dict) -> None:
                 f"hinton: true (student at T, soft term x T^2) or 'form: teacher' for hinton: false (the default: "
                 f"only the teacher at T); 'form: slides' is the slides' formula (student at T, no T^2)"
             )
+    claims = cfg.get("claims")
+    if isinstance(claims, dict) and "mi_margin" in claims:
+        raise ConfigError(
+            "claims.mi_margin was replaced: claim 5's margin is now claims.mi_noise_multiple times the MI noise sd "
+            "the probe measures (two independent augmentation draws at each step); remove claims.mi_margin"
+        )
 
 
 def _check_references(cfg: dict) -> None:
