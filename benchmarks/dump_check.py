@@ -19,9 +19,9 @@ import sys
 import numpy as np
 import torch
 
-from lspipe import data as data_mod
-from lspipe.activations import Dump
-from lspipe.models import load_model
+from lspipe.core import data as data_mod
+from lspipe.engine.dumpfile import Dump
+from lspipe.core.models import load_model
 
 
 def _recipe_flags(meta: dict) -> dict | None:

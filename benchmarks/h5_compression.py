@@ -6,9 +6,9 @@ features; alexnet: 192-d) is briefly trained on real CIFAR-10 images (the ImageF
 of the train / val / test splits (the split's real images, topped up with random crop + flip copies
 of them to reach the row count). For every compression the script then times
 
-* write: ``lspipe.activations.write_h5``, the writer ``write_dump`` uses (same chunking, same
+* write: ``lspipe.engine.dumpfile.write_h5``, the writer ``write_dump`` uses (same chunking, same
   chunk-aligned block writes), from in-memory arrays, so the model's forward pass is excluded;
-* read: ``lspipe.activations.Dump(path)`` + every split's arrays, as the analyses read them
+* read: ``lspipe.engine.dumpfile.Dump(path)`` + every split's arrays, as the analyses read them
   (page cache warm: the file was just written; dropping caches needs root);
 
 and records the file size. Each timing is the median of --repeats runs.
@@ -29,13 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lspipe import data as data_mod
-from lspipe.activations import COMPRESSIONS, Dump, write_h5
-from lspipe.augment import random_crop_flip
-from lspipe.losses import SmoothedCE
-from lspipe.activations import predict
-from lspipe.models import build_model
-from lspipe.train import Recipe, fit
+from lspipe.core import data as data_mod
+from lspipe.engine.dumpfile import COMPRESSIONS, Dump, write_h5
+from lspipe.core.augment import random_crop_flip
+from lspipe.core.losses import SmoothedCE
+from lspipe.core.inference import predict
+from lspipe.core.models import build_model
+from lspipe.core.recipe import Recipe
+from lspipe.engine.training import fit
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg-subset"
 

@@ -1,7 +1,7 @@
 """How much does the mutual-information probe (Fig. 6) slow teacher training down?
 
-Trains the same model with the real :func:`lspipe.train.fit` on random 32x32x3 images, with and
-without a :class:`lspipe.mi.ProbeRecorder`, alternating the two ``--repeats`` times, and reports
+Trains the same model with the real :func:`lspipe.engine.training.fit` on random 32x32x3 images, with and
+without a :class:`lspipe.engine.probe.ProbeRecorder`, alternating the two ``--repeats`` times, and reports
 the median wall time and process CPU time of each and the overhead (on a busy machine the CPU
 time, with one torch thread, is the meaningful one). It also times one probe record directly,
 which gives the overhead with far less noise than the difference of two training times::
@@ -33,11 +33,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lspipe.data import Prepared
-from lspipe.losses import SmoothedCE
-from lspipe.mi import ProbeRecorder
-from lspipe.models import build_model
-from lspipe.train import Recipe, fit
+from lspipe.core.data import Prepared
+from lspipe.core.losses import SmoothedCE
+from lspipe.engine.probe import ProbeRecorder
+from lspipe.core.models import build_model
+from lspipe.core.recipe import Recipe
+from lspipe.engine.training import fit
 
 PAPER_RATIO = 600 * 5 / (4000 * 128)
 

@@ -1,12 +1,12 @@
-"""How fast does the streaming loader (lspipe.stream) decode and augment, against plain torchvision?
+"""How fast does the streaming loader (lspipe.core.stream) decode and augment, against plain torchvision?
 
 Builds the tiny ImageNet-layout tree (lspipe.tiny_imagenet) twice: as the tests use it (64-96 px
 images) and with ImageNet's typical 500 x 375 px images, then times, in one process, alternating
 ``--repeats`` times:
 
-* **stream**: :class:`lspipe.stream.StreamLoader`, training view (PIL decode, RandomResizedCrop +
+* **stream**: :class:`lspipe.core.stream.StreamLoader`, training view (PIL decode, RandomResizedCrop +
   flip from torchvision's transforms v2 on the uint8 tensor, each image seeded by (seed, epoch,
-  position)), and :func:`lspipe.stream.eval_batches`, evaluation view (resize + center crop);
+  position)), and :func:`lspipe.core.stream.eval_batches`, evaluation view (resize + center crop);
 * **baseline**: ``torchvision.datasets.ImageFolder`` (its PIL loader) with the same v2
   transforms on the PIL image, then ``PILToTensor``, in a shuffling ``DataLoader``: the textbook
   pipeline, unseeded.
@@ -38,7 +38,7 @@ def _baseline(root: Path, image_size: int, batch_size: int, workers: int, train:
     from torchvision import datasets
     from torchvision.transforms import v2
 
-    from lspipe.stream import eval_transform, train_transform
+    from lspipe.core.stream import eval_transform, train_transform
 
     view = train_transform(image_size, (0.08, 1.0), (3 / 4, 4 / 3)) if train else eval_transform(image_size, 0.875)
     ds = datasets.ImageFolder(str(root / "train"), transform=v2.Compose([view, v2.PILToTensor()]))
@@ -47,7 +47,7 @@ def _baseline(root: Path, image_size: int, batch_size: int, workers: int, train:
 
 
 def _stream(idx, batch_size: int, workers: int, train: bool):
-    from lspipe.stream import StreamLoader
+    from lspipe.core.stream import StreamLoader
 
     return StreamLoader(idx, "train", batch_size, seed=0, augment=train, shuffle=train, drop_last=train,
                         workers=workers)
@@ -73,7 +73,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", type=Path)
     a = p.parse_args(argv)
 
-    from lspipe.stream import build_index
+    from lspipe.core.stream import build_index
     from lspipe.tiny_imagenet import make_tree
 
     torch.set_num_threads(1)

@@ -9,8 +9,8 @@ classes):
   ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``; a ``DataLoader`` (``num_workers`` = the
   machine's cores, at most 8; ``pin_memory`` on CUDA; shuffling); fp32; the model is called on
   the normalised floats (its built-in normalisation is bypassed).
-* **engine**: :func:`lspipe.train.fit` itself (the workflow's code path): uint8 data resident
-  on the device, batched on-device augmentation (:func:`lspipe.augment.random_crop_flip`), no
+* **engine**: :func:`lspipe.engine.training.fit` itself (the workflow's code path): uint8 data resident
+  on the device, batched on-device augmentation (:func:`lspipe.core.augment.random_crop_flip`), no
   workers, the model normalising uint8 itself; on CUDA bf16 autocast + channels_last (optional
   ``torch.compile``; ``--compile-mode reduce-overhead`` adds CUDA graphs). On the CPU the
   recipe's CPU switches are measured as variants: ``fp32`` (the default), ``fp32+cl``
@@ -20,7 +20,7 @@ classes):
 
 Warm-up steps (worker start-up, kernel selection, compilation) are excluded; the timed steps
 end with a device synchronisation. ``--fuse G`` also times G models of each architecture trained
-fused (:mod:`lspipe.fused`) and reports model-images/s against the single engine.
+fused (:mod:`lspipe.engine.fused`) and reports model-images/s against the single engine.
 Figures are printed and written as JSON (``--out``) with the machine they came from.
 """
 
@@ -34,6 +34,12 @@ import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from lspipe.base import defaults
+from lspipe.base.io import write_json
+from lspipe.core.data import Prepared
+from lspipe.core.recipe import Recipe
+from lspipe.experiments.distill import lockstep_groups, student_runs, teacher_twins
 
 if TYPE_CHECKING:  # torch is imported lazily: every `lspipe` command builds this module's parser
     import numpy as np
@@ -137,7 +143,7 @@ def time_baseline(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, w
     import torch.nn.functional as F
     import torchvision.transforms as T
 
-    from . import models
+    from lspipe.core import models  # torch: only when a benchmark runs
 
     transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
                            T.Normalize(CIFAR_MEAN, CIFAR_STD)])
@@ -198,7 +204,7 @@ def _figures(marks: list[float], steps: int, batch_size: int, models_per_step: i
 
 
 class _StepTimer:
-    """A :class:`lspipe.train.Callback` timing steps ``warmup+1 .. warmup+steps``: a mark after every
+    """A :class:`lspipe.engine.training.Callback` timing steps ``warmup+1 .. warmup+steps``: a mark after every
     step on the CPU (steps are synchronous there), device-synchronised marks at both ends on CUDA."""
 
     def __init__(self, warmup: int, steps: int, device: torch.device):
@@ -225,8 +231,6 @@ class _StepTimer:
 def _engine_data(x: np.ndarray, y: np.ndarray):
     import numpy as np
 
-    from .data import Prepared
-
     n_val = min(len(y), 256)
     return Prepared(
         x={"train": x, "val": x[:n_val], "test": x[:n_val]},
@@ -239,12 +243,12 @@ def _engine_data(x: np.ndarray, y: np.ndarray):
 
 def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, warmup: int, steps: int,
                 device: torch.device, recipe_overrides: dict, fuse: int = 0, seed: int = 0) -> dict:
-    """images/s of :func:`lspipe.train.fit` (``fuse`` > 1: that many models trained fused)."""
+    """images/s of :func:`lspipe.engine.training.fit` (``fuse`` > 1: that many models trained fused)."""
     import torch
 
-    from .losses import SmoothedCE
-    from .models import build_model
-    from .train import Recipe, fit
+    from lspipe.core.losses import SmoothedCE  # torch: only when a benchmark runs
+    from lspipe.core.models import build_model
+    from lspipe.engine.training import fit
 
     data = _engine_data(x, y)
     recipe = Recipe.from_dict({
@@ -252,7 +256,8 @@ def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, war
         "eval_batch_size": 256, **recipe_overrides,
     })
     if fuse > 1:
-        from .fused import FusedSmoothedCE, fuse as fuse_models
+        from lspipe.engine.fused import FusedSmoothedCE  # torch: only when a benchmark runs
+        from lspipe.engine.fused import fuse as fuse_models
 
         singles = []
         for _ in range(fuse):
@@ -268,7 +273,7 @@ def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, war
         fit(model, data, recipe, objective, seed=seed, device=device, checkpoint_path=Path(tmp) / "ckpt",
             metrics_path=metrics, callbacks=[timer], progress=False)
     return _figures(timer.marks, steps, batch_size, max(fuse, 1)) | {"config": {
-        "loader": "lspipe.train.fit (uint8 on device, batched augmentation, no workers)",
+        "loader": "lspipe.engine.training.fit (uint8 on device, batched augmentation, no workers)",
         "recipe": {k: getattr(recipe, k) for k in ("amp", "channels_last", "cpu_amp", "cpu_channels_last",
                                                      "compile", "compile_mode")},
         "precision": "bf16 autocast" if (recipe.amp if device.type == "cuda" else recipe.cpu_amp) else "fp32",
@@ -289,20 +294,20 @@ def time_distillation(teacher_arch: str, student_arch: str, temperatures, x: np.
                       recipe_overrides: dict | None = None, seed: int = 0) -> dict:
     """Student-images/s of the hard-target teacher's temperature family trained ``mode``:
 
-    * ``separate``: one distilled student (:class:`lspipe.losses.Distillation`, its own teacher
-      forward per batch) through :func:`lspipe.train.fit`, as each student of the family trains
+    * ``separate``: one distilled student (:class:`lspipe.core.losses.Distillation`, its own teacher
+      forward per batch) through :func:`lspipe.engine.training.fit`, as each student of the family trains
       alone; the G runs of the family are identical in cost, so the family's rate is this run's;
-    * ``lockstep`` / ``fused``: the G students in one :func:`lspipe.lockstep.train_lockstep` job
+    * ``lockstep`` / ``fused``: the G students in one :func:`lspipe.engine.lockstep.train_lockstep` job
       (one teacher forward per batch; ``fused``: the students as one fused network).
 
     Images count once per student (G per lockstep step), so the rates compare directly.
     """
     import torch
 
-    from .lockstep import train_lockstep
-    from .losses import Distillation
-    from .models import build_model
-    from .train import Recipe, fit
+    from lspipe.core.losses import Distillation  # torch: only when a benchmark runs
+    from lspipe.core.models import build_model
+    from lspipe.engine.lockstep import train_lockstep
+    from lspipe.engine.training import fit
 
     if mode not in DISTILL_MODES:
         raise ValueError(f"mode must be one of {DISTILL_MODES}, got {mode!r}")
@@ -330,15 +335,16 @@ def time_distillation(teacher_arch: str, student_arch: str, temperatures, x: np.
 
 
 def run_distillation_benchmark(teacher_arch: str = "resnet56", student_arch: str = "alexnet",
-                               temperatures=PAPER_TEMPERATURES, *, modes=DISTILL_MODES, batch_size: int = 128,
-                               warmup: int = 2, steps: int = 5, repeats: int = 1, device: str = "auto", seed: int = 0,
+                               temperatures=PAPER_TEMPERATURES, *, modes=DISTILL_MODES,
+                               batch_size: int = defaults.default("recipes.*.batch_size"), warmup: int = 2,
+                               steps: int = 5, repeats: int = 1, device: str = defaults.default("device"), seed: int = 0,
                                log=print) -> dict:
     """The distillation case: the T family trained separately, in lockstep and fused, in this process.
 
     Modes are interleaved over ``repeats`` (slow drifts of a shared machine hit each alike); each
     mode's rate is the median over repeats, and ``ratios`` divide it by the separate runs' rate.
     """
-    from .train import resolve_device
+    from lspipe.core.inference import resolve_device  # torch: only when a benchmark runs
 
     dev = resolve_device(device)
     x, y = random_cifar(batch_size * (warmup + steps), seed)
@@ -399,13 +405,14 @@ def engine_variants(device: torch.device, compile_: bool, compile_mode: str | No
     return {k + ("+compile" if compile_ else ""): v | comp for k, v in out.items()}
 
 
-def run_benchmark(archs, *, batch_size: int = 128, warmup: int = 3, steps: int = 10, workers: int | None = None,
-                  device: str = "auto", repeats: int = 1, compile_: bool = False, compile_mode: str | None = None,
-                  cpu_bf16: bool = False, fuse: int = 0, seed: int = 0, log=print) -> dict:
+def run_benchmark(archs, *, batch_size: int = defaults.default("recipes.*.batch_size"), warmup: int = 3,
+                  steps: int = 10, workers: int | None = None, device: str = defaults.default("device"), repeats: int = 1,
+                  compile_: bool = False, compile_mode: str | None = None, cpu_bf16: bool = False, fuse: int = 0,
+                  seed: int = 0, log=print) -> dict:
     import torch
 
-    from . import models
-    from .train import resolve_device
+    from lspipe.core import models  # torch: only when a benchmark runs
+    from lspipe.core.inference import resolve_device  # torch: only when a benchmark runs
 
     dev = resolve_device(device)
     workers = default_workers() if workers is None else workers
@@ -519,9 +526,10 @@ def project(cfg: dict, figures: dict) -> dict:
     ``R * S * B / v`` seconds one after the other on one device (``/ speedup`` for grids trained
     fused, when the figures hold a fused measurement). A distilled student also runs its teacher
     forward on every batch: counted as a third of a teacher training step (forward : backward
-    ~ 1 : 2); students in lockstep (``distillation[].lockstep``, default true) share it, one
-    forward per step of each lockstep job. Student baselines that are a teacher's training run
-    (:func:`lspipe.distill.teacher_twins`) are trained once, as teachers, and not counted again.
+    ~ 1 : 2); students in lockstep (``distillation[].lockstep``) share it, one forward per step of
+    each lockstep job. The config is read as written, not validated: keys left out take the schema's
+    defaults (:mod:`lspipe.base.defaults`). Student baselines that are a teacher's training run
+    (:func:`lspipe.experiments.distill.teacher_twins`) are trained once, as teachers, and not counted again.
     Validation, dumps and evaluation are left out (a few % on CIFAR).
     """
     res = {r["arch"]: r for r in figures["results"]}
@@ -530,35 +538,36 @@ def project(cfg: dict, figures: dict) -> dict:
     def seconds(arch, images):
         return images / res[arch]["engine"]["images_per_s"] if arch in res else None
 
-    for g in cfg.get("teachers", []):
-        rec = cfg["recipes"][g["recipe"]]
+    def recipe(name):  # this config is not validated: keys left out take the schema's defaults
+        return defaults.fill("recipes.*", cfg["recipes"][name])
+
+    for g in cfg["teachers"]:
+        g, rec = defaults.fill("teachers[]", g), recipe(g["recipe"])
         runs = len(g["alphas"]) * len(g["seeds"])
-        images = runs * rec["steps"] * rec.get("batch_size", 128)
+        images = runs * rec["steps"] * rec["batch_size"]
         sec = seconds(g["arch"], images)
         fused = res.get(g["arch"], {}).get("fused")
-        if sec is not None and g.get("fuse") and fused:
+        if sec is not None and g["fuse"] and fused:
             sec /= fused["speedup_vs_sequential"]
         rows.append({"grid": f"teachers {g['dataset']}/{g['arch']}", "arch": g["arch"], "runs": runs,
-                     "steps": rec["steps"], "batch_size": rec.get("batch_size", 128), "images": images,
-                     "fused": bool(g.get("fuse")), "hours": None if sec is None else sec / 3600})
-    for d in cfg.get("distillation", []) or []:
-        from .distill import lockstep_groups, student_runs, teacher_twins
-
-        d = {"lockstep": True, **d}  # the schema's default (this config is not validated)
-        rec = cfg["recipes"][d["student_recipe"]]
-        twins = teacher_twins(d, cfg.get("teachers", []), cfg["recipes"])  # trained once, as teachers (above)
+                     "steps": rec["steps"], "batch_size": rec["batch_size"], "images": images,
+                     "fused": bool(g["fuse"]), "hours": None if sec is None else sec / 3600})
+    for d in cfg.get("distillation", defaults.default("distillation")):
+        d = defaults.fill("distillation[]", d)
+        rec = recipe(d["student_recipe"])
+        twins = teacher_twins(d, cfg["teachers"], cfg["recipes"])  # trained once, as teachers (above)
         runs = [r for r in student_runs(d) if r.name not in twins]
         n_kd = sum(r.distilled for r in runs)
         # one teacher forward per step of each lockstep job, not one per student
         n_forwards = n_kd - sum(len(g["runs"]) - 1 for g in lockstep_groups(d, twins) if g["family"] == "kd_hard")
-        per_run = rec["steps"] * rec.get("batch_size", 128)
+        per_run = rec["steps"] * rec["batch_size"]
         sec = seconds(d["student_arch"], len(runs) * per_run)
         teacher_sec = seconds(d["teacher_arch"], n_forwards * per_run)
         total = None if sec is None or teacher_sec is None else sec + teacher_sec / 3
         rows.append({"grid": f"students {d['dataset']}/{d['student_arch']} (teacher {d['teacher_arch']})",
                      "arch": d["student_arch"], "runs": len(runs), "distilled_runs": n_kd,
                      "teacher_forward_runs": n_forwards, "lockstep": bool(d["lockstep"]), "steps": rec["steps"],
-                     "batch_size": rec.get("batch_size", 128), "images": len(runs) * per_run, "fused": False,
+                     "batch_size": rec["batch_size"], "images": len(runs) * per_run, "fused": False,
                      "hours": None if total is None else total / 3600})
     known = [r["hours"] for r in rows if r["hours"] is not None]
     return {"device": figures["machine"]["gpu"] or figures["machine"]["cpu"], "rows": rows,
@@ -585,8 +594,6 @@ def format_projection(pr: dict) -> str:
 
 def cmd_bench(a):
     import torch
-
-    from .io import write_json
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -641,7 +648,7 @@ def add_cli(sub) -> None:
     s.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
     s.add_argument("--repeats", type=int, default=1, help="measure every configuration this many times (median)")
     s.add_argument("--workers", type=int, default=None, help="baseline DataLoader workers (default: cores, max 8)")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default=defaults.default("device"))
     s.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     s.add_argument("--compile", action="store_true", help="engine with torch.compile")
     s.add_argument("--compile-mode", default=None,
@@ -662,4 +669,3 @@ def add_cli(sub) -> None:
     s.add_argument("--figures", default=None, metavar="JSON",
                    help="use the figures of an earlier run (its --out) instead of measuring")
     s.set_defaults(func=cmd_bench)
-

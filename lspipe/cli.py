@@ -1,7 +1,7 @@
 """The lspipe command line: one sub-command per workflow step.
 
 Each sub-command is registered by the module that does its work (``add_cli`` in
-``COMMAND_MODULES``); this module holds only the argument helpers they share and ``main``.
+``COMMAND_MODULES``); this module holds only ``main``, the parser and the checks of option values.
 
 Every Snakemake rule is a thin ``shell:`` call of one of these sub-commands, with every
 hyper-parameter passed as an argument (from the rule's ``params:``), so Snakemake's rerun
@@ -9,78 +9,37 @@ triggers see all of them, and each step can be run by hand as well.
 
 Bad input gives one line naming the problem and the fix, never a traceback: option values are
 checked against the config schema's rule for the same setting (:data:`OPTION_RULES`, e.g.
-``--alpha`` as ``teachers[].alphas``, ``--recipe`` as ``recipes.<name>``); errors the commands
-raise for files and settings (:func:`_is_user_error`) are printed as ``lspipe <command>: error:
-...`` with exit status 2.
+``--alpha`` as ``teachers[].alphas``, ``--recipe`` as ``recipes.<name>``); the errors the commands
+raise for files and settings (every :class:`lspipe.base.errors.UserError`, and operating-system
+errors the user can fix: :func:`lspipe.base.errors.user_message`) are printed as
+``lspipe <command>: error: ...`` with exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-
-def json_arg(s: str):
-    try:
-        return json.loads(s)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {s!r}") from None
-
-
-def optional_float(s: str):
-    return None if s in ("", "none", "None", "null") else float(s)
-
-
-def setup_torch(threads: int | None):
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-
-
-# --------------------------------------------------------------------------- parser
-
-
-def add_training_inputs(s: argparse.ArgumentParser) -> None:
-    """Options every training command takes: the data, the architecture, the recipe, the seed."""
-    s.add_argument("--data", required=True)
-    s.add_argument("--arch", required=True)
-    s.add_argument("--recipe", type=json_arg, required=True, help="the config's recipes.<name> entry as JSON")
-
-
-def add_group_outputs(s: argparse.ArgumentParser, per: str) -> None:
-    """Outputs of a job that trains several models at once (train-fused, train-lockstep): one each ``per``."""
-    s.add_argument("--runs", nargs="+", default=None, help="run names stored in the models' metadata")
-    s.add_argument("--out", nargs="+", required=True, help=f"one model.pt per {per}")
-    s.add_argument("--metrics", nargs="+", required=True, help=f"one metrics CSV per {per}")
-    s.add_argument("--checkpoint", default=None, help="resumable checkpoint of the job (default: beside the first --out)")
-
-
-def add_run_options(s: argparse.ArgumentParser) -> None:
-    """Options every training command takes: device, threads, progress bar, time-boxed runs."""
-    from .defaults import default
-
-    s.add_argument("--device", default=default("device"))
-    s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=default("progress"))
-    s.add_argument("--stop-after-epochs", type=int, default=None,
-                   help="stop (resumably) after this many epochs in this invocation")
-
+from lspipe import bench
+from lspipe.base import defaults
+from lspipe.base.errors import user_message
+from lspipe.core import data
+from lspipe.engine import commands as engine_commands
+from lspipe.experiments import accuracy, calibration, distill, experiment_table, mi, projection, teacher_projection
+from lspipe.workflow import report
 
 # The modules that contribute sub-commands, in the order of the workflow: each defines
-# ``add_cli(subparsers)`` next to the code it runs (the one way a sub-command is registered).
-COMMAND_MODULES = ("data", "train", "fused", "lockstep", "activations", "tables", "calibration", "projection",
-                   "distill", "teacher_projection", "mi", "claims", "experiments", "bench")
+# ``add_cli(subparsers)`` next to the code it runs (the engine's, whose code imports torch, in
+# lspipe.engine.commands). None of them imports torch: `lspipe --help` starts fast.
+COMMAND_MODULES = (data, engine_commands, accuracy, calibration, projection, distill, teacher_projection, mi, report,
+                   experiment_table, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import importlib
-
     p = Parser(prog="lspipe", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"lspipe.{name}").add_cli(sub)
+    for module in COMMAND_MODULES:
+        module.add_cli(sub)
     _check_option_values(p)
     return p
 
@@ -90,39 +49,12 @@ def main(argv=None) -> int:
     try:
         args.func(args)
     except Exception as err:
-        message = _user_error_message(err)
+        message = user_message(err)  # None: a bug, shown with its traceback
         if message is None:
             raise
         print(f"lspipe {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
     return 0
-
-
-def _user_error_message(err: Exception) -> str | None:
-    """The one-line message of an error the user can fix, or None for a bug (shown with its traceback).
-
-    User errors: a bad configuration or option (:class:`lspipe.config.ConfigError`), a missing,
-    damaged or misplaced file (:class:`lspipe.data.DataError`, with models, dumps and prepared
-    data), an output that cannot be written (:class:`lspipe.io.WriteError`: full disk, no
-    permission, a file in the way), an input that is not what it should be
-    (:class:`lspipe.io.ReadError`), a diverged training run, and an operating-system error the
-    user can fix (:data:`lspipe.io.USER_ERRNOS`, or a missing file)."""
-    import errno
-
-    from .config import ConfigError
-    from .data import DataError
-    from .io import USER_ERRNOS, ReadError, WriteError, os_error_message
-
-    if isinstance(err, (ConfigError, DataError, ReadError, WriteError)):
-        return str(err)
-    train = sys.modules.get("lspipe.train")  # imported only by the commands that can raise these
-    if train is not None and isinstance(err, train.TrainingDiverged):
-        return str(err)
-    if isinstance(err, OSError) and (err.errno in USER_ERRNOS or err.errno == errno.ENOENT):
-        if err.errno == errno.ENOENT:
-            return f"{err.filename or err}: no such file or folder; check the path (or build it first: snakemake <file>)"
-        return os_error_message(err, what="use")
-    return None
 
 
 # --------------------------------------------------------------------------- option values
@@ -136,7 +68,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _arch(value: str) -> str:
-    from .models import available, is_known
+    from lspipe.core.models import available, is_known  # torch: only when a training command checks --arch
 
     if not is_known(value):
         raise ValueError(f"unknown architecture {value!r}; available: {', '.join(available())}")
@@ -144,7 +76,7 @@ def _arch(value: str) -> str:
 
 
 # Option (by its dest) -> (the rule its values follow, the config key named in messages). A rule is
-# a schema key (lspipe.defaults.node) or $defs entry, a schema of its own where the option's meaning
+# a schema key (lspipe.base.defaults.node) or $defs entry, a schema of its own where the option's meaning
 # differs from the config key's, or a function raising ValueError.
 OPTION_RULES = {
     "alpha": ("#/$defs/alpha", "teachers[].alphas"),
@@ -178,8 +110,6 @@ _CHECKED_COMMANDS = {"train", "train-fused", "train-lockstep", "dump-activations
 
 def _schema_rule(rule) -> dict:
     """The JSON schema (with the config schema's $defs) of an :data:`OPTION_RULES` rule."""
-    from . import defaults
-
     root = defaults._schema()
     if isinstance(rule, str) and rule.startswith("#/$defs/"):
         return {"$defs": root["$defs"], "$ref": rule}
@@ -198,7 +128,7 @@ def _checked(convert, rule, key: str):
                 return rule(value)
             except ValueError as err:
                 raise argparse.ArgumentTypeError(str(err)) from None
-        from jsonschema import Draft202012Validator
+        from jsonschema import Draft202012Validator  # only when an option is given
 
         errors = list(Draft202012Validator(_schema_rule(rule)).iter_errors(value))
         if errors:

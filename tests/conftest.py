@@ -46,7 +46,7 @@ def make_workdir(root: Path, config: Path = TINY) -> Path:
 
 def synthetic_data(sizes=(96, 30, 30), *, channels: int = 1, side: int = 8, classes: int = 3, seed: int = 0,
                    signal: int = 0, class_names=None, index_offset: int = 0, name: str = "synthetic"):
-    """The tests' synthetic dataset: a :class:`lspipe.data.Prepared` of random uint8 images.
+    """The tests' synthetic dataset: a :class:`lspipe.core.data.Prepared` of random uint8 images.
 
     ``sizes`` are the train/val/test sizes. Labels are random; with ``signal`` > 0 they cycle
     through the classes instead and each image is brightened by ``signal`` x its class, so a
@@ -55,7 +55,7 @@ def synthetic_data(sizes=(96, 30, 30), *, channels: int = 1, side: int = 8, clas
     """
     import numpy as np
 
-    from lspipe.data import Prepared
+    from lspipe.core.data import Prepared
 
     rng = np.random.default_rng(seed)
     x, y, index = {}, {}, {}

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from lspipe import models
-from lspipe.activations import COMPRESSIONS, Dump, write_dump, write_h5
-from lspipe.activations import predict
+from lspipe.core import models
+from lspipe.core.inference import predict
+from lspipe.engine.activations import write_dump
+from lspipe.engine.dumpfile import COMPRESSIONS, Dump, write_h5
 from conftest import synthetic_data
 
 
@@ -86,7 +87,7 @@ def test_dump_is_float32_even_inside_bf16_autocast(toy, tmp_path):
     """A dump equals the model's plain float32 logits and features (direct forward, no predict()),
     even when written from inside a bf16 autocast region (as training on a GPU runs): predict()
     switches autocast off, so nothing is rounded to bf16."""
-    from lspipe.activations import full_float32
+    from lspipe.core.inference import full_float32
 
     data, model = toy
     x = torch.from_numpy(data.x["val"])

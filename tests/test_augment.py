@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from lspipe.augment import random_crop_flip
+from lspipe.core.augment import random_crop_flip
 
 
 def _offsets(out_i, padded_i, h, w, pad):
@@ -57,7 +57,7 @@ def test_seeded_generator_repeats():
 
 
 def test_device_loader_draws_a_permutation_then_each_batchs_augmentation():
-    from lspipe.augment import DeviceLoader
+    from lspipe.core.augment import DeviceLoader
 
     x = torch.arange(10 * 2 * 4 * 4, dtype=torch.uint8).view(10, 2, 4, 4)
     y = torch.arange(10)
@@ -76,7 +76,7 @@ def test_device_loader_draws_a_permutation_then_each_batchs_augmentation():
 
 
 def test_device_loader_in_order_keeps_every_row():
-    from lspipe.augment import DeviceLoader
+    from lspipe.core.augment import DeviceLoader
 
     x = torch.arange(5 * 1 * 3 * 3, dtype=torch.uint8).view(5, 1, 3, 3)
     loader = DeviceLoader(x, None, 2, shuffle=False, drop_last=False)

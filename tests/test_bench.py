@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lspipe import bench, cli, models
+from lspipe import bench, cli
+from lspipe.core import models
 
 
 @pytest.fixture

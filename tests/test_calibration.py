@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lspipe import calibration as C
-from lspipe.config import ConfigError
-from lspipe.io import write_json
+from lspipe.base.errors import ConfigError
+from lspipe.base.io import write_json
+from lspipe.experiments import calibration as C
 
 tm = pytest.importorskip("torchmetrics.functional.classification")
 

@@ -1,4 +1,4 @@
-"""The claims report (lspipe.claims) and the experiment table (lspipe.experiments) on synthetic
+"""The claims report (lspipe.experiments.claims) and the experiment table (lspipe.experiments.experiment_table) on synthetic
 inputs built so that a wrong rule gives a wrong verdict: the decision rule at its edges, the
 zero-variance guard, pairing by seed, alpha* chosen on validation, the distillation contrast,
 the erasure contrast, tightness over several triples and both splits, and the CLI's inputs."""
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import yaml
 
-from lspipe import claims
-from lspipe.activations import write_h5
-from lspipe.experiments import benchmark_seconds, experiment_rows
+from lspipe.engine.dumpfile import write_h5
+from lspipe.experiments import claims, projection
+from lspipe.experiments.experiment_table import benchmark_seconds, experiment_rows
 
 CFG = claims.settings()
 
@@ -193,7 +193,7 @@ def test_nothing_configured_is_not_run_with_keys():
 
 
 def test_defaults_come_from_the_schema():
-    from lspipe.defaults import node
+    from lspipe.base.defaults import node
 
     schema = node("claims")["properties"]
     assert CFG == {k: v["default"] for k, v in schema.items()}
@@ -211,7 +211,7 @@ def test_tightness_of_a_hand_made_configuration():
         for ang in (0, math.pi / 2, math.pi, 3 * math.pi / 2):
             pts.append(t[c] + r * np.array([math.cos(ang), math.sin(ang)]))
             lab.append(c)
-    out = claims.tightness(np.array(pts), np.array(lab), t)
+    out = projection.tightness(np.array(pts), np.array(lab), t)
     assert out["spreads"] == pytest.approx([1.0, 2.0, 3.0])
     assert out["template_distance"] == pytest.approx(10.0)
     assert out["ratio"] == pytest.approx(0.2)
@@ -250,7 +250,7 @@ def test_tightness_rows_from_a_dump_match_a_direct_computation(tmp_path):
     write_h5(path, classes=[f"c{i}" for i in range(k)], weight=w, bias=b, splits=splits,
              attrs={"dataset": "toy", "arch": "lin", "alpha": 0.0, "seed": 0, "run": "a0_s0"})
     fig1 = [{"dataset": "toy", "arch": "lin", "classes": ["c2", "c0", "c3"]}]
-    out = claims.tightness_rows([path], fig1, seed=0)
+    out = projection.tightness_rows([path], fig1, seed=0)
     w32 = w.astype(np.float32).astype(float)
     assert {r["split"] for r in out} == {"train", "val"}
     for split, (x, y) in data.items():
@@ -266,11 +266,11 @@ def test_tightness_rows_from_a_dump_match_a_direct_computation(tmp_path):
 
 
 def test_class_triples_seeded_and_distinct():
-    a = claims.class_triples(100, 50, seed=3)
-    assert len(a) == 50 == len(set(a)) and a == claims.class_triples(100, 50, seed=3)
+    a = projection.class_triples(100, 50, seed=3)
+    assert len(a) == 50 == len(set(a)) and a == projection.class_triples(100, 50, seed=3)
     assert all(t[0] < t[1] < t[2] < 100 for t in a)
-    assert claims.class_triples(5, 100, 0) == list(itertools.combinations(range(5), 3))
-    assert len(claims.class_triples(10, CFG["tightness_triples"], 0)) == 120  # CIFAR-10: all 120
+    assert projection.class_triples(5, 100, 0) == list(itertools.combinations(range(5), 3))
+    assert len(projection.class_triples(10, CFG["tightness_triples"], 0)) == 120  # CIFAR-10: all 120
 
 
 def _tight_rows(ratio, seeds=3, triples=4, splits=("train", "val"), kind="random"):
@@ -529,7 +529,7 @@ def _curves(hard, soft, seeds=3, noise=0.01, repeat=True):
 
 
 def test_erasure_contrast_and_noise_margin():
-    from lspipe.mi import mi_noise
+    from lspipe.experiments.mi import mi_noise
 
     checks = _by_id(claims.mi_claims(_curves(HARD, SOFT), CFG))
     prim = checks["5a"]
@@ -700,7 +700,7 @@ def test_cli_with_config_reads_only_what_the_config_names(tmp_path, capsys):
     claims_rows = _tight_rows(lambda a, s, t, sp: 0.5 - a)
     for r in claims_rows:
         r.update(dataset="c10", arch="resnet20")
-    from lspipe.tables import write_csv
+    from lspipe.core.tables import write_csv
 
     write_csv(res / "tables" / "tightness.csv", claims_rows, list(claims_rows[0]))
     assert main(["claims", "--config", str(cfg), *out]) == 0

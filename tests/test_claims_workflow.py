@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from conftest import TINY
-from lspipe import claims, distill, plan
-from lspipe.config import validate
+from lspipe.experiments import claims, distill
+from lspipe.workflow import plan
+from lspipe.workflow.plan import validate
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,8 @@ import copy
 import pytest
 import yaml
 
-from lspipe.config import ConfigError, load, validate
+from lspipe.base.errors import ConfigError
+from lspipe.workflow.plan import load, validate
 from conftest import REPO, synthetic_data
 
 
@@ -138,8 +139,8 @@ def _minimal_validated(cfg):
 def test_recipe_defaults_come_from_the_schema(cfg):
     import dataclasses
 
-    from lspipe import defaults
-    from lspipe.train import Recipe
+    from lspipe.base import defaults
+    from lspipe.core.recipe import Recipe
 
     c, name = _minimal_validated(cfg)
     validated = Recipe.from_dict(c["recipes"][name])
@@ -152,7 +153,7 @@ def test_recipe_defaults_come_from_the_schema(cfg):
 
 
 def test_probe_defaults_come_from_the_schema(cfg):
-    from lspipe.mi import ProbeRecorder
+    from lspipe.engine.probe import ProbeRecorder
 
     c, name = _minimal_validated(cfg)
     probe = c["teachers"][0]["probe"]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lspipe import data as D
+from lspipe.base.errors import DataError
+from lspipe.core import data as D
 
 
 def _check_splits(p: D.Prepared):
@@ -112,20 +113,20 @@ def test_imagefolder_val_folder_is_the_validation_split(tmp_path):
 
 
 def test_imagefolder_errors_name_the_fix(tmp_path):
-    with pytest.raises(D.DataError, match="no train/ subfolder"):
+    with pytest.raises(DataError, match="no train/ subfolder"):
         D.prepare("toy", "imagefolder", tmp_path / "x.npz", root=str(tmp_path))
     (tmp_path / "train" / "a").mkdir(parents=True)
-    with pytest.raises(D.DataError, match="neither test/ nor val/"):
+    with pytest.raises(DataError, match="neither test/ nor val/"):
         D.prepare("toy", "imagefolder", tmp_path / "x.npz", root=str(tmp_path))
     assert not (tmp_path / "x.npz").exists()
 
 
 def test_cifar_missing_names_root_and_download_flag(tmp_path):
-    with pytest.raises(D.DataError) as err:
+    with pytest.raises(DataError) as err:
         D.prepare("cifar10", "cifar10", tmp_path / "c.npz", root=str(tmp_path / "nowhere"), download=False)
     msg = str(err.value)
     assert "nowhere" in msg and "download" in msg
-    with pytest.raises(D.DataError, match="needs a root"):
+    with pytest.raises(DataError, match="needs a root"):
         D.prepare("cifar10", "cifar10", tmp_path / "c.npz", root=None)
 
 
@@ -165,5 +166,5 @@ def test_real_cifar10_subset(tmp_path, cifar_subset):
 
 def test_unknown_class_name_lists_classes(tmp_path):
     p = D.prepare("digits", "digits", tmp_path / "d.npz")
-    with pytest.raises(D.DataError, match="its classes are: 0, 1, 2"):
+    with pytest.raises(DataError, match="its classes are: 0, 1, 2"):
         p.class_index("eleven")

@@ -12,13 +12,17 @@ import torch
 import torch.nn.functional as F
 
 from conftest import synthetic_data
-from lspipe import cli, distill
-from lspipe.activations import Dump, write_dump
-from lspipe.config import ConfigError
-from lspipe.losses import Distillation, smoothed_targets
-from lspipe.activations import predict
-from lspipe.models import build_model
-from lspipe.train import Recipe, fit
+from lspipe import cli
+from lspipe.base import runs
+from lspipe.base.errors import ConfigError
+from lspipe.core.inference import predict
+from lspipe.core.losses import Distillation, smoothed_targets
+from lspipe.core.models import build_model
+from lspipe.core.recipe import Recipe
+from lspipe.engine.activations import write_dump
+from lspipe.engine.dumpfile import Dump
+from lspipe.engine.training import fit
+from lspipe.experiments import distill
 
 ENTRY = {"dataset": "digits", "teacher_arch": "smallcnn", "student_arch": "mlp", "student_recipe": "digits",
          "teacher_alphas": [0.0, 0.1, 0.3], "temperatures": [1, 2, 4], "seeds": [0, 1], "baseline_alphas": None}
@@ -75,8 +79,8 @@ def test_gamma_limits():
 def test_run_names_round_trip():
     for run in distill.student_runs(ENTRY):
         assert distill.parse_student_run(run.name) == run
-    assert distill.baseline_run(0.1, 3) == "a0.1_s3"
-    assert distill.kd_run("resnet56", 0.0, 2.0, 0) == "kd-resnet56-a0-T2_s0"
+    assert runs.run_name(0.1, 3) == "a0.1_s3"
+    assert runs.kd_run("resnet56", 0.0, 2.0, 0) == "kd-resnet56-a0-T2_s0"
     assert distill.parse_student_run("kd-resnet56-a0.15-T1_s4").family == "kd_ls"
     with pytest.raises(ValueError, match="not a student run name"):
         distill.parse_student_run("kd-a0-T1_s0")

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from lspipe import calibration as C
-from lspipe import mi, projection
+from lspipe.experiments import calibration as C
+from lspipe.experiments import mi, projection
 
 
 def test_fig1_panels_of_a_row_share_one_scale():
-    from lspipe.plotting import new_figure
+    from lspipe.core.plotting import new_figure
 
     rng = np.random.default_rng(0)
     panels = []
@@ -76,9 +76,9 @@ def test_fig2_low_count_bins_are_hollow(tmp_path, monkeypatch):
         p.write_text(json.dumps(_cal_result(0, counts, alpha)))
         paths.append(p)
     captured = {}
-    import lspipe.plotting
+    import lspipe.core.plotting
 
-    monkeypatch.setattr(lspipe.plotting, "save_figure", lambda fig, out, dpi: captured.setdefault("fig", fig))
+    monkeypatch.setattr(lspipe.core.plotting, "save_figure", lambda fig, out, dpi: captured.setdefault("fig", fig))
     C.reliability_figure(paths, [tmp_path / "f.png"], ls_alpha=0.1, min_count=10)
     ax, hax = captured["fig"].axes[:2]
     hollow = [c for c in ax.collections if len(c.get_offsets()) and len(c.get_facecolors()) == 0]

@@ -1,7 +1,7 @@
-"""Grid-fused training (lspipe.fused): G models in one network behave exactly as G separate models.
+"""Grid-fused training (lspipe.engine.fused): G models in one network behave exactly as G separate models.
 
 References are the separate single models run through the ordinary code path
-(``models.create`` / ``lspipe.train.fit``), and ``F.cross_entropy`` / ``clip_grad_norm_``.
+(``models.create`` / ``lspipe.engine.training.fit``), and ``F.cross_entropy`` / ``clip_grad_norm_``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ import yaml
 
 from conftest import REPO, synthetic_data
 from lspipe import cli
-from lspipe import data as D
-from lspipe import models as M
-from lspipe.config import ConfigError, validate
-from lspipe.fused import FusedClassifier, FusedDistillation, FuseError, FusedSmoothedCE, fuse, train_fused
-from lspipe.losses import Distillation, SmoothedCE
-from lspipe.models import build_model, load_model
-from lspipe.train import Recipe, fit
+from lspipe.base.errors import ConfigError
+from lspipe.core import data as D
+from lspipe.core import models as M
+from lspipe.core.losses import Distillation, SmoothedCE
+from lspipe.core.models import build_model, load_model
+from lspipe.core.recipe import Recipe
+from lspipe.engine.fused import FusedClassifier, FusedDistillation, FusedSmoothedCE, FuseError, fuse, train_fused
+from lspipe.engine.training import fit
+from lspipe.workflow.plan import validate
 
 ALPHAS = [0.0, 0.1, 0.3]
 
@@ -207,7 +209,7 @@ def test_train_fused_cli_writes_ordinary_checkpoints_and_resumes(tmp_path):
                 "--no-progress", *extra]
         return cli.main(argv), outs, mets
 
-    from lspipe.train import Interrupted
+    from lspipe.engine.training import Interrupted
 
     with pytest.raises(Interrupted):
         run(tmp_path / "resumed", "--stop-after-epochs", "1")

@@ -22,9 +22,12 @@ from PIL import Image
 
 from conftest import REPO, TINY, planned_jobs, snakemake
 
-from lspipe import cli, complete
-from lspipe import config as C
-from lspipe import data as D
+from lspipe import cli
+from lspipe.base.errors import ConfigError, DataError, ResultsLocked, WriteError
+from lspipe.core import config as C
+from lspipe.core import data as D
+from lspipe.engine import complete
+from lspipe.workflow import plan
 
 RECIPE = {"steps": 16, "batch_size": 64, "lr": 0.05, "augment": {"pad": 1, "flip": False}}
 
@@ -156,7 +159,7 @@ def test_runs_on_other_images_with_the_same_metadata_are_not_restored_or_resumed
     assert cli.main(_train_argv(other, out, recipe=_recipe(checkpoint_every=1))) == 0
     assert "restored" not in capsys.readouterr().err and out.read_bytes() != before
     # a checkpoint written on one file is not resumed on the other
-    from lspipe.train import Interrupted
+    from lspipe.engine.training import Interrupted
 
     out2 = tmp_path / "b" / "a0_s0" / "model.pt"
     two_epochs = _recipe(steps=32, checkpoint_every=1)
@@ -218,9 +221,9 @@ def test_uniform_prediction_loss_of_each_objective(one_torch_thread):
 
     import torch
 
-    from lspipe.fused import FusedDistillation, FusedSmoothedCE
-    from lspipe.lockstep import PerMember
-    from lspipe.losses import Distillation, SmoothedCE
+    from lspipe.engine.fused import FusedDistillation, FusedSmoothedCE
+    from lspipe.engine.lockstep import PerMember
+    from lspipe.core.losses import Distillation, SmoothedCE
 
     torch.manual_seed(0)
     k, y, x = 7, torch.tensor([0, 3, 6]), torch.rand(3, 1, 2, 2)
@@ -259,7 +262,7 @@ def test_16_bit_and_float_images_are_scaled_not_crushed(tmp_path):
     # a float image outside [0, 1] is refused, naming it
     bad = root / "test" / "b" / "9.tif"
     Image.fromarray(ramp_f * 40).save(bad)
-    with pytest.raises(D.DataError, match=f"cannot convert image {re.escape(str(bad))} to 8 bits.*not \\[0, 1\\]"):
+    with pytest.raises(DataError, match=f"cannot convert image {re.escape(str(bad))} to 8 bits.*not \\[0, 1\\]"):
         D.prepare("t", "imagefolder", tmp_path / "u.npz", root=str(root), image_size=8, channels=1, val_size=2)
 
 
@@ -276,7 +279,7 @@ def test_symlink_loops_are_skipped_and_shared_files_refused(tmp_path, capsys):
     assert "skipped" in err and str(root / "train" / "a" / "again") in err, err
     # one real file reached by two paths (here in two splits) is refused, naming both
     (root / "test" / "a" / "leak.png").symlink_to(root / "train" / "a" / "0.png")
-    with pytest.raises(D.DataError, match="leak.png and .*0.png are the same file"):
+    with pytest.raises(DataError, match="leak.png and .*0.png are the same file"):
         D.prepare("t", "imagefolder", tmp_path / "u.npz", root=str(root), image_size=8, channels=1, val_size=2)
 
 
@@ -335,7 +338,7 @@ def test_misplaced_models_are_refused_by_their_consumers(tiny_run, tmp_path, cap
 
 
 def test_identity_problems_name_each_disagreement():
-    from lspipe.models import identity_problems
+    from lspipe.core.models import identity_problems
 
     meta = {"dataset": "d", "arch": "resnet20", "role": "student", "run": "kd-alexnet-a0.1-T2_s1", "seed": 1,
             "alpha": 0.0, "teacher": "r/models/d/alexnet/teacher/a0.1_s1/model.pt", "teacher_alpha": 0.1,
@@ -358,27 +361,27 @@ def _config(**changes):
 
 @pytest.mark.parametrize("results", ["", " ", "/", "//", "/./"])
 def test_empty_or_root_results_folder_is_refused(results):
-    with pytest.raises(C.ConfigError, match="results"):
-        C.validate(_config(results=results))
+    with pytest.raises(ConfigError, match="results"):
+        plan.validate(_config(results=results))
 
 
 def test_no_figure_format_is_refused():
-    with pytest.raises(C.ConfigError, match="figures.formats"):
-        C.validate(_config(figures={"formats": []}))
+    with pytest.raises(ConfigError, match="figures.formats"):
+        plan.validate(_config(figures={"formats": []}))
 
 
 def test_learning_rate_milestones_beyond_the_last_step_are_refused():
     cfg = _config()
     cfg["recipes"]["tiny"]["lr_milestones"] = [16, 24]
-    with pytest.raises(C.ConfigError, match=r"recipes.tiny: lr_milestones \[24\] lie at or beyond the last step \(steps: 24\)"):
-        C.validate(cfg)
+    with pytest.raises(ConfigError, match=r"recipes.tiny: lr_milestones \[24\] lie at or beyond the last step \(steps: 24\)"):
+        plan.validate(cfg)
 
 
 def test_seeds_beyond_32_bits_are_refused():
     cfg = _config()
     cfg["teachers"][0]["seeds"] = [2**63]
-    with pytest.raises(C.ConfigError, match="teachers\\[0\\].seeds\\[0\\]"):
-        C.validate(cfg)
+    with pytest.raises(ConfigError, match="teachers\\[0\\].seeds\\[0\\]"):
+        plan.validate(cfg)
 
 
 def test_duplicate_yaml_keys_are_refused(tmp_path):
@@ -386,8 +389,8 @@ def test_duplicate_yaml_keys_are_refused(tmp_path):
     path = tmp_path / "dup.yaml"
     path.write_text(text)
     assert yaml.safe_load(text)["recipes"] == {"other": {"steps": 5}}  # what plain YAML does
-    with pytest.raises(C.ConfigError, match=r"duplicate key 'recipes' in .*dup.yaml, line \d+ \(first at line \d+\)"):
-        C.load(path)
+    with pytest.raises(ConfigError, match=r"duplicate key 'recipes' in .*dup.yaml, line \d+ \(first at line \d+\)"):
+        plan.load(path)
     # merge keys may still be overridden
     (tmp_path / "merge.yaml").write_text("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\n")
     assert C.load_yaml(tmp_path / "merge.yaml")["other"] == {"x": 1, "y": 3}
@@ -429,7 +432,7 @@ def test_records_are_kept_only_for_the_job_snakemake_lost(tmp_path, monkeypatch)
 
 _HOLD = """
 import sys, time
-from lspipe import lock
+from lspipe.base import lock
 lock.hold(sys.argv[1], sys.argv[2])
 print("held", flush=True)
 time.sleep(60)
@@ -445,11 +448,11 @@ def _holder(results: Path, workdir: Path) -> subprocess.Popen:
 
 
 def test_results_lock_names_the_other_working_directory(tmp_path):
-    from lspipe import lock
+    from lspipe.base import lock
 
     holder = _holder(tmp_path / "results", tmp_path / "first")
     try:
-        with pytest.raises(lock.ResultsLocked, match=f"in use by another Snakemake run in {tmp_path / 'first'}"):
+        with pytest.raises(ResultsLocked, match=f"in use by another Snakemake run in {tmp_path / 'first'}"):
             lock.hold(tmp_path / "results", tmp_path / "second")
     finally:
         holder.kill()
@@ -499,7 +502,7 @@ def test_a_400_megapixel_image_is_unreadable_and_skippable(tmp_path, capsys):
     root = _gray_tree(tmp_path / "t", n_train=6, n_test=2)
     huge = root / "train" / "a" / "huge.png"
     _png_header_only(huge, 20000, 20000)
-    with pytest.raises(D.DataError, match=f"cannot read image {re.escape(str(huge))} .*DecompressionBomb.*skip_unreadable"):
+    with pytest.raises(DataError, match=f"cannot read image {re.escape(str(huge))} .*DecompressionBomb.*skip_unreadable"):
         D.prepare("t", "imagefolder", tmp_path / "t.npz", root=str(root), image_size=8, channels=1, val_size=2)
     p = D.prepare("t", "imagefolder", tmp_path / "t.npz", root=str(root), image_size=8, channels=1, val_size=2,
                   skip_unreadable=True)
@@ -576,13 +579,13 @@ def test_a_read_only_folder_gives_one_line(tmp_path, monkeypatch):
     import errno
     import tempfile
 
-    from lspipe import io as lio
+    from lspipe.base import io as lio
 
     def refuse(*a, dir=None, **k):
         raise PermissionError(errno.EACCES, "Permission denied", str(dir))
 
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
-    with pytest.raises(lio.WriteError, match=f"cannot write {re.escape(str(tmp_path))}: Permission denied; make the "
+    with pytest.raises(WriteError, match=f"cannot write {re.escape(str(tmp_path))}: Permission denied; make the "
                                              "folder writable"):
         lio.write_text(tmp_path / "x.txt", "x")
 

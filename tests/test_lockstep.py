@@ -1,8 +1,8 @@
-"""Lockstep students (lspipe.lockstep): students of one seed sharing a teacher train on one batch
+"""Lockstep students (lspipe.engine.lockstep): students of one seed sharing a teacher train on one batch
 stream with one teacher forward per batch, and end exactly as their separate runs.
 
-References are separate runs through the ordinary code path (``lspipe.train.fit`` with
-``lspipe.losses.Distillation`` / ``SmoothedCE``, and the ``lspipe train`` CLI)."""
+References are separate runs through the ordinary code path (``lspipe.engine.training.fit`` with
+``lspipe.core.losses.Distillation`` / ``SmoothedCE``, and the ``lspipe train`` CLI)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ import torch
 import yaml
 
 from conftest import REPO, synthetic_data
-from lspipe import cli, distill
-from lspipe import data as D
-from lspipe.config import ConfigError, validate
-from lspipe.lockstep import LockstepModels, SharedTeacher, train_lockstep
-from lspipe.losses import Distillation, SmoothedCE
-from lspipe.models import build_model, load_model
-from lspipe.train import Interrupted, Recipe, fit
+from lspipe import cli
+from lspipe.base.errors import ConfigError
+from lspipe.core import data as D
+from lspipe.core.losses import Distillation, SmoothedCE
+from lspipe.core.models import build_model, load_model
+from lspipe.core.recipe import Recipe
+from lspipe.engine.lockstep import LockstepModels, SharedTeacher, train_lockstep
+from lspipe.engine.training import Interrupted, fit
+from lspipe.experiments import distill
+from lspipe.workflow.plan import validate
 
 TEMPS = [1.0, 2.0, 4.0]
 RECIPE = {"steps": 14, "batch_size": 32, "lr": 0.05, "lr_milestones": [10], "grad_clip": 0.1,
@@ -204,15 +207,13 @@ def test_train_lockstep_cli_resumes_exactly_and_writes_ordinary_models(tmp_path)
     assert {k: meta[k] for k in same} == {k: ref_meta[k] for k in same}
 
 
-def test_train_lockstep_cli_refuses_a_mixed_or_incomplete_group(tmp_path):
+def test_train_lockstep_cli_refuses_a_mixed_or_incomplete_group(tmp_path, capsys):
     base = ["train-lockstep", "--data", "x.npz", "--arch", "mlp", "--recipe", '{"steps": 1}', "--seed", "0", "--out", "a", "b",
             "--metrics", "a", "b"]
-    with pytest.raises(SystemExit, match="either --alphas"):
-        cli.main(base)
-    with pytest.raises(SystemExit, match="one value per student"):
-        cli.main(base + ["--alphas", "0", "0.1", "0.2"])
-    with pytest.raises(SystemExit, match="--temperatures"):
-        cli.main(base + ["--teacher", "t.pt"])
+    for extra, message in (([], "give either --alphas"), (["--alphas", "0", "0.1", "0.2"], "--out needs one value per student (3), got 2"),
+                           (["--teacher", "t.pt"], "--teacher needs --temperatures")):
+        assert cli.main(base + extra) == 2
+        assert f"lspipe train-lockstep: error: {message}" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- the plan: groups and teacher twins

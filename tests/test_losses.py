@@ -12,9 +12,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from conftest import synthetic_data
-from lspipe.losses import Distillation, SmoothedCE, distillation_loss, smoothed_targets
-from lspipe.models import build_model
-from lspipe.train import Recipe, fit
+from lspipe.core.losses import Distillation, SmoothedCE, distillation_loss, smoothed_targets
+from lspipe.core.models import build_model
+from lspipe.core.recipe import Recipe
+from lspipe.engine.training import fit
 
 
 def np_softmax(z: np.ndarray) -> np.ndarray:

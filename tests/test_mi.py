@@ -14,11 +14,14 @@ from scipy.stats import norm
 
 from conftest import synthetic_data
 from lspipe import cli
-from lspipe.data import DataError
-from lspipe.losses import SmoothedCE
-from lspipe.mi import ProbeRecorder, ProbeTrace, mi_curve, mi_table, mutual_information, pooled_sigma2
-from lspipe.models import build_model
-from lspipe.train import Interrupted, Recipe, fit
+from lspipe.base.errors import DataError
+from lspipe.core.losses import SmoothedCE
+from lspipe.core.models import build_model
+from lspipe.core.recipe import Recipe
+from lspipe.engine.probe import ProbeRecorder
+from lspipe.engine.probefile import ProbeTrace
+from lspipe.engine.training import Interrupted, fit
+from lspipe.experiments.mi import mi_curve, mi_table, mutual_information, pooled_sigma2
 
 # --------------------------------------------------------------------------- estimator
 
@@ -292,7 +295,7 @@ def test_mi_noise_from_repeat_draws_against_a_direct_simulation(tmp_path):
     """sqrt(mean (MI_a - MI_b)^2 / 2) estimates the sd of one MI estimate: checked on draws of a
     known model (per-example means fixed, Gaussian copies), against the sd over many independent
     draws; a trace without a repeat draw (format 1) gives an empty mi_repeat."""
-    from lspipe.mi import mi_noise
+    from lspipe.experiments.mi import mi_noise
 
     rng = np.random.default_rng(11)
     mu = rng.normal(size=(40, 1))

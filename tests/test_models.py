@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lspipe import models
+from lspipe.core import models
 
 
 def test_resnet56_has_the_papers_parameter_count():
@@ -68,7 +68,8 @@ def test_alexnet_paper_recipe_parameter_groups():
     """The paper preset's AlexNet recipe: 0.004 on local3/local4 (weights), nothing on the logit layer."""
     import yaml
 
-    from lspipe.train import Recipe, param_groups
+    from lspipe.core.recipe import Recipe
+    from lspipe.engine.training import param_groups
 
     preset = yaml.safe_load((Path(__file__).resolve().parent.parent / "workflow/presets/paper.yaml").read_text())
     recipe = Recipe.from_dict(preset["recipes"]["alexnet"])

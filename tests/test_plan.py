@@ -1,5 +1,5 @@
-"""lspipe.plan: run names, path templates, multi-model jobs and final targets in one place; the
-rules use its path helpers; the config's cross-checks run once, in lspipe.config.validate."""
+"""lspipe.workflow.plan: run names, path templates, multi-model jobs and final targets in one place; the
+rules use its path helpers; the config's cross-checks run once, in lspipe.workflow.plan.validate."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import pytest
 import yaml
 from conftest import REPO, TINY
 
-from lspipe import distill, experiments, plan
-from lspipe.config import ConfigError, validate
-from lspipe.data import DataError
-from lspipe.mi import ProbeTrace, write_probe_placeholder
+from lspipe.base import paths, runs
+from lspipe.base.errors import ConfigError, DataError
+from lspipe.engine.probefile import ProbeTrace, write_probe_placeholder
+from lspipe.experiments import distill
+from lspipe.workflow import plan
+from lspipe.workflow.plan import validate
 
 
 def _tiny() -> dict:
@@ -22,19 +24,19 @@ def _tiny() -> dict:
 
 
 def test_run_names_are_plans_and_invert():
-    assert distill.baseline_run is plan.run_name and distill.kd_run is plan.kd_run
-    assert plan.run_name(0.0, 3) == "a0_s3" and plan.run_name("0.10", "1") == "a0.1_s1"
-    for name in (plan.run_name(0.3, 2), plan.kd_run("smallcnn", 0.1, 4.0, 1)):
+    assert distill.baseline_run is runs.run_name and distill.kd_run is runs.kd_run
+    assert runs.run_name(0.0, 3) == "a0_s3" and runs.run_name("0.10", "1") == "a0.1_s1"
+    for name in (runs.run_name(0.3, 2), runs.kd_run("smallcnn", 0.1, 4.0, 1)):
         assert distill.parse_student_run(name).name == name
     # the rules' run-name templates, filled with a run's values, give the same names
-    assert plan.RUN.format(alpha="0.3", seed=2) == plan.run_name(0.3, 2)
-    assert plan.KD_RUN.format(tarch="smallcnn", talpha="0.1", T="4", seed=1) == plan.kd_run("smallcnn", 0.1, 4, 1)
+    assert runs.RUN.format(alpha="0.3", seed=2) == runs.run_name(0.3, 2)
+    assert runs.KD_RUN.format(tarch="smallcnn", talpha="0.1", T="4", seed=1) == runs.kd_run("smallcnn", 0.1, 4, 1)
 
 
 def test_paths_take_values_or_wildcards():
-    p = plan.Paths("res", ["pdf", "png"])
+    p = paths.Paths("res", ["pdf", "png"])
     assert p.model("d", "a", "teacher", "a0_s0") == "res/models/d/a/teacher/a0_s0/model.pt"
-    assert p.probe("{dataset}", "{arch}", plan.RUN) == "res/models/{dataset}/{arch}/teacher/a{alpha}_s{seed}/probe.h5"
+    assert p.probe("{dataset}", "{arch}", runs.RUN) == "res/models/{dataset}/{arch}/teacher/a{alpha}_s{seed}/probe.h5"
     assert p.log("train_teacher", "d", "a", "a0_s0") == "res/logs/train_teacher/d/a/a0_s0.log"
     assert p.benchmark("claims") == "res/benchmarks/claims.tsv"
     assert p.figures("fig1") == ["res/figures/fig1.pdf", "res/figures/fig1.png"]
@@ -95,11 +97,11 @@ def test_grouped_jobs_and_their_benchmarks():
     fused = [j for j in p.grouped_jobs if j["command"] == "train-fused"]
     alphas = cfg["teachers"][0]["alphas"]
     assert [j["name"] for j in fused] == ["train_teacher_fused_digits_smallcnn_s0", "train_teacher_fused_digits_smallcnn_s1"]
-    assert fused[1]["runs"] == [plan.run_name(a, 1) for a in alphas] and fused[1]["single"] == "train_teacher"
+    assert fused[1]["runs"] == [runs.run_name(a, 1) for a in alphas] and fused[1]["single"] == "train_teacher"
     # every model of a multi-model job reports that job's benchmark file; the others their own rule's
     for job in p.grouped_jobs:
         for run in job["runs"]:
-            bench = experiments.training_benchmark(cfg, job["dataset"], job["arch"], job["role"], run)
+            bench = plan.Plan(cfg).training_benchmark(job["dataset"], job["arch"], job["role"], run)
             assert bench == p.paths.benchmark(*job["log"])
     grouped = {(j["dataset"], j["arch"], j["role"], r) for j in p.grouped_jobs for r in j["runs"]}
     single = [m for m in p.trained_models if m not in grouped]
@@ -126,7 +128,7 @@ def test_final_targets_are_what_the_run_made(tiny_run):
     for g in cfg["teachers"]:
         for a in g["alphas"]:
             for s in g["seeds"]:
-                probe = tiny_run / plan.Paths(cfg["results"]).probe(g["dataset"], g["arch"], plan.run_name(a, s))
+                probe = tiny_run / plan.Plan(cfg).paths.probe(g["dataset"], g["arch"], runs.run_name(a, s))
                 if g.get("probe"):
                     assert ProbeTrace(probe).complete
                 else:

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from lspipe import projection as P
-from lspipe.activations import Dump, write_h5
-from lspipe.config import ConfigError
+from lspipe.base.errors import ConfigError
+from lspipe.engine.dumpfile import Dump, write_h5
+from lspipe.experiments import projection as P
 
 
 def _pairwise(x):

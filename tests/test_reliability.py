@@ -15,8 +15,10 @@ from PIL import Image
 
 from conftest import planned_jobs
 
-from lspipe import config as C
-from lspipe import data as D
+from lspipe.base.errors import ConfigError, DataError
+from lspipe.core import config as C
+from lspipe.core import data as D
+from lspipe.workflow import plan
 
 
 def _image_tree(root, classes=("cat", "dog"), n_train=8, n_test=3, size=12):
@@ -63,7 +65,7 @@ def test_unreadable_images_are_named_with_the_fix(tmp_path, content):
         bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
     else:
         bad.write_bytes(content)
-    with pytest.raises(D.DataError) as err:
+    with pytest.raises(DataError) as err:
         D.prepare("toy", "imagefolder", tmp_path / "toy.npz", root=str(tree), image_size=8, val_size=4)
     text = _one_line(err)
     assert str(bad) in text and "datasets.toy.skip_unreadable" in text
@@ -88,24 +90,24 @@ def test_empty_class_folder_is_named(tmp_path):
     tree = _image_tree(tmp_path / "tree")
     (tree / "train" / "eel").mkdir()
     (tree / "test" / "eel").mkdir()
-    with pytest.raises(D.DataError) as err:
+    with pytest.raises(DataError) as err:
         D.prepare("toy", "imagefolder", tmp_path / "toy.npz", root=str(tree), image_size=8, val_size=4)
     assert str(tree / "train" / "eel") in _one_line(err)
 
 
 def test_val_size_above_one_but_not_whole_is_refused(tmp_path):
-    with pytest.raises(D.DataError) as err:
+    with pytest.raises(DataError) as err:
         D.prepare("digits", "digits", tmp_path / "d.npz", val_size=1.5)
     assert "datasets.digits.val_size=1.5" in _one_line(err)
-    with pytest.raises(D.DataError) as err:  # a whole count, but too few for stratification
+    with pytest.raises(DataError) as err:  # a whole count, but too few for stratification
         D.prepare("digits", "digits", tmp_path / "d.npz", val_size=3)
     assert "datasets.digits.val_size=3" in _one_line(err) and "10 classes" in str(err.value)
     cfg = {"datasets": {"digits": {"source": "digits", "val_size": 1.5}}, "recipes": {"r": {"steps": 1}},
            "teachers": [{"dataset": "digits", "arch": "mlp", "recipe": "r", "alphas": [0.0], "seeds": [0]}]}
-    with pytest.raises(C.ConfigError, match=r"datasets\.digits\.val_size"):
-        C.validate(cfg)
+    with pytest.raises(ConfigError, match=r"datasets\.digits\.val_size"):
+        plan.validate(cfg)
     cfg["datasets"]["digits"]["val_size"] = 300
-    C.validate(cfg)
+    plan.validate(cfg)
 
 
 # --------------------------------------------------------------------------- item 4: run-name collisions
@@ -121,13 +123,13 @@ def _cfg(alphas, **distill):
 
 
 def test_alphas_that_print_alike_are_refused():
-    with pytest.raises(C.ConfigError) as err:
-        C.validate(_cfg([0.0, 0.3, 0.3000001]))
+    with pytest.raises(ConfigError) as err:
+        plan.validate(_cfg([0.0, 0.3, 0.3000001]))
     text = str(err.value)
     assert "teachers[0].alphas[1] = 0.3" in text and "teachers[0].alphas[2] = 0.3000001" in text and "'0.3'" in text
-    with pytest.raises(C.ConfigError, match=r"distillation\[0\]\.temperatures\[0\] = 4 and .*\[1\] = 4\.0000001"):
-        C.validate(_cfg([0.0, 0.3], teacher_alphas=[0.0], temperatures=[4, 4.0000001]))
-    C.validate(_cfg([0.0, 0.3, 0.30001]))  # different names: fine
+    with pytest.raises(ConfigError, match=r"distillation\[0\]\.temperatures\[0\] = 4 and .*\[1\] = 4\.0000001"):
+        plan.validate(_cfg([0.0, 0.3], teacher_alphas=[0.0], temperatures=[4, 4.0000001]))
+    plan.validate(_cfg([0.0, 0.3, 0.30001]))  # different names: fine
 
 
 # --------------------------------------------------------------------------- item 2: divergence
@@ -202,8 +204,8 @@ def test_truncated_dump_is_named_with_the_fix(digits_npz, tmp_path, capsys):
     import torch
 
     from lspipe import cli
-    from lspipe.activations import write_dump
-    from lspipe.models import build_model
+    from lspipe.engine.activations import write_dump
+    from lspipe.core.models import build_model
 
     data = D.load(digits_npz)
     torch.manual_seed(0)
@@ -365,7 +367,8 @@ def test_damaged_prepared_data_fails_before_anything_is_deleted(tiny_run, tmp_pa
 def test_completed_run_record_restores_outputs_and_is_released_by_dump(digits_npz, tmp_path, capsys):
     """The unit behind the workflow test below: a finished `lspipe train` leaves a record from
     which the same command restores its outputs instead of retraining; `lspipe dump` releases it."""
-    from lspipe import cli, complete
+    from lspipe import cli
+    from lspipe.engine import complete
 
     out = tmp_path / "a0_s0" / "model.pt"
     probe = {"classes": ["1", "7"], "per_class": 5, "copies": 2, "every": 8, "seed": 0}

@@ -102,7 +102,7 @@ def test_checksum_limit_covers_the_papers_data_models_and_dumps():
 
     import torch
 
-    from lspipe import models
+    from lspipe.core import models
 
     limit = min(yaml.safe_load((PROFILES / p / "config.yaml").read_text())["max-checksum-file-size"]
                 for p in ("default", "slurm"))
@@ -340,7 +340,7 @@ def test_tiny_workflow_on_slurm_survives_preemption_and_matches_local_run(slurm_
         assert re.search(rf"^localrule {rule}:$", log, re.M), (rule, log[-3000:])
 
     # same numbers as the local run of the same config (CPU, one thread, same seeds)
-    from lspipe.activations import Dump
+    from lspipe.engine.dumpfile import Dump
 
     here, there = work / "results", tiny_run / "results"
     for run in ("a0_s0", "a0.3_s0"):

@@ -1,4 +1,4 @@
-"""Streaming data path (lspipe.stream) on the tiny ImageNet-layout tree: the index and its splits
+"""Streaming data path (lspipe.core.stream) on the tiny ImageNet-layout tree: the index and its splits
 (equal to the resident path's), determinism, exact mid-epoch resume, rank shares, unreadable
 images, the evaluation iterator, the resident-or-streaming choice, and a timm model trained on it."""
 
@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from lspipe import data as D
-from lspipe import stream as S
+from lspipe.base.errors import ConfigError, DataError
+from lspipe.core import data as D
+from lspipe.core import stream as S
 from lspipe.tiny_imagenet import WNIDS
 
 PAPER_WNIDS = {"n01440764", "n02138441", "n03041632", "n02113624", "n02113712"}  # tench, meerkat, cleaver, 2 poodles
@@ -130,15 +131,15 @@ def test_links_that_loop_or_repeat_are_refused(tmp_path):
         _image(root / "train" / c / "1.jpg", value=ord(c))
         _image(root / "val" / c / "1.jpg", value=ord(c) + 10)
     (root / "train" / "a" / "loop").symlink_to(root / "train" / "a", target_is_directory=True)
-    with pytest.raises(D.DataError, match=r"a/loop is the folder \S*a again \(a symlink loop"):
+    with pytest.raises(DataError, match=r"a/loop is the folder \S*a again \(a symlink loop"):
         S.build_index(root, image_size=8)
     (root / "train" / "a" / "loop").unlink()
     (root / "train" / "b" / "again.jpg").symlink_to(root / "train" / "a" / "1.jpg")
-    with pytest.raises(D.DataError, match=r"again\.jpg is the file .*1\.jpg again"):
+    with pytest.raises(DataError, match=r"again\.jpg is the file .*1\.jpg again"):
         S.build_index(root, image_size=8)
     (root / "train" / "b" / "again.jpg").unlink()
     os.link(root / "train" / "a" / "1.jpg", root / "val" / "a" / "2.jpg")  # the same image in train and test
-    with pytest.raises(D.DataError, match="reached once"):
+    with pytest.raises(DataError, match="reached once"):
         S.build_index(root, image_size=8)
 
 
@@ -171,14 +172,14 @@ def test_index_file_roundtrip_checksum_and_determinism(tiny_imagenet, tmp_path):
     moved = S.load_index(tmp_path / "a.npz", root=tiny_imagenet)
     assert moved.split_paths("test")[0].startswith(str(tiny_imagenet))
     (tmp_path / "bad.npz").write_bytes((tmp_path / "a.npz").read_bytes()[:500])
-    with pytest.raises(D.DataError, match=r"bad\.npz is damaged.*snakemake -f"):
+    with pytest.raises(DataError, match=r"bad\.npz is damaged.*snakemake -f"):
         S.load_index(tmp_path / "bad.npz")
-    with pytest.raises(D.DataError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         S.load_index(tmp_path / "none.npz")
 
 
 def test_a_model_builds_from_an_index(index):
-    from lspipe import models
+    from lspipe.core import models
 
     m = models.build_model("smallcnn", index)
     assert m.classifier.out_features == 10 and m.mean.shape == (1, 3, 1, 1)
@@ -331,10 +332,10 @@ def damaged_tree(tiny_imagenet, tmp_path):
 def test_unreadable_images_are_named_or_skipped_by_the_loader(damaged_tree, capsys):
     tree, truncated, garbage = damaged_tree
     idx = S.build_index(tree, name="tiny", image_size=16, stats_images=2, skip_unreadable=False)
-    with pytest.raises(D.DataError, match=rf"cannot read image {garbage}.*datasets\.tiny\.skip_unreadable: true"):
+    with pytest.raises(DataError, match=rf"cannot read image {garbage}.*datasets\.tiny\.skip_unreadable: true"):
         list(S.eval_batches(idx, "test", 16, workers=0))
     split = "train" if str(truncated) in idx.split_paths("train") else "val"
-    with pytest.raises(D.DataError, match=rf"cannot read image {truncated}"):  # found by a worker, raised here
+    with pytest.raises(DataError, match=rf"cannot read image {truncated}"):  # found by a worker, raised here
         list(S.StreamLoader(idx, split, 64, workers=1, drop_last=False))
     chunks = list(S.eval_batches(idx, "test", 16, workers=0, skip_unreadable=True))
     got = torch.cat([p for *_, p in chunks]).numpy()
@@ -344,7 +345,7 @@ def test_unreadable_images_are_named_or_skipped_by_the_loader(damaged_tree, caps
 
 def test_verify_finds_unreadable_images_before_the_split_as_the_resident_path(damaged_tree, tmp_path, capsys):
     tree, truncated, garbage = damaged_tree
-    with pytest.raises(D.DataError, match=rf"cannot read image ({truncated}|{garbage})"):
+    with pytest.raises(DataError, match=rf"cannot read image ({truncated}|{garbage})"):
         S.build_index(tree, name="tiny", image_size=16, verify=True)
     idx = S.build_index(tree, name="tiny", image_size=16, verify=True, skip_unreadable=True, workers=2)
     assert "skipped 2 unreadable image(s)" in capsys.readouterr().err
@@ -374,27 +375,28 @@ def test_choose_storage(tiny_imagenet):
     big = {"source": "imagefolder", "root": "/nowhere", "image_size": 224}
     assert S.choose_storage("imagenet", big, images=1_331_167)[0] == "streaming"
     assert S.choose_storage("c", {"source": "cifar10"})[0] == "resident"
-    with pytest.raises(D.DataError, match="storage: streaming needs source imagefolder"):
+    with pytest.raises(DataError, match="storage: streaming needs source imagefolder"):
         S.choose_storage("c", {"source": "cifar10", "storage": "streaming"})
-    with pytest.raises(D.DataError, match="allowed: auto, resident, streaming"):
+    with pytest.raises(DataError, match="allowed: auto, resident, streaming"):
         S.choose_storage("c", {"source": "cifar10", "storage": "ram"})
 
 
 def test_schema_keys_and_the_resident_prepare_step(tmp_path):
     import yaml
 
-    from lspipe import config, defaults
+    from lspipe.workflow import plan
+    from lspipe.base import defaults
 
     assert defaults.default("streaming.resident_max_gb") == 4 and defaults.default("datasets.*.storage") == "auto"
     assert defaults.default("streaming.crop_ratio")[1] == pytest.approx(4 / 3)
     cfg = yaml.safe_load((Path(__file__).parent / "tiny.yaml").read_text())
     name = next(iter(cfg["datasets"]))
     cfg["datasets"][name]["storage"] = "resident"
-    config.validate(cfg)
+    plan.validate(cfg)
     assert cfg["streaming"]["workers"] is None and cfg["streaming"]["verify"] is False
     cfg["datasets"][name]["storage"] = "disk"
-    with pytest.raises(config.ConfigError, match="storage"):
-        config.validate(cfg)
+    with pytest.raises(ConfigError, match="storage"):
+        plan.validate(cfg)
     # the resident prepare step takes the dataset's entry as the workflow passes it (storage included)
     opts = {"source": "digits", "storage": "auto", "val_size": 0.2, "test_size": 0.25}
     D.cmd_prepare(argparse.Namespace(name="digits", options=opts, out=str(tmp_path / "d.npz")))
@@ -405,7 +407,7 @@ def test_schema_keys_and_the_resident_prepare_step(tmp_path):
 
 
 def test_a_timm_model_trains_on_the_streamed_tree(index, one_torch_thread):
-    from lspipe import models
+    from lspipe.core import models
 
     torch.manual_seed(0)
     model = models.build_model("timm:resnet18", index).train()

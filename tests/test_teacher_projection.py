@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from lspipe import cli
-from lspipe import teacher_projection as TP
-from lspipe.activations import Dump, write_h5
-from lspipe.config import ConfigError
-from lspipe.projection import extend, template_plane, templates
+from lspipe.base.errors import ConfigError
+from lspipe.engine.dumpfile import Dump, write_h5
+from lspipe.experiments import teacher_projection as TP
+from lspipe.experiments.projection import extend, template_plane, templates
 
 ENTRY = {"dataset": "toy", "teacher_arch": "mlp", "teacher_alphas": [0.0, 0.3, 0.1], "seeds": [4, 2],
          "teacher_projection": {"classes": ["zero", "one", "two"], "ls_alpha": None, "per_class": 7, "seed": 1}}

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lspipe import models
+from lspipe.core import models
 
 
 @pytest.fixture(scope="module")

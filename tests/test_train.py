@@ -9,11 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lspipe import data as D
-from lspipe.losses import SmoothedCE
-from lspipe.activations import predict
-from lspipe.models import build_model, load_model, model_spec, save_model
-from lspipe.train import Interrupted, Recipe, fit
+from lspipe.core import data as D
+from lspipe.core.inference import predict
+from lspipe.core.losses import SmoothedCE
+from lspipe.core.models import build_model, load_model, model_spec, save_model
+from lspipe.core.recipe import Recipe
+from lspipe.engine.training import Interrupted, fit
 
 
 @pytest.fixture(scope="module")

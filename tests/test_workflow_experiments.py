@@ -16,9 +16,11 @@ import torch
 import yaml
 
 from conftest import REPO, make_workdir, planned_jobs, snakemake
-from lspipe import calibration as C
-from lspipe import distill
-from lspipe.mi import ProbeTrace, mi_curve
+from lspipe.base import runs
+from lspipe.engine.probefile import ProbeTrace
+from lspipe.experiments import calibration as C
+from lspipe.experiments import distill
+from lspipe.experiments.mi import mi_curve
 
 
 # --------------------------------------------------------------------------- calibration
@@ -72,7 +74,7 @@ def test_fig5_end_to_end(tiny_run):
         if x["family"] in ("teacher", "baseline"):
             assert float(x["gamma_mean"]) == pytest.approx(float(x["alpha"]))
         else:
-            assert float(x["gamma_mean"]) == pytest.approx(gamma[(distill.fmt(x["teacher_alpha"]), 0, distill.fmt(x["temperature"]))])
+            assert float(x["gamma_mean"]) == pytest.approx(gamma[(runs.fmt(x["teacher_alpha"]), 0, runs.fmt(x["temperature"]))])
     meta = torch.load(r / "models/digits/mlp/student/kd-smallcnn-a0-T4_s0/model.pt", weights_only=False)["meta"]
     assert meta["teacher"].endswith("models/digits/smallcnn/teacher/a0_s0/model.pt")
     assert (meta["temperature"], meta["beta"], meta["form"], meta["role"]) == (4.0, 1.0, "teacher", "student")

@@ -1,9 +1,9 @@
-# Calibration (paper Table 3 and Fig. 2, lspipe.calibration), read from the per-model activation
+# Calibration (paper Table 3 and Fig. 2, lspipe.experiments.calibration), read from the per-model activation
 # dumps built by `dump_activations` (evaluate.smk).
 
-import lspipe.calibration
+import lspipe.experiments.calibration
 
-# Teacher grids in Table 3 / Fig. 2: (dataset, arch, LS alpha, seeds); see lspipe.calibration.table3_grids.
+# Teacher grids in Table 3 / Fig. 2: (dataset, arch, LS alpha, seeds); see lspipe.experiments.calibration.table3_grids.
 CALIBRATION_GRIDS = PLAN.calibration_grids
 CALIBRATION_LS_ALPHA = {(d, a): ls for d, a, ls, _ in CALIBRATION_GRIDS}
 # Per-model calibration JSONs (hard-target and LS runs, every seed) of each grid in Table 3.
@@ -22,7 +22,7 @@ rule calibrate:
     params:
         bins=config["calibration"]["bins"],
         # the JSON's format (2: validation metrics at T = 1 and ECE floors): a new format reruns every calibrate job
-        format=lspipe.calibration.FORMAT_VERSION,
+        format=lspipe.experiments.calibration.FORMAT_VERSION,
     log:
         P.log("calibrate", "{dataset}", "{arch}", "{role}", "{run}"),
     benchmark:

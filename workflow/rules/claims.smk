@@ -1,11 +1,12 @@
-# The claims report ("did this run reproduce the paper?", lspipe.claims). It reads outputs the
+# The claims report ("did this run reproduce the paper?", lspipe.experiments.claims). It reads outputs the
 # other rules files write, so this file is included after them. What it reads is
-# lspipe.claims.config_inputs: the same function `lspipe claims --config` uses outside Snakemake.
+# lspipe.experiments.claims.inputs: the same function `lspipe claims --config` uses outside Snakemake.
 
-import lspipe.claims
+import lspipe.experiments.claims
+import lspipe.experiments.projection
 
 CLAIMS = config["claims"]
-CLAIMS_INPUTS = lspipe.claims.config_inputs(config)
+CLAIMS_INPUTS = lspipe.experiments.claims.inputs(PLAN)
 # teacher dumps of claim 2's tightness (alpha 0, the compared LS alphas, every seed)
 TIGHTNESS_DUMPS = [P.dump(d, a, "teacher", teacher_run(alpha, s)) for d, a, alpha, s in PLAN.tightness_models]
 
@@ -21,7 +22,7 @@ rule tightness_table:
         rows=json.dumps(config["projections"]["rows"], sort_keys=True),
         triples=CLAIMS["tightness_triples"],
         seed=CLAIMS["tightness_seed"],
-        splits=" ".join(lspipe.claims.TIGHTNESS_SPLITS),
+        splits=" ".join(lspipe.experiments.projection.TIGHTNESS_SPLITS),
     log:
         P.log("tightness_table"),
     benchmark:

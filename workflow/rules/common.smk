@@ -1,5 +1,5 @@
-# Helpers shared by every rules file: config validation (once), the plan (lspipe.plan: run names,
-# path helpers `P`, final targets), input and parameter functions, the training shell command.
+# Helpers shared by every rules file: config validation (once), the plan (lspipe.workflow.plan: path
+# helpers `P`, each experiment's plan, final targets), input and parameter functions, the training shell command.
 
 import json
 import os
@@ -9,35 +9,37 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-import lspipe.config
-import lspipe.plan
+import lspipe.base.errors
+import lspipe.base.runs
+import lspipe.core.config
+import lspipe.workflow.plan
 
 # The configuration is validated once, here: the config files refuse duplicate keys (Snakemake's
-# YAML reader keeps the last silently), then the schema (defaults filled in) and every cross-check
-# of the experiments (lspipe.config.validate calls lspipe.plan.check).
+# YAML reader keeps the last silently), then the schema (defaults filled in), the references between
+# sections and every cross-check of the experiments (lspipe.workflow.plan.validate).
 try:
     for _configfile in workflow.configfiles:
-        lspipe.config.load_yaml(_configfile)
-    lspipe.config.validate(
-        config, lspipe.config.load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+        lspipe.core.config.load_yaml(_configfile)
+    lspipe.workflow.plan.validate(
+        config, lspipe.core.config.load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     )
-except lspipe.config.ConfigError as err:
+except lspipe.base.errors.ConfigError as err:
     raise WorkflowError(str(err))
 
-# run names, path templates, each experiment's plan and the final targets: lspipe.plan
-PLAN = lspipe.plan.Plan(config)
+# path templates, each experiment's plan and the final targets: lspipe.workflow.plan
+PLAN = lspipe.workflow.plan.Plan(config)
 P = PLAN.paths
-# Completed-run records (lspipe.complete) serve only the job Snakemake lost: when a workflow starts,
+# Completed-run records (lspipe.engine.complete) serve only the job Snakemake lost: when a workflow starts,
 # the main process releases the record of every model that is absent (deleted: it retrains) or not
 # marked incomplete by Snakemake (its job was recorded: a forced rebuild retrains). Job processes
 # on a cluster parse this file too, and leave the records alone.
 if workflow.is_main_process:
-    import lspipe.complete
+    import lspipe.engine.complete
 
-    lspipe.complete.release_accepted([P.model(*m) for m in PLAN.trained_models])
+    lspipe.engine.complete.release_accepted([P.model(*m) for m in PLAN.trained_models])
 
 
-# One run at a time per results folder, from whatever working directory (lspipe.lock): the main
+# One run at a time per results folder, from whatever working directory (lspipe.base.lock): the main
 # process holds <results>/.lspipe.lock while it runs jobs (onstart runs only when jobs will run,
 # not for dry runs); a second run stops before its first job, naming the first one's directory.
 _RESULTS_LOCK = []
@@ -45,11 +47,11 @@ _RESULTS_LOCK = []
 
 onstart:
     if workflow.is_main_process:
-        import lspipe.lock
+        import lspipe.base.lock
 
         try:
-            _RESULTS_LOCK.append(lspipe.lock.hold(config["results"]))
-        except lspipe.lock.ResultsLocked as err:
+            _RESULTS_LOCK.append(lspipe.base.lock.hold(config["results"]))
+        except lspipe.base.errors.ResultsLocked as err:
             raise WorkflowError(str(err))
 
 
@@ -73,15 +75,15 @@ wildcard_constraints:
     seed=r"[0-9]+",
 
 
-fmt = lspipe.plan.fmt
-teacher_run = lspipe.plan.run_name
+fmt = lspipe.base.runs.fmt
+teacher_run = lspipe.base.runs.run_name
 
 
 _VERIFIED_DATA = {}
 
 
 def checked_data(dataset):
-    """P.data(dataset), verified against the checksums recorded in it (lspipe.data.verify) when
+    """P.data(dataset), verified against the checksums recorded in it (lspipe.core.data.verify) when
     it exists: an input function, so a damaged prepared file stops the workflow while the DAG is
     built, before Snakemake plans (and deletes the outputs of) every job made from it."""
     path = P.data(dataset)
@@ -91,12 +93,12 @@ def checked_data(dataset):
         return path  # prepare_data makes it
     key = (path, st.st_size, st.st_mtime_ns)
     if key not in _VERIFIED_DATA:
-        import lspipe.data
+        import lspipe.core.data
 
         try:
-            lspipe.data.verify(path)
+            lspipe.core.data.verify(path)
             _VERIFIED_DATA[key] = None
-        except lspipe.data.DataError as err:
+        except lspipe.base.errors.DataError as err:
             _VERIFIED_DATA[key] = str(err)
     if _VERIFIED_DATA[key]:
         raise WorkflowError(_VERIFIED_DATA[key])
@@ -150,9 +152,9 @@ def teacher_params(wc):
 
 def student_entry(wc):
     """The `distillation` entry of a student training job's wildcards."""
-    import lspipe.distill
+    import lspipe.experiments.distill
 
-    return lspipe.distill.entry_for(PLAN.distill, wc.dataset, wc.arch)
+    return lspipe.experiments.distill.entry_for(PLAN.distill, wc.dataset, wc.arch)
 
 
 def probe_args(wc):
@@ -161,7 +163,7 @@ def probe_args(wc):
     Every probe setting (with its defaults) is in the returned text and the function takes no
     `output`, so Snakemake's params rerun trigger sees it: changing a probe retrains its teachers.
     `lspipe train` writes the trace to the rule's `probe` output (probe.h5 next to model.pt), and a
-    placeholder there when the grid records no probe (lspipe.mi.write_probe_placeholder)."""
+    placeholder there when the grid records no probe (lspipe.engine.probefile.write_probe_placeholder)."""
     probe = teacher_params(wc).get("probe")
     if not probe:
         return ""
@@ -174,10 +176,10 @@ def probe_settings(wc):
 
 
 def source_digest(dataset):
-    """The source files of a dataset as they are now (lspipe.data.source_digest: the number of files
+    """The source files of a dataset as they are now (lspipe.core.data.source_digest: the number of files
     and a digest of their paths, sizes and modification times; "bundled" for the digits): a
     `params:` value of prepare_data, so a changed ImageFolder tree or CIFAR folder prepares the data
     again. One stat per file, each time the workflow is planned."""
-    import lspipe.data
+    import lspipe.core.data
 
-    return lspipe.data.source_digest(config["datasets"][dataset])
+    return lspipe.core.data.source_digest(config["datasets"][dataset])

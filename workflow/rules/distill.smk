@@ -1,7 +1,7 @@
 # Paper Fig. 5: students trained alone with label smoothing, distilled from the hard-target
 # teacher at each temperature, and distilled from label-smoothed teachers at T = 1, per
 # `distillation` entry (one per dataset) and seed; the teachers' smoothness index gamma; the
-# figure and its table. Run names and the grid come from lspipe.distill.
+# figure and its table. Run names and the grid come from lspipe.experiments.distill.
 #
 # A distilled student's teacher model.pt is a plain input, deliberately NOT ancient(): Snakemake 9
 # does not propagate a rerun to a downstream job whose inputs from the rerun job are all ancient
@@ -10,7 +10,7 @@
 # exactly its students train again (tests/test_distill.py checks this with dry runs).
 # The teachers' dumps feed the gamma table as plain inputs for the same reason.
 
-import lspipe.distill
+import lspipe.experiments.distill
 
 DISTILL = PLAN.distill
 
@@ -19,7 +19,7 @@ DISTILL_DATASET = f"(?:{'|'.join(DISTILL)})" if DISTILL else r"(?!)"
 
 # Student baselines that are the very training run of a teacher (same dataset, arch, recipe, alpha,
 # seed; e.g. the paper preset's AlexNet at alpha 0): trained once, as the teacher. Their consumers
-# read the teacher's files (lspipe.distill.trained_as); no student job exists for them.
+# read the teacher's files (lspipe.experiments.distill.trained_as); no student job exists for them.
 TEACHER_TWINS = PLAN.twins
 
 
@@ -28,8 +28,8 @@ rule train_student_baseline:
     input:
         data=lambda wc: checked_data(wc.dataset),
     output:
-        model=P.model("{dataset}", "{arch}", "student", lspipe.plan.RUN),
-        metrics=P.metrics("{dataset}", "{arch}", "student", lspipe.plan.RUN),
+        model=P.model("{dataset}", "{arch}", "student", lspipe.base.runs.RUN),
+        metrics=P.metrics("{dataset}", "{arch}", "student", lspipe.base.runs.RUN),
     wildcard_constraints:
         dataset=DISTILL_DATASET,
     params:
@@ -37,7 +37,7 @@ rule train_student_baseline:
         recipe=lambda wc: recipe_json(student_entry(wc)["student_recipe"]),
         seed=lambda wc: int(wc.seed),
         alpha=lambda wc: float(wc.alpha),
-        run=lambda wc: lspipe.plan.run_name(wc.alpha, wc.seed),
+        run=lambda wc: lspipe.base.runs.run_name(wc.alpha, wc.seed),
         device=config["device"],
         progress=PROGRESS,
     threads: config["threads"]
@@ -47,9 +47,9 @@ rule train_student_baseline:
         mem_mb=config["resources"]["mem_mb"],
         runtime=lambda wc: training_runtime(student_entry(wc)["student_recipe"]),
     log:
-        P.log("train_student_baseline", "{dataset}", "{arch}", lspipe.plan.RUN),
+        P.log("train_student_baseline", "{dataset}", "{arch}", lspipe.base.runs.RUN),
     benchmark:
-        P.benchmark("train_student_baseline", "{dataset}", "{arch}", lspipe.plan.RUN)
+        P.benchmark("train_student_baseline", "{dataset}", "{arch}", lspipe.base.runs.RUN)
     conda:
         ENV_TRAIN
     shell:
@@ -62,8 +62,8 @@ rule train_student_distilled:
         data=lambda wc: checked_data(wc.dataset),
         teacher=P.model("{dataset}", "{tarch}", "teacher", "a{talpha}_s{seed}"),
     output:
-        model=P.model("{dataset}", "{arch}", "student", lspipe.plan.KD_RUN),
-        metrics=P.metrics("{dataset}", "{arch}", "student", lspipe.plan.KD_RUN),
+        model=P.model("{dataset}", "{arch}", "student", lspipe.base.runs.KD_RUN),
+        metrics=P.metrics("{dataset}", "{arch}", "student", lspipe.base.runs.KD_RUN),
     wildcard_constraints:
         dataset=DISTILL_DATASET,
         tarch=r"[a-z0-9]+",
@@ -74,7 +74,7 @@ rule train_student_distilled:
         recipe=lambda wc: recipe_json(student_entry(wc)["student_recipe"]),
         seed=lambda wc: int(wc.seed),
         alpha=0.0,
-        run=lambda wc: lspipe.plan.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed),
+        run=lambda wc: lspipe.base.runs.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed),
         temperature=lambda wc: float(wc.T),
         beta=lambda wc: float(student_entry(wc)["beta"]),
         form=lambda wc: student_entry(wc)["form"],
@@ -87,9 +87,9 @@ rule train_student_distilled:
         mem_mb=config["resources"]["mem_mb"],
         runtime=lambda wc: training_runtime(student_entry(wc)["student_recipe"]),
     log:
-        P.log("train_student_distilled", "{dataset}", "{arch}", lspipe.plan.KD_RUN),
+        P.log("train_student_distilled", "{dataset}", "{arch}", lspipe.base.runs.KD_RUN),
     benchmark:
-        P.benchmark("train_student_distilled", "{dataset}", "{arch}", lspipe.plan.KD_RUN)
+        P.benchmark("train_student_distilled", "{dataset}", "{arch}", lspipe.base.runs.KD_RUN)
     conda:
         ENV_TRAIN
     shell:
@@ -100,7 +100,7 @@ rule train_student_distilled:
         )
 
 
-# Lockstep students (distillation[].lockstep, lspipe.lockstep) train in multi-model jobs: grouped.smk.
+# Lockstep students (distillation[].lockstep, lspipe.engine.lockstep) train in multi-model jobs: grouped.smk.
 
 
 rule distillation_gamma:
@@ -108,14 +108,14 @@ rule distillation_gamma:
     input:
         lambda wc: [
             P.dump(wc.dataset, DISTILL[wc.dataset]["teacher_arch"], "teacher", teacher_run(a, s))
-            for a, s in lspipe.distill.gamma_teacher_runs(DISTILL[wc.dataset])
+            for a, s in lspipe.experiments.distill.gamma_teacher_runs(DISTILL[wc.dataset])
         ],
     output:
         report(P.table("distillation_gamma_{dataset}.csv"), category="Tables", caption="../report/fig5_gamma.rst"),
     wildcard_constraints:
         dataset=DISTILL_DATASET,
     params:
-        temperatures=lambda wc: " ".join(fmt(t) for t in lspipe.distill.gamma_temperatures(DISTILL[wc.dataset])),
+        temperatures=lambda wc: " ".join(fmt(t) for t in lspipe.experiments.distill.gamma_temperatures(DISTILL[wc.dataset])),
         split="train",
     log:
         P.log("distillation_gamma", "{dataset}"),
@@ -135,11 +135,11 @@ rule distillation_figure:
         gamma=P.table("distillation_gamma_{dataset}.csv"),
         teachers=lambda wc: [
             P.eval(wc.dataset, DISTILL[wc.dataset]["teacher_arch"], "teacher", teacher_run(a, s))
-            for a, s in lspipe.distill.teacher_curve_runs(DISTILL[wc.dataset])
+            for a, s in lspipe.experiments.distill.teacher_curve_runs(DISTILL[wc.dataset])
         ],
         students=lambda wc: [
-            P.eval(wc.dataset, DISTILL[wc.dataset]["student_arch"], *lspipe.distill.trained_as(r.name, TEACHER_TWINS[wc.dataset]))
-            for r in lspipe.distill.student_runs(DISTILL[wc.dataset])
+            P.eval(wc.dataset, DISTILL[wc.dataset]["student_arch"], *lspipe.experiments.distill.trained_as(r.name, TEACHER_TWINS[wc.dataset]))
+            for r in lspipe.experiments.distill.student_runs(DISTILL[wc.dataset])
         ],
     output:
         csv=report(P.table("distillation_{dataset}.csv"), category="Tables", caption="../report/fig5_table.rst"),

@@ -1,4 +1,4 @@
-# The experiment table (one row per trained model, lspipe.experiments): settings, training time
+# The experiment table (one row per trained model, lspipe.experiments.experiment_table): settings, training time
 # (the benchmark file of the job that trained it), accuracy, NLL, ECE. It reads outputs the other
 # rules files write, so this file is included after them.
 

@@ -1,9 +1,9 @@
 # Multi-model training jobs: one job trains several models whose set depends on the config.
-# Fused teacher grids (teachers[].fuse, lspipe.fused: every alpha of a seed as one fused network)
-# and lockstep students (distillation[].lockstep, lspipe.lockstep: the students of one seed that
+# Fused teacher grids (teachers[].fuse, lspipe.engine.fused: every alpha of a seed as one fused network)
+# and lockstep students (distillation[].lockstep, lspipe.engine.lockstep: the students of one seed that
 # share batches and the hard-target teacher) follow this one pattern, in this one place:
 #
-# - lspipe.plan.Plan.grouped_jobs lists the jobs (one dict each: models, objective, log name);
+# - lspipe.workflow.plan.Plan.grouped_jobs lists the jobs (one dict each: models, objective, log name);
 # - one rule per job is generated below, named after the job (train_teacher_fused_<dataset>_<arch>_s<seed>,
 #   train_students_lockstep_<dataset>_<family>_s<seed>); it has no wildcards, so it matches exactly
 #   its own models' paths: their ordinary model.pt and metrics.csv;

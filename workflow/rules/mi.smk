@@ -1,7 +1,7 @@
 # Paper Fig. 6 ("erasure of information"): the mutual information between a training example
 # and its two-class logit difference, over training, from the probe trace that
 # `train_teacher` (train.smk) records for every teacher grid with a `probe` (teachers[].probe). Only
-# those grids' traces are read here (lspipe.mi.fig6_plan): the other teachers' probe.h5 is a
+# those grids' traces are read here (lspipe.experiments.mi.fig6_plan): the other teachers' probe.h5 is a
 # placeholder, which `lspipe mi-curve` refuses.
 
 import re
@@ -20,9 +20,9 @@ MI_ARCH = "|".join(re.escape(a) for _, a in MI_PLAN) or "(?!)"
 rule mi_curve:
     """I(X; Y) at every recorded step of one teacher's probe trace (CSV: step, mi, sigma, ...)."""
     input:
-        probe=P.probe("{dataset}", "{arch}", lspipe.plan.RUN),
+        probe=P.probe("{dataset}", "{arch}", lspipe.base.runs.RUN),
     output:
-        P.mi_curve("{dataset}", "{arch}", lspipe.plan.RUN),
+        P.mi_curve("{dataset}", "{arch}", lspipe.base.runs.RUN),
     wildcard_constraints:
         dataset=MI_DATASET,
         arch=MI_ARCH,
@@ -31,9 +31,9 @@ rule mi_curve:
         ddof=config["mi"]["ddof"],
         probe=probe_settings,
     log:
-        P.log("mi_curve", "{dataset}", "{arch}", lspipe.plan.RUN),
+        P.log("mi_curve", "{dataset}", "{arch}", lspipe.base.runs.RUN),
     benchmark:
-        P.benchmark("mi_curve", "{dataset}", "{arch}", lspipe.plan.RUN)
+        P.benchmark("mi_curve", "{dataset}", "{arch}", lspipe.base.runs.RUN)
     localrule: True
     conda:
         ENV_PLOT

@@ -1,4 +1,4 @@
-# Template-plane projections (paper Fig. 1, lspipe.projection), read from the teachers' activation
+# Template-plane projections (paper Fig. 1, lspipe.experiments.projection), read from the teachers' activation
 # dumps built by `dump_activations` (evaluate.smk).
 
 # (dataset, arch, seed) of each Fig. 1 row (the lowest seed of its teacher grid).

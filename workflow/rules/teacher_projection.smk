@@ -1,11 +1,11 @@
 # The distillation section's teacher projections (the source slides' last pages): penultimate
 # activations of training examples of the distillation grid's teachers, hard targets vs label
 # smoothing, on the template plane of three classes; one figure per `distillation` entry with a
-# `teacher_projection` (lspipe.teacher_projection).
+# `teacher_projection` (lspipe.experiments.teacher_projection).
 
 import re
 
-import lspipe.teacher_projection
+import lspipe.experiments.teacher_projection
 
 TEACHER_PROJECTIONS = PLAN.teacher_projections
 
@@ -25,7 +25,7 @@ rule distillation_teacher_projections:
     output:
         [
             report(p, category="Figures", caption="../report/fig5_teacher_projections.rst")
-            for p in P.figures(lspipe.teacher_projection.FIGURE_STEM)
+            for p in P.figures(lspipe.experiments.teacher_projection.FIGURE_STEM)
         ],
     wildcard_constraints:
         dataset="|".join(re.escape(d) for d in TEACHER_PROJECTIONS) or "(?!)",

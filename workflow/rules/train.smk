@@ -1,7 +1,7 @@
-# Teacher training over {dataset, arch, alpha, seed} (lspipe.train), one rule for every grid. Every
+# Teacher training over {dataset, arch, alpha, seed} (lspipe.engine.training), one rule for every grid. Every
 # teacher job writes model.pt, metrics.csv and probe.h5: the mutual-information probe's trace
-# (Fig. 6, lspipe.mi) for a grid with `teachers[].probe`, otherwise a small placeholder that
-# `lspipe mi-curve` refuses (Fig. 6 reads only the probed grids' traces, lspipe.mi.fig6_plan).
+# (Fig. 6, lspipe.experiments.mi) for a grid with `teachers[].probe`, otherwise a small placeholder that
+# `lspipe mi-curve` refuses (Fig. 6 reads only the probed grids' traces, lspipe.experiments.mi.fig6_plan).
 # Grids with `fuse: true` train all alphas of a seed in one job instead: a multi-model job
 # (grouped.smk), which Snakemake prefers to this rule for their files.
 
@@ -11,9 +11,9 @@ rule train_teacher:
     input:
         data=lambda wc: checked_data(wc.dataset),
     output:
-        model=P.model("{dataset}", "{arch}", "teacher", lspipe.plan.RUN),
-        metrics=P.metrics("{dataset}", "{arch}", "teacher", lspipe.plan.RUN),
-        probe=P.probe("{dataset}", "{arch}", lspipe.plan.RUN),
+        model=P.model("{dataset}", "{arch}", "teacher", lspipe.base.runs.RUN),
+        metrics=P.metrics("{dataset}", "{arch}", "teacher", lspipe.base.runs.RUN),
+        probe=P.probe("{dataset}", "{arch}", lspipe.base.runs.RUN),
     params:
         arch=lambda wc: wc.arch,
         recipe=lambda wc: recipe_json(teacher_params(wc)["recipe"]),
@@ -30,9 +30,9 @@ rule train_teacher:
         mem_mb=config["resources"]["mem_mb"],
         runtime=lambda wc: training_runtime(teacher_params(wc)["recipe"]),
     log:
-        P.log("train_teacher", "{dataset}", "{arch}", lspipe.plan.RUN),
+        P.log("train_teacher", "{dataset}", "{arch}", lspipe.base.runs.RUN),
     benchmark:
-        P.benchmark("train_teacher", "{dataset}", "{arch}", lspipe.plan.RUN)
+        P.benchmark("train_teacher", "{dataset}", "{arch}", lspipe.base.runs.RUN)
     conda:
         ENV_TRAIN
     shell:

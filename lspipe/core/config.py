@@ -1,0 +1,249 @@
+"""Configuration validation: the JSON schema in ``workflow/schemas/config.schema.yaml`` plus the
+cross-references a schema cannot express (a teacher's dataset and recipe must exist, ...).
+
+Errors name the offending key as a dotted path (``teachers[0].alphas[2]``), what was found and
+what is allowed, so the fix is obvious. Defaults from the schema are filled in. The experiments'
+own checks come after these, in :func:`lspipe.workflow.plan.validate`, where validation starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from lspipe.base.defaults import SCHEMA_PATH, _resolve  # the schema file and its one $ref resolver
+from lspipe.base.errors import ConfigError
+from lspipe.core.recipe import Recipe
+
+
+def _with_defaults(cls):
+    validate_props = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_props(validator, properties, instance, schema)
+
+    return validators.extend(cls, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(Draft202012Validator)
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one
+    silently: a second ``recipes:`` block would replace the first). Keys merged in with ``<<`` may
+    be overridden, as YAML intends."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    line = first.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if line != key_node.start_mark.line + 1:
+                    raise ConfigError(
+                        f"duplicate key {key!r} in {key_node.start_mark.name}, line {key_node.start_mark.line + 1} "
+                        f"(first at line {line}): YAML would silently keep only the second; merge the two into one"
+                    )
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(path: str | Path):
+    """The content of a YAML (or JSON) config file, refusing duplicate keys (:class:`ConfigError`)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.load(fh, Loader=_StrictLoader)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+
+
+def _path(error) -> str:
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _describe(error) -> str:
+    where = _path(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        if allowed:
+            return f"unknown key(s) {extra} under '{where}'; allowed keys: {allowed}"
+        return f"'{where}': {error.message}"
+    if error.validator == "enum":
+        return f"'{where}' is {error.instance!r}; allowed values: {error.validator_value}"
+    if error.validator == "required":
+        return f"'{where}' is missing a required key: {error.message}"
+    hint = error.schema.get("description")
+    return f"'{where}': {error.message}" + (f" ({hint})" if hint else "")
+
+
+_SCALARS = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),),
+            "array": (list,), "object": (dict,)}
+
+
+def coerce(instance, schema: dict, root: dict | None = None):
+    """Turn strings into the numbers, booleans, lists or mappings the schema expects.
+
+    Snakemake passes nested ``--config`` values (``--config 'calibration={bins: 10}'``) as
+    strings; a string is parsed as YAML only where the schema does not allow a string there and
+    the parsed value has an allowed type. Everything else is returned unchanged.
+    """
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else list(types)
+    if isinstance(instance, str) and types and "string" not in types and "enum" not in schema:
+        try:
+            parsed = yaml.safe_load(instance)
+        except yaml.YAMLError:
+            return instance
+        if any(isinstance(parsed, _SCALARS[t]) and not (t in ("number", "integer") and isinstance(parsed, bool))
+               for t in types if t in _SCALARS):
+            instance = parsed
+    if isinstance(instance, dict):
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {k: coerce(v, props[k], root) if k in props else
+                (coerce(v, extra, root) if isinstance(extra, dict) else v) for k, v in instance.items()}
+    if isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        return [coerce(v, schema["items"], root) for v in instance]
+    return instance
+
+
+def validate(config: dict, schema: dict | None = None) -> dict:
+    """Validate ``config`` against the schema and check the references between its sections, in place
+    (filling defaults); return it or raise :class:`ConfigError`. The experiments' own checks are
+    :func:`lspipe.workflow.plan.validate`'s, which calls this first.
+
+    Strings where the schema wants numbers, booleans or lists (from ``--config``) are converted
+    first (:func:`coerce`).
+    """
+    schema = load_schema() if schema is None else schema
+    coerced = coerce(config, schema)
+    config.clear()
+    config.update(coerced)
+    _check_renamed_keys(config)
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n  - ".join(_describe(e) for e in errors)
+        raise ConfigError(f"invalid lspipe config ({len(errors)} problem(s)):\n  - {lines}")
+    _check_references(config)
+    return config
+
+
+def _check_renamed_keys(cfg: dict) -> None:
+    """Keys of earlier versions get an error naming their replacement (not just "unknown key")."""
+    entries = cfg.get("distillation")
+    for i, d in enumerate(entries if isinstance(entries, list) else []):
+        if isinstance(d, dict) and "hinton" in d:
+            raise ConfigError(
+                f"distillation[{i}].hinton was replaced by distillation[{i}].form: write 'form: hinton' for "
+                f"hinton: true (student at T, soft term x T^2) or 'form: teacher' for hinton: false (the default: "
+                f"only the teacher at T); 'form: slides' is the slides' formula (student at T, no T^2)"
+            )
+    claims = cfg.get("claims")
+    if isinstance(claims, dict) and "mi_margin" in claims:
+        raise ConfigError(
+            "claims.mi_margin was replaced: claim 5's margin is now claims.mi_noise_multiple times the MI noise sd "
+            "the probe measures (two independent augmentation draws at each step); remove claims.mi_margin"
+        )
+
+
+def _check_references(cfg: dict) -> None:
+    from lspipe.core import models  # torch: only when a config is checked, not for every command
+
+    problems = []
+    results = cfg["results"]
+    if os.path.abspath(results) == os.sep or (os.path.exists(results) and os.path.samefile(results, os.sep)):
+        problems.append(f"results {cfg['results']!r} is the file system's root: every output would be written "
+                        "(and deleted) there; set results to a folder of its own, e.g. results: results")
+    datasets, recipes = cfg["datasets"], cfg["recipes"]
+    for name, d in datasets.items():
+        if d["source"] in ("cifar10", "cifar100", "imagefolder") and not d.get("root"):
+            problems.append(f"datasets.{name}.root is required for source {d['source']!r} (the data folder)")
+    for name, r in recipes.items():
+        problem = Recipe(**r).schedule_problem()  # the keys are the schema's, checked above
+        if problem:
+            problems.append(f"recipes.{name}: {problem}")
+    groups = {}
+    for i, t in enumerate(cfg["teachers"]):
+        key = (t["dataset"], t["arch"])
+        if key in groups:
+            problems.append(f"teachers[{i}] repeats dataset/arch {key} of teachers[{groups[key]}]; merge their alphas and seeds")
+        groups[key] = i
+        if t["dataset"] not in datasets:
+            problems.append(f"teachers[{i}].dataset {t['dataset']!r} is not defined under datasets (have: {sorted(datasets)})")
+        if t["recipe"] not in recipes:
+            problems.append(f"teachers[{i}].recipe {t['recipe']!r} is not defined under recipes (have: {sorted(recipes)})")
+        if not models.is_known(t["arch"]):
+            problems.append(f"teachers[{i}].arch {t['arch']!r} is unknown; available: {models.available()}")
+    for i, d in enumerate(cfg.get("distillation", [])):
+        where = f"distillation[{i}]"
+        key = (d["dataset"], d["teacher_arch"])
+        if key not in groups:
+            problems.append(f"{where}: no teacher grid for dataset {d['dataset']!r} and arch {d['teacher_arch']!r} under teachers")
+        else:
+            t = cfg["teachers"][groups[key]]
+            missing = sorted(set(d["teacher_alphas"]) - set(t["alphas"]))
+            if missing:
+                problems.append(f"{where}.teacher_alphas {missing} are not in teachers[{groups[key]}].alphas {t['alphas']}; add them there")
+            if 0 not in t["alphas"]:
+                problems.append(f"{where}: the hard-target teacher (alpha 0) is missing from teachers[{groups[key]}].alphas")
+            missing_seeds = sorted(set(d["seeds"]) - set(t["seeds"]))
+            if missing_seeds:
+                problems.append(f"{where}.seeds {missing_seeds} have no teacher of the same seed in teachers[{groups[key]}].seeds")
+        if d["student_recipe"] not in recipes:
+            problems.append(f"{where}.student_recipe {d['student_recipe']!r} is not defined under recipes")
+        if not models.is_known(d["student_arch"]):
+            problems.append(f"{where}.student_arch {d['student_arch']!r} is unknown; available: {models.available()}")
+    for i, r in enumerate(cfg.get("projections", {}).get("rows", [])):
+        key = (r["dataset"], r["arch"])
+        if key not in groups:
+            problems.append(f"projections.rows[{i}]: no teacher grid for {key} under teachers")
+        else:
+            alphas = cfg["teachers"][groups[key]]["alphas"]
+            for a in (0.0, cfg["projections"]["ls_alpha"]):
+                if a not in alphas:
+                    problems.append(f"projections.rows[{i}] needs alpha {a} in teachers[{groups[key]}].alphas {alphas}")
+    problems += run_name_collisions(cfg)
+    if problems:
+        raise ConfigError("invalid lspipe config:\n  - " + "\n  - ".join(problems))
+
+
+def run_name_collisions(cfg: dict) -> list[str]:
+    """Numbers of one list that print alike in run names and paths (``f"{x:g}"``: 0.3 and
+    0.3000001 both become ``a0.3``) would share one model: name each such pair."""
+    lists = [(f"teachers[{i}].alphas", t["alphas"]) for i, t in enumerate(cfg["teachers"])]
+    for i, d in enumerate(cfg.get("distillation", [])):
+        lists += [(f"distillation[{i}].{k}", d[k]) for k in ("teacher_alphas", "baseline_alphas", "temperatures")
+                  if d.get(k)]
+    problems = []
+    for where, values in lists:
+        seen: dict[str, tuple[int, Any]] = {}
+        for j, v in enumerate(values):
+            text = f"{float(v):g}"
+            if text in seen and float(seen[text][1]) != float(v):
+                k, w = seen[text]
+                problems.append(f"{where}[{k}] = {w!r} and {where}[{j}] = {v!r} both map to the run name "
+                                f"'{text}' (numbers are written with 6 significant digits); make them differ there")
+            seen.setdefault(text, (j, v))
+    return problems

@@ -1,0 +1,540 @@
+"""Data preparation: every source becomes one ``.npz`` file with fixed splits.
+
+A prepared file holds, for each split ``s`` in ``train``, ``val``, ``test``:
+``x_<s>`` (uint8, N x C x H x W), ``y_<s>`` (int64 labels) and ``i_<s>`` (the example's index
+in its source split, so any example can be traced back), plus ``classes`` (class names),
+``mean``/``std`` (per-channel statistics of the training split, in [0, 1] units) and ``meta``
+(a JSON string describing the source and split).
+
+The validation split is carved, stratified and seeded, out of the source's training data (the
+paper's 40k/10k CIFAR split); temperature scaling is fitted on it, numbers are reported on test.
+Sources without a test split of their own (the bundled digits) have one carved the same way.
+An ImageFolder tree with ``train/``, ``val/`` and ``test/`` takes its validation split from
+``val/`` (nothing is carved, ``val_size`` is unused); with only ``train/`` and ``val/`` (the
+ImageNet layout) ``val/`` is the test split and validation is carved from ``train/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from lspipe.base.args import json_arg
+from lspipe.base.defaults import default
+from lspipe.base.errors import DataError
+from lspipe.base.io import atomic_path, remove_stale_temps
+
+SPLITS = ("train", "val", "test")
+SOURCES = ("digits", "cifar10", "cifar100", "imagefolder")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Prepared:
+    """A prepared dataset in memory (numpy arrays)."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    index: dict[str, np.ndarray]
+    classes: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+    meta: dict
+    digest: str = ""  # content digest of the prepared file (:func:`content_digest`); "" when built in memory
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x["train"].shape[1:])  # type: ignore[return-value]
+
+    def class_index(self, name: str) -> int:
+        try:
+            return self.classes.index(name)
+        except ValueError:
+            raise DataError(
+                f"unknown class name {name!r} for dataset {self.meta.get('name', '?')!r}; "
+                f"its classes are: {', '.join(self.classes)}"
+            ) from None
+
+
+def _split_count(value: float | int, n: int, what: str) -> int:
+    """A split size given as a fraction (< 1) or an absolute count."""
+    if float(value) >= 1 and float(value) != int(value):
+        raise DataError(f"{what}={value} is neither a fraction (< 1) nor a whole count (>= 1); fix {what}")
+    count = int(round(value * n)) if float(value) < 1 else int(value)
+    if not 0 < count < n:
+        raise DataError(f"{what}={value} leaves an empty split (out of {n} examples)")
+    return count
+
+
+def stratified_split(y: np.ndarray, size: float | int, seed: int, what: str = "val_size"):
+    """Split indices ``0..len(y)-1`` into (rest, held_out), stratified by label and seeded."""
+    from sklearn.model_selection import train_test_split
+
+    n_held = _split_count(size, len(y), what)
+    n_classes = len(np.unique(y))
+    if min(n_held, len(y) - n_held) < n_classes:
+        raise DataError(
+            f"{what}={size} splits {len(y)} examples into {len(y) - n_held} + {n_held}, but a stratified split "
+            f"needs at least one example of each of the {n_classes} classes on both sides; fix {what}"
+        )
+    idx = np.arange(len(y))
+    rest, held = train_test_split(idx, test_size=n_held, stratify=y, random_state=seed, shuffle=True)
+    return np.sort(rest), np.sort(held)
+
+
+def _load_digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    # 8x8 images with values 0..16 -> uint8 0..255, one channel.
+    x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
+    classes = [str(c) for c in d.target_names]
+    return x, d.target.astype(np.int64), classes
+
+
+def _load_cifar(source: str, root: str | None, download: bool):
+    from torchvision import datasets
+
+    if not root:
+        raise DataError(
+            f"dataset source {source!r} needs a root folder: set datasets.<name>.root in the config "
+            "(the folder holding or receiving the torchvision copy)"
+        )
+    cls = datasets.CIFAR10 if source == "cifar10" else datasets.CIFAR100
+    out = {}
+    for split, train in (("train", True), ("test", False)):
+        try:
+            ds = cls(root=root, train=train, download=download)
+        except RuntimeError as err:  # torchvision: "Dataset not found or corrupted..."
+            raise DataError(
+                f"{source} not found under {root!r} ({err}). Either put the torchvision copy "
+                f"(e.g. cifar-10-batches-py/) there, or set datasets.<name>.download: true in the "
+                "config on a machine with internet access"
+            ) from None
+        x = np.ascontiguousarray(np.asarray(ds.data, dtype=np.uint8).transpose(0, 3, 1, 2))
+        out[split] = (x, np.asarray(ds.targets, dtype=np.int64))
+        classes = list(ds.classes)
+    return out, classes
+
+
+def _visible(entries):
+    """Entries whose names do not start with '.' (hidden files and folders such as .ipynb_checkpoints)."""
+    return [e for e in entries if not e.name.startswith(".")]
+
+
+def _image_files(folder: Path, seen: dict) -> list[Path]:
+    """The image files under ``folder`` (recursively, sorted, hidden names skipped), following
+    symbolic links to folders, but never into a folder already visited (a link to an ancestor, a
+    loop, or a second link to one folder): those are skipped with a warning. ``seen`` maps every
+    real image file found so far (across all splits) to its path; a second path to the same real
+    file raises :class:`DataError` (one image would count twice, or in two splits)."""
+    visited: set[tuple[int, int]] = set()
+    skipped: list[str] = []
+    files: list[Path] = []
+
+    def key(p):
+        st = os.stat(p)
+        return st.st_dev, st.st_ino
+
+    visited.add(key(folder))
+    walk = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        keep = []
+        here = os.path.realpath(dirpath)
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            sub = os.path.join(dirpath, d)
+            try:
+                k = key(sub)
+            except OSError:  # a dangling link
+                skipped.append(sub)
+                continue
+            target = os.path.realpath(sub)
+            if k in visited or here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+                skipped.append(sub)  # visited already, or an ancestor (a loop)
+                continue
+            visited.add(k)
+            keep.append(d)
+        dirnames[:] = keep
+        walk.append((dirpath, filenames))
+    for dirpath, filenames in sorted(walk):
+        for f in sorted(filenames):
+            if f.startswith(".") or not f.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = Path(dirpath) / f
+            real = os.path.realpath(path)
+            if real in seen:
+                raise DataError(
+                    f"{path} and {seen[real]} are the same file ({real}); one image would be counted twice "
+                    "(or in two splits): remove one of the two links"
+                )
+            seen[real] = path
+            files.append(path)
+    if skipped:
+        print(f"warning: {folder}: skipped {len(skipped)} linked folder(s) already visited (a link to an "
+              f"ancestor, a loop, or a second link to one folder) or dangling: {', '.join(skipped)}", file=sys.stderr)
+    return files
+
+
+def _scan_image_folder(folder: Path, classes: Sequence[str] | None, seen: dict | None = None):
+    """(class names, [(path, label)]) of an ImageFolder split, ignoring hidden files and folders
+    (:func:`_image_files`: loops skipped, a file reached twice refused)."""
+    seen = {} if seen is None else seen
+    found = sorted(e.name for e in _visible(folder.iterdir()) if e.is_dir())
+    if not found:
+        raise DataError(f"image folder {folder} has no class folders: the layout is {folder}/<class>/<image>")
+    if classes is None:
+        classes = found
+    elif sorted(found) != sorted(classes):
+        raise DataError(
+            f"class folders of {folder} ({', '.join(found)}) differ from those of the train split "
+            f"({', '.join(classes)})"
+        )
+    samples = []
+    for label, c in enumerate(classes):
+        files = _image_files(folder / c, seen)
+        if not files:
+            raise DataError(
+                f"class folder {folder / c} holds no images ({', '.join(IMAGE_EXTENSIONS)}): add images "
+                "or remove the folder (from every split)"
+            )
+        samples += [(str(f), label) for f in files]
+    return list(classes), samples
+
+
+class UnsupportedImage(ValueError):
+    """An image whose pixel values cannot be mapped to 8 bits without guessing (its message says why)."""
+
+
+def _to_8bit(im, path: str):
+    """``im`` with 8-bit channels: 16-bit images scaled (value / 257, so 65535 becomes 255), float
+    images with values in [0, 1] mapped to 0..255; other ranges are refused (UnsupportedImage)."""
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode == "I":
+        arr = np.asarray(im)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise UnsupportedImage(f"its {im.mode} pixel values span {arr.min()}..{arr.max()}, outside 0..65535 "
+                                   "(16 bits): convert it to 8 or 16 bits per channel")
+        return Image.fromarray(np.round(arr.astype(np.float64) / 257.0).astype(np.uint8))
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        if arr.size and (not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0):
+            raise UnsupportedImage(f"its floating-point pixel values span {np.nanmin(arr):g}..{np.nanmax(arr):g}, "
+                                   "not [0, 1]: rescale it to [0, 1] or convert it to 8 bits")
+        return Image.fromarray(np.round(arr * 255.0).astype(np.uint8))
+    return im
+
+
+def _read_image(path: str, mode: str, image_size: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()  # decodes the whole image: a truncated file fails here
+        im = _to_8bit(im, path).convert(mode)
+        if im.size != (image_size, image_size):
+            im = im.resize((image_size, image_size), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | None, channels: int,
+                       skip_unreadable: bool, name: str, seen: dict | None = None):
+    from PIL import Image
+
+    classes, samples = _scan_image_folder(folder, classes, seen)
+    mode = "RGB" if channels == 3 else "L"
+    x = np.empty((len(samples), channels, image_size, image_size), dtype=np.uint8)
+    y = np.empty(len(samples), dtype=np.int64)
+    keep, skipped = [], []
+    for k, (path, label) in enumerate(samples):
+        try:
+            arr = _read_image(path, mode, image_size)
+        except UnsupportedImage as err:  # readable, but its pixel range is not one we convert without guessing
+            raise DataError(f"cannot convert image {path} to 8 bits: {err}") from None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            # PIL: UnidentifiedImageError, "image file is truncated", more pixels than PIL decodes
+            if not skip_unreadable:
+                raise DataError(
+                    f"cannot read image {path} ({type(err).__name__}: {err}); replace or delete it, or set "
+                    f"datasets.{name}.skip_unreadable: true to skip unreadable images with a warning"
+                ) from None
+            skipped.append(path)
+            continue
+        x[k] = arr.reshape(image_size, image_size, channels).transpose(2, 0, 1)
+        y[k] = label
+        keep.append(k)
+    if skipped:
+        print(f"warning: skipped {len(skipped)} unreadable image(s) of {folder} "
+              f"(datasets.{name}.skip_unreadable): {', '.join(skipped)}", file=sys.stderr)
+        x, y = x[keep], y[keep]
+        empty = [c for i, c in enumerate(classes) if not np.any(y == i)]
+        if empty:
+            raise DataError(f"no readable images left in class folder(s) {', '.join(str(folder / c) for c in empty)}")
+    return x, y, list(classes)
+
+
+def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unreadable: bool, name: str):
+    if not root:
+        raise DataError("dataset source 'imagefolder' needs datasets.<name>.root (a folder with train/ and test/ or val/)")
+    root_p = Path(root)
+    train_dir = root_p / "train"
+    if not train_dir.is_dir():
+        raise DataError(
+            f"image folder {root_p} has no train/ subfolder: the layout is <root>/train/<class>/<image> "
+            "and <root>/test/<class>/<image> (or val/); fix datasets.<name>.root"
+        )
+    test_dir = next((root_p / s for s in ("test", "val") if (root_p / s).is_dir()), None)
+    if test_dir is None:
+        raise DataError(f"image folder {root_p} has neither test/ nor val/: add one, it becomes the test split")
+    # train/ + val/ + test/: val/ is the validation split; train/ + val/ (ImageNet): val/ is the test split
+    val_dir = root_p / "val" if test_dir.name == "test" and (root_p / "val").is_dir() else None
+    seen: dict = {}  # real path -> path of every image, across the splits
+    xtr, ytr, classes = _read_image_folder(train_dir, image_size, None, channels, skip_unreadable, name, seen)
+    xte, yte, _ = _read_image_folder(test_dir, image_size, classes, channels, skip_unreadable, name, seen)
+    out = {"train": (xtr, ytr), "test": (xte, yte)}
+    if val_dir is not None:
+        out["val"] = _read_image_folder(val_dir, image_size, classes, channels, skip_unreadable, name, seen)[:2]
+    return out, classes
+
+
+CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+def source_manifest(options: dict) -> list[tuple[str, int, int]]:
+    """``(path relative to the root, size, mtime in ns)`` of every source file a dataset entry
+    (the config's ``datasets.<name>``) reads: the images of an ImageFolder tree (hidden names
+    skipped, linked folders followed once, as :func:`prepare` reads them) or the files of a
+    torchvision CIFAR folder under ``root``; empty for the bundled digits. One ``stat`` per file,
+    no file is opened."""
+    source, root = options.get("source"), options.get("root")
+    if source not in ("imagefolder", *CIFAR_FOLDERS) or not root:
+        return []
+    top = Path(root) / CIFAR_FOLDERS[source] if source in CIFAR_FOLDERS else Path(root)
+    if not top.is_dir():
+        return []
+    out, visited = [], set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in visited:
+            dirnames[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for f in filenames:
+            if f.startswith(".") or (source == "imagefolder" and not f.lower().endswith(IMAGE_EXTENSIONS)):
+                continue
+            p = os.path.join(dirpath, f)
+            try:
+                fst = os.stat(p)
+            except OSError:  # a dangling link: prepare reports it
+                continue
+            out.append((os.path.relpath(p, top), fst.st_size, fst.st_mtime_ns))
+    return sorted(out)
+
+
+def source_digest(options: dict) -> str:
+    """A short text identifying the source files of a dataset entry as they are now: the number of
+    files and a digest of :func:`source_manifest` (paths, sizes, modification times), e.g.
+    ``"2500 files 3fa2c1d09e8b7a65"``. The workflow passes it to ``prepare_data`` as a parameter,
+    so adding, replacing, touching or deleting a source image makes Snakemake prepare the data
+    again (a rebuilt file with the same arrays changes nothing downstream)."""
+    import hashlib
+
+    source, root = options.get("source"), options.get("root")
+    if source not in ("imagefolder", *CIFAR_FOLDERS):
+        return "bundled"
+    manifest = source_manifest(options)
+    if not manifest:
+        return f"no files under {root}"
+    text = "\n".join(f"{p}\t{size}\t{mtime}" for p, size, mtime in manifest)
+    return f"{len(manifest)} files {hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def _limit_per_class(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Indices keeping at most ``limit`` examples per class (seeded), all if ``limit`` is None."""
+    idx = np.arange(len(y))
+    if not limit:
+        return idx
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(idx[y == c])[:limit] for c in np.unique(y)]
+    return np.sort(np.concatenate(keep))
+
+
+def prepare(
+    name: str,
+    source: str,
+    out: str | Path,
+    *,
+    root: str | None = None,
+    download: bool = default("datasets.*.download"),
+    val_size: float | int = default("datasets.*.val_size"),
+    test_size: float | int = default("datasets.*.test_size"),
+    split_seed: int = default("datasets.*.split_seed"),
+    image_size: int = default("datasets.*.image_size"),
+    channels: int = default("datasets.*.channels"),
+    train_per_class: int | None = default("datasets.*.train_per_class"),
+    skip_unreadable: bool = default("datasets.*.skip_unreadable"),
+) -> Prepared:
+    """Prepare dataset ``name`` from ``source`` into ``out`` (written atomically)."""
+    if source == "digits":
+        x, y, classes = _load_digits()
+        rest, test = stratified_split(y, test_size, split_seed, f"datasets.{name}.test_size")
+        parts = {"train": (x[rest], y[rest], rest), "test": (x[test], y[test], test)}
+    elif source in ("cifar10", "cifar100"):
+        raw, classes = _load_cifar(source, root, download)
+        parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
+    elif source == "imagefolder":
+        raw, classes = _load_imagefolder(root, image_size, channels, skip_unreadable, name)
+        parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
+    else:
+        raise DataError(f"unknown dataset source {source!r}; allowed: {', '.join(SOURCES)}")
+
+    xtr, ytr, itr = parts["train"]
+    keep = _limit_per_class(ytr, train_per_class, split_seed)
+    xtr, ytr, itr = xtr[keep], ytr[keep], itr[keep]
+    if "val" in parts:  # a validation split of its own (ImageFolder val/ beside test/): nothing carved
+        splits = {"train": (xtr, ytr, itr), "val": parts["val"], "test": parts["test"]}
+    else:
+        tr, va = stratified_split(ytr, val_size, split_seed, f"datasets.{name}.val_size")
+        splits = {
+            "train": (xtr[tr], ytr[tr], itr[tr]),
+            "val": (xtr[va], ytr[va], itr[va]),
+            "test": parts["test"],
+        }
+    x_train = splits["train"][0].astype(np.float64) / 255.0
+    mean = x_train.mean(axis=(0, 2, 3)).astype(np.float32)
+    std = x_train.std(axis=(0, 2, 3)).astype(np.float32)
+    meta = {
+        "name": name, "source": source, "split_seed": split_seed,
+        "val_size": None if "val" in parts else val_size, "val_source": "folder" if "val" in parts else "carved",
+        "test_size": test_size if source == "digits" else None, "train_per_class": train_per_class,
+        "image_shape": list(xtr.shape[1:]), "sizes": {s: int(len(v[1])) for s, v in splits.items()},
+    }
+    arrays = {"classes": np.asarray(classes), "mean": mean, "std": std, "meta": np.asarray(json.dumps(meta))}
+    for s, (xs, ys, is_) in splits.items():
+        arrays[f"x_{s}"] = np.ascontiguousarray(xs, dtype=np.uint8)
+        arrays[f"y_{s}"] = ys.astype(np.int64)
+        arrays[f"i_{s}"] = is_.astype(np.int64)
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        savez_deterministic(fh, arrays)
+    return load(out)
+
+
+def savez_deterministic(fh, arrays: dict[str, np.ndarray], compress: bool = False) -> None:
+    """``np.savez`` with fixed zip timestamps, so the same data gives the same bytes.
+
+    Rebuilding a prepared file (``snakemake -f <file>.npz``) thus yields an identical file, and
+    Snakemake's checksums keep everything made from it (trained models) up to date. Every array
+    is a zip member with its CRC-32 recorded at write time; :func:`verify` checks them.
+    ``compress`` deflates the members (``np.savez_compressed``; ``np.load`` reads either).
+    """
+    import zipfile
+
+    mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(fh, mode="w", compression=mode, allowZip64=True) as zf:
+        for key, val in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o600 << 16
+            info.compress_type = mode
+            with zf.open(info, "w", force_zip64=True) as fid:
+                np.lib.format.write_array(fid, np.asanyarray(val), allow_pickle=False)
+
+
+def _damaged(path: Path, why: str) -> DataError:
+    return DataError(
+        f"prepared dataset {path} is damaged ({why}); rebuild it with `snakemake -f {path}` "
+        "(the rebuilt file is identical, so the models trained on it are kept; deleting it instead retrains them)"
+    )
+
+
+def verify(path: str | Path) -> None:
+    """Check a prepared file against the CRC-32 checksums recorded in it at write time (every
+    array is a zip member); raise :class:`DataError` naming the file and the fix if it is
+    truncated or damaged."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+            names = set(zf.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise _damaged(path, " ".join(f"{type(err).__name__}: {err}".split())) from None
+    if bad is not None:
+        raise _damaged(path, f"checksum mismatch in {bad}")
+    missing = sorted({"classes.npy", "meta.npy", *(f"{k}_{s}.npy" for k in "xyi" for s in SPLITS)} - names)
+    if missing:
+        raise _damaged(path, f"missing {', '.join(missing)}")
+
+
+def content_digest(path: str | Path) -> str:
+    """A digest of a prepared file's content: SHA-256 (16 hex digits) over every array's name,
+    size and CRC-32, as recorded in the zip directory when the file was written (reads only the
+    directory, not the arrays). Two files with the same arrays have the same digest; changing
+    any pixel, label or split changes it. Models record it (``data_digest``), and it is part of
+    the identity of every training run (checkpoint fingerprint, completed-run record)."""
+    import hashlib
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = sorted((i.filename, i.file_size, i.CRC) for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise _damaged(path, " ".join(f"{type(err).__name__}: {err}".split())) from None
+    text = "\n".join(f"{name} {size} {crc:08x}" for name, size, crc in members)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load(path: str | Path) -> Prepared:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"prepared dataset {path} does not exist; build it with `snakemake {path}`")
+    import zipfile
+
+    digest = content_digest(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return Prepared(
+                x={s: z[f"x_{s}"] for s in SPLITS},
+                y={s: z[f"y_{s}"] for s in SPLITS},
+                index={s: z[f"i_{s}"] for s in SPLITS},
+                classes=[str(c) for c in z["classes"]],
+                mean=z["mean"],
+                std=z["std"],
+                meta=json.loads(str(z["meta"])),
+                digest=digest,
+            )
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:  # zip CRCs are checked on read
+        raise _damaged(path, " ".join(f"{type(err).__name__}: {err}".split())) from None
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def cmd_prepare(a):
+    remove_stale_temps(a.out)
+    opts = dict(a.options or {})
+    opts.pop("storage", None)  # resident or streaming (lspipe.core.stream.choose_storage): this is the resident path
+    p = prepare(a.name, opts.pop("source"), a.out, **opts)
+    print(f"prepared {a.name}: {p.meta['sizes']} {p.image_shape} {p.num_classes} classes -> {a.out}")
+
+
+def add_cli(sub) -> None:
+    """``lspipe prepare``: one dataset into one prepared ``.npz`` with fixed splits."""
+    s = sub.add_parser("prepare-data", aliases=["prepare"], help="prepare a dataset into one .npz with train/val/test splits")
+    s.add_argument("--name", required=True)
+    s.add_argument("--options", type=json_arg, required=True, help="the config's datasets.<name> entry as JSON")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_prepare)

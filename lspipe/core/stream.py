@@ -1,0 +1,788 @@
+"""Streaming data path: an image tree read where it lies, for datasets too large to hold in memory.
+
+The resident path (:mod:`lspipe.core.data`) decodes a whole dataset into one uint8 array and trains
+from it on the device; ImageNet at 224 px would be about 190 GB. This module reads an ImageFolder
+tree in place instead (the ImageNet layout ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG``, and
+every other layout :mod:`lspipe.core.data` accepts) and decodes images as they are needed.
+
+**The index** (:func:`build_index`, :func:`write_index`, :func:`load_index`) is the prepared
+artefact: one small file listing every image (path relative to the root, class label, size,
+modification time), the splits as rows of that list, the training split's per-channel mean and
+standard deviation, and a checksum over (relative path, size, mtime) of every image file under the
+root, so a changed tree changes the index. Class order, hidden-file rules, links and the seeded,
+stratified validation split carved from ``train/`` are those of :mod:`lspipe.core.data`: on the same
+tree, with the same settings, the splits hold the same images in the same order as the resident
+path's ``.npz`` (its ``y_<split>`` and ``i_<split>``). A symlink loop, or the same file or folder
+reached twice (through links, or hard links), is refused with an error naming both paths.
+
+**The loader** (:class:`StreamLoader`) is a :class:`torch.utils.data.DataLoader` with worker
+processes, pinned memory and prefetching over a :class:`StreamDataset`; augmentation is
+torchvision's transforms v2: ``RandomResizedCrop`` + ``RandomHorizontalFlip`` for training,
+``Resize`` + ``CenterCrop`` for evaluation. Images stay uint8 until the model: the model
+normalises them on the device (:meth:`lspipe.core.models.Classifier.normalize`), so a batch crosses
+to the device at a quarter of the float32 size.
+
+It has the iteration interface of the resident :class:`lspipe.core.augment.DeviceLoader`, so the
+training engine can take either:
+
+* ``len(loader)``: batches per pass (an epoch);
+* ``iter(loader)``: batches ``(x, y)`` on ``loader.device``, ``x`` uint8 ``B x C x S x S``
+  (``S = image_size``), ``y`` int64 labels;
+
+and adds the position that makes a mid-epoch resume exact (the resident loader's position is the
+state of its ``torch.Generator``, saved at the end of an epoch):
+
+* ``loader.state_dict()`` is ``{"epoch": e, "batch": b}``, the next batch to be yielded;
+  ``loader.load_state_dict(state)`` moves there; ``iter(loader)`` yields the rest of the current
+  pass (batches ``b, b+1, ...`` of epoch ``e``), then moves to batch 0 of epoch ``e + 1``.
+
+Determinism does not depend on workers, their number or their order: the permutation of epoch
+``e`` is drawn from a generator seeded by ``(seed, e)``, and the augmentation of the image at
+position ``k`` of the split from one seeded by ``(seed, e, k)``. So the same seed gives the same
+batches, a resumed run skips the consumed batches of its epoch without decoding them, and
+``world_size`` ranks (``rank`` = 0..world_size-1, one share of each global batch each) together
+see exactly the batches of one process. :func:`eval_batches` iterates a split (or some of its
+positions) in order, without augmentation, a batch at a time: dumps of the 50,000 ImageNet
+validation images never hold the split in memory.
+
+**Unreadable images** (empty, truncated, not an image) stop the loader with the resident path's
+one-line error naming the file and the fix; with ``datasets.<name>.skip_unreadable`` they are left
+out of their batch with a warning naming them (the batch is one image shorter). Index building
+decodes only a sample (``streaming.stats_images``, for the mean and standard deviation); with
+``streaming.verify`` it decodes every image once, finds every unreadable one before the split
+(error, or skipped as the resident path skips it), and computes the statistics over the whole
+training split.
+
+**Resident or streaming** (:func:`choose_storage`): ``datasets.<name>.storage`` is
+``resident``, ``streaming`` or ``auto``; ``auto`` streams an ImageFolder tree whose uint8 array at
+``image_size`` (all splits, as the resident ``.npz`` holds them) would exceed
+``streaming.resident_max_gb``.
+
+Not here, and why (measured or reasoned in ``docs/benchmarks.md``): GPU JPEG decoding
+(``torchvision.io.decode_jpeg(device="cuda")``) and WebDataset shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from lspipe.base import defaults
+from lspipe.base.errors import DataError
+from lspipe.base.io import atomic_path
+from lspipe.core.data import IMAGE_EXTENSIONS, SPLITS, _limit_per_class, savez_deterministic, stratified_split
+
+INDEX_FORMAT = 1
+STORAGE = ("auto", "resident", "streaming")
+READ_ERRORS = (OSError, ValueError, SyntaxError)  # PIL: UnidentifiedImageError, "image file is truncated", ...
+SYNSET_FILES = ("LOC_synset_mapping.txt",)  # ImageNet's "n01440764 tench, Tinca tinca" lines
+
+
+# --------------------------------------------------------------------------- scanning a tree
+
+
+class _Walk:
+    """Scanning state shared by the splits of one tree: folders and files already met, by
+    (device, inode), so that a loop, or one file reached twice, is found whatever links lead there."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.dirs: dict[tuple[int, int], str] = {}
+        self.files: dict[tuple[int, int], str] = {}
+        self.missing: list[str] = []
+
+    def enter_dir(self, path: str) -> None:
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        if key in self.dirs:
+            raise DataError(
+                f"folder {path} is the folder {self.dirs[key]} again (a symlink loop or a second link to it): "
+                "every image must be reached once; remove the link"
+            )
+        self.dirs[key] = path
+
+    def add_file(self, path: str) -> tuple[int, int] | None:
+        """(size, mtime_ns) of an image file, or None for a broken link (recorded in ``missing``)."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            self.missing.append(path)
+            return None
+        key = (st.st_dev, st.st_ino)
+        if key in self.files:
+            raise DataError(
+                f"image {path} is the file {self.files[key]} again (a link to it): every image must be "
+                "reached once, or it would be counted twice (or in two splits); remove the link"
+            )
+        self.files[key] = path
+        return st.st_size, st.st_mtime_ns
+
+
+def _scan_split(folder: Path, classes: Sequence[str] | None, walk: _Walk):
+    """(class names, [(path, label, size, mtime_ns)]) of an ImageFolder split.
+
+    The order and the rules are :func:`lspipe.core.data._scan_image_folder`'s: class folders sorted by
+    name, hidden files and folders ignored, links followed, files ordered by folder path then name.
+    """
+    walk.enter_dir(str(folder))
+    found = sorted(e.name for e in folder.iterdir() if not e.name.startswith(".") and e.is_dir())
+    if not found:
+        raise DataError(f"image folder {folder} has no class folders: the layout is {folder}/<class>/<image>")
+    if classes is None:
+        classes = found
+    elif sorted(found) != sorted(classes):
+        raise DataError(
+            f"class folders of {folder} ({', '.join(found)}) differ from those of the train split "
+            f"({', '.join(classes)})"
+        )
+    samples = []
+    for label, c in enumerate(classes):
+        listing = []
+        for dirpath, dirnames, filenames in os.walk(folder / c, followlinks=True):
+            walk.enter_dir(dirpath)
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            listing.append((dirpath, filenames))
+        files = [os.path.join(dirpath, f) for dirpath, filenames in sorted(listing) for f in sorted(filenames)
+                 if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+        if not files:
+            raise DataError(
+                f"class folder {folder / c} holds no images ({', '.join(IMAGE_EXTENSIONS)}): add images "
+                "or remove the folder (from every split)"
+            )
+        for f in files:
+            stat = walk.add_file(f)
+            if stat is not None:
+                samples.append((f, label, *stat))
+    return list(classes), samples
+
+
+def layout(root: str | os.PathLike | None) -> dict[str, Path]:
+    """The split folders of an ImageFolder tree, as :mod:`lspipe.core.data` reads them: ``train`` and
+    ``test`` always, ``val`` when the tree has its own validation split (train/, val/ and test/);
+    with only train/ and val/ (the ImageNet layout), val/ is the test split."""
+    if not root:
+        raise DataError("dataset source 'imagefolder' needs datasets.<name>.root (a folder with train/ and test/ or val/)")
+    root_p = Path(root)
+    train_dir = root_p / "train"
+    if not train_dir.is_dir():
+        raise DataError(
+            f"image folder {root_p} has no train/ subfolder: the layout is <root>/train/<class>/<image> "
+            "and <root>/test/<class>/<image> (or val/); fix datasets.<name>.root"
+        )
+    test_dir = next((root_p / s for s in ("test", "val") if (root_p / s).is_dir()), None)
+    if test_dir is None:
+        raise DataError(f"image folder {root_p} has neither test/ nor val/: add one, it becomes the test split")
+    out = {"train": train_dir, "test": test_dir}
+    if test_dir.name == "test" and (root_p / "val").is_dir():
+        out["val"] = root_p / "val"
+    return out
+
+
+def scan(root: str | os.PathLike) -> tuple[list[str], dict[str, list[tuple[str, int, int, int]]], list[str]]:
+    """(classes, {folder split: [(path, label, size, mtime_ns)]}, broken links) of the tree at ``root``."""
+    folders = layout(root)
+    walk = _Walk(Path(root))
+    classes, out = None, {}
+    for split in ("train", "test", "val"):
+        if split in folders:
+            classes, out[split] = _scan_split(folders[split], classes, walk)
+    return classes, out, walk.missing
+
+
+def _rel(path: str, root: str) -> str:
+    """``path`` relative to ``root`` (the scan joins paths onto the root: a slice, not os.path.relpath)."""
+    prefix = root.rstrip(os.sep) + os.sep
+    return path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)
+
+
+def _checksum(records: Sequence[tuple[str, int, int]], root: str) -> str:
+    h = hashlib.sha256()
+    for path, size, mtime in records:
+        h.update(f"{_rel(path, root)}\t{size}\t{mtime}\n".encode())
+    return h.hexdigest()
+
+
+def tree_checksum(root: str | os.PathLike) -> str:
+    """sha256 over (relative path, size, mtime in ns) of every image file of the tree, in scan
+    order, broken links included (as size -1): the ``checksum`` an index of this tree records."""
+    _, found, missing = scan(root)
+    return _checksum(_checksum_records(found, missing), str(root))
+
+
+def _checksum_records(found: dict, missing: Sequence[str]) -> list[tuple[str, int, int]]:
+    recs = [(p, size, mtime) for split in ("train", "test", "val") for p, _, size, mtime in found.get(split, [])]
+    return recs + [(p, -1, -1) for p in missing]
+
+
+# --------------------------------------------------------------------------- the index
+
+
+@dataclass
+class StreamIndex:
+    """A streamed dataset: the image list of a tree and its splits (the ``.npz`` of the resident
+    path without the pixels). ``classes``, ``mean``, ``std``, ``meta``, ``num_classes``,
+    ``image_shape``, ``y[split]``, ``index[split]`` and ``class_index`` are those of
+    :class:`lspipe.core.data.Prepared`, so code that builds a model or reads labels takes either.
+
+    The image list is one table (rows): ``paths`` (UTF-8 paths relative to ``root``, joined, cut
+    at ``offsets``), ``labels``, ``sizes``, ``mtimes`` (ns). ``rows[split]`` are the rows of a
+    split in order; ``index[split]`` each image's position in its source split (as ``i_<split>``
+    of the resident file).
+    """
+
+    root: str
+    paths: np.ndarray
+    offsets: np.ndarray
+    labels: np.ndarray
+    sizes: np.ndarray
+    mtimes: np.ndarray
+    rows: dict[str, np.ndarray]
+    index: dict[str, np.ndarray]
+    classes: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+    meta: dict
+    y: dict[str, np.ndarray] = field(init=False)
+
+    def __post_init__(self):
+        self.y = {s: self.labels[r].astype(np.int64) for s, r in self.rows.items()}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        s = int(self.meta["image_size"])
+        return (int(self.meta["channels"]), s, s)
+
+    def class_index(self, name: str) -> int:
+        try:
+            return self.classes.index(name)
+        except ValueError:
+            raise DataError(
+                f"unknown class name {name!r} for dataset {self.meta.get('name', '?')!r}; "
+                f"its classes are: {', '.join(self.classes)}"
+            ) from None
+
+    def path(self, row: int) -> str:
+        """The absolute path of table row ``row``."""
+        rel = self.paths[self.offsets[row]:self.offsets[row + 1]].tobytes().decode()
+        return os.path.join(self.root, rel)
+
+    def split_paths(self, split: str) -> list[str]:
+        return [self.path(r) for r in self.rows[split]]
+
+
+def _pack_paths(paths: Sequence[str], root: str) -> tuple[np.ndarray, np.ndarray]:
+    enc = [_rel(p, root).encode() for p in paths]
+    offsets = np.zeros(len(enc) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(e) for e in enc])
+    return np.frombuffer(b"".join(enc), dtype=np.uint8).copy(), offsets
+
+
+def build_index(
+    root: str | os.PathLike,
+    *,
+    name: str = "<name>",
+    val_size: float | int = defaults.default("datasets.*.val_size"),
+    split_seed: int = defaults.default("datasets.*.split_seed"),
+    image_size: int = defaults.default("datasets.*.image_size"),
+    channels: int = defaults.default("datasets.*.channels"),
+    train_per_class: int | None = defaults.default("datasets.*.train_per_class"),
+    skip_unreadable: bool = defaults.default("datasets.*.skip_unreadable"),
+    verify: bool | None = None,
+    stats_images: int | None = -1,
+    eval_crop_fraction: float | None = None,
+    workers: int | None = 0,
+) -> StreamIndex:
+    """Index the ImageFolder tree at ``root`` (the keys of ``datasets.<name>``; ``verify``,
+    ``stats_images`` (-1; None decodes all) and ``eval_crop_fraction`` default to the
+    ``streaming.*`` keys of the schema, ``workers`` to 0: decode in this process).
+
+    The splits are those :func:`lspipe.core.data.prepare` makes of the same tree. Without ``verify``
+    only ``stats_images`` training images (a seeded sample) are decoded, for the mean and
+    standard deviation; with it, every image is, and unreadable ones are dropped (or reported)
+    before the split, as the resident path drops them.
+    """
+    verify = defaults.default("streaming.verify") if verify is None else verify
+    stats_images = defaults.default("streaming.stats_images") if stats_images == -1 else stats_images
+    if eval_crop_fraction is None:
+        eval_crop_fraction = defaults.default("streaming.eval_crop_fraction")
+    root_s = os.path.abspath(root)
+    classes, found, missing = scan(root_s)
+    checksum = _checksum(_checksum_records(found, missing), root_s)
+    if missing and not skip_unreadable:
+        raise DataError(
+            f"cannot read image {missing[0]} (a broken link); replace or delete it, or set "
+            f"datasets.{name}.skip_unreadable: true to skip unreadable images with a warning"
+        )
+    table = [(split, *rec) for split in ("train", "test", "val") for rec in found.get(split, [])]
+    skipped = list(missing)
+    sums = None
+    if verify:  # decode everything once: readability before the split, statistics over all of train
+        paths = [t[1] for t in table]
+        ok, sums = _image_sums(paths, image_size, channels, eval_crop_fraction, skip_unreadable, name, workers)
+        skipped += [p for p, good in zip(paths, ok) if not good]
+        table, sums = [t for t, good in zip(table, ok) if good], sums[ok]
+    if skipped:
+        print(f"warning: skipped {len(skipped)} unreadable image(s) of {root_s} "
+              f"(datasets.{name}.skip_unreadable): {', '.join(skipped)}", file=sys.stderr)
+    split_of = np.array([t[0] for t in table])
+    labels = np.array([t[2] for t in table], dtype=np.int64)
+    for split in found:
+        counts = np.bincount(labels[split_of == split], minlength=len(classes))
+        if not counts.all():
+            raise DataError(f"no readable images left in class folder(s) "
+                            f"{', '.join(os.path.join(root_s, split, c) for c, n in zip(classes, counts) if not n)}")
+
+    folder_rows = {s: np.flatnonzero(split_of == s) for s in ("train", "test", "val") if s in found}
+    ytr = labels[folder_rows["train"]]
+    keep = _limit_per_class(ytr, train_per_class, split_seed)
+    if "val" in folder_rows:  # a validation split of its own (val/ beside test/): nothing carved
+        pos = {"train": keep, "val": np.arange(len(folder_rows["val"])), "test": np.arange(len(folder_rows["test"]))}
+        src = {"train": "train", "val": "val", "test": "test"}
+    else:
+        tr, va = stratified_split(ytr[keep], val_size, split_seed, f"datasets.{name}.val_size")
+        pos = {"train": keep[tr], "val": keep[va], "test": np.arange(len(folder_rows["test"]))}
+        src = {"train": "train", "val": "train", "test": "test"}
+    rows = {s: folder_rows[src[s]][pos[s]].astype(np.int64) for s in SPLITS}
+    index = {s: pos[s].astype(np.int64) for s in SPLITS}
+
+    packed, offsets = _pack_paths([t[1] for t in table], root_s)
+    meta = {
+        "format": INDEX_FORMAT, "name": name, "source": "imagefolder", "storage": "streaming", "root": root_s,
+        "split_seed": split_seed, "val_size": None if "val" in folder_rows else val_size,
+        "val_source": "folder" if "val" in folder_rows else "carved", "train_per_class": train_per_class,
+        "image_size": int(image_size), "channels": int(channels), "eval_crop_fraction": eval_crop_fraction,
+        "sizes": {s: int(len(rows[s])) for s in SPLITS}, "checksum": checksum, "verified": bool(verify),
+        "skip_unreadable": bool(skip_unreadable),
+        "skipped": [_rel(p, root_s) for p in skipped], "class_names": _synset_names(root_s, classes),
+    }
+    idx = StreamIndex(root_s, packed, offsets, labels, np.array([t[3] for t in table], dtype=np.int64),
+                      np.array([t[4] for t in table], dtype=np.int64), rows, index, list(classes),
+                      np.zeros(channels, np.float32), np.ones(channels, np.float32), meta)
+    # --- the training split's per-channel mean and standard deviation (in [0, 1] units)
+    train_rows = rows["train"]
+    if sums is None:
+        sample = np.arange(len(train_rows))
+        if stats_images and stats_images < len(sample):
+            sample = np.sort(np.random.default_rng(split_seed).choice(sample, size=stats_images, replace=False))
+        ok, sums = _image_sums([idx.path(r) for r in train_rows[sample]], image_size, channels, eval_crop_fraction,
+                               skip_unreadable, name, workers)
+        sums = sums[ok]
+        meta["stats_images"] = int(ok.sum())
+    else:
+        sums = sums[train_rows]
+        meta["stats_images"] = int(len(sums))
+    total = sums.sum(axis=0)  # per channel: sum, sum of squares, count
+    if not total[0, 2]:
+        raise DataError(f"none of the training images of {root_s} decoded for the channel statistics could be "
+                        "read; raise streaming.stats_images (null decodes all) or fix the images")
+    mean = total[:, 0] / total[:, 2]
+    idx.mean = mean.astype(np.float32)
+    idx.std = np.sqrt(np.maximum(total[:, 1] / total[:, 2] - mean**2, 0.0)).astype(np.float32)
+    return idx
+
+
+def _synset_names(root: str, classes: Sequence[str]) -> dict[str, str] | None:
+    """Display names of WordNet-id class folders from ``LOC_synset_mapping.txt`` at the root
+    (ImageNet's "n01440764 tench, Tinca tinca" lines: the first name is kept), if it is there."""
+    for fname in SYNSET_FILES:
+        p = Path(root) / fname
+        if p.is_file():
+            names = {}
+            for line in p.read_text().splitlines():
+                wnid, _, rest = line.strip().partition(" ")
+                if wnid in classes:
+                    names[wnid] = rest.split(",")[0].strip()
+            return names
+    return None
+
+
+def write_index(path: str | os.PathLike, idx: StreamIndex) -> None:
+    """Write ``idx`` atomically (a deterministic, deflated ``.npz``: the same index gives the same
+    bytes; ImageNet's 1.33M images take about 25 MB)."""
+    arrays = {
+        "paths": idx.paths, "offsets": idx.offsets, "labels": idx.labels, "sizes": idx.sizes, "mtimes": idx.mtimes,
+        "classes": np.asarray(idx.classes), "mean": idx.mean, "std": idx.std, "meta": np.asarray(json.dumps(idx.meta)),
+    }
+    for s in SPLITS:
+        arrays[f"rows_{s}"] = idx.rows[s]
+        arrays[f"i_{s}"] = idx.index[s]
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        savez_deterministic(fh, arrays, compress=True)
+
+
+def load_index(path: str | os.PathLike, root: str | os.PathLike | None = None) -> StreamIndex:
+    """Read an index written by :func:`write_index`. ``root`` overrides the recorded root (a tree
+    moved, or mounted elsewhere on a cluster's nodes)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"dataset index {path} does not exist; build it with `snakemake {path}`")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("format") != INDEX_FORMAT:
+                raise ValueError(f"index format {meta.get('format')!r}, expected {INDEX_FORMAT}")
+            return StreamIndex(
+                str(root) if root is not None else meta["root"], z["paths"], z["offsets"], z["labels"], z["sizes"],
+                z["mtimes"], {s: z[f"rows_{s}"] for s in SPLITS}, {s: z[f"i_{s}"] for s in SPLITS},
+                [str(c) for c in z["classes"]], z["mean"], z["std"], meta,
+            )
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
+        raise DataError(
+            f"dataset index {path} is damaged ({' '.join(f'{type(err).__name__}: {err}'.split())}); "
+            f"rebuild it with `snakemake -f {path}`"
+        ) from None
+
+
+def is_current(idx: StreamIndex) -> bool:
+    """Whether the tree at ``idx.root`` still has the files (paths, sizes, mtimes) it was indexed with."""
+    return tree_checksum(idx.root) == idx.meta["checksum"]
+
+
+# --------------------------------------------------------------------------- decoding and augmentation
+
+
+def _decode(path: str, channels: int):
+    """The image at ``path`` as a uint8 ``C x H x W`` tensor (PIL decodes, as in :mod:`lspipe.core.data`:
+    CMYK, grey and palette images are converted; a truncated file fails here)."""
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as TF
+
+    with Image.open(path) as im:
+        return TF.pil_to_tensor(im.convert("RGB" if channels == 3 else "L"))
+
+
+def _unreadable_message(path: str, err: BaseException, name: str) -> str:
+    return (f"cannot read image {path} ({type(err).__name__}: {err}); replace or delete it, or set "
+            f"datasets.{name}.skip_unreadable: true to skip unreadable images with a warning")
+
+
+def eval_transform(image_size: int, crop_fraction: float):
+    """Resize the shorter side to ``floor(image_size / crop_fraction)``, then take the central
+    ``image_size`` square (224 of 256 at 0.875, the ImageNet convention; timm's arithmetic)."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.Resize(int(math.floor(image_size / crop_fraction)), antialias=True),
+                       v2.CenterCrop(image_size)])
+
+
+def train_transform(image_size: int, scale: Sequence[float], ratio: Sequence[float]):
+    """``RandomResizedCrop`` (area fraction ``scale``, aspect ``ratio``) + ``RandomHorizontalFlip``."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomResizedCrop(image_size, scale=tuple(scale), ratio=tuple(ratio), antialias=True),
+                       v2.RandomHorizontalFlip()])
+
+
+def _seed(*entropy: int) -> int:
+    """A 63-bit seed from integers: BLAKE2b of their decimal text, so nearby inputs give unrelated
+    seeds (and in ~1 us: it runs once per image)."""
+    digest = hashlib.blake2b(":".join(str(int(e)) for e in entropy).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def sample_seed(seed: int, epoch: int, position: int) -> int:
+    """The seed of the augmentation of the image at ``position`` of the split in ``epoch``."""
+    return _seed(seed, 1, epoch, position)
+
+
+def permutation(n: int, seed: int, epoch: int):
+    """The order of epoch ``epoch``: a permutation of ``0..n-1`` drawn from ``(seed, epoch)`` alone."""
+    import torch
+
+    return torch.randperm(n, generator=torch.Generator().manual_seed(_seed(seed, 0, epoch))).numpy()
+
+
+class Unreadable(NamedTuple):
+    """What a worker returns for an image it cannot read (the loader decides: error or skip)."""
+
+    position: int
+    path: str
+    message: str
+
+
+class StreamDataset:
+    """Map-style dataset over one split of an index; an item is keyed ``(epoch, position)``.
+
+    ``mode`` is ``train`` (RandomResizedCrop + flip, seeded by ``(seed, epoch, position)``),
+    ``eval`` (resize + center crop) or ``sums`` (per-channel sum, sum of squares and pixel count
+    of the evaluation view, float64 ``C x 3``, for the index's statistics). An item is
+    ``(image, label, position)``, or an :class:`Unreadable`.
+    """
+
+    def __init__(self, paths: Sequence[str] | np.ndarray, labels: np.ndarray, *, mode: str, image_size: int,
+                 channels: int = defaults.default("datasets.*.channels"), seed: int = 0, crop_scale=None,
+                 crop_ratio=None, crop_fraction=None, name: str = "<name>"):
+        if mode not in ("train", "eval", "sums"):
+            raise ValueError(f"mode must be train, eval or sums, got {mode!r}")
+        # one numpy array of bytes, not a list of str: forked workers then share it without copying
+        self.paths = np.asarray([os.fsencode(p) for p in paths])
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.mode, self.channels, self.seed, self.name = mode, int(channels), int(seed), name
+        crop_scale = defaults.default("streaming.crop_scale") if crop_scale is None else crop_scale
+        crop_ratio = defaults.default("streaming.crop_ratio") if crop_ratio is None else crop_ratio
+        crop_fraction = defaults.default("streaming.eval_crop_fraction") if crop_fraction is None else crop_fraction
+        self.transform = (train_transform(image_size, crop_scale, crop_ratio) if mode == "train"
+                          else eval_transform(image_size, crop_fraction))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key):
+        import torch
+
+        epoch, k = key if isinstance(key, tuple) else (0, key)
+        path = os.fsdecode(self.paths[k])
+        try:
+            img = _decode(path, self.channels)
+        except READ_ERRORS as err:
+            return Unreadable(int(k), path, _unreadable_message(path, err, self.name))
+        if self.mode == "train":
+            fork = torch.utils.data.get_worker_info() is None  # in the main process: keep its RNG untouched
+            with torch.random.fork_rng(devices=[], enabled=fork):  # transforms v2 draw from the CPU RNG
+                torch.default_generator.manual_seed(sample_seed(self.seed, epoch, k))
+                img = self.transform(img)
+        else:
+            img = self.transform(img)
+        if self.mode == "sums":
+            v = img.reshape(img.shape[0], -1).double() / 255.0
+            img = torch.stack([v.sum(1), (v * v).sum(1), torch.full((len(v),), float(v.shape[1]),
+                                                                      dtype=torch.float64)], 1)
+        return img, int(self.labels[k]), int(k)
+
+
+def collate(samples):
+    """``(x, y, positions, unreadable)``: the readable images stacked (None if there are none),
+    their labels and positions (int64 tensors), and the :class:`Unreadable` items."""
+    import torch
+
+    good = [s for s in samples if not isinstance(s, Unreadable)]
+    bad = [tuple(s) for s in samples if isinstance(s, Unreadable)]
+    if not good:
+        return None, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), bad
+    return (torch.stack([s[0] for s in good]), torch.tensor([s[1] for s in good], dtype=torch.long),
+            torch.tensor([s[2] for s in good], dtype=torch.long), bad)
+
+
+class BatchSampler:
+    """The batches of one pass as lists of ``(epoch, position)`` keys, from batch ``start`` on.
+
+    A pass is ``positions`` (all of the split by default) in the order of :func:`permutation`
+    (``shuffle``) or as given, cut into global batches of ``batch_size``; rank ``rank`` of
+    ``world_size`` takes its contiguous share of each (``numpy.array_split``). ``epoch`` and
+    ``start`` are set before each pass; batches before ``start`` are never produced, so nothing
+    of them is read or decoded.
+    """
+
+    def __init__(self, positions: np.ndarray, batch_size: int, *, seed: int, shuffle: bool, drop_last: bool,
+                 rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.positions, self.batch_size, self.seed = np.asarray(positions, dtype=np.int64), int(batch_size), seed
+        self.shuffle, self.drop_last, self.rank, self.world_size = shuffle, drop_last, rank, world_size
+        self.epoch, self.start = 0, 0
+
+    def passes(self) -> int:
+        n, bs = len(self.positions), self.batch_size
+        return n // bs if self.drop_last else -(-n // bs)
+
+    def global_batch(self, epoch: int, b: int) -> np.ndarray:
+        order = self.positions[permutation(len(self.positions), self.seed, epoch)] if self.shuffle else self.positions
+        return order[b * self.batch_size:(b + 1) * self.batch_size]
+
+    def __len__(self) -> int:
+        return max(0, self.passes() - self.start)
+
+    def __iter__(self):
+        order = self.positions[permutation(len(self.positions), self.seed, self.epoch)] if self.shuffle else self.positions
+        bs = self.batch_size
+        for b in range(self.start, self.passes()):
+            share = np.array_split(order[b * bs:(b + 1) * bs], self.world_size)[self.rank]
+            yield [(self.epoch, int(k)) for k in share]
+
+
+def _workers(workers: int | None) -> int:
+    if workers is not None:
+        return int(workers)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(cores, 16)
+
+
+class StreamLoader:
+    """Batches of one split of a :class:`StreamIndex` (the interface is in the module docstring).
+
+    ``augment`` picks the training view (RandomResizedCrop + flip) or the evaluation view (resize
+    + center crop); ``positions`` restricts a pass to some positions of the split (in the given
+    order unless ``shuffle``). ``workers`` (None: one per available CPU core, at most 16; 0:
+    decode in this process), ``prefetch_factor`` and ``pin_memory`` (used when ``device`` is a
+    CUDA device) default to the schema's ``streaming.*`` keys, ``skip_unreadable`` to the
+    index's dataset setting.
+    """
+
+    def __init__(self, idx: StreamIndex, split: str, batch_size: int, *, seed: int = 0, augment: bool = True,
+                 shuffle: bool = True, drop_last: bool = True, positions: Sequence[int] | None = None,
+                 device="cpu", workers: int | None = -1, prefetch_factor: int | None = None,
+                 pin_memory: bool | None = None, rank: int = 0, world_size: int = 1,
+                 skip_unreadable: bool | None = None, crop_scale=None, crop_ratio=None, crop_fraction=None):
+        import torch
+        from torch.utils.data import DataLoader
+
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.index, self.split, self.device = idx, split, torch.device(device)
+        if skip_unreadable is None:
+            skip_unreadable = idx.meta.get("skip_unreadable", defaults.default("datasets.*.skip_unreadable"))
+        self.skip_unreadable = bool(skip_unreadable)
+        if crop_fraction is None:
+            crop_fraction = idx.meta.get("eval_crop_fraction") or defaults.default("streaming.eval_crop_fraction")
+        self.dataset = StreamDataset(
+            idx.split_paths(split), idx.y[split], mode="train" if augment else "eval",
+            image_size=idx.image_shape[1], channels=idx.image_shape[0], seed=seed, crop_scale=crop_scale,
+            crop_ratio=crop_ratio, crop_fraction=crop_fraction, name=idx.meta.get("name", "<name>"),
+        )
+        pos = np.arange(len(self.dataset)) if positions is None else np.asarray(positions, dtype=np.int64)
+        self.sampler = BatchSampler(pos, batch_size, seed=seed, shuffle=shuffle, drop_last=drop_last, rank=rank,
+                                    world_size=world_size)
+        if batch_size % world_size:
+            raise ValueError(f"the global batch size {batch_size} is not a multiple of the {world_size} ranks")
+        workers = _workers(defaults.default("streaming.workers") if workers == -1 else workers)
+        pin = defaults.default("streaming.pin_memory") if pin_memory is None else pin_memory
+        prefetch = defaults.default("streaming.prefetch_factor") if prefetch_factor is None else prefetch_factor
+        self.loader = DataLoader(
+            self.dataset, batch_sampler=self.sampler, num_workers=workers, collate_fn=collate,
+            pin_memory=bool(pin) and self.device.type == "cuda",
+            prefetch_factor=prefetch if workers else None, persistent_workers=workers > 0,
+            # the loader's own seed draw must not consume the caller's global RNG (dropout, ...)
+            generator=torch.Generator().manual_seed(_seed(seed, 2)),
+        )
+        self.epoch, self.batch = 0, 0
+        self.warned: set[str] = set()
+
+    def __len__(self) -> int:
+        return self.sampler.passes()
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def load_state_dict(self, state: dict) -> None:
+        epoch, batch = int(state["epoch"]), int(state["batch"])
+        if not 0 <= batch <= len(self):
+            raise ValueError(f"batch {batch} is outside 0..{len(self)} (batches per pass)")
+        self.epoch, self.batch = (epoch + 1, 0) if batch == len(self) else (epoch, batch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` at its first batch."""
+        self.epoch, self.batch = int(epoch), 0
+
+    def batches(self) -> Iterator[tuple]:
+        """Like ``iter(loader)`` but yields ``(x, y, positions)``, positions into the split (CPU
+        int64): with ``skip_unreadable`` they say which images a batch lacks."""
+        epoch, n = self.epoch, len(self)
+        self.sampler.epoch, self.sampler.start = epoch, self.batch
+        nb = self.device.type == "cuda"
+        for b, (x, y, pos, bad) in enumerate(self.loader, self.batch):
+            for _, path, message in bad:
+                if not self.skip_unreadable:
+                    raise DataError(message)
+                if path not in self.warned:
+                    self.warned.add(path)
+                    print(f"warning: skipped unreadable image {path} "
+                          f"(datasets.{self.index.meta.get('name', '<name>')}.skip_unreadable)", file=sys.stderr)
+            self.epoch, self.batch = (epoch, b + 1) if b + 1 < n else (epoch + 1, 0)
+            if x is None:  # every image of the batch unreadable (and skipped)
+                continue
+            yield x.to(self.device, non_blocking=nb), y.to(self.device, non_blocking=nb), pos
+
+    def __iter__(self):
+        for x, y, _ in self.batches():
+            yield x, y
+
+
+def eval_batches(idx: StreamIndex, split: str, batch_size: int, *, positions: Sequence[int] | None = None,
+                 device="cpu", workers: int | None = -1, **kwargs) -> Iterator[tuple]:
+    """``(x, y, positions)`` of ``split`` (or of ``positions`` of it, in that order), evaluation
+    view, no augmentation, ``batch_size`` images at a time: at most the prefetched batches are in
+    memory, never the split."""
+    loader = StreamLoader(idx, split, batch_size, augment=False, shuffle=False, drop_last=False, positions=positions,
+                          device=device, workers=workers, **kwargs)
+    yield from loader.batches()
+
+
+def _image_sums(paths: Sequence[str], image_size: int, channels: int, crop_fraction: float, skip_unreadable: bool,
+                name: str, workers: int | None):
+    """(readable mask, per-image ``C x 3`` sums) of ``paths`` (evaluation view), decoded by
+    ``workers`` DataLoader workers; an unreadable image is an error unless ``skip_unreadable``."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    ds = StreamDataset(paths, np.zeros(len(paths), np.int64), mode="sums", image_size=image_size, channels=channels,
+                       crop_fraction=crop_fraction, name=name)
+    ok = np.zeros(len(paths), dtype=bool)
+    sums = np.zeros((len(paths), channels, 3), dtype=np.float64)
+    workers = _workers(workers)
+    batches = [list(range(s, min(s + 64, len(paths)))) for s in range(0, len(paths), 64)]
+    dl = DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=collate,
+                    generator=torch.Generator().manual_seed(0))
+    for x, _, pos, bad in dl:
+        if bad and not skip_unreadable:
+            raise DataError(bad[0][2])
+        if x is not None:
+            ok[pos.numpy()] = True
+            sums[pos.numpy()] = x.numpy()
+    return ok, sums
+
+
+# --------------------------------------------------------------------------- resident or streaming
+
+
+def resident_bytes(images: int, channels: int, image_size: int) -> int:
+    """Bytes of the resident path's uint8 array of ``images`` images at ``image_size``."""
+    return int(images) * int(channels) * int(image_size) ** 2
+
+
+def count_images(root: str | os.PathLike) -> int:
+    """Image files of an ImageFolder tree, every split (the files the resident path would decode)."""
+    _, found, missing = scan(root)
+    return sum(len(v) for v in found.values()) + len(missing)
+
+
+def choose_storage(name: str, dataset: dict, resident_max_gb: float | None = None,
+                   images: int | None = None) -> tuple[str, str]:
+    """("resident" or "streaming", why) for ``datasets.<name>`` (its config entry, defaults filled or
+    not). ``storage: auto`` streams an ImageFolder tree whose resident uint8 array would exceed
+    ``resident_max_gb`` (default: the schema's ``streaming.resident_max_gb``); ``images`` saves
+    counting the tree's files."""
+    storage = dataset.get("storage", defaults.default("datasets.*.storage"))
+    source = dataset["source"]
+    if storage not in STORAGE:
+        raise DataError(f"datasets.{name}.storage is {storage!r}; allowed: {', '.join(STORAGE)}")
+    if source != "imagefolder":
+        if storage == "streaming":
+            raise DataError(f"datasets.{name}.storage: streaming needs source imagefolder (a tree of image files), "
+                            f"not {source!r}; set storage: resident or auto")
+        return "resident", f"source {source} is always resident"
+    if storage != "auto":
+        return storage, f"datasets.{name}.storage is {storage}"
+    limit = defaults.default("streaming.resident_max_gb") if resident_max_gb is None else resident_max_gb
+    size = dataset.get("image_size", defaults.default("datasets.*.image_size"))
+    channels = dataset.get("channels", defaults.default("datasets.*.channels"))
+    n = count_images(dataset.get("root")) if images is None else images
+    gb = resident_bytes(n, channels, size) / 1e9
+    choice = "streaming" if gb > limit else "resident"
+    return choice, (f"{n} images at {channels}x{size}x{size} are {gb:.3g} GB as uint8, "
+                    f"{'above' if choice == 'streaming' else 'within'} streaming.resident_max_gb = {limit:g}")

@@ -1,0 +1,1 @@
+"""Floor 2, the engine and its file formats: training, activation dumps, probe traces (docs/architecture.md)."""

@@ -1,0 +1,462 @@
+"""Grid-fused training: G models of one architecture trained as one network on the same batches.
+
+Teachers (or students) that differ only in label smoothing ``alpha`` (or seed) are small on a
+modern GPU: one ResNet-56 step at batch 128 leaves most of the chip idle. Fusing them turns G
+small kernels into one G-times wider kernel:
+
+* every ``Conv2d(C_in, C_out, groups=g)`` becomes ``Conv2d(G*C_in, G*C_out, groups=G*g)``: member
+  m owns channels ``[m*C, (m+1)*C)`` of every activation ("member-major" channels);
+* ``BatchNorm2d(C)`` becomes ``BatchNorm2d(G*C)``, per member by construction (statistics are per
+  channel);
+* ``Linear(I, O)`` becomes :class:`GroupedLinear` (weights ``G x O x I``, one batched matmul);
+* ``LocalResponseNorm`` (AlexNet), which mixes neighbouring channels, runs on a ``(B*G) x C``
+  view so it never mixes channels of two members; the option-A ResNet shortcut zero-pads each
+  member's channels separately;
+* ReLU, pooling and flattening act per channel and stay as they are;
+* the input images are normalised with each member's statistics and repeated G times, so every
+  member sees exactly the batch it would see alone; the logits are ``B x G x K``.
+
+:class:`FusedSmoothedCE` returns one label-smoothed cross-entropy per member (alpha per member),
+:class:`FusedDistillation` one distillation loss per member (teacher and temperature per member:
+fused students);
+:func:`lspipe.engine.training.fit` minimises their sum (each member's parameters get exactly their own
+gradient), clips gradients per member (:meth:`FusedClassifier.clip_grad_norm_`) and writes one
+metrics CSV per member. Weight decay, momentum and the learning rate act element-wise, so SGD is
+per member too. Members are initialised exactly as their single runs (``torch.manual_seed(seed);
+build_model(...)``) and copied into the fused network (:func:`fuse`); at the end each member is
+split out (:meth:`FusedClassifier.member_state_dict`) and saved as an ordinary checkpoint, with
+the same state_dict keys as ``models.create(arch, ...)``.
+
+Equivalence with separate runs: members that share the seed (the alphas of one seed, the
+workflow's fused job) train on the very batches and augmentations their separate runs would see,
+so the fused result equals the separate runs up to floating-point rounding (grouped vs. dense
+kernels). Members with *different* seeds are initialised as their own runs but share one batch
+stream (that of ``stream_seed``), which a separate run of the other seeds would not.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lspipe.base.defaults import default
+from lspipe.base.errors import ConfigError
+from lspipe.base.io import remove_stale_temps
+from lspipe.core import data as data_mod
+from lspipe.core import models as M
+from lspipe.core.inference import resolve_device, setup_torch
+from lspipe.core.losses import check_form, freeze
+from lspipe.core.models import build_model, model_spec, save_model
+from lspipe.core.recipe import Recipe
+from lspipe.engine import complete
+from lspipe.engine.training import fingerprint, fit
+
+# Modules that act on each channel (or element) separately: correct on member-major channels as is.
+_PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
+# Containers whose own forward only chains children, adds tensors or pools/flattens from dim 1 on.
+# A new architecture's container must be checked (and tested in tests/test_fused.py) before it is
+# added here; unknown modules are refused rather than fused wrongly.
+FUSABLE_CONTAINERS: tuple[type, ...] = (nn.Sequential, M.BasicBlock, M.ResNetBody, M.AlexNetBody)
+
+
+class FuseError(ValueError):
+    """The models cannot be fused (unknown layer type, different architectures, ...)."""
+
+
+class GroupedLinear(nn.Module):
+    """G independent ``Linear(in_features, out_features)`` on member-major features ``B x (G*in)``."""
+
+    def __init__(self, members: int, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.members, self.in_features, self.out_features = members, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(members, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(members, out_features)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        xg = x.reshape(b, self.members, self.in_features).transpose(0, 1)  # G x B x in
+        w = self.weight.transpose(1, 2)  # G x in x out
+        out = torch.bmm(xg, w) if self.bias is None else torch.baddbmm(self.bias.unsqueeze(1), xg, w)
+        return out.transpose(0, 1).reshape(b, self.members * self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"members={self.members}, in_features={self.in_features}, out_features={self.out_features}"
+
+
+def _keep_channels_last(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    if like.dim() == 4 and not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last):
+        return out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
+class FusedLocalResponseNorm(nn.Module):
+    """``LocalResponseNorm`` applied to each member's channels alone (a ``(B*G) x C`` view)."""
+
+    def __init__(self, members: int, lrn: nn.LocalResponseNorm):
+        super().__init__()
+        self.members, self.lrn = members, copy.deepcopy(lrn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, gc, h, w = x.shape
+        out = self.lrn(x.reshape(b * self.members, gc // self.members, h, w)).reshape(b, gc, h, w)
+        return _keep_channels_last(out, x)
+
+
+class FusedShortcutA(nn.Module):
+    """The option-A ResNet shortcut (subsample, zero-pad new channels), per member."""
+
+    def __init__(self, members: int, shortcut: M._ShortcutA):
+        super().__init__()
+        self.members, self.stride, self.pad = members, shortcut.stride, shortcut.pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        src = x
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        if self.pad:
+            b, gc, h, w = x.shape
+            x = F.pad(x.reshape(b, self.members, gc // self.members, h, w),
+                      (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+            x = _keep_channels_last(x.reshape(b, -1, h, w), src)
+        return x
+
+
+def _fuse_structure(module: nn.Module, members: int, where: str = "body") -> nn.Module:
+    """The G-wide counterpart of ``module`` (a private copy: containers are modified in place).
+
+    Parameters of the new layers are uninitialised; :func:`fuse` fills them.
+    """
+    g = members
+    if isinstance(module, nn.Conv2d):
+        if module.padding_mode != "zeros":
+            raise FuseError(f"{where}: only zero-padded convolutions can be fused")
+        return nn.Conv2d(g * module.in_channels, g * module.out_channels, module.kernel_size, module.stride,
+                         module.padding, module.dilation, g * module.groups, module.bias is not None)
+    if isinstance(module, nn.BatchNorm2d):
+        return nn.BatchNorm2d(g * module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats)
+    if isinstance(module, nn.Linear):
+        return GroupedLinear(g, module.in_features, module.out_features, module.bias is not None)
+    if isinstance(module, nn.LocalResponseNorm):
+        return FusedLocalResponseNorm(g, module)
+    if isinstance(module, M._ShortcutA):
+        return FusedShortcutA(g, module)
+    if isinstance(module, nn.Flatten):
+        if module.start_dim != 1:
+            raise FuseError(f"{where}: only Flatten(start_dim=1) keeps members' features apart")
+        return copy.deepcopy(module)
+    if isinstance(module, _PER_CHANNEL):
+        return copy.deepcopy(module)
+    if type(module) in FUSABLE_CONTAINERS:
+        if any(True for _ in itertools.chain(module.parameters(False), module.buffers(False))):
+            raise FuseError(f"{where}: container {type(module).__name__} holds tensors of its own")
+        for name, child in list(module._modules.items()):
+            module._modules[name] = _fuse_structure(child, g, f"{where}.{name}")
+        return module
+    raise FuseError(
+        f"{where}: cannot fuse a {type(module).__name__}; fusable: convolutions, BatchNorm2d, Linear, "
+        f"LocalResponseNorm, per-channel layers and the containers {[c.__name__ for c in FUSABLE_CONTAINERS]}"
+    )
+
+
+class FusedClassifier(nn.Module):
+    """G members of one :class:`lspipe.core.models.Classifier` architecture in one network.
+
+    ``forward(x)`` -> logits ``B x G x K``; ``forward(x, features=True)`` -> (logits, penultimate
+    ``B x G x F``). Every tensor of the state dict is the members' tensors concatenated along dim 0
+    (``cat0``), stacked on a new dim 0 (``stack``: grouped linear layers), concatenated along dim 1
+    (``cat1``: the ``1 x C x 1 x 1`` normalisation statistics) or shared (``shared``: BatchNorm's
+    step counter); :attr:`layouts` records which, and the keys are those of a single model.
+    """
+
+    def __init__(self, template: M.Classifier, members: int):
+        super().__init__()
+        if not isinstance(template, M.Classifier):
+            raise FuseError(f"only lspipe.core.models.Classifier models can be fused, got {type(template).__name__}")
+        if members < 1:
+            raise FuseError("a fused model needs at least one member")
+        self.num_members = members
+        self.register_buffer("mean", template.mean.detach().repeat(1, members, 1, 1).clone())
+        self.register_buffer("std", template.std.detach().repeat(1, members, 1, 1).clone())
+        self.body = _fuse_structure(copy.deepcopy(template.body), members)
+        self.classifier = _fuse_structure(template.classifier, members, "classifier")
+        self.layouts: dict[str, str] = {"mean": "cat1", "std": "cat1"}
+        for name, mod in self.named_modules():
+            for pname, t in itertools.chain(mod.named_parameters(recurse=False), mod.named_buffers(recurse=False)):
+                key = f"{name}.{pname}" if name else pname
+                if key not in self.layouts:
+                    self.layouts[key] = "stack" if isinstance(mod, GroupedLinear) else ("shared" if t.dim() == 0 else "cat0")
+        for key, _ in self.named_parameters():
+            assert self.layouts[key] in ("cat0", "stack"), key  # clip_grad_norm_ relies on member-major dim 0
+
+    # -- forward
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        return (x.repeat(1, self.num_members, 1, 1) - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor, features: bool = False):
+        h = self.body(self.normalize(x))
+        logits = self.classifier(h).view(len(h), self.num_members, -1)
+        return (logits, h.reshape(len(h), self.num_members, -1)) if features else logits
+
+    def dense_parameters(self) -> list[nn.Parameter]:
+        """Weights of the hidden (grouped) fully connected layers, without the logit layer, as
+        ``Classifier.dense_parameters``."""
+        return [m.weight for m in self.body.modules() if isinstance(m, GroupedLinear)]
+
+    # -- per-member views of the parameters
+    def _member_view(self, key: str, t: torch.Tensor) -> torch.Tensor:
+        """``t`` (fused) as ``G x ...`` with member g's tensor at index g (a copy for ``cat1``)."""
+        g, layout = self.num_members, self.layouts[key]
+        if layout == "stack":
+            return t
+        if layout == "cat0":
+            return t.reshape(g, t.shape[0] // g, *t.shape[1:])
+        if layout == "cat1":
+            return t.reshape(t.shape[0], g, t.shape[1] // g, *t.shape[2:]).transpose(0, 1)
+        return t.unsqueeze(0).expand(g, *t.shape)  # shared
+
+    def member_state_dict(self, member: int) -> dict[str, torch.Tensor]:
+        """Member ``member``'s state dict, with the keys and shapes of a single model."""
+        if not 0 <= member < self.num_members:
+            raise IndexError(f"member {member} of a {self.num_members}-member model")
+        return {k: self._member_view(k, t.detach())[member].clone().contiguous()
+                for k, t in self.state_dict().items()}
+
+    def load_members(self, states: Sequence[dict[str, torch.Tensor]]) -> None:
+        """Copy G single-model state dicts (member order) into this model."""
+        if len(states) != self.num_members:
+            raise FuseError(f"{len(states)} state dicts for a {self.num_members}-member model")
+        own = self.state_dict()
+        for i, s in enumerate(states):
+            if set(s) != set(own):
+                raise FuseError(f"member {i}'s state_dict keys differ from the fused architecture's "
+                                f"(missing {sorted(set(own) - set(s))[:5]}, extra {sorted(set(s) - set(own))[:5]})")
+        with torch.no_grad():
+            for key, t in own.items():
+                layout, vals = self.layouts[key], [s[key].to(t.device) for s in states]
+                expected = tuple(self._member_view(key, t).shape[1:])
+                for i, v in enumerate(vals):
+                    if tuple(v.shape) != expected:
+                        raise FuseError(f"member {i}: {key!r} has shape {tuple(v.shape)}, expected {expected}")
+                if layout == "shared":
+                    if any(not torch.equal(v, vals[0]) for v in vals[1:]):
+                        raise FuseError(f"members disagree on the shared buffer {key!r}")
+                    t.copy_(vals[0])
+                else:
+                    t.copy_(torch.stack(vals) if layout == "stack" else torch.cat(vals, dim=1 if layout == "cat1" else 0))
+
+    # -- per-member gradient clipping (lspipe.engine.training.fit calls this when the recipe clips)
+    @torch.no_grad()
+    def member_grad_norms(self) -> torch.Tensor:
+        """The 2-norm of each member's full gradient (a ``G`` vector)."""
+        sq = None
+        for p in self.parameters():
+            if p.grad is not None:
+                s = p.grad.float().reshape(self.num_members, -1).pow(2).sum(1)
+                sq = s if sq is None else sq + s
+        return torch.zeros(self.num_members) if sq is None else sq.sqrt()
+
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """``torch.nn.utils.clip_grad_norm_`` for each member separately; returns the G norms."""
+        norms = self.member_grad_norms()
+        coef = (float(max_norm) / (norms + 1e-6)).clamp(max=1.0)
+        for p in self.parameters():
+            if p.grad is not None:
+                c = coef.to(p.grad.dtype).repeat_interleave(p.shape[0] // self.num_members)
+                p.grad.mul_(c.view(-1, *([1] * (p.dim() - 1))))
+        return norms
+
+
+def fuse(models: Sequence[M.Classifier]) -> FusedClassifier:
+    """One :class:`FusedClassifier` holding copies of ``models`` (same architecture), member order kept."""
+    models = list(models)
+    if not models:
+        raise FuseError("nothing to fuse")
+    ref = models[0].state_dict()
+    for i, m in enumerate(models[1:], 1):
+        s = m.state_dict()
+        if type(m) is not type(models[0]) or set(s) != set(ref) or any(s[k].shape != ref[k].shape for k in ref):
+            raise FuseError(f"model {i} has another architecture than model 0; only identical architectures fuse")
+    first = next(models[0].parameters())
+    fused = FusedClassifier(models[0], len(models)).to(device=first.device, dtype=first.dtype)
+    fused.load_members([m.state_dict() for m in models])
+    return fused
+
+
+class FusedSmoothedCE(nn.Module):
+    """Label-smoothed cross-entropy per member: logits ``B x G x K`` -> losses ``G``.
+
+    Member g's loss is ``F.cross_entropy(logits[:, g], labels, label_smoothing=alphas[g])``:
+    ``(1 - a) * NLL + a * mean_k(-log p_k)`` (alpha/K on every class, as
+    :class:`lspipe.core.losses.SmoothedCE`).
+    """
+
+    def __init__(self, alphas: Sequence[float]):
+        super().__init__()
+        for a in alphas:
+            if not 0.0 <= a < 1.0:
+                raise ValueError(f"label smoothing alpha must be in [0, 1), got {a}")
+        self.register_buffer("alphas", torch.tensor([float(a) for a in alphas], dtype=torch.float32))
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, inputs=None) -> torch.Tensor:
+        logp = F.log_softmax(logits.float(), dim=-1)  # B x G x K
+        idx = labels.long().view(-1, 1, 1).expand(-1, logp.shape[1], 1)
+        nll = -logp.gather(-1, idx).squeeze(-1)  # B x G
+        uniform = -logp.mean(-1)  # B x G
+        return ((1.0 - self.alphas) * nll + self.alphas * uniform).mean(0)
+
+    def uniform_loss(self, num_classes: int) -> torch.Tensor:
+        """Each member's loss for a uniform prediction: ``log K``."""
+        return torch.full((len(self.alphas),), math.log(num_classes))
+
+
+class FusedDistillation(nn.Module):
+    """:class:`lspipe.core.losses.Distillation` per member: logits ``B x G x K`` -> losses ``G``.
+
+    Member g learns from ``teachers[g]`` at ``temperatures[g]`` (``beta`` and the ``form``,
+    :data:`lspipe.core.losses.FORMS`, shared). A
+    teacher listed for several members (the hard-target teacher at every temperature) runs once
+    per batch. Teachers stay in eval mode without gradients.
+    """
+
+    def __init__(self, teachers: Sequence[nn.Module], temperatures: Sequence[float],
+                 beta: float = default("distillation[].beta"), form: str = default("distillation[].form")):
+        super().__init__()
+        if len(teachers) != len(temperatures) or not teachers:
+            raise ValueError(f"one temperature per teacher: got {len(teachers)} teachers and {len(temperatures)} temperatures")
+        if any(t <= 0 for t in temperatures):
+            raise ValueError(f"distillation temperatures must be > 0, got {list(temperatures)}")
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f"distillation beta must be in [0, 1], got {beta}")
+        unique: list[nn.Module] = []
+        for t in teachers:
+            if not any(t is u for u in unique):
+                unique.append(t)
+        self.teachers = freeze(nn.ModuleList(unique))
+        self.which = [next(i for i, u in enumerate(unique) if u is t) for t in teachers]
+        self.register_buffer("temperatures", torch.tensor([float(t) for t in temperatures], dtype=torch.float32))
+        self.beta, self.form = float(beta), check_form(form)
+
+    def train(self, mode: bool = True):  # the teachers always stay in eval mode
+        super().train(mode)
+        self.teachers.eval()
+        return self
+
+    @torch.no_grad()
+    def teacher_probs(self, inputs: torch.Tensor) -> torch.Tensor:
+        logits = [t(inputs).float() for t in self.teachers]
+        stacked = torch.stack([logits[i] for i in self.which], 1)  # B x G x K
+        return F.softmax(stacked / self.temperatures.view(1, -1, 1), dim=-1)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        temps = self.temperatures.view(1, -1, 1)
+        # form_factors per member: student at T ("slides", "hinton") or 1 ("teacher"); x T^2 ("hinton")
+        soft_t = torch.ones_like(temps) if self.form == "teacher" else temps
+        scale = self.temperatures**2 if self.form == "hinton" else torch.ones_like(self.temperatures)
+        logp = F.log_softmax(logits.float() / soft_t, dim=-1)
+        loss = self.beta * scale * -(self.teacher_probs(inputs) * logp).sum(-1).mean(0)
+        if self.beta < 1.0:
+            hard = F.log_softmax(logits.float(), dim=-1)
+            idx = labels.long().view(-1, 1, 1).expand(-1, hard.shape[1], 1)
+            loss = loss + (1.0 - self.beta) * -hard.gather(-1, idx).squeeze(-1).mean(0)
+        return loss
+
+    def uniform_loss(self, num_classes: int) -> torch.Tensor:
+        """Each member's loss for a uniform prediction: ``((1 - beta) + beta * s) log K``."""
+        scale = self.temperatures**2 if self.form == "hinton" else torch.ones_like(self.temperatures)
+        return ((1.0 - self.beta) + self.beta * scale.cpu()) * math.log(num_classes)
+
+
+# --------------------------------------------------------------------------- training driver
+
+
+def train_fused(
+    arch: str,
+    data,
+    recipe,
+    alphas: Sequence[float],
+    seeds: Sequence[int],
+    *,
+    stream_seed: int | None = None,
+    device: torch.device | str = "cpu",
+    checkpoint_path: str | Path,
+    metrics_paths: Sequence[str | Path],
+    run_fingerprint: str = "",
+    progress: bool = default("progress"),
+    stop_after_epochs: int | None = None,
+    run_names: Sequence[str] = (),
+) -> tuple[list[M.Classifier], dict]:
+    """Train one member per ``(alphas[i], seeds[i])`` fused; returns the G single models and the summary.
+
+    Member i is initialised as its single run (``torch.manual_seed(seeds[i]); build_model(arch,
+    data)``); batches and augmentations come from ``stream_seed`` (default ``seeds[0]``), exactly
+    as a single run of that seed draws them.
+    """
+    if len(alphas) != len(seeds) or not alphas:
+        raise ValueError(f"one seed per alpha: got {len(alphas)} alphas and {len(seeds)} seeds")
+    singles = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        singles.append(build_model(arch, data))
+    fused = fuse(singles)
+    summary = fit(
+        fused, data, recipe, FusedSmoothedCE(alphas), seed=seeds[0] if stream_seed is None else stream_seed,
+        device=device, checkpoint_path=checkpoint_path, metrics_path=list(metrics_paths),
+        run_fingerprint=run_fingerprint, progress=progress, stop_after_epochs=stop_after_epochs,
+        run_name=list(run_names),
+    )
+    fused.cpu()
+    for i, m in enumerate(singles):
+        m.load_state_dict(fused.member_state_dict(i))
+        m.eval()
+    return singles, summary
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def cmd_train_fused(a):
+    setup_torch(a.threads)
+    g = len(a.alphas)
+    for what, vals in (("--out", a.out), ("--metrics", a.metrics), ("--runs", a.runs)):
+        if vals is not None and len(vals) != g:
+            raise ConfigError(f"{what} needs one value per alpha ({g}), got {len(vals)}")
+    outs = [Path(p) for p in a.out]
+    ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".fused.ckpt")
+    remove_stale_temps(ckpt, *outs, *a.metrics)  # left by a killed run (SIGKILL during a write)
+    device = resolve_device(a.device)
+    data = data_mod.load(a.data)
+    recipe = Recipe.from_dict(a.recipe)
+    runs = a.runs or [p.parent.name for p in outs]
+    base = {"dataset": data.meta["name"], "arch": a.arch, "role": a.role, "seed": a.seed, "recipe": a.recipe,
+            "data_meta": data.meta, "data_digest": data.digest}
+    fp = fingerprint(base | {"alphas": a.alphas, "fused": True})
+    member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
+    if complete.restore_group(outs, member_outputs, fp):
+        return  # finished before, but Snakemake did not record it (see lspipe.engine.complete)
+    singles, summary = train_fused(
+        a.arch, data, recipe, a.alphas, [a.seed] * g, device=device, checkpoint_path=ckpt,
+        metrics_paths=a.metrics, run_fingerprint=fp, progress=a.progress, stop_after_epochs=a.stop_after_epochs,
+        run_names=runs,
+    )
+    for i, (model, out) in enumerate(zip(singles, outs)):
+        member_summary = {**summary, "final": summary["final"][i]}
+        meta = {**base, "run": runs[i], "alpha": a.alphas[i], "summary": member_summary,
+                "fused": {"runs": runs, "alphas": a.alphas}}
+        meta = {k: meta[k] for k in ("dataset", "arch", "role", "run", "alpha", "seed", "recipe", "data_meta",
+                                     "data_digest", "summary", "fused")}
+        save_model(out, model, model_spec(a.arch, data), meta)
+        print(f"trained {a.arch} ({a.role}, fused member {i + 1}/{g}) -> {out}: {json.dumps(member_summary['final'])}")
+    complete.save_group(outs, member_outputs, fp)
+    ckpt.unlink(missing_ok=True)

@@ -1,0 +1,141 @@
+"""The distillation section's teacher projections (the source slides' last pages).
+
+Why do label-smoothed teachers make worse teachers (paper Sec. 4, Fig. 5)? The slides answer with
+the penultimate-layer projections of the distillation experiment's *teachers* (ResNet-56 on
+CIFAR-10) on training examples, with and without label smoothing: with hard targets, examples of
+a class spread out, each with its own similarity to the other classes; with label smoothing every
+example of a class sits about equally far from the other classes' templates, so the relative
+information between logits that a student could learn from is erased.
+
+This module draws that figure for a ``distillation`` entry's ``teacher_projection``: the same
+template-plane projection as Fig. 1 (:mod:`lspipe.experiments.projection`: class templates = last-layer rows
+with the bias appended, activations extended by 1, orthogonal projection onto the plane through
+the three templates), of ``per_class`` seeded training examples of each of three classes, for
+the hard-target teacher (alpha = 0) and one label-smoothed teacher of the grid (``ls_alpha``,
+default: the smallest nonzero ``teacher_alphas``), both of the entry's lowest seed (the teacher of
+that seed's students). Each panel also states the examples' spread: the standard deviation over
+a class's examples of their distance to the templates of the two other classes, averaged over
+the three classes and both other classes, relative to the distance between the templates (small
+with label smoothing: every example at the same distance).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from lspipe.base.defaults import default, fill
+from lspipe.base.errors import ConfigError
+from lspipe.engine.dumpfile import Dump
+from lspipe.experiments.projection import panel
+
+FIGURE_STEM = "fig5_teacher_projections_{dataset}"
+SETTINGS = "distillation[].teacher_projection"  # the config key of the figure's settings (and their defaults)
+
+
+def plan(entry: dict, where: str = "distillation[]") -> dict | None:
+    """The figure's settings for one ``distillation`` entry, or None when it has no ``teacher_projection``.
+
+    Returns ``{"classes", "ls_alpha", "per_class", "seed", "teacher_seed", "teacher_arch"}``; raises
+    :class:`ConfigError` when ``ls_alpha`` is not a nonzero alpha of the entry's ``teacher_alphas``.
+    """
+    if not entry.get("teacher_projection"):
+        return None
+    tp = fill(SETTINGS, entry["teacher_projection"])
+    smoothed = sorted(float(a) for a in entry["teacher_alphas"] if float(a) > 0)
+    ls_alpha = tp.get("ls_alpha")
+    if ls_alpha is None:
+        if not smoothed:
+            raise ConfigError(f"{where}.teacher_projection needs a label-smoothed teacher: teacher_alphas "
+                              f"{entry['teacher_alphas']} has no alpha > 0; add one or set teacher_projection: null")
+        ls_alpha = smoothed[0]
+    elif float(ls_alpha) not in smoothed:
+        raise ConfigError(f"{where}.teacher_projection.ls_alpha {ls_alpha} is not a nonzero alpha of "
+                          f"{where}.teacher_alphas {entry['teacher_alphas']}; pick one of {smoothed}")
+    return {
+        "classes": list(tp["classes"]), "ls_alpha": float(ls_alpha), "per_class": int(tp["per_class"]),
+        "seed": int(tp["seed"]), "teacher_seed": int(min(entry["seeds"])), "teacher_arch": entry["teacher_arch"],
+    }
+
+
+def class_spread(points: np.ndarray, labels: np.ndarray, templates: np.ndarray) -> float:
+    """Mean over classes c and other classes j != c of std_x |u_x - t_j| / mean pairwise |t_i - t_j|.
+
+    ``points`` (N x 2 plane coordinates), ``labels`` (N, positions 0..2), ``templates`` (3 x 2).
+    """
+    points, templates = np.asarray(points, float), np.asarray(templates, float)
+    scale = np.mean([np.linalg.norm(templates[i] - templates[j]) for i in range(3) for j in range(i + 1, 3)])
+    stds = []
+    for c in range(3):
+        sel = points[np.asarray(labels) == c]
+        for j in range(3):
+            if j != c and len(sel) > 1:
+                stds.append(np.linalg.norm(sel - templates[j], axis=1).std())
+    return float(np.mean(stds) / scale)
+
+
+def teacher_projection_figure(hard_dump: str | Path, ls_dump: str | Path, classes: Sequence[str],
+                              out_paths: Sequence[str | Path], *, per_class: int = default(f"{SETTINGS}.per_class"),
+                              seed: int = default(f"{SETTINGS}.seed"), ls_alpha: float | None = None,
+                              dpi: int = default("figures.dpi"), where: str = "distillation[]"):
+    """Two panels (hard-target teacher, LS teacher) of training examples; returns the two Panels."""
+    from matplotlib.lines import Line2D
+
+    from lspipe.core.plotting import new_figure, save_figure  # matplotlib: only when a figure is drawn
+
+    dumps = {"hard": Dump(hard_dump), "ls": Dump(ls_dump)}
+    alphas = {k: float(d.meta("alpha")) for k, d in dumps.items()}
+    if any(d.meta("role") != "teacher" for d in dumps.values()):
+        raise ValueError(f"{where}: teacher projections need teacher dumps, got roles "
+                         f"{[d.meta('role') for d in dumps.values()]}")
+    if alphas["hard"] != 0.0 or alphas["ls"] == 0.0 or (ls_alpha is not None and alphas["ls"] != float(ls_alpha)):
+        raise ValueError(f"{where}: dumps have alphas {alphas}, expected hard 0 and LS {ls_alpha}")
+    names = list(classes)
+    fig, axes = new_figure(1, 2, size=(5.6, 3.1))
+    panels = []
+    for ax, kind in zip(axes[0], ("hard", "ls")):
+        p = panel(dumps[kind], names, "train", per_class, seed, f"{where}.teacher_projection")
+        panels.append(p)
+        for c in range(3):
+            sel = p.labels == c
+            ax.scatter(p.points[sel, 0], p.points[sel, 1], s=6, alpha=0.6, color=f"C{c}", lw=0)
+            ax.scatter(*p.templates[c], marker="*", s=140, color=f"C{c}", edgecolor="black", lw=0.8, zorder=5)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.tick_params(labelsize=6)
+        label = "hard targets" if kind == "hard" else "label smoothing"
+        ax.set_title(f"teacher α = {alphas[kind]:g} ({label})\nspread = {class_spread(p.points, p.labels, p.templates):.3f}",
+                     fontsize=8)
+    handles = [Line2D([], [], ls="", marker="o", ms=4, color=f"C{c}", label=n) for c, n in enumerate(names)]
+    handles.append(Line2D([], [], ls="", marker="*", ms=8, color="0.6", mec="black", label="class template"))
+    axes[0, 0].legend(handles=handles, loc="best", fontsize=6, frameon=True, framealpha=0.7)
+    d = dumps["hard"]
+    fig.suptitle(f"Distillation teachers {d.meta('dataset')} / {d.meta('arch')} (seed {d.meta('seed')}):\n"
+                 f"penultimate activations of training examples on the template plane", fontsize=8, y=1.1)
+    save_figure(fig, out_paths, dpi)
+    return panels
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _cmd(a):
+    teacher_projection_figure(a.hard, a.ls, json.loads(a.classes), a.out, per_class=a.per_class, seed=a.seed,
+                              ls_alpha=a.ls_alpha, dpi=a.dpi)
+    print(f"wrote {', '.join(a.out)}")
+
+
+def add_cli(sub) -> None:
+    s = sub.add_parser("distillation-teacher-projections", aliases=["teacher-projections"],
+                       help="the distillation teachers' penultimate projections, alpha 0 vs LS (training examples)")
+    s.add_argument("--hard", required=True, help="dump of the hard-target (alpha 0) teacher")
+    s.add_argument("--ls", required=True, help="dump of the label-smoothed teacher")
+    s.add_argument("--classes", required=True, help="the three class names as a JSON list")
+    s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
+    s.add_argument("--per-class", type=int, default=default(f"{SETTINGS}.per_class"))
+    s.add_argument("--seed", type=int, default=default(f"{SETTINGS}.seed"), help="seed of the example choice")
+    s.add_argument("--ls-alpha", type=float, default=None)
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.set_defaults(func=_cmd)
