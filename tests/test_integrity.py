@@ -175,14 +175,17 @@ def test_runs_on_other_images_with_the_same_metadata_are_not_restored_or_resumed
 # --------------------------------------------------------------------------- item 2: the source tree's digest
 
 
-def test_source_digest_changes_when_an_image_is_added_replaced_or_removed(tmp_path):
+@pytest.mark.parametrize("kind", ["content", "stat"])
+def test_source_digest_changes_when_an_image_is_added_replaced_or_removed(tmp_path, monkeypatch, kind):
+    if kind == "stat":  # a tree above the content bound (ImageNet) is watched by stat
+        monkeypatch.setattr(D, "CONTENT_DIGEST_MAX_BYTES", 0)
     root = _gray_tree(tmp_path / "t")
     opts = {"source": "imagefolder", "root": str(root)}
     first = D.source_digest(opts)
-    assert first.startswith("32 files ") and D.source_digest(opts) == first
+    assert first.startswith(f"32 files, {kind} ") and D.source_digest(opts) == first
     img = root / "train" / "a" / "0.png"
     Image.fromarray(np.full((8, 8), 3, np.uint8)).save(img)
-    os.utime(img, ns=(1, 1))  # even with an old timestamp: the size or time differs
+    os.utime(img, ns=(1, 1))  # even with an old timestamp: the content, size or time differs
     replaced = D.source_digest(opts)
     assert replaced != first
     Image.fromarray(np.full((8, 8), 3, np.uint8)).save(root / "train" / "a" / "new.png")
@@ -194,7 +197,24 @@ def test_source_digest_changes_when_an_image_is_added_replaced_or_removed(tmp_pa
     cifar = tmp_path / "cifar"
     (cifar / "cifar-10-batches-py").mkdir(parents=True)
     (cifar / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"x")
-    assert D.source_digest({"source": "cifar10", "root": str(cifar)}).startswith("1 files ")
+    assert D.source_digest({"source": "cifar10", "root": str(cifar)}).startswith(f"1 files, {kind} ")
+
+
+def test_source_digest_of_a_small_tree_ignores_copies_and_touches(tmp_path, monkeypatch):
+    """A small tree is watched by content: re-copying it (new modification times) or touching a
+    file prepares nothing again; a large one is watched by stat, where a touch counts (it cannot be
+    told from an edit without reading the file)."""
+    root = _gray_tree(tmp_path / "t")
+    opts = {"source": "imagefolder", "root": str(root)}
+    first = D.source_digest(opts)
+    shutil.rmtree(root)
+    shutil.copytree(_gray_tree(tmp_path / "orig"), root, copy_function=shutil.copy)  # new mtimes
+    os.utime(root / "train" / "a" / "0.png", ns=(5, 5))
+    assert D.source_digest(opts) == first
+    monkeypatch.setattr(D, "CONTENT_DIGEST_MAX_BYTES", 0)
+    by_stat = D.source_digest(opts)
+    os.utime(root / "train" / "a" / "0.png", ns=(7, 7))
+    assert D.source_digest(opts) != by_stat
 
 
 # --------------------------------------------------------------------------- item 3: finite divergence

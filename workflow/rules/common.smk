@@ -177,9 +177,9 @@ def probe_settings(wc):
 
 def source_digest(dataset):
     """The source files of a dataset as they are now (lspipe.core.data.source_digest: the number of files
-    and a digest of their paths, sizes and modification times; "bundled" for the digits): a
-    `params:` value of prepare_data, so a changed ImageFolder tree or CIFAR folder prepares the data
-    again. One stat per file, each time the workflow is planned."""
+    and a digest of their contents, or of their sizes and modification times above 256 MiB; "bundled"
+    for the digits): a `params:` value of prepare_data, so a changed ImageFolder tree or CIFAR folder
+    prepares the data again. Computed each time the workflow is planned."""
     import lspipe.core.data
 
     return lspipe.core.data.source_digest(config["datasets"][dataset])
