@@ -545,7 +545,7 @@ def calibration_claims(results: Sequence[dict], cfg: dict) -> list[dict]:
         if any("val" not in by_alpha[a][s] for a in nonzero for s in seeds):
             out.append(not_compared(3, scope, st_a, "the calibration JSONs have no validation metrics at T = 1 "
                                     "(written before lspipe.experiments.calibration format 2)",
-                                    "rerunning `lspipe calibrate` (snakemake -R calibrate)", sources=src))
+                                    "rerunning `lspipe calibrate` (snakemake -R analyse_model)", sources=src))
             continue
         val = {a: _mean(by_alpha[a][s]["val"][metric] for s in seeds) for a in nonzero}
         star, edge = choose_alpha(val, nonzero)

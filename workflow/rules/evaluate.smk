@@ -8,7 +8,7 @@ rule analyse_model:
     """One model's analysis, in one job: its penultimate activations, logits, labels and last layer (the dump,
     HDF5), its accuracy and NLL on the validation and test splits (the evaluation), and temperature scaling
     fitted on the validation split with ECE / NLL / accuracy and reliability bins on test (the calibration).
-    The same files `lspipe dump-activations`, `evaluate` and `calibrate` write (lspipe.experiments.per_model)."""
+    The files of the sub-commands dump-activations, evaluate and calibrate, in one process (lspipe.experiments.per_model)."""
     input:
         model=P.model("{dataset}", "{arch}", "{role}", "{run}"),
         data=lambda wc: checked_data(wc.dataset),
