@@ -2,7 +2,6 @@
 # table. What it reads is PLAN.claims.inputs() (lspipe.experiments.claims.ClaimsPlan): the same plan
 # `lspipe claims --config` reads outside Snakemake.
 
-import lspipe.experiments.claims
 import lspipe.experiments.projection
 
 CLAIMS_INPUTS = PLAN.claims.inputs()
