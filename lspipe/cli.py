@@ -25,13 +25,14 @@ from lspipe.base import defaults
 from lspipe.base.errors import user_message
 from lspipe.core import data
 from lspipe.engine import commands as engine_commands
-from lspipe.experiments import accuracy, calibration, distill, experiment_table, mi, projection, teacher_projection
+from lspipe.experiments import (accuracy, calibration, distill, experiment_table, mi, per_model, projection,
+                                teacher_projection)
 from lspipe.workflow import report
 
 # The modules that contribute sub-commands, in the order of the workflow: each defines
 # ``add_cli(subparsers)`` next to the code it runs (the engine's, whose code imports torch, in
 # lspipe.engine.commands). None of them imports torch: `lspipe --help` starts fast.
-COMMAND_MODULES = (data, engine_commands, accuracy, calibration, projection, distill, teacher_projection, mi, report,
+COMMAND_MODULES = (data, engine_commands, per_model, accuracy, calibration, projection, distill, teacher_projection, mi, report,
                    experiment_table, bench)
 
 
@@ -102,7 +103,7 @@ OPTION_RULES = {
     "arch": (_arch, ""),
 }
 # the commands whose options these are (other commands' options of the same name mean other things)
-_CHECKED_COMMANDS = {"train", "train-fused", "train-lockstep", "dump-activations", "dump", "prepare-data", "prepare",
+_CHECKED_COMMANDS = {"train", "train-fused", "train-lockstep", "dump-activations", "dump", "analyse-model", "prepare-data", "prepare",
                      "calibrate", "calibration-table", "reliability-figure", "accuracy-table", "projections-figure",
                      "projections", "distillation-gamma", "distill-gamma", "distillation-figure", "distill-figure",
                      "distillation-teacher-projections", "teacher-projections", "mi-curve", "mi-figure"}

@@ -1,15 +1,18 @@
 """lspipe.workflow.plan: run names, path templates, multi-model jobs and final targets in one place; the
-rules use its path helpers; the config's cross-checks run once, in lspipe.workflow.plan.validate."""
+rules use its path helpers and read their inputs only through it; every experiment plugs in its plan
+(lspipe.workflow.plan.EXPERIMENTS), whose construction runs the experiment's checks of the config, once."""
 
 from __future__ import annotations
 
 import copy
+import inspect
 import re
+import uuid
 
 import h5py
 import pytest
 import yaml
-from conftest import REPO, TINY
+from conftest import REPO, TINY, make_workdir, snakemake
 
 from lspipe.base import paths, runs
 from lspipe.base.errors import ConfigError, DataError
@@ -75,7 +78,7 @@ def test_every_rule_runs_the_sub_command_named_after_it():
                 assert called[0].startswith("train"), (name, called[0])
             else:
                 assert called[0] == name.replace("_", "-"), f"{smk.name}: rule {name} runs lspipe {called[0]}"
-    assert len(seen) >= 15 and seen["dump_activations"] == "dump-activations"
+    assert len(seen) >= 15 and seen["analyse_model"] == "analyse-model"
 
 
 def test_config_cross_checks_run_in_validate():
@@ -87,6 +90,80 @@ def test_config_cross_checks_run_in_validate():
     twice["distillation"] = twice["distillation"] * 2
     with pytest.raises(ConfigError, match=r"distillation\[1\].dataset"):
         validate(twice)
+
+
+def test_experiments_plug_in_with_their_checks_and_targets(monkeypatch):
+    """Each experiment of plan.EXPERIMENTS is a Plan attribute named by its plan class, built once with
+    the Plan (its checks run then, each failing one listed), and the final targets are theirs."""
+    p = plan.Plan(_tiny())
+    names = [e.name for e in plan.EXPERIMENTS]
+    assert len(set(names)) == len(names) >= 8
+    for experiment in plan.EXPERIMENTS:
+        assert isinstance(getattr(p, experiment.name), experiment)
+        # the plan lives with its experiment, on floor 3
+        assert inspect.getmodule(experiment).__name__.startswith("lspipe.experiments.")
+    assert p.final_targets() == [t for e in plan.EXPERIMENTS for t in getattr(p, e.name).targets()]
+    assert p.calibration.jsons("digits", "smallcnn") == p.calibration.all_jsons()
+    assert set(p.claims.inputs()["calibrations"]) >= set(p.calibration.all_jsons())
+
+    # two experiments' checks fail: one error lists both, and the Plan is built once per validation
+    bad = _tiny()
+    bad["calibration"]["ls_alpha"] = 0.25
+    bad["distillation"] = bad["distillation"] * 2
+    with pytest.raises(ConfigError, match=r"(?s)calibration.ls_alpha.*distillation\[1\].dataset"):
+        validate(bad)
+    built, original = [], plan.Plan.__init__
+
+    def counting(self, config):
+        built.append(config)
+        original(self, config)
+
+    monkeypatch.setattr(plan.Plan, "__init__", counting)
+    assert isinstance(plan.build(yaml.safe_load(TINY.read_text())), plan.Plan) and len(built) == 1
+
+
+# rules files: a global of one (NAME = ...) used by another would make the order of the includes matter
+_GLOBAL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=", re.M)
+
+
+def test_rule_files_read_no_other_rule_files_globals():
+    files = {f.name: f.read_text() for f in (REPO / "workflow" / "rules").glob("*.smk")}
+    defined = {name: set(_GLOBAL.findall(text)) for name, text in files.items()}
+    for name, text in files.items():
+        for other, names in defined.items():
+            if other in (name, "common.smk"):  # common.smk is included first, and holds the shared helpers
+                continue
+            used = {g for g in names if re.search(rf"\b{g}\b", text)}
+            assert not used, f"{name} reads {sorted(used)}, defined in {other}: read it through PLAN instead"
+    # and no global is defined twice
+    seen = {}
+    for name, names in defined.items():
+        for g in names:
+            assert g not in seen, f"{g} is defined in {name} and {seen[g]}"
+            seen[g] = name
+
+
+@pytest.mark.slow
+def test_include_order_does_not_matter(tmp_path):
+    """The default config's DAG (a dry run) is the same with the rules files included in reverse order."""
+    snakefile = (REPO / "Snakefile").read_text()
+    includes = re.findall(r'^include: "workflow/rules/(?!common)[a-z_]+\.smk"\n', snakefile, re.M)
+    assert len(includes) >= 10
+    block = "".join(includes)
+    assert block in snakefile
+    reverse = REPO / f".Snakefile-reversed-{uuid.uuid4().hex}"  # beside the Snakefile: same basedir
+    reverse.write_text(snakefile.replace(block, "".join(reversed(includes))))
+    try:
+        work = make_workdir(tmp_path / "w", REPO / "config.yaml")
+        ours = snakemake(work, "-n", "-p")
+        theirs = snakemake(work, "-n", "-p", "-s", str(reverse))
+    finally:
+        reverse.unlink()
+
+    def commands(proc):
+        return sorted(re.findall(r"^Shell command: (lspipe .*)$", proc.stdout + proc.stderr, re.M))
+
+    assert len(commands(ours)) > 40 and commands(ours) == commands(theirs)
 
 
 def test_grouped_jobs_and_their_benchmarks():

@@ -309,7 +309,7 @@ def test_documented_force_rebuilds_do_what_the_docs_say(tiny_run):
     # the 3 distilled students: the LS teacher's alone, the hard-target teacher's (T = 1, 4) in lockstep
     assert jobs.get("train_teacher") == 2 and jobs.get("train_student_distilled") == 1, jobs
     assert jobs.get("train_students_lockstep_digits_kd_hard_s0") == 1, jobs
-    assert {"dump_activations", "evaluate", "accuracy_table", "mi_curve"} <= set(jobs), jobs
+    assert {"analyse_model", "accuracy_table", "mi_curve"} <= set(jobs), jobs
     # `rm <file> && snakemake <file>` (name it), while a plain `snakemake` leaves it missing
     assert "rm <file> && snakemake <file>" in docs and "does **not** rebuild a deleted intermediate" in docs
     model = tiny_run / TEACHER / "model.pt"

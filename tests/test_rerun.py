@@ -23,7 +23,7 @@ from test_slurm import is_plot_or_table, planned
 
 pytestmark = pytest.mark.slow
 
-COMPUTE_RULES = ("prepare_data", "train_", "dump_activations", "evaluate")
+COMPUTE_RULES = ("prepare_data", "train_", "analyse_model")
 
 
 def _products(work: Path) -> list[str]:
@@ -106,7 +106,7 @@ def test_forced_training_rebuilds_everything_made_from_it(tiny_run):
     proc = snakemake(tiny_run, "-n", "--forcerun", "train_teacher")
     jobs = planned_jobs(proc)
     assert jobs.get("train_teacher") == 2
-    assert {"dump_activations", "evaluate", "accuracy_table"} <= set(jobs), jobs
+    assert {"analyse_model", "accuracy_table"} <= set(jobs), jobs
 
 
 # --------------------------------------------------------------------------- interrupted training

@@ -123,7 +123,7 @@ def test_retraining_a_teacher_refreshes_fig5(tiny_run):
     jobs = planned_jobs(_force(tiny_run, "a0.3_s0", "results/tables/distillation_digits.csv"))
     assert jobs.get("train_student_distilled") == 1
     assert jobs.get("distillation_gamma") == 1 and jobs.get("distillation_figure") == 1
-    assert jobs.get("evaluate") == 2  # the teacher's and its student's
+    assert jobs.get("analyse_model") == 2  # the teacher's and its student's
 
 
 # --------------------------------------------------------------------------- fused
@@ -157,7 +157,7 @@ def test_teacher_twin_trains_once_in_a_dry_run(tmp_path):
     proc = snakemake(work, "-n", "results/tables/distillation_digits.csv")
     jobs = planned_jobs(proc)
     assert jobs == {"prepare_data": 1, "train_teacher": 2, "train_students_lockstep_digits_kd_hard_s0": 1,
-                    "train_student_distilled": 1, "dump_activations": 5, "evaluate": 5, "distillation_gamma": 1,
+                    "train_student_distilled": 1, "analyse_model": 5, "distillation_gamma": 1,
                     "distillation_figure": 1}, jobs
     figure = re.search(r"rule distillation_figure:\n\s+input: (.*)\n", proc.stdout).group(1).split(", ")
     assert {"results/eval/digits/smallcnn/teacher/a0_s0.json", "results/eval/digits/smallcnn/teacher/a0.3_s0.json"} < set(figure)

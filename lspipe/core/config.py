@@ -3,7 +3,7 @@ cross-references a schema cannot express (a teacher's dataset and recipe must ex
 
 Errors name the offending key as a dotted path (``teachers[0].alphas[2]``), what was found and
 what is allowed, so the fix is obvious. Defaults from the schema are filled in. The experiments'
-own checks come after these, in :func:`lspipe.workflow.plan.validate`, where validation starts.
+own checks come after these, in :func:`lspipe.workflow.plan.build`, where validation starts.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def coerce(instance, schema: dict, root: dict | None = None):
 def validate(config: dict, schema: dict | None = None) -> dict:
     """Validate ``config`` against the schema and check the references between its sections, in place
     (filling defaults); return it or raise :class:`ConfigError`. The experiments' own checks are
-    :func:`lspipe.workflow.plan.validate`'s, which calls this first.
+    :func:`lspipe.workflow.plan.build`'s, which calls this first.
 
     Strings where the schema wants numbers, booleans or lists (from ``--config``) are converted
     first (:func:`coerce`).

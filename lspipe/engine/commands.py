@@ -120,13 +120,19 @@ def add_cli(sub) -> None:
     s.set_defaults(func=_train_lockstep)
 
     s = sub.add_parser("dump-activations", aliases=["dump"], help="dump penultimate activations and logits to HDF5")
+    add_dump_options(s)
+    s.set_defaults(func=_dump)
+
+
+def add_dump_options(s: argparse.ArgumentParser) -> None:
+    """The options of an activation dump (``dump-activations``; also ``analyse-model``, which dumps,
+    evaluates and calibrates a model in one job: lspipe.experiments.per_model)."""
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the dump (HDF5)")
     s.add_argument("--max-train", type=int, default=defaults.default("dump.max_train"), help="0: all")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--chunk-rows", type=int, default=defaults.default("dump.chunk_rows"))
     s.add_argument("--compression", default=defaults.default("dump.compression"))
     s.add_argument("--device", default=defaults.default("device"))
     s.add_argument("--threads", type=int, default=None)
-    s.set_defaults(func=_dump)

@@ -107,6 +107,26 @@ def check_evaluation(path: str | Path, ev: dict, split: str) -> dict:
     return m
 
 
+# --------------------------------------------------------------------------- in the workflow's plan
+
+
+class AccuracyPlan:
+    """Table 2 in a configuration's workflow (``Plan.accuracy``): it reads the evaluation of every
+    teacher the config trains. ``plan`` is the workflow's :class:`lspipe.workflow.plan.Plan`."""
+
+    name = "accuracy"
+
+    def __init__(self, plan):
+        self._plan = plan
+
+    def evals(self) -> list[str]:
+        """Evaluation JSONs of every teacher (Table 2's inputs)."""
+        return [self._plan.paths.eval(*m) for m in self._plan.trained_models if m[2] == "teacher"]
+
+    def targets(self) -> list[str]:
+        return [self._plan.paths.table("accuracy.csv"), self._plan.paths.table("accuracy.md")]
+
+
 # --------------------------------------------------------------------------- command line
 
 

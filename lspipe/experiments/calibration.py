@@ -46,6 +46,7 @@ from lspipe.base.args import optional_float
 from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError
 from lspipe.base.io import read_json, write_json, write_text
+from lspipe.base.runs import run_name
 from lspipe.core.tables import fmt_pm, markdown_table, mean_std, write_csv
 from lspipe.engine.dumpfile import Dump
 
@@ -319,6 +320,38 @@ def table3_grids(config: dict) -> list[tuple[str, str, float, list[int]]]:
     return out
 
 
+class CalibrationPlan:
+    """Table 3 and Fig. 2 in a configuration's workflow (``Plan.calibration``): the teacher grids
+    they compare (:func:`table3_grids`, which checks ``calibration.ls_alpha``) and the per-model
+    calibration JSONs each grid reads."""
+
+    name = "calibration"
+
+    def __init__(self, plan):
+        self._paths = plan.paths
+        self.grids = table3_grids(plan.config)  # (dataset, arch, LS alpha, seeds); raises ConfigError
+
+    def ls_alpha(self, dataset: str, arch: str) -> float:
+        """The LS alpha of a grid's column in Table 3 / Fig. 2."""
+        return next(ls for d, a, ls, _ in self.grids if (d, a) == (dataset, arch))
+
+    def jsons(self, dataset: str, arch: str) -> list[str]:
+        """Calibration JSONs of one grid: hard-target and LS runs, every seed."""
+        return [self._paths.calibration(d, a, "teacher", run_name(al, s)) for d, a, ls, seeds in self.grids
+                if (d, a) == (dataset, arch) for al in (0.0, ls) for s in seeds]
+
+    def all_jsons(self) -> list[str]:
+        """Calibration JSONs of every grid (Table 3's inputs)."""
+        return [p for d, a, *_ in self.grids for p in self.jsons(d, a)]
+
+    def targets(self) -> list[str]:
+        if not self.grids:
+            return []
+        p = self._paths
+        return [p.table("calibration.csv"), p.table("calibration.md")] + [
+            f for d, a, *_ in self.grids for f in p.figures(f"fig2_reliability_{d}_{a}")]
+
+
 def _group(results: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in results:
@@ -459,11 +492,16 @@ def reliability_figure(json_paths: Sequence[str | Path], out_paths: Sequence[str
 # --------------------------------------------------------------------------- CLI
 
 
+def summary(dump, res: dict) -> str:
+    """One line on a dump's calibration (:func:`calibrate_dump`'s result)."""
+    return (f"{dump}: T = {res['temperature']:.4f}, ECE {res['before']['ece']:.4f} -> {res['after']['ece']:.4f}, "
+            f"NLL {res['before']['nll']:.4f} -> {res['after']['nll']:.4f} ({res['split']} split)")
+
+
 def _cmd_calibrate(a):
     res = calibrate_dump(a.dump, a.bins)
     write_json(a.out, res)
-    print(f"{a.dump}: T = {res['temperature']:.4f}, ECE {res['before']['ece']:.4f} -> {res['after']['ece']:.4f}, "
-          f"NLL {res['before']['nll']:.4f} -> {res['after']['nll']:.4f} ({res['split']} split)")
+    print(summary(a.dump, res))
 
 
 def _cmd_table(a):

@@ -545,7 +545,7 @@ def calibration_claims(results: Sequence[dict], cfg: dict) -> list[dict]:
         if any("val" not in by_alpha[a][s] for a in nonzero for s in seeds):
             out.append(not_compared(3, scope, st_a, "the calibration JSONs have no validation metrics at T = 1 "
                                     "(written before lspipe.experiments.calibration format 2)",
-                                    "rerunning `lspipe calibrate` (snakemake -R calibrate)", sources=src))
+                                    "rerunning `lspipe calibrate` (snakemake -R analyse_model)", sources=src))
             continue
         val = {a: _mean(by_alpha[a][s]["val"][metric] for s in seeds) for a in nonzero}
         star, edge = choose_alpha(val, nonzero)
@@ -913,29 +913,48 @@ def calibration_models(config: dict) -> list[tuple[str, str, float, int]]:
     return out
 
 
-def inputs(plan) -> dict:
-    """Every input of the claims report of a configuration's plan (a :class:`lspipe.workflow.plan.Plan`),
-    and its settings: what the ``claims`` rule reads and what ``lspipe claims --config`` reads
-    (nothing else in the results folder)."""
-    config, p = plan.config, plan.paths
-    evals = [p.eval(*m) for m in plan.trained_models]
-    # a student baseline trained as a teacher (lspipe.experiments.distill.teacher_twins) is read from the teacher's eval
-    twins = {ds: {run: p.eval(ds, plan.distill[ds]["student_arch"], *trained_as(run, t)) for run in t}
-             for ds, t in plan.twins.items() if t}
-    return {
-        "evals": evals + sorted({path for t in twins.values() for path in t.values()} - set(evals)),
-        "twins": twins,
-        "calibrations": [p.calibration(d, a, "teacher", run_name(al, s)) for d, a, al, s in calibration_models(config)],
-        "tightness": [p.table("tightness.csv")] if plan.tightness_models else [],
-        "gamma": [p.table(f"distillation_gamma_{d}.csv") for d in plan.distill],
-        "mi_curves": [p.mi_curve(d, a, run_name(al, s)) for (d, a), m in plan.mi.items() for al in m["alphas"]
-                      for s in m["seeds"]],
-        "settings": dict(config.get("claims", {})),
-        "accuracy_split": config["accuracy_table"]["split"],
-        "fig1_ls_alpha": config["projections"]["ls_alpha"],
-        "fig1_rows": len(config["projections"]["rows"]),
-        "distillation_split": {d: e["split"] for d, e in plan.distill.items()},
-    }
+class ClaimsPlan:
+    """The claims report in a configuration's workflow (``Plan.claims``): the teacher dumps of claim 2's
+    tightness table (:func:`tightness_models`) and every input of the report (:meth:`inputs`), read
+    from the other experiments' plans on the workflow's :class:`lspipe.workflow.plan.Plan`."""
+
+    name = "claims"
+
+    def __init__(self, plan):
+        self._plan = plan
+        self.tightness_models = tightness_models(plan.config)
+
+    def tightness_dumps(self) -> list[str]:
+        """Teacher dumps of claim 2's tightness table (alpha 0, the compared LS alphas, every seed)."""
+        return [self._plan.paths.dump(d, a, "teacher", run_name(alpha, s)) for d, a, alpha, s in self.tightness_models]
+
+    def inputs(self) -> dict:
+        """Every input of the report and its settings: what the ``claims`` rule reads and what
+        ``lspipe claims --config`` reads (nothing else in the results folder)."""
+        plan = self._plan
+        config, p, distillation = plan.config, plan.paths, plan.distillation
+        evals = [p.eval(*m) for m in plan.trained_models]
+        # a student baseline trained as a teacher (lspipe.experiments.distill.teacher_twins) is read from the teacher's eval
+        twins = {ds: {run: p.eval(ds, distillation.entries[ds]["student_arch"], *trained_as(run, t)) for run in t}
+                 for ds, t in distillation.twins.items() if t}
+        return {
+            "evals": evals + sorted({path for t in twins.values() for path in t.values()} - set(evals)),
+            "twins": twins,
+            "calibrations": [p.calibration(d, a, "teacher", run_name(al, s)) for d, a, al, s in calibration_models(config)],
+            "tightness": [p.table("tightness.csv")] if self.tightness_models else [],
+            "gamma": [distillation.gamma_table(d) for d in distillation.entries],
+            "mi_curves": plan.mi.all_curves(),
+            "settings": dict(config.get("claims", {})),
+            "accuracy_split": config["accuracy_table"]["split"],
+            "fig1_ls_alpha": config["projections"]["ls_alpha"],
+            "fig1_rows": len(config["projections"]["rows"]),
+            "distillation_split": {d: e["split"] for d, e in distillation.entries.items()},
+        }
+
+    def targets(self) -> list[str]:
+        p = self._plan.paths
+        return ([p.report("claims.md"), p.report("claims.json"), p.report("claims.rst")]
+                + ([p.table("tightness.csv")] if self.tightness_models else []))
 
 
 # --------------------------------------------------------------------------- the report

@@ -40,6 +40,7 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -233,6 +234,54 @@ def entry_for(by_dataset: dict[str, dict], dataset: str, student_arch: str | Non
         raise ConfigError(f"a {student_arch!r} student was requested for {dataset!r}, but "
                           f"distillation[].student_arch is {d['student_arch']!r} there")
     return d
+
+
+class DistillationPlan:
+    """Fig. 5 in a configuration's workflow (``Plan.distillation``): the ``distillation`` entries by
+    dataset (:func:`entries_by_dataset`, which checks them), the student baselines trained as a
+    teacher (:func:`teacher_twins`), and what the gamma table and the figure of each dataset read."""
+
+    name = "distillation"
+
+    def __init__(self, plan):
+        self._paths, self._config = plan.paths, plan.config
+        self.entries = entries_by_dataset(plan.config.get("distillation", []))  # raises ConfigError
+
+    @cached_property
+    def twins(self) -> dict[str, dict[str, str]]:
+        """Per dataset: student baseline run -> the teacher run it is trained as (:func:`teacher_twins`)."""
+        return {ds: teacher_twins(d, self._config["teachers"], self._config.get("recipes", {}))
+                for ds, d in self.entries.items()}
+
+    def gamma_dumps(self, dataset: str) -> list[str]:
+        """Dumps of the teachers whose smoothness index the gamma table computes."""
+        d = self.entries[dataset]
+        return [self._paths.dump(dataset, d["teacher_arch"], "teacher", baseline_run(a, s))
+                for a, s in gamma_teacher_runs(d)]
+
+    def gamma_temperatures(self, dataset: str) -> list[float]:
+        """Temperatures of the gamma table (:func:`gamma_temperatures`)."""
+        return gamma_temperatures(self.entries[dataset])
+
+    def gamma_table(self, dataset: str) -> str:
+        return self._paths.table(f"distillation_gamma_{dataset}.csv")
+
+    def teacher_evals(self, dataset: str) -> list[str]:
+        """Evaluations of the teachers drawn in the figure."""
+        d = self.entries[dataset]
+        return [self._paths.eval(dataset, d["teacher_arch"], "teacher", baseline_run(a, s))
+                for a, s in teacher_curve_runs(d)]
+
+    def student_evals(self, dataset: str) -> list[str]:
+        """Evaluations of every student run (a twin's from its teacher's files)."""
+        d = self.entries[dataset]
+        return [self._paths.eval(dataset, d["student_arch"], *trained_as(r.name, self.twins[dataset]))
+                for r in student_runs(d)]
+
+    def targets(self) -> list[str]:
+        p = self._paths
+        return [f for d in self.entries for f in
+                [self.gamma_table(d), p.table(f"distillation_{d}.csv")] + p.figures(f"fig5_distillation_{d}")]
 
 
 # --------------------------------------------------------------------------- smoothness index

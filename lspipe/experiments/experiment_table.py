@@ -142,6 +142,27 @@ def experiment_table(evals, calibrations, dumps, benchmarks, csv_path, md_path) 
     return rows
 
 
+class ExperimentTablePlan:
+    """The experiment table in a configuration's workflow (``Plan.experiment_table``): one row per
+    trained model, read from its evaluation, calibration and dump and from the benchmark file of the
+    job that trained it."""
+
+    name = "experiment_table"
+
+    def __init__(self, plan):
+        self._plan = plan
+
+    def inputs(self) -> dict[str, list[str]]:
+        """``evals``, ``calibrations``, ``dumps``, ``benchmarks``: one each per trained model, in one order."""
+        p, models = self._plan.paths, self._plan.trained_models
+        return {"evals": [p.eval(*m) for m in models], "calibrations": [p.calibration(*m) for m in models],
+                "dumps": [p.dump(*m) for m in models],
+                "benchmarks": [self._plan.training_benchmark(*m) for m in models]}
+
+    def targets(self) -> list[str]:
+        return [self._plan.paths.table("experiments.csv"), self._plan.paths.table("experiments.md")]
+
+
 def _cmd(a):
     n = len(a.evals)
     for name in ("calibrations", "dumps", "benchmarks"):

@@ -54,6 +54,7 @@ from scipy.special import logsumexp
 
 from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError, DataError
+from lspipe.base.runs import run_name
 from lspipe.core.tables import write_csv
 from lspipe.engine.probefile import ProbeTrace
 
@@ -159,6 +160,29 @@ def fig6_plan(config: dict) -> dict[tuple[str, str], dict]:
             "title": f"{g['dataset']} / {g['arch']}: Y = logit({c0}) - logit({c1})",
         }
     return plan
+
+
+class MIPlan:
+    """Fig. 6 in a configuration's workflow (``Plan.mi``): its panels (:func:`fig6_plan`, which checks
+    ``mi.alphas``) and the MI curve of every probed teacher each panel reads."""
+
+    name = "mi"
+
+    def __init__(self, plan):
+        self._paths = plan.paths
+        self.grids = fig6_plan(plan.config)  # (dataset, arch) -> alphas, seeds, title; raises ConfigError
+
+    def curves(self, dataset: str, arch: str) -> list[str]:
+        """MI curve CSVs of one panel: every alpha and seed."""
+        g = self.grids[(dataset, arch)]
+        return [self._paths.mi_curve(dataset, arch, run_name(a, s)) for a in g["alphas"] for s in g["seeds"]]
+
+    def all_curves(self) -> list[str]:
+        return [p for d, a in self.grids for p in self.curves(d, a)]
+
+    def targets(self) -> list[str]:
+        p = self._paths
+        return [f for d, a in self.grids for f in p.figures(f"fig6_mi_{d}_{a}") + [p.table(f"mi_{d}_{a}.csv")]]
 
 
 def _read_curves(paths: Sequence[str | os.PathLike]) -> list[dict]:

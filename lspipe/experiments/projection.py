@@ -34,6 +34,7 @@ import numpy as np
 
 from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError, DataError
+from lspipe.base.runs import run_name
 from lspipe.core.tables import write_csv
 from lspipe.engine.dumpfile import Dump
 
@@ -142,6 +143,25 @@ def projection_models(config: dict) -> list[tuple[str, str, int]]:
                               f"{row['arch']!r} under teachers")
         out.append((g["dataset"], g["arch"], min(g["seeds"])))
     return out
+
+
+class ProjectionPlan:
+    """Fig. 1 in a configuration's workflow (``Plan.projection``): the teacher of each row
+    (:func:`projection_models`, which checks ``projections.rows``) and the dumps drawn."""
+
+    name = "projection"
+
+    def __init__(self, plan):
+        self._paths, self._config = plan.paths, plan.config
+        self.models = projection_models(plan.config)  # (dataset, arch, seed) per row; raises ConfigError
+
+    def dumps(self, kind: str) -> list[str]:
+        """Dump of each row's teacher: ``kind`` "hard" (alpha 0) or "ls" (``projections.ls_alpha``)."""
+        alpha = {"hard": 0.0, "ls": self._config["projections"]["ls_alpha"]}[kind]
+        return [self._paths.dump(d, a, "teacher", run_name(alpha, s)) for d, a, s in self.models]
+
+    def targets(self) -> list[str]:
+        return self._paths.figures("fig1_projections") if self._config.get("projections", {}).get("rows") else []
 
 
 def share_row_scale(axes_row, panels: Sequence[Panel], pad: float = 0.06) -> float:

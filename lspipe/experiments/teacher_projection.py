@@ -29,6 +29,7 @@ import numpy as np
 
 from lspipe.base.defaults import default, fill
 from lspipe.base.errors import ConfigError
+from lspipe.base.runs import run_name
 from lspipe.engine.dumpfile import Dump
 from lspipe.experiments.projection import panel
 
@@ -59,6 +60,28 @@ def plan(entry: dict, where: str = "distillation[]") -> dict | None:
         "classes": list(tp["classes"]), "ls_alpha": float(ls_alpha), "per_class": int(tp["per_class"]),
         "seed": int(tp["seed"]), "teacher_seed": int(min(entry["seeds"])), "teacher_arch": entry["teacher_arch"],
     }
+
+
+class TeacherProjectionPlan:
+    """The distillation teachers' projections in a configuration's workflow (``Plan.teacher_projection``):
+    the settings of every ``distillation`` entry with a ``teacher_projection`` (:func:`plan`, which
+    checks them) and the two dumps each figure draws."""
+
+    name = "teacher_projection"
+
+    def __init__(self, plan_):
+        self._paths = plan_.paths
+        self.settings = {d["dataset"]: p for i, d in enumerate(plan_.config.get("distillation", []))
+                         if (p := plan(d, f"distillation[{i}]")) is not None}
+
+    def dump(self, dataset: str, kind: str) -> str:
+        """Dump of the hard-target (``kind`` "hard") or label-smoothed ("ls") teacher of the grid's lowest seed."""
+        p = self.settings[dataset]
+        alpha = 0.0 if kind == "hard" else p["ls_alpha"]
+        return self._paths.dump(dataset, p["teacher_arch"], "teacher", run_name(alpha, p["teacher_seed"]))
+
+    def targets(self) -> list[str]:
+        return [f for d in self.settings for f in self._paths.figures(FIGURE_STEM.format(dataset=d))]
 
 
 def class_spread(points: np.ndarray, labels: np.ndarray, templates: np.ndarray) -> float:

@@ -4,14 +4,19 @@ multi-model training jobs and the final targets.
 One module owns what the Snakemake rules and the tests both need to know about a (validated)
 configuration, so nothing of it is spelled twice:
 
-- validation: :func:`validate` (and :func:`load` for a file) checks the schema and the references
-  between sections (:func:`lspipe.core.config.validate`), then every experiment's own
-  cross-checks (:func:`check`), once;
-- the experiments' plans, computed once: :class:`Plan` (distillation entries, Table 3 grids, Fig. 1
-  rows, Fig. 6 plan, teacher projections, claim 2's dumps, every trained model), with the path
-  templates of the results folder (:attr:`Plan.paths`, :class:`lspipe.base.paths.Paths`);
-- the multi-model training jobs (fused teacher grids, lockstep students): :meth:`Plan.grouped_jobs`;
-- the final targets of ``rule all``: :meth:`Plan.final_targets`.
+- the experiments: :data:`EXPERIMENTS`, one line each. Every experiment module of floor 3 exposes
+  its plan as a class (``AccuracyPlan``, ``CalibrationPlan``, ...) with a ``name`` (its attribute on
+  :class:`Plan`), a constructor taking the :class:`Plan` that checks the experiment's part of the
+  config (raising :class:`~lspipe.base.errors.ConfigError`, each check written once, in its
+  experiment), methods naming its input files (``PLAN.calibration.jsons(dataset, arch)``) and
+  ``targets()``, its final outputs;
+- validation: :func:`build` (and :func:`load` for a file) checks the schema and the references
+  between sections (:func:`lspipe.core.config.validate`), then builds the :class:`Plan`, whose
+  construction runs every experiment's checks: the Plan the rules use is the one that was checked,
+  built once;
+- the trained models and the multi-model training jobs (fused teacher grids, lockstep students):
+  :attr:`Plan.trained_models`, :attr:`Plan.grouped_jobs`;
+- the final targets of ``rule all``: :meth:`Plan.final_targets`, every experiment's ``targets()``.
 
 Run names are :mod:`lspipe.base.runs`' (``a<alpha>_s<seed>``, ``kd-<arch>-a<alpha>-T<T>_s<seed>``).
 """
@@ -26,19 +31,35 @@ from lspipe.base.errors import ConfigError
 from lspipe.base.paths import Paths
 from lspipe.base.runs import fmt, run_name
 from lspipe.core import config as core_config
-from lspipe.experiments import calibration, claims, distill, mi, projection, teacher_projection
+from lspipe.experiments import accuracy, calibration, claims, distill, experiment_table, mi, projection, teacher_projection
+
+# The experiments of the workflow: each one's plan becomes the Plan attribute its ``name`` says, in
+# this order (which is also the order of the final targets). A new experiment is one line here.
+EXPERIMENTS = (
+    accuracy.AccuracyPlan,  # Table 2
+    calibration.CalibrationPlan,  # Table 3, Fig. 2
+    projection.ProjectionPlan,  # Fig. 1
+    mi.MIPlan,  # Fig. 6
+    distill.DistillationPlan,  # Fig. 5
+    teacher_projection.TeacherProjectionPlan,  # the distillation teachers' projections
+    claims.ClaimsPlan,  # the claims report (and claim 2's tightness table)
+    experiment_table.ExperimentTablePlan,  # one row per trained model
+)
 
 
-def validate(config: dict, schema: dict | None = None) -> dict:
-    """Validate ``config`` in place (filling the schema's defaults) and return it; raise
+def build(config: dict, schema: dict | None = None) -> Plan:
+    """Validate ``config`` in place (filling the schema's defaults) and return its :class:`Plan`; raise
     :class:`~lspipe.base.errors.ConfigError` naming every problem and its fix.
 
     First the schema and the references between sections (:func:`lspipe.core.config.validate`),
-    then, when those hold, the experiments' own cross-checks (:func:`check`)."""
+    then, when those hold, every experiment's own checks (building the :class:`Plan`)."""
     core_config.validate(config, schema)
-    problems = check(config)
-    if problems:
-        raise ConfigError("invalid lspipe config:\n  - " + "\n  - ".join(problems))
+    return Plan(config)
+
+
+def validate(config: dict, schema: dict | None = None) -> dict:
+    """Validate ``config`` in place (:func:`build`) and return it."""
+    build(config, schema)
     return config
 
 
@@ -47,64 +68,36 @@ def load(path: str | Path) -> dict:
     return validate(core_config.load_yaml(path) or {})
 
 
-def check(config: dict) -> list[str]:
-    """The experiments' cross-checks the schema cannot express (each names the key and the fix), of
-    a config whose schema and references are known good (:func:`validate` runs them)."""
-    plan = Plan(config)
-    problems = []
-    for name in ("distill", "calibration_grids", "projection_models", "mi", "teacher_projections"):
-        try:
-            getattr(plan, name)
-        except ConfigError as err:
-            problems.append(str(err))
-    return problems
-
-
 class Plan:
-    """What a validated configuration makes: each experiment's plan, computed once."""
+    """What a validated configuration makes: each experiment's plan (an attribute per entry of
+    :data:`EXPERIMENTS`), the trained models and the multi-model training jobs, computed once.
+
+    Building it runs every experiment's checks of the config; a ``ConfigError`` lists every problem
+    found, one per line."""
 
     def __init__(self, config: dict):
         self.config = config
         self.paths = Paths(config["results"], config["figures"]["formats"])
+        problems = []
+        for experiment in EXPERIMENTS:
+            try:
+                setattr(self, experiment.name, experiment(self))
+            except ConfigError as err:
+                problems.append(str(err))
+        if problems:
+            raise ConfigError("invalid lspipe config:\n  - " + "\n  - ".join(problems))
 
-    # ------------------------------------------------------------------ the experiments' plans
+    # ------------------------------------------------------------------ the distillation entries (training needs them)
 
-    @cached_property
+    @property
     def distill(self) -> dict[str, dict]:
-        """The ``distillation`` entries by dataset (Fig. 5)."""
-        return distill.entries_by_dataset(self.config.get("distillation", []))
+        """The ``distillation`` entries by dataset (Fig. 5; ``self.distillation.entries``)."""
+        return self.distillation.entries
 
-    @cached_property
+    @property
     def twins(self) -> dict[str, dict[str, str]]:
         """Per distillation dataset: student baselines trained as a teacher (lspipe.experiments.distill.teacher_twins)."""
-        return {ds: distill.teacher_twins(d, self.config["teachers"], self.config.get("recipes", {}))
-                for ds, d in self.distill.items()}
-
-    @cached_property
-    def calibration_grids(self) -> list[tuple[str, str, float, list[int]]]:
-        """Teacher grids in Table 3 / Fig. 2: (dataset, arch, LS alpha, seeds)."""
-        return calibration.table3_grids(self.config)
-
-    @cached_property
-    def projection_models(self) -> list[tuple[str, str, int]]:
-        """(dataset, arch, seed) of each Fig. 1 row."""
-        return projection.projection_models(self.config)
-
-    @cached_property
-    def mi(self) -> dict[tuple[str, str], dict]:
-        """Fig. 6: (dataset, arch) -> alphas, seeds, title (lspipe.experiments.mi.fig6_plan)."""
-        return mi.fig6_plan(self.config)
-
-    @cached_property
-    def teacher_projections(self) -> dict[str, dict]:
-        """Per distillation dataset with a ``teacher_projection``: its settings (lspipe.experiments.teacher_projection.plan)."""
-        return {d["dataset"]: p for i, d in enumerate(self.config.get("distillation", []))
-                if (p := teacher_projection.plan(d, f"distillation[{i}]")) is not None}
-
-    @cached_property
-    def tightness_models(self) -> list[tuple[str, str, float, int]]:
-        """(dataset, arch, alpha, seed) of the teacher dumps of claim 2 (lspipe.experiments.claims.tightness_models)."""
-        return claims.tightness_models(self.config)
+        return self.distillation.twins
 
     @cached_property
     def trained_models(self) -> list[tuple[str, str, str, str]]:
@@ -177,24 +170,5 @@ class Plan:
     # ------------------------------------------------------------------ final targets
 
     def final_targets(self) -> list[str]:
-        """Every final output of the workflow (``rule all``): tables, figures, the claims report."""
-        p, out = self.paths, []
-        out += [p.table("accuracy.csv"), p.table("accuracy.md")]
-        if self.calibration_grids:
-            out += [p.table("calibration.csv"), p.table("calibration.md")]
-            out += [f for d, a, *_ in self.calibration_grids for f in p.figures(f"fig2_reliability_{d}_{a}")]
-        if self.config.get("projections", {}).get("rows"):
-            out += p.figures("fig1_projections")
-        for d, a in self.mi:
-            out += p.figures(f"fig6_mi_{d}_{a}") + [p.table(f"mi_{d}_{a}.csv")]
-        for d in self.distill:
-            out += [p.table(f"distillation_gamma_{d}.csv"), p.table(f"distillation_{d}.csv")]
-            out += p.figures(f"fig5_distillation_{d}")
-
-        for d in self.teacher_projections:
-            out += p.figures(teacher_projection.FIGURE_STEM.format(dataset=d))
-        out += [p.report("claims.md"), p.report("claims.json"), p.report("claims.rst"),
-                p.table("experiments.csv"), p.table("experiments.md")]
-        if self.tightness_models:
-            out.append(p.table("tightness.csv"))
-        return out
+        """Every final output of the workflow (``rule all``): each experiment's targets."""
+        return [t for experiment in EXPERIMENTS for t in getattr(self, experiment.name).targets()]

@@ -2,8 +2,8 @@
 
 The report itself (its checks, decision rule and rendering) is :mod:`lspipe.experiments.claims`.
 This command sits on the workflow floor because of ``--config``: it validates the configuration
-(:func:`lspipe.workflow.plan.load`) and reads exactly the inputs its plan names
-(:func:`lspipe.experiments.claims.inputs`), as the workflow's ``claims`` rule does.
+(:func:`lspipe.workflow.plan.build`) and reads exactly the inputs its plan names
+(``Plan.claims.inputs()``, :class:`lspipe.experiments.claims.ClaimsPlan`), as the workflow's ``claims`` rule does.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from pathlib import Path
 from lspipe.base.args import optional_float
 from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError
+from lspipe.core.config import load_yaml
 from lspipe.experiments import claims
-from lspipe.workflow.plan import Plan, load
+from lspipe.workflow.plan import build
 
 
 def _cmd_claims(a):
@@ -25,13 +26,14 @@ def _cmd_claims(a):
     twins = json.loads(a.twins) if a.twins else {}
     settings_in = a.settings
     if a.config:
-        config = load(a.config)
+        config = load_yaml(a.config) or {}
         if a.results:
             config["results"] = str(a.results)
+        plan = build(config)  # validated, and the experiments' plans (with their checks), once
         if not Path(config["results"]).is_dir():
             raise ConfigError(f"the results folder {config['results']} (config key results) does not exist; run "
                               "the workflow first or pass --results")
-        want = claims.inputs(Plan(config))
+        want = plan.claims.inputs()
         missing = [p for k in names for p in want[k] if not Path(p).exists()]
         if missing:
             raise ConfigError(f"{len(missing)} input(s) the config names are missing, e.g. {', '.join(missing[:5])}; "

@@ -1,27 +1,23 @@
-# The claims report ("did this run reproduce the paper?", lspipe.experiments.claims). It reads outputs the
-# other rules files write, so this file is included after them. What it reads is
-# lspipe.experiments.claims.inputs: the same function `lspipe claims --config` uses outside Snakemake.
+# The claims report ("did this run reproduce the paper?", lspipe.experiments.claims) and claim 2's tightness
+# table. What it reads is PLAN.claims.inputs() (lspipe.experiments.claims.ClaimsPlan): the same plan
+# `lspipe claims --config` reads outside Snakemake.
 
-import lspipe.experiments.claims
 import lspipe.experiments.projection
 
-CLAIMS = config["claims"]
-CLAIMS_INPUTS = lspipe.experiments.claims.inputs(PLAN)
-# teacher dumps of claim 2's tightness (alpha 0, the compared LS alphas, every seed)
-TIGHTNESS_DUMPS = [P.dump(d, a, "teacher", teacher_run(alpha, s)) for d, a, alpha, s in PLAN.tightness_models]
+CLAIMS_INPUTS = PLAN.claims.inputs()
 
 
 rule tightness_table:
     """Claim 2: tightness ratio of the Fig. 1 class triples and of every (or up to claims.tightness_triples
     random) class triple, on the training and validation examples of every teacher dump."""
     input:
-        TIGHTNESS_DUMPS,
+        PLAN.claims.tightness_dumps(),
     output:
         report(P.table("tightness.csv"), category="Claims", caption="../report/tightness_table.rst"),
     params:
         rows=json.dumps(config["projections"]["rows"], sort_keys=True),
-        triples=CLAIMS["tightness_triples"],
-        seed=CLAIMS["tightness_seed"],
+        triples=config["claims"]["tightness_triples"],
+        seed=config["claims"]["tightness_seed"],
         splits=" ".join(lspipe.experiments.projection.TIGHTNESS_SPLITS),
     log:
         P.log("tightness_table"),
@@ -48,7 +44,7 @@ rule claims:
         json=P.report("claims.json"),
         rst=report(P.report("claims.rst"), category="Claims", caption="../report/claims.rst"),
     params:
-        settings=json.dumps(CLAIMS, sort_keys=True),
+        settings=json.dumps(CLAIMS_INPUTS["settings"], sort_keys=True),
         twins=json.dumps(CLAIMS_INPUTS["twins"], sort_keys=True),
         accuracy_split=CLAIMS_INPUTS["accuracy_split"],
         fig1_ls_alpha=CLAIMS_INPUTS["fig1_ls_alpha"],

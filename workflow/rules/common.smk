@@ -1,4 +1,4 @@
-# Helpers shared by every rules file: config validation (once), the plan (lspipe.workflow.plan: path
+# Helpers shared by every rules file: config validation and the plan, once (lspipe.workflow.plan: path
 # helpers `P`, each experiment's plan, final targets), input and parameter functions, the training shell command.
 
 import json
@@ -14,20 +14,22 @@ import lspipe.base.runs
 import lspipe.core.config
 import lspipe.workflow.plan
 
-# The configuration is validated once, here: the config files refuse duplicate keys (Snakemake's
-# YAML reader keeps the last silently), then the schema (defaults filled in), the references between
-# sections and every cross-check of the experiments (lspipe.workflow.plan.validate).
+# The configuration is validated once, here, and its plan built once: the config files refuse duplicate
+# keys (Snakemake's YAML reader keeps the last silently), then the schema (defaults filled in), the
+# references between sections, and every experiment's checks, which run as its plan is built
+# (lspipe.workflow.plan.build). Every rules file reads its inputs through PLAN (each experiment's plan:
+# PLAN.calibration, PLAN.distillation, ...; lspipe.workflow.plan.EXPERIMENTS), never through another
+# rules file's globals, so the order of the includes after this file does not matter.
 try:
     for _configfile in workflow.configfiles:
         lspipe.core.config.load_yaml(_configfile)
-    lspipe.workflow.plan.validate(
+    PLAN = lspipe.workflow.plan.build(
         config, lspipe.core.config.load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     )
 except lspipe.base.errors.ConfigError as err:
     raise WorkflowError(str(err))
 
-# path templates, each experiment's plan and the final targets: lspipe.workflow.plan
-PLAN = lspipe.workflow.plan.Plan(config)
+# path templates of the results folder (lspipe.base.paths.Paths)
 P = PLAN.paths
 # Completed-run records (lspipe.engine.complete) serve only the job Snakemake lost: when a workflow starts,
 # the main process releases the record of every model that is absent (deleted: it retrains) or not

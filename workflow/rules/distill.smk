@@ -12,15 +12,12 @@
 
 import lspipe.experiments.distill
 
-DISTILL = PLAN.distill
-
-# the `dataset` wildcard of the Fig. 5 rules: only datasets with a distillation entry
-DISTILL_DATASET = f"(?:{'|'.join(DISTILL)})" if DISTILL else r"(?!)"
-
+# the `dataset` wildcard of the Fig. 5 rules: only datasets with a distillation entry (PLAN.distillation.entries).
 # Student baselines that are the very training run of a teacher (same dataset, arch, recipe, alpha,
-# seed; e.g. the paper preset's AlexNet at alpha 0): trained once, as the teacher. Their consumers
-# read the teacher's files (lspipe.experiments.distill.trained_as); no student job exists for them.
-TEACHER_TWINS = PLAN.twins
+# seed; e.g. the paper preset's AlexNet at alpha 0) are trained once, as the teacher: their consumers
+# read the teacher's files (PLAN.distillation.twins, lspipe.experiments.distill.trained_as); no
+# student job exists for them.
+DISTILL_DATASET = f"(?:{'|'.join(PLAN.distillation.entries)})" if PLAN.distillation.entries else r"(?!)"
 
 
 rule train_student_baseline:
@@ -106,16 +103,13 @@ rule train_student_distilled:
 rule distillation_gamma:
     """Smoothness index gamma of every needed teacher's soft targets on the training split, at each T."""
     input:
-        lambda wc: [
-            P.dump(wc.dataset, DISTILL[wc.dataset]["teacher_arch"], "teacher", teacher_run(a, s))
-            for a, s in lspipe.experiments.distill.gamma_teacher_runs(DISTILL[wc.dataset])
-        ],
+        lambda wc: PLAN.distillation.gamma_dumps(wc.dataset),
     output:
         report(P.table("distillation_gamma_{dataset}.csv"), category="Tables", caption="../report/fig5_gamma.rst"),
     wildcard_constraints:
         dataset=DISTILL_DATASET,
     params:
-        temperatures=lambda wc: " ".join(fmt(t) for t in lspipe.experiments.distill.gamma_temperatures(DISTILL[wc.dataset])),
+        temperatures=lambda wc: " ".join(fmt(t) for t in PLAN.distillation.gamma_temperatures(wc.dataset)),
         split="train",
     log:
         P.log("distillation_gamma", "{dataset}"),
@@ -132,15 +126,9 @@ rule distillation_gamma:
 rule distillation_figure:
     """Paper Fig. 5: accuracy against gamma for teachers, student baselines and distilled students."""
     input:
-        gamma=P.table("distillation_gamma_{dataset}.csv"),
-        teachers=lambda wc: [
-            P.eval(wc.dataset, DISTILL[wc.dataset]["teacher_arch"], "teacher", teacher_run(a, s))
-            for a, s in lspipe.experiments.distill.teacher_curve_runs(DISTILL[wc.dataset])
-        ],
-        students=lambda wc: [
-            P.eval(wc.dataset, DISTILL[wc.dataset]["student_arch"], *lspipe.experiments.distill.trained_as(r.name, TEACHER_TWINS[wc.dataset]))
-            for r in lspipe.experiments.distill.student_runs(DISTILL[wc.dataset])
-        ],
+        gamma=lambda wc: PLAN.distillation.gamma_table(wc.dataset),
+        teachers=lambda wc: PLAN.distillation.teacher_evals(wc.dataset),
+        students=lambda wc: PLAN.distillation.student_evals(wc.dataset),
     output:
         csv=report(P.table("distillation_{dataset}.csv"), category="Tables", caption="../report/fig5_table.rst"),
         figures=[
@@ -150,7 +138,7 @@ rule distillation_figure:
     wildcard_constraints:
         dataset=DISTILL_DATASET,
     params:
-        split=lambda wc: DISTILL[wc.dataset]["split"],
+        split=lambda wc: PLAN.distillation.entries[wc.dataset]["split"],
         dpi=config["figures"]["dpi"],
     log:
         P.log("distillation_figure", "{dataset}"),

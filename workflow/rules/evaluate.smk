@@ -1,17 +1,28 @@
-# Per-model activation dumps and evaluations (any role: teachers and students), and Table 2.
+# Per-model analysis (any role: teachers and students): the activation dump, the evaluation and the
+# calibration of each trained model, in one job; and Table 2.
+
+import lspipe.experiments.calibration
 
 
-rule dump_activations:
-    """Penultimate activations, logits, labels and the last layer of one model, to HDF5."""
+rule analyse_model:
+    """One model's analysis, in one job: its penultimate activations, logits, labels and last layer (the dump,
+    HDF5), its accuracy and NLL on the validation and test splits (the evaluation), and temperature scaling
+    fitted on the validation split with ECE / NLL / accuracy and reliability bins on test (the calibration).
+    The files of the sub-commands dump-activations, evaluate and calibrate, in one process (lspipe.experiments.per_model)."""
     input:
         model=P.model("{dataset}", "{arch}", "{role}", "{run}"),
         data=lambda wc: checked_data(wc.dataset),
     output:
-        P.dump("{dataset}", "{arch}", "{role}", "{run}"),
+        dump=P.dump("{dataset}", "{arch}", "{role}", "{run}"),
+        eval=P.eval("{dataset}", "{arch}", "{role}", "{run}"),
+        calibration=P.calibration("{dataset}", "{arch}", "{role}", "{run}"),
     params:
         max_train=lambda wc: config["dump"]["max_train"] or 0,
         compression=config["dump"]["compression"],
         chunk_rows=config["dump"]["chunk_rows"],
+        bins=config["calibration"]["bins"],
+        # the calibration JSON's format (2: validation metrics at T = 1 and ECE floors): a new format reruns every model's analysis
+        format=lspipe.experiments.calibration.FORMAT_VERSION,
         device=config["device"],
     threads: config["threads"]
     resources:
@@ -20,39 +31,22 @@ rule dump_activations:
         mem_mb=config["resources"]["mem_mb"],
         runtime=config["resources"]["min_runtime"],
     log:
-        P.log("dump_activations", "{dataset}", "{arch}", "{role}", "{run}"),
+        P.log("analyse_model", "{dataset}", "{arch}", "{role}", "{run}"),
     benchmark:
-        P.benchmark("dump_activations", "{dataset}", "{arch}", "{role}", "{run}")
+        P.benchmark("analyse_model", "{dataset}", "{arch}", "{role}", "{run}")
     conda:
         ENV_TRAIN
     shell:
-        "lspipe dump-activations --model {input.model:q} --data {input.data:q} --out {output:q} --max-train {params.max_train} "
-        "--compression {params.compression} --chunk-rows {params.chunk_rows} --device {params.device} "
-        "--threads {threads} > {log:q} 2>&1"
-
-
-rule evaluate:
-    """Accuracy and NLL on the validation and test splits, from the dump."""
-    input:
-        P.dump("{dataset}", "{arch}", "{role}", "{run}"),
-    output:
-        P.eval("{dataset}", "{arch}", "{role}", "{run}"),
-    log:
-        P.log("evaluate", "{dataset}", "{arch}", "{role}", "{run}"),
-    benchmark:
-        P.benchmark("evaluate", "{dataset}", "{arch}", "{role}", "{run}")
-    # seconds of CPU on a dump: on SLURM it runs where Snakemake runs, not as a cluster job
-    localrule: True
-    conda:
-        ENV_TRAIN
-    shell:
-        "lspipe evaluate --dump {input:q} --out {output:q} > {log:q} 2>&1"
+        "lspipe analyse-model --model {input.model:q} --data {input.data:q} --out {output.dump:q} "
+        "--eval-out {output.eval:q} --calibration-out {output.calibration:q} --bins {params.bins} "
+        "--max-train {params.max_train} --compression {params.compression} --chunk-rows {params.chunk_rows} "
+        "--device {params.device} --threads {threads} > {log:q} 2>&1"
 
 
 rule accuracy_table:
     """Paper Table 2: top-1 accuracy, mean ± std over seeds, per dataset / arch / alpha."""
     input:
-        [P.eval(*m) for m in PLAN.trained_models if m[2] == "teacher"],
+        PLAN.accuracy.evals(),
     output:
         csv=report(P.table("accuracy.csv"), category="Tables", caption="../report/accuracy_table.rst"),
         md=P.table("accuracy.md"),

@@ -1,17 +1,10 @@
 # The experiment table (one row per trained model, lspipe.experiments.experiment_table): settings, training time
-# (the benchmark file of the job that trained it), accuracy, NLL, ECE. It reads outputs the other
-# rules files write, so this file is included after them.
-
-TRAINED = PLAN.trained_models
-
+# (the benchmark file of the job that trained it), accuracy, NLL, ECE; its inputs: PLAN.experiment_table.
 
 rule experiments_table:
     """One row per trained model: settings, training time, accuracy, NLL, ECE before/after temperature scaling."""
     input:
-        evals=[P.eval(*m) for m in TRAINED],
-        calibrations=[P.calibration(*m) for m in TRAINED],
-        dumps=[P.dump(*m) for m in TRAINED],
-        benchmarks=[PLAN.training_benchmark(*m) for m in TRAINED],
+        **PLAN.experiment_table.inputs(),
     output:
         csv=report(P.table("experiments.csv"), category="Tables", caption="../report/experiments_table.rst"),
         md=P.table("experiments.md"),

@@ -6,15 +6,10 @@
 
 import re
 
-MI_PLAN = PLAN.mi  # (dataset, arch) -> alphas, seeds, title
-
-MI_CURVES = {
-    key: [P.mi_curve(key[0], key[1], teacher_run(a, s)) for a in p["alphas"] for s in p["seeds"]]
-    for key, p in MI_PLAN.items()
-}
-# the `dataset` and `arch` wildcards of mi_curve: only the probed grids
-MI_DATASET = "|".join(re.escape(d) for d, _ in MI_PLAN) or "(?!)"
-MI_ARCH = "|".join(re.escape(a) for _, a in MI_PLAN) or "(?!)"
+# the `dataset` and `arch` wildcards of mi_curve: only the probed grids (PLAN.mi.grids: (dataset, arch) ->
+# alphas, seeds, title)
+MI_DATASET = "|".join(re.escape(d) for d, _ in PLAN.mi.grids) or "(?!)"
+MI_ARCH = "|".join(re.escape(a) for _, a in PLAN.mi.grids) or "(?!)"
 
 
 rule mi_curve:
@@ -45,7 +40,7 @@ rule mi_curve:
 rule mi_figure:
     """Paper Fig. 6: MI against training step per alpha (mean, min/max over seeds), and its table."""
     input:
-        lambda wc: MI_CURVES[(wc.dataset, wc.arch)],
+        lambda wc: PLAN.mi.curves(wc.dataset, wc.arch),
     output:
         figs=[
             report(p, category="Fig. 6: mutual information", caption="../report/fig6_mi.rst")
@@ -60,8 +55,8 @@ rule mi_figure:
         dataset=MI_DATASET,
         arch=MI_ARCH,
     params:
-        alphas=lambda wc: " ".join(fmt(a) for a in MI_PLAN[(wc.dataset, wc.arch)]["alphas"]),
-        title=lambda wc: MI_PLAN[(wc.dataset, wc.arch)]["title"],
+        alphas=lambda wc: " ".join(fmt(a) for a in PLAN.mi.grids[(wc.dataset, wc.arch)]["alphas"]),
+        title=lambda wc: PLAN.mi.grids[(wc.dataset, wc.arch)]["title"],
         dpi=config["figures"]["dpi"],
     log:
         P.log("mi_figure", "{dataset}_{arch}"),

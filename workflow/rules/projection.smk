@@ -1,19 +1,11 @@
 # Template-plane projections (paper Fig. 1, lspipe.experiments.projection), read from the teachers' activation
-# dumps built by `dump_activations` (evaluate.smk).
-
-# (dataset, arch, seed) of each Fig. 1 row (the lowest seed of its teacher grid).
-PROJECTION_MODELS = PLAN.projection_models
-PROJECTION_DUMPS = {
-    kind: [P.dump(d, a, "teacher", teacher_run(alpha, s)) for d, a, s in PROJECTION_MODELS]
-    for kind, alpha in (("hard", 0.0), ("ls", config["projections"]["ls_alpha"]))
-}
-
+# dumps built by `analyse_model` (evaluate.smk); the teacher of each row: PLAN.projection.
 
 rule projections_figure:
     """Paper Fig. 1: penultimate activations projected onto the plane of three class templates."""
     input:
-        hard=PROJECTION_DUMPS["hard"],
-        ls=PROJECTION_DUMPS["ls"],
+        hard=PLAN.projection.dumps("hard"),
+        ls=PLAN.projection.dumps("ls"),
     output:
         [
             report(p, category="Figures", subcategory="Fig. 1 projections", caption="../report/fig1_projections.rst")

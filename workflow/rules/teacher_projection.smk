@@ -7,33 +7,24 @@ import re
 
 import lspipe.experiments.teacher_projection
 
-TEACHER_PROJECTIONS = PLAN.teacher_projections
-
-# the two teachers drawn: the hard-target one and the label-smoothed one, of the grid's lowest seed
-TEACHER_PROJECTION_DUMPS = {
-    d: {kind: P.dump(d, p["teacher_arch"], "teacher", teacher_run(a, p["teacher_seed"]))
-        for kind, a in (("hard", 0.0), ("ls", p["ls_alpha"]))}
-    for d, p in TEACHER_PROJECTIONS.items()
-}
-
-
 rule distillation_teacher_projections:
     """Penultimate projections of the distillation teachers (alpha 0 vs LS) on training examples."""
     input:
-        hard=lambda wc: TEACHER_PROJECTION_DUMPS[wc.dataset]["hard"],
-        ls=lambda wc: TEACHER_PROJECTION_DUMPS[wc.dataset]["ls"],
+        # the two teachers drawn: the hard-target one and the label-smoothed one, of the grid's lowest seed
+        hard=lambda wc: PLAN.teacher_projection.dump(wc.dataset, "hard"),
+        ls=lambda wc: PLAN.teacher_projection.dump(wc.dataset, "ls"),
     output:
         [
             report(p, category="Figures", caption="../report/fig5_teacher_projections.rst")
             for p in P.figures(lspipe.experiments.teacher_projection.FIGURE_STEM)
         ],
     wildcard_constraints:
-        dataset="|".join(re.escape(d) for d in TEACHER_PROJECTIONS) or "(?!)",
+        dataset="|".join(re.escape(d) for d in PLAN.teacher_projection.settings) or "(?!)",
     params:
-        classes=lambda wc: json.dumps(TEACHER_PROJECTIONS[wc.dataset]["classes"]),
-        per_class=lambda wc: TEACHER_PROJECTIONS[wc.dataset]["per_class"],
-        seed=lambda wc: TEACHER_PROJECTIONS[wc.dataset]["seed"],
-        ls_alpha=lambda wc: TEACHER_PROJECTIONS[wc.dataset]["ls_alpha"],
+        classes=lambda wc: json.dumps(PLAN.teacher_projection.settings[wc.dataset]["classes"]),
+        per_class=lambda wc: PLAN.teacher_projection.settings[wc.dataset]["per_class"],
+        seed=lambda wc: PLAN.teacher_projection.settings[wc.dataset]["seed"],
+        ls_alpha=lambda wc: PLAN.teacher_projection.settings[wc.dataset]["ls_alpha"],
         dpi=config["figures"]["dpi"],
     log:
         P.log("distillation_teacher_projections", "{dataset}"),
