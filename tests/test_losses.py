@@ -11,11 +11,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import synthetic_data
-from lspipe.core.losses import Distillation, SmoothedCE, distillation_loss, smoothed_targets
+from conftest import fit_one, one_loss, synthetic_data
+from lspipe.base.errors import ConfigError
+from lspipe.core import losses
+from lspipe.core.losses import Objective, distillation_loss, smoothed_targets
 from lspipe.core.models import build_model
 from lspipe.core.recipe import Recipe
-from lspipe.engine.training import fit
 
 
 def np_softmax(z: np.ndarray) -> np.ndarray:
@@ -59,10 +60,10 @@ def test_smoothed_ce_k100_matches_numpy():
     target = np.full((6, 100), alpha / 100)
     target[np.arange(6), labels] += 1 - alpha
     expected = -(target * np.log(np_softmax(logits))).sum(1).mean()
-    got = SmoothedCE(alpha)(torch.tensor(logits, dtype=torch.float32), torch.tensor(labels))
+    got = one_loss({"kind": "ls", "alpha": alpha}, torch.tensor(logits, dtype=torch.float32), torch.tensor(labels))
     assert float(got) == pytest.approx(expected, rel=1e-5)
-    with pytest.raises(ValueError, match="alpha"):
-        SmoothedCE(1.0)
+    with pytest.raises(ConfigError, match=r"objectives\[0\]\.alpha must be a number in \[0, 1\)"):
+        Objective([{"kind": "ls", "alpha": 1.0}])
 
 
 # --------------------------------------------------------------------------- distillation loss
@@ -152,20 +153,58 @@ def test_distillation_module_uses_teacher_at_t_and_validates():
     torch.manual_seed(0)
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.Dropout(0.5))
     x, y, s = torch.randn(6, 1, 2, 2), torch.randint(0, 5, (6,)), torch.randn(6, 5)
-    obj = Distillation(teacher, temperature=3.0, beta=0.7)
+    kd = {"kind": "kd", "teacher": "t", "T": 3.0, "beta": 0.7}
+    obj = Objective([kd], {"t": teacher})
     obj.train()
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     with torch.no_grad():
         t = teacher(x).double().numpy()  # eval mode: dropout off, deterministic
-    assert float(obj(s, y, x)) == pytest.approx(_reference(s.double().numpy(), t, y.numpy(), 3.0, 0.7, "teacher"), rel=1e-5)
-    hinton = Distillation(teacher, temperature=3.0, beta=0.7, form="hinton")
-    assert float(hinton(s, y, x)) == pytest.approx(_reference(s.double().numpy(), t, y.numpy(), 3.0, 0.7, "hinton"), rel=1e-5)
-    with pytest.raises(ValueError, match="form"):
-        Distillation(teacher, form="both")
-    with pytest.raises(ValueError, match="temperature"):
-        Distillation(teacher, temperature=0.0)
-    with pytest.raises(ValueError, match="beta"):
-        Distillation(teacher, beta=1.5)
+    assert float(obj(s[:, None], y, x)[0]) == pytest.approx(_reference(s.double().numpy(), t, y.numpy(), 3.0, 0.7, "teacher"), rel=1e-5)
+    hinton = {**kd, "form": "hinton"}
+    assert float(one_loss(hinton, s, y, x, {"t": teacher})) == pytest.approx(_reference(s.double().numpy(), t, y.numpy(), 3.0, 0.7, "hinton"), rel=1e-5)
+    with pytest.raises(ConfigError, match=r"objectives\[0\]\.form: unknown distillation form 'both'"):
+        Objective([{**kd, "form": "both"}], {"t": teacher})
+    with pytest.raises(ConfigError, match=r"objectives\[0\]\.T must be a number in \(0, inf\]"):
+        Objective([{**kd, "T": 0.0}], {"t": teacher})
+    with pytest.raises(ConfigError, match=r"objectives\[0\]\.beta must be a number in \[0, 1\], got 1.5"):
+        Objective([{**kd, "beta": 1.5}], {"t": teacher})
+    with pytest.raises(ConfigError, match=r"no teacher model given for 'u'"):
+        Objective([{**kd, "teacher": "u"}], {"t": teacher})
+
+
+def test_objective_values_are_checked_by_their_kind():
+    """An objective value is completed with its kind's defaults; an unknown kind, an unknown key or a
+    missing required key is one ConfigError naming it."""
+    assert losses.check({"kind": "ls"}) == {"kind": "ls", "alpha": 0.0}
+    assert losses.check({"kind": "kd", "teacher": "t.pt"}) == {"kind": "kd", "teacher": "t.pt", "T": 1.0, "beta": 1.0,
+                                                                "form": "teacher"}
+    with pytest.raises(ConfigError, match="objective.kind 'focal' is not an objective; known kinds: ls, kd"):
+        losses.check({"kind": "focal"})
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) temperature"):
+        losses.check({"kind": "kd", "teacher": "t.pt", "temperature": 2})
+    with pytest.raises(ConfigError, match="a kd objective needs teacher"):
+        losses.check({"kind": "kd"})
+    with pytest.raises(ConfigError, match="must be a mapping with a 'kind'"):
+        losses.check({"alpha": 0.1})
+    assert losses.label({"kind": "ls", "alpha": 0.1}) == "LS alpha=0.1"
+
+
+def test_objective_of_a_group_is_each_members_own_loss_bit_for_bit():
+    """A group's objective on ``B x G x K`` logits gives each member exactly (bit for bit) the loss of
+    its value alone on ``B x K`` (a run of its own), whatever the other members' kinds; the teacher
+    named twice runs once per batch."""
+    torch.manual_seed(0)
+    k, x, y = 5, torch.randn(6, 1, 2, 2), torch.randint(0, 5, (6,))
+    calls = []
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(4, k))
+    teacher.register_forward_hook(lambda *_: calls.append(1))
+    values = [{"kind": "ls", "alpha": 0.1}, {"kind": "kd", "teacher": "t", "T": 2.0},
+              {"kind": "kd", "teacher": "t", "T": 4.0, "beta": 0.5, "form": "hinton"}, {"kind": "ls"}]
+    logits = torch.randn(6, len(values), k)
+    got = Objective(values, {"t": teacher})(logits, y, x)
+    assert len(calls) == 1
+    for g, v in enumerate(values):
+        assert torch.equal(got[g], one_loss(v, logits[:, g].contiguous(), y, x, {"t": teacher}))
 
 
 # --------------------------------------------------------------------------- teacher inside the training loop
@@ -194,8 +233,8 @@ def test_teacher_runs_in_eval_mode_on_the_students_augmented_batch(tmp_path):
     teacher = _Recorder(inner_teacher, record_eval=True)
     student = _Recorder(build_model("mlp", data, hidden=(16,)), record_eval=False)
     recipe = Recipe.from_dict({"steps": 6, "batch_size": 32, "lr": 0.05, "augment": {"pad": 2, "flip": True}})
-    fit(student, data, recipe, Distillation(teacher, 2.0), seed=0, checkpoint_path=tmp_path / "c.ckpt",
-        metrics_path=tmp_path / "m.csv", progress=False)
+    fit_one(student, data, recipe, {"kind": "kd", "teacher": "t", "T": 2.0}, teachers={"t": teacher}, seed=0,
+            checkpoint_path=tmp_path / "c.ckpt", metrics_path=tmp_path / "m.csv", progress=False)
     assert len(teacher.calls) == len(student.calls) == 6
     for (t_mode, t_modes, tx), (s_mode, _, sx) in zip(teacher.calls, student.calls):
         assert s_mode and not t_mode and not any(t_modes)  # student trains, teacher (BN included) is in eval mode

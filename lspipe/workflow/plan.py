@@ -18,13 +18,12 @@ Run names are :mod:`lspipe.base.runs`' (``a<alpha>_s<seed>``, ``kd-<arch>-a<alph
 
 from __future__ import annotations
 
-import shlex
 from functools import cached_property
 from pathlib import Path
 
 from lspipe.base.errors import ConfigError
 from lspipe.base.paths import Paths
-from lspipe.base.runs import fmt, run_name
+from lspipe.base.runs import run_name
 from lspipe.core import config as core_config
 from lspipe.experiments import calibration, claims, distill, mi, projection, teacher_projection
 
@@ -124,11 +123,13 @@ class Plan:
         """The training jobs that train several models at once, one dict per job (one generated rule each).
 
         Fused teacher grids (``teachers[].fuse``): per seed, every alpha of the grid as one fused
-        network (``lspipe train-fused``). Lockstep students (``distillation[].lockstep``, groups from
+        network. Lockstep students (``distillation[].lockstep``, groups from
         lspipe.experiments.distill.lockstep_groups): per seed, the hard-target teacher's students at every T, and
-        the student baselines not trained as a teacher (``lspipe train-lockstep``). Each job writes the
-        ordinary ``model.pt`` and ``metrics.csv`` of its models, the files the single-run rule named
-        by ``"single"`` would write; ``"members"`` holds every hyper-parameter of the members.
+        the student baselines not trained as a teacher. Each is one ``lspipe train`` job whose
+        ``"objectives"`` (one value per model, :mod:`lspipe.core.losses`) hold every hyper-parameter
+        of the members and ``"fuse"`` whether they run as one fused network; it writes the ordinary
+        ``model.pt`` and ``metrics.csv`` of its models, the files the single-run rule named by
+        ``"single"`` would write.
         """
 
         p, jobs = self.paths, []
@@ -139,9 +140,9 @@ class Plan:
             for s in g["seeds"]:
                 jobs.append({
                     "name": f"train_teacher_fused_{ds}_{arch}_s{int(s)}", "single": "train_teacher",
-                    "command": "train-fused", "dataset": ds, "arch": arch, "role": "teacher", "seed": int(s),
-                    "recipe": g["recipe"], "runs": [run_name(a, s) for a in g["alphas"]], "teacher": [],
-                    "members": f"--alphas {' '.join(fmt(a) for a in g['alphas'])} --role teacher",
+                    "dataset": ds, "arch": arch, "role": "teacher", "seed": int(s), "recipe": g["recipe"],
+                    "runs": [run_name(a, s) for a in g["alphas"]], "teacher": [], "fuse": True,
+                    "objectives": [{"kind": "ls", "alpha": float(a)} for a in g["alphas"]],
                     "log": ("train_teacher_fused", ds, arch, f"s{int(s)}"),
                 })
         for ds, d in self.distill.items():
@@ -150,17 +151,16 @@ class Plan:
                 kd, s = grp["family"] == "kd_hard", grp["seed"]
                 teacher = p.model(ds, d["teacher_arch"], "teacher", run_name(0, s))
                 if kd:
-                    members = (f"--teacher {shlex.quote(teacher)} --temperatures {' '.join(fmt(t) for t in grp['temperatures'])} "
-                               f"--beta {float(d['beta'])} --form {d['form']}")
+                    objectives = [{"kind": "kd", "teacher": teacher, "T": float(t), "beta": float(d["beta"]),
+                                   "form": d["form"]} for t in grp["temperatures"]]
                 else:
-                    members = f"--alphas {' '.join(fmt(a) for a in grp['alphas'])}"
-                members += " --fuse" if d["fuse_students"] else " --no-fuse"
+                    objectives = [{"kind": "ls", "alpha": float(a)} for a in grp["alphas"]]
                 jobs.append({
                     "name": f"train_students_lockstep_{ds}_{grp['family']}_s{s}",
                     "single": "train_student_distilled" if kd else "train_student_baseline",
-                    "command": "train-lockstep", "dataset": ds, "arch": arch, "role": "student", "seed": s,
-                    "recipe": d["student_recipe"], "runs": list(grp["runs"]), "teacher": [teacher] if kd else [],
-                    "members": members, "log": ("train_students_lockstep", ds, arch, f"{grp['family']}_s{s}"),
+                    "dataset": ds, "arch": arch, "role": "student", "seed": s, "recipe": d["student_recipe"],
+                    "runs": list(grp["runs"]), "teacher": [teacher] if kd else [], "fuse": bool(d["fuse_students"]),
+                    "objectives": objectives, "log": ("train_students_lockstep", ds, arch, f"{grp['family']}_s{s}"),
                 })
         return jobs
 

@@ -18,8 +18,9 @@ rule train_teacher:
         arch=lambda wc: wc.arch,
         recipe=lambda wc: recipe_json(teacher_params(wc)["recipe"]),
         seed=lambda wc: int(wc.seed),
-        alpha=lambda wc: float(wc.alpha),
-        run=lambda wc: teacher_run(wc.alpha, wc.seed),
+        objectives=lambda wc: objectives_json([{"kind": "ls", "alpha": float(wc.alpha)}]),
+        role="teacher",
+        runs=lambda wc: teacher_run(wc.alpha, wc.seed),
         probe=probe_args,
         device=config["device"],
         progress=PROGRESS,
@@ -36,6 +37,4 @@ rule train_teacher:
     conda:
         ENV_TRAIN
     shell:
-        train_shell(
-            "train", "--alpha {params.alpha} --role teacher --run {params.run} {params.probe} --probe-out {output.probe:q}"
-        )
+        train_shell("{params.probe} --probe-out {output.probe:q}")
