@@ -186,7 +186,6 @@ def test_objective_values_are_checked_by_their_kind():
         losses.check({"kind": "kd"})
     with pytest.raises(ConfigError, match="must be a mapping with a 'kind'"):
         losses.check({"alpha": 0.1})
-    assert losses.label({"kind": "ls", "alpha": 0.1}) == "LS alpha=0.1"
 
 
 def test_objective_of_a_group_is_each_members_own_loss_bit_for_bit():

@@ -302,7 +302,7 @@ def test_tiny_workflow_on_slurm_survives_preemption_and_matches_local_run(slurm_
         proc = subprocess.Popen(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             cancelled = _preempt_when_checkpointed(
-                work, proc, "rule_train_teacher_wildcards_digits_mlp_0_0", timeout=limit)
+                work, proc, "rule_train_teacher_wildcards_digits_mlp_a0_s0", timeout=limit)
             rc = proc.wait(timeout=limit + 60)
         finally:
             if proc.poll() is None:

@@ -45,6 +45,27 @@ def objective_token(value: Mapping) -> str:
     return "-".join(parts)
 
 
+def objective_label(value: Mapping) -> str:
+    """How tables name an objective: ``α = <alpha>`` for label smoothing (the paper's columns),
+    ``<kind> <param> = <value>, ...`` for another kind (e.g. ``confidence_penalty beta = 0.5``)."""
+    if value["kind"] == "ls":
+        return f"α = {fmt(value.get('alpha', 0.0))}"
+    return " ".join([value["kind"], ", ".join(f"{k} = {fmt(v) if isinstance(v, (int, float)) else v}"
+                                              for k, v in value.items() if k != "kind")]).strip()
+
+
+def run_objective(run: str, alpha=None) -> dict | None:
+    """The objective a teacher's (or student baseline's) run name says; ``alpha`` (a model's recorded
+    label smoothing) when the name says none (names of other layouts, e.g. in tests); None for a
+    distilled student."""
+    parsed = parse_run(run or "")
+    if parsed is not None and "objective" in parsed:
+        return parsed["objective"]
+    if parsed is None and alpha is not None:
+        return {"kind": "ls", "alpha": float(alpha)}
+    return None
+
+
 def objective_run(value: Mapping, seed) -> str:
     """The run name of a model trained alone (no teacher) with objective ``value`` and seed ``seed``."""
     return f"{objective_token(value)}_s{int(seed)}"

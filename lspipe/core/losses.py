@@ -10,8 +10,9 @@ Each kind is written once, as a subclass of :class:`Kind` registered under its n
 its parameters and their checks (:meth:`Kind.check`, one :class:`~lspipe.base.errors.ConfigError`
 naming the key), its loss for one member (:meth:`Kind.loss`), its loss for a uniform prediction
 (:meth:`Kind.uniform_loss`, the reference of the training engine's divergence bound,
-:data:`lspipe.engine.training.DIVERGENCE_FACTOR`) and its label in tables (:meth:`Kind.label`).
-Run names are derived from the value by :func:`lspipe.base.runs.objective_run`.
+:data:`lspipe.engine.training.DIVERGENCE_FACTOR`). Run names and table labels are derived from the
+value itself, torch-free, by :func:`lspipe.base.runs.objective_run` and
+:func:`lspipe.base.runs.objective_label`, so a new kind needs nothing there.
 
 :class:`Objective` is what the training engine minimises, for any group of G members trained on one
 batch stream (a single run is G = 1, lockstep and fused groups G > 1, members of different kinds
@@ -41,7 +42,8 @@ The kinds:
   ``((1 - beta) + beta * s) log K``, whatever the targets.
 
 Adding a kind: subclass :class:`Kind` (``name``, ``params`` with their defaults, ``check``,
-``loss``, ``uniform_loss``, ``label``), decorate it with :func:`register`, and allow it in the schema.
+``loss``, ``uniform_loss``), decorate it with :func:`register`, and allow it in the schema
+(``$defs/objective``).
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def distillation_loss(
 
 class Kind:
     """One kind of objective. Subclasses set :attr:`name` and :attr:`params` (parameter -> default,
-    ``None``: required) and write :meth:`check`, :meth:`loss`, :meth:`uniform_loss`, :meth:`label`."""
+    ``None``: required) and write :meth:`check`, :meth:`loss`, :meth:`uniform_loss`."""
 
     name: str = ""
     params: dict[str, Any] = {}
@@ -141,11 +143,6 @@ class Kind:
     def uniform_loss(self, value: dict, num_classes: int) -> float:
         """The loss of a uniform prediction (all logits equal)."""
         raise NotImplementedError
-
-    def label(self, value: dict) -> str:
-        """How tables and figures name the objective."""
-        return " ".join([self.name] + [f"{k}={fmt(v) if isinstance(v, (int, float)) else v}"
-                                       for k, v in value.items() if k != "kind"])
 
 
 KINDS: dict[str, Kind] = {}
@@ -192,11 +189,6 @@ def number(value: dict, key: str, where: str, *, low: float, high: float, low_op
     return float(v)
 
 
-def label(value: Mapping) -> str:
-    """The table label of an objective value (its kind's :meth:`Kind.label`)."""
-    return kind_of(value).label(check(value))
-
-
 @register
 class LabelSmoothing(Kind):
     """Label-smoothed cross-entropy, ``F.cross_entropy(logits, y, label_smoothing=alpha)``."""
@@ -211,9 +203,6 @@ class LabelSmoothing(Kind):
 
     def uniform_loss(self, value, num_classes):
         return math.log(num_classes)  # any target distribution
-
-    def label(self, value):
-        return f"LS alpha={fmt(value['alpha'])}"
 
 
 @register
@@ -240,9 +229,6 @@ class Distillation(Kind):
     def uniform_loss(self, value, num_classes):
         _, scale = form_factors(value["form"], value["T"])
         return ((1.0 - value["beta"]) + value["beta"] * scale) * math.log(num_classes)
-
-    def label(self, value):
-        return f"KD T={fmt(value['T'])}"
 
 
 # --------------------------------------------------------------------------- a group's objective

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lspipe.base.errors import ConfigError
 from lspipe.base.paths import Paths
-from lspipe.base.runs import run_name
+from lspipe.base.runs import objective_run, run_name
 from lspipe.core import config as core_config
 from lspipe.experiments import calibration, claims, distill, mi, projection, teacher_projection
 
@@ -51,12 +51,18 @@ def check(config: dict) -> list[str]:
     a config whose schema and references are known good (:func:`validate` runs them)."""
     plan = Plan(config)
     problems = []
-    for name in ("distill", "calibration_grids", "projection_models", "mi", "teacher_projections"):
+    for name in ("teacher_runs", "distill", "calibration_grids", "projection_models", "mi", "teacher_projections"):
         try:
             getattr(plan, name)
         except ConfigError as err:
             problems.append(str(err))
     return problems
+
+
+def grid_objectives(grid: dict) -> list[dict]:
+    """The objectives of a teacher grid (``teachers[]``), one teacher each per seed: label smoothing at
+    each of ``alphas``, then ``objectives`` (lspipe.core.losses values)."""
+    return [{"kind": "ls", "alpha": float(a)} for a in grid["alphas"]] + [dict(v) for v in grid.get("objectives") or []]
 
 
 class Plan:
@@ -106,10 +112,24 @@ class Plan:
         return claims.tightness_models(self.config)
 
     @cached_property
+    def teacher_runs(self) -> dict[tuple[str, str, str], dict]:
+        """``(dataset, arch, run)`` of every teacher -> its objective value and seed (run names from
+        :func:`lspipe.base.runs.objective_run`); a run named twice is a :class:`ConfigError`."""
+        out = {}
+        for i, g in enumerate(self.config["teachers"]):
+            for v in grid_objectives(g):
+                for s in g["seeds"]:
+                    key = (g["dataset"], g["arch"], objective_run(v, s))
+                    if key in out:
+                        raise ConfigError(f"teachers[{i}]: the teacher {key[2]} of {key[0]}/{key[1]} is listed twice "
+                                          "(an objective repeats one of alphas, or two grids overlap); list it once")
+                    out[key] = {"objective": v, "seed": int(s)}
+        return out
+
+    @cached_property
     def trained_models(self) -> list[tuple[str, str, str, str]]:
         """``(dataset, arch, role, run)`` of every model the config trains: teachers, then students."""
-        models = [(g["dataset"], g["arch"], "teacher", run_name(a, s)) for g in self.config["teachers"]
-                  for a in g["alphas"] for s in g["seeds"]]
+        models = [(ds, arch, "teacher", run) for ds, arch, run in self.teacher_runs]
         for d, entry in self.distill.items():
             # a student baseline that is a teacher's very run is trained once, as that teacher (its row)
             models += [(d, entry["student_arch"], "student", r.name) for r in distill.student_runs(entry)
@@ -141,8 +161,8 @@ class Plan:
                 jobs.append({
                     "name": f"train_teacher_fused_{ds}_{arch}_s{int(s)}", "single": "train_teacher",
                     "dataset": ds, "arch": arch, "role": "teacher", "seed": int(s), "recipe": g["recipe"],
-                    "runs": [run_name(a, s) for a in g["alphas"]], "teacher": [], "fuse": True,
-                    "objectives": [{"kind": "ls", "alpha": float(a)} for a in g["alphas"]],
+                    "runs": [objective_run(v, s) for v in grid_objectives(g)], "teacher": [], "fuse": True,
+                    "objectives": grid_objectives(g),
                     "log": ("train_teacher_fused", ds, arch, f"s{int(s)}"),
                 })
         for ds, d in self.distill.items():

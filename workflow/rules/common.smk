@@ -152,6 +152,14 @@ def train_shell(args=""):
     )
 
 
+def teacher_run_of(wc):
+    """The objective value and seed of a teacher job's run (lspipe.workflow.plan.Plan.teacher_runs)."""
+    try:
+        return PLAN.teacher_runs[(wc.dataset, wc.arch, wc.run)]
+    except KeyError:
+        raise WorkflowError(f"no teacher {wc.run} of {wc.dataset}/{wc.arch} in the config's teacher grids (teachers)")
+
+
 def teacher_params(wc):
     """The teacher grid (config entry) of a training job's wildcards."""
     return teacher_group(wc.dataset, wc.arch)
