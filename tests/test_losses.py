@@ -242,3 +242,69 @@ def test_teacher_runs_in_eval_mode_on_the_students_augmented_batch(tmp_path):
     assert any(img.numpy().tobytes() not in raw for _, _, sx in student.calls for img in sx)  # augmentation was on
     for k, v in inner_teacher.state_dict().items():  # no BN statistic or weight of the teacher moved
         assert torch.equal(v, bn_before[k]), k
+
+
+# --------------------------------------------------------------------------- the confidence penalty
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.3, 0.9])
+def test_confidence_penalty_matches_numpy(beta):
+    """CE(y, p) - beta H(p) (Pereyra et al. 2017), mean over the batch, against numpy in float64; its
+    gradient against the closed form p - y + beta p (log p + H(p)) (per example, / N)."""
+    rng = np.random.default_rng(int(beta * 10))
+    z, y = rng.normal(size=(9, 6)) * 3, rng.integers(0, 6, 9)
+    p = np_softmax(z)
+    entropy = -(p * np.log(p)).sum(1)
+    expected = (-np.log(p[np.arange(9), y]) - beta * entropy).mean()
+    logits = torch.tensor(z, dtype=torch.float32, requires_grad=True)
+    value = {"kind": "confidence_penalty", "beta": beta}
+    loss = one_loss(value, logits, torch.tensor(y))
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    onehot = np.eye(6)[y]
+    grad = (p - onehot + beta * p * (np.log(p) + entropy[:, None])) / 9
+    np.testing.assert_allclose(logits.grad.numpy(), grad, atol=1e-6)
+    # beta = 0 is plain cross-entropy; a uniform prediction costs (1 - beta) log K
+    if beta == 0.0:
+        assert float(loss) == pytest.approx(float(F.cross_entropy(logits, torch.tensor(y))), rel=1e-6)
+    uniform = Objective([value]).uniform_loss(6)
+    assert float(uniform[0]) == pytest.approx((1 - beta) * np.log(6), rel=1e-6)
+    # (float32: CE and beta H nearly cancel at large beta, so compare absolutely)
+    assert float(one_loss(value, torch.zeros(9, 6), torch.tensor(y))) == pytest.approx(float(uniform[0]), abs=1e-6)
+
+
+def test_confidence_penalty_is_checked_and_trains_beside_ls_in_one_group(tmp_path):
+    """beta outside [0, 1) and a missing beta are refused naming the key; one `lspipe train` job
+    trains an LS model and a CP model side by side (a grid's group), each bit-identical to its own run
+    of the same command, with its objective in its metadata."""
+    import json
+
+    from lspipe import cli
+    from lspipe.core import data as D
+    from lspipe.core.models import load_model
+
+    with pytest.raises(ConfigError, match=r"objectives\[0\]\.beta must be a number in \[0, 1\), got 1"):
+        Objective([{"kind": "confidence_penalty", "beta": 1}])
+    with pytest.raises(ConfigError, match="a confidence_penalty objective needs beta"):
+        Objective([{"kind": "confidence_penalty"}])
+    data = tmp_path / "digits.npz"
+    D.prepare("digits", "digits", data, val_size=0.2, test_size=0.25)
+    values = [{"kind": "ls", "alpha": 0.1}, {"kind": "confidence_penalty", "beta": 0.5}]
+    recipe = json.dumps({"steps": 6, "batch_size": 64, "lr": 0.05, "augment": {"pad": 1, "flip": False}})
+
+    def train(where, objectives):
+        outs = [str(tmp_path / where / f"m{i}" / "model.pt") for i in range(len(objectives))]
+        assert cli.main(["train", "--data", str(data), "--arch", "mlp", "--recipe", recipe, "--seed", "0",
+                         "--objectives", json.dumps(objectives), "--out", *outs,
+                         "--metrics", *[o.replace("model.pt", "metrics.csv") for o in outs],
+                         "--threads", "1", "--no-progress"]) == 0
+        return [load_model(o) for o in outs]
+
+    group = train("group", values)
+    for i, value in enumerate(values):
+        (alone, _), = train(f"alone{i}", [value])
+        model, meta = group[i]
+        assert meta["objective"] == value and meta["lockstep"]["runs"] == ["m0", "m1"]
+        for k, v in alone.state_dict().items():
+            assert torch.equal(model.state_dict()[k], v), (value, k)
+    assert not torch.equal(group[0][0].state_dict()["classifier.weight"], group[1][0].state_dict()["classifier.weight"])

@@ -4,6 +4,7 @@ An objective is a config value, a dict with a ``kind`` and that kind's parameter
 
     {"kind": "ls", "alpha": 0.1}                                    label-smoothed cross-entropy
     {"kind": "kd", "teacher": "<teacher model.pt>", "T": 4, "beta": 1, "form": "teacher"}   distillation
+    {"kind": "confidence_penalty", "beta": 0.5}                     the confidence penalty
 
 Each kind is written once, as a subclass of :class:`Kind` registered under its name
 (:func:`register`, :data:`KINDS`; used by the value's ``kind``, as torchdistill's registries are):
@@ -40,6 +41,8 @@ The kinds:
   The hard term ``H(y, p)`` always uses the student at temperature 1. The teacher (eval mode, no
   gradients) sees the augmented batch the student sees. Uniform prediction:
   ``((1 - beta) + beta * s) log K``, whatever the targets.
+* ``confidence_penalty``: ``CE(y, p) - beta H(p)`` (Pereyra et al. 2017), the regulariser most
+  often set beside label smoothing; beta in [0, 1). Uniform prediction: ``(1 - beta) log K``.
 
 Adding a kind: subclass :class:`Kind` (``name``, ``params`` with their defaults, ``check``,
 ``loss``, ``uniform_loss``), decorate it with :func:`register`, and allow it in the schema
@@ -229,6 +232,29 @@ class Distillation(Kind):
     def uniform_loss(self, value, num_classes):
         _, scale = form_factors(value["form"], value["T"])
         return ((1.0 - value["beta"]) + value["beta"] * scale) * math.log(num_classes)
+
+
+@register
+class ConfidencePenalty(Kind):
+    """The confidence penalty (Pereyra et al. 2017, "Regularizing neural networks by penalizing
+    confident output distributions"): cross-entropy minus beta times the entropy of the prediction,
+    ``CE(y, p) - beta H(p)``, ``H(p) = -sum_k p_k log p_k``, both averaged over the batch. Where label
+    smoothing pulls the prediction towards the uniform distribution through the target, the penalty
+    rewards a high-entropy prediction directly. beta in [0, 1): the loss of a uniform prediction,
+    ``(1 - beta) log K``, is then positive, as the divergence bound needs."""
+
+    name, params = "confidence_penalty", {"beta": None}
+
+    def check(self, value, where):
+        return {**value, "beta": number(value, "beta", where, low=0.0, high=1.0, high_open=True)}
+
+    def loss(self, logits, labels, value, teacher_logits):
+        logp = F.log_softmax(logits.float(), dim=-1)
+        entropy = -(logp.exp() * logp).sum(-1).mean()
+        return F.nll_loss(logp, labels) - value["beta"] * entropy
+
+    def uniform_loss(self, value, num_classes):
+        return (1.0 - value["beta"]) * math.log(num_classes)
 
 
 # --------------------------------------------------------------------------- a group's objective
