@@ -259,14 +259,14 @@ def test_confidence_penalty_matches_numpy(beta):
     logits = torch.tensor(z, dtype=torch.float32, requires_grad=True)
     value = {"kind": "confidence_penalty", "beta": beta}
     loss = one_loss(value, logits, torch.tensor(y))
-    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
     loss.backward()
     onehot = np.eye(6)[y]
     grad = (p - onehot + beta * p * (np.log(p) + entropy[:, None])) / 9
     np.testing.assert_allclose(logits.grad.numpy(), grad, atol=1e-6)
     # beta = 0 is plain cross-entropy; a uniform prediction costs (1 - beta) log K
     if beta == 0.0:
-        assert float(loss) == pytest.approx(float(F.cross_entropy(logits, torch.tensor(y))), rel=1e-6)
+        assert float(loss.detach()) == pytest.approx(float(F.cross_entropy(logits.detach(), torch.tensor(y))), rel=1e-6)
     uniform = Objective([value]).uniform_loss(6)
     assert float(uniform[0]) == pytest.approx((1 - beta) * np.log(6), rel=1e-6)
     # (float32: CE and beta H nearly cancel at large beta, so compare absolutely)

@@ -97,8 +97,11 @@ def test_grouped_jobs_and_their_benchmarks():
     fused = [j for j in p.grouped_jobs if j["fuse"]]
     alphas = cfg["teachers"][0]["alphas"]
     assert [j["name"] for j in fused] == ["train_teacher_fused_digits_smallcnn_s0", "train_teacher_fused_digits_smallcnn_s1"]
-    assert fused[1]["runs"] == [runs.run_name(a, 1) for a in alphas] and fused[1]["single"] == "train_teacher"
-    assert fused[1]["objectives"] == [{"kind": "ls", "alpha": float(a)} for a in alphas]
+    # every objective of the grid: label smoothing at each alpha, then teachers[].objectives (tiny.yaml: one)
+    objectives = [{"kind": "ls", "alpha": float(a)} for a in alphas] + cfg["teachers"][0]["objectives"]
+    assert len(objectives) == len(alphas) + 1 and fused[1]["objectives"] == objectives
+    assert fused[1]["runs"] == [runs.objective_run(v, 1) for v in objectives] and fused[1]["single"] == "train_teacher"
+    assert fused[1]["runs"][:len(alphas)] == [runs.run_name(a, 1) for a in alphas]
     # every model of a multi-model job reports that job's benchmark file; the others their own rule's
     for job in p.grouped_jobs:
         for run in job["runs"]:

@@ -140,7 +140,9 @@ def test_workflow_plans_one_fused_job_per_seed(tmp_path):
     proc = snakemake(work, "-n", "-p", model.format("a0.3_s1"), model.format("a0_s0"), model.format("a0.3_s0"))
     assert planned_jobs(proc) == {"prepare_data": 1, "train_teacher_fused_digits_smallcnn_s0": 1,
                                   "train_teacher_fused_digits_smallcnn_s1": 1}
-    assert "lspipe train-fused" in proc.stdout and "--alphas 0 0.3" in proc.stdout
+    # one `lspipe train --fuse` per seed, one objective per alpha and one for the grid's confidence penalty
+    assert "--fuse" in proc.stdout and '[{"alpha": 0.0, "kind": "ls"}, {"alpha": 0.3, "kind": "ls"}, ' \
+        '{"beta": 0.5, "kind": "confidence_penalty"}]' in proc.stdout
 
 
 # --------------------------------------------------------------------------- lockstep

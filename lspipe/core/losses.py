@@ -51,7 +51,6 @@ Adding a kind: subclass :class:`Kind` (``name``, ``params`` with their defaults,
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Mapping, Sequence
 
@@ -301,8 +300,3 @@ class Objective(nn.Module):
         """Each member's loss for a uniform prediction (a ``G`` vector)."""
         return torch.tensor([k.uniform_loss(v, num_classes) for k, v in zip(self.kinds, self.values)],
                             dtype=torch.float32)
-
-
-def objective_json(values: Sequence[Mapping]) -> str:
-    """The command-line text of a list of objective values (sorted keys: the rules' ``params``)."""
-    return json.dumps(list(values), sort_keys=True)
