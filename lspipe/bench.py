@@ -243,35 +243,21 @@ def _engine_data(x: np.ndarray, y: np.ndarray):
 
 def time_engine(arch: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, warmup: int, steps: int,
                 device: torch.device, recipe_overrides: dict, fuse: int = 0, seed: int = 0) -> dict:
-    """images/s of :func:`lspipe.engine.training.fit` (``fuse`` > 1: that many models trained fused)."""
-    import torch
-
-    from lspipe.core.losses import SmoothedCE  # torch: only when a benchmark runs
-    from lspipe.core.models import build_model
-    from lspipe.engine.training import fit
+    """images/s of :func:`lspipe.engine.training.train_group` (``fuse`` > 1: that many models trained fused)."""
+    from lspipe.core.losses import Objective  # torch: only when a benchmark runs
+    from lspipe.engine.training import train_group
 
     data = _engine_data(x, y)
     recipe = Recipe.from_dict({
         "steps": warmup + steps, "batch_size": batch_size, **SGD, "augment": {"pad": 4, "flip": True},
         "eval_batch_size": 256, **recipe_overrides,
     })
-    if fuse > 1:
-        from lspipe.engine.fused import FusedSmoothedCE  # torch: only when a benchmark runs
-        from lspipe.engine.fused import fuse as fuse_models
-
-        singles = []
-        for _ in range(fuse):
-            torch.manual_seed(seed)
-            singles.append(build_model(arch, data))
-        model, objective = fuse_models(singles), FusedSmoothedCE([0.0] * fuse)
-    else:
-        torch.manual_seed(seed)
-        model, objective = build_model(arch, data), SmoothedCE(0.0)
+    members = max(fuse, 1)
     timer = _StepTimer(warmup, steps, device)
     with tempfile.TemporaryDirectory(prefix="lspipe-bench-") as tmp:
-        metrics = [Path(tmp) / f"m{i}.csv" for i in range(fuse)] if fuse > 1 else Path(tmp) / "m.csv"
-        fit(model, data, recipe, objective, seed=seed, device=device, checkpoint_path=Path(tmp) / "ckpt",
-            metrics_path=metrics, callbacks=[timer], progress=False)
+        train_group(arch, data, recipe, Objective([{"kind": "ls"}] * members), seed=seed, fuse=fuse > 1, device=device,
+                    checkpoint_path=Path(tmp) / "ckpt", metrics_paths=[Path(tmp) / f"m{i}.csv" for i in range(members)],
+                    callbacks=[timer], progress=False)
     return _figures(timer.marks, steps, batch_size, max(fuse, 1)) | {"config": {
         "loader": "lspipe.engine.training.fit (uint8 on device, batched augmentation, no workers)",
         "recipe": {k: getattr(recipe, k) for k in ("amp", "channels_last", "cpu_amp", "cpu_channels_last",
@@ -294,20 +280,19 @@ def time_distillation(teacher_arch: str, student_arch: str, temperatures, x: np.
                       recipe_overrides: dict | None = None, seed: int = 0) -> dict:
     """Student-images/s of the hard-target teacher's temperature family trained ``mode``:
 
-    * ``separate``: one distilled student (:class:`lspipe.core.losses.Distillation`, its own teacher
-      forward per batch) through :func:`lspipe.engine.training.fit`, as each student of the family trains
-      alone; the G runs of the family are identical in cost, so the family's rate is this run's;
-    * ``lockstep`` / ``fused``: the G students in one :func:`lspipe.engine.lockstep.train_lockstep` job
+    * ``separate``: one distilled student (a ``kd`` objective, :mod:`lspipe.core.losses`, its own teacher
+      forward per batch) through :func:`lspipe.engine.training.train_group`, as each student of the family
+      trains alone; the G runs of the family are identical in cost, so the family's rate is this run's;
+    * ``lockstep`` / ``fused``: the G students in one :func:`lspipe.engine.training.train_group` job
       (one teacher forward per batch; ``fused``: the students as one fused network).
 
     Images count once per student (G per lockstep step), so the rates compare directly.
     """
     import torch
 
-    from lspipe.core.losses import Distillation  # torch: only when a benchmark runs
+    from lspipe.core.losses import Objective  # torch: only when a benchmark runs
     from lspipe.core.models import build_model
-    from lspipe.engine.lockstep import train_lockstep
-    from lspipe.engine.training import fit
+    from lspipe.engine.training import train_group
 
     if mode not in DISTILL_MODES:
         raise ValueError(f"mode must be one of {DISTILL_MODES}, got {mode!r}")
@@ -321,15 +306,11 @@ def time_distillation(teacher_arch: str, student_arch: str, temperatures, x: np.
     timer = _StepTimer(warmup, steps, device)
     temps = [float(t) for t in temperatures]
     with tempfile.TemporaryDirectory(prefix="lspipe-bench-") as tmp:
-        if mode == "separate":
-            torch.manual_seed(seed)
-            fit(build_model(student_arch, data), data, recipe, Distillation(teacher, temps[-1]), seed=seed, device=device,
-                checkpoint_path=Path(tmp) / "ckpt", metrics_path=Path(tmp) / "m.csv", callbacks=[timer], progress=False)
-        else:
-            train_lockstep(student_arch, data, recipe, seed=seed, teacher=teacher, temperatures=temps,
-                           fuse=mode == "fused", device=device, checkpoint_path=Path(tmp) / "ckpt",
-                           metrics_paths=[Path(tmp) / f"m{i}.csv" for i in range(len(temps))], progress=False,
-                           callbacks=[timer])
+        group = temps[-1:] if mode == "separate" else temps
+        objective = Objective([{"kind": "kd", "teacher": "teacher", "T": t} for t in group], {"teacher": teacher})
+        train_group(student_arch, data, recipe, objective, seed=seed, fuse=mode == "fused", device=device,
+                    checkpoint_path=Path(tmp) / "ckpt", metrics_paths=[Path(tmp) / f"m{i}.csv" for i in range(len(group))],
+                    progress=False, callbacks=[timer])
     models = 1 if mode == "separate" else len(temps)
     return _figures(timer.marks, steps, batch_size, models) | {"mode": mode, "students_per_step": models}
 

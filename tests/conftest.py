@@ -106,3 +106,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def fit_one(model, data, recipe, value: dict, *, teachers=None, metrics_path, **kw) -> dict:
+    """``lspipe.engine.training.fit`` of one model (a group of one member) with one objective value;
+    the model trains in place, the summary's ``final`` is its metric row."""
+    from lspipe.core.losses import Objective
+    from lspipe.engine.training import Members, fit
+
+    summary = fit(Members([model]), data, recipe, Objective([value], teachers), metrics_paths=[metrics_path], **kw)
+    return {**summary, "final": summary["final"][0]}
+
+
+def one_loss(value: dict, logits, labels, inputs=None, teachers=None):
+    """The loss of one objective value on ``B x K`` logits (a group of one member)."""
+    from lspipe.core.losses import Objective
+
+    return Objective([value], teachers)(logits[:, None], labels, inputs)[0]

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from conftest import TINY
+from lspipe.base import runs
 from lspipe.experiments import claims, distill
 from lspipe.workflow import plan
 from lspipe.workflow.plan import validate
@@ -56,8 +57,8 @@ def test_claims_report_and_experiment_table(tiny_run, tmp_path, monkeypatch):
         [(c["id"], c["verdict"], c["effect"] and c["effect"]["values"]) for c in report["checks"]]
 
     # one row per trained model: every teacher of every grid and every student of every distillation entry
-    models = {(g["dataset"], g["arch"], "teacher", f"a{a:g}_s{s}") for g in cfg["teachers"] for a in g["alphas"]
-              for s in g["seeds"]}
+    models = {(g["dataset"], g["arch"], "teacher", runs.objective_run(v, s)) for g in cfg["teachers"]
+              for v in plan.grid_objectives(g) for s in g["seeds"]}
     models |= {(d["dataset"], d["student_arch"], "student", r.name) for d in cfg["distillation"]
                for r in distill.student_runs({"baseline_alphas": None, **d})}
     rows = list(csv.DictReader(open(results / "tables" / "experiments.csv")))

@@ -187,3 +187,25 @@ def test_the_old_mi_margin_key_names_its_replacement(cfg):
     bad.setdefault("claims", {})["mi_margin"] = 0.05
     with pytest.raises(ConfigError, match=r"claims\.mi_margin was replaced.*claims\.mi_noise_multiple"):
         validate(bad)
+
+
+def test_run_names_are_derived_from_the_objective_and_parsed_back():
+    """One function names a run after its objective (lspipe.base.runs.objective_run) and parse_run
+    reads it back; the existing names stay as they were."""
+    from lspipe.base import runs
+
+    assert runs.objective_run({"kind": "ls", "alpha": 0.1}, 0) == runs.run_name(0.1, 0) == "a0.1_s0"
+    assert runs.objective_run({"kind": "ls", "alpha": 0.0}, 3) == "a0_s3"
+    assert runs.kd_run("smallcnn", 0.0, 4, 1) == "kd-smallcnn-a0-T4_s1"
+    other = {"kind": "confidence_penalty", "beta": 0.5}
+    assert runs.objective_run(other, 2) == "confidence_penalty-beta0.5_s2"
+    assert runs.parse_run("confidence_penalty-beta0.5_s2") == {"objective": other, "seed": 2}
+    assert runs.parse_run("a0.1_s0") == {"alpha": 0.1, "seed": 0, "objective": {"kind": "ls", "alpha": 0.1}}
+    assert runs.parse_run("kd-smallcnn-a0-T4_s1") == {"teacher_arch": "smallcnn", "teacher_alpha": 0.0,
+                                                      "temperature": 4.0, "seed": 1}
+    two = {"kind": "focal", "gamma": 2, "beta": 1e-3}
+    assert runs.parse_run(runs.objective_run(two, 0)) == {"objective": {"kind": "focal", "gamma": 2.0, "beta": 0.001},
+                                                          "seed": 0}
+    assert runs.parse_run("a0.1") is None and runs.parse_run("ls-alpha0.1_s0") is None
+    with pytest.raises(ValueError, match="kd_run"):
+        runs.objective_token({"kind": "kd", "teacher": "t.pt", "T": 4})

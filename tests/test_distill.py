@@ -11,17 +11,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import synthetic_data
+from conftest import fit_one, one_loss, synthetic_data
 from lspipe import cli
 from lspipe.base import runs
 from lspipe.base.errors import ConfigError
 from lspipe.core.inference import predict
-from lspipe.core.losses import Distillation, smoothed_targets
+from lspipe.core.losses import smoothed_targets
 from lspipe.core.models import build_model
 from lspipe.core.recipe import Recipe
 from lspipe.engine.activations import write_dump
 from lspipe.engine.dumpfile import Dump
-from lspipe.engine.training import fit
 from lspipe.experiments import distill
 
 ENTRY = {"dataset": "digits", "teacher_arch": "smallcnn", "student_arch": "mlp", "student_recipe": "digits",
@@ -236,7 +235,7 @@ def _kl_and_loss(student, teacher, data, T):
     zs, zt = predict(student, x, "cpu"), predict(teacher, x, "cpu")
     log_pt = F.log_softmax(zt / T, 1)
     kl = float((log_pt.exp() * (log_pt - F.log_softmax(zs, 1))).sum(1).mean())
-    return kl, float(Distillation(teacher, T)(zs, y, torch.from_numpy(x)))
+    return kl, float(one_loss({"kind": "kd", "teacher": "t", "T": T}, zs, y, torch.from_numpy(x), {"t": teacher}))
 
 
 def test_distilled_student_moves_towards_its_teacher(tmp_path):
@@ -252,8 +251,8 @@ def test_distilled_student_moves_towards_its_teacher(tmp_path):
     student = build_model("mlp", data, hidden=(64,))
     kl0, loss0 = _kl_and_loss(student, teacher, data, T)
     recipe = Recipe.from_dict({"steps": 120, "batch_size": 32, "lr": 0.05, "augment": {"pad": 0, "flip": False}})
-    fit(student, data, recipe, Distillation(teacher, T), seed=0, checkpoint_path=tmp_path / "c.ckpt",
-        metrics_path=tmp_path / "m.csv", progress=False)
+    fit_one(student, data, recipe, {"kind": "kd", "teacher": "t", "T": T}, teachers={"t": teacher}, seed=0,
+            checkpoint_path=tmp_path / "c.ckpt", metrics_path=tmp_path / "m.csv", progress=False)
     kl1, loss1 = _kl_and_loss(student, teacher, data, T)
     assert kl0 > 0.2 and kl1 < 0.3 * kl0, (kl0, kl1)
     assert loss1 < loss0 and loss0 - loss1 == pytest.approx(kl0 - kl1, rel=1e-4)  # H(pt, ps) = H(pt) + KL

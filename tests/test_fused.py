@@ -17,16 +17,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from conftest import REPO, synthetic_data
+from conftest import REPO, fit_one, one_loss, synthetic_data
 from lspipe import cli
 from lspipe.base.errors import ConfigError
 from lspipe.core import data as D
 from lspipe.core import models as M
-from lspipe.core.losses import Distillation, SmoothedCE
+from lspipe.core.losses import Objective
 from lspipe.core.models import build_model, load_model
 from lspipe.core.recipe import Recipe
-from lspipe.engine.fused import FusedClassifier, FusedDistillation, FusedSmoothedCE, FuseError, fuse, train_fused
-from lspipe.engine.training import fit
+from lspipe.engine.fused import FusedClassifier, FuseError, fuse
+from lspipe.engine.training import fit, train_group
 from lspipe.workflow.plan import validate
 
 ALPHAS = [0.0, 0.1, 0.3]
@@ -85,35 +85,22 @@ def test_lrn_does_not_mix_members():
     torch.testing.assert_close(fuse([a, b]).eval()(x)[:, 1], out)
 
 
-def test_fused_smoothed_ce_is_each_members_label_smoothed_ce():
+def LS(alphas):
+    return Objective([{"kind": "ls", "alpha": a} for a in alphas])
+
+
+def test_group_objective_is_each_members_label_smoothed_ce():
     torch.manual_seed(0)
     logits, labels, k = torch.randn(6, 3, 7), torch.tensor([0, 3, 6, 2, 2, 1]), 7
-    loss = FusedSmoothedCE(ALPHAS)(logits, labels)
+    loss = LS(ALPHAS)(logits, labels)
     assert loss.shape == (3,)
     for g, a in enumerate(ALPHAS):
         target = np.full((6, k), a / k)
         target[np.arange(6), labels.numpy()] += 1 - a
         by_hand = -(target * torch.log_softmax(logits[:, g].double(), 1).numpy()).sum(1).mean()
         assert float(loss[g]) == pytest.approx(by_hand, rel=1e-6)
-        assert float(loss[g]) == pytest.approx(float(SmoothedCE(a)(logits[:, g], labels)), rel=1e-6)
-    with pytest.raises(ValueError, match="alpha"):
-        FusedSmoothedCE([0.1, 1.0])
-
-
-@pytest.mark.parametrize("beta,form", [(1.0, "teacher"), (0.7, "hinton"), (1.0, "slides")])
-def test_fused_distillation_is_each_members_distillation(beta, form):
-    data = synthetic_data((256, 64, 64), channels=3, classes=5)
-    t_hard, t_ls = members("resnet8", data, [5, 6])
-    teachers, temps = [t_hard, t_hard, t_ls], [1.0, 4.0, 1.0]  # the hard teacher at two temperatures
-    obj = FusedDistillation(teachers, temps, beta, form=form)
-    assert len(obj.teachers) == 2  # the shared teacher runs once
-    x, y = torch.from_numpy(data.x["train"][:8]), torch.from_numpy(data.y["train"][:8])
-    logits = torch.randn(8, 3, 5)
-    loss = obj.train()(logits, y, x)
-    for g, (t, temp) in enumerate(zip(teachers, temps)):
-        ref = Distillation(t, temp, beta, form=form)(logits[:, g], y, x)
-        assert float(loss[g]) == pytest.approx(float(ref), rel=1e-5)
-    assert not any(t.training for t in obj.teachers)
+    with pytest.raises(ConfigError, match=r"objectives\[1\]\.alpha"):
+        LS([0.1, 1.0])
 
 
 def test_gradient_clipping_is_per_member():
@@ -122,10 +109,10 @@ def test_gradient_clipping_is_per_member():
     fused = fuse(singles)
     x, y = torch.from_numpy(data.x["train"][:16]), torch.from_numpy(data.y["train"][:16])
     scale = torch.tensor([0.01, 1.0, 100.0])  # so that one member is clipped hard and one not at all
-    (FusedSmoothedCE(ALPHAS)(fused(x), y) * scale).sum().backward()
+    (LS(ALPHAS)(fused(x), y) * scale).sum().backward()
     norms_ref = []
     for m, a, s in zip(singles, ALPHAS, scale):
-        (SmoothedCE(a)(m(x), y) * s).backward()
+        (one_loss({"kind": "ls", "alpha": a}, m(x), y) * s).backward()
         norms_ref.append(float(torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)))
     assert norms_ref[0] < 1.0 < norms_ref[2]
     norms = fused.clip_grad_norm_(1.0)
@@ -139,12 +126,12 @@ def test_gradient_clipping_is_per_member():
 def _separate_and_fused(arch, data, recipe, dtype, tmp_path):
     singles = members(arch, data, [0] * len(ALPHAS), dtype)
     fused = fuse(singles)
-    fsum = fit(fused, data, recipe, FusedSmoothedCE(ALPHAS), seed=0, checkpoint_path=tmp_path / "f.ckpt",
-               metrics_path=[tmp_path / f"f{i}.csv" for i in range(len(ALPHAS))], progress=False)
+    fsum = fit(fused, data, recipe, LS(ALPHAS), seed=0, checkpoint_path=tmp_path / "f.ckpt",
+               metrics_paths=[tmp_path / f"f{i}.csv" for i in range(len(ALPHAS))], progress=False)
     sums = []
     for i, (m, a) in enumerate(zip(singles, ALPHAS)):
-        sums.append(fit(m, data, recipe, SmoothedCE(a), seed=0, checkpoint_path=tmp_path / f"s{i}.ckpt",
-                        metrics_path=tmp_path / f"s{i}.csv", progress=False))
+        sums.append(fit_one(m, data, recipe, {"kind": "ls", "alpha": a}, seed=0, checkpoint_path=tmp_path / f"s{i}.ckpt",
+                            metrics_path=tmp_path / f"s{i}.csv", progress=False))
     return singles, fused, sums, fsum
 
 
@@ -174,21 +161,21 @@ def test_fused_training_equals_separate_runs(arch, channels, tmp_path):
     assert not torch.allclose(fused.member_state_dict(0)["classifier.weight"], fused.member_state_dict(2)["classifier.weight"])
 
 
-def test_train_fused_float32_and_seeded_members(tmp_path):
-    """The production path in float32: train_fused equals separate runs within 1e-5; a member with
-    another seed is initialised as its own run but trained on the first seed's batch stream."""
+def test_train_group_fused_float32(tmp_path):
+    """The production path in float32: train_group(fuse=True) equals separate runs within 1e-5."""
     data = synthetic_data((256, 64, 64), channels=1, classes=5)
     recipe = Recipe.from_dict({"steps": 12, "batch_size": 32, "lr": 0.05, "grad_clip": 0.5,
                                "augment": {"pad": 1, "flip": True}})
-    alphas, seeds = [0.0, 0.2, 0.2], [0, 0, 1]
-    trained, summary = train_fused("smallcnn", data, recipe, alphas, seeds, checkpoint_path=tmp_path / "f.ckpt",
+    alphas = [0.0, 0.2, 0.1]
+    trained, summary = train_group("smallcnn", data, recipe, LS(alphas), seed=0, fuse=True,
+                                   checkpoint_path=tmp_path / "f.ckpt",
                                    metrics_paths=[tmp_path / f"f{i}.csv" for i in range(3)], progress=False)
     assert [type(m) for m in trained] == [M.Classifier] * 3 and summary["steps"] == 12
-    for i, (a, s) in enumerate(zip(alphas, seeds)):
-        torch.manual_seed(s)
+    for i, a in enumerate(alphas):
+        torch.manual_seed(0)
         ref = build_model("smallcnn", data)
-        fit(ref, data, recipe, SmoothedCE(a), seed=0, checkpoint_path=tmp_path / f"s{i}.ckpt",
-            metrics_path=tmp_path / f"s{i}.csv", progress=False)
+        fit_one(ref, data, recipe, {"kind": "ls", "alpha": a}, seed=0, checkpoint_path=tmp_path / f"s{i}.ckpt",
+                metrics_path=tmp_path / f"s{i}.csv", progress=False)
         for k, v in ref.state_dict().items():
             torch.testing.assert_close(trained[i].state_dict()[k], v, atol=1e-5, rtol=1e-4, msg=f"member {i} {k}")
         for r, q in zip(_rows(tmp_path / f"f{i}.csv"), _rows(tmp_path / f"s{i}.csv"), strict=True):
@@ -205,17 +192,17 @@ def test_train_fused_cli_writes_ordinary_checkpoints_and_resumes(tmp_path):
         outs = [str(where / f"a{a}_s3" / "model.pt") for a in (0, 0.3)]
         mets = [str(where / f"a{a}_s3" / "metrics.csv") for a in (0, 0.3)]
         argv = ["train-fused", "--data", str(data_path), "--arch", "smallcnn", "--recipe", recipe, "--seed", "3",
-                "--alphas", "0", "0.3", "--out", *outs, "--metrics", *mets, "--device", "cpu", "--threads", "1",
-                "--no-progress", *extra]
+                "--objectives", '[{"kind": "ls", "alpha": 0}, {"kind": "ls", "alpha": 0.3}]', "--fuse",
+                "--out", *outs, "--metrics", *mets, "--device", "cpu", "--threads", "1", "--no-progress", *extra]
         return cli.main(argv), outs, mets
 
     from lspipe.engine.training import Interrupted
 
     with pytest.raises(Interrupted):
         run(tmp_path / "resumed", "--stop-after-epochs", "1")
-    assert (tmp_path / "resumed" / "a0_s3" / "model.pt.fused.ckpt").exists()
+    assert (tmp_path / "resumed" / "a0_s3" / "model.pt.ckpt").exists()
     rc, outs, mets = run(tmp_path / "resumed")
-    assert rc == 0 and not (tmp_path / "resumed" / "a0_s3" / "model.pt.fused.ckpt").exists()
+    assert rc == 0 and not (tmp_path / "resumed" / "a0_s3" / "model.pt.ckpt").exists()
     _, ref_outs, ref_mets = run(tmp_path / "straight")
     data = D.load(data_path)
     for i, alpha in enumerate((0.0, 0.3)):
@@ -223,7 +210,9 @@ def test_train_fused_cli_writes_ordinary_checkpoints_and_resumes(tmp_path):
         ref, _ = load_model(ref_outs[i])
         assert list(model.state_dict()) == list(M.create("smallcnn", 10, 1, 8).state_dict())
         assert meta["alpha"] == alpha and meta["seed"] == 3 and meta["run"] == f"a{alpha:g}_s3"
-        assert meta["arch"] == "smallcnn" and meta["role"] == "teacher" and meta["fused"]["alphas"] == [0.0, 0.3]
+        assert meta["arch"] == "smallcnn" and meta["role"] == "teacher"
+        assert meta["lockstep"] == {"runs": ["a0_s3", "a0.3_s3"], "fused": True}
+        assert meta["objective"] == {"kind": "ls", "alpha": alpha}
         assert meta["summary"]["steps"] == 20 and meta["summary"]["final"]["step"] == 20
         for k, v in ref.state_dict().items():  # resumed after an interruption == uninterrupted
             assert torch.equal(model.state_dict()[k], v), k
@@ -231,7 +220,7 @@ def test_train_fused_cli_writes_ordinary_checkpoints_and_resumes(tmp_path):
     # and a member equals the single run `lspipe train` makes of it (CLI to CLI)
     single = tmp_path / "single" / "model.pt"
     assert cli.main(["train", "--data", str(data_path), "--arch", "smallcnn", "--recipe", recipe, "--seed", "3",
-                     "--alpha", "0.3", "--out", str(single), "--metrics", str(single.with_name("metrics.csv")),
+                     "--objectives", '[{"kind": "ls", "alpha": 0.3}]', "--out", str(single), "--metrics", str(single.with_name("metrics.csv")),
                      "--device", "cpu", "--threads", "1", "--no-progress"]) == 0
     ref, _ = load_model(single)
     member, _ = load_model(outs[1])

@@ -236,28 +236,23 @@ def test_finite_divergence_stops_training_by_default(digits_npz, tmp_path, capsy
 def test_uniform_prediction_loss_of_each_objective(one_torch_thread):
     """The built-in bound's reference, ``uniform_loss(K)``, equals the objective evaluated at all-equal
     logits: log K for (smoothed) cross-entropy, ((1 - beta) + beta s) log K for distillation (s = T^2
-    in the hinton form), per member for fused and lockstep objectives."""
+    in the hinton form), per member of a group."""
     import math
 
     import torch
 
-    from lspipe.engine.fused import FusedDistillation, FusedSmoothedCE
-    from lspipe.engine.lockstep import PerMember
-    from lspipe.core.losses import Distillation, SmoothedCE
+    from lspipe.core.losses import Objective
 
     torch.manual_seed(0)
     k, y, x = 7, torch.tensor([0, 3, 6]), torch.rand(3, 1, 2, 2)
     teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, k))
-    singles = [SmoothedCE(0.0), SmoothedCE(0.3), Distillation(teacher, 4.0, 1.0, form="teacher"),
-               Distillation(teacher, 4.0, 1.0, form="slides"), Distillation(teacher, 4.0, 0.5, form="hinton")]
-    for obj in singles:
-        assert float(obj.uniform_loss(k)) == pytest.approx(float(obj(torch.zeros(3, k), y, x)), rel=1e-6)
-    assert float(singles[4].uniform_loss(k)) == pytest.approx((0.5 + 0.5 * 16) * math.log(k))
-    for obj in (FusedSmoothedCE([0.0, 0.2]), FusedDistillation([teacher, teacher], [1.0, 3.0], 0.7, form="hinton"),
-                PerMember(singles)):
-        g = len(obj.uniform_loss(k))
-        torch.testing.assert_close(obj.uniform_loss(k).float(), obj(torch.zeros(3, g, k), y, x).float(), rtol=1e-6,
-                                   atol=1e-6)
+    values = [{"kind": "ls"}, {"kind": "ls", "alpha": 0.3}, {"kind": "kd", "teacher": "t", "T": 4.0},
+              {"kind": "kd", "teacher": "t", "T": 4.0, "form": "slides"},
+              {"kind": "kd", "teacher": "t", "T": 4.0, "beta": 0.5, "form": "hinton"}]
+    obj = Objective(values, {"t": teacher})
+    torch.testing.assert_close(obj.uniform_loss(k), obj(torch.zeros(3, len(values), k), y, x).float(), rtol=1e-6,
+                               atol=1e-6)
+    assert float(obj.uniform_loss(k)[4]) == pytest.approx((0.5 + 0.5 * 16) * math.log(k))
 
 
 # --------------------------------------------------------------------------- item 4: high bit depth
@@ -332,8 +327,8 @@ def test_misplaced_models_are_refused_by_their_consumers(tiny_run, tmp_path, cap
     # a student distilled from the wrong teacher: refused before training
     wrong = _place(tmp_path, ls, "digits", "smallcnn", "teacher", "a0_s0")
     out = tmp_path / "results" / "models" / "digits" / "mlp" / "student" / "kd-smallcnn-a0-T4_s0" / "model.pt"
-    argv = _train_argv(npz, out, extra=("--teacher", str(wrong), "--temperature", "4", "--role", "student",
-                                        "--run", "kd-smallcnn-a0-T4_s0"))
+    kd = json.dumps([{"kind": "kd", "teacher": str(wrong), "T": 4}])
+    argv = _train_argv(npz, out, extra=("--objectives", kd, "--role", "student", "--run", "kd-smallcnn-a0-T4_s0"))
     assert cli.main(argv) == 2
     _one_error_line(capsys, "this teacher is not the one", "alpha 0.3")
     assert not out.exists()
@@ -612,7 +607,7 @@ def test_a_read_only_folder_gives_one_line(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("argv,needles", [
     (["--seed", str(2**63)], ["argument --seed", "maximum of 4294967295"]),
-    (["--alpha", "1.5"], ["argument --alpha", "teachers[].alphas"]),
+    (["--objectives", '[{"kind": "ls", "alpha": 1.5}]'], ["--objectives[0].alpha must be a number in [0, 1), got 1.5"]),
     (["--recipe", '{"steps": 0}'], ["argument --recipe", "recipes.<name>.steps"]),
     (["--recipe", json.dumps({**RECIPE, "batch_size": 100000})], ["batch_size 100000 exceeds the 1078 training examples"]),
     (["--arch", "resnet9"], ["unknown architecture 'resnet9'"]),

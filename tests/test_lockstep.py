@@ -1,8 +1,8 @@
-"""Lockstep students (lspipe.engine.lockstep): students of one seed sharing a teacher train on one batch
-stream with one teacher forward per batch, and end exactly as their separate runs.
+"""Lockstep students (lspipe.engine.training.train_group): students of one seed sharing a teacher train
+on one batch stream with one teacher forward per batch, and end exactly as their separate runs.
 
-References are separate runs through the ordinary code path (``lspipe.engine.training.fit`` with
-``lspipe.core.losses.Distillation`` / ``SmoothedCE``, and the ``lspipe train`` CLI)."""
+References are separate runs through the ordinary code path (``lspipe.engine.training.fit`` of a
+group of one, with the same objective value, and the ``lspipe train`` CLI of one objective)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,14 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, synthetic_data
+from conftest import REPO, fit_one, synthetic_data
 from lspipe import cli
 from lspipe.base.errors import ConfigError
 from lspipe.core import data as D
-from lspipe.core.losses import Distillation, SmoothedCE
+from lspipe.core.losses import Objective
 from lspipe.core.models import build_model, load_model
 from lspipe.core.recipe import Recipe
-from lspipe.engine.lockstep import LockstepModels, SharedTeacher, train_lockstep
-from lspipe.engine.training import Interrupted, fit
+from lspipe.engine.training import Interrupted, Members, train_group
 from lspipe.experiments import distill
 from lspipe.workflow.plan import validate
 
@@ -48,15 +47,19 @@ def _teacher(data):
     return t.eval()
 
 
-def _separate(arch, data, recipe, tmp_path, objectives, seed=3):
+def _separate(arch, data, recipe, tmp_path, values, teachers=None, seed=3):
     out = []
-    for i, obj in enumerate(objectives):
+    for i, value in enumerate(values):
         torch.manual_seed(seed)
         m = build_model(arch, data)
-        fit(m, data, recipe, obj, seed=seed, checkpoint_path=tmp_path / f"s{i}.ckpt",
-            metrics_path=tmp_path / f"s{i}.csv", progress=False)
+        fit_one(m, data, recipe, value, teachers=teachers, seed=seed, checkpoint_path=tmp_path / f"s{i}.ckpt",
+                metrics_path=tmp_path / f"s{i}.csv", progress=False)
         out.append(m)
     return out
+
+
+def _kd(temps, **kw):
+    return [{"kind": "kd", "teacher": "t", "T": t, **kw} for t in temps]
 
 
 class _Counting(torch.nn.Module):
@@ -74,11 +77,11 @@ def test_lockstep_distilled_students_are_bit_identical_to_separate_runs(arch, tm
     """float32 on the CPU, clipping and dense weight decay on: every weight, buffer and metric equal."""
     data, recipe = synthetic_data((256, 64, 64), channels=1, classes=5), Recipe.from_dict(RECIPE)
     teacher = _Counting(_teacher(data))
-    trained, summary = train_lockstep(arch, data, recipe, seed=3, teacher=teacher, temperatures=TEMPS,
-                                      checkpoint_path=tmp_path / "l.ckpt",
-                                      metrics_paths=[tmp_path / f"l{i}.csv" for i in range(3)], progress=False)
+    trained, summary = train_group(arch, data, recipe, Objective(_kd(TEMPS), {"t": teacher}), seed=3,
+                                   checkpoint_path=tmp_path / "l.ckpt",
+                                   metrics_paths=[tmp_path / f"l{i}.csv" for i in range(3)], progress=False)
     assert teacher.calls == 14  # one teacher forward per step, not one per student
-    refs = _separate(arch, data, recipe, tmp_path, [Distillation(_teacher(data), t) for t in TEMPS])
+    refs = _separate(arch, data, recipe, tmp_path, _kd(TEMPS), {"t": _teacher(data)})
     for i, (m, ref) in enumerate(zip(trained, refs)):
         for k, v in ref.state_dict().items():
             assert torch.equal(m.state_dict()[k], v), (i, k)
@@ -91,9 +94,10 @@ def test_lockstep_distilled_students_are_bit_identical_to_separate_runs(arch, tm
 def test_lockstep_baselines_are_bit_identical_to_separate_runs(tmp_path):
     data, recipe = synthetic_data((256, 64, 64), channels=1, classes=5), Recipe.from_dict(RECIPE)
     alphas = [0.0, 0.1, 0.3]
-    trained, _ = train_lockstep("smallcnn", data, recipe, seed=3, alphas=alphas, checkpoint_path=tmp_path / "l.ckpt",
-                                metrics_paths=[tmp_path / f"l{i}.csv" for i in range(3)], progress=False)
-    refs = _separate("smallcnn", data, recipe, tmp_path, [SmoothedCE(a) for a in alphas])
+    values = [{"kind": "ls", "alpha": a} for a in alphas]
+    trained, _ = train_group("smallcnn", data, recipe, Objective(values), seed=3, checkpoint_path=tmp_path / "l.ckpt",
+                             metrics_paths=[tmp_path / f"l{i}.csv" for i in range(3)], progress=False)
+    refs = _separate("smallcnn", data, recipe, tmp_path, values)
     for i, (m, ref) in enumerate(zip(trained, refs)):
         for k, v in ref.state_dict().items():
             assert torch.equal(m.state_dict()[k], v), (i, k)
@@ -105,10 +109,10 @@ def test_fused_lockstep_students_equal_separate_runs_within_rounding(form, tmp_p
     """Fused students (one grouped network) in float32: within 1e-5 of separate runs, as the fused teachers."""
     data = synthetic_data((256, 64, 64), channels=1, classes=5)
     recipe = Recipe.from_dict({**RECIPE, "steps": 12, "grad_clip": 0.5})
-    trained, _ = train_lockstep("smallcnn", data, recipe, seed=3, teacher=_teacher(data), temperatures=TEMPS,
-                                form=form, fuse=True, checkpoint_path=tmp_path / "f.ckpt",
-                                metrics_paths=[tmp_path / f"f{i}.csv" for i in range(3)], progress=False)
-    refs = _separate("smallcnn", data, recipe, tmp_path, [Distillation(_teacher(data), t, form=form) for t in TEMPS])
+    trained, _ = train_group("smallcnn", data, recipe, Objective(_kd(TEMPS, form=form), {"t": _teacher(data)}), seed=3,
+                             fuse=True, checkpoint_path=tmp_path / "f.ckpt",
+                             metrics_paths=[tmp_path / f"f{i}.csv" for i in range(3)], progress=False)
+    refs = _separate("smallcnn", data, recipe, tmp_path, _kd(TEMPS, form=form), {"t": _teacher(data)})
     for i, (m, ref) in enumerate(zip(trained, refs)):
         for k, v in ref.state_dict().items():
             torch.testing.assert_close(m.state_dict()[k], v, atol=1e-5, rtol=1e-4, msg=f"student {i} {k}")
@@ -116,31 +120,13 @@ def test_fused_lockstep_students_equal_separate_runs_within_rounding(form, tmp_p
             assert r == pytest.approx(q, rel=1e-5)
 
 
-def test_shared_teacher_runs_once_per_batch_and_not_across_batches():
-    data = synthetic_data((256, 64, 64), channels=1, classes=5)
-    inner = _Counting(_teacher(data))
-    shared = SharedTeacher(inner)
-    x = torch.from_numpy(data.x["train"][:8])
-    with torch.no_grad():
-        a, b = shared(x), shared(x)
-        assert a is b and inner.calls == 1
-        x.add_(1)  # modified in place: computed again
-        c = shared(x)
-        assert inner.calls == 2 and not torch.equal(a, c)
-        shared(x.clone())
-        assert inner.calls == 3
-    with torch.enable_grad():  # never cached when a graph may be built
-        shared(x), shared(x)
-    assert inner.calls == 5
-
-
-def test_lockstep_models_forward_and_clipping_are_each_models():
+def test_members_forward_and_clipping_are_each_models():
     data = synthetic_data((256, 64, 64), channels=1, classes=5)
     models = []
     for s in (0, 1):
         torch.manual_seed(s)
         models.append(build_model("smallcnn", data))
-    lock = LockstepModels(models)
+    lock = Members(models)
     x = torch.from_numpy(data.x["train"][:16])
     out = lock(x)
     assert out.shape == (16, 2, 5)
@@ -163,20 +149,21 @@ def test_train_lockstep_cli_resumes_exactly_and_writes_ordinary_models(tmp_path)
     teacher = tmp_path / "teacher" / "model.pt"
     common = ["--data", str(data_path), "--recipe", recipe, "--device", "cpu", "--threads", "1", "--no-progress"]
     # the teacher of seed 2, as its students' run names (kd-..._s2) say
-    assert cli.main(["train", "--arch", "smallcnn", "--seed", "2", "--out", str(teacher),
+    assert cli.main(["train", "--arch", "smallcnn", "--seed", "2", "--objectives", '[{"kind": "ls"}]', "--out", str(teacher),
                      "--metrics", str(teacher.with_name("metrics.csv")), *common]) == 0
     temps = ("1", "4")
 
     def run(where, *extra):
         outs = [str(where / f"kd-smallcnn-a0-T{t}_s2" / "model.pt") for t in temps]
         mets = [str(where / f"kd-smallcnn-a0-T{t}_s2" / "metrics.csv") for t in temps]
-        argv = ["train-lockstep", "--arch", "mlp", "--seed", "2", "--teacher", str(teacher), "--temperatures", *temps,
+        objectives = json.dumps([{"kind": "kd", "teacher": str(teacher), "T": float(t)} for t in temps])
+        argv = ["train-lockstep", "--arch", "mlp", "--seed", "2", "--role", "student", "--objectives", objectives,
                 "--out", *outs, "--metrics", *mets, *common, *extra]
         return cli.main(argv), outs, mets
 
     with pytest.raises(Interrupted):
         run(tmp_path / "resumed", "--stop-after-epochs", "1")
-    ckpt = tmp_path / "resumed" / "kd-smallcnn-a0-T1_s2" / "model.pt.lockstep.ckpt"
+    ckpt = tmp_path / "resumed" / "kd-smallcnn-a0-T1_s2" / "model.pt.ckpt"
     assert ckpt.exists() and len(_rows(tmp_path / "resumed" / "kd-smallcnn-a0-T4_s2" / "metrics.csv")) == 1
     rc, outs, mets = run(tmp_path / "resumed")
     assert rc == 0 and not ckpt.exists()
@@ -194,24 +181,29 @@ def test_train_lockstep_cli_resumes_exactly_and_writes_ordinary_models(tmp_path)
         assert meta["summary"]["final"]["step"] == 20
     # student T = 4 equals the separate `lspipe train` run of it, bit for bit (CLI to CLI)
     single = tmp_path / "single" / "model.pt"
-    assert cli.main(["train", "--arch", "mlp", "--seed", "2", "--role", "student", "--teacher", str(teacher),
-                     "--temperature", "4", "--out", str(single), "--metrics", str(single.with_name("metrics.csv")),
-                     *common]) == 0
+    assert cli.main(["train", "--arch", "mlp", "--seed", "2", "--role", "student", "--objectives",
+                     json.dumps([{"kind": "kd", "teacher": str(teacher), "T": 4}]), "--out", str(single),
+                     "--metrics", str(single.with_name("metrics.csv")), *common]) == 0
     ref, ref_meta = load_model(single)
     member, meta = load_model(outs[1])
     for k, v in ref.state_dict().items():
         assert torch.equal(member.state_dict()[k], v), k
     assert _rows(single.with_name("metrics.csv")) == _rows(mets[1])
     same = ("dataset", "arch", "role", "alpha", "seed", "recipe", "teacher", "teacher_sha256", "teacher_alpha",
-            "temperature", "beta", "form")
+            "temperature", "beta", "form", "objective")
     assert {k: meta[k] for k in same} == {k: ref_meta[k] for k in same}
 
 
 def test_train_lockstep_cli_refuses_a_mixed_or_incomplete_group(tmp_path, capsys):
     base = ["train-lockstep", "--data", "x.npz", "--arch", "mlp", "--recipe", '{"steps": 1}', "--seed", "0", "--out", "a", "b",
             "--metrics", "a", "b"]
-    for extra, message in (([], "give either --alphas"), (["--alphas", "0", "0.1", "0.2"], "--out needs one value per student (3), got 2"),
-                           (["--teacher", "t.pt"], "--teacher needs --temperatures")):
+    ls = '{"kind": "ls"}'
+    for extra, message in ((["--objectives", "[]"], "--objectives must be a JSON list of objective values, got []"),
+                           (["--objectives", f"[{ls}, {ls}, {ls}]"], "--out needs one value per objective (3), got 2"),
+                           (["--objectives", '[{"kind": "kd", "T": 2}, {"kind": "ls"}]'],
+                            r"--objectives[0]: a kd objective needs teacher"),
+                           (["--objectives", f'[{ls}, {{"kind": "ls", "alpha": -1}}]'],
+                            "--objectives[1].alpha must be a number in [0, 1), got -1")):
         assert cli.main(base + extra) == 2
         assert f"lspipe train-lockstep: error: {message}" in capsys.readouterr().err
 
@@ -268,10 +260,11 @@ def test_train_lockstep_cli_fused_baselines_write_ordinary_models(tmp_path):
     common = ["--data", str(data_path), "--recipe", recipe, "--arch", "smallcnn", "--seed", "1", "--device", "cpu",
               "--threads", "1", "--no-progress"]
     outs = [str(tmp_path / f"a{a}_s1" / "model.pt") for a in ("0", "0.2")]
-    assert cli.main(["train-lockstep", *common, "--alphas", "0", "0.2", "--fuse", "--out", *outs,
+    assert cli.main(["train-lockstep", *common, "--role", "student", "--objectives",
+                     '[{"kind": "ls", "alpha": 0}, {"kind": "ls", "alpha": 0.2}]', "--fuse", "--out", *outs,
                      "--metrics", *[str(tmp_path / f"a{a}_s1" / "metrics.csv") for a in ("0", "0.2")]]) == 0
     single = tmp_path / "single" / "model.pt"
-    assert cli.main(["train", *common, "--alpha", "0.2", "--role", "student", "--out", str(single),
+    assert cli.main(["train", *common, "--objectives", '[{"kind": "ls", "alpha": 0.2}]', "--role", "student", "--out", str(single),
                      "--metrics", str(single.with_name("metrics.csv"))]) == 0
     member, meta = load_model(outs[1])
     ref, ref_meta = load_model(single)

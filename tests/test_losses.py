@@ -11,11 +11,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from conftest import synthetic_data
-from lspipe.core.losses import Distillation, SmoothedCE, distillation_loss, smoothed_targets
+from conftest import fit_one, one_loss, synthetic_data
+from lspipe.base.errors import ConfigError
+from lspipe.core import losses
+from lspipe.core.losses import Objective, distillation_loss, smoothed_targets
 from lspipe.core.models import build_model
 from lspipe.core.recipe import Recipe
-from lspipe.engine.training import fit
 
 
 def np_softmax(z: np.ndarray) -> np.ndarray:
@@ -59,10 +60,10 @@ def test_smoothed_ce_k100_matches_numpy():
     target = np.full((6, 100), alpha / 100)
     target[np.arange(6), labels] += 1 - alpha
     expected = -(target * np.log(np_softmax(logits))).sum(1).mean()
-    got = SmoothedCE(alpha)(torch.tensor(logits, dtype=torch.float32), torch.tensor(labels))
+    got = one_loss({"kind": "ls", "alpha": alpha}, torch.tensor(logits, dtype=torch.float32), torch.tensor(labels))
     assert float(got) == pytest.approx(expected, rel=1e-5)
-    with pytest.raises(ValueError, match="alpha"):
-        SmoothedCE(1.0)
+    with pytest.raises(ConfigError, match=r"objectives\[0\]\.alpha must be a number in \[0, 1\)"):
+        Objective([{"kind": "ls", "alpha": 1.0}])
 
 
 # --------------------------------------------------------------------------- distillation loss
@@ -152,20 +153,57 @@ def test_distillation_module_uses_teacher_at_t_and_validates():
     torch.manual_seed(0)
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.Dropout(0.5))
     x, y, s = torch.randn(6, 1, 2, 2), torch.randint(0, 5, (6,)), torch.randn(6, 5)
-    obj = Distillation(teacher, temperature=3.0, beta=0.7)
+    kd = {"kind": "kd", "teacher": "t", "T": 3.0, "beta": 0.7}
+    obj = Objective([kd], {"t": teacher})
     obj.train()
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     with torch.no_grad():
         t = teacher(x).double().numpy()  # eval mode: dropout off, deterministic
-    assert float(obj(s, y, x)) == pytest.approx(_reference(s.double().numpy(), t, y.numpy(), 3.0, 0.7, "teacher"), rel=1e-5)
-    hinton = Distillation(teacher, temperature=3.0, beta=0.7, form="hinton")
-    assert float(hinton(s, y, x)) == pytest.approx(_reference(s.double().numpy(), t, y.numpy(), 3.0, 0.7, "hinton"), rel=1e-5)
-    with pytest.raises(ValueError, match="form"):
-        Distillation(teacher, form="both")
-    with pytest.raises(ValueError, match="temperature"):
-        Distillation(teacher, temperature=0.0)
-    with pytest.raises(ValueError, match="beta"):
-        Distillation(teacher, beta=1.5)
+    assert float(obj(s[:, None], y, x)[0]) == pytest.approx(_reference(s.double().numpy(), t, y.numpy(), 3.0, 0.7, "teacher"), rel=1e-5)
+    hinton = {**kd, "form": "hinton"}
+    assert float(one_loss(hinton, s, y, x, {"t": teacher})) == pytest.approx(_reference(s.double().numpy(), t, y.numpy(), 3.0, 0.7, "hinton"), rel=1e-5)
+    with pytest.raises(ConfigError, match=r"objectives\[0\]\.form: unknown distillation form 'both'"):
+        Objective([{**kd, "form": "both"}], {"t": teacher})
+    with pytest.raises(ConfigError, match=r"objectives\[0\]\.T must be a number in \(0, inf\]"):
+        Objective([{**kd, "T": 0.0}], {"t": teacher})
+    with pytest.raises(ConfigError, match=r"objectives\[0\]\.beta must be a number in \[0, 1\], got 1.5"):
+        Objective([{**kd, "beta": 1.5}], {"t": teacher})
+    with pytest.raises(ConfigError, match=r"no teacher model given for 'u'"):
+        Objective([{**kd, "teacher": "u"}], {"t": teacher})
+
+
+def test_objective_values_are_checked_by_their_kind():
+    """An objective value is completed with its kind's defaults; an unknown kind, an unknown key or a
+    missing required key is one ConfigError naming it."""
+    assert losses.check({"kind": "ls"}) == {"kind": "ls", "alpha": 0.0}
+    assert losses.check({"kind": "kd", "teacher": "t.pt"}) == {"kind": "kd", "teacher": "t.pt", "T": 1.0, "beta": 1.0,
+                                                                "form": "teacher"}
+    with pytest.raises(ConfigError, match="objective.kind 'focal' is not an objective; known kinds: ls, kd"):
+        losses.check({"kind": "focal"})
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) temperature"):
+        losses.check({"kind": "kd", "teacher": "t.pt", "temperature": 2})
+    with pytest.raises(ConfigError, match="a kd objective needs teacher"):
+        losses.check({"kind": "kd"})
+    with pytest.raises(ConfigError, match="must be a mapping with a 'kind'"):
+        losses.check({"alpha": 0.1})
+
+
+def test_objective_of_a_group_is_each_members_own_loss_bit_for_bit():
+    """A group's objective on ``B x G x K`` logits gives each member exactly (bit for bit) the loss of
+    its value alone on ``B x K`` (a run of its own), whatever the other members' kinds; the teacher
+    named twice runs once per batch."""
+    torch.manual_seed(0)
+    k, x, y = 5, torch.randn(6, 1, 2, 2), torch.randint(0, 5, (6,))
+    calls = []
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(4, k))
+    teacher.register_forward_hook(lambda *_: calls.append(1))
+    values = [{"kind": "ls", "alpha": 0.1}, {"kind": "kd", "teacher": "t", "T": 2.0},
+              {"kind": "kd", "teacher": "t", "T": 4.0, "beta": 0.5, "form": "hinton"}, {"kind": "ls"}]
+    logits = torch.randn(6, len(values), k)
+    got = Objective(values, {"t": teacher})(logits, y, x)
+    assert len(calls) == 1
+    for g, v in enumerate(values):
+        assert torch.equal(got[g], one_loss(v, logits[:, g].contiguous(), y, x, {"t": teacher}))
 
 
 # --------------------------------------------------------------------------- teacher inside the training loop
@@ -194,8 +232,8 @@ def test_teacher_runs_in_eval_mode_on_the_students_augmented_batch(tmp_path):
     teacher = _Recorder(inner_teacher, record_eval=True)
     student = _Recorder(build_model("mlp", data, hidden=(16,)), record_eval=False)
     recipe = Recipe.from_dict({"steps": 6, "batch_size": 32, "lr": 0.05, "augment": {"pad": 2, "flip": True}})
-    fit(student, data, recipe, Distillation(teacher, 2.0), seed=0, checkpoint_path=tmp_path / "c.ckpt",
-        metrics_path=tmp_path / "m.csv", progress=False)
+    fit_one(student, data, recipe, {"kind": "kd", "teacher": "t", "T": 2.0}, teachers={"t": teacher}, seed=0,
+            checkpoint_path=tmp_path / "c.ckpt", metrics_path=tmp_path / "m.csv", progress=False)
     assert len(teacher.calls) == len(student.calls) == 6
     for (t_mode, t_modes, tx), (s_mode, _, sx) in zip(teacher.calls, student.calls):
         assert s_mode and not t_mode and not any(t_modes)  # student trains, teacher (BN included) is in eval mode
@@ -204,3 +242,69 @@ def test_teacher_runs_in_eval_mode_on_the_students_augmented_batch(tmp_path):
     assert any(img.numpy().tobytes() not in raw for _, _, sx in student.calls for img in sx)  # augmentation was on
     for k, v in inner_teacher.state_dict().items():  # no BN statistic or weight of the teacher moved
         assert torch.equal(v, bn_before[k]), k
+
+
+# --------------------------------------------------------------------------- the confidence penalty
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.3, 0.9])
+def test_confidence_penalty_matches_numpy(beta):
+    """CE(y, p) - beta H(p) (Pereyra et al. 2017), mean over the batch, against numpy in float64; its
+    gradient against the closed form p - y + beta p (log p + H(p)) (per example, / N)."""
+    rng = np.random.default_rng(int(beta * 10))
+    z, y = rng.normal(size=(9, 6)) * 3, rng.integers(0, 6, 9)
+    p = np_softmax(z)
+    entropy = -(p * np.log(p)).sum(1)
+    expected = (-np.log(p[np.arange(9), y]) - beta * entropy).mean()
+    logits = torch.tensor(z, dtype=torch.float32, requires_grad=True)
+    value = {"kind": "confidence_penalty", "beta": beta}
+    loss = one_loss(value, logits, torch.tensor(y))
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    onehot = np.eye(6)[y]
+    grad = (p - onehot + beta * p * (np.log(p) + entropy[:, None])) / 9
+    np.testing.assert_allclose(logits.grad.numpy(), grad, atol=1e-6)
+    # beta = 0 is plain cross-entropy; a uniform prediction costs (1 - beta) log K
+    if beta == 0.0:
+        assert float(loss.detach()) == pytest.approx(float(F.cross_entropy(logits.detach(), torch.tensor(y))), rel=1e-6)
+    uniform = Objective([value]).uniform_loss(6)
+    assert float(uniform[0]) == pytest.approx((1 - beta) * np.log(6), rel=1e-6)
+    # (float32: CE and beta H nearly cancel at large beta, so compare absolutely)
+    assert float(one_loss(value, torch.zeros(9, 6), torch.tensor(y))) == pytest.approx(float(uniform[0]), abs=1e-6)
+
+
+def test_confidence_penalty_is_checked_and_trains_beside_ls_in_one_group(tmp_path):
+    """beta outside [0, 1) and a missing beta are refused naming the key; one `lspipe train` job
+    trains an LS model and a CP model side by side (a grid's group), each bit-identical to its own run
+    of the same command, with its objective in its metadata."""
+    import json
+
+    from lspipe import cli
+    from lspipe.core import data as D
+    from lspipe.core.models import load_model
+
+    with pytest.raises(ConfigError, match=r"objectives\[0\]\.beta must be a number in \[0, 1\), got 1"):
+        Objective([{"kind": "confidence_penalty", "beta": 1}])
+    with pytest.raises(ConfigError, match="a confidence_penalty objective needs beta"):
+        Objective([{"kind": "confidence_penalty"}])
+    data = tmp_path / "digits.npz"
+    D.prepare("digits", "digits", data, val_size=0.2, test_size=0.25)
+    values = [{"kind": "ls", "alpha": 0.1}, {"kind": "confidence_penalty", "beta": 0.5}]
+    recipe = json.dumps({"steps": 6, "batch_size": 64, "lr": 0.05, "augment": {"pad": 1, "flip": False}})
+
+    def train(where, objectives):
+        outs = [str(tmp_path / where / f"m{i}" / "model.pt") for i in range(len(objectives))]
+        assert cli.main(["train", "--data", str(data), "--arch", "mlp", "--recipe", recipe, "--seed", "0",
+                         "--objectives", json.dumps(objectives), "--out", *outs,
+                         "--metrics", *[o.replace("model.pt", "metrics.csv") for o in outs],
+                         "--threads", "1", "--no-progress"]) == 0
+        return [load_model(o) for o in outs]
+
+    group = train("group", values)
+    for i, value in enumerate(values):
+        (alone, _), = train(f"alone{i}", [value])
+        model, meta = group[i]
+        assert meta["objective"] == value and meta["lockstep"]["runs"] == ["m0", "m1"]
+        for k, v in alone.state_dict().items():
+            assert torch.equal(model.state_dict()[k], v), (value, k)
+    assert not torch.equal(group[0][0].state_dict()["classifier.weight"], group[1][0].state_dict()["classifier.weight"])

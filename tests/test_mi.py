@@ -12,15 +12,14 @@ import torch
 from scipy import integrate
 from scipy.stats import norm
 
-from conftest import synthetic_data
+from conftest import fit_one, synthetic_data
 from lspipe import cli
 from lspipe.base.errors import DataError
-from lspipe.core.losses import SmoothedCE
 from lspipe.core.models import build_model
 from lspipe.core.recipe import Recipe
 from lspipe.engine.probe import ProbeRecorder
 from lspipe.engine.probefile import ProbeTrace
-from lspipe.engine.training import Interrupted, fit
+from lspipe.engine.training import Interrupted
 from lspipe.experiments.mi import mi_curve, mi_table, mutual_information, pooled_sigma2
 
 # --------------------------------------------------------------------------- estimator
@@ -131,8 +130,8 @@ def _train(tmp, data, probe: bool, **kw):
     model = build_model("smallcnn", data)
     recipe = Recipe.from_dict(RECIPE)
     cbs = [ProbeRecorder(tmp / "probe.h5", data, device="cpu", recipe=recipe, **PROBE)] if probe else []
-    fit(model, data, recipe, SmoothedCE(0.1), seed=3, device="cpu", checkpoint_path=tmp / "model.pt.ckpt",
-        metrics_path=tmp / "metrics.csv", callbacks=cbs, progress=False, **kw)
+    fit_one(model, data, recipe, {"kind": "ls", "alpha": 0.1}, seed=3, device="cpu", checkpoint_path=tmp / "model.pt.ckpt",
+            metrics_path=tmp / "metrics.csv", callbacks=cbs, progress=False, **kw)
     return model
 
 

@@ -53,13 +53,13 @@ def test_rules_spell_no_paths_and_no_rule_choosing_regex():
         assert "ALL_TARGETS" not in text, smk.name
         assert "(?=" not in text and "(?<" not in text, f"{smk.name}: a look-ahead/behind regex picks rules"
     # `lspipe train` is spelled once: in common.smk's train_shell
-    shells = [smk.name for smk in rules for _ in re.finditer(r"lspipe \{command\}|\"lspipe train", smk.read_text())]
+    shells = [smk.name for smk in rules for _ in re.finditer(r'"lspipe train', smk.read_text())]
     assert shells == ["common.smk"], shells
 
 
 def test_every_rule_runs_the_sub_command_named_after_it():
     """One naming rule: rule `x_y` runs `lspipe x-y`; the training rules (`train_*`) run
-    `lspipe train` (or train-fused / train-lockstep), through common.smk's train_shell."""
+    `lspipe train`, through common.smk's train_shell."""
     from lspipe.cli import build_parser
 
     commands = set(build_parser()._subparsers._group_actions[0].choices)
@@ -69,7 +69,7 @@ def test_every_rule_runs_the_sub_command_named_after_it():
         for name, body in zip(blocks[1::2], blocks[2::2]):
             if "use rule" in body.split("\n")[0]:
                 continue
-            called = re.findall(r"lspipe ([a-z][a-z-]*)", body) + re.findall(r'train_shell\("([a-z-]+)"', body)
+            called = re.findall(r"lspipe ([a-z][a-z-]*)", body) + ["train"] * ("train_shell(" in body)
             if not called:
                 continue
             seen[name] = called[0]
@@ -171,10 +171,14 @@ def test_grouped_jobs_and_their_benchmarks():
     cfg["teachers"][0].update(fuse=True, probe=None, seeds=[0, 1])
     cfg["distillation"][0]["seeds"] = [0]
     p = plan.Plan(validate(cfg))
-    fused = [j for j in p.grouped_jobs if j["command"] == "train-fused"]
+    fused = [j for j in p.grouped_jobs if j["fuse"]]
     alphas = cfg["teachers"][0]["alphas"]
     assert [j["name"] for j in fused] == ["train_teacher_fused_digits_smallcnn_s0", "train_teacher_fused_digits_smallcnn_s1"]
-    assert fused[1]["runs"] == [runs.run_name(a, 1) for a in alphas] and fused[1]["single"] == "train_teacher"
+    # every objective of the grid: label smoothing at each alpha, then teachers[].objectives (tiny.yaml: one)
+    objectives = [{"kind": "ls", "alpha": float(a)} for a in alphas] + cfg["teachers"][0]["objectives"]
+    assert len(objectives) == len(alphas) + 1 and fused[1]["objectives"] == objectives
+    assert fused[1]["runs"] == [runs.objective_run(v, 1) for v in objectives] and fused[1]["single"] == "train_teacher"
+    assert fused[1]["runs"][:len(alphas)] == [runs.run_name(a, 1) for a in alphas]
     # every model of a multi-model job reports that job's benchmark file; the others their own rule's
     for job in p.grouped_jobs:
         for run in job["runs"]:

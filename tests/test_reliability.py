@@ -155,7 +155,8 @@ def test_non_finite_loss_stops_training_naming_run_step_and_loss(digits_npz, tmp
               "--threads", "1", "--no-progress"]
     if fused:
         out2 = tmp_path / "a0.1_s0" / "model.pt"
-        argv = ["train-fused", *common, "--alphas", "0", "0.1", "--runs", "a0_s0", "a0.1_s0",
+        argv = ["train-fused", *common, "--objectives", '[{"kind": "ls"}, {"kind": "ls", "alpha": 0.1}]', "--fuse",
+                "--runs", "a0_s0", "a0.1_s0",
                 "--out", str(out), str(out2), "--metrics", str(out.with_name("metrics.csv")), str(out2.with_name("metrics.csv"))]
     else:
         argv = ["train", *common, "--run", "a0_s0", "--out", str(out), "--metrics", str(out.with_name("metrics.csv"))]
@@ -255,7 +256,8 @@ def test_changed_probe_settings_retrain_the_probed_teachers(tiny_run, tmp_path):
         proc = snakemake(tiny_run, "-n", "--configfile", str(tiny_run / "config.yaml"), str(overlay))
         text = proc.stdout + proc.stderr
         jobs = planned_jobs(proc)
-        assert jobs.get("train_teacher") == 2 and jobs.get("mi_curve") == 2, (change, jobs)
+        # every teacher of the probed grid (alpha 0, 0.3, the confidence penalty); Fig. 6 draws the alphas
+        assert jobs.get("train_teacher") == 3 and jobs.get("mi_curve") == 2, (change, jobs)
         assert "Params have changed" in text
 
 
@@ -282,7 +284,10 @@ def test_every_shell_command_quotes_its_paths(tmp_path):
     for cmd in commands:
         tokens = shlex.split(cmd)
         odd = [t for t in tokens if "a;'b" in t]
-        assert odd and all(t.startswith(ODD_RESULTS + "/") for t in odd), cmd
+        # a path is one whole token, or a value of the --objectives JSON (a distilled student's teacher)
+        paths = [t for t in odd if not t.startswith("[{")] + [
+            v["teacher"] for t in odd if t.startswith("[{") for v in json.loads(t)]
+        assert odd and all(p.startswith(ODD_RESULTS + "/") for p in paths), cmd
         assert "r" not in tokens and not any(t.startswith("a;") for t in tokens), cmd
     # and for real: the data preparation runs and writes where it should, nothing else
     snakemake(work, "--cores", "1", f"{ODD_RESULTS}/data/digits.npz")
@@ -307,7 +312,7 @@ def test_documented_force_rebuilds_do_what_the_docs_say(tiny_run):
     assert "`-R train_teacher` retrains every teacher" in docs
     jobs = planned_jobs(snakemake(tiny_run, "-n", "-R", "train_teacher"))
     # the 3 distilled students: the LS teacher's alone, the hard-target teacher's (T = 1, 4) in lockstep
-    assert jobs.get("train_teacher") == 2 and jobs.get("train_student_distilled") == 1, jobs
+    assert jobs.get("train_teacher") == 3 and jobs.get("train_student_distilled") == 1, jobs
     assert jobs.get("train_students_lockstep_digits_kd_hard_s0") == 1, jobs
     assert {"analyse_model", "accuracy_table", "mi_curve"} <= set(jobs), jobs
     # `rm <file> && snakemake <file>` (name it), while a plain `snakemake` leaves it missing

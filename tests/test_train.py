@@ -11,10 +11,10 @@ import torch.nn.functional as F
 
 from lspipe.core import data as D
 from lspipe.core.inference import predict
-from lspipe.core.losses import SmoothedCE
 from lspipe.core.models import build_model, load_model, model_spec, save_model
 from lspipe.core.recipe import Recipe
-from lspipe.engine.training import Interrupted, fit
+from conftest import fit_one, one_loss
+from lspipe.engine.training import Interrupted
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,8 @@ RECIPE = {"steps": 40, "batch_size": 64, "lr": 0.05, "lr_milestones": [20, 30], 
 def _train(digits, tmp, alpha=0.1, seed=0, stop_after_epochs=None, recipe=RECIPE):
     torch.manual_seed(seed)
     model = build_model("smallcnn", digits)
-    summary = fit(model, digits, Recipe.from_dict(recipe), SmoothedCE(alpha), seed=seed,
-                  checkpoint_path=tmp / "m.ckpt", metrics_path=tmp / "metrics.csv", run_fingerprint="fp",
+    summary = fit_one(model, digits, Recipe.from_dict(recipe), {"kind": "ls", "alpha": alpha}, seed=seed,
+                      checkpoint_path=tmp / "m.ckpt", metrics_path=tmp / "metrics.csv", run_fingerprint="fp",
                   progress=False, stop_after_epochs=stop_after_epochs)
     return model, summary
 
@@ -93,8 +93,8 @@ def test_smoothed_ce_matches_hand_computation():
     target[np.arange(5), labels.numpy()] += 1 - alpha
     logp = torch.log_softmax(logits.double(), 1).numpy()
     expected = -(target * logp).sum(1).mean()
-    assert float(SmoothedCE(alpha)(logits, labels)) == pytest.approx(expected, rel=1e-6)
-    assert float(SmoothedCE(0.0)(logits, labels)) == pytest.approx(float(F.cross_entropy(logits, labels)))
+    assert float(one_loss({"kind": "ls", "alpha": alpha}, logits, labels)) == pytest.approx(expected, rel=1e-6)
+    assert float(one_loss({"kind": "ls"}, logits, labels)) == pytest.approx(float(F.cross_entropy(logits, labels)))
 
 
 def test_training_learns_and_writes_metrics(digits, tmp_path):
@@ -137,8 +137,8 @@ def test_checkpoint_of_other_settings_is_not_resumed(digits, tmp_path):
         _train(digits, tmp_path, stop_after_epochs=1)
     torch.manual_seed(0)
     model = build_model("smallcnn", digits)
-    summary = fit(model, digits, Recipe.from_dict(RECIPE), SmoothedCE(0.1), seed=0,
-                  checkpoint_path=tmp_path / "m.ckpt", metrics_path=tmp_path / "metrics.csv",
+    summary = fit_one(model, digits, Recipe.from_dict(RECIPE), {"kind": "ls", "alpha": 0.1}, seed=0,
+                      checkpoint_path=tmp_path / "m.ckpt", metrics_path=tmp_path / "metrics.csv",
                   run_fingerprint="other settings", progress=False)
     assert summary["epochs"] == len(list(csv.DictReader(open(tmp_path / "metrics.csv"))))
     ref, _ = _train(digits, tmp_path / "ref")

@@ -140,7 +140,9 @@ def test_workflow_plans_one_fused_job_per_seed(tmp_path):
     proc = snakemake(work, "-n", "-p", model.format("a0.3_s1"), model.format("a0_s0"), model.format("a0.3_s0"))
     assert planned_jobs(proc) == {"prepare_data": 1, "train_teacher_fused_digits_smallcnn_s0": 1,
                                   "train_teacher_fused_digits_smallcnn_s1": 1}
-    assert "lspipe train-fused" in proc.stdout and "--alphas 0 0.3" in proc.stdout
+    # one `lspipe train --fuse` per seed, one objective per alpha and one for the grid's confidence penalty
+    assert "--fuse" in proc.stdout and '[{"alpha": 0.0, "kind": "ls"}, {"alpha": 0.3, "kind": "ls"}, ' \
+        '{"beta": 0.5, "kind": "confidence_penalty"}]' in proc.stdout
 
 
 # --------------------------------------------------------------------------- lockstep
@@ -235,3 +237,38 @@ def test_fig1_built_by_the_workflow(tiny_run):
 def test_fig5_teacher_projections_built_by_the_workflow(tiny_run):
     for ext in ("pdf", "png"):
         assert (tiny_run / "results" / "figures" / f"fig5_teacher_projections_digits.{ext}").stat().st_size > 1000
+
+
+def test_a_grid_with_ls_and_the_confidence_penalty(tiny_run):
+    """tiny.yaml's teacher grid holds alpha 0, 0.3 and the confidence penalty (beta 0.5): the CP teacher
+    trains in the grid under its own run name, with its objective in its metadata, and Table 2, its
+    calibration and the experiment table show it beside the label-smoothed teachers. Its predictions have a higher entropy than the alpha-0 teacher's, trained on the
+    same batches from the same initialisation: the penalty rewards entropy."""
+    import json
+
+    import numpy as np
+
+    from lspipe.core.models import load_model
+    from lspipe.engine.dumpfile import Dump
+
+    results, cp = tiny_run / "results", {"kind": "confidence_penalty", "beta": 0.5}
+    run = runs.objective_run(cp, 0)
+    assert run == "confidence_penalty-beta0.5_s0"
+    _, meta = load_model(results / "models" / "digits" / "smallcnn" / "teacher" / run / "model.pt")
+    assert meta["objective"] == cp and meta["run"] == run and meta["seed"] == 0
+    rows = list(csv.DictReader(open(results / "tables" / "accuracy.csv")))
+    assert [r["alpha"] for r in rows] == ["0.0", "0.3", "confidence_penalty beta = 0.5"]
+    assert "| α = 0 | α = 0.3 | confidence_penalty beta = 0.5 |" in (results / "tables" / "accuracy.md").read_text()
+    cal = json.loads((results / "calibration" / "digits" / "smallcnn" / "teacher" / f"{run}.json").read_text())
+    assert 0 <= cal["before"]["ece"] <= 1 and cal["temperature"] > 0
+    table = {r["run"]: r for r in csv.DictReader(open(results / "tables" / "experiments.csv"))}
+    assert table[run]["alpha"] == "confidence_penalty beta = 0.5" and float(table[run]["ece"]) == cal["before"]["ece"]
+    assert table["a0.3_s0"]["alpha"] == "0.3"
+
+    def entropy(r):
+        z = Dump(results / "dumps" / "digits" / "smallcnn" / "teacher" / f"{r}.h5").split("test").logits.astype(np.float64)
+        logp = z - z.max(1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+        return float(-(np.exp(logp) * logp).sum(1).mean())
+
+    assert entropy(run) > entropy("a0_s0")

@@ -388,11 +388,14 @@ def identity_problems(path: str | Path, meta: dict, data=None) -> list[str]:
                         differ("teacher alpha", meta.get("teacher_alpha"), run["teacher_alpha"])
                     if not _same_number(meta.get("temperature"), run["temperature"]):
                         differ("temperature", meta.get("temperature"), run["temperature"])
-            else:  # trained alone with label smoothing alpha
+            else:  # trained alone: label smoothing alpha, or another objective (lspipe.core.losses)
                 if meta.get("teacher"):
                     differ("teacher", meta.get("teacher"), None)
-                if not _same_number(meta.get("alpha"), run["alpha"]):
+                if "alpha" in run and not _same_number(meta.get("alpha"), run["alpha"]):
                     differ("alpha", meta.get("alpha"), run["alpha"])
+                if "alpha" not in run and meta.get("objective") is not None and \
+                        {k: v for k, v in meta["objective"].items() if k in run["objective"]} != run["objective"]:
+                    differ("objective", meta.get("objective"), run["objective"])
     if data is not None:
         name = data.meta.get("name")
         if name is not None and meta.get("dataset") != name:

@@ -16,48 +16,33 @@ small kernels into one G-times wider kernel:
 * the input images are normalised with each member's statistics and repeated G times, so every
   member sees exactly the batch it would see alone; the logits are ``B x G x K``.
 
-:class:`FusedSmoothedCE` returns one label-smoothed cross-entropy per member (alpha per member),
-:class:`FusedDistillation` one distillation loss per member (teacher and temperature per member:
-fused students);
+The objective is the one every group trains with (:class:`lspipe.core.losses.Objective`: one
+loss per member, each member's kind and parameters its own);
 :func:`lspipe.engine.training.fit` minimises their sum (each member's parameters get exactly their own
 gradient), clips gradients per member (:meth:`FusedClassifier.clip_grad_norm_`) and writes one
-metrics CSV per member. Weight decay, momentum and the learning rate act element-wise, so SGD is
+metrics CSV per member; :func:`lspipe.engine.training.train_group` (``fuse=True``) builds and
+splits the members. Weight decay, momentum and the learning rate act element-wise, so SGD is
 per member too. Members are initialised exactly as their single runs (``torch.manual_seed(seed);
 build_model(...)``) and copied into the fused network (:func:`fuse`); at the end each member is
 split out (:meth:`FusedClassifier.member_state_dict`) and saved as an ordinary checkpoint, with
 the same state_dict keys as ``models.create(arch, ...)``.
 
-Equivalence with separate runs: members that share the seed (the alphas of one seed, the
-workflow's fused job) train on the very batches and augmentations their separate runs would see,
-so the fused result equals the separate runs up to floating-point rounding (grouped vs. dense
-kernels). Members with *different* seeds are initialised as their own runs but share one batch
-stream (that of ``stream_seed``), which a separate run of the other seeds would not.
+Equivalence with separate runs: the members (all of one seed) train on the very batches and
+augmentations their separate runs would see, so the fused result equals the separate runs up to
+floating-point rounding (grouped vs. dense kernels).
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-import json
-import math
-from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lspipe.base.defaults import default
-from lspipe.base.errors import ConfigError
-from lspipe.base.io import remove_stale_temps
-from lspipe.core import data as data_mod
 from lspipe.core import models as M
-from lspipe.core.inference import resolve_device, setup_torch
-from lspipe.core.losses import check_form, freeze
-from lspipe.core.models import build_model, model_spec, save_model
-from lspipe.core.recipe import Recipe
-from lspipe.engine import complete
-from lspipe.engine.training import fingerprint, fit
 
 # Modules that act on each channel (or element) separately: correct on member-major channels as is.
 _PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity)
@@ -292,171 +277,3 @@ def fuse(models: Sequence[M.Classifier]) -> FusedClassifier:
     fused = FusedClassifier(models[0], len(models)).to(device=first.device, dtype=first.dtype)
     fused.load_members([m.state_dict() for m in models])
     return fused
-
-
-class FusedSmoothedCE(nn.Module):
-    """Label-smoothed cross-entropy per member: logits ``B x G x K`` -> losses ``G``.
-
-    Member g's loss is ``F.cross_entropy(logits[:, g], labels, label_smoothing=alphas[g])``:
-    ``(1 - a) * NLL + a * mean_k(-log p_k)`` (alpha/K on every class, as
-    :class:`lspipe.core.losses.SmoothedCE`).
-    """
-
-    def __init__(self, alphas: Sequence[float]):
-        super().__init__()
-        for a in alphas:
-            if not 0.0 <= a < 1.0:
-                raise ValueError(f"label smoothing alpha must be in [0, 1), got {a}")
-        self.register_buffer("alphas", torch.tensor([float(a) for a in alphas], dtype=torch.float32))
-
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor, inputs=None) -> torch.Tensor:
-        logp = F.log_softmax(logits.float(), dim=-1)  # B x G x K
-        idx = labels.long().view(-1, 1, 1).expand(-1, logp.shape[1], 1)
-        nll = -logp.gather(-1, idx).squeeze(-1)  # B x G
-        uniform = -logp.mean(-1)  # B x G
-        return ((1.0 - self.alphas) * nll + self.alphas * uniform).mean(0)
-
-    def uniform_loss(self, num_classes: int) -> torch.Tensor:
-        """Each member's loss for a uniform prediction: ``log K``."""
-        return torch.full((len(self.alphas),), math.log(num_classes))
-
-
-class FusedDistillation(nn.Module):
-    """:class:`lspipe.core.losses.Distillation` per member: logits ``B x G x K`` -> losses ``G``.
-
-    Member g learns from ``teachers[g]`` at ``temperatures[g]`` (``beta`` and the ``form``,
-    :data:`lspipe.core.losses.FORMS`, shared). A
-    teacher listed for several members (the hard-target teacher at every temperature) runs once
-    per batch. Teachers stay in eval mode without gradients.
-    """
-
-    def __init__(self, teachers: Sequence[nn.Module], temperatures: Sequence[float],
-                 beta: float = default("distillation[].beta"), form: str = default("distillation[].form")):
-        super().__init__()
-        if len(teachers) != len(temperatures) or not teachers:
-            raise ValueError(f"one temperature per teacher: got {len(teachers)} teachers and {len(temperatures)} temperatures")
-        if any(t <= 0 for t in temperatures):
-            raise ValueError(f"distillation temperatures must be > 0, got {list(temperatures)}")
-        if not 0.0 <= beta <= 1.0:
-            raise ValueError(f"distillation beta must be in [0, 1], got {beta}")
-        unique: list[nn.Module] = []
-        for t in teachers:
-            if not any(t is u for u in unique):
-                unique.append(t)
-        self.teachers = freeze(nn.ModuleList(unique))
-        self.which = [next(i for i, u in enumerate(unique) if u is t) for t in teachers]
-        self.register_buffer("temperatures", torch.tensor([float(t) for t in temperatures], dtype=torch.float32))
-        self.beta, self.form = float(beta), check_form(form)
-
-    def train(self, mode: bool = True):  # the teachers always stay in eval mode
-        super().train(mode)
-        self.teachers.eval()
-        return self
-
-    @torch.no_grad()
-    def teacher_probs(self, inputs: torch.Tensor) -> torch.Tensor:
-        logits = [t(inputs).float() for t in self.teachers]
-        stacked = torch.stack([logits[i] for i in self.which], 1)  # B x G x K
-        return F.softmax(stacked / self.temperatures.view(1, -1, 1), dim=-1)
-
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        temps = self.temperatures.view(1, -1, 1)
-        # form_factors per member: student at T ("slides", "hinton") or 1 ("teacher"); x T^2 ("hinton")
-        soft_t = torch.ones_like(temps) if self.form == "teacher" else temps
-        scale = self.temperatures**2 if self.form == "hinton" else torch.ones_like(self.temperatures)
-        logp = F.log_softmax(logits.float() / soft_t, dim=-1)
-        loss = self.beta * scale * -(self.teacher_probs(inputs) * logp).sum(-1).mean(0)
-        if self.beta < 1.0:
-            hard = F.log_softmax(logits.float(), dim=-1)
-            idx = labels.long().view(-1, 1, 1).expand(-1, hard.shape[1], 1)
-            loss = loss + (1.0 - self.beta) * -hard.gather(-1, idx).squeeze(-1).mean(0)
-        return loss
-
-    def uniform_loss(self, num_classes: int) -> torch.Tensor:
-        """Each member's loss for a uniform prediction: ``((1 - beta) + beta * s) log K``."""
-        scale = self.temperatures**2 if self.form == "hinton" else torch.ones_like(self.temperatures)
-        return ((1.0 - self.beta) + self.beta * scale.cpu()) * math.log(num_classes)
-
-
-# --------------------------------------------------------------------------- training driver
-
-
-def train_fused(
-    arch: str,
-    data,
-    recipe,
-    alphas: Sequence[float],
-    seeds: Sequence[int],
-    *,
-    stream_seed: int | None = None,
-    device: torch.device | str = "cpu",
-    checkpoint_path: str | Path,
-    metrics_paths: Sequence[str | Path],
-    run_fingerprint: str = "",
-    progress: bool = default("progress"),
-    stop_after_epochs: int | None = None,
-    run_names: Sequence[str] = (),
-) -> tuple[list[M.Classifier], dict]:
-    """Train one member per ``(alphas[i], seeds[i])`` fused; returns the G single models and the summary.
-
-    Member i is initialised as its single run (``torch.manual_seed(seeds[i]); build_model(arch,
-    data)``); batches and augmentations come from ``stream_seed`` (default ``seeds[0]``), exactly
-    as a single run of that seed draws them.
-    """
-    if len(alphas) != len(seeds) or not alphas:
-        raise ValueError(f"one seed per alpha: got {len(alphas)} alphas and {len(seeds)} seeds")
-    singles = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        singles.append(build_model(arch, data))
-    fused = fuse(singles)
-    summary = fit(
-        fused, data, recipe, FusedSmoothedCE(alphas), seed=seeds[0] if stream_seed is None else stream_seed,
-        device=device, checkpoint_path=checkpoint_path, metrics_path=list(metrics_paths),
-        run_fingerprint=run_fingerprint, progress=progress, stop_after_epochs=stop_after_epochs,
-        run_name=list(run_names),
-    )
-    fused.cpu()
-    for i, m in enumerate(singles):
-        m.load_state_dict(fused.member_state_dict(i))
-        m.eval()
-    return singles, summary
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def cmd_train_fused(a):
-    setup_torch(a.threads)
-    g = len(a.alphas)
-    for what, vals in (("--out", a.out), ("--metrics", a.metrics), ("--runs", a.runs)):
-        if vals is not None and len(vals) != g:
-            raise ConfigError(f"{what} needs one value per alpha ({g}), got {len(vals)}")
-    outs = [Path(p) for p in a.out]
-    ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".fused.ckpt")
-    remove_stale_temps(ckpt, *outs, *a.metrics)  # left by a killed run (SIGKILL during a write)
-    device = resolve_device(a.device)
-    data = data_mod.load(a.data)
-    recipe = Recipe.from_dict(a.recipe)
-    runs = a.runs or [p.parent.name for p in outs]
-    base = {"dataset": data.meta["name"], "arch": a.arch, "role": a.role, "seed": a.seed, "recipe": a.recipe,
-            "data_meta": data.meta, "data_digest": data.digest}
-    fp = fingerprint(base | {"alphas": a.alphas, "fused": True})
-    member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
-    if complete.restore_group(outs, member_outputs, fp):
-        return  # finished before, but Snakemake did not record it (see lspipe.engine.complete)
-    singles, summary = train_fused(
-        a.arch, data, recipe, a.alphas, [a.seed] * g, device=device, checkpoint_path=ckpt,
-        metrics_paths=a.metrics, run_fingerprint=fp, progress=a.progress, stop_after_epochs=a.stop_after_epochs,
-        run_names=runs,
-    )
-    for i, (model, out) in enumerate(zip(singles, outs)):
-        member_summary = {**summary, "final": summary["final"][i]}
-        meta = {**base, "run": runs[i], "alpha": a.alphas[i], "summary": member_summary,
-                "fused": {"runs": runs, "alphas": a.alphas}}
-        meta = {k: meta[k] for k in ("dataset", "arch", "role", "run", "alpha", "seed", "recipe", "data_meta",
-                                     "data_digest", "summary", "fused")}
-        save_model(out, model, model_spec(a.arch, data), meta)
-        print(f"trained {a.arch} ({a.role}, fused member {i + 1}/{g}) -> {out}: {json.dumps(member_summary['final'])}")
-    complete.save_group(outs, member_outputs, fp)
-    ckpt.unlink(missing_ok=True)

@@ -211,8 +211,8 @@ class ProbeRecorder:
     # ----------------------------------------------------------------- Callback
 
     def on_start(self, model: nn.Module, step: int) -> None:
-        if getattr(model, "num_members", 0):
-            raise ValueError("the mutual-information probe records single models, not fused multi-member ones")
+        if getattr(model, "num_members", 1) != 1:  # a group of one member (B x 1 x K logits) is one model
+            raise ValueError("the mutual-information probe records one model, not a group of several")
         if step == 0:
             self._create()
             self.record(model, 0)

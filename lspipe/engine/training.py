@@ -12,11 +12,14 @@ interrupted run resumes exactly where it stopped (model, optimiser, step, RNG st
 checkpoint is only resumed when its fingerprint (recipe, architecture, objective, seed, data)
 matches the current run, so changed hyper-parameters never continue a stale run.
 
-The same loop trains a *fused* model (:mod:`lspipe.engine.fused`: G same-architecture members in one
-network, ``model.num_members == G``): its logits are B x G x K, its objective returns one loss per
+The loop always trains a group of G members of one architecture on one batch stream
+(:func:`train_group`; a single run is G = 1): G ordinary models side by side (:class:`Members`,
+bit-identical to separate runs on the CPU) or one fused network (:mod:`lspipe.engine.fused`). Its
+logits are B x G x K, its objective (:class:`lspipe.core.losses.Objective`) returns one loss per
 member (their sum is minimised, so each member gets exactly its own gradient), gradients are
-clipped per member (``model.clip_grad_norm_``) and each member gets its own metrics CSV. The
-loop does not branch on it: an ordinary model is one member (B x 1 x K logits, one loss).
+clipped per member (``model.clip_grad_norm_``) and each member gets its own metrics CSV. One
+command runs it, ``lspipe train`` (:func:`cmd_train`; ``train-fused`` and ``train-lockstep`` are
+its aliases), with the members' objectives as JSON.
 """
 
 from __future__ import annotations
@@ -43,10 +46,12 @@ from lspipe.core import models as model_registry
 from lspipe.core.augment import DeviceLoader
 from lspipe.core.data import Prepared
 from lspipe.core.inference import evaluate_logits, predict, resolve_device, setup_torch
-from lspipe.core.losses import Distillation, SmoothedCE
+from lspipe.core.losses import KINDS, Objective
+from lspipe.core.losses import check as check_objective
 from lspipe.core.models import build_model, check_teacher, load_model, model_spec, save_model
 from lspipe.core.recipe import Recipe
 from lspipe.engine import complete
+from lspipe.engine.fused import fuse as fuse_models
 from lspipe.engine.probe import ProbeRecorder
 from lspipe.engine.probefile import write_probe_placeholder
 
@@ -84,8 +89,8 @@ class Callback:
 DIVERGENCE_FACTOR = 10.0
 
 
-def _divergence_error(run_name, step: int, losses: list[float], recipe: Recipe, checkpoint_path: Path) -> TrainingDiverged:
-    names = list(run_name) if isinstance(run_name, (list, tuple)) else [run_name or "?"]
+def _divergence_error(run_names, step: int, losses: list[float], recipe: Recipe, checkpoint_path: Path) -> TrainingDiverged:
+    names = list(run_names)
     bad = [i for i, v in enumerate(losses) if not math.isfinite(v) or (recipe.max_loss and v > recipe.max_loss)]
     what = ", ".join(f"{names[i] if i < len(names) else f'member {i}'} (loss {losses[i]:.4g})" for i in bad)
     kind = "is not finite" if not all(math.isfinite(v) for v in losses) else f"exceeds recipes.<name>.max_loss = {recipe.max_loss:g}"
@@ -101,9 +106,9 @@ def _kept(checkpoint_path: Path) -> str:
             else "no checkpoint was written yet")
 
 
-def _epoch_divergence_error(run_name, epoch: int, steps: tuple[int, int], means: list[float], chance: list[float],
+def _epoch_divergence_error(run_names, epoch: int, steps: tuple[int, int], means: list[float], chance: list[float],
                             checkpoint_path: Path) -> TrainingDiverged:
-    names = list(run_name) if isinstance(run_name, (list, tuple)) else [run_name or "?"]
+    names = list(run_names)
     bad = [i for i, (m, c) in enumerate(zip(means, chance)) if m > DIVERGENCE_FACTOR * c]
     what = ", ".join(f"{names[i] if i < len(names) else f'member {i}'} (mean loss {means[i]:.4g}, uniform "
                      f"prediction {chance[i]:.4g})" for i in bad)
@@ -144,7 +149,7 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
 
 
 def fit(
-    model: model_registry.Classifier,
+    model: nn.Module,
     data: Prepared,
     recipe: Recipe,
     objective: nn.Module,
@@ -152,23 +157,26 @@ def fit(
     seed: int,
     device: torch.device | str = "cpu",
     checkpoint_path: str | Path,
-    metrics_path: str | Path | Sequence[str | Path],
+    metrics_paths: Sequence[str | Path],
     run_fingerprint: str = "",
     callbacks: Sequence[Callback] = (),
     progress: bool = default("progress"),
     stop_after_epochs: int | None = None,
-    run_name: str | Sequence[str] = "",
+    run_names: Sequence[str] = (),
 ) -> dict:
-    """Train ``model`` in place; returns a summary (steps, epochs, final metrics, seconds).
+    """Train the G members of ``model`` in place; returns a summary (steps, epochs, seconds, and
+    ``final``: the last metric row of each member).
 
-    For a fused model (``num_members`` G), ``metrics_path`` is a list of G paths and the summary's
-    ``final`` a list of G metric rows.
+    ``model`` is a group of ``model.num_members`` G members (:class:`Members`, or a
+    :class:`lspipe.engine.fused.FusedClassifier`; a single run is G = 1): logits ``B x G x K``,
+    ``clip_grad_norm_`` per member. ``objective`` (:class:`lspipe.core.losses.Objective`) returns
+    the G losses, ``metrics_paths`` and ``run_names`` have one entry per member.
 
     A non-finite loss (or one above ``recipe.max_loss``) raises :class:`TrainingDiverged` at the
-    end of that epoch, naming ``run_name``, the first such step and its loss; so does, when the
+    end of that epoch, naming the member's run name, the first such step and its loss; so does, when the
     recipe sets no ``max_loss``, an epoch whose mean training loss exceeds
     :data:`DIVERGENCE_FACTOR` times the loss of a uniform prediction (``objective.uniform_loss``:
-    log K for cross-entropy; else the objective at all-equal logits on the first batch). Nothing is written for that
+    one per member). Nothing is written for that
     epoch, so the last checkpoint stays for inspection. The checks keep the loss on the device (no
     synchronisation per step).
     """
@@ -176,14 +184,11 @@ def fit(
     on_cuda = device.type == "cuda"
     use_amp = recipe.amp if on_cuda else recipe.cpu_amp
     channels_last = recipe.channels_last if on_cuda else recipe.cpu_channels_last
-    # one code path for both: an ordinary model is handled as one member (its B x K logits seen as
-    # B x 1 x K, its scalar loss as one loss); only the arguments and the summary keep their shapes
-    fused = hasattr(model, "num_members")
-    members = model.num_members if fused else 1
+    members = model.num_members
     checkpoint_path = Path(checkpoint_path)
-    metrics_paths = [Path(p) for p in (metrics_path if fused else [metrics_path])]
+    metrics_paths = [Path(p) for p in metrics_paths]
     if len(metrics_paths) != members:
-        raise ValueError(f"a fused model of {members} members needs {members} metrics paths, got {len(metrics_paths)}")
+        raise ValueError(f"a group of {members} members needs {members} metrics paths, got {len(metrics_paths)}")
 
     # --- data, resident on the device as uint8, drawn by a seeded loader
     gen = torch.Generator(device=device)
@@ -214,7 +219,7 @@ def fit(
             opt.load_state_dict(ck["optimizer"])
             gen.set_state(ck["generator"].cpu())
             step, epoch, elapsed = ck["step"], ck["epoch"], ck["seconds"]
-            history = ck["metrics"] if fused else [ck["metrics"]]
+            history = ck["metrics"]
             print(f"resumed from {checkpoint_path} at step {step} (epoch {epoch})", file=sys.stderr)
         else:
             print(f"ignoring {checkpoint_path}: it belongs to a run with other settings", file=sys.stderr)
@@ -246,26 +251,23 @@ def fit(
             g["lr"] = lr
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             logits = train_model(xb)
-            loss = objective(logits, yb, xb)  # a scalar, or one loss per member of a fused model
+            loss = objective(logits, yb, xb)  # one loss per member
         opt.zero_grad(set_to_none=True)
         (loss.sum() * recipe.loss_scale).backward()
         if recipe.grad_clip:
             model.clip_grad_norm_(recipe.grad_clip)
         opt.step()
         if chance is None and not recipe.max_loss:
-            k = logits.shape[-1]
-            chance = (objective.uniform_loss(k) if hasattr(objective, "uniform_loss") else
-                      objective(torch.zeros_like(logits, dtype=torch.float32), yb, xb).detach())
-            chance = torch.as_tensor(chance, dtype=torch.float32).to(device).reshape(members)
-        lv = loss.detach().float().reshape(members)
+            chance = objective.uniform_loss(logits.shape[-1]).to(device=device, dtype=torch.float32).reshape(members)
+        lv = loss.detach().float()
         diverged = ~torch.isfinite(lv).all()
         if recipe.max_loss:
             diverged = diverged | (lv > recipe.max_loss).any()
         first = diverged & (bad_step < 0)
         bad_step = torch.where(first, step + 1, bad_step)
         bad_loss = torch.where(first, lv, bad_loss)
-        loss_sum += loss.detach().reshape(members) * len(yb)
-        correct += (logits.detach().reshape(len(yb), members, -1).argmax(-1) == yb[:, None]).sum(0)
+        loss_sum += loss.detach() * len(yb)
+        correct += (logits.detach().argmax(-1) == yb[:, None]).sum(0)
         seen += len(yb)
         bar.update(1)
         for cb in callbacks:
@@ -277,15 +279,14 @@ def fit(
         # --- end of an epoch (or of training): divergence check, validation, metrics, checkpoint
         if int(bad_step) >= 0:
             bar.close()
-            raise _divergence_error(run_name, int(bad_step), bad_loss.tolist(), recipe, checkpoint_path)
+            raise _divergence_error(run_names, int(bad_step), bad_loss.tolist(), recipe, checkpoint_path)
         if chance is not None and bool((loss_sum / max(seen, 1) > DIVERGENCE_FACTOR * chance).any()):
             bar.close()
-            raise _epoch_divergence_error(run_name, epoch + 1, (step + 2 - seen // len(yb), step + 1),
+            raise _epoch_divergence_error(run_names, epoch + 1, (step + 2 - seen // len(yb), step + 1),
                                           (loss_sum / max(seen, 1)).tolist(), chance.tolist(), checkpoint_path)
         epoch += 1
         epochs_this_run += 1
         val_logits = predict(model, data.x["val"], device, recipe.eval_batch_size)
-        val_logits = val_logits.reshape(len(val_logits), members, -1)
         elapsed += time.perf_counter() - t0
         for g, (rows, path) in enumerate(zip(history, metrics_paths)):
             val = evaluate_logits(val_logits[:, g], data.y["val"])
@@ -301,7 +302,7 @@ def fit(
             torch_save({
                 "fingerprint": run_fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "generator": gen.get_state(), "step": step + 1, "epoch": epoch,
-                "metrics": history if fused else history[0], "seconds": elapsed,
+                "metrics": history, "seconds": elapsed,
             }, checkpoint_path)
             for cb in callbacks:
                 cb.on_checkpoint(step + 1)
@@ -314,55 +315,168 @@ def fit(
         cb.on_end(model, step)
     model.eval()
     finals = [rows[-1] if rows else {} for rows in history]
-    return {"steps": step, "epochs": epoch, "seconds": elapsed, "final": finals if fused else finals[0]}
+    return {"steps": step, "epochs": epoch, "seconds": elapsed, "final": finals}
+
+
+# --------------------------------------------------------------------------- a group of members
+
+
+class Members(nn.Module):
+    """G ordinary models side by side, trained as one group by :func:`fit` (a single run is G = 1).
+
+    ``forward(x)`` -> ``B x G x K`` (each model on the same ``x``); :meth:`clip_grad_norm_` clips
+    each model's gradient as ``torch.nn.utils.clip_grad_norm_`` does for a run of its own. Each
+    model keeps its own parameters, gradients and SGD state, and SGD acts per parameter, so every
+    member's result is bit-identical to its separate run on the CPU in float32.
+    """
+
+    def __init__(self, models: Sequence[model_registry.Classifier]):
+        super().__init__()
+        if not models:
+            raise ValueError("a group needs at least one model")
+        self.members = nn.ModuleList(models)
+        self.num_members = len(models)
+
+    def forward(self, x: torch.Tensor, features: bool = False):
+        outs = [m(x, features=features) if features else m(x) for m in self.members]
+        if features:
+            return torch.stack([o[0] for o in outs], 1), torch.stack([o[1] for o in outs], 1)
+        return torch.stack(outs, 1)
+
+    def dense_parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.members for p in m.dense_parameters()]
+
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        return torch.stack([torch.nn.utils.clip_grad_norm_(m.parameters(), max_norm) for m in self.members])
+
+    def member_state_dict(self, member: int) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.members[member].state_dict().items()}
+
+
+def train_group(
+    arch: str,
+    data: Prepared,
+    recipe: Recipe,
+    objective: Objective,
+    *,
+    seed: int,
+    fuse: bool = default("teachers[].fuse"),
+    device: torch.device | str = "cpu",
+    checkpoint_path: str | Path,
+    metrics_paths: Sequence[str | Path],
+    run_fingerprint: str = "",
+    callbacks: Sequence[Callback] = (),
+    progress: bool = default("progress"),
+    stop_after_epochs: int | None = None,
+    run_names: Sequence[str] = (),
+) -> tuple[list[model_registry.Classifier], dict]:
+    """Train G models of ``arch`` on one batch stream, one per member of ``objective``; returns the
+    G trained models and the summary of :func:`fit`.
+
+    Every member is initialised as a run of its own (``torch.manual_seed(seed); build_model(arch,
+    data)``) and sees the batches of ``seed``. The members train side by side (:class:`Members`:
+    bit-identical to separate runs on the CPU) or, with ``fuse``, as one
+    :class:`lspipe.engine.fused.FusedClassifier` (grouped kernels; equal to separate runs up to
+    floating-point rounding). This is every training job: a single run (G = 1), the alphas of a
+    teacher grid, lockstep and fused students.
+    """
+    singles = []
+    for _ in range(len(objective)):
+        torch.manual_seed(seed)
+        singles.append(build_model(arch, data))
+    model = fuse_models(singles) if fuse else Members(singles)
+    summary = fit(
+        model, data, recipe, objective, seed=seed, device=device, checkpoint_path=checkpoint_path,
+        metrics_paths=metrics_paths, run_fingerprint=run_fingerprint, callbacks=callbacks, progress=progress,
+        stop_after_epochs=stop_after_epochs, run_names=run_names,
+    )
+    model.cpu()
+    out = []
+    for i in range(len(objective)):
+        m = build_model(arch, data)
+        m.load_state_dict(model.member_state_dict(i))
+        out.append(m.eval())
+    return out, summary
 
 
 # --------------------------------------------------------------------------- command line
 
 
+def member_meta(value: dict, teachers: dict[str, dict]) -> dict:
+    """What a model's metadata says of its objective: ``objective`` (the value), ``alpha`` (its label
+    smoothing; 0 for other kinds) and, for a distilled student, its teacher (path, content hash,
+    arch, alpha) and the distillation settings (temperature, beta, form)."""
+    meta = {"objective": value, "alpha": value["alpha"] if value["kind"] == "ls" else 0.0}
+    if value["kind"] == "kd":
+        t = teachers[value["teacher"]]
+        meta.update(teacher=value["teacher"], teacher_sha256=t["sha256"], teacher_arch=t["arch"],
+                    teacher_alpha=t["alpha"], temperature=value["T"], beta=value["beta"], form=value["form"])
+    return meta
+
+
 def cmd_train(a):
+    """``lspipe train`` (aliases ``train-fused``, ``train-lockstep``): G models of one architecture on
+    one batch stream, one per objective of ``--objectives``; each gets its ordinary model.pt and
+    metrics CSV. The job's skeleton: threads, stale temporaries, device, data, recipe, teachers and
+    their identity checks, fingerprint, completed-run record, training (resumable), saving."""
     setup_torch(a.threads)
-    out = Path(a.out)
-    ckpt = out.with_name(out.name + ".ckpt")
+    if not isinstance(a.objectives, list) or not a.objectives:
+        raise ConfigError(f"--objectives must be a JSON list of objective values, got {a.objectives!r}")
+    values = [check_objective(v, f"--objectives[{i}]") for i, v in enumerate(a.objectives)]
+    g = len(values)
+    for what, vals in (("--out", a.out), ("--metrics", a.metrics), ("--runs", a.runs)):
+        if vals is not None and len(vals) != g:
+            raise ConfigError(f"{what} needs one value per objective ({g}), got {len(vals)}")
+    if a.probe and g != 1:
+        raise ConfigError("--probe records one model: train a probed grid's models one at a time (teachers[].fuse: false)")
+    outs = [Path(p) for p in a.out]
+    ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".ckpt")
+    probe_out = Path(a.probe_out) if a.probe_out else (outs[0].with_name("probe.h5") if a.probe else None)
     # temporary files of this job's outputs left by a killed run (SIGKILL during a write)
-    remove_stale_temps(out, ckpt, a.metrics, *([a.probe_out] if a.probe_out else [out.with_name("probe.h5")]))
+    remove_stale_temps(ckpt, *outs, *a.metrics, *([probe_out] if probe_out else []))
     device = resolve_device(a.device)
     data = data_mod.load(a.data)
     recipe = Recipe.from_dict(a.recipe)
-    meta = {
-        "dataset": data.meta["name"], "arch": a.arch, "role": a.role, "run": a.run or out.parent.name,
-        "alpha": a.alpha, "seed": a.seed, "recipe": a.recipe, "data_meta": data.meta, "data_digest": data.digest,
-    }
-    if a.teacher:
-        teacher, tmeta = load_model(a.teacher, device)
-        check_teacher(a.teacher, tmeta, data, [meta["run"]])  # the teacher its place, data and the student's run name say
-        objective = Distillation(teacher, a.temperature, a.beta, form=a.form)
-        # the teacher's content (not just its path) enters the checkpoint fingerprint, so a student
-        # checkpoint left over from before its teacher was retrained is never resumed
-        meta.update(teacher=str(a.teacher), teacher_sha256=file_sha256(a.teacher), teacher_arch=tmeta.get("arch"),
-                    teacher_alpha=tmeta.get("alpha"), temperature=a.temperature, beta=a.beta, form=a.form)
-    else:
-        objective = SmoothedCE(a.alpha)
-    torch.manual_seed(a.seed)
-    model = build_model(a.arch, data)
+    runs = a.runs or [p.parent.name for p in outs]
+    teachers, teacher_models = {}, {}
+    for path in dict.fromkeys(v["teacher"] for v in values if KINDS[v["kind"]].teacher):
+        model, tmeta = load_model(path, device)
+        # the teacher its place, data and its students' run names say
+        check_teacher(path, tmeta, data, [r for r, v in zip(runs, values) if v.get("teacher") == path])
+        teacher_models[path] = model
+        # the teacher's content (not just its path) enters the fingerprint, so a student checkpoint left
+        # over from before its teacher was retrained is never resumed
+        teachers[path] = {"sha256": file_sha256(path), "arch": tmeta.get("arch"), "alpha": tmeta.get("alpha")}
+    objective = Objective(values, teacher_models)
+    base = {"dataset": data.meta["name"], "arch": a.arch, "role": a.role, "seed": a.seed, "recipe": a.recipe,
+            "data_meta": data.meta, "data_digest": data.digest}
+    metas = [{**base, "run": r, **member_meta(v, teachers)} for r, v in zip(runs, values)]
+    group = {"runs": runs, "fused": bool(a.fuse)} if g > 1 or a.fuse else None  # a job of several models
     callbacks = []
     if a.probe:
-        probe_out = a.probe_out or out.with_name("probe.h5")
         callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
-    elif a.probe_out:  # a teacher of a grid without a probe: its probe output is a placeholder
-        write_probe_placeholder(a.probe_out)
-    # the run's identity: settings, objective, seed, teacher and the data's content digest
-    fp = fingerprint({k: v for k, v in meta.items() if k != "run"} | {"probe": a.probe})
-    outputs = [out, Path(a.metrics)] + ([callbacks[0].path] if a.probe else [])
-    if complete.restore(out, outputs, fp):  # finished before, but Snakemake did not record it
-        return
-    summary = fit(
-        model, data, recipe, objective, seed=a.seed, device=device, checkpoint_path=ckpt,
-        metrics_path=a.metrics, run_fingerprint=fp, callbacks=callbacks, progress=a.progress,
-        stop_after_epochs=a.stop_after_epochs, run_name=meta["run"],
+    elif probe_out:  # a teacher of a grid without a probe: its probe output is a placeholder
+        write_probe_placeholder(probe_out)
+    # the job's identity: every member's settings, objective, seed, teacher and the data's content digest
+    fp = fingerprint({"members": [{k: v for k, v in m.items() if k != "run"} for m in metas], "probe": a.probe,
+                      "group": group and group["fused"]})
+    member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
+    if a.probe:
+        member_outputs[0].append(probe_out)
+    if complete.restore_group(outs, member_outputs, fp):
+        return  # finished before, but Snakemake did not record it (see lspipe.engine.complete)
+    models, summary = train_group(
+        a.arch, data, recipe, objective, seed=a.seed, fuse=a.fuse, device=device, checkpoint_path=ckpt,
+        metrics_paths=a.metrics, run_fingerprint=fp, callbacks=callbacks, progress=a.progress,
+        stop_after_epochs=a.stop_after_epochs, run_names=runs,
     )
-    meta["summary"] = summary
-    save_model(out, model, model_spec(a.arch, data), meta)
-    complete.save(out, outputs, fp)
+    for i, (model, out, meta) in enumerate(zip(models, outs, metas)):
+        meta = {**meta, "summary": {**summary, "final": summary["final"][i]}}
+        if group:
+            meta["lockstep"] = group
+        save_model(out, model, model_spec(a.arch, data), meta)
+        print(f"trained {a.arch} ({a.role}{f', member {i + 1}/{g}' if g > 1 else ''}"
+              f"{', fused' if a.fuse else ''}) -> {out}: {json.dumps(meta['summary']['final'])}")
+    complete.save_group(outs, member_outputs, fp)
     ckpt.unlink(missing_ok=True)
-    print(f"trained {a.arch} ({a.role}) -> {out}: {json.dumps(summary['final'])}")

@@ -1,6 +1,6 @@
 """Accuracy: each model's evaluation (accuracy and NLL on validation and test, from its activation
 dump) and Table 2 of the paper (top-1 accuracy, mean ± std over seeds, per dataset / architecture
-and label-smoothing alpha).
+and objective: label smoothing at each alpha, then the grids' other objectives, named by their label).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from lspipe.base.defaults import default
 from lspipe.base.errors import DataError
 from lspipe.base.io import read_json, write_json, write_text
 from lspipe.base.paths import parse_eval_path
+from lspipe.base.runs import objective_label, run_objective
 from lspipe.core.tables import fmt_pm, markdown_table, mean_std, write_csv
 from lspipe.engine.dumpfile import Dump
 
@@ -49,42 +50,52 @@ def cmd_evaluate(a):
 
 def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: str = default("accuracy_table.split"),
                    digits: int = default("accuracy_table.digits")) -> list[dict]:
-    """Aggregate per-model evaluation JSONs into Table 2 (accuracy in %)."""
+    """Aggregate per-model evaluation JSONs into Table 2 (accuracy in %).
+
+    Rows are keyed by the model's objective (the one its run name says, :func:`lspipe.base.runs.run_objective`):
+    label smoothing first, by alpha (column ``alpha``: the number, as in the paper), then every other
+    objective, by its label (column ``alpha``: the label, e.g. ``confidence_penalty beta = 0.5``)."""
     groups: dict[tuple, list[float]] = defaultdict(list)
     nll: dict[tuple, list[float]] = defaultdict(list)
     seen: dict[tuple, str | Path] = {}
     for p in eval_paths:
         ev = read_json(p)
         m = check_evaluation(p, ev, split)
-        model = (m["dataset"], m["arch"], float(m["alpha"]), str(m["seed"]))
+        objective = run_objective(str(m.get("run", "")), m["alpha"]) or {"kind": "ls", "alpha": float(m["alpha"])}
+        column = (0, float(objective["alpha"]), "") if objective["kind"] == "ls" else (1, 0.0, objective_label(objective))
+        model = (m["dataset"], m["arch"], column, str(m["seed"]))
         if model in seen:
-            raise DataError(f"{p} and {seen[model]} evaluate one model (dataset {model[0]}, arch {model[1]}, alpha "
-                            f"{model[2]:g}, seed {model[3]}): Table 2 would count it as two seeds; rebuild the "
-                            f"misplaced one with `snakemake -f {p}`")
+            raise DataError(f"{p} and {seen[model]} evaluate one model (dataset {model[0]}, arch {model[1]}, "
+                            f"{objective_label(objective)}, seed {model[3]}): Table 2 would count it as two seeds; "
+                            f"rebuild the misplaced one with `snakemake -f {p}`")
         seen[model] = p
-        key = (m["dataset"], m["arch"], float(m["alpha"]))
+        key = (m["dataset"], m["arch"], column)
         groups[key].append(100.0 * ev[split]["accuracy"])
         nll[key].append(ev[split]["nll"])
-    rows = []
+    rows, headers = [], {}
     for key in sorted(groups):
         mu, sd = mean_std(groups[key])
         nmu, nsd = mean_std(nll[key])
-        rows.append({"dataset": key[0], "arch": key[1], "alpha": key[2], "split": split, "seeds": len(groups[key]),
-                     "accuracy_mean": round(mu, 4), "accuracy_std": round(sd, 4),
-                     "nll_mean": round(nmu, 5), "nll_std": round(nsd, 5)})
-    write_csv(csv_path, rows, list(rows[0]) if rows else ["dataset"])
-    alphas = sorted({r["alpha"] for r in rows})
+        kind, alpha, label = key[2]
+        headers[key[2]] = f"α = {alpha:g}" if kind == 0 else label
+        rows.append({"dataset": key[0], "arch": key[1], "alpha": alpha if kind == 0 else label, "split": split,
+                     "seeds": len(groups[key]), "accuracy_mean": round(mu, 4), "accuracy_std": round(sd, 4),
+                     "nll_mean": round(nmu, 5), "nll_std": round(nsd, 5), "_column": key[2]})
+    write_csv(csv_path, [{k: v for k, v in r.items() if k != "_column"} for r in rows],
+              [k for k in rows[0] if k != "_column"] if rows else ["dataset"])
+    columns = sorted(headers)
     by_model: dict[tuple, dict] = defaultdict(dict)
     for r in rows:
-        by_model[(r["dataset"], r["arch"])][r["alpha"]] = r
+        by_model[(r["dataset"], r["arch"])][r.pop("_column")] = r
     body = []
     for (ds, arch), cells in sorted(by_model.items()):
         body.append([ds, arch] + [
-            fmt_pm(cells[a]["accuracy_mean"], cells[a]["accuracy_std"], digits, cells[a]["seeds"]) if a in cells else "–" for a in alphas
+            fmt_pm(cells[c]["accuracy_mean"], cells[c]["accuracy_std"], digits, cells[c]["seeds"]) if c in cells else "–"
+            for c in columns
         ])
     title = (f"Top-1 accuracy (%) on the {split} split, mean ± std over seeds "
              f"(paper Table 2 layout; one column per label-smoothing alpha).\n\n")
-    write_text(md_path, title + markdown_table(["dataset", "arch"] + [f"α = {a:g}" for a in alphas], body))
+    write_text(md_path, title + markdown_table(["dataset", "arch"] + [headers[c] for c in columns], body))
     return rows
 
 

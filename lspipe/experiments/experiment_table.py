@@ -19,6 +19,7 @@ from typing import Sequence
 
 from lspipe.base.errors import ConfigError
 from lspipe.base.io import read_json, write_text
+from lspipe.base.runs import objective_label, run_objective
 from lspipe.core.tables import markdown_table, write_csv
 
 FIELDS = [
@@ -59,6 +60,23 @@ def distillation_form(meta: dict) -> str:
     return "hinton" if meta.get("hinton") else "teacher"
 
 
+def _is_number(x) -> bool:
+    try:
+        float(x)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def objective_column(m: dict):
+    """The ``alpha`` cell of a model trained alone: its label smoothing alpha, or, for another
+    objective (its run name says which, :func:`lspipe.base.runs.run_objective`), that objective's label."""
+    objective = run_objective(str(m.get("run", "")), m.get("alpha"))
+    if objective is None or objective["kind"] == "ls":
+        return m["alpha"]
+    return objective_label(objective)
+
+
 def experiment_rows(evals: Sequence[dict], calibrations: Sequence[dict | None], metas: Sequence[dict],
                     benchmarks: Sequence[str | Path | None]) -> list[dict]:
     """One row per model; the four sequences are aligned (one entry per model)."""
@@ -76,7 +94,7 @@ def experiment_rows(evals: Sequence[dict], calibrations: Sequence[dict | None], 
         steps = (meta.get("summary") or {}).get("steps") or (meta.get("recipe") or {}).get("steps")
         row = {
             "dataset": m["dataset"], "arch": m["arch"], "role": m["role"], "run": m["run"],
-            "alpha": "" if meta.get("teacher") else m["alpha"], "teacher": teacher,
+            "alpha": "" if meta.get("teacher") else objective_column(m), "teacher": teacher,
             "temperature": meta.get("temperature", "") if meta.get("teacher") else "",
             "form": distillation_form(meta), "seed": m["seed"], "steps": steps,
             "train_seconds": "", "train_time_shared": "", "_benchmark": str(bench) if bench else "",
@@ -90,8 +108,10 @@ def experiment_rows(evals: Sequence[dict], calibrations: Sequence[dict | None], 
         rows.append(row)
     order = {"teacher": 0, "student": 1}
 
-    def num(x):
-        return float(x) if x not in ("", None) else -1.0
+    def num(x):  # an alpha or a temperature; another objective's label sorts after every alpha
+        if x in ("", None):
+            return -1.0
+        return float(x) if _is_number(x) else float("inf")
 
     rows.sort(key=lambda r: (r["dataset"], order.get(r["role"], 2), r["arch"], r["teacher"] != "", r["teacher"],
                              num(r["alpha"]), num(r["temperature"]), int(r["seed"]), r["run"]))

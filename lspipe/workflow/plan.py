@@ -23,13 +23,12 @@ Run names are :mod:`lspipe.base.runs`' (``a<alpha>_s<seed>``, ``kd-<arch>-a<alph
 
 from __future__ import annotations
 
-import shlex
 from functools import cached_property
 from pathlib import Path
 
 from lspipe.base.errors import ConfigError
 from lspipe.base.paths import Paths
-from lspipe.base.runs import fmt, run_name
+from lspipe.base.runs import objective_run, run_name
 from lspipe.core import config as core_config
 from lspipe.experiments import accuracy, calibration, claims, distill, experiment_table, mi, projection, teacher_projection
 
@@ -68,6 +67,12 @@ def load(path: str | Path) -> dict:
     return validate(core_config.load_yaml(path) or {})
 
 
+def grid_objectives(grid: dict) -> list[dict]:
+    """The objectives of a teacher grid (``teachers[]``), one teacher each per seed: label smoothing at
+    each of ``alphas``, then ``objectives`` (lspipe.core.losses values)."""
+    return [{"kind": "ls", "alpha": float(a)} for a in grid["alphas"]] + [dict(v) for v in grid.get("objectives") or []]
+
+
 class Plan:
     """What a validated configuration makes: each experiment's plan (an attribute per entry of
     :data:`EXPERIMENTS`), the trained models and the multi-model training jobs, computed once.
@@ -79,6 +84,10 @@ class Plan:
         self.config = config
         self.paths = Paths(config["results"], config["figures"]["formats"])
         problems = []
+        try:
+            self.teacher_runs  # every teacher named once
+        except ConfigError as err:
+            problems.append(str(err))
         for experiment in EXPERIMENTS:
             try:
                 setattr(self, experiment.name, experiment(self))
@@ -100,10 +109,24 @@ class Plan:
         return self.distillation.twins
 
     @cached_property
+    def teacher_runs(self) -> dict[tuple[str, str, str], dict]:
+        """``(dataset, arch, run)`` of every teacher -> its objective value and seed (run names from
+        :func:`lspipe.base.runs.objective_run`); a run named twice is a :class:`ConfigError`."""
+        out = {}
+        for i, g in enumerate(self.config["teachers"]):
+            for v in grid_objectives(g):
+                for s in g["seeds"]:
+                    key = (g["dataset"], g["arch"], objective_run(v, s))
+                    if key in out:
+                        raise ConfigError(f"teachers[{i}]: the teacher {key[2]} of {key[0]}/{key[1]} is listed twice "
+                                          "(an objective repeats one of alphas, or two grids overlap); list it once")
+                    out[key] = {"objective": v, "seed": int(s)}
+        return out
+
+    @cached_property
     def trained_models(self) -> list[tuple[str, str, str, str]]:
         """``(dataset, arch, role, run)`` of every model the config trains: teachers, then students."""
-        models = [(g["dataset"], g["arch"], "teacher", run_name(a, s)) for g in self.config["teachers"]
-                  for a in g["alphas"] for s in g["seeds"]]
+        models = [(ds, arch, "teacher", run) for ds, arch, run in self.teacher_runs]
         for d, entry in self.distill.items():
             # a student baseline that is a teacher's very run is trained once, as that teacher (its row)
             models += [(d, entry["student_arch"], "student", r.name) for r in distill.student_runs(entry)
@@ -117,11 +140,13 @@ class Plan:
         """The training jobs that train several models at once, one dict per job (one generated rule each).
 
         Fused teacher grids (``teachers[].fuse``): per seed, every alpha of the grid as one fused
-        network (``lspipe train-fused``). Lockstep students (``distillation[].lockstep``, groups from
+        network. Lockstep students (``distillation[].lockstep``, groups from
         lspipe.experiments.distill.lockstep_groups): per seed, the hard-target teacher's students at every T, and
-        the student baselines not trained as a teacher (``lspipe train-lockstep``). Each job writes the
-        ordinary ``model.pt`` and ``metrics.csv`` of its models, the files the single-run rule named
-        by ``"single"`` would write; ``"members"`` holds every hyper-parameter of the members.
+        the student baselines not trained as a teacher. Each is one ``lspipe train`` job whose
+        ``"objectives"`` (one value per model, :mod:`lspipe.core.losses`) hold every hyper-parameter
+        of the members and ``"fuse"`` whether they run as one fused network; it writes the ordinary
+        ``model.pt`` and ``metrics.csv`` of its models, the files the single-run rule named by
+        ``"single"`` would write.
         """
 
         p, jobs = self.paths, []
@@ -132,9 +157,9 @@ class Plan:
             for s in g["seeds"]:
                 jobs.append({
                     "name": f"train_teacher_fused_{ds}_{arch}_s{int(s)}", "single": "train_teacher",
-                    "command": "train-fused", "dataset": ds, "arch": arch, "role": "teacher", "seed": int(s),
-                    "recipe": g["recipe"], "runs": [run_name(a, s) for a in g["alphas"]], "teacher": [],
-                    "members": f"--alphas {' '.join(fmt(a) for a in g['alphas'])} --role teacher",
+                    "dataset": ds, "arch": arch, "role": "teacher", "seed": int(s), "recipe": g["recipe"],
+                    "runs": [objective_run(v, s) for v in grid_objectives(g)], "teacher": [], "fuse": True,
+                    "objectives": grid_objectives(g),
                     "log": ("train_teacher_fused", ds, arch, f"s{int(s)}"),
                 })
         for ds, d in self.distill.items():
@@ -143,17 +168,16 @@ class Plan:
                 kd, s = grp["family"] == "kd_hard", grp["seed"]
                 teacher = p.model(ds, d["teacher_arch"], "teacher", run_name(0, s))
                 if kd:
-                    members = (f"--teacher {shlex.quote(teacher)} --temperatures {' '.join(fmt(t) for t in grp['temperatures'])} "
-                               f"--beta {float(d['beta'])} --form {d['form']}")
+                    objectives = [{"kind": "kd", "teacher": teacher, "T": float(t), "beta": float(d["beta"]),
+                                   "form": d["form"]} for t in grp["temperatures"]]
                 else:
-                    members = f"--alphas {' '.join(fmt(a) for a in grp['alphas'])}"
-                members += " --fuse" if d["fuse_students"] else " --no-fuse"
+                    objectives = [{"kind": "ls", "alpha": float(a)} for a in grp["alphas"]]
                 jobs.append({
                     "name": f"train_students_lockstep_{ds}_{grp['family']}_s{s}",
                     "single": "train_student_distilled" if kd else "train_student_baseline",
-                    "command": "train-lockstep", "dataset": ds, "arch": arch, "role": "student", "seed": s,
-                    "recipe": d["student_recipe"], "runs": list(grp["runs"]), "teacher": [teacher] if kd else [],
-                    "members": members, "log": ("train_students_lockstep", ds, arch, f"{grp['family']}_s{s}"),
+                    "dataset": ds, "arch": arch, "role": "student", "seed": s, "recipe": d["student_recipe"],
+                    "runs": list(grp["runs"]), "teacher": [teacher] if kd else [], "fuse": bool(d["fuse_students"]),
+                    "objectives": objectives, "log": ("train_students_lockstep", ds, arch, f"{grp['family']}_s{s}"),
                 })
         return jobs
 

@@ -134,17 +134,32 @@ def training_runtime(recipe_name):
     return max(res["min_runtime"], int(round(steps / 1000 * res["minutes_per_1k_steps"])))
 
 
-def train_shell(command, args=""):
-    """The shell command of every training rule: `lspipe <command>` with the inputs and options all
-    training commands share (data, arch, recipe, seed, device, threads, progress, outputs, log) and
-    the rule's own arguments `args` (objective, run names). Every training rule has `input.data`,
-    `params.arch / recipe / seed / device / progress`, `output.model / metrics` (one path each, or a
-    list for a multi-model job) and a log."""
+def objectives_json(values):
+    """The `--objectives` JSON of a training job (lspipe.core.losses), keys sorted: a `params:` value,
+    so Snakemake's params rerun trigger sees every parameter of every member's objective."""
+    return json.dumps(list(values), sort_keys=True)
+
+
+def train_shell(args=""):
+    """The shell command of every training rule: `lspipe train` with the inputs and options all
+    training jobs share (data, arch, recipe, seed, objectives, role, run names, device, threads,
+    progress, outputs, log) and the rule's own arguments `args` (probe, fuse). Every training rule
+    has `input.data`, `params.arch / recipe / seed / objectives / role / runs / device / progress`,
+    `output.model / metrics` (one path each, or a list for a multi-model job) and a log."""
     return (
-        f"lspipe {command} --data {{input.data:q}} --arch {{params.arch}} --recipe {{params.recipe:q}} "
-        f"--seed {{params.seed}} {args} --device {{params.device}} --threads {{threads}} {{params.progress}} "
+        "lspipe train --data {input.data:q} --arch {params.arch} --recipe {params.recipe:q} "
+        "--seed {params.seed} --objectives {params.objectives:q} --role {params.role} --runs {params.runs} "
+        f"{args} --device {{params.device}} --threads {{threads}} {{params.progress}} "
         "--out {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"
     )
+
+
+def teacher_run_of(wc):
+    """The objective value and seed of a teacher job's run (lspipe.workflow.plan.Plan.teacher_runs)."""
+    try:
+        return PLAN.teacher_runs[(wc.dataset, wc.arch, wc.run)]
+    except KeyError:
+        raise WorkflowError(f"no teacher {wc.run} of {wc.dataset}/{wc.arch} in the config's teacher grids (teachers)")
 
 
 def teacher_params(wc):

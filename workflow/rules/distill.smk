@@ -33,8 +33,9 @@ rule train_student_baseline:
         arch=lambda wc: wc.arch,
         recipe=lambda wc: recipe_json(student_entry(wc)["student_recipe"]),
         seed=lambda wc: int(wc.seed),
-        alpha=lambda wc: float(wc.alpha),
-        run=lambda wc: lspipe.base.runs.run_name(wc.alpha, wc.seed),
+        objectives=lambda wc: objectives_json([{"kind": "ls", "alpha": float(wc.alpha)}]),
+        role="student",
+        runs=lambda wc: lspipe.base.runs.run_name(wc.alpha, wc.seed),
         device=config["device"],
         progress=PROGRESS,
     threads: config["threads"]
@@ -50,7 +51,7 @@ rule train_student_baseline:
     conda:
         ENV_TRAIN
     shell:
-        train_shell("train", "--alpha {params.alpha} --role student --run {params.run}")
+        train_shell()
 
 
 rule train_student_distilled:
@@ -70,11 +71,12 @@ rule train_student_distilled:
         arch=lambda wc: wc.arch,
         recipe=lambda wc: recipe_json(student_entry(wc)["student_recipe"]),
         seed=lambda wc: int(wc.seed),
-        alpha=0.0,
-        run=lambda wc: lspipe.base.runs.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed),
-        temperature=lambda wc: float(wc.T),
-        beta=lambda wc: float(student_entry(wc)["beta"]),
-        form=lambda wc: student_entry(wc)["form"],
+        objectives=lambda wc: objectives_json([{
+            "kind": "kd", "teacher": P.model(wc.dataset, wc.tarch, "teacher", f"a{wc.talpha}_s{wc.seed}"),
+            "T": float(wc.T), "beta": float(student_entry(wc)["beta"]), "form": student_entry(wc)["form"],
+        }]),
+        role="student",
+        runs=lambda wc: lspipe.base.runs.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed),
         device=config["device"],
         progress=PROGRESS,
     threads: config["threads"]
@@ -90,14 +92,10 @@ rule train_student_distilled:
     conda:
         ENV_TRAIN
     shell:
-        train_shell(
-            "train",
-            "--alpha {params.alpha} --role student --run {params.run} --teacher {input.teacher:q} "
-            "--temperature {params.temperature} --beta {params.beta} --form {params.form}",
-        )
+        train_shell()
 
 
-# Lockstep students (distillation[].lockstep, lspipe.engine.lockstep) train in multi-model jobs: grouped.smk.
+# Lockstep students (distillation[].lockstep, lspipe.engine.training.train_group) train in multi-model jobs: grouped.smk.
 
 
 rule distillation_gamma:

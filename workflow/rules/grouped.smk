@@ -1,9 +1,10 @@
 # Multi-model training jobs: one job trains several models whose set depends on the config.
 # Fused teacher grids (teachers[].fuse, lspipe.engine.fused: every alpha of a seed as one fused network)
-# and lockstep students (distillation[].lockstep, lspipe.engine.lockstep: the students of one seed that
-# share batches and the hard-target teacher) follow this one pattern, in this one place:
+# and lockstep students (distillation[].lockstep: the students of one seed that share batches and the
+# hard-target teacher) are `lspipe train` jobs of several objectives (lspipe.engine.training.train_group),
+# like every training job; they follow this one pattern, in this one place:
 #
-# - lspipe.workflow.plan.Plan.grouped_jobs lists the jobs (one dict each: models, objective, log name);
+# - lspipe.workflow.plan.Plan.grouped_jobs lists the jobs (one dict each: models, objectives, fuse, log name);
 # - one rule per job is generated below, named after the job (train_teacher_fused_<dataset>_<arch>_s<seed>,
 #   train_students_lockstep_<dataset>_<family>_s<seed>); it has no wildcards, so it matches exactly
 #   its own models' paths: their ordinary model.pt and metrics.csv;
@@ -29,8 +30,10 @@ for _job in PLAN.grouped_jobs:
             arch=_job["arch"],
             recipe=recipe_json(_job["recipe"]),
             seed=_job["seed"],
-            members=_job["members"],
+            objectives=objectives_json(_job["objectives"]),
+            role=_job["role"],
             runs=" ".join(_job["runs"]),
+            fuse="--fuse" if _job["fuse"] else "--no-fuse",
             device=config["device"],
             progress=PROGRESS,
         threads: config["threads"]
@@ -47,6 +50,6 @@ for _job in PLAN.grouped_jobs:
         conda:
             ENV_TRAIN
         shell:
-            train_shell(_job["command"], "{params.members} --runs {params.runs}")
+            train_shell("{params.fuse}")
 
     workflow.ruleorder(_job["name"], _job["single"])

@@ -1,4 +1,6 @@
-# Teacher training over {dataset, arch, alpha, seed} (lspipe.engine.training), one rule for every grid. Every
+# Teacher training over {dataset, arch, run} (lspipe.engine.training), one rule for every grid: a run is
+# one objective of the grid (label smoothing at each alpha, teachers[].objectives) and one seed
+# (PLAN.teacher_runs; run names from lspipe.base.runs.objective_run). Every
 # teacher job writes model.pt, metrics.csv and probe.h5: the mutual-information probe's trace
 # (Fig. 6, lspipe.experiments.mi) for a grid with `teachers[].probe`, otherwise a small placeholder that
 # `lspipe mi-curve` refuses (Fig. 6 reads only the probed grids' traces, lspipe.experiments.mi.fig6_plan).
@@ -7,19 +9,20 @@
 
 
 rule train_teacher:
-    """Train one teacher (label-smoothed cross-entropy) on the GPU when there is one."""
+    """Train one teacher (one objective of its grid, one seed) on the GPU when there is one."""
     input:
         data=lambda wc: checked_data(wc.dataset),
     output:
-        model=P.model("{dataset}", "{arch}", "teacher", lspipe.base.runs.RUN),
-        metrics=P.metrics("{dataset}", "{arch}", "teacher", lspipe.base.runs.RUN),
-        probe=P.probe("{dataset}", "{arch}", lspipe.base.runs.RUN),
+        model=P.model("{dataset}", "{arch}", "teacher", "{run}"),
+        metrics=P.metrics("{dataset}", "{arch}", "teacher", "{run}"),
+        probe=P.probe("{dataset}", "{arch}", "{run}"),
     params:
         arch=lambda wc: wc.arch,
         recipe=lambda wc: recipe_json(teacher_params(wc)["recipe"]),
-        seed=lambda wc: int(wc.seed),
-        alpha=lambda wc: float(wc.alpha),
-        run=lambda wc: teacher_run(wc.alpha, wc.seed),
+        seed=lambda wc: teacher_run_of(wc)["seed"],
+        objectives=lambda wc: objectives_json([teacher_run_of(wc)["objective"]]),
+        role="teacher",
+        runs=lambda wc: wc.run,
         probe=probe_args,
         device=config["device"],
         progress=PROGRESS,
@@ -30,12 +33,10 @@ rule train_teacher:
         mem_mb=config["resources"]["mem_mb"],
         runtime=lambda wc: training_runtime(teacher_params(wc)["recipe"]),
     log:
-        P.log("train_teacher", "{dataset}", "{arch}", lspipe.base.runs.RUN),
+        P.log("train_teacher", "{dataset}", "{arch}", "{run}"),
     benchmark:
-        P.benchmark("train_teacher", "{dataset}", "{arch}", lspipe.base.runs.RUN)
+        P.benchmark("train_teacher", "{dataset}", "{arch}", "{run}")
     conda:
         ENV_TRAIN
     shell:
-        train_shell(
-            "train", "--alpha {params.alpha} --role teacher --run {params.run} {params.probe} --probe-out {output.probe:q}"
-        )
+        train_shell("{params.probe} --probe-out {output.probe:q}")
