@@ -35,6 +35,7 @@ import torch.nn as nn
 from lspipe.base.errors import ConfigError
 
 BACKENDS = ("nccl", "gloo")
+_OWNED = []  # the process group init() started (teardown() ends only that one, not a caller's)
 
 
 @dataclass(frozen=True)
@@ -143,9 +144,12 @@ def init(backend: str | None, device: torch.device) -> tuple[World, torch.device
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, rank=world.rank, world_size=world.size,
                                 timeout=datetime.timedelta(minutes=30))
+        _OWNED.append(True)
     return world, device
 
 
 def teardown(world: World) -> None:
-    if world.enabled and dist.is_initialized():
+    """End the process group :func:`init` started (one started by the caller stays)."""
+    if world.enabled and _OWNED and dist.is_initialized():
         dist.destroy_process_group()
+        _OWNED.clear()
