@@ -58,6 +58,9 @@ def add_cli(sub) -> None:
     s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=defaults.default("progress"))
     s.add_argument("--stop-after-epochs", type=int, default=None,
                    help="stop (resumably) after this many epochs in this invocation")
+    s.add_argument("--dist-backend", choices=["nccl", "gloo"], default=None,
+                   help="torch.distributed backend under torchrun (default: nccl on CUDA, gloo on the CPU); "
+                        "without torchrun the run is one process and this is ignored")
     s.set_defaults(func=_train)
 
     s = sub.add_parser("dump-activations", aliases=["dump"], help="dump penultimate activations and logits to HDF5")

@@ -51,6 +51,8 @@ from lspipe.core.losses import check as check_objective
 from lspipe.core.models import build_model, check_teacher, load_model, model_spec, save_model
 from lspipe.core.recipe import Recipe
 from lspipe.engine import complete
+from lspipe.engine import distributed as dist_mod
+from lspipe.engine.distributed import SINGLE, World
 from lspipe.engine.fused import fuse as fuse_models
 from lspipe.engine.probe import ProbeRecorder
 from lspipe.engine.probefile import write_probe_placeholder
@@ -163,6 +165,7 @@ def fit(
     progress: bool = default("progress"),
     stop_after_epochs: int | None = None,
     run_names: Sequence[str] = (),
+    world: World = SINGLE,
 ) -> dict:
     """Train the G members of ``model`` in place; returns a summary (steps, epochs, seconds, and
     ``final``: the last metric row of each member).
@@ -179,6 +182,10 @@ def fit(
     one per member). Nothing is written for that
     epoch, so the last checkpoint stays for inspection. The checks keep the loss on the device (no
     synchronisation per step).
+
+    Under torchrun (``world``, :mod:`lspipe.engine.distributed`) every rank draws the same global
+    batch and trains on its slice through DistributedDataParallel; losses and counts are reduced
+    across ranks, so every rank computes the same metrics, and only rank 0 writes files.
     """
     device = torch.device(device)
     on_cuda = device.type == "cuda"
@@ -195,6 +202,7 @@ def fit(
     gen.manual_seed(seed + 1)
     loader = DeviceLoader(torch.from_numpy(data.x["train"]).to(device), torch.from_numpy(data.y["train"]).to(device),
                           recipe.batch_size, pad=recipe.augment["pad"], flip=recipe.augment["flip"], generator=gen)
+    world.check_batch(recipe.batch_size)
     if len(loader) == 0:  # the incomplete last batch is dropped, as in airbench
         raise ConfigError(f"recipes.<name>.batch_size {recipe.batch_size} exceeds the {len(loader.x)} training "
                           f"examples of dataset {data.meta.get('name', '?')!r}; lower recipes.<name>.batch_size")
@@ -224,11 +232,13 @@ def fit(
         else:
             print(f"ignoring {checkpoint_path}: it belongs to a run with other settings", file=sys.stderr)
 
-    train_model = torch.compile(model, mode=recipe.compile_mode) if recipe.compile else model
+    train_model = world.wrap(model, device)  # DistributedDataParallel under torchrun, else the model
+    if recipe.compile:
+        train_model = torch.compile(train_model, mode=recipe.compile_mode)
     for cb in callbacks:
         cb.on_start(model, step)
 
-    bar = tqdm(total=recipe.steps, initial=step, desc="train", disable=not progress, dynamic_ncols=True,
+    bar = tqdm(total=recipe.steps, initial=step, desc="train", disable=not progress or not world.is_main, dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
     start_step, epochs_this_run, last_of_epoch = step, 0, True  # a resumed run starts at an epoch's start
     chance = None  # per member: the objective's loss for a uniform prediction (DIVERGENCE_FACTOR), first batch
@@ -244,6 +254,7 @@ def fit(
             bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first diverged step of this epoch
             bad_loss = torch.zeros(members, device=device)
         xb, yb = next(batches)
+        xb, yb = world.shard(xb, yb)  # this rank's slice of the global batch (all of it without torchrun)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         lr = recipe.lr_at(step)
@@ -260,15 +271,18 @@ def fit(
         if chance is None and not recipe.max_loss:
             chance = objective.uniform_loss(logits.shape[-1]).to(device=device, dtype=torch.float32).reshape(members)
         lv = loss.detach().float()
+        bs = len(yb)
+        if world.enabled:  # the global batch's loss: the mean of the ranks' equal slices
+            lv, bs = world.mean(lv), bs * world.size
         diverged = ~torch.isfinite(lv).all()
         if recipe.max_loss:
             diverged = diverged | (lv > recipe.max_loss).any()
         first = diverged & (bad_step < 0)
         bad_step = torch.where(first, step + 1, bad_step)
         bad_loss = torch.where(first, lv, bad_loss)
-        loss_sum += loss.detach() * len(yb)
+        loss_sum += (lv if world.enabled else loss.detach()) * bs
         correct += (logits.detach().argmax(-1) == yb[:, None]).sum(0)
-        seen += len(yb)
+        seen += bs
         bar.update(1)
         for cb in callbacks:
             cb.on_step(model, step + 1)
@@ -282,10 +296,12 @@ def fit(
             raise _divergence_error(run_names, int(bad_step), bad_loss.tolist(), recipe, checkpoint_path)
         if chance is not None and bool((loss_sum / max(seen, 1) > DIVERGENCE_FACTOR * chance).any()):
             bar.close()
-            raise _epoch_divergence_error(run_names, epoch + 1, (step + 2 - seen // len(yb), step + 1),
+            raise _epoch_divergence_error(run_names, epoch + 1, (step + 2 - seen // bs, step + 1),
                                           (loss_sum / max(seen, 1)).tolist(), chance.tolist(), checkpoint_path)
         epoch += 1
         epochs_this_run += 1
+        correct = world.sum(correct)  # the global batches' correct counts
+        world.broadcast_buffers(model)  # every rank validates rank 0's model (BatchNorm statistics)
         val_logits = predict(model, data.x["val"], device, recipe.eval_batch_size)
         elapsed += time.perf_counter() - t0
         for g, (rows, path) in enumerate(zip(history, metrics_paths)):
@@ -295,15 +311,18 @@ def fit(
                 "train_loss": float(loss_sum[g]) / max(seen, 1), "train_acc": float(correct[g]) / max(seen, 1),
                 "val_loss": val["nll"], "val_acc": val["accuracy"], "seconds": round(elapsed, 3),
             })
-            _write_metrics(path, rows)
+            if world.is_main:
+                _write_metrics(path, rows)
         bar.set_postfix(loss="/".join(f"{rows[-1]['train_loss']:.3f}" for rows in history),
                         val_acc="/".join(f"{rows[-1]['val_acc']:.3f}" for rows in history))
         if step + 1 < recipe.steps and epoch % recipe.checkpoint_every == 0:
-            torch_save({
-                "fingerprint": run_fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "generator": gen.get_state(), "step": step + 1, "epoch": epoch,
-                "metrics": history, "seconds": elapsed,
-            }, checkpoint_path)
+            if world.is_main:
+                torch_save({
+                    "fingerprint": run_fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "generator": gen.get_state(), "step": step + 1, "epoch": epoch,
+                    "metrics": history, "seconds": elapsed,
+                }, checkpoint_path)
+            world.barrier()  # no rank goes on (or is stopped) before rank 0's checkpoint is complete
             for cb in callbacks:
                 cb.on_checkpoint(step + 1)
         if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs and step + 1 < recipe.steps:
@@ -370,6 +389,7 @@ def train_group(
     progress: bool = default("progress"),
     stop_after_epochs: int | None = None,
     run_names: Sequence[str] = (),
+    world: World = SINGLE,
 ) -> tuple[list[model_registry.Classifier], dict]:
     """Train G models of ``arch`` on one batch stream, one per member of ``objective``; returns the
     G trained models and the summary of :func:`fit`.
@@ -389,7 +409,7 @@ def train_group(
     summary = fit(
         model, data, recipe, objective, seed=seed, device=device, checkpoint_path=checkpoint_path,
         metrics_paths=metrics_paths, run_fingerprint=run_fingerprint, callbacks=callbacks, progress=progress,
-        stop_after_epochs=stop_after_epochs, run_names=run_names,
+        stop_after_epochs=stop_after_epochs, run_names=run_names, world=world,
     )
     model.cpu()
     out = []
@@ -421,6 +441,15 @@ def cmd_train(a):
     metrics CSV. The job's skeleton: threads, stale temporaries, device, data, recipe, teachers and
     their identity checks, fingerprint, completed-run record, training (resumable), saving."""
     setup_torch(a.threads)
+    world = dist_mod.from_env()
+    try:
+        _train_job(a, world)
+    finally:
+        dist_mod.teardown(world)
+
+
+def _train_job(a, world: World) -> None:
+    """The body of :func:`cmd_train` (``world``: the processes of a torchrun launch, or one)."""
     if not isinstance(a.objectives, list) or not a.objectives:
         raise ConfigError(f"--objectives must be a JSON list of objective values, got {a.objectives!r}")
     values = [check_objective(v, f"--objectives[{i}]") for i, v in enumerate(a.objectives)]
@@ -428,14 +457,19 @@ def cmd_train(a):
     for what, vals in (("--out", a.out), ("--metrics", a.metrics), ("--runs", a.runs)):
         if vals is not None and len(vals) != g:
             raise ConfigError(f"{what} needs one value per objective ({g}), got {len(vals)}")
+    if a.probe and world.enabled:
+        raise ConfigError("--probe records one model in one process: launch a probed run without torchrun")
     if a.probe and g != 1:
         raise ConfigError("--probe records one model: train a probed grid's models one at a time (teachers[].fuse: false)")
     outs = [Path(p) for p in a.out]
     ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".ckpt")
     probe_out = Path(a.probe_out) if a.probe_out else (outs[0].with_name("probe.h5") if a.probe else None)
     # temporary files of this job's outputs left by a killed run (SIGKILL during a write)
-    remove_stale_temps(ckpt, *outs, *a.metrics, *([probe_out] if probe_out else []))
     device = resolve_device(a.device)
+    world, device = dist_mod.init(getattr(a, "dist_backend", None), device)
+    if world.is_main:
+        remove_stale_temps(ckpt, *outs, *a.metrics, *([probe_out] if probe_out else []))
+    world.barrier()
     data = data_mod.load(a.data)
     recipe = Recipe.from_dict(a.recipe)
     runs = a.runs or [p.parent.name for p in outs]
@@ -456,7 +490,7 @@ def cmd_train(a):
     callbacks = []
     if a.probe:
         callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
-    elif probe_out:  # a teacher of a grid without a probe: its probe output is a placeholder
+    elif probe_out and world.is_main:  # a teacher of a grid without a probe: its probe output is a placeholder
         write_probe_placeholder(probe_out)
     # the job's identity: every member's settings, objective, seed, teacher and the data's content digest
     fp = fingerprint({"members": [{k: v for k, v in m.items() if k != "run"} for m in metas], "probe": a.probe,
@@ -464,13 +498,17 @@ def cmd_train(a):
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
     if a.probe:
         member_outputs[0].append(probe_out)
-    if complete.restore_group(outs, member_outputs, fp):
+    if world.broadcast_flag(world.is_main and complete.restore_group(outs, member_outputs, fp)):
+        world.barrier()
         return  # finished before, but Snakemake did not record it (see lspipe.engine.complete)
     models, summary = train_group(
         a.arch, data, recipe, objective, seed=a.seed, fuse=a.fuse, device=device, checkpoint_path=ckpt,
         metrics_paths=a.metrics, run_fingerprint=fp, callbacks=callbacks, progress=a.progress,
-        stop_after_epochs=a.stop_after_epochs, run_names=runs,
+        stop_after_epochs=a.stop_after_epochs, run_names=runs, world=world,
     )
+    if not world.is_main:  # rank 0 writes the models, records and removes the checkpoint
+        world.barrier()
+        return
     for i, (model, out, meta) in enumerate(zip(models, outs, metas)):
         meta = {**meta, "summary": {**summary, "final": summary["final"][i]}}
         if group:
@@ -480,3 +518,4 @@ def cmd_train(a):
               f"{', fused' if a.fuse else ''}) -> {out}: {json.dumps(meta['summary']['final'])}")
     complete.save_group(outs, member_outputs, fp)
     ckpt.unlink(missing_ok=True)
+    world.barrier()
