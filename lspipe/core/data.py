@@ -284,7 +284,10 @@ def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | N
     return x, y, list(classes)
 
 
-def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unreadable: bool, name: str):
+def layout(root: str | os.PathLike | None) -> dict[str, Path]:
+    """The split folders of an ImageFolder tree, as this module and :mod:`lspipe.core.stream` read
+    them: ``train`` and ``test`` always, ``val`` when the tree has its own validation split (train/,
+    val/ and test/); with only train/ and val/ (the ImageNet layout), val/ is the test split."""
     if not root:
         raise DataError("dataset source 'imagefolder' needs datasets.<name>.root (a folder with train/ and test/ or val/)")
     root_p = Path(root)
@@ -297,8 +300,15 @@ def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unr
     test_dir = next((root_p / s for s in ("test", "val") if (root_p / s).is_dir()), None)
     if test_dir is None:
         raise DataError(f"image folder {root_p} has neither test/ nor val/: add one, it becomes the test split")
-    # train/ + val/ + test/: val/ is the validation split; train/ + val/ (ImageNet): val/ is the test split
-    val_dir = root_p / "val" if test_dir.name == "test" and (root_p / "val").is_dir() else None
+    out = {"train": train_dir, "test": test_dir}
+    if test_dir.name == "test" and (root_p / "val").is_dir():
+        out["val"] = root_p / "val"
+    return out
+
+
+def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unreadable: bool, name: str):
+    folders = layout(root)
+    train_dir, test_dir, val_dir = folders["train"], folders["test"], folders.get("val")
     seen: dict = {}  # real path -> path of every image, across the splits
     xtr, ytr, classes = _read_image_folder(train_dir, image_size, None, channels, skip_unreadable, name, seen)
     xte, yte, _ = _read_image_folder(test_dir, image_size, classes, channels, skip_unreadable, name, seen)

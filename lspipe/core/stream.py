@@ -79,7 +79,7 @@ import numpy as np
 from lspipe.base import defaults
 from lspipe.base.errors import DataError
 from lspipe.base.io import atomic_path
-from lspipe.core.data import IMAGE_EXTENSIONS, SPLITS, _limit_per_class, savez_deterministic, stratified_split
+from lspipe.core.data import IMAGE_EXTENSIONS, SPLITS, _limit_per_class, layout, savez_deterministic, stratified_split
 
 INDEX_FORMAT = 1
 STORAGE = ("auto", "resident", "streaming")
@@ -163,28 +163,6 @@ def _scan_split(folder: Path, classes: Sequence[str] | None, walk: _Walk):
             if stat is not None:
                 samples.append((f, label, *stat))
     return list(classes), samples
-
-
-def layout(root: str | os.PathLike | None) -> dict[str, Path]:
-    """The split folders of an ImageFolder tree, as :mod:`lspipe.core.data` reads them: ``train`` and
-    ``test`` always, ``val`` when the tree has its own validation split (train/, val/ and test/);
-    with only train/ and val/ (the ImageNet layout), val/ is the test split."""
-    if not root:
-        raise DataError("dataset source 'imagefolder' needs datasets.<name>.root (a folder with train/ and test/ or val/)")
-    root_p = Path(root)
-    train_dir = root_p / "train"
-    if not train_dir.is_dir():
-        raise DataError(
-            f"image folder {root_p} has no train/ subfolder: the layout is <root>/train/<class>/<image> "
-            "and <root>/test/<class>/<image> (or val/); fix datasets.<name>.root"
-        )
-    test_dir = next((root_p / s for s in ("test", "val") if (root_p / s).is_dir()), None)
-    if test_dir is None:
-        raise DataError(f"image folder {root_p} has neither test/ nor val/: add one, it becomes the test split")
-    out = {"train": train_dir, "test": test_dir}
-    if test_dir.name == "test" and (root_p / "val").is_dir():
-        out["val"] = root_p / "val"
-    return out
 
 
 def scan(root: str | os.PathLike) -> tuple[list[str], dict[str, list[tuple[str, int, int, int]]], list[str]]:
