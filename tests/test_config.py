@@ -209,3 +209,18 @@ def test_run_names_are_derived_from_the_objective_and_parsed_back():
     assert runs.parse_run("a0.1") is None and runs.parse_run("ls-alpha0.1_s0") is None
     with pytest.raises(ValueError, match="kd_run"):
         runs.objective_token({"kind": "kd", "teacher": "t.pt", "T": 4})
+
+
+def test_arch_names_may_be_timm_names_and_stay_path_safe(cfg):
+    """inception_v4 and timm:<name> are valid arch names; upper case, dots and slashes are not (the
+    name is a results folder)."""
+    for arch in ("inception_v4", "timm:resnet18", "resnet56"):
+        c = copy.deepcopy(cfg)
+        c["teachers"][0]["arch"] = arch
+        validate(c)
+    for arch in ("Inception", "timm:a/b", "resnet.50", "timm:"):
+        c = copy.deepcopy(cfg)
+        c["teachers"][0]["arch"] = arch
+        with pytest.raises(ConfigError, match=r"teachers\[0\]\.arch"):
+            validate(c)
+

@@ -89,7 +89,7 @@ _NUMBER = r"[0-9.]+(?:e[+-]?[0-9]+)?"
 _KIND_RE = re.compile(r"[a-z][a-z_]*")
 _KEY_RE = re.compile(r"[A-Za-z]+")
 _RUN_RE = re.compile(rf"a(?P<alpha>{_NUMBER})_s(?P<seed>[0-9]+)")
-_KD_RUN_RE = re.compile(rf"kd-(?P<teacher_arch>[a-z0-9]+)-a(?P<teacher_alpha>{_NUMBER})-T(?P<temperature>{_NUMBER})"
+_KD_RUN_RE = re.compile(rf"kd-(?P<teacher_arch>(?:timm:)?[a-z0-9_]+)-a(?P<teacher_alpha>{_NUMBER})-T(?P<temperature>{_NUMBER})"
                         rf"_s(?P<seed>[0-9]+)")
 _OTHER_RUN_RE = re.compile(rf"(?P<kind>[a-z][a-z_]*)(?P<params>(?:-[A-Za-z]+{_NUMBER})+)_s(?P<seed>[0-9]+)")
 _PARAM_RE = re.compile(rf"-(?P<key>[A-Za-z]+?)(?P<value>{_NUMBER})")

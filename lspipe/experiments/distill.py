@@ -75,7 +75,7 @@ TABLE_FIELDS = [
 
 _NUM = r"[0-9.]+(?:e-?[0-9]+)?"
 _BASELINE_RE = re.compile(rf"^a(?P<alpha>{_NUM})_s(?P<seed>[0-9]+)$")
-_KD_RE = re.compile(rf"^kd-(?P<tarch>[a-z0-9]+)-a(?P<talpha>{_NUM})-T(?P<T>{_NUM})_s(?P<seed>[0-9]+)$")
+_KD_RE = re.compile(rf"^kd-(?P<tarch>(?:timm:)?[a-z0-9_]+)-a(?P<talpha>{_NUM})-T(?P<T>{_NUM})_s(?P<seed>[0-9]+)$")
 
 
 # --------------------------------------------------------------------------- run names and the plan

@@ -124,6 +124,14 @@ class Plan:
         return out
 
     @cached_property
+    def archs(self) -> list[str]:
+        """Every architecture the config names (teacher grids and students), sorted."""
+        names = {arch for _, arch, _ in self.teacher_runs}
+        for entry in self.distill.values():
+            names |= {entry["teacher_arch"], entry["student_arch"]}
+        return sorted(names)
+
+    @cached_property
     def trained_models(self) -> list[tuple[str, str, str, str]]:
         """``(dataset, arch, role, run)`` of every model the config trains: teachers, then students."""
         models = [(ds, arch, "teacher", run) for ds, arch, run in self.teacher_runs]

@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -28,6 +29,13 @@ try:
     )
 except lspipe.base.errors.ConfigError as err:
     raise WorkflowError(str(err))
+
+
+
+def names_pattern(names):
+    """A wildcard constraint matching exactly ``names`` (configured dataset or arch names)."""
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) or r"(?!)"
+
 
 # path templates of the results folder (lspipe.base.paths.Paths)
 P = PLAN.paths
@@ -68,9 +76,11 @@ GPU_MODEL = config["resources"]["gpu_model"] or None
 PROGRESS = "--progress" if config["progress"] else "--no-progress"
 
 
+# dataset and arch wildcards match only the configured names: both may hold underscores
+# (inception_v4), so a file name that joins them (fig2_reliability_{dataset}_{arch}) splits one way only
 wildcard_constraints:
-    dataset=r"[A-Za-z0-9_]+",
-    arch=r"[a-z0-9]+",
+    dataset=names_pattern(config["datasets"]),
+    arch=names_pattern(PLAN.archs),
     role=r"teacher|student",
     run=r"[A-Za-z0-9_.-]+",
     alpha=r"[0-9.]+(e-?[0-9]+)?",

@@ -64,7 +64,7 @@ rule train_student_distilled:
         metrics=P.metrics("{dataset}", "{arch}", "student", lspipe.base.runs.KD_RUN),
     wildcard_constraints:
         dataset=DISTILL_DATASET,
-        tarch=r"[a-z0-9]+",
+        tarch=names_pattern(PLAN.archs),
         talpha=r"[0-9.]+(e-?[0-9]+)?",
         T=r"[0-9.]+(e-?[0-9]+)?",
     params:
