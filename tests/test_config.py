@@ -214,13 +214,18 @@ def test_run_names_are_derived_from_the_objective_and_parsed_back():
 def test_arch_names_may_be_timm_names_and_stay_path_safe(cfg):
     """inception_v4 and timm:<name> are valid arch names; upper case, dots and slashes are not (the
     name is a results folder)."""
+    old = cfg["teachers"][0]["arch"]
+
+    def renamed(node, arch):  # the config with every reference to the first grid's arch renamed
+        if isinstance(node, dict):
+            return {k: arch if k in ("arch", "teacher_arch", "student_arch") and v == old else renamed(v, arch)
+                    for k, v in node.items()}
+        return [renamed(v, arch) for v in node] if isinstance(node, list) else node
+
     for arch in ("inception_v4", "timm:resnet18", "resnet56"):
-        c = copy.deepcopy(cfg)
-        c["teachers"][0]["arch"] = arch
-        validate(c)
+        validate(renamed(cfg, arch))
     for arch in ("Inception", "timm:a/b", "resnet.50", "timm:"):
-        c = copy.deepcopy(cfg)
-        c["teachers"][0]["arch"] = arch
+        c = renamed(cfg, arch)
         with pytest.raises(ConfigError, match=r"teachers\[0\]\.arch"):
             validate(c)
 
