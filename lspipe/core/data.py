@@ -139,8 +139,9 @@ class ImageTree(NamedTuple):
     """What :func:`scan_tree` finds in an ImageFolder tree."""
 
     classes: list[str]
-    #: folder split (``train``, ``test``, ``val``) -> ``(path, label, size, mtime_ns)`` of each image file,
-    #: in reading order; a broken link (a path that cannot be ``stat``-ed) has size and mtime -1
+    #: split -> ``(path, label, size, mtime_ns)`` of each image file, in reading order; a broken link (a
+    #: path that cannot be ``stat``-ed) has size and mtime -1. The splits are :func:`layout`'s folder
+    #: splits: ``train``, ``test`` (the ImageNet layout's ``val/``) and, beside ``test/``, ``val``
     splits: dict[str, list[tuple[str, int, int, int]]]
     #: the broken links, in scan order (also in ``splits``, with size -1)
     missing: list[str]
