@@ -296,6 +296,10 @@ def test_symlink_loops_are_skipped_and_shared_files_refused(tmp_path, capsys):
     (root / "test" / "a" / "leak.png").symlink_to(root / "train" / "a" / "0.png")
     with pytest.raises(DataError, match="leak.png and .*0.png are the same file"):
         D.prepare("t", "imagefolder", tmp_path / "u.npz", root=str(root), image_size=8, channels=1, val_size=2)
+    (root / "test" / "a" / "leak.png").unlink()  # a hard link is the same file too
+    os.link(root / "train" / "a" / "0.png", root / "test" / "a" / "leak.png")
+    with pytest.raises(DataError, match="leak.png and .*0.png are the same file"):
+        D.prepare("t", "imagefolder", tmp_path / "u.npz", root=str(root), image_size=8, channels=1, val_size=2)
 
 
 # --------------------------------------------------------------------------- item 6: a model checked against its place

@@ -115,14 +115,28 @@ def test_scan_order_and_rules_are_the_resident_paths(tmp_path):
     _image(root / "train" / ".cache" / "h.jpg")
     (root / "train" / "a" / "notes.txt").write_text("not an image")
     (root / "train" / "b").symlink_to(outside, target_is_directory=True)  # a linked class folder: followed
-    classes, samples = D._scan_image_folder(root / "train", None)
     _image(root / "val" / "a" / "v.jpg")
     _image(root / "val" / "b" / "v.jpg", value=5)
     _image(root / "val" / "c" / "v.jpg", value=6)
+    (root / "val" / "c" / "gone.jpg").symlink_to(root / "nowhere.jpg")  # a broken link
+    resident = D.scan_tree(root)
     got_classes, got, missing = S.scan(root)
-    assert got_classes == classes == ["a", "b", "c"] and missing == []
-    assert [(p, y) for p, y, *_ in got["train"]] == samples
-    assert len(samples) == 8  # 5 in a (no hidden, no .txt), 2 in b (through the link), 1 in c
+    assert got_classes == resident.classes == ["a", "b", "c"] and missing == resident.missing
+    train = [os.path.relpath(p, root / "train") for p, *_ in got["train"]]
+    # by folder path, then name; no hidden names, no .txt; the linked class folder b read through its link
+    assert train == ["a/B.JPG", "a/z.jpg", "a/sub/x.png", "a/sub-2/y.jpeg", "a/sub/deep/w.jpg",
+                     "b/o1.jpg", "b/deeper/o2.jpg", "c/q.jpg"]
+    assert [y for _, y, *_ in got["train"]] == [0] * 5 + [1] * 2 + [2]
+    assert [r[:2] for r in resident.splits["train"]] == [r[:2] for r in got["train"]]
+    st = os.stat(root / "train" / "a" / "z.jpg")
+    assert got["train"][1][2:] == (st.st_size, st.st_mtime_ns)
+    # the broken link: in the resident listing in place (size -1, its reader reports it), apart in the stream's
+    assert missing == [str(root / "val" / "c" / "gone.jpg")]
+    assert resident.splits["test"][2] == (missing[0], 2, -1, -1) and len(got["test"]) == 3  # val/ is the test split
+    # the source digest watches exactly these files (an image outside the class folders is not read)
+    _image(root / "train" / "stray.jpg")
+    manifest = D.source_manifest({"source": "imagefolder", "root": str(root)})
+    assert [m[0] for m in manifest] == sorted(os.path.relpath(p, root) for s in got.values() for p, *_ in s)
 
 
 def test_links_that_loop_or_repeat_are_refused(tmp_path):
@@ -135,7 +149,7 @@ def test_links_that_loop_or_repeat_are_refused(tmp_path):
         S.build_index(root, image_size=8)
     (root / "train" / "a" / "loop").unlink()
     (root / "train" / "b" / "again.jpg").symlink_to(root / "train" / "a" / "1.jpg")
-    with pytest.raises(DataError, match=r"again\.jpg is the file .*1\.jpg again"):
+    with pytest.raises(DataError, match=r"again\.jpg and .*1\.jpg are the same file"):
         S.build_index(root, image_size=8)
     (root / "train" / "b" / "again.jpg").unlink()
     os.link(root / "train" / "a" / "1.jpg", root / "val" / "a" / "2.jpg")  # the same image in train and test

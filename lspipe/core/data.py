@@ -21,7 +21,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -132,65 +132,115 @@ def _visible(entries):
     return [e for e in entries if not e.name.startswith(".")]
 
 
-def _image_files(folder: Path, seen: dict) -> list[Path]:
-    """The image files under ``folder`` (recursively, sorted, hidden names skipped), following
-    symbolic links to folders, but never into a folder already visited (a link to an ancestor, a
-    loop, or a second link to one folder): those are skipped with a warning. ``seen`` maps every
-    real image file found so far (across all splits) to its path; a second path to the same real
-    file raises :class:`DataError` (one image would count twice, or in two splits)."""
-    visited: set[tuple[int, int]] = set()
-    skipped: list[str] = []
-    files: list[Path] = []
+REVISIT = ("skip", "refuse")
 
-    def key(p):
-        st = os.stat(p)
-        return st.st_dev, st.st_ino
 
-    visited.add(key(folder))
-    walk = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        keep = []
-        here = os.path.realpath(dirpath)
-        for d in sorted(dirnames):
-            if d.startswith("."):
-                continue
-            sub = os.path.join(dirpath, d)
-            try:
-                k = key(sub)
-            except OSError:  # a dangling link
-                skipped.append(sub)
-                continue
-            target = os.path.realpath(sub)
-            if k in visited or here == target or here.startswith(target.rstrip(os.sep) + os.sep):
-                skipped.append(sub)  # visited already, or an ancestor (a loop)
-                continue
-            visited.add(k)
-            keep.append(d)
-        dirnames[:] = keep
-        walk.append((dirpath, filenames))
-    for dirpath, filenames in sorted(walk):
-        for f in sorted(filenames):
-            if f.startswith(".") or not f.lower().endswith(IMAGE_EXTENSIONS):
-                continue
-            path = Path(dirpath) / f
-            real = os.path.realpath(path)
-            if real in seen:
+class ImageTree(NamedTuple):
+    """What :func:`scan_tree` finds in an ImageFolder tree."""
+
+    classes: list[str]
+    #: split -> ``(path, label, size, mtime_ns)`` of each image file, in reading order; a broken link (a
+    #: path that cannot be ``stat``-ed) has size and mtime -1. The splits are :func:`layout`'s folder
+    #: splits: ``train``, ``test`` (the ImageNet layout's ``val/``) and, beside ``test/``, ``val``
+    splits: dict[str, list[tuple[str, int, int, int]]]
+    #: the broken links, in scan order (also in ``splits``, with size -1)
+    missing: list[str]
+
+
+def _key(path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+class _Walk:
+    """Scanning state shared by the splits of one tree: folders and image files already met, by
+    (device, inode), so that a loop, or one file reached twice, is found whatever links (symbolic
+    or hard) lead there. ``on_revisit`` is :func:`scan_tree`'s."""
+
+    def __init__(self, on_revisit: str, warn: bool):
+        if on_revisit not in REVISIT:
+            raise ValueError(f"on_revisit must be one of {REVISIT}, got {on_revisit!r}")
+        self.refuse, self.warn = on_revisit == "refuse", warn
+        self.dirs: dict[tuple[int, int], str] = {}  # "refuse": every folder of the tree met so far
+        self.files: dict[tuple[int, int], str] = {}
+        self.missing: list[str] = []
+
+    def enter(self, path: str, visited: dict) -> bool:
+        """Record folder ``path``; False if it is to be skipped (or DataError under "refuse")."""
+        key = _key(path)
+        if key in visited:
+            if self.refuse:
                 raise DataError(
-                    f"{path} and {seen[real]} are the same file ({real}); one image would be counted twice "
-                    "(or in two splits): remove one of the two links"
+                    f"folder {path} is the folder {visited[key]} again (a symlink loop or a second link to it): "
+                    "every image must be reached once; remove the link"
                 )
-            seen[real] = path
-            files.append(path)
-    if skipped:
-        print(f"warning: {folder}: skipped {len(skipped)} linked folder(s) already visited (a link to an "
-              f"ancestor, a loop, or a second link to one folder) or dangling: {', '.join(skipped)}", file=sys.stderr)
-    return files
+            return False
+        visited[key] = path
+        return True
+
+    def _ancestor(self, dirpath: str, sub: str) -> bool:
+        """Under "skip": whether folder ``sub`` of ``dirpath`` is a link to ``dirpath`` or one of its
+        ancestors, also above the class folder (under "refuse" a link back into the tree meets a
+        folder already recorded, and is refused there)."""
+        if self.refuse or not os.path.islink(sub):
+            return False
+        here, target = os.path.realpath(dirpath), os.path.realpath(sub)
+        return here == target or here.startswith(target.rstrip(os.sep) + os.sep)
+
+    def image_files(self, top: Path) -> list[str]:
+        """The image files under class folder ``top`` (recursively, hidden names skipped), ordered
+        by folder path then name, following symbolic links to folders (see :func:`scan_tree`)."""
+        visited = self.dirs if self.refuse else {}
+        if self.refuse:
+            self.enter(str(top), visited)
+        else:
+            visited[_key(top)] = str(top)
+        skipped: list[str] = []
+        walk = []
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+            keep = []
+            for d in sorted(dirnames):
+                if d.startswith("."):
+                    continue
+                sub = os.path.join(dirpath, d)
+                try:
+                    if self._ancestor(dirpath, sub) or not self.enter(sub, visited):
+                        skipped.append(sub)  # a loop, a link to an ancestor, or a second link to one folder
+                        continue
+                except OSError:  # dangling (or gone since the listing)
+                    skipped.append(sub)
+                    continue
+                keep.append(d)
+            dirnames[:] = keep
+            walk.append((dirpath, filenames))
+        if skipped and self.warn:
+            print(f"warning: {top}: skipped {len(skipped)} linked folder(s) already visited (a link to an "
+                  f"ancestor, a loop, or a second link to one folder) or dangling: {', '.join(skipped)}",
+                  file=sys.stderr)
+        return [os.path.join(dirpath, f) for dirpath, filenames in sorted(walk) for f in sorted(filenames)
+                if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
+
+    def add_file(self, path: str) -> tuple[int, int]:
+        """(size, mtime_ns) of an image file, or (-1, -1) for a broken link (recorded in ``missing``)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            self.missing.append(path)
+            return -1, -1
+        key = (st.st_dev, st.st_ino)
+        if key in self.files:
+            raise DataError(
+                f"{path} and {self.files[key]} are the same file (linked, symbolically or hard): one image would "
+                "be counted twice (or in two splits), and every image must be reached once: remove one of the two"
+            )
+        self.files[key] = path
+        return st.st_size, st.st_mtime_ns
 
 
-def _scan_image_folder(folder: Path, classes: Sequence[str] | None, seen: dict | None = None):
-    """(class names, [(path, label)]) of an ImageFolder split, ignoring hidden files and folders
-    (:func:`_image_files`: loops skipped, a file reached twice refused)."""
-    seen = {} if seen is None else seen
+def _scan_split(folder: Path, classes: Sequence[str] | None, walk: _Walk):
+    """(class names, [(path, label, size, mtime_ns)]) of one split folder of an ImageFolder tree."""
+    if walk.refuse:
+        walk.enter(str(folder), walk.dirs)
     found = sorted(e.name for e in _visible(folder.iterdir()) if e.is_dir())
     if not found:
         raise DataError(f"image folder {folder} has no class folders: the layout is {folder}/<class>/<image>")
@@ -203,14 +253,42 @@ def _scan_image_folder(folder: Path, classes: Sequence[str] | None, seen: dict |
         )
     samples = []
     for label, c in enumerate(classes):
-        files = _image_files(folder / c, seen)
+        files = walk.image_files(folder / c)
         if not files:
             raise DataError(
                 f"class folder {folder / c} holds no images ({', '.join(IMAGE_EXTENSIONS)}): add images "
                 "or remove the folder (from every split)"
             )
-        samples += [(str(f), label) for f in files]
+        samples += [(f, label, *walk.add_file(f)) for f in files]
     return list(classes), samples
+
+
+def scan_tree(root: str | os.PathLike, *, on_revisit: str = "skip", warn: bool = True) -> ImageTree:
+    """The image files of the ImageFolder tree at ``root`` (split folders as :func:`layout` finds
+    them), as the resident path (:func:`prepare`, :func:`source_manifest`) and the streaming path
+    (:mod:`lspipe.core.stream`) read them: one ``stat`` per file, no file opened.
+
+    - Classes are the train split's visible class folders, sorted by name; every other split must
+      have the same ones. A class's label is its position in that order.
+    - A class folder is read recursively; its image files are ordered by folder path, then name.
+      Names starting with ``.`` (files and folders) are ignored, and so are files whose extension
+      is not in :data:`IMAGE_EXTENSIONS` (any case).
+    - Symbolic links to folders are followed. A folder reached a second time (a loop, a link to an
+      ancestor, a second link to one folder) is, with ``on_revisit="skip"`` (the resident path),
+      skipped with a warning (``warn``) when met again inside one class folder; with
+      ``"refuse"`` (the streaming path) it is an error naming both paths, anywhere in the tree.
+    - One file reached by two paths (a symbolic or hard link, in one split or two) is an error
+      naming both: the image would count twice, or leak from one split into another.
+    - A link to a file that is not there is listed, with size -1, and in ``missing``: readers
+      report it (or skip it under ``datasets.<name>.skip_unreadable``) as an unreadable image.
+    """
+    folders = layout(root)
+    walk = _Walk(on_revisit, warn)
+    classes, splits = None, {}
+    for split in ("train", "test", "val"):
+        if split in folders:
+            classes, splits[split] = _scan_split(folders[split], classes, walk)
+    return ImageTree(list(classes), splits, walk.missing)
 
 
 class UnsupportedImage(ValueError):
@@ -248,16 +326,16 @@ def _read_image(path: str, mode: str, image_size: int) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
-def _read_image_folder(folder: Path, image_size: int, classes: Sequence[str] | None, channels: int,
-                       skip_unreadable: bool, name: str, seen: dict | None = None):
+def _read_image_folder(folder: Path, samples: Sequence[tuple], classes: Sequence[str], image_size: int,
+                       channels: int, skip_unreadable: bool, name: str):
+    """The images ``samples`` (:func:`scan_tree`'s records of split folder ``folder``) decoded."""
     from PIL import Image
 
-    classes, samples = _scan_image_folder(folder, classes, seen)
     mode = "RGB" if channels == 3 else "L"
     x = np.empty((len(samples), channels, image_size, image_size), dtype=np.uint8)
     y = np.empty(len(samples), dtype=np.int64)
     keep, skipped = [], []
-    for k, (path, label) in enumerate(samples):
+    for k, (path, label, *_) in enumerate(samples):
         try:
             arr = _read_image(path, mode, image_size)
         except UnsupportedImage as err:  # readable, but its pixel range is not one we convert without guessing
@@ -308,14 +386,12 @@ def layout(root: str | os.PathLike | None) -> dict[str, Path]:
 
 def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unreadable: bool, name: str):
     folders = layout(root)
-    train_dir, test_dir, val_dir = folders["train"], folders["test"], folders.get("val")
-    seen: dict = {}  # real path -> path of every image, across the splits
-    xtr, ytr, classes = _read_image_folder(train_dir, image_size, None, channels, skip_unreadable, name, seen)
-    xte, yte, _ = _read_image_folder(test_dir, image_size, classes, channels, skip_unreadable, name, seen)
-    out = {"train": (xtr, ytr), "test": (xte, yte)}
-    if val_dir is not None:
-        out["val"] = _read_image_folder(val_dir, image_size, classes, channels, skip_unreadable, name, seen)[:2]
-    return out, classes
+    tree = scan_tree(root)
+    out = {}
+    for split, samples in tree.splits.items():
+        out[split] = _read_image_folder(folders[split], samples, tree.classes, image_size, channels,
+                                        skip_unreadable, name)[:2]
+    return out, tree.classes
 
 
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
@@ -323,34 +399,30 @@ CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python
 
 def source_manifest(options: dict) -> list[tuple[str, int, int]]:
     """``(path relative to the root, size, mtime in ns)`` of every source file a dataset entry
-    (the config's ``datasets.<name>``) reads: the images of an ImageFolder tree (hidden names
-    skipped, linked folders followed once, as :func:`prepare` reads them) or the files of a
-    torchvision CIFAR folder under ``root``; empty for the bundled digits. One ``stat`` per file,
-    no file is opened."""
+    (the config's ``datasets.<name>``) reads, sorted: the images of an ImageFolder tree as
+    :func:`scan_tree` finds them (and both data paths read them), or the files of a torchvision
+    CIFAR folder under ``root``; empty for the bundled digits, and for a tree :func:`scan_tree`
+    refuses (prepare then names the problem). One ``stat`` per file, no file is opened."""
     source, root = options.get("source"), options.get("root")
     if source not in ("imagefolder", *CIFAR_FOLDERS) or not root:
         return []
     top = Path(root) / CIFAR_FOLDERS[source] if source in CIFAR_FOLDERS else Path(root)
     if not top.is_dir():
         return []
-    out, visited = [], set()
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
-        st = os.stat(dirpath)
-        if (st.st_dev, st.st_ino) in visited:
-            dirnames[:] = []
-            continue
-        visited.add((st.st_dev, st.st_ino))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for f in filenames:
-            if f.startswith(".") or (source == "imagefolder" and not f.lower().endswith(IMAGE_EXTENSIONS)):
-                continue
-            p = os.path.join(dirpath, f)
-            try:
-                fst = os.stat(p)
-            except OSError:  # a dangling link: prepare reports it
-                continue
-            out.append((os.path.relpath(p, top), fst.st_size, fst.st_mtime_ns))
-    return sorted(out)
+    if source == "imagefolder":
+        try:
+            tree = scan_tree(top, warn=False)
+        except (DataError, OSError):  # not a valid tree (yet): prepare reports why
+            return []
+        return sorted((os.path.relpath(p, top), size, mtime) for recs in tree.splits.values()
+                      for p, _, size, mtime in recs if size >= 0)  # a broken link: prepare reports it
+    out = []
+    for f in sorted(os.listdir(top)):  # a torchvision CIFAR folder: flat
+        p = top / f
+        if not f.startswith(".") and p.is_file():
+            st = p.stat()
+            out.append((f, st.st_size, st.st_mtime_ns))
+    return out
 
 
 # Source trees up to this many bytes are watched by content (one SHA-256 per file, about half a second for
@@ -394,7 +466,7 @@ def source_digest(options: dict) -> str:
     return f"{len(manifest)} files, {kind} {hashlib.sha256(chr(10).join(lines).encode()).hexdigest()[:16]}"
 
 
-def _limit_per_class(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+def limit_per_class(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     """Indices keeping at most ``limit`` examples per class (seeded), all if ``limit`` is None."""
     idx = np.arange(len(y))
     if not limit:
@@ -434,7 +506,7 @@ def prepare(
         raise DataError(f"unknown dataset source {source!r}; allowed: {', '.join(SOURCES)}")
 
     xtr, ytr, itr = parts["train"]
-    keep = _limit_per_class(ytr, train_per_class, split_seed)
+    keep = limit_per_class(ytr, train_per_class, split_seed)
     xtr, ytr, itr = xtr[keep], ytr[keep], itr[keep]
     if "val" in parts:  # a validation split of its own (ImageFolder val/ beside test/): nothing carved
         splits = {"train": (xtr, ytr, itr), "val": parts["val"], "test": parts["test"]}

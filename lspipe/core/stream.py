@@ -9,11 +9,13 @@ every other layout :mod:`lspipe.core.data` accepts) and decodes images as they a
 artefact: one small file listing every image (path relative to the root, class label, size,
 modification time), the splits as rows of that list, the training split's per-channel mean and
 standard deviation, and a checksum over (relative path, size, mtime) of every image file under the
-root, so a changed tree changes the index. Class order, hidden-file rules, links and the seeded,
-stratified validation split carved from ``train/`` are those of :mod:`lspipe.core.data`: on the same
-tree, with the same settings, the splits hold the same images in the same order as the resident
-path's ``.npz`` (its ``y_<split>`` and ``i_<split>``). A symlink loop, or the same file or folder
-reached twice (through links, or hard links), is refused with an error naming both paths.
+root, so a changed tree changes the index. The tree is read by the resident path's scanner
+(:func:`lspipe.core.data.scan_tree`: class order, hidden-file rules, links), and the seeded,
+stratified validation split carved from ``train/`` is the resident path's too: on the same tree,
+with the same settings, the splits hold the same images in the same order as the resident path's
+``.npz`` (its ``y_<split>`` and ``i_<split>``). The one difference: a folder reached twice (a
+symlink loop, a second link to it), which the resident path skips with a warning, is refused here
+with an error naming both paths; a file reached twice (a symbolic or hard link) is refused by both.
 
 **The loader** (:class:`StreamLoader`) is a :class:`torch.utils.data.DataLoader` with worker
 processes, pinned memory and prefetching over a :class:`StreamDataset`; augmentation is
@@ -79,7 +81,7 @@ import numpy as np
 from lspipe.base import defaults
 from lspipe.base.errors import DataError
 from lspipe.base.io import atomic_path
-from lspipe.core.data import IMAGE_EXTENSIONS, SPLITS, _limit_per_class, layout, savez_deterministic, stratified_split
+from lspipe.core.data import SPLITS, limit_per_class, savez_deterministic, scan_tree, stratified_split
 
 INDEX_FORMAT = 1
 STORAGE = ("auto", "resident", "streaming")
@@ -90,90 +92,12 @@ SYNSET_FILES = ("LOC_synset_mapping.txt",)  # ImageNet's "n01440764 tench, Tinca
 # --------------------------------------------------------------------------- scanning a tree
 
 
-class _Walk:
-    """Scanning state shared by the splits of one tree: folders and files already met, by
-    (device, inode), so that a loop, or one file reached twice, is found whatever links lead there."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.dirs: dict[tuple[int, int], str] = {}
-        self.files: dict[tuple[int, int], str] = {}
-        self.missing: list[str] = []
-
-    def enter_dir(self, path: str) -> None:
-        st = os.stat(path)
-        key = (st.st_dev, st.st_ino)
-        if key in self.dirs:
-            raise DataError(
-                f"folder {path} is the folder {self.dirs[key]} again (a symlink loop or a second link to it): "
-                "every image must be reached once; remove the link"
-            )
-        self.dirs[key] = path
-
-    def add_file(self, path: str) -> tuple[int, int] | None:
-        """(size, mtime_ns) of an image file, or None for a broken link (recorded in ``missing``)."""
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            self.missing.append(path)
-            return None
-        key = (st.st_dev, st.st_ino)
-        if key in self.files:
-            raise DataError(
-                f"image {path} is the file {self.files[key]} again (a link to it): every image must be "
-                "reached once, or it would be counted twice (or in two splits); remove the link"
-            )
-        self.files[key] = path
-        return st.st_size, st.st_mtime_ns
-
-
-def _scan_split(folder: Path, classes: Sequence[str] | None, walk: _Walk):
-    """(class names, [(path, label, size, mtime_ns)]) of an ImageFolder split.
-
-    The order and the rules are :func:`lspipe.core.data._scan_image_folder`'s: class folders sorted by
-    name, hidden files and folders ignored, links followed, files ordered by folder path then name.
-    """
-    walk.enter_dir(str(folder))
-    found = sorted(e.name for e in folder.iterdir() if not e.name.startswith(".") and e.is_dir())
-    if not found:
-        raise DataError(f"image folder {folder} has no class folders: the layout is {folder}/<class>/<image>")
-    if classes is None:
-        classes = found
-    elif sorted(found) != sorted(classes):
-        raise DataError(
-            f"class folders of {folder} ({', '.join(found)}) differ from those of the train split "
-            f"({', '.join(classes)})"
-        )
-    samples = []
-    for label, c in enumerate(classes):
-        listing = []
-        for dirpath, dirnames, filenames in os.walk(folder / c, followlinks=True):
-            walk.enter_dir(dirpath)
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            listing.append((dirpath, filenames))
-        files = [os.path.join(dirpath, f) for dirpath, filenames in sorted(listing) for f in sorted(filenames)
-                 if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
-        if not files:
-            raise DataError(
-                f"class folder {folder / c} holds no images ({', '.join(IMAGE_EXTENSIONS)}): add images "
-                "or remove the folder (from every split)"
-            )
-        for f in files:
-            stat = walk.add_file(f)
-            if stat is not None:
-                samples.append((f, label, *stat))
-    return list(classes), samples
-
-
 def scan(root: str | os.PathLike) -> tuple[list[str], dict[str, list[tuple[str, int, int, int]]], list[str]]:
-    """(classes, {folder split: [(path, label, size, mtime_ns)]}, broken links) of the tree at ``root``."""
-    folders = layout(root)
-    walk = _Walk(Path(root))
-    classes, out = None, {}
-    for split in ("train", "test", "val"):
-        if split in folders:
-            classes, out[split] = _scan_split(folders[split], classes, walk)
-    return classes, out, walk.missing
+    """(classes, {folder split: [(path, label, size, mtime_ns)]}, broken links) of the tree at ``root``:
+    :func:`lspipe.core.data.scan_tree`, the resident path's scanner, with the streaming path's rule
+    that a folder reached twice is refused; broken links are listed apart."""
+    tree = scan_tree(root, on_revisit="refuse")
+    return tree.classes, {s: [r for r in recs if r[2] >= 0] for s, recs in tree.splits.items()}, tree.missing
 
 
 def _rel(path: str, root: str) -> str:
@@ -325,7 +249,7 @@ def build_index(
 
     folder_rows = {s: np.flatnonzero(split_of == s) for s in ("train", "test", "val") if s in found}
     ytr = labels[folder_rows["train"]]
-    keep = _limit_per_class(ytr, train_per_class, split_seed)
+    keep = limit_per_class(ytr, train_per_class, split_seed)
     if "val" in folder_rows:  # a validation split of its own (val/ beside test/): nothing carved
         pos = {"train": keep, "val": np.arange(len(folder_rows["val"])), "test": np.arange(len(folder_rows["test"]))}
         src = {"train": "train", "val": "val", "test": "test"}
