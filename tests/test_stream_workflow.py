@@ -231,3 +231,14 @@ def test_the_probe_refuses_a_streamed_dataset(index):
     with pytest.raises(DataError, match=r"probe.*dataset 'tin'.*datasets\.tin\.storage: resident"):
         source.require_resident(index, "the mutual-information probe (teachers[].probe)")
     source.require_resident(_decoded_at_once(index), "the probe")  # resident data pass
+
+
+def test_loader_settings_come_from_the_option_else_the_workflows_environment():
+    env = {source.LOADER_ENV: '{"workers": 3, "pin_memory": false}'}
+    assert source.loader_settings(None, env) == {"workers": 3, "pin_memory": False}
+    assert source.loader_settings({"workers": 0}, env) == {"workers": 0}  # --stream-loader wins
+    assert source.loader_settings(None, {}) == {}  # the schema's defaults
+    with pytest.raises(DataError, match="unknown streaming loader setting"):
+        source.loader_settings({"threads": 2})
+    with pytest.raises(DataError, match=r"LSPIPE_STREAM_LOADER is not JSON"):
+        source.loader_settings(None, {source.LOADER_ENV: "{"})

@@ -17,6 +17,7 @@ whole split at once (the mutual-information probe's images) asks :func:`require_
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -84,6 +85,27 @@ def eval_batches(idx: StreamIndex, split: str, batch_size: int, **kwargs):
         raise DataError(f"{err} (an evaluation or dump needs every image of its split; streaming.verify: true "
                         "finds the unreadable ones when the index is built, and with skip_unreadable leaves them out "
                         "of it)") from None
+
+
+LOADER_ENV = "LSPIPE_STREAM_LOADER"  # the workflow's streaming loader settings (workflow/rules/common.smk)
+LOADER_SETTINGS = ("workers", "prefetch_factor", "pin_memory")
+
+
+def loader_settings(given: dict | None = None, environ=os.environ) -> dict:
+    """The DataLoader settings of a streamed dataset's loader (:data:`LOADER_SETTINGS`): ``given``
+    (a command's ``--stream-loader``), else the JSON in the environment variable
+    :data:`LOADER_ENV` (which the workflow sets from the config's ``streaming`` section), else none
+    (the schema's defaults). They change the speed, never the batches."""
+    if given is None:
+        try:
+            given = json.loads(environ.get(LOADER_ENV) or "{}")
+        except json.JSONDecodeError:
+            raise DataError(f"the environment variable {LOADER_ENV} is not JSON: unset it, or give --stream-loader") \
+                from None
+    unknown = sorted(set(given) - set(LOADER_SETTINGS))
+    if unknown:
+        raise DataError(f"unknown streaming loader setting(s) {unknown}; allowed: {', '.join(LOADER_SETTINGS)}")
+    return dict(given)
 
 
 def index_settings(streaming: dict | None) -> dict:

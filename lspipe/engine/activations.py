@@ -39,7 +39,8 @@ class StreamedRows:
     def __init__(self, model, idx: StreamIndex, split: str, positions: np.ndarray, device, batch_size: int,
                  loader: dict | None = None):
         self.model, self.device, self.done, self.total = model, device, 0, len(positions)
-        self.batches = source.eval_batches(idx, split, batch_size, positions=positions, device=device, **(loader or {}))
+        self.batches = source.eval_batches(idx, split, batch_size, positions=positions, device=device,
+                                           **source.loader_settings(loader))
         self.feats: list[np.ndarray] = []
         self.logits: list[np.ndarray] = []
 

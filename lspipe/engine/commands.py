@@ -90,4 +90,5 @@ def add_stream_loader_option(s: argparse.ArgumentParser) -> None:
     """``--stream-loader``: how a streamed dataset's images are decoded (speed only, never the batches)."""
     s.add_argument("--stream-loader", type=json_arg, default=None,
                    help='a streamed dataset\'s DataLoader settings as JSON, the config\'s streaming keys workers, '
-                        'prefetch_factor and pin_memory (default: the schema\'s); unused for resident data')
+                        'prefetch_factor and pin_memory (default: those in $LSPIPE_STREAM_LOADER, which the workflow '
+                        'sets, else the schema\'s); unused for resident data')

@@ -192,7 +192,7 @@ class StreamedBatches:
 
     def __init__(self, idx: StreamIndex, recipe: Recipe, seed: int, device: torch.device, world: World,
                  options: dict | None = None):
-        self.options = {k: v for k, v in (options or {}).items() if k in ("workers", "prefetch_factor", "pin_memory")}
+        self.options = source.loader_settings(options)
         self.loader = StreamLoader(idx, "train", recipe.batch_size, seed=seed, device=device, rank=world.rank,
                                    world_size=world.size, **self.options)
         self.index, self.world, self.val_labels, self.size = idx, world, idx.y["val"], len(idx.y["train"])

@@ -159,7 +159,6 @@ def train_shell(args=""):
     return (
         "lspipe train --data {input.data:q} --arch {params.arch} --recipe {params.recipe:q} "
         "--seed {params.seed} --objectives {params.objectives:q} --role {params.role} --runs {params.runs} "
-        "--stream-loader {STREAM_LOADER:q} "
         f"{args} --device {{params.device}} --threads {{threads}} {{params.progress}} "
         "--out {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"
     )
@@ -245,9 +244,11 @@ def index_settings(dataset):
     return json.dumps(lspipe.core.source.index_settings(config["streaming"]), sort_keys=True)
 
 
-# The streamed datasets' loader settings (DataLoader workers, prefetching, pinned memory) as the JSON of
-# `lspipe train --stream-loader` and `lspipe analyse-model --stream-loader`. They change the speed, not the
-# batches, so they are a global of the shell commands (`{STREAM_LOADER:q}`), not a `params:` value: changing
-# them reruns nothing.
-STREAM_LOADER = json.dumps({k: config["streaming"][k] for k in ("workers", "prefetch_factor", "pin_memory")},
-                           sort_keys=True)
+# The streamed datasets' loader settings (DataLoader workers, prefetching, pinned memory) reach the training
+# and analysis jobs through the environment (LSPIPE_STREAM_LOADER, read by lspipe.core.source.loader_settings;
+# a job on a cluster parses this file too and sets it again). They change the speed, not the batches, so
+# they are no `params:` value: changing them reruns nothing.
+os.environ.update(
+    LSPIPE_STREAM_LOADER=json.dumps({k: config["streaming"][k] for k in ("workers", "prefetch_factor", "pin_memory")},
+                                    sort_keys=True)
+)

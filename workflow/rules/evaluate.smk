@@ -42,7 +42,7 @@ rule analyse_model:
         "lspipe analyse-model --model {input.model:q} --data {input.data:q} --out {output.dump:q} "
         "--eval-out {output.eval:q} --calibration-out {output.calibration:q} --bins {params.bins} "
         "--max-train {params.max_train} --compression {params.compression} --chunk-rows {params.chunk_rows} "
-        "--eval-batch-size {params.eval_batch_size} --stream-loader {STREAM_LOADER:q} "
+        "--eval-batch-size {params.eval_batch_size} "
         "--device {params.device} --threads {threads} > {log:q} 2>&1"
 
 
