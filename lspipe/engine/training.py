@@ -1,8 +1,11 @@
 """The training engine, shared by teachers and students.
 
-It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser steps: the whole
-training split lives on the device as uint8 and a :class:`~lspipe.core.augment.DeviceLoader` draws
-each batch from a seeded permutation and augments it on the device; each step computes the objective (label-smoothed CE or distillation, :mod:`lspipe.core.losses`), step SGD with
+It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser steps: one loader
+object (:func:`training_batches`) gives the batches, the validation logits and its position for
+checkpoints. For a resident dataset the whole training split lives on the device as uint8 and a
+:class:`~lspipe.core.augment.DeviceLoader` draws each batch from a seeded permutation and augments it
+on the device (:class:`ResidentBatches`); for a streamed one DataLoader workers decode and augment
+this rank's share of each batch (:class:`StreamedBatches`, :mod:`lspipe.core.stream`); each step computes the objective (label-smoothed CE or distillation, :mod:`lspipe.core.losses`), step SGD with
 Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
 runs in bf16 autocast and channels_last (evaluation and dumps, :func:`~lspipe.core.inference.predict`, always run in
 float32); on the CPU in channels_last (``cpu_channels_last``, on by
