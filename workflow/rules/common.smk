@@ -209,7 +209,12 @@ def source_digest(dataset):
     prepares the data again. Computed each time the workflow is planned."""
     import lspipe.core.data
 
-    return lspipe.core.data.source_digest(config["datasets"][dataset])
+    if dataset not in _SOURCE_DIGESTS:  # once per workflow run: ImageNet's tree is 1.3M files
+        _SOURCE_DIGESTS[dataset] = lspipe.core.data.source_digest(config["datasets"][dataset])
+    return _SOURCE_DIGESTS[dataset]
+
+
+_SOURCE_DIGESTS = {}
 
 
 _STORAGE = {}
@@ -219,15 +224,15 @@ def data_storage(dataset):
     """"resident" or "streaming": how dataset `dataset` is prepared and read (lspipe.core.source.storage:
     datasets.<name>.storage, and for `auto` the size of its images against streaming.resident_max_gb).
     A `params:` value of prepare_data, so a changed choice prepares the data again. Decided once per
-    dataset and workflow run (one stat per image file of an `auto` ImageFolder tree)."""
-    import lspipe.core.data
+    dataset and workflow run; the image count of an `auto` ImageFolder tree is source_digest's."""
     import lspipe.core.source
 
     options = config["datasets"][dataset]
     if dataset not in _STORAGE:
         auto_tree = options.get("storage") == "auto" and options.get("source") == "imagefolder"
         try:
-            images = len(lspipe.core.data.source_manifest(options)) if auto_tree else None
+            # "<N> files, ..." (lspipe.core.data.source_digest), or "no files under <root>"
+            images = int(re.match(r"(\d+) files|", source_digest(dataset)).group(1) or 0) if auto_tree else None
             _STORAGE[dataset] = lspipe.core.source.storage(dataset, options, config["streaming"], images)[0]
         except lspipe.base.errors.DataError as err:
             raise WorkflowError(str(err))
