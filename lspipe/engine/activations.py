@@ -24,9 +24,9 @@ from lspipe.base.defaults import default
 from lspipe.base.io import file_sha256, remove_stale_temps
 from lspipe.core import source
 from lspipe.core.data import SPLITS, Prepared
-from lspipe.core.stream import StreamIndex
 from lspipe.core.inference import predict, resolve_device, setup_torch
 from lspipe.core.models import check_identity, load_model
+from lspipe.core.stream import StreamIndex
 from lspipe.engine import complete
 from lspipe.engine.dumpfile import write_h5
 

@@ -48,12 +48,12 @@ from lspipe.core import models as model_registry
 from lspipe.core import source
 from lspipe.core.augment import DeviceLoader
 from lspipe.core.data import Prepared
-from lspipe.core.stream import StreamIndex, StreamLoader
 from lspipe.core.inference import evaluate_logits, predict, resolve_device, setup_torch
 from lspipe.core.losses import KINDS, Objective
 from lspipe.core.losses import check as check_objective
 from lspipe.core.models import build_model, check_teacher, load_model, model_spec, save_model
 from lspipe.core.recipe import Recipe
+from lspipe.core.stream import StreamIndex, StreamLoader
 from lspipe.engine import complete
 from lspipe.engine import distributed as dist_mod
 from lspipe.engine.distributed import SINGLE, World
