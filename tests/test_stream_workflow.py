@@ -10,6 +10,7 @@ ImageNet-layout tree, so changing it here leaves the other tests' tree alone."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -242,3 +243,22 @@ def test_loader_settings_come_from_the_option_else_the_workflows_environment():
         source.loader_settings({"threads": 2})
     with pytest.raises(DataError, match=r"LSPIPE_STREAM_LOADER is not JSON"):
         source.loader_settings(None, {source.LOADER_ENV: "{"})
+
+
+def test_a_training_batch_without_a_readable_image_is_a_clear_error(index, tmp_path):
+    from lspipe.engine.distributed import SINGLE
+    from lspipe.engine.training import StreamedBatches
+
+    copy = shutil.copytree(Path(index.root), tmp_path / "tree")
+    idx = S.build_index(copy, name="tin", image_size=16, stats_images=2, skip_unreadable=True)
+    Path(idx.split_paths("train")[5]).write_bytes(b"not a jpeg")
+    batches = StreamedBatches(idx, Recipe.from_dict({"steps": 1, "batch_size": 96}), 0, torch.device("cpu"), SINGLE,
+                              {"workers": 0})
+    got = [len(y) for _, y in itertools.islice(batches.epoch(0), len(batches))]  # as fit takes them: len() steps
+    assert sorted(got) == [95, 96]  # skipped, with a warning: a batch is shorter
+    one = StreamedBatches(idx, Recipe.from_dict({"steps": 1, "batch_size": 1}), 0, torch.device("cpu"), SINGLE,
+                          {"workers": 0})
+    steps = one.epoch(0)
+    with pytest.raises(DataError, match=r"no readable image left: set streaming\.verify: true"):
+        for _ in range(len(one)):  # as fit counts its steps: one per batch of the pass
+            next(steps)

@@ -42,7 +42,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from lspipe.base.defaults import default
-from lspipe.base.errors import ConfigError, TrainingDiverged
+from lspipe.base.errors import ConfigError, DataError, TrainingDiverged
 from lspipe.base.io import atomic_path, file_sha256, remove_stale_temps, torch_save
 from lspipe.core import models as model_registry
 from lspipe.core import source
@@ -204,8 +204,15 @@ class StreamedBatches:
         return len(self.loader)
 
     def epoch(self, epoch: int):
+        """This rank's ``(x, y)`` of each batch of epoch ``epoch``; with ``skip_unreadable`` a batch
+        lacks its unreadable images, and one with none readable is an error (the loop's steps are
+        counted in batches)."""
         self.loader.set_epoch(epoch)
-        return iter(self.loader)
+        yield from self.loader
+        name = self.index.meta.get("name", "<name>")
+        raise DataError(f"a training batch of dataset {name!r} (epoch {epoch + 1}) has no readable image left: set "
+                        f"streaming.verify: true, so that the index leaves the unreadable images out "
+                        f"(datasets.{name}.skip_unreadable), or replace them")
 
     def val_logits(self, model: nn.Module, device: torch.device, batch_size: int) -> torch.Tensor:
         n = len(self.val_labels)
