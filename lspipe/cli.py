@@ -23,7 +23,7 @@ import sys
 from lspipe import bench
 from lspipe.base import defaults
 from lspipe.base.errors import user_message
-from lspipe.core import data
+from lspipe.core import source
 from lspipe.engine import commands as engine_commands
 from lspipe.experiments import (accuracy, calibration, distill, experiment_table, mi, per_model, projection,
                                 teacher_projection)
@@ -32,7 +32,7 @@ from lspipe.workflow import report
 # The modules that contribute sub-commands, in the order of the workflow: each defines
 # ``add_cli(subparsers)`` next to the code it runs (the engine's, whose code imports torch, in
 # lspipe.engine.commands). None of them imports torch: `lspipe --help` starts fast.
-COMMAND_MODULES = (data, engine_commands, per_model, accuracy, calibration, projection, distill, teacher_projection, mi, report,
+COMMAND_MODULES = (source, engine_commands, per_model, accuracy, calibration, projection, distill, teacher_projection, mi, report,
                    experiment_table, bench)
 
 
@@ -100,6 +100,8 @@ OPTION_RULES = {
     "stop_after_epochs": ({"type": "integer", "minimum": 1}, ""),
     "recipe": ("recipes.*", "recipes.<name>"),
     "options": ("datasets.*", "datasets.<name>"),
+    "streaming": ("streaming", "streaming"),
+    "stream_loader": ("streaming", "streaming"),
     "arch": (_arch, ""),
 }
 # the commands whose options these are (other commands' options of the same name mean other things)

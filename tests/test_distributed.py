@@ -3,7 +3,9 @@
 The two ranks are spawned once (torch.multiprocessing) and each runs ``lspipe train`` three times in
 the same process group: an uninterrupted run, a run stopped after one epoch, and its resume. The
 model is the MLP (no BatchNorm: see the README on BatchNorm under torchrun), two members (a group of
-two objectives), gradient clipping on.
+two objectives), gradient clipping on. A fourth run trains on a streamed dataset (the tiny
+ImageNet-layout tree's index): each rank decodes only its share of each global batch and of the
+validation split.
 """
 
 from __future__ import annotations
@@ -31,14 +33,17 @@ OBJECTIVES = [{"kind": "ls", "alpha": 0.0}, {"kind": "ls", "alpha": 0.1}]
 ATOL = 1e-5
 
 
-def _args(data, out: os.PathLike, **extra):
+STREAM_RECIPE = {**RECIPE, "steps": 6, "lr_milestones": [4], "eval_batch_size": 16}  # 192 images: 3 global batches an epoch, 2 epochs
+
+
+def _args(data, out: os.PathLike, recipe=RECIPE, **extra):
     import argparse
 
     from lspipe.engine.commands import add_cli
 
     parser = argparse.ArgumentParser()
     add_cli(parser.add_subparsers())
-    argv = ["train", "--data", str(data), "--arch", "mlp", "--recipe", json.dumps(RECIPE), "--seed", "3",
+    argv = ["train", "--data", str(data), "--arch", "mlp", "--recipe", json.dumps(recipe), "--seed", "3",
             "--objectives", json.dumps(OBJECTIVES), "--out", f"{out}/a/model.pt", f"{out}/b/model.pt",
             "--metrics", f"{out}/a/metrics.csv", f"{out}/b/metrics.csv", "--no-progress", "--device", "cpu"]
     for k, v in extra.items():
@@ -46,7 +51,7 @@ def _args(data, out: os.PathLike, **extra):
     return parser.parse_args(argv)
 
 
-def _worker(rank: int, world_size: int, port: int, data: str, tmp: str) -> None:
+def _worker(rank: int, world_size: int, port: int, data: str, tmp: str, index: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     from lspipe.engine import complete, training
@@ -86,6 +91,16 @@ def _worker(rank: int, world_size: int, port: int, data: str, tmp: str) -> None:
     except training.Interrupted:
         log["stopped"] = os.path.exists(f"{tmp}/resumed/a/model.pt.ckpt")
     training.cmd_train(_args(data, f"{tmp}/resumed"))
+    from lspipe.core import stream
+
+    getitem = stream.StreamDataset.__getitem__
+
+    def decoding(self, key):  # the images this rank decodes: (mode, epoch, position)
+        epoch, k = key if isinstance(key, tuple) else (0, key)
+        log.setdefault("decoded", []).append([self.mode, int(epoch), int(k)])
+        return getitem(self, key)
+    stream.StreamDataset.__getitem__ = decoding
+    training.cmd_train(_args(index, f"{tmp}/streamed", STREAM_RECIPE, stream_loader='{"workers": 0}'))
     torch.distributed.destroy_process_group()
     with open(f"{tmp}/rank{rank}.json", "w") as f:
         json.dump(log, f)
@@ -98,15 +113,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_imagenet):
     """The digits data, a one-process run and the two-process runs (see the module's docstring)."""
     tmp = tmp_path_factory.mktemp("ddp")
     D.prepare("digits", "digits", tmp / "digits.npz", val_size=0.2, test_size=0.25)
+    from lspipe.core import stream
     from lspipe.engine.training import cmd_train
 
+    stream.write_index(tmp / "tin.npz", stream.build_index(tiny_imagenet, name="tin", image_size=16, stats_images=20))
     cmd_train(_args(tmp / "digits.npz", tmp / "single"))
+    cmd_train(_args(tmp / "tin.npz", tmp / "streamed_single", STREAM_RECIPE, stream_loader='{"workers": 0}'))
     t0 = time.perf_counter()
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp / "digits.npz"), str(tmp)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp / "digits.npz"), str(tmp), str(tmp / "tin.npz")), nprocs=2,
+             join=True)
     print(f"two-process runs: {time.perf_counter() - t0:.1f} s")
     logs = [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(2)]
     return tmp, logs
@@ -168,6 +187,36 @@ def test_stopped_and_resumed_two_processes_equal_uninterrupted(runs):
     for m in "ab":
         a, b = _weights(tmp / "full" / m / "model.pt"), _weights(tmp / "resumed" / m / "model.pt")
         assert all(torch.equal(a[k], b[k]) for k in a), "resume in two processes is not exact"
+
+
+def test_streamed_two_processes_equal_one_and_each_rank_decodes_its_share(runs):
+    tmp, logs = runs
+    for m in "ab":
+        diff = _max_diff(tmp / "streamed_single" / m / "model.pt", tmp / "streamed" / m / "model.pt")
+        print(f"streamed, member {m}: max |weight difference| 1 vs 2 processes = {diff:.3g}")
+        assert diff < ATOL
+    train = [{(e, k) for mode, e, k in log["decoded"] if mode == "train"} for log in logs]
+    assert all(len(t) == sum(mode == "train" for mode, _, _ in log["decoded"]) for t, log in zip(train, logs))
+    assert not train[0] & train[1] and len(train[0]) == len(train[1]) == 192  # half of 2 epochs x 192 images
+    assert train[0] | train[1] == {(e, k) for e in range(2) for k in range(192)}
+    val = [sorted({k for mode, _, k in log["decoded"] if mode == "eval"}) for log in logs]
+    assert val == [list(range(24)), list(range(24, 48))]  # each rank validates its half of the 48 images
+    for m in "ab":  # the gathered validation metrics are the whole split's
+        one = list(csv.DictReader(open(tmp / "streamed_single" / m / "metrics.csv")))
+        two = list(csv.DictReader(open(tmp / "streamed" / m / "metrics.csv")))
+        assert [float(r["val_loss"]) for r in one] == pytest.approx([float(r["val_loss"]) for r in two], rel=1e-4)
+
+
+def test_world_parts_and_gather_follow_array_split():
+    import numpy as np
+
+    for n, size in ((48, 2), (7, 3), (2, 4)):
+        parts = [dist_mod.World(r, size, r).part(n) for r in range(size)]
+        assert [hi - lo for lo, hi in parts] == [len(p) for p in np.array_split(np.arange(n), size)]
+        assert parts[0][0] == 0 and parts[-1][1] == n and all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+    assert dist_mod.SINGLE.part(5) == (0, 5)
+    t = torch.ones(3, 2)
+    assert dist_mod.SINGLE.gather(t, 3) is t
 
 
 def test_without_torchrun_one_process_and_a_clear_batch_error(monkeypatch):

@@ -25,7 +25,6 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from lspipe.base.args import json_arg
 from lspipe.base.defaults import default
 from lspipe.base.errors import DataError
 from lspipe.base.io import atomic_path, remove_stale_temps
@@ -563,10 +562,11 @@ def _damaged(path: Path, why: str) -> DataError:
     )
 
 
-def verify(path: str | Path) -> None:
+def verify(path: str | Path, members: Sequence[str] | None = None) -> None:
     """Check a prepared file against the CRC-32 checksums recorded in it at write time (every
-    array is a zip member); raise :class:`DataError` naming the file and the fix if it is
-    truncated or damaged."""
+    array is a zip member) and for its ``members`` (default: a resident file's ``classes``,
+    ``meta``, ``x_``, ``y_`` and ``i_`` of every split); raise :class:`DataError` naming the file
+    and the fix if it is truncated or damaged."""
     import zipfile
 
     path = Path(path)
@@ -578,7 +578,9 @@ def verify(path: str | Path) -> None:
         raise _damaged(path, " ".join(f"{type(err).__name__}: {err}".split())) from None
     if bad is not None:
         raise _damaged(path, f"checksum mismatch in {bad}")
-    missing = sorted({"classes.npy", "meta.npy", *(f"{k}_{s}.npy" for k in "xyi" for s in SPLITS)} - names)
+    if members is None:
+        members = ["classes", "meta", *(f"{k}_{s}" for k in "xyi" for s in SPLITS)]
+    missing = sorted({f"{m}.npy" for m in members} - names)
     if missing:
         raise _damaged(path, f"missing {', '.join(missing)}")
 
@@ -629,17 +631,9 @@ def load(path: str | Path) -> Prepared:
 
 
 def cmd_prepare(a):
+    """The resident path of ``lspipe prepare-data`` (:func:`lspipe.core.source.cmd_prepare` chooses it)."""
     remove_stale_temps(a.out)
     opts = dict(a.options or {})
     opts.pop("storage", None)  # resident or streaming (lspipe.core.stream.choose_storage): this is the resident path
     p = prepare(a.name, opts.pop("source"), a.out, **opts)
     print(f"prepared {a.name}: {p.meta['sizes']} {p.image_shape} {p.num_classes} classes -> {a.out}")
-
-
-def add_cli(sub) -> None:
-    """``lspipe prepare``: one dataset into one prepared ``.npz`` with fixed splits."""
-    s = sub.add_parser("prepare-data", aliases=["prepare"], help="prepare a dataset into one .npz with train/val/test splits")
-    s.add_argument("--name", required=True)
-    s.add_argument("--options", type=json_arg, required=True, help="the config's datasets.<name> entry as JSON")
-    s.add_argument("--out", required=True)
-    s.set_defaults(func=cmd_prepare)

@@ -81,7 +81,7 @@ import numpy as np
 from lspipe.base import defaults
 from lspipe.base.errors import DataError
 from lspipe.base.io import atomic_path
-from lspipe.core.data import SPLITS, limit_per_class, savez_deterministic, scan_tree, stratified_split
+from lspipe.core.data import SPLITS, content_digest, limit_per_class, savez_deterministic, scan_tree, stratified_split
 
 INDEX_FORMAT = 1
 STORAGE = ("auto", "resident", "streaming")
@@ -154,6 +154,7 @@ class StreamIndex:
     std: np.ndarray
     meta: dict
     y: dict[str, np.ndarray] = field(init=False)
+    digest: str = ""  # content digest of the index file (:func:`lspipe.core.data.content_digest`); "" when built in memory
 
     def __post_init__(self):
         self.y = {s: self.labels[r].astype(np.int64) for s, r in self.rows.items()}
@@ -205,11 +206,15 @@ def build_index(
     verify: bool | None = None,
     stats_images: int | None = -1,
     eval_crop_fraction: float | None = None,
+    crop_scale: Sequence[float] | None = None,
+    crop_ratio: Sequence[float] | None = None,
     workers: int | None = 0,
 ) -> StreamIndex:
     """Index the ImageFolder tree at ``root`` (the keys of ``datasets.<name>``; ``verify``,
-    ``stats_images`` (-1; None decodes all) and ``eval_crop_fraction`` default to the
-    ``streaming.*`` keys of the schema, ``workers`` to 0: decode in this process).
+    ``stats_images`` (-1; None decodes all), ``eval_crop_fraction`` and the training view's
+    ``crop_scale`` and ``crop_ratio`` default to the ``streaming.*`` keys of the schema, ``workers``
+    to 0: decode in this process). The views' settings are recorded in the index's meta: the
+    loaders read them from there, and a changed setting changes the index's content digest.
 
     The splits are those :func:`lspipe.core.data.prepare` makes of the same tree. Without ``verify``
     only ``stats_images`` training images (a seeded sample) are decoded, for the mean and
@@ -220,6 +225,8 @@ def build_index(
     stats_images = defaults.default("streaming.stats_images") if stats_images == -1 else stats_images
     if eval_crop_fraction is None:
         eval_crop_fraction = defaults.default("streaming.eval_crop_fraction")
+    crop_scale = [float(v) for v in (defaults.default("streaming.crop_scale") if crop_scale is None else crop_scale)]
+    crop_ratio = [float(v) for v in (defaults.default("streaming.crop_ratio") if crop_ratio is None else crop_ratio)]
     root_s = os.path.abspath(root)
     classes, found, missing = scan(root_s)
     checksum = _checksum(_checksum_records(found, missing), root_s)
@@ -266,6 +273,7 @@ def build_index(
         "split_seed": split_seed, "val_size": None if "val" in folder_rows else val_size,
         "val_source": "folder" if "val" in folder_rows else "carved", "train_per_class": train_per_class,
         "image_size": int(image_size), "channels": int(channels), "eval_crop_fraction": eval_crop_fraction,
+        "crop_scale": crop_scale, "crop_ratio": crop_ratio,
         "sizes": {s: int(len(rows[s])) for s in SPLITS}, "checksum": checksum, "verified": bool(verify),
         "skip_unreadable": bool(skip_unreadable),
         "skipped": [_rel(p, root_s) for p in skipped], "class_names": _synset_names(root_s, classes),
@@ -339,7 +347,7 @@ def load_index(path: str | os.PathLike, root: str | os.PathLike | None = None) -
             return StreamIndex(
                 str(root) if root is not None else meta["root"], z["paths"], z["offsets"], z["labels"], z["sizes"],
                 z["mtimes"], {s: z[f"rows_{s}"] for s in SPLITS}, {s: z[f"i_{s}"] for s in SPLITS},
-                [str(c) for c in z["classes"]], z["mean"], z["std"], meta,
+                [str(c) for c in z["classes"]], z["mean"], z["std"], meta, digest=content_digest(path),
             )
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
         raise DataError(
@@ -552,6 +560,8 @@ class StreamLoader:
         self.skip_unreadable = bool(skip_unreadable)
         if crop_fraction is None:
             crop_fraction = idx.meta.get("eval_crop_fraction") or defaults.default("streaming.eval_crop_fraction")
+        crop_scale = idx.meta.get("crop_scale") if crop_scale is None else crop_scale  # the index's training view
+        crop_ratio = idx.meta.get("crop_ratio") if crop_ratio is None else crop_ratio
         self.dataset = StreamDataset(
             idx.split_paths(split), idx.y[split], mode="train" if augment else "eval",
             image_size=idx.image_shape[1], channels=idx.image_shape[0], seed=seed, crop_scale=crop_scale,

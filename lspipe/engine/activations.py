@@ -4,6 +4,12 @@ written to one dump file (:mod:`lspipe.engine.dumpfile` holds the layout, the wr
 The dump holds a (capped, seeded) random subset of the training split, the whole validation and
 test splits, and the logits of the whole training split (``/train_full``, for gamma of Fig. 5),
 all computed in float32 (:func:`lspipe.core.inference.predict`).
+
+A streamed dataset (:class:`lspipe.core.stream.StreamIndex`) is decoded a batch at a time (the
+evaluation view, :func:`lspipe.core.source.eval_batches`) while the dump is written, so no split is
+ever in memory (ImageNet's 50,000 validation images); its dump leaves out ``/train_full`` (ImageNet's
+1.28M x 1000 logits would be 5 GB, for gamma of Fig. 5 only) and says so in its attributes
+(``train_full: omitted``), and :meth:`lspipe.engine.dumpfile.Dump.full_train` refuses it.
 """
 
 from __future__ import annotations
@@ -16,18 +22,48 @@ import torch
 
 from lspipe.base.defaults import default
 from lspipe.base.io import file_sha256, remove_stale_temps
-from lspipe.core import data as data_mod
+from lspipe.core import source
 from lspipe.core.data import SPLITS, Prepared
 from lspipe.core.inference import predict, resolve_device, setup_torch
 from lspipe.core.models import check_identity, load_model
+from lspipe.core.stream import StreamIndex
 from lspipe.engine import complete
 from lspipe.engine.dumpfile import write_h5
+
+
+class StreamedRows:
+    """The ``rows(start, stop)`` of one split of a streamed dataset for :func:`write_h5`: the features
+    and logits of ``positions[start:stop]``, taken in order from one pass of evaluation batches
+    (each call consumes the batches it needs; a batch straddling two calls is split)."""
+
+    def __init__(self, model, idx: StreamIndex, split: str, positions: np.ndarray, device, batch_size: int,
+                 loader: dict | None = None):
+        self.model, self.device, self.done, self.total = model, device, 0, len(positions)
+        self.batches = source.eval_batches(idx, split, batch_size, positions=positions, device=device,
+                                           **source.loader_settings(loader))
+        self.feats: list[np.ndarray] = []
+        self.logits: list[np.ndarray] = []
+
+    def __call__(self, start: int, stop: int):
+        if start != self.done:
+            raise ValueError(f"rows are read in order: expected rows from {self.done}, asked for {start}")
+        while sum(len(v) for v in self.logits) < stop - start:
+            x, _, _ = next(self.batches)
+            logits, feats = predict(self.model, x, self.device, batch_size=len(x), features=True)
+            self.logits.append(logits.numpy())
+            self.feats.append(feats.numpy())
+        logits, feats = np.concatenate(self.logits), np.concatenate(self.feats)
+        n = stop - start
+        self.logits, self.feats, self.done = [logits[n:]], [feats[n:]], stop
+        if stop == self.total:
+            self.batches.close()  # the split is done: its loader's workers end now
+        return feats[:n], logits[:n]
 
 
 def write_dump(
     path: str | Path,
     model: torch.nn.Module,
-    data: Prepared,
+    data: Prepared | StreamIndex,
     *,
     device: torch.device | str = "cpu",
     attrs: dict | None = None,
@@ -35,8 +71,12 @@ def write_dump(
     seed: int = 0,
     chunk_rows: int = default("dump.chunk_rows"),
     compression: str = default("dump.compression"),
+    eval_batch_size: int = default("streaming.eval_batch_size"),
+    stream_loader: dict | None = None,
 ) -> None:
-    """Evaluate ``model`` on every split and write the dump atomically."""
+    """Evaluate ``model`` on every split and write the dump atomically (a streamed dataset: batches of
+    ``eval_batch_size`` images decoded by the loader ``stream_loader`` describes, no ``/train_full``)."""
+    streamed = source.is_streamed(data)
     splits = {}
     for split in SPLITS:
         idx = np.arange(len(data.y[split]))
@@ -47,14 +87,22 @@ def write_dump(
             logits, feats = predict(model, data.x[split][idx[start:stop]], device, batch_size=stop - start, features=True)
             return feats.numpy(), logits.numpy()
 
+        if streamed:
+            rows = StreamedRows(model, data, split, idx, device, eval_batch_size, stream_loader)
         splits[split] = (data.y[split][idx], idx.astype(np.int64), rows)
 
     def full_rows(start: int, stop: int):  # logits of the whole training split, no features
         return None, predict(model, data.x["train"][start:stop], device, batch_size=stop - start).numpy()
 
     n_train = len(data.y["train"])
-    splits["train_full"] = (data.y["train"], np.arange(n_train, dtype=np.int64), full_rows)
-    attrs = {**(attrs or {}), "train_size": n_train}
+    attrs = {**(attrs or {}), "train_size": n_train, "storage": "streaming" if streamed else "resident"}
+    if streamed:
+        attrs["train_full"] = "omitted"  # see the module's docstring
+    else:
+        splits["train_full"] = (data.y["train"], np.arange(n_train, dtype=np.int64), full_rows)
+    names = (data.meta.get("class_names") or {}) if streamed else {}
+    if names:  # display names of WordNet-id classes (the index's LOC_synset_mapping.txt)
+        attrs["class_names"] = json.dumps(names, sort_keys=True)
     write_h5(
         path, classes=data.classes, weight=model.classifier.weight.detach().float().cpu().numpy(),
         bias=model.classifier.bias.detach().float().cpu().numpy(), splits=splits, attrs=attrs,
@@ -66,7 +114,7 @@ def cmd_dump(a):
     remove_stale_temps(a.out)  # left by a killed run (SIGKILL during the write)
     setup_torch(a.threads)
     device = resolve_device(a.device)
-    data = data_mod.load(a.data)
+    data = source.load(a.data)
     model, meta = load_model(a.model, device)
     check_identity(a.model, meta, data)  # the model its place (dataset, arch, role, run) and data say
     attrs = {
@@ -78,6 +126,8 @@ def cmd_dump(a):
         if k in meta:
             attrs[k] = meta[k]
     write_dump(a.out, model, data, device=device, attrs=attrs, max_train=a.max_train, seed=a.seed,
-               chunk_rows=a.chunk_rows, compression=a.compression)
+               chunk_rows=a.chunk_rows, compression=a.compression,
+               eval_batch_size=getattr(a, "eval_batch_size", default("streaming.eval_batch_size")),
+               stream_loader=getattr(a, "stream_loader", None))
     complete.release(a.model)  # the model is accepted (Snakemake ran a job reading it): a forced rebuild retrains
     print(f"dumped {a.model} -> {a.out}")

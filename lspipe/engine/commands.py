@@ -58,6 +58,7 @@ def add_cli(sub) -> None:
     s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=defaults.default("progress"))
     s.add_argument("--stop-after-epochs", type=int, default=None,
                    help="stop (resumably) after this many epochs in this invocation")
+    add_stream_loader_option(s)
     s.add_argument("--dist-backend", choices=["nccl", "gloo"], default=None,
                    help="torch.distributed backend under torchrun (default: nccl on CUDA, gloo on the CPU); "
                         "without torchrun the run is one process and this is ignored")
@@ -80,3 +81,14 @@ def add_dump_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--compression", default=defaults.default("dump.compression"))
     s.add_argument("--device", default=defaults.default("device"))
     s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--eval-batch-size", type=int, default=defaults.default("streaming.eval_batch_size"),
+                   help="images per batch of a streamed dataset's dump (resident data goes by --chunk-rows)")
+    add_stream_loader_option(s)
+
+
+def add_stream_loader_option(s: argparse.ArgumentParser) -> None:
+    """``--stream-loader``: how a streamed dataset's images are decoded (speed only, never the batches)."""
+    s.add_argument("--stream-loader", type=json_arg, default=None,
+                   help='a streamed dataset\'s DataLoader settings as JSON, the config\'s streaming keys workers, '
+                        'prefetch_factor and pin_memory (default: those in $LSPIPE_STREAM_LOADER, which the workflow '
+                        'sets, else the schema\'s); unused for resident data')

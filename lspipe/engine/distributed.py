@@ -65,6 +65,25 @@ class World:
         n = len(tensors[0]) // self.size
         return tuple(t[self.rank * n: (self.rank + 1) * n] for t in tensors)
 
+    def part(self, n: int) -> tuple[int, int]:
+        """``(start, stop)`` of this rank's contiguous part of ``n`` items (``numpy.array_split``'s
+        parts: the first ``n % size`` ranks take one more); ``(0, n)`` in one process."""
+        q, r = divmod(n, self.size)
+        start = self.rank * q + min(self.rank, r)
+        return start, start + q + (self.rank < r)
+
+    def gather(self, t: torch.Tensor, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The rows of ``n`` items on every rank, in order, from each rank's rows ``t`` of its
+        :meth:`part` (a CPU tensor is returned; ``device``: where the collective runs, CUDA for NCCL)."""
+        if not self.enabled:
+            return t
+        q, r = divmod(n, self.size)
+        box = torch.zeros((q + (r > 0), *t.shape[1:]), dtype=t.dtype, device=device)
+        box[:len(t)] = t.to(device)
+        parts = [torch.empty_like(box) for _ in range(self.size)]
+        dist.all_gather(parts, box)
+        return torch.cat([p[:q + (i < r)] for i, p in enumerate(parts)]).cpu()
+
     def mean(self, t: torch.Tensor) -> torch.Tensor:
         """The mean of ``t`` over the ranks (every rank gets the same value)."""
         if not self.enabled:

@@ -17,7 +17,9 @@ for the splits ``train`` (optionally capped, seeded, stratified-free random subs
 
 (logits only, no features: one more forward pass over the training split, so that the smoothness
 index gamma of Fig. 5 averages over the whole training set, not the capped subset; the root
-attribute ``train_size`` is N_train). Datasets are chunked by rows and written one whole chunk-aligned block at a time; the
+attribute ``train_size`` is N_train). A streamed dataset's dump has no ``/train_full`` (root
+attributes ``storage: streaming``, ``train_full: omitted``; :meth:`Dump.full_train` says why), and
+``class_names`` (JSON, class -> display name) when its index names WordNet-id classes. Datasets are chunked by rows and written one whole chunk-aligned block at a time; the
 compression filter is configurable (see ``docs/benchmarks.md`` for the measured trade-off).
 :func:`write_h5` writes a file, :class:`Dump` reads one once into numpy arrays for the analyses.
 This module is the file format only (h5py and numpy, no torch); running a model over the splits
@@ -162,6 +164,11 @@ class Dump:
                     return logits, labels, int(self.attrs.get("train_size", len(labels)))
         except (OSError, KeyError) as err:
             raise damaged_file_error(self.path, err) from None
+        if self.meta("train_full") == "omitted":  # a streamed dataset's dump (lspipe.engine.activations)
+            name = self.meta("dataset", "<name>")
+            raise DataError(f"dump {self.path} has no logits of the whole training split: dataset {name!r} is streamed, "
+                            "and a streamed dataset's dump leaves them out (ImageNet's would take 5 GB); gamma of "
+                            f"Fig. 5 averages over them: set datasets.{name}.storage: resident for it")
         if "train_size" in self.attrs:  # written by a version that always writes /train_full: the group was lost
             raise DataError(f"dump {self.path} has no /train_full group although it records train_size: it is "
                             f"incomplete; rebuild it with `snakemake -f {self.path}`")

@@ -1,8 +1,11 @@
 """The training engine, shared by teachers and students.
 
-It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser steps: the whole
-training split lives on the device as uint8 and a :class:`~lspipe.core.augment.DeviceLoader` draws
-each batch from a seeded permutation and augments it on the device; each step computes the objective (label-smoothed CE or distillation, :mod:`lspipe.core.losses`), step SGD with
+It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser steps: one loader
+object (:func:`training_batches`) gives the batches, the validation logits and its position for
+checkpoints. For a resident dataset the whole training split lives on the device as uint8 and a
+:class:`~lspipe.core.augment.DeviceLoader` draws each batch from a seeded permutation and augments it
+on the device (:class:`ResidentBatches`); for a streamed one DataLoader workers decode and augment
+this rank's share of each batch (:class:`StreamedBatches`, :mod:`lspipe.core.stream`); each step computes the objective (label-smoothed CE or distillation, :mod:`lspipe.core.losses`), step SGD with
 Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
 runs in bf16 autocast and channels_last (evaluation and dumps, :func:`~lspipe.core.inference.predict`, always run in
 float32); on the CPU in channels_last (``cpu_channels_last``, on by
@@ -39,10 +42,10 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from lspipe.base.defaults import default
-from lspipe.base.errors import ConfigError, TrainingDiverged
+from lspipe.base.errors import ConfigError, DataError, TrainingDiverged
 from lspipe.base.io import atomic_path, file_sha256, remove_stale_temps, torch_save
-from lspipe.core import data as data_mod
 from lspipe.core import models as model_registry
+from lspipe.core import source
 from lspipe.core.augment import DeviceLoader
 from lspipe.core.data import Prepared
 from lspipe.core.inference import evaluate_logits, predict, resolve_device, setup_torch
@@ -50,6 +53,7 @@ from lspipe.core.losses import KINDS, Objective
 from lspipe.core.losses import check as check_objective
 from lspipe.core.models import build_model, check_teacher, load_model, model_spec, save_model
 from lspipe.core.recipe import Recipe
+from lspipe.core.stream import StreamIndex, StreamLoader
 from lspipe.engine import complete
 from lspipe.engine import distributed as dist_mod
 from lspipe.engine.distributed import SINGLE, World
@@ -150,9 +154,92 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
         tmp.write_text(buf.getvalue())
 
 
+class ResidentBatches:
+    """The training data of a resident dataset: the training split on the device as uint8, drawn by a
+    seeded :class:`~lspipe.core.augment.DeviceLoader` (the recipe's pad-crop and flip on the device).
+    Under torchrun every rank draws the same global batch and keeps its slice (:meth:`World.shard`);
+    validation predicts the whole validation split on every rank. The position is the generator's state."""
+
+    def __init__(self, data: Prepared, recipe: Recipe, seed: int, device: torch.device, world: World):
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed + 1)
+        self.loader = DeviceLoader(torch.from_numpy(data.x["train"]).to(device),
+                                   torch.from_numpy(data.y["train"]).to(device), recipe.batch_size,
+                                   pad=recipe.augment["pad"], flip=recipe.augment["flip"], generator=self.generator)
+        self.world, self.val_x, self.val_labels, self.size = world, data.x["val"], data.y["val"], len(data.y["train"])
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def epoch(self, epoch: int):
+        """This rank's ``(x, y)`` of each batch of the next pass (``epoch``: the generator knows it)."""
+        for xb, yb in self.loader:
+            yield self.world.shard(xb, yb)
+
+    def val_logits(self, model: nn.Module, device: torch.device, batch_size: int) -> torch.Tensor:
+        return predict(model, self.val_x, device, batch_size)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"].cpu())
+
+
+class StreamedBatches:
+    """The training data of a streamed dataset: a :class:`~lspipe.core.stream.StreamLoader` over the
+    training split (the index's training view, RandomResizedCrop + flip, seeded by the run's seed;
+    ``recipe.augment`` is the resident view and unused here) that decodes only this rank's share of
+    each global batch. Validation streams the validation split, each rank its contiguous part of
+    it, gathered in order (:meth:`World.gather`). The position is the loader's (epoch, batch)."""
+
+    def __init__(self, idx: StreamIndex, recipe: Recipe, seed: int, device: torch.device, world: World,
+                 options: dict | None = None):
+        self.options = source.loader_settings(options)
+        self.loader = StreamLoader(idx, "train", recipe.batch_size, seed=seed, device=device, rank=world.rank,
+                                   world_size=world.size, **self.options)
+        self.index, self.world, self.val_labels, self.size = idx, world, idx.y["val"], len(idx.y["train"])
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def epoch(self, epoch: int):
+        """This rank's ``(x, y)`` of each batch of epoch ``epoch``; with ``skip_unreadable`` a batch
+        lacks its unreadable images, and one with none readable is an error (the loop's steps are
+        counted in batches)."""
+        self.loader.set_epoch(epoch)
+        yield from self.loader
+        name = self.index.meta.get("name", "<name>")
+        raise DataError(f"a training batch of dataset {name!r} (epoch {epoch + 1}) has no readable image left: set "
+                        f"streaming.verify: true, so that the index leaves the unreadable images out "
+                        f"(datasets.{name}.skip_unreadable), or replace them")
+
+    def val_logits(self, model: nn.Module, device: torch.device, batch_size: int) -> torch.Tensor:
+        n = len(self.val_labels)
+        lo, hi = self.world.part(n)
+        outs = [predict(model, x, device, batch_size)
+                for x, _, _ in source.eval_batches(self.index, "val", batch_size, positions=range(lo, hi), device=device,
+                                                   **self.options)]
+        return self.world.gather(torch.cat(outs), n, device)
+
+    def state_dict(self) -> dict:
+        return {"stream": self.loader.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loader.load_state_dict(state["stream"])
+
+
+def training_batches(data: Prepared | StreamIndex, recipe: Recipe, seed: int, device: torch.device, world: World,
+                     stream_loader: dict | None = None) -> ResidentBatches | StreamedBatches:
+    """The training data of :func:`fit`: resident or streamed, as the prepared file is."""
+    if source.is_streamed(data):
+        return StreamedBatches(data, recipe, seed, device, world, stream_loader)
+    return ResidentBatches(data, recipe, seed, device, world)
+
+
 def fit(
     model: nn.Module,
-    data: Prepared,
+    data: Prepared | StreamIndex,
     recipe: Recipe,
     objective: nn.Module,
     *,
@@ -166,6 +253,7 @@ def fit(
     stop_after_epochs: int | None = None,
     run_names: Sequence[str] = (),
     world: World = SINGLE,
+    stream_loader: dict | None = None,
 ) -> dict:
     """Train the G members of ``model`` in place; returns a summary (steps, epochs, seconds, and
     ``final``: the last metric row of each member).
@@ -186,6 +274,11 @@ def fit(
     Under torchrun (``world``, :mod:`lspipe.engine.distributed`) every rank draws the same global
     batch and trains on its slice through DistributedDataParallel; losses and counts are reduced
     across ranks, so every rank computes the same metrics, and only rank 0 writes files.
+
+    ``data`` is resident (a :class:`Prepared`: the split on the device) or streamed (a
+    :class:`StreamIndex`: decoded by DataLoader workers, ``stream_loader`` their settings
+    ``workers``, ``prefetch_factor``, ``pin_memory``); :func:`training_batches` makes the one
+    loader object the loop draws from, validates with and checkpoints the position of.
     """
     device = torch.device(device)
     on_cuda = device.type == "cuda"
@@ -197,14 +290,11 @@ def fit(
     if len(metrics_paths) != members:
         raise ValueError(f"a group of {members} members needs {members} metrics paths, got {len(metrics_paths)}")
 
-    # --- data, resident on the device as uint8, drawn by a seeded loader
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed + 1)
-    loader = DeviceLoader(torch.from_numpy(data.x["train"]).to(device), torch.from_numpy(data.y["train"]).to(device),
-                          recipe.batch_size, pad=recipe.augment["pad"], flip=recipe.augment["flip"], generator=gen)
+    # --- data: resident on the device as uint8, or streamed; either drawn by a seeded loader
     world.check_batch(recipe.batch_size)
+    loader = training_batches(data, recipe, seed, device, world, stream_loader)
     if len(loader) == 0:  # the incomplete last batch is dropped, as in airbench
-        raise ConfigError(f"recipes.<name>.batch_size {recipe.batch_size} exceeds the {len(loader.x)} training "
+        raise ConfigError(f"recipes.<name>.batch_size {recipe.batch_size} exceeds the {loader.size} training "
                           f"examples of dataset {data.meta.get('name', '?')!r}; lower recipes.<name>.batch_size")
 
     # --- model, optimiser
@@ -225,7 +315,7 @@ def fit(
         if ck.get("fingerprint") == run_fingerprint:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
-            gen.set_state(ck["generator"].cpu())
+            loader.load_state_dict(ck["loader"] if "loader" in ck else {"generator": ck["generator"]})  # or older
             step, epoch, elapsed = ck["step"], ck["epoch"], ck["seconds"]
             history = ck["metrics"]
             print(f"resumed from {checkpoint_path} at step {step} (epoch {epoch})", file=sys.stderr)
@@ -247,14 +337,13 @@ def fit(
             t0 = time.perf_counter()
             model.train()
             objective.train()
-            batches = iter(loader)
+            batches = loader.epoch(epoch)  # this rank's share of each global batch
             loss_sum = torch.zeros(members, device=device)
             correct = torch.zeros(members, device=device, dtype=torch.long)
             seen = 0
             bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first diverged step of this epoch
             bad_loss = torch.zeros(members, device=device)
         xb, yb = next(batches)
-        xb, yb = world.shard(xb, yb)  # this rank's slice of the global batch (all of it without torchrun)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         lr = recipe.lr_at(step)
@@ -302,10 +391,10 @@ def fit(
         epochs_this_run += 1
         correct = world.sum(correct)  # the global batches' correct counts
         world.broadcast_buffers(model)  # every rank validates rank 0's model (BatchNorm statistics)
-        val_logits = predict(model, data.x["val"], device, recipe.eval_batch_size)
+        val_logits = loader.val_logits(model, device, recipe.eval_batch_size)
         elapsed += time.perf_counter() - t0
         for g, (rows, path) in enumerate(zip(history, metrics_paths)):
-            val = evaluate_logits(val_logits[:, g], data.y["val"])
+            val = evaluate_logits(val_logits[:, g], loader.val_labels)
             rows.append({
                 "epoch": epoch, "step": step + 1, "lr": recipe.lr_at(step),
                 "train_loss": float(loss_sum[g]) / max(seen, 1), "train_acc": float(correct[g]) / max(seen, 1),
@@ -319,7 +408,7 @@ def fit(
             if world.is_main:
                 torch_save({
                     "fingerprint": run_fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "generator": gen.get_state(), "step": step + 1, "epoch": epoch,
+                    "loader": loader.state_dict(), "step": step + 1, "epoch": epoch,
                     "metrics": history, "seconds": elapsed,
                 }, checkpoint_path)
             world.barrier()  # no rank goes on (or is stopped) before rank 0's checkpoint is complete
@@ -375,7 +464,7 @@ class Members(nn.Module):
 
 def train_group(
     arch: str,
-    data: Prepared,
+    data: Prepared | StreamIndex,
     recipe: Recipe,
     objective: Objective,
     *,
@@ -390,6 +479,7 @@ def train_group(
     stop_after_epochs: int | None = None,
     run_names: Sequence[str] = (),
     world: World = SINGLE,
+    stream_loader: dict | None = None,
 ) -> tuple[list[model_registry.Classifier], dict]:
     """Train G models of ``arch`` on one batch stream, one per member of ``objective``; returns the
     G trained models and the summary of :func:`fit`.
@@ -409,7 +499,7 @@ def train_group(
     summary = fit(
         model, data, recipe, objective, seed=seed, device=device, checkpoint_path=checkpoint_path,
         metrics_paths=metrics_paths, run_fingerprint=run_fingerprint, callbacks=callbacks, progress=progress,
-        stop_after_epochs=stop_after_epochs, run_names=run_names, world=world,
+        stop_after_epochs=stop_after_epochs, run_names=run_names, world=world, stream_loader=stream_loader,
     )
     model.cpu()
     out = []
@@ -470,7 +560,7 @@ def _train_job(a, world: World) -> None:
     if world.is_main:
         remove_stale_temps(ckpt, *outs, *a.metrics, *([probe_out] if probe_out else []))
     world.barrier()
-    data = data_mod.load(a.data)
+    data = source.load(a.data)
     recipe = Recipe.from_dict(a.recipe)
     runs = a.runs or [p.parent.name for p in outs]
     teachers, teacher_models = {}, {}
@@ -489,6 +579,7 @@ def _train_job(a, world: World) -> None:
     group = {"runs": runs, "fused": bool(a.fuse)} if g > 1 or a.fuse else None  # a job of several models
     callbacks = []
     if a.probe:
+        source.require_resident(data, "the mutual-information probe (teachers[].probe)")
         callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
     elif probe_out and world.is_main:  # a teacher of a grid without a probe: its probe output is a placeholder
         write_probe_placeholder(probe_out)
@@ -504,7 +595,7 @@ def _train_job(a, world: World) -> None:
     models, summary = train_group(
         a.arch, data, recipe, objective, seed=a.seed, fuse=a.fuse, device=device, checkpoint_path=ckpt,
         metrics_paths=a.metrics, run_fingerprint=fp, callbacks=callbacks, progress=a.progress,
-        stop_after_epochs=a.stop_after_epochs, run_names=runs, world=world,
+        stop_after_epochs=a.stop_after_epochs, run_names=runs, world=world, stream_loader=a.stream_loader,
     )
     if not world.is_main:  # rank 0 writes the models, records and removes the checkpoint
         world.barrier()

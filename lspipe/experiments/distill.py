@@ -246,6 +246,13 @@ class DistillationPlan:
     def __init__(self, plan):
         self._paths, self._config = plan.paths, plan.config
         self.entries = entries_by_dataset(plan.config.get("distillation", []))  # raises ConfigError
+        streamed = [d for d in self.entries if (plan.config["datasets"].get(d) or {}).get("storage") == "streaming"]
+        if streamed:  # a streamed dataset's dumps leave out the whole training split's logits (lspipe.engine.activations)
+            raise ConfigError(
+                f"distillation: gamma of Fig. 5 averages over the whole training split's logits, which a streamed "
+                f"dataset's dump leaves out, but dataset {streamed[0]!r} is streamed; set "
+                f"datasets.{streamed[0]}.storage: resident, or remove its distillation entry"
+            )
 
     @cached_property
     def twins(self) -> dict[str, dict[str, str]]:

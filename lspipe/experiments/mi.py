@@ -154,6 +154,11 @@ def fig6_plan(config: dict) -> dict[tuple[str, str], dict]:
                 f"mi.alphas {missing} are not in teachers[{i}].alphas {g['alphas']} (the probed grid "
                 f"{g['dataset']}/{g['arch']}); add them there or remove them from mi.alphas"
             )
+        if (config["datasets"].get(g["dataset"]) or {}).get("storage") == "streaming":
+            raise ConfigError(
+                f"teachers[{i}].probe: the mutual-information probe holds its images in memory, but dataset "
+                f"{g['dataset']!r} is streamed; set datasets.{g['dataset']}.storage: resident, or remove the probe"
+            )
         c0, c1 = g["probe"]["classes"]
         plan[(g["dataset"], g["arch"])] = {
             "alphas": alphas, "seeds": list(g["seeds"]),

@@ -164,6 +164,13 @@ class ProjectionPlan:
         return self._paths.figures("fig1_projections") if self._config.get("projections", {}).get("rows") else []
 
 
+def class_labels(dump: Dump, names: Sequence[str]) -> list[str]:
+    """How a figure shows classes: the display name a dump records for a WordNet-id class
+    (``class_names``, from ImageNet's ``LOC_synset_mapping.txt``: "tench (n01440764)"), else the name."""
+    shown = json.loads(dump.meta("class_names") or "{}")
+    return [f"{shown[n]} ({n})" if n in shown else n for n in names]
+
+
 def share_row_scale(axes_row, panels: Sequence[Panel], pad: float = 0.06) -> float:
     """One axis scale for every panel of a row: each panel is centred on its own points and
     templates, and every panel spans the same square width (the largest extent in the row, plus
@@ -297,8 +304,9 @@ def projection_figure(rows: Sequence[dict], hard_dumps: Sequence[str | Path], ls
             ax.set_xlabel("plane axis 1", fontsize=7, labelpad=1)
         share_row_scale(axes[i], panels)
         title = row.get("title") or f"{d.meta('dataset')} / {d.meta('arch')}"
-        axes[i, 0].set_ylabel(f"{title}\n({', '.join(names)})\nplane axis 2", fontsize=7)
-        handles = [Line2D([], [], ls="", marker="o", ms=4, color=f"C{c}", label=n) for c, n in enumerate(names)]
+        shown = class_labels(d, names)
+        axes[i, 0].set_ylabel(f"{title}\n({', '.join(shown)})\nplane axis 2", fontsize=7)
+        handles = [Line2D([], [], ls="", marker="o", ms=4, color=f"C{c}", label=n) for c, n in enumerate(shown)]
         handles.append(Line2D([], [], ls="", marker="*", ms=8, color="0.6", mec="black", label="class template"))
         axes[i, 0].legend(handles=handles, loc="best", fontsize=6, frameon=True, framealpha=0.7)
         all_panels.append(panels)

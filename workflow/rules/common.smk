@@ -95,7 +95,7 @@ _VERIFIED_DATA = {}
 
 
 def checked_data(dataset):
-    """P.data(dataset), verified against the checksums recorded in it (lspipe.core.data.verify) when
+    """P.data(dataset), verified against the checksums recorded in it (lspipe.core.source.verify) when
     it exists: an input function, so a damaged prepared file stops the workflow while the DAG is
     built, before Snakemake plans (and deletes the outputs of) every job made from it."""
     path = P.data(dataset)
@@ -105,10 +105,10 @@ def checked_data(dataset):
         return path  # prepare_data makes it
     key = (path, st.st_size, st.st_mtime_ns)
     if key not in _VERIFIED_DATA:
-        import lspipe.core.data
+        import lspipe.core.source
 
         try:
-            lspipe.core.data.verify(path)
+            lspipe.core.source.verify(path)
             _VERIFIED_DATA[key] = None
         except lspipe.base.errors.DataError as err:
             _VERIFIED_DATA[key] = str(err)
@@ -209,4 +209,51 @@ def source_digest(dataset):
     prepares the data again. Computed each time the workflow is planned."""
     import lspipe.core.data
 
-    return lspipe.core.data.source_digest(config["datasets"][dataset])
+    if dataset not in _SOURCE_DIGESTS:  # once per workflow run: ImageNet's tree is 1.3M files
+        _SOURCE_DIGESTS[dataset] = lspipe.core.data.source_digest(config["datasets"][dataset])
+    return _SOURCE_DIGESTS[dataset]
+
+
+_SOURCE_DIGESTS = {}
+
+
+_STORAGE = {}
+
+
+def data_storage(dataset):
+    """"resident" or "streaming": how dataset `dataset` is prepared and read (lspipe.core.source.storage:
+    datasets.<name>.storage, and for `auto` the size of its images against streaming.resident_max_gb).
+    A `params:` value of prepare_data, so a changed choice prepares the data again. Decided once per
+    dataset and workflow run; the image count of an `auto` ImageFolder tree is source_digest's."""
+    import lspipe.core.source
+
+    options = config["datasets"][dataset]
+    if dataset not in _STORAGE:
+        auto_tree = options.get("storage") == "auto" and options.get("source") == "imagefolder"
+        try:
+            # "<N> files, ..." (lspipe.core.data.source_digest), or "no files under <root>"
+            images = int(re.match(r"(\d+) files|", source_digest(dataset)).group(1) or 0) if auto_tree else None
+            _STORAGE[dataset] = lspipe.core.source.storage(dataset, options, config["streaming"], images)[0]
+        except lspipe.base.errors.DataError as err:
+            raise WorkflowError(str(err))
+    return _STORAGE[dataset]
+
+
+def index_settings(dataset):
+    """The streaming settings the index of `dataset` records (lspipe.core.source.INDEX_SETTINGS) as JSON,
+    "{}" for a resident dataset: a `params:` value of prepare_data, so changing one rebuilds an index only."""
+    import lspipe.core.source
+
+    if data_storage(dataset) != "streaming":
+        return "{}"
+    return json.dumps(lspipe.core.source.index_settings(config["streaming"]), sort_keys=True)
+
+
+# The streamed datasets' loader settings (DataLoader workers, prefetching, pinned memory) reach the training
+# and analysis jobs through the environment (LSPIPE_STREAM_LOADER, read by lspipe.core.source.loader_settings;
+# a job on a cluster parses this file too and sets it again). They change the speed, not the batches, so
+# they are no `params:` value: changing them reruns nothing.
+os.environ.update(
+    LSPIPE_STREAM_LOADER=json.dumps({k: config["streaming"][k] for k in ("workers", "prefetch_factor", "pin_memory")},
+                                    sort_keys=True)
+)

@@ -1,5 +1,6 @@
 rule prepare_data:
-    """Prepare one dataset into a single .npz with fixed, seeded, stratified train/val/test splits."""
+    """Prepare one dataset into a single .npz with fixed, seeded, stratified train/val/test splits: its
+    images (resident), or an index of its ImageFolder tree (streaming; lspipe.core.source)."""
     output:
         P.data("{dataset}"),
     params:
@@ -7,6 +8,11 @@ rule prepare_data:
         # the source files as they are now (count and digest of paths, sizes, mtimes): adding,
         # replacing or deleting an image changes it, and Snakemake's params trigger prepares the data again
         sources=lambda wc: source_digest(wc.dataset),
+        # resident or streaming (lspipe.core.stream.choose_storage), and for an index the streaming
+        # settings it records (lspipe.core.source.INDEX_SETTINGS): a change prepares the data again
+        storage=lambda wc: data_storage(wc.dataset),
+        streaming=lambda wc: index_settings(wc.dataset),
+    threads: 16
     log:
         P.log("prepare_data", "{dataset}"),
     benchmark:
@@ -16,4 +22,5 @@ rule prepare_data:
     conda:
         ENV_TRAIN
     shell:
-        "lspipe prepare-data --name {wildcards.dataset} --options {params.options:q} --out {output:q} > {log:q} 2>&1"
+        "lspipe prepare-data --name {wildcards.dataset} --options {params.options:q} --streaming {params.streaming:q} "
+        "--storage {params.storage} --workers {threads} --out {output:q} > {log:q} 2>&1"

@@ -24,6 +24,8 @@ rule analyse_model:
         # the calibration JSON's format (2: validation metrics at T = 1 and ECE floors): a new format reruns every model's analysis
         format=lspipe.experiments.calibration.FORMAT_VERSION,
         device=config["device"],
+        # images per batch of a streamed dataset's dump (the last bits of float32 logits may depend on it); 0: resident
+        eval_batch_size=lambda wc: config["streaming"]["eval_batch_size"] if data_storage(wc.dataset) == "streaming" else 0,
     threads: config["threads"]
     resources:
         gpu=GPU,
@@ -40,6 +42,7 @@ rule analyse_model:
         "lspipe analyse-model --model {input.model:q} --data {input.data:q} --out {output.dump:q} "
         "--eval-out {output.eval:q} --calibration-out {output.calibration:q} --bins {params.bins} "
         "--max-train {params.max_train} --compression {params.compression} --chunk-rows {params.chunk_rows} "
+        "--eval-batch-size {params.eval_batch_size} "
         "--device {params.device} --threads {threads} > {log:q} 2>&1"
 
 

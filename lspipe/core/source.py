@@ -1,0 +1,169 @@
+"""One reader of prepared data, and the ``prepare-data`` command that writes it.
+
+A dataset's prepared artefact, ``<results>/data/<name>.npz``, is one of two kinds, chosen per
+dataset by :func:`lspipe.core.stream.choose_storage` (``datasets.<name>.storage``):
+
+* **resident** (:mod:`lspipe.core.data`): every image decoded into uint8 arrays, a
+  :class:`~lspipe.core.data.Prepared` in memory;
+* **streaming** (:mod:`lspipe.core.stream`): an index of an ImageFolder tree read where it lies,
+  a :class:`~lspipe.core.stream.StreamIndex` (its file has ``rows_<split>`` instead of ``x_<split>``).
+
+:func:`load` reads either, by what the file holds, so every command that reads prepared data
+(training, dumps) takes one path and gets one of the two; both carry ``classes``, ``mean``,
+``std``, ``meta``, ``y``, ``index``, ``image_shape`` and ``digest`` (the file's content digest),
+so model building, fingerprints and identity checks take either. What needs the pixels of a
+whole split at once (the mutual-information probe's images) asks :func:`require_resident`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from lspipe.base.args import json_arg
+from lspipe.base.defaults import default, fill
+from lspipe.base.errors import DataError
+from lspipe.base.io import remove_stale_temps
+from lspipe.core import data, stream
+from lspipe.core.data import SPLITS, Prepared
+from lspipe.core.stream import StreamIndex
+
+# The `streaming` settings an index depends on (recorded in its meta): the workflow passes them to
+# prepare_data as a parameter, so changing one rebuilds the index (and retrains what was trained on it).
+INDEX_SETTINGS = ("verify", "stats_images", "eval_crop_fraction", "crop_scale", "crop_ratio")
+# the members of an index file (lspipe.core.stream.write_index), checked by verify()
+INDEX_MEMBERS = ("paths", "offsets", "labels", "sizes", "mtimes", "classes", "mean", "std", "meta",
+                 *(f"{k}_{s}" for k in ("rows", "i") for s in SPLITS))
+# the options of datasets.<name> that build_index takes
+_INDEX_OPTIONS = ("val_size", "split_seed", "image_size", "channels", "train_per_class", "skip_unreadable")
+
+
+def is_index(path: str | os.PathLike) -> bool:
+    """Whether the prepared file at ``path`` is a streaming index (it has ``rows_train``)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "rows_train.npy" in zf.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False  # a damaged file: the resident reader names it
+
+
+def load(path: str | os.PathLike) -> Prepared | StreamIndex:
+    """The prepared dataset at ``path``: a :class:`Prepared` (resident) or a :class:`StreamIndex`."""
+    if Path(path).exists() and is_index(path):
+        return stream.load_index(path)
+    return data.load(path)
+
+
+def verify(path: str | os.PathLike) -> None:
+    """:func:`lspipe.core.data.verify` for either kind of prepared file."""
+    data.verify(path, INDEX_MEMBERS if is_index(path) else None)
+
+
+def is_streamed(prepared) -> bool:
+    return isinstance(prepared, StreamIndex)
+
+
+def require_resident(prepared, what: str) -> None:
+    """Refuse a streamed dataset for ``what`` (something that needs a split's pixels in memory),
+    naming the dataset and the fix."""
+    if is_streamed(prepared):
+        name = prepared.meta.get("name", "<name>")
+        raise DataError(f"{what} needs the images of dataset {name!r} in memory, but it is streamed; "
+                        f"set datasets.{name}.storage: resident (or leave {what} out for it)")
+
+
+def eval_batches(idx: StreamIndex, split: str, batch_size: int, **kwargs):
+    """:func:`lspipe.core.stream.eval_batches` for evaluations and dumps, whose rows must be every
+    image of their positions: an unreadable image is an error (never skipped), naming the image and
+    both fixes (``kwargs``: the loader's settings)."""
+    kwargs["skip_unreadable"] = False
+    try:
+        yield from stream.eval_batches(idx, split, batch_size, **kwargs)
+    except DataError as err:
+        raise DataError(f"{err} (an evaluation or dump needs every image of its split; streaming.verify: true "
+                        "finds the unreadable ones when the index is built, and with skip_unreadable leaves them out "
+                        "of it)") from None
+
+
+LOADER_ENV = "LSPIPE_STREAM_LOADER"  # the workflow's streaming loader settings (workflow/rules/common.smk)
+LOADER_SETTINGS = ("workers", "prefetch_factor", "pin_memory")
+
+
+def loader_settings(given: dict | None = None, environ=os.environ) -> dict:
+    """The DataLoader settings of a streamed dataset's loader (:data:`LOADER_SETTINGS`): ``given``
+    (a command's ``--stream-loader``), else the JSON in the environment variable
+    :data:`LOADER_ENV` (which the workflow sets from the config's ``streaming`` section), else none
+    (the schema's defaults). They change the speed, never the batches."""
+    if given is None:
+        try:
+            given = json.loads(environ.get(LOADER_ENV) or "{}")
+        except json.JSONDecodeError:
+            raise DataError(f"the environment variable {LOADER_ENV} is not JSON: unset it, or give --stream-loader") \
+                from None
+    unknown = sorted(set(given) - set(LOADER_SETTINGS))
+    if unknown:
+        raise DataError(f"unknown streaming loader setting(s) {unknown}; allowed: {', '.join(LOADER_SETTINGS)}")
+    return dict(given)
+
+
+def index_settings(streaming: dict | None) -> dict:
+    """The :data:`INDEX_SETTINGS` of a ``streaming`` config section (the schema's defaults filled in)."""
+    full = fill("streaming", dict(streaming or {}))
+    return {k: full[k] for k in INDEX_SETTINGS}
+
+
+def storage(name: str, options: dict, streaming: dict | None = None, images: int | None = None) -> tuple[str, str]:
+    """("resident" or "streaming", why) of ``datasets.<name>`` (:func:`lspipe.core.stream.choose_storage`
+    with ``streaming.resident_max_gb``)."""
+    limit = fill("streaming", dict(streaming or {}))["resident_max_gb"]
+    return stream.choose_storage(name, options, resident_max_gb=limit, images=images)
+
+
+def prepare(name: str, options: dict, out: str | os.PathLike, streaming: dict | None = None,
+            workers: int | None = 0, choice: str | None = None) -> Prepared | StreamIndex:
+    """Prepare ``datasets.<name>`` (``options``) into ``out``, atomically: the resident ``.npz``, or
+    the index of its tree (``streaming``: the config's section, for :data:`INDEX_SETTINGS` and
+    ``resident_max_gb``; ``workers`` decode the images the index needs). ``choice`` ("resident" or
+    "streaming") is the workflow's choice; None asks :func:`storage`."""
+    if choice is None:
+        choice, _ = storage(name, options, streaming)
+    elif choice not in ("resident", "streaming"):
+        raise DataError(f"--storage must be resident or streaming, got {choice!r}")
+    opts = dict(options)
+    opts.pop("storage", None)
+    if choice == "resident":
+        return data.prepare(name, opts.pop("source"), out, **opts)
+    settings = index_settings(streaming)
+    idx = stream.build_index(opts["root"], name=name, **{k: opts[k] for k in _INDEX_OPTIONS if k in opts},
+                             **settings, workers=workers)
+    stream.write_index(out, idx)
+    return load(out)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def cmd_prepare(a):
+    remove_stale_temps(a.out)
+    workers = a.workers if a.workers > 1 else 0  # one thread: decode in this process
+    p = prepare(a.name, dict(a.options or {}), a.out, a.streaming, workers, a.storage)
+    kind = "index of " + p.root if is_streamed(p) else "resident"
+    print(f"prepared {a.name} ({kind}): {p.meta['sizes']} {p.image_shape} {p.num_classes} classes -> {a.out}")
+
+
+def add_cli(sub) -> None:
+    """``lspipe prepare-data``: one dataset into one prepared ``.npz`` with fixed splits (resident or an index)."""
+    s = sub.add_parser("prepare-data", aliases=["prepare"],
+                       help="prepare a dataset into one .npz with train/val/test splits (images, or an index of a tree)")
+    s.add_argument("--name", required=True)
+    s.add_argument("--options", type=json_arg, required=True, help="the config's datasets.<name> entry as JSON")
+    s.add_argument("--streaming", type=json_arg, default=None,
+                   help="the config's streaming section as JSON (the index's settings, resident_max_gb)")
+    s.add_argument("--storage", choices=["resident", "streaming"], default=None,
+                   help="resident or streaming (default: lspipe.core.stream.choose_storage decides, as the workflow does)")
+    s.add_argument("--workers", type=int, default=0,
+                   help="DataLoader workers decoding the images an index needs (0 or 1: in this process)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_prepare)
