@@ -14,6 +14,13 @@
 # With fuse / lockstep off no rule is generated and each model trains in its own job. Everything
 # downstream (dumps, evaluations, figures, one-figure rebuilds) sees the same files either way.
 
+def job_layout(job):
+    """The GPU layout (lspipe.launch) of a multi-model job: its teacher grid's, or the students'."""
+    if job["role"] == "teacher":
+        return TEACHER_LAYOUT[(job["dataset"], job["arch"])]
+    return STUDENT_LAYOUT[job["dataset"]]
+
+
 for _job in PLAN.grouped_jobs:
     _models = [(_job["dataset"], _job["arch"], _job["role"], r) for r in _job["runs"]]
 
@@ -36,10 +43,10 @@ for _job in PLAN.grouped_jobs:
             fuse="--fuse" if _job["fuse"] else "--no-fuse",
             device=config["device"],
             progress=PROGRESS,
+            **launch_params(lambda wc, j=_job: job_layout(j)),
         threads: config["threads"]
         resources:
-            gpu=GPU,
-            gpu_model=GPU_MODEL,
+            **train_resources(lambda wc, j=_job: job_layout(j)),
             mem_mb=config["resources"]["mem_mb"],
             # a multi-model job does (less than) the work of its models' separate runs
             runtime=training_runtime(_job["recipe"]) * len(_job["runs"]),
