@@ -26,6 +26,7 @@ Figures are printed and written as JSON (``--out``) with the machine they came f
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import statistics
@@ -500,6 +501,11 @@ def format_report(res: dict) -> str:
 
 
 def flops_per_image(arch: str, image_size: int, num_classes: int, in_channels: int = 3) -> dict:
+    return dict(_flops_per_image(arch, image_size, num_classes, in_channels))
+
+
+@functools.lru_cache(maxsize=None)
+def _flops_per_image(arch: str, image_size: int, num_classes: int, in_channels: int) -> dict:
     """FLOPs of one training image (forward + backward) and of its forward alone, counted by
     ``torch.utils.flop_counter`` on the model itself at ``image_size`` (matrix multiplications and
     convolutions, 2 FLOPs per multiply-add; element-wise work is not counted). The model and the batch

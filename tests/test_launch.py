@@ -1,0 +1,163 @@
+"""GPUs per model (lspipe.launch): layouts, SLURM resources, the launch command line, the training rules of
+the ImageNet preset on the slurm profile (dry run), and its GPU-hours from the FLOP count (lspipe bench)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO, make_workdir, snakemake
+from lspipe import bench, launch
+from lspipe.base.errors import ConfigError
+from test_slurm import PROFILES, planned
+
+IMAGENET = REPO / "workflow" / "presets" / "imagenet.yaml"
+TRAIN = ["lspipe", "train", "--data", "d.npz", "--threads", "4"]
+RUN = [sys.executable, "-m", "torch.distributed.run"]
+
+
+# --------------------------------------------------------------------------- layouts and resources
+def test_layout_splits_gpus_into_whole_nodes():
+    assert launch.layout(1, 8) == launch.Layout(1, 1, 1) and launch.layout(1, 8).single
+    assert launch.layout(8, 8) == launch.Layout(8, 1, 8)
+    assert launch.layout(4, 8) == launch.Layout(4, 1, 4)
+    assert launch.layout(16, 8) == launch.Layout(16, 2, 8) and launch.layout(16, 8).multi_node
+    assert launch.layout("auto", 8) == launch.Layout("auto", 1, None)
+    with pytest.raises(ConfigError, match=r"resources.gpus_per_model 12 .*multiple of 8"):
+        launch.layout(12, 8)
+    with pytest.raises(ConfigError, match="whole number"):
+        launch.layout(0, 8)
+    launch.check_batch(launch.layout(8, 8), 1024, "r", "resources.gpus_per_model")
+    with pytest.raises(ConfigError, match=r"recipes.r.batch_size 100 .* divide by 8"):
+        launch.check_batch(launch.layout(8, 8), 100, "r", "resources.gpus_per_model")
+
+
+def test_rule_resources_per_layout():
+    none = {"nodes": None, "tasks": None, "mpi": None, "slurm_extra": None, "cpus_per_task": None}
+    # one GPU (the default) and auto: exactly the resources of before (gpus_per_job, the GPU model)
+    assert launch.rule_resources(launch.layout(1, 8), gpus_per_job=1, gpu_model="a100", threads=4) == {
+        "gpu": 1, "gpu_model": "a100", **none}
+    assert launch.rule_resources(launch.layout("auto", 8), gpus_per_job=2, gpu_model=None, threads=4) == {
+        "gpu": 2, "gpu_model": None, **none}
+    # one node: --gpus=N and threads per process x N CPUs
+    assert launch.rule_resources(launch.layout(8, 8), gpus_per_job=1, gpu_model="h100", threads=4) == {
+        "gpu": 8, "gpu_model": "h100", **none, "cpus_per_task": 32}
+    # two nodes: one task per node, the GPUs per node through slurm_extra, the command in the batch script (mpi)
+    assert launch.rule_resources(launch.layout(16, 8), gpus_per_job=1, gpu_model="h100", threads=4) == {
+        "gpu": None, "gpu_model": None, "nodes": 2, "tasks": 2, "mpi": "srun",
+        "slurm_extra": "--gpus-per-node=h100:8", "cpus_per_task": 32}
+
+
+# --------------------------------------------------------------------------- the command line
+def test_launch_command_one_node_two_nodes_auto():
+    assert launch.command(TRAIN, 1) == TRAIN  # one GPU: the training command itself
+    assert launch.command(TRAIN, 8) == [*RUN, "--standalone", "--nproc-per-node=8", "--no-python", *TRAIN]
+    env = {"SLURM_JOB_NODELIST": "gpu[003-004]", "SLURM_JOB_ID": "4711"}
+    assert launch.command(TRAIN, 16, 2, environ=env, head_node=launch.first_host) == [
+        "srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1", *RUN, "--nnodes=2",
+        "--nproc-per-node=8", "--rdzv-backend=c10d", f"--rdzv-endpoint=gpu003:{20000 + 4711}", "--rdzv-id=lspipe-4711",
+        "--no-python", *TRAIN]
+    with pytest.raises(launch.LaunchError, match="needs a SLURM allocation"):
+        launch.command(TRAIN, 16, 2, environ={})
+    with pytest.raises(launch.LaunchError, match="evenly"):
+        launch.command(TRAIN, 9, 2, environ=env)
+    # auto: decided by the GPUs this machine has, plain training with one or none
+    for n, expected in ((0, TRAIN), (1, TRAIN), (4, [*RUN, "--standalone", "--nproc-per-node=4", "--no-python", *TRAIN])):
+        assert launch.command(TRAIN, "auto", device_count=lambda n=n: n) == expected
+
+
+@pytest.mark.parametrize("nodelist, head", [("gpu[003-005,9],gpu12", "gpu003"), ("a1,b2", "a1"), ("node7", "node7"),
+                                            ("n[10,2-3]", "n10"), ("x[1-2]-ib", "x1-ib")])
+def test_first_host_of_a_slurm_nodelist(nodelist, head):
+    assert launch.first_host(nodelist) == head
+
+
+def test_lspipe_launch_cli_dry_run(capsys):
+    from lspipe.cli import main
+
+    assert main(["launch", "--gpus", "2", "--dry-run", "--", *TRAIN]) == 0
+    assert shlex.split(capsys.readouterr().out) == [*RUN, "--standalone", "--nproc-per-node=2", "--no-python", *TRAIN]
+    assert main(["launch", "--gpus", "4", "--nodes", "2", "--dry-run", "--", *TRAIN]) == 2  # no SLURM here
+    assert "needs a SLURM allocation" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the ImageNet preset
+@pytest.fixture(scope="module")
+def tiny_tree(tmp_path_factory):
+    from lspipe import tiny_imagenet
+
+    root = tmp_path_factory.mktemp("tiny-imagenet")
+    tiny_imagenet.main([str(root), "--train-per-class", "4", "--val-per-class", "2"])
+    return root
+
+
+@pytest.mark.parametrize("gpus", [8, 16])
+def test_imagenet_preset_slurm_dry_run_requests_gpus_nodes_tasks(tmp_path, tiny_tree, gpus):
+    """The preset plans on the slurm profile: 6 Inception-v4 trainings asking for their GPUs (8: one node,
+    `--gpus=8`; 16: two nodes of 8, one task each), CPUs and a steps-scaled time, launched by `lspipe launch`;
+    dumps on one GPU; Table 2, Table 3 / Fig. 2, Fig. 1 and the claims; no distillation and no MI."""
+    work = make_workdir(tmp_path / "w", REPO / "config.yaml")
+    proc = snakemake(work, "-n", "--workflow-profile", str(PROFILES / "slurm"), "--configfile", str(IMAGENET),
+                     "--config", f"datasets={{imagenet: {{root: {tiny_tree}, val_size: 10}}}}",
+                     f"resources={{gpus_per_model: {gpus}}}")
+    preset = yaml.safe_load(IMAGENET.read_text())
+    res, rec = preset["resources"], preset["recipes"]["inception_v4"]
+    jobs = planned(proc.stdout + proc.stderr)
+    training = [j for j in jobs if j["rule"] == "train_teacher"]
+    assert len(training) == 6, (proc.stdout + proc.stderr)[-3000:]
+    for j in training:
+        r, args = j["resources"], shlex.split(j["shell"].split(">")[0])
+        assert r["runtime"] == str(max(res["min_runtime"], round(rec["steps"] / 1000 * res["minutes_per_1k_steps"])))
+        assert r["mem_mb"] == str(res["mem_mb"]) and r["cpus_per_task"] == str(preset["threads"] * 8)
+        i = args.index("--")
+        assert args[:i] == ["lspipe", "launch", "--gpus", str(gpus), "--nodes", str(gpus // 8)]
+        assert args[i + 1: i + 5] == ["lspipe", "train", "--data", "results/data/imagenet.npz"]
+        assert args[args.index("--arch") + 1] == "inception_v4"
+        if gpus == 8:
+            assert r["gpu"] == "8" and not {"nodes", "tasks", "mpi", "slurm_extra"} & set(r), r
+        else:
+            assert "gpu" not in r and (r["nodes"], r["tasks"], r["mpi"], r["slurm_extra"]) == (
+                "2", "2", "srun", "--gpus-per-node=8"), r
+    dumps = [j for j in jobs if j["rule"] == "analyse_model"]
+    assert len(dumps) == 6 and all(j["resources"]["gpu"] == "1" and "nodes" not in j["resources"] for j in dumps)
+    rules = {j["rule"] for j in jobs}
+    assert {"accuracy_table", "calibration_table", "reliability_figure", "projections_figure", "claims"} <= rules
+    assert not any(r.startswith(("train_student", "distillation", "mi_")) for r in rules), rules
+    # Fig. 1: the paper's classes by WordNet id, named in the row titles
+    rows = preset["projections"]["rows"]
+    assert [r["classes"] for r in rows] == [["n01440764", "n02138441", "n03041632"],
+                                           ["n02113624", "n02113712", "n01440764"]]
+    assert "tench" in rows[0]["title"] and "toy poodle" in rows[1]["title"]
+
+
+def test_flop_count_against_hand_computation():
+    """An MLP's FLOPs by hand: 2 per multiply-add; training adds the backward's weight gradients (every
+    layer) and input gradients (all but the first layer, whose input needs none)."""
+    d, h, k = 3 * 8 * 8, 1200, 10
+    fwd = 2 * (d * h + h * h + h * k)
+    f = bench.flops_per_image("mlp", 8, k)
+    assert f["forward"] == fwd
+    assert f["train"] == fwd + 2 * (d * h + h * h + h * k) + 2 * (h * h + h * k)
+    # Inception-v4 at 299 px: timm's published 12.3 GMACs forward (2 FLOPs each)
+    inc = bench.flops_per_image("inception_v4", 299, 1000)
+    assert inc["forward"] == pytest.approx(2 * 12.3e9, rel=0.01)
+
+
+def test_imagenet_preset_gpu_hours_from_flops():
+    """`lspipe bench --project` on the preset: GPU-hours = runs x steps x batch x training FLOPs per image /
+    the sustained FLOP/s; wall hours per model = that / runs / its 8 GPUs."""
+    cfg = yaml.safe_load(IMAGENET.read_text())
+    figures = {"machine": {"gpu": "G", "cpu": None}, "settings": {"batch_size": 128}, "results": [],
+               "sustained_tflops": 100}
+    pr = bench.project(cfg, figures)
+    (row,) = pr["rows"]
+    train = bench.flops_per_image("inception_v4", 299, 1000)["train"]
+    hours = 6 * 108208 * 1024 * train / 100e12 / 3600
+    assert row["rate_source"] == "flops" and row["hours"] == pytest.approx(hours)
+    assert 130 < hours < 140  # 6 x 22.6 H100-hours, as the preset's header and docs/benchmarks.md say
+    assert row["wall_hours_per_run"] == pytest.approx(hours / 6 / 8) and pr["total_hours"] == pytest.approx(hours)
+    text = bench.format_projection(pr)
+    assert "from FLOPs" in text and "73.49 GFLOP per training image" in text
