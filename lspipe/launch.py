@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -204,9 +205,9 @@ def _gpus(text: str):
 
 def cmd_launch(a) -> None:
     argv = command(a.train, a.gpus, a.nodes)
-    print("lspipe launch: " + " ".join(argv), file=sys.stderr, flush=True)
+    print("lspipe launch: " + shlex.join(argv), file=sys.stderr, flush=True)
     if a.dry_run:
-        print(" ".join(argv))
+        print(shlex.join(argv))
         return
     sys.stdout.flush()
     os.execvp(argv[0], argv)  # the launcher becomes the training (SLURM's signals reach it directly)

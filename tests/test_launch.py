@@ -84,6 +84,44 @@ def test_lspipe_launch_cli_dry_run(capsys):
     assert "needs a SLURM allocation" in capsys.readouterr().err
 
 
+def test_lspipe_launch_trains_one_model_on_two_processes(tmp_path):
+    """`lspipe launch --gpus 2` really starts torchrun with two ranks of `lspipe train` (gloo on the CPU), and
+    the model they train is the one-process run's with the same global batch (lspipe.engine.distributed)."""
+    import os
+    import subprocess
+
+    import torch
+
+    from lspipe.cli import main
+    from lspipe.core import data as D
+
+    D.prepare("digits", "digits", tmp_path / "digits.npz", val_size=0.2, test_size=0.25)
+    recipe = '{"steps": 16, "batch_size": 64, "lr": 0.05, "grad_clip": 1.0, "augment": {"pad": 1, "flip": true}}'
+
+    def train(out):
+        return ["lspipe", "train", "--data", "digits.npz", "--arch", "mlp", "--recipe", recipe, "--seed", "3",
+                "--objectives", '[{"kind": "ls", "alpha": 0.1}]', "--out", f"{out}/model.pt", "--metrics",
+                f"{out}/metrics.csv", "--no-progress", "--device", "cpu", "--threads", "1"]
+
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # each rank notes its RANK and WORLD_SIZE, then becomes `lspipe train`
+    rank_note = ["sh", "-c", 'echo "$RANK $WORLD_SIZE" >> ranks.txt && exec "$@"', "sh"]
+    proc = subprocess.run([sys.executable, "-m", "lspipe", "launch", "--gpus", "2", "--", *rank_note, *train("two")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert sorted((tmp_path / "ranks.txt").read_text().splitlines()) == ["0 2", "1 2"]
+    cwd, threads = os.getcwd(), torch.get_num_threads()
+    try:
+        os.chdir(tmp_path)
+        assert main(train("one")[1:]) == 0
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(threads)
+    a, b = (torch.load(tmp_path / d / "model.pt", map_location="cpu", weights_only=False)["state_dict"]
+            for d in ("one", "two"))
+    assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+
+
 # --------------------------------------------------------------------------- the ImageNet preset
 @pytest.fixture(scope="module")
 def tiny_tree(tmp_path_factory):
