@@ -183,6 +183,13 @@ STUDENT_LAYOUT = {
 MULTI_GPU = not all(lay.single for lay in [*TEACHER_LAYOUT.values(), *STUDENT_LAYOUT.values()])
 
 
+def job_layout(job):
+    """The GPU layout of a multi-model job (grouped.smk): its teacher grid's, or the students'."""
+    if job["role"] == "teacher":
+        return TEACHER_LAYOUT[(job["dataset"], job["arch"])]
+    return STUDENT_LAYOUT[job["dataset"]]
+
+
 def train_resources(layout_of):
     """The GPU, node, task and CPU resources of a training rule (lspipe.launch.rule_resources) from
     ``layout_of(wildcards)``: keyword arguments of the rule's `resources:` (None values are dropped)."""
@@ -194,8 +201,8 @@ def train_resources(layout_of):
 
 
 def launch_params(layout_of):
-    """The `launch` parameter of a training rule when some model has several GPUs: `lspipe launch <layout> -- `
-    before `lspipe train` for a multi-GPU model, empty for a one-GPU one; none at all otherwise. A parameter,
+    """The `launch` parameter of the training rules, when some model has several GPUs (`lspipe launch <layout> -- `
+    before `lspipe train` for a multi-GPU model, empty for a one-GPU one), none at all otherwise. A parameter,
     so a changed GPU count retrains (BatchNorm normalises each GPU's slice of the batch)."""
     if not MULTI_GPU:
         return {}

@@ -14,13 +14,6 @@
 # With fuse / lockstep off no rule is generated and each model trains in its own job. Everything
 # downstream (dumps, evaluations, figures, one-figure rebuilds) sees the same files either way.
 
-def job_layout(job):
-    """The GPU layout (lspipe.launch) of a multi-model job: its teacher grid's, or the students'."""
-    if job["role"] == "teacher":
-        return TEACHER_LAYOUT[(job["dataset"], job["arch"])]
-    return STUDENT_LAYOUT[job["dataset"]]
-
-
 for _job in PLAN.grouped_jobs:
     _models = [(_job["dataset"], _job["arch"], _job["role"], r) for r in _job["runs"]]
 
