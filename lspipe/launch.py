@@ -19,8 +19,8 @@ Three cases:
   ``nodes=M``, ``tasks=M`` (one task per node) and ``--gpus-per-node=G`` (through ``slurm_extra``;
   the plugin's ``gpu`` is the job's total, which SLURM need not spread evenly), and declares
   ``mpi`` so that the plugin runs the command once in the batch script instead of wrapping it in a
-  one-task ``srun``. The command then starts one ``torchrun`` per node with ``srun``; they meet at a
-  c10d rendezvous on the first node of ``$SLURM_JOB_NODELIST``.
+  one-task ``srun``. The command then starts one ``torchrun`` per node with ``srun`` (:func:`srun_command`);
+  they meet at a c10d rendezvous on the job's first node (:func:`slurm_allocation`).
 
 ``auto`` (``gpus_per_model: auto``) decides on the machine that runs the job, not when the workflow
 is planned (a login node has no GPUs): one process per GPU that ``torch.cuda.device_count()`` sees
@@ -37,7 +37,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -140,17 +139,43 @@ def first_host(nodelist: str) -> str:
     return f"{m.group(1)}{first}{m.group(3)}"
 
 
-def _head_node(nodelist: str) -> str:
-    """The first node of the allocation: ``scontrol show hostnames`` when there is one, else :func:`first_host`."""
-    if shutil.which("scontrol"):
-        try:
-            out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
-                                 timeout=60).stdout.split()
-            if out:
-                return out[0]
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return first_host(nodelist)
+@dataclass(frozen=True)
+class Allocation:
+    """The SLURM job a multi-node model runs in: its id, its first node (the rendezvous host) and the CPUs
+    of each of its tasks (one task per node)."""
+
+    job_id: str
+    head: str
+    cpus_per_task: int | None
+
+
+def _scontrol(*args: str) -> str:
+    try:
+        return subprocess.run(["scontrol", *args], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def slurm_allocation(environ=os.environ) -> Allocation | None:
+    """The SLURM job this process runs in, or None outside one.
+
+    The Snakemake SLURM plugin's job step removes the job's ``SLURM_*`` variables except ``SLURM_JOB_ID``
+    before it runs a rule's command (so that a nested ``srun`` does not inherit the batch step's
+    settings), so the node list and CPUs per task come from ``scontrol show job`` when the environment
+    lacks them."""
+    job = environ.get("SLURM_JOB_ID") or environ.get("SLURM_JOBID")
+    if not job:
+        return None
+    nodelist, cpus = environ.get("SLURM_JOB_NODELIST"), environ.get("SLURM_CPUS_PER_TASK")
+    if not nodelist or not cpus:
+        record = dict(tok.split("=", 1) for tok in _scontrol("show", "job", "-o", job).split() if "=" in tok)
+        nodelist = nodelist or record.get("NodeList")
+        cpus = cpus or record.get("CPUs/Task")
+    if not nodelist or nodelist == "(null)":
+        return None
+    hosts = _scontrol("show", "hostnames", nodelist).split()
+    return Allocation(job, hosts[0] if hosts else first_host(nodelist),
+                      int(cpus) if cpus and str(cpus).isdigit() else None)
 
 
 def _device_count() -> int:
@@ -159,8 +184,23 @@ def _device_count() -> int:
     return torch.cuda.device_count()
 
 
+def srun_command(train: list[str], nodes: int, per_node: int, alloc: Allocation, python: str = sys.executable) -> list[str]:
+    """One ``torchrun`` per node of ``alloc`` started by ``srun``, meeting at a c10d rendezvous on its first node.
+
+    The step's geometry is given in full (job, nodes, one task per node, the task's CPUs, the node's GPUs, all
+    of the job's memory on each node): the plugin's job step removed the ``SLURM_*`` variables from which
+    ``srun`` would otherwise take it."""
+    port = PORT_BASE + int(re.sub(r"\D", "", alloc.job_id) or 0) % PORT_SPAN
+    step = ["srun", f"--jobid={alloc.job_id}", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1",
+            *([f"--cpus-per-task={alloc.cpus_per_task}"] if alloc.cpus_per_task else []),
+            f"--gpus-per-node={per_node}", "--mem=0", "--kill-on-bad-exit=1"]
+    return [*step, python, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--nproc-per-node={per_node}",
+            "--rdzv-backend=c10d", f"--rdzv-endpoint={alloc.head}:{port}", f"--rdzv-id=lspipe-{alloc.job_id}",
+            "--no-python", *train]
+
+
 def command(train: list[str], gpus, nodes: int = 1, *, environ=os.environ, python: str = sys.executable,
-            device_count=_device_count, head_node=_head_node) -> list[str]:
+            device_count=_device_count, allocation=slurm_allocation) -> list[str]:
     """The command line that trains one model on ``gpus`` GPUs (``"auto"``: every GPU of this machine) on
     ``nodes`` nodes, ``train`` being the one-process training command (``lspipe train ...``)."""
     if not train:
@@ -176,19 +216,16 @@ def command(train: list[str], gpus, nodes: int = 1, *, environ=os.environ, pytho
     lay = layout(gpus, gpus // nodes, "--gpus")
     if lay.single:
         return list(train)
-    run = [python, "-m", "torch.distributed.run"]
     if not lay.multi_node:
-        return [*run, "--standalone", f"--nproc-per-node={lay.per_node}", "--no-python", *train]
-    nodelist, job = environ.get("SLURM_JOB_NODELIST"), environ.get("SLURM_JOB_ID")
-    if not nodelist or not job:
+        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={lay.per_node}",
+                "--no-python", *train]
+    alloc = allocation(environ)
+    if alloc is None:
         raise LaunchError(
-            f"a model on {nodes} nodes needs a SLURM allocation of them (SLURM_JOB_NODELIST and SLURM_JOB_ID are unset): "
+            f"a model on {nodes} nodes needs a SLURM allocation of them (no SLURM job here: SLURM_JOB_ID is unset): "
             f"run the workflow with the slurm profile (workflow/profiles/slurm), or set resources.gpus_per_model "
             f"to at most the GPUs of one machine (or auto)")
-    port = PORT_BASE + int(re.sub(r"\D", "", job) or 0) % PORT_SPAN
-    return ["srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
-            *run, f"--nnodes={nodes}", f"--nproc-per-node={lay.per_node}", "--rdzv-backend=c10d",
-            f"--rdzv-endpoint={head_node(nodelist)}:{port}", f"--rdzv-id=lspipe-{job}", "--no-python", *train]
+    return srun_command(train, nodes, lay.per_node, alloc, python)
 
 
 def _gpus(text: str):

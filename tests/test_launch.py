@@ -55,18 +55,39 @@ def test_rule_resources_per_layout():
 def test_launch_command_one_node_two_nodes_auto():
     assert launch.command(TRAIN, 1) == TRAIN  # one GPU: the training command itself
     assert launch.command(TRAIN, 8) == [*RUN, "--standalone", "--nproc-per-node=8", "--no-python", *TRAIN]
-    env = {"SLURM_JOB_NODELIST": "gpu[003-004]", "SLURM_JOB_ID": "4711"}
-    assert launch.command(TRAIN, 16, 2, environ=env, head_node=launch.first_host) == [
-        "srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1", *RUN, "--nnodes=2",
-        "--nproc-per-node=8", "--rdzv-backend=c10d", f"--rdzv-endpoint=gpu003:{20000 + 4711}", "--rdzv-id=lspipe-4711",
-        "--no-python", *TRAIN]
+    alloc = launch.Allocation("4711", "gpu003", 32)
+    assert launch.command(TRAIN, 16, 2, allocation=lambda env: alloc) == [
+        "srun", "--jobid=4711", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--cpus-per-task=32",
+        "--gpus-per-node=8", "--mem=0", "--kill-on-bad-exit=1", *RUN, "--nnodes=2", "--nproc-per-node=8",
+        "--rdzv-backend=c10d", f"--rdzv-endpoint=gpu003:{20000 + 4711}", "--rdzv-id=lspipe-4711", "--no-python", *TRAIN]
     with pytest.raises(launch.LaunchError, match="needs a SLURM allocation"):
         launch.command(TRAIN, 16, 2, environ={})
     with pytest.raises(launch.LaunchError, match="evenly"):
-        launch.command(TRAIN, 9, 2, environ=env)
+        launch.command(TRAIN, 9, 2, allocation=lambda env: alloc)
     # auto: decided by the GPUs this machine has, plain training with one or none
     for n, expected in ((0, TRAIN), (1, TRAIN), (4, [*RUN, "--standalone", "--nproc-per-node=4", "--no-python", *TRAIN])):
         assert launch.command(TRAIN, "auto", device_count=lambda n=n: n) == expected
+
+
+def test_slurm_allocation_from_the_environment_or_scontrol(monkeypatch):
+    """Inside a job of the Snakemake SLURM plugin only SLURM_JOB_ID is left: the node list and the CPUs per
+    task then come from `scontrol show job`, the first host from `scontrol show hostnames`."""
+    calls = []
+
+    def scontrol(*args):
+        calls.append(args)
+        if args[:2] == ("show", "job"):
+            return "JobId=77 NodeList=gpu[07-08] NumNodes=2 CPUs/Task=64 TresPerNode=gres:gpu:8\n"
+        return "gpu07\ngpu08\n" if args[:2] == ("show", "hostnames") else ""
+
+    monkeypatch.setattr(launch, "_scontrol", scontrol)
+    assert launch.slurm_allocation({}) is None
+    assert launch.slurm_allocation({"SLURM_JOB_ID": "77"}) == launch.Allocation("77", "gpu07", 64)
+    assert calls[0] == ("show", "job", "-o", "77")
+    calls.clear()  # a batch script's own environment needs no job record
+    env = {"SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_CPUS_PER_TASK": "16"}
+    assert launch.slurm_allocation(env) == launch.Allocation("77", "gpu07", 16)
+    assert calls == [("show", "hostnames", "gpu[07-08]")]
 
 
 @pytest.mark.parametrize("nodelist, head", [("gpu[003-005,9],gpu12", "gpu003"), ("a1,b2", "a1"), ("node7", "node7"),
