@@ -3,6 +3,7 @@ the ImageNet preset on the slurm profile (dry run), and its GPU-hours from the F
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
@@ -108,7 +109,6 @@ def test_lspipe_launch_cli_dry_run(capsys):
 def test_lspipe_launch_trains_one_model_on_two_processes(tmp_path):
     """`lspipe launch --gpus 2` really starts torchrun with two ranks of `lspipe train` (gloo on the CPU), and
     the model they train is the one-process run's with the same global batch (lspipe.engine.distributed)."""
-    import os
     import subprocess
 
     import torch
@@ -220,3 +220,71 @@ def test_imagenet_preset_gpu_hours_from_flops():
     assert row["wall_hours_per_run"] == pytest.approx(hours / 6 / 8) and pr["total_hours"] == pytest.approx(hours)
     text = bench.format_projection(pr)
     assert "from FLOPs" in text and "73.49 GFLOP per training image" in text
+
+
+# --------------------------------------------------------------------------- a real SLURM (opt-in)
+MULTI_GPU_SLURM = pytest.mark.skipif(
+    not os.environ.get("LSPIPE_TEST_SLURM_MULTIGPU"),
+    reason="opt-in (about a minute): set LSPIPE_TEST_SLURM_MULTIGPU=1 to run multi-GPU jobs on a test SLURM cluster")
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@MULTI_GPU_SLURM
+def test_multi_gpu_jobs_on_a_real_slurm(tmp_path):
+    """On the single-node test cluster (tests/slurm_cluster.py, two fake GPUs): (1) a teacher with
+    gpus_per_model 2 is one job of --gpus=fakegpu:2 and 2 CPUs whose `lspipe launch` trains it on two
+    torchrun processes; (2) the multi-node path as the plugin runs it (`mpi`: the command in the batch
+    script, SLURM_* stripped but SLURM_JOB_ID): slurm_allocation() finds the job's node and CPUs through
+    scontrol, and srun_command()'s srun + torchrun (c10d rendezvous on that node) starts two ranks that
+    see the step's two GPUs. One node (of 2 CPUs) only, so (2) runs it with --nodes=1 (and two tasks of one
+    CPU, the plugin's least for `mpi`)."""
+    import subprocess
+
+    from slurm_cluster import SingleNodeCluster, SlurmUnavailable, ensure_installed
+
+    try:
+        ensure_installed(install=True, timeout=300)
+        cluster = SingleNodeCluster(tmp_path / "cluster", gpus=2, gpu_type="fakegpu").start(timeout=120)
+    except SlurmUnavailable as err:
+        pytest.skip(f"SLURM unavailable: {err}")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    slurm = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "3"]
+    try:
+        # (1) a two-GPU teacher through profiles/slurm
+        work = tmp_path / "w"
+        cfg = yaml.safe_load((REPO / "tests" / "tiny.yaml").read_text())
+        cfg["resources"] = {"gpus_per_job": 1, "gpu_model": "fakegpu", "gpus_per_model": 2, "gpus_per_node": 2}
+        for t in cfg["teachers"]:
+            t["probe"] = None
+        work.mkdir()
+        (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        model = "results/models/digits/smallcnn/teacher/a0_s0/model.pt"
+        p = subprocess.run([sys.executable, "-m", "snakemake", model, "-s", str(REPO / "Snakefile"), "-d", str(work),
+                            "--workflow-profile", str(PROFILES / "slurm"), *slurm], cwd=work, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, (p.stdout + p.stderr)[-5000:]
+        (job,) = [dict(t.split("=", 1) for t in line.split() if "=" in t) for line in subprocess.run(
+            ["scontrol", "show", "job", "-o"], capture_output=True, text=True).stdout.splitlines() if line.startswith("JobId=")]
+        assert job["TresPerJob"] == "gres:gpu:fakegpu:2" and job["CPUs/Task"] == "2" and job["JobState"] == "COMPLETED"
+        log = (work / "results/logs/train_teacher/digits/smallcnn/a0_s0.log").read_text()
+        assert "torch.distributed.run --standalone --nproc-per-node=2 --no-python lspipe train" in log and (work / model).exists()
+
+        # (2) the multi-node path's launch inside a job the plugin runs as `mpi`
+        mpi = tmp_path / "mpi"
+        mpi.mkdir()
+        (mpi / "step.py").write_text(
+            "import os\nfrom lspipe import launch\n"
+            "alloc = launch.slurm_allocation()\nassert alloc is not None and alloc.cpus_per_task == 1, alloc\n"
+            "cmd = launch.srun_command(['sh', '-c', 'echo $RANK $WORLD_SIZE $CUDA_VISIBLE_DEVICES >> ranks.txt'], 1, 2, alloc)\n"
+            "os.execvp(cmd[0], cmd)\n")
+        (mpi / "Snakefile").write_text(
+            'rule step:\n    output: "done.txt"\n    resources:\n        nodes=1,\n        tasks=2,\n        mpi="srun",\n'
+            '        slurm_extra="--gpus-per-node=fakegpu:2",\n        cpus_per_task=1,\n        mem_mb=1000,\n'
+            '        runtime=5,\n    shell:\n        "test -z ${{SLURM_JOB_NODELIST:-}} && python step.py && touch {output}"\n')
+        p = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(mpi / "Snakefile"), "-d", str(mpi), "--executor",
+                            "slurm", "--jobs", "1", *slurm], cwd=mpi, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, (p.stdout + p.stderr)[-5000:]
+        assert sorted((mpi / "ranks.txt").read_text().splitlines()) == ["0 2 0,1", "1 2 0,1"]
+    finally:
+        cluster.stop()

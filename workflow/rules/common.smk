@@ -157,15 +157,15 @@ def _layout(gpus, where):
         raise WorkflowError(str(err))
 
 
-def _checked_layout(gpus, where, recipe_name, probe=None):
+def _checked_layout(gpus, where, recipe_name, probe=None, grid=""):
     lay = _layout(gpus, where)
     try:
         lspipe.launch.check_batch(lay, config["recipes"][recipe_name]["batch_size"], recipe_name, where)
     except lspipe.base.errors.ConfigError as err:
         raise WorkflowError(str(err))
     if probe and not lay.single:
-        raise WorkflowError(f"{where} is {gpus}, but the grid records a probe (teachers[].probe), which trains in one "
-                            "process: set the grid's gpus_per_model: 1 or its probe: null")
+        raise WorkflowError(f"{where} is {gpus}, but {grid} records the MI probe ({grid}.probe), which trains in one "
+                            f"process: set {grid}.gpus_per_model: 1 or {grid}.probe: null")
     return lay
 
 
@@ -173,7 +173,7 @@ TEACHER_LAYOUT = {
     (t["dataset"], t["arch"]): _checked_layout(
         config["resources"]["gpus_per_model"] if t.get("gpus_per_model") is None else t["gpus_per_model"],
         f"teachers[{i}].gpus_per_model" if t.get("gpus_per_model") is not None else "resources.gpus_per_model",
-        t["recipe"], t.get("probe"))
+        t["recipe"], t.get("probe"), f"teachers[{i}]")
     for i, t in enumerate(config["teachers"])
 }
 STUDENT_LAYOUT = {
