@@ -192,6 +192,15 @@ def test_imagenet_preset_slurm_dry_run_requests_gpus_nodes_tasks(tmp_path, tiny_
     assert "tench" in rows[0]["title"] and "toy poodle" in rows[1]["title"]
 
 
+def test_workflow_refuses_a_probed_grid_on_several_gpus(tmp_path):
+    """Checked when the workflow is planned (common.smk, with the layouts and batch sizes tested above), one
+    line naming the keys: the MI probe records one model in one process."""
+    work = make_workdir(tmp_path / "w")  # tests/tiny.yaml: teachers[0] records a probe
+    proc = snakemake(work, "-n", "--config", "resources={gpus_per_model: 2}", check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "teachers[0] records the MI probe" in text and "teachers[0].probe: null" in text, text[-2000:]
+
+
 def test_flop_count_against_hand_computation():
     """An MLP's FLOPs by hand: 2 per multiply-add; training adds the backward's weight gradients (every
     layer) and input gradients (all but the first layer, whose input needs none)."""
