@@ -655,7 +655,7 @@ def format_projection(pr: dict) -> str:
         w = "" if r.get("wall_hours_per_run") is None else f"{r['wall_hours_per_run']:,.2f}"
         src = " (from FLOPs)" if r.get("rate_source") == "flops" else ""
         lines.append(f"| {r['grid']}{' (fused)' if r['fused'] else ''} | {r['runs']} | {r['steps']} x "
-                     f"{r['batch_size']} | {r['images']:.3g} | {h}{src} | {r.get('gpus_per_model', 1)} | {w} |")
+                     f"{r['batch_size']} | {r['images']:.3g} | {h}{src} | {r['gpus_per_model']} | {w} |")
     total = "n/a (archs not measured: " + ", ".join(pr["missing_archs"]) + ")" if pr["total_hours"] is None \
         else (f"{pr['total_hours']:,.1f} GPU-hours ({pr['total_hours'] / 24:,.1f} days); one model after another, "
               f"each on its GPUs: {pr['total_wall_hours']:,.1f} h")
