@@ -26,6 +26,7 @@ Figures are printed and written as JSON (``--out``) with the machine they came f
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import statistics
@@ -499,6 +500,46 @@ def format_report(res: dict) -> str:
 # --------------------------------------------------------------------------- projection
 
 
+def flops_per_image(arch: str, image_size: int, num_classes: int, in_channels: int = 3) -> dict:
+    return dict(_flops_per_image(arch, image_size, num_classes, in_channels))
+
+
+@functools.lru_cache(maxsize=None)
+def _flops_per_image(arch: str, image_size: int, num_classes: int, in_channels: int) -> dict:
+    """FLOPs of one training image (forward + backward) and of its forward alone, counted by
+    ``torch.utils.flop_counter`` on the model itself at ``image_size`` (matrix multiplications and
+    convolutions, 2 FLOPs per multiply-add; element-wise work is not counted). The model and the batch
+    of two (BatchNorm trains on more than one value per channel) live on the ``meta`` device: shapes
+    only, no arithmetic, so Inception-v4 at 299 px is counted in a fraction of a second."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lspipe.core import models
+
+    with torch.device("meta"):
+        model = models.create(arch, num_classes, in_channels, image_size).train()
+        x = torch.zeros(2, in_channels, image_size, image_size, dtype=torch.uint8)
+    with FlopCounterMode(display=False) as fwd:
+        model(x)
+    with FlopCounterMode(display=False) as both:
+        model(x).float().sum().backward()
+    return {"forward": fwd.get_total_flops() / 2, "train": both.get_total_flops() / 2}
+
+
+def _num_classes(ds: dict) -> int:
+    """Classes of a configured dataset, for the FLOP count (only the logit layer depends on it: a few
+    MFLOPs of Inception-v4's 73 GFLOPs): CIFAR-100's 100, the class folders of an ImageFolder tree that
+    exists here, ImageNet's 1000 for one that does not, 10 otherwise."""
+    if ds.get("source") == "cifar100":
+        return 100
+    if ds.get("source") == "imagefolder":
+        root = Path(ds["root"]) / "train" if ds.get("root") else None
+        if root is not None and root.is_dir():
+            return max(1, sum(1 for p in root.iterdir() if p.is_dir()))
+        return 1000
+    return 10
+
+
 def project(cfg: dict, figures: dict) -> dict:
     """Projected training wall time of a config's grids from measured engine images/s.
 
@@ -512,27 +553,62 @@ def project(cfg: dict, figures: dict) -> dict:
     defaults (:mod:`lspipe.base.defaults`). Student baselines that are a teacher's training run
     (:func:`lspipe.experiments.distill.teacher_twins`) are trained once, as teachers, and not counted again.
     Validation, dumps and evaluation are left out (a few % on CIFAR).
+
+    An architecture the figures do not measure is projected from its FLOP count when the figures hold
+    ``sustained_tflops`` (the training FLOP/s one GPU sustains, 1e12 FLOP/s; assumed or measured): its rate is
+    ``sustained_tflops * 1e12 / flops_per_image(arch, image_size)["train"]`` images/s per GPU at the
+    grid's dataset's ``image_size``. Rates are per GPU, so ``hours`` are GPU-hours; a model trained on
+    N GPUs (``resources.gpus_per_model``, ``teachers[].gpus_per_model``) takes ``hours / N`` of wall time
+    (``wall_hours_per_run``: DDP assumed to scale linearly; auto counts as one GPU).
     """
     res = {r["arch"]: r for r in figures["results"]}
     rows = []
+    flop_rates: dict = {}
+    tflops = figures.get("sustained_tflops")
 
-    def seconds(arch, images):
-        return images / res[arch]["engine"]["images_per_s"] if arch in res else None
+    def dataset(name):
+        return defaults.fill("datasets.*", cfg["datasets"][name])
+
+    def rate(arch, ds_name=None):
+        if arch in res:
+            return res[arch]["engine"]["images_per_s"]
+        if not tflops or ds_name is None:
+            return None
+        ds = dataset(ds_name)
+        key = (arch, ds["image_size"])
+        if key not in flop_rates:
+            fl = flops_per_image(arch, ds["image_size"], _num_classes(ds), ds["channels"])
+            flop_rates[key] = {"arch": arch, "image_size": ds["image_size"], "train_gflops": fl["train"] / 1e9,
+                               "forward_gflops": fl["forward"] / 1e9, "images_per_s": tflops * 1e12 / fl["train"]}
+        return flop_rates[key]["images_per_s"]
+
+    def seconds(arch, images, ds_name=None):
+        r = rate(arch, ds_name)
+        return images / r if r else None
+
+    gpus_default = cfg.get("resources", {}).get("gpus_per_model", defaults.default("resources.gpus_per_model"))
+
+    def gpus_of(value):
+        return value if isinstance(value, int) and value >= 1 else 1
 
     def recipe(name):  # this config is not validated: keys left out take the schema's defaults
         return defaults.fill("recipes.*", cfg["recipes"][name])
 
     for g in cfg["teachers"]:
         g, rec = defaults.fill("teachers[]", g), recipe(g["recipe"])
-        runs = len(g["alphas"]) * len(g["seeds"])
+        runs = (len(g["alphas"]) + len(g["objectives"])) * len(g["seeds"])
         images = runs * rec["steps"] * rec["batch_size"]
-        sec = seconds(g["arch"], images)
+        sec = seconds(g["arch"], images, g["dataset"])
         fused = res.get(g["arch"], {}).get("fused")
         if sec is not None and g["fuse"] and fused:
             sec /= fused["speedup_vs_sequential"]
+        gpus = gpus_of(gpus_default if g.get("gpus_per_model") is None else g["gpus_per_model"])
         rows.append({"grid": f"teachers {g['dataset']}/{g['arch']}", "arch": g["arch"], "runs": runs,
                      "steps": rec["steps"], "batch_size": rec["batch_size"], "images": images,
-                     "fused": bool(g["fuse"]), "hours": None if sec is None else sec / 3600})
+                     "fused": bool(g["fuse"]), "hours": None if sec is None else sec / 3600,
+                     "gpus_per_model": gpus,
+                     "wall_hours_per_run": None if sec is None else sec / 3600 / runs / gpus,
+                     "rate_source": "measured" if g["arch"] in res else ("flops" if sec is not None else None)})
     for d in cfg.get("distillation", defaults.default("distillation")):
         d = defaults.fill("distillation[]", d)
         rec = recipe(d["student_recipe"])
@@ -542,33 +618,47 @@ def project(cfg: dict, figures: dict) -> dict:
         # one teacher forward per step of each lockstep job, not one per student
         n_forwards = n_kd - sum(len(g["runs"]) - 1 for g in lockstep_groups(d, twins) if g["family"] == "kd_hard")
         per_run = rec["steps"] * rec["batch_size"]
-        sec = seconds(d["student_arch"], len(runs) * per_run)
-        teacher_sec = seconds(d["teacher_arch"], n_forwards * per_run)
+        sec = seconds(d["student_arch"], len(runs) * per_run, d["dataset"])
+        teacher_sec = seconds(d["teacher_arch"], n_forwards * per_run, d["dataset"])
         total = None if sec is None or teacher_sec is None else sec + teacher_sec / 3
         rows.append({"grid": f"students {d['dataset']}/{d['student_arch']} (teacher {d['teacher_arch']})",
                      "arch": d["student_arch"], "runs": len(runs), "distilled_runs": n_kd,
                      "teacher_forward_runs": n_forwards, "lockstep": bool(d["lockstep"]), "steps": rec["steps"],
                      "batch_size": rec["batch_size"], "images": len(runs) * per_run, "fused": False,
-                     "hours": None if total is None else total / 3600})
+                     "hours": None if total is None else total / 3600, "gpus_per_model": gpus_of(gpus_default),
+                     "wall_hours_per_run": None if total is None else total / 3600 / len(runs) / gpus_of(gpus_default),
+                     "rate_source": "measured" if d["student_arch"] in res else ("flops" if total is not None else None)})
     known = [r["hours"] for r in rows if r["hours"] is not None]
     return {"device": figures["machine"]["gpu"] or figures["machine"]["cpu"], "rows": rows,
             "rates": {a: r["engine"]["images_per_s"] for a, r in res.items()},
+            "sustained_tflops": tflops, "flop_rates": list(flop_rates.values()),
             "measured_batch_size": figures["settings"].get("batch_size"),
             "total_hours": sum(known) if len(known) == len(rows) else None,
+            "total_wall_hours": (sum(r["wall_hours_per_run"] * r["runs"] for r in rows)
+                                 if len(known) == len(rows) else None),
             "missing_archs": sorted({r["arch"] for r in rows if r["hours"] is None})}
 
 
 def format_projection(pr: dict) -> str:
     rates = ", ".join(f"{a} {v:,.0f}" for a, v in pr["rates"].items())
-    lines = [f"projected sequential training time on {pr['device']} (engine images/s on 3x32x32 images at batch "
-             f"{pr['measured_batch_size']}: {rates}):", "",
-             "| grid | runs | steps x batch | images | hours |", "|---|---|---|---|---|"]
+    lines = [f"projected sequential training time on {pr['device']}"
+             + (f" (engine images/s on 3x32x32 images at batch {pr['measured_batch_size']}: {rates})" if rates else "")
+             + ":"]
+    for f in pr.get("flop_rates", []):
+        lines.append(f"  {f['arch']} at {f['image_size']} px: {f['forward_gflops']:.2f} GFLOP forward, "
+                     f"{f['train_gflops']:.2f} GFLOP per training image (torch.utils.flop_counter) at "
+                     f"{pr['sustained_tflops']:g} TFLOP/s sustained per GPU -> {f['images_per_s']:,.0f} images/s per GPU")
+    lines += ["", "| grid | runs | steps x batch | images | GPU-hours | GPUs per model | wall hours per run |",
+              "|---|---|---|---|---|---|---|"]
     for r in pr["rows"]:
         h = "not measured" if r["hours"] is None else f"{r['hours']:,.1f}"
+        w = "" if r.get("wall_hours_per_run") is None else f"{r['wall_hours_per_run']:,.2f}"
+        src = " (from FLOPs)" if r.get("rate_source") == "flops" else ""
         lines.append(f"| {r['grid']}{' (fused)' if r['fused'] else ''} | {r['runs']} | {r['steps']} x "
-                     f"{r['batch_size']} | {r['images']:.3g} | {h} |")
+                     f"{r['batch_size']} | {r['images']:.3g} | {h}{src} | {r['gpus_per_model']} | {w} |")
     total = "n/a (archs not measured: " + ", ".join(pr["missing_archs"]) + ")" if pr["total_hours"] is None \
-        else f"{pr['total_hours']:,.1f} h ({pr['total_hours'] / 24:,.1f} days)"
+        else (f"{pr['total_hours']:,.1f} GPU-hours ({pr['total_hours'] / 24:,.1f} days); one model after another, "
+              f"each on its GPUs: {pr['total_wall_hours']:,.1f} h")
     lines.append(f"\ntotal: {total}")
     return "\n".join(lines)
 
@@ -611,6 +701,8 @@ def cmd_bench(a):
     if a.project:
         import yaml
 
+        if a.gpu_tflops is not None:  # FLOP-based rates for the architectures not measured
+            res["sustained_tflops"] = a.gpu_tflops
         res["projection"] = project(yaml.safe_load(Path(a.project).read_text()), res)
         res["projection"]["config"] = str(a.project)
         print()
@@ -649,4 +741,7 @@ def add_cli(sub) -> None:
                    help="also project the training wall time of this config's grids (e.g. workflow/presets/paper.yaml)")
     s.add_argument("--figures", default=None, metavar="JSON",
                    help="use the figures of an earlier run (its --out) instead of measuring")
+    s.add_argument("--gpu-tflops", type=float, default=None, metavar="TFLOPS",
+                   help="--project: training FLOP/s (1e12) one GPU sustains; architectures the figures do not measure "
+                        "are projected from their FLOP count at it (default: the figures' sustained_tflops, if any)")
     s.set_defaults(func=cmd_bench)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lspipe import bench
+from lspipe import bench, launch
 from lspipe.base import defaults
 from lspipe.base.errors import user_message
 from lspipe.core import source
@@ -33,7 +33,7 @@ from lspipe.workflow import report
 # ``add_cli(subparsers)`` next to the code it runs (the engine's, whose code imports torch, in
 # lspipe.engine.commands). None of them imports torch: `lspipe --help` starts fast.
 COMMAND_MODULES = (source, engine_commands, per_model, accuracy, calibration, projection, distill, teacher_projection, mi, report,
-                   experiment_table, bench)
+                   experiment_table, bench, launch)
 
 
 def build_parser() -> argparse.ArgumentParser:

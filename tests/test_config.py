@@ -93,6 +93,20 @@ def test_command_line_strings_are_coerced_to_the_schemas_types(cfg):
     assert cfg["datasets"]["digits"]["root"] == "123"
 
 
+def test_gpus_per_model_from_the_command_line_and_its_rule(cfg):
+    """resources.gpus_per_model is a whole number or "auto" (a choice of schemas): `--config` strings are
+    converted through the branch that takes them; anything else is refused naming the key."""
+    cfg["resources"] = {"gpus_per_model": "16", "gpus_per_node": "8"}
+    cfg["teachers"][0]["gpus_per_model"] = "auto"
+    c = validate(copy.deepcopy(cfg))
+    assert c["resources"]["gpus_per_model"] == 16 and c["resources"]["gpus_per_node"] == 8
+    assert c["teachers"][0]["gpus_per_model"] == "auto"
+    assert validate({**cfg, "resources": {}})["resources"]["gpus_per_model"] == 1  # the default: one GPU
+    for bad in ("0", "many", "2.5"):
+        with pytest.raises(ConfigError, match=r"resources\.gpus_per_model"):
+            validate({**cfg, "resources": {"gpus_per_model": bad}})
+
+
 def test_distillation_form_and_the_old_hinton_key(cfg):
     assert validate(copy.deepcopy(cfg))["distillation"][0]["form"] == "teacher"  # the default
     for form in ("slides", "hinton"):

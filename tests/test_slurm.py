@@ -183,7 +183,10 @@ def test_paper_preset_slurm_requests(tmp_path):
         r = j["resources"]
         assert r.get("gpu") == str(res["gpus_per_job"]) and r.get("gpu_model") == "a100", j
         assert r["mem_mb"] == str(res["mem_mb"]), j
+        # one GPU per model (resources.gpus_per_model 1, the default): no torchrun, no nodes or tasks
+        assert not {"nodes", "tasks", "mpi", "slurm_extra", "cpus_per_task"} & set(r), j
     for j in training:
+        assert j["shell"].startswith("lspipe train --data "), j["shell"]
         args = shlex.split(j["shell"])
         steps = json.loads(args[args.index("--recipe") + 1])["steps"]
         expected = max(res["min_runtime"], math.floor(steps / 1000 * res["minutes_per_1k_steps"] + 0.5))

@@ -120,6 +120,11 @@ def coerce(instance, schema: dict, root: dict | None = None):
         if any(isinstance(parsed, _SCALARS[t]) and not (t in ("number", "integer") and isinstance(parsed, bool))
                for t in types if t in _SCALARS):
             instance = parsed
+    if isinstance(instance, str) and not types:  # a choice of schemas (oneOf / anyOf): the first that converts it
+        for branch in schema.get("oneOf", []) + schema.get("anyOf", []):
+            converted = coerce(instance, branch, root)
+            if converted is not instance:
+                return converted
     if isinstance(instance, dict):
         props, extra = schema.get("properties", {}), schema.get("additionalProperties")
         return {k: coerce(v, props[k], root) if k in props else

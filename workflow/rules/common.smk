@@ -13,6 +13,7 @@ from snakemake.exceptions import WorkflowError
 import lspipe.base.errors
 import lspipe.base.runs
 import lspipe.core.config
+import lspipe.launch
 import lspipe.workflow.plan
 
 # The configuration is validated once, here, and its plan built once: the config files refuse duplicate
@@ -144,6 +145,75 @@ def training_runtime(recipe_name):
     return max(res["min_runtime"], int(round(steps / 1000 * res["minutes_per_1k_steps"])))
 
 
+# GPUs per model (lspipe.launch): the layout (nodes, processes per node) of every teacher grid and of the
+# students, checked once here (whole nodes, a global batch that divides by the GPUs, no probe under torchrun).
+# Only when some model has more than one GPU (or `auto`) do the training rules get the `launch` parameter
+# and the `lspipe launch ... --` prefix: a one-GPU config's training commands stay as they were, and no
+# finished model reruns for a changed rule text.
+def _layout(gpus, where):
+    try:
+        return lspipe.launch.layout(gpus, config["resources"]["gpus_per_node"], where)
+    except lspipe.base.errors.ConfigError as err:
+        raise WorkflowError(str(err))
+
+
+def _checked_layout(gpus, where, recipe_name, probe=None, grid=""):
+    lay = _layout(gpus, where)
+    try:
+        lspipe.launch.check_batch(lay, config["recipes"][recipe_name]["batch_size"], recipe_name, where)
+    except lspipe.base.errors.ConfigError as err:
+        raise WorkflowError(str(err))
+    if probe and not lay.single:
+        raise WorkflowError(f"{where} is {gpus}, but {grid} records the MI probe ({grid}.probe), which trains in one "
+                            f"process: set {grid}.gpus_per_model: 1 or {grid}.probe: null")
+    return lay
+
+
+TEACHER_LAYOUT = {
+    (t["dataset"], t["arch"]): _checked_layout(
+        config["resources"]["gpus_per_model"] if t.get("gpus_per_model") is None else t["gpus_per_model"],
+        f"teachers[{i}].gpus_per_model" if t.get("gpus_per_model") is not None else "resources.gpus_per_model",
+        t["recipe"], t.get("probe"), f"teachers[{i}]")
+    for i, t in enumerate(config["teachers"])
+}
+STUDENT_LAYOUT = {
+    d["dataset"]: _checked_layout(config["resources"]["gpus_per_model"], "resources.gpus_per_model", d["student_recipe"])
+    for d in config["distillation"]
+}
+MULTI_GPU = not all(lay.single for lay in [*TEACHER_LAYOUT.values(), *STUDENT_LAYOUT.values()])
+
+
+def job_layout(job):
+    """The GPU layout of a multi-model job (grouped.smk): its teacher grid's, or the students'."""
+    if job["role"] == "teacher":
+        return TEACHER_LAYOUT[(job["dataset"], job["arch"])]
+    return STUDENT_LAYOUT[job["dataset"]]
+
+
+def train_resources(layout_of):
+    """The GPU, node, task and CPU resources of a training rule (lspipe.launch.rule_resources) from
+    ``layout_of(wildcards)``: keyword arguments of the rule's `resources:` (None values are dropped)."""
+    def one(key):
+        return lambda wc: lspipe.launch.rule_resources(
+            layout_of(wc), gpus_per_job=GPU, gpu_model=GPU_MODEL, threads=config["threads"])[key]
+
+    return {k: one(k) for k in ("gpu", "gpu_model", "nodes", "tasks", "mpi", "slurm_extra", "cpus_per_task")}
+
+
+def launch_params(layout_of):
+    """The `launch` parameter of the training rules, when some model has several GPUs (`lspipe launch <layout> -- `
+    before `lspipe train` for a multi-GPU model, empty for a one-GPU one), none at all otherwise. A parameter,
+    so a changed GPU count retrains (BatchNorm normalises each GPU's slice of the batch)."""
+    if not MULTI_GPU:
+        return {}
+
+    def launch(wc):
+        lay = layout_of(wc)
+        return "" if lay.single else f"lspipe launch {lay.args()} -- "
+
+    return {"launch": launch}
+
+
 def objectives_json(values):
     """The `--objectives` JSON of a training job (lspipe.core.losses), keys sorted: a `params:` value,
     so Snakemake's params rerun trigger sees every parameter of every member's objective."""
@@ -155,9 +225,11 @@ def train_shell(args=""):
     training jobs share (data, arch, recipe, seed, objectives, role, run names, device, threads,
     progress, outputs, log) and the rule's own arguments `args` (probe, fuse). Every training rule
     has `input.data`, `params.arch / recipe / seed / objectives / role / runs / device / progress`,
-    `output.model / metrics` (one path each, or a list for a multi-model job) and a log."""
+    `output.model / metrics` (one path each, or a list for a multi-model job) and a log; with a multi-GPU
+    model in the config also `params.launch` (launch_params), the `lspipe launch ... --` prefix or nothing."""
     return (
-        "lspipe train --data {input.data:q} --arch {params.arch} --recipe {params.recipe:q} "
+        ("{params.launch}" if MULTI_GPU else "")
+        + "lspipe train --data {input.data:q} --arch {params.arch} --recipe {params.recipe:q} "
         "--seed {params.seed} --objectives {params.objectives:q} --role {params.role} --runs {params.runs} "
         f"{args} --device {{params.device}} --threads {{threads}} {{params.progress}} "
         "--out {output.model:q} --metrics {output.metrics:q} > {log:q} 2>&1"

@@ -38,10 +38,10 @@ rule train_student_baseline:
         runs=lambda wc: lspipe.base.runs.run_name(wc.alpha, wc.seed),
         device=config["device"],
         progress=PROGRESS,
+        **launch_params(lambda wc: STUDENT_LAYOUT[wc.dataset]),
     threads: config["threads"]
     resources:
-        gpu=GPU,
-        gpu_model=GPU_MODEL,
+        **train_resources(lambda wc: STUDENT_LAYOUT[wc.dataset]),
         mem_mb=config["resources"]["mem_mb"],
         runtime=lambda wc: training_runtime(student_entry(wc)["student_recipe"]),
     log:
@@ -79,10 +79,10 @@ rule train_student_distilled:
         runs=lambda wc: lspipe.base.runs.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed),
         device=config["device"],
         progress=PROGRESS,
+        **launch_params(lambda wc: STUDENT_LAYOUT[wc.dataset]),
     threads: config["threads"]
     resources:
-        gpu=GPU,
-        gpu_model=GPU_MODEL,
+        **train_resources(lambda wc: STUDENT_LAYOUT[wc.dataset]),
         mem_mb=config["resources"]["mem_mb"],
         runtime=lambda wc: training_runtime(student_entry(wc)["student_recipe"]),
     log:

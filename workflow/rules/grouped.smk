@@ -36,10 +36,10 @@ for _job in PLAN.grouped_jobs:
             fuse="--fuse" if _job["fuse"] else "--no-fuse",
             device=config["device"],
             progress=PROGRESS,
+            **launch_params(lambda wc, j=_job: job_layout(j)),
         threads: config["threads"]
         resources:
-            gpu=GPU,
-            gpu_model=GPU_MODEL,
+            **train_resources(lambda wc, j=_job: job_layout(j)),
             mem_mb=config["resources"]["mem_mb"],
             # a multi-model job does (less than) the work of its models' separate runs
             runtime=training_runtime(_job["recipe"]) * len(_job["runs"]),

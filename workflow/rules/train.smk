@@ -26,10 +26,10 @@ rule train_teacher:
         probe=probe_args,
         device=config["device"],
         progress=PROGRESS,
+        **launch_params(lambda wc: TEACHER_LAYOUT[(wc.dataset, wc.arch)]),
     threads: config["threads"]
     resources:
-        gpu=GPU,
-        gpu_model=GPU_MODEL,
+        **train_resources(lambda wc: TEACHER_LAYOUT[(wc.dataset, wc.arch)]),
         mem_mb=config["resources"]["mem_mb"],
         runtime=lambda wc: training_runtime(teacher_params(wc)["recipe"]),
     log:
