@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import textwrap
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,7 +306,8 @@ def projection_figure(rows: Sequence[dict], hard_dumps: Sequence[str | Path], ls
         share_row_scale(axes[i], panels)
         title = row.get("title") or f"{d.meta('dataset')} / {d.meta('arch')}"
         shown = class_labels(d, names)
-        axes[i, 0].set_ylabel(f"{title}\n({', '.join(shown)})\nplane axis 2", fontsize=7)
+        # the classes are in the legend; a long row title wraps to the panel's height
+        axes[i, 0].set_ylabel(f"{textwrap.fill(title, 40)}\nplane axis 2", fontsize=7)
         handles = [Line2D([], [], ls="", marker="o", ms=4, color=f"C{c}", label=n) for c, n in enumerate(shown)]
         handles.append(Line2D([], [], ls="", marker="*", ms=8, color="0.6", mec="black", label="class template"))
         axes[i, 0].legend(handles=handles, loc="best", fontsize=6, frameon=True, framealpha=0.7)
