@@ -3,7 +3,9 @@ the ImageNet preset on the slurm profile (dry run), and its GPU-hours from the F
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import shlex
 import sys
 
@@ -108,7 +110,10 @@ def test_lspipe_launch_cli_dry_run(capsys):
 
 def test_lspipe_launch_trains_one_model_on_two_processes(tmp_path):
     """`lspipe launch --gpus 2` really starts torchrun with two ranks of `lspipe train` (gloo on the CPU), and
-    the model they train is the one-process run's with the same global batch (lspipe.engine.distributed)."""
+    the model they train is the one-process run's with the same global batch (lspipe.engine.distributed).
+    Then a requeue: the same launch with rank 1 killed (SIGKILL) once rank 0 has written the first
+    checkpoint fails; launched again, it resumes from that checkpoint and ends with exactly the
+    uninterrupted two-process model (bit for bit) and metrics."""
     import subprocess
 
     import torch
@@ -117,7 +122,9 @@ def test_lspipe_launch_trains_one_model_on_two_processes(tmp_path):
     from lspipe.core import data as D
 
     D.prepare("digits", "digits", tmp_path / "digits.npz", val_size=0.2, test_size=0.25)
-    recipe = '{"steps": 16, "batch_size": 64, "lr": 0.05, "grad_clip": 1.0, "augment": {"pad": 1, "flip": true}}'
+    # 1078 training images: 16 steps an epoch, a checkpoint at the end of each, 4 epochs
+    recipe = ('{"steps": 64, "batch_size": 64, "lr": 0.05, "grad_clip": 1.0, "augment": {"pad": 1, "flip": true}, '
+              '"checkpoint_every": 1}')
 
     def train(out):
         return ["lspipe", "train", "--data", "digits.npz", "--arch", "mlp", "--recipe", recipe, "--seed", "3",
@@ -141,6 +148,28 @@ def test_lspipe_launch_trains_one_model_on_two_processes(tmp_path):
     a, b = (torch.load(tmp_path / d / "model.pt", map_location="cpu", weights_only=False)["state_dict"]
             for d in ("one", "two"))
     assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+
+    # the requeue: rank 1 runs `lspipe train` in the background and kills it the moment rank 0's first
+    # checkpoint is complete (an atomic rename), as a node failure or preemption would
+    kill_rank1 = ["sh", "-c", 'if [ "$RANK" = 1 ]; then "$@" & pid=$!; '
+                  'while [ ! -e killed/model.pt.ckpt ]; do sleep 0.002; done; kill -9 $pid; wait $pid; exit 137; '
+                  'else exec "$@"; fi', "sh"]
+    killed = subprocess.run([sys.executable, "-m", "lspipe", "launch", "--gpus", "2", "--", *kill_rank1,
+                             *train("killed")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode != 0 and not (tmp_path / "killed" / "model.pt").exists(), killed.stderr[-4000:]
+    assert (tmp_path / "killed" / "model.pt.ckpt").exists()
+    again = subprocess.run([sys.executable, "-m", "lspipe", "launch", "--gpus", "2", "--", *train("killed")],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-4000:]
+    resumed = re.search(r"resumed from \S+ at step (\d+)", again.stderr)
+    assert resumed and 16 <= int(resumed[1]) < 64, again.stderr[-4000:]
+    c = torch.load(tmp_path / "killed" / "model.pt", map_location="cpu", weights_only=False)["state_dict"]
+    assert all(torch.equal(b[k], c[k]) for k in b), "the requeued run differs from the uninterrupted one"
+
+    def metrics(d):  # every column but the wall time
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(open(tmp_path / d / "metrics.csv"))]
+    assert metrics("killed") == metrics("two") and len(metrics("two")) == 4
+    assert not (tmp_path / "killed" / "model.pt.ckpt").exists()  # removed once the model is saved
 
 
 # --------------------------------------------------------------------------- the ImageNet preset
