@@ -22,6 +22,7 @@ import sys
 
 from lspipe import bench, launch
 from lspipe.base import defaults
+from lspipe.base.args import non_finite
 from lspipe.base.errors import user_message
 from lspipe.core import source
 from lspipe.engine import commands as engine_commands
@@ -126,6 +127,9 @@ def _checked(convert, rule, key: str):
 
     def check(text):
         value = convert(text) if convert else text
+        if non_finite(value):  # NaN or infinity (JSON reads NaN): no schema bound refuses it
+            where = ", ".join(non_finite(value))
+            raise argparse.ArgumentTypeError(f"{where} is not a finite number" + (f" (as the config key {key})" if key else ""))
         if callable(rule):
             try:
                 return rule(value)

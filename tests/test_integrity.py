@@ -613,7 +613,7 @@ def test_a_read_only_folder_gives_one_line(tmp_path, monkeypatch):
     (["--seed", str(2**63)], ["argument --seed", "maximum of 4294967295"]),
     (["--objectives", '[{"kind": "ls", "alpha": 1.5}]'], ["--objectives[0].alpha must be a number in [0, 1), got 1.5"]),
     (["--recipe", '{"steps": 0}'], ["argument --recipe", "recipes.<name>.steps"]),
-    (["--recipe", json.dumps({**RECIPE, "batch_size": 100000})], ["batch_size 100000 exceeds the 1078 training examples"]),
+    (["--recipe", json.dumps({**RECIPE, "batch_size": 5000})], ["batch_size 5000 exceeds the 1078 training examples"]),
     (["--arch", "resnet9"], ["unknown architecture 'resnet9'"]),
     (["--device", "tpu"], ["argument --device", "device"]),
 ])

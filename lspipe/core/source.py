@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 
 from lspipe.base.args import json_arg
-from lspipe.base.defaults import default, fill
+from lspipe.base.defaults import default, fill, node
 from lspipe.base.errors import DataError
 from lspipe.base.io import remove_stale_temps
 from lspipe.core import data, stream
@@ -102,9 +102,22 @@ def loader_settings(given: dict | None = None, environ=os.environ) -> dict:
         except json.JSONDecodeError:
             raise DataError(f"the environment variable {LOADER_ENV} is not JSON: unset it, or give --stream-loader") \
                 from None
+    if not isinstance(given, dict):
+        raise DataError(f"the streaming loader settings must be a JSON object, got {str(given)[:80]!r}")
     unknown = sorted(set(given) - set(LOADER_SETTINGS))
     if unknown:
         raise DataError(f"unknown streaming loader setting(s) {unknown}; allowed: {', '.join(LOADER_SETTINGS)}")
+    for key, value in given.items():  # the schema's rule of streaming.<key>
+        rule = node(f"streaming.{key}")
+        types = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
+        ok = (value is None and "null" in types) or (isinstance(value, bool) and "boolean" in types) or (
+            isinstance(value, int) and not isinstance(value, bool) and "integer" in types
+            and rule.get("minimum", value) <= value <= rule.get("maximum", value))
+        if not ok:
+            allowed = " or ".join(
+                f"an integer {rule.get('minimum', '')}..{rule.get('maximum', '')}" if t == "integer" else t for t in types)
+            raise DataError(f"streaming loader setting {key}={str(value)[:40]} is not allowed ({allowed}); fix "
+                            f"streaming.{key} in the config (or {LOADER_ENV} / --stream-loader)")
     return dict(given)
 
 

@@ -552,14 +552,26 @@ class BatchSampler:
             yield [(self.epoch, int(k)) for k in share]
 
 
-def _workers(workers: int | None) -> int:
-    if workers is not None:
-        return int(workers)
+def _cores() -> int:
+    """The CPU cores this process may use."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return min(cores, 16)
+        return os.cpu_count() or 1
+
+
+def _workers(workers: int | None) -> int:
+    """DataLoader worker processes: ``workers``, at most one per core this process may use (each is a
+    process holding its prefetched batches: more only fill the memory; a warning says so), or None:
+    one per core, at most 16."""
+    cores = _cores()
+    if workers is None:
+        return min(cores, 16)
+    if int(workers) > cores:
+        print(f"warning: {int(workers)} streaming loader workers (streaming.workers) for {cores} CPU core(s): "
+              f"using {cores}", file=sys.stderr)
+        return cores
+    return int(workers)
 
 
 class StreamLoader:

@@ -25,6 +25,8 @@ import lspipe.workflow.plan
 try:
     for _configfile in workflow.configfiles:
         lspipe.core.config.load_yaml(_configfile)
+    # --config KEY=VALUE: Snakemake reads these itself, keeping a repeated key's last value silently
+    lspipe.core.config.check_config_args(workflow.config_settings.config_args)
     PLAN = lspipe.workflow.plan.build(
         config, lspipe.core.config.load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     )
