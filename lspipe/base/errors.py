@@ -54,6 +54,23 @@ class ResultsLocked(UserError, RuntimeError):
     """The results folder is in use by another run; the message names it and what to do."""
 
 
+class Stopped(Exception):
+    """A run that stopped on purpose before its end (``lspipe train --stop-after-epochs``), resumable:
+    no error. The command line prints its one line and exits with :data:`EXIT_STOPPED`."""
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM: Snakemake or SLURM cancelling the job). A
+    ``BaseException``, like ``KeyboardInterrupt``, so no ``except Exception`` swallows it and every
+    atomic write on the way out removes its temporary file. The command line exits with
+    :data:`EXIT_TERMINATED`."""
+
+
+EXIT_USER_ERROR = 2  # a UserError (one line)
+EXIT_STOPPED = 3  # a Stopped run (one line; rerun the command to resume)
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15, as a shell reports a process it killed)
+
+
 def damaged_file_error(path: str | os.PathLike, err: Exception) -> DataError:
     """One line naming a damaged (truncated, incomplete) output file and how to rebuild it."""
     why = " ".join(f"{type(err).__name__}: {err}".split())
@@ -80,6 +97,8 @@ USER_ERRNOS = frozenset(_FIXES)
 def os_error_message(err: OSError, path: str | os.PathLike | None = None, what: str = "write") -> str:
     """One line for an OSError the user can fix: the file, the reason, the fix."""
     where = err.filename if getattr(err, "filename", None) else path
+    if where is None:  # a write to stdout or stderr: the job's log
+        where = "the output or log"
     reason = err.strerror or str(err)
     fix = _FIXES.get(err.errno, "fix the cause, then rerun")
     return f"cannot {what} {where}: {reason}; {fix}"

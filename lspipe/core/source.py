@@ -49,10 +49,27 @@ def is_index(path: str | os.PathLike) -> bool:
         return False  # a damaged file: the resident reader names it
 
 
+ROOTS_ENV = "LSPIPE_DATA_ROOTS"  # the workflow's datasets.<name>.root of every dataset (workflow/rules/common.smk)
+
+
+def data_root(name: str, environ=os.environ) -> str | None:
+    """Where dataset ``name``'s source lies now, as the workflow says (:data:`ROOTS_ENV`, JSON name -> folder);
+    None outside the workflow (or for a dataset without a folder)."""
+    try:
+        roots = json.loads(environ.get(ROOTS_ENV) or "{}")
+    except json.JSONDecodeError:
+        raise DataError(f"the environment variable {ROOTS_ENV} is not JSON: unset it") from None
+    return roots.get(name) if isinstance(roots, dict) else None
+
+
 def load(path: str | os.PathLike) -> Prepared | StreamIndex:
-    """The prepared dataset at ``path``: a :class:`Prepared` (resident) or a :class:`StreamIndex`."""
+    """The prepared dataset at ``path``: a :class:`Prepared` (resident) or a :class:`StreamIndex`. A streamed
+    dataset's images are read where the workflow says its tree lies now (:func:`data_root`: a tree moved, with
+    ``root`` changed to match, needs no new index), else where it was indexed."""
     if Path(path).exists() and is_index(path):
-        return stream.load_index(path)
+        idx = stream.load_index(path)
+        idx.root = data_root(idx.meta.get("name", ""), os.environ) or idx.root
+        return idx
     return data.load(path)
 
 
@@ -161,7 +178,10 @@ def prepare(name: str, options: dict, out: str | os.PathLike, streaming: dict | 
 def cmd_prepare(a):
     remove_stale_temps(a.out)
     workers = a.workers if a.workers > 1 else 0  # one thread: decode in this process
-    p = prepare(a.name, dict(a.options or {}), a.out, a.streaming, workers, a.storage)
+    options = dict(a.options or {})
+    if options.get("root") is None and data_root(a.name):  # the workflow passes the folder apart (common.smk)
+        options["root"] = data_root(a.name)
+    p = prepare(a.name, options, a.out, a.streaming, workers, a.storage)
     kind = "index of " + p.root if is_streamed(p) else "resident"
     print(f"prepared {a.name} ({kind}): {p.meta['sizes']} {p.image_shape} {p.num_classes} classes -> {a.out}")
 

@@ -42,8 +42,8 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from lspipe.base.defaults import default
-from lspipe.base.errors import ConfigError, DataError, TrainingDiverged
-from lspipe.base.io import atomic_path, file_sha256, remove_stale_temps, torch_save
+from lspipe.base.errors import ConfigError, DataError, Stopped, TrainingDiverged
+from lspipe.base.io import atomic_path, file_sha256, remove_stale_temps, torch_save, zip_problem
 from lspipe.core import models as model_registry
 from lspipe.core import source
 from lspipe.core.augment import DeviceLoader
@@ -53,6 +53,7 @@ from lspipe.core.losses import KINDS, Objective
 from lspipe.core.losses import check as check_objective
 from lspipe.core.models import build_model, check_teacher, load_model, model_spec, save_model
 from lspipe.core.recipe import Recipe
+from lspipe.core.recipe import identity as recipe_identity
 from lspipe.core.stream import StreamIndex, StreamLoader
 from lspipe.engine import complete
 from lspipe.engine import distributed as dist_mod
@@ -126,14 +127,18 @@ def _epoch_divergence_error(run_names, epoch: int, steps: tuple[int, int], means
     )
 
 
-class Interrupted(Exception):
-    """Raised when ``stop_after_epochs`` ends a run early (used to test and time-box resume)."""
+class Interrupted(Stopped):
+    """Raised when ``stop_after_epochs`` ends a run early (used to test and time-box resume); the command
+    line prints its one line and exits with status 3 (:data:`lspipe.base.errors.EXIT_STOPPED`)."""
 
 
 def _load_checkpoint(path: Path, device: torch.device) -> dict | None:
     """A checkpoint's content, or None (with a one-line warning naming it) if it cannot be read:
     the run then starts fresh and the file is replaced by its next checkpoint."""
     try:
+        problem = zip_problem(path)  # every member's CRC-32 (torch.load checks none): a flipped bit is damage
+        if problem:
+            raise ValueError(problem)
         ck = torch.load(path, map_location=device, weights_only=False)
         if not isinstance(ck, dict):
             raise ValueError(f"not a checkpoint but a {type(ck).__name__}")
@@ -564,10 +569,12 @@ def _train_job(a, world: World) -> None:
     recipe = Recipe.from_dict(a.recipe)
     runs = a.runs or [p.parent.name for p in outs]
     teachers, teacher_models = {}, {}
+    expect_teachers = getattr(a, "expect_teachers", None) or {}
     for path in dict.fromkeys(v["teacher"] for v in values if KINDS[v["kind"]].teacher):
         model, tmeta = load_model(path, device)
-        # the teacher its place, data and its students' run names say
-        check_teacher(path, tmeta, data, [r for r, v in zip(runs, values) if v.get("teacher") == path])
+        # the teacher its place, data, config (recipe, objective, seed) and its students' run names say
+        check_teacher(path, tmeta, data, [r for r, v in zip(runs, values) if v.get("teacher") == path],
+                      expect_teachers.get(path))
         teacher_models[path] = model
         # the teacher's content (not just its path) enters the fingerprint, so a student checkpoint left
         # over from before its teacher was retrained is never resumed
@@ -583,9 +590,10 @@ def _train_job(a, world: World) -> None:
         callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
     elif probe_out and world.is_main:  # a teacher of a grid without a probe: its probe output is a placeholder
         write_probe_placeholder(probe_out)
-    # the job's identity: every member's settings, objective, seed, teacher and the data's content digest
-    fp = fingerprint({"members": [{k: v for k, v in m.items() if k != "run"} for m in metas], "probe": a.probe,
-                      "group": group and group["fused"]})
+    # the job's identity: every member's settings (the recipe without the settings that change no weight:
+    # lspipe.core.recipe.RUN_SETTINGS), objective, seed, teacher and the data's content digest
+    fp = fingerprint({"members": [{k: (recipe_identity(v) if k == "recipe" else v) for k, v in m.items() if k != "run"}
+                                  for m in metas], "probe": a.probe, "group": group and group["fused"]})
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
     if a.probe:
         member_outputs[0].append(probe_out)
@@ -601,7 +609,8 @@ def _train_job(a, world: World) -> None:
         world.barrier()
         return
     for i, (model, out, meta) in enumerate(zip(models, outs, metas)):
-        meta = {**meta, "summary": {**summary, "final": summary["final"][i]}}
+        # the device type it trained on: the workflow compares it, not the `device` alias (auto, cuda:1, ...)
+        meta = {**meta, "summary": {**summary, "final": summary["final"][i]}, "device_type": device.type}
         if group:
             meta["lockstep"] = group
         save_model(out, model, model_spec(a.arch, data), meta)

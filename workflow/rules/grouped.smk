@@ -22,20 +22,19 @@ for _job in PLAN.grouped_jobs:
             _job["name"]
         input:
             data=lambda wc, ds=_job["dataset"]: checked_data(ds),
-            teacher=_job["teacher"],
+            teacher=lambda wc, j=_job, ms=_models: [checked_model(t, [P.model(*m) for m in ms]) for t in j["teacher"]],
         output:
             model=[P.model(*m) for m in _models],
             metrics=[P.metrics(*m) for m in _models],
         params:
             arch=_job["arch"],
-            recipe=recipe_json(_job["recipe"]),
             seed=_job["seed"],
             objectives=objectives_json(_job["objectives"]),
             role=_job["role"],
             runs=" ".join(_job["runs"]),
             fuse="--fuse" if _job["fuse"] else "--no-fuse",
-            device=config["device"],
-            progress=PROGRESS,
+            expect_teachers=teachers_expected(_job["teacher"]),
+            **run_params(lambda wc, j=_job: j["recipe"], lambda wc, ms=_models: [P.model(*m) for m in ms]),
             **launch_params(lambda wc, j=_job: job_layout(j)),
         threads: config["threads"]
         resources:
@@ -50,6 +49,6 @@ for _job in PLAN.grouped_jobs:
         conda:
             ENV_TRAIN
         shell:
-            train_shell("{params.fuse}")
+            train_shell("{params.fuse} --expect-teachers {params.expect_teachers:q}")
 
     workflow.ruleorder(_job["name"], _job["single"])
