@@ -92,6 +92,10 @@ def write_h5(
         try:
             with h5py.File(out, "w") as f:
                 _write(f, out, path, classes, weight, bias, splits, attrs, chunk_rows, flt)
+        except Exception:
+            if out.error is None:
+                raise  # not a refused write
+            # else HDF5 tripped over the writes it lost (an address past the end): the refused write is the cause
         finally:
             out.close()
         if out.error is not None:

@@ -72,6 +72,9 @@ onstart:
             _RESULTS_LOCK.append(lspipe.base.lock.hold(config["results"]))
         except lspipe.base.errors.UserError as err:  # in use by another run; a full disk
             raise WorkflowError(str(err))
+        _damaged = damaged_models(workflow.dag_settings)  # a damaged model: no job runs (damaged_models)
+        if _damaged:
+            raise WorkflowError("\n".join(_damaged))
 
 
 # conda envs (`--sdm conda`) install lspipe editable from ${LSPIPE_ROOT} (see envs/train.yaml)
@@ -205,32 +208,42 @@ def checked_data(dataset):
     return path
 
 
-_VERIFIED_MODELS = {}
+def damaged_models(dag=None):
+    """One line per trained model that is damaged (a member whose bytes no longer match the CRC-32 torch.save
+    recorded: lspipe.base.io.zip_problem) among those this run may read: present and newer than its analysis (the
+    dump, evaluation and calibration made from it), or not analysed yet. With ``dag`` (the run's DAG settings),
+    models a forced run rebuilds are left out."""
+    import lspipe.base.io
 
-
-def checked_model(path, consumer_outputs):
-    """``path`` (a model.pt the job reads), verified (every member's CRC-32: lspipe.base.io.zip_problem) when it
-    may be read by this run: it exists and is newer than an output of the consuming job (``consumer_outputs``), or
-    one of those is missing. An input function, so a damaged model (a flipped bit) stops the workflow with one
-    line while the DAG is built, before Snakemake deletes the outputs of the jobs made from it and runs them."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return path  # its training job makes it
-    outs = [os.stat(o).st_mtime_ns if os.path.exists(o) else None for o in consumer_outputs]
-    if outs and None not in outs and st.st_mtime_ns <= min(outs):
-        return path  # not changed since what was made from it: nothing reads it in this run
-    key = (path, st.st_size, st.st_mtime_ns)
-    if key not in _VERIFIED_MODELS:
-        import lspipe.base.io
-
+    forced = set()
+    if dag is not None:
+        forced = {os.path.normpath(str(f)) for f in dag.forcerun} | (
+            {os.path.normpath(str(f)) for f in dag.targets} if dag.forcetargets else set())
+    problems = []
+    for m in PLAN.trained_models:
+        path = P.model(*m)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue  # its training job makes it
+        if (dag is not None and dag.forceall) or os.path.normpath(path) in forced:
+            continue
+        made = [P.dump(*m), P.eval(*m), P.calibration(*m)]
+        if all(os.path.exists(f) and os.stat(f).st_mtime_ns >= st.st_mtime_ns for f in made):
+            continue  # not changed since it was analysed
         problem = lspipe.base.io.zip_problem(path)
-        _VERIFIED_MODELS[key] = problem and (
-            f"cannot use model {path}: it is damaged ({problem}); delete it and rebuild it with `snakemake -f {path}` "
-            "(nothing made from it was touched)")
-    if _VERIFIED_MODELS[key]:
-        raise WorkflowError(_VERIFIED_MODELS[key])
-    return path
+        if problem:
+            problems.append(f"cannot use model {path}: it is damaged ({problem}); delete it (the workflow then "
+                            f"trains it again) or rebuild it with `snakemake -f {path}`")
+    return problems
+
+
+# A damaged model stops the workflow before its first job (onstart, below: before Snakemake deletes the outputs of
+# the jobs that read it, its analysis and the students it teaches, and runs them on it), with one line naming it
+# and the fix; a dry run names it as a warning.
+if workflow.is_main_process:
+    for _line in damaged_models():
+        print(f"warning: {_line}", file=sys.stderr)
 
 
 def model_expected(dataset, arch, role, run):

@@ -57,9 +57,7 @@ rule train_student_distilled:
     """Distil one student from the teacher of the same seed at temperature T (beta, form from the config)."""
     input:
         data=lambda wc: checked_data(wc.dataset),
-        teacher=lambda wc: checked_model(P.model(wc.dataset, wc.tarch, "teacher", f"a{wc.talpha}_s{wc.seed}"),
-                                         [P.model(wc.dataset, wc.arch, "student",
-                                                  lspipe.base.runs.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed))]),
+        teacher=P.model("{dataset}", "{tarch}", "teacher", "a{talpha}_s{seed}"),
     output:
         model=P.model("{dataset}", "{arch}", "student", lspipe.base.runs.KD_RUN),
         metrics=P.metrics("{dataset}", "{arch}", "student", lspipe.base.runs.KD_RUN),

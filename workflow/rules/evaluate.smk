@@ -10,9 +10,7 @@ rule analyse_model:
     fitted on the validation split with ECE / NLL / accuracy and reliability bins on test (the calibration).
     The files of the sub-commands dump-activations, evaluate and calibrate, in one process (lspipe.experiments.per_model)."""
     input:
-        model=lambda wc: checked_model(P.model(wc.dataset, wc.arch, wc.role, wc.run), [
-            P.dump(wc.dataset, wc.arch, wc.role, wc.run), P.eval(wc.dataset, wc.arch, wc.role, wc.run),
-            P.calibration(wc.dataset, wc.arch, wc.role, wc.run)]),
+        model=P.model("{dataset}", "{arch}", "{role}", "{run}"),
         data=lambda wc: checked_data(wc.dataset),
     output:
         dump=P.dump("{dataset}", "{arch}", "{role}", "{run}"),

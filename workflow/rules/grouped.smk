@@ -22,7 +22,7 @@ for _job in PLAN.grouped_jobs:
             _job["name"]
         input:
             data=lambda wc, ds=_job["dataset"]: checked_data(ds),
-            teacher=lambda wc, j=_job, ms=_models: [checked_model(t, [P.model(*m) for m in ms]) for t in j["teacher"]],
+            teacher=_job["teacher"],
         output:
             model=[P.model(*m) for m in _models],
             metrics=[P.metrics(*m) for m in _models],
