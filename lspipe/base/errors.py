@@ -114,5 +114,6 @@ def user_message(err: BaseException) -> str | None:
     if isinstance(err, OSError) and (err.errno in USER_ERRNOS or err.errno == errno.ENOENT):
         if err.errno == errno.ENOENT:
             return f"{err.filename or err}: no such file or folder; check the path (or build it first: snakemake <file>)"
-        return os_error_message(err, what="use")
+        written = err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)  # refused writes
+        return os_error_message(err, what="write" if written else "use")
     return None
