@@ -154,10 +154,10 @@ def device_type(made):
 
 
 def run_params(recipe_of, made_of):
-    """The `params:` every training rule shares that are compared only for what changes the weights: the
-    recipe (``recipe_of(wildcards)``: its name; passed whole, compared without its run settings), the
-    device (passed as configured, compared as the device type it resolves to for the models
-    ``made_of(wildcards)``) and the progress bars (never compared)."""
+    """The parameters of the training rules that are compared only for what changes the weights. The
+    recipe, named by ``recipe_of(wildcards)``, is passed whole and compared without its run settings; the
+    device is passed as configured and compared as the device type it resolves to for the models
+    ``made_of(wildcards)``; the progress bars are never compared."""
     return dict(
         recipe=uncompared(lambda wc: recipe_json(recipe_of(wc))),
         recipe_identity=lambda wc: identity_json(recipe_of(wc)),
