@@ -18,6 +18,7 @@ from lspipe.experiments import claims, projection
 from lspipe.experiments.experiment_table import benchmark_seconds, experiment_rows
 
 CFG = claims.settings()
+ABS = {**CFG, "accuracy_margin": 0.5}  # a fixed 0.5 pp accuracy margin (the default is relative to the error rate)
 
 
 def _eval(ds, arch, role, run, alpha, seed, acc, n=2000):
@@ -100,10 +101,13 @@ def test_an_interval_ending_exactly_on_a_bound_is_not_decisive():
     assert claims.decide(st(-0.2, 0.5, [0, 0, 0]), "at_most", 0.5, 3)[0] == claims.INCONCLUSIVE
 
 
-def test_greater_needs_every_seed():
-    # a tight interval above 0 but not every seed positive cannot happen with few seeds; force it with many
+def test_the_interval_alone_decides_k_of_n_is_a_description():
+    # rule version 3: no "every seed on the claimed side" conjunct (it lost power as seeds were added)
     values = dict(enumerate([1.0] * 30 + [-0.1]))
-    assert claims.decide(claims.effect_stats(values), "greater", 0.0, 3)[0] == claims.INCONCLUSIVE
+    st = claims.effect_stats(values)
+    assert claims.decide(st, "greater", 0.0, 3)[0] == claims.SUPPORTED
+    assert "30 of 31 on the claimed side: a description, not the rule" in claims.reason_text(
+        st, "greater", 0.0, "pp", claims.SUPPORTED, "x")
 
 
 def test_zero_variance_never_gives_a_decisive_zero_width_interval():
@@ -129,17 +133,19 @@ def test_zero_variance_never_gives_a_decisive_zero_width_interval():
 
 
 def test_decidable_effect_and_seed_recommendation():
-    from scipy.stats import t
+    from scipy.stats import chi2, t
 
     st = _stats([-1.85, -2.6, -1.4])  # the CPU preset's accuracy effect
     d = claims.decidability(st, "at_least", 0.5, "pp", 3)
     w = t.ppf(0.975, 2) * st["std"] / math.sqrt(3)
     assert d["half_width"] == pytest.approx(w) and d["undecidable_near_zero"]
-    # the smallest n whose half-width is below the margin, found independently
-    need = next(n for n in range(2, 100) if t.ppf(0.975, n - 1) * st["std"] / math.sqrt(n) < 0.5)
-    assert d["seeds_needed"] == need and need > 3
-    assert "undecidable at 3 seeds" in d["text"] and f"{need} seeds" in d["text"]
-    assert f"above {-0.5 + w:+.4g} pp" in d["text"]
+    assert "undecidable at 3 seeds" in d["text"] and f"above {-0.5 + w:+.4g} pp" in d["text"]
+    pw = d["power"]
+    # 80 % power at a true effect of 0: the smallest n whose power reaches 0.8, each n's power by simulation below
+    assert pw["sd_upper"] == pytest.approx(st["std"] * math.sqrt(2 / chi2.ppf(0.2, 2)))
+    assert d["seeds_needed"] == pw["at_zero"] and pw["at_zero_sd_upper"] > pw["at_zero"] > 3
+    assert f"{pw['at_zero']} at a true effect of 0" in d["text"]
+    assert pw["at_observed"] == claims.SEEDS_SEARCH_MAX + 1  # an observed effect beyond the margin is never supported
     narrow = claims.decidability(_stats([0.1, 0.12, 0.11]), "at_least", 0.5, "pp", 3)
     assert not narrow["undecidable_near_zero"]
 
@@ -148,15 +154,16 @@ def test_decidable_effect_and_seed_recommendation():
 
 
 def test_accuracy_claim_verdicts_and_reason_line():
-    sup = claims.accuracy_claims(_teachers([0.003, 0.004, 0.002]), CFG)
-    assert [c["verdict"] for c in sup] == [claims.SUPPORTED] and sup[0]["role"] == claims.PRIMARY
+    sup = claims.accuracy_claims(_teachers([0.003, 0.004, 0.002]), ABS)
+    assert [c["verdict"] for c in sup] == [claims.SUPPORTED, claims.NOT_COMPARED] and sup[0]["role"] == claims.PRIMARY
+    assert sup[1]["role"] == claims.REGIME and "paper reports no accuracy" in sup[1]["reason"]  # "c10": no paper row
     assert sup[0]["effect"]["mean"] == pytest.approx(0.3)  # percentage points, paired by seed
     r = sup[0]["reason"]
     assert "mean +0.3 pp" in r and "s0 +0.3" in r and "excludes 0" in r and "against the margin 0.5 pp" in r
     assert "one-sided test at level 2.5 %" in r
-    con = claims.accuracy_claims(_teachers([-0.03, -0.04, -0.035]), CFG)
+    con = claims.accuracy_claims(_teachers([-0.03, -0.04, -0.035]), ABS)
     assert con[0]["verdict"] == claims.CONTRADICTED
-    one = claims.accuracy_claims(_teachers([0.01]), CFG)
+    one = claims.accuracy_claims(_teachers([0.01]), ABS)
     assert one[0]["verdict"] == claims.INCONCLUSIVE and claims.NO_SPREAD in one[0]["reason"]
     md = claims.render_markdown(claims._assign_ids(one), CFG)
     assert claims.NO_SPREAD in md and "± 0" not in md
@@ -165,7 +172,8 @@ def test_accuracy_claim_verdicts_and_reason_line():
 def test_accuracy_other_alphas_are_descriptive():
     c = claims.accuracy_claims(_teachers([0.003, 0.004, 0.002], alphas=(0.1, 0.3)), {**CFG, "ls_alpha": 0.1})
     assert [(x["role"], x["label"].split(",")[0]) for x in c] == [(claims.PRIMARY, "LS α = 0.1"),
-                                                                 (claims.DESCRIPTIVE, "LS α = 0.3")]
+                                                                 (claims.DESCRIPTIVE, "LS α = 0.3"),
+                                                                 (claims.REGIME, "")]
 
 
 def test_pairing_by_seed_removes_seed_offsets():
@@ -320,12 +328,43 @@ def test_tightness_fig1_rows_are_descriptive():
 # --------------------------------------------------------------------------- claim 3
 
 
-def _cal(alpha, seed, ece, ece_ts, temp, val_ece, nll=1.0, nll_ts=0.9, val_nll=1.0, floor=0.02, at_bound=False):
-    return {"model": {"dataset": "c", "arch": "r", "alpha": alpha, "seed": seed, "role": "teacher"}, "split": "test",
+CONFS = np.array([0.55, 0.65, 0.75, 0.85, 0.95])
+
+
+def _rel(ce, n=2000):
+    """A reliability diagram (5 equal bins of the 15, overconfident by the same d) whose debiased squared
+    RMS calibration error is exactly ce^2 (d solved for)."""
+    from scipy.optimize import brentq
+
+    from lspipe.experiments.calibration import debiased_squared_ce
+
+    counts = [0] * 15
+    idx = [8, 9, 11, 12, 14]
+    for i in idx:
+        counts[i] = n // 5
+
+    def diagram(d):
+        acc, conf = [None] * 15, [None] * 15
+        for i, c in zip(idx, CONFS):
+            acc[i], conf[i] = float(c - d), float(c)
+        return {"count": counts, "accuracy": acc, "confidence": conf, "n": n}
+
+    def f(d):
+        r = diagram(d)
+        return debiased_squared_ce(r["count"], r["accuracy"], r["confidence"]) - ce**2
+
+    return diagram(brentq(f, 0.0, 0.5, xtol=1e-14))
+
+
+def _cal(alpha, seed, ece, ece_ts, temp, val_ece, nll=1.0, nll_ts=0.9, val_nll=1.0, floor=0.02, at_bound=False,
+         run=None):
+    """A calibration JSON whose RMS calibration error (debiased) is ``ece`` at T = 1 and ``ece_ts`` after scaling."""
+    return {"model": {"dataset": "c", "arch": "r", "alpha": alpha, "seed": seed, "role": "teacher",
+                      "run": run or f"a{alpha:g}_s{seed}"}, "split": "test",
             "bins": 15, "temperature": temp, "fit": {"at_bound": at_bound},
             "val": {"ece": val_ece, "nll": val_nll, "ece_floor": floor},
-            "before": {"ece": ece, "nll": nll, "ece_floor": floor, "reliability": {"n": 2000}},
-            "after": {"ece": ece_ts, "nll": nll_ts, "ece_floor": floor}}
+            "before": {"ece": ece, "nll": nll, "ece_floor": floor, "reliability": _rel(ece)},
+            "after": {"ece": ece_ts, "nll": nll_ts, "ece_floor": floor, "reliability": _rel(ece_ts)}}
 
 
 def _by_id(checks):
@@ -360,15 +399,20 @@ def test_ls_lowers_ece_but_does_not_reach_temperature_scaling():
     c = {x["id"]: x for x in checks}
     assert c["3a"]["verdict"] == claims.CONTRADICTED  # primary: not within 0.02 of temperature scaling
     assert c["3b"]["verdict"] == claims.SUPPORTED  # descriptive: LS lowers the ECE of hard targets
-    assert c["3c"]["verdict"] == claims.SUPPORTED and c["3d"]["verdict"] == claims.CONTRADICTED  # NLL
+    # 3d: NLL against temperature scaling is a number, no verdict (the paper claims nothing there)
+    assert c["3c"]["verdict"] == claims.SUPPORTED and c["3d"]["verdict"] == claims.REPORTED
+    assert c["3d"]["effect"]["mean"] == pytest.approx(np.mean([1.5 + 0.03 * s - 1.3 - 0.02 * s for s in range(3)]))
     assert c["3R"]["role"] == claims.REGIME and c["3R"]["verdict"] == claims.SUPPORTED  # T > 1
     (s,) = claims.summarise(checks)
     assert s["verdict"] == claims.CONTRADICTED and s["primary"] == "3a"
-    assert {d["id"]: d["verdict"] for d in s["descriptive"]}["3b"] == claims.SUPPORTED
+    assert {d["id"] for d in s["descriptive"]} == {"3b", "3c", "3d"}
+    assert all(set(d) == {"id", "effect"} for d in s["descriptive"])  # exploratory: effects, no verdict words
     assert s["regime"] == [{"id": "3R", "verdict": claims.SUPPORTED}]
     assert "ECE floor" in " ".join(c["3a"]["numbers"])
     md = claims.render_markdown(checks, CFG)
-    assert "**contradicted** (3a)" in md and "3b supported" in md and "3R supported" in md
+    row = next(line for line in md.splitlines() if line.startswith("| 3."))
+    assert "**contradicted** (3a)" in row and "3R supported" in row
+    assert "3b supported" not in row and "3b +" in row and claims.REPORTED not in row
 
 
 def test_calibration_non_inferiority_is_one_sided():
@@ -565,7 +609,8 @@ def test_report_files(tmp_path):
     assert data["summary"][0]["verdict"] == claims.SUPPORTED and data["settings"]["min_seeds"] == 3
     assert data["checks"][0]["id"] == "1a" and "sources" in data["checks"][0]
     md = (tmp_path / "c.md").read_text()
-    for text in ("## Decision rule", "claims.accuracy_margin", "not run", "primary only", "Decidable:", "Sources:",
+    for text in ("## Decision rule", "claims.accuracy_margin", "not run", "exploratory", "Decidable:", "Sources:",
+                 "Rule version 3", "by the interval alone", "noncentral t", "Sensitivity:", "verdict at 90 / 95 / 99 %",
                  "one-sided test at level 2.5 %", "claims.ece_margin", "claims.mi_noise_multiple",
                  "claims.calibration_selection"):
         assert text in md, text
@@ -580,7 +625,7 @@ def test_sources_name_files_and_keys(tmp_path):
     evals = _teachers([0.003, 0.004, 0.002])
     for ev in evals:
         ev["_path"] = f"results/eval/c10/resnet20/teacher/{ev['model']['run']}.json"
-    (c,) = claims.accuracy_claims(evals, CFG)
+    c, _regime = claims.accuracy_claims(evals, CFG)
     assert len(c["sources"]["files"]) == 6 and "test.accuracy" in c["sources"]["keys"]
     text = claims.sources_text(c["sources"])
     assert text.startswith("results/eval/c10/resnet20/teacher/{a0.1_s0.json,") and "test.accuracy" in text
@@ -705,7 +750,7 @@ def test_cli_with_config_reads_only_what_the_config_names(tmp_path, capsys):
     write_csv(res / "tables" / "tightness.csv", claims_rows, list(claims_rows[0]))
     assert main(["claims", "--config", str(cfg), *out]) == 0
     data = json.loads((tmp_path / "c.json").read_text())
-    acc = [c for c in data["checks"] if c["claim"] == 1]
+    acc = [c for c in data["checks"] if c["claim"] == 1 and c["role"] != claims.REGIME]
     assert [c["label"] for c in acc] == ["LS α = 0.1, test split"]  # the orphaned 0.3 and 0.2 are not read
     assert all("a0.3" not in f and "a0.2" not in f for c in data["checks"] for f in c["sources"]["files"])
     assert main(["claims", "--config", str(cfg), "--results", str(tmp_path / "nowhere"), *out]) == 2

@@ -65,7 +65,8 @@ def _cmd_claims(a):
         fig1_ls_alpha=a.fig1_ls_alpha, has_fig1_rows=fig1_rows > 0, twins=twins,
         distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []),
     )
-    claims.write_report(checks, cfg, a.md, a.json, a.rst)
+    claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.analysis_marking(given["evals"]),
+                        forest=a.forest or [])
     for s in claims.summarise(checks):
         print(f"claim {s['claim']} {s['scope']}: {s['verdict']} (primary check {s['primary']})")
 
@@ -96,4 +97,7 @@ def add_cli(sub) -> None:
     s.add_argument("--md", required=True)
     s.add_argument("--json", required=True)
     s.add_argument("--rst", default=None, help="reStructuredText copy (for the Snakemake report)")
+    s.add_argument("--forest", nargs="*", default=[],
+                   help="files of the forest plot (each claim's primary effect; format from the suffix), the report's "
+                        "first figure")
     s.set_defaults(func=_cmd_claims)
