@@ -1291,7 +1291,7 @@ class ClaimsPlan:
 
     def targets(self) -> list[str]:
         p = self._plan.paths
-        return ([p.report("claims.md"), p.report("claims.json"), p.report("claims.rst")]
+        return ([p.report("claims.md"), p.report("claims.json"), p.report("claims.rst"), *p.figures("claims_forest")]
                 + ([p.table("tightness.csv")] if self.tightness_models else []))
 
 

@@ -66,7 +66,7 @@ def _cmd_claims(a):
         distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []),
     )
     claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.analysis_marking(given["evals"]),
-                        forest=a.forest or [])
+                        forest=a.forest or [], dpi=a.dpi)
     for s in claims.summarise(checks):
         print(f"claim {s['claim']} {s['scope']}: {s['verdict']} (primary check {s['primary']})")
 
@@ -100,4 +100,5 @@ def add_cli(sub) -> None:
     s.add_argument("--forest", nargs="*", default=[],
                    help="files of the forest plot (each claim's primary effect; format from the suffix), the report's "
                         "first figure")
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
     s.set_defaults(func=_cmd_claims)
