@@ -1087,3 +1087,37 @@ def test_sensitivity_follows_the_level():
     verdicts = [claims.decide(_stats([0.3, 0.5, 0.45, 0.2, 0.6], confidence=k), "greater", 0.3, 3)[0]
                 for k in claims.SENSITIVITY]
     assert list(c["sensitivity"].values()) == verdicts
+
+
+def test_test_image_bootstrap_matches_the_per_image_formula(tmp_path):
+    """claims.bootstrap: one resample of the test images shared by every seed; for claim 1 the sd of the
+    seeds' mean accuracy difference over resamples is, computed another way, sd_i(d_i) / sqrt(N) with
+    d_i the image's correctness difference averaged over seeds."""
+    rng = np.random.default_rng(5)
+    n, k = 600, 4
+    labels = rng.integers(0, k, n)
+    dumps, evals, correct = {}, [], {}
+    for s in range(3):
+        for a in (0.0, 0.1):
+            logits = rng.normal(size=(n, k))
+            hit = rng.random(n) < (0.6 if a == 0 else 0.62)
+            logits[np.arange(n), labels] += np.where(hit, 10.0, -10.0)
+            path = tmp_path / "dumps" / "c" / "r" / "teacher" / f"a{a:g}_s{s}.h5"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            feats = np.zeros((n, 2), np.float32)
+            write_h5(path, classes=[str(i) for i in range(k)], weight=np.zeros((k, 2)), bias=np.zeros(k),
+                     splits={"test": (labels, np.arange(n), lambda b, e, lg=logits: (feats[b:e], lg[b:e].astype(np.float32)))},
+                     attrs={"dataset": "c", "arch": "r", "alpha": a, "seed": s, "run": f"a{a:g}_s{s}"})
+            dumps[(a, s)] = path
+            correct[(a, s)] = logits.argmax(1) == labels
+            evals.append(_eval("c", "r", "teacher", f"a{a:g}_s{s}", a, s, float(correct[(a, s)].mean()), n=n))
+    cfg = {**ABS, "bootstrap": 2000, "bootstrap_seed": 1}
+    checks = claims._assign_ids(claims.accuracy_claims(evals, cfg))
+    claims.bootstrap_widening(checks, [], claims.dump_map(dumps.values()), cfg)
+    b = checks[0]["bootstrap"]
+    d = 100 * np.mean([correct[(0.1, s)].astype(float) - correct[(0.0, s)] for s in range(3)], axis=0)
+    assert b["sd_test"] == pytest.approx(d.std(ddof=0) / math.sqrt(n), rel=0.06)
+    from scipy.stats import norm
+
+    w = checks[0]["effect"]["half_width"]
+    assert b["half_width_with_test"] == pytest.approx(math.sqrt(w**2 + (norm.ppf(0.975) * b["sd_test"]) ** 2))

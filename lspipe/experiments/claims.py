@@ -58,8 +58,9 @@ import numpy as np
 from lspipe.base.defaults import default, fill
 from lspipe.base.io import read_json, write_json, write_text
 from lspipe.base.errors import ConfigError
-from lspipe.base.runs import fmt, objective_label, objective_token, run_name, run_objective
-from lspipe.experiments.calibration import debiased_squared_ce
+from lspipe.base.runs import fmt, objective_label, objective_token, parse_run, run_name, run_objective
+from lspipe.engine.dumpfile import Dump
+from lspipe.experiments.calibration import debiased_squared_ce, reliability
 from lspipe.experiments.distill import FORM_LABELS, parse_student_run, read_gamma_table, trained_as
 from lspipe.experiments.mi import mi_noise
 
@@ -1217,6 +1218,97 @@ def mi_claims(curves: Sequence[dict], cfg: dict) -> list[dict]:
     return out
 
 
+# --------------------------------------------------------------------------- variance beyond seeds: test-image bootstrap
+
+
+def _test_predictions(path: str | Path, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(top-label confidence, correct) of a dump's test split at ``temperature``."""
+    from lspipe.experiments.calibration import softmax, top_label
+
+    s = Dump(path).split("test")
+    return top_label(softmax(s.logits, temperature), s.labels)
+
+
+def bootstrap_widening(checks: Sequence[dict], calibrations: Sequence[dict], dumps: dict[tuple, str], cfg: dict) -> None:
+    """Adds ``bootstrap`` to the primary checks of claims 1 and 3: how much the test set's sampling would
+    widen their interval. One resample of the test images per replicate, shared by every seed and model
+    (the test set is one, shared), ``claims.bootstrap`` replicates (seed ``claims.bootstrap_seed``); the
+    effect's mean over seeds is recomputed on each, and its sd over replicates, sd_test, is combined with
+    the interval's: half-width ``sqrt(w² + (z · sd_test)²)``, z the normal quantile of the interval's level
+    (w the seed-only half-width; the seeds' own sd holds part of the test sampling already, so this is
+    an upper-side figure). ``dumps`` maps ``(dataset, arch, alpha, seed)`` to a teacher dump (label smoothing)."""
+    reps = int(cfg.get("bootstrap") or 0)
+    if reps <= 0:
+        return
+    rng = np.random.default_rng(cfg.get("bootstrap_seed", 0))
+    temps = {(c["model"]["dataset"], c["model"]["arch"], float(c["model"]["alpha"]), int(c["model"]["seed"])):
+             float(c["temperature"]) for c in calibrations if is_ls(objective_of(c["model"]))}
+    cache: dict[tuple, tuple] = {}
+
+    def pred(ds, arch, alpha, seed, t=1.0):
+        key = (ds, arch, alpha, seed, t)
+        if key not in cache:
+            cache[key] = _test_predictions(dumps[(ds, arch, alpha, seed)], t)
+        return cache[key]
+
+    for c in checks:
+        if c["role"] != PRIMARY or c["claim"] not in (1, 3) or not (c.get("effect") or {}).get("ci"):
+            continue
+        ds, arch = c["scope"].split("/", 1)
+        e, seeds = c["effect"], c["effect"]["seeds"]
+        if c["claim"] == 1:
+            alpha = float(c["label"].split("=")[1].split(",")[0])
+            need = [(ds, arch, a, s) for a in (0.0, alpha) for s in seeds]
+        else:
+            alpha = float(c["numbers"]["α*"])
+            need = [(ds, arch, a, s) for a in (0.0, alpha) for s in seeds]
+            if any((ds, arch, 0.0, s) not in temps for s in seeds):
+                continue
+        if any(k not in dumps for k in need):
+            c["bootstrap"] = {"text": "not computed: the dumps of some compared models are not among the inputs"}
+            continue
+        n_test = len(pred(ds, arch, 0.0, seeds[0])[1])
+        stats = []
+        for _ in range(reps):
+            idx = rng.integers(0, n_test, n_test)
+            if c["claim"] == 1:
+                stats.append(float(np.mean([100.0 * (pred(ds, arch, alpha, s)[1][idx].mean()
+                                                     - pred(ds, arch, 0.0, s)[1][idx].mean()) for s in seeds])))
+            else:
+                def sq(conf, correct):
+                    r = reliability(conf[idx], correct[idx], 15)
+                    return debiased_squared_ce(r.count, r.accuracy, r.confidence)
+
+                a = np.mean([sq(*pred(ds, arch, alpha, s)) for s in seeds])
+                b = np.mean([sq(*pred(ds, arch, 0.0, s, temps[(ds, arch, 0.0, s)])) for s in seeds])
+                stats.append(math.sqrt(max(a, 0.0)) - math.sqrt(max(b, 0.0)))
+        sd_test = float(np.std(stats, ddof=1))
+        w = e["half_width"]
+        from scipy.stats import norm
+
+        z = float(norm.ppf(0.5 + e["confidence"] / 2))  # sd_test is known from many replicates: a normal quantile
+        w2 = math.sqrt(w**2 + (z * sd_test) ** 2)
+        u = f" {c['unit']}" if c["unit"] else ""
+        c["bootstrap"] = {"replicates": reps, "seed": cfg.get("bootstrap_seed", 0), "sd_test": sd_test,
+                          "half_width": w, "half_width_with_test": w2, "widening": w2 / w if w else None,
+                          "text": (f"the test set's sampling ({reps} resamples of its {n_test} images, shared by every "
+                                   f"seed) has sd {sd_test:.3g}{u} on the mean effect; with it the half-width would be "
+                                   f"{w2:.3g}{u} instead of {w:.3g}{u} (× {w2 / w:.2f}); the verdict stays the seed-only "
+                                   "interval's")}
+
+
+def dump_map(paths: Iterable[str | Path]) -> dict[tuple, str]:
+    """``{(dataset, arch, alpha, seed): path}`` of label-smoothing teacher dumps
+    ``<results>/dumps/<dataset>/<arch>/teacher/a<alpha>_s<seed>.h5`` (other files are skipped)."""
+    out = {}
+    for path in paths:
+        p = Path(path)
+        parsed = parse_run(p.stem)
+        if parsed and "alpha" in parsed and p.parent.name == "teacher":
+            out[(p.parents[2].name, p.parents[1].name, float(parsed["alpha"]), int(parsed["seed"]))] = str(p)
+    return out
+
+
 # --------------------------------------------------------------------------- what the report reads
 
 
@@ -1282,6 +1374,8 @@ class ClaimsPlan:
             "tightness": [p.table("tightness.csv")] if self.tightness_models else [],
             "gamma": [distillation.gamma_table(d) for d in distillation.entries],
             "mi_curves": plan.mi.all_curves(),
+            "dumps": ([p.dump(d, a, "teacher", run_name(al, s)) for d, a, al, s in calibration_models(config)]
+                      if config.get("claims", {}).get("bootstrap") else []),
             "settings": dict(config.get("claims", {})),
             "accuracy_split": config["accuracy_table"]["split"],
             "fig1_ls_alpha": config["projections"]["ls_alpha"],
@@ -1584,47 +1678,51 @@ def forest_plot(checks: Sequence[dict], paths: Sequence[str | Path], cfg: dict,
     """The report's first figure: one row per primary check (claim and scope) with its own axis (the
     claims' units differ): the mean effect and its interval, the bound(s) of the rule (dashed; claim
     5's contradiction bound 0 dotted), 0, and the paper's own effect where the paper gives one
-    (a diamond). The verdict is the row's label."""
+    (a diamond). The verdict is the row's label, at its right."""
     from lspipe.core.plotting import new_figure, save_figure  # matplotlib: only when a figure is drawn
 
     rows = [c for c in checks if c["role"] == PRIMARY]
-    fig, axes = new_figure(len(rows) or 1, 1, size=(6.4, 0.95 * max(1, len(rows)) + 0.5))
+    fig, axes = new_figure(len(rows) or 1, 1, size=(6.4, 0.85 * max(1, len(rows)) + 0.9))
+    legend = {}
+    colours = {SUPPORTED: "C2", CONTRADICTED: "C3"}
     for ax, c in zip(axes[:, 0], rows):
         e = c.get("effect")
-        unit = c.get("unit") or ""
         ax.set_yticks([])
-        ax.set_title(f"{c['id']} {c['scope']}: {CLAIM_TITLES[c['claim']].split(':')[0]} — {c['verdict']}",
+        ax.spines["left"].set_visible(False)
+        ax.set_title(f"{c['id']} {c['scope']}: {CLAIM_TITLES[c['claim']].split(':')[0]} ({c.get('unit') or 'effect'})",
                      fontsize=8, loc="left")
+        ax.text(1.01, 0.5, c["verdict"], transform=ax.transAxes, fontsize=8, va="center", fontweight="bold",
+                color=colours.get(c["verdict"], "0.3"))
         xs = [0.0]
         if e and e.get("n"):
             xs.append(e["mean"])
             if e["ci"]:
                 lo, hi = e["ci"]
-                ax.errorbar([e["mean"]], [0], xerr=[[e["mean"] - lo], [hi - e["mean"]]], fmt="o", color="C0",
-                            capsize=4, label=f"this run ({100 * cfg['confidence']:g} % interval, {e['n']} seeds)")
+                h = ax.errorbar([e["mean"]], [0], xerr=[[e["mean"] - lo], [hi - e["mean"]]], fmt="o", color="C0",
+                                capsize=4, lw=2)
+                legend.setdefault(f"this run: mean and {100 * cfg['confidence']:g} % interval over seeds", h)
                 xs += [lo, hi]
             else:
-                ax.plot([e["mean"]], [0], "o", color="C0", label="this run (1 seed)")
+                (h,) = ax.plot([e["mean"]], [0], "o", color="C0")
+                legend.setdefault("this run (1 seed: no interval)", h)
         if c.get("kind") in ("greater", "at_least", "at_most", "within"):
             lo_b, hi_b = _bounds(c["kind"], c["bound"])
             for b in (x for x in (lo_b, hi_b) if x is not None):
-                ax.axvline(b, color="C3", ls="--", lw=1, label="bound of the rule")
+                legend.setdefault("bound of the rule (supported beyond it)", ax.axvline(b, color="C3", ls="--", lw=1))
                 xs.append(b)
             if c.get("contra") is not None and c["contra"] != c["bound"]:
-                ax.axvline(c["contra"], color="C3", ls=":", lw=1, label="contradicted below")
+                legend.setdefault("contradicted below", ax.axvline(c["contra"], color="C3", ls=":", lw=1.2))
         ax.axvline(0.0, color="0.5", lw=0.6)
         if c.get("paper"):
-            ax.plot([c["paper"]["value"]], [0], "D", color="C2", ms=6, label="the paper")
+            (h,) = ax.plot([c["paper"]["value"]], [0], "D", color="C1", ms=6)
+            legend.setdefault("the paper's effect", h)
             xs.append(c["paper"]["value"])
         span = max(xs) - min(xs) or 1.0
-        ax.set_xlim(min(xs) - 0.15 * span, max(xs) + 0.15 * span)
+        ax.set_xlim(min(xs) - 0.1 * span, max(xs) + 0.1 * span)
         ax.set_ylim(-1, 1)
-        ax.set_xlabel(unit, fontsize=7, labelpad=1)
-        handles, labels = ax.get_legend_handles_labels()
-        uniq = dict(zip(labels, handles))
-        ax.legend(uniq.values(), uniq.keys(), fontsize=6, loc="upper right", ncol=2)
     fig.suptitle("Each claim's primary effect (the verdict is the label)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 0.92, 1))
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=2, fontsize=7)
     save_figure(fig, paths, dpi)
 
 
@@ -1708,7 +1806,7 @@ def discover(results: str | Path) -> dict[str, list[str]]:
 
     return {"evals": glob("eval/*/*/*/*.json"), "calibrations": glob("calibration/*/*/teacher/*.json"),
             "tightness": glob("tables/tightness.csv"), "gamma": glob("tables/distillation_gamma_*.csv"),
-            "mi_curves": glob("mi/*/*/*.csv")}
+            "mi_curves": glob("mi/*/*/*.csv"), "dumps": glob("dumps/*/*/teacher/*.h5")}
 
 
 def _rectangle(name: str, cells: dict[tuple, set]) -> list[str]:

@@ -41,6 +41,7 @@ rule claims:
         tightness=CLAIMS_INPUTS["tightness"],
         gamma=CLAIMS_INPUTS["gamma"],
         mi=CLAIMS_INPUTS["mi_curves"],
+        dumps=CLAIMS_INPUTS["dumps"],
     output:
         md=P.report("claims.md"),
         json=P.report("claims.json"),
@@ -55,6 +56,7 @@ rule claims:
         distillation_split=" ".join(f"{d}={s}" for d, s in CLAIMS_INPUTS["distillation_split"].items()),
         tightness=lambda wc, input: f"--tightness {shlex.quote(input.tightness[0])}" if input.tightness else "",
         dpi=config["figures"]["dpi"],
+        dumps=lambda wc, input: ("--dumps " + " ".join(shlex.quote(d) for d in input.dumps)) if input.dumps else "",
     log:
         P.log("claims"),
     benchmark:
@@ -66,6 +68,6 @@ rule claims:
         "lspipe claims --evals {input.evals:q} --calibrations {input.calibrations:q} {params.tightness} "
         "--gamma {input.gamma:q} --mi-curves {input.mi:q} --settings {params.settings:q} --twins {params.twins:q} "
         "--accuracy-split {params.accuracy_split} --fig1-ls-alpha {params.fig1_ls_alpha} --fig1-rows {params.fig1_rows} "
-        "--distillation-split {params.distillation_split} "
+        "--distillation-split {params.distillation_split} {params.dumps} "
         "--md {output.md:q} --json {output.json:q} --rst {output.rst:q} --forest {output.forest:q} --dpi {params.dpi} "
         "> {log:q} 2>&1"
