@@ -60,7 +60,7 @@ from lspipe.base.io import read_json, write_json, write_text
 from lspipe.base.errors import ConfigError
 from lspipe.base.runs import fmt, objective_label, objective_token, parse_run, run_name, run_objective
 from lspipe.engine.dumpfile import Dump
-from lspipe.experiments.calibration import debiased_squared_ce, reliability
+from lspipe.experiments.calibration import debiased_squared_ce, reliability, softmax, top_label
 from lspipe.experiments.distill import FORM_LABELS, parse_student_run, read_gamma_table, trained_as
 from lspipe.experiments.mi import mi_noise
 
@@ -84,7 +84,7 @@ RULE_VERSIONS = {
     1: ("2026-11-28T00:00:00Z", "first rules: two-sided ±0.01 ECE margin at LS 0.1, best student on test"),
     2: ("2026-12-03T00:00:00Z", "primary checks fixed in advance, α* on validation, one-sided margins, "
         "every-seed conjunct on 'greater' checks"),
-    3: ("2026-12-06T16:00:00Z", "models keyed by objective; interval-alone rule; RMS calibration error debiased "
+    3: ("2026-12-06T14:06:00Z", "models keyed by objective; interval-alone rule; RMS calibration error debiased "
         "(Kumar et al. 2019) with a two-estimate interval; power from the noncentral t; claim 4's interpolation "
         "error as a systematic term; claim 5 contradicted below 0; relative accuracy margin; 3d a number"),
 }
@@ -1223,8 +1223,6 @@ def mi_claims(curves: Sequence[dict], cfg: dict) -> list[dict]:
 
 def _test_predictions(path: str | Path, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """(top-label confidence, correct) of a dump's test split at ``temperature``."""
-    from lspipe.experiments.calibration import softmax, top_label
-
     s = Dump(path).split("test")
     return top_label(softmax(s.logits, temperature), s.labels)
 
@@ -1240,7 +1238,7 @@ def bootstrap_widening(checks: Sequence[dict], calibrations: Sequence[dict], dum
     reps = int(cfg.get("bootstrap") or 0)
     if reps <= 0:
         return
-    rng = np.random.default_rng(cfg.get("bootstrap_seed", 0))
+    rng = np.random.default_rng(cfg["bootstrap_seed"])
     temps = {(c["model"]["dataset"], c["model"]["arch"], float(c["model"]["alpha"]), int(c["model"]["seed"])):
              float(c["temperature"]) for c in calibrations if is_ls(objective_of(c["model"]))}
     cache: dict[tuple, tuple] = {}
@@ -1289,7 +1287,7 @@ def bootstrap_widening(checks: Sequence[dict], calibrations: Sequence[dict], dum
         z = float(norm.ppf(0.5 + e["confidence"] / 2))  # sd_test is known from many replicates: a normal quantile
         w2 = math.sqrt(w**2 + (z * sd_test) ** 2)
         u = f" {c['unit']}" if c["unit"] else ""
-        c["bootstrap"] = {"replicates": reps, "seed": cfg.get("bootstrap_seed", 0), "sd_test": sd_test,
+        c["bootstrap"] = {"replicates": reps, "seed": cfg["bootstrap_seed"], "sd_test": sd_test,
                           "half_width": w, "half_width_with_test": w2, "widening": w2 / w if w else None,
                           "text": (f"the test set's sampling ({reps} resamples of its {n_test} images, shared by every "
                                    f"seed) has sd {sd_test:.3g}{u} on the mean effect; with it the half-width would be "
