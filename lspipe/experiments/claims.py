@@ -1,47 +1,57 @@
 """The claims report: did this run reproduce "When Does Label Smoothing Help?"?
 
 Pure functions over outputs the workflow has already written (evaluation JSONs, calibration
-JSONs, the Fig. 5 smoothness-index CSVs, the per-seed Fig. 6 MI curves and the tightness table
-computed here from the activation dumps) that turn each claim of the paper into pre-specified
-checks: an effect per seed, its interval over seeds and a verdict. Every rule and default is
-stated in the README ("The claims report"), in the report itself (:func:`decision_rule_text`) and
-in the schema's ``claims`` section, which holds the defaults (read through :mod:`lspipe.base.defaults`).
+JSONs, the Fig. 5 smoothness-index CSVs, the per-seed Fig. 6 MI curves, the tightness table
+computed here from the activation dumps, and, for the optional test-image bootstrap, the teacher
+dumps) that turn each claim of the paper into pre-specified checks: an effect per seed, its
+interval over seeds and a verdict. The rules are **rule version** :data:`RULES_VERSION`
+(:data:`RULE_VERSIONS` holds each version's freeze time; docs/claims.md the changelog); they are
+stated in the report itself (:func:`decision_rule_text`) and the defaults are the schema's
+``claims`` section (read through :mod:`lspipe.base.defaults`).
 
 A claim, per dataset/arch, has
 
 * one **primary** check, fixed in advance: it alone gives the claim's verdict;
-* **descriptive** checks with their own verdicts, shown beside it. Multiplicity policy: *primary
-  only*. No descriptive verdict can change the claim's, so none is corrected for multiplicity;
-  read them as exploratory;
-* **regime** checks: preconditions of the paper's argument (the hard-target model is
-  overconfident; teacher accuracy rises with alpha), shown beside the claim, outside its verdict.
+* **descriptive** checks, exploratory: the summary shows their effects, no verdict words; no
+  multiplicity correction (primary only);
+* **regime** checks: preconditions of the paper's argument (the hard-target model is overconfident
+  and in the paper's accuracy regime; teacher accuracy rises with alpha), outside the verdict.
+
+Models are keyed by their **objective** (:func:`objective_of`: the run name, else label smoothing
+at the recorded alpha): the hard-target arm is ``{kind: ls, alpha: 0}`` only; other objectives (a
+confidence-penalty teacher records alpha 0) are rows of their own; two models for one objective and
+seed are refused.
 
 Primary checks:
 
-1. accuracy: accuracy(LS at ``ls_alpha``) − accuracy(hard), paired by seed, above −``accuracy_margin``;
+1. accuracy: accuracy(LS at ``ls_alpha``) − accuracy(hard), paired by seed, above −margin
+   (``accuracy_margin``, or ``accuracy_margin_relative`` × the hard model's error rate);
 2. representations: tightness ratio (hard) − (LS), mean over every class triple (at most
    ``tightness_triples``), on ``tightness_split``, above 0;
-3. calibration: ECE(LS at alpha*) − ECE(hard targets, temperature scaled), paired by seed, below
-   ``ece_margin`` (one-sided non-inferiority); alpha* chosen among the grid's nonzero alphas by the
-   mean *validation* ECE (or NLL: ``calibration_selection``) at T = 1, never by test;
+3. calibration: RMS calibration error of LS at alpha* minus that of the hard model after temperature
+   scaling, below ``ece_margin``; the squared errors estimated without bias per model (Kumar et
+   al. 2019) and combined in a two-estimate interval (:func:`ce_gap_stats`); alpha* chosen among the
+   grid's nonzero alphas by the mean *validation* ECE (or NLL) at T = 1, never by test;
 4. distillation: per seed, the mean over the in-range temperatures of (hard-teacher student −
-   baseline curve at its gamma) minus the mean over the in-range LS teachers of (LS-teacher
-   student − baseline at its gamma), above 0;
-5. erasure: (peak − late) of the MI with LS minus (peak − late) with hard targets, paired by
-   seed, above the MI margin (``mi_noise_multiple`` × the measured sd of one MI estimate).
+   baseline curve at its gamma) minus the mean over the in-range LS teachers of (LS-teacher student −
+   baseline at its gamma), above 0; the largest leave-one-out interpolation error of the baseline
+   curve is a systematic term added to each end of the interval;
+5. erasure: (peak − late) of the MI with LS minus (peak − late) with hard targets, paired by seed,
+   above the MI margin (``mi_noise_multiple`` × the measured sd of one MI estimate) for
+   "supported"; "contradicted" needs the interval below 0.
 
-Decision rule (:func:`decide`): with n seeds the two-sided ``confidence`` interval of the mean
-effect is ``mean ± t_{n-1} · sd / sqrt(n)``; each end of it is a one-sided test at level
-``(1 − confidence) / 2``. The sd is ``max(sample sd, resolution / 2)``, ``resolution`` the smallest
-step a per-seed effect can take (one test image, 100 / N pp, for accuracy effects; 0 for
-continuous ones): identical values on a grid of step h are consistent with any spread up to h / 2,
-so they never give a zero-width interval, and a continuous effect with zero spread gives none.
-``supported``: n >= ``min_seeds`` and the interval strictly on the claimed side of the bound
-(``greater`` also needs every seed's effect there); ``contradicted``: n >= ``min_seeds`` and the
-interval strictly beyond the bound; ``inconclusive``: otherwise (an interval that touches or
-straddles a bound, too few seeds); ``not compared``: runs exist, but none can be compared (the
-config key that would make them comparable is named); ``not run``: the configuration does not run
-the experiment (the key is named).
+Decision rule (:func:`decide`), the interval alone, symmetric: with n seeds the two-sided
+``confidence`` interval of the mean effect is ``mean ± t_{n-1} · sd / sqrt(n)`` (plus a systematic
+term where one is named); each end is a one-sided test at level ``(1 − confidence) / 2``.
+``supported``: n >= ``min_seeds`` and the interval strictly on the claimed side of the bound;
+``contradicted``: n >= ``min_seeds`` and the interval strictly beyond the (contradiction) bound;
+``inconclusive``: otherwise, and for identical per-seed values over fewer than
+:data:`ZERO_SPREAD_SEEDS` seeds or of a continuous effect (from that many seeds on, an effect on a
+grid of step h takes ``sd = max(sample sd, h / 2)``); ``not compared``: runs exist, but none can be
+compared (the config key that would make them comparable is named); ``not run``: the configuration
+does not run the experiment (the key is named); ``number only``: a check that reports a number
+(3d). Power (:func:`power`, :func:`decidability`): the noncentral t, seeds for 80 % power at the
+observed effect and at 0, also with the sd at its one-sided 80 % chi-square upper bound.
 """
 
 from __future__ import annotations
@@ -352,6 +362,8 @@ def decidability(stats: dict, kind: str, bound: float, unit: str, min_seeds: int
     alpha = stats["one_sided_level"]
     sd_up = sd_upper(sd, n)
     mean = stats["mean"]
+    sys_ = stats.get("systematic") or 0.0  # a systematic term moves the bound by itself: power at the moved bound
+    bound = bound + sys_ if kind == "greater" else bound - sys_
     pw = {"method": f"noncentral t (scipy.stats.nct), one-sided level {alpha:g} per end; sd at its one-sided "
                     f"{100 * POWER_SD_LEVEL:g} % chi-square upper bound", "target": POWER_TARGET,
           "sd": sd, "sd_upper": sd_up, "now": power(kind, mean, bound, sd, n, alpha),
