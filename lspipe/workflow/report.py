@@ -20,9 +20,9 @@ from lspipe.workflow.plan import build
 
 
 def _cmd_claims(a):
-    names = ("evals", "calibrations", "tightness", "gamma", "mi_curves")
+    names = ("evals", "calibrations", "tightness", "gamma", "mi_curves", "dumps")
     given = {"evals": a.evals, "calibrations": a.calibrations, "tightness": [a.tightness] if a.tightness else [],
-             "gamma": a.gamma, "mi_curves": a.mi_curves}
+             "gamma": a.gamma, "mi_curves": a.mi_curves, "dumps": a.dumps}
     twins = json.loads(a.twins) if a.twins else {}
     settings_in = a.settings
     if a.config:
@@ -48,6 +48,8 @@ def _cmd_claims(a):
         if not Path(a.results).is_dir():
             raise ConfigError(f"the results folder {a.results} does not exist (lspipe claims --results)")
         found = claims.discover(a.results)
+        if not claims.settings(settings_in).get("bootstrap"):
+            found["dumps"] = []
         print(f"found in {a.results}: {claims.found_text(found)}")
         given = {k: given[k] or found[k] for k in names}
         problems = claims.mixed_grids(claims.load_inputs(given))
@@ -65,7 +67,9 @@ def _cmd_claims(a):
         fig1_ls_alpha=a.fig1_ls_alpha, has_fig1_rows=fig1_rows > 0, twins=twins,
         distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []),
     )
-    claims.write_report(checks, cfg, a.md, a.json, a.rst)
+    claims.bootstrap_widening(checks, inputs["calibrations"], claims.dump_map(given["dumps"] or []), cfg)
+    claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.analysis_marking(given["evals"]),
+                        forest=a.forest or [], dpi=a.dpi)
     for s in claims.summarise(checks):
         print(f"claim {s['claim']} {s['scope']}: {s['verdict']} (primary check {s['primary']})")
 
@@ -84,6 +88,8 @@ def add_cli(sub) -> None:
     s.add_argument("--tightness", default=None, help="CSV from `lspipe tightness-table`")
     s.add_argument("--gamma", nargs="*", default=[], help="distillation_gamma_<dataset>.csv of each distillation entry")
     s.add_argument("--mi-curves", nargs="*", default=[], help="per-seed MI curves <results>/mi/<dataset>/<arch>/*.csv")
+    s.add_argument("--dumps", nargs="*", default=[],
+                   help="teacher dumps of claims 1 and 3 (the test-image bootstrap, claims.bootstrap > 0)")
     s.add_argument("--settings", type=json.loads, default=None, help="the config's claims section as JSON")
     s.add_argument("--twins", default=None,
                    help="JSON {dataset: {student baseline run: eval JSON of the teacher it was trained as}}")
@@ -96,4 +102,8 @@ def add_cli(sub) -> None:
     s.add_argument("--md", required=True)
     s.add_argument("--json", required=True)
     s.add_argument("--rst", default=None, help="reStructuredText copy (for the Snakemake report)")
+    s.add_argument("--forest", nargs="*", default=[],
+                   help="files of the forest plot (each claim's primary effect; format from the suffix), the report's "
+                        "first figure")
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
     s.set_defaults(func=_cmd_claims)
