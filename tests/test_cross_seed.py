@@ -120,3 +120,22 @@ def test_what_cross_seed_fusion_refuses(tmp_path):
     kd = Objective([{"kind": "kd", "teacher": "t", "T": 2.0, "beta": 1.0, "form": "teacher"}] * 2, {"t": teacher})
     with pytest.raises(FuseError, match="without a teacher"):
         CrossSeedTrainer(model, data, recipe, kd, [0, 1])
+
+
+def test_the_benchmark_runs_in_smoke_mode(tmp_path):
+    """benchmarks/cross_seed.py --smoke --out DIR (the step gpu-check.sh may run): its JSON, and a
+    cross-seed step that dispatches fewer operations than the three same-seed groups' steps."""
+    import importlib.util
+    import json
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("cross_seed_bench", REPO / "benchmarks" / "cross_seed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--smoke", "--threads", "1", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "cross_seed.json").read_text())
+    assert saved["speedup"] == pytest.approx(result["speedup"]) and saved["smoke"] is True
+    assert saved["device"] == "cpu" and saved["seeds"] == [0, 1, 2] and len(saved["rounds"]) == 1
+    assert saved["speedup"] == pytest.approx(saved["baseline"]["median_s"] / saved["cross_seed"]["median_s"])
+    assert 0 < saved["ops_per_step"]["cross_seed"] < saved["ops_per_step"]["baseline"]
