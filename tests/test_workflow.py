@@ -51,8 +51,10 @@ def test_paper_preset_plans_the_papers_grid(tmp_path):
     proc = snakemake(work, "-n", "--configfile", str(REPO / "workflow/presets/paper.yaml"),
                      "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}")
     jobs = planned_jobs(proc)
-    # 7 alphas x 5 seeds (CIFAR-10 ResNet-56, probed) + 2 x 5 (AlexNet) + 3 x 5 (CIFAR-100 ResNet-56)
-    assert jobs["train_teacher"] == 35 + 25
+    # every grid fused: one job per seed of its 7 (CIFAR-10 ResNet-56, probed), 2 (AlexNet) or 3 alphas
+    # (CIFAR-100 ResNet-56); tests/test_presets.py checks the jobs' commands
+    fused = {r: n for r, n in jobs.items() if r.startswith("train_teacher_fused_")}
+    assert len(fused) == 3 * 5 and set(fused.values()) == {1} and "train_teacher" not in jobs
     assert jobs["prepare_data"] == 2
     text = proc.stdout
     assert "--recipe" in text or "train_teacher" in text

@@ -50,9 +50,10 @@ def add_cli(sub) -> None:
                    help="train the members as one fused network (lspipe.engine.fused; grouped kernels)")
     s.add_argument("--checkpoint", default=None, help="resumable checkpoint of the job (default: beside the first --out)")
     s.add_argument("--probe", type=json_arg, default=None,
-                   help="mutual-information probe settings as JSON (one member only)")
-    s.add_argument("--probe-out", default=None,
-                   help="probe trace (default: probe.h5 next to --out); without --probe, a placeholder is written there")
+                   help="mutual-information probe settings as JSON (recorded for every member)")
+    s.add_argument("--probe-out", nargs="+", default=None,
+                   help="one probe trace per objective (default: probe.h5 next to each --out); without --probe, "
+                        "a placeholder is written there")
     s.add_argument("--device", default=defaults.default("device"))
     s.add_argument("--threads", type=int, default=None)
     s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=defaults.default("progress"))

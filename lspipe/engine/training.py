@@ -80,7 +80,11 @@ def param_groups(model: model_registry.Classifier, recipe: Recipe) -> list[dict]
 
 
 class Callback:
-    """Hooks into the loop (e.g. the mutual-information probe). All methods are optional."""
+    """Hooks into the loop (e.g. the mutual-information probe). All methods are optional.
+
+    ``model`` is the group :func:`fit` trains (``num_members`` G, logits ``B x G x K``: lockstep
+    :class:`Members` or a fused network), not a wrapper (DistributedDataParallel, torch.compile);
+    a callback that follows one model picks its member's logits."""
 
     def on_start(self, model: nn.Module, step: int) -> None: ...
     def on_step(self, model: nn.Module, step: int) -> None: ...
@@ -548,17 +552,19 @@ def _train_job(a, world: World) -> None:
         if vals is not None and len(vals) != g:
             raise ConfigError(f"{what} needs one value per objective ({g}), got {len(vals)}")
     if a.probe and world.enabled:
-        raise ConfigError("--probe records one model in one process: launch a probed run without torchrun")
-    if a.probe and g != 1:
-        raise ConfigError("--probe records one model: train a probed grid's models one at a time (teachers[].fuse: false)")
+        raise ConfigError("--probe records in one process: launch a probed run without torchrun")
     outs = [Path(p) for p in a.out]
     ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".ckpt")
-    probe_out = Path(a.probe_out) if a.probe_out else (outs[0].with_name("probe.h5") if a.probe else None)
+    # one probe trace per member (a placeholder without --probe): --probe-out, or probe.h5 beside each model
+    probe_outs = ([Path(p) for p in a.probe_out] if a.probe_out else
+                  [o.with_name("probe.h5") for o in outs] if a.probe else [])
+    if probe_outs and len(probe_outs) != g:
+        raise ConfigError(f"--probe-out needs one value per objective ({g}), got {len(probe_outs)}")
     # temporary files of this job's outputs left by a killed run (SIGKILL during a write)
     device = resolve_device(a.device)
     world, device = dist_mod.init(getattr(a, "dist_backend", None), device)
     if world.is_main:
-        remove_stale_temps(ckpt, *outs, *a.metrics, *([probe_out] if probe_out else []))
+        remove_stale_temps(ckpt, *outs, *a.metrics, *probe_outs)
     world.barrier()
     data = source.load(a.data)
     recipe = Recipe.from_dict(a.recipe)
@@ -580,15 +586,17 @@ def _train_job(a, world: World) -> None:
     callbacks = []
     if a.probe:
         source.require_resident(data, "the mutual-information probe (teachers[].probe)")
-        callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
-    elif probe_out and world.is_main:  # a teacher of a grid without a probe: its probe output is a placeholder
-        write_probe_placeholder(probe_out)
+        callbacks.append(ProbeRecorder(probe_outs, data, device=device, recipe=recipe, **a.probe))  # every member
+    elif world.is_main:  # a teacher of a grid without a probe: its probe output is a placeholder
+        for path in probe_outs:
+            write_probe_placeholder(path)
     # the job's identity: every member's settings, objective, seed, teacher and the data's content digest
     fp = fingerprint({"members": [{k: v for k, v in m.items() if k != "run"} for m in metas], "probe": a.probe,
                       "group": group and group["fused"]})
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
     if a.probe:
-        member_outputs[0].append(probe_out)
+        for outputs, path in zip(member_outputs, probe_outs):
+            outputs.append(path)
     if world.broadcast_flag(world.is_main and complete.restore_group(outs, member_outputs, fp)):
         world.barrier()
         return  # finished before, but Snakemake did not record it (see lspipe.engine.complete)

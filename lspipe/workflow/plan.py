@@ -154,7 +154,8 @@ class Plan:
         ``"objectives"`` (one value per model, :mod:`lspipe.core.losses`) hold every hyper-parameter
         of the members and ``"fuse"`` whether they run as one fused network; it writes the ordinary
         ``model.pt`` and ``metrics.csv`` of its models, the files the single-run rule named by
-        ``"single"`` would write.
+        ``"single"`` would write, and, when ``"probe"`` holds the grid's probe settings
+        (``teachers[].probe``), each model's probe trace ``probe.h5``.
         """
 
         p, jobs = self.paths, []
@@ -167,7 +168,7 @@ class Plan:
                     "name": f"train_teacher_fused_{ds}_{arch}_s{int(s)}", "single": "train_teacher",
                     "dataset": ds, "arch": arch, "role": "teacher", "seed": int(s), "recipe": g["recipe"],
                     "runs": [objective_run(v, s) for v in grid_objectives(g)], "teacher": [], "fuse": True,
-                    "objectives": grid_objectives(g),
+                    "objectives": grid_objectives(g), "probe": g.get("probe"),
                     "log": ("train_teacher_fused", ds, arch, f"s{int(s)}"),
                 })
         for ds, d in self.distill.items():
@@ -185,7 +186,8 @@ class Plan:
                     "single": "train_student_distilled" if kd else "train_student_baseline",
                     "dataset": ds, "arch": arch, "role": "student", "seed": s, "recipe": d["student_recipe"],
                     "runs": list(grp["runs"]), "teacher": [teacher] if kd else [], "fuse": bool(d["fuse_students"]),
-                    "objectives": objectives, "log": ("train_students_lockstep", ds, arch, f"{grp['family']}_s{s}"),
+                    "objectives": objectives, "probe": None,
+                    "log": ("train_students_lockstep", ds, arch, f"{grp['family']}_s{s}"),
                 })
         return jobs
 
