@@ -14,6 +14,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import tomllib
 from importlib.metadata import version
@@ -131,14 +132,49 @@ def test_slurm_profile_settings():
     prof = yaml.safe_load(text)
     assert prof["executor"] == "slurm"
     assert prof["retries"] >= 1 and prof["rerun-incomplete"] is True
-    assert {"runtime", "mem_mb"} <= set(prof["default-resources"])
-    # partition and account: one obvious place, for the user to fill in
-    assert re.search(r"^\s*# slurm_partition: ", text, re.M) and re.search(r"^\s*# slurm_account: ", text, re.M)
+    # no default-resources: Snakemake merges a personal --profile under the workflow profile per top-level
+    # key, so an entry here would drop the user's partition and account (test_personal_profile_...)
+    assert "default-resources" not in prof
+    # partition and account: the profile's comment shows where they go
+    assert re.search(r"^#\s+slurm_partition: ", text, re.M) and re.search(r"^#\s+slurm_account: ", text, re.M)
     # the plugin on this machine satisfies the version the profile (and pyproject) require
     plugin = [d for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
               if d.startswith("snakemake-executor-plugin-slurm")]
     assert plugin == ["snakemake-executor-plugin-slurm>=2.7.1"]
     assert tuple(int(x) for x in version("snakemake-executor-plugin-slurm").split(".")[:3]) >= (2, 7, 1)
+
+
+def _personal_profile_from_docs() -> dict:
+    """The personal profile docs/cluster.md shows (the YAML block that starts with its path)."""
+    doc = (REPO / "docs" / "cluster.md").read_text()
+    block = re.search(r"```yaml\n( *# ~/.config/snakemake/mycluster/config.yaml.*?\n) *```", doc, re.S)
+    assert block, "docs/cluster.md: no personal profile example"
+    return yaml.safe_load(textwrap.dedent(block.group(1)))
+
+
+def test_personal_profile_layers_under_the_workflow_profile(tmp_path):
+    """docs/cluster.md's personal profile, given with --profile beside --workflow-profile profiles/slurm:
+    every job gets its partition and account, and the jobs keep the requests the config gives them."""
+    personal = _personal_profile_from_docs()
+    assert personal["default-resources"] == {"slurm_partition": "gpu", "slurm_account": "my_project"}
+    prof = tmp_path / "mycluster"
+    prof.mkdir()
+    (prof / "config.yaml").write_text(yaml.safe_dump(personal))
+    work = make_workdir(tmp_path / "w")
+    proc = snakemake(work, "-n", "--profile", str(prof), "--workflow-profile", str(PROFILES / "slurm"))
+    out = proc.stdout + proc.stderr
+    assert re.search(r"Using profiles? \S*mycluster and workflow specific profile \S*slurm", out), out[-2000:]
+    jobs = planned(out)
+    submitted = [j for j in jobs if j["rule"] == "analyse_model" or any(o.endswith("/model.pt") for o in j["output"])]
+    assert submitted and len(submitted) < len(jobs)
+    for j in jobs:
+        if j["rule"] == "all":
+            continue
+        assert j["resources"]["slurm_partition"] == "gpu" and j["resources"]["slurm_account"] == "my_project", j
+    cfg = yaml.safe_load(TINY.read_text())
+    for j in submitted:
+        assert j["resources"]["gpu"] == str(cfg.get("resources", {}).get("gpus_per_job", 1)), j
+        assert "runtime" in j["resources"] and j["resources"]["mem_mb"] == "8000", j  # schema default mem_mb
 
 
 def test_conda_env_mirrors_pyproject():
