@@ -93,10 +93,11 @@ def _group_commands(p: argparse.ArgumentParser, sub) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    # progress lines and other records (lspipe.base.progress) go to stderr with a time stamp; a host
-    # program that configured logging itself keeps its own handlers
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+    # lspipe's records (progress lines off a terminal: lspipe.base.progress) go to stderr with a time stamp,
+    # from INFO on; other libraries' from WARNING on. A host program that configured logging keeps its handlers.
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
+    logging.getLogger("lspipe").setLevel(logging.INFO)
     try:
         args.func(args)
     except Exception as err:
