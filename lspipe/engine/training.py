@@ -39,11 +39,11 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError, DataError, TrainingDiverged
 from lspipe.base.io import atomic_path, file_sha256, remove_stale_temps, torch_save
+from lspipe.base.progress import progress_bar
 from lspipe.core import models as model_registry
 from lspipe.core import source
 from lspipe.core.augment import DeviceLoader
@@ -332,7 +332,7 @@ def fit(
     for cb in callbacks:
         cb.on_start(model, step)
 
-    bar = tqdm(total=recipe.steps, initial=step, desc="train", disable=not progress or not world.is_main, dynamic_ncols=True,
+    bar = progress_bar(total=recipe.steps, initial=step, desc="train", unit="steps", disable=not progress or not world.is_main, dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
     start_step, epochs_this_run, last_of_epoch = step, 0, True  # a resumed run starts at an epoch's start
     chance = None  # per member: the objective's loss for a uniform prediction (DIVERGENCE_FACTOR), first batch

@@ -148,15 +148,21 @@ def cmd_accuracy_table(a):
 
 def add_cli(sub) -> None:
     """``lspipe evaluate`` (accuracy and NLL of a dump) and ``lspipe accuracy-table`` (Table 2)."""
-    s = sub.add_parser("evaluate", help="accuracy and NLL on val/test from a dump")
-    s.add_argument("--dump", required=True)
-    s.add_argument("--out", required=True)
+    s = sub.add_parser("evaluate", help="accuracy and NLL on val/test from a dump",
+                       description="Accuracy and negative log-likelihood of one model on its validation and test "
+                                   "splits, from its activation dump (`lspipe dump-activations`), as JSON.")
+    s.add_argument("--dump", required=True, help="the model's activation dump (HDF5)")
+    s.add_argument("--out", required=True, help="the evaluation (JSON)")
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("accuracy-table", help="Table 2: accuracy mean +- std over seeds")
-    s.add_argument("--evals", nargs="+", required=True)
-    s.add_argument("--csv", required=True)
-    s.add_argument("--md", required=True)
-    s.add_argument("--split", default=default("accuracy_table.split"))
-    s.add_argument("--digits", type=int, default=default("accuracy_table.digits"))
+    s = sub.add_parser("accuracy-table", help="Table 2: accuracy mean +- std over seeds",
+                       description="Table 2 of the paper: each teacher grid's accuracy at every alpha, mean and "
+                                   "standard deviation over seeds, from the models' evaluation JSONs. The workflow's "
+                                   "accuracy_table rule runs it.")
+    s.add_argument("--evals", nargs="+", required=True, help="evaluation JSONs (`lspipe evaluate`) of the models")
+    s.add_argument("--csv", required=True, help="the table as CSV")
+    s.add_argument("--md", required=True, help="the table as Markdown")
+    s.add_argument("--split", default=default("accuracy_table.split"), help="split reported: val or test")
+    s.add_argument("--digits", type=int, default=default("accuracy_table.digits"),
+                   help="decimals in the Markdown table")
     s.set_defaults(func=cmd_accuracy_table)

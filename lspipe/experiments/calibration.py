@@ -537,26 +537,37 @@ def _cmd_figure(a):
 
 
 def add_cli(sub) -> None:
-    s = sub.add_parser("calibrate", help="temperature scaling (fit on val) and ECE before/after (test) of one dump")
-    s.add_argument("--dump", required=True)
-    s.add_argument("--out", required=True, help="JSON")
-    s.add_argument("--bins", type=int, default=default("calibration.bins"))
+    s = sub.add_parser("calibrate", help="temperature scaling (fit on val) and ECE before/after (test) of one dump",
+                       description="Calibration of one model from its activation dump: the temperature that "
+                                   "minimises the validation NLL, and the expected calibration error (ECE) and "
+                                   "reliability bins on the test split before and after scaling, as JSON.")
+    s.add_argument("--dump", required=True, help="the model's activation dump (HDF5)")
+    s.add_argument("--out", required=True, help="the calibration (JSON)")
+    s.add_argument("--bins", type=int, default=default("calibration.bins"),
+                   help="equal-width confidence bins of the ECE and the reliability diagram")
     s.set_defaults(func=_cmd_calibrate)
 
-    s = sub.add_parser("calibration-table", help="Table 3: ECE hard / temperature scaled / LS, mean +- std over seeds")
+    s = sub.add_parser("calibration-table", help="Table 3: ECE hard / temperature scaled / LS, mean +- std over seeds",
+                       description="Table 3 of the paper: ECE of the hard-target models before and after temperature "
+                                   "scaling, and of the label-smoothed models, mean and standard deviation over seeds. "
+                                   "The workflow's calibration_table rule runs it.")
     s.add_argument("--inputs", nargs="+", required=True, help="per-model calibration JSONs")
-    s.add_argument("--csv", required=True)
-    s.add_argument("--md", required=True)
+    s.add_argument("--csv", required=True, help="the table as CSV")
+    s.add_argument("--md", required=True, help="the table as Markdown")
     s.add_argument("--ls-alpha", type=optional_float, default=None,
                    help="alpha of the LS model; 'none' takes the smallest nonzero alpha per dataset/arch")
-    s.add_argument("--digits", type=int, default=default("calibration.digits"))
+    s.add_argument("--digits", type=int, default=default("calibration.digits"), help="decimals in the Markdown table")
     s.set_defaults(func=_cmd_table)
 
-    s = sub.add_parser("reliability-figure", help="Fig. 2: reliability diagram of one dataset/arch")
+    s = sub.add_parser("reliability-figure", help="Fig. 2: reliability diagram of one dataset/arch",
+                       description="Fig. 2 of the paper: the reliability diagram (accuracy against confidence per bin) "
+                                   "of one dataset and architecture, hard targets, hard targets with temperature "
+                                   "scaling, and label smoothing. The workflow's reliability_figure rule runs it.")
     s.add_argument("--inputs", nargs="+", required=True, help="calibration JSONs of one dataset/arch")
     s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
-    s.add_argument("--ls-alpha", type=optional_float, default=None)
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--ls-alpha", type=optional_float, default=None,
+                   help="alpha of the LS model drawn (default: the smallest nonzero)")
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of raster figures")
     s.add_argument("--min-bin-count", type=int, default=default("calibration.min_bin_count"),
                    help="bins with fewer examples are drawn hollow and left out of the curve")
     s.set_defaults(func=_cmd_figure)

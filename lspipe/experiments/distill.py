@@ -509,20 +509,27 @@ def cmd_figure(a) -> None:
 
 
 def add_cli(sub) -> None:
-    s = sub.add_parser("distillation-gamma", aliases=["distill-gamma"], help="Fig. 5: smoothness index gamma of teacher dumps at temperatures T")
+    s = sub.add_parser("distillation-gamma", aliases=["distill-gamma"], help="Fig. 5: smoothness index gamma of teacher dumps at temperatures T",
+                       description="Fig. 5's x-axis: the smoothness index gamma of each teacher's targets at each "
+                                   "temperature T, averaged over its training split, from the teachers' dumps. The "
+                                   "workflow's distillation_gamma rule runs it.")
     s.add_argument("--dumps", nargs="+", required=True, help="teacher activation dumps (HDF5)")
-    s.add_argument("--temperatures", nargs="+", type=float, required=True)
-    s.add_argument("--split", default="train", help="dump split the index is averaged over (paper and default: "
-                   "train, the whole training split)")
+    s.add_argument("--temperatures", nargs="+", type=float, required=True, help="distillation temperatures T")
+    s.add_argument("--split", default="train", help="dump split the index is averaged over (the paper: train, the "
+                   "whole training split)")
     s.add_argument("--out", required=True, help="CSV: one row per dump and temperature")
     s.set_defaults(func=cmd_gamma)
 
-    s = sub.add_parser("distillation-figure", aliases=["distill-figure"], help="Fig. 5: accuracy against gamma for teachers and students")
-    s.add_argument("--gamma", required=True, help="CSV from distill-gamma")
-    s.add_argument("--teacher-evals", nargs="+", required=True)
-    s.add_argument("--student-evals", nargs="+", required=True)
-    s.add_argument("--split", default=default("distillation[].split"))
-    s.add_argument("--csv", required=True)
+    s = sub.add_parser("distillation-figure", aliases=["distill-figure"], help="Fig. 5: accuracy against gamma for teachers and students",
+                       description="Fig. 5 of the paper: accuracy against the smoothness index gamma of the teachers, "
+                                   "the students trained alone with label smoothing, and the students distilled from "
+                                   "each teacher. The workflow's distillation_figure rule runs it.")
+    s.add_argument("--gamma", required=True, help="CSV from `lspipe distillation-gamma`")
+    s.add_argument("--teacher-evals", nargs="+", required=True, help="evaluation JSONs of the teachers")
+    s.add_argument("--student-evals", nargs="+", required=True,
+                   help="evaluation JSONs of the students (distilled and baselines)")
+    s.add_argument("--split", default=default("distillation[].split"), help="split whose accuracy is drawn: val or test")
+    s.add_argument("--csv", required=True, help="the figure's numbers (CSV)")
     s.add_argument("--figures", nargs="+", required=True, help="figure paths (format from the suffix)")
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of raster figures")
     s.set_defaults(func=cmd_figure)

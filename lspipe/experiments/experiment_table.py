@@ -194,12 +194,15 @@ def _cmd(a):
 
 
 def add_cli(sub) -> None:
-    s = sub.add_parser("experiments-table", aliases=["experiments"], help="the experiment table: one row per trained model")
+    s = sub.add_parser("experiments-table", aliases=["experiments"], help="the experiment table: one row per trained model",
+                       description="The experiment table: one row per trained model, with its settings, accuracy, "
+                                   "NLL, ECE, temperature and training time. The workflow's experiments_table rule "
+                                   "runs it.")
     s.add_argument("--evals", nargs="+", required=True, help="evaluation JSON of each model")
     s.add_argument("--calibrations", nargs="+", required=True, help="calibration JSON of each model, same order")
     s.add_argument("--dumps", nargs="+", required=True, help="activation dump of each model (training metadata)")
     s.add_argument("--benchmarks", nargs="+", required=True,
                    help="benchmark TSV of the job that trained each model; the same file for models trained together")
-    s.add_argument("--csv", required=True)
-    s.add_argument("--md", required=True)
+    s.add_argument("--csv", required=True, help="the table as CSV")
+    s.add_argument("--md", required=True, help="the table as Markdown")
     s.set_defaults(func=_cmd)

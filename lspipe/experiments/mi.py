@@ -334,24 +334,31 @@ def cmd_mi_figure(a):
 
 
 def add_cli(sub) -> None:
-    s = sub.add_parser("mi-curve", help="Fig. 6: mutual information I(X; Y) at every recorded step of a probe trace")
+    s = sub.add_parser("mi-curve", help="Fig. 6: mutual information I(X; Y) at every recorded step of a probe trace",
+                       description="Fig. 6 of the paper: the mutual information between a probe example and the "
+                                   "difference of two classes' logits of its augmented copies, at every recorded step "
+                                   "of one teacher's training (the probe trace of `lspipe train --probe`). The "
+                                   "workflow's mi_curve rule runs it.")
     s.add_argument("--probe", required=True, help="probe.h5 written by `lspipe train --probe`")
     s.add_argument("--out", required=True, help="CSV: step, mi, sigma, mu_std, n, copies, log_n, ddof, alpha, seed")
     s.add_argument("--ddof", type=int, default=default("mi.ddof"), choices=[0, 1],
-                   help="pooled variance divides by N*(L-ddof): 0 maximum likelihood (default, the paper notes'), 1 unbiased")
+                   help="pooled variance divides by N*(L-ddof): 0 maximum likelihood, 1 unbiased")
     s.add_argument("--alpha", type=float, required=True, help="the teacher's alpha (copied into the CSV)")
     s.add_argument("--seed", type=int, required=True, help="the teacher's seed (copied into the CSV)")
     s.add_argument("--expect-probe", type=json.loads, default=None,
                    help="the config's probe settings as JSON: refuse a trace recorded with others")
     s.set_defaults(func=cmd_mi_curve)
 
-    s = sub.add_parser("mi-figure", help="Fig. 6: MI against training step per alpha (mean, min/max over seeds)")
+    s = sub.add_parser("mi-figure", help="Fig. 6: MI against training step per alpha (mean, min/max over seeds)",
+                       description="Fig. 6 of the paper: the mutual information against the training step, one "
+                                   "line per alpha (mean over seeds, min/max band), from the `lspipe mi-curve` CSVs. "
+                                   "The workflow's mi_figure rule runs it.")
     s.add_argument("--curves", nargs="+", required=True, help="CSVs written by `lspipe mi-curve`")
     s.add_argument("--alphas", type=float, nargs="*", default=None, help="alphas drawn (default: all)")
     s.add_argument("--csv", required=True, help="the numbers: alpha, step, seeds, mi_mean/std/min/max, n, log_n")
     s.add_argument("--out", nargs="+", required=True, help="figure files (format from the suffix)")
-    s.add_argument("--title", default="")
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--title", default="", help="the figure's title")
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of raster figures")
     s.set_defaults(func=cmd_mi_figure)
 
 

@@ -335,23 +335,33 @@ def _cmd_projections(a):
 
 
 def add_cli(sub) -> None:
-    s = sub.add_parser("projections-figure", aliases=["projections"], help="Fig. 1: activations projected onto three classes' template plane")
-    s.add_argument("--rows", required=True, help="the config's projections.rows as JSON")
+    s = sub.add_parser("projections-figure", aliases=["projections"], help="Fig. 1: activations projected onto three classes' template plane",
+                       description="Fig. 1 of the paper: penultimate-layer activations of three classes projected "
+                                   "onto the plane through their templates, training and validation examples, "
+                                   "without and with label smoothing; one row per projections.rows entry. The "
+                                   "workflow's projections_figure rule runs it.")
+    s.add_argument("--rows", required=True, help="the config's projections.rows as JSON: dataset, arch, three classes")
     s.add_argument("--hard", nargs="+", required=True, help="alpha-0 dump of each row, in row order")
     s.add_argument("--ls", nargs="+", required=True, help="label-smoothed dump of each row, in row order")
     s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
-    s.add_argument("--per-class", type=int, default=default("projections.per_class"))
-    s.add_argument("--seed", type=int, default=default("projections.seed"))
-    s.add_argument("--ls-alpha", type=float, default=None)
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--per-class", type=int, default=default("projections.per_class"),
+                   help="examples drawn per class and split")
+    s.add_argument("--seed", type=int, default=default("projections.seed"), help="seed of the example choice")
+    s.add_argument("--ls-alpha", type=float, default=None,
+                   help="the alpha the label-smoothed dumps must have (default: any nonzero)")
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of raster figures")
     s.set_defaults(func=_cmd_projections)
 
     s = sub.add_parser("tightness-table", aliases=["tightness"],
-                       help="claim 2: tightness ratio of class triples projected onto their template plane")
-    s.add_argument("--dumps", nargs="+", required=True)
-    s.add_argument("--rows", default="[]", help="the config's projections.rows as JSON")
-    s.add_argument("--triples", type=int, default=default("claims.tightness_triples"))
-    s.add_argument("--seed", type=int, default=default("claims.tightness_seed"))
-    s.add_argument("--splits", nargs="+", default=list(TIGHTNESS_SPLITS), help="dump splits (default: train val)")
-    s.add_argument("--out", required=True)
+                       help="claim 2: tightness ratio of class triples projected onto their template plane",
+                       description="Claim 2 of the claims report: the tightness ratio (spread within a class over "
+                                   "distance between classes) of class triples projected onto their template plane, "
+                                   "per model. The workflow's tightness_table rule runs it.")
+    s.add_argument("--dumps", nargs="+", required=True, help="activation dumps of the models (HDF5)")
+    s.add_argument("--rows", default="[]", help="the config's projections.rows as JSON (their triples are measured too)")
+    s.add_argument("--triples", type=int, default=default("claims.tightness_triples"),
+                   help="random class triples per model")
+    s.add_argument("--seed", type=int, default=default("claims.tightness_seed"), help="seed of the triples' choice")
+    s.add_argument("--splits", nargs="+", default=list(TIGHTNESS_SPLITS), help="dump splits")
+    s.add_argument("--out", required=True, help="the table (CSV)")
     s.set_defaults(func=_cmd_tightness)

@@ -152,13 +152,18 @@ def _cmd(a):
 
 def add_cli(sub) -> None:
     s = sub.add_parser("distillation-teacher-projections", aliases=["teacher-projections"],
-                       help="the distillation teachers' penultimate projections, alpha 0 vs LS (training examples)")
+                       help="the distillation teachers' penultimate projections, alpha 0 vs LS (training examples)",
+                       description="The distillation teachers' penultimate-layer projections (the paper's explanation "
+                                   "of Fig. 5): training examples of three classes on their template plane, the "
+                                   "hard-target teacher beside a label-smoothed one. The workflow's "
+                                   "distillation_teacher_projections rule runs it.")
     s.add_argument("--hard", required=True, help="dump of the hard-target (alpha 0) teacher")
     s.add_argument("--ls", required=True, help="dump of the label-smoothed teacher")
     s.add_argument("--classes", required=True, help="the three class names as a JSON list")
     s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
-    s.add_argument("--per-class", type=int, default=default(f"{SETTINGS}.per_class"))
+    s.add_argument("--per-class", type=int, default=default(f"{SETTINGS}.per_class"), help="examples drawn per class")
     s.add_argument("--seed", type=int, default=default(f"{SETTINGS}.seed"), help="seed of the example choice")
-    s.add_argument("--ls-alpha", type=float, default=None)
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--ls-alpha", type=float, default=None,
+                   help="the alpha the label-smoothed dump must have (default: any nonzero)")
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of raster figures")
     s.set_defaults(func=_cmd)

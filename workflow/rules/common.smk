@@ -66,10 +66,9 @@ onstart:
             raise WorkflowError(str(err))
 
 
-# conda envs (`--sdm conda`) install lspipe editable from ${LSPIPE_ROOT} (see envs/train.yaml)
+# conda envs (`--sdm conda`) install lspipe editable from ${LSPIPE_ROOT} (see envs/lspipe.yaml)
 os.environ.setdefault("LSPIPE_ROOT", str(Path(workflow.basedir).resolve()))
-ENV_TRAIN = "../../envs/train.yaml"
-ENV_PLOT = "../../envs/plot.yaml"
+ENV_TRAIN = ENV_PLOT = "../../envs/lspipe.yaml"  # one environment for every rule
 GPU = config["resources"]["gpus_per_job"]
 # SLURM GPU type (`--gpus=<model>:<n>`); None (the default) is dropped from the resources.
 GPU_MODEL = config["resources"]["gpu_model"] or None
