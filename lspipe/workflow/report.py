@@ -110,5 +110,5 @@ def add_cli(sub) -> None:
     s.add_argument("--forest", nargs="*", default=[],
                    help="files of the forest plot (each claim's primary effect; format from the suffix), the report's "
                         "first figure")
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of the forest plot's PNG")
     s.set_defaults(func=_cmd_claims)
