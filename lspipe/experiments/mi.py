@@ -176,6 +176,9 @@ class MIPlan:
     def __init__(self, plan):
         self._paths = plan.paths
         self.grids = fig6_plan(plan.config)  # (dataset, arch) -> alphas, seeds, title; raises ConfigError
+        for i, g in enumerate(plan.config["teachers"]):  # the probe's classes, before its teachers train
+            if g.get("probe"):
+                plan.check_classes(g["dataset"], g["probe"]["classes"], f"teachers[{i}].probe.classes")
 
     def curves(self, dataset: str, arch: str) -> list[str]:
         """MI curve CSVs of one panel: every alpha and seed."""

@@ -155,6 +155,8 @@ class ProjectionPlan:
     def __init__(self, plan):
         self._paths, self._config = plan.paths, plan.config
         self.models = projection_models(plan.config)  # (dataset, arch, seed) per row; raises ConfigError
+        for i, row in enumerate(plan.config.get("projections", {}).get("rows", [])):
+            plan.check_classes(row["dataset"], row["classes"], f"projections.rows[{i}].classes")
 
     def dumps(self, kind: str) -> list[str]:
         """Dump of each row's teacher: ``kind`` "hard" (alpha 0) or "ls" (``projections.ls_alpha``)."""

@@ -73,6 +73,10 @@ class TeacherProjectionPlan:
         self._paths = plan_.paths
         self.settings = {d["dataset"]: p for i, d in enumerate(plan_.config.get("distillation", []))
                          if (p := plan(d, f"distillation[{i}]")) is not None}
+        for i, d in enumerate(plan_.config.get("distillation", [])):
+            if d["dataset"] in self.settings:
+                plan_.check_classes(d["dataset"], self.settings[d["dataset"]]["classes"],
+                                    f"distillation[{i}].teacher_projection.classes")
 
     def dump(self, dataset: str, kind: str) -> str:
         """Dump of the hard-target (``kind`` "hard") or label-smoothed ("ls") teacher of the grid's lowest seed."""

@@ -23,13 +23,15 @@ Run names are :mod:`lspipe.base.runs`' (``a<alpha>_s<seed>``, ``kd-<arch>-a<alph
 
 from __future__ import annotations
 
+import difflib
 from functools import cached_property
 from pathlib import Path
 
-from lspipe.base.errors import ConfigError
+from lspipe.base.errors import ConfigError, DataError
 from lspipe.base.paths import Paths
 from lspipe.base.runs import objective_run, run_name
 from lspipe.core import config as core_config
+from lspipe.core.data import SourceInfo, inspect_source
 from lspipe.experiments import accuracy, calibration, claims, distill, experiment_table, mi, projection, teacher_projection
 
 # The experiments of the workflow: each one's plan becomes the Plan attribute its ``name`` says, in
@@ -84,6 +86,16 @@ class Plan:
         self.config = config
         self.paths = Paths(config["results"], config["figures"]["formats"])
         problems = []
+        # the data the teachers train on, checked before any job runs (lspipe.core.data.inspect_source: the
+        # root and its folders, listed, not walked); the experiments check their class names against them
+        self.sources: dict[str, SourceInfo] = {}
+        self.warnings: list[str] = []  # printed by the workflow while it plans (common.smk)
+        for name in dict.fromkeys(g["dataset"] for g in config["teachers"]):
+            try:
+                self.sources[name] = inspect_source(name, config["datasets"][name])
+                self.warnings += self.sources[name].warnings
+            except DataError as err:
+                problems.append(str(err))
         try:
             self.teacher_runs  # every teacher named once
         except ConfigError as err:
@@ -95,6 +107,19 @@ class Plan:
                 problems.append(str(err))
         if problems:
             raise ConfigError("invalid lspipe config:\n  - " + "\n  - ".join(problems))
+
+    def check_classes(self, dataset: str, names, where: str) -> None:
+        """Raise :class:`ConfigError` when class ``names`` (config key ``where``) are not classes of
+        ``dataset`` (:attr:`sources`: the tree's class folders, digits' or CIFAR's names); nothing to
+        check when those are not known (a dataset whose check failed, CIFAR-100 still to be downloaded)."""
+        classes = self.sources[dataset].classes if dataset in self.sources else None
+        unknown = [n for n in names if classes is not None and n not in classes]
+        if unknown:
+            near = {n: difflib.get_close_matches(n, classes, 1) for n in unknown}
+            hint = "; ".join(f"{n!r}: did you mean {m[0]!r}?" for n, m in near.items() if m)
+            shown = ", ".join(classes[:12]) + (f", ... ({len(classes)} in all)" if len(classes) > 12 else "")
+            raise ConfigError(f"{where} {unknown} are not classes of dataset {dataset!r} (its classes: {shown})"
+                              + (f" ({hint})" if hint else "") + f"; fix {where}")
 
     # ------------------------------------------------------------------ the distillation entries (training needs them)
 
