@@ -12,8 +12,9 @@ configuration, so nothing of it is spelled twice:
   ``targets()``, its final outputs;
 - validation: :func:`build` (and :func:`load` for a file) checks the schema and the references
   between sections (:func:`lspipe.core.config.validate`), then builds the :class:`Plan`, whose
-  construction runs every experiment's checks: the Plan the rules use is the one that was checked,
-  built once;
+  construction checks the teachers' data (:func:`lspipe.core.data.inspect_source`, cheap: folders
+  listed, not walked; :attr:`Plan.sources`, :meth:`Plan.check_classes`, :attr:`Plan.warnings`) and
+  runs every experiment's checks: the Plan the rules use is the one that was checked, built once;
 - the trained models and the multi-model training jobs (fused teacher grids, lockstep students):
   :attr:`Plan.trained_models`, :attr:`Plan.grouped_jobs`;
 - the final targets of ``rule all``: :meth:`Plan.final_targets`, every experiment's ``targets()``.
