@@ -25,15 +25,15 @@ from lspipe.base import defaults
 from lspipe.base.errors import user_message
 from lspipe.core import source
 from lspipe.engine import commands as engine_commands
-from lspipe.experiments import (accuracy, calibration, distill, experiment_table, mi, per_model, projection,
-                                teacher_projection)
+from lspipe.experiments import (accuracy, calibration, distill, experiment_table, learning_curves, mi, per_model,
+                                projection, teacher_projection)
 from lspipe.workflow import report
 
 # The modules that contribute sub-commands, in the order of the workflow: each defines
 # ``add_cli(subparsers)`` next to the code it runs (the engine's, whose code imports torch, in
 # lspipe.engine.commands). None of them imports torch: `lspipe --help` starts fast.
 COMMAND_MODULES = (source, engine_commands, per_model, accuracy, calibration, projection, distill, teacher_projection, mi, report,
-                   experiment_table, bench, launch)
+                   experiment_table, learning_curves, bench, launch)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,7 +33,8 @@ from lspipe.base.paths import Paths
 from lspipe.base.runs import objective_run, run_name
 from lspipe.core import config as core_config
 from lspipe.core.data import SourceInfo, inspect_source
-from lspipe.experiments import accuracy, calibration, claims, distill, experiment_table, mi, projection, teacher_projection
+from lspipe.experiments import (accuracy, calibration, claims, distill, experiment_table, learning_curves, mi, projection,
+                                 teacher_projection)
 
 # The experiments of the workflow: each one's plan becomes the Plan attribute its ``name`` says, in
 # this order (which is also the order of the final targets). A new experiment is one line here.
@@ -46,6 +47,7 @@ EXPERIMENTS = (
     teacher_projection.TeacherProjectionPlan,  # the distillation teachers' projections
     claims.ClaimsPlan,  # the claims report (and claim 2's tightness table)
     experiment_table.ExperimentTablePlan,  # one row per trained model
+    learning_curves.LearningCurvesPlan,  # training loss and validation accuracy over the steps, per teacher grid
 )
 
 

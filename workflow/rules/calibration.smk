@@ -35,6 +35,7 @@ rule reliability_figure:
     params:
         ls_alpha=lambda wc: PLAN.calibration.ls_alpha(wc.dataset, wc.arch),
         dpi=config["figures"]["dpi"],
+        scale=config["figures"]["scale"],
         min_bin_count=config["calibration"]["min_bin_count"],
     log:
         P.log("reliability_figure", "{dataset}_{arch}"),
@@ -45,4 +46,4 @@ rule reliability_figure:
         ENV_PLOT
     shell:
         "lspipe reliability-figure --inputs {input:q} --out {output:q} --ls-alpha {params.ls_alpha} "
-        "--dpi {params.dpi} --min-bin-count {params.min_bin_count} > {log:q} 2>&1"
+        "--dpi {params.dpi} --scale {params.scale} --min-bin-count {params.min_bin_count} > {log:q} 2>&1"

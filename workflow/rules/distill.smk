@@ -138,6 +138,7 @@ rule distillation_figure:
     params:
         split=lambda wc: PLAN.distillation.entries[wc.dataset]["split"],
         dpi=config["figures"]["dpi"],
+        scale=config["figures"]["scale"],
     log:
         P.log("distillation_figure", "{dataset}"),
     benchmark:
@@ -147,5 +148,5 @@ rule distillation_figure:
         ENV_PLOT
     shell:
         "lspipe distillation-figure --gamma {input.gamma:q} --teacher-evals {input.teachers:q} --student-evals {input.students:q} "
-        "--split {params.split} --csv {output.csv:q} --figures {output.figures:q} --dpi {params.dpi} > {log:q} 2>&1"
+        "--split {params.split} --csv {output.csv:q} --figures {output.figures:q} --dpi {params.dpi} --scale {params.scale} > {log:q} 2>&1"
 
