@@ -93,6 +93,7 @@ OPTION_RULES = {
     "min_bin_count": ("calibration.min_bin_count", "calibration.min_bin_count"),
     "digits": ("accuracy_table.digits", "accuracy_table.digits"),
     "dpi": ("figures.dpi", "figures.dpi"),
+    "scale": ("figures.scale", "figures.scale"),
     "per_class": ("projections.per_class", "projections.per_class"),
     "chunk_rows": ("dump.chunk_rows", "dump.chunk_rows"),
     "compression": ("dump.compression", "dump.compression"),

@@ -103,7 +103,12 @@ def test_images_much_larger_than_image_size_are_a_warning(tmp_path):
     tree = _tree(tmp_path / "t", side=40)
     (warning,) = plan.build(_config(tree, image_size=16)).warnings
     assert warning.startswith("datasets.digits: the images of") and "about 40 px on their shorter side" in warning
-    assert "image_size is 16 (the default: 32)" in warning and "set datasets.digits.image_size" in warning
+    assert "image_size is 16 (the default is 32)" in warning and "set datasets.digits.image_size" in warning
+    photos = _config(_tree(tmp_path / "photos", side=80))
+    del photos["datasets"]["digits"]["image_size"]  # the schema's default, 32
+    (warning,) = plan.build(photos).warnings
+    assert "about 80 px" in warning and "image_size is 32 (the default):" in warning
+
     assert plan.build(_config(tree, image_size=20)).warnings == []  # 40 px is not more than twice 20
     assert plan.build(yaml.safe_load(TINY.read_text())).warnings == []
 

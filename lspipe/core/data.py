@@ -510,10 +510,12 @@ def inspect_source(name: str, options: dict) -> SourceInfo:
     size = int(options.get("image_size") or default("datasets.*.image_size"))
     sides = _shorter_sides(folders["train"], classes)
     if sides and float(np.median(sides)) > LARGE_IMAGES * size:
+        given = default("datasets.*.image_size")
         warnings.append(
             f"datasets.{name}: the images of {root} are about {int(np.median(sides))} px on their shorter side (median "
-            f"of {len(sides)} sampled), but image_size is {size} (the default: {default('datasets.*.image_size')}): "
-            f"they train shrunk to {size}x{size} px; set datasets.{name}.image_size (e.g. 224) if that is not intended")
+            f"of {len(sides)} sampled), but image_size is {size} "
+            + ("(the default)" if size == given else f"(the default is {given})")
+            + f": they train shrunk to {size}x{size} px; set datasets.{name}.image_size (e.g. 224) if that is not intended")
     return SourceInfo(classes, warnings)
 
 

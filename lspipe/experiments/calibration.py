@@ -500,7 +500,7 @@ def reliability_figure(json_paths: Sequence[str | Path], out_paths: Sequence[str
     hax.set(xlim=(0, 1))
     hax.set_xlabel("confidence (bin)", fontsize=font(9))
     hax.set_ylabel("share of\nexamples", fontsize=font(8))
-    hax.set_title("examples per confidence bin (colours as above)", fontsize=font(7))
+    hax.set_title(fit("examples per confidence bin (colours as above)", width_in - 0.8, 7), fontsize=font(7))
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=font(7))
     save_figure(fig, out_paths, dpi)
 
