@@ -197,6 +197,8 @@ def test_teacher_twin_trains_once_in_a_dry_run(tmp_path):
 @pytest.mark.slow
 def test_paper_preset_trains_the_alexnet_alpha0_runs_once_and_students_in_lockstep(tmp_path):
     work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
+    for folder in ("cifar-10-batches-py", "cifar-100-python"):  # torchvision's copies, checked while planning
+        (tmp_path / folder).mkdir()
     proc = snakemake(work, "-n", "--configfile", str(REPO / "workflow/presets/paper.yaml"),
                      "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}")
     jobs = planned_jobs(proc)

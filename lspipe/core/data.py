@@ -373,7 +373,8 @@ def layout(root: str | os.PathLike | None, name: str = "<name>") -> dict[str, Pa
     ImageNet layout, val/ is the test split); ``val`` when it has its own validation split (train/,
     val/ and test/). A tree with train/ alone has its test split carved (``test_size``)."""
     if not root:
-        raise DataError(f"dataset source 'imagefolder' needs datasets.{name}.root (a folder holding train/<class>/<image>)")
+        raise DataError(f"dataset source 'imagefolder' needs datasets.{name}.root (a folder holding "
+                        "train/<class>/<image>)")
     root_p = Path(root)
     if not root_p.is_dir():
         raise DataError(f"datasets.{name}.root {str(root)!r} is not a folder (it does not exist, or is a file); set it "
@@ -382,8 +383,9 @@ def layout(root: str | os.PathLike | None, name: str = "<name>") -> dict[str, Pa
     if not train_dir.is_dir():
         found = sorted(e.name for e in _visible(root_p.iterdir()) if e.is_dir())[:8]
         raise DataError(
-            f"image folder {root_p} has no train/ subfolder (it has: {', '.join(found) or 'no folders'}): the layout is "
-            f"<root>/train/<class>/<image>, optionally with <root>/test/ (or val/) laid out alike; fix datasets.{name}.root"
+            f"image folder {root_p} has no train/ subfolder (it has: {', '.join(found) or 'no folders'}): the layout "
+            f"is <root>/train/<class>/<image>, optionally with <root>/test/ (or val/) laid out alike; "
+            f"fix datasets.{name}.root"
         )
     test_dir = next((root_p / s for s in ("test", "val") if (root_p / s).is_dir()), None)
     out = {"train": train_dir}
