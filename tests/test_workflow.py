@@ -73,6 +73,8 @@ def test_a_configfile_stands_alone(tmp_path):
     import yaml
 
     work = make_workdir(tmp_path / "alone", REPO / "config.yaml")
+    for c in ("a", "b"):  # the tree's folders, which planning checks (listed, not read)
+        (tmp_path / "tree" / "train" / c).mkdir(parents=True)
     alone = tmp_path / "alone.yaml"
     alone.write_text(yaml.safe_dump({
         "results": "out", "device": "cpu", "resources": {"gpus_per_job": 0},
