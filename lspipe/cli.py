@@ -32,15 +32,15 @@ from lspipe.base import defaults
 from lspipe.base.errors import user_message
 from lspipe.core import source
 from lspipe.engine import commands as engine_commands
-from lspipe.experiments import (accuracy, calibration, distill, experiment_table, mi, per_model, projection,
-                                teacher_projection)
+from lspipe.experiments import (accuracy, calibration, distill, experiment_table, learning_curves, mi, per_model,
+                                projection, teacher_projection)
 from lspipe.workflow import report
 
 # The modules that contribute sub-commands, in the order of the workflow: each defines
 # ``add_cli(subparsers)`` next to the code it runs (the engine's, whose code imports torch, in
 # lspipe.engine.commands). None of them imports torch: `lspipe --help` starts fast.
 COMMAND_MODULES = (source, engine_commands, per_model, accuracy, calibration, projection, distill, teacher_projection, mi, report,
-                   experiment_table, bench, launch)
+                   experiment_table, learning_curves, bench, launch)
 
 
 # The commands people type (primary names): the analysis of one dump, the claims report of a results
@@ -173,6 +173,7 @@ OPTION_RULES = {
     "min_bin_count": ("calibration.min_bin_count", "calibration.min_bin_count"),
     "digits": ("accuracy_table.digits", "accuracy_table.digits"),
     "dpi": ("figures.dpi", "figures.dpi"),
+    "scale": ("figures.scale", "figures.scale"),
     "per_class": ("projections.per_class", "projections.per_class"),
     "chunk_rows": ("dump.chunk_rows", "dump.chunk_rows"),
     "compression": ("dump.compression", "dump.compression"),

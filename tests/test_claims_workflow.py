@@ -93,6 +93,6 @@ def test_claims_report_and_experiment_table(tiny_run, tmp_path, monkeypatch):
         assert float(r["train_seconds"] or 0) > 0 or n, r
         assert r["train_time_shared"] == (f"shared by {n} models" if n else ""), r
         assert int(r["steps"]) == cfg["recipes"]["tiny"]["steps"]
-        assert 0 <= float(r["test_accuracy"]) <= 1 and float(r["temperature_fitted"]) > 0
+        assert 0 <= float(r["test_accuracy_pct"]) <= 100 and float(r["temperature_fitted"]) > 0
         assert bool(r["teacher"]) == r["run"].startswith("kd-") == bool(r["form"])
     assert (results / "tables" / "experiments.md").read_text().count("\n| digits |") == len(models)

@@ -17,6 +17,11 @@ PRESETS = REPO / "workflow" / "presets"
 
 
 def _dry_run(tmp_path: Path, preset: str, root: Path) -> dict[str, int]:
+    from lspipe.core.data import CIFAR10_CLASSES
+
+    for split in ("train", "test"):  # the tree's folders, which the workflow checks while it plans
+        for c in CIFAR10_CLASSES:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
     work = make_workdir(tmp_path / "work", REPO / "config.yaml")
     proc = snakemake(work, "-n", "--configfile", str(PRESETS / preset),
                      "--config", f"datasets={{cifar10: {{source: imagefolder, root: {root}}}}}")

@@ -204,6 +204,8 @@ def test_paper_preset_slurm_requests(tmp_path):
     no GPU on any table or figure job; only training and dump jobs are submitted to SLURM, every
     other job (data preparation, evaluation, calibration, analyses, tables, figures) is local."""
     work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
+    for folder in ("cifar-10-batches-py", "cifar-100-python"):  # torchvision's copies, checked while planning
+        (tmp_path / folder).mkdir()
     proc = snakemake(
         work, "-n", "--workflow-profile", str(PROFILES / "slurm"), "--configfile", str(PAPER),
         "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}",

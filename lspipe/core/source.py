@@ -37,7 +37,7 @@ INDEX_SETTINGS = ("verify", "stats_images", "eval_crop_fraction", "crop_scale", 
 INDEX_MEMBERS = ("paths", "offsets", "labels", "sizes", "mtimes", "classes", "mean", "std", "meta",
                  *(f"{k}_{s}" for k in ("rows", "i") for s in SPLITS))
 # the options of datasets.<name> that build_index takes
-_INDEX_OPTIONS = ("val_size", "split_seed", "image_size", "channels", "train_per_class", "skip_unreadable")
+_INDEX_OPTIONS = ("val_size", "test_size", "split_seed", "image_size", "channels", "train_per_class", "skip_unreadable")
 
 
 def is_index(path: str | os.PathLike) -> bool:

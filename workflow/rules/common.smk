@@ -30,6 +30,10 @@ try:
     )
 except lspipe.base.errors.ConfigError as err:
     raise WorkflowError(str(err))
+# what planning noticed but does not stop for (images much larger than image_size, ...), said once, up front
+if workflow.is_main_process:
+    for _warning in PLAN.warnings:
+        print(f"warning: {_warning}", file=sys.stderr)
 
 
 
