@@ -139,11 +139,14 @@ def _cmd(a):
 
 def add_cli(sub) -> None:
     s = sub.add_parser("learning-curves-figure", aliases=["learning-curves"],
-                       help="training loss and validation accuracy over the steps of a teacher grid (metrics.csv files)")
+                       help="training loss and validation accuracy over the steps of a teacher grid (metrics.csv files)",
+                       description="Learning curves of one teacher grid: the training loss and the validation accuracy "
+                                   "against the step, one line per alpha, the seeds as a band. The workflow's "
+                                   "learning_curves_figure rule runs it.")
     s.add_argument("--metrics", nargs="+", required=True, help="metrics.csv of every teacher of the grid")
     s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
     s.add_argument("--title", default="", help="what the figure shows, e.g. 'digits / smallcnn'")
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of raster figures")
     s.add_argument("--scale", type=float, default=default("figures.scale"), help="font scale (figures.scale)")
     s.set_defaults(func=_cmd)
 
