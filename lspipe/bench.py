@@ -721,7 +721,8 @@ def add_cli(sub) -> None:
     s.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
     s.add_argument("--repeats", type=int, default=1, help="measure every configuration this many times (median)")
     s.add_argument("--workers", type=int, default=None, help="baseline DataLoader workers (default: cores, max 8)")
-    s.add_argument("--device", default=defaults.default("device"))
+    s.add_argument("--device", default=defaults.default("device"),
+                   help="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
     s.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     s.add_argument("--compile", action="store_true", help="engine with torch.compile")
     s.add_argument("--compile-mode", default=None,

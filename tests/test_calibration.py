@@ -242,21 +242,62 @@ def results(tmp_path):
     return paths
 
 
+def test_debiased_squared_ce_plugin_part_matches_torchmetrics_l2():
+    """Without its variance term (bins of one example are left out of both) the estimate is the plug-in
+    squared RMS calibration error: torchmetrics' l2 calibration error, squared (confidences off the edges)."""
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(3000, 10)) * 2
+    labels = rng.integers(0, 10, 3000)
+    conf, correct = C.top_label(C.softmax(logits), labels)
+    rel = C.reliability(conf, correct, 15)
+    var = np.array([a * (1 - a) / (n - 1) if n >= 2 else 0.0 for a, n in zip(np.nan_to_num(rel.accuracy), rel.count)])
+    got = C.debiased_squared_ce(rel.count, rel.accuracy, rel.confidence) + float(np.sum(rel.count / rel.n * var))
+    tm = float(multiclass_calibration_error(torch.from_numpy(C.softmax(logits)), torch.from_numpy(labels), 10,
+                                            n_bins=15, norm="l2"))
+    assert rel.count.min() != 1 and got == pytest.approx(tm**2, rel=1e-5)
+    assert C.debiased_squared_ce(rel.to_dict()["count"], rel.to_dict()["accuracy"], rel.to_dict()["confidence"]) == \
+        pytest.approx(got - float(np.sum(rel.count / rel.n * var)))
+
+
+@pytest.mark.parametrize("off", [0.0, 0.03])
+def test_debiased_squared_ce_is_unbiased_where_the_plugin_ece_is_not(off):
+    """Simulated models whose true accuracy is confidence - off on 2,000 test images: the mean of the
+    estimate over many test sets is the true squared calibration error (off^2, up to the spread of the
+    true accuracies within a bin), while the plug-in ECE sits well above |off| near 0."""
+    rng = np.random.default_rng(4)
+    est, plug = [], []
+    for _ in range(400):
+        conf = rng.uniform(0.3, 1.0, 2000)
+        correct = rng.random(2000) < np.clip(conf - off, 0, 1)
+        rel = C.reliability(conf, correct, 15)
+        est.append(C.debiased_squared_ce(rel.count, rel.accuracy, rel.confidence))
+        plug.append(rel.ece)
+    se = np.std(est) / np.sqrt(len(est))
+    # clipping at 1 and 0 does not occur here (conf - 0.03 > 0.27); the truth is off^2 within each bin
+    assert np.mean(est) == pytest.approx(off**2, abs=4 * se + 2e-5)
+    if off == 0.0:
+        assert np.mean(plug) > 0.015  # the plug-in floor the debiased estimate removes
+
+
+
 def test_calibration_table_mean_std_over_seeds(results, tmp_path):
     rows = C.calibration_table(results, tmp_path / "t.csv", tmp_path / "t.md", ls_alpha=None, digits=3)
     assert [(r["dataset"], r["arch"]) for r in rows] == [("c10", "alexnet"), ("c100", "resnet56")]
     r = rows[1]
     assert r["ls_alpha"] == 0.05 and r["hard_seeds"] == 2 and r["ls_seeds"] == 2  # smallest nonzero alpha
-    assert r["ece_hard_mean"] == pytest.approx(0.16) and r["ece_hard_std"] == pytest.approx(np.std([0.15, 0.17], ddof=1))
-    assert r["ece_ts_mean"] == pytest.approx(0.025) and r["temperature_mean"] == pytest.approx(1.9)
-    assert r["ece_ls_mean"] == pytest.approx(0.025)
-    assert rows[0]["ece_ls_std"] == 0.0 and rows[0]["ls_alpha"] == 0.1
+    assert r["ece_hard_frac_mean"] == pytest.approx(0.16) and r["ece_hard_frac_std"] == pytest.approx(np.std([0.15, 0.17], ddof=1))
+    assert r["ece_ts_frac_mean"] == pytest.approx(0.025) and r["temperature_mean"] == pytest.approx(1.9)
+    assert r["ece_ls_frac_mean"] == pytest.approx(0.025)
+    assert rows[0]["ece_ls_frac_std"] == 0.0 and rows[0]["ls_alpha"] == 0.1
+    assert r["accuracy_hard_pct_mean"] == pytest.approx(90.0) and r["accuracy_ls_pct_std"] == 0.0  # JSONs: 0.9
     with open(tmp_path / "t.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 2
     md = (tmp_path / "t.md").read_text()
     assert "| c100 | resnet56 | 0.160 ± 0.014 | 0.025 ± 0.007 (T = 1.90) | 0.025 ± 0.007 (α = 0.05) |" in md
     rows = C.calibration_table(results, tmp_path / "t.csv", tmp_path / "t.md", ls_alpha=0.1)
-    assert rows[1]["ece_ls_mean"] == pytest.approx(0.09)
+    assert rows[1]["ece_ls_frac_mean"] == pytest.approx(0.09)
     with pytest.raises(ConfigError, match="calibration.ls_alpha 0.3 has no model"):
         C.calibration_table(results, tmp_path / "t.csv", tmp_path / "t.md", ls_alpha=0.3)
 

@@ -18,6 +18,7 @@ from lspipe.experiments import claims, projection
 from lspipe.experiments.experiment_table import benchmark_seconds, experiment_rows
 
 CFG = claims.settings()
+ABS = {**CFG, "accuracy_margin": 0.5}  # a fixed 0.5 pp accuracy margin (the default is relative to the error rate)
 
 
 def _eval(ds, arch, role, run, alpha, seed, acc, n=2000):
@@ -100,10 +101,13 @@ def test_an_interval_ending_exactly_on_a_bound_is_not_decisive():
     assert claims.decide(st(-0.2, 0.5, [0, 0, 0]), "at_most", 0.5, 3)[0] == claims.INCONCLUSIVE
 
 
-def test_greater_needs_every_seed():
-    # a tight interval above 0 but not every seed positive cannot happen with few seeds; force it with many
+def test_the_interval_alone_decides_k_of_n_is_a_description():
+    # rule version 3: no "every seed on the claimed side" conjunct (it lost power as seeds were added)
     values = dict(enumerate([1.0] * 30 + [-0.1]))
-    assert claims.decide(claims.effect_stats(values), "greater", 0.0, 3)[0] == claims.INCONCLUSIVE
+    st = claims.effect_stats(values)
+    assert claims.decide(st, "greater", 0.0, 3)[0] == claims.SUPPORTED
+    assert "30 of 31 on the claimed side: a description, not the rule" in claims.reason_text(
+        st, "greater", 0.0, "pp", claims.SUPPORTED, "x")
 
 
 def test_zero_variance_never_gives_a_decisive_zero_width_interval():
@@ -129,17 +133,19 @@ def test_zero_variance_never_gives_a_decisive_zero_width_interval():
 
 
 def test_decidable_effect_and_seed_recommendation():
-    from scipy.stats import t
+    from scipy.stats import chi2, t
 
     st = _stats([-1.85, -2.6, -1.4])  # the CPU preset's accuracy effect
     d = claims.decidability(st, "at_least", 0.5, "pp", 3)
     w = t.ppf(0.975, 2) * st["std"] / math.sqrt(3)
     assert d["half_width"] == pytest.approx(w) and d["undecidable_near_zero"]
-    # the smallest n whose half-width is below the margin, found independently
-    need = next(n for n in range(2, 100) if t.ppf(0.975, n - 1) * st["std"] / math.sqrt(n) < 0.5)
-    assert d["seeds_needed"] == need and need > 3
-    assert "undecidable at 3 seeds" in d["text"] and f"{need} seeds" in d["text"]
-    assert f"above {-0.5 + w:+.4g} pp" in d["text"]
+    assert "undecidable at 3 seeds" in d["text"] and f"above {-0.5 + w:+.4g} pp" in d["text"]
+    pw = d["power"]
+    # 80 % power at a true effect of 0: the smallest n whose power reaches 0.8, each n's power by simulation below
+    assert pw["sd_upper"] == pytest.approx(st["std"] * math.sqrt(2 / chi2.ppf(0.2, 2)))
+    assert d["seeds_needed"] == pw["at_zero"] and pw["at_zero_sd_upper"] > pw["at_zero"] > 3
+    assert f"{pw['at_zero']} at a true effect of 0" in d["text"]
+    assert pw["at_observed"] == claims.SEEDS_SEARCH_MAX + 1  # an observed effect beyond the margin is never supported
     narrow = claims.decidability(_stats([0.1, 0.12, 0.11]), "at_least", 0.5, "pp", 3)
     assert not narrow["undecidable_near_zero"]
 
@@ -148,15 +154,16 @@ def test_decidable_effect_and_seed_recommendation():
 
 
 def test_accuracy_claim_verdicts_and_reason_line():
-    sup = claims.accuracy_claims(_teachers([0.003, 0.004, 0.002]), CFG)
-    assert [c["verdict"] for c in sup] == [claims.SUPPORTED] and sup[0]["role"] == claims.PRIMARY
+    sup = claims.accuracy_claims(_teachers([0.003, 0.004, 0.002]), ABS)
+    assert [c["verdict"] for c in sup] == [claims.SUPPORTED, claims.NOT_COMPARED] and sup[0]["role"] == claims.PRIMARY
+    assert sup[1]["role"] == claims.REGIME and "paper reports no accuracy" in sup[1]["reason"]  # "c10": no paper row
     assert sup[0]["effect"]["mean"] == pytest.approx(0.3)  # percentage points, paired by seed
     r = sup[0]["reason"]
     assert "mean +0.3 pp" in r and "s0 +0.3" in r and "excludes 0" in r and "against the margin 0.5 pp" in r
     assert "one-sided test at level 2.5 %" in r
-    con = claims.accuracy_claims(_teachers([-0.03, -0.04, -0.035]), CFG)
+    con = claims.accuracy_claims(_teachers([-0.03, -0.04, -0.035]), ABS)
     assert con[0]["verdict"] == claims.CONTRADICTED
-    one = claims.accuracy_claims(_teachers([0.01]), CFG)
+    one = claims.accuracy_claims(_teachers([0.01]), ABS)
     assert one[0]["verdict"] == claims.INCONCLUSIVE and claims.NO_SPREAD in one[0]["reason"]
     md = claims.render_markdown(claims._assign_ids(one), CFG)
     assert claims.NO_SPREAD in md and "± 0" not in md
@@ -165,7 +172,8 @@ def test_accuracy_claim_verdicts_and_reason_line():
 def test_accuracy_other_alphas_are_descriptive():
     c = claims.accuracy_claims(_teachers([0.003, 0.004, 0.002], alphas=(0.1, 0.3)), {**CFG, "ls_alpha": 0.1})
     assert [(x["role"], x["label"].split(",")[0]) for x in c] == [(claims.PRIMARY, "LS α = 0.1"),
-                                                                 (claims.DESCRIPTIVE, "LS α = 0.3")]
+                                                                 (claims.DESCRIPTIVE, "LS α = 0.3"),
+                                                                 (claims.REGIME, "")]
 
 
 def test_pairing_by_seed_removes_seed_offsets():
@@ -320,12 +328,43 @@ def test_tightness_fig1_rows_are_descriptive():
 # --------------------------------------------------------------------------- claim 3
 
 
-def _cal(alpha, seed, ece, ece_ts, temp, val_ece, nll=1.0, nll_ts=0.9, val_nll=1.0, floor=0.02, at_bound=False):
-    return {"model": {"dataset": "c", "arch": "r", "alpha": alpha, "seed": seed, "role": "teacher"}, "split": "test",
+CONFS = np.array([0.55, 0.65, 0.75, 0.85, 0.95])
+
+
+def _rel(ce, n=2000):
+    """A reliability diagram (5 equal bins of the 15, overconfident by the same d) whose debiased squared
+    RMS calibration error is exactly ce^2 (d solved for)."""
+    from scipy.optimize import brentq
+
+    from lspipe.experiments.calibration import debiased_squared_ce
+
+    counts = [0] * 15
+    idx = [8, 9, 11, 12, 14]
+    for i in idx:
+        counts[i] = n // 5
+
+    def diagram(d):
+        acc, conf = [None] * 15, [None] * 15
+        for i, c in zip(idx, CONFS):
+            acc[i], conf[i] = float(c - d), float(c)
+        return {"count": counts, "accuracy": acc, "confidence": conf, "n": n}
+
+    def f(d):
+        r = diagram(d)
+        return debiased_squared_ce(r["count"], r["accuracy"], r["confidence"]) - ce**2
+
+    return diagram(brentq(f, 0.0, 0.5, xtol=1e-14))
+
+
+def _cal(alpha, seed, ece, ece_ts, temp, val_ece, nll=1.0, nll_ts=0.9, val_nll=1.0, floor=0.02, at_bound=False,
+         run=None):
+    """A calibration JSON whose RMS calibration error (debiased) is ``ece`` at T = 1 and ``ece_ts`` after scaling."""
+    return {"model": {"dataset": "c", "arch": "r", "alpha": alpha, "seed": seed, "role": "teacher",
+                      "run": run or f"a{alpha:g}_s{seed}"}, "split": "test",
             "bins": 15, "temperature": temp, "fit": {"at_bound": at_bound},
             "val": {"ece": val_ece, "nll": val_nll, "ece_floor": floor},
-            "before": {"ece": ece, "nll": nll, "ece_floor": floor, "reliability": {"n": 2000}},
-            "after": {"ece": ece_ts, "nll": nll_ts, "ece_floor": floor}}
+            "before": {"ece": ece, "nll": nll, "ece_floor": floor, "reliability": _rel(ece)},
+            "after": {"ece": ece_ts, "nll": nll_ts, "ece_floor": floor, "reliability": _rel(ece_ts)}}
 
 
 def _by_id(checks):
@@ -360,15 +399,20 @@ def test_ls_lowers_ece_but_does_not_reach_temperature_scaling():
     c = {x["id"]: x for x in checks}
     assert c["3a"]["verdict"] == claims.CONTRADICTED  # primary: not within 0.02 of temperature scaling
     assert c["3b"]["verdict"] == claims.SUPPORTED  # descriptive: LS lowers the ECE of hard targets
-    assert c["3c"]["verdict"] == claims.SUPPORTED and c["3d"]["verdict"] == claims.CONTRADICTED  # NLL
+    # 3d: NLL against temperature scaling is a number, no verdict (the paper claims nothing there)
+    assert c["3c"]["verdict"] == claims.SUPPORTED and c["3d"]["verdict"] == claims.REPORTED
+    assert c["3d"]["effect"]["mean"] == pytest.approx(np.mean([1.5 + 0.03 * s - 1.3 - 0.02 * s for s in range(3)]))
     assert c["3R"]["role"] == claims.REGIME and c["3R"]["verdict"] == claims.SUPPORTED  # T > 1
     (s,) = claims.summarise(checks)
     assert s["verdict"] == claims.CONTRADICTED and s["primary"] == "3a"
-    assert {d["id"]: d["verdict"] for d in s["descriptive"]}["3b"] == claims.SUPPORTED
+    assert {d["id"] for d in s["descriptive"]} == {"3b", "3c", "3d"}
+    assert all(set(d) == {"id", "effect"} for d in s["descriptive"])  # exploratory: effects, no verdict words
     assert s["regime"] == [{"id": "3R", "verdict": claims.SUPPORTED}]
     assert "ECE floor" in " ".join(c["3a"]["numbers"])
     md = claims.render_markdown(checks, CFG)
-    assert "**contradicted** (3a)" in md and "3b supported" in md and "3R supported" in md
+    row = next(line for line in md.splitlines() if line.startswith("| 3."))
+    assert "**contradicted** (3a)" in row and "3R supported" in row
+    assert "3b supported" not in row and "3b +" in row and claims.REPORTED not in row
 
 
 def test_calibration_non_inferiority_is_one_sided():
@@ -565,7 +609,8 @@ def test_report_files(tmp_path):
     assert data["summary"][0]["verdict"] == claims.SUPPORTED and data["settings"]["min_seeds"] == 3
     assert data["checks"][0]["id"] == "1a" and "sources" in data["checks"][0]
     md = (tmp_path / "c.md").read_text()
-    for text in ("## Decision rule", "claims.accuracy_margin", "not run", "primary only", "Decidable:", "Sources:",
+    for text in ("## Decision rule", "claims.accuracy_margin", "not run", "exploratory", "Decidable:", "Sources:",
+                 "Rule version 3", "by the interval alone", "noncentral t", "Sensitivity:", "verdict at 90 / 95 / 99 %",
                  "one-sided test at level 2.5 %", "claims.ece_margin", "claims.mi_noise_multiple",
                  "claims.calibration_selection"):
         assert text in md, text
@@ -580,7 +625,7 @@ def test_sources_name_files_and_keys(tmp_path):
     evals = _teachers([0.003, 0.004, 0.002])
     for ev in evals:
         ev["_path"] = f"results/eval/c10/resnet20/teacher/{ev['model']['run']}.json"
-    (c,) = claims.accuracy_claims(evals, CFG)
+    c, _regime = claims.accuracy_claims(evals, CFG)
     assert len(c["sources"]["files"]) == 6 and "test.accuracy" in c["sources"]["keys"]
     text = claims.sources_text(c["sources"])
     assert text.startswith("results/eval/c10/resnet20/teacher/{a0.1_s0.json,") and "test.accuracy" in text
@@ -705,8 +750,374 @@ def test_cli_with_config_reads_only_what_the_config_names(tmp_path, capsys):
     write_csv(res / "tables" / "tightness.csv", claims_rows, list(claims_rows[0]))
     assert main(["claims", "--config", str(cfg), *out]) == 0
     data = json.loads((tmp_path / "c.json").read_text())
-    acc = [c for c in data["checks"] if c["claim"] == 1]
+    acc = [c for c in data["checks"] if c["claim"] == 1 and c["role"] != claims.REGIME]
     assert [c["label"] for c in acc] == ["LS α = 0.1, test split"]  # the orphaned 0.3 and 0.2 are not read
     assert all("a0.3" not in f and "a0.2" not in f for c in data["checks"] for f in c["sources"]["files"])
     assert main(["claims", "--config", str(cfg), "--results", str(tmp_path / "nowhere"), *out]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the audit's 32 cases (issue 29)
+# Synthetic inputs with a known truth; each must give the verdict its truth calls for. Monte Carlo
+# checks use fixed seeds and enough replicates for their bounds to hold with a wide margin.
+
+
+def _cp(ev, acc):
+    """A confidence-penalty teacher of the same seed: its metadata says alpha 0, its run name says otherwise."""
+    m = dict(ev["model"], run=f"confidence_penalty-beta0.5_s{ev['model']['seed']}", alpha=0.0)
+    return {"model": m, "val": dict(ev["val"]), "test": dict(ev["test"], accuracy=acc),
+            "_path": f"results/eval/c10/resnet20/teacher/{m['run']}.json"}
+
+
+def _with_paths(evals):
+    for ev in evals:
+        ev["_path"] = f"results/eval/{ev['model']['dataset']}/{ev['model']['arch']}/teacher/{ev['model']['run']}.json"
+    return evals
+
+
+@pytest.mark.parametrize("cp_first", [False, True])  # cases 1-2: whichever file comes last
+def test_case_confidence_penalty_does_not_replace_the_hard_arm(cp_first):
+    evals = _with_paths(_teachers([0.003, 0.004, 0.002]))
+    cps = [_cp(ev, 0.10) for ev in evals if ev["model"]["alpha"] == 0.0]  # far worse: it would flip the verdict
+    checks = claims.accuracy_claims(cps + evals if cp_first else evals + cps, ABS)
+    prim = next(c for c in checks if c["role"] == claims.PRIMARY)
+    assert prim["verdict"] == claims.SUPPORTED and prim["effect"]["mean"] == pytest.approx(0.3)
+    assert not any("confidence_penalty" in f for f in prim["sources"]["files"])
+    assert sorted(prim["sources"]["files"]) == sorted(ev["_path"] for ev in evals)
+    # case 6: the other objective is a row of its own, against the hard arm
+    cp_row = next(c for c in checks if "confidence_penalty" in c["label"])
+    assert cp_row["role"] == claims.DESCRIPTIVE and cp_row["verdict"] == claims.CONTRADICTED
+    assert {f for f in cp_row["sources"]["files"] if "confidence_penalty" in f} == {c["_path"] for c in cps}
+
+
+def test_case_confidence_penalty_calibration_file_is_left_out():  # case 3
+    res = []
+    for s in range(3):
+        res += [_cal(0.0, s, 0.15, 0.020 + 0.001 * s, 2.0, 0.15), _cal(0.1, s, 0.03 + 0.001 * s, 0.0, 1.0, 0.03),
+                _cal(0.0, s, 0.4, 0.3, 2.0, 0.4, run=f"confidence_penalty-beta0.5_s{s}")]
+    for r in res:
+        r["_path"] = f"cal/{r['model']['run']}.json"
+    c = _by_id(claims.calibration_claims(res, CFG))["3a"]
+    assert not any("confidence_penalty" in f for f in c["sources"]["files"])
+    assert c["effect"]["values"] == pytest.approx([0.03 + 0.001 * s - 0.020 - 0.001 * s for s in range(3)])
+    assert any("confidence_penalty beta = 0.5" in n for n in c["notes"])
+
+
+def test_case_confidence_penalty_teacher_stays_out_of_the_teacher_slope():  # case 4
+    t, s, g = _distillation([1.0, 1.2, 0.9], [0.0] * 3)
+    slope = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4R"]
+    cps = [dict(ev, model=dict(ev["model"], run=f"confidence_penalty-beta0.5_s{ev['model']['seed']}"),
+                test=dict(ev["test"], accuracy=0.5)) for ev in t if ev["model"]["alpha"] == 0.0]
+    slope2 = _by_id(claims.distillation_claims("c", t + cps, s, g, CFG))["4R"]
+    assert slope2["effect"]["values"] == pytest.approx(slope["effect"]["values"])
+
+
+def test_case_two_models_for_one_objective_and_seed_are_refused():  # case 5
+    from lspipe.base.errors import UserError
+
+    evals = _with_paths(_teachers([0.003, 0.004, 0.002]))
+    twin = dict(evals[0], _path="elsewhere/a0_s0.json")
+    with pytest.raises(UserError, match="two teacher evaluations .* α = 0 seed 0: .*a0_s0.json and elsewhere"):
+        claims.accuracy_claims(evals + [twin], ABS)
+
+
+def _sim_sq(rng, off, n=2000):
+    """One model's debiased squared calibration error on n test images in 5 bins of the 15
+    (confidences CONFS), its true accuracy conf − off; and its plug-in ECE."""
+    k = n // 5
+    acc = rng.binomial(k, CONFS - off) / k
+    from lspipe.experiments.calibration import debiased_squared_ce
+
+    return debiased_squared_ce([k] * 5, acc, CONFS), float(np.mean(np.abs(acc - CONFS)))
+
+
+@pytest.mark.parametrize("seeds", [3, 7, 10])  # cases 7-9
+def test_case_ece_bias_a_gap_of_003_is_not_within_002(seeds):
+    """Temperature scaling perfectly calibrated, LS 0.03 off, 2,000 test images: the rule must not call
+    it 'within 0.02' (nominal rate 2.5 %), at 3, 7 and 10 seeds. The plug-in ECE difference, whose
+    calibrated arm sits at its floor, calls it within more often as seeds are added."""
+    rng = np.random.default_rng(seeds)
+    reps, new, old = 200, 0, 0
+    for _ in range(reps):
+        a = [_sim_sq(rng, 0.03) for _ in range(seeds)]
+        b = [_sim_sq(rng, 0.0) for _ in range(seeds)]
+        st = claims.ce_gap_stats({i: x[0] for i, x in enumerate(a)}, {i: x[0] for i, x in enumerate(b)})
+        new += claims.decide(st, "at_most", 0.02, 3)[0] == claims.SUPPORTED
+        plug = claims.effect_stats({i: a[i][1] - b[i][1] for i in range(seeds)})
+        old += claims.decide(plug, "at_most", 0.02, 3)[0] == claims.SUPPORTED
+    assert new / reps <= 0.025
+    if seeds == 10:
+        assert old / reps > 0.1  # the defect the rule removes (about 0.24 here)
+
+
+def test_case_ece_no_gap_is_supported_with_power():  # case 10: the rule is not "never supported"
+    rng = np.random.default_rng(0)
+    reps, sup = 100, 0
+    for _ in range(reps):
+        a = {i: _sim_sq(rng, 0.0, 10000)[0] for i in range(7)}
+        b = {i: _sim_sq(rng, 0.0, 10000)[0] for i in range(7)}
+        sup += claims.decide(claims.ce_gap_stats(a, b), "at_most", 0.02, 3)[0] == claims.SUPPORTED
+    assert sup / reps > 0.9
+
+
+def test_case_ce_gap_interval_against_its_definition():  # case 11: the two-estimate interval, computed another way
+    from scipy.stats import t
+
+    a, b = {0: 0.004, 1: 0.005, 2: 0.0045}, {0: 0.0004, 1: 0.0001, 2: 0.0003}
+    st = claims.ce_gap_stats(a, b, 0.9)
+    q = t.ppf(1 - 0.1 / 4, 2)
+    va, vb = np.array(list(a.values())), np.array(list(b.values()))
+    ua, la = va.mean() + q * va.std(ddof=1) / math.sqrt(3), va.mean() - q * va.std(ddof=1) / math.sqrt(3)
+    ub, lb = vb.mean() + q * vb.std(ddof=1) / math.sqrt(3), vb.mean() - q * vb.std(ddof=1) / math.sqrt(3)
+    assert st["ci"] == pytest.approx([math.sqrt(la) - math.sqrt(ub), math.sqrt(ua) - math.sqrt(max(lb, 0))])
+    assert st["mean"] == pytest.approx(math.sqrt(va.mean()) - math.sqrt(vb.mean()))
+
+
+@pytest.mark.parametrize("seeds,expected", [(3, 0.122), (10, 0.555), (20, 0.884)])  # cases 12-14
+def test_case_the_every_seed_rule_is_gone_power_matches_simulation(seeds, expected):
+    """Distillation's observed effect (mean 0.61, sd 0.82 over seeds): P(supported) of the interval-alone
+    rule, simulated, matches the noncentral t; the old every-seed conjunct gave 0.13, 0.08, 0.006."""
+    rng = np.random.default_rng(seeds)
+    reps = 1500
+    sup = sum(claims.decide(claims.effect_stats(dict(enumerate(rng.normal(0.61, 0.82, seeds)))), "greater", 0.0,
+                            3)[0] == claims.SUPPORTED for _ in range(reps))
+    assert claims.power("greater", 0.61, 0.0, 0.82, seeds, 0.025) == pytest.approx(expected, abs=0.002)
+    assert sup / reps == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / reps) + 0.005)
+
+
+def test_case_seeds_for_80_percent_power_accuracy():  # case 15: the issue's figures for accuracy (sd 0.61 pp)
+    assert claims.power("at_least", 0.0, 0.5, 0.61, 9, 0.025) == pytest.approx(0.58, abs=0.01)  # "9 seeds" was 58 %
+    n = claims.seeds_for_power("at_least", 0.0, 0.5, 0.61, 0.025)
+    assert n == 14
+    rng = np.random.default_rng(1)
+
+    def simulated(k, reps=2000):
+        return np.mean([claims.decide(claims.effect_stats(dict(enumerate(rng.normal(0.0, 0.61, k)))), "at_least",
+                                      0.5, 3)[0] == claims.SUPPORTED for _ in range(reps)])
+
+    assert simulated(n) > 0.78 and simulated(n - 2) < 0.8
+    up = claims.sd_upper(0.61, 3)
+    assert claims.seeds_for_power("at_least", 0.0, 0.5, up, 0.025) > n
+
+
+def test_case_sd_upper_bound_covers_80_percent():  # case 16: the chi-square bound, by simulation
+    rng = np.random.default_rng(2)
+    sds = rng.normal(0, 1.0, (4000, 3)).std(axis=1, ddof=1)
+    cover = np.mean([claims.sd_upper(s, 3) >= 1.0 for s in sds])
+    assert cover == pytest.approx(0.8, abs=0.025)
+
+
+def test_case_within_uses_both_one_sided_tests():  # case 17
+    p = claims.power("within", 0.0, 0.5, 0.4, 10, 0.025)
+    one = claims.power("at_least", 0.0, 0.5, 0.4, 10, 0.025)
+    assert p == pytest.approx(2 * one - 1) and claims.seeds_for_power("within", 0.6, 0.5, 0.4, 0.025) > 1000
+
+
+def test_case_symmetric_rule_contradicts_as_it_supports():  # case 18
+    up = claims.effect_stats(dict(enumerate([1.0, 1.3, 0.7, 1.1])))
+    down = claims.effect_stats(dict(enumerate([-1.0, -1.3, -0.7, -1.1])))
+    assert claims.decide(up, "greater", 0.0, 3)[0] == claims.SUPPORTED
+    assert claims.decide(down, "greater", 0.0, 3)[0] == claims.CONTRADICTED
+
+
+def test_case_erasure_below_the_noise_margin_is_not_contradicted():  # cases 19-20
+    def curves(extra, seeds=4, noise=0.05):  # LS falls `extra` (+ a little per seed) nats more than hard targets
+        rows = []
+        for s in range(seeds):
+            for a, shape in ((0.0, HARD), (0.1, [x - (extra + 0.005 * s) * (i >= 8) for i, x in enumerate(HARD)])):
+                rows += [{"dataset": "c", "arch": "r", "alpha": a, "seed": s, "step": i, "mi": v,
+                          "mi_repeat": v + (noise if i % 2 else -noise)} for i, v in enumerate(shape)]
+        return rows
+
+    # a real, precisely measured extra fall (about 0.05 nats), smaller than 3 x the MI noise (3 x 0.035)
+    prim = _by_id(claims.mi_claims(curves(0.05), CFG))["5a"]
+    lo, hi = prim["effect"]["ci"]
+    assert 0 < lo and hi < prim["bound"]  # the interval excludes 0 and lies below the margin
+    assert prim["verdict"] == claims.INCONCLUSIVE and prim["contra"] == 0.0
+    # LS falls less than hard targets: contradicted (the interval below 0)
+    assert _by_id(claims.mi_claims(curves(-0.05), CFG))["5a"]["verdict"] == claims.CONTRADICTED
+
+
+def _distill_case(base, hard_g, ls_g, gain=0.0, seeds=3, alphas=(0.0, 0.3, 0.6), drop=()):
+    """Students scoring exactly the true baseline curve ``base(gamma)`` (+ ``gain`` for the hard teacher's),
+    with a little seed noise; ``drop``: (family, key, seed) runs left out."""
+    teachers, students, gamma = [], [], {}
+    noise = [0.0, 0.05, -0.05, 0.02, -0.02]
+    for s in range(seeds):
+        for a in (0.0, 0.3):
+            teachers.append(_eval("c", "big", "teacher", f"a{a:g}_s{s}", a, s, 0.9 + 0.01 * a))
+        for a in alphas:
+            students.append(_eval("c", "small", "student", f"a{a:g}_s{s}", a, s, base(a) / 100))
+        for t, g in hard_g.items():
+            gamma[("0", s, f"{t:g}")] = g
+            if ("T", t, s) not in drop:
+                students.append(_eval("c", "small", "student", f"kd-big-a0-T{t:g}_s{s}", 0.0, s,
+                                      (base(g) + gain + noise[s]) / 100))
+        for a, g in ls_g.items():
+            gamma[(f"{a:g}", s, "1")] = g
+            if ("LS", a, s) not in drop:
+                students.append(_eval("c", "small", "student", f"kd-big-a{a:g}-T1_s{s}", 0.0, s,
+                                      (base(g) - noise[s] / 2) / 100))
+    return teachers, students, gamma
+
+
+def concave(a):
+    return 80 + 20 * a - 30 * a * a
+
+
+def test_case_a_concave_baseline_with_no_effect_is_not_supported():  # case 21
+    t, s, g = _distill_case(concave, {1: 0.15, 2: 0.45}, {0.3: 0.3, 0.6: 0.6})
+    prim = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
+    assert prim["effect"]["mean"] == pytest.approx(0.675, abs=0.05)  # the interpolation bias, no effect at all
+    no_sys = claims.effect_stats(dict(zip(prim["effect"]["seeds"], prim["effect"]["values"])))
+    assert claims.decide(no_sys, "greater", 0.0, 3)[0] == claims.SUPPORTED  # the defect without the systematic term
+    assert prim["effect"]["systematic"] == pytest.approx(2.7)  # LOO at 0.3 from 0 and 0.6
+    assert prim["verdict"] == claims.INCONCLUSIVE and any("systematic term" in n for n in prim["notes"])
+
+
+def test_case_a_linear_baseline_with_a_real_effect_is_supported():  # case 22
+    t, s, g = _distill_case(lambda a: 80 + 5 * a, {1: 0.15, 2: 0.45}, {0.3: 0.3, 0.6: 0.6}, gain=1.0)
+    prim = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
+    assert prim["effect"]["systematic"] == pytest.approx(0.0, abs=1e-9) and prim["verdict"] == claims.SUPPORTED
+
+
+def test_case_two_baseline_alphas_cannot_bound_the_interpolation_error():  # case 23
+    t, s, g = _distill_case(lambda a: 80 + 5 * a, {1: 0.15}, {0.3: 0.3}, gain=1.0, alphas=(0.0, 0.6))
+    prim = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
+    assert prim["verdict"] == claims.NOT_COMPARED and "baseline_alphas" in prim["config_key"]
+
+
+def test_case_a_missing_temperature_drops_the_temperature_not_the_seed():  # case 24
+    t, s, g = _distill_case(lambda a: 80 + 5 * a, {1: 0.15, 2: 0.45}, {0.3: 0.3, 0.6: 0.6}, gain=1.0,
+                            drop={("T", 2, 1)})
+    prim = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
+    assert prim["effect"]["n"] == 3 and prim["numbers"]["in-range temperatures"] == "1"
+    assert any("T = 2 (seeds [1] missing)" in n for n in prim["notes"])
+
+
+def test_case_a_missing_ls_teacher_drops_the_teacher_not_the_seed():  # case 25
+    t, s, g = _distill_case(lambda a: 80 + 5 * a, {1: 0.15, 2: 0.45}, {0.3: 0.3, 0.6: 0.6}, gain=1.0,
+                            drop={("LS", 0.6, 2)})
+    prim = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
+    assert prim["effect"]["n"] == 3 and prim["numbers"]["in-range LS teachers"] == "0.3"
+    assert any("LS teacher α = 0.6 (seeds [2] missing)" in n for n in prim["notes"])
+
+
+def test_case_a_missing_calibration_alpha_drops_the_alpha_not_the_seed():  # case 26
+    res = []
+    for s in range(3):
+        res += [_cal(0.0, s, 0.15, 0.02 + 0.001 * s, 2.0, 0.15), _cal(0.1, s, 0.03 + 0.002 * s, 0.0, 1.0, 0.05)]
+        if s != 1:
+            res.append(_cal(0.3, s, 0.09, 0.0, 1.0, 0.01))  # best on validation, but missing in seed 1
+    c = _by_id(claims.calibration_claims(res, CFG))["3a"]
+    assert c["numbers"]["α*"] == 0.1 and c["effect"]["n"] == 3
+    assert any("left out of the α* choice" in n and "0.3" in n for n in c["notes"])
+
+
+@pytest.mark.parametrize("seeds,expected", [(3, claims.INCONCLUSIVE), (4, claims.INCONCLUSIVE),
+                                            (5, claims.SUPPORTED)])  # cases 27-29
+def test_case_zero_spread_needs_five_seeds(seeds, expected):
+    h = 100 / 2000
+    c = claims.accuracy_claims(_teachers([6 / 2000] * seeds), {**CFG, "accuracy_margin": 0.0})[0]
+    assert c["effect"]["std"] == 0 and c["effect"]["values"] == pytest.approx([6 * h] * seeds)
+    assert c["verdict"] == expected
+    if expected == claims.INCONCLUSIVE:
+        assert "fewer than 5 seeds" in c["reason"]
+
+
+def test_case_relative_accuracy_margin_and_the_regime_flag():  # cases 30-31
+    evals = []
+    for s, g in enumerate([-0.015, -0.016, -0.014]):  # 53 % teachers on CIFAR-10, LS 1.5 pp worse
+        evals.append(_eval("cifar10", "resnet20", "teacher", f"a0_s{s}", 0.0, s, 0.53 + 0.002 * s))
+        evals.append(_eval("cifar10", "resnet20", "teacher", f"a0.1_s{s}", 0.1, s, 0.53 + 0.002 * s + g))
+    checks = _by_id(claims.accuracy_claims(evals, CFG))
+    err = 100 - np.mean([53.0, 53.2, 53.4])
+    assert checks["1a"]["bound"] == pytest.approx(0.05 * err)  # 2.33 pp at 46.8 % error
+    assert checks["1a"]["verdict"] == claims.SUPPORTED
+    assert claims.accuracy_claims(evals, ABS)[0]["verdict"] == claims.CONTRADICTED  # a fixed 0.5 pp margin
+    assert checks["1R"]["role"] == claims.REGIME and checks["1R"]["verdict"] == claims.CONTRADICTED  # 86.8 % in the paper
+    assert checks["1a"]["paper"]["value"] == pytest.approx(-0.1)
+
+
+def test_case_summary_prints_no_verdict_words_for_exploratory_checks():  # case 32
+    checks = claims._assign_ids(claims.accuracy_claims(_teachers([0.003, 0.004, 0.002], alphas=(0.1, 0.3)), ABS))
+    md = claims.render_markdown(checks, ABS)
+    row = next(line for line in md.splitlines() if line.startswith("| 1."))
+    assert "1b +0.3 [" in row and "1b supported" not in row
+    s = claims.summarise(checks)[0]
+    assert s["sensitivity"] == {"90": claims.SUPPORTED, "95": claims.SUPPORTED, "99": claims.SUPPORTED}
+
+
+# --------------------------------------------------------------------------- versions, marking, sensitivity, forest
+
+
+def test_rule_version_hash_and_marking(tmp_path):
+    assert claims.rules_hash(CFG) == claims.rules_hash(dict(CFG)) != claims.rules_hash({**CFG, "ece_margin": 0.03})
+    ev = tmp_path / "results" / "eval" / "c" / "r" / "teacher" / "a0_s0.json"
+    model = tmp_path / "results" / "models" / "c" / "r" / "teacher" / "a0_s0" / "model.pt"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"x")
+    assert claims.model_file(ev) == model
+    frozen = claims.RULE_VERSIONS[claims.RULES_VERSION][0]
+    import os
+    from datetime import datetime
+
+    t0 = datetime.fromisoformat(frozen.replace("Z", "+00:00")).timestamp()
+    os.utime(model, (t0 - 3600, t0 - 3600))
+    assert claims.analysis_marking([ev])["marking"] == "re-analysis"
+    os.utime(model, (t0 + 3600, t0 + 3600))
+    assert claims.analysis_marking([ev])["marking"] == "confirmatory"
+    assert claims.analysis_marking([tmp_path / "x.json"])["marking"] == "re-analysis"  # training time unknown
+    checks = claims.build_checks(evals=_teachers([0.003, 0.004, 0.002]), cfg=ABS)
+    claims.write_report(checks, ABS, tmp_path / "c.md", tmp_path / "c.json", marking=claims.analysis_marking([ev]),
+                        forest=[tmp_path / "f.pdf", tmp_path / "f.png"])
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["rules_version"] == claims.RULES_VERSION and data["rules_hash"] == claims.rules_hash(ABS)
+    assert data["marking"]["marking"] == "confirmatory" and data["checks"][0]["marking"] == "confirmatory"
+    md = (tmp_path / "c.md").read_text()
+    assert md.index("![") < md.index("## Summary") and "(f.png)" in md and "**Confirmatory**" in md
+    assert (tmp_path / "f.pdf").stat().st_size > 0 and (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sensitivity_follows_the_level():
+    st = _stats([0.3, 0.5, 0.45, 0.2, 0.6])
+    c = claims.check(1, "s", "x", dict(enumerate([0.3, 0.5, 0.45, 0.2, 0.6])), kind="greater", bound=0.3, unit="",
+                     cfg=CFG)
+    assert st["ci"][0] < 0.3 < st["mean"]
+    verdicts = [claims.decide(_stats([0.3, 0.5, 0.45, 0.2, 0.6], confidence=k), "greater", 0.3, 3)[0]
+                for k in claims.SENSITIVITY]
+    assert list(c["sensitivity"].values()) == verdicts
+
+
+def test_test_image_bootstrap_matches_the_per_image_formula(tmp_path):
+    """claims.bootstrap: one resample of the test images shared by every seed; for claim 1 the sd of the
+    seeds' mean accuracy difference over resamples is, computed another way, sd_i(d_i) / sqrt(N) with
+    d_i the image's correctness difference averaged over seeds."""
+    rng = np.random.default_rng(5)
+    n, k = 600, 4
+    labels = rng.integers(0, k, n)
+    dumps, evals, correct = {}, [], {}
+    for s in range(3):
+        for a in (0.0, 0.1):
+            logits = rng.normal(size=(n, k))
+            hit = rng.random(n) < (0.6 if a == 0 else 0.62)
+            logits[np.arange(n), labels] += np.where(hit, 10.0, -10.0)
+            path = tmp_path / "dumps" / "c" / "r" / "teacher" / f"a{a:g}_s{s}.h5"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            feats = np.zeros((n, 2), np.float32)
+            write_h5(path, classes=[str(i) for i in range(k)], weight=np.zeros((k, 2)), bias=np.zeros(k),
+                     splits={"test": (labels, np.arange(n), lambda b, e, lg=logits: (feats[b:e], lg[b:e].astype(np.float32)))},
+                     attrs={"dataset": "c", "arch": "r", "alpha": a, "seed": s, "run": f"a{a:g}_s{s}"})
+            dumps[(a, s)] = path
+            correct[(a, s)] = logits.argmax(1) == labels
+            evals.append(_eval("c", "r", "teacher", f"a{a:g}_s{s}", a, s, float(correct[(a, s)].mean()), n=n))
+    cfg = {**ABS, "bootstrap": 2000, "bootstrap_seed": 1}
+    checks = claims._assign_ids(claims.accuracy_claims(evals, cfg))
+    claims.bootstrap_widening(checks, [], claims.dump_map(dumps.values()), cfg)
+    b = checks[0]["bootstrap"]
+    d = 100 * np.mean([correct[(0.1, s)].astype(float) - correct[(0.0, s)] for s in range(3)], axis=0)
+    assert b["sd_test"] == pytest.approx(d.std(ddof=0) / math.sqrt(n), rel=0.06)
+    from scipy.stats import norm
+
+    w = checks[0]["effect"]["half_width"]
+    assert b["half_width_with_test"] == pytest.approx(math.sqrt(w**2 + (norm.ppf(0.975) * b["sd_test"]) ** 2))

@@ -189,6 +189,18 @@ def test_grouped_jobs_and_their_benchmarks():
     assert single and all(p.training_benchmark(*m).split("/")[2].startswith("train_") for m in single)
 
 
+def test_a_probed_fused_grid_job_carries_the_probe():
+    cfg = _tiny()
+    cfg["teachers"][0]["fuse"] = True  # tiny.yaml's grid records a probe
+    p = plan.Plan(validate(cfg))
+    teachers = [j for j in p.grouped_jobs if j["role"] == "teacher"]
+    assert teachers and all(j["fuse"] and j["probe"] == cfg["teachers"][0]["probe"] for j in teachers)
+    assert cfg["teachers"][0]["probe"]["classes"] == ["1", "7"]
+    assert all(j["probe"] is None for j in p.grouped_jobs if j["role"] == "student")
+    cfg["teachers"][0]["probe"] = None
+    assert all(j["probe"] is None for j in plan.Plan(validate(cfg)).grouped_jobs)
+
+
 def test_probe_placeholder_is_refused_as_a_trace(tmp_path):
     path = tmp_path / "probe.h5"
     write_probe_placeholder(path)

@@ -17,6 +17,11 @@ PRESETS = REPO / "workflow" / "presets"
 
 
 def _dry_run(tmp_path: Path, preset: str, root: Path) -> dict[str, int]:
+    from lspipe.core.data import CIFAR10_CLASSES
+
+    for split in ("train", "test"):  # the tree's folders, which the workflow checks while it plans
+        for c in CIFAR10_CLASSES:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
     work = make_workdir(tmp_path / "work", REPO / "config.yaml")
     proc = snakemake(work, "-n", "--configfile", str(PRESETS / preset),
                      "--config", f"datasets={{cifar10: {{source: imagefolder, root: {root}}}}}")
@@ -26,6 +31,10 @@ def _dry_run(tmp_path: Path, preset: str, root: Path) -> dict[str, int]:
 def test_cpu_preset_plans_every_experiment(tmp_path):
     jobs = _dry_run(tmp_path, "cifar10-cpu.yaml", tmp_path)
     cfg = yaml.safe_load((PRESETS / "cifar10-cpu.yaml").read_text())
+    # a clone runs it as it is: torchvision's CIFAR-10, downloaded under the working directory
+    ds = cfg["datasets"]["cifar10"]
+    assert (ds["source"], ds["download"]) == ("cifar10", True) and not Path(ds["root"]).is_absolute()
+    assert ".." not in Path(ds["root"]).parts
     grid, dist = cfg["teachers"][0], cfg["distillation"][0]
     seeds = len(grid["seeds"])
     assert seeds >= 3 and cfg["device"] == "cpu" and cfg["resources"]["gpus_per_job"] == 0
@@ -48,15 +57,50 @@ def test_gpu_preset_plans_the_papers_cifar10_experiments(tmp_path):
     cfg = yaml.safe_load((PRESETS / "cifar10-gpu.yaml").read_text())
     grids = {g["arch"]: g for g in cfg["teachers"]}
     assert grids["resnet56"]["alphas"] == [0.0, 0.1, 0.15, 0.3, 0.45, 0.6, 0.75]  # the paper's alpha grid
-    # the probed grid cannot be fused: a fused grid of the same alphas trains the others, one job per seed
-    assert any(r.startswith("train_teacher_fused_") for r in jobs), jobs
-    assert jobs["train_teacher"] >= 1
+    # every teacher grid fused, one job per seed, the probed (AlexNet) grid too: no single teacher job
+    assert all(g["fuse"] for g in cfg["teachers"]) and grids["alexnet"]["probe"]
+    for arch in grids:
+        assert [jobs.get(f"train_teacher_fused_cifar10_{arch}_s{s}") for s in grids[arch]["seeds"]] == [1] * 3
+    assert "train_teacher" not in jobs, jobs
+    assert jobs["mi_curve"] == len(grids["alexnet"]["alphas"]) * len(grids["alexnet"]["seeds"])
     assert cfg["distillation"][0]["student_arch"] == "alexnet" and cfg["distillation"][0]["fuse_students"]
     for rule in ("mi_figure", "calibration_table", "projections_figure", "distillation_figure", "claims"):
         assert jobs[rule] == 1, rule
     assert cfg["resources"]["gpus_per_job"] == 1
     for r in cfg["recipes"].values():
         assert r["amp"] and r["channels_last"] and r["compile"]
+
+
+def test_paper_preset_fuses_its_teacher_grids_with_the_probe_inside(tmp_path):
+    """paper.yaml: every teacher grid fused (one job per seed), the Fig. 6 probe recorded inside the fused
+    CIFAR-10 ResNet-56 jobs, each member its own probe.h5; the students in lockstep, fused."""
+    work = make_workdir(tmp_path / "work", REPO / "config.yaml")
+    proc = snakemake(work, "-n", "-p", "--configfile", str(PRESETS / "paper.yaml"),
+                     "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}")
+    jobs = planned_jobs(proc)
+    cfg = yaml.safe_load((PRESETS / "paper.yaml").read_text())
+    assert all(g.get("fuse") for g in cfg["teachers"])
+    probed = [g for g in cfg["teachers"] if g.get("probe")]
+    assert [(g["dataset"], g["arch"]) for g in probed] == [("cifar10", "resnet56")]
+    for g in cfg["teachers"]:
+        for s in g["seeds"]:
+            assert jobs[f"train_teacher_fused_{g['dataset']}_{g['arch']}_s{s}"] == 1
+    assert "train_teacher" not in jobs, jobs
+    assert jobs["mi_curve"] == len(cfg["mi"]["alphas"]) * len(probed[0]["seeds"])
+    # the fused ResNet-56 job's command records the probe for each of its 7 members, into their probe.h5
+    text = proc.stdout + proc.stderr
+    cmd = next(line for line in text.splitlines()
+               if line.startswith("Shell command: lspipe train") and "--runs a0_s0 a0.1_s0 a0.15_s0" in line)
+    assert "--fuse --probe" in cmd and '"classes": ["airplane", "dog"]' in cmd
+    outs = cmd.split("--probe-out ")[1].split(" --")[0].split()
+    assert outs == [f"results/models/cifar10/resnet56/teacher/{r}/probe.h5" for r in
+                    ("a0_s0", "a0.1_s0", "a0.15_s0", "a0.3_s0", "a0.45_s0", "a0.6_s0", "a0.75_s0")]
+    # the unprobed fused grids record none
+    assert all("--probe" not in line for line in text.splitlines()
+               if line.startswith("Shell command: lspipe train") and "--arch alexnet --" in line and "--role teacher" in line)
+    d = cfg["distillation"][0]
+    assert d["lockstep"] and d["fuse_students"]
+    assert all(jobs[f"train_students_lockstep_cifar10_{f}_s{s}"] == 1 for f in ("kd_hard", "baseline") for s in d["seeds"])
 
 
 def _slice(subset: Path, dest: Path, train: int, test: int) -> Path:
@@ -73,7 +117,9 @@ def tiny_cpu_preset(root: Path) -> dict:
     """The CPU preset with tiny sizes: same experiments, one seed, a few steps on a few images."""
     cfg = yaml.safe_load((PRESETS / "cifar10-cpu.yaml").read_text())
     cfg["results"] = "results"
-    cfg["datasets"]["cifar10"].update(root=str(root), train_per_class=None, val_size=30)
+    # the subset as an ImageFolder tree instead of the preset's torchvision download (as CI passes it)
+    cfg["datasets"]["cifar10"].update(source="imagefolder", root=str(root), download=False, train_per_class=None,
+                                      val_size=30)
     for rec in cfg["recipes"].values():
         rec.update(steps=4, batch_size=16, lr_milestones=[2], checkpoint_every=1)
     # one seed, two alphas, two temperatures: every experiment and rule, fewer jobs

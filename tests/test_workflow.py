@@ -48,11 +48,15 @@ def test_second_run_has_nothing_to_do(tiny_run):
 
 def test_paper_preset_plans_the_papers_grid(tmp_path):
     work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
+    for folder in ("cifar-10-batches-py", "cifar-100-python"):  # torchvision's copies, checked while planning
+        (tmp_path / folder).mkdir()
     proc = snakemake(work, "-n", "--configfile", str(REPO / "workflow/presets/paper.yaml"),
                      "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}")
     jobs = planned_jobs(proc)
-    # 7 alphas x 5 seeds (CIFAR-10 ResNet-56, probed) + 2 x 5 (AlexNet) + 3 x 5 (CIFAR-100 ResNet-56)
-    assert jobs["train_teacher"] == 35 + 25
+    # every grid fused: one job per seed of its 7 (CIFAR-10 ResNet-56, probed), 2 (AlexNet) or 3 alphas
+    # (CIFAR-100 ResNet-56); tests/test_presets.py checks the jobs' commands
+    fused = {r: n for r, n in jobs.items() if r.startswith("train_teacher_fused_")}
+    assert len(fused) == 3 * 5 and set(fused.values()) == {1} and "train_teacher" not in jobs
     assert jobs["prepare_data"] == 2
     text = proc.stdout
     assert "--recipe" in text or "train_teacher" in text
@@ -71,6 +75,8 @@ def test_a_configfile_stands_alone(tmp_path):
     import yaml
 
     work = make_workdir(tmp_path / "alone", REPO / "config.yaml")
+    for c in ("a", "b"):  # the tree's folders, which planning checks (listed, not read)
+        (tmp_path / "tree" / "train" / c).mkdir(parents=True)
     alone = tmp_path / "alone.yaml"
     alone.write_text(yaml.safe_dump({
         "results": "out", "device": "cpu", "resources": {"gpus_per_job": 0},

@@ -166,6 +166,10 @@ class SplitArrays:
     index: np.ndarray
 
 
+#: how a missing dump is made by hand (besides `snakemake <dump>`)
+MAKE_DUMP = "lspipe dump-activations --model <model.pt> --data <data.npz> --out {path}"
+
+
 class Dump:
     """Read access to a dump file: ``Dump(path).split("val").logits`` etc. (each split read once)."""
 
@@ -183,7 +187,7 @@ class Dump:
                     raise OSError("its attributes or class names do not match their recorded checksum: a flipped bit "
                                   "or a damaged copy")
         except (OSError, KeyError) as err:
-            raise damaged_file_error(self.path, err) from None
+            raise damaged_file_error(self.path, err, make=MAKE_DUMP.format(path=self.path)) from None
         self._cache: dict[str, SplitArrays] = {}
 
     def split(self, name: str) -> SplitArrays:

@@ -14,7 +14,9 @@ small kernels into one G-times wider kernel:
   member's channels separately;
 * ReLU, pooling and flattening act per channel and stay as they are;
 * the input images are normalised with each member's statistics and repeated G times, so every
-  member sees exactly the batch it would see alone; the logits are ``B x G x K``.
+  member sees exactly the batch it would see alone; the logits are ``B x G x K``. Members may also
+  get batches of their own, stacked along channels (``B x (G*C) x H x W``, :func:`stack_batches`):
+  members of different seeds, each with its own batch stream (:mod:`lspipe.engine.cross_seed`).
 
 The objective is the one every group trains with (:class:`lspipe.core.losses.Objective`: one
 loss per member, each member's kind and parameters its own);
@@ -184,9 +186,17 @@ class FusedClassifier(nn.Module):
 
     # -- forward
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """One batch ``B x C x H x W`` (every member sees it: repeated G times), or the members' own
+        batches stacked along channels ``B x (G*C) x H x W`` (member-major, :func:`stack_batches`),
+        normalised with each member's statistics."""
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
-        return (x.repeat(1, self.num_members, 1, 1) - self.mean) / self.std
+        if x.shape[1] != self.mean.shape[1]:  # one batch for every member
+            if x.shape[1] * self.num_members != self.mean.shape[1]:
+                raise FuseError(f"a {self.num_members}-member model takes {self.mean.shape[1] // self.num_members} "
+                                f"channels (one batch) or {self.mean.shape[1]} (each member's own), got {x.shape[1]}")
+            x = x.repeat(1, self.num_members, 1, 1)
+        return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor, features: bool = False):
         h = self.body(self.normalize(x))
@@ -261,6 +271,13 @@ class FusedClassifier(nn.Module):
                 c = coef.to(p.grad.dtype).repeat_interleave(p.shape[0] // self.num_members)
                 p.grad.mul_(c.view(-1, *([1] * (p.dim() - 1))))
         return norms
+
+
+def stack_batches(batches: Sequence[torch.Tensor], repeats: int = 1) -> torch.Tensor:
+    """The members' own batches (each ``B x C x H x W``) as one ``B x (G*C) x H x W`` input of a
+    :class:`FusedClassifier` (member-major channels: member m's batch in channels ``[m*C, (m+1)*C)``);
+    with ``repeats`` r each batch feeds r consecutive members (G = r x len(batches))."""
+    return torch.cat([b for b in batches for _ in range(repeats)], dim=1)
 
 
 def fuse(models: Sequence[M.Classifier]) -> FusedClassifier:

@@ -4,6 +4,13 @@ probe examples (paper Fig. 6, "erasure of information").
 :class:`ProbeRecorder` implements the hooks of :class:`lspipe.engine.training.Callback`; it writes
 a probe trace (:mod:`lspipe.engine.probefile`, read by :class:`~lspipe.engine.probefile.ProbeTrace`),
 which :mod:`lspipe.experiments.mi` turns into the mutual information over training.
+
+It records one model or any members of a group trained together (:func:`lspipe.engine.training.train_group`:
+lockstep :class:`~lspipe.engine.training.Members` or a fused
+:class:`~lspipe.engine.fused.FusedClassifier`, logits ``B x G x K``): one forward pass of the group
+per batch of probe images gives every member's logits, and each recorded member gets its own trace,
+the very trace its run of its own would write (bit for bit for lockstep members; up to the grouped
+kernels' rounding for fused ones).
 """
 
 from __future__ import annotations
@@ -58,7 +65,11 @@ class ProbeRecorder:
     """Record probe logits during training (implements :class:`~lspipe.engine.training.Callback`'s hooks).
 
     At step 0 and every ``every`` optimiser steps (and at the last step), the model's logits for
-    ``copies`` augmented copies of each probe example are appended to an HDF5 trace:
+    ``copies`` augmented copies of each probe example are appended to an HDF5 trace, one trace per
+    recorded member: ``probe_out`` is one path (a single model, or a group of one member) or one
+    path per member of ``members`` (default: every member of the group, in order). The model the
+    hooks get is a plain classifier (logits ``B x K``) or a group (``num_members`` G, logits
+    ``B x G x K``); every member sees the same augmented copies, drawn once per record.
 
     ``/logits``  float32, ``(records, N, L, K)`` (all K classes' logits)
     ``/logits_repeat`` the same for a second, independent augmentation draw at each record
@@ -76,17 +87,18 @@ class ProbeRecorder:
     repeat draw), the model runs in eval
     mode (BatchNorm uses, and does not update, its running statistics) under ``torch.no_grad``
     in float32 (no autocast, so the logit differences are not rounded to bf16), and its
-    train/eval mode is restored. The trace is written to ``<probe_out>.partial`` (opened,
+    train/eval mode is restored. Each trace is written to ``<probe_out>.partial`` (opened,
     appended, flushed and closed at each record) and renamed onto ``probe_out`` when training
-    ends. A resumed run (``on_start`` with ``step > 0``) truncates the partial trace to the records
-    at or before the resumed step and continues, so its trace equals an uninterrupted run's.
+    ends. A resumed run (``on_start`` with ``step > 0``) truncates the partial traces to the records
+    at or before the resumed step and continues, so its traces equal an uninterrupted run's.
     """
 
     def __init__(
         self,
-        probe_out: str | os.PathLike,
+        probe_out: str | os.PathLike | Sequence[str | os.PathLike],
         data: Prepared,
         *,
+        members: Sequence[int] | None = None,
         device: torch.device | str = "cpu",
         recipe: Recipe | None = None,
         classes: Sequence[str],
@@ -102,13 +114,18 @@ class ProbeRecorder:
         per_class, copies, every, seed = probe["per_class"], probe["copies"], probe["every"], probe["seed"]
         r = defaults.fill("recipes.*") if recipe is None else vars(recipe)
         augment, eval_batch_size = r["augment"], r["eval_batch_size"]
-        if probe_out is None:
+        outs = [probe_out] if isinstance(probe_out, (str, os.PathLike)) else list(probe_out or [])
+        if not outs:
             raise DataError("lspipe train --probe needs --probe-out (where the probe trace is written)")
         if int(every) < 1 or int(copies) < 2 or int(per_class) < 1:
             raise DataError(f"teachers[].probe needs every >= 1, copies >= 2 (to pool the variance) and per_class >= 1; "
                             f"got every={every}, copies={copies}, per_class={per_class}")
-        self.path = Path(probe_out)
-        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.members_named = members is not None
+        self.members = list(range(len(outs))) if members is None else [int(m) for m in members]
+        if len(self.members) != len(outs) or len(set(self.members)) != len(self.members) or min(self.members) < 0:
+            raise ValueError(f"one probe output per recorded member: {len(outs)} outputs for members {self.members}")
+        self.paths = [Path(p) for p in outs]
+        self.partials = [p.with_name(p.name + ".partial") for p in self.paths]
         self.device = torch.device(device)
         self.classes = [str(c) for c in classes]
         self.per_class, self.copies, self.every, self.seed = int(per_class), int(copies), int(every), int(seed)
@@ -133,8 +150,11 @@ class ProbeRecorder:
 
     @torch.no_grad()
     def logits(self, model: nn.Module, step: int, draw: int = 0) -> np.ndarray:
-        """Logits ``(N, L, K)`` of the ``L`` augmented copies of every probe example at ``step``
-        (``draw`` 1: the repeat draw's copies)."""
+        """Logits ``(M, N, L, K)`` of the ``L`` augmented copies of every probe example at ``step``,
+        for each of the ``M`` recorded members (``draw`` 1: the repeat draw's copies)."""
+        groups = getattr(model, "num_members", None)
+        if groups is not None and max(self.members) >= groups:
+            raise ValueError(f"the probe records members {self.members}, but the model has {groups}")
         was_training = model.training
         model.eval()
         try:
@@ -143,76 +163,93 @@ class ProbeRecorder:
             xs = self.x.repeat(self.copies, 1, 1, 1)  # copy-major: row c * N + i is copy c of example i
             copies = DeviceLoader(xs, None, self.batch_size, pad=self.pad, flip=self.flip, generator=self.gen,
                                   shuffle=False, drop_last=False)
-            outs = [model(xb).float().cpu() for xb in copies]
-            out = torch.cat(outs).reshape(self.copies, n, -1).transpose(0, 1)
+            outs = []
+            for xb in copies:
+                out = model(xb)  # B x K (one model) or B x G x K (a group)
+                out = out[:, self.members] if out.dim() == 3 else out[:, None]
+                outs.append(out.float().cpu())
+            out = torch.cat(outs).reshape(self.copies, n, len(self.members), -1).permute(2, 1, 0, 3)
         finally:
             model.train(was_training)
         return out.contiguous().numpy()
 
     def record(self, model: nn.Module, step: int) -> None:
         draws = {"logits": self.logits(model, step), "logits_repeat": self.logits(model, step, draw=1)}
-        with h5py.File(self.partial, "a") as f:
-            steps = f["steps"]
-            r = steps.shape[0]
-            for name, logits in draws.items():
-                if name not in f:
-                    f.create_dataset(name, (0, *logits.shape), "f4", maxshape=(None, *logits.shape),
-                                     chunks=(1, *logits.shape))
-                f[name].resize(r + 1, axis=0)
-                f[name][r] = logits
-            steps.resize(r + 1, axis=0)
-            steps[r] = step
-            f.flush()
+        for m, partial in enumerate(self.partials):
+            with h5py.File(partial, "a") as f:
+                steps = f["steps"]
+                r = steps.shape[0]
+                for name, logits in draws.items():
+                    shape = logits.shape[1:]
+                    if name not in f:
+                        f.create_dataset(name, (0, *shape), "f4", maxshape=(None, *shape), chunks=(1, *shape))
+                    f[name].resize(r + 1, axis=0)
+                    f[name][r] = logits[m]
+                steps.resize(r + 1, axis=0)
+                steps[r] = step
+                f.flush()
         self.last_step = step
 
     # ----------------------------------------------------------------- file handling
 
     def _create(self) -> None:
-        self.partial.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(self.partial, "w") as f:
-            f.create_dataset("steps", (0,), "i8", maxshape=(None,), chunks=(256,))
-            f["index"] = self.index
-            f["source_index"] = self.source_index
-            f["labels"] = self.labels
-            f.create_dataset("classes", data=np.asarray(self.all_classes, dtype=object), dtype=h5py.string_dtype())
-            f.attrs.update({
-                "probe_classes": self.classes, "probe_class_indices": self.class_indices,
-                "per_class": self.per_class, "copies": self.copies, "every": self.every, "seed": self.seed,
-                "pad": self.pad, "flip": self.flip, "dataset": self.dataset, "settings": json.dumps(self.settings),
-                "complete": False, "format_version": FORMAT_VERSION,
-            })
+        for partial in self.partials:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            with h5py.File(partial, "w") as f:
+                f.create_dataset("steps", (0,), "i8", maxshape=(None,), chunks=(256,))
+                f["index"] = self.index
+                f["source_index"] = self.source_index
+                f["labels"] = self.labels
+                f.create_dataset("classes", data=np.asarray(self.all_classes, dtype=object), dtype=h5py.string_dtype())
+                f.attrs.update({
+                    "probe_classes": self.classes, "probe_class_indices": self.class_indices,
+                    "per_class": self.per_class, "copies": self.copies, "every": self.every, "seed": self.seed,
+                    "pad": self.pad, "flip": self.flip, "dataset": self.dataset, "settings": json.dumps(self.settings),
+                    "complete": False, "format_version": FORMAT_VERSION,
+                })
 
     def _truncate(self, step: int) -> None:
-        """Keep the records at steps <= ``step`` of the partial trace (a resumed run)."""
-        fix = f"delete {self.partial} and the run's checkpoint (model.pt.ckpt) to retrain from scratch"
-        if not self.partial.exists():
-            raise DataError(f"resuming at step {step}, but the probe trace {self.partial} is missing; {fix}")
-        try:
-            with h5py.File(self.partial, "r+") as f:
-                if json.loads(f.attrs["settings"]) != self.settings:
-                    raise DataError(f"the probe trace {self.partial} was recorded with other probe settings; {fix}")
-                steps = f["steps"][()]
-                keep = int(np.sum(steps <= step))
-                expected = list(range(0, step + 1, self.every))
-                if steps[:keep].tolist() != expected:
-                    raise DataError(
-                        f"the probe trace {self.partial} holds steps {steps.tolist()}, not the records "
-                        f"{expected} of a run resumed at step {step}; {fix}"
-                    )
+        """Keep the records at steps <= ``step`` of every partial trace (a resumed run)."""
+        expected = list(range(0, step + 1, self.every))
+        for partial in self.partials:  # check every trace before changing any
+            self._check_partial(partial, step, expected)
+        for partial in self.partials:
+            with h5py.File(partial, "r+") as f:
+                keep = len(expected)
                 for name in ("logits", "logits_repeat"):
                     if name in f:
                         f[name].resize(keep, axis=0)
                 f["steps"].resize(keep, axis=0)
                 f.flush()
-        except OSError as err:
-            raise DataError(f"cannot read the probe trace {self.partial} ({err}); {fix}") from None
         self.last_step = expected[-1]
+
+    def _check_partial(self, partial: Path, step: int, expected: list[int]) -> None:
+        fix = f"delete {partial} and the run's checkpoint (model.pt.ckpt) to retrain from scratch"
+        if not partial.exists():
+            raise DataError(f"resuming at step {step}, but the probe trace {partial} is missing; {fix}")
+        try:
+            with h5py.File(partial, "r") as f:
+                if json.loads(f.attrs["settings"]) != self.settings:
+                    raise DataError(f"the probe trace {partial} was recorded with other probe settings; {fix}")
+                steps = f["steps"][()]
+                keep = int(np.sum(steps <= step))
+                if steps[:keep].tolist() != expected:
+                    raise DataError(
+                        f"the probe trace {partial} holds steps {steps.tolist()}, not the records "
+                        f"{expected} of a run resumed at step {step}; {fix}"
+                    )
+        except OSError as err:
+            raise DataError(f"cannot read the probe trace {partial} ({err}); {fix}") from None
 
     # ----------------------------------------------------------------- Callback
 
     def on_start(self, model: nn.Module, step: int) -> None:
-        if getattr(model, "num_members", 1) != 1:  # a group of one member (B x 1 x K logits) is one model
-            raise ValueError("the mutual-information probe records one model, not a group of several")
+        groups = getattr(model, "num_members", 1)
+        if max(self.members) >= groups:
+            raise ValueError(f"the probe records members {self.members}, but the model has {groups}")
+        if not self.members_named and len(self.members) != groups:
+            raise ValueError(f"{len(self.paths)} probe output(s) for a group of {groups} members: give one per member, "
+                             "or name the members recorded (members=...)")
         if step == 0:
             self._create()
             self.record(model, 0)
@@ -228,6 +265,7 @@ class ProbeRecorder:
     def on_end(self, model: nn.Module, step: int) -> None:
         if self.last_step != step:
             self.record(model, step)
-        with h5py.File(self.partial, "r+") as f:
-            f.attrs["complete"] = True
-        os.replace(self.partial, self.path)
+        for partial, path in zip(self.partials, self.paths):
+            with h5py.File(partial, "r+") as f:
+                f.attrs["complete"] = True
+            os.replace(partial, path)

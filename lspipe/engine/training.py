@@ -39,11 +39,11 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError, DataError, Stopped, TrainingDiverged
 from lspipe.base.io import atomic_path, file_sha256, remove_stale_temps, torch_save, zip_problem
+from lspipe.base.progress import progress_bar
 from lspipe.core import models as model_registry
 from lspipe.core import source
 from lspipe.core.augment import DeviceLoader
@@ -81,7 +81,11 @@ def param_groups(model: model_registry.Classifier, recipe: Recipe) -> list[dict]
 
 
 class Callback:
-    """Hooks into the loop (e.g. the mutual-information probe). All methods are optional."""
+    """Hooks into the loop (e.g. the mutual-information probe). All methods are optional.
+
+    ``model`` is the group :func:`fit` trains (``num_members`` G, logits ``B x G x K``: lockstep
+    :class:`Members` or a fused network), not a wrapper (DistributedDataParallel, torch.compile);
+    a callback that follows one model picks its member's logits."""
 
     def on_start(self, model: nn.Module, step: int) -> None: ...
     def on_step(self, model: nn.Module, step: int) -> None: ...
@@ -333,7 +337,7 @@ def fit(
     for cb in callbacks:
         cb.on_start(model, step)
 
-    bar = tqdm(total=recipe.steps, initial=step, desc="train", disable=not progress or not world.is_main, dynamic_ncols=True,
+    bar = progress_bar(total=recipe.steps, initial=step, desc="train", unit="steps", disable=not progress or not world.is_main, dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
     start_step, epochs_this_run, last_of_epoch = step, 0, True  # a resumed run starts at an epoch's start
     chance = None  # per member: the objective's loss for a uniform prediction (DIVERGENCE_FACTOR), first batch
@@ -553,17 +557,19 @@ def _train_job(a, world: World) -> None:
         if vals is not None and len(vals) != g:
             raise ConfigError(f"{what} needs one value per objective ({g}), got {len(vals)}")
     if a.probe and world.enabled:
-        raise ConfigError("--probe records one model in one process: launch a probed run without torchrun")
-    if a.probe and g != 1:
-        raise ConfigError("--probe records one model: train a probed grid's models one at a time (teachers[].fuse: false)")
+        raise ConfigError("--probe records in one process: launch a probed run without torchrun")
     outs = [Path(p) for p in a.out]
     ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".ckpt")
-    probe_out = Path(a.probe_out) if a.probe_out else (outs[0].with_name("probe.h5") if a.probe else None)
+    # one probe trace per member (a placeholder without --probe): --probe-out, or probe.h5 beside each model
+    probe_outs = ([Path(p) for p in a.probe_out] if a.probe_out else
+                  [o.with_name("probe.h5") for o in outs] if a.probe else [])
+    if probe_outs and len(probe_outs) != g:
+        raise ConfigError(f"--probe-out needs one value per objective ({g}), got {len(probe_outs)}")
     # temporary files of this job's outputs left by a killed run (SIGKILL during a write)
     device = resolve_device(a.device)
     world, device = dist_mod.init(getattr(a, "dist_backend", None), device)
     if world.is_main:
-        remove_stale_temps(ckpt, *outs, *a.metrics, *([probe_out] if probe_out else []))
+        remove_stale_temps(ckpt, *outs, *a.metrics, *probe_outs)
     world.barrier()
     data = source.load(a.data)
     recipe = Recipe.from_dict(a.recipe)
@@ -587,16 +593,18 @@ def _train_job(a, world: World) -> None:
     callbacks = []
     if a.probe:
         source.require_resident(data, "the mutual-information probe (teachers[].probe)")
-        callbacks.append(ProbeRecorder(probe_out, data, device=device, recipe=recipe, **a.probe))
-    elif probe_out and world.is_main:  # a teacher of a grid without a probe: its probe output is a placeholder
-        write_probe_placeholder(probe_out)
+        callbacks.append(ProbeRecorder(probe_outs, data, device=device, recipe=recipe, **a.probe))  # every member
+    elif world.is_main:  # a teacher of a grid without a probe: its probe output is a placeholder
+        for path in probe_outs:
+            write_probe_placeholder(path)
     # the job's identity: every member's settings (the recipe without the settings that change no weight:
     # lspipe.core.recipe.RUN_SETTINGS), objective, seed, teacher and the data's content digest
     fp = fingerprint({"members": [{k: (recipe_identity(v) if k == "recipe" else v) for k, v in m.items() if k != "run"}
                                   for m in metas], "probe": a.probe, "group": group and group["fused"]})
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
     if a.probe:
-        member_outputs[0].append(probe_out)
+        for outputs, path in zip(member_outputs, probe_outs):
+            outputs.append(path)
     if world.broadcast_flag(world.is_main and complete.restore_group(outs, member_outputs, fp)):
         world.barrier()
         return  # finished before, but Snakemake did not record it (see lspipe.engine.complete)

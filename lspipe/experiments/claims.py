@@ -1,47 +1,57 @@
 """The claims report: did this run reproduce "When Does Label Smoothing Help?"?
 
 Pure functions over outputs the workflow has already written (evaluation JSONs, calibration
-JSONs, the Fig. 5 smoothness-index CSVs, the per-seed Fig. 6 MI curves and the tightness table
-computed here from the activation dumps) that turn each claim of the paper into pre-specified
-checks: an effect per seed, its interval over seeds and a verdict. Every rule and default is
-stated in the README ("The claims report"), in the report itself (:func:`decision_rule_text`) and
-in the schema's ``claims`` section, which holds the defaults (read through :mod:`lspipe.base.defaults`).
+JSONs, the Fig. 5 smoothness-index CSVs, the per-seed Fig. 6 MI curves, the tightness table
+computed here from the activation dumps, and, for the optional test-image bootstrap, the teacher
+dumps) that turn each claim of the paper into pre-specified checks: an effect per seed, its
+interval over seeds and a verdict. The rules are **rule version** :data:`RULES_VERSION`
+(:data:`RULE_VERSIONS` holds each version's freeze time; docs/claims.md the changelog); they are
+stated in the report itself (:func:`decision_rule_text`) and the defaults are the schema's
+``claims`` section (read through :mod:`lspipe.base.defaults`).
 
 A claim, per dataset/arch, has
 
 * one **primary** check, fixed in advance: it alone gives the claim's verdict;
-* **descriptive** checks with their own verdicts, shown beside it. Multiplicity policy: *primary
-  only*. No descriptive verdict can change the claim's, so none is corrected for multiplicity;
-  read them as exploratory;
-* **regime** checks: preconditions of the paper's argument (the hard-target model is
-  overconfident; teacher accuracy rises with alpha), shown beside the claim, outside its verdict.
+* **descriptive** checks, exploratory: the summary shows their effects, no verdict words; no
+  multiplicity correction (primary only);
+* **regime** checks: preconditions of the paper's argument (the hard-target model is overconfident
+  and in the paper's accuracy regime; teacher accuracy rises with alpha), outside the verdict.
+
+Models are keyed by their **objective** (:func:`objective_of`: the run name, else label smoothing
+at the recorded alpha): the hard-target arm is ``{kind: ls, alpha: 0}`` only; other objectives (a
+confidence-penalty teacher records alpha 0) are rows of their own; two models for one objective and
+seed are refused.
 
 Primary checks:
 
-1. accuracy: accuracy(LS at ``ls_alpha``) − accuracy(hard), paired by seed, above −``accuracy_margin``;
+1. accuracy: accuracy(LS at ``ls_alpha``) − accuracy(hard), paired by seed, above −margin
+   (``accuracy_margin``, or ``accuracy_margin_relative`` × the hard model's error rate);
 2. representations: tightness ratio (hard) − (LS), mean over every class triple (at most
    ``tightness_triples``), on ``tightness_split``, above 0;
-3. calibration: ECE(LS at alpha*) − ECE(hard targets, temperature scaled), paired by seed, below
-   ``ece_margin`` (one-sided non-inferiority); alpha* chosen among the grid's nonzero alphas by the
-   mean *validation* ECE (or NLL: ``calibration_selection``) at T = 1, never by test;
+3. calibration: RMS calibration error of LS at alpha* minus that of the hard model after temperature
+   scaling, below ``ece_margin``; the squared errors estimated without bias per model (Kumar et
+   al. 2019) and combined in a two-estimate interval (:func:`ce_gap_stats`); alpha* chosen among the
+   grid's nonzero alphas by the mean *validation* ECE (or NLL) at T = 1, never by test;
 4. distillation: per seed, the mean over the in-range temperatures of (hard-teacher student −
-   baseline curve at its gamma) minus the mean over the in-range LS teachers of (LS-teacher
-   student − baseline at its gamma), above 0;
-5. erasure: (peak − late) of the MI with LS minus (peak − late) with hard targets, paired by
-   seed, above the MI margin (``mi_noise_multiple`` × the measured sd of one MI estimate).
+   baseline curve at its gamma) minus the mean over the in-range LS teachers of (LS-teacher student −
+   baseline at its gamma), above 0; the largest leave-one-out interpolation error of the baseline
+   curve is a systematic term added to each end of the interval;
+5. erasure: (peak − late) of the MI with LS minus (peak − late) with hard targets, paired by seed,
+   above the MI margin (``mi_noise_multiple`` × the measured sd of one MI estimate) for
+   "supported"; "contradicted" needs the interval below 0.
 
-Decision rule (:func:`decide`): with n seeds the two-sided ``confidence`` interval of the mean
-effect is ``mean ± t_{n-1} · sd / sqrt(n)``; each end of it is a one-sided test at level
-``(1 − confidence) / 2``. The sd is ``max(sample sd, resolution / 2)``, ``resolution`` the smallest
-step a per-seed effect can take (one test image, 100 / N pp, for accuracy effects; 0 for
-continuous ones): identical values on a grid of step h are consistent with any spread up to h / 2,
-so they never give a zero-width interval, and a continuous effect with zero spread gives none.
-``supported``: n >= ``min_seeds`` and the interval strictly on the claimed side of the bound
-(``greater`` also needs every seed's effect there); ``contradicted``: n >= ``min_seeds`` and the
-interval strictly beyond the bound; ``inconclusive``: otherwise (an interval that touches or
-straddles a bound, too few seeds); ``not compared``: runs exist, but none can be compared (the
-config key that would make them comparable is named); ``not run``: the configuration does not run
-the experiment (the key is named).
+Decision rule (:func:`decide`), the interval alone, symmetric: with n seeds the two-sided
+``confidence`` interval of the mean effect is ``mean ± t_{n-1} · sd / sqrt(n)`` (plus a systematic
+term where one is named); each end is a one-sided test at level ``(1 − confidence) / 2``.
+``supported``: n >= ``min_seeds`` and the interval strictly on the claimed side of the bound;
+``contradicted``: n >= ``min_seeds`` and the interval strictly beyond the (contradiction) bound;
+``inconclusive``: otherwise, and for identical per-seed values over fewer than
+:data:`ZERO_SPREAD_SEEDS` seeds or of a continuous effect (from that many seeds on, an effect on a
+grid of step h takes ``sd = max(sample sd, h / 2)``); ``not compared``: runs exist, but none can be
+compared (the config key that would make them comparable is named); ``not run``: the configuration
+does not run the experiment (the key is named); ``number only``: a check that reports a number
+(3d). Power (:func:`power`, :func:`decidability`): the noncentral t, seeds for 80 % power at the
+observed effect and at 0, also with the sd at its one-sided 80 % chi-square upper bound.
 """
 
 from __future__ import annotations
@@ -57,16 +67,37 @@ import numpy as np
 
 from lspipe.base.defaults import default, fill
 from lspipe.base.io import read_json, write_json, write_text
-from lspipe.base.runs import fmt, run_name
+from lspipe.base.errors import ConfigError
+from lspipe.base.runs import fmt, objective_label, objective_token, parse_run, run_name, run_objective
+from lspipe.engine.dumpfile import Dump
+from lspipe.experiments.calibration import debiased_squared_ce, reliability, softmax, top_label
 from lspipe.experiments.distill import FORM_LABELS, parse_student_run, read_gamma_table, trained_as
 from lspipe.experiments.mi import mi_noise
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 NOT_COMPARED, NOT_RUN = "not compared", "not run"
-VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_COMPARED, NOT_RUN)
+REPORTED = "number only"  # a check that reports a number and gives no verdict (3d)
+VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_COMPARED, NOT_RUN, REPORTED)
 PRIMARY, DESCRIPTIVE, REGIME = "primary", "descriptive", "regime"
 NO_SPREAD = "1 seed: no spread"
 SEEDS_SEARCH_MAX = 1000  # the seed recommendation searches n = 2 .. this
+ZERO_SPREAD_SEEDS = 5  # identical per-seed values decide (sd floored at resolution / 2) only from this many seeds
+POWER_TARGET = 0.8  # "seeds needed": for this power of the rule in use
+POWER_SD_LEVEL = 0.8  # ... also with the sd at its one-sided upper confidence bound of this level
+SENSITIVITY = (0.90, 0.95, 0.99)  # the verdict at these confidence levels (the report's sensitivity column)
+HARD = {"kind": "ls", "alpha": 0.0}  # the hard-target arm: label smoothing at alpha 0, nothing else
+
+# Versions of the decision rules (docs/claims.md keeps the changelog). A verdict is confirmatory when
+# every model it reads was trained after its rule version was frozen; otherwise it is a re-analysis.
+RULES_VERSION = 3
+RULE_VERSIONS = {
+    1: ("2026-11-28T00:00:00Z", "first rules: two-sided ±0.01 ECE margin at LS 0.1, best student on test"),
+    2: ("2026-12-03T00:00:00Z", "primary checks fixed in advance, α* on validation, one-sided margins, "
+        "every-seed conjunct on 'greater' checks"),
+    3: ("2026-12-06T14:06:00Z", "models keyed by objective; interval-alone rule; RMS calibration error debiased "
+        "(Kumar et al. 2019) with a two-estimate interval; power from the noncentral t; claim 4's interpolation "
+        "error as a systematic term; claim 5 contradicted below 0; relative accuracy margin; 3d a number"),
+}
 
 CLAIM_TITLES = {
     1: "Accuracy: label smoothing does not hurt top-1 accuracy (Table 2)",
@@ -101,21 +132,62 @@ def _t(confidence: float, df: int) -> float:
 
 
 def effect_stats(values: dict[int, float], confidence: float = default("claims.confidence"),
-                 resolution: float = 0.0) -> dict:
-    """Mean, sample sd, the sd used (floored at ``resolution / 2``) and the t interval of per-seed effects."""
+                 resolution: float = 0.0, systematic: float = 0.0) -> dict:
+    """Mean, sample sd, the sd used (floored at ``resolution / 2``) and the t interval of per-seed effects.
+
+    ``systematic``: a bound on an error shared by every seed (claim 4's interpolation error), added to
+    each end of the interval (it does not shrink with seeds)."""
     seeds = sorted(values)
     v = np.array([values[s] for s in seeds], dtype=float)
     n = len(v)
     out = {"n": n, "seeds": seeds, "values": [float(x) for x in v], "mean": float(v.mean()) if n else None,
            "std": None, "sd_used": None, "sd_floor": resolution / 2, "floored": False, "half_width": None,
-           "ci": None, "confidence": confidence, "one_sided_level": (1 - confidence) / 2, "resolution": resolution}
+           "ci": None, "confidence": confidence, "one_sided_level": (1 - confidence) / 2, "resolution": resolution,
+           "systematic": systematic, "method": "t"}
     if n >= 2:
         # equal values up to floating-point rounding have zero spread (not a tiny one from rounding)
         sd = 0.0 if np.ptp(v) <= 1e-12 * max(1.0, float(np.abs(v).max())) else float(v.std(ddof=1))
         used = max(sd, resolution / 2)
-        half = _t(confidence, n - 1) * used / math.sqrt(n)
+        half = _t(confidence, n - 1) * used / math.sqrt(n) + systematic
         out.update(std=sd, sd_used=used, floored=used > sd, half_width=half,
                    ci=[out["mean"] - half, out["mean"] + half])
+    return out
+
+
+def ce_gap_stats(ls_sq: dict[int, float], ref_sq: dict[int, float],
+                 confidence: float = default("claims.confidence")) -> dict:
+    """Claim 3's interval for the gap of RMS calibration errors ``sqrt(A) − sqrt(B)``, from per-seed
+    unbiased estimates of the squared errors (A: LS, B: temperature scaling; Kumar et al. 2019,
+    :func:`lspipe.experiments.calibration.debiased_squared_ce`).
+
+    A and B (means over seeds) get t intervals at one-sided level ``(1 − confidence) / 4`` each
+    (Bonferroni over the two), and the gap's interval is ``[√L_A⁺ − √U_B⁺, √U_A⁺ − √L_B⁺]``: each end
+    is then a one-sided bound at level ``(1 − confidence) / 2`` or better. The square root is taken
+    of the *bounds*, never of a single estimate, so the estimator's bias near 0 (which makes any
+    plug-in ECE of a well-calibrated model too large) does not enter. Per-seed values
+    ``√A_s⁺ − √B_s⁺`` are descriptive."""
+    seeds = sorted(set(ls_sq) & set(ref_sq))
+    a = np.array([ls_sq[s] for s in seeds], float)
+    b = np.array([ref_sq[s] for s in seeds], float)
+    n = len(seeds)
+    root = lambda x: math.sqrt(max(float(x), 0.0))  # noqa: E731
+    out = effect_stats({s: root(x) - root(y) for s, x, y in zip(seeds, a, b)}, confidence)
+    out.update(method="ce_gap", squared={"ls": [float(x) for x in a], "reference": [float(x) for x in b]})
+    if n == 0:
+        return out
+    out["mean"] = root(a.mean()) - root(b.mean())
+    if n >= 2:
+        q = 1 - (1 - confidence) / 4
+        from scipy.stats import t as student_t
+
+        tq = float(student_t.ppf(q, n - 1))
+        sa, sb = float(a.std(ddof=1)), float(b.std(ddof=1))
+        ua, la = a.mean() + tq * sa / math.sqrt(n), a.mean() - tq * sa / math.sqrt(n)
+        ub, lb = b.mean() + tq * sb / math.sqrt(n), b.mean() - tq * sb / math.sqrt(n)
+        lo, hi = root(la) - root(ub), root(ua) - root(lb)
+        sd = 0.0 if sa == 0 and sb == 0 else float(np.std(np.array(out["values"]), ddof=1))
+        out.update(std=sd, sd_used=sd, ci=[lo, hi], half_width=(hi - lo) / 2,
+                   bounds={"A": [float(la), float(ua)], "B": [float(lb), float(ub)]}, std_squared=[sa, sb])
     return out
 
 
@@ -124,76 +196,140 @@ def _bounds(kind: str, bound: float) -> tuple[float | None, float | None]:
             "within": (-bound, bound)}[kind]
 
 
-def decide(stats: dict, kind: str, bound: float, min_seeds: int) -> tuple[str, str]:
-    """Verdict and its one-line ground (see the module docstring for the rule).
+def decide(stats: dict, kind: str, bound: float, min_seeds: int, contra: float | None = None) -> tuple[str, str]:
+    """Verdict and its one-line ground, by the interval alone (see the module docstring).
 
-    ``kind``: ``greater`` (every seed's effect and the interval above ``bound``), ``at_least``
-    (interval above −``bound``), ``at_most`` (interval below +``bound``), ``within`` (interval
-    inside ±``bound``). An interval end equal to a bound is not strictly inside (inconclusive).
-    """
+    ``kind``: ``greater`` (interval above ``bound``), ``at_least`` (interval above −``bound``),
+    ``at_most`` (interval below +``bound``), ``within`` (interval inside ±``bound``). ``contra``: the
+    bound whose far side contradicts the claim when it differs from ``bound`` (claim 5: the noise
+    margin decides "supported", 0 "contradicted"). An interval end equal to a bound is not strictly
+    inside (inconclusive). Zero spread over fewer than :data:`ZERO_SPREAD_SEEDS` seeds, or of a
+    continuous effect, is inconclusive."""
     lo_b, hi_b = _bounds(kind, bound)
+    clo, chi = _bounds(kind, bound if contra is None else contra)
     n = stats["n"]
     if n == 0:
         return NOT_COMPARED, "no comparable runs"
     if n < 2 or stats["ci"] is None:
         return INCONCLUSIVE, f"{NO_SPREAD}: no interval"
-    if stats["sd_used"] == 0:
-        return INCONCLUSIVE, (f"every seed gives the same value ({stats['values'][0]:.4g}): zero spread of a continuous "
-                              "effect gives no interval")
+    if stats.get("std", stats.get("sd_used")) == 0:
+        if not stats.get("resolution") or stats.get("sd_used") == 0:
+            return INCONCLUSIVE, (f"every seed gives the same value ({stats['values'][0]:.4g}): zero spread of a "
+                                  "continuous effect gives no interval")
+        if n < ZERO_SPREAD_SEEDS:
+            return INCONCLUSIVE, (f"every seed gives the same value ({stats['values'][0]:.4g}): zero spread over fewer "
+                                  f"than {ZERO_SPREAD_SEEDS} seeds says nothing of the seed-to-seed variance")
     if n < min_seeds:
         return INCONCLUSIVE, f"{n} seeds, fewer than claims.min_seeds = {min_seeds}"
     lo, hi = stats["ci"]
-    if (lo_b is not None and hi < lo_b) or (hi_b is not None and lo > hi_b):
+    if (clo is not None and hi < clo) or (chi is not None and lo > chi):
         return CONTRADICTED, "the interval lies beyond the claimed bound"
-    inside = (lo_b is None or lo > lo_b) and (hi_b is None or hi < hi_b)
-    if inside and kind == "greater" and not all(x > bound for x in stats["values"]):
-        return INCONCLUSIVE, "the interval is on the claimed side, but not every seed's effect is"
-    if inside:
+    if (lo_b is None or lo > lo_b) and (hi_b is None or hi < hi_b):
         return SUPPORTED, "the interval lies inside the claimed range"
     return INCONCLUSIVE, "the interval touches or straddles a bound of the claimed range"
 
 
 RULE_TEXT = {
-    "greater": "effect > {b:.4g} in every seed and the interval above {b:.4g}",
+    "greater": "interval above {b:.4g}",
     "at_least": "interval above −{b:.4g} (\"does not hurt\": the margin {b:.4g})",
     "at_most": "interval below +{b:.4g} (\"not worse / no better than\": the margin {b:.4g})",
     "within": "interval inside ±{b:.4g} (\"comparable\": the margin {b:.4g})",
 }
 
 
-def rule_text(kind: str, bound: float) -> str:
+def rule_text(kind: str, bound: float, contra: float | None = None) -> str:
+    if kind == "number":
+        return "a number, no verdict"
     if bound == 0 and kind in ("at_least", "at_most"):
-        return f"interval {'above' if kind == 'at_least' else 'below'} 0 (no margin)"
-    return RULE_TEXT[kind].format(b=bound)
+        text = f"interval {'above' if kind == 'at_least' else 'below'} 0 (no margin)"
+    else:
+        text = RULE_TEXT[kind].format(b=bound)
+    if contra is not None and contra != bound:
+        text += f"; contradicted only by an interval below {contra:.4g}"
+    return text
 
 
 def _sign(x: float, digits: int = 4) -> str:
     return f"{x:+.{digits}g}"
 
 
-def seeds_needed(sd: float | None, target: float, confidence: float, at_least: int = 2) -> int | None:
-    """Smallest n >= ``at_least`` whose interval half-width ``t_{n-1} sd / sqrt(n)`` is below ``target``;
-    None when sd is unknown or zero, or target <= 0; ``SEEDS_SEARCH_MAX + 1`` when beyond the search."""
-    if not sd or target <= 0:
+# --------------------------------------------------------------------------- power
+
+
+def sd_upper(sd: float, n: int, level: float = POWER_SD_LEVEL) -> float:
+    """One-sided ``level`` upper confidence bound of a normal sd from a sample sd of n values:
+    ``sd · sqrt((n − 1) / χ²_{1 − level}(n − 1))`` (χ² quantile at 1 − level)."""
+    from scipy.stats import chi2
+
+    return sd * math.sqrt((n - 1) / float(chi2.ppf(1 - level, n - 1)))
+
+
+def _distance(kind: str, effect: float, bound: float) -> float:
+    """How far a true effect lies inside the claimed range's near end (negative: outside)."""
+    return {"greater": effect - bound, "at_least": effect + bound, "at_most": bound - effect}[kind]
+
+
+def power(kind: str, effect: float, bound: float, sd: float, n: int, alpha: float) -> float:
+    """P(supported) at ``n`` seeds for a true mean effect ``effect`` and seed sd ``sd``: the power of
+    the one-sided t test at level ``alpha`` (noncentral t, ``scipy.stats.nct``) that the interval's
+    near end clears the bound; for ``within`` the two one-sided tests together (TOST, the lower bound
+    ``P1 + P2 − 1``)."""
+    from scipy.stats import nct, t as student_t
+
+    if n < 2 or sd <= 0:
+        return float("nan")
+    crit = float(student_t.ppf(1 - alpha, n - 1))
+
+    def one(delta):
+        return float(nct.sf(crit, n - 1, delta * math.sqrt(n) / sd))
+
+    if kind == "within":
+        return max(0.0, one(effect + bound) + one(bound - effect) - 1.0)
+    return one(_distance(kind, effect, bound))
+
+
+def seeds_for_power(kind: str, effect: float, bound: float, sd: float, alpha: float,
+                    target: float = POWER_TARGET, at_least: int = 2) -> int | None:
+    """Smallest n >= ``at_least`` (and >= 2) whose :func:`power` reaches ``target``; None when sd is
+    unknown or zero; ``SEEDS_SEARCH_MAX + 1`` when beyond the search (e.g. a true effect outside the
+    claimed range, which no number of seeds supports)."""
+    if not sd or sd <= 0:
         return None
-    for n in range(max(2, at_least), SEEDS_SEARCH_MAX + 1):
-        if _t(confidence, n - 1) * sd / math.sqrt(n) < target:
-            return n
-    return SEEDS_SEARCH_MAX + 1
+    if kind != "within" and _distance(kind, effect, bound) <= 0:
+        return SEEDS_SEARCH_MAX + 1
+    if kind == "within" and abs(effect) >= bound:
+        return SEEDS_SEARCH_MAX + 1
+    lo, hi = max(2, at_least), SEEDS_SEARCH_MAX
+    if power(kind, effect, bound, sd, hi, alpha) < target:
+        return SEEDS_SEARCH_MAX + 1
+    while lo < hi:  # power rises with n
+        mid = (lo + hi) // 2
+        if power(kind, effect, bound, sd, mid, alpha) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _seeds_text(n: int | None) -> str:
+    return "—" if n is None else (f"more than {SEEDS_SEARCH_MAX}" if n > SEEDS_SEARCH_MAX else str(n))
 
 
 def decidability(stats: dict, kind: str, bound: float, unit: str, min_seeds: int) -> dict:
-    """The smallest effect these seeds could decide, and the seeds a decision would need.
+    """What these seeds can decide, and the seeds a decision would need (80 % power).
 
-    With half-width w, a ``greater`` check is decided only by a mean beyond ``bound ± w``; a margin
-    check (``at_least`` / ``at_most`` / ``within``, margin m) by a mean beyond ``±m ± w``. Seeds
-    needed at the observed spread: for a margin check, to decide a true effect of 0 (w < m); for
-    ``greater``, to decide the observed mean (w < |mean − bound|).
-    """
+    The half-width w: a ``greater`` check is decided only by a mean beyond ``bound ± w``, a margin
+    check by a mean beyond ``±m ± w``. Power (:func:`power`, the noncentral t) of the rule in use,
+    the interval alone: P(supported) now, and the seeds for :data:`POWER_TARGET` power at the
+    observed mean effect and (margin checks) at a true effect of 0, each with the sd observed and at
+    its one-sided :data:`POWER_SD_LEVEL` upper confidence bound (:func:`sd_upper`; a sd from 3 seeds is
+    not taken at face value)."""
     u = f" {unit}" if unit else ""
     n, w, sd = stats["n"], stats["half_width"], stats["sd_used"]
     out = {"half_width": w, "supported_if": None, "contradicted_if": None, "seeds_needed": None,
-           "undecidable_near_zero": None, "text": ""}
+           "undecidable_near_zero": None, "power": None, "text": ""}
+    if kind == "number":
+        return out
     if n < 2 or w is None:
         out["text"] = (f"{NO_SPREAD}: the smallest decidable effect cannot be estimated (a verdict needs at least "
                        f"claims.min_seeds = {min_seeds} seeds)")
@@ -201,8 +337,6 @@ def decidability(stats: dict, kind: str, bound: float, unit: str, min_seeds: int
     if not sd:
         out["text"] = "zero spread: the smallest decidable effect cannot be estimated"
         return out
-    conf = stats["confidence"]
-    margin = kind != "greater"
     lo_b, hi_b = _bounds(kind, bound)
     if kind == "greater":
         sup, con = f"above {_sign(bound + w)}{u}", f"below {_sign(bound - w)}{u}"
@@ -216,32 +350,51 @@ def decidability(stats: dict, kind: str, bound: float, unit: str, min_seeds: int
     out.update(supported_if=sup, contradicted_if=con)
     text = (f"with {n} seeds at this spread (sd {sd:.3g}{u}) the interval's half-width is {w:.3g}{u}: the check is "
             f"decided only by a mean effect {sup} (supported) or {con} (contradicted)")
-    if margin:
-        need = seeds_needed(sd, bound, conf, min_seeds)
+    if kind != "greater":
         out["undecidable_near_zero"] = w >= bound
-        out["seeds_needed"] = need
         if w >= bound:
-            text += (f"; undecidable at {n} seeds for an effect near 0: the half-width exceeds the margin {bound:g}{u}")
-        if need is not None:
-            more = f"more than {SEEDS_SEARCH_MAX}" if need > SEEDS_SEARCH_MAX else f"{need}"
-            text += f"; deciding an effect of 0 against the margin at this spread needs {more} seeds"
-    else:
-        need = seeds_needed(sd, abs(stats["mean"] - bound), conf, min_seeds)
-        out["seeds_needed"] = need
-        if need is not None:
-            more = f"more than {SEEDS_SEARCH_MAX}" if need > SEEDS_SEARCH_MAX else f"{need}"
-            text += f"; the observed mean would be decided with {more} seeds at this spread"
+            text += f"; undecidable at {n} seeds for an effect near 0: the half-width exceeds the margin {bound:g}{u}"
+    if stats.get("method", "t") != "t":
+        text += ("; power: not computed for this interval (two estimates combined); its half-width shrinks like "
+                 "1/√n and with the test set's size")
+        out["text"] = text
+        return out
+    alpha = stats["one_sided_level"]
+    sd_up = sd_upper(sd, n)
+    mean = stats["mean"]
+    sys_ = stats.get("systematic") or 0.0  # a systematic term moves the bound by itself: power at the moved bound
+    bound = bound + sys_ if kind == "greater" else bound - sys_
+    pw = {"method": f"noncentral t (scipy.stats.nct), one-sided level {alpha:g} per end; sd at its one-sided "
+                    f"{100 * POWER_SD_LEVEL:g} % chi-square upper bound", "target": POWER_TARGET,
+          "sd": sd, "sd_upper": sd_up, "now": power(kind, mean, bound, sd, n, alpha),
+          "at_observed": seeds_for_power(kind, mean, bound, sd, alpha, at_least=min_seeds),
+          "at_observed_sd_upper": seeds_for_power(kind, mean, bound, sd_up, alpha, at_least=min_seeds)}
+    if kind != "greater":
+        pw["at_zero"] = seeds_for_power(kind, 0.0, bound, sd, alpha, at_least=min_seeds)
+        pw["at_zero_sd_upper"] = seeds_for_power(kind, 0.0, bound, sd_up, alpha, at_least=min_seeds)
+    out["power"] = pw
+    out["seeds_needed"] = pw["at_zero"] if kind != "greater" else pw["at_observed"]
+    t80 = f"{100 * POWER_TARGET:g} %"
+    text += (f"; power (P(supported)) at the observed mean {_sign(mean)}{u} and this sd: {100 * pw['now']:.0f} % with "
+             f"{n} seeds; {t80} power needs {_seeds_text(pw['at_observed'])} seeds at the observed mean "
+             f"({_seeds_text(pw['at_observed_sd_upper'])} with the sd at its {100 * POWER_SD_LEVEL:g} % upper bound "
+             f"{sd_up:.3g}{u})")
+    if kind != "greater":
+        text += (f", {_seeds_text(pw['at_zero'])} at a true effect of 0 "
+                 f"({_seeds_text(pw['at_zero_sd_upper'])} with the sd at its upper bound)")
     out["text"] = text
     return out
 
 
 def reason_text(stats: dict, kind: str, bound: float, unit: str, verdict: str, why: str) -> str:
-    """The reason line: where the mean and every seed lie, whether the interval excludes 0, its
-    half-width against the margin, and the one-sided level."""
+    """The reason line: where the mean lies, k of n seeds on the claimed side (a description, not part
+    of the rule), whether the interval excludes 0, its half-width against the margin, the one-sided level."""
     u = f" {unit}" if unit else ""
     n = stats["n"]
     if n == 0:
         return why
+    if kind == "number":
+        return f"{why}; mean {_sign(stats['mean'])}{u}"
     lo_b, hi_b = _bounds(kind, bound)
 
     def side(x):
@@ -250,7 +403,7 @@ def reason_text(stats: dict, kind: str, bound: float, unit: str, verdict: str, w
     per_seed = ", ".join(f"s{s} {_sign(v)}" for s, v in zip(stats["seeds"], stats["values"]))
     k = sum(side(v) for v in stats["values"])
     parts = [f"{verdict}: {why}", f"mean {_sign(stats['mean'])}{u} ({'inside' if side(stats['mean']) else 'outside'} "
-             f"the claimed range)", f"seeds {per_seed} ({k} of {n} inside the claimed range)"]
+             f"the claimed range)", f"seeds {per_seed} ({k} of {n} on the claimed side: a description, not the rule)"]
     if stats["ci"] is not None:
         lo, hi = stats["ci"]
         excl = "excludes" if lo > 0 or hi < 0 else "includes"
@@ -262,6 +415,8 @@ def reason_text(stats: dict, kind: str, bound: float, unit: str, verdict: str, w
         else:
             parts.append(f"half-width {w:.3g}{u} against the margin {bound:g}{u}"
                          + (" (wider than the margin)" if w >= bound else ""))
+        if stats.get("systematic"):
+            parts.append(f"of which {stats['systematic']:.3g}{u} is a systematic term added to each end")
         if stats["floored"]:
             parts.append(f"sd floored at half the resolution ({stats['sd_floor']:.3g}{u}; sample sd {stats['std']:.3g})")
         parts.append(f"each end of the interval is a one-sided test at level {100 * stats['one_sided_level']:g} %")
@@ -270,17 +425,31 @@ def reason_text(stats: dict, kind: str, bound: float, unit: str, verdict: str, w
 
 def check(claim: int, scope: str, statement: str, values: dict[int, float], *, kind: str, bound: float,
           unit: str, cfg: dict, role: str = DESCRIPTIVE, label: str = "", resolution: float = 0.0,
-          numbers: dict | None = None, notes: Sequence[str] = (), sources: dict | None = None) -> dict:
-    """One check: the per-seed effects, their statistics, the verdict and its grounds."""
-    stats = effect_stats(values, cfg["confidence"], resolution)
-    verdict, why = decide(stats, kind, bound, cfg["min_seeds"])
+          numbers: dict | None = None, notes: Sequence[str] = (), sources: dict | None = None,
+          contra: float | None = None, systematic: float = 0.0, stats_at=None, paper: dict | None = None) -> dict:
+    """One check: the per-seed effects, their statistics, the verdict and its grounds.
+
+    ``stats_at(confidence)`` replaces :func:`effect_stats` (claim 3's interval of two estimates);
+    ``kind`` ``number``: a number with its interval and no verdict; ``paper``: the paper's own
+    effect on the same scale (``{"value", "source"}``), drawn in the forest plot."""
+    if stats_at is None:
+        def stats_at(conf):
+            return effect_stats(values, conf, resolution, systematic)
+    stats = stats_at(cfg["confidence"])
+    if kind == "number":
+        verdict, why = (REPORTED, "a number, no verdict") if stats["n"] else (NOT_COMPARED, "no comparable runs")
+        sens = {}
+    else:
+        verdict, why = decide(stats, kind, bound, cfg["min_seeds"], contra)
+        sens = {f"{100 * c:g}": decide(stats_at(c), kind, bound, cfg["min_seeds"], contra)[0] for c in SENSITIVITY}
     extra = {}
     if verdict == NOT_COMPARED:
         extra = {"config_key": "the grids' seeds (teachers[].seeds, distillation[].seeds)"}
         why = f"no seed has every run this check pairs; {extra['config_key']} would make the runs comparable"
     return {**extra, "claim": claim, "id": "", "role": role, "scope": scope, "label": label, "statement": statement,
             "verdict": verdict, "reason": reason_text(stats, kind, bound, unit, verdict, why),
-            "rule": rule_text(kind, bound), "kind": kind, "bound": bound, "unit": unit, "effect": stats,
+            "rule": rule_text(kind, bound, contra), "kind": kind, "bound": bound, "contra": contra, "unit": unit,
+            "effect": stats, "sensitivity": sens, "paper": paper,
             "decidable": decidability(stats, kind, bound, unit, cfg["min_seeds"]), "numbers": numbers or {},
             "notes": list(notes), "sources": sources or {"files": [], "keys": []}}
 
@@ -300,8 +469,8 @@ def not_compared(claim: int, scope: str, statement: str, why: str, key: str, rol
 def _empty(claim, scope, statement, verdict, reason, key, role, label) -> dict:
     return {"claim": claim, "id": "", "role": role, "scope": scope, "label": label, "statement": statement,
             "verdict": verdict, "reason": reason, "config_key": key, "rule": "", "kind": None, "bound": None,
-            "unit": "", "effect": None, "decidable": None, "numbers": {}, "notes": [],
-            "sources": {"files": [], "keys": []}}
+            "contra": None, "unit": "", "effect": None, "sensitivity": {}, "paper": None, "decidable": None,
+            "numbers": {}, "notes": [], "sources": {"files": [], "keys": []}}
 
 
 def pick_ls_alpha(alphas: Iterable[float], wanted: float | None) -> float | None:
@@ -352,44 +521,149 @@ def _assign_ids(checks: list[dict]) -> list[dict]:
     return checks
 
 
+# --------------------------------------------------------------------------- models keyed by objective
+
+
+def objective_of(model: dict) -> dict:
+    """A model's objective: the one its run name says (:func:`lspipe.base.runs.run_objective`), else
+    label smoothing at its recorded alpha. A confidence-penalty teacher records ``alpha: 0`` but is
+    not the hard-target arm: its run name says so."""
+    obj = run_objective(model.get("run") or "", model.get("alpha"))
+    if obj is None:
+        raise ConfigError(f"model {model.get('run')!r} of {model.get('dataset')}/{model.get('arch')}: neither its run "
+                          "name nor its alpha says its objective; rerun its evaluation (snakemake -R analyse_model)")
+    if obj["kind"] == "ls":
+        obj = {"kind": "ls", "alpha": float(obj.get("alpha", 0.0))}
+    return obj
+
+
+def objective_key(obj: dict) -> str:
+    return objective_token(obj) if obj["kind"] != "ls" else f"a{fmt(obj['alpha'])}"
+
+
+def is_ls(obj: dict) -> bool:
+    return obj["kind"] == "ls"
+
+
+def group_models(records: Iterable[dict], what: str) -> dict[tuple, dict[str, dict[int, dict]]]:
+    """``{(dataset, arch): {objective key: {seed: record}}}`` of model records (eval or calibration
+    JSONs, each with ``model``); each record gets ``_objective``. Two records for one (dataset, arch,
+    objective, seed) are refused (:class:`ConfigError` naming both files)."""
+    out: dict[tuple, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        m = r["model"]
+        obj = objective_of(m)
+        key, seed = objective_key(obj), int(m["seed"])
+        cell = out[(m["dataset"], m["arch"])][key]
+        if seed in cell:
+            raise ConfigError(f"two {what} for {m['dataset']}/{m['arch']} {objective_label(obj)} seed {seed}: "
+                              f"{cell[seed].get('_path', cell[seed]['model'].get('run'))} and "
+                              f"{r.get('_path', m.get('run'))}; remove one (or pass --config to read only what a "
+                              "configuration names)")
+        r["_objective"] = obj
+        cell[seed] = r
+    return out
+
+
+def ls_alphas(by_obj: dict[str, dict]) -> dict[float, str]:
+    """``{alpha: key}`` of the label-smoothing objectives of a grid (the hard arm is alpha 0)."""
+    out = {}
+    for key, cell in by_obj.items():
+        obj = next(iter(cell.values()))["_objective"]
+        if is_ls(obj):
+            out[float(obj["alpha"])] = key
+    return out
+
+
 # --------------------------------------------------------------------------- claim 1: accuracy
+
+# The paper's Table 2 (top-1 %, alpha 0 / alpha 0.1) by dataset family: claim 1's regime flag and the forest plot
+PAPER_ACCURACY = {"cifar100": (72.1, 72.7, "CIFAR-100 ResNet-56"), "cifar10": (86.8, 86.7, "CIFAR-10 AlexNet"),
+                  "imagenet": (80.9, 80.9, "ImageNet Inception-v4")}
+
+
+def paper_family(dataset: str) -> str | None:
+    """The paper's dataset a configured dataset name stands for (``cifar10``, ``cifar100``, ``imagenet``)."""
+    name = dataset.lower().replace("-", "").replace("_", "")
+    return next((k for k in PAPER_ACCURACY if name.startswith(k)), None)
+
+
+def accuracy_margin(cfg: dict, hard_accuracy: float | None) -> tuple[float, str]:
+    """Claim 1's margin in pp and its source: ``claims.accuracy_margin`` when set, else
+    ``claims.accuracy_margin_relative`` x the hard-target model's error rate (100 − accuracy)."""
+    if cfg.get("accuracy_margin") is not None:
+        return float(cfg["accuracy_margin"]), f"claims.accuracy_margin = {cfg['accuracy_margin']:g} pp"
+    r = cfg["accuracy_margin_relative"]
+    err = 100.0 - (hard_accuracy if hard_accuracy is not None else 0.0)
+    return r * err, (f"claims.accuracy_margin_relative = {r:g} × the α = 0 model's error {err:.3g} % (the paper's "
+                     f"Table 2: twice its largest seed sd, 0.3 pp, in units of CIFAR-10 AlexNet's 13.2 % error ≈ 0.05)")
 
 
 def accuracy_claims(teacher_evals: Sequence[dict], cfg: dict, split: str = default("accuracy_table.split")) -> list[dict]:
     """Claim 1 per teacher grid: accuracy(LS) − accuracy(hard) in percentage points, paired by seed.
-    Primary: ``claims.ls_alpha``; descriptive: every other nonzero alpha of the grid."""
+    Models are keyed by objective: the hard arm is label smoothing at alpha 0 and nothing else.
+    Primary: ``claims.ls_alpha``; descriptive: every other nonzero alpha and every other objective of
+    the grid (a confidence-penalty teacher is a row of its own). Regime: the hard-target model's
+    accuracy is in the paper's regime (within ``claims.regime_accuracy_gap`` pp of the paper's
+    Table 2, for the datasets the paper reports)."""
     statement = "label smoothing does not hurt top-1 accuracy: accuracy(LS) − accuracy(α = 0), paired by seed"
-    grids: dict[tuple, dict[float, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
-    for ev in teacher_evals:
-        m = ev["model"]
-        grids[(m["dataset"], m["arch"])][float(m["alpha"])][int(m["seed"])] = ev
     out = []
-    for (ds, arch), by_alpha in sorted(grids.items()):
+    for (ds, arch), by_obj in sorted(group_models(teacher_evals, "teacher evaluations").items()):
         scope = f"{ds}/{arch}"
-        ls = pick_ls_alpha(by_alpha, cfg["ls_alpha"])
-        hard = next((a for a in by_alpha if _close(a, 0.0)), None)
+        alphas = ls_alphas(by_obj)
+        ls = pick_ls_alpha(alphas, cfg["ls_alpha"])
+        hard = next((alphas[a] for a in alphas if _close(a, 0.0)), None)
         if ls is None or hard is None:
             out.append(not_run(1, scope, statement, "teachers[].alphas (alpha 0 and an LS alpha; claims.ls_alpha)"))
             continue
-        others = [a for a in sorted(by_alpha) if a > 0 and not _close(a, ls)]
-        for a, role in [(ls, PRIMARY)] + [(a, DESCRIPTIVE) for a in others]:
-            h, s = by_alpha[hard], by_alpha[a]
+        others = [alphas[a] for a in sorted(alphas) if a > 0 and not _close(a, ls)]
+        others += sorted(k for k in by_obj if k not in alphas.values())  # other objectives: rows of their own
+        h = by_obj[hard]
+        acc_hard_all = _mean(100.0 * r[split]["accuracy"] for r in h.values())
+        margin, margin_src = accuracy_margin(cfg, acc_hard_all)
+        for key, role in [(alphas[ls], PRIMARY)] + [(k, DESCRIPTIVE) for k in others]:
+            s = by_obj[key]
+            obj = next(iter(s.values()))["_objective"]
             seeds = sorted(set(h) & set(s))
             acc_h = {k: 100.0 * h[k][split]["accuracy"] for k in seeds}
             acc_s = {k: 100.0 * s[k][split]["accuracy"] for k in seeds}
             used = [h[k] for k in seeds] + [s[k] for k in seeds]
             src = _sources(used, [f"{split}.accuracy", f"{split}.n"])
-            label = f"LS α = {a:g}, {split} split"
+            name = f"LS α = {obj['alpha']:g}" if is_ls(obj) else objective_label(obj)
+            label = f"{name}, {split} split"
+            st = statement if is_ls(obj) else (f"{objective_label(obj)} does not hurt top-1 accuracy: "
+                                                f"accuracy({obj['kind']}) − accuracy(α = 0), paired by seed")
             if not seeds:
-                out.append(not_compared(1, scope, statement, "no seed has both models",
+                out.append(not_compared(1, scope, st, "no seed has both models",
                                         f"teachers[].seeds ({sorted(h)} and {sorted(s)})", role, label, sources=src))
                 continue
             numbers = {f"accuracy α=0 (%, {split})": _mean(acc_h.values()),
-                       f"accuracy α={a:g} (%, {split})": _mean(acc_s.values()),
+                       f"accuracy {name} (%, {split})": _mean(acc_s.values()),
+                       "margin (pp)": f"{margin:.3g} ({margin_src})",
                        "test images (one image = resolution)": min(int(ev[split].get("n") or 0) for ev in used) or "?"}
-            out.append(check(1, scope, statement, {k: acc_s[k] - acc_h[k] for k in seeds}, kind="at_least",
-                             bound=cfg["accuracy_margin"], unit="pp", cfg=cfg, role=role, label=label,
-                             resolution=_resolution(used, split), numbers=numbers, sources=src))
+            fam = paper_family(ds)
+            paper = None
+            if fam and role == PRIMARY and _close(ls, 0.1):
+                p0, p1, what = PAPER_ACCURACY[fam]
+                paper = {"value": p1 - p0, "source": f"Table 2, {what}: {p1:g} − {p0:g}"}
+            out.append(check(1, scope, st, {k: acc_s[k] - acc_h[k] for k in seeds}, kind="at_least",
+                             bound=margin, unit="pp", cfg=cfg, role=role, label=label,
+                             resolution=_resolution(used, split), numbers=numbers, sources=src, paper=paper))
+        # regime: the hard-target model's accuracy against the paper's
+        fam = paper_family(ds)
+        st_r = ("the hard-target model is in the paper's accuracy regime: accuracy(α = 0) − the paper's accuracy(α = 0) "
+                f"above −claims.regime_accuracy_gap")
+        if fam is None:
+            out.append(not_compared(1, scope, st_r, f"the paper reports no accuracy for {ds}",
+                                    "a dataset the paper reports (cifar10, cifar100, imagenet)", REGIME))
+        else:
+            p0, _, what = PAPER_ACCURACY[fam]
+            out.append(check(1, scope, st_r, {k: 100.0 * r[split]["accuracy"] - p0 for k, r in h.items()},
+                             kind="at_least", bound=cfg["regime_accuracy_gap"], unit="pp", cfg=cfg, role=REGIME,
+                             numbers={f"the paper's accuracy α=0 ({what}, %)": p0,
+                                      f"accuracy α=0 (%, {split})": acc_hard_all},
+                             resolution=_resolution(h.values(), split),
+                             sources=_sources(h.values(), [f"{split}.accuracy"])))
     if not out:
         out.append(not_run(1, "all", statement, "teachers"))
     return out
@@ -414,6 +688,8 @@ def tightness_claims(rows: Sequence[dict], cfg: dict, fig1_ls_alpha: float | Non
     by: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))  # (ds, arch, split, kind, row) -> alpha -> seed -> row
     grids: dict[tuple, set] = defaultdict(set)
     for r in rows:
+        if r.get("run") and not is_ls(objective_of(r)):
+            continue  # another objective's dump (e.g. a confidence-penalty teacher, alpha 0): not the hard arm
         split = r.get("split") or "val"
         by[(r["dataset"], r["arch"], split, r["kind"], int(r["row"]))][float(r["alpha"])][int(r["seed"])] = r
         grids[(r["dataset"], r["arch"])].add(float(r["alpha"]))
@@ -508,37 +784,60 @@ def choose_alpha(val_metric: dict[float, float], nonzero: Sequence[float]) -> tu
     return best, None
 
 
+# The paper's Table 3 ECE (LS − temperature scaling) by dataset family: drawn beside claim 3's primary in the forest plot
+PAPER_ECE_GAP = {"cifar100": (0.024 - 0.021, "Table 3, CIFAR-100 ResNet-56: ECE 0.024 (LS) − 0.021 (TS)"),
+                 "imagenet": (0.035 - 0.022, "Table 3, ImageNet Inception-v4: ECE 0.035 (LS) − 0.022 (TS)")}
+
+
+def _squared_ce(record: dict, part: str) -> float | None:
+    """Claim 3's unbiased squared RMS calibration error of one calibration JSON's ``before`` / ``after``
+    reliability diagram (:func:`lspipe.experiments.calibration.debiased_squared_ce`); None without one."""
+    rel = (record.get(part) or {}).get("reliability")
+    if not rel or "count" not in rel:
+        return None
+    return debiased_squared_ce(rel["count"], rel["accuracy"], rel["confidence"])
+
+
 def calibration_claims(results: Sequence[dict], cfg: dict) -> list[dict]:
     """Claim 3 per teacher grid, from every teacher's calibration JSON (``lspipe calibrate``).
 
-    alpha* = argmin over the nonzero alphas of the mean over seeds of the validation ECE (or NLL,
-    ``claims.calibration_selection``) at T = 1. Primary: ECE_test(LS at alpha*) − ECE_test(hard,
-    temperature scaled) < ``claims.ece_margin``, paired by seed. Descriptive: LS lowers the ECE and
-    the NLL of hard targets at T = 1; in NLL, LS at alpha* is not worse than temperature scaling.
-    Regime: the hard-target model's fitted T > 1 (a T on the edge of its search range is left out).
-    """
-    groups: dict[tuple, dict[float, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
-    for r in results:
-        m = r["model"]
-        if m.get("role", "teacher") == "teacher":
-            groups[(m["dataset"], m["arch"])][float(m["alpha"])][int(m["seed"])] = r
-    st_a = ("LS at α* (chosen on validation) is not worse calibrated than temperature scaling: "
-            "ECE(LS α*) − ECE(α = 0, temperature scaled) < margin, paired by seed, test split")
+    Models are keyed by objective (only label smoothing enters; the hard arm is alpha 0). alpha* =
+    argmin over the nonzero alphas of the mean over seeds of the validation ECE (or NLL,
+    ``claims.calibration_selection``) at T = 1; an alpha missing in a seed of the hard arm is left
+    out of the choice (and named), not the seed. Primary: the RMS calibration error of LS at alpha*
+    minus that of the hard arm after temperature scaling, on test, interval below ``claims.ece_margin``
+    (:func:`ce_gap_stats`: squared errors estimated without bias, Kumar et al. 2019). Descriptive: LS
+    lowers the RMS calibration error and the NLL of hard targets at T = 1. Reported, no verdict: NLL(LS)
+    − NLL(temperature scaled) (the paper claims nothing there). Regime: the hard-target model's
+    fitted T > 1 (a T on the edge of its search range is left out)."""
+    rows = [r for r in results if r["model"].get("role", "teacher") == "teacher"]
+    groups = group_models(rows, "calibration files")
+    st_a = ("LS at α* (chosen on validation) is not worse calibrated than temperature scaling: RMS calibration error "
+            "CE(LS α*) − CE(α = 0, temperature scaled) < margin, test split (squared errors estimated without bias)")
     out = []
     if not groups:
         return [not_run(3, "all", st_a, "teachers[].alphas (alpha 0 and a nonzero alpha)")]
     metric = cfg["calibration_selection"]
-    for (ds, arch), by_alpha in sorted(groups.items()):
+    for (ds, arch), by_obj in sorted(groups.items()):
         scope = f"{ds}/{arch}"
-        nonzero = sorted(a for a in by_alpha if a > 0)
-        if 0.0 not in by_alpha or not nonzero:
+        others = sorted(objective_label(next(iter(c.values()))["_objective"]) for k, c in by_obj.items()
+                        if not is_ls(next(iter(c.values()))["_objective"]))
+        by_alpha = {a: by_obj[k] for a, k in ls_alphas(by_obj).items()}
+        nonzero_all = sorted(a for a in by_alpha if a > 0)
+        if 0.0 not in by_alpha or not nonzero_all:
             out.append(not_run(3, scope, st_a, "teachers[].alphas (alpha 0 and a nonzero alpha)"))
             continue
+        hard_seeds = set(by_alpha[0.0])
+        nonzero = [a for a in nonzero_all if hard_seeds <= set(by_alpha[a])]
+        dropped = [a for a in nonzero_all if a not in nonzero]
+        if not nonzero:  # every alpha misses a seed: fall back to the seeds all of them share
+            nonzero = nonzero_all
+            dropped = []
         seeds = sorted(set.intersection(*(set(by_alpha[a]) for a in [0.0] + nonzero)))
         all_used = [r for a in by_alpha for r in by_alpha[a].values()]
-        src = _sources(all_used, [f"val.{metric} (α* selection, T = 1)", "before.ece", "before.ece_floor",
-                                  "after.ece", "after.ece_floor", "before.nll", "after.nll", "temperature",
-                                  "fit.at_bound"])
+        src = _sources(all_used, [f"val.{metric} (α* selection, T = 1)", "before.reliability", "after.reliability",
+                                  "before.ece", "after.ece", "before.ece_floor", "before.nll", "after.nll",
+                                  "temperature", "fit.at_bound"])
         if not seeds:
             out.append(not_compared(3, scope, st_a, "no seed has every α of the grid", "teachers[].seeds", sources=src))
             continue
@@ -550,25 +849,36 @@ def calibration_claims(results: Sequence[dict], cfg: dict) -> list[dict]:
         val = {a: _mean(by_alpha[a][s]["val"][metric] for s in seeds) for a in nonzero}
         star, edge = choose_alpha(val, nonzero)
         h, s_ = by_alpha[0.0], by_alpha[star]
+        sq = {("ls", k): _squared_ce(s_[k], "before") for k in seeds}
+        sq.update({("ts", k): _squared_ce(h[k], "after") for k in seeds})
+        sq.update({("hard", k): _squared_ce(h[k], "before") for k in seeds})
+        if any(v is None for v in sq.values()):
+            out.append(not_compared(3, scope, st_a, "the calibration JSONs have no reliability diagrams",
+                                    "rerunning `lspipe calibrate` (snakemake -R analyse_model)", sources=src))
+            continue
         ece = {a: _mean(by_alpha[a][s]["before"]["ece"] for s in seeds) for a in [0.0] + nonzero}
+
+        def rms(arm):
+            return math.sqrt(max(0.0, _mean(sq[(arm, k)] for k in seeds)))
+
         numbers = {
             f"validation {metric.upper()} at T = 1 by α (selects α*)": ", ".join(f"α={a:g}: {v:.4f}" for a, v in val.items()),
             "α*": star,
-            "test ECE at T = 1 by α": ", ".join(f"α={a:g}: {v:.4f}" for a, v in ece.items()),
+            "RMS calibration error, debiased (√ of the mean squared estimate): "
+            f"LS α*={star:g} / α=0 temperature scaled / α=0 at T = 1": f"{rms('ls'):.4f} / {rms('ts'):.4f} / {rms('hard'):.4f}",
+            "test ECE (plug-in, biased upwards) at T = 1 by α": ", ".join(f"α={a:g}: {v:.4f}" for a, v in ece.items()),
             f"test ECE α*={star:g}": _mean(s_[k]["before"]["ece"] for k in seeds),
             "test ECE α=0, temperature scaled": _mean(h[k]["after"]["ece"] for k in seeds),
-            "test ECE α=0, T = 1": ece[0.0],
+            "plug-in ECE difference LS α* − temperature scaled (biased towards 0 near calibration)":
+                _mean(s_[k]["before"]["ece"] - h[k]["after"]["ece"] for k in seeds),
         }
         floors = {"LS α*": [s_[k]["before"].get("ece_floor") for k in seeds],
-                  "α=0 temperature scaled": [h[k]["after"].get("ece_floor") for k in seeds],
-                  "α=0 at T = 1": [h[k]["before"].get("ece_floor") for k in seeds]}
+                  "α=0 temperature scaled": [h[k]["after"].get("ece_floor") for k in seeds]}
         n_test = h[seeds[0]]["before"].get("reliability", {}).get("n")
         if all(v is not None for f in floors.values() for v in f):
-            numbers["ECE floor (expected ECE if perfectly calibrated, same N and confidences)"] = "; ".join(
+            numbers["ECE floor (expected plug-in ECE if perfectly calibrated, same N and confidences)"] = "; ".join(
                 f"{k}: {_mean(v):.4f}" for k, v in floors.items()) + (f" (N = {n_test}, {h[seeds[0]]['bins']} bins)"
                                                                       if n_test else "")
-        else:
-            numbers["ECE floor"] = "n/a (calibration JSONs written before lspipe.experiments.calibration format 2; rerun calibrate)"
         numbers.update({
             f"test NLL α*={star:g}": _mean(s_[k]["before"]["nll"] for k in seeds),
             "test NLL α=0, temperature scaled": _mean(h[k]["after"]["nll"] for k in seeds),
@@ -578,26 +888,40 @@ def calibration_claims(results: Sequence[dict], cfg: dict) -> list[dict]:
                     if (by_alpha[a][k].get("fit") or {}).get("at_bound")}
         notes = [f"α* chosen among the nonzero alphas {', '.join(f'{a:g}' for a in nonzero)} by the mean validation "
                  f"{metric.upper()} at T = 1 over seeds {seeds} (claims.calibration_selection), without test data; "
-                 "temperature scaling gets one fitted T per model, LS one α per grid (conservative for LS)"]
+                 "temperature scaling gets one fitted T per model, LS one α per grid (conservative for LS)",
+                 "the calibration error is the RMS over 15 confidence bins, its square estimated without bias per model "
+                 "(Kumar, Liang & Ma 2019); the plug-in ECE of a well-calibrated model sits at its floor (about 0.027 "
+                 "at 2,000 test images), which would shrink the gap to temperature scaling, so the ECE is reported, "
+                 "not tested; the interval combines two estimates (Bonferroni), see the decision rule"]
         notes += [edge] if edge else []
+        if dropped:
+            notes.append("left out of the α* choice (missing in a seed of α = 0): α " + ", ".join(f"{a:g}" for a in dropped))
+        if others:
+            notes.append("other objectives left out (claim 3 compares label smoothing): " + "; ".join(others))
         if at_bound:
             notes.append("temperatures at the edge of the search range (a bound, not a fitted value): " + ", ".join(
                 f"α={a:g} s{k}: T = {t:.3g}" for (a, k), t in sorted(at_bound.items())))
-        out.append(check(3, scope, st_a, {k: s_[k]["before"]["ece"] - h[k]["after"]["ece"] for k in seeds},
-                         kind="at_most", bound=cfg["ece_margin"], unit="ECE", cfg=cfg, role=PRIMARY,
-                         label=f"α* = {star:g}", numbers=numbers, notes=notes, sources=src))
-        out.append(check(3, scope, "LS at α* lowers the ECE of hard targets at T = 1: ECE(α = 0) − ECE(LS α*) > 0, "
-                         "paired by seed, test split", {k: h[k]["before"]["ece"] - s_[k]["before"]["ece"] for k in seeds},
-                         kind="greater", bound=0.0, unit="ECE", cfg=cfg, label=f"α* = {star:g}",
-                         numbers={k: v for k, v in numbers.items() if "ECE" in k}, sources=src))
+        ls_sq = {k: sq[("ls", k)] for k in seeds}
+        ts_sq = {k: sq[("ts", k)] for k in seeds}
+        hard_sq = {k: sq[("hard", k)] for k in seeds}
+        fam = paper_family(ds)
+        paper = ({"value": PAPER_ECE_GAP[fam][0], "source": PAPER_ECE_GAP[fam][1] + " (plug-in ECE)"}
+                 if fam in PAPER_ECE_GAP else None)
+        out.append(check(3, scope, st_a, {}, kind="at_most", bound=cfg["ece_margin"], unit="CE", cfg=cfg, role=PRIMARY,
+                         label=f"α* = {star:g}", numbers=numbers, notes=notes, sources=src, paper=paper,
+                         stats_at=lambda c, a=ls_sq, b=ts_sq: ce_gap_stats(a, b, c)))
+        out.append(check(3, scope, "LS at α* lowers the RMS calibration error of hard targets at T = 1: "
+                         "CE(α = 0) − CE(LS α*) > 0, test split", {}, kind="greater", bound=0.0, unit="CE", cfg=cfg,
+                         label=f"α* = {star:g}", numbers={k: v for k, v in numbers.items() if "ECE" in k or "RMS" in k},
+                         sources=src, stats_at=lambda c, a=hard_sq, b=ls_sq: ce_gap_stats(a, b, c)))
         out.append(check(3, scope, "LS at α* lowers the NLL (a proper score) of hard targets at T = 1: "
                          "NLL(α = 0) − NLL(LS α*) > 0, paired by seed, test split",
                          {k: h[k]["before"]["nll"] - s_[k]["before"]["nll"] for k in seeds}, kind="greater",
                          bound=0.0, unit="nats", cfg=cfg, label=f"α* = {star:g}",
                          numbers={k: v for k, v in numbers.items() if "NLL" in k}, sources=src))
-        out.append(check(3, scope, "in NLL (a proper score) LS at α* is better than temperature scaling: "
-                         "NLL(LS α*) − NLL(α = 0, temperature scaled) < 0 (the paper states no NLL margin)",
-                         {k: s_[k]["before"]["nll"] - h[k]["after"]["nll"] for k in seeds}, kind="at_most",
+        out.append(check(3, scope, "NLL (a proper score) of LS at α* against temperature scaling: "
+                         "NLL(LS α*) − NLL(α = 0, temperature scaled), a number (the paper claims nothing here)",
+                         {k: s_[k]["before"]["nll"] - h[k]["after"]["nll"] for k in seeds}, kind="number",
                          bound=0.0, unit="nats", cfg=cfg, label=f"α* = {star:g}",
                          numbers={k: v for k, v in numbers.items() if "NLL" in k}, sources=src))
         temps = {k: float(r["temperature"]) - 1.0 for k, r in h.items() if (0.0, k) not in at_bound}
@@ -672,6 +996,8 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
     teacher_used = []
     for ev in teacher_evals:  # the distilled teachers: their dataset, arch and the alphas of the gamma table
         m = ev["model"]
+        if not is_ls(objective_of(m)):
+            continue  # another objective (e.g. a confidence-penalty teacher, alpha 0) is no distilled teacher
         if m["dataset"] == dataset and m["arch"] == tarch and any(_close(m["alpha"], a) for a in teacher_alphas):
             teacher[float(m["alpha"])][int(m["seed"])] = 100.0 * ev[split]["accuracy"]
             teacher_used.append(ev)
@@ -721,16 +1047,23 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
     st_a = ("a hard-target teacher's students gain more over the baseline than LS teachers' students: per seed, "
             "mean over the in-range T of [acc(student of the α = 0 teacher at T) − baseline(γ)] minus mean over the "
             "in-range LS teachers of [acc(student of the LS teacher at T = 1) − baseline(γ)] > 0")
-    all_seeds = [set(v) for v in kd_hard.values()] + [set(v) for v in kd_ls.values()]
-    seeds = sorted(set.intersection(*all_seeds)) if all_seeds else []
+    # a run missing in one seed drops its temperature (or LS teacher), named, not the seed
+    seeds = sorted(set().union(*[set(v) for v in kd_hard.values()], *[set(v) for v in kd_ls.values()]))
+    temps_missing = [t for t in sorted(kd_hard) if set(kd_hard[t]) != set(seeds)]
+    ls_missing = [a for a in sorted(kd_ls) if set(kd_ls[a]) != set(seeds)]
+    if (kd_hard and len(temps_missing) == len(kd_hard)) or (kd_ls and len(ls_missing) == len(kd_ls)):
+        all_seeds = [set(v) for v in kd_hard.values()] + [set(v) for v in kd_ls.values()]
+        seeds = sorted(set.intersection(*all_seeds))  # no complete family: the seeds that have every run
+        temps_missing, ls_missing = [], []
 
     def in_range(talpha, temp):
         return bool(seeds) and all(at_gamma(s, gamma_of(talpha, s, temp)) is not None for s in seeds)
 
-    temps_in = [t for t in sorted(kd_hard) if in_range(0.0, t)]
-    ls_in = [a for a in sorted(kd_ls) if in_range(a, 1.0)]
-    temps_out = [t for t in sorted(kd_hard) if t not in temps_in]
-    ls_out = [a for a in sorted(kd_ls) if a not in ls_in]
+    temps_in = [t for t in sorted(kd_hard) if t not in temps_missing and in_range(0.0, t)]
+    ls_in = [a for a in sorted(kd_ls) if a not in ls_missing and in_range(a, 1.0)]
+    temps_out = [t for t in sorted(kd_hard) if t not in temps_in and t not in temps_missing]
+    ls_out = [a for a in sorted(kd_ls) if a not in ls_in and a not in ls_missing]
+    sys_err = max((abs(e) for e in errs), default=None)
     gam = {f"γ of the α = 0 teacher at T = {t:g} (mean over seeds)": _mean(g for s in seeds if (g := gamma_of(0.0, s, t)) is not None)
            for t in sorted(kd_hard)}
     gam.update({f"γ of the LS teacher α = {a:g} at T = 1": _mean(g for s in seeds if (g := gamma_of(a, s, 1.0)) is not None)
@@ -739,12 +1072,24 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
                   "in-range temperatures": ", ".join(f"{t:g}" for t in temps_in) or "none",
                   "in-range LS teachers": ", ".join(f"{a:g}" for a in ls_in) or "none", **gam}
     notes = [form_note, interp_note]
+    if sys_err is not None:
+        notes.append(f"systematic term: the largest leave-one-out interpolation error, {sys_err:.3g} pp, is added to each "
+                     "end of the interval (a bias shared by every seed, which more seeds do not shrink)")
+    if temps_missing or ls_missing:
+        notes.append("left out (a run missing in some seed; the seed is kept): " + ", ".join(
+            [f"T = {t:g} (seeds {sorted(set(seeds) - set(kd_hard[t]))} missing)" for t in temps_missing]
+            + [f"LS teacher α = {a:g} (seeds {sorted(set(seeds) - set(kd_ls[a]))} missing)" for a in ls_missing]))
     if temps_out or ls_out:
         notes.append("left out (γ outside the baseline alphas' range in some seed, or no baseline of a seed): "
                      + ", ".join([f"T = {t:g}" for t in temps_out] + [f"LS teacher α = {a:g}" for a in ls_out]))
     if not kd_hard or not kd_ls:
         key = "distillation[].temperatures" if not kd_hard else "distillation[].teacher_alphas (a nonzero alpha)"
         out.append(not_run(4, scope, st_a, key))
+    elif sys_err is None:
+        out.append(not_compared(4, scope, st_a, "fewer than 3 baseline alphas: the interpolation error of baseline(γ), "
+                                "a bias shared by every seed, cannot be estimated", "distillation[].baseline_alphas (at "
+                                "least 3, so that the leave-one-out interpolation error bounds the bias)",
+                                numbers=range_nums, notes=notes, sources=src))
     elif not temps_in or not ls_in:
         out.append(not_compared(4, scope, st_a, "no " + ("temperature" if not temps_in else "LS teacher") +
                                 " whose γ lies inside the baseline alphas' range in every seed", range_key,
@@ -756,7 +1101,7 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
             soft = np.mean([kd_ls[a][s] - at_gamma(s, gamma_of(a, s, 1.0)) for a in ls_in])
             values[s] = float(hard - soft)
         out.append(check(4, scope, st_a, values, kind="greater", bound=0.0, unit="pp", cfg=cfg, role=PRIMARY,
-                         resolution=res, numbers=range_nums, notes=notes, sources=src))
+                         resolution=res, numbers=range_nums, notes=notes, sources=src, systematic=sys_err))
 
     # descriptive: each temperature and each LS teacher against the baseline at its gamma
     def versus_baseline(acc_by_seed, talpha, temp):
@@ -779,7 +1124,7 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
                                     DESCRIPTIVE, label, numbers=nums, sources=src))
             continue
         out.append(check(4, scope, st_b, values, kind="greater", bound=0.0, unit="pp", cfg=cfg, label=label,
-                         resolution=res, numbers=nums, sources=src))
+                         resolution=res, numbers=nums, sources=src, systematic=sys_err or 0.0))
     st_c = ("students of LS teachers at T = 1 are no better than the student baseline at the same γ: "
             "acc(student) − baseline(γ) < margin")
     for a in sorted(kd_ls):
@@ -790,8 +1135,10 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
             out.append(not_compared(4, scope, st_c, "γ outside the baseline alphas' range in every seed", range_key,
                                     DESCRIPTIVE, label, numbers=nums, sources=src))
             continue
-        out.append(check(4, scope, st_c, values, kind="at_most", bound=cfg["accuracy_margin"], unit="pp", cfg=cfg,
-                         label=label, resolution=res, numbers=nums, sources=src))
+        margin, margin_src = accuracy_margin(cfg, _mean(c[0.0] for c in baseline.values() if 0.0 in c))
+        nums["margin (pp)"] = f"{margin:.3g} ({margin_src.replace('α = 0 model', 'α = 0 student baseline')})"
+        out.append(check(4, scope, st_c, values, kind="at_most", bound=margin, unit="pp", cfg=cfg,
+                         label=label, resolution=res, numbers=nums, sources=src, systematic=sys_err or 0.0))
     return out
 
 
@@ -819,6 +1166,8 @@ def mi_claims(curves: Sequence[dict], cfg: dict) -> list[dict]:
     by: dict[tuple, dict[float, dict[int, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     rows_by: dict[tuple, list] = defaultdict(list)
     for r in curves:
+        if r.get("run") and not is_ls(objective_of(r)):
+            continue  # another objective's probe (e.g. a confidence-penalty teacher, alpha 0): not the hard arm
         rep = r.get("mi_repeat")
         by[(r["dataset"], r["arch"])][float(r["alpha"])][int(r["seed"])].append(
             (int(r["step"]), float(r["mi"]), None if rep in (None, "") else float(rep)))
@@ -861,21 +1210,112 @@ def mi_claims(curves: Sequence[dict], cfg: dict) -> list[dict]:
                 f"{_mean(shape[(a, s)][k] for s in ss):.3f}" for k in ("first", "peak", "late"))
         k = shape[(ls, sorted(by_alpha[ls])[0])]["late_records"]
         notes = [f"late = the mean of the last {k} record{'s' if k > 1 else ''} (a fifth of the records)",
+                 "the noise margin decides only 'supported'; 'contradicted' needs the interval below 0 (LS falls "
+                 "less than hard targets), so a real extra fall smaller than the margin is inconclusive, not contradicted",
                  "log 2 ≈ 0.693 nats: only the class is distinguishable"]
         seeds = sorted(set(by_alpha[0.0]) & set(by_alpha[ls]))
 
         def fall(a, s):
             return shape[(a, s)]["peak"] - shape[(a, s)]["late"]
 
-        out.append(check(5, scope, st_a, {s: fall(ls, s) - fall(0.0, s) for s in seeds}, kind="greater", bound=margin,
+        out.append(check(5, scope, st_a, {s: fall(ls, s) - fall(0.0, s) for s in seeds}, kind="greater", bound=margin, contra=0.0,
                          unit="nats", cfg=cfg, role=PRIMARY, label=f"LS α = {ls:g}", numbers=nums, notes=notes,
                          sources=src))
         out.append(check(5, scope, st_b, {s: min(shape[(ls, s)]["peak"] - shape[(ls, s)]["first"], fall(ls, s))
-                                          for s in sorted(by_alpha[ls])}, kind="greater", bound=margin, unit="nats",
+                                          for s in sorted(by_alpha[ls])}, kind="greater", bound=margin, contra=0.0, unit="nats",
                          cfg=cfg, label=f"LS α = {ls:g}", numbers=nums, sources=src))
         out.append(check(5, scope, st_c, {s: shape[(0.0, s)]["late"] - shape[(ls, s)]["late"] for s in seeds},
-                         kind="greater", bound=margin, unit="nats", cfg=cfg, label=f"LS α = {ls:g}", numbers=nums,
+                         kind="greater", bound=margin, contra=0.0, unit="nats", cfg=cfg, label=f"LS α = {ls:g}", numbers=nums,
                          sources=src))
+    return out
+
+
+# --------------------------------------------------------------------------- variance beyond seeds: test-image bootstrap
+
+
+def _test_predictions(path: str | Path, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(top-label confidence, correct) of a dump's test split at ``temperature``."""
+    s = Dump(path).split("test")
+    return top_label(softmax(s.logits, temperature), s.labels)
+
+
+def bootstrap_widening(checks: Sequence[dict], calibrations: Sequence[dict], dumps: dict[tuple, str], cfg: dict) -> None:
+    """Adds ``bootstrap`` to the primary checks of claims 1 and 3: how much the test set's sampling would
+    widen their interval. One resample of the test images per replicate, shared by every seed and model
+    (the test set is one, shared), ``claims.bootstrap`` replicates (seed ``claims.bootstrap_seed``); the
+    effect's mean over seeds is recomputed on each, and its sd over replicates, sd_test, is combined with
+    the interval's: half-width ``sqrt(w² + (z · sd_test)²)``, z the normal quantile of the interval's level
+    (w the seed-only half-width; the seeds' own sd holds part of the test sampling already, so this is
+    an upper-side figure). ``dumps`` maps ``(dataset, arch, alpha, seed)`` to a teacher dump (label smoothing)."""
+    reps = int(cfg.get("bootstrap") or 0)
+    if reps <= 0:
+        return
+    rng = np.random.default_rng(cfg["bootstrap_seed"])
+    temps = {(c["model"]["dataset"], c["model"]["arch"], float(c["model"]["alpha"]), int(c["model"]["seed"])):
+             float(c["temperature"]) for c in calibrations if is_ls(objective_of(c["model"]))}
+    cache: dict[tuple, tuple] = {}
+
+    def pred(ds, arch, alpha, seed, t=1.0):
+        key = (ds, arch, alpha, seed, t)
+        if key not in cache:
+            cache[key] = _test_predictions(dumps[(ds, arch, alpha, seed)], t)
+        return cache[key]
+
+    for c in checks:
+        if c["role"] != PRIMARY or c["claim"] not in (1, 3) or not (c.get("effect") or {}).get("ci"):
+            continue
+        ds, arch = c["scope"].split("/", 1)
+        e, seeds = c["effect"], c["effect"]["seeds"]
+        if c["claim"] == 1:
+            alpha = float(c["label"].split("=")[1].split(",")[0])
+            need = [(ds, arch, a, s) for a in (0.0, alpha) for s in seeds]
+        else:
+            alpha = float(c["numbers"]["α*"])
+            need = [(ds, arch, a, s) for a in (0.0, alpha) for s in seeds]
+            if any((ds, arch, 0.0, s) not in temps for s in seeds):
+                continue
+        if any(k not in dumps for k in need):
+            c["bootstrap"] = {"text": "not computed: the dumps of some compared models are not among the inputs"}
+            continue
+        n_test = len(pred(ds, arch, 0.0, seeds[0])[1])
+        stats = []
+        for _ in range(reps):
+            idx = rng.integers(0, n_test, n_test)
+            if c["claim"] == 1:
+                stats.append(float(np.mean([100.0 * (pred(ds, arch, alpha, s)[1][idx].mean()
+                                                     - pred(ds, arch, 0.0, s)[1][idx].mean()) for s in seeds])))
+            else:
+                def sq(conf, correct):
+                    r = reliability(conf[idx], correct[idx], 15)
+                    return debiased_squared_ce(r.count, r.accuracy, r.confidence)
+
+                a = np.mean([sq(*pred(ds, arch, alpha, s)) for s in seeds])
+                b = np.mean([sq(*pred(ds, arch, 0.0, s, temps[(ds, arch, 0.0, s)])) for s in seeds])
+                stats.append(math.sqrt(max(a, 0.0)) - math.sqrt(max(b, 0.0)))
+        sd_test = float(np.std(stats, ddof=1))
+        w = e["half_width"]
+        from scipy.stats import norm
+
+        z = float(norm.ppf(0.5 + e["confidence"] / 2))  # sd_test is known from many replicates: a normal quantile
+        w2 = math.sqrt(w**2 + (z * sd_test) ** 2)
+        u = f" {c['unit']}" if c["unit"] else ""
+        c["bootstrap"] = {"replicates": reps, "seed": cfg["bootstrap_seed"], "sd_test": sd_test,
+                          "half_width": w, "half_width_with_test": w2, "widening": w2 / w if w else None,
+                          "text": (f"the test set's sampling ({reps} resamples of its {n_test} images, shared by every "
+                                   f"seed) has sd {sd_test:.3g}{u} on the mean effect; with it the half-width would be "
+                                   f"{w2:.3g}{u} instead of {w:.3g}{u} (× {w2 / w:.2f}); the verdict stays the seed-only "
+                                   "interval's")}
+
+
+def dump_map(paths: Iterable[str | Path]) -> dict[tuple, str]:
+    """``{(dataset, arch, alpha, seed): path}`` of label-smoothing teacher dumps
+    ``<results>/dumps/<dataset>/<arch>/teacher/a<alpha>_s<seed>.h5`` (other files are skipped)."""
+    out = {}
+    for path in paths:
+        p = Path(path)
+        parsed = parse_run(p.stem)
+        if parsed and "alpha" in parsed and p.parent.name == "teacher":
+            out[(p.parents[2].name, p.parents[1].name, float(parsed["alpha"]), int(parsed["seed"]))] = str(p)
     return out
 
 
@@ -944,6 +1384,8 @@ class ClaimsPlan:
             "tightness": [p.table("tightness.csv")] if self.tightness_models else [],
             "gamma": [distillation.gamma_table(d) for d in distillation.entries],
             "mi_curves": plan.mi.all_curves(),
+            "dumps": ([p.dump(d, a, "teacher", run_name(al, s)) for d, a, al, s in calibration_models(config)]
+                      if config.get("claims", {}).get("bootstrap") else []),
             "settings": dict(config.get("claims", {})),
             "accuracy_split": config["accuracy_table"]["split"],
             "fig1_ls_alpha": config["projections"]["ls_alpha"],
@@ -953,7 +1395,7 @@ class ClaimsPlan:
 
     def targets(self) -> list[str]:
         p = self._plan.paths
-        return ([p.report("claims.md"), p.report("claims.json"), p.report("claims.rst")]
+        return ([p.report("claims.md"), p.report("claims.json"), p.report("claims.rst"), *p.figures("claims_forest")]
                 + ([p.table("tightness.csv")] if self.tightness_models else []))
 
 
@@ -961,8 +1403,9 @@ class ClaimsPlan:
 
 
 def summarise(checks: Sequence[dict]) -> list[dict]:
-    """One entry per (claim, scope): the verdict is the primary check's; descriptive and regime
-    checks are listed with their own verdicts."""
+    """One entry per (claim, scope): the verdict is the primary check's, with its effect, interval and
+    verdict at each :data:`SENSITIVITY` level; descriptive checks (exploratory) are listed with their
+    effects, no verdict; regime checks with their own verdicts."""
     groups: dict[tuple[int, str], list[dict]] = defaultdict(list)
     for c in checks:
         groups[(c["claim"], c["scope"])].append(c)
@@ -971,7 +1414,10 @@ def summarise(checks: Sequence[dict]) -> list[dict]:
         prim = next((c for c in cs if c["role"] == PRIMARY), None)
         out.append({"claim": claim, "title": CLAIM_TITLES[claim], "scope": scope,
                     "verdict": prim["verdict"] if prim else NOT_RUN, "primary": prim["id"] if prim else None,
-                    "descriptive": [{"id": c["id"], "verdict": c["verdict"]} for c in cs if c["role"] == DESCRIPTIVE],
+                    "effect": short_effect(prim) if prim else "—",
+                    "sensitivity": (prim or {}).get("sensitivity") or {},
+                    "marking": (prim or {}).get("marking"),
+                    "descriptive": [{"id": c["id"], "effect": short_effect(c)} for c in cs if c["role"] == DESCRIPTIVE],
                     "regime": [{"id": c["id"], "verdict": c["verdict"]} for c in cs if c["role"] == REGIME]})
     return out
 
@@ -980,6 +1426,18 @@ def _num(x) -> str:
     if isinstance(x, float):
         return f"{x:.4g}"
     return str(x)
+
+
+def short_effect(c: dict) -> str:
+    """``+0.61 [−1.4, +2.6] pp``: mean and interval (or the state of a check without them)."""
+    e = c.get("effect")
+    if not e or not e.get("n"):
+        return c["verdict"]
+    u = f" {c['unit']}" if c.get("unit") else ""
+    if e["ci"] is None:
+        return f"{e['mean']:+.3g}{u} (1 seed)"
+    lo, hi = e["ci"]
+    return f"{e['mean']:+.3g} [{lo:+.3g}, {hi:+.3g}]{u}"
 
 
 def effect_text(c: dict) -> str:
@@ -1008,64 +1466,124 @@ def sources_text(src: dict | None) -> str:
     return files + (f" (keys: {', '.join(src['keys'])})" if src.get("keys") else "")
 
 
+def rules_hash(cfg: dict) -> str:
+    """sha256 (first 16 hex digits) of the rule version and every decision setting, as canonical JSON."""
+    import hashlib
+    import json
+
+    text = json.dumps({"rules_version": RULES_VERSION, "settings": cfg}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_file(eval_path: str | Path) -> Path | None:
+    """``<results>/models/<dataset>/<arch>/<role>/<run>/model.pt`` of ``<results>/eval/<dataset>/<arch>/<role>/<run>.json``."""
+    p = Path(eval_path)
+    if len(p.parents) < 5 or p.parents[3].name != "eval":
+        return None
+    return p.parents[4] / "models" / p.parents[2].name / p.parents[1].name / p.parent.name / p.stem / "model.pt"
+
+
+def analysis_marking(eval_paths: Iterable[str | Path], frozen: str | None = None) -> dict:
+    """Confirmatory when every model the report reads (the model.pt beside each evaluation) was written
+    after the present rule version was frozen (:data:`RULE_VERSIONS`); otherwise a re-analysis: rules
+    written after (some of) these models were trained, and perhaps after their verdicts were seen."""
+    from datetime import datetime, timezone
+
+    frozen = frozen or RULE_VERSIONS[RULES_VERSION][0]
+    t0 = datetime.fromisoformat(frozen.replace("Z", "+00:00")).timestamp()
+    times, unknown = [], []
+    for e in eval_paths:
+        m = model_file(e)
+        if m is not None and m.exists():
+            times.append(m.stat().st_mtime)
+        else:
+            unknown.append(str(e))
+    base = {"rules_version": RULES_VERSION, "rules_frozen": frozen}
+    if not times and not unknown:
+        return {**base, "marking": "re-analysis", "why": "no models read"}
+    if unknown:
+        return {**base, "marking": "re-analysis", "why": f"the training time of {len(unknown)} model(s) is unknown "
+                f"(no model.pt beside their evaluation, e.g. {unknown[0]})"}
+    first = datetime.fromtimestamp(min(times), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if min(times) >= t0:
+        return {**base, "marking": "confirmatory", "why": f"every model was trained after rule version {RULES_VERSION} "
+                f"was frozen ({frozen}; the first model: {first})"}
+    return {**base, "marking": "re-analysis", "why": f"models trained before rule version {RULES_VERSION} was frozen "
+            f"({frozen}; the first model: {first}): the rules were written after these models, perhaps after their "
+            "verdicts were seen"}
+
+
 def decision_rule_text(cfg: dict) -> list[str]:
     level = 100 * (1 - cfg["confidence"]) / 2
+    acc_margin = (f"{cfg['accuracy_margin']:g} pp (claims.accuracy_margin)" if cfg.get("accuracy_margin") is not None
+                  else f"{cfg['accuracy_margin_relative']:g} × the α = 0 model's error rate "
+                       "(claims.accuracy_margin_relative; claims.accuracy_margin: null)")
     return [
-        "Each claim has one primary check, fixed in advance: its verdict is the claim's. Descriptive checks have "
-        "their own verdicts and cannot change the claim's (multiplicity policy: primary only, so no correction is "
-        "applied; read descriptive verdicts as exploratory). Regime checks test a precondition of the paper's "
-        "argument and are shown beside the claim, outside its verdict.",
+        f"Rule version {RULES_VERSION} (frozen {RULE_VERSIONS[RULES_VERSION][0]}; settings hash {rules_hash(cfg)}); "
+        "the changelog of rule versions is docs/claims.md. Confirmatory: every model the report reads was trained "
+        "after the rules were frozen; otherwise re-analysis.",
+        "Each claim has one primary check, fixed in advance: its verdict is the claim's. Descriptive checks are "
+        "exploratory: the summary shows their effects only (their sections keep a verdict word, not corrected for "
+        "multiplicity). Regime checks test a precondition of the paper's argument and are shown beside the claim, "
+        "outside its verdict. Models are keyed by objective: the hard-target arm is label smoothing at α = 0 and "
+        "nothing else (a confidence-penalty teacher is a row of its own); two models for one objective and seed are "
+        "refused.",
         f"Each check compares one effect per seed (paired by seed where runs are paired) with a bound. With n seeds "
         f"the {100 * cfg['confidence']:g} % interval of the mean effect is mean ± t(n−1) · sd / √n (claims.confidence); "
-        f"each end of it is a one-sided test at level {level:g} %.",
-        "Zero-variance guard: the sd used is max(sample sd, resolution / 2), the resolution being the smallest step a "
-        "per-seed effect can take (one test image, 100 / N percentage points, for accuracy effects; 0 for continuous "
-        "effects): identical values on a grid of step h are consistent with any spread up to h / 2, so they never give "
-        "a zero-width interval; a continuous effect with zero spread gives no interval (inconclusive).",
-        f"supported: at least {cfg['min_seeds']} seeds (claims.min_seeds) and the whole interval strictly on the "
-        f"claimed side of the bound (\"greater than\" checks also need every seed's effect there); contradicted: at "
-        f"least {cfg['min_seeds']} seeds and the whole interval strictly beyond the bound; inconclusive: otherwise "
-        f"(fewer seeds, an interval that touches or straddles a bound); not compared: runs exist but none can be "
-        f"compared (the config key that would make them comparable is named); not run: the configuration does not "
-        f"run the experiment (the key is named).",
-        "Each check states the smallest effect its seeds could decide (the interval's half-width w: a mean effect "
-        "must lie beyond bound ± w) and the seeds a decision would need at the observed spread (a margin check: to "
-        "decide a true effect of 0; otherwise: to decide the observed mean). A margin check whose half-width exceeds "
-        "its margin is undecidable for an effect near 0 at that seed count, and says so.",
+        f"each end of it is a one-sided test at level {level:g} %. The intervals cover the variation over seeds only, "
+        f"conditional on one training subset, one validation split and one test set (claims.bootstrap reports how "
+        f"much the test set's sampling would widen them).",
+        f"The decision is by the interval alone (symmetric): supported: at least {cfg['min_seeds']} seeds "
+        f"(claims.min_seeds) and the whole interval strictly on the claimed side of the bound; contradicted: at least "
+        f"{cfg['min_seeds']} seeds and the whole interval strictly beyond the bound; inconclusive: otherwise (fewer "
+        f"seeds, an interval that touches or straddles a bound). \"k of n seeds on the claimed side\" is a "
+        f"description, not part of the rule. Not compared: runs exist but none can be compared (the config key that "
+        f"would make them comparable is named); not run: the configuration does not run the experiment (the key is "
+        f"named). The sensitivity column gives the verdict at 90, 95 and 99 %.",
+        f"Zero spread: identical per-seed values over fewer than {ZERO_SPREAD_SEEDS} seeds, or of a continuous effect, "
+        f"are inconclusive; from {ZERO_SPREAD_SEEDS} seeds on, an effect on a grid of step h (one test image, 100 / N "
+        f"pp, for accuracy effects) takes sd = max(sample sd, h / 2).",
+        f"Power: each check states its interval's half-width (the smallest decidable effect), P(supported) at the "
+        f"observed mean, and the seeds needed for {100 * POWER_TARGET:g} % power of this rule from the noncentral t "
+        f"(scipy.stats.nct; for 'within' the two one-sided tests), at the observed mean effect and, for margin checks, "
+        f"at a true effect of 0, each with the observed sd and with the sd at its one-sided "
+        f"{100 * POWER_SD_LEVEL:g} % chi-square upper confidence bound.",
         f"1 Accuracy, primary: accuracy(LS at claims.ls_alpha) − accuracy(α = 0), percentage points, paired by seed, "
-        f"interval above −{cfg['accuracy_margin']:g} (claims.accuracy_margin). Descriptive: every other nonzero α of "
-        f"the grid.",
+        f"interval above −margin, the margin {acc_margin}. Descriptive: every other nonzero α and every other "
+        f"objective of the grid. Regime: accuracy(α = 0) within claims.regime_accuracy_gap = "
+        f"{cfg['regime_accuracy_gap']:g} pp of the paper's Table 2 (datasets the paper reports).",
         f"2 Representations: the tightness ratio of three classes projected onto their template plane (as Fig. 1) is "
         f"the mean over the classes of the mean distance of a class's points to their centroid, divided by the mean "
         f"pairwise distance between the three projected templates, with every example of the classes (smaller = "
         f"tighter). Primary: ratio(α = 0) − ratio(LS), averaged over every class triple when there are at most "
         f"{cfg['tightness_triples']} (claims.tightness_triples; else that many seeded random triples, "
         f"claims.tightness_seed), on the {cfg['tightness_split']} split (claims.tightness_split), above 0, paired by "
-        f"seed. Descriptive: the same on the other split (training and validation examples are both checked) and each "
-        f"Fig. 1 row (LS = projections.ls_alpha). ratio_LS / ratio_hard is printed.",
+        f"seed. Descriptive: the same on the other split and each Fig. 1 row (LS = projections.ls_alpha).",
         f"3 Calibration, primary (one-sided non-inferiority): α* is the nonzero α of the grid with the lowest mean "
         f"validation {cfg['calibration_selection'].upper()} at T = 1 (claims.calibration_selection; test data are not "
-        f"looked at); ECE_test(LS at α*) − ECE_test(α = 0 after temperature scaling), paired by seed, interval below "
-        f"{cfg['ece_margin']:g} (claims.ece_margin; the paper's own results pass it: the largest LS − temperature "
-        f"scaling gap in its Table 3 is 0.013 (ImageNet), 0.014 in a public CIFAR-100 re-implementation). The ECE floor "
-        f"(the expected ECE of a perfectly calibrated model with the same test N and confidences, computed exactly) is "
-        f"reported beside every ECE; α* on the grid's edge and temperatures on the edge of their search range "
-        f"[0.01, 100] are flagged. Descriptive: LS at α* lowers the ECE and the NLL of α = 0 at T = 1; in NLL it beats "
-        f"temperature scaling. Regime: the hard-target model's T > 1 (a T on the edge of the search range is a bound, "
-        f"left out).",
+        f"looked at; an α missing in a seed is left out of the choice and named). The calibration error is the RMS "
+        f"over the 15 confidence bins; per model its square is estimated without bias (Kumar, Liang & Ma 2019: per bin "
+        f"(acc − conf)² − acc (1 − acc) / (n_b − 1)), because the plug-in ECE of a well-calibrated model sits at its "
+        f"floor (about 0.027 at 2,000 test images) and would shrink the gap to temperature scaling. Over seeds, the "
+        f"mean squared errors A (LS at α*) and B (α = 0 temperature scaled) get t intervals at one-sided level "
+        f"{level / 2:g} % each, and the interval of √A − √B is [√L_A − √U_B, √U_A − √L_B] (Bonferroni: each end a "
+        f"one-sided bound at {level:g} % or better); it must lie below {cfg['ece_margin']:g} (claims.ece_margin; the "
+        f"paper's own Table 3 gaps, 0.003 and 0.013, pass it). The plug-in ECE and its floor are reported. Descriptive: "
+        f"LS at α* lowers the RMS calibration error and the NLL of α = 0 at T = 1. Reported without a verdict: "
+        f"NLL(LS α*) − NLL(temperature scaled) (the paper claims nothing there). Regime: the hard-target model's T > 1.",
         f"4 Distillation, primary: per seed, the mean over the temperatures whose γ lies inside the baseline alphas' "
         f"range in every seed of [accuracy of the α = 0 teacher's student at T − baseline(γ)] minus the mean over the "
         f"LS teachers in range of [accuracy of the LS teacher's student at T = 1 − baseline(γ)], above 0; baseline(γ) "
-        f"is the same seed's student-baseline curve linearly interpolated at γ (no extrapolation; its error is "
-        f"estimated leave-one-out). Descriptive: each T (above 0) and each LS teacher (below +"
-        f"{cfg['accuracy_margin']:g}, claims.accuracy_margin). Regime: teacher accuracy rises with α (least-squares "
-        f"slope per seed above 0). The loss form and its departure from the slides' equation are named.",
+        f"is the same seed's student-baseline curve linearly interpolated at γ (no extrapolation); the largest "
+        f"leave-one-out interpolation error is a systematic term added to each end of the interval (fewer than 3 "
+        f"baseline alphas: not compared). A temperature or LS teacher missing in a seed is left out and named, not the "
+        f"seed. Descriptive: each T (above 0) and each LS teacher (below +margin, as claim 1's). Regime: teacher "
+        f"accuracy rises with α (least-squares slope per seed above 0). The loss form is named.",
         f"5 Erasure, primary: (peak − late) MI with LS (claims.ls_alpha) minus (peak − late) with α = 0, paired by "
-        f"seed, above the MI margin; peak is the highest 3-record running mean, late the mean of the last fifth of the "
-        f"records; the margin is {cfg['mi_noise_multiple']:g} (claims.mi_noise_multiple) × the measured sd of one MI "
-        f"estimate (from two independent augmentation draws at every recorded step). Descriptive: with LS the MI "
-        f"rises then falls (min(peak − first, peak − late) above the margin); late MI(α = 0) − MI(LS) above the "
-        f"margin.",
+        f"seed; supported when the interval lies above the MI margin, {cfg['mi_noise_multiple']:g} "
+        f"(claims.mi_noise_multiple) × the measured sd of one MI estimate; contradicted only when it lies below 0 (the "
+        f"noise margin is not counted twice). Peak is the highest 3-record running mean, late the mean of the last "
+        f"fifth of the records. Descriptive: with LS the MI rises then falls; late MI(α = 0) − MI(LS).",
     ]
 
 
@@ -1076,8 +1594,14 @@ def _check_lines(c: dict) -> list[str]:
         lines.append(f"- {c['verdict'].capitalize()}: {c['reason']}.")
     else:
         lines += [f"- Effect: {effect_text(c)}.", f"- Rule: {c['rule']}.", f"- Reason: {c['reason']}."]
+        if c.get("sensitivity"):
+            lines.append("- Sensitivity: " + ", ".join(f"{k} %: {v}" for k, v in c["sensitivity"].items()) + ".")
         if c["decidable"] and c["decidable"]["text"]:
             lines.append(f"- Decidable: {c['decidable']['text']}.")
+    if c.get("paper"):
+        lines.append(f"- The paper: {c['paper']['value']:+.3g} {c['unit']} ({c['paper']['source']}).")
+    if c.get("bootstrap"):
+        lines.append(f"- Test-image bootstrap: {c['bootstrap']['text']}.")
     if c["numbers"]:
         lines.append("- Numbers: " + "; ".join(f"{k}: {_num(v)}" for k, v in c["numbers"].items()) + ".")
     lines += [f"- Note: {n}." for n in c["notes"]]
@@ -1085,19 +1609,36 @@ def _check_lines(c: dict) -> list[str]:
     return lines
 
 
+def _effects(items: list[dict]) -> str:
+    return ", ".join(f"{d['id']} {d['effect']}" for d in items) or "—"
+
+
 def _brief(items: list[dict]) -> str:
     return ", ".join(f"{d['id']} {d['verdict']}" for d in items) or "—"
 
 
-def render_markdown(checks: Sequence[dict], cfg: dict) -> str:
+def _sens(s: dict) -> str:
+    return " / ".join(s["sensitivity"].get(f"{100 * c:g}", "—") for c in SENSITIVITY) if s["sensitivity"] else "—"
+
+
+def render_markdown(checks: Sequence[dict], cfg: dict, marking: dict | None = None, forest: str | None = None) -> str:
     summary = summarise(checks)
-    lines = ["# Did this run reproduce the paper?", "",
-             "Claims of Müller, Kornblith & Hinton, *When Does Label Smoothing Help?* (NeurIPS 2019), "
-             "checked on this run's outputs. A claim's verdict is its primary check's; descriptive and regime "
-             "checks are shown with their own verdicts.", "", "## Summary", "",
-             "| claim | scope | verdict (primary check) | descriptive checks | regime checks |", "|---|---|---|---|---|"]
-    lines += [f"| {s['claim']}. {s['title']} | {s['scope']} | **{s['verdict']}** ({s['primary'] or '—'}) | "
-              f"{_brief(s['descriptive'])} | {_brief(s['regime'])} |" for s in summary]
+    lines = ["# Did this run reproduce the paper?", ""]
+    if forest:
+        lines += [f"![Each claim's primary effect, its {100 * cfg['confidence']:g} % interval, its margin and the "
+                  f"paper's effect]({forest})", ""]
+    lines += ["Claims of Müller, Kornblith & Hinton, *When Does Label Smoothing Help?* (NeurIPS 2019), "
+              "checked on this run's outputs. A claim's verdict is its primary check's; the effect comes first, the "
+              "verdict is its label.", ""]
+    if marking:
+        lines += [f"**{marking['marking'].capitalize()}** under rule version {marking['rules_version']} (settings hash "
+                  f"{rules_hash(cfg)}): {marking['why']}.", ""]
+    lines += ["## Summary", "",
+              "| claim | scope | primary effect [95 % interval] | verdict (primary check) | verdict at 90 / 95 / 99 % | "
+              "descriptive checks (exploratory: effects only) | regime checks |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {s['claim']}. {s['title']} | {s['scope']} | {s['effect']} | **{s['verdict']}** ({s['primary'] or '—'})"
+              f" | {_sens(s)} | {_effects(s['descriptive'])} | {_brief(s['regime'])} |" for s in summary]
     lines += ["", "## Decision rule", ""] + [f"- {t}" for t in decision_rule_text(cfg)] + [""]
     for claim in sorted({c["claim"] for c in checks}):
         lines += [f"## {claim}. {CLAIM_TITLES[claim]}", ""]
@@ -1114,13 +1655,17 @@ def _rst_escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace("*", "\\*").replace("|", "\\|").replace("`", "\\`").replace("_ ", "\\_ ")
 
 
-def render_rst(checks: Sequence[dict], cfg: dict) -> str:
+def render_rst(checks: Sequence[dict], cfg: dict, marking: dict | None = None) -> str:
     """The same report as reStructuredText (for the Snakemake report's first page)."""
     e = _rst_escape
     lines = ["Did this run reproduce the paper?", "---------------------------------", ""]
+    if marking:
+        lines += [f"{e(marking['marking'].capitalize())} under rule version {marking['rules_version']}: "
+                  f"{e(marking['why'])}.", ""]
     for s in summarise(checks):
-        lines.append(f"* **{s['verdict']}** (primary check {s['primary'] or '-'}): {s['claim']}. {e(s['title'])}, "
-                     f"{e(s['scope'])}; descriptive: {e(_brief(s['descriptive']))}; regime: {e(_brief(s['regime']))}")
+        lines.append(f"* {s['claim']}. {e(s['title'])}, {e(s['scope'])}: {e(s['effect'])}, **{s['verdict']}** "
+                     f"(primary check {s['primary'] or '-'}; at 90 / 95 / 99 %: {e(_sens(s))}); descriptive: "
+                     f"{e(_effects(s['descriptive']))}; regime: {e(_brief(s['regime']))}")
     lines += ["", "Decision rule: " + e(" ".join(decision_rule_text(cfg))), ""]
     for c in checks:
         head = (f"* Check {c['id']} ({c['role']}), {e(c['scope'])}{', ' + e(c['label']) if c['label'] else ''}: "
@@ -1136,6 +1681,59 @@ def render_rst(checks: Sequence[dict], cfg: dict) -> str:
         body += f" Sources: {e(sources_text(c.get('sources')))}."
         lines.append(head + body)
     return "\n".join(lines) + "\n"
+
+
+def forest_plot(checks: Sequence[dict], paths: Sequence[str | Path], cfg: dict,
+                dpi: int = default("figures.dpi")) -> None:
+    """The report's first figure: one row per primary check (claim and scope) with its own axis (the
+    claims' units differ): the mean effect and its interval, the bound(s) of the rule (dashed; claim
+    5's contradiction bound 0 dotted), 0, and the paper's own effect where the paper gives one
+    (a diamond). The verdict is the row's label, at its right."""
+    from lspipe.core.plotting import new_figure, save_figure  # matplotlib: only when a figure is drawn
+
+    rows = [c for c in checks if c["role"] == PRIMARY]
+    fig, axes = new_figure(len(rows) or 1, 1, size=(6.4, 0.85 * max(1, len(rows)) + 0.9))
+    legend = {}
+    colours = {SUPPORTED: "C2", CONTRADICTED: "C3"}
+    for ax, c in zip(axes[:, 0], rows):
+        e = c.get("effect")
+        ax.set_yticks([])
+        ax.spines["left"].set_visible(False)
+        ax.set_title(f"{c['id']} {c['scope']}: {CLAIM_TITLES[c['claim']].split(':')[0]} ({c.get('unit') or 'effect'})",
+                     fontsize=8, loc="left")
+        ax.text(1.01, 0.5, c["verdict"], transform=ax.transAxes, fontsize=8, va="center", fontweight="bold",
+                color=colours.get(c["verdict"], "0.3"))
+        xs = [0.0]
+        if e and e.get("n"):
+            xs.append(e["mean"])
+            if e["ci"]:
+                lo, hi = e["ci"]
+                h = ax.errorbar([e["mean"]], [0], xerr=[[e["mean"] - lo], [hi - e["mean"]]], fmt="o", color="C0",
+                                capsize=4, lw=2)
+                legend.setdefault(f"this run: mean and {100 * cfg['confidence']:g} % interval over seeds", h)
+                xs += [lo, hi]
+            else:
+                (h,) = ax.plot([e["mean"]], [0], "o", color="C0")
+                legend.setdefault("this run (1 seed: no interval)", h)
+        if c.get("kind") in ("greater", "at_least", "at_most", "within"):
+            lo_b, hi_b = _bounds(c["kind"], c["bound"])
+            for b in (x for x in (lo_b, hi_b) if x is not None):
+                legend.setdefault("bound of the rule (supported beyond it)", ax.axvline(b, color="C3", ls="--", lw=1))
+                xs.append(b)
+            if c.get("contra") is not None and c["contra"] != c["bound"]:
+                legend.setdefault("contradicted below", ax.axvline(c["contra"], color="C3", ls=":", lw=1.2))
+        ax.axvline(0.0, color="0.5", lw=0.6)
+        if c.get("paper"):
+            (h,) = ax.plot([c["paper"]["value"]], [0], "D", color="C1", ms=6)
+            legend.setdefault("the paper's effect", h)
+            xs.append(c["paper"]["value"])
+        span = max(xs) - min(xs) or 1.0
+        ax.set_xlim(min(xs) - 0.1 * span, max(xs) + 0.1 * span)
+        ax.set_ylim(-1, 1)
+    fig.suptitle("Each claim's primary effect (the verdict is the label)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 0.92, 1))
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=2, fontsize=7)
+    save_figure(fig, paths, dpi)
 
 
 def build_checks(*, evals: Sequence[dict] = (), calibrations: Sequence[dict] = (), tightness: Sequence[dict] = (),
@@ -1162,12 +1760,29 @@ def build_checks(*, evals: Sequence[dict] = (), calibrations: Sequence[dict] = (
     return _assign_ids(checks)
 
 
-def write_report(checks: Sequence[dict], cfg: dict, md_path, json_path, rst_path=None) -> None:
-    write_json(json_path, {"settings": cfg, "decision_rule": decision_rule_text(cfg), "summary": summarise(checks),
+def write_report(checks: Sequence[dict], cfg: dict, md_path, json_path, rst_path=None, *, marking: dict | None = None,
+                 forest: Sequence[str | Path] = (), dpi: int = default("figures.dpi")) -> None:
+    """claims.json (settings, rule version and hash, marking, decision rule, summary, checks), claims.md
+    (the forest plot first, when ``forest`` names its files), claims.rst."""
+    marking = marking or analysis_marking([])
+    for c in checks:
+        c["marking"] = marking["marking"]
+    forest = [Path(f) for f in forest]
+    if forest:
+        forest_plot(checks, forest, cfg, dpi)
+    png = next((f for f in forest if f.suffix == ".png"), forest[0] if forest else None)
+    rel = None
+    if png is not None:
+        import os
+
+        rel = os.path.relpath(png, Path(md_path).parent)
+    write_json(json_path, {"rules_version": RULES_VERSION, "rules_frozen": RULE_VERSIONS[RULES_VERSION][0],
+                           "rules_hash": rules_hash(cfg), "marking": marking, "settings": cfg,
+                           "decision_rule": decision_rule_text(cfg), "summary": summarise(checks),
                            "checks": list(checks)})
-    write_text(md_path, render_markdown(checks, cfg))
+    write_text(md_path, render_markdown(checks, cfg, marking, rel))
     if rst_path:
-        write_text(rst_path, render_rst(checks, cfg))
+        write_text(rst_path, render_rst(checks, cfg, marking))
 
 
 # --------------------------------------------------------------------------- reading the inputs
@@ -1181,6 +1796,7 @@ def _read_mi_curve(path: str | Path) -> list[dict]:
     for r in rows:
         r.setdefault("dataset", p.parent.parent.name)
         r.setdefault("arch", p.parent.name)
+        r.setdefault("run", p.stem)
         r["_path"] = str(p)
     return rows
 
@@ -1200,7 +1816,7 @@ def discover(results: str | Path) -> dict[str, list[str]]:
 
     return {"evals": glob("eval/*/*/*/*.json"), "calibrations": glob("calibration/*/*/teacher/*.json"),
             "tightness": glob("tables/tightness.csv"), "gamma": glob("tables/distillation_gamma_*.csv"),
-            "mi_curves": glob("mi/*/*/*.csv")}
+            "mi_curves": glob("mi/*/*/*.csv"), "dumps": glob("dumps/*/*/teacher/*.h5")}
 
 
 def _rectangle(name: str, cells: dict[tuple, set]) -> list[str]:

@@ -20,9 +20,9 @@ from lspipe.workflow.plan import build
 
 
 def _cmd_claims(a):
-    names = ("evals", "calibrations", "tightness", "gamma", "mi_curves")
+    names = ("evals", "calibrations", "tightness", "gamma", "mi_curves", "dumps")
     given = {"evals": a.evals, "calibrations": a.calibrations, "tightness": [a.tightness] if a.tightness else [],
-             "gamma": a.gamma, "mi_curves": a.mi_curves}
+             "gamma": a.gamma, "mi_curves": a.mi_curves, "dumps": a.dumps}
     twins = json.loads(a.twins) if a.twins else {}
     settings_in = a.settings
     if a.config:
@@ -48,6 +48,8 @@ def _cmd_claims(a):
         if not Path(a.results).is_dir():
             raise ConfigError(f"the results folder {a.results} does not exist (lspipe claims --results)")
         found = claims.discover(a.results)
+        if not claims.settings(settings_in).get("bootstrap"):
+            found["dumps"] = []
         print(f"found in {a.results}: {claims.found_text(found)}")
         given = {k: given[k] or found[k] for k in names}
         problems = claims.mixed_grids(claims.load_inputs(given))
@@ -65,14 +67,20 @@ def _cmd_claims(a):
         fig1_ls_alpha=a.fig1_ls_alpha, has_fig1_rows=fig1_rows > 0, twins=twins,
         distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []),
     )
-    claims.write_report(checks, cfg, a.md, a.json, a.rst)
+    claims.bootstrap_widening(checks, inputs["calibrations"], claims.dump_map(given["dumps"] or []), cfg)
+    claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.analysis_marking(given["evals"]),
+                        forest=a.forest or [], dpi=a.dpi)
     for s in claims.summarise(checks):
         print(f"claim {s['claim']} {s['scope']}: {s['verdict']} (primary check {s['primary']})")
 
 
 def add_cli(sub) -> None:
     """``lspipe claims``: the claims report."""
-    s = sub.add_parser("claims", help="the claims report: verdict per claim of the paper (claims.md / claims.json)")
+    s = sub.add_parser("claims", help="the claims report: verdict per claim of the paper (claims.md / claims.json)",
+                       description="The claims report: for each claim of the paper, the verdict the results support "
+                                   "(supported, contradicted, inconclusive), with the numbers behind it. By hand: "
+                                   "`lspipe claims --results results --md claims.md --json claims.json` reads a "
+                                   "results folder's standard layout; the workflow's claims rule passes --config.")
     s.add_argument("--config", default=None,
                    help="config file: read exactly the inputs the workflow's claims rule reads (and its settings); "
                         "a missing input is an error")
@@ -84,16 +92,23 @@ def add_cli(sub) -> None:
     s.add_argument("--tightness", default=None, help="CSV from `lspipe tightness-table`")
     s.add_argument("--gamma", nargs="*", default=[], help="distillation_gamma_<dataset>.csv of each distillation entry")
     s.add_argument("--mi-curves", nargs="*", default=[], help="per-seed MI curves <results>/mi/<dataset>/<arch>/*.csv")
+    s.add_argument("--dumps", nargs="*", default=[],
+                   help="teacher dumps of claims 1 and 3 (the test-image bootstrap, claims.bootstrap > 0)")
     s.add_argument("--settings", type=json.loads, default=None, help="the config's claims section as JSON")
     s.add_argument("--twins", default=None,
                    help="JSON {dataset: {student baseline run: eval JSON of the teacher it was trained as}}")
-    s.add_argument("--accuracy-split", default=default("accuracy_table.split"))
+    s.add_argument("--accuracy-split", default=default("accuracy_table.split"),
+                   help="split whose accuracy the claims compare: val or test")
     s.add_argument("--fig1-ls-alpha", type=optional_float, default=None,
                    help="LS alpha of the Fig. 1 rows (projections.ls_alpha); none (default): the smallest nonzero")
     s.add_argument("--fig1-rows", type=int, default=None,
                    help="number of configured Fig. 1 rows (default: those in the tightness table)")
     s.add_argument("--distillation-split", nargs="*", default=[], help="dataset=split of each distillation entry")
-    s.add_argument("--md", required=True)
-    s.add_argument("--json", required=True)
+    s.add_argument("--md", required=True, help="the report (Markdown)")
+    s.add_argument("--json", required=True, help="the report's numbers and verdicts (JSON)")
     s.add_argument("--rst", default=None, help="reStructuredText copy (for the Snakemake report)")
+    s.add_argument("--forest", nargs="*", default=[],
+                   help="files of the forest plot (each claim's primary effect; format from the suffix), the report's "
+                        "first figure")
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of the forest plot's PNG")
     s.set_defaults(func=_cmd_claims)

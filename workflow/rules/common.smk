@@ -32,6 +32,10 @@ try:
     )
 except lspipe.base.errors.ConfigError as err:
     raise WorkflowError(str(err))
+# what planning noticed but does not stop for (images much larger than image_size, ...), said once, up front
+if workflow.is_main_process:
+    for _warning in PLAN.warnings:
+        print(f"warning: {_warning}", file=sys.stderr)
 
 
 
@@ -77,10 +81,9 @@ onstart:
             raise WorkflowError("\n".join(_damaged))
 
 
-# conda envs (`--sdm conda`) install lspipe editable from ${LSPIPE_ROOT} (see envs/train.yaml)
+# conda envs (`--sdm conda`) install lspipe editable from ${LSPIPE_ROOT} (see envs/lspipe.yaml)
 os.environ.setdefault("LSPIPE_ROOT", str(Path(workflow.basedir).resolve()))
-ENV_TRAIN = "../../envs/train.yaml"
-ENV_PLOT = "../../envs/plot.yaml"
+ENV_TRAIN = ENV_PLOT = "../../envs/lspipe.yaml"  # one environment for every rule
 GPU = config["resources"]["gpus_per_job"]
 # SLURM GPU type (`--gpus=<model>:<n>`); None (the default) is dropped from the resources.
 GPU_MODEL = config["resources"]["gpu_model"] or None
@@ -415,10 +418,23 @@ def probe_args(wc):
     `output`, so Snakemake's params rerun trigger sees it: changing a probe retrains its teachers.
     `lspipe train` writes the trace to the rule's `probe` output (probe.h5 next to model.pt), and a
     placeholder there when the grid records no probe (lspipe.engine.probefile.write_probe_placeholder)."""
-    probe = teacher_params(wc).get("probe")
+    return probe_option(teacher_params(wc).get("probe"))
+
+
+def probe_option(probe):
+    """`--probe '<settings JSON>'` for a grid's probe settings (teachers[].probe), or "" for none."""
     if not probe:
         return ""
     return f"--probe {shlex.quote(json.dumps(probe, sort_keys=True))}"
+
+
+def grouped_probe_args(probe, models):
+    """The probe options of a fused grid's job (grouped.smk): "" without a probe, else `--probe` and one
+    `--probe-out` per member, its probe.h5 (the rule's `probe` outputs) in member order."""
+    if not probe:
+        return ""
+    outs = " ".join(shlex.quote(P.probe(ds, arch, run)) for ds, arch, _, run in models)
+    return f" {probe_option(probe)} --probe-out {outs}"
 
 
 def probe_settings(wc):

@@ -12,7 +12,9 @@
 #   per generated rule makes the multi-model job their producer.
 #
 # With fuse / lockstep off no rule is generated and each model trains in its own job. Everything
-# downstream (dumps, evaluations, figures, one-figure rebuilds) sees the same files either way.
+# downstream (dumps, evaluations, figures, one-figure rebuilds) sees the same files either way. A fused
+# grid with a probe (teachers[].probe) also writes each member's probe.h5 (lspipe.engine.probe records
+# every member from the fused network's logits), as its single runs would.
 
 for _job in PLAN.grouped_jobs:
     _models = [(_job["dataset"], _job["arch"], _job["role"], r) for r in _job["runs"]]
@@ -26,13 +28,18 @@ for _job in PLAN.grouped_jobs:
         output:
             model=[P.model(*m) for m in _models],
             metrics=[P.metrics(*m) for m in _models],
+            # a probed fused grid: every member's probe trace (none for the others, as before)
+            **({"probe": [P.probe(*m[:2], m[3]) for m in _models]} if _job["probe"] else {}),
         params:
             arch=_job["arch"],
             seed=_job["seed"],
             objectives=objectives_json(_job["objectives"]),
             role=_job["role"],
             runs=" ".join(_job["runs"]),
-            fuse="--fuse" if _job["fuse"] else "--no-fuse",
+            # --fuse / --no-fuse, and a probed grid's probe options with one --probe-out per member: one
+            # value, so the shell text below is every job's (a rule's shell expression is evaluated again
+            # when its job runs, after this loop has moved on: it must not read `_job`)
+            fuse=("--fuse" if _job["fuse"] else "--no-fuse") + grouped_probe_args(_job["probe"], _models),
             expect_teachers=teachers_expected(_job["teacher"]),
             **run_params(lambda wc, j=_job: j["recipe"], lambda wc, ms=_models: [P.model(*m) for m in ms]),
             **launch_params(lambda wc, j=_job: job_layout(j)),
