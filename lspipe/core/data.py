@@ -367,11 +367,12 @@ def unsupported_message(path: str, err: BaseException) -> str:
     return f"cannot convert image {path} to 8 bits: {err}"
 
 
-def _read_image(path: str, channels: int, image_size: int) -> np.ndarray:
-    """The resident path's image: :func:`decode_image`, resized (bilinear) to ``image_size`` squared."""
+def _read_image(path: str, mode: str, image_size: int) -> np.ndarray:
+    """The resident path's image (``mode`` "RGB" or "L"): :func:`decode_image`, resized (bilinear) to
+    ``image_size`` squared."""
     from PIL import Image
 
-    im = decode_image(path, channels)
+    im = decode_image(path, 3 if mode == "RGB" else 1)
     if im.size != (image_size, image_size):
         im = im.resize((image_size, image_size), Image.BILINEAR)
     return np.asarray(im, dtype=np.uint8)
@@ -385,7 +386,7 @@ def _read_image_folder(folder: Path, samples: Sequence[tuple], classes: Sequence
     keep, skipped = [], []
     for k, (path, label, *_) in enumerate(samples):
         try:
-            arr = _read_image(path, channels, image_size)
+            arr = _read_image(path, "RGB" if channels == 3 else "L", image_size)
         except UnsupportedImage as err:  # readable, but its pixel range is not one we convert without guessing
             raise DataError(unsupported_message(path, err)) from None
         except UnreadableImage as err:
