@@ -68,8 +68,9 @@ def _cmd_claims(a):
         distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []),
     )
     claims.bootstrap_widening(checks, inputs["calibrations"], claims.dump_map(given["dumps"] or []), cfg)
+    own = claims.own_data(inputs["evals"], inputs["calibrations"], checks, cfg, a.accuracy_split)
     claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.analysis_marking(given["evals"]),
-                        forest=a.forest or [], dpi=a.dpi)
+                        forest=a.forest or [], dpi=a.dpi, own=own)
     for s in claims.summarise(checks):
         print(f"claim {s['claim']} {s['scope']}: {s['verdict']} (primary check {s['primary']})")
 
