@@ -1148,7 +1148,7 @@ def _five_claims(seeds, acc_gain, ls_ce=0.03):
 def test_banner_says_two_seeds_decide_nothing_and_what_each_claim_needs():
     _, _, checks = _five_claims(2, [-0.004, -0.006])
     b = claims.banner(checks, CFG)
-    assert b["seeds_trained"] == [2] and "with 2 seeds no claim can be decided" in b["head"]
+    assert b["seeds_trained"] == [2] and "with 2 seeds no claim can be decided (supported or contradicted)" in b["head"]
     assert "claims.min_seeds" in b["head"]
     rows = {r["check"] + " " + r["claim"].split(", ")[1]: r for r in b["rows"]}
     acc = next(c for c in checks if c["id"] == "1a" and c["scope"] == "c10/resnet20")
@@ -1162,7 +1162,7 @@ def test_banner_says_two_seeds_decide_nothing_and_what_each_claim_needs():
     assert row["seeds"] == f"2 / {pw['at_observed']} ({pw['at_observed_sd_upper']})"
     # claim 3 shows the calibration effect against hard targets (3b) beside its primary, with both intervals
     cal = rows["3a c/r"]
-    assert "LS at α* lowers the calibration error of α = 0" in cal["direction"] and "3b (exploratory)" in cal["direction"]
+    assert "LS at α* is better calibrated than α = 0 (T = 1)" in cal["direction"] and "3b (exploratory)" in cal["direction"]
     assert "no power formula" in cal["seeds"]
     assert rows["4a c/big → small"]["direction"].startswith("a hard-target teacher's students gain more")
     # the markdown report opens with it: within 15 lines, the summary keeps a direction column
@@ -1186,7 +1186,7 @@ def test_banner_counts_verdicts_when_seeds_suffice_and_knows_the_papers_datasets
     assert claims.own_data(ev, [], checks, ABS) == []
     assert claims.direction_text(checks[0]).endswith("(the interval excludes 0)")
     one = claims.build_checks(evals=_teachers([0.003]), cfg=ABS)
-    assert "1 seed: no spread: no interval" in claims.direction_text(one[0])
+    assert "(1 seed: no interval)" in claims.direction_text(one[0])
 
 
 def test_own_data_alpha_for_accuracy_is_picked_on_validation_not_test():
@@ -1211,6 +1211,9 @@ def test_own_data_alpha_for_accuracy_is_picked_on_validation_not_test():
     assert item["accuracy"]["alpha"] == 0.0 and item["accuracy"]["compared_alpha"] == 0.3
     text = "\n".join(claims.own_data_lines([item], CFG))
     assert "**α for accuracy: 0**" in text and "the best nonzero α on validation, 0.3" in text
+    # an accuracy's interval stays within 0-100 % (two seeds near 100 %: t(1) reaches beyond)
+    iv = claims._interval({0: 99.8, 1: 99.0}, CFG, within=(0.0, 100.0))
+    assert iv["ci"] == pytest.approx([_t_interval([99.8, 99.0])[0], 100.0]) and _t_interval([99.8, 99.0])[1] > 100
 
 
 def test_own_data_calibration_temperature_and_teacher():

@@ -1326,10 +1326,15 @@ def _pick_text(picks: dict[int, float]) -> str:
     return ", ".join(f"s{s}: {a:g}" for s, a in sorted(picks.items()))
 
 
-def _interval(values: dict[int, float], cfg: dict, resolution: float = 0.0) -> dict:
-    """Mean and t interval over seeds (:func:`effect_stats`), in the report's plain form."""
+def _interval(values: dict[int, float], cfg: dict, resolution: float = 0.0,
+              within: tuple[float, float] | None = None) -> dict:
+    """Mean and t interval over seeds (:func:`effect_stats`), in the report's plain form; ``within``: the
+    quantity's range (accuracy 0-100 %, a temperature above 0), to which the interval is clipped."""
     e = effect_stats(values, cfg["confidence"], resolution)
-    return {"n": e["n"], "seeds": e["seeds"], "values": e["values"], "mean": e["mean"], "ci": e["ci"],
+    ci = e["ci"]
+    if ci is not None and within is not None:
+        ci = [max(ci[0], within[0]), min(ci[1], within[1])]
+    return {"n": e["n"], "seeds": e["seeds"], "values": e["values"], "mean": e["mean"], "ci": ci,
             "confidence": e["confidence"]}
 
 
@@ -1353,9 +1358,10 @@ def _accuracy_pick(by_obj: dict, split: str, cfg: dict) -> dict | None:
     used = [cells[a][s] for a in (0.0, compared) for s in seeds]
     gain = {s: 100.0 * (cells[compared][s][split]["accuracy"] - cells[0.0][s][split]["accuracy"]) for s in seeds}
     acc = {s: 100.0 * cells[pick][s][split]["accuracy"] for s in seeds}
+    res = _resolution(used, split)  # one test image: equal accuracies over seeds give no zero-width interval
     return {"alpha": pick, "validation_accuracy_pct": val, "per_seed_pick": picks, "compared_alpha": compared,
-            "split": split, "accuracy_pct": _interval(acc, cfg),
-            "gain_pp": _interval(gain, cfg, _resolution(used, split)),
+            "split": split, "accuracy_pct": _interval(acc, cfg, res, (0.0, 100.0)),
+            "gain_pp": _interval(gain, cfg, res),
             "evaluated_on_the_selection_split": split == "val"}
 
 
@@ -1366,7 +1372,7 @@ def _temperatures(cal_by_obj: dict, cfg: dict) -> dict:
     for a, key in sorted(ls_alphas(cal_by_obj).items()):
         cell = cal_by_obj[key]
         fitted = {s: float(r["temperature"]) for s, r in cell.items() if not (r.get("fit") or {}).get("at_bound")}
-        out[a] = {**_interval(fitted, cfg), "at_bound": sorted(s for s in cell if s not in fitted)}
+        out[a] = {**_interval(fitted, cfg, within=(0.0, math.inf)), "at_bound": sorted(s for s in cell if s not in fitted)}
     return out
 
 
@@ -1742,8 +1748,8 @@ DIRECTION_WORDS = {
     (2, PRIMARY, "ratio"): ("LS tightens the clusters", "LS loosens the clusters"),
     (3, PRIMARY, "CE"): ("LS at α* is less calibrated than temperature scaling",
                          "LS at α* is better calibrated than temperature scaling"),
-    (3, DESCRIPTIVE, "CE"): ("LS at α* lowers the calibration error of α = 0 (T = 1)",
-                             "LS at α* raises the calibration error of α = 0 (T = 1)"),
+    (3, DESCRIPTIVE, "CE"): ("LS at α* is better calibrated than α = 0 (T = 1)",
+                             "LS at α* is less calibrated than α = 0 (T = 1)"),
     (4, PRIMARY, "pp"): ("a hard-target teacher's students gain more", "label-smoothed teachers' students gain more"),
     (5, PRIMARY, "nats"): ("the MI falls more with LS", "the MI falls less with LS"),
 }
@@ -1761,7 +1767,7 @@ def direction_text(c: dict) -> str:
     up, down = DIRECTION_WORDS.get((c["claim"], c["role"], c.get("unit")), ("above 0", "below 0"))
     words = up if e["mean"] > 0 else down if e["mean"] < 0 else "no change"
     if e["ci"] is None:
-        how = f"{NO_SPREAD}: no interval"
+        how = "1 seed: no interval"
     else:
         lo, hi = e["ci"]
         how = "the interval excludes 0" if lo > 0 or hi < 0 else "the interval includes 0"
@@ -1801,9 +1807,9 @@ def banner(checks: Sequence[dict], cfg: dict) -> dict:
     if not ns:
         head = "No claim had runs to compare: the summary names the config key each one needs."
     elif ns[-1] < k:
-        head = (f"Seeds trained: {trained}. A verdict needs at least {k} (claims.min_seeds), so with {trained} seeds no "
-                "claim can be decided: every verdict is inconclusive, whatever the direction. Below: each claim's "
-                "direction in this run, and the seeds a verdict would need.")
+        head = (f"Seeds trained: {trained}. A verdict needs at least {k} (claims.min_seeds), so with {trained} "
+                f"seed{'s' if ns[-1] > 1 else ''} no claim can be decided (supported or contradicted), whatever its "
+                "direction. Below: each claim's direction in this run, and the seeds a verdict would need.")
     else:
         counts: dict[str, int] = defaultdict(int)
         for c in prims:
@@ -1851,7 +1857,7 @@ def _iv(d: dict | None, spec: str = ".3g", unit: str = "") -> str:
     f = lambda x: format(x, spec)  # noqa: E731
     u = f" {unit}" if unit else ""
     if d.get("ci") is None:
-        return f"{f(d['mean'])}{u} ({NO_SPREAD}: no interval)"
+        return f"{f(d['mean'])}{u} (1 seed: no interval)"
     lo, hi = d["ci"]
     return f"{f(d['mean'])}{u} [{f(lo)}, {f(hi)}]"
 
@@ -1933,9 +1939,9 @@ def own_data_lines(own: Sequence[dict], cfg: dict) -> list[str]:
             else:
                 answer = ("Not clear" + (f" at {e['n']} seeds (the interval includes 0)" if e.get("ci") is not None
                                          else f" ({NO_SPREAD})"))
-            lines.append(f"- **Distil from a smoothed teacher? {answer}.** A hard-target teacher's students gained "
-                         f"{_iv(e, '+.2f', 'pp')} more over the student baseline (at the same smoothness γ) than "
-                         f"label-smoothed teachers' students ({d['scope']}, claim {d['check']}).")
+            lines.append(f"- **Distil from a smoothed teacher? {answer}.** Claim 4's contrast ({d['check']}, "
+                         f"{d['scope']}): the gain over the student baseline at the same smoothness γ of a hard-target "
+                         f"teacher's students minus that of label-smoothed teachers' students, {_iv(e, '+.2f', 'pp')}.")
         lines.append("")
     return lines
 
