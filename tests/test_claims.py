@@ -1186,7 +1186,7 @@ def test_banner_counts_verdicts_when_seeds_suffice_and_knows_the_papers_datasets
     assert claims.own_data(ev, [], checks, ABS) == []
     assert claims.direction_text(checks[0]).endswith("(the interval excludes 0)")
     one = claims.build_checks(evals=_teachers([0.003]), cfg=ABS)
-    assert "(1 seed: no interval)" in claims.direction_text(one[0])
+    assert claims.direction_text(one[0]) == "LS raises accuracy, +0.3 pp (1 seed: no interval)"
 
 
 def test_own_data_alpha_for_accuracy_is_picked_on_validation_not_test():

@@ -1767,10 +1767,10 @@ def direction_text(c: dict) -> str:
     up, down = DIRECTION_WORDS.get((c["claim"], c["role"], c.get("unit")), ("above 0", "below 0"))
     words = up if e["mean"] > 0 else down if e["mean"] < 0 else "no change"
     if e["ci"] is None:
-        how = "1 seed: no interval"
-    else:
-        lo, hi = e["ci"]
-        how = "the interval excludes 0" if lo > 0 or hi < 0 else "the interval includes 0"
+        u = f" {c['unit']}" if c.get("unit") else ""
+        return f"{words}, {e['mean']:+.3g}{u} (1 seed: no interval)"
+    lo, hi = e["ci"]
+    how = "the interval excludes 0" if lo > 0 or hi < 0 else "the interval includes 0"
     return f"{words}, {short_effect(c)} ({how})"
 
 
@@ -1876,7 +1876,8 @@ def own_data_lines(own: Sequence[dict], cfg: dict) -> list[str]:
     for item in own:
         ns = sorted({t["n"] for t in (item["temperature"] or {}).values()}
                     | ({item["accuracy"]["gain_pp"]["n"]} if item["accuracy"] else set()))
-        over = (f"{ns[0]} seeds" if len(ns) == 1 else f"{ns[0]} to {ns[-1]} seeds") if ns else "the seeds"
+        over = (f"{ns[0]} seed{'s' if ns[0] > 1 else ''}" if len(ns) == 1 else f"{ns[0]} to {ns[-1]} seeds") \
+            if ns else "the seeds"
         lines += [f"**What you came for: {item['scope']}** ({item['dataset']} is not one of the paper's datasets). "
                   f"What this run's validation split picks, each with its {pct} interval over {over}: descriptions, "
                   "not verdicts.", ""]
