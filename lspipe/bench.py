@@ -1031,7 +1031,14 @@ def merge_figures(paths) -> dict:
     import json
 
     res: dict = {}
-    for p in [paths] if isinstance(paths, (str, Path)) else paths:
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    found = [p for p in paths if Path(p).exists()]
+    if not found:
+        raise FileNotFoundError(f"none of the figures {', '.join(map(str, paths))} exists")
+    for p in paths:
+        if p not in found:  # a step of the check that failed: project from the others
+            print(f"warning: figures {p} do not exist; projecting without them", file=sys.stderr)
+            continue
         fig = json.loads(Path(p).read_text())
         if "results" in fig and (fig["results"] or "results" not in res):
             res = {**fig, **{k: res[k] for k in ("distillation", "jobs", "sustained_tflops") if k in res}}

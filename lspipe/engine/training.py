@@ -27,6 +27,7 @@ its aliases), with the members' objectives as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -307,6 +308,47 @@ def fit(
         return run.train(run_fingerprint, callbacks, progress, stop_after_epochs, run_names)
 
 
+class _StepClock:
+    """The job's pace, for the log (``engine: {...}`` on stderr, read by benchmarks/gpu_jobs.py): when the
+    first step ended (wall clock; the device synchronised once) and the mean step time after the
+    engine's warm-up (its eager steps and a graph's capture), the epochs' ends (validation,
+    checkpoints) left out."""
+
+    def __init__(self, device: torch.device, start_step: int):
+        self.device, self.start, self.warm = device, start_step, start_step + step_mod.GRAPH_WARMUP + step_mod.GRAPH_COMPARE
+        self.first_at, self.t0, self.n, self.aside_s = None, None, 0, 0.0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def stepped(self, step: int) -> None:
+        if step == self.start:
+            self._sync()
+            self.first_at = time.time()
+        if step == self.warm:
+            self._sync()
+            self.t0, self.n, self.aside_s = time.perf_counter(), 0, 0.0
+        elif self.t0 is not None:
+            self.n += 1
+
+    @contextlib.contextmanager
+    def aside(self):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.aside_s += time.perf_counter() - t
+
+    def report(self, engine: Engine) -> None:
+        steady = None
+        if self.t0 is not None and self.n:
+            self._sync()
+            steady = 1000.0 * (time.perf_counter() - self.t0 - self.aside_s) / self.n
+        print("engine: " + json.dumps({"first_step_at": self.first_at, "steady_step_ms": steady, "steady_steps": self.n,
+                                       **engine.describe()}), file=sys.stderr)
+
+
 class _Run:
     """The state of one :func:`fit`: data, model, optimiser, step function, history; the loop
     (:meth:`train`), the start and end of an epoch, checkpoints."""
@@ -378,6 +420,7 @@ class _Run:
                         dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
         start_step, epochs_this_run, last_of_epoch = self.step, 0, True  # a resumed run starts at an epoch's start
         self.chance = None  # per member: the objective's loss for a uniform prediction (DIVERGENCE_FACTOR), first batch
+        clock = _StepClock(self.device, start_step)
         try:
             for step in range(start_step, recipe.steps):
                 if last_of_epoch:  # a new epoch: a fresh pass of the loader
@@ -394,15 +437,18 @@ class _Run:
                 self.bar.update(1)
                 for cb in callbacks:
                     cb.on_step(self.model, step + 1)
+                clock.stepped(step)
                 last_of_epoch = (step + 1) % len(self.loader) == 0
                 if not (last_of_epoch or step + 1 == recipe.steps):
                     continue
-                self._end_epoch(step, step + 1 - first, step_fn.metrics, seen, t0)
+                with clock.aside():
+                    self._end_epoch(step, step + 1 - first, step_fn.metrics, seen, t0)
                 epochs_this_run += 1
                 if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs and step + 1 < recipe.steps:
                     raise Interrupted(f"stopped after {epochs_this_run} epoch(s) at step {step + 1}")
         finally:
             self.bar.close()
+        clock.report(self.engine)
         step = max(start_step, recipe.steps)
         for cb in callbacks:
             cb.on_end(self.model, step)
