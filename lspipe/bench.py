@@ -977,9 +977,9 @@ def format_projection(pr: dict) -> str:
 
 
 def cmd_bench(a):
-    import torch
+    if a.threads and not a.figures:  # a projection from earlier figures needs no torch
+        import torch
 
-    if a.threads:
         torch.set_num_threads(a.threads)
     if a.smoke:  # seconds: tiny model and batch, a couple of steps; checks the plumbing, not speed
         archs, bs, warmup, steps = a.archs or ["resnet8", "smallcnn"], a.batch_size or 16, 1, 2

@@ -132,7 +132,8 @@ def describe(step: str, fig: dict | None) -> str:
                  f"{_num(v.get('steady_model_images_per_s'))} model-img/s)" for k, v in fig.items()
                  if k in ("teacher", "student")]
         if fig.get("concurrency"):
-            parts.append(f"3 processes {_num(fig['concurrency'].get('speedup'), '.2f')}x one")
+            n = max(map(int, fig["concurrency"].get("images_per_s") or {"1": 0}))
+            parts.append(f"{n} processes {_num(fig['concurrency'].get('speedup'), '.2f')}x one")
         if fig.get("errors"):
             parts.append(f"failed: {', '.join(fig['errors'])}")
         return "; ".join(parts)

@@ -345,10 +345,12 @@ class GraphedStep:
         self.eager_only, self.calls = False, 0
         self.side = torch.cuda.Stream(device=step.device)
         self.saved: list[torch.Tensor] | None = None
-        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.batches: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # compared: batch and learning rate
+        self.lr = None
         self.metrics = step.metrics
 
     def set_lr(self, lr: float) -> None:
+        self.lr = lr
         self.step.set_lr(lr)
 
     def _eager(self, xb, yb):
@@ -391,16 +393,18 @@ class GraphedStep:
     def _compare_then_capture(self, xb, yb):
         if self.saved is None:
             self.saved = self._snapshot()
-        self.batches.append((xb.clone(), yb.clone()))
+        self.batches.append((xb.clone(), yb.clone(), self.lr))
         out = self._eager(xb, yb)
         if len(self.batches) < GRAPH_COMPARE:
             return out
         eager = self._snapshot()
         self._restore(self.saved)
         try:
-            self._capture(*self.batches[0])
-            for b in self.batches:
-                out = self._replay(*b)
+            self._capture(*self.batches[0][:2])
+            for bx, by, lr in self.batches:  # each with its own learning rate, as the eager steps had
+                self.step.set_lr(lr)
+                out = self._replay(bx, by)
+            self.step.set_lr(self.lr)
             torch.cuda.synchronize(self.step.device)
             rel = self._update_difference(self.saved, eager)
         except Exception as err:  # a capture PyTorch or the driver refuses: train eager, say why
