@@ -1,27 +1,32 @@
 """``lspipe bench``: training throughput of lspipe's engine against a conventional PyTorch loop.
 
-One process, one run, same model, same batch size, same SGD step (Nesterov momentum 0.9, lr 0.1,
-weight decay 1e-4, plain cross-entropy), on random uint8 CIFAR-shaped data (32 x 32 x 3, 10
-classes):
+One process, same model, same batch size, same SGD step (Nesterov momentum 0.9, lr 0.1, weight
+decay 1e-4, plain cross-entropy), on random uint8 CIFAR-shaped data (32 x 32 x 3, 10 classes):
 
 * **baseline**: the textbook pipeline: a torchvision-style ``Dataset`` of HWC uint8 arrays that
   makes a PIL image per example and applies ``RandomCrop(32, padding=4)``,
   ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize``; a ``DataLoader`` (``num_workers`` = the
   machine's cores, at most 8; ``pin_memory`` on CUDA; shuffling); fp32; the model is called on
-  the normalised floats (its built-in normalisation is bypassed).
-* **engine**: :func:`lspipe.engine.training.fit` itself (the workflow's code path): uint8 data resident
-  on the device, batched on-device augmentation (:func:`lspipe.core.augment.random_crop_flip`), no
-  workers, the model normalising uint8 itself; on CUDA bf16 autocast + channels_last (optional
-  ``torch.compile``; ``--compile-mode reduce-overhead`` adds CUDA graphs). On the CPU the
-  recipe's CPU switches are measured as variants: ``fp32`` (the default), ``fp32+cl``
-  (``cpu_channels_last``) and, with ``--cpu-bf16``, ``bf16+cl`` (``cpu_amp``); the headline
-  ``engine`` figure is the fastest variant in fp32 (the baseline's precision), and every variant
-  is reported with the recipe keys that select it.
+  the normalised floats (its built-in normalisation is bypassed). Its workers' head start is spent
+  in the warm-up, so its augmentation runs inside its timed window as the engine's does.
+* **engine**: :func:`lspipe.engine.training.fit` itself (the workflow's code path): uint8 data
+  resident on the device, batched on-device augmentation, no workers, the model normalising uint8
+  itself, one step function per batch (:mod:`lspipe.engine.step`). Its variants
+  (:func:`engine_variants`) are recipe settings: on CUDA ``precision`` (fp32, tf32, bf16),
+  ``channels_last`` and ``cuda_graph`` (the whole step as one CUDA graph), the headline the
+  fastest; on the CPU ``fp32`` (the default), ``fp32+cl`` (``cpu_channels_last``) and, with
+  ``--cpu-bf16``, ``bf16+cl`` (``cpu_amp``), the headline the fastest in fp32 (the baseline's
+  precision); ``--compile`` times ``torch.compile`` instead.
 
-Warm-up steps (worker start-up, kernel selection, compilation) are excluded; the timed steps
-end with a device synchronisation. ``--fuse G`` also times G models of each architecture trained
-fused (:mod:`lspipe.engine.fused`) and reports model-images/s against the single engine.
-Figures are printed and written as JSON (``--out``) with the machine they came from.
+Every configuration is timed per step (a CUDA event after each step on CUDA, ``perf_counter`` on the
+CPU) over ``--steps`` steps after its warm-up (worker start-up, kernel selection, a graph's capture),
+in ``--repeats`` interleaved rounds (medians). ``--preset-recipes`` adds each architecture with a
+preset's recipe (clipping, loss scale); ``--fuse G [G ...]`` times G models of each architecture
+trained fused (:mod:`lspipe.engine.fused`) in the fastest variant, with peak GPU memory, and reports
+model-images/s against the single engine; ``--anatomy`` a short ``torch.profiler`` trace. A
+configuration that fails is recorded, not fatal. ``--distill`` times the distillation case;
+``--project`` projects a config's training time from the figures (:func:`project`). Figures are
+printed and written as JSON (``--out``) with the machine they came from.
 """
 
 from __future__ import annotations
@@ -275,7 +280,7 @@ def _anatomy(prof, steps: int, host_s: float) -> dict:
     from torch.autograd import DeviceType
 
     kernels = [e for e in prof.events() if getattr(e, "device_type", None) == DeviceType.CUDA]
-    busy = sum(getattr(e, "device_time", getattr(e, "cuda_time", 0.0)) for e in kernels) / 1000.0  # us -> ms
+    busy = sum(e.time_range.elapsed_us() for e in kernels) / 1000.0  # us -> ms
     return {"kernels_per_step": len(kernels) / steps, "gpu_busy_ms_per_step": busy / steps,
             "host_ms_per_step": 1000.0 * host_s / steps, "profiled_steps": steps}
 
@@ -617,15 +622,18 @@ def run_benchmark(archs, *, batch_size: int = defaults.default("recipes.*.batch_
         out["results"] = [_arch_result(state[a], variant_over, recipes.get(a), sizes, dev) for a in archs]
         if out_path:
             write_json(out_path, out)
-    if anatomy:
+    if anatomy:  # the fastest eager variant and the fastest graph (host-bound or not, kernel by kernel)
         for arch in archs:
-            best = state[arch].chosen
-            if best:
-                fig = state[arch].record(f"anatomy:{best}", lambda: time_engine(
-                    arch, x, y, recipe_overrides=variant_over[best], profile=True,
-                    **{**timed, "steps": min(steps, 10)}))
+            st = state[arch]
+            picks = dict.fromkeys(b for b in (st.best([v for v in variant_over if "graph" not in v]),
+                                              st.best([v for v in variant_over if "graph" in v])) if b)
+            for best in picks:
+                fig = st.record(f"anatomy:{best}", lambda: time_engine(
+                    arch, x, y, recipe_overrides=variant_over[best], profile=True, **{**timed, "steps": min(steps, 10)}))
                 if fig and "anatomy" in fig:
-                    out["results"][archs.index(arch)]["anatomy"] = {"variant": best, **fig["anatomy"]}
+                    res = out["results"][archs.index(arch)]
+                    res.setdefault("anatomies", {})[best] = fig["anatomy"]
+                    res.setdefault("anatomy", {"variant": best, **fig["anatomy"]})
     out["machine"]["load_average_end"] = machine_info(dev)["load_average"]
     return out
 
@@ -707,9 +715,8 @@ def format_report(res: dict) -> str:
             lines.append(f"| {r['arch']} | | {name} | failed: {why} | | |")
     lines.append("")
     for r in res["results"]:
-        if "anatomy" in r:
-            a = r["anatomy"]
-            lines.append(f"{r['arch']} anatomy ({a['variant']}, {a['profiled_steps']} profiled steps): "
+        for name, a in (r.get("anatomies") or {}).items():
+            lines.append(f"{r['arch']} anatomy ({name}, {a['profiled_steps']} profiled steps): "
                          f"{a['kernels_per_step']:.0f} kernels per step, host {a['host_ms_per_step']:.2f} ms per step, "
                          f"GPU busy {a['gpu_busy_ms_per_step']:.2f} ms per step")
     lines += [f"{r['arch']}: engine / baseline = {r['ratio']:.2f}x" for r in res["results"] if r.get("ratio")]

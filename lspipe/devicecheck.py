@@ -88,6 +88,8 @@ def _bench_figures(r: dict) -> dict:
         out["fused"] = {k: r["fused"].get(k) for k in ("models", "images_per_s", "speedup_vs_sequential")}
     if r.get("anatomy"):
         out["anatomy"] = r["anatomy"]
+    if r.get("anatomies"):
+        out["anatomies"] = r["anatomies"]
     if r.get("errors"):
         out["errors"] = r["errors"]
     return out

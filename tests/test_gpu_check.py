@@ -1,10 +1,11 @@
 """benchmarks/gpu-check.sh through benchmarks/device-run.sh, the command sent to a lent GPU machine.
 
-``device-run.sh --smoke`` rehearses that very command on the CPU (bench, the distillation case, a
-projection, a workflow training run with bf16 + channels_last + compile, and the float32 dump
-check), copying each step's files into the folder that comes back as the step ends; without
-``--smoke`` and without CUDA the check fails loudly instead of skipping. A step over its limit
-leaves every earlier figure behind. (``--no-install``: this machine's Python is not the bundle's
+``device-run.sh --smoke`` rehearses that very command on the CPU (the bench's variants, preset recipe,
+fused group and anatomy, the distillation case, real jobs and concurrent processes, a workflow training
+run in bf16 + channels_last, the float32 dump check and both projections), copying each step's files
+into the folder that comes back as the step ends; a step that fails is recorded and the check goes
+on. Without ``--smoke`` and without CUDA the check fails loudly instead of skipping. A step over its
+limit leaves every earlier figure behind. (``--no-install``: this machine's Python is not the bundle's
 3.12; tests/test_device_bundle.py installs the bundle in a clean Python 3.12.)"""
 
 from __future__ import annotations

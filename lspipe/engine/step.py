@@ -159,10 +159,10 @@ class ShadowWeights:
                 self.slots.append((mod, name))
                 self.masters.append(p)
         with torch.no_grad():
-            self.shadows = [nn.Parameter(torch.empty_like(p, dtype=dtype), requires_grad=trainable)
+            self.shadows = [nn.Parameter(torch.empty_like(p, dtype=dtype), requires_grad=trainable and p.requires_grad)
                             for p in self.masters]
         self.trainable = trainable
-        self.master_grads = [torch.zeros_like(p) for p in self.masters] if trainable else []
+        self.master_grads = [torch.zeros_like(p) if s.requires_grad else None for p, s in zip(self.masters, self.shadows)]
         self.refresh()
 
     def __len__(self) -> int:
@@ -186,7 +186,7 @@ class ShadowWeights:
     def zero_grad(self) -> None:
         for s, p, g in zip(self.shadows, self.masters, self.master_grads):
             s.grad = None
-            if p.grad is not g:
+            if g is not None and p.grad is not g:
                 p.grad = g
 
     @torch.no_grad()

@@ -1,19 +1,25 @@
 """The training engine, shared by teachers and students.
 
-It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser steps: one loader
-object (:func:`training_batches`) gives the batches, the validation logits and its position for
-checkpoints. For a resident dataset the whole training split lives on the device as uint8 and a
+It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser steps (:class:`_Run`):
+one loader object (:func:`training_batches`) gives the batches, the validation logits and its
+position for checkpoints, and one step function (:func:`lspipe.engine.step.make_step`) trains on
+each batch. For a resident dataset the whole training split lives on the device as uint8 and a
 :class:`~lspipe.core.augment.DeviceLoader` draws each batch from a seeded permutation and augments it
-on the device (:class:`ResidentBatches`); for a streamed one DataLoader workers decode and augment
-this rank's share of each batch (:class:`StreamedBatches`, :mod:`lspipe.core.stream`); each step computes the objective (label-smoothed CE or distillation, :mod:`lspipe.core.losses`), step SGD with
-Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
-runs in bf16 autocast and channels_last (evaluation and dumps, :func:`~lspipe.core.inference.predict`, always run in
-float32); on the CPU in channels_last (``cpu_channels_last``, on by
-default: +30% for ResNets with oneDNN) and in bf16 only when the recipe asks (``cpu_amp``). After every epoch: validation accuracy/loss, a row in
-the metrics CSV and (every ``checkpoint_every`` epochs) an atomic checkpoint from which an
-interrupted run resumes exactly where it stopped (model, optimiser, step, RNG state). A
-checkpoint is only resumed when its fingerprint (recipe, architecture, objective, seed, data)
-matches the current run, so changed hyper-parameters never continue a stale run.
+on the device (:class:`ResidentBatches`; on CUDA a whole epoch's crops and flips at once); for a
+streamed one DataLoader workers decode and augment this rank's share of each batch
+(:class:`StreamedBatches`, :mod:`lspipe.core.stream`). The step computes the objective
+(label-smoothed CE or distillation, :mod:`lspipe.core.losses`), clips gradients per member and
+steps SGD with Nesterov momentum under a step-based learning-rate schedule, in the settings of
+:func:`lspipe.engine.step.resolve_engine`: on CUDA the recipe's ``precision`` and ``channels_last``
+(``auto``: the measured best per architecture) and the whole step as one CUDA graph
+(``cuda_graph``); on the CPU channels_last (``cpu_channels_last``, on by default: +30% for ResNets
+with oneDNN) and bf16 only when the recipe asks (``cpu_amp``), exactly the numbers of the loop before
+the step was split out. Evaluation and dumps (:func:`~lspipe.core.inference.predict`) always run in
+float32. After every epoch: validation accuracy/loss, a row in the metrics CSV and (every
+``checkpoint_every`` epochs) an atomic checkpoint from which an interrupted run resumes exactly where
+it stopped (model, optimiser, step, RNG state). A checkpoint is only resumed when its fingerprint
+(recipe, architecture, objective, seed, data) matches the current run, so changed hyper-parameters
+never continue a stale run.
 
 The loop always trains a group of G members of one architecture on one batch stream
 (:func:`train_group`; a single run is G = 1): G ordinary models side by side (:class:`Members`,
@@ -22,7 +28,8 @@ logits are B x G x K, its objective (:class:`lspipe.core.losses.Objective`) retu
 member (their sum is minimised, so each member gets exactly its own gradient), gradients are
 clipped per member (``model.clip_grad_norm_``) and each member gets its own metrics CSV. One
 command runs it, ``lspipe train`` (:func:`cmd_train`; ``train-fused`` and ``train-lockstep`` are
-its aliases), with the members' objectives as JSON.
+its aliases), with the members' objectives as JSON; each model's metadata records the engine's
+settings and why (``engine``).
 """
 
 from __future__ import annotations
