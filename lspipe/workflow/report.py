@@ -68,10 +68,12 @@ def _cmd_claims(a):
         distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []),
     )
     claims.bootstrap_widening(checks, inputs["calibrations"], claims.dump_map(given["dumps"] or []), cfg)
+    own = claims.own_data(inputs["evals"], inputs["calibrations"], checks, cfg, a.accuracy_split)
     claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.analysis_marking(given["evals"]),
-                        forest=a.forest or [], dpi=a.dpi)
+                        forest=a.forest or [], dpi=a.dpi, own=own)
+    print(claims.banner(checks, cfg)["head"])
     for s in claims.summarise(checks):
-        print(f"claim {s['claim']} {s['scope']}: {s['verdict']} (primary check {s['primary']})")
+        print(f"claim {s['claim']} {s['scope']}: {s['verdict']} (primary check {s['primary']}); {s['direction']}")
 
 
 def add_cli(sub) -> None:
