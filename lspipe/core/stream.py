@@ -577,10 +577,15 @@ def _workers(workers: int | None) -> int:
     if workers is None:
         return min(cores, 16)
     if int(workers) > cores:
-        print(f"warning: {int(workers)} streaming loader workers (streaming.workers) for {cores} CPU core(s): "
-              f"using {cores}", file=sys.stderr)
+        if (int(workers), cores) not in _WARNED:  # once: a loader is made per pass of validation
+            _WARNED.add((int(workers), cores))
+            print(f"warning: {int(workers)} streaming loader workers (streaming.workers) for {cores} CPU core(s): "
+                  f"using {cores}", file=sys.stderr)
         return cores
     return int(workers)
+
+
+_WARNED: set = set()
 
 
 class StreamLoader:
