@@ -16,7 +16,7 @@ a GPU) and on CUDA the peak memory of each.
     nice python benchmarks/cross_seed.py --arch resnet8 --batch-size 32 --steps 8 --threads 1   # CPU
     python benchmarks/cross_seed.py --smoke --out DIR     # tiny, on the CPU: the path, not a figure
 
-``--out DIR`` writes ``DIR/cross_seed.json``. A round that would start after ``--budget-s`` seconds is
+``--out DIR`` writes ``DIR/cross_seed.json`` (``--out FILE.json``: that file; benchmarks/gpu-check.sh's way). A round that would start after ``--budget-s`` seconds is
 left out (the rounds done are recorded), so the default run ends within about a minute on a GPU.
 """
 
@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
     p.add_argument("--budget-s", type=float, default=45.0, help="start no round after this many seconds")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch threads on the CPU")
-    p.add_argument("--out", type=Path, default=None, help="folder for cross_seed.json")
+    p.add_argument("--out", type=Path, default=None, help="a .json file, or a folder for cross_seed.json")
     p.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (the path, not a figure)")
     a = p.parse_args(argv)
     if a.smoke:
@@ -190,8 +190,9 @@ def main(argv=None) -> dict:
           f"{images / cr:,.0f} -> {base / cr:.2f}x ({len(rounds)} rounds of {a.steps} steps); operations per step "
           f"of all members: {ops['baseline']} vs {ops['cross_seed']}")
     if a.out:
-        a.out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(a.out / "cross_seed.json") as tmp:
+        path = a.out if a.out.suffix == ".json" else a.out / "cross_seed.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
     return result

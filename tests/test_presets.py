@@ -75,6 +75,8 @@ def test_paper_preset_fuses_its_teacher_grids_with_the_probe_inside(tmp_path):
     """paper.yaml: every teacher grid fused (one job per seed), the Fig. 6 probe recorded inside the fused
     CIFAR-10 ResNet-56 jobs, each member its own probe.h5; the students in lockstep, fused."""
     work = make_workdir(tmp_path / "work", REPO / "config.yaml")
+    for folder in ("cifar-10-batches-py", "cifar-100-python"):  # torchvision's copies, checked while planning
+        (tmp_path / folder).mkdir()
     proc = snakemake(work, "-n", "-p", "--configfile", str(PRESETS / "paper.yaml"),
                      "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}")
     jobs = planned_jobs(proc)
@@ -149,7 +151,7 @@ def test_cpu_preset_runs_end_to_end_on_the_cifar10_subset(cifar_subset, tmp_path
     assert {c["claim"] for c in checks} == {1, 2, 3, 4, 5}
     # every experiment ran; one seed gives no verdict either way (a 4-step teacher's gamma may lie beyond the
     # baseline alphas: distillation is then "not compared", naming the key)
-    assert {c["verdict"] for c in checks} <= {"inconclusive", "not compared"}, [(c["claim"], c["verdict"]) for c in checks]
+    assert {c["verdict"] for c in checks} <= {"inconclusive", "not compared", "number only"}, [(c["claim"], c["verdict"]) for c in checks]
     assert {c["claim"] for c in checks if c["verdict"] == "not compared"} <= {4}
     evals = {p.name for p in (res / "eval" / "cifar10" / "smallcnn" / "student").iterdir()}
     assert {"a0_s0.json", "a0.1_s0.json", "kd-resnet20-a0-T1_s0.json", "kd-resnet20-a0-T2_s0.json",
