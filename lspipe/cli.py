@@ -18,6 +18,11 @@ errors the user can fix: :func:`lspipe.base.errors.user_message`) are printed as
 workflow-internal ones, which the Snakemake rules run with the config's settings as JSON. Every
 option has a help text; its default is shown (:class:`HelpFormatter`). Progress goes to the
 ``logging`` module off a terminal (:mod:`lspipe.base.progress`), configured here (:func:`main`).
+
+Exit status: 0 done; 2 a user error (one line); 3 a run stopped on purpose (``--stop-after-epochs``,
+one line, resumable); 143 stopped by SIGTERM (temporary files removed); 1 a bug (its traceback).
+Inside the workflow the ending line also goes to Snakemake's stderr (:data:`ERROR_FD_ENV`), so it
+survives a log that cannot be written.
 """
 
 from __future__ import annotations
@@ -25,11 +30,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 
 from lspipe import bench, launch
 from lspipe.base import defaults
-from lspipe.base.errors import user_message
+from lspipe.base.args import non_finite
+from lspipe.base.errors import EXIT_STOPPED, EXIT_TERMINATED, EXIT_USER_ERROR, Stopped, Terminated, user_message
+from lspipe.base.io import remove_stale_temps
 from lspipe.core import source
 from lspipe.engine import commands as engine_commands
 from lspipe.experiments import (accuracy, calibration, distill, experiment_table, learning_curves, mi, per_model,
@@ -98,15 +107,75 @@ def main(argv=None) -> int:
     logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%d %H:%M:%S")
     logging.getLogger("lspipe").setLevel(logging.INFO)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        _remove_stale_temps(args)
         args.func(args)
+        sys.stdout.flush()  # a log that cannot be written (a full disk) fails here, in one line, not at exit
+        sys.stderr.flush()
+    except Stopped as err:
+        _report(f"lspipe {args.command}: stopped: {' '.join(str(err).split())} (run the same command again to resume)")
+        return EXIT_STOPPED
+    except Terminated:
+        _report(f"lspipe {args.command}: stopped by SIGTERM (the job was cancelled): nothing half-written is left; "
+                "rerun the job")
+        return EXIT_TERMINATED
     except Exception as err:
         message = user_message(err)  # None: a bug, shown with its traceback
         if message is None:
+            _report(f"lspipe {args.command}: internal error: {' '.join(f'{type(err).__name__}: {err}'.split())[:300]} "
+                    "(the traceback is in the job's log)", log=False)
             raise
-        print(f"lspipe {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
-        return 2
+        _report(f"lspipe {args.command}: error: {' '.join(message.split())}")
+        return EXIT_USER_ERROR
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+# --------------------------------------------------------------------------- how a command ends
+
+# The workflow's jobs redirect a command's stdout and stderr into the job's log (`> {log} 2>&1`); the
+# Snakefile's shell prefix (workflow/rules/common.smk) keeps Snakemake's own stderr open on this descriptor
+# and names it here, so the line that ends a command reaches Snakemake even when the log cannot be written
+# (a full disk: the log is on it).
+ERROR_FD_ENV = "LSPIPE_ERROR_FD"
+# options naming a command's output files: temporary files a killed writer left beside them are removed
+OUTPUT_OPTIONS = ("out", "csv", "md", "json", "rst", "figures", "eval_out", "calibration_out", "metrics", "probe_out",
+                  "checkpoint")
+
+
+def _report(line: str, log: bool = True) -> None:
+    """Print ``line`` to stderr (the job's log) and to the workflow's stderr (:data:`ERROR_FD_ENV`); a
+    write that fails (a full disk under the log) is left out, never raised."""
+    if log:
+        try:
+            print(line, file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
+    fd = os.environ.get(ERROR_FD_ENV)
+    if fd and fd.isdigit():
+        try:
+            os.write(int(fd), (line + "\n").encode("utf-8", "backslashreplace"))
+        except OSError:
+            pass  # not open here (a command run by hand, a process started without it)
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _remove_stale_temps(args) -> None:
+    """Remove the temporary files a writer of this command's outputs left when it was killed (SIGKILL: no
+    cleanup runs); one job at a time writes an output. Under torchrun only rank 0 writes, and cleans."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    paths = []
+    for dest in OUTPUT_OPTIONS:
+        value = getattr(args, dest, None)
+        values = value if isinstance(value, list) else [value]
+        paths += [v for v in values if isinstance(v, str) and v]
+    remove_stale_temps(*paths)
 
 
 # --------------------------------------------------------------------------- option values
@@ -207,6 +276,9 @@ def _checked(convert, rule, key: str):
 
     def check(text):
         value = convert(text) if convert else text
+        if non_finite(value):  # NaN or infinity (JSON reads NaN): no schema bound refuses it
+            where = ", ".join(non_finite(value))
+            raise argparse.ArgumentTypeError(f"{where} is not a finite number" + (f" (as the config key {key})" if key else ""))
         if callable(rule):
             try:
                 return rule(value)

@@ -159,12 +159,9 @@ def test_runs_on_other_images_with_the_same_metadata_are_not_restored_or_resumed
     assert cli.main(_train_argv(other, out, recipe=_recipe(checkpoint_every=1))) == 0
     assert "restored" not in capsys.readouterr().err and out.read_bytes() != before
     # a checkpoint written on one file is not resumed on the other
-    from lspipe.engine.training import Interrupted
-
     out2 = tmp_path / "b" / "a0_s0" / "model.pt"
     two_epochs = _recipe(steps=32, checkpoint_every=1)
-    with pytest.raises(Interrupted):
-        cli.main([*_train_argv(digits_npz, out2, recipe=two_epochs), "--stop-after-epochs", "1"])
+    assert cli.main([*_train_argv(digits_npz, out2, recipe=two_epochs), "--stop-after-epochs", "1"]) == 3
     assert out2.with_name("model.pt.ckpt").exists()
     capsys.readouterr()
     assert cli.main(_train_argv(other, out2, recipe=two_epochs)) == 0
@@ -613,7 +610,7 @@ def test_a_read_only_folder_gives_one_line(tmp_path, monkeypatch):
     (["--seed", str(2**63)], ["argument --seed", "maximum of 4294967295"]),
     (["--objectives", '[{"kind": "ls", "alpha": 1.5}]'], ["--objectives[0].alpha must be a number in [0, 1), got 1.5"]),
     (["--recipe", '{"steps": 0}'], ["argument --recipe", "recipes.<name>.steps"]),
-    (["--recipe", json.dumps({**RECIPE, "batch_size": 100000})], ["batch_size 100000 exceeds the 1078 training examples"]),
+    (["--recipe", json.dumps({**RECIPE, "batch_size": 5000})], ["batch_size 5000 exceeds the 1078 training examples"]),
     (["--arch", "resnet9"], ["unknown architecture 'resnet9'"]),
     (["--device", "tpu"], ["argument --device", "device"]),
 ])

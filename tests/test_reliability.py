@@ -266,6 +266,15 @@ def test_changed_probe_settings_retrain_the_probed_teachers(tiny_run, tmp_path):
 ODD_RESULTS = "r a;'b"  # a space, a semicolon and a quote
 
 
+def _json_paths(value) -> list[str]:
+    """The teacher paths in a JSON option: a list of objectives, an expectation, or expectations by path."""
+    if isinstance(value, list):
+        return [v["teacher"] for v in value if "teacher" in v]
+    if "objective" in value:
+        return _json_paths([value["objective"]])
+    return [p for path, expect in value.items() for p in (path, *_json_paths(expect))]
+
+
 @pytest.mark.slow
 def test_every_shell_command_quotes_its_paths(tmp_path):
     import shlex
@@ -284,9 +293,10 @@ def test_every_shell_command_quotes_its_paths(tmp_path):
     for cmd in commands:
         tokens = shlex.split(cmd)
         odd = [t for t in tokens if "a;'b" in t]
-        # a path is one whole token, or a value of the --objectives JSON (a distilled student's teacher)
-        paths = [t for t in odd if not t.startswith("[{")] + [
-            v["teacher"] for t in odd if t.startswith("[{") for v in json.loads(t)]
+        # a path is one whole token, or a value of a JSON option: the teacher of a distilled student's
+        # --objectives, of its --expect-teachers (keyed by the teacher's path) or of an analysis' --expect
+        paths = [t for t in odd if not t.startswith(("[{", "{"))] + [
+            p for t in odd if t.startswith(("[{", "{")) for p in _json_paths(json.loads(t))]
         assert odd and all(p.startswith(ODD_RESULTS + "/") for p in paths), cmd
         assert "r" not in tokens and not any(t.startswith("a;") for t in tokens), cmd
     # and for real: the data preparation runs and writes where it should, nothing else

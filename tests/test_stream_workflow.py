@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -262,3 +263,44 @@ def test_a_training_batch_without_a_readable_image_is_a_clear_error(index, tmp_p
     with pytest.raises(DataError, match=r"no readable image left: set streaming\.verify: true"):
         for _ in range(len(one)):  # as fit counts its steps: one per batch of the pass
             next(steps)
+
+
+# --------------------------------------------------------------------------- issue 33: a moved tree, a changed image
+
+
+def test_a_moved_tree_reruns_nothing_and_a_changed_image_reruns_its_dumps(streamed_run, tmp_path):
+    """Moving the tree (and `root` with it) reruns nothing, and the jobs read the images where they lie now.
+    Then, the tree being small enough to be watched by content: a test image whose bytes change, its size and
+    modification time kept, prepares the data again; and once the index is rebuilt (here alone, as a run
+    that stopped after prepare_data leaves it), the dumps and evaluations made from the old index rerun."""
+    work, tree = streamed_run
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy, symlinks=True, ignore=shutil.ignore_patterns("log", "slurm_logs", "conda"))
+    moved = shutil.copytree(tree, tmp_path / "elsewhere" / "tree", copy_function=shutil.copy2)  # as `mv` keeps them
+    cfg = yaml.safe_load((copy / "config.yaml").read_text())
+    cfg["datasets"]["tin"]["root"] = str(moved)
+    (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert planned_jobs(snakemake(copy, "-n")) == {}
+    # a forced analysis reads the moved tree (the tree the index was built from is away meanwhile)
+    evaluation = "results/eval/tin/smallcnn/teacher/a0_s0.json"
+    before = json.loads((copy / evaluation).read_text())
+    away = tree.with_name("tree.away")
+    tree.rename(away)
+    try:
+        snakemake(copy, "--cores", "1", "-f", evaluation)
+    finally:
+        away.rename(tree)
+    assert json.loads((copy / evaluation).read_text()) == before
+
+    image = sorted((moved / "val" / TENCH).glob("*.JPEG"))[0]  # the ImageNet layout's val/: the test split
+    st = image.stat()
+    data = bytearray(image.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    image.write_bytes(bytes(data))
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert image.stat().st_size == st.st_size and image.stat().st_mtime_ns == st.st_mtime_ns
+    assert planned_jobs(snakemake(copy, "-n")).get("prepare_data") == 1  # the source digest watches content
+    snakemake(copy, "--cores", "1", "results/data/tin.npz")
+    assert source.load(copy / "results" / "data" / "tin.npz").meta["watch"] == "content"
+    jobs = planned_jobs(snakemake(copy, "-n"))
+    assert jobs.get("analyse_model") == 3 and jobs.get("accuracy_table") == 1, jobs

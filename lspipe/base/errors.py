@@ -54,6 +54,23 @@ class ResultsLocked(UserError, RuntimeError):
     """The results folder is in use by another run; the message names it and what to do."""
 
 
+class Stopped(Exception):
+    """A run that stopped on purpose before its end (``lspipe train --stop-after-epochs``), resumable:
+    no error. The command line prints its one line and exits with :data:`EXIT_STOPPED`."""
+
+
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM: Snakemake or SLURM cancelling the job). A
+    ``BaseException``, like ``KeyboardInterrupt``, so no ``except Exception`` swallows it and every
+    atomic write on the way out removes its temporary file. The command line exits with
+    :data:`EXIT_TERMINATED`."""
+
+
+EXIT_USER_ERROR = 2  # a UserError (one line)
+EXIT_STOPPED = 3  # a Stopped run (one line; rerun the command to resume)
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15, as a shell reports a process it killed)
+
+
 def damaged_file_error(path: str | os.PathLike, err: Exception, make: str | None = None) -> DataError:
     """One line naming a damaged (truncated, incomplete) output file and how to rebuild it; for a
     file that does not exist, one saying so and how to make it (``make``: a command, else Snakemake)."""
@@ -84,6 +101,8 @@ USER_ERRNOS = frozenset(_FIXES)
 def os_error_message(err: OSError, path: str | os.PathLike | None = None, what: str = "write") -> str:
     """One line for an OSError the user can fix: the file, the reason, the fix."""
     where = err.filename if getattr(err, "filename", None) else path
+    if where is None:  # a write to stdout or stderr: the job's log
+        where = "the output or log"
     reason = err.strerror or str(err)
     fix = _FIXES.get(err.errno, "fix the cause, then rerun")
     return f"cannot {what} {where}: {reason}; {fix}"
@@ -99,5 +118,6 @@ def user_message(err: BaseException) -> str | None:
     if isinstance(err, OSError) and (err.errno in USER_ERRNOS or err.errno == errno.ENOENT):
         if err.errno == errno.ENOENT:
             return f"{err.filename or err}: no such file or folder; check the path (or build it first: snakemake <file>)"
-        return os_error_message(err, what="use")
+        written = err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)  # refused writes
+        return os_error_message(err, what="write" if written else "use")
     return None

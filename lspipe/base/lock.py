@@ -21,7 +21,7 @@ import os
 import socket
 from pathlib import Path
 
-from lspipe.base.errors import ResultsLocked
+from lspipe.base.errors import ResultsLocked, WriteError, os_error_message
 
 LOCK_NAME = ".lspipe.lock"
 
@@ -63,6 +63,10 @@ def hold(results: str | os.PathLike, workdir: str | os.PathLike | None = None) -
         return -1
     info = {"workdir": str(workdir), "host": socket.gethostname(), "pid": os.getpid(),
             "started": datetime.datetime.now().isoformat(timespec="seconds")}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+    except OSError as err:  # a full disk: every job would fail; say so in one line
+        os.close(fd)
+        raise WriteError(os_error_message(err, path)) from None
     return fd

@@ -22,8 +22,8 @@ from typing import Mapping
 
 
 def fmt(x) -> str:
-    """Canonical text of a number in run names and paths: 0.1 -> '0.1', 0.0 -> '0', 2.0 -> '2'."""
-    return f"{float(x):g}"
+    """Canonical text of a number in run names and paths: 0.1 -> '0.1', 0.0 -> '0', 2.0 -> '2' (-0.0 -> '0')."""
+    return f"{float(x) + 0.0:g}"  # + 0.0 turns -0.0 into 0.0
 
 
 def objective_token(value: Mapping) -> str:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import os
+import reprlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from lspipe.base.args import non_finite
 from lspipe.base.defaults import SCHEMA_PATH, _resolve  # the schema file and its one $ref resolver
 from lspipe.base.errors import ConfigError
 from lspipe.core.recipe import Recipe
@@ -53,14 +55,17 @@ class _StrictLoader(yaml.SafeLoader):
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
                 key = self.construct_object(key_node, deep=True)
+                mark = key_node.start_mark
                 try:
-                    line = first.setdefault(key, key_node.start_mark.line + 1)
+                    seen = first.setdefault(key, (mark.line, mark.column))
                 except TypeError:  # an unhashable key: the base class reports it
                     continue
-                if line != key_node.start_mark.line + 1:
+                if seen != (mark.line, mark.column):  # another node (one node may be constructed twice)
+                    at = f"line {mark.line + 1}" if seen[0] != mark.line else f"line {mark.line + 1}, column {mark.column + 1}"
+                    was = f"line {seen[0] + 1}" if seen[0] != mark.line else f"column {seen[1] + 1}"
                     raise ConfigError(
-                        f"duplicate key {key!r} in {key_node.start_mark.name}, line {key_node.start_mark.line + 1} "
-                        f"(first at line {line}): YAML would silently keep only the second; merge the two into one"
+                        f"duplicate key {excerpt(key)} in {mark.name}, {at} (first at {was}): YAML would silently "
+                        "keep only the second; merge the two into one"
                     )
         return super().construct_mapping(node, deep)
 
@@ -81,6 +86,27 @@ def _path(error) -> str:
     return out or "<top level>"
 
 
+_EXCERPT = reprlib.Repr()
+for _k, _v in dict(maxlevel=2, maxtuple=3, maxlist=3, maxarray=3, maxdict=3, maxset=3, maxstring=40, maxother=40,
+                   maxlong=40).items():
+    setattr(_EXCERPT, _k, _v)
+MAX_MESSAGE = 300  # characters of one problem's line: a value is quoted as a short excerpt (a YAML bomb expands to MBs)
+
+
+def excerpt(value) -> str:
+    """A short ``repr`` of ``value`` (nested lists and mappings cut with ``...``), for error messages."""
+    return _EXCERPT.repr(value)
+
+
+def _short_message(error) -> str:
+    """``error.message`` with the value it quotes cut to an :func:`excerpt`, and at most
+    :data:`MAX_MESSAGE` characters."""
+    message = error.message
+    if len(message) > MAX_MESSAGE:
+        message = message.replace(repr(error.instance), excerpt(error.instance))
+    return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE - 5] + " ..."
+
+
 def _describe(error) -> str:
     where = _path(error)
     if error.validator == "additionalProperties":
@@ -90,11 +116,11 @@ def _describe(error) -> str:
             return f"unknown key(s) {extra} under '{where}'; allowed keys: {allowed}"
         return f"'{where}': {error.message}"
     if error.validator == "enum":
-        return f"'{where}' is {error.instance!r}; allowed values: {error.validator_value}"
+        return f"'{where}' is {excerpt(error.instance)}; allowed values: {error.validator_value}"
     if error.validator == "required":
-        return f"'{where}' is missing a required key: {error.message}"
-    hint = error.schema.get("description")
-    return f"'{where}': {error.message}" + (f" ({hint})" if hint else "")
+        return f"'{where}' is missing a required key: {_short_message(error)}"
+    hint = " ".join(str(error.schema.get("description") or "").split())  # a folded description ends in a newline
+    return f"'{where}': {_short_message(error)}" + (f" ({hint})" if hint else "")
 
 
 _SCALARS = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),),
@@ -143,9 +169,12 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     first (:func:`coerce`).
     """
     schema = load_schema() if schema is None else schema
+    _check_size(config)
     coerced = coerce(config, schema)
     config.clear()
     config.update(coerced)
+    _check_size(config)
+    _check_numbers(config)
     _check_renamed_keys(config)
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -153,6 +182,85 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         raise ConfigError(f"invalid lspipe config ({len(errors)} problem(s)):\n  - {lines}")
     _check_references(config)
     return config
+
+
+def _zeros(value, seen: set | None = None) -> None:
+    """Write every -0.0 of a config (nested mappings and lists, each looked at once) as 0.0: one number,
+    one run name (-0.0 would name a run ``a-0``)."""
+    seen = set() if seen is None else seen
+    if not isinstance(value, (dict, list)) or id(value) in seen:
+        return
+    seen.add(id(value))
+    for k, v in list(value.items() if isinstance(value, dict) else enumerate(value)):
+        if isinstance(v, float) and v == 0.0:
+            value[k] = 0.0
+        else:
+            _zeros(v, seen)
+
+
+MAX_VALUES = 100_000  # values in a whole config: far more than any grid, far fewer than a YAML bomb expands to
+
+
+def _expanded(value, memo: dict) -> int:
+    """How many values ``value`` holds once YAML aliases are expanded (each shared list counted each
+    time it is reached, but computed once)."""
+    if not isinstance(value, (dict, list)):
+        return 1
+    if id(value) not in memo:
+        memo[id(value)] = 0  # a cycle (not from YAML) counts once
+        memo[id(value)] = 1 + sum(_expanded(v, memo) for v in (value.values() if isinstance(value, dict) else value))
+    return memo[id(value)]
+
+
+def _check_size(cfg: dict) -> None:
+    """Refuse a config that expands to more than :data:`MAX_VALUES` values (a "billion laughs" YAML bomb:
+    a 1 KB file of nested aliases), naming where, before anything walks or quotes the expansion."""
+    memo: dict = {}
+    total = _expanded(cfg, memo)
+    if total <= MAX_VALUES:
+        return
+    path, node = "", cfg
+    while isinstance(node, dict):  # down the keys of the largest expansion, to the key that holds it
+        big = max(node.items(), key=lambda kv: _expanded(kv[1], memo), default=None)
+        if big is None or _expanded(big[1], memo) <= MAX_VALUES:
+            break
+        k, node = big
+        path = f"{path}.{k}" if path else str(k)
+    raise ConfigError(f"invalid lspipe config: '{path or '<top level>'}' expands to {_expanded(node, memo):,} values "
+                      f"(nested YAML aliases: the whole config to {total:,}; at most {MAX_VALUES:,} are read); write "
+                      "the values out")
+
+
+def _check_numbers(cfg: dict) -> None:
+    """Refuse NaN and infinity wherever the config holds a number (:func:`lspipe.base.args.non_finite`),
+    and write -0.0 as 0.0."""
+    bad = non_finite(cfg)
+    if bad:
+        lines = "\n  - ".join(f"'{p}' is not a finite number (NaN or infinity): give a number" for p in bad)
+        raise ConfigError(f"invalid lspipe config ({len(bad)} problem(s)):\n  - {lines}")
+    _zeros(cfg)
+
+
+def check_config_args(entries: Iterable[str] | None) -> None:
+    """Refuse duplicate keys in Snakemake's ``--config KEY=VALUE`` arguments, as in config files: a key
+    given twice in one value (``recipes={tiny: {steps: 5, steps: 7}}``) or one top-level key given in two
+    arguments. Snakemake reads them itself and keeps the last silently. Values that are not YAML are
+    left to Snakemake (it reads them as text)."""
+    first: dict[str, str] = {}
+    for entry in entries or ():
+        key, sep, value = str(entry).partition("=")
+        if not sep:
+            continue
+        if key in first:
+            raise ConfigError(f"--config gives {key!r} twice ({excerpt(first[key])} and {excerpt(entry)}): Snakemake "
+                              "would silently keep only the second; give it once")
+        first[key] = entry
+        try:
+            yaml.load(value, Loader=_StrictLoader)
+        except ConfigError as err:
+            raise ConfigError(f"--config {key}=...: {err}".replace(" in <unicode string>,", " in its value,")) from None
+        except yaml.YAMLError:
+            pass
 
 
 def _check_renamed_keys(cfg: dict) -> None:
@@ -181,6 +289,8 @@ def _check_references(cfg: dict) -> None:
     if os.path.abspath(results) == os.sep or (os.path.exists(results) and os.path.samefile(results, os.sep)):
         problems.append(f"results {cfg['results']!r} is the file system's root: every output would be written "
                         "(and deleted) there; set results to a folder of its own, e.g. results: results")
+    else:
+        problems += _shared_results_folder(results)
     datasets, recipes = cfg["datasets"], cfg["recipes"]
     for name, d in datasets.items():
         if d["source"] in ("cifar10", "cifar100", "imagefolder") and not d.get("root"):
@@ -232,6 +342,35 @@ def _check_references(cfg: dict) -> None:
     problems += run_name_collisions(cfg)
     if problems:
         raise ConfigError("invalid lspipe config:\n  - " + "\n  - ".join(problems))
+
+
+# the repository's own top-level entries: a results folder holding them would mix its outputs (logs/,
+# benchmarks/, data/, ...) with the repository's folders of the same names
+REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY_MARKERS = ("Snakefile", "workflow", "lspipe")
+
+
+def _shared_results_folder(results: str) -> list[str]:
+    """The problem of a ``results`` folder that is not a folder of its own: the working directory
+    (``.``) or one above it, the repository (or one above it), or any folder holding a Snakefile or
+    the workflow's folders: the outputs would be written between (and merged with) their files."""
+    target = Path(os.path.abspath(results))
+    real = Path(os.path.realpath(results))
+    cwd = Path(os.getcwd())
+    why = None
+    for here, what in ((cwd, "the working directory"), (REPOSITORY, "the repository")):
+        for candidate in {target, real}:
+            if candidate == here or candidate in here.parents:
+                why = f"is {what}" if candidate == here else f"holds {what} ({here})"
+                break
+        if why:
+            break
+    if why is None and any((real / m).exists() for m in REPOSITORY_MARKERS):
+        why = "holds a Snakefile or the workflow's folders"
+    if why is None:
+        return []
+    return [f"results {results!r} {why}: the outputs (data/, models/, logs/, benchmarks/, ...) would be written "
+            "between its own files and folders; set results to a folder of its own, e.g. results: results"]
 
 
 def run_name_collisions(cfg: dict) -> list[str]:

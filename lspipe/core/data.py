@@ -300,9 +300,15 @@ class UnsupportedImage(ValueError):
     """An image whose pixel values cannot be mapped to 8 bits without guessing (its message says why)."""
 
 
-def _to_8bit(im, path: str):
-    """``im`` with 8-bit channels: 16-bit images scaled (value / 257, so 65535 becomes 255), float
-    images with values in [0, 1] mapped to 0..255; other ranges are refused (UnsupportedImage)."""
+class UnreadableImage(OSError):
+    """An image file that cannot be decoded (empty, truncated, not an image, more pixels than PIL's
+    decompression-bomb limit); its message names the cause, and ``skip_unreadable`` may skip it."""
+
+
+def _to_8bit(im):
+    """``im`` with 8-bit channels: 16-bit and 32-bit integer images scaled (value / 257, so 65535
+    becomes 255; values outside 0..65535 refused), float images with values in [0, 1] mapped to
+    0..255 (NaN, infinite and other values refused); every other mode has 8-bit channels already."""
     from PIL import Image
 
     if im.mode.startswith("I;16") or im.mode == "I":
@@ -313,45 +319,79 @@ def _to_8bit(im, path: str):
         return Image.fromarray(np.round(arr.astype(np.float64) / 257.0).astype(np.uint8))
     if im.mode == "F":
         arr = np.asarray(im, dtype=np.float64)
-        if arr.size and (not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0):
-            raise UnsupportedImage(f"its floating-point pixel values span {np.nanmin(arr):g}..{np.nanmax(arr):g}, "
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            nan = int(np.isnan(arr).sum())
+            what = "NaN" if nan == bad.sum() else ("infinite" if not nan else "NaN or infinite")
+            raise UnsupportedImage(f"{int(bad.sum())} of its {arr.size} floating-point pixel values are {what}: the "
+                                   "file is damaged or was written unfinished; replace it with a good copy or delete it")
+        if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+            raise UnsupportedImage(f"its floating-point pixel values span {arr.min():g}..{arr.max():g}, "
                                    "not [0, 1]: rescale it to [0, 1] or convert it to 8 bits")
         return Image.fromarray(np.round(arr * 255.0).astype(np.uint8))
     return im
 
 
-def _read_image(path: str, mode: str, image_size: int) -> np.ndarray:
+def decode_image(path: str, channels: int):
+    """The image file at ``path`` decoded with 8 bits per channel, a PIL image of mode ``RGB``
+    (``channels`` 3) or ``L`` (1): the one decoder of both data paths (the resident :func:`prepare`
+    and the streaming :mod:`lspipe.core.stream`), so a file gives the same pixels either way.
+    16-bit, 32-bit integer and float images are scaled (:func:`_to_8bit`); palette, CMYK, grey,
+    LA and RGBA images are converted by PIL (alpha is dropped, not composited). EXIF orientation
+    is not applied (as in torchvision's loaders): pixels are read as stored.
+
+    Raises :class:`UnreadableImage` for a file PIL cannot decode (empty, truncated, not an image,
+    more than twice PIL's ``Image.MAX_IMAGE_PIXELS``: a decompression bomb) and
+    :class:`UnsupportedImage` for pixel values that do not map to 8 bits without guessing."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        im.load()  # decodes the whole image: a truncated file fails here
-        im = _to_8bit(im, path).convert(mode)
-        if im.size != (image_size, image_size):
-            im = im.resize((image_size, image_size), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes the whole image: a truncated file fails here
+            return _to_8bit(im).convert("RGB" if channels == 3 else "L")
+    except UnsupportedImage:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        # PIL: UnidentifiedImageError, "image file is truncated", more pixels than PIL decodes
+        raise UnreadableImage(" ".join(f"{type(err).__name__}: {err}".split())[:300]) from None
+
+
+def unreadable_message(path: str, err: BaseException, name: str) -> str:
+    """The one line of an image file that cannot be read (both data paths; ``skip_unreadable`` skips it)."""
+    return (f"cannot read image {path} ({err}); replace or delete it, or set datasets.{name}.skip_unreadable: true "
+            "to skip unreadable images with a warning")
+
+
+def unsupported_message(path: str, err: BaseException) -> str:
+    """The one line of an image whose pixel values are refused (both data paths; never skipped)."""
+    return f"cannot convert image {path} to 8 bits: {err}"
+
+
+def _read_image(path: str, mode: str, image_size: int) -> np.ndarray:
+    """The resident path's image (``mode`` "RGB" or "L"): :func:`decode_image`, resized (bilinear) to
+    ``image_size`` squared."""
+    from PIL import Image
+
+    im = decode_image(path, 3 if mode == "RGB" else 1)
+    if im.size != (image_size, image_size):
+        im = im.resize((image_size, image_size), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
 
 
 def _read_image_folder(folder: Path, samples: Sequence[tuple], classes: Sequence[str], image_size: int,
                        channels: int, skip_unreadable: bool, name: str):
     """The images ``samples`` (:func:`scan_tree`'s records of split folder ``folder``) decoded."""
-    from PIL import Image
-
-    mode = "RGB" if channels == 3 else "L"
     x = np.empty((len(samples), channels, image_size, image_size), dtype=np.uint8)
     y = np.empty(len(samples), dtype=np.int64)
     keep, skipped = [], []
     for k, (path, label, *_) in enumerate(samples):
         try:
-            arr = _read_image(path, mode, image_size)
+            arr = _read_image(path, "RGB" if channels == 3 else "L", image_size)
         except UnsupportedImage as err:  # readable, but its pixel range is not one we convert without guessing
-            raise DataError(f"cannot convert image {path} to 8 bits: {err}") from None
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            # PIL: UnidentifiedImageError, "image file is truncated", more pixels than PIL decodes
+            raise DataError(unsupported_message(path, err)) from None
+        except UnreadableImage as err:
             if not skip_unreadable:
-                raise DataError(
-                    f"cannot read image {path} ({type(err).__name__}: {err}); replace or delete it, or set "
-                    f"datasets.{name}.skip_unreadable: true to skip unreadable images with a warning"
-                ) from None
+                raise DataError(unreadable_message(path, err, name)) from None
             skipped.append(path)
             continue
         x[k] = arr.reshape(image_size, image_size, channels).transpose(2, 0, 1)
@@ -587,7 +627,8 @@ def source_digest(options: dict) -> str:
     else:
         lines = [f"{p}\t{size}\t{mtime}" for p, size, mtime in manifest]
         kind = "stat"
-    return f"{len(manifest)} files, {kind} {hashlib.sha256(chr(10).join(lines).encode()).hexdigest()[:16]}"
+    text = chr(10).join(lines).encode("utf-8", "surrogateescape")  # a file name need not be UTF-8
+    return f"{len(manifest)} files, {kind} {hashlib.sha256(text).hexdigest()[:16]}"
 
 
 def limit_per_class(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:

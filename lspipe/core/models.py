@@ -37,9 +37,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lspipe.base.errors import ModelError
-from lspipe.base.io import torch_save
+from lspipe.base.io import torch_save, zip_problem
 from lspipe.base.paths import parse_model_path
 from lspipe.base.runs import parse_run
+from lspipe.core.recipe import identity as recipe_identity
 
 if TYPE_CHECKING:
     from lspipe.core.data import Prepared
@@ -384,10 +385,14 @@ def _model_error(path, why: str) -> ModelError:
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Classifier, dict]:
     """Rebuild a saved model (eval mode, on ``device``); returns ``(model, meta)``.
 
-    A missing, damaged (truncated, garbled) or foreign file (not saved by :func:`save_model`)
-    raises :class:`lspipe.base.errors.DataError`, one line naming the file and the fix."""
+    A missing, damaged (truncated, garbled, a flipped bit: every member's CRC-32 is verified) or foreign
+    file (not saved by :func:`save_model`) raises :class:`lspipe.base.errors.ModelError`, one line naming
+    the file and the fix."""
     if not Path(path).is_file():
         raise ModelError(f"model {path} does not exist; build it with `snakemake {path}`")
+    problem = zip_problem(path)  # the CRC-32 of every member, recorded by torch.save: torch.load checks none
+    if problem:
+        raise _model_error(path, f"it is damaged ({problem})")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # zip, pickle, EOF and torch's RuntimeErrors: a damaged or foreign file
@@ -414,7 +419,42 @@ def _same_number(a, b) -> bool:
         return False
 
 
-def identity_problems(path: str | Path, meta: dict, data=None) -> list[str]:
+def _same_value(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return a == b
+    return float(a) == float(b)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def expectation_problems(meta: dict, expect: dict) -> list[str]:
+    """How a model's recorded recipe, objective and seed differ from ``expect`` (what the config trains at its
+    place: :meth:`lspipe.workflow.plan.Plan.model_identity`), one phrase per differing key. The recipe is
+    compared without the settings that change no weight (:data:`lspipe.core.recipe.RUN_SETTINGS`). Keys a model
+    saved by an older version does not record are not compared."""
+    problems = []
+    if "recipe" in expect and isinstance(meta.get("recipe"), dict):
+        try:
+            got, want = recipe_identity(meta["recipe"]), recipe_identity(expect["recipe"])
+        except KeyError:  # an unknown recipe key: compare as recorded
+            got, want = meta["recipe"], expect["recipe"]
+        for key in sorted(set(got) | set(want)):
+            if not _same_value(got.get(key), want.get(key)):
+                problems.append(f"recipe {key} {_short(got.get(key))} where the config says {_short(want.get(key))}")
+    if "objective" in expect and isinstance(meta.get("objective"), dict):
+        got, want = meta["objective"], expect["objective"]
+        for key in sorted(want):  # the parameters the config gives (a recorded one may add its defaults)
+            if not _same_value(got.get(key), want[key]):
+                problems.append(f"objective {key} {_short(got.get(key))} where the config says {_short(want[key])}")
+    if "seed" in expect and meta.get("seed") is not None and not _same_value(meta.get("seed"), expect["seed"]):
+        problems.append(f"seed {meta.get('seed')!r} where the config says {expect['seed']!r}")
+    return problems
+
+
+def identity_problems(path: str | Path, meta: dict, data=None, expect: dict | None = None) -> list[str]:
     """How the recorded spec ``meta`` of the model at ``path`` disagrees with what its place says.
 
     The place is the path laid out as :meth:`lspipe.base.paths.Paths.model` (dataset, arch, role, run)
@@ -422,7 +462,9 @@ def identity_problems(path: str | Path, meta: dict, data=None) -> list[str]:
     alpha, the temperature and the seed of a distilled student); ``data`` (a prepared dataset the
     model is used with) adds its name and content digest (``data_digest``, recorded by every
     training command). Models saved before the digest was recorded are not checked against it.
-    Returns one short phrase per disagreement (empty: the model is what its place says)."""
+    ``expect`` (what the config trains at that place: recipe, objective, seed) adds
+    :func:`expectation_problems`. Returns one short phrase per disagreement (empty: the model is what
+    its place says)."""
     problems = []
 
     def differ(key, recorded, expected):
@@ -464,22 +506,26 @@ def identity_problems(path: str | Path, meta: dict, data=None) -> list[str]:
         if recorded and data.digest and recorded != data.digest:
             problems.append(f"data digest {recorded} (trained on other images or splits) where the data given has "
                             f"{data.digest}")
+    if expect:
+        problems += expectation_problems(meta, expect)
     return problems
 
 
-def check_identity(path: str | Path, meta: dict, data=None, what: str = "model") -> None:
+def check_identity(path: str | Path, meta: dict, data=None, what: str = "model", expect: dict | None = None) -> None:
     """Raise :class:`ModelError` (one line) when :func:`identity_problems` finds any."""
-    problems = identity_problems(path, meta, data)
+    problems = identity_problems(path, meta, data, expect)
     if problems:
-        raise _model_error(path, f"this {what} is not the one its place and data say: it records "
-                           + "; ".join(problems) + " (copied or moved here, or trained on data since rebuilt)")
+        raise _model_error(path, f"this {what} is not the one its place, data and config say: it records "
+                           + "; ".join(problems) + " (copied or moved here, or trained with other settings or on "
+                           "data since rebuilt)")
 
 
-def check_teacher(path: str | Path, meta: dict, data, student_runs=()) -> None:
+def check_teacher(path: str | Path, meta: dict, data, student_runs=(), expect: dict | None = None) -> None:
     """The checks of a distillation teacher before a student learns from it: :func:`check_identity`
-    (its place and the student's data), a teacher's role, and what each student's run name
+    (its place, the student's data and, with ``expect``, the recipe, objective and seed the config trains
+    it with), a teacher's role, and what each student's run name
     (``kd-<teacher arch>-a<teacher alpha>-T<T>_s<seed>``) says of its teacher: arch, alpha, seed."""
-    problems = identity_problems(path, meta, data)
+    problems = identity_problems(path, meta, data, expect)
     if meta.get("role") not in (None, "teacher"):
         problems.append(f"role {meta.get('role')!r} where a teacher is needed")
     for run in student_runs:
@@ -493,5 +539,6 @@ def check_teacher(path: str | Path, meta: dict, data, student_runs=()) -> None:
         if str(meta.get("seed")) != str(want["seed"]):
             problems.append(f"seed {meta.get('seed')!r} where student {run} says {want['seed']}")
     if problems:
-        raise _model_error(path, "this teacher is not the one its place, data and students say: it records "
-                           + "; ".join(dict.fromkeys(problems)) + " (copied or moved here, or trained on data since rebuilt)")
+        raise _model_error(path, "this teacher is not the one its place, data, config and students say: it records "
+                           + "; ".join(dict.fromkeys(problems)) + " (copied or moved here, or trained with other settings "
+                           "or on data since rebuilt)")

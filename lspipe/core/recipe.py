@@ -17,6 +17,17 @@ from lspipe.base import defaults
 from lspipe.base.errors import ConfigError
 
 
+# Recipe settings that change no trained weight (how often a resumable checkpoint is written, the batch size
+# of the validation after each epoch): left out of a model's identity, so changing one retrains nothing.
+RUN_SETTINGS = ("checkpoint_every", "eval_batch_size")
+
+
+def identity(recipe: dict) -> dict:
+    """The part of a ``recipes.<name>`` entry that makes a model (defaults filled in, :data:`RUN_SETTINGS`
+    left out): what the workflow compares to retrain, and what a model put in place must have been trained with."""
+    return {k: v for k, v in defaults.fill("recipes.*", recipe).items() if k not in RUN_SETTINGS}
+
+
 @dataclass
 class Recipe:
     """Optimisation hyper-parameters (the config's ``recipes.<name>`` section).

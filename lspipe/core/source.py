@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 
 from lspipe.base.args import json_arg
-from lspipe.base.defaults import default, fill
+from lspipe.base.defaults import default, fill, node
 from lspipe.base.errors import DataError
 from lspipe.base.io import remove_stale_temps
 from lspipe.core import data, stream
@@ -49,10 +49,27 @@ def is_index(path: str | os.PathLike) -> bool:
         return False  # a damaged file: the resident reader names it
 
 
+ROOTS_ENV = "LSPIPE_DATA_ROOTS"  # the workflow's datasets.<name>.root of every dataset (workflow/rules/common.smk)
+
+
+def data_root(name: str, environ=os.environ) -> str | None:
+    """Where dataset ``name``'s source lies now, as the workflow says (:data:`ROOTS_ENV`, JSON name -> folder);
+    None outside the workflow (or for a dataset without a folder)."""
+    try:
+        roots = json.loads(environ.get(ROOTS_ENV) or "{}")
+    except json.JSONDecodeError:
+        raise DataError(f"the environment variable {ROOTS_ENV} is not JSON: unset it") from None
+    return roots.get(name) if isinstance(roots, dict) else None
+
+
 def load(path: str | os.PathLike) -> Prepared | StreamIndex:
-    """The prepared dataset at ``path``: a :class:`Prepared` (resident) or a :class:`StreamIndex`."""
+    """The prepared dataset at ``path``: a :class:`Prepared` (resident) or a :class:`StreamIndex`. A streamed
+    dataset's images are read where the workflow says its tree lies now (:func:`data_root`: a tree moved, with
+    ``root`` changed to match, needs no new index), else where it was indexed."""
     if Path(path).exists() and is_index(path):
-        return stream.load_index(path)
+        idx = stream.load_index(path)
+        idx.root = data_root(idx.meta.get("name", ""), os.environ) or idx.root
+        return idx
     return data.load(path)
 
 
@@ -102,9 +119,22 @@ def loader_settings(given: dict | None = None, environ=os.environ) -> dict:
         except json.JSONDecodeError:
             raise DataError(f"the environment variable {LOADER_ENV} is not JSON: unset it, or give --stream-loader") \
                 from None
+    if not isinstance(given, dict):
+        raise DataError(f"the streaming loader settings must be a JSON object, got {str(given)[:80]!r}")
     unknown = sorted(set(given) - set(LOADER_SETTINGS))
     if unknown:
         raise DataError(f"unknown streaming loader setting(s) {unknown}; allowed: {', '.join(LOADER_SETTINGS)}")
+    for key, value in given.items():  # the schema's rule of streaming.<key>
+        rule = node(f"streaming.{key}")
+        types = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
+        ok = (value is None and "null" in types) or (isinstance(value, bool) and "boolean" in types) or (
+            isinstance(value, int) and not isinstance(value, bool) and "integer" in types
+            and rule.get("minimum", value) <= value <= rule.get("maximum", value))
+        if not ok:
+            allowed = " or ".join(
+                f"an integer {rule.get('minimum', '')}..{rule.get('maximum', '')}" if t == "integer" else t for t in types)
+            raise DataError(f"streaming loader setting {key}={str(value)[:40]} is not allowed ({allowed}); fix "
+                            f"streaming.{key} in the config (or {LOADER_ENV} / --stream-loader)")
     return dict(given)
 
 
@@ -148,7 +178,10 @@ def prepare(name: str, options: dict, out: str | os.PathLike, streaming: dict | 
 def cmd_prepare(a):
     remove_stale_temps(a.out)
     workers = a.workers if a.workers > 1 else 0  # one thread: decode in this process
-    p = prepare(a.name, dict(a.options or {}), a.out, a.streaming, workers, a.storage)
+    options = dict(a.options or {})
+    if options.get("root") is None and data_root(a.name):  # the workflow passes the folder apart (common.smk)
+        options["root"] = data_root(a.name)
+    p = prepare(a.name, options, a.out, a.streaming, workers, a.storage)
     kind = "index of " + p.root if is_streamed(p) else "resident"
     print(f"prepared {a.name} ({kind}): {p.meta['sizes']} {p.image_shape} {p.num_classes} classes -> {a.out}")
 

@@ -9,7 +9,9 @@ every other layout :mod:`lspipe.core.data` accepts) and decodes images as they a
 artefact: one small file listing every image (path relative to the root, class label, size,
 modification time), the splits as rows of that list, the training split's per-channel mean and
 standard deviation, and a checksum over (relative path, size, mtime) of every image file under the
-root, so a changed tree changes the index. The tree is read by the resident path's scanner
+root and, for a tree small enough to be watched by content (:func:`watch_kind`, the workflow's
+limit), over each file's SHA-256 too, so a changed tree (a changed image, even one that kept its
+size and modification time) changes the index, and everything made from it reruns. The tree is read by the resident path's scanner
 (:func:`lspipe.core.data.scan_tree`: class order, hidden-file rules, links), and the seeded,
 stratified validation split carved from ``train/`` (and the test split carved from a tree with
 ``train/`` alone) is the resident path's too: on the same tree,
@@ -81,12 +83,13 @@ import numpy as np
 
 from lspipe.base import defaults
 from lspipe.base.errors import DataError
-from lspipe.base.io import atomic_path
-from lspipe.core.data import SPLITS, content_digest, limit_per_class, savez_deterministic, scan_tree, stratified_split
+from lspipe.base.io import atomic_path, file_sha256
+from lspipe.core import data as _data
+from lspipe.core.data import (SPLITS, UnreadableImage, UnsupportedImage, content_digest, decode_image, limit_per_class,
+                              savez_deterministic, scan_tree, stratified_split, unreadable_message, unsupported_message)
 
 INDEX_FORMAT = 1
 STORAGE = ("auto", "resident", "streaming")
-READ_ERRORS = (OSError, ValueError, SyntaxError)  # PIL: UnidentifiedImageError, "image file is truncated", ...
 SYNSET_FILES = ("LOC_synset_mapping.txt",)  # ImageNet's "n01440764 tench, Tinca tinca" lines
 
 
@@ -107,18 +110,44 @@ def _rel(path: str, root: str) -> str:
     return path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)
 
 
-def _checksum(records: Sequence[tuple[str, int, int]], root: str) -> str:
+def _checksum(records: Sequence[tuple[str, int, int]], root: str, hashes: Sequence[str] | None = None) -> str:
     h = hashlib.sha256()
-    for path, size, mtime in records:
-        h.update(f"{_rel(path, root)}\t{size}\t{mtime}\n".encode())
+    for i, (path, size, mtime) in enumerate(records):
+        line = f"{_rel(path, root)}\t{size}\t{mtime}" + (f"\t{hashes[i]}" if hashes is not None else "")
+        h.update((line + "\n").encode("utf-8", "surrogateescape"))  # a file name need not be UTF-8
     return h.hexdigest()
 
 
-def tree_checksum(root: str | os.PathLike) -> str:
+def watch_kind(records: Sequence[tuple[str, int, int]]) -> str:
+    """How an index watches its tree: "content" (each file's SHA-256 enters its checksum) when the tree's
+    image files take at most :data:`lspipe.core.data.CONTENT_DIGEST_MAX_BYTES`, as the workflow's
+    source digest does, else "stat" (paths, sizes and modification times only)."""
+    return "content" if sum(max(size, 0) for _, size, _ in records) <= _data.CONTENT_DIGEST_MAX_BYTES else "stat"
+
+
+def _content_hashes(records: Sequence[tuple[str, int, int]]) -> list[str]:
+    out = []
+    for path, size, _ in records:
+        try:
+            out.append(file_sha256(path) if size >= 0 else "missing")
+        except OSError:  # removed or unreadable since the scan: the decoder reports it
+            out.append("unreadable")
+    return out
+
+
+def _tree_checksum(found: dict, missing: Sequence[str], root: str, watch: str | None) -> str:
+    records = _checksum_records(found, missing)
+    watch = watch_kind(records) if watch is None else watch
+    return _checksum(records, root, _content_hashes(records) if watch == "content" else None)
+
+
+def tree_checksum(root: str | os.PathLike, watch: str | None = None) -> str:
     """sha256 over (relative path, size, mtime in ns) of every image file of the tree, in scan
-    order, broken links included (as size -1): the ``checksum`` an index of this tree records."""
+    order, broken links included (as size -1), and with ``watch`` "content" each file's SHA-256
+    too (None: :func:`watch_kind` decides by the tree's size): the ``checksum`` an index of this tree
+    records (its ``meta["watch"]`` says which kind)."""
     _, found, missing = scan(root)
-    return _checksum(_checksum_records(found, missing), str(root))
+    return _tree_checksum(found, missing, str(root), watch)
 
 
 def _checksum_records(found: dict, missing: Sequence[str]) -> list[tuple[str, int, int]]:
@@ -180,7 +209,7 @@ class StreamIndex:
 
     def path(self, row: int) -> str:
         """The absolute path of table row ``row``."""
-        rel = self.paths[self.offsets[row]:self.offsets[row + 1]].tobytes().decode()
+        rel = os.fsdecode(self.paths[self.offsets[row]:self.offsets[row + 1]].tobytes())
         return os.path.join(self.root, rel)
 
     def split_paths(self, split: str) -> list[str]:
@@ -188,7 +217,7 @@ class StreamIndex:
 
 
 def _pack_paths(paths: Sequence[str], root: str) -> tuple[np.ndarray, np.ndarray]:
-    enc = [_rel(p, root).encode() for p in paths]
+    enc = [os.fsencode(_rel(p, root)) for p in paths]  # a file name need not be UTF-8 (surrogate escapes kept)
     offsets = np.zeros(len(enc) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(e) for e in enc])
     return np.frombuffer(b"".join(enc), dtype=np.uint8).copy(), offsets
@@ -231,7 +260,8 @@ def build_index(
     crop_ratio = [float(v) for v in (defaults.default("streaming.crop_ratio") if crop_ratio is None else crop_ratio)]
     root_s = os.path.abspath(root)
     classes, found, missing = scan(root_s)
-    checksum = _checksum(_checksum_records(found, missing), root_s)
+    watch = watch_kind(_checksum_records(found, missing))
+    checksum = _tree_checksum(found, missing, root_s, watch)
     if missing and not skip_unreadable:
         raise DataError(
             f"cannot read image {missing[0]} (a broken link); replace or delete it, or set "
@@ -281,7 +311,8 @@ def build_index(
         "val_source": "folder" if "val" in folder_rows else "carved", "train_per_class": train_per_class,
         "image_size": int(image_size), "channels": int(channels), "eval_crop_fraction": eval_crop_fraction,
         "crop_scale": crop_scale, "crop_ratio": crop_ratio,
-        "sizes": {s: int(len(rows[s])) for s in SPLITS}, "checksum": checksum, "verified": bool(verify),
+        "sizes": {s: int(len(rows[s])) for s in SPLITS}, "checksum": checksum, "watch": watch,
+        "verified": bool(verify),
         "skip_unreadable": bool(skip_unreadable),
         "skipped": [_rel(p, root_s) for p in skipped], "class_names": _synset_names(root_s, classes),
         # only for a carved test split: the index of a tree with test/ or val/ stays byte for byte what it was
@@ -366,26 +397,20 @@ def load_index(path: str | os.PathLike, root: str | os.PathLike | None = None) -
 
 
 def is_current(idx: StreamIndex) -> bool:
-    """Whether the tree at ``idx.root`` still has the files (paths, sizes, mtimes) it was indexed with."""
-    return tree_checksum(idx.root) == idx.meta["checksum"]
+    """Whether the tree at ``idx.root`` still has the files it was indexed with (paths, sizes, mtimes and,
+    for a content-watched tree, contents)."""
+    return tree_checksum(idx.root, idx.meta.get("watch", "stat")) == idx.meta["checksum"]
 
 
 # --------------------------------------------------------------------------- decoding and augmentation
 
 
 def _decode(path: str, channels: int):
-    """The image at ``path`` as a uint8 ``C x H x W`` tensor (PIL decodes, as in :mod:`lspipe.core.data`:
-    CMYK, grey and palette images are converted; a truncated file fails here)."""
-    from PIL import Image
+    """The image at ``path`` as a uint8 ``C x H x W`` tensor, decoded by the resident path's decoder
+    (:func:`lspipe.core.data.decode_image`: the same pixels, conversions and refusals)."""
     from torchvision.transforms.v2 import functional as TF
 
-    with Image.open(path) as im:
-        return TF.pil_to_tensor(im.convert("RGB" if channels == 3 else "L"))
-
-
-def _unreadable_message(path: str, err: BaseException, name: str) -> str:
-    return (f"cannot read image {path} ({type(err).__name__}: {err}); replace or delete it, or set "
-            f"datasets.{name}.skip_unreadable: true to skip unreadable images with a warning")
+    return TF.pil_to_tensor(decode_image(path, channels))
 
 
 def eval_transform(image_size: int, crop_fraction: float):
@@ -425,11 +450,13 @@ def permutation(n: int, seed: int, epoch: int):
 
 
 class Unreadable(NamedTuple):
-    """What a worker returns for an image it cannot read (the loader decides: error or skip)."""
+    """What a worker returns for an image it cannot read (the loader decides: error, or skip when
+    ``skippable`` and ``skip_unreadable``); an image whose pixel values are refused is not skippable."""
 
     position: int
     path: str
     message: str
+    skippable: bool = True
 
 
 class StreamDataset:
@@ -466,8 +493,10 @@ class StreamDataset:
         path = os.fsdecode(self.paths[k])
         try:
             img = _decode(path, self.channels)
-        except READ_ERRORS as err:
-            return Unreadable(int(k), path, _unreadable_message(path, err, self.name))
+        except UnreadableImage as err:
+            return Unreadable(int(k), path, unreadable_message(path, err, self.name))
+        except UnsupportedImage as err:
+            return Unreadable(int(k), path, unsupported_message(path, err), False)
         if self.mode == "train":
             fork = torch.utils.data.get_worker_info() is None  # in the main process: keep its RNG untouched
             with torch.random.fork_rng(devices=[], enabled=fork):  # transforms v2 draw from the CPU RNG
@@ -532,14 +561,31 @@ class BatchSampler:
             yield [(self.epoch, int(k)) for k in share]
 
 
-def _workers(workers: int | None) -> int:
-    if workers is not None:
-        return int(workers)
+def _cores() -> int:
+    """The CPU cores this process may use."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return min(cores, 16)
+        return os.cpu_count() or 1
+
+
+def _workers(workers: int | None) -> int:
+    """DataLoader worker processes: ``workers``, at most one per core this process may use (each is a
+    process holding its prefetched batches: more only fill the memory; a warning says so), or None:
+    one per core, at most 16."""
+    cores = _cores()
+    if workers is None:
+        return min(cores, 16)
+    if int(workers) > cores:
+        if (int(workers), cores) not in _WARNED:  # once: a loader is made per pass of validation
+            _WARNED.add((int(workers), cores))
+            print(f"warning: {int(workers)} streaming loader workers (streaming.workers) for {cores} CPU core(s): "
+                  f"using {cores}", file=sys.stderr)
+        return cores
+    return int(workers)
+
+
+_WARNED: set = set()
 
 
 class StreamLoader:
@@ -617,8 +663,8 @@ class StreamLoader:
         self.sampler.epoch, self.sampler.start = epoch, self.batch
         nb = self.device.type == "cuda"
         for b, (x, y, pos, bad) in enumerate(self.loader, self.batch):
-            for _, path, message in bad:
-                if not self.skip_unreadable:
+            for _, path, message, skippable in bad:
+                if not (self.skip_unreadable and skippable):
                     raise DataError(message)
                 if path not in self.warned:
                     self.warned.add(path)
@@ -660,8 +706,9 @@ def _image_sums(paths: Sequence[str], image_size: int, channels: int, crop_fract
     dl = DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=collate,
                     generator=torch.Generator().manual_seed(0))
     for x, _, pos, bad in dl:
-        if bad and not skip_unreadable:
-            raise DataError(bad[0][2])
+        for _, _, message, skippable in bad:
+            if not (skip_unreadable and skippable):
+                raise DataError(message)
         if x is not None:
             ok[pos.numpy()] = True
             sums[pos.numpy()] = x.numpy()

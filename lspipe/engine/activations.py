@@ -130,11 +130,12 @@ def cmd_dump(a):
     device = resolve_device(a.device)
     data = source.load(a.data)
     model, meta = load_model(a.model, device)
-    check_identity(a.model, meta, data)  # the model its place (dataset, arch, role, run) and data say
+    # the model its place (dataset, arch, role, run), data and config (recipe, objective, seed) say
+    check_identity(a.model, meta, data, expect=getattr(a, "expect", None))
     attrs = {
         "model": str(a.model), "sha256": file_sha256(a.model), "dataset": meta["dataset"], "arch": meta["arch"],
         "role": meta["role"], "run": meta["run"], "alpha": meta["alpha"], "seed": meta["seed"],
-        "meta": json.dumps(meta, default=str),
+        "meta": json.dumps(meta, default=str), "device_type": device.type,
     }
     for k in ("teacher_alpha", "temperature", "beta", "form", "data_digest"):
         if k in meta:

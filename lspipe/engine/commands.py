@@ -69,6 +69,9 @@ def add_cli(sub) -> None:
     s.add_argument("--stop-after-epochs", type=int, default=None,
                    help="stop (resumably) after this many epochs in this invocation")
     add_stream_loader_option(s)
+    s.add_argument("--expect-teachers", type=json_arg, default=None,
+                   help="JSON {teacher model.pt: {recipe, objective, seed}}: what the config trains each teacher with; "
+                        "a teacher that records otherwise is refused, naming the key (the workflow passes it)")
     s.add_argument("--dist-backend", choices=["nccl", "gloo"], default=None,
                    help="torch.distributed backend under torchrun (default: nccl on CUDA, gloo on the CPU); "
                         "without torchrun the run is one process and this is ignored")
@@ -104,6 +107,9 @@ def add_dump_options(s: argparse.ArgumentParser) -> None:
                         "every 30 s and every 10 %% of the rows")
     s.add_argument("--eval-batch-size", type=int, default=defaults.default("streaming.eval_batch_size"),
                    help="images per batch of a streamed dataset's dump (resident data goes by --chunk-rows)")
+    s.add_argument("--expect", type=json_arg, default=None,
+                   help="JSON {recipe, objective, seed}: what the config trains the model with; a model that records "
+                        "otherwise is refused, naming the key (the workflow passes it)")
     add_stream_loader_option(s)
 
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from lspipe.base.defaults import default
 from lspipe.base.errors import DataError, damaged_file_error
-from lspipe.base.io import atomic_path, write_error
+from lspipe.base.io import GuardedFile, atomic_path, write_error
 from lspipe.core.data import SPLITS
 
 COMPRESSIONS = ("lzf", "gzip", "none")
@@ -86,31 +86,76 @@ def write_h5(
     ``(features, logits)`` of rows ``start:stop`` (features None: a logits-only group); it is called once per block of whole chunks,
     so every write is chunk-aligned and at most one block is held in memory.
     """
-    flt = _filter(compression)
-    with atomic_path(path) as tmp, _h5_write_errors(path), h5py.File(tmp, "w") as f:
-        for k, v in (attrs or {}).items():
-            f.attrs[k] = v if v is not None else "none"
-        f.create_dataset("classes", data=np.asarray(list(classes), dtype=object), dtype=h5py.string_dtype())
-        f["classifier/weight"] = np.asarray(weight, dtype=np.float32)
-        f["classifier/bias"] = np.asarray(bias, dtype=np.float32)
-        for split, (labels, idx, rows_of) in splits.items():
-            n = len(idx)
-            rows = max(1, min(chunk_rows, n))
-            g = f.create_group(split)
-            feat_ds = logit_ds = None
-            g.create_dataset("labels", data=np.asarray(labels, dtype=np.int64), chunks=(rows,), **flt)
-            g.create_dataset("index", data=np.asarray(idx, dtype=np.int64), chunks=(rows,), **flt)
-            block = rows * max(1, 8192 // rows)  # a whole number of chunks per write
-            for s in range(0, n, block):
-                e = min(n, s + block)
-                feats, logits = rows_of(s, e)
-                if logit_ds is None:
-                    if feats is not None:
-                        feat_ds = g.create_dataset("features", (n, feats.shape[1]), "f4", chunks=(rows, feats.shape[1]), **flt)
-                    logit_ds = g.create_dataset("logits", (n, logits.shape[1]), "f4", chunks=(rows, logits.shape[1]), **flt)
-                if feat_ds is not None:
-                    feat_ds[s:e] = feats
-                logit_ds[s:e] = logits
+    flt = {**_filter(compression), "fletcher32": True}  # every chunk checksummed, verified on every read
+    with atomic_path(path) as tmp, _h5_write_errors(path):
+        out = GuardedFile(tmp)  # a refused write (full disk, ulimit -f): one error, a clean close, no crash
+        try:
+            with h5py.File(out, "w") as f:
+                _write(f, out, path, classes, weight, bias, splits, attrs, chunk_rows, flt)
+        except Exception:
+            if out.error is None:
+                raise  # not a refused write
+            # else HDF5 tripped over the writes it lost (an address past the end): the refused write is the cause
+        finally:
+            out.close()
+        if out.error is not None:
+            raise write_error(Path(path), out.error)
+
+
+def _write(f, out: GuardedFile, path, classes, weight, bias, splits, attrs, chunk_rows: int, flt: dict) -> None:
+    def check():  # stop at the first refused write (the file is discarded)
+        if out.error is not None:
+            raise write_error(Path(path), out.error)
+
+    for k, v in (attrs or {}).items():
+        f.attrs[k] = v if v is not None else "none"
+    f.create_dataset("classes", data=np.asarray(list(classes), dtype=object), dtype=h5py.string_dtype())
+    f.attrs[INTEGRITY] = _integrity(f)
+    f.create_dataset("classifier/weight", data=np.asarray(weight, dtype=np.float32), chunks=True, fletcher32=True)
+    f.create_dataset("classifier/bias", data=np.asarray(bias, dtype=np.float32), chunks=True, fletcher32=True)
+    for split, (labels, idx, rows_of) in splits.items():
+        n = len(idx)
+        rows = max(1, min(chunk_rows, n))
+        g = f.create_group(split)
+        feat_ds = logit_ds = None
+        g.create_dataset("labels", data=np.asarray(labels, dtype=np.int64), chunks=(rows,), **flt)
+        g.create_dataset("index", data=np.asarray(idx, dtype=np.int64), chunks=(rows,), **flt)
+        block = rows * max(1, 8192 // rows)  # a whole number of chunks per write
+        for s in range(0, n, block):
+            e = min(n, s + block)
+            feats, logits = rows_of(s, e)
+            if logit_ds is None:
+                if feats is not None:
+                    feat_ds = g.create_dataset("features", (n, feats.shape[1]), "f4", chunks=(rows, feats.shape[1]), **flt)
+                logit_ds = g.create_dataset("logits", (n, logits.shape[1]), "f4", chunks=(rows, logits.shape[1]), **flt)
+            if feat_ds is not None:
+                feat_ds[s:e] = feats
+            logit_ds[s:e] = logits
+            f.flush()
+            check()
+
+
+# The root attribute holding the SHA-256 of the other root attributes and the class names (as read back:
+# HDF5 checksums no attribute and no variable-length string; the arrays carry Fletcher-32 checksums).
+INTEGRITY = "integrity"
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    return value.item() if hasattr(value, "item") else value
+
+
+def _integrity(f) -> str:
+    """The SHA-256 of an open dump's root attributes (but :data:`INTEGRITY`) and class names."""
+    import hashlib
+    import json
+
+    attrs = {k: _plain(v) for k, v in f.attrs.items() if k != INTEGRITY}
+    classes = [_plain(c) for c in f["classes"][()]]
+    return hashlib.sha256(json.dumps([attrs, classes], sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -137,6 +182,10 @@ class Dump:
                 self.weight = f["classifier/weight"][()]
                 self.bias = f["classifier/bias"][()]
                 self.splits = [s for s in SPLITS if s in f]
+                recorded = _plain(f.attrs[INTEGRITY]) if INTEGRITY in f.attrs else None  # None: an older dump
+                if recorded is not None and recorded != _integrity(f):
+                    raise OSError("its attributes or class names do not match their recorded checksum: a flipped bit "
+                                  "or a damaged copy")
         except (OSError, KeyError) as err:
             raise damaged_file_error(self.path, err, make=MAKE_DUMP.format(path=self.path)) from None
         self._cache: dict[str, SplitArrays] = {}

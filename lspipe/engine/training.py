@@ -49,8 +49,8 @@ import torch
 import torch.nn as nn
 
 from lspipe.base.defaults import default
-from lspipe.base.errors import ConfigError, DataError, TrainingDiverged
-from lspipe.base.io import atomic_path, file_sha256, remove_stale_temps, torch_save
+from lspipe.base.errors import ConfigError, DataError, Stopped, TrainingDiverged
+from lspipe.base.io import atomic_path, file_sha256, remove_stale_temps, torch_save, zip_problem
 from lspipe.base.progress import progress_bar
 from lspipe.core import models as model_registry
 from lspipe.core import source
@@ -61,6 +61,7 @@ from lspipe.core.losses import KINDS, Objective
 from lspipe.core.losses import check as check_objective
 from lspipe.core.models import build_model, check_teacher, load_model, model_spec, save_model
 from lspipe.core.recipe import Recipe
+from lspipe.core.recipe import identity as recipe_identity
 from lspipe.core.stream import StreamIndex, StreamLoader
 from lspipe.engine import complete
 from lspipe.engine import distributed as dist_mod
@@ -144,14 +145,18 @@ def _epoch_divergence_error(run_names, epoch: int, steps: tuple[int, int], means
     )
 
 
-class Interrupted(Exception):
-    """Raised when ``stop_after_epochs`` ends a run early (used to test and time-box resume)."""
+class Interrupted(Stopped):
+    """Raised when ``stop_after_epochs`` ends a run early (used to test and time-box resume); the command
+    line prints its one line and exits with status 3 (:data:`lspipe.base.errors.EXIT_STOPPED`)."""
 
 
 def _load_checkpoint(path: Path, device: torch.device) -> dict | None:
     """A checkpoint's content, or None (with a one-line warning naming it) if it cannot be read:
     the run then starts fresh and the file is replaced by its next checkpoint."""
     try:
+        problem = zip_problem(path)  # every member's CRC-32 (torch.load checks none): a flipped bit is damage
+        if problem:
+            raise ValueError(problem)
         ck = torch.load(path, map_location=device, weights_only=False)
         if not isinstance(ck, dict):
             raise ValueError(f"not a checkpoint but a {type(ck).__name__}")
@@ -661,10 +666,12 @@ def _train_job(a, world: World) -> None:
     recipe = Recipe.from_dict(a.recipe)
     runs = a.runs or [p.parent.name for p in outs]
     teachers, teacher_models = {}, {}
+    expect_teachers = getattr(a, "expect_teachers", None) or {}
     for path in dict.fromkeys(v["teacher"] for v in values if KINDS[v["kind"]].teacher):
         model, tmeta = load_model(path, device)
-        # the teacher its place, data and its students' run names say
-        check_teacher(path, tmeta, data, [r for r, v in zip(runs, values) if v.get("teacher") == path])
+        # the teacher its place, data, config (recipe, objective, seed) and its students' run names say
+        check_teacher(path, tmeta, data, [r for r, v in zip(runs, values) if v.get("teacher") == path],
+                      expect_teachers.get(path))
         teacher_models[path] = model
         # the teacher's content (not just its path) enters the fingerprint, so a student checkpoint left
         # over from before its teacher was retrained is never resumed
@@ -681,9 +688,10 @@ def _train_job(a, world: World) -> None:
     elif world.is_main:  # a teacher of a grid without a probe: its probe output is a placeholder
         for path in probe_outs:
             write_probe_placeholder(path)
-    # the job's identity: every member's settings, objective, seed, teacher and the data's content digest
-    fp = fingerprint({"members": [{k: v for k, v in m.items() if k != "run"} for m in metas], "probe": a.probe,
-                      "group": group and group["fused"]})
+    # the job's identity: every member's settings (the recipe without the settings that change no weight:
+    # lspipe.core.recipe.RUN_SETTINGS), objective, seed, teacher and the data's content digest
+    fp = fingerprint({"members": [{k: (recipe_identity(v) if k == "recipe" else v) for k, v in m.items() if k != "run"}
+                                  for m in metas], "probe": a.probe, "group": group and group["fused"]})
     member_outputs = [[out, Path(m)] for out, m in zip(outs, a.metrics)]
     if a.probe:
         for outputs, path in zip(member_outputs, probe_outs):
@@ -700,7 +708,8 @@ def _train_job(a, world: World) -> None:
         world.barrier()
         return
     for i, (model, out, meta) in enumerate(zip(models, outs, metas)):
-        meta = {**meta, "engine": summary["engine"],
+        # the device type it trained on: the workflow compares it, not the `device` alias (auto, cuda:1, ...)
+        meta = {**meta, "engine": summary["engine"], "device_type": device.type,
                 "summary": {**{k: v for k, v in summary.items() if k != "engine"}, "final": summary["final"][i]}}
         if group:
             meta["lockstep"] = group

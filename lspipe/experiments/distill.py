@@ -180,11 +180,13 @@ def lockstep_groups(entry: dict, twins: Iterable[str] = ()) -> list[dict]:
     twins = set(twins)
     groups = []
     for s in entry["seeds"]:
-        temps = [float(t) for t in entry["temperatures"]]
+        # members in ascending order whatever the config's: the order of a grid means nothing, and
+        # reordering it changes no job (and retrains no student)
+        temps = sorted(float(t) for t in entry["temperatures"])
         if len(temps) >= 2:
             groups.append({"family": "kd_hard", "seed": int(s), "temperatures": temps,
                            "runs": [kd_run(entry["teacher_arch"], 0.0, t, s) for t in temps]})
-        alphas = [float(a) for a in baseline_alphas(entry) if baseline_run(a, s) not in twins]
+        alphas = sorted(float(a) for a in baseline_alphas(entry) if baseline_run(a, s) not in twins)
         if len(alphas) >= 2:
             groups.append({"family": "baseline", "seed": int(s), "alphas": alphas,
                            "runs": [baseline_run(a, s) for a in alphas]})

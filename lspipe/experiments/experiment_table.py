@@ -21,6 +21,7 @@ from lspipe.base.errors import ConfigError
 from lspipe.base.io import read_json, write_text
 from lspipe.base.runs import objective_label, run_objective
 from lspipe.core.tables import markdown_table, write_csv
+from lspipe.engine.dumpfile import Dump
 
 FIELDS = [
     "dataset", "arch", "role", "run", "alpha", "teacher", "temperature", "form", "seed", "steps",
@@ -40,12 +41,10 @@ def benchmark_seconds(path: str | Path) -> float | None:
 
 
 def dump_meta(path: str | Path) -> dict:
-    """The training metadata stored in a dump's ``meta`` attribute (JSON), plus its plain attributes."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        attrs = {k: (v.decode() if isinstance(v, bytes) else (v.item() if hasattr(v, "item") else v))
-                 for k, v in f.attrs.items()}
+    """The training metadata stored in a dump's ``meta`` attribute (JSON), plus its plain attributes; a
+    damaged or truncated dump is one line naming it and the fix (:class:`lspipe.engine.dumpfile.Dump`)."""
+    dump = Dump(path)
+    attrs = {k: dump.meta(k) for k in dump.attrs}
     meta = json.loads(attrs.get("meta") or "{}")
     return {**{k: v for k, v in attrs.items() if k != "meta"}, **meta}
 

@@ -72,6 +72,17 @@ def load(path: str | Path) -> dict:
     return validate(core_config.load_yaml(path) or {})
 
 
+def canonical_order(objectives: list[dict]) -> list[dict]:
+    """The members of a multi-model job in one order whatever the config's: label smoothing by alpha, then
+    the other objectives by kind and parameters (the order of a grid's alphas means nothing, so reordering
+    them changes no job and retrains nothing)."""
+    def key(v):
+        return (v["kind"] != "ls", v["kind"], float(v.get("alpha", 0.0)),
+                sorted((k, str(x)) for k, x in v.items() if k != "kind"))
+
+    return sorted(objectives, key=key)
+
+
 def grid_objectives(grid: dict) -> list[dict]:
     """The objectives of a teacher grid (``teachers[]``), one teacher each per seed: label smoothing at
     each of ``alphas``, then ``objectives`` (lspipe.core.losses values)."""
@@ -191,12 +202,13 @@ class Plan:
             if not g.get("fuse"):
                 continue
             ds, arch = g["dataset"], g["arch"]
+            members = canonical_order(grid_objectives(g))  # the config's order of alphas has no meaning
             for s in g["seeds"]:
                 jobs.append({
                     "name": f"train_teacher_fused_{ds}_{arch}_s{int(s)}", "single": "train_teacher",
                     "dataset": ds, "arch": arch, "role": "teacher", "seed": int(s), "recipe": g["recipe"],
-                    "runs": [objective_run(v, s) for v in grid_objectives(g)], "teacher": [], "fuse": True,
-                    "objectives": grid_objectives(g), "probe": g.get("probe"),
+                    "runs": [objective_run(v, s) for v in members], "teacher": [], "fuse": True,
+                    "objectives": members, "probe": g.get("probe"),
                     "log": ("train_teacher_fused", ds, arch, f"s{int(s)}"),
                 })
         for ds, d in self.distill.items():
@@ -218,6 +230,31 @@ class Plan:
                     "log": ("train_students_lockstep", ds, arch, f"{grp['family']}_s{s}"),
                 })
         return jobs
+
+    def model_identity(self, dataset: str, arch: str, role: str, run: str) -> dict:
+        """What made the model ``(dataset, arch, role, run)`` as this config trains it: ``recipe`` (the
+        ``recipes.<name>`` entry, as the training rules pass it), ``objective`` (the value its training job
+        gets, :mod:`lspipe.core.losses`) and ``seed``. A model put in its place is checked against it before
+        it is dumped or distilled from (:func:`lspipe.core.models.identity_problems`); :class:`ConfigError`
+        for a model the config does not train."""
+        if role == "teacher":
+            if (dataset, arch, run) not in self.teacher_runs:
+                raise ConfigError(f"no teacher {run} of {dataset}/{arch} in the config's teacher grids (teachers)")
+            grid = next(g for g in self.config["teachers"] if (g["dataset"], g["arch"]) == (dataset, arch))
+            got = self.teacher_runs[(dataset, arch, run)]
+            return {"recipe": self.config["recipes"][grid["recipe"]], "objective": got["objective"], "seed": got["seed"]}
+        entry = distill.entry_for(self.distill, dataset, arch)
+        try:
+            r = distill.parse_student_run(run)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if r.distilled:
+            teacher = self.paths.model(dataset, r.teacher_arch, "teacher", run_name(r.teacher_alpha, r.seed))
+            objective = {"kind": "kd", "teacher": teacher, "T": float(r.temperature), "beta": float(entry["beta"]),
+                         "form": entry["form"]}
+        else:
+            objective = {"kind": "ls", "alpha": float(r.alpha)}
+        return {"recipe": self.config["recipes"][entry["student_recipe"]], "objective": objective, "seed": int(r.seed)}
 
     def training_benchmark(self, dataset: str, arch: str, role: str, run: str) -> str:
         """Benchmark TSV of the job that trains a model, as the training rules name it; the models

@@ -25,6 +25,8 @@ import lspipe.workflow.plan
 try:
     for _configfile in workflow.configfiles:
         lspipe.core.config.load_yaml(_configfile)
+    # --config KEY=VALUE: Snakemake reads these itself, keeping a repeated key's last value silently
+    lspipe.core.config.check_config_args(workflow.config_settings.config_args)
     PLAN = lspipe.workflow.plan.build(
         config, lspipe.core.config.load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
     )
@@ -41,6 +43,12 @@ def names_pattern(names):
     """A wildcard constraint matching exactly ``names`` (configured dataset or arch names)."""
     return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) or r"(?!)"
 
+
+# The line that ends an `lspipe` command (its one-line error: lspipe.cli) also goes to Snakemake's own stderr: every
+# job's shell keeps that open on descriptor 3 before the rule sends stdout and stderr to the log (`> {log} 2>&1`),
+# so the line survives a log that cannot be written (the results on a full disk). A shell prefix is no part of
+# any rule's text: no finished job reruns for it.
+shell.prefix("set -euo pipefail; exec 3>&2; export LSPIPE_ERROR_FD=3; ")
 
 # path templates of the results folder (lspipe.base.paths.Paths)
 P = PLAN.paths
@@ -66,8 +74,11 @@ onstart:
 
         try:
             _RESULTS_LOCK.append(lspipe.base.lock.hold(config["results"]))
-        except lspipe.base.errors.ResultsLocked as err:
+        except lspipe.base.errors.UserError as err:  # in use by another run; a full disk
             raise WorkflowError(str(err))
+        _damaged = damaged_models(workflow.dag_settings)  # a damaged model: no job runs (damaged_models)
+        if _damaged:
+            raise WorkflowError("\n".join(_damaged))
 
 
 # conda envs (`--sdm conda`) install lspipe editable from ${LSPIPE_ROOT} (see envs/lspipe.yaml)
@@ -78,6 +89,85 @@ GPU = config["resources"]["gpus_per_job"]
 GPU_MODEL = config["resources"]["gpu_model"] or None
 # the progress-bar flag of every training command
 PROGRESS = "--progress" if config["progress"] else "--no-progress"
+
+
+# What reruns a job. Snakemake's params trigger compares every `params:` value, except those a parameter
+# function derives from the job's input, output, threads or resources (their changes show elsewhere:
+# snakemake.rules.Rule._is_deriving_function). A setting that changes the speed or the look of a job, never
+# what it makes, is passed as such a value (uncompared): the progress bars, the device alias (the device it
+# resolves to is compared: device_type), the recipe's run settings (the rest of the recipe is compared:
+# recipe_identity). So toggling one on a finished run retrains nothing (tests/test_rerun_triggers.py).
+def uncompared(value):
+    """A `params:` value Snakemake's params trigger does not compare (``value``, or ``value(wildcards)`` if callable)."""
+    if callable(value):
+        return lambda wildcards, threads: value(wildcards)
+    return lambda wildcards, threads: value
+
+
+def identity_json(recipe_name):
+    """The recipe a model is made with (lspipe.core.recipe.identity: without the run settings) as JSON."""
+    import lspipe.core.recipe
+
+    return json.dumps(lspipe.core.recipe.identity(config["recipes"][recipe_name]), sort_keys=True)
+
+
+_RECORDED_DEVICE = {}
+
+
+def _recorded_device(path):
+    """The device type a finished model was trained on (model.pt's meta `device_type`), or a dump made on
+    (its attribute `device_type`); None without one. Read once per file version."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _RECORDED_DEVICE:
+        value = None
+        try:
+            if str(path).endswith(".h5"):
+                import h5py
+
+                with h5py.File(path, "r") as f:
+                    value = f.attrs.get("device_type")
+            else:
+                import torch
+
+                value = torch.load(path, map_location="cpu", mmap=True, weights_only=False)["meta"].get("device_type")
+        except Exception:  # damaged, foreign or older: the alias decides (a damaged model is refused elsewhere)
+            value = None
+        _RECORDED_DEVICE[key] = value.decode() if isinstance(value, bytes) else value
+    return _RECORDED_DEVICE[key]
+
+
+def device_type(made):
+    """The device type ("cpu" or "cuda") the config's `device` resolves to for the job making the files `made`:
+    compared by the params trigger instead of the alias. "cpu" and "cuda[:N]" say it; "auto" is the device the
+    existing files were made on (a finished run stays finished whichever host plans it), else this host's."""
+    alias = config["device"]
+    if alias != "auto":
+        return "cpu" if alias == "cpu" else "cuda"
+    for path in made:
+        recorded = _recorded_device(path)
+        if recorded in ("cpu", "cuda"):
+            return recorded
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_params(recipe_of, made_of):
+    """The parameters of the training rules that are compared only for what changes the weights. The
+    recipe, named by ``recipe_of(wildcards)``, is passed whole and compared without its run settings; the
+    device is passed as configured and compared as the device type it resolves to for the models
+    ``made_of(wildcards)``; the progress bars are never compared."""
+    return dict(
+        recipe=uncompared(lambda wc: recipe_json(recipe_of(wc))),
+        recipe_identity=lambda wc: identity_json(recipe_of(wc)),
+        device=uncompared(config["device"]),
+        device_type=lambda wc: device_type(made_of(wc)),
+        progress=uncompared(PROGRESS),
+    )
 
 
 # dataset and arch wildcards match only the configured names: both may hold underscores
@@ -119,6 +209,68 @@ def checked_data(dataset):
     if _VERIFIED_DATA[key]:
         raise WorkflowError(_VERIFIED_DATA[key])
     return path
+
+
+def damaged_models(dag=None):
+    """One line per trained model that is damaged (a member whose bytes no longer match the CRC-32 torch.save
+    recorded: lspipe.base.io.zip_problem) among those this run may read: present and newer than its analysis (the
+    dump, evaluation and calibration made from it), or not analysed yet. With ``dag`` (the run's DAG settings),
+    models a forced run rebuilds are left out."""
+    import lspipe.base.io
+
+    forced = set()
+    if dag is not None:
+        forced = {os.path.normpath(str(f)) for f in dag.forcerun} | (
+            {os.path.normpath(str(f)) for f in dag.targets} if dag.forcetargets else set())
+    problems = []
+    for m in PLAN.trained_models:
+        path = P.model(*m)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue  # its training job makes it
+        if (dag is not None and dag.forceall) or os.path.normpath(path) in forced:
+            continue
+        made = [P.dump(*m), P.eval(*m), P.calibration(*m)]
+        if all(os.path.exists(f) and os.stat(f).st_mtime_ns >= st.st_mtime_ns for f in made):
+            continue  # not changed since it was analysed
+        problem = lspipe.base.io.zip_problem(path)
+        if problem:
+            problems.append(f"cannot use model {path}: it is damaged ({problem}); delete it (the workflow then "
+                            f"trains it again) or rebuild it with `snakemake -f {path}`")
+    return problems
+
+
+# A damaged model stops the workflow before its first job (onstart, below: before Snakemake deletes the outputs of
+# the jobs that read it, its analysis and the students it teaches, and runs them on it), with one line naming it
+# and the fix; a dry run names it as a warning.
+if workflow.is_main_process:
+    for _line in damaged_models():
+        print(f"warning: {_line}", file=sys.stderr)
+
+
+def model_expected(dataset, arch, role, run):
+    """What the config trains the model (dataset, arch, role, run) with, as JSON: its recipe (without the run
+    settings), objective and seed (lspipe.workflow.plan.Plan.model_identity). A model put in its place that
+    records otherwise is refused, naming the key, by what reads it (lspipe.core.models.check_identity)."""
+    import lspipe.core.recipe
+
+    try:
+        got = PLAN.model_identity(dataset, arch, role, run)
+    except lspipe.base.errors.ConfigError as err:
+        raise WorkflowError(str(err))
+    return json.dumps({**got, "recipe": lspipe.core.recipe.identity(got["recipe"])}, sort_keys=True)
+
+
+def teachers_expected(paths):
+    """:func:`model_expected` of each teacher model.pt in ``paths``, as one JSON object keyed by path."""
+    import lspipe.base.paths
+
+    out = {}
+    for path in paths:
+        place = lspipe.base.paths.parse_model_path(path)
+        out[path] = json.loads(model_expected(place["dataset"], place["arch"], place["role"], place["run"]))
+    return json.dumps(out, sort_keys=True)
 
 
 # A job whose data input is damaged cannot be planned (checked_data); Snakemake then keeps the
@@ -345,3 +497,14 @@ os.environ.update(
     LSPIPE_STREAM_LOADER=json.dumps({k: config["streaming"][k] for k in ("workers", "prefetch_factor", "pin_memory")},
                                     sort_keys=True)
 )
+# Where each dataset's source lies (datasets.<name>.root), for prepare_data and for the jobs reading a streamed
+# dataset's tree (LSPIPE_DATA_ROOTS, read by lspipe.core.source.data_root), likewise through the environment: a
+# prepared file stands for the content of its source (prepare_data's `sources` parameter), not for its folder,
+# so moving a tree (and changing `root` to match) reruns nothing.
+os.environ.update(LSPIPE_DATA_ROOTS=json.dumps({name: d["root"] for name, d in config["datasets"].items() if d.get("root")},
+                                               sort_keys=True))
+
+
+def dataset_options(dataset):
+    """The config's datasets.<name> entry as prepare_data's `options` parameter: without `root` (see above)."""
+    return json.dumps({k: v for k, v in config["datasets"][dataset].items() if k != "root"}, sort_keys=True)

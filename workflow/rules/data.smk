@@ -4,9 +4,11 @@ rule prepare_data:
     output:
         P.data("{dataset}"),
     params:
-        options=lambda wc: json.dumps(config["datasets"][wc.dataset], sort_keys=True),
-        # the source files as they are now (count and digest of paths, sizes, mtimes): adding,
-        # replacing or deleting an image changes it, and Snakemake's params trigger prepares the data again
+        # the dataset's settings but its folder, `root` (the job reads it from LSPIPE_DATA_ROOTS: common.smk)
+        options=lambda wc: dataset_options(wc.dataset),
+        # the source files as they are now (count and digest of relative paths and contents, or of sizes and
+        # mtimes for a tree above 256 MiB): adding, replacing or deleting an image changes it, and Snakemake's
+        # params trigger prepares the data again; moving the tree (root) does not
         sources=lambda wc: source_digest(wc.dataset),
         # resident or streaming (lspipe.core.stream.choose_storage), and for an index the streaming
         # settings it records (lspipe.core.source.INDEX_SETTINGS): a change prepares the data again

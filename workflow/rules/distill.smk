@@ -32,13 +32,12 @@ rule train_student_baseline:
         dataset=DISTILL_DATASET,
     params:
         arch=lambda wc: wc.arch,
-        recipe=lambda wc: recipe_json(student_entry(wc)["student_recipe"]),
         seed=lambda wc: int(wc.seed),
         objectives=lambda wc: objectives_json([{"kind": "ls", "alpha": float(wc.alpha)}]),
         role="student",
         runs=lambda wc: lspipe.base.runs.run_name(wc.alpha, wc.seed),
-        device=config["device"],
-        progress=PROGRESS,
+        **run_params(lambda wc: student_entry(wc)["student_recipe"],
+                     lambda wc: [P.model(wc.dataset, wc.arch, "student", lspipe.base.runs.run_name(wc.alpha, wc.seed))]),
         **launch_params(lambda wc: STUDENT_LAYOUT[wc.dataset]),
     threads: config["threads"]
     resources:
@@ -70,7 +69,6 @@ rule train_student_distilled:
         T=r"[0-9.]+(e-?[0-9]+)?",
     params:
         arch=lambda wc: wc.arch,
-        recipe=lambda wc: recipe_json(student_entry(wc)["student_recipe"]),
         seed=lambda wc: int(wc.seed),
         objectives=lambda wc: objectives_json([{
             "kind": "kd", "teacher": P.model(wc.dataset, wc.tarch, "teacher", f"a{wc.talpha}_s{wc.seed}"),
@@ -78,8 +76,12 @@ rule train_student_distilled:
         }]),
         role="student",
         runs=lambda wc: lspipe.base.runs.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed),
-        device=config["device"],
-        progress=PROGRESS,
+        # what the config trains the teacher with (recipe, objective, seed): a teacher put in place that records
+        # otherwise is refused before the student learns from it
+        expect_teachers=lambda wc: teachers_expected([P.model(wc.dataset, wc.tarch, "teacher", f"a{wc.talpha}_s{wc.seed}")]),
+        **run_params(lambda wc: student_entry(wc)["student_recipe"],
+                     lambda wc: [P.model(wc.dataset, wc.arch, "student",
+                                         lspipe.base.runs.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed))]),
         **launch_params(lambda wc: STUDENT_LAYOUT[wc.dataset]),
     threads: config["threads"]
     resources:
@@ -93,7 +95,7 @@ rule train_student_distilled:
     conda:
         ENV_TRAIN
     shell:
-        train_shell()
+        train_shell("--expect-teachers {params.expect_teachers:q}")
 
 
 # Lockstep students (distillation[].lockstep, lspipe.engine.training.train_group) train in multi-model jobs: grouped.smk.

@@ -24,7 +24,11 @@ rule analyse_model:
         bins=config["calibration"]["bins"],
         # the calibration JSON's format (2: validation metrics at T = 1 and ECE floors): a new format reruns every model's analysis
         format=lspipe.experiments.calibration.FORMAT_VERSION,
-        device=config["device"],
+        # what the config trains the model with (recipe, objective, seed): a model put in place that records
+        # otherwise is refused, naming the key, before anything is made from it
+        expect=lambda wc: model_expected(wc.dataset, wc.arch, wc.role, wc.run),
+        device=uncompared(config["device"]),
+        device_type=lambda wc: device_type([P.dump(wc.dataset, wc.arch, wc.role, wc.run)]),
         # images per batch of a streamed dataset's dump (the last bits of float32 logits may depend on it); 0: resident
         eval_batch_size=lambda wc: config["streaming"]["eval_batch_size"] if data_storage(wc.dataset) == "streaming" else 0,
     threads: config["threads"]
@@ -43,7 +47,7 @@ rule analyse_model:
         "lspipe analyse-model --model {input.model:q} --data {input.data:q} --out {output.dump:q} "
         "--eval-out {output.eval:q} --calibration-out {output.calibration:q} --bins {params.bins} "
         "--max-train {params.max_train} --compression {params.compression} --chunk-rows {params.chunk_rows} "
-        "--eval-batch-size {params.eval_batch_size} "
+        "--eval-batch-size {params.eval_batch_size} --expect {params.expect:q} "
         "--device {params.device} --threads {threads} > {log:q} 2>&1"
 
 

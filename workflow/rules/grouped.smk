@@ -32,7 +32,6 @@ for _job in PLAN.grouped_jobs:
             **({"probe": [P.probe(*m[:2], m[3]) for m in _models]} if _job["probe"] else {}),
         params:
             arch=_job["arch"],
-            recipe=recipe_json(_job["recipe"]),
             seed=_job["seed"],
             objectives=objectives_json(_job["objectives"]),
             role=_job["role"],
@@ -41,8 +40,8 @@ for _job in PLAN.grouped_jobs:
             # value, so the shell text below is every job's (a rule's shell expression is evaluated again
             # when its job runs, after this loop has moved on: it must not read `_job`)
             fuse=("--fuse" if _job["fuse"] else "--no-fuse") + grouped_probe_args(_job["probe"], _models),
-            device=config["device"],
-            progress=PROGRESS,
+            expect_teachers=teachers_expected(_job["teacher"]),
+            **run_params(lambda wc, j=_job: j["recipe"], lambda wc, ms=_models: [P.model(*m) for m in ms]),
             **launch_params(lambda wc, j=_job: job_layout(j)),
         threads: config["threads"]
         resources:
@@ -57,6 +56,6 @@ for _job in PLAN.grouped_jobs:
         conda:
             ENV_TRAIN
         shell:
-            train_shell("{params.fuse}")
+            train_shell("{params.fuse} --expect-teachers {params.expect_teachers:q}")
 
     workflow.ruleorder(_job["name"], _job["single"])

@@ -18,14 +18,13 @@ rule train_teacher:
         probe=P.probe("{dataset}", "{arch}", "{run}"),
     params:
         arch=lambda wc: wc.arch,
-        recipe=lambda wc: recipe_json(teacher_params(wc)["recipe"]),
         seed=lambda wc: teacher_run_of(wc)["seed"],
         objectives=lambda wc: objectives_json([teacher_run_of(wc)["objective"]]),
         role="teacher",
         runs=lambda wc: wc.run,
         probe=probe_args,
-        device=config["device"],
-        progress=PROGRESS,
+        **run_params(lambda wc: teacher_params(wc)["recipe"],
+                     lambda wc: [P.model(wc.dataset, wc.arch, "teacher", wc.run)]),
         **launch_params(lambda wc: TEACHER_LAYOUT[(wc.dataset, wc.arch)]),
     threads: config["threads"]
     resources:
