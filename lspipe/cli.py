@@ -232,8 +232,6 @@ OPTION_RULES = {
     "alpha": ("#/$defs/alpha", "teachers[].alphas"),
     "alphas": ("#/$defs/alpha", "teachers[].alphas"),
     "ls_alpha": ({"type": ["number", "null"], "exclusiveMinimum": 0, "exclusiveMaximum": 1}, "calibration.ls_alpha"),
-    "beta": ("distillation[].beta", "distillation[].beta"),
-    "temperature": ({"type": "number", "exclusiveMinimum": 0}, "distillation[].temperatures"),
     "temperatures": ({"type": "number", "exclusiveMinimum": 0}, "distillation[].temperatures"),
     "seed": ("#/$defs/seed", "teachers[].seeds"),
     "threads": ("threads", "threads"),

@@ -30,7 +30,7 @@ Accuracies are read from the per-model evaluation JSONs (:func:`lspipe.experimen
 and reported in percent, as min / mean / max (and sample std) over seeds.
 
 Jobs: with ``lockstep`` (default) the students of one seed sharing the hard-target teacher, and
-the baselines of one seed, train in one job each (:func:`lockstep_groups`, :mod:`lspipe.engine.lockstep`);
+the baselines of one seed, train in one job each (:func:`lockstep_groups`, :func:`lspipe.engine.training.train_group`);
 a baseline that is the very training run of a teacher (:func:`teacher_twins`) is not trained
 again: its files are the teacher's (:func:`trained_as`).
 """

@@ -11,7 +11,6 @@
 # The teachers' dumps feed the gamma table as plain inputs for the same reason.
 
 import lspipe.core.tables
-import lspipe.experiments.distill
 
 # the `dataset` wildcard of the Fig. 5 rules: only datasets with a distillation entry (PLAN.distillation.entries).
 # Student baselines that are the very training run of a teacher (same dataset, arch, recipe, alpha,
