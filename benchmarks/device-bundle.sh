@@ -8,7 +8,7 @@
 # lspipe's runtime requirements pull in beyond that stack (Snakemake and its plugins' interfaces,
 # PyYAML, jsonschema, tqdm, scikit-learn, ...), for CPython 3.12 on manylinux x86-64, pinned to the
 # versions installed in this environment (the versions pyproject.toml resolves to here; see
-# lspipe/devicebundle.py for what is left out and why). Wheels already there at the pinned version are
+# benchmarks/devicebundle.py for what is left out and why). Wheels already there at the pinned version are
 # kept, so a second run needs no network (--offline: fail rather than download). Checks that the
 # folder holds exactly one installable wheel per pin and that it and the working tree travel within
 # the machine's 64 MiB. Prints the command and the `carry` list to give the device tool's `run`.
@@ -29,7 +29,7 @@ PY=${PYTHON:-python}
 mkdir -p "$DEST"
 DEST=$(cd "$DEST" && pwd)
 
-PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m lspipe.devicebundle build \
+PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" "$REPO/benchmarks/devicebundle.py" build \
   --pyproject "$REPO/pyproject.toml" --dest "$DEST" "${ARGS[@]}"
 
 # What travels: the working tree (tracked and untracked-not-ignored files) and the carried folder.

@@ -15,7 +15,7 @@
 #
 # Steps: install (pip install --no-index --no-deps --target WORK/site of the bundle's wheels, first
 # on PYTHONPATH: nothing the machine has installed is replaced), check-env (every bundled
-# distribution at its pinned version with its requirements met; lspipe.devicebundle), shims (WORK/bin:
+# distribution at its pinned version with its requirements met; benchmarks/devicebundle.py), shims (WORK/bin:
 # `lspipe`, `snakemake`, `python` and `python3` as scripts that exec this Python; a symbolic link to
 # a virtualenv's python loses the virtualenv), preflight, then benchmarks/gpu-check.sh --copy-to
 # COPY_DIR with what is left of the budget (GPU_CHECK_BUDGET, 480 s on a GPU: the whole command).
@@ -83,7 +83,7 @@ if [[ $INSTALL -eq 1 ]]; then
     || fail install "pip install of $WHEELS/*.whl into $WORK/site with $PY (see check.log)"
   export PYTHONPATH="$WORK/site:$PYTHONPATH"
   say "install: $(ls "$WHEELS"/*.whl | wc -l) wheels into $WORK/site with $PY"
-  run check-env "$PY" -m lspipe.devicebundle check-env --bundle "$WHEELS/bundle.json" \
+  run check-env "$PY" "$REPO/benchmarks/devicebundle.py" check-env --bundle "$WHEELS/bundle.json" \
     || fail check-env "$(grep '^check-env: ERROR' "$LOG" | head -5 | tr '\n' ' ')"
   say "$(grep '^check-env: OK' "$LOG")$(grep '^check-env: warning' "$LOG" | head -3 | sed 's/^check-env: warning: /; /' | tr -d '\n')"
 else

@@ -62,7 +62,7 @@ STEP="start"
 trap 'echo "gpu-check FAILED at step: $STEP (see $OUT)" >&2' ERR
 export PYTHONUNBUFFERED=1
 
-"$PY" -c "import lspipe.cli, lspipe.devicecheck" 2>/dev/null || { echo "gpu-check: cannot import lspipe with $PY" >&2; exit 1; }
+"$PY" -c "import lspipe.cli" 2>/dev/null || { echo "gpu-check: cannot import lspipe with $PY" >&2; exit 1; }
 
 if [[ $SMOKE -eq 1 ]]; then
   DEVICE=cpu
@@ -79,7 +79,7 @@ else
 fi
 
 # Each step runs under a time limit (its own, or GPU_CHECK_LIMITS's, capped by what is left of the
-# whole budget) and is recorded as it ends (lspipe.devicecheck record), so a run that is cut off still
+# whole budget) and is recorded as it ends (benchmarks/devicecheck.py record), so a run that is cut off still
 # says where its time went and keeps every earlier figure.
 BUDGET=${GPU_CHECK_BUDGET:-$([[ $SMOKE -eq 1 ]] && echo 1500 || echo 480)}   # seconds, whole check
 SCALE=$([[ $SMOKE -eq 1 ]] && echo 5 || echo 1)                            # CPU steps take longer
@@ -123,7 +123,7 @@ run_step() {  # run_step ID LIMIT_S JSON_FILE|- [--no-copy] COMMAND...
   echo "=== [gpu-check +$(( SECONDS - T0 ))s] $name: $*" >> "$LOG"
   timeout --kill-after=15 "$limit" "$@" >> "$LOG" 2>&1 || rc=$?
   [[ $json != - ]] && extra+=(--json "$json")
-  "$PY" -m lspipe.devicecheck record --step "$name" --seconds $(( SECONDS - t )) --limit "$limit" --exit "$rc" \
+  "$PY" "$REPO/benchmarks/devicecheck.py" record --step "$name" --seconds $(( SECONDS - t )) --limit "$limit" --exit "$rc" \
       --elapsed $(( SECONDS - T0 )) "${extra[@]}" "${RECORD[@]}" \
     || printf '{"step": "%s", "seconds": %d, "limit_s": %d, "exit": %d, "note": "record failed"}\n' \
          "$name" $(( SECONDS - t )) "$limit" "$rc" | tee -a "$OUT/steps.jsonl" ${COPY:+"$COPY/steps.jsonl"}
@@ -237,7 +237,7 @@ SUMMARY=(--out "$OUT" --t0 "$T0_EPOCH")
 [[ $SMOKE -eq 1 ]] && SUMMARY+=(--smoke)
 [[ -n $COPY ]] && SUMMARY+=(--copy-to "$COPY")
 rc=0
-"$PY" -m lspipe.devicecheck summary "${SUMMARY[@]}" || rc=$?
+"$PY" "$REPO/benchmarks/devicecheck.py" summary "${SUMMARY[@]}" || rc=$?
 if (( ${#FAILED[@]} )); then
   echo "gpu-check FAILED: step(s) ${FAILED[*]} (each recorded in steps.jsonl; the other steps ran)" >&2
   trap - ERR; exit 1

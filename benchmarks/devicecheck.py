@@ -7,9 +7,9 @@ figures read from its JSON), copies the step's JSON to ``--copy-to`` (the folder
 a lent machine), and prints one line to stdout naming the figures. A check cut off at any point
 therefore leaves every earlier figure in the copy folder and in its printed output.
 
-    python -m lspipe.devicecheck record --step bench --seconds 41 --limit 200 --exit 0 \\
+    python benchmarks/devicecheck.py record --step bench --seconds 41 --limit 200 --exit 0 \\
         --elapsed 60 --json OUT/bench.json --steps OUT/steps.jsonl --copy-to COPY
-    python -m lspipe.devicecheck summary --out OUT [--smoke] [--copy-to COPY] [--t0 EPOCH_SECONDS]
+    python benchmarks/devicecheck.py summary --out OUT [--smoke] [--copy-to COPY] [--t0 EPOCH_SECONDS]
 
 Only the standard library is imported (a step's record must not fail where torch does).
 """
@@ -283,7 +283,7 @@ def summary(out: Path, smoke: bool, t0: float | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lspipe.devicecheck", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python benchmarks/devicecheck.py", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("record", help="record a step that has ended")
     r.add_argument("--step", required=True)

@@ -16,8 +16,8 @@ scikit-learn, ...), so the check runs there with the versions tested here. The w
 installed with ``pip install --no-index --no-deps --target SITE``, SITE first on ``PYTHONPATH``:
 nothing installed there is replaced.
 
-    python -m lspipe.devicebundle build --dest .whl      # pin, download, check; writes .whl/bundle.json
-    python -m lspipe.devicebundle check-env --bundle .whl/bundle.json   # in the environment that runs the check
+    python benchmarks/devicebundle.py build --dest .whl      # pin, download, check; writes .whl/bundle.json
+    python benchmarks/devicebundle.py check-env --bundle .whl/bundle.json   # in the environment that runs the check
 
 Only the standard library and ``packaging`` (a requirement of Snakemake and matplotlib, so always
 installed with lspipe, and in the bundle) are imported.
@@ -323,7 +323,7 @@ def check_env(bundle: dict, lookup: Lookup = installed, env: dict | None = None)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lspipe.devicebundle", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python benchmarks/devicebundle.py", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="pin, download and check the wheels; write DEST/bundle.json")
     b.add_argument("--pyproject", default="pyproject.toml")
