@@ -1,10 +1,11 @@
 """One model on several GPUs: the training rules' SLURM requests and ``lspipe launch``.
 
 ``resources.gpus_per_model`` (per teacher grid: ``teachers[].gpus_per_model``) says how many GPUs
-train one model, ``resources.gpus_per_node`` how many a node has. :func:`layout` turns the two into
-nodes and processes per node; :func:`rule_resources` into the ``resources:`` of a training rule
-(what the Snakemake SLURM executor plugin turns into ``sbatch`` options); :func:`command` into the
-command line that starts the training processes inside the job. The training rules run
+train one model, ``resources.gpus_per_node`` how many a node has. The plan turns the two into each
+training job's layout, nodes and processes per node (:func:`lspipe.workflow.jobs.layout`, checked as
+the plan is built), and into the ``resources:`` of its rule (:func:`lspipe.workflow.jobs.rule_resources`:
+what the Snakemake SLURM executor plugin turns into ``sbatch`` options); :func:`command` here turns it
+into the command line that starts the training processes inside the job. The training rules run
 ``lspipe launch <layout> -- lspipe train ...`` when a model has more than one GPU (or ``auto``), and
 plain ``lspipe train ...`` otherwise, exactly as without this module.
 
@@ -41,89 +42,14 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from lspipe.base.errors import ConfigError, UserError
+from lspipe.base.errors import UserError
+from lspipe.workflow.jobs import AUTO, layout
 
-AUTO = "auto"
 PORT_BASE, PORT_SPAN = 20000, 20000  # rendezvous port: PORT_BASE + job id mod PORT_SPAN
 
 
 class LaunchError(UserError, RuntimeError):
     """The training processes cannot be started here (no SLURM allocation for a multi-node model, ...)."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How one model's training processes are laid out: ``gpus`` in all (or ``"auto"``) on ``nodes`` nodes,
-    ``per_node`` processes (one per GPU) on each (None for auto: known only on the job's machine)."""
-
-    gpus: int | str
-    nodes: int
-    per_node: int | None
-
-    @property
-    def single(self) -> bool:
-        """One process, no torchrun: today's ``lspipe train`` command."""
-        return self.gpus == 1
-
-    @property
-    def multi_node(self) -> bool:
-        return self.nodes > 1
-
-    def args(self) -> str:
-        """The ``lspipe launch`` options describing this layout."""
-        if self.gpus == AUTO:
-            return "--gpus auto"
-        return f"--gpus {self.gpus} --nodes {self.nodes}"
-
-
-def layout(gpus_per_model, gpus_per_node: int, where: str = "resources.gpus_per_model") -> Layout:
-    """The layout of a model trained on ``gpus_per_model`` GPUs (an int >= 1 or ``"auto"``) on nodes of
-    ``gpus_per_node`` GPUs. More GPUs than a node has must fill whole nodes."""
-    if gpus_per_model == AUTO:
-        return Layout(AUTO, 1, None)
-    if isinstance(gpus_per_model, bool) or not isinstance(gpus_per_model, int) or gpus_per_model < 1:
-        raise ConfigError(f"{where} must be a whole number >= 1 or 'auto', got {gpus_per_model!r}")
-    if gpus_per_node < 1:
-        raise ConfigError(f"resources.gpus_per_node must be >= 1, got {gpus_per_node!r}")
-    if gpus_per_model <= gpus_per_node:
-        return Layout(gpus_per_model, 1, gpus_per_model)
-    if gpus_per_model % gpus_per_node:
-        raise ConfigError(
-            f"{where} {gpus_per_model} spans several nodes of resources.gpus_per_node {gpus_per_node} GPUs and must "
-            f"fill whole nodes: use a multiple of {gpus_per_node}, or at most {gpus_per_node}")
-    return Layout(gpus_per_model, gpus_per_model // gpus_per_node, gpus_per_node)
-
-
-def check_batch(lay: Layout, batch_size: int, recipe: str, where: str) -> None:
-    """The recipe's batch is global and is split evenly over the processes (lspipe.engine.distributed)."""
-    if isinstance(lay.gpus, int) and batch_size % lay.gpus:
-        raise ConfigError(
-            f"recipes.{recipe}.batch_size {batch_size} is the global batch of a model trained on {lay.gpus} GPUs "
-            f"({where}) and must divide by {lay.gpus}: choose a batch size or GPU count that fit")
-
-
-def rule_resources(lay: Layout, *, gpus_per_job: int, gpu_model: str | None, threads: int) -> dict:
-    """A training rule's GPU, node, task and CPU resources for the Snakemake SLURM executor plugin.
-
-    Keys whose value is None are left out of the job (Snakemake drops None resources), so a one-GPU
-    model's job asks for exactly what it asked for before GPUs per model existed."""
-    res = {"gpu": None, "gpu_model": gpu_model or None, "nodes": None, "tasks": None, "mpi": None,
-           "slurm_extra": None, "cpus_per_task": None}
-    if lay.single or lay.gpus == AUTO:
-        res["gpu"] = gpus_per_job
-        return res
-    if not lay.multi_node:
-        res["gpu"] = lay.gpus
-        res["cpus_per_task"] = threads * lay.per_node
-        return res
-    # several nodes: one task (one torchrun) per node, G GPUs on each. The plugin's `gpu` asks for the job's
-    # total (--gpus), which SLURM may spread unevenly, and turns `tasks` of a GPU job into --ntasks-per-gpu:
-    # so the GPUs go through slurm_extra, and `mpi` makes the plugin run the command in the batch script
-    # (where srun can start one process per node) instead of inside a one-task srun.
-    res.update(gpu_model=None, nodes=lay.nodes, tasks=lay.nodes, mpi="srun",
-               slurm_extra=f"--gpus-per-node={gpu_model + ':' if gpu_model else ''}{lay.per_node}",
-               cpus_per_task=threads * lay.per_node)
-    return res
 
 
 # --------------------------------------------------------------------------- inside the job

@@ -71,7 +71,7 @@ from lspipe.base.errors import ConfigError
 from lspipe.base.runs import fmt, objective_label, objective_token, parse_run, run_name, run_objective
 from lspipe.engine.dumpfile import Dump
 from lspipe.experiments.calibration import debiased_squared_ce, reliability, softmax, top_label
-from lspipe.experiments.distill import FORM_LABELS, parse_student_run, read_gamma_table, trained_as
+from lspipe.experiments.distill import FORM_LABELS, StudentRun, read_gamma_table, trained_as
 from lspipe.experiments.mi import mi_noise
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
@@ -980,7 +980,7 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
         if m["dataset"] != dataset:
             continue
         sarch = m["arch"]
-        r = parse_student_run(m["run"])
+        r = StudentRun.parse(m["run"])
         acc = 100.0 * ev[split]["accuracy"]
         used.append(ev)
         if not r.distilled:
@@ -2180,7 +2180,7 @@ def mixed_grids(inputs: dict) -> list[str]:
         if m["role"] == "teacher":
             teacher[(m["dataset"], m["arch"])][float(m["alpha"])].add(int(m["seed"]))
         else:
-            students[m["dataset"]].append((parse_student_run(m["run"]), ev.get("_path")))
+            students[m["dataset"]].append((StudentRun.parse(m["run"]), ev.get("_path")))
     for (ds, arch), g in sorted(teacher.items()):
         problems += _rectangle(f"teacher evaluations {ds}/{arch} (α × seed)", {f"α {a:g}": s for a, s in g.items()})
     cal: dict[tuple, dict[float, set]] = defaultdict(lambda: defaultdict(set))

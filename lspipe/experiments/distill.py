@@ -38,7 +38,6 @@ again: its files are the teacher's (:func:`trained_as`).
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -49,7 +48,7 @@ import numpy as np
 from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError
 from lspipe.base.io import read_json
-from lspipe.base.runs import fmt, kd_run
+from lspipe.base.runs import fmt, kd_run, parse_run
 from lspipe.base.runs import run_name as baseline_run
 from lspipe.core.tables import write_csv
 from lspipe.engine.dumpfile import Dump
@@ -72,11 +71,6 @@ TABLE_FIELDS = [
     "gamma_mean", "gamma_min", "gamma_max",
     "accuracy_pct_mean", "accuracy_pct_min", "accuracy_pct_max", "accuracy_pct_std",
 ]
-
-_NUM = r"[0-9.]+(?:e-?[0-9]+)?"
-_BASELINE_RE = re.compile(rf"^a(?P<alpha>{_NUM})_s(?P<seed>[0-9]+)$")
-_KD_RE = re.compile(rf"^kd-(?P<tarch>(?:timm:)?[a-z0-9_]+)-a(?P<talpha>{_NUM})-T(?P<T>{_NUM})_s(?P<seed>[0-9]+)$")
-
 
 # --------------------------------------------------------------------------- run names and the plan
 
@@ -107,17 +101,31 @@ class StudentRun:
             return baseline_run(self.alpha, self.seed)
         return kd_run(self.teacher_arch, self.teacher_alpha, self.temperature, self.seed)
 
+    @classmethod
+    def parse(cls, name: str) -> StudentRun:
+        """The student run ``name`` says (:func:`lspipe.base.runs.parse_run`: the one grammar of run names)."""
+        r = parse_run(name)
+        if r is not None and "teacher_arch" in r:
+            return cls(seed=r["seed"], teacher_arch=r["teacher_arch"], teacher_alpha=r["teacher_alpha"],
+                       temperature=r["temperature"])
+        if r is not None and "alpha" in r:
+            return cls(seed=r["seed"], alpha=r["alpha"])
+        raise ValueError(f"{name!r} is not a student run name (a<alpha>_s<seed> or kd-<arch>-a<alpha>-T<T>_s<seed>)")
 
-def parse_student_run(name: str) -> StudentRun:
-    """Inverse of :func:`baseline_run` / :func:`kd_run`."""
-    m = _KD_RE.match(name)
-    if m:
-        return StudentRun(seed=int(m["seed"]), teacher_arch=m["tarch"], teacher_alpha=float(m["talpha"]),
-                          temperature=float(m["T"]))
-    m = _BASELINE_RE.match(name)
-    if m:
-        return StudentRun(seed=int(m["seed"]), alpha=float(m["alpha"]))
-    raise ValueError(f"{name!r} is not a student run name (a<alpha>_s<seed> or kd-<arch>-a<alpha>-T<T>_s<seed>)")
+    @property
+    def teacher_run(self) -> str | None:
+        """The run of a distilled student's teacher (the teacher of its seed at ``teacher_alpha``)."""
+        return baseline_run(self.teacher_alpha, self.seed) if self.distilled else None
+
+
+def objective(entry: dict, run: StudentRun, teacher: str | None = None) -> dict:
+    """The objective a student run of ``entry`` trains with (:mod:`lspipe.core.losses`): label smoothing at
+    its alpha, or distillation from ``teacher`` (the teacher's model.pt) at its temperature with the entry's
+    ``beta`` and ``form``."""
+    if not run.distilled:
+        return {"kind": "ls", "alpha": float(run.alpha)}
+    return {"kind": "kd", "teacher": teacher, "T": float(run.temperature), "beta": float(entry["beta"]),
+            "form": entry["form"]}
 
 
 def baseline_alphas(entry: dict) -> list[float]:
@@ -171,25 +179,23 @@ def lockstep_groups(entry: dict, twins: Iterable[str] = ()) -> list[dict]:
 
     Per seed: the hard-target teacher's students at every temperature (one teacher forward per
     batch for all of them), and the student baselines not trained as a teacher (``twins``). Each
-    group is ``{"family", "seed", "runs", "temperatures" | "alphas"}``; groups of fewer than two
-    students are left to the single-run rules, as are the LS teachers' students (one per teacher
-    and seed). Empty when the entry's ``lockstep`` is false.
+    group is ``{"family", "seed", "runs"}``, ``runs`` its :class:`StudentRun` values in ascending
+    temperature or alpha (whatever the config's order: the order of a grid means nothing, and
+    reordering it changes no job and retrains no student); groups of fewer than two students are
+    left to the single-run jobs, as are the LS teachers' students (one per teacher and seed). Empty
+    when the entry's ``lockstep`` is false.
     """
     if not entry.get("lockstep"):
         return []
     twins = set(twins)
     groups = []
     for s in entry["seeds"]:
-        # members in ascending order whatever the config's: the order of a grid means nothing, and
-        # reordering it changes no job (and retrains no student)
-        temps = sorted(float(t) for t in entry["temperatures"])
-        if len(temps) >= 2:
-            groups.append({"family": "kd_hard", "seed": int(s), "temperatures": temps,
-                           "runs": [kd_run(entry["teacher_arch"], 0.0, t, s) for t in temps]})
-        alphas = sorted(float(a) for a in baseline_alphas(entry) if baseline_run(a, s) not in twins)
-        if len(alphas) >= 2:
-            groups.append({"family": "baseline", "seed": int(s), "alphas": alphas,
-                           "runs": [baseline_run(a, s) for a in alphas]})
+        kd = [StudentRun(seed=int(s), teacher_arch=entry["teacher_arch"], teacher_alpha=0.0, temperature=t)
+              for t in sorted(float(t) for t in entry["temperatures"])]
+        baselines = [StudentRun(seed=int(s), alpha=a) for a in sorted(float(a) for a in baseline_alphas(entry))]
+        for family, runs in (("kd_hard", kd), ("baseline", [r for r in baselines if r.name not in twins])):
+            if len(runs) >= 2:
+                groups.append({"family": family, "seed": int(s), "runs": runs})
     return groups
 
 
@@ -401,7 +407,7 @@ def distillation_rows(
     for ev in student_evals:
         m = ev["model"]
         dataset, student_arch = m["dataset"], m["arch"]
-        run = parse_student_run(m["run"])
+        run = StudentRun.parse(m["run"])
         if run.seed != int(m["seed"]):
             raise ValueError(f"student run {m['run']!r} records seed {m['seed']}")
         if not run.distilled:

@@ -13,7 +13,7 @@ from snakemake.exceptions import WorkflowError
 import lspipe.base.errors
 import lspipe.base.runs
 import lspipe.core.config
-import lspipe.launch
+import lspipe.workflow.jobs
 import lspipe.workflow.plan
 
 # The configuration is validated once, here, and its plan built once: the config files refuse duplicate
@@ -182,7 +182,6 @@ wildcard_constraints:
 
 
 fmt = lspipe.base.runs.fmt
-teacher_run = lspipe.base.runs.run_name
 
 
 _VERIFIED_DATA = {}
@@ -282,13 +281,6 @@ for _name in config["datasets"]:
         print(f"warning: {err}", file=sys.stderr)
 
 
-def teacher_group(dataset, arch):
-    for t in config["teachers"]:
-        if t["dataset"] == dataset and t["arch"] == arch:
-            return t
-    raise WorkflowError(f"no teacher grid for dataset {dataset!r} and arch {arch!r} under 'teachers' in the config")
-
-
 def recipe_json(name):
     return json.dumps(config["recipes"][name], sort_keys=True)
 
@@ -300,56 +292,18 @@ def training_runtime(recipe_name):
     return max(res["min_runtime"], int(round(steps / 1000 * res["minutes_per_1k_steps"])))
 
 
-# GPUs per model (lspipe.launch): the layout (nodes, processes per node) of every teacher grid and of the
-# students, checked once here (whole nodes, a global batch that divides by the GPUs, no probe under torchrun).
-# Only when some model has more than one GPU (or `auto`) do the training rules get the `launch` parameter
-# and the `lspipe launch ... --` prefix: a one-GPU config's training commands stay as they were, and no
-# finished model reruns for a changed rule text.
-def _layout(gpus, where):
-    try:
-        return lspipe.launch.layout(gpus, config["resources"]["gpus_per_node"], where)
-    except lspipe.base.errors.ConfigError as err:
-        raise WorkflowError(str(err))
-
-
-def _checked_layout(gpus, where, recipe_name, probe=None, grid=""):
-    lay = _layout(gpus, where)
-    try:
-        lspipe.launch.check_batch(lay, config["recipes"][recipe_name]["batch_size"], recipe_name, where)
-    except lspipe.base.errors.ConfigError as err:
-        raise WorkflowError(str(err))
-    if probe and not lay.single:
-        raise WorkflowError(f"{where} is {gpus}, but {grid} records the MI probe ({grid}.probe), which trains in one "
-                            f"process: set {grid}.gpus_per_model: 1 or {grid}.probe: null")
-    return lay
-
-
-TEACHER_LAYOUT = {
-    (t["dataset"], t["arch"]): _checked_layout(
-        config["resources"]["gpus_per_model"] if t.get("gpus_per_model") is None else t["gpus_per_model"],
-        f"teachers[{i}].gpus_per_model" if t.get("gpus_per_model") is not None else "resources.gpus_per_model",
-        t["recipe"], t.get("probe"), f"teachers[{i}]")
-    for i, t in enumerate(config["teachers"])
-}
-STUDENT_LAYOUT = {
-    d["dataset"]: _checked_layout(config["resources"]["gpus_per_model"], "resources.gpus_per_model", d["student_recipe"])
-    for d in config["distillation"]
-}
-MULTI_GPU = not all(lay.single for lay in [*TEACHER_LAYOUT.values(), *STUDENT_LAYOUT.values()])
-
-
-def job_layout(job):
-    """The GPU layout of a multi-model job (grouped.smk): its teacher grid's, or the students'."""
-    if job["role"] == "teacher":
-        return TEACHER_LAYOUT[(job["dataset"], job["arch"])]
-    return STUDENT_LAYOUT[job["dataset"]]
+# GPUs per model: the layout of every training job (lspipe.workflow.jobs: whole nodes, a global batch that divides
+# by the GPUs, no probe under torchrun), checked as the plan is built. Only when some model has more than one GPU
+# (or `auto`) do the training rules get the `launch` parameter and the `lspipe launch ... --` prefix: a one-GPU
+# config's training commands stay as they were, and no finished model reruns for a changed rule text.
+MULTI_GPU = not all(job.layout.single for job in PLAN.training_jobs)
 
 
 def train_resources(layout_of):
-    """The GPU, node, task and CPU resources of a training rule (lspipe.launch.rule_resources) from
+    """The GPU, node, task and CPU resources of a training rule (lspipe.workflow.jobs.rule_resources) from
     ``layout_of(wildcards)``: keyword arguments of the rule's `resources:` (None values are dropped)."""
     def one(key):
-        return lambda wc: lspipe.launch.rule_resources(
+        return lambda wc: lspipe.workflow.jobs.rule_resources(
             layout_of(wc), gpus_per_job=GPU, gpu_model=GPU_MODEL, threads=config["threads"])[key]
 
     return {k: one(k) for k in ("gpu", "gpu_model", "nodes", "tasks", "mpi", "slurm_extra", "cpus_per_task")}
@@ -391,36 +345,6 @@ def train_shell(args=""):
     )
 
 
-def teacher_run_of(wc):
-    """The objective value and seed of a teacher job's run (lspipe.workflow.plan.Plan.teacher_runs)."""
-    try:
-        return PLAN.teacher_runs[(wc.dataset, wc.arch, wc.run)]
-    except KeyError:
-        raise WorkflowError(f"no teacher {wc.run} of {wc.dataset}/{wc.arch} in the config's teacher grids (teachers)")
-
-
-def teacher_params(wc):
-    """The teacher grid (config entry) of a training job's wildcards."""
-    return teacher_group(wc.dataset, wc.arch)
-
-
-def student_entry(wc):
-    """The `distillation` entry of a student training job's wildcards."""
-    import lspipe.experiments.distill
-
-    return lspipe.experiments.distill.entry_for(PLAN.distill, wc.dataset, wc.arch)
-
-
-def probe_args(wc):
-    """`lspipe train` arguments recording the mutual-information probe, if the grid has one.
-
-    Every probe setting (with its defaults) is in the returned text and the function takes no
-    `output`, so Snakemake's params rerun trigger sees it: changing a probe retrains its teachers.
-    `lspipe train` writes the trace to the rule's `probe` output (probe.h5 next to model.pt), and a
-    placeholder there when the grid records no probe (lspipe.engine.probefile.write_probe_placeholder)."""
-    return probe_option(teacher_params(wc).get("probe"))
-
-
 def probe_option(probe):
     """`--probe '<settings JSON>'` for a grid's probe settings (teachers[].probe), or "" for none."""
     if not probe:
@@ -428,18 +352,13 @@ def probe_option(probe):
     return f"--probe {shlex.quote(json.dumps(probe, sort_keys=True))}"
 
 
-def grouped_probe_args(probe, models):
-    """The probe options of a fused grid's job (grouped.smk): "" without a probe, else `--probe` and one
-    `--probe-out` per member, its probe.h5 (the rule's `probe` outputs) in member order."""
-    if not probe:
-        return ""
-    outs = " ".join(shlex.quote(P.probe(ds, arch, run)) for ds, arch, _, run in models)
-    return f" {probe_option(probe)} --probe-out {outs}"
-
-
 def probe_settings(wc):
-    """The probe settings of a teacher grid as JSON (checked against probe.h5 by `lspipe mi-curve`)."""
-    return json.dumps(teacher_group(wc.dataset, wc.arch).get("probe"), sort_keys=True)
+    """The probe settings of a teacher's grid as JSON (checked against probe.h5 by `lspipe mi-curve`)."""
+    try:
+        job = PLAN.job(wc.dataset, wc.arch, "teacher", lspipe.base.runs.run_name(wc.alpha, wc.seed))
+    except lspipe.base.errors.ConfigError as err:
+        raise WorkflowError(str(err))
+    return json.dumps(job.probe, sort_keys=True)
 
 
 def source_digest(dataset):

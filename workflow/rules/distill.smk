@@ -1,103 +1,19 @@
-# Paper Fig. 5: students trained alone with label smoothing, distilled from the hard-target
-# teacher at each temperature, and distilled from label-smoothed teachers at T = 1, per
-# `distillation` entry (one per dataset) and seed; the teachers' smoothness index gamma; the
-# figure and its table. Run names and the grid come from lspipe.experiments.distill.
+# Paper Fig. 5: the teachers' smoothness index gamma and the figure with its table, per `distillation`
+# entry (one per dataset). The students themselves (trained alone with label smoothing, distilled from the
+# hard-target teacher at each temperature, and from the label-smoothed teachers at T = 1) are training jobs
+# of the plan (PLAN.training_jobs, lspipe.workflow.jobs; run names and the grid from
+# lspipe.experiments.distill), trained by the rules of train.smk. Student baselines that are the very training
+# run of a teacher (same dataset, arch, recipe, alpha, seed; e.g. the paper preset's AlexNet at alpha 0) are
+# trained once, as the teacher: their consumers read the teacher's files (PLAN.distillation.twins,
+# lspipe.experiments.distill.trained_as).
 #
-# A distilled student's teacher model.pt is a plain input, deliberately NOT ancient(): Snakemake 9
-# does not propagate a rerun to a downstream job whose inputs from the rerun job are all ancient
-# and exist (snakemake/dag.py, update_needrun), so ancient() would leave students of a retrained
-# teacher stale. Plain, whenever a teacher job runs (changed recipe or code, --forcerun, ...),
-# exactly its students train again (tests/test_distill.py checks this with dry runs).
-# The teachers' dumps feed the gamma table as plain inputs for the same reason.
+# The teachers' dumps feed the gamma table as plain inputs, deliberately NOT ancient() (see train.smk): a
+# retrained teacher recomputes its gamma.
 
 import lspipe.core.tables
 
-# the `dataset` wildcard of the Fig. 5 rules: only datasets with a distillation entry (PLAN.distillation.entries).
-# Student baselines that are the very training run of a teacher (same dataset, arch, recipe, alpha,
-# seed; e.g. the paper preset's AlexNet at alpha 0) are trained once, as the teacher: their consumers
-# read the teacher's files (PLAN.distillation.twins, lspipe.experiments.distill.trained_as); no
-# student job exists for them.
-DISTILL_DATASET = f"(?:{'|'.join(PLAN.distillation.entries)})" if PLAN.distillation.entries else r"(?!)"
-
-
-rule train_student_baseline:
-    """Train one student alone with label-smoothed cross-entropy (Fig. 5's student baseline)."""
-    input:
-        data=lambda wc: checked_data(wc.dataset),
-    output:
-        model=P.model("{dataset}", "{arch}", "student", lspipe.base.runs.RUN),
-        metrics=P.metrics("{dataset}", "{arch}", "student", lspipe.base.runs.RUN),
-    wildcard_constraints:
-        dataset=DISTILL_DATASET,
-    params:
-        arch=lambda wc: wc.arch,
-        seed=lambda wc: int(wc.seed),
-        objectives=lambda wc: objectives_json([{"kind": "ls", "alpha": float(wc.alpha)}]),
-        role="student",
-        runs=lambda wc: lspipe.base.runs.run_name(wc.alpha, wc.seed),
-        **run_params(lambda wc: student_entry(wc)["student_recipe"],
-                     lambda wc: [P.model(wc.dataset, wc.arch, "student", lspipe.base.runs.run_name(wc.alpha, wc.seed))]),
-        **launch_params(lambda wc: STUDENT_LAYOUT[wc.dataset]),
-    threads: config["threads"]
-    resources:
-        **train_resources(lambda wc: STUDENT_LAYOUT[wc.dataset]),
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=lambda wc: training_runtime(student_entry(wc)["student_recipe"]),
-    log:
-        P.log("train_student_baseline", "{dataset}", "{arch}", lspipe.base.runs.RUN),
-    benchmark:
-        P.benchmark("train_student_baseline", "{dataset}", "{arch}", lspipe.base.runs.RUN)
-    conda:
-        ENV_TRAIN
-    shell:
-        train_shell()
-
-
-rule train_student_distilled:
-    """Distil one student from the teacher of the same seed at temperature T (beta, form from the config)."""
-    input:
-        data=lambda wc: checked_data(wc.dataset),
-        teacher=P.model("{dataset}", "{tarch}", "teacher", "a{talpha}_s{seed}"),
-    output:
-        model=P.model("{dataset}", "{arch}", "student", lspipe.base.runs.KD_RUN),
-        metrics=P.metrics("{dataset}", "{arch}", "student", lspipe.base.runs.KD_RUN),
-    wildcard_constraints:
-        dataset=DISTILL_DATASET,
-        tarch=names_pattern(PLAN.archs),
-        talpha=r"[0-9.]+(e-?[0-9]+)?",
-        T=r"[0-9.]+(e-?[0-9]+)?",
-    params:
-        arch=lambda wc: wc.arch,
-        seed=lambda wc: int(wc.seed),
-        objectives=lambda wc: objectives_json([{
-            "kind": "kd", "teacher": P.model(wc.dataset, wc.tarch, "teacher", f"a{wc.talpha}_s{wc.seed}"),
-            "T": float(wc.T), "beta": float(student_entry(wc)["beta"]), "form": student_entry(wc)["form"],
-        }]),
-        role="student",
-        runs=lambda wc: lspipe.base.runs.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed),
-        # what the config trains the teacher with (recipe, objective, seed): a teacher put in place that records
-        # otherwise is refused before the student learns from it
-        expect_teachers=lambda wc: teachers_expected([P.model(wc.dataset, wc.tarch, "teacher", f"a{wc.talpha}_s{wc.seed}")]),
-        **run_params(lambda wc: student_entry(wc)["student_recipe"],
-                     lambda wc: [P.model(wc.dataset, wc.arch, "student",
-                                         lspipe.base.runs.kd_run(wc.tarch, wc.talpha, wc.T, wc.seed))]),
-        **launch_params(lambda wc: STUDENT_LAYOUT[wc.dataset]),
-    threads: config["threads"]
-    resources:
-        **train_resources(lambda wc: STUDENT_LAYOUT[wc.dataset]),
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=lambda wc: training_runtime(student_entry(wc)["student_recipe"]),
-    log:
-        P.log("train_student_distilled", "{dataset}", "{arch}", lspipe.base.runs.KD_RUN),
-    benchmark:
-        P.benchmark("train_student_distilled", "{dataset}", "{arch}", lspipe.base.runs.KD_RUN)
-    conda:
-        ENV_TRAIN
-    shell:
-        train_shell("--expect-teachers {params.expect_teachers:q}")
-
-
-# Lockstep students (distillation[].lockstep, lspipe.engine.training.train_group) train in multi-model jobs: grouped.smk.
+# the `dataset` wildcard of the Fig. 5 rules: only datasets with a distillation entry (PLAN.distillation.entries)
+DISTILL_DATASET = names_pattern(PLAN.distillation.entries)
 
 
 rule distillation_gamma:
