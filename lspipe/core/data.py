@@ -30,7 +30,7 @@ from lspipe.base.errors import DataError
 from lspipe.base.io import atomic_path, remove_stale_temps
 
 SPLITS = ("train", "val", "test")
-SOURCES = ("digits", "cifar10", "cifar100", "imagefolder")
+SOURCES = ("digits", "cifar10", "cifar100", "mnist", "imagefolder")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
@@ -124,6 +124,33 @@ def _load_cifar(source: str, root: str | None, download: bool):
         out[split] = (x, np.asarray(ds.targets, dtype=np.int64))
         classes = list(ds.classes)
     return out, classes
+
+
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _load_mnist(root: str | None, download: bool):
+    """torchvision's MNIST (``<root>/MNIST/raw/``, the four idx files :data:`MNIST_FILES`): 28 x 28 grey
+    images as N x 1 x 28 x 28 uint8, classes named by their digit ("0" .. "9", as the bundled digits)."""
+    from torchvision import datasets
+
+    if not root:
+        raise DataError("dataset source 'mnist' needs a root folder: set datasets.<name>.root in the config "
+                        "(the folder holding or receiving torchvision's MNIST/raw/)")
+    out = {}
+    for split, train in (("train", True), ("test", False)):
+        try:
+            ds = datasets.MNIST(root=root, train=train, download=download)
+        except (RuntimeError, ValueError, OSError) as err:  # not found, or a damaged idx file
+            fix = ("the download failed (no internet access?): put torchvision's copy there" if download else
+                   "either put torchvision's copy there") + f" (MNIST/raw/ with {', '.join(MNIST_FILES)})"
+            raise DataError(
+                f"mnist not found or unreadable under {root!r} ({' '.join(str(err).split())[:300]}); {fix}"
+                + ("" if download else ", or set datasets.<name>.download: true in the config on a machine with "
+                   "internet access")
+            ) from None
+        out[split] = (np.ascontiguousarray(ds.data.numpy().astype(np.uint8)[:, None]), ds.targets.numpy().astype(np.int64))
+    return out, [c.split(" - ")[0] for c in datasets.MNIST.classes]
 
 
 def _visible(entries):
@@ -394,6 +421,7 @@ def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unr
 
 
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+TORCHVISION_FOLDERS = {**CIFAR_FOLDERS, "mnist": "MNIST/raw"}  # flat folders of the torchvision copies under root
 
 
 def source_manifest(options: dict) -> list[tuple[str, int, int]]:
@@ -403,9 +431,9 @@ def source_manifest(options: dict) -> list[tuple[str, int, int]]:
     CIFAR folder under ``root``; empty for the bundled digits, and for a tree :func:`scan_tree`
     refuses (prepare then names the problem). One ``stat`` per file, no file is opened."""
     source, root = options.get("source"), options.get("root")
-    if source not in ("imagefolder", *CIFAR_FOLDERS) or not root:
+    if source not in ("imagefolder", *TORCHVISION_FOLDERS) or not root:
         return []
-    top = Path(root) / CIFAR_FOLDERS[source] if source in CIFAR_FOLDERS else Path(root)
+    top = Path(root) / TORCHVISION_FOLDERS[source] if source in TORCHVISION_FOLDERS else Path(root)
     if not top.is_dir():
         return []
     if source == "imagefolder":
@@ -416,7 +444,7 @@ def source_manifest(options: dict) -> list[tuple[str, int, int]]:
         return sorted((os.path.relpath(p, top), size, mtime) for recs in tree.splits.values()
                       for p, _, size, mtime in recs if size >= 0)  # a broken link: prepare reports it
     out = []
-    for f in sorted(os.listdir(top)):  # a torchvision CIFAR folder: flat
+    for f in sorted(os.listdir(top)):  # a torchvision CIFAR or MNIST folder: flat
         p = top / f
         if not f.startswith(".") and p.is_file():
             st = p.stat()
@@ -444,13 +472,13 @@ def source_digest(options: dict) -> str:
     import hashlib
 
     source, root = options.get("source"), options.get("root")
-    if source not in ("imagefolder", *CIFAR_FOLDERS):
+    if source not in ("imagefolder", *TORCHVISION_FOLDERS):
         return "bundled"
     manifest = source_manifest(options)
     if not manifest:
         return f"no files under {root}"
     if sum(size for _, size, _ in manifest) <= CONTENT_DIGEST_MAX_BYTES:
-        top = Path(root) / CIFAR_FOLDERS[source] if source in CIFAR_FOLDERS else Path(root)
+        top = Path(root) / TORCHVISION_FOLDERS[source] if source in TORCHVISION_FOLDERS else Path(root)
         lines = []
         for rel, _, _ in manifest:
             try:
@@ -497,6 +525,9 @@ def prepare(
         parts = {"train": (x[rest], y[rest], rest), "test": (x[test], y[test], test)}
     elif source in ("cifar10", "cifar100"):
         raw, classes = _load_cifar(source, root, download)
+        parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
+    elif source == "mnist":
+        raw, classes = _load_mnist(root, download)
         parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
     elif source == "imagefolder":
         raw, classes = _load_imagefolder(root, image_size, channels, skip_unreadable, name)
