@@ -195,9 +195,9 @@ def test_nothing_configured_is_not_run_with_keys():
     checks = claims.build_checks(cfg=CFG)
     assert {c["verdict"] for c in checks} == {claims.NOT_RUN}
     keys = " ".join(c.get("config_key", "") for c in checks)
-    for key in ("teachers", "projections.rows", "distillation", "teachers[].probe"):
+    for key in ("teachers", "projections.rows", "distillation", "teachers[].probe", "distillation_toy"):
         assert key in keys
-    assert {s["claim"] for s in claims.summarise(checks)} == {1, 2, 3, 4, 5}
+    assert {s["claim"] for s in claims.summarise(checks)} == {1, 2, 3, 4, 5, 6}
 
 
 def test_defaults_come_from_the_schema():
@@ -610,7 +610,7 @@ def test_report_files(tmp_path):
     assert data["checks"][0]["id"] == "1a" and "sources" in data["checks"][0]
     md = (tmp_path / "c.md").read_text()
     for text in ("## Decision rule", "claims.accuracy_margin", "not run", "exploratory", "Decidable:", "Sources:",
-                 "Rule version 3", "by the interval alone", "noncentral t", "Sensitivity:", "verdict at 90 / 95 / 99 %",
+                 f"Rule version {claims.RULES_VERSION}", "by the interval alone", "noncentral t", "Sensitivity:", "verdict at 90 / 95 / 99 %",
                  "one-sided test at level 2.5 %", "claims.ece_margin", "claims.mi_noise_multiple",
                  "claims.calibration_selection"):
         assert text in md, text

@@ -141,11 +141,12 @@ def _load_mnist(root: str | None, download: bool):
     for split, train in (("train", True), ("test", False)):
         try:
             ds = datasets.MNIST(root=root, train=train, download=download)
-        except (RuntimeError, ValueError, OSError) as err:  # not found, or a damaged idx file
+        except (RuntimeError, ValueError, OSError, AssertionError) as err:  # not found; a damaged idx file (torchvision asserts)
             fix = ("the download failed (no internet access?): put torchvision's copy there" if download else
                    "either put torchvision's copy there") + f" (MNIST/raw/ with {', '.join(MNIST_FILES)})"
             raise DataError(
-                f"mnist not found or unreadable under {root!r} ({' '.join(str(err).split())[:300]}); {fix}"
+                f"mnist not found or unreadable under {root!r} ({type(err).__name__}: {' '.join(str(err).split())[:300]}); "
+                f"{fix}"
                 + ("" if download else ", or set datasets.<name>.download: true in the config on a machine with "
                    "internet access")
             ) from None

@@ -38,7 +38,10 @@ Primary checks:
    curve is a systematic term added to each end of the interval;
 5. erasure: (peak − late) of the MI with LS minus (peak − late) with hard targets, paired by seed,
    above the MI margin (``mi_noise_multiple`` × the measured sd of one MI estimate) for
-   "supported"; "contradicted" needs the interval below 0.
+   "supported"; "contradicted" needs the interval below 0;
+6. the MNIST distillation toy (:func:`toy_claims`): two primary checks, (a) the LS teacher at least
+   as accurate as the hard-target teacher (claim 1's margin) and (b) its student worse than the hard
+   teacher's student (above 0), whose conjunction (:func:`conjunction`) is the claim's verdict.
 
 Decision rule (:func:`decide`), the interval alone, symmetric: with n seeds the two-sided
 ``confidence`` interval of the mean effect is ``mean ± t_{n-1} · sd / sqrt(n)`` (plus a systematic
@@ -72,6 +75,8 @@ from lspipe.base.runs import fmt, objective_label, objective_token, parse_run, r
 from lspipe.engine.dumpfile import Dump
 from lspipe.experiments.calibration import debiased_squared_ce, reliability, softmax, top_label
 from lspipe.experiments.distill import FORM_LABELS, parse_student_run, read_gamma_table, trained_as
+from lspipe.experiments.distill_toy import PAPER as TOY_PAPER
+from lspipe.experiments.distill_toy import PAPER_STUDENT_ALONE
 from lspipe.experiments.mi import mi_noise
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
@@ -89,7 +94,7 @@ HARD = {"kind": "ls", "alpha": 0.0}  # the hard-target arm: label smoothing at a
 
 # Versions of the decision rules (docs/claims.md keeps the changelog). A verdict is confirmatory when
 # every model it reads was trained after its rule version was frozen; otherwise it is a re-analysis.
-RULES_VERSION = 3
+RULES_VERSION = 4
 RULE_VERSIONS = {
     1: ("2026-11-28T00:00:00Z", "first rules: two-sided ±0.01 ECE margin at LS 0.1, best student on test"),
     2: ("2026-12-03T00:00:00Z", "primary checks fixed in advance, α* on validation, one-sided margins, "
@@ -97,6 +102,8 @@ RULE_VERSIONS = {
     3: ("2026-12-06T14:06:00Z", "models keyed by objective; interval-alone rule; RMS calibration error debiased "
         "(Kumar et al. 2019) with a two-estimate interval; power from the noncentral t; claim 4's interpolation "
         "error as a systematic term; claim 5 contradicted below 0; relative accuracy margin; 3d a number"),
+    4: ("2026-12-06T14:45:00Z", "claim 6, the MNIST distillation toy: two primary checks (the LS teacher at least as "
+        "accurate, claim 1's margin; its student worse, above 0) whose conjunction is the claim's verdict"),
 }
 
 CLAIM_TITLES = {
@@ -106,6 +113,8 @@ CLAIM_TITLES = {
     4: ("Distillation: students of a hard-target teacher gain more over the student baseline than students of "
         "label-smoothed teachers (Fig. 5)"),
     5: "Erasure of information: the mutual information falls more during training with label smoothing (Fig. 6)",
+    6: ("Distillation toy: the label-smoothed teacher is at least as accurate as the hard-target teacher, and its "
+        "student is worse (MNIST, section 4)"),
 }
 
 # the slides' distillation loss, and how each lspipe form departs from it (claim 4 names the form used)
@@ -509,11 +518,12 @@ def _assign_ids(checks: list[dict]) -> list[dict]:
     for c in checks:
         by[(c["claim"], c["scope"])].append(c)
     for (claim, _), cs in by.items():
-        letters = iter("bcdefghijklmnopqrstuvwxyz")
+        primaries = [c for c in cs if c["role"] == PRIMARY]  # several only for claim 6 (a conjunction): a, b
+        letters = iter("abcdefghijklmnopqrstuvwxyz"[max(1, len(primaries)):])
         regime = [c for c in cs if c["role"] == REGIME]
         for c in cs:
             if c["role"] == PRIMARY:
-                c["id"] = f"{claim}a"
+                c["id"] = f"{claim}{'abcdefghijklmnopqrstuvwxyz'[primaries.index(c)]}"
             elif c["role"] == REGIME:
                 c["id"] = f"{claim}R" + (str(regime.index(c) + 1) if len(regime) > 1 else "")
             else:
@@ -1148,6 +1158,142 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
     return out
 
 
+# --------------------------------------------------------------------------- claim 6: the MNIST distillation toy
+
+
+def toy_claims(teacher_evals: Sequence[dict], student_evals: Sequence[dict], toys: Sequence[dict], cfg: dict) -> list[dict]:
+    """Claim 6 per ``distillation_toy`` entry (``toys``: :meth:`lspipe.experiments.distill_toy.DistillationToyPlan.settings`):
+    "the label-smoothed teacher is at least as accurate, and its student is worse". Two primary checks,
+    paired by seed, whose conjunction is the claim's verdict (:func:`conjunction`):
+
+    a. accuracy(LS teacher) − accuracy(hard-target teacher), pp, above −margin (claim 1's margin:
+       ``claims.accuracy_margin``, or ``accuracy_margin_relative`` × the hard teacher's error rate);
+    b. accuracy(student of the hard-target teacher) − accuracy(student of the LS teacher), both at the
+       toy's temperature, pp, above 0.
+
+    Descriptive: each teacher's student against the student trained alone with hard targets (above 0;
+    Hinton et al. 2015: 146 test errors alone, 74 from the hard teacher)."""
+    statement_a = ("the label-smoothed teacher is at least as accurate as the hard-target teacher: accuracy(LS teacher) "
+                   "− accuracy(α = 0 teacher), paired by seed")
+    out = []
+    for toy in toys:
+        ds, tarch, sarch = toy["dataset"], toy["teacher_arch"], toy["student_arch"]
+        t, ls, split = float(toy["temperature"]), float(toy["ls_alpha"]), toy["split"]
+        scope = f"{ds}/{tarch} → {sarch}, T = {t:g}"
+        statement_b = (f"the label-smoothed teacher's student is worse: accuracy(student of the α = 0 teacher) − "
+                       f"accuracy(student of the LS teacher), both at T = {t:g}, paired by seed")
+        teacher: dict[float, dict[int, dict]] = defaultdict(dict)
+        for ev in teacher_evals:
+            m = ev["model"]
+            if (m["dataset"], m["arch"]) != (ds, tarch):
+                continue
+            obj = objective_of(m)
+            if is_ls(obj) and any(_close(obj["alpha"], a) for a in (0.0, ls)):
+                teacher[0.0 if _close(obj["alpha"], 0.0) else ls][int(m["seed"])] = ev
+        student: dict[str, dict[int, dict]] = defaultdict(dict)
+        for ev in student_evals:
+            m = ev["model"]
+            if (m["dataset"], m["arch"]) != (ds, sarch):
+                continue
+            try:
+                r = parse_student_run(m["run"])
+            except ValueError:
+                continue
+            if r.distilled and r.teacher_arch == tarch and _close(r.temperature, t):
+                if _close(r.teacher_alpha, 0.0):
+                    student["hard"][r.seed] = ev
+                elif _close(r.teacher_alpha, ls):
+                    student["ls"][r.seed] = ev
+            elif not r.distilled and _close(r.alpha, 0.0):
+                student["alone"][r.seed] = ev
+
+        def acc(ev):
+            return 100.0 * ev[split]["accuracy"]
+
+        # a: the LS teacher at least as accurate
+        h, l = teacher.get(0.0, {}), teacher.get(ls, {})
+        if not h or not l:
+            out.append(not_run(6, scope, statement_a, f"teachers[].alphas of {ds}/{tarch} (0 and {ls:g})"))
+        else:
+            seeds = sorted(set(h) & set(l))
+            used = [h[k] for k in seeds] + [l[k] for k in seeds]
+            src = _sources(used, [f"{split}.accuracy", f"{split}.n"])
+            if not seeds:
+                out.append(not_compared(6, scope, statement_a, "no seed has both teachers",
+                                        f"teachers[].seeds ({sorted(h)} and {sorted(l)})", sources=src))
+            else:
+                hard_acc = _mean(acc(h[k]) for k in seeds)
+                margin, margin_src = accuracy_margin(cfg, hard_acc)
+                p_hard, p_ls = TOY_PAPER["hard"][0], TOY_PAPER["ls"][0]
+                out.append(check(
+                    6, scope, statement_a, {k: acc(l[k]) - acc(h[k]) for k in seeds}, kind="at_least", bound=margin,
+                    unit="pp", cfg=cfg, role=PRIMARY, label=f"teachers, LS α = {ls:g}, {split} split",
+                    resolution=_resolution(used, split), sources=src,
+                    numbers={f"error α = 0 teacher (%, {split})": 100.0 - hard_acc,
+                             f"error LS teacher (%, {split})": 100.0 - _mean(acc(l[k]) for k in seeds),
+                             "margin (pp)": f"{margin:.3g} ({margin_src})"},
+                    paper={"value": p_hard - p_ls, "source": f"section 4: teacher error {p_hard:g} % (hard) and "
+                                                               f"{p_ls:g} % (LS)"}))
+        # b: its student worse
+        sh, sl = student.get("hard", {}), student.get("ls", {})
+        if not sh or not sl:
+            out.append(not_run(6, scope, statement_b, f"distillation[] of {ds}: temperatures and ls_temperature "
+                                                      f"({t:g}), teacher_alphas (0 and {ls:g})"))
+        else:
+            seeds = sorted(set(sh) & set(sl))
+            used = [sh[k] for k in seeds] + [sl[k] for k in seeds]
+            src = _sources(used, [f"{split}.accuracy", f"{split}.n"])
+            forms = sorted({ev["model"].get("form") or "teacher" for ev in used})
+            notes = [f"distillation loss form {'/'.join(forms)} ({', '.join(FORM_LABELS.get(f, f) for f in forms)})"]
+            if not seeds:
+                out.append(not_compared(6, scope, statement_b, "no seed has both teachers' students",
+                                        f"distillation[].seeds ({sorted(sh)} and {sorted(sl)})", sources=src))
+            else:
+                p_hard, p_ls = TOY_PAPER["hard"][1], TOY_PAPER["ls"][1]
+                out.append(check(
+                    6, scope, statement_b, {k: acc(sh[k]) - acc(sl[k]) for k in seeds}, kind="greater", bound=0.0,
+                    unit="pp", cfg=cfg, role=PRIMARY, label=f"students at T = {t:g}, {split} split",
+                    resolution=_resolution(used, split), sources=src, notes=notes,
+                    numbers={f"error of the α = 0 teacher's student (%, {split})": 100.0 - _mean(acc(sh[k]) for k in seeds),
+                             f"error of the LS teacher's student (%, {split})": 100.0 - _mean(acc(sl[k]) for k in seeds)},
+                    paper={"value": p_ls - p_hard, "source": f"section 4: student error {p_hard:g} % (hard teacher) "
+                                                               f"and {p_ls:g} % (LS teacher)"}))
+        # descriptive: each teacher's student against the student alone (hard targets)
+        alone = student.get("alone", {})
+        for key, name in (("hard", "the α = 0 teacher's"), ("ls", f"the LS teacher's (α = {ls:g})")):
+            st = f"{name} student beats the student trained alone with hard targets: accuracy(student) − accuracy(alone)"
+            kd = student.get(key, {})
+            seeds = sorted(set(kd) & set(alone))
+            if not kd or not alone:
+                out.append(not_run(6, scope, st, "distillation[].baseline_alphas (0)", role=DESCRIPTIVE,
+                                   label=f"{key} teacher's student vs alone"))
+                continue
+            used = [kd[k] for k in seeds] + [alone[k] for k in seeds]
+            paper = ({"value": PAPER_STUDENT_ALONE - TOY_PAPER["hard"][1],
+                      "source": "Hinton et al. 2015, section 3: 146 test errors alone, 74 from the teacher"}
+                     if key == "hard" else None)
+            out.append(check(6, scope, st, {k: acc(kd[k]) - acc(alone[k]) for k in seeds}, kind="greater", bound=0.0,
+                             unit="pp", cfg=cfg, label=f"{key} teacher's student vs alone",
+                             resolution=_resolution(used, split), sources=_sources(used, [f"{split}.accuracy"]),
+                             paper=paper))
+    return out
+
+
+def conjunction(verdicts: Sequence[str]) -> str:
+    """The verdict of a claim with several primary checks (claim 6): supported when every one is; not run /
+    not compared when one is; contradicted when one is (and none is not run or not compared); inconclusive
+    otherwise. "Supported" is an intersection-union test: each check at its one-sided level keeps that
+    level for the conjunction; "contradicted" (any part) is not corrected for the two parts."""
+    v = list(verdicts)
+    if not v or NOT_RUN in v:
+        return NOT_RUN
+    if NOT_COMPARED in v:
+        return NOT_COMPARED
+    if all(x == SUPPORTED for x in v):
+        return SUPPORTED
+    return CONTRADICTED if CONTRADICTED in v else INCONCLUSIVE
+
+
 # --------------------------------------------------------------------------- claim 5: MI
 
 
@@ -1397,6 +1543,7 @@ class ClaimsPlan:
             "fig1_ls_alpha": config["projections"]["ls_alpha"],
             "fig1_rows": len(config["projections"]["rows"]),
             "distillation_split": {d: e["split"] for d, e in distillation.entries.items()},
+            "toys": plan.distillation_toy.settings(),
         }
 
     def targets(self) -> list[str]:
@@ -1417,11 +1564,18 @@ def summarise(checks: Sequence[dict]) -> list[dict]:
         groups[(c["claim"], c["scope"])].append(c)
     out = []
     for (claim, scope), cs in sorted(groups.items()):
-        prim = next((c for c in cs if c["role"] == PRIMARY), None)
+        prims = [c for c in cs if c["role"] == PRIMARY]
+        prim = prims[0] if prims else None
+        if len(prims) > 1:  # claim 6: the conjunction of its primary checks
+            verdict, primary = conjunction([c["verdict"] for c in prims]), ", ".join(c["id"] for c in prims)
+            effect = "; ".join(f"{c['id']} {short_effect(c)}" for c in prims)
+            levels = sorted({k for c in prims for k in (c.get("sensitivity") or {})}, key=float)
+            sens = {k: conjunction([(c.get("sensitivity") or {}).get(k, c["verdict"]) for c in prims]) for k in levels}
+        else:
+            verdict, primary = (prim["verdict"], prim["id"]) if prim else (NOT_RUN, None)
+            effect, sens = (short_effect(prim) if prim else "—"), (prim or {}).get("sensitivity") or {}
         out.append({"claim": claim, "title": CLAIM_TITLES[claim], "scope": scope,
-                    "verdict": prim["verdict"] if prim else NOT_RUN, "primary": prim["id"] if prim else None,
-                    "effect": short_effect(prim) if prim else "—",
-                    "sensitivity": (prim or {}).get("sensitivity") or {},
+                    "verdict": verdict, "primary": primary, "effect": effect, "sensitivity": sens,
                     "marking": (prim or {}).get("marking"),
                     "descriptive": [{"id": c["id"], "effect": short_effect(c)} for c in cs if c["role"] == DESCRIPTIVE],
                     "regime": [{"id": c["id"], "verdict": c["verdict"]} for c in cs if c["role"] == REGIME]})
@@ -1528,7 +1682,8 @@ def decision_rule_text(cfg: dict) -> list[str]:
         f"Rule version {RULES_VERSION} (frozen {RULE_VERSIONS[RULES_VERSION][0]}; settings hash {rules_hash(cfg)}); "
         "the changelog of rule versions is docs/claims.md. Confirmatory: every model the report reads was trained "
         "after the rules were frozen; otherwise re-analysis.",
-        "Each claim has one primary check, fixed in advance: its verdict is the claim's. Descriptive checks are "
+        "Each claim has one primary check, fixed in advance: its verdict is the claim's (claim 6: two, their "
+        "conjunction). Descriptive checks are "
         "exploratory: the summary shows their effects only (their sections keep a verdict word, not corrected for "
         "multiplicity). Regime checks test a precondition of the paper's argument and are shown beside the claim, "
         "outside its verdict. Models are keyed by objective: the hard-target arm is label smoothing at α = 0 and "
@@ -1590,6 +1745,13 @@ def decision_rule_text(cfg: dict) -> list[str]:
         f"(claims.mi_noise_multiple) × the measured sd of one MI estimate; contradicted only when it lies below 0 (the "
         f"noise margin is not counted twice). Peak is the highest 3-record running mean, late the mean of the last "
         f"fifth of the records. Descriptive: with LS the MI rises then falls; late MI(α = 0) − MI(LS).",
+        f"6 Distillation toy (distillation_toy), two primary checks whose conjunction is the verdict (supported when "
+        f"both are, contradicted when either is and none is not run or not compared, else inconclusive; an "
+        f"intersection-union test, each part at one-sided level {level:g} %): (a) accuracy(LS teacher at "
+        f"distillation_toy[].ls_alpha) − accuracy(α = 0 teacher), pp, paired by seed, above −margin (claim 1's "
+        f"margin, of the α = 0 teacher); (b) accuracy(student of the α = 0 teacher) − accuracy(student of the LS "
+        f"teacher), both at distillation_toy[].temperature, pp, paired by seed, above 0. Descriptive: each teacher's "
+        f"student − the student trained alone with hard targets, above 0.",
     ]
 
 
@@ -1747,9 +1909,10 @@ def build_checks(*, evals: Sequence[dict] = (), calibrations: Sequence[dict] = (
                  accuracy_split: str = default("accuracy_table.split"), fig1_ls_alpha: float | None = None,
                  has_fig1_rows: bool = False,
                  distillation_splits: dict[str, str] | None = None, gamma_paths: dict[str, str] | None = None,
-                 twins: dict[str, dict[str, str]] | None = None) -> list[dict]:
+                 twins: dict[str, dict[str, str]] | None = None, toys: Sequence[dict] = ()) -> list[dict]:
     """Every check of the report. ``gamma`` maps a distillation dataset to its gamma table; ``twins``
-    a dataset to {student baseline run: eval path of the teacher it was trained as}."""
+    a dataset to {student baseline run: eval path of the teacher it was trained as}; ``toys`` the
+    ``distillation_toy`` entries (claim 6)."""
     twin_paths = {str(p) for t in (twins or {}).values() for p in t.values()}
     teachers = [e for e in evals if e["model"]["role"] == "teacher"]
     students = [e for e in evals if e["model"]["role"] == "student" or str(e.get("_path")) in twin_paths]
@@ -1763,6 +1926,10 @@ def build_checks(*, evals: Sequence[dict] = (), calibrations: Sequence[dict] = (
     else:
         checks.append(not_run(4, "all", "distillation (Fig. 5)", "distillation"))
     checks += mi_claims(mi_curves, cfg)
+    if toys:
+        checks += toy_claims(teachers, students, toys, cfg)
+    else:
+        checks.append(not_run(6, "all", "the MNIST distillation toy (section 4)", "distillation_toy"))
     return _assign_ids(checks)
 
 
