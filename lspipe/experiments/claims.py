@@ -1643,13 +1643,27 @@ def model_file(eval_path: str | Path) -> Path | None:
     return p.parents[4] / "models" / p.parents[2].name / p.parents[1].name / p.parent.name / p.stem / "model.pt"
 
 
-def analysis_marking(eval_paths: Iterable[str | Path], frozen: str | None = None) -> dict:
+# The rule version that last changed each claim's rules: a report whose claims' rules are all older than
+# the present version is confirmatory for models trained after *their* freeze (version 4 only added claim 6).
+CLAIM_RULES_SINCE = {1: 3, 2: 3, 3: 3, 4: 3, 5: 3, 6: 4}
+
+
+def rules_version_in_effect(checks: Iterable[dict]) -> int:
+    """The newest rule version among the claims a report decides (:data:`CLAIM_RULES_SINCE`; claims that
+    are not run do not count): its freeze time is the one :func:`analysis_marking` compares the models with."""
+    claims_run = {c["claim"] for c in checks if c["verdict"] != NOT_RUN}
+    return max((CLAIM_RULES_SINCE.get(k, RULES_VERSION) for k in claims_run), default=RULES_VERSION)
+
+
+def analysis_marking(eval_paths: Iterable[str | Path], frozen: str | None = None, version: int | None = None) -> dict:
     """Confirmatory when every model the report reads (the model.pt beside each evaluation) was written
-    after the present rule version was frozen (:data:`RULE_VERSIONS`); otherwise a re-analysis: rules
-    written after (some of) these models were trained, and perhaps after their verdicts were seen."""
+    after the rule version in effect was frozen (``version``, :func:`rules_version_in_effect`; default the
+    present version, :data:`RULE_VERSIONS`); otherwise a re-analysis: rules written after (some of) these
+    models were trained, and perhaps after their verdicts were seen."""
     from datetime import datetime, timezone
 
-    frozen = frozen or RULE_VERSIONS[RULES_VERSION][0]
+    version = RULES_VERSION if version is None else version
+    frozen = frozen or RULE_VERSIONS[version][0]
     t0 = datetime.fromisoformat(frozen.replace("Z", "+00:00")).timestamp()
     times, unknown = [], []
     for e in eval_paths:
@@ -1658,7 +1672,7 @@ def analysis_marking(eval_paths: Iterable[str | Path], frozen: str | None = None
             times.append(m.stat().st_mtime)
         else:
             unknown.append(str(e))
-    base = {"rules_version": RULES_VERSION, "rules_frozen": frozen}
+    base = {"rules_version": RULES_VERSION, "rules_in_effect": version, "rules_frozen": frozen}
     if not times and not unknown:
         return {**base, "marking": "re-analysis", "why": "no models read"}
     if unknown:
@@ -1666,9 +1680,9 @@ def analysis_marking(eval_paths: Iterable[str | Path], frozen: str | None = None
                 f"(no model.pt beside their evaluation, e.g. {unknown[0]})"}
     first = datetime.fromtimestamp(min(times), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if min(times) >= t0:
-        return {**base, "marking": "confirmatory", "why": f"every model was trained after rule version {RULES_VERSION} "
+        return {**base, "marking": "confirmatory", "why": f"every model was trained after rule version {version} "
                 f"was frozen ({frozen}; the first model: {first})"}
-    return {**base, "marking": "re-analysis", "why": f"models trained before rule version {RULES_VERSION} was frozen "
+    return {**base, "marking": "re-analysis", "why": f"models trained before rule version {version} was frozen "
             f"({frozen}; the first model: {first}): the rules were written after these models, perhaps after their "
             "verdicts were seen"}
 

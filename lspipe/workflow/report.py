@@ -70,7 +70,8 @@ def _cmd_claims(a):
         distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []), toys=toys,
     )
     claims.bootstrap_widening(checks, inputs["calibrations"], claims.dump_map(given["dumps"] or []), cfg)
-    claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.analysis_marking(given["evals"]),
+    claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.analysis_marking(
+                            given["evals"], version=claims.rules_version_in_effect(checks)),
                         forest=a.forest or [], dpi=a.dpi)
     for s in claims.summarise(checks):
         print(f"claim {s['claim']} {s['scope']}: {s['verdict']} (primary check {s['primary']})")
