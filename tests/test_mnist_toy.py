@@ -5,7 +5,6 @@ tests, and a tiny version of it end to end."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 
