@@ -36,6 +36,7 @@ include: "workflow/rules/grouped.smk"
 include: "workflow/rules/teacher_projection.smk"
 include: "workflow/rules/claims.smk"
 include: "workflow/rules/experiments.smk"
+include: "workflow/rules/learning_curves.smk"
 
 
 rule all:

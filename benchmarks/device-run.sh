@@ -3,11 +3,12 @@
 # prints it): installs the bundle, puts `lspipe` on PATH, runs the GPU check, and copies its small
 # files into COPY_DIR as each step ends.
 #
-#   bash benchmarks/device-run.sh [--smoke] [--no-compile] [--no-install | --install-only] COPY_DIR
+#   bash benchmarks/device-run.sh [--smoke] [--with-compile] [--no-install | --install-only] COPY_DIR
 #
 #   (no option)     on the lent machine: COPY_DIR is "$OUT", the folder that comes back
 #   --smoke         the same path on the CPU with tiny sizes (the test suite rehearses it so)
-#   --no-compile    nothing is compiled (a rerun after torch.compile failed or ran out of time)
+#   --with-compile  also time torch.compile, last (gpu-check.sh leaves it out by default)
+#   --no-compile    nothing is compiled (the default; kept for older command lines)
 #   --no-install    use the Python environment as it is (here, where Snakemake is installed)
 #   --install-only  install, check the environment and the shims, run `snakemake --version`; no
 #                   check (the test suite runs this in a clean Python 3.12 virtual environment)
@@ -31,6 +32,7 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --smoke) SMOKE=(--smoke); shift ;;
     --no-compile) COMPILE=(--no-compile); shift ;;
+    --with-compile) COMPILE=(--with-compile); shift ;;
     --no-install) INSTALL=0; shift ;;
     --install-only) CHECK=0; shift ;;
     -*) echo "device-run: unknown option $1" >&2; exit 2 ;;
@@ -38,7 +40,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 if [[ $# -ne 1 ]]; then
-  echo "usage: $0 [--smoke] [--no-compile] [--no-install | --install-only] COPY_DIR" >&2; exit 2
+  echo "usage: $0 [--smoke] [--with-compile] [--no-install | --install-only] COPY_DIR" >&2; exit 2
 fi
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 COPY=$(mkdir -p "$1" && cd "$1" && pwd) || { echo "device-run: cannot create $1" >&2; exit 1; }

@@ -31,7 +31,7 @@ def _recipe_flags(meta: dict) -> dict | None:
             rec = json.loads(rec)
         except ValueError:
             return None
-    keys = ("amp", "channels_last", "compile", "cpu_amp", "cpu_channels_last")
+    keys = ("precision", "channels_last", "cuda_graph", "compile", "cpu_amp", "cpu_channels_last", "amp")
     return {k: rec.get(k) for k in keys} if isinstance(rec, dict) else None
 
 
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
            "max_abs_diff_dump_vs_fp32": diff, "relative_diff": diff / scale, "rtol": a.rtol,
            "prediction_agreement": agree, "bf16_max_abs_diff_vs_fp32": bf16_diff,
            "bf16_relative_diff": bf16_diff / scale, "bf16_detectable": bf16_diff / scale > a.rtol,
-           "trained_with": _recipe_flags(meta)}
+           "trained_with": _recipe_flags(meta), "engine": meta.get("engine")}
     res["ok"] = bool(dump.logits.dtype == np.float32 and diff / scale <= a.rtol and agree == 1.0)
     with open(a.out, "w") as f:
         json.dump(res, f, indent=2)

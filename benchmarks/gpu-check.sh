@@ -1,48 +1,59 @@
 #!/usr/bin/env bash
 # One command that checks lspipe's GPU path and measures it:
 #
-#   benchmarks/gpu-check.sh [--no-compile] [--copy-to DIR] OUT_DIR          # on a CUDA machine, under 8 minutes
-#   benchmarks/gpu-check.sh --smoke [--no-compile] [--copy-to DIR] OUT_DIR  # the same path on the CPU, tiny sizes (CI)
+#   benchmarks/gpu-check.sh [--with-compile] [--copy-to DIR] OUT_DIR          # on a CUDA machine, within 480 s
+#   benchmarks/gpu-check.sh --smoke [--copy-to DIR] OUT_DIR                   # the same path on the CPU, tiny sizes (CI)
 #
 # On a lent machine, run it through benchmarks/device-run.sh (benchmarks/device-bundle.sh prints the command).
 # Steps, cheapest and most telling first (the id each has in steps.jsonl, GPU_CHECK_LIMITS and the output):
-#   machine             machine.json: GPU model, capability, memory, driver, torch / CUDA versions
-#   bench-eager         bench-eager.json: `lspipe bench` ResNet-56 and AlexNet: baseline, engine (bf16 +
-#                       channels_last), 6 fused
-#   bench-distill       bench-distill.json: the hard teacher's 7-temperature family separate / lockstep / fused
-#   workflow            workflow/: a short real training run through the workflow (snakemake: lspipe
-#                       prepare, train, dump) in bf16 + channels_last + torch.compile
-#   dump-check          dump-check.json: that run's float32 dump against a float32 CPU forward of the same weights
-#   projection-eager    projection-eager.json: the GPU quick preset's projected training time
-#                       (workflow/presets/cifar10-gpu.yaml) from the eager figures
-#   bench-compiled      bench-compiled.json: the engine with torch.compile (the fused grid eager only)
-#   projection-compiled projection.json: the projection from the compiled figures
-# Then the summary, OUT_DIR/gpu-check.json. --no-compile leaves out the last two steps and trains the
-# workflow run without torch.compile: nothing is compiled (projection.json is then the eager one).
+#   machine        machine.json: GPU model, capability, memory, driver, torch / CUDA versions
+#   bench          bench.json: `lspipe bench` ResNet-56 and AlexNet, 3 interleaved repeats of 30 steps timed
+#                  with CUDA events: the textbook DataLoader loop (its augmentation inside its window); the
+#                  engine in fp32, fp32+cl, tf32+cl, bf16, bf16+cl and the whole-step CUDA graph (tf32+cl+graph,
+#                  bf16+cl+graph); the fastest with the paper preset's recipe (clipping, loss scale); 7 and 21
+#                  models fused, with peak memory; a torch.profiler anatomy (kernels, host ms, GPU-busy ms per step)
+#   bench-distill  bench-distill.json: the hard teacher's 7 AlexNet students separate / lockstep / fused
+#   jobs           jobs.json: one real 400-step fused teacher job and one fused student job end to end (wall,
+#                  time to the first step, steady step time; the teacher job against its projection from
+#                  bench.json), and 1 vs 3 processes training at once on the GPU (benchmarks/gpu_jobs.py)
+#   workflow       a short real training run through the workflow (snakemake: prepare, train, dump) in the
+#                  engine's GPU settings (bf16, channels_last, the step as a CUDA graph)
+#   dump-check     that run's float32 dump against a float32 CPU forward of the same weights
+#   projection     workflow/presets/cifar10-gpu.yaml and paper.yaml projected from bench.json,
+#                  bench-distill.json and jobs.json (lspipe bench --figures ... --project)
+#   cross-seed     OPTIONAL, only where benchmarks/cross_seed.py exists: its figures (cross-seed.json)
+#   bench-compiled only with --with-compile: the engine with torch.compile (eager; it never runs as the
+#                  engine's graph), last: it took 58 s on the first H100 run and lost to eager there
+# Then the summary, OUT_DIR/gpu-check.json: every step's figures, the issue's GPU goals against what was
+# measured, and nvidia-smi's utilisation sampled through the whole check (every 0.5 s, per step; skipped
+# without nvidia-smi).
 #
 # Output that survives a cut-off run: as each step ends, one JSON line (seconds, limit, exit status,
 # the step's key figures) is appended to OUT_DIR/steps.jsonl, and one line naming the figures is printed
 # to stdout. With --copy-to DIR (the folder that comes back from a lent machine) the line is also
-# appended to DIR/steps.jsonl, the step's JSON is copied to DIR as it ends (the projections' figures go
-# in steps.jsonl and the summary only: at most 8 files come back), and every step's own output goes to
-# DIR/check.log (else OUT_DIR/check.log); the end of a failing step's output goes to stderr.
-# Every step must succeed: any failure (no CUDA device without --smoke, a crash, a dump that does not
-# match, a step over its time limit) stops the script with a non-zero exit status naming the step, and
-# no summary is written. The whole check has a budget of GPU_CHECK_BUDGET seconds (480 on a GPU);
-# GPU_CHECK_LIMITS="ID=SECONDS ..." overrides steps' own limits.
+# appended to DIR/steps.jsonl, the step's JSON is copied to DIR as it ends (dump-check's and the
+# projections' figures go in steps.jsonl and the summary only: at most 8 files come back), and every
+# step's own output goes to DIR/check.log (else OUT_DIR/check.log); the end of a failing step's output
+# goes to stderr. A step that fails (a crash, a step over its time limit) is a recorded figure, not the
+# end: the check goes on with the next step, and exits non-zero at the end naming the failed steps.
+# Only `machine` failing (no CUDA device without --smoke) or the whole budget spent stops it at once,
+# without a summary. The whole check has a budget of GPU_CHECK_BUDGET seconds (480 on a GPU);
+# GPU_CHECK_LIMITS="ID=SECONDS ..." overrides steps' own limits; GPU_CHECK_ONLY="ID ..." runs only
+# those steps (a rerun of what failed).
 set -euo pipefail
 
-SMOKE=0 COMPILE=1 COPY=""
+SMOKE=0 COMPILE=0 COPY=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --smoke) SMOKE=1; shift ;;
-    --no-compile) COMPILE=0; shift ;;
+    --with-compile) COMPILE=1; shift ;;
+    --no-compile) COMPILE=0; shift ;;   # the default now; kept for older command lines
     --copy-to) COPY=${2:?--copy-to needs a folder}; shift 2 ;;
     -*) echo "gpu-check: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
 done
-if [[ $# -ne 1 ]]; then echo "usage: $0 [--smoke] [--no-compile] [--copy-to DIR] OUT_DIR" >&2; exit 2; fi
+if [[ $# -ne 1 ]]; then echo "usage: $0 [--smoke] [--with-compile] [--copy-to DIR] OUT_DIR" >&2; exit 2; fi
 OUT=$(mkdir -p "$1" && cd "$1" && pwd)
 [[ -n $COPY ]] && COPY=$(mkdir -p "$COPY" && cd "$COPY" && pwd)
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,32 +66,51 @@ export PYTHONUNBUFFERED=1
 
 if [[ $SMOKE -eq 1 ]]; then
   DEVICE=cpu
-  BENCH=(--smoke --device cpu --threads 2)          # resnet8 + smallcnn, batch 16, 2 steps
-  FUSE=2
-  DISTILL=(--smoke --device cpu --threads 2 --distill-only)
+  BENCH=(--smoke --device cpu --threads 2 --archs resnet8 --repeats 1 --fuse 2)   # batch 16, 2 steps
+  DISTILL=(--smoke --device cpu --threads 2 --distill-only --repeats 1)
+  JOBS=(--smoke)
   STEPS=6; BATCH=32; ARCH=resnet8; CORES=2
 else
   DEVICE=cuda
-  BENCH=(--archs resnet56 alexnet --device cuda)
-  FUSE=6
-  DISTILL=(--device cuda --distill-only --distill-archs resnet56 alexnet)
+  BENCH=(--archs resnet56 alexnet --device cuda --repeats 3 --steps 30 --fuse 7 21)
+  DISTILL=(--device cuda --distill-only --distill-archs resnet56 alexnet --repeats 3 --steps 30)
+  JOBS=(--device cuda --steps 400 --concurrency 3)
   STEPS=300; BATCH=128; ARCH=resnet20; CORES=4
 fi
 
 # Each step runs under a time limit (its own, or GPU_CHECK_LIMITS's, capped by what is left of the
 # whole budget) and is recorded as it ends (lspipe.devicecheck record), so a run that is cut off still
-# says where its time went and keeps every earlier figure. A step over its limit fails the check.
+# says where its time went and keeps every earlier figure.
 BUDGET=${GPU_CHECK_BUDGET:-$([[ $SMOKE -eq 1 ]] && echo 1500 || echo 480)}   # seconds, whole check
 SCALE=$([[ $SMOKE -eq 1 ]] && echo 5 || echo 1)                            # CPU steps take longer
 T0=$SECONDS
+T0_EPOCH=$(date +%s.%N)
 : > "$OUT/steps.jsonl"
 LOG=${COPY:-$OUT}/check.log
 [[ -z $COPY ]] && : > "$LOG"
 RECORD=(--steps "$OUT/steps.jsonl")
 [[ -n $COPY ]] && RECORD+=(--steps "$COPY/steps.jsonl" --copy-to "$COPY")
-run_step() {  # run_step ID LIMIT_S JSON_FILE|- COMMAND...
+FAILED=()
+
+# nvidia-smi sampled through the whole check (utilisation, memory, power every 0.5 s), if there is one
+SMI_PID=""
+if [[ $SMOKE -eq 0 ]] && command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,utilization.memory,memory.used,power.draw \
+    --format=csv,noheader,nounits -lms 500 > "$OUT/smi.csv" 2>/dev/null &
+  SMI_PID=$!
+fi
+stop_smi() { [[ -n $SMI_PID ]] && kill "$SMI_PID" 2>/dev/null; SMI_PID=""; return 0; }
+trap stop_smi EXIT
+
+wanted() {  # wanted ID: whether GPU_CHECK_ONLY (if set) names the step
+  [[ -z ${GPU_CHECK_ONLY:-} ]] && return 0
+  local s; for s in $GPU_CHECK_ONLY; do [[ $s == "$1" ]] && return 0; done; return 1
+}
+run_step() {  # run_step ID LIMIT_S JSON_FILE|- [--no-copy] COMMAND...
   local name=$1 limit=$(( $2 * SCALE )) json=$3 rc=0 t=$SECONDS left over extra=()
   shift 3
+  [[ ${1:-} == --no-copy ]] && { extra+=(--no-copy); shift; }
+  wanted "$name" || return 0
   STEP=$name
   for over in ${GPU_CHECK_LIMITS:-}; do [[ ${over%%=*} == "$name" ]] && limit=${over#*=}; done
   left=$(( BUDGET - (SECONDS - T0) ))
@@ -92,22 +122,24 @@ run_step() {  # run_step ID LIMIT_S JSON_FILE|- COMMAND...
   echo "[gpu-check +$(( SECONDS - T0 ))s] $name: started (limit ${limit}s)"
   echo "=== [gpu-check +$(( SECONDS - T0 ))s] $name: $*" >> "$LOG"
   timeout --kill-after=15 "$limit" "$@" >> "$LOG" 2>&1 || rc=$?
-  [[ $json != - ]] && extra=(--json "$json")
-  [[ $json == */projection*.json ]] && extra+=(--no-copy)   # figures in steps.jsonl: at most 8 files come back
+  [[ $json != - ]] && extra+=(--json "$json")
   "$PY" -m lspipe.devicecheck record --step "$name" --seconds $(( SECONDS - t )) --limit "$limit" --exit "$rc" \
       --elapsed $(( SECONDS - T0 )) "${extra[@]}" "${RECORD[@]}" \
     || printf '{"step": "%s", "seconds": %d, "limit_s": %d, "exit": %d, "note": "record failed"}\n' \
          "$name" $(( SECONDS - t )) "$limit" "$rc" | tee -a "$OUT/steps.jsonl" ${COPY:+"$COPY/steps.jsonl"}
   if (( rc != 0 )); then
-    echo "--- the end of $name's output ($LOG; at most 40 lines, 4,000 characters):" >&2
-    tail -n 40 "$LOG" | tail -c 4000 >&2   # the device returns 12,000 characters: keep the step lines
+    echo "--- the end of $name's output ($LOG; at most 25 lines, 2,500 characters):" >&2
+    tail -n 25 "$LOG" | tail -c 2500 >&2   # the device returns 12,000 characters: keep the step lines
     if (( rc == 124 || rc == 137 )); then
       echo "gpu-check FAILED at step: $name: still running after its ${limit}s limit (see $OUT/steps.jsonl)" >&2
     else
       echo "gpu-check FAILED at step: $name (exit status $rc; see $LOG)" >&2
     fi
-    trap - ERR; exit 1
+    FAILED+=("$name")
+    if [[ $name == machine ]]; then trap - ERR; exit 1; fi   # nothing else can run
+    echo "gpu-check: going on with the next step" >&2
   fi
+  return 0
 }
 LSPIPE=("$PY" -m lspipe.cli)
 
@@ -136,14 +168,17 @@ json.dump(info, open(out, "w"), indent=2)
 print(json.dumps(info))
 EOF
 
-# cheapest and most telling first: the eager figures, the distillation case, the workflow run and
-# its dump check, a projection from the eager figures; then torch.compile (the slowest step) and
-# the projection from the compiled figures
-run_step bench-eager 120 "$OUT/bench-eager.json" "${LSPIPE[@]}" bench "${BENCH[@]}" --fuse "$FUSE" --out "$OUT/bench-eager.json"
-run_step bench-distill 90 "$OUT/bench-distill.json" "${LSPIPE[@]}" bench "${DISTILL[@]}" --out "$OUT/bench-distill.json"
+# cheapest and most telling first: the engine's variants against the textbook loop (the headline), the
+# distillation case, real jobs, the workflow and its dump check, the projections
+PAPER="$REPO/workflow/presets/paper.yaml"
+run_step bench 200 "$OUT/bench.json" "${LSPIPE[@]}" bench "${BENCH[@]}" --preset-recipes "$PAPER" --anatomy \
+  --out "$OUT/bench.json"
+run_step bench-distill 70 "$OUT/bench-distill.json" "${LSPIPE[@]}" bench "${DISTILL[@]}" --out "$OUT/bench-distill.json"
+run_step jobs 110 "$OUT/jobs.json" "$PY" "$REPO/benchmarks/gpu_jobs.py" "${JOBS[@]}" --figures "$OUT/bench.json" \
+  --out "$OUT/jobs.json"
 
-# A short real training run through the workflow's rules (prepare -> train -> dump), bf16 +
-# channels_last + torch.compile (not under --no-compile), on the bundled digits (offline).
+# A short real training run through the workflow's rules (prepare -> train -> dump) in the engine's GPU
+# settings (bf16, channels_last, the whole step as a CUDA graph), on the bundled digits (offline).
 WORK="$OUT/workflow"
 mkdir -p "$WORK"
 cat > "$WORK/config.yaml" <<EOF
@@ -162,45 +197,50 @@ recipes:
     lr_milestones: [$((STEPS / 2))]
     grad_clip: 1.0
     augment: {pad: 1, flip: false}
-    amp: true
+    precision: bf16
     channels_last: true
-    compile: $([[ $COMPILE -eq 1 ]] && echo true || echo false)
+    cuda_graph: auto
     cpu_amp: true
     cpu_channels_last: true
 teachers:
   - {dataset: digits, arch: $ARCH, recipe: check, alphas: [0.0], seeds: [0]}
 EOF
 DUMP="results/dumps/digits/$ARCH/teacher/a0_s0.h5"
-run_step workflow 180 - \
+run_step workflow 90 - \
   "$PY" -m snakemake -s "$REPO/Snakefile" -d "$WORK" --cores "$CORES" --configfile "$WORK/config.yaml" -- "$DUMP"
-run_step dump-check 60 "$OUT/dump-check.json" \
+run_step dump-check 40 "$OUT/dump-check.json" --no-copy \
   "$PY" "$REPO/benchmarks/dump_check.py" --data "$WORK/results/data/digits.npz" \
     --model "$WORK/results/models/digits/$ARCH/teacher/a0_s0/model.pt" --dump "$WORK/$DUMP" \
     --out "$OUT/dump-check.json"
-run_step projection-eager 30 "$OUT/projection-eager.json" \
-  "${LSPIPE[@]}" bench --figures "$OUT/bench-eager.json" --project "$REPO/workflow/presets/cifar10-gpu.yaml" \
-    --out "$OUT/projection-eager.json"
+FIGS=("$OUT/bench.json" "$OUT/bench-distill.json" "$OUT/jobs.json")
+run_step projection 30 "$OUT/projection.json" --no-copy \
+  "${LSPIPE[@]}" bench --figures "${FIGS[@]}" --project "$REPO/workflow/presets/cifar10-gpu.yaml" \
+    --out "$OUT/projection.json"
+run_step projection-paper 30 "$OUT/projection-paper.json" --no-copy \
+  "${LSPIPE[@]}" bench --figures "${FIGS[@]}" --project "$PAPER" --out "$OUT/projection-paper.json"
 
-if [[ $SMOKE -eq 1 || $COMPILE -eq 0 ]]; then
-  # torch.compile on a CPU takes minutes per variant: --smoke compiles only the workflow run above
-  # (one model, through the training engine) and projects from the eager figures
-  if [[ $COMPILE -eq 0 ]]; then why="--no-compile"; else
-    why="--smoke: the compiled bench is left out (CPU compile takes minutes per variant); the workflow run trains with torch.compile"; fi
-  printf '{"not_run": "%s"}\n' "$why" > "$OUT/bench-compiled.json"
-  [[ -n $COPY ]] && cp "$OUT/bench-compiled.json" "$COPY/"
-  cp "$OUT/projection-eager.json" "$OUT/projection.json"
-else
-  # one compiled variant per arch (ResNet-56 fwd + bwd takes 46 s to compile on a 2-core EPYC);
-  # the fused grids are measured eager above: their compiled graphs would double this step
-  run_step bench-compiled 240 "$OUT/bench-compiled.json" "${LSPIPE[@]}" bench "${BENCH[@]}" --compile \
+# OPTIONAL: fusing across seeds (issue 28, another part), measured only where its script exists
+if [[ -f "$REPO/benchmarks/cross_seed.py" ]]; then
+  run_step cross-seed 60 "$OUT/cross-seed.json" \
+    "$PY" "$REPO/benchmarks/cross_seed.py" $([[ $SMOKE -eq 1 ]] && echo --smoke) --device "$DEVICE" \
+      --out "$OUT/cross-seed.json"
+fi
+
+if [[ $COMPILE -eq 1 ]]; then  # last, and only when asked: one compiled variant per arch
+  run_step bench-compiled 120 "$OUT/bench-compiled.json" --no-copy "${LSPIPE[@]}" bench "${BENCH[@]}" --compile \
     --out "$OUT/bench-compiled.json"
-  run_step projection-compiled 30 "$OUT/projection.json" \
-    "${LSPIPE[@]}" bench --figures "$OUT/bench-compiled.json" --project "$REPO/workflow/presets/cifar10-gpu.yaml" \
-      --out "$OUT/projection.json"
 fi
 
 STEP="summary"
-SUMMARY=(--out "$OUT")
+stop_smi
+SUMMARY=(--out "$OUT" --t0 "$T0_EPOCH")
 [[ $SMOKE -eq 1 ]] && SUMMARY+=(--smoke)
 [[ -n $COPY ]] && SUMMARY+=(--copy-to "$COPY")
-"$PY" -m lspipe.devicecheck summary "${SUMMARY[@]}"
+rc=0
+"$PY" -m lspipe.devicecheck summary "${SUMMARY[@]}" || rc=$?
+if (( ${#FAILED[@]} )); then
+  echo "gpu-check FAILED: step(s) ${FAILED[*]} (each recorded in steps.jsonl; the other steps ran)" >&2
+  trap - ERR; exit 1
+fi
+trap - ERR
+exit $rc

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -38,7 +39,7 @@ from lspipe.core.models import build_model
 from lspipe.core.recipe import Recipe
 from lspipe.engine.training import fit
 
-DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg-subset"
+DEFAULT_IMAGES = os.environ.get("LSPIPE_CIFAR_SUBSET")  # the CIFAR-10 JPEG subset, if the environment names it
 
 
 def realistic_arrays(arch: str, data: data_mod.Prepared, rows_per_split: int, steps: int, seed: int,
@@ -96,7 +97,8 @@ def measure(arrays: dict, path: Path, compression: str, chunk_rows: int, repeats
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="CIFAR-10 ImageFolder subset (train/, test/)")
+    p.add_argument("--images", type=Path, default=DEFAULT_IMAGES, required=DEFAULT_IMAGES is None,
+                   help="CIFAR-10 ImageFolder subset (train/, test/; default: $LSPIPE_CIFAR_SUBSET)")
     p.add_argument("--archs", nargs="+", default=["resnet20", "alexnet"])
     p.add_argument("--rows-per-split", type=int, default=10000)
     p.add_argument("--train-steps", type=int, default=100)

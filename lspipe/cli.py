@@ -13,11 +13,18 @@ checked against the config schema's rule for the same setting (:data:`OPTION_RUL
 raise for files and settings (every :class:`lspipe.base.errors.UserError`, and operating-system
 errors the user can fix: :func:`lspipe.base.errors.user_message`) are printed as
 ``lspipe <command>: error: ...`` with exit status 2.
+
+``lspipe --help`` lists the commands in two groups: those people type (:data:`COMMANDS`) and the
+workflow-internal ones, which the Snakemake rules run with the config's settings as JSON. Every
+option has a help text; its default is shown (:class:`HelpFormatter`). Progress goes to the
+``logging`` module off a terminal (:mod:`lspipe.base.progress`), configured here (:func:`main`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 
 from lspipe import bench, launch
@@ -25,28 +32,72 @@ from lspipe.base import defaults
 from lspipe.base.errors import user_message
 from lspipe.core import source
 from lspipe.engine import commands as engine_commands
-from lspipe.experiments import (accuracy, calibration, distill, distill_toy, experiment_table, mi, per_model, projection,
-                                teacher_projection)
+from lspipe.experiments import (accuracy, calibration, distill, distill_toy, experiment_table, learning_curves, mi,
+                                per_model, projection, teacher_projection)
 from lspipe.workflow import report
 
 # The modules that contribute sub-commands, in the order of the workflow: each defines
 # ``add_cli(subparsers)`` next to the code it runs (the engine's, whose code imports torch, in
 # lspipe.engine.commands). None of them imports torch: `lspipe --help` starts fast.
 COMMAND_MODULES = (source, engine_commands, per_model, accuracy, calibration, projection, distill, distill_toy,
-                   teacher_projection, mi, report, experiment_table, bench, launch)
+                   teacher_projection, mi, report, experiment_table, learning_curves, bench, launch)
+
+
+# The commands people type (primary names): the analysis of one dump, the claims report of a results
+# folder, the benchmark. Every other command is workflow-internal: a Snakemake rule's step, taking the
+# config's settings as JSON (`snakemake` runs them; each still works by hand).
+COMMANDS = ("dump-activations", "evaluate", "calibrate", "claims", "bench")
+
+DESCRIPTION = """\
+Reproduce "When Does Label Smoothing Help?" (Mueller, Kornblith, Hinton, NeurIPS 2019). The workflow
+runs with `snakemake` (see the README); these are its steps. `lspipe <command> --help` describes each."""
+
+
+def version() -> str:
+    """lspipe's version: the installed distribution's, else the package's own (a checkout on PYTHONPATH)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("lspipe")
+    except PackageNotFoundError:
+        return sys.modules[__package__].__version__  # lspipe/__init__.py, imported before this module
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="lspipe", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = Parser(prog="lspipe", description=DESCRIPTION, usage="%(prog)s [-h] [--version] <command> [options]")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    # one sub-parser action (what argparse parses), hidden; the listing is two groups of its entries
+    sub = p.add_subparsers(dest="command", required=True, metavar="<command>", help=argparse.SUPPRESS, prog="lspipe")
     for module in COMMAND_MODULES:
         module.add_cli(sub)
+    _group_commands(p, sub)
     _check_option_values(p)
     return p
 
 
+def _group_commands(p: argparse.ArgumentParser, sub) -> None:
+    """List ``sub``'s commands in ``--help`` as two groups: :data:`COMMANDS`, then the workflow's."""
+    people = p.add_argument_group("commands")
+    internal = p.add_argument_group(
+        "workflow-internal commands",
+        "The Snakemake rules run these, passing the config's settings as JSON: run the workflow with "
+        "`snakemake` rather than by hand.")
+    unknown = set(COMMANDS) - {a.dest for a in sub._choices_actions}
+    assert not unknown, f"lspipe.cli.COMMANDS names no command: {sorted(unknown)}"
+    for action in sub._choices_actions:  # argparse's (name, aliases, help) entries of the listing
+        (people if action.dest in COMMANDS else internal)._group_actions.append(action)
+    p._action_groups.remove(p._optionals)  # the commands first, then -h and --version
+    p._action_groups.append(p._optionals)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # lspipe's records (progress lines off a terminal: lspipe.base.progress) go to stderr with a time stamp,
+    # from INFO on; other libraries' from WARNING on. A host program that configured logging keeps its handlers.
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
+    logging.getLogger("lspipe").setLevel(logging.INFO)
     try:
         args.func(args)
     except Exception as err:
@@ -61,10 +112,39 @@ def main(argv=None) -> int:
 # --------------------------------------------------------------------------- option values
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, with every option's default appended: ``(default: X)``. Not for required
+    options, a default of None or nothing (the help says what happens then), a flag's False, or help
+    that already names its default."""
+
+    def _get_help_string(self, action):
+        help = action.help or ""
+        default = action.default
+        if (action.required or default in (None, "", [], ()) or default is argparse.SUPPRESS or not action.option_strings
+                or "default" in help or (action.nargs == 0 and default is False
+                                         and not isinstance(action, argparse.BooleanOptionalAction))):
+            return help
+        if isinstance(action, argparse.BooleanOptionalAction):
+            shown = action.option_strings[0] if default else action.option_strings[-1]
+        elif isinstance(default, (list, tuple)):
+            shown = " ".join(map(str, default))
+        elif isinstance(default, dict):
+            shown = json.dumps(default)
+        else:
+            shown = str(default)
+        return f"{help} (default: {shown.replace('%', '%%')})".lstrip()
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, with errors on one line: ``<prog>: error: <message> (see <prog> --help)``."""
+    """argparse, with errors on one line: ``<prog>: error: <message> (see <prog> --help)``, and
+    :class:`HelpFormatter` (the sub-commands' parsers are of this class too)."""
+
+    def __init__(self, *args, formatter_class=HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     def error(self, message):
+        if message.startswith("argument <command>: invalid choice: "):  # not the list of all 30 names
+            message = f"unknown command {message.split(': ')[2].split(' (choose')[0]}"
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
@@ -93,6 +173,7 @@ OPTION_RULES = {
     "min_bin_count": ("calibration.min_bin_count", "calibration.min_bin_count"),
     "digits": ("accuracy_table.digits", "accuracy_table.digits"),
     "dpi": ("figures.dpi", "figures.dpi"),
+    "scale": ("figures.scale", "figures.scale"),
     "per_class": ("projections.per_class", "projections.per_class"),
     "chunk_rows": ("dump.chunk_rows", "dump.chunk_rows"),
     "compression": ("dump.compression", "dump.compression"),

@@ -7,9 +7,9 @@ figures read from its JSON), copies the step's JSON to ``--copy-to`` (the folder
 a lent machine), and prints one line to stdout naming the figures. A check cut off at any point
 therefore leaves every earlier figure in the copy folder and in its printed output.
 
-    python -m lspipe.devicecheck record --step bench-eager --seconds 41 --limit 120 --exit 0 \\
-        --elapsed 60 --json OUT/bench-eager.json --steps OUT/steps.jsonl --copy-to COPY
-    python -m lspipe.devicecheck summary --out OUT [--smoke] [--copy-to COPY]
+    python -m lspipe.devicecheck record --step bench --seconds 41 --limit 200 --exit 0 \\
+        --elapsed 60 --json OUT/bench.json --steps OUT/steps.jsonl --copy-to COPY
+    python -m lspipe.devicecheck summary --out OUT [--smoke] [--copy-to COPY] [--t0 EPOCH_SECONDS]
 
 Only the standard library is imported (a step's record must not fail where torch does).
 """
@@ -38,30 +38,61 @@ def figures(step: str, data: dict | None) -> dict | None:
     if step == "machine":
         keys = ("device", "gpu", "capability", "memory_gib", "bf16_supported", "torch", "cuda", "python", "nvidia_smi")
         return {k: data[k] for k in keys if k in data}
-    if step.startswith("bench-") and "results" in data and data["results"]:
-        out = {}
-        for r in data["results"]:
-            out[r["arch"]] = {"baseline_images_per_s": r["baseline"]["images_per_s"],
-                              "engine_images_per_s": r["engine"]["images_per_s"],
-                              "engine_variant": r["engine"].get("variant"), "ratio": r["ratio"]}
-            if r.get("fused"):
-                out[r["arch"]]["fused"] = {k: r["fused"].get(k) for k in ("models", "images_per_s",
-                                                                          "speedup_vs_sequential")}
-        return out
+    if step.startswith("bench") and data.get("results"):
+        return {r["arch"]: _bench_figures(r) for r in data["results"]}
+    if "projection" in data:
+        p = data["projection"]
+        return {"total_hours": p.get("total_hours"), "missing_archs": p.get("missing_archs"), "rates": p.get("rates"),
+                "grids": {r["grid"]: r.get("hours") for r in p.get("rows", [])},
+                "priced_at": {r["grid"]: r.get("variant") for r in p.get("rows", [])}}
     if "distillation" in data and data["distillation"]:
         d = data["distillation"]
         return {"teacher": d.get("teacher_arch"), "student": d.get("student_arch"),
                 "students": len(d.get("temperatures", [])), "ratios": d.get("ratios"),
-                "student_images_per_s": {m: v.get("images_per_s") for m, v in d.get("modes", {}).items()}}
-    if "projection" in data:
-        p = data["projection"]
-        return {"total_hours": p.get("total_hours"), "missing_archs": p.get("missing_archs"), "rates": p.get("rates"),
-                "grids": {r["grid"]: r.get("hours") for r in p.get("rows", [])}}
+                "student_images_per_s": {m: v.get("images_per_s") for m, v in d.get("modes", {}).items()},
+                **({"errors": d["errors"]} if d.get("errors") else {})}
+    if step == "jobs" and "jobs" in data:
+        keys = ("wall_s", "first_step_s", "steady_step_ms", "steady_model_images_per_s", "members")
+        out = {k: {x: j.get(x) for x in keys} for k, j in data["jobs"].items()}
+        proj = data["jobs"].get("teacher", {}).get("projection")
+        if proj:
+            out["teacher"]["measured_over_projected"] = proj.get("measured_over_projected")
+        if data.get("concurrency"):
+            c = data["concurrency"]
+            out["concurrency"] = {"speedup": c.get("speedup"),
+                                  "images_per_s": {str(r["processes"]): r["images_per_s"] for r in c["runs"]}}
+        if data.get("errors"):
+            out["errors"] = data["errors"]
+        return out
     if step == "dump-check":
         keys = ("ok", "relative_diff", "rtol", "prediction_agreement", "bf16_relative_diff", "bf16_detectable",
                 "dump_dtype", "trained_with")
-        return {k: data[k] for k in keys if k in data}
-    return None
+        out = {k: data[k] for k in keys if k in data}
+        if isinstance(data.get("engine"), dict):
+            out["cuda_graph"] = data["engine"].get("cuda_graph")
+        return out
+    return {k: v for k, v in data.items() if isinstance(v, (int, float, str, bool))} or None  # e.g. cross-seed
+
+
+def _bench_figures(r: dict) -> dict:
+    base = (r.get("baseline") or {}).get("images_per_s")
+    out = {"baseline_images_per_s": base, "engine_images_per_s": (r.get("engine") or {}).get("images_per_s"),
+           "engine_variant": (r.get("engine") or {}).get("variant"), "ratio": r.get("ratio"),
+           "variants": {k: v["images_per_s"] for k, v in (r.get("engine_variants") or {}).items()}}
+    if r.get("preset"):
+        out["preset"] = {k: r["preset"].get(k) for k in ("images_per_s", "variant", "recipe")}
+    if r.get("fused_sizes"):
+        out["fused_sizes"] = {g: {"images_per_s": f.get("images_per_s"), "peak_memory_mib": f.get("peak_memory_mib")}
+                              for g, f in r["fused_sizes"].items()}
+    if r.get("fused"):
+        out["fused"] = {k: r["fused"].get(k) for k in ("models", "images_per_s", "speedup_vs_sequential")}
+    if r.get("anatomy"):
+        out["anatomy"] = r["anatomy"]
+    if r.get("anatomies"):
+        out["anatomies"] = r["anatomies"]
+    if r.get("errors"):
+        out["errors"] = r["errors"]
+    return out
 
 
 def describe(step: str, fig: dict | None) -> str:
@@ -75,24 +106,39 @@ def describe(step: str, fig: dict | None) -> str:
             return (f"{fig['gpu']} (sm {'.'.join(map(str, fig.get('capability', [])))}, {fig.get('memory_gib')} GiB), "
                     f"torch {fig.get('torch')}, CUDA {fig.get('cuda')}, Python {fig.get('python')}")
         return f"{fig.get('device')}, torch {fig.get('torch')}, Python {fig.get('python')}"
-    if step.startswith("bench-") and "ratios" not in fig:
+    if step.startswith("bench") and "ratios" not in fig:
         parts = []
         for arch, f in fig.items():
             s = (f"{arch} engine {_num(f['engine_images_per_s'])} img/s ({f.get('engine_variant')}; baseline "
                  f"{_num(f['baseline_images_per_s'])}, {_num(f['ratio'], '.2f')}x)")
-            if f.get("fused"):
+            if f.get("fused_sizes"):
+                s += ", fused " + "/".join(f"x{g} {_num(v['images_per_s'])}" for g, v in f["fused_sizes"].items() if g != "1")
+            elif f.get("fused"):
                 s += f", {f['fused']['models']} fused {_num(f['fused']['speedup_vs_sequential'], '.2f')}x"
+            if f.get("errors"):
+                s += f", {len(f['errors'])} failed"
             parts.append(s)
         return "; ".join(parts)
     if "ratios" in fig:
         r = fig["ratios"] or {}
         return (f"{fig['students']} {fig['student']} students of a {fig['teacher']} teacher: lockstep "
-                f"{_num(r.get('lockstep'), '.2f')}x, fused {_num(r.get('fused'), '.2f')}x the separate runs")
+                f"{_num(r.get('lockstep'), '.2f')}x, fused {_num(r.get('fused'), '.2f')}x the separate runs "
+                f"(fused {_num((fig.get('student_images_per_s') or {}).get('fused'))} student-img/s)")
     if "total_hours" in fig:
         if fig["total_hours"] is None:
             return f"n/a (architectures not measured: {', '.join(fig.get('missing_archs') or [])})"
         grids = ", ".join(f"{g} {h * 60:.1f} min" for g, h in fig["grids"].items() if h is not None)
-        return f"{fig['total_hours'] * 60:.1f} min of training ({grids})"
+        return f"{fig['total_hours'] * 60:.1f} min = {fig['total_hours']:.2f} h of training ({grids})"
+    if step == "jobs":
+        parts = [f"{k} {_num(v.get('wall_s'), '.1f')} s (first step {_num(v.get('first_step_s'), '.1f')} s, "
+                 f"{_num(v.get('steady_model_images_per_s'))} model-img/s)" for k, v in fig.items()
+                 if k in ("teacher", "student")]
+        if fig.get("concurrency"):
+            n = max(map(int, fig["concurrency"].get("images_per_s") or {"1": 0}))
+            parts.append(f"{n} processes {_num(fig['concurrency'].get('speedup'), '.2f')}x one")
+        if fig.get("errors"):
+            parts.append(f"failed: {', '.join(fig['errors'])}")
+        return "; ".join(parts)
     if step == "dump-check":
         return (f"{'OK' if fig.get('ok') else 'MISMATCH'}: relative difference {_num(fig.get('relative_diff'), '.1e')} "
                 f"(limit {fig.get('rtol')}), predictions agree {_num(fig.get('prediction_agreement'), '.3f')}, "
@@ -132,21 +178,107 @@ def record(step: str, seconds: int, limit: int, exit_status: int, elapsed: int, 
     return line, f"[gpu-check +{elapsed}s] {step}: {status}" + (f" | {what}" if what else "")
 
 
-def summary(out: Path, smoke: bool) -> dict:
-    """The check's summary from the JSON files its steps left in ``out``."""
-    load = lambda n: json.loads((out / n).read_text())  # noqa: E731
+def _load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# The issue's goals on one GPU (issue 28), checked against the check's figures by :func:`goals`
+GOALS = (
+    ("best eager variant / plain loop, ResNet-56", ">=", 1.0),
+    ("best eager variant / plain loop, AlexNet", ">=", 1.0),
+    ("whole-step graph, one ResNet-56, images/s", ">=", 25000),
+    ("whole-step graph, one AlexNet, images/s", ">=", 60000),
+    ("ResNet-56 x7 fused with the preset's clipping, model-images/s", ">=", 60000),
+    ("ResNet-56 x21 fused, model-images/s", ">=", 80000),
+    ("7 AlexNet students fused with their teacher's forward, student-images/s", ">=", 130000),
+    ("cifar10-gpu.yaml projected training, minutes", "<=", 6),
+    ("real fused teacher job / its projection (training time)", "<=", 1.15),
+    ("paper.yaml projected, GPU-hours", "<=", 6),
+)
+
+
+def goals(bench: dict | None, distill: dict | None, jobs: dict | None, proj: dict | None,
+          proj_paper: dict | None) -> list[dict]:
+    """Each goal of :data:`GOALS` with the figure measured for it (None: not measured) and whether it is met."""
+    res = {r["arch"]: r for r in (bench or {}).get("results", [])}
+
+    def eager_ratio(arch):
+        r = res.get(arch, {})
+        eager = [v["images_per_s"] for k, v in (r.get("engine_variants") or {}).items() if "graph" not in k]
+        base = (r.get("baseline") or {}).get("images_per_s")
+        return max(eager) / base if eager and base else None
+
+    def graph(arch):
+        v = (res.get(arch, {}).get("engine_variants") or {})
+        graphed = [x["images_per_s"] for k, x in v.items()
+                   if "graph" in k and ((x.get("config") or {}).get("engine") or {}).get("cuda_graph")]
+        return max(graphed) if graphed else None
+
+    def fused(arch, g):
+        return ((res.get(arch, {}).get("fused_sizes") or {}).get(str(g)) or {}).get("images_per_s")
+
+    d = (distill or {}).get("distillation") or {}
+    teacher = ((jobs or {}).get("jobs") or {}).get("teacher", {}).get("projection") or {}
+    total = lambda p: None if not p else (p.get("projection") or {}).get("total_hours")  # noqa: E731
+    got = [eager_ratio("resnet56"), eager_ratio("alexnet"), graph("resnet56"), graph("alexnet"), fused("resnet56", 7),
+           fused("resnet56", 21), ((d.get("modes") or {}).get("fused") or {}).get("images_per_s"),
+           None if total(proj) is None else total(proj) * 60, teacher.get("measured_over_projected"),
+           total(proj_paper)]
+    return [{"goal": name, "target": f"{op} {target:g}", "measured": v,
+             "met": None if v is None else (v >= target if op == ">=" else v <= target)}
+            for (name, op, target), v in zip(GOALS, got)]
+
+
+def smi_by_step(smi: Path, t0: float, steps: list[dict]) -> dict:
+    """nvidia-smi's samples (``timestamp, util.gpu %, util.mem %, MiB, W``) averaged over each step's window
+    (``t0``: the check's start, epoch seconds; a step ends ``elapsed_s`` after it and lasts ``seconds``)."""
+    import datetime
+
+    rows = []
+    for line in smi.read_text().splitlines() if smi.exists() else []:
+        parts = [p.strip() for p in line.split(",")]
+        try:
+            t = datetime.datetime.strptime(parts[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
+            rows.append((t, *(float(x) for x in parts[1:5])))
+        except (ValueError, IndexError):
+            continue
+    out = {}
+    for s in steps:
+        if "elapsed_s" not in s or "limit_s" not in s:
+            continue
+        end = t0 + s["elapsed_s"]
+        win = [r for r in rows if end - s["seconds"] <= r[0] <= end]
+        if win:
+            out[s["step"]] = {"samples": len(win), "gpu_util_mean": sum(r[1] for r in win) / len(win),
+                              "gpu_util_max": max(r[1] for r in win), "memory_used_mib_max": max(r[3] for r in win),
+                              "power_w_mean": sum(r[4] for r in win) / len(win)}
+    return {"samples": len(rows), "by_step": out} if rows else {"samples": 0, "note": "no nvidia-smi samples"}
+
+
+def summary(out: Path, smoke: bool, t0: float | None = None) -> dict:
+    """The check's summary from the files its steps left in ``out`` (a step that failed or did not run
+    leaves none: its figures are None and it is named in ``failed_steps``)."""
     steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines() if line.strip()]
-    s = {"smoke": smoke, "machine": load("machine.json"), "bench": {}, "dump_check": load("dump-check.json"),
-         "steps": steps}
-    for name in ("eager", "compiled"):
-        s["bench"][name] = figures(f"bench-{name}", load(f"bench-{name}.json"))
-    s["bench"]["distillation"] = load("bench-distill.json").get("distillation")
-    pr = load("projection.json")["projection"]
-    s["projection_eager_figures"] = load("projection-eager.json")["projection"]["total_hours"]
-    s["projection"] = {"config": pr["config"], "total_hours": pr["total_hours"],
-                       "total_minutes": None if pr["total_hours"] is None else pr["total_hours"] * 60,
-                       "rates": pr["rates"], "rows": pr["rows"]}
-    s["ok"] = bool(s["dump_check"]["ok"]) and (smoke or pr["total_hours"] is not None)
+    bench, distill, jobs = _load(out / "bench.json"), _load(out / "bench-distill.json"), _load(out / "jobs.json")
+    proj, proj_paper, dump = _load(out / "projection.json"), _load(out / "projection-paper.json"), _load(out / "dump-check.json")
+    s = {"smoke": smoke, "machine": _load(out / "machine.json"), "steps": steps,
+         "failed_steps": [x["step"] for x in steps if x.get("exit", 0) != 0],
+         "bench": figures("bench", bench), "distillation": (distill or {}).get("distillation"),
+         "jobs": figures("jobs", jobs), "dump_check": dump, "cross_seed": _load(out / "cross-seed.json"),
+         "goals": goals(bench, distill, jobs, proj, proj_paper)}
+    for key, p in (("projection", proj), ("projection_paper", proj_paper)):
+        pr = (p or {}).get("projection")
+        s[key] = None if pr is None else {
+            "config": pr.get("config"), "total_hours": pr["total_hours"],
+            "total_minutes": None if pr["total_hours"] is None else pr["total_hours"] * 60, "rates": pr["rates"],
+            "warmup_s": pr.get("warmup_s"), "rows": pr["rows"]}
+    if t0 is not None:
+        s["nvidia_smi"] = smi_by_step(out / "smi.csv", t0, steps)
+    s["ok"] = (not s["failed_steps"] and bool(dump and dump.get("ok"))
+               and (smoke or (s["projection"] or {}).get("total_hours") is not None))
     return s
 
 
@@ -167,19 +299,24 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True)
     s.add_argument("--smoke", action="store_true")
     s.add_argument("--copy-to", default=None)
+    s.add_argument("--t0", type=float, default=None, help="the check's start (epoch seconds): nvidia-smi per step")
     a = p.parse_args(argv)
     if a.cmd == "record":
         _, text = record(a.step, a.seconds, a.limit, a.exit, a.elapsed, a.json, a.steps, a.copy_to, not a.no_copy)
         print(text, flush=True)
         return 0
     out = Path(a.out)
-    summ = summary(out, a.smoke)
+    summ = summary(out, a.smoke, a.t0)
     (out / SUMMARY_FILE).write_text(json.dumps(summ, indent=2))
     if a.copy_to:
         shutil.copyfile(out / SUMMARY_FILE, Path(a.copy_to) / SUMMARY_FILE)
-    minutes = summ["projection"]["total_minutes"]
+    minutes = (summ["projection"] or {}).get("total_minutes")
+    met = [g for g in summ["goals"] if g["met"] is not None]
     print(f"gpu-check: {'OK' if summ['ok'] else 'FAILED'}; projected GPU-preset training "
-          f"{'n/a' if minutes is None else f'{minutes:.1f} min'}; summary -> {out / SUMMARY_FILE}", flush=True)
+          f"{'n/a' if minutes is None else f'{minutes:.1f} min'}; goals met {sum(g['met'] for g in met)} of "
+          f"{len(met)} measured ({len(summ['goals'])} in all)"
+          f"{'; failed steps: ' + ', '.join(summ['failed_steps']) if summ['failed_steps'] else ''}; "
+          f"summary -> {out / SUMMARY_FILE}", flush=True)
     return 0 if summ["ok"] else 1
 
 

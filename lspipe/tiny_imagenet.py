@@ -1,7 +1,7 @@
 """A tiny ImageNet-layout tree for tests and CI: ``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``.
 
-Made from the CIFAR-10 JPEG subset (``../shared/data/cifar10-jpg-subset`` beside the repository:
-``train/<class>/*.jpg`` and ``test/<class>/*.jpg``), each CIFAR class renamed to an ImageNet WordNet
+Made from a CIFAR-10 JPEG subset (an ImageFolder tree ``train/<class>/*.jpg`` and
+``test/<class>/*.jpg``, named by ``--source`` or the environment variable ``LSPIPE_CIFAR_SUBSET``), each CIFAR class renamed to an ImageNet WordNet
 id (:data:`WNIDS`: the paper's Fig. 1 classes tench, meerkat, cleaver, toy poodle and miniature
 poodle among them; the pictures stay CIFAR's), upscaled from 32 px to sizes and aspect ratios of
 their own (64 to 96 px, as ImageNet's vary), re-encoded as JPEG. ``train/`` is taken from the
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = REPO.parent / "shared" / "data" / "cifar10-jpg-subset"
+#: environment variable naming the CIFAR-10 JPEG subset the tree is made from (synthetic images without it)
+SOURCE_ENV = "LSPIPE_CIFAR_SUBSET"
 
 # CIFAR-10 class -> (WordNet id, ImageNet class name); the last five are the paper's Fig. 1 classes
 WNIDS = {
@@ -62,17 +62,19 @@ def _source_images(source: Path | None, folder: str, cifar_class: str, n: int, s
         yield Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
 
 
-def make_tree(out: str | os.PathLike, source: str | os.PathLike | None = DEFAULT_SOURCE, *, train_per_class: int = 24,
+def make_tree(out: str | os.PathLike, source: str | os.PathLike | None = None, *, train_per_class: int = 24,
               val_per_class: int = 6, seed: int = 0, quality: int = 90, sizes=SIZES) -> Path:
     """Write the tree to ``out`` (built beside it, then renamed: never half-written) and return it.
 
-    ``source`` None, or a folder that does not exist, gives synthetic images. ``sizes`` are the
+    ``source`` defaults to ``$LSPIPE_CIFAR_SUBSET``; without it, or with a folder that has no ``train/``,
+    the images are synthetic. ``sizes`` are the
     (width, height) cycled through (the benchmark uses ImageNet's typical 500 x 375). An existing
     ``out`` is replaced.
     """
     from PIL import Image
 
     out = Path(out)
+    source = source if source is not None else os.environ.get(SOURCE_ENV) or None
     src = Path(source) if source is not None and Path(source, "train").is_dir() else None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -108,7 +110,8 @@ def make_tree(out: str | os.PathLike, source: str | os.PathLike | None = DEFAULT
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m lspipe.tiny_imagenet", description=__doc__.split("\n\n")[0])
     p.add_argument("out")
-    p.add_argument("--source", default=str(DEFAULT_SOURCE), help="the CIFAR-10 JPEG subset (synthetic if absent)")
+    p.add_argument("--source", default=None, help=f"the CIFAR-10 JPEG subset (default: ${SOURCE_ENV}; synthetic "
+                                                  "images without it, or if the folder has no train/)")
     p.add_argument("--train-per-class", type=int, default=24)
     p.add_argument("--val-per-class", type=int, default=6)
     a = p.parse_args(argv)

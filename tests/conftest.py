@@ -1,4 +1,19 @@
-"""Shared fixtures: the tiny end-to-end workflow run (once per session) and helpers."""
+"""Shared fixtures: the tiny end-to-end workflow run (once per session) and helpers.
+
+Environment variables the suite reads (``.ci/run`` sets both):
+
+* ``LSPIPE_CIFAR_SUBSET``: the real CIFAR-10 JPEG subset (an ImageFolder tree ``train/<class>/*.jpg``,
+  ``test/<class>/*.jpg``); the tests that need it skip without it. Default: ``../shared/data/
+  cifar10-jpg-subset`` beside the checkout, where the development machines keep it.
+* ``LSPIPE_TEST_SLURM=1``: run the tests marked ``slurm``, which start a real single-node SLURM
+  cluster (as root they ``apt-get install`` munge and SLURM and write ``/etc/slurm``:
+  tests/slurm_cluster.py); without it they skip, changing nothing outside the repository and the
+  temporary folder.
+
+With pytest-xdist (``make test``: ``-n 2 --dist loadgroup``) every test that uses ``tiny_run`` is put in
+one group, so one worker runs the end-to-end fixture once and all its users; a test using another
+module-scoped fixture is grouped with its module, so that fixture too is made once.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +28,32 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "tests" / "tiny.yaml"
-CIFAR_SUBSET = REPO.parent / "shared" / "data" / "cifar10-jpg-subset"
+CIFAR_SUBSET = Path(os.environ.get("LSPIPE_CIFAR_SUBSET") or REPO.parent / "shared" / "data" / "cifar10-jpg-subset")
+if CIFAR_SUBSET.is_dir():  # lspipe.tiny_imagenet and the benchmarks read it too (also in subprocesses)
+    os.environ["LSPIPE_CIFAR_SUBSET"] = str(CIFAR_SUBSET)
+SLURM_ENV = "LSPIPE_TEST_SLURM"
+
+
+def slurm_tests_enabled() -> bool:
+    return os.environ.get(SLURM_ENV, "") not in ("", "0")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    skip_slurm = pytest.mark.skip(reason=f"real SLURM cluster: set {SLURM_ENV}=1 to run (as root it installs "
+                                         "SLURM with apt-get and writes /etc/slurm)")
+    for item in items:
+        if item.get_closest_marker("slurm") and not slurm_tests_enabled():
+            item.add_marker(skip_slurm)
+        if item.get_closest_marker("xdist_group"):
+            continue
+        names = getattr(item, "fixturenames", ())
+        if "tiny_run" in names:
+            item.add_marker(pytest.mark.xdist_group("tiny_run"))
+            continue
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        if any(d and d[-1].scope == "module" for n, d in defs.items() if n in names):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:

@@ -42,6 +42,10 @@ def test_bench_smoke_writes_well_formed_figures(tmp_path, capsys, _restore_threa
     assert r["ratio"] == pytest.approx(head["images_per_s"] / r["baseline"]["images_per_s"])
     f = r["fused"]
     assert f["models"] == 2 and f["images_per_s"] > 0 and f["speedup_vs_sequential"] > 0
+    assert r["fused_sizes"]["2"]["images_per_s"] == f["images_per_s"] and r["fused_sizes"]["1"]["models"] == 1
+    # per-step times of every timed step, interleaved repeats
+    assert len(head["runs"]) == s["repeats"] and all(len(x["step_ms_all"]) == s["timed_steps"] for x in head["runs"])
+    assert head["config"]["engine"]["cuda_graph"] is False and not r["errors"]
     printed = capsys.readouterr().out
     assert "engine / baseline" in printed and m["cpu"] in printed
 
@@ -66,8 +70,87 @@ def test_engine_variants_per_device():
     assert cpu["fp32"] == {"cpu_amp": False, "cpu_channels_last": False}
     assert cpu["bf16+cl"] == {"cpu_amp": True, "cpu_channels_last": True}
     cuda = bench.engine_variants(torch.device("cuda"), True, "reduce-overhead", cpu_bf16=False)
-    assert cuda == {"bf16+cl+compile": {"amp": True, "channels_last": True, "compile": True,
-                                        "compile_mode": "reduce-overhead"}}
+    assert cuda == {"bf16+cl+compile": {"precision": "bf16", "channels_last": True, "cuda_graph": False,
+                                        "compile": True, "compile_mode": "reduce-overhead"}}
+    eager = bench.engine_variants(torch.device("cuda"), False, None, cpu_bf16=False)
+    assert {"fp32", "fp32+cl", "bf16", "bf16+cl", "bf16+cl+graph"} <= set(eager)
+    assert eager["bf16+cl+graph"]["cuda_graph"] == "auto" and eager["bf16+cl"]["cuda_graph"] is False
+    assert list(bench.engine_variants(torch.device("cuda"), False, None, False, ["bf16+cl"])) == ["bf16+cl"]
+    with pytest.raises(ValueError, match="unknown engine variant"):
+        bench.engine_variants(torch.device("cpu"), False, None, False, ["bf16+cl+graph"])
+
+
+def test_projection_takes_the_fused_figure_at_the_grids_group_size_the_distillation_figures_and_warm_up():
+    """The issue's findings: a fused grid is priced at the fused figure measured nearest its group size (not
+    unfused), lockstep and fused students at the distillation figures (not the single rate), each job's
+    warm-up is added, and each row says what priced it."""
+    figures = {"machine": {"gpu": "G", "cpu": "C"}, "settings": {"batch_size": 128}, "results": [
+        {"arch": "resnet56", "engine": {"images_per_s": 1000.0, "variant": "bf16+cl+graph"},
+         "fused_sizes": {"1": {"images_per_s": 1000.0}, "7": {"images_per_s": 5000.0, "variant": "bf16+cl+graph"},
+                         "21": {"images_per_s": 8000.0, "variant": "bf16+cl+graph"}}},
+        {"arch": "alexnet", "engine": {"images_per_s": 4000.0, "variant": "bf16+cl"},
+         "preset": {"images_per_s": 3000.0, "variant": "bf16+cl"},
+         "fused_sizes": {"7": {"images_per_s": 12000.0, "variant": "bf16+cl"}}}],
+        "distillation": {"teacher_arch": "resnet56", "student_arch": "alexnet",
+                         "modes": {"separate": {"images_per_s": 2000.0}, "lockstep": {"images_per_s": 3000.0},
+                                   "fused": {"images_per_s": 9000.0}}},
+        "jobs": {"teacher": {"first_step_s": 10.0}, "student": {"first_step_s": 5.0}}}
+    cfg = {
+        "recipes": {"r": {"steps": 100}, "a": {"steps": 50}},
+        "teachers": [
+            {"dataset": "c", "arch": "resnet56", "recipe": "r", "alphas": [0, .1, .2, .3, .4, .5, .6, .7],
+             "seeds": [0, 1], "fuse": True},
+            {"dataset": "c", "arch": "alexnet", "recipe": "a", "alphas": [0], "seeds": [0]},
+        ],
+        "distillation": [{"dataset": "c", "teacher_arch": "resnet56", "student_arch": "alexnet", "student_recipe": "a",
+                          "teacher_alphas": [0, 0.3], "baseline_alphas": [0, 0.3, 0.6], "temperatures": [1, 2, 4],
+                          "seeds": [0], "lockstep": True, "fuse_students": True}],
+    }
+    pr = bench.project(cfg, figures)
+    t, a, s = pr["rows"]
+    # 8 members per seed: nearest measured size 7 (5,000 model-images/s); 2 jobs (one per seed) of 10 s warm-up
+    assert t["jobs"] == 2 and "fused x7" in t["variant"]
+    assert t["hours"] * 3600 == pytest.approx(16 * 100 * 128 / 5000 + 2 * 10)
+    assert a["hours"] * 3600 == pytest.approx(50 * 128 / 3000 + 10) and "preset" in a["variant"]
+    # students: the hard teacher's 3 (fused distillation), baselines 0.3 and 0.6 fused (alpha 0 is the
+    # AlexNet teacher's run), the LS teacher's student at T = 1 alone (separate distillation); 3 jobs
+    per = 50 * 128
+    assert s["runs"] == 6 and s["jobs"] == 3
+    assert s["hours"] * 3600 == pytest.approx(3 * per / 9000 + 2 * per / 12000 + per / 2000 + 3 * 5)
+    assert "fused distillation x3" in s["variant"] and "fused x7" in s["variant"]
+    text = bench.format_projection(pr)
+    assert "priced at" in text and "warm-up per job: teacher 10.0 s, student 5.0 s" in text
+    # without fused figures a fused grid is said to be priced unfused
+    figures["results"][0].pop("fused_sizes")
+    assert "fused not measured" in bench.project(cfg, figures)["rows"][0]["variant"]
+
+
+def test_figures_of_a_gpu_check_merge_for_the_projection(tmp_path):
+    (tmp_path / "b.json").write_text(json.dumps({"machine": {"gpu": "G", "cpu": "C"}, "settings": {"batch_size": 128},
+                                                 "results": [{"arch": "x", "engine": {"images_per_s": 1.0}}]}))
+    (tmp_path / "d.json").write_text(json.dumps({"machine": {"gpu": "G"}, "results": [],
+                                                 "distillation": {"modes": {}}}))
+    (tmp_path / "j.json").write_text(json.dumps({"jobs": {"teacher": {"first_step_s": 3.0}}}))
+    res = bench.merge_figures([tmp_path / "d.json", tmp_path / "b.json", tmp_path / "j.json"])
+    assert res["results"][0]["arch"] == "x" and res["distillation"] == {"modes": {}}
+    assert res["jobs"]["teacher"]["first_step_s"] == 3.0 and res["machine"]["gpu"] == "G"
+
+
+def test_a_failing_configuration_is_a_recorded_figure_not_the_end(tmp_path, monkeypatch, _restore_threads):
+    real = bench.time_engine
+
+    def flaky(arch, *a, recipe_overrides, **k):
+        if recipe_overrides.get("cpu_channels_last"):
+            raise RuntimeError("CUDA error: out of memory (a test)")
+        return real(arch, *a, recipe_overrides=recipe_overrides, **k)
+
+    monkeypatch.setattr(bench, "time_engine", flaky)
+    res = bench.run_benchmark(["resnet8"], batch_size=8, warmup=1, steps=2, workers=1, device="cpu", repeats=1,
+                              out_path=str(tmp_path / "b.json"), log=lambda s: None)
+    (r,) = res["results"]
+    assert set(r["engine_variants"]) == {"fp32"} and "out of memory" in r["errors"]["engine:fp32+cl"]
+    assert json.loads((tmp_path / "b.json").read_text())["results"][0]["errors"]  # written as it went
+    assert "failed: RuntimeError" in bench.format_report(res)
 
 
 def test_projection_is_images_over_measured_rate():

@@ -287,16 +287,17 @@ def test_calibration_table_mean_std_over_seeds(results, tmp_path):
     assert [(r["dataset"], r["arch"]) for r in rows] == [("c10", "alexnet"), ("c100", "resnet56")]
     r = rows[1]
     assert r["ls_alpha"] == 0.05 and r["hard_seeds"] == 2 and r["ls_seeds"] == 2  # smallest nonzero alpha
-    assert r["ece_hard_mean"] == pytest.approx(0.16) and r["ece_hard_std"] == pytest.approx(np.std([0.15, 0.17], ddof=1))
-    assert r["ece_ts_mean"] == pytest.approx(0.025) and r["temperature_mean"] == pytest.approx(1.9)
-    assert r["ece_ls_mean"] == pytest.approx(0.025)
-    assert rows[0]["ece_ls_std"] == 0.0 and rows[0]["ls_alpha"] == 0.1
+    assert r["ece_hard_frac_mean"] == pytest.approx(0.16) and r["ece_hard_frac_std"] == pytest.approx(np.std([0.15, 0.17], ddof=1))
+    assert r["ece_ts_frac_mean"] == pytest.approx(0.025) and r["temperature_mean"] == pytest.approx(1.9)
+    assert r["ece_ls_frac_mean"] == pytest.approx(0.025)
+    assert rows[0]["ece_ls_frac_std"] == 0.0 and rows[0]["ls_alpha"] == 0.1
+    assert r["accuracy_hard_pct_mean"] == pytest.approx(90.0) and r["accuracy_ls_pct_std"] == 0.0  # JSONs: 0.9
     with open(tmp_path / "t.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 2
     md = (tmp_path / "t.md").read_text()
     assert "| c100 | resnet56 | 0.160 ± 0.014 | 0.025 ± 0.007 (T = 1.90) | 0.025 ± 0.007 (α = 0.05) |" in md
     rows = C.calibration_table(results, tmp_path / "t.csv", tmp_path / "t.md", ls_alpha=0.1)
-    assert rows[1]["ece_ls_mean"] == pytest.approx(0.09)
+    assert rows[1]["ece_ls_frac_mean"] == pytest.approx(0.09)
     with pytest.raises(ConfigError, match="calibration.ls_alpha 0.3 has no model"):
         C.calibration_table(results, tmp_path / "t.csv", tmp_path / "t.md", ls_alpha=0.3)
 

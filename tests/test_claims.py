@@ -195,9 +195,9 @@ def test_nothing_configured_is_not_run_with_keys():
     checks = claims.build_checks(cfg=CFG)
     assert {c["verdict"] for c in checks} == {claims.NOT_RUN}
     keys = " ".join(c.get("config_key", "") for c in checks)
-    for key in ("teachers", "projections.rows", "distillation", "teachers[].probe", "distillation_toy"):
+    for key in ("teachers", "projections.rows", "distillation", "teachers[].probe"):
         assert key in keys
-    assert {s["claim"] for s in claims.summarise(checks)} == {1, 2, 3, 4, 5, 6}
+    assert {s["claim"] for s in claims.summarise(checks)} == {1, 2, 3, 4, 5}  # claim 6 only with a distillation_toy
 
 
 def test_defaults_come_from_the_schema():
@@ -1150,3 +1150,146 @@ def test_test_image_bootstrap_matches_the_per_image_formula(tmp_path):
 
     w = checks[0]["effect"]["half_width"]
     assert b["half_width_with_test"] == pytest.approx(math.sqrt(w**2 + (norm.ppf(0.975) * b["sd_test"]) ** 2))
+
+
+# --------------------------------------------------------------------------- the banner and what a user came for
+
+
+def _t_interval(values, confidence=0.95):
+    from scipy import stats
+
+    v = np.asarray(values, float)
+    return list(stats.t.interval(confidence, len(v) - 1, loc=v.mean(), scale=stats.sem(v)))
+
+
+def _five_claims(seeds, acc_gain, ls_ce=0.03):
+    """Accuracy (c10/resnet20), calibration (c/r) and distillation (c/big → small) on ``seeds`` seeds."""
+    ev = _teachers(acc_gain[:seeds], alphas=(0.1, 0.3))
+    cal = []
+    for s in range(seeds):
+        cal += [_cal(0.0, s, 0.15 + 0.002 * s, 0.02 + 0.001 * s, 1.8 + 0.1 * s, 0.15),
+                _cal(0.1, s, 0.05, 0.0, 1.1, 0.06), _cal(0.3, s, ls_ce + 0.002 * s, 0.0, 0.9 - 0.01 * s, 0.04)]
+    t, st, g = _distillation([1.0, 1.5, 1.2][:seeds], [0.0, 0.2, 0.1][:seeds], seeds=seeds)
+    evals = ev + t + st
+    return evals, cal, claims.build_checks(evals=evals, calibrations=cal, gamma={"c": g}, cfg=CFG)
+
+
+def test_banner_says_two_seeds_decide_nothing_and_what_each_claim_needs():
+    _, _, checks = _five_claims(2, [-0.004, -0.006])
+    b = claims.banner(checks, CFG)
+    assert b["seeds_trained"] == [2] and "with 2 seeds no claim can be decided (supported or contradicted)" in b["head"]
+    assert "claims.min_seeds" in b["head"]
+    rows = {r["check"] + " " + r["claim"].split(", ")[1]: r for r in b["rows"]}
+    acc = next(c for c in checks if c["id"] == "1a" and c["scope"] == "c10/resnet20")
+    # the direction is the sign of the mean, the interval's relation to 0 is stated, the verdict is the rule's
+    row = rows["1a c10/resnet20"]
+    assert row["direction"].startswith("LS lowers accuracy, -0.5 [") and row["verdict"] == claims.INCONCLUSIVE
+    lo, hi = _t_interval([100 * g for g in (-0.004, -0.006)])
+    assert acc["effect"]["ci"] == pytest.approx([lo, hi])
+    assert ("excludes 0" if hi < 0 else "includes 0") in row["direction"]
+    pw = acc["decidable"]["power"]
+    assert row["seeds"] == f"2 / {pw['at_observed']} ({pw['at_observed_sd_upper']})"
+    # claim 3 shows the calibration effect against hard targets (3b) beside its primary, with both intervals
+    cal = rows["3a c/r"]
+    assert "LS at α* is better calibrated than α = 0 (T = 1)" in cal["direction"] and "3b (exploratory)" in cal["direction"]
+    assert "no power formula" in cal["seeds"]
+    assert rows["4a c/big → small"]["direction"].startswith("a hard-target teacher's students gain more")
+    # the markdown report opens with it: within 15 lines, the summary keeps a direction column
+    md = claims.render_markdown(checks, CFG)
+    top = md.splitlines()[:15]
+    assert top[0] == "# Did this run reproduce the paper?" and any("What this run found" in x for x in top)
+    assert sum(x.startswith("| 1 accuracy") or x.startswith("| 3 calibration") for x in top) == 3
+    assert any("not among the paper's datasets" in x for x in top)  # c, c10: a pointer to what they came for
+    summary_row = next(line for line in md.splitlines() if line.startswith("| 1. ") and "c10/resnet20" in line)
+    assert "LS lowers accuracy, -0.5 [" in summary_row and "**inconclusive** (1a)" in summary_row
+
+
+def test_banner_counts_verdicts_when_seeds_suffice_and_knows_the_papers_datasets():
+    ev = _teachers([0.003, 0.004, 0.002])
+    for e in ev:
+        e["model"]["dataset"] = "cifar10"
+    checks = claims.build_checks(evals=ev, cfg=ABS)
+    b = claims.banner(checks, ABS)
+    assert b["seeds_trained"] == [3] and "Verdicts: 1 supported, 4 not run" in b["head"]
+    assert b["own"] is None  # cifar10 is the paper's: no "what you came for"
+    assert claims.own_data(ev, [], checks, ABS) == []
+    assert claims.direction_text(checks[0]).endswith("(the interval excludes 0)")
+    one = claims.build_checks(evals=_teachers([0.003]), cfg=ABS)
+    assert claims.direction_text(one[0]) == "LS raises accuracy, +0.3 pp (1 seed: no interval)"
+
+
+def test_own_data_alpha_for_accuracy_is_picked_on_validation_not_test():
+    evals = []
+    for s in range(3):  # validation prefers 0.3, test prefers 0.1; seed 2 alone prefers 0.1 on validation
+        for a, val, test in ((0.0, 0.80, 0.80), (0.1, 0.81, 0.85), (0.3, 0.82 - 0.02 * (s == 2), 0.81 + 0.001 * s)):
+            e = _eval("mine", "net", "teacher", f"a{a:g}_s{s}", a, s, test)
+            e["val"]["accuracy"] = val + 0.001 * s
+            evals.append(e)
+    (item,) = claims.own_data(evals, [], [], CFG)
+    acc = item["accuracy"]
+    assert acc["alpha"] == 0.3 and acc["per_seed_pick"] == {0: 0.3, 1: 0.3, 2: 0.1}
+    gains = [100 * (0.81 + 0.001 * s - 0.80) for s in range(3)]
+    assert acc["gain_pp"]["mean"] == pytest.approx(np.mean(gains))
+    assert acc["gain_pp"]["ci"] == pytest.approx(_t_interval(gains))
+    assert acc["accuracy_pct"]["ci"] == pytest.approx(_t_interval([100 * (0.81 + 0.001 * s) for s in range(3)]))
+    # validation picks alpha 0: the best nonzero alpha's test effect is what it gives up
+    for e in evals:
+        if e["model"]["alpha"] == 0.0:
+            e["val"]["accuracy"] = 0.9
+    (item,) = claims.own_data(evals, [], [], CFG)
+    assert item["accuracy"]["alpha"] == 0.0 and item["accuracy"]["compared_alpha"] == 0.3
+    text = "\n".join(claims.own_data_lines([item], CFG))
+    assert "**α for accuracy: 0**" in text and "the best nonzero α on validation, 0.3" in text
+    # an accuracy's interval stays within 0-100 % (two seeds near 100 %: t(1) reaches beyond)
+    iv = claims._interval({0: 99.8, 1: 99.0}, CFG, within=(0.0, 100.0))
+    assert iv["ci"] == pytest.approx([_t_interval([99.8, 99.0])[0], 100.0]) and _t_interval([99.8, 99.0])[1] > 100
+
+
+def test_own_data_calibration_temperature_and_teacher():
+    from lspipe.experiments.calibration import debiased_squared_ce
+
+    evals, cal, checks = _five_claims(3, [0.003, 0.004, 0.002])
+    cal[-1]["fit"]["at_bound"] = True  # alpha 0.3, seed 2: its T is a bound, not a fit
+    own = {i["scope"]: i for i in claims.own_data(evals, cal, checks, CFG)}
+    assert set(own) == {"c/r", "c10/resnet20", "c/big"}
+    c = own["c/r"]
+    by = {x["id"]: x for x in checks if x["scope"] == "c/r"}
+    assert c["calibration"]["alpha"] == by["3a"]["numbers"]["α*"] == 0.3
+    rms = {a: math.sqrt(np.mean([debiased_squared_ce(**{k: r["before"]["reliability"][v] for k, v in (
+        ("count", "count"), ("accuracy", "accuracy"), ("confidence", "confidence"))}) for r in cal
+        if r["model"]["alpha"] == a])) for a in (0.0, 0.3)}
+    assert c["calibration"]["rms_ls"] == pytest.approx(rms[0.3]) and c["calibration"]["rms_hard"] == pytest.approx(rms[0.0])
+    assert c["calibration"]["change_vs_hard"]["mean"] == pytest.approx(rms[0.3] - rms[0.0])
+    assert c["calibration"]["change_vs_hard"]["ci"] == pytest.approx([-x for x in by["3b"]["effect"]["ci"][::-1]])
+    assert c["calibration"]["versus_temperature_scaling"]["ci"] == by["3a"]["effect"]["ci"]
+    t = c["temperature"]
+    assert t[0.0]["mean"] == pytest.approx(1.9) and t[0.0]["ci"] == pytest.approx(_t_interval([1.8, 1.9, 2.0]))
+    assert t[0.3]["seeds"] == [0, 1] and t[0.3]["at_bound"] == [2]
+    # distillation: hard-target teachers' students gain clearly more -> do not smooth the teacher
+    (d,) = own["c/big"]["distillation"]
+    four = next(x for x in checks if x["id"] == "4a")
+    assert d["effect_pp"]["ci"] == four["effect"]["ci"] and d["effect_pp"]["ci"][0] > 0
+    text = "\n".join(claims.own_data_lines(list(own.values()), CFG))
+    assert "**Distil from a smoothed teacher? No.**" in text
+    assert "α = 0 needs T = 1.90 [" in text and "seeds [2] at the edge of the search range left out" in text
+    assert "**α for calibration: 0.3**" in text and "(3b)" in text and "(3a)" in text
+    # the same data with the LS teachers' students ahead: use a smoothed teacher
+    t_, st, g = _distillation([0.0] * 3, [2.0, 2.2, 2.1])
+    checks2 = claims.build_checks(evals=t_ + st, gamma={"c": g}, cfg=CFG)
+    (item,) = claims.own_data(t_ + st, [], checks2, CFG)
+    assert "Distil from a smoothed teacher? Yes." in "\n".join(claims.own_data_lines([item], CFG))
+
+
+def test_report_ends_with_what_you_came_for(tmp_path):
+    evals, cal, checks = _five_claims(2, [0.003, 0.004])
+    own = claims.own_data(evals, cal, checks, CFG)
+    claims.write_report(checks, CFG, tmp_path / "c.md", tmp_path / "c.json", tmp_path / "c.rst", own=own)
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["banner"]["seeds_trained"] == [2] and len(data["what_you_came_for"]) == 3
+    md = (tmp_path / "c.md").read_text()
+    tail = md[md.index("## What you came for"):]
+    assert "## " not in tail[3:] and "**What you came for: c/r**" in tail
+    from docutils.core import publish_parts
+
+    html = publish_parts((tmp_path / "c.rst").read_text(), writer="html", settings_overrides={"halt_level": 2})["body"]
+    assert "What you came for: c/r" in html and "What this run found" in html

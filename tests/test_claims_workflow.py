@@ -57,13 +57,30 @@ def test_claims_report_and_experiment_table(tiny_run, tmp_path, monkeypatch):
     assert roles == {(k, f"{k}a") for k in range(1, 6)} | {(6, "6a, 6b")}  # claim 6: two primary checks
     toy = list(csv.DictReader(open(results / "tables" / "distillation_toy_digits.csv")))
     assert [r["row"] for r in toy] == ["teacher_hard", "teacher_ls", "ls_minus_hard", "alone_0", "alone_0.3"]
-    assert float(toy[0]["teacher_error_mean"]) == pytest.approx(100 * (1 - hard))
+    assert float(toy[0]["teacher_error_pct_mean"]) == pytest.approx(100 * (1 - hard))
     assert sorted(by_id["6b"]["sources"]["files"]) == [
         f"results/eval/digits/mlp/student/kd-smallcnn-a{a}-T1_s0.json" for a in ("0", "0.3")]
     md = (results / "claims.md").read_text()
     assert "## Decision rule" in md and claims.NO_SPREAD in md and "± 0.0" not in md
     assert "ECE floor" in md and "α* = 0.3" in md and "MI noise" in md and "Sources:" in md
     assert (results / "claims.rst").stat().st_size > 0
+    # the banner: within the first 15 lines, seeds trained against needed and each claim's direction beside its verdict
+    top = md.splitlines()[:15]
+    assert any("**What this run found.** Seeds trained: 1. A verdict needs at least 3" in x for x in top)
+    assert sorted(x.split()[1] for x in top if x.startswith("| ") and x.split()[1].isdigit()) == list("12345")
+    assert report["banner"]["seeds_trained"] == [1] and any("digits: not among the paper's" in x for x in top)
+    # digits is not one of the paper's datasets: the report ends with what a user came for, from the files it read
+    (own,) = report["what_you_came_for"]
+    assert own["scope"] == "digits/smallcnn" and md.rstrip().splitlines()[-1].startswith("- **Distil from")
+    assert md.index("## What you came for") > md.index("#### 5a")
+    vals = {a: json.loads((tiny_run / ev / f"a{a}_s0.json").read_text())["val"]["accuracy"] for a in ("0", "0.3")}
+    assert own["accuracy"]["alpha"] == (0.3 if vals["0.3"] > vals["0"] else 0.0)
+    assert own["accuracy"]["gain_pp"]["ci"] is None and own["accuracy"]["gain_pp"]["n"] == 1  # one seed: no interval
+    assert own["calibration"]["alpha"] == by_id["3a"]["numbers"]["α*"] == 0.3
+    t0 = json.loads((tiny_run / cal / "a0_s0.json").read_text())
+    assert own["temperature"]["0.0"]["mean"] == pytest.approx(t0["temperature"]) or t0["fit"]["at_bound"]
+    assert [d["check"] for d in own["distillation"]] == ["4a"]
+    assert "**What you came for: digits/smallcnn**" in (results / "claims.rst").read_text()
     tight = list(csv.DictReader(open(results / "tables" / "tightness.csv")))
     assert {r["kind"] for r in tight} == {"fig1", "random"} and all(float(r["ratio"]) > 0 for r in tight)
     assert {r["split"] for r in tight} == {"train", "val"}
@@ -98,6 +115,6 @@ def test_claims_report_and_experiment_table(tiny_run, tmp_path, monkeypatch):
         assert float(r["train_seconds"] or 0) > 0 or n, r
         assert r["train_time_shared"] == (f"shared by {n} models" if n else ""), r
         assert int(r["steps"]) == cfg["recipes"]["tiny"]["steps"]
-        assert 0 <= float(r["test_accuracy"]) <= 1 and float(r["temperature_fitted"]) > 0
+        assert 0 <= float(r["test_accuracy_pct"]) <= 100 and float(r["temperature_fitted"]) > 0
         assert bool(r["teacher"]) == r["run"].startswith("kd-") == bool(r["form"])
     assert (results / "tables" / "experiments.md").read_text().count("\n| digits |") == len(models)

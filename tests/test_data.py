@@ -115,10 +115,12 @@ def test_imagefolder_val_folder_is_the_validation_split(tmp_path):
 def test_imagefolder_errors_name_the_fix(tmp_path):
     with pytest.raises(DataError, match="no train/ subfolder"):
         D.prepare("toy", "imagefolder", tmp_path / "x.npz", root=str(tmp_path))
-    (tmp_path / "train" / "a").mkdir(parents=True)
-    with pytest.raises(DataError, match="neither test/ nor val/"):
+    (tmp_path / "train" / "a").mkdir(parents=True)  # train/ alone is a tree (its test split is carved) ...
+    with pytest.raises(DataError, match="class folder .*a holds no images"):  # ... but a class needs images
         D.prepare("toy", "imagefolder", tmp_path / "x.npz", root=str(tmp_path))
     assert not (tmp_path / "x.npz").exists()
+    with pytest.raises(DataError, match=r"datasets\.toy\.root '.*nowhere' is not a folder"):
+        D.prepare("toy", "imagefolder", tmp_path / "x.npz", root=str(tmp_path / "nowhere"))
 
 
 def test_cifar_missing_names_root_and_download_flag(tmp_path):

@@ -132,7 +132,7 @@ def test_a_steps_record_goes_to_every_steps_file_with_its_figures_and_its_json_i
     for f in steps:
         assert [json.loads(x) for x in Path(f).read_text().splitlines()] == [line]
     assert line["figures"]["resnet56"] == {"baseline_images_per_s": 1000.0, "engine_images_per_s": 5000.0,
-                                           "engine_variant": "bf16+cl", "ratio": 5.0,
+                                           "engine_variant": "bf16+cl", "ratio": 5.0, "variants": {},
                                            "fused": {"models": 6, "images_per_s": 12000.0, "speedup_vs_sequential": 2.4}}
     assert text == ("[gpu-check +60s] bench-eager: ok in 41s (limit 120s) | resnet56 engine 5,000 img/s "
                     "(bf16+cl; baseline 1,000, 5.00x), 6 fused 2.40x")
@@ -145,6 +145,42 @@ def test_a_steps_record_goes_to_every_steps_file_with_its_figures_and_its_json_i
     assert len(Path(steps[1]).read_text().splitlines()) == 2
 
 
+def test_the_summary_checks_the_issues_goals_and_nvidia_smi_per_step(tmp_path):
+    """The summary's goals come from the step files (a figure not measured is None, never met or missed),
+    and nvidia-smi's samples are averaged over each step's window."""
+    variants = {"bf16+cl": {"images_per_s": 9000.0, "config": {"engine": {"cuda_graph": False}}},
+                "bf16+cl+graph": {"images_per_s": 30000.0, "config": {"engine": {"cuda_graph": True}}},
+                "tf32+cl+graph": {"images_per_s": 28000.0, "config": {"engine": {"cuda_graph": False}}}}
+    bench = {"results": [{"arch": "resnet56", "baseline": {"images_per_s": 9000.0}, "engine_variants": variants,
+                          "fused_sizes": {"7": {"images_per_s": 50000.0}, "21": {"images_per_s": 90000.0}}}]}
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    (tmp_path / "projection.json").write_text(json.dumps({"projection": {"total_hours": 0.05, "rates": {}, "rows": []}}))
+    (tmp_path / "dump-check.json").write_text(json.dumps({"ok": True}))
+    t0 = 1_800_000_000.0
+    steps = [{"step": "machine", "seconds": 2, "limit_s": 60, "exit": 0, "elapsed_s": 2},
+             {"step": "bench", "seconds": 10, "limit_s": 200, "exit": 0, "elapsed_s": 12}]
+    (tmp_path / "steps.jsonl").write_text("".join(json.dumps(x) + "\n" for x in steps))
+    import datetime
+
+    stamp = lambda s: datetime.datetime.fromtimestamp(t0 + s).strftime("%Y/%m/%d %H:%M:%S.%f")[:-3]  # noqa: E731
+    (tmp_path / "smi.csv").write_text(f"{stamp(1)}, 5, 1, 500, 80\n{stamp(5)}, 90, 40, 9000, 400\n"
+                                      f"{stamp(9)}, 70, 30, 9500, 350\n[N/A] garbage\n")
+    s = dc.summary(tmp_path, smoke=False, t0=t0)
+    goals = {g["goal"]: g for g in s["goals"]}
+    assert goals["best eager variant / plain loop, ResNet-56"]["measured"] == 1.0
+    assert goals["best eager variant / plain loop, ResNet-56"]["met"] is True
+    assert goals["whole-step graph, one ResNet-56, images/s"]["measured"] == 30000.0  # a graph that captured
+    assert goals["ResNet-56 x7 fused with the preset's clipping, model-images/s"]["met"] is False
+    assert goals["ResNet-56 x21 fused, model-images/s"]["met"] is True
+    assert goals["cifar10-gpu.yaml projected training, minutes"]["measured"] == 3.0
+    assert goals["whole-step graph, one AlexNet, images/s"]["measured"] is None
+    assert goals["whole-step graph, one AlexNet, images/s"]["met"] is None
+    smi = s["nvidia_smi"]
+    assert smi["samples"] == 3 and smi["by_step"]["machine"]["gpu_util_mean"] == 5.0
+    assert smi["by_step"]["bench"]["gpu_util_mean"] == 80.0 and smi["by_step"]["bench"]["memory_used_mib_max"] == 9500
+    assert s["ok"] and s["failed_steps"] == []
+
+
 def test_a_projections_figures_are_recorded_without_copying_its_file(tmp_path):
     proj = {"projection": {"total_hours": 0.2, "missing_archs": [], "rates": {"resnet56": 8000.0},
                            "rows": [{"grid": "teachers cifar10/resnet56", "hours": 0.08},
@@ -155,7 +191,7 @@ def test_a_projections_figures_are_recorded_without_copying_its_file(tmp_path):
                            [str(tmp_path / "s.jsonl")], str(tmp_path / "copy"), copy=False)
     assert not any((tmp_path / "copy").iterdir())
     assert line["figures"]["total_hours"] == 0.2
-    assert text.endswith("| 12.0 min of training (teachers cifar10/resnet56 4.8 min, teachers cifar10/alexnet 0.6 min)")
+    assert text.endswith("| 12.0 min = 0.20 h of training (teachers cifar10/resnet56 4.8 min, teachers cifar10/alexnet 0.6 min)")
 
 
 # --------------------------------------------------------------------------- the bundle, installed

@@ -143,18 +143,18 @@ def test_distillation_rows_aggregate_over_seeds():
     got = {(r["family"], str(r["teacher_alpha"]), str(r["alpha"]), str(r["temperature"])): r for r in rows}
     assert [r["family"] for r in rows] == ["teacher", "teacher", "baseline", "baseline", "kd_hard", "kd_ls"]
     t0 = got[("teacher", "0.0", "0.0", "")]
-    assert (t0["accuracy_mean"], t0["accuracy_min"], t0["accuracy_max"]) == pytest.approx((91.0, 90.0, 92.0))
-    assert t0["accuracy_std"] == pytest.approx(np.std([90.0, 92.0], ddof=1), abs=1e-4) and t0["gamma_mean"] == 0.0
+    assert (t0["accuracy_pct_mean"], t0["accuracy_pct_min"], t0["accuracy_pct_max"]) == pytest.approx((91.0, 90.0, 92.0))
+    assert t0["accuracy_pct_std"] == pytest.approx(np.std([90.0, 92.0], ddof=1), abs=1e-4) and t0["gamma_mean"] == 0.0
     b = got[("baseline", "", "0.3", "")]
-    assert b["gamma_mean"] == pytest.approx(0.3) and b["accuracy_mean"] == pytest.approx(82.0) and b["seeds"] == 2
+    assert b["gamma_mean"] == pytest.approx(0.3) and b["accuracy_pct_mean"] == pytest.approx(82.0) and b["seeds"] == 2
     kd = got[("kd_hard", "0.0", "", "2.0")]
     assert (kd["gamma_mean"], kd["gamma_min"], kd["gamma_max"]) == pytest.approx((0.3, 0.2, 0.4))
-    assert (kd["accuracy_mean"], kd["accuracy_min"], kd["accuracy_max"]) == pytest.approx((87.0, 86.0, 88.0))
+    assert (kd["accuracy_pct_mean"], kd["accuracy_pct_min"], kd["accuracy_pct_max"]) == pytest.approx((87.0, 86.0, 88.0))
     ls = got[("kd_ls", "0.3", "", "1.0")]
-    assert ls["gamma_mean"] == pytest.approx(0.32) and ls["accuracy_mean"] == pytest.approx(79.5)
+    assert ls["gamma_mean"] == pytest.approx(0.32) and ls["accuracy_pct_mean"] == pytest.approx(79.5)
     assert all(r["student_arch"] == "mlp" and r["teacher_arch"] == "smallcnn" for r in rows)
     val = distill.distillation_rows(teachers, students, gamma, split="val")
-    assert val[0]["accuracy_mean"] == pytest.approx(81.0) and val[0]["split"] == "val"
+    assert val[0]["accuracy_pct_mean"] == pytest.approx(81.0) and val[0]["split"] == "val"
     with pytest.raises(KeyError, match="no smoothness index for teacher alpha 0, seed 1, T 2"):
         distill.distillation_rows(teachers, students, {k: v for k, v in gamma.items() if k != ("0", 1, "2")})
 

@@ -94,18 +94,18 @@ def test_toy_rows_are_error_rates_with_scipys_t_interval():
         return v.mean(), lo, hi
 
     err = lambda accs: [1 - a for a in accs]  # noqa: E731
-    cases = [("teacher_hard", "teacher_error", err(th)), ("teacher_hard", "student_error", err(sh)),
-             ("teacher_ls", "teacher_error", err(tl)), ("teacher_ls", "student_error", err(sl)),
-             ("ls_minus_hard", "teacher_error", [b - a for a, b in zip(err(th), err(tl))]),
-             ("ls_minus_hard", "student_error", [b - a for a, b in zip(err(sh), err(sl))]),
-             ("alone_0", "student_error", err(alone))]
+    cases = [("teacher_hard", "teacher_error_pct", err(th)), ("teacher_hard", "student_error_pct", err(sh)),
+             ("teacher_ls", "teacher_error_pct", err(tl)), ("teacher_ls", "student_error_pct", err(sl)),
+             ("ls_minus_hard", "teacher_error_pct", [b - a for a, b in zip(err(th), err(tl))]),
+             ("ls_minus_hard", "student_error_pct", [b - a for a, b in zip(err(sh), err(sl))]),
+             ("alone_0", "student_error_pct", err(alone))]
     for row, prefix, values in cases:
         m, lo, hi = ref(values)
         r = rows[row]
         assert (r[f"{prefix}_mean"], r[f"{prefix}_lo"], r[f"{prefix}_hi"]) == pytest.approx((m, lo, hi), abs=1e-4), (row, prefix)
-    assert rows["teacher_hard"]["paper_teacher_error"] == 0.67 and rows["teacher_ls"]["paper_student_error"] == 0.91
-    assert rows["ls_minus_hard"]["paper_student_error"] == pytest.approx(0.17)
-    assert rows["alone_0"]["teacher_error_mean"] == "" and rows["alone_0"]["paper_student_error"] == 1.46
+    assert rows["teacher_hard"]["paper_teacher_error_pct"] == 0.67 and rows["teacher_ls"]["paper_student_error_pct"] == 0.91
+    assert rows["ls_minus_hard"]["paper_student_error_pct"] == pytest.approx(0.17)
+    assert rows["alone_0"]["teacher_error_pct_mean"] == "" and rows["alone_0"]["paper_student_error_pct"] == 1.46
     md = toy_mod.markdown(list(rows.values()), digits=2)
     assert "| hard targets (α = 0) | 1.18 [" in md and "| LS − hard (paired by seed) | -0.08 [" in md
     assert "label smoothing (α = 0.1)" in md and "0.67 / 0.74" in md and "+0.17" in md and "95 % interval" in md
@@ -116,7 +116,7 @@ def test_toy_rows_refuse_unpaired_seeds_and_say_one_seed():
     with pytest.raises(ValueError, match="seeds"):
         toy_mod.toy_rows(by, TOY)
     one = toy_mod.toy_rows(_by_role([0.98], [0.981], [0.97], [0.969], [0.96]), TOY)
-    assert one[0]["teacher_error_lo"] == "" and "1 seed: no interval" in toy_mod.markdown(one)
+    assert one[0]["teacher_error_pct_lo"] == "" and "1 seed: no interval" in toy_mod.markdown(one)
 
 
 # --------------------------------------------------------------------------- claim 6
@@ -163,10 +163,13 @@ def test_claim6_is_the_conjunction_of_its_two_checks():
         ["supported", "not run", "not compared", "contradicted"]
 
 
-def test_claim6_not_run_without_a_toy_and_names_the_key():
-    checks = claims.build_checks(cfg=claims.settings())
-    six = [c for c in checks if c["claim"] == 6]
-    assert len(six) == 1 and six[0]["verdict"] == claims.NOT_RUN and six[0]["config_key"] == "distillation_toy"
+def test_claim6_only_with_a_toy_and_not_run_without_its_models():
+    assert not [c for c in claims.build_checks(cfg=claims.settings()) if c["claim"] == 6]  # no distillation_toy
+    settings = {k: TOY[k] for k in ("dataset", "ls_alpha", "temperature", "split", "teacher_arch", "student_arch")}
+    six = claims._assign_ids(claims.toy_claims([], [], [settings], claims.settings()))
+    assert [c["verdict"] for c in six if c["role"] == claims.PRIMARY] == [claims.NOT_RUN] * 2
+    assert "teachers[].alphas" in six[0]["config_key"] and "ls_temperature" in six[1]["config_key"]
+    assert claims.summarise(six)[0]["verdict"] == claims.NOT_RUN
 
 
 # --------------------------------------------------------------------------- config and preset
@@ -251,7 +254,7 @@ def test_tiny_toy_runs_end_to_end_on_the_mnist_file_set(tmp_path):
     ev = json.loads((res / "eval/mnist/mlp1200_dropout/teacher/a0_s1.json").read_text())
     ev0 = json.loads((res / "eval/mnist/mlp1200_dropout/teacher/a0_s0.json").read_text())
     mean = 100 * (1 - (ev["test"]["accuracy"] + ev0["test"]["accuracy"]) / 2)
-    assert float(rows["teacher_hard"]["teacher_error_mean"]) == pytest.approx(mean, abs=1e-3)
+    assert float(rows["teacher_hard"]["teacher_error_pct_mean"]) == pytest.approx(mean, abs=1e-3)
     assert ev["test"]["n"] == 100  # the t10k file set's 100 images
     md = (res / "tables" / "distillation_toy_mnist.md").read_text()
     assert "T = 20" in md and "loss form hinton" in md

@@ -89,3 +89,45 @@ def test_alexnet_paper_recipe_parameter_groups():
     for n, p in m.named_parameters():
         factor = 1 - 0.004 if n in ("body.dense.1.weight", "body.dense.3.weight") else 1.0
         torch.testing.assert_close(p.detach(), before[n] * factor, msg=n)
+
+
+def test_lrn_in_float32_is_pytorchs_and_in_bf16_stays_bf16_without_casts():
+    """AlexNet's LRN: float32 is nn.LocalResponseNorm bit for bit; the banded-convolution form (what
+    bf16 uses) equals it in float32 to rounding, gradients too; under bf16 autocast it stays bf16,
+    with no cast (PyTorch's pooling and power leave bf16 and come back), within bf16 rounding of the
+    float32 LRN of the same input; grouped, it normalises each group alone."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    torch.manual_seed(0)
+    ref = torch.nn.LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0)
+    ours = models.LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0)
+    x = torch.relu(torch.randn(4, 64, 8, 8) * 5)
+    assert torch.equal(ours(x), ref(x))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    want = ref(xa)
+    got = models.lrn_by_convolution(xb, 9, 0.001, 0.75, 1.0)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-5)
+    g = torch.randn_like(want)
+    want.backward(g)
+    got.backward(g)
+    torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-5, atol=1e-5)
+
+    class Casts(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Casts.n += func.overloadpacket.__name__ == "_to_copy"
+            return func(*args, **(kwargs or {}))
+
+    x16 = x.bfloat16()
+    ours(x16)  # the band matrix of bf16 is made once, then cached
+    with Casts(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = ours(x16)
+    assert out.dtype == torch.bfloat16 and Casts.n == 0
+    exact = ref(x16.float())
+    assert float(((out.float() - exact).abs() / (exact.abs() + 1e-3)).max()) < 2e-2  # a few bf16 roundings
+    # grouped: each block of channels alone (a fused model's members)
+    two = torch.cat([x16, 3 * x16], 1)
+    both = models.local_response_norm(two, 9, 0.001, 0.75, 1.0, groups=2)
+    torch.testing.assert_close(both[:, :64], models.local_response_norm(x16, 9, 0.001, 0.75, 1.0), rtol=0, atol=0)
+    torch.testing.assert_close(both[:, 64:], models.local_response_norm(3 * x16, 9, 0.001, 0.75, 1.0), rtol=0, atol=0)

@@ -48,6 +48,8 @@ def test_second_run_has_nothing_to_do(tiny_run):
 
 def test_paper_preset_plans_the_papers_grid(tmp_path):
     work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
+    for folder in ("cifar-10-batches-py", "cifar-100-python"):  # torchvision's copies, checked while planning
+        (tmp_path / folder).mkdir()
     proc = snakemake(work, "-n", "--configfile", str(REPO / "workflow/presets/paper.yaml"),
                      "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}")
     jobs = planned_jobs(proc)
@@ -73,6 +75,8 @@ def test_a_configfile_stands_alone(tmp_path):
     import yaml
 
     work = make_workdir(tmp_path / "alone", REPO / "config.yaml")
+    for c in ("a", "b"):  # the tree's folders, which planning checks (listed, not read)
+        (tmp_path / "tree" / "train" / c).mkdir(parents=True)
     alone = tmp_path / "alone.yaml"
     alone.write_text(yaml.safe_dump({
         "results": "out", "device": "cpu", "resources": {"gpus_per_job": 0},

@@ -40,16 +40,44 @@ def test_table3_and_fig2_built_by_the_workflow(tiny_run):
     r = rows[0]
     assert float(r["ls_alpha"]) == cfg["calibration"]["ls_alpha"] and int(r["hard_seeds"]) == len(t["seeds"])
     assert int(r["bins"]) == cfg["calibration"]["bins"] and r["split"] == "test"
-    assert 0 <= float(r["ece_ts_mean"]) <= 1 and float(r["temperature_mean"]) > 0
+    assert 0 <= float(r["ece_ts_frac_mean"]) <= 1 and float(r["temperature_mean"]) > 0
     assert "| digits | smallcnn |" in (results / "tables" / "calibration.md").read_text()
     # the table is the per-model JSONs aggregated; the JSON's ECE is the dump's logits re-evaluated
     js = C.calibrate_dump(results / "dumps" / "digits" / "smallcnn" / "teacher" / "a0_s0.h5", cfg["calibration"]["bins"])
-    assert float(r["ece_hard_mean"]) == pytest.approx(js["before"]["ece"], abs=1e-6)
+    assert float(r["ece_hard_frac_mean"]) == pytest.approx(js["before"]["ece"], abs=1e-6)
     for ext in cfg["figures"]["formats"]:
         p = results / "figures" / f"fig2_reliability_digits_smallcnn.{ext}"
         assert p.stat().st_size > 1000
     assert imread(results / "figures" / "fig2_reliability_digits_smallcnn.png").ndim == 3
     assert math.isfinite(js["temperature"])
+
+
+def test_every_table_names_its_units(tiny_run):
+    """One unit per quantity, named in the column: accuracy in percent (``_pct``) in every CSV, the
+    ECE a fraction (``_frac``); the experiment table's accuracy is the evaluation's, times 100."""
+    import json
+
+    tables = sorted((tiny_run / "results" / "tables").glob("*.csv"))
+    assert len(tables) >= 6
+    seen = set()
+    for path in tables:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        for col in rows[0]:
+            if "acc" in col:
+                assert "_pct" in col, (path.name, col)
+                assert all(0 <= float(r[col]) <= 100 for r in rows if r[col]), (path.name, col)
+            if "ece" in col:
+                assert "_frac" in col, (path.name, col)
+                assert all(0 <= float(r[col]) <= 1 for r in rows if r[col]), (path.name, col)
+            seen.add(col)
+    assert {"accuracy_pct_mean", "test_accuracy_pct", "ece_frac", "ece_hard_frac_mean", "accuracy_hard_pct_mean"} <= seen
+    with open(tiny_run / "results" / "tables" / "experiments.csv", newline="") as fh:
+        row = next(csv.DictReader(fh))
+    ev = json.loads((tiny_run / "results" / "eval" / row["dataset"] / row["arch"] / row["role"] / f"{row['run']}.json")
+                    .read_text())
+    assert float(row["test_accuracy_pct"]) == pytest.approx(100 * ev["test"]["accuracy"])
+    assert "ECE (fraction)" in (tiny_run / "results" / "tables" / "experiments.md").read_text()
 
 
 # --------------------------------------------------------------------------- distill
@@ -70,7 +98,7 @@ def test_fig5_end_to_end(tiny_run):
     gamma = distill.read_gamma_table(r / "tables" / "distillation_gamma_digits.csv")
     assert set(gamma) == {(a, 0, t) for a in ("0", "0.3") for t in ("1", "4")}
     for x in rows:
-        assert x["split"] == "test" and x["seeds"] == "1" and 0 <= float(x["accuracy_mean"]) <= 100
+        assert x["split"] == "test" and x["seeds"] == "1" and 0 <= float(x["accuracy_pct_mean"]) <= 100
         if x["family"] in ("teacher", "baseline"):
             assert float(x["gamma_mean"]) == pytest.approx(float(x["alpha"]))
         else:
@@ -169,6 +197,8 @@ def test_teacher_twin_trains_once_in_a_dry_run(tmp_path):
 @pytest.mark.slow
 def test_paper_preset_trains_the_alexnet_alpha0_runs_once_and_students_in_lockstep(tmp_path):
     work = make_workdir(tmp_path / "paper", REPO / "config.yaml")
+    for folder in ("cifar-10-batches-py", "cifar-100-python"):  # torchvision's copies, checked while planning
+        (tmp_path / folder).mkdir()
     proc = snakemake(work, "-n", "--configfile", str(REPO / "workflow/presets/paper.yaml"),
                      "--config", f"datasets={{cifar10: {{root: {tmp_path}}}, cifar100: {{root: {tmp_path}}}}}")
     jobs = planned_jobs(proc)
@@ -262,7 +292,7 @@ def test_a_grid_with_ls_and_the_confidence_penalty(tiny_run):
     cal = json.loads((results / "calibration" / "digits" / "smallcnn" / "teacher" / f"{run}.json").read_text())
     assert 0 <= cal["before"]["ece"] <= 1 and cal["temperature"] > 0
     table = {r["run"]: r for r in csv.DictReader(open(results / "tables" / "experiments.csv"))}
-    assert table[run]["alpha"] == "confidence_penalty beta = 0.5" and float(table[run]["ece"]) == cal["before"]["ece"]
+    assert table[run]["alpha"] == "confidence_penalty beta = 0.5" and float(table[run]["ece_frac"]) == cal["before"]["ece"]
     assert table["a0.3_s0"]["alpha"] == "0.3"
 
     def entropy(r):

@@ -54,8 +54,12 @@ class ResultsLocked(UserError, RuntimeError):
     """The results folder is in use by another run; the message names it and what to do."""
 
 
-def damaged_file_error(path: str | os.PathLike, err: Exception) -> DataError:
-    """One line naming a damaged (truncated, incomplete) output file and how to rebuild it."""
+def damaged_file_error(path: str | os.PathLike, err: Exception, make: str | None = None) -> DataError:
+    """One line naming a damaged (truncated, incomplete) output file and how to rebuild it; for a
+    file that does not exist, one saying so and how to make it (``make``: a command, else Snakemake)."""
+    if not os.path.lexists(path):
+        how = f"`{make}` or `snakemake {path}`" if make else f"`snakemake {path}`"
+        return DataError(f"no such file: {path}; make it first with {how}")
     why = " ".join(f"{type(err).__name__}: {err}".split())
     return DataError(f"cannot read {path} ({why}); the file is damaged or incomplete: delete it or rebuild it "
                      f"with `snakemake -f {path}`")

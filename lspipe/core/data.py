@@ -11,7 +11,13 @@ paper's 40k/10k CIFAR split); temperature scaling is fitted on it, numbers are r
 Sources without a test split of their own (the bundled digits) have one carved the same way.
 An ImageFolder tree with ``train/``, ``val/`` and ``test/`` takes its validation split from
 ``val/`` (nothing is carved, ``val_size`` is unused); with only ``train/`` and ``val/`` (the
-ImageNet layout) ``val/`` is the test split and validation is carved from ``train/``.
+ImageNet layout) ``val/`` is the test split and validation is carved from ``train/``; with
+``train/`` alone the test split (``test_size``) and then the validation split are carved from it,
+as for the digits.
+
+:func:`inspect_source` is what the workflow checks of a dataset while it plans, before any job
+runs: the root and its split and class folders (top-level listings only, no walk of the tree),
+the class names, and a warning when a few sampled images are much larger than ``image_size``.
 """
 
 from __future__ import annotations
@@ -389,30 +395,38 @@ def _read_image_folder(folder: Path, samples: Sequence[tuple], classes: Sequence
     return x, y, list(classes)
 
 
-def layout(root: str | os.PathLike | None) -> dict[str, Path]:
+def layout(root: str | os.PathLike | None, name: str = "<name>") -> dict[str, Path]:
     """The split folders of an ImageFolder tree, as this module and :mod:`lspipe.core.stream` read
-    them: ``train`` and ``test`` always, ``val`` when the tree has its own validation split (train/,
-    val/ and test/); with only train/ and val/ (the ImageNet layout), val/ is the test split."""
+    them: ``train`` always; ``test`` when the tree has test/ or val/ (with only train/ and val/, the
+    ImageNet layout, val/ is the test split); ``val`` when it has its own validation split (train/,
+    val/ and test/). A tree with train/ alone has its test split carved (``test_size``)."""
     if not root:
-        raise DataError("dataset source 'imagefolder' needs datasets.<name>.root (a folder with train/ and test/ or val/)")
+        raise DataError(f"dataset source 'imagefolder' needs datasets.{name}.root (a folder holding "
+                        "train/<class>/<image>)")
     root_p = Path(root)
+    if not root_p.is_dir():
+        raise DataError(f"datasets.{name}.root {str(root)!r} is not a folder (it does not exist, or is a file); set it "
+                        "to the folder holding train/<class>/<image> (and optionally test/ or val/)")
     train_dir = root_p / "train"
     if not train_dir.is_dir():
+        found = sorted(e.name for e in _visible(root_p.iterdir()) if e.is_dir())[:8]
         raise DataError(
-            f"image folder {root_p} has no train/ subfolder: the layout is <root>/train/<class>/<image> "
-            "and <root>/test/<class>/<image> (or val/); fix datasets.<name>.root"
+            f"image folder {root_p} has no train/ subfolder (it has: {', '.join(found) or 'no folders'}): the layout "
+            f"is <root>/train/<class>/<image>, optionally with <root>/test/ (or val/) laid out alike; "
+            f"fix datasets.{name}.root"
         )
     test_dir = next((root_p / s for s in ("test", "val") if (root_p / s).is_dir()), None)
+    out = {"train": train_dir}
     if test_dir is None:
-        raise DataError(f"image folder {root_p} has neither test/ nor val/: add one, it becomes the test split")
-    out = {"train": train_dir, "test": test_dir}
+        return out  # train/ alone: the test split is carved from it (test_size)
+    out["test"] = test_dir
     if test_dir.name == "test" and (root_p / "val").is_dir():
         out["val"] = root_p / "val"
     return out
 
 
 def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unreadable: bool, name: str):
-    folders = layout(root)
+    folders = layout(root, name)
     tree = scan_tree(root)
     out = {}
     for split, samples in tree.splits.items():
@@ -423,6 +437,128 @@ def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unr
 
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 TORCHVISION_FOLDERS = {**CIFAR_FOLDERS, "mnist": "MNIST/raw"}  # flat folders of the torchvision copies under root
+
+
+# --------------------------------------------------------------------------- checked while the workflow plans
+
+DIGITS_CLASSES = tuple(str(c) for c in range(10))  # scikit-learn's digits: target_names 0..9
+# torchvision's CIFAR-10 class names (batches.meta), for a copy not downloaded yet; CIFAR-100's are read from its copy
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_CIFAR_META = {"cifar10": ("batches.meta", "label_names"), "cifar100": ("meta", "fine_label_names")}
+SIZE_SAMPLE = 5  # images whose size inspect_source reads (the header only), one per sampled class folder
+LARGE_IMAGES = 2.0  # inspect_source warns when the sampled images' median shorter side exceeds this x image_size
+
+
+class SourceInfo(NamedTuple):
+    """What :func:`inspect_source` finds of a dataset entry while the workflow plans."""
+
+    classes: list[str] | None  # the class names, in label order; None when they cannot be known yet
+    warnings: list[str]  # one line each
+
+
+def _class_folders(folder: Path) -> list[str]:
+    """The visible subfolders of ``folder``, sorted: an ImageFolder split's classes (no walk below them)."""
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in _visible(entries) if e.is_dir())
+
+
+def _cifar_classes(source: str, folder: Path) -> list[str] | None:
+    import pickle
+
+    meta, key = _CIFAR_META[source]
+    try:
+        with open(folder / meta, "rb") as fh:
+            return [str(c) for c in pickle.load(fh, encoding="latin1")[key]]
+    except (OSError, KeyError, TypeError, EOFError, pickle.UnpicklingError):  # not there (yet): prepare reads it
+        return list(CIFAR10_CLASSES) if source == "cifar10" else None
+
+
+def _shorter_sides(train: Path, classes: Sequence[str], count: int = SIZE_SAMPLE) -> list[int]:
+    """Shorter sides (px) of ``count`` images, the first image file met in each of ``count`` class
+    folders spread over ``classes``; only the files' headers are read, unreadable files are passed over."""
+    from PIL import Image
+
+    step = max(1, len(classes) // count)
+    sides = []
+    for c in list(classes)[::step][:count]:
+        with os.scandir(train / c) as entries:
+            for e in entries:
+                if e.name.startswith(".") or not e.name.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                try:
+                    with Image.open(e.path) as im:
+                        sides.append(min(im.size))
+                except (OSError, ValueError, SyntaxError):  # unreadable: prepare_data reports it
+                    continue
+                break
+    return sides
+
+
+def inspect_source(name: str, options: dict) -> SourceInfo:
+    """Check ``datasets.<name>`` (``options``, the schema's defaults filled in) as far as that is
+    cheap, before any job runs: the class names and warnings (:class:`SourceInfo`), or a
+    :class:`DataError` naming the problem and the key that fixes it.
+
+    - digits: classes ``0`` .. ``9``;
+    - CIFAR: ``root`` holds torchvision's copy (``cifar-10-batches-py/``), unless ``download``;
+      classes from the copy's meta file (CIFAR-10's built in when it is still to be downloaded);
+    - MNIST: ``root`` holds ``MNIST/raw/`` with the four idx files (:data:`MNIST_FILES`), unless
+      ``download``; classes ``0`` .. ``9``;
+    - an ImageFolder tree: ``root`` is a folder with ``train/`` (:func:`layout`), ``train/`` has class
+      folders, and ``test/`` or ``val/``, if there, the same ones; the classes are the train split's
+      folders. Only these folders are listed, no folder below them. When the median shorter side of
+      :data:`SIZE_SAMPLE` images (one per sampled class folder, headers only) exceeds
+      :data:`LARGE_IMAGES` x ``image_size``, a warning says that they are shrunk to ``image_size``.
+    """
+    source = options["source"]
+    if source == "digits":
+        return SourceInfo(list(DIGITS_CLASSES), [])
+    root = options.get("root")
+    if source in CIFAR_FOLDERS:
+        folder = Path(root) / CIFAR_FOLDERS[source]
+        if folder.is_dir():
+            return SourceInfo(_cifar_classes(source, folder), [])
+        if options.get("download"):
+            return SourceInfo(list(CIFAR10_CLASSES) if source == "cifar10" else None, [])
+        where = (f"datasets.{name}.root {root!r} does not exist" if not Path(root).is_dir() else
+                 f"datasets.{name}.root {root!r} holds no {CIFAR_FOLDERS[source]}/ (torchvision's copy of {source})")
+        raise DataError(f"{where}: set it to the folder holding {CIFAR_FOLDERS[source]}/, or set "
+                        f"datasets.{name}.download: true to let torchvision fetch it there")
+    if source == "mnist":
+        raw = Path(root) / TORCHVISION_FOLDERS["mnist"]
+        missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
+        if not missing or options.get("download"):
+            return SourceInfo(list(DIGITS_CLASSES), [])
+        where = (f"datasets.{name}.root {root!r} does not exist" if not Path(root).is_dir() else
+                 f"datasets.{name}.root {root!r} holds no {', '.join(missing)} in MNIST/raw/ (torchvision's copy of MNIST)")
+        raise DataError(f"{where}: set it to the folder holding MNIST/raw/, or set datasets.{name}.download: true to let "
+                        "torchvision fetch it there")
+    folders = layout(root, name)
+    classes = _class_folders(folders["train"])
+    if not classes:
+        with os.scandir(folders["train"]) as entries:
+            flat = any(e.name.lower().endswith(IMAGE_EXTENSIONS) for e in _visible(entries))
+        raise DataError(f"{folders['train']} has no class folders{' (it holds the images directly)' if flat else ''}: "
+                        f"the layout is <root>/train/<class>/<image>, one folder per class; fix datasets.{name}.root")
+    for split, folder in folders.items():
+        other = _class_folders(folder) if split != "train" else classes
+        if other != classes:
+            missing, extra = sorted(set(classes) - set(other)), sorted(set(other) - set(classes))
+            raise DataError(f"the class folders of {folder} differ from those of {folders['train']}: "
+                            + "; ".join(t for t in (f"missing {', '.join(missing[:5])}" if missing else "",
+                                                    f"not in train/: {', '.join(extra[:5])}" if extra else "") if t)
+                            + "; every split needs the same class folders")
+    warnings = []
+    size = int(options.get("image_size") or default("datasets.*.image_size"))
+    sides = _shorter_sides(folders["train"], classes)
+    if sides and float(np.median(sides)) > LARGE_IMAGES * size:
+        given = default("datasets.*.image_size")
+        warnings.append(
+            f"datasets.{name}: the images of {root} are about {int(np.median(sides))} px on their shorter side (median "
+            f"of {len(sides)} sampled), but image_size is {size} "
+            + ("(the default)" if size == given else f"(the default is {given})")
+            + f": they train shrunk to {size}x{size} px; set datasets.{name}.image_size (e.g. 224) if that is not intended")
+    return SourceInfo(classes, warnings)
 
 
 def source_manifest(options: dict) -> list[tuple[str, int, int]]:
@@ -522,8 +658,7 @@ def prepare(
     """Prepare dataset ``name`` from ``source`` into ``out`` (written atomically)."""
     if source == "digits":
         x, y, classes = _load_digits()
-        rest, test = stratified_split(y, test_size, split_seed, f"datasets.{name}.test_size")
-        parts = {"train": (x[rest], y[rest], rest), "test": (x[test], y[test], test)}
+        parts = {"train": (x, y, np.arange(len(y)))}
     elif source in ("cifar10", "cifar100"):
         raw, classes = _load_cifar(source, root, download)
         parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
@@ -535,6 +670,11 @@ def prepare(
         parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
     else:
         raise DataError(f"unknown dataset source {source!r}; allowed: {', '.join(SOURCES)}")
+    carved = "test" not in parts
+    if carved:  # no test split of its own (the digits, a tree with train/ alone): carved, stratified and seeded
+        x0, y0, i0 = parts["train"]
+        rest, test = stratified_split(y0, test_size, split_seed, f"datasets.{name}.test_size")
+        parts["train"], parts["test"] = (x0[rest], y0[rest], i0[rest]), (x0[test], y0[test], i0[test])
 
     xtr, ytr, itr = parts["train"]
     keep = limit_per_class(ytr, train_per_class, split_seed)
@@ -554,7 +694,7 @@ def prepare(
     meta = {
         "name": name, "source": source, "split_seed": split_seed,
         "val_size": None if "val" in parts else val_size, "val_source": "folder" if "val" in parts else "carved",
-        "test_size": test_size if source == "digits" else None, "train_per_class": train_per_class,
+        "test_size": test_size if carved else None, "train_per_class": train_per_class,
         "image_shape": list(xtr.shape[1:]), "sizes": {s: int(len(v[1])) for s, v in splits.items()},
     }
     arrays = {"classes": np.asarray(classes), "mean": mean, "std": std, "meta": np.asarray(json.dumps(meta))}

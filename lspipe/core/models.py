@@ -167,13 +167,73 @@ for _depth in RESNET_DEPTHS:
 # --------------------------------------------------------------------------- AlexNet (TF tutorial)
 
 
+def local_response_norm(x: torch.Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0,
+                        groups: int = 1, cache: dict | None = None) -> torch.Tensor:
+    """``F.local_response_norm`` over each of ``groups`` equal blocks of channels, in ``x``'s precision.
+
+    float32 (and float64) inputs take PyTorch's own ``F.local_response_norm`` (on a ``(B*groups) x C``
+    view for several groups), bit for bit what ``nn.LocalResponseNorm`` computes. Lower precisions
+    (bf16 under autocast) stay in that precision, with no cast: the sum of squares over the window of
+    ``size`` neighbouring channels is one 1x1 convolution with a band matrix (``alpha / size`` inside the
+    window, bias ``k``; grouped per block), then ``x * d ** -beta``, under a local autocast-off so that
+    neither the pooling (fp32 under CPU autocast) nor the power (fp32 under CUDA autocast) leaves bf16
+    and comes back: 4 operations forward, where the fp32 detour costs 4 casts more. ``cache`` (a dict)
+    keeps the band matrices per dtype, device and width.
+    """
+    if x.dtype in (torch.float32, torch.float64):
+        if groups == 1:
+            return F.local_response_norm(x, size, alpha, beta, k)
+        b, c, h, w = x.shape
+        out = F.local_response_norm(x.reshape(b * groups, c // groups, h, w), size, alpha, beta, k).reshape(b, c, h, w)
+        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
+    return lrn_by_convolution(x, size, alpha, beta, k, groups, cache)
+
+
+def lrn_by_convolution(x: torch.Tensor, size: int, alpha: float, beta: float, k: float, groups: int = 1,
+                       cache: dict | None = None) -> torch.Tensor:
+    """The LRN of :func:`local_response_norm` as a banded 1x1 convolution, in ``x``'s dtype (any)."""
+    key = (x.dtype, x.device, x.shape[1], groups)
+    band = None if cache is None else cache.get(key)
+    if band is None:
+        band = _lrn_band(x.shape[1] // groups, groups, size, alpha, k, x.dtype, x.device)
+        if cache is not None:
+            cache[key] = band
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        d = F.conv2d(x * x, band[0], band[1], groups=groups)  # k + alpha/size * (sum of the window's squares)
+        return x * d.pow(-beta)
+
+
+def _lrn_band(c: int, groups: int, size: int, alpha: float, k: float, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 1x1 convolution of :func:`local_response_norm`: weight ``(groups*c) x c x 1 x 1``, bias ``k``."""
+    with torch.no_grad():
+        i = torch.arange(c)
+        off = i[None, :] - i[:, None]  # j - c for output channel c (row) and input channel j (column)
+        band = ((off >= -(size // 2)) & (off <= (size - 1) // 2)).to(torch.float64) * (alpha / size)
+        w = band.repeat(groups, 1).reshape(groups * c, c, 1, 1).to(device=device, dtype=dtype)
+        return w, torch.full((groups * c,), k, dtype=dtype, device=device)
+
+
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """``nn.LocalResponseNorm`` that stays in the input's precision (:func:`local_response_norm`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._band: dict = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return local_response_norm(x, self.size, self.alpha, self.beta, self.k, cache=self._band)
+
+
 class AlexNetBody(nn.Module):
     """The TensorFlow CIFAR-10 tutorial network used as "AlexNet" in the paper.
 
     TF's LRN (depth_radius=4, bias=1, alpha=0.001/9, beta=0.75) is PyTorch's
     ``LocalResponseNorm(size=9, alpha=0.001, beta=0.75, k=1)`` (PyTorch divides alpha by size).
     Max-pooling 3/2 uses padding 1 (TF 'SAME' pads only the far side; the difference is one
-    border row/column of -inf).
+    border row/column of -inf). The LRN is :class:`LocalResponseNorm`: PyTorch's in float32, and in
+    bf16 without leaving bf16.
     """
 
     def __init__(self, in_channels: int, image_size: int):
@@ -181,9 +241,9 @@ class AlexNetBody(nn.Module):
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 64, 5, padding=2), nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, padding=1),
-            nn.LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0),
+            LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0),
             nn.Conv2d(64, 64, 5, padding=2), nn.ReLU(inplace=True),
-            nn.LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0),
+            LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0),
             nn.MaxPool2d(3, 2, padding=1),
         )
         side = image_size

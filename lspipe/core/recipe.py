@@ -42,8 +42,9 @@ class Recipe:
     augment: dict
     eval_batch_size: int
     checkpoint_every: int
-    amp: bool
-    channels_last: bool
+    precision: str
+    channels_last: bool | str
+    cuda_graph: bool | str
     compile: bool
     compile_mode: str | None
     cpu_amp: bool
@@ -53,6 +54,9 @@ class Recipe:
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
         known = {f.name for f in dataclasses.fields(cls)}
+        if "amp" in d:
+            raise ConfigError("recipe key 'amp' was replaced by precision: write precision: bf16 for amp: true, "
+                              "precision: tf32 (or fp32) for amp: false, or leave it out (auto)")
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown recipe key(s) {unknown}; allowed: {sorted(known)}")
@@ -76,6 +80,11 @@ class Recipe:
                     f"{self.schedule!r}: remove them from the recipe")
         if self.schedule == "onecycle" and self.warmup_steps:
             return ("schedule 'onecycle' has its own warm-up (onecycle_pct_start); set warmup_steps: 0 in the recipe")
+        if self.precision not in PRECISIONS:
+            return f"unknown precision {self.precision!r} (recipes.<name>.precision); allowed: {', '.join(PRECISIONS)}"
+        for key in ("channels_last", "cuda_graph"):
+            if getattr(self, key) not in (True, False, "auto"):
+                return f"{key} must be true, false or auto (recipes.<name>.{key}), got {getattr(self, key)!r}"
         if not 0.0 < self.onecycle_pct_start < 1.0:
             return f"onecycle_pct_start must be in (0, 1), got {self.onecycle_pct_start}"
         return None
@@ -105,6 +114,7 @@ class Recipe:
 
 
 SCHEDULES = ("milestones", "cosine", "onecycle")
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
 
 
 def onecycle_lr(step: int, max_lr: float, total: int, pct_start: float = 0.3, div: float = 25.0,

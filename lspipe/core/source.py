@@ -37,7 +37,7 @@ INDEX_SETTINGS = ("verify", "stats_images", "eval_crop_fraction", "crop_scale", 
 INDEX_MEMBERS = ("paths", "offsets", "labels", "sizes", "mtimes", "classes", "mean", "std", "meta",
                  *(f"{k}_{s}" for k in ("rows", "i") for s in SPLITS))
 # the options of datasets.<name> that build_index takes
-_INDEX_OPTIONS = ("val_size", "split_seed", "image_size", "channels", "train_per_class", "skip_unreadable")
+_INDEX_OPTIONS = ("val_size", "test_size", "split_seed", "image_size", "channels", "train_per_class", "skip_unreadable")
 
 
 def is_index(path: str | os.PathLike) -> bool:
@@ -156,8 +156,11 @@ def cmd_prepare(a):
 def add_cli(sub) -> None:
     """``lspipe prepare-data``: one dataset into one prepared ``.npz`` with fixed splits (resident or an index)."""
     s = sub.add_parser("prepare-data", aliases=["prepare"],
-                       help="prepare a dataset into one .npz with train/val/test splits (images, or an index of a tree)")
-    s.add_argument("--name", required=True)
+                       help="prepare a dataset into one .npz with train/val/test splits (images, or an index of a tree)",
+                       description="Prepare one dataset (the config's datasets.<name> entry) into one .npz with fixed "
+                                   "train/val/test splits: the images themselves, or, for a streamed dataset, an index "
+                                   "of the image tree. The workflow's prepare_data rule runs it.")
+    s.add_argument("--name", required=True, help="the dataset's name (its key under datasets:)")
     s.add_argument("--options", type=json_arg, required=True, help="the config's datasets.<name> entry as JSON")
     s.add_argument("--streaming", type=json_arg, default=None,
                    help="the config's streaming section as JSON (the index's settings, resident_max_gb)")
@@ -165,5 +168,5 @@ def add_cli(sub) -> None:
                    help="resident or streaming (default: lspipe.core.stream.choose_storage decides, as the workflow does)")
     s.add_argument("--workers", type=int, default=0,
                    help="DataLoader workers decoding the images an index needs (0 or 1: in this process)")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the prepared .npz (written atomically)")
     s.set_defaults(func=cmd_prepare)

@@ -11,7 +11,8 @@ modification time), the splits as rows of that list, the training split's per-ch
 standard deviation, and a checksum over (relative path, size, mtime) of every image file under the
 root, so a changed tree changes the index. The tree is read by the resident path's scanner
 (:func:`lspipe.core.data.scan_tree`: class order, hidden-file rules, links), and the seeded,
-stratified validation split carved from ``train/`` is the resident path's too: on the same tree,
+stratified validation split carved from ``train/`` (and the test split carved from a tree with
+``train/`` alone) is the resident path's too: on the same tree,
 with the same settings, the splits hold the same images in the same order as the resident path's
 ``.npz`` (its ``y_<split>`` and ``i_<split>``). The one difference: a folder reached twice (a
 symlink loop, a second link to it), which the resident path skips with a warning, is refused here
@@ -198,6 +199,7 @@ def build_index(
     *,
     name: str = "<name>",
     val_size: float | int = defaults.default("datasets.*.val_size"),
+    test_size: float | int = defaults.default("datasets.*.test_size"),
     split_seed: int = defaults.default("datasets.*.split_seed"),
     image_size: int = defaults.default("datasets.*.image_size"),
     channels: int = defaults.default("datasets.*.channels"),
@@ -256,14 +258,19 @@ def build_index(
 
     folder_rows = {s: np.flatnonzero(split_of == s) for s in ("train", "test", "val") if s in found}
     ytr = labels[folder_rows["train"]]
-    keep = limit_per_class(ytr, train_per_class, split_seed)
+    carved = "test" not in folder_rows
+    if carved:  # train/ alone: the test split carved from it first, as the resident path carves it
+        base, test_pos = stratified_split(ytr, test_size, split_seed, f"datasets.{name}.test_size")
+    else:
+        base, test_pos = np.arange(len(ytr)), np.arange(len(folder_rows["test"]))
+    keep = base[limit_per_class(ytr[base], train_per_class, split_seed)]
     if "val" in folder_rows:  # a validation split of its own (val/ beside test/): nothing carved
-        pos = {"train": keep, "val": np.arange(len(folder_rows["val"])), "test": np.arange(len(folder_rows["test"]))}
+        pos = {"train": keep, "val": np.arange(len(folder_rows["val"])), "test": test_pos}
         src = {"train": "train", "val": "val", "test": "test"}
     else:
         tr, va = stratified_split(ytr[keep], val_size, split_seed, f"datasets.{name}.val_size")
-        pos = {"train": keep[tr], "val": keep[va], "test": np.arange(len(folder_rows["test"]))}
-        src = {"train": "train", "val": "train", "test": "test"}
+        pos = {"train": keep[tr], "val": keep[va], "test": test_pos}
+        src = {"train": "train", "val": "train", "test": "train" if carved else "test"}
     rows = {s: folder_rows[src[s]][pos[s]].astype(np.int64) for s in SPLITS}
     index = {s: pos[s].astype(np.int64) for s in SPLITS}
 
@@ -277,6 +284,8 @@ def build_index(
         "sizes": {s: int(len(rows[s])) for s in SPLITS}, "checksum": checksum, "verified": bool(verify),
         "skip_unreadable": bool(skip_unreadable),
         "skipped": [_rel(p, root_s) for p in skipped], "class_names": _synset_names(root_s, classes),
+        # only for a carved test split: the index of a tree with test/ or val/ stays byte for byte what it was
+        **({"test_size": test_size} if carved else {}),
     }
     idx = StreamIndex(root_s, packed, offsets, labels, np.array([t[3] for t in table], dtype=np.int64),
                       np.array([t[4] for t in table], dtype=np.int64), rows, index, list(classes),

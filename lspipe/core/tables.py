@@ -1,6 +1,8 @@
 """Result tables: CSV for machines, Markdown for people, and the mean ± std every table reports.
 
-The standard deviation is the sample standard deviation (ddof=1; 0 for a single seed, which
+Every quantity has one unit in every CSV, named in its column: accuracy in percent (``accuracy_pct_mean``,
+``test_accuracy_pct``), the expected calibration error as a fraction (``ece_frac``, as the paper's
+Table 3); the Markdown tables say the unit in their headers. The standard deviation is the sample standard deviation (ddof=1; 0 for a single seed, which
 :func:`fmt_pm` writes as "1 seed: no spread" instead of ``± 0``).
 """
 
@@ -22,6 +24,11 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 NO_SPREAD = "1 seed: no spread"
+
+# The units of the CSV tables, named in their columns: 2 is accuracy in percent (``_pct``) and the ECE
+# as a fraction (``_frac``) in every table. A `params:` value of the table rules: a new version rewrites
+# the tables of an existing results folder (nothing else).
+UNITS_VERSION = 2
 
 
 def fmt_pm(mean: float, std: float, digits: int, n: int | None = None) -> str:

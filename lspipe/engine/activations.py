@@ -22,6 +22,7 @@ import torch
 
 from lspipe.base.defaults import default
 from lspipe.base.io import file_sha256, remove_stale_temps
+from lspipe.base.progress import progress_bar
 from lspipe.core import source
 from lspipe.core.data import SPLITS, Prepared
 from lspipe.core.inference import predict, resolve_device, setup_torch
@@ -73,9 +74,11 @@ def write_dump(
     compression: str = default("dump.compression"),
     eval_batch_size: int = default("streaming.eval_batch_size"),
     stream_loader: dict | None = None,
+    progress: bool = False,
 ) -> None:
     """Evaluate ``model`` on every split and write the dump atomically (a streamed dataset: batches of
-    ``eval_batch_size`` images decoded by the loader ``stream_loader`` describes, no ``/train_full``)."""
+    ``eval_batch_size`` images decoded by the loader ``stream_loader`` describes, no ``/train_full``);
+    ``progress``: report the rows written (lspipe.base.progress)."""
     streamed = source.is_streamed(data)
     splits = {}
     for split in SPLITS:
@@ -103,11 +106,22 @@ def write_dump(
     names = (data.meta.get("class_names") or {}) if streamed else {}
     if names:  # display names of WordNet-id classes (the index's LOC_synset_mapping.txt)
         attrs["class_names"] = json.dumps(names, sort_keys=True)
-    write_h5(
-        path, classes=data.classes, weight=model.classifier.weight.detach().float().cpu().numpy(),
-        bias=model.classifier.bias.detach().float().cpu().numpy(), splits=splits, attrs=attrs,
-        chunk_rows=chunk_rows, compression=compression,
-    )
+    bar = progress_bar(total=sum(len(s[1]) for s in splits.values()), desc="dump", unit="rows", disable=not progress)
+
+    def counted(rows_of):
+        def rows(start: int, stop: int):
+            out = rows_of(start, stop)
+            bar.update(stop - start)
+            return out
+        return rows
+
+    with bar:
+        write_h5(
+            path, classes=data.classes, weight=model.classifier.weight.detach().float().cpu().numpy(),
+            bias=model.classifier.bias.detach().float().cpu().numpy(),
+            splits={k: (y, i, counted(r)) for k, (y, i, r) in splits.items()}, attrs=attrs,
+            chunk_rows=chunk_rows, compression=compression,
+        )
 
 
 def cmd_dump(a):
@@ -128,6 +142,6 @@ def cmd_dump(a):
     write_dump(a.out, model, data, device=device, attrs=attrs, max_train=a.max_train, seed=a.seed,
                chunk_rows=a.chunk_rows, compression=a.compression,
                eval_batch_size=getattr(a, "eval_batch_size", default("streaming.eval_batch_size")),
-               stream_loader=getattr(a, "stream_loader", None))
+               stream_loader=getattr(a, "stream_loader", None), progress=getattr(a, "progress", False))
     complete.release(a.model)  # the model is accepted (Snakemake ran a job reading it): a forced rebuild retrains
     print(f"dumped {a.model} -> {a.out}")

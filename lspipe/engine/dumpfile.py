@@ -121,6 +121,10 @@ class SplitArrays:
     index: np.ndarray
 
 
+#: how a missing dump is made by hand (besides `snakemake <dump>`)
+MAKE_DUMP = "lspipe dump-activations --model <model.pt> --data <data.npz> --out {path}"
+
+
 class Dump:
     """Read access to a dump file: ``Dump(path).split("val").logits`` etc. (each split read once)."""
 
@@ -134,7 +138,7 @@ class Dump:
                 self.bias = f["classifier/bias"][()]
                 self.splits = [s for s in SPLITS if s in f]
         except (OSError, KeyError) as err:
-            raise damaged_file_error(self.path, err) from None
+            raise damaged_file_error(self.path, err, make=MAKE_DUMP.format(path=self.path)) from None
         self._cache: dict[str, SplitArrays] = {}
 
     def split(self, name: str) -> SplitArrays:

@@ -1,19 +1,25 @@
 """The training engine, shared by teachers and students.
 
-It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser steps: one loader
-object (:func:`training_batches`) gives the batches, the validation logits and its position for
-checkpoints. For a resident dataset the whole training split lives on the device as uint8 and a
+It reads top to bottom like nanoGPT's loop, one flat loop over the optimiser steps (:class:`_Run`):
+one loader object (:func:`training_batches`) gives the batches, the validation logits and its
+position for checkpoints, and one step function (:func:`lspipe.engine.step.make_step`) trains on
+each batch. For a resident dataset the whole training split lives on the device as uint8 and a
 :class:`~lspipe.core.augment.DeviceLoader` draws each batch from a seeded permutation and augments it
-on the device (:class:`ResidentBatches`); for a streamed one DataLoader workers decode and augment
-this rank's share of each batch (:class:`StreamedBatches`, :mod:`lspipe.core.stream`); each step computes the objective (label-smoothed CE or distillation, :mod:`lspipe.core.losses`), step SGD with
-Nesterov momentum under a step-based learning-rate schedule, clip gradients. On CUDA the model
-runs in bf16 autocast and channels_last (evaluation and dumps, :func:`~lspipe.core.inference.predict`, always run in
-float32); on the CPU in channels_last (``cpu_channels_last``, on by
-default: +30% for ResNets with oneDNN) and in bf16 only when the recipe asks (``cpu_amp``). After every epoch: validation accuracy/loss, a row in
-the metrics CSV and (every ``checkpoint_every`` epochs) an atomic checkpoint from which an
-interrupted run resumes exactly where it stopped (model, optimiser, step, RNG state). A
-checkpoint is only resumed when its fingerprint (recipe, architecture, objective, seed, data)
-matches the current run, so changed hyper-parameters never continue a stale run.
+on the device (:class:`ResidentBatches`; on CUDA a whole epoch's crops and flips at once); for a
+streamed one DataLoader workers decode and augment this rank's share of each batch
+(:class:`StreamedBatches`, :mod:`lspipe.core.stream`). The step computes the objective
+(label-smoothed CE or distillation, :mod:`lspipe.core.losses`), clips gradients per member and
+steps SGD with Nesterov momentum under a step-based learning-rate schedule, in the settings of
+:func:`lspipe.engine.step.resolve_engine`: on CUDA the recipe's ``precision`` and ``channels_last``
+(``auto``: the measured best per architecture) and the whole step as one CUDA graph
+(``cuda_graph``); on the CPU channels_last (``cpu_channels_last``, on by default: +30% for ResNets
+with oneDNN) and bf16 only when the recipe asks (``cpu_amp``), exactly the numbers of the loop before
+the step was split out. Evaluation and dumps (:func:`~lspipe.core.inference.predict`) always run in
+float32. After every epoch: validation accuracy/loss, a row in the metrics CSV and (every
+``checkpoint_every`` epochs) an atomic checkpoint from which an interrupted run resumes exactly where
+it stopped (model, optimiser, step, RNG state). A checkpoint is only resumed when its fingerprint
+(recipe, architecture, objective, seed, data) matches the current run, so changed hyper-parameters
+never continue a stale run.
 
 The loop always trains a group of G members of one architecture on one batch stream
 (:func:`train_group`; a single run is G = 1): G ordinary models side by side (:class:`Members`,
@@ -22,11 +28,13 @@ logits are B x G x K, its objective (:class:`lspipe.core.losses.Objective`) retu
 member (their sum is minimised, so each member gets exactly its own gradient), gradients are
 clipped per member (``model.clip_grad_norm_``) and each member gets its own metrics CSV. One
 command runs it, ``lspipe train`` (:func:`cmd_train`; ``train-fused`` and ``train-lockstep`` are
-its aliases), with the members' objectives as JSON.
+its aliases), with the members' objectives as JSON; each model's metadata records the engine's
+settings and why (``engine``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -39,11 +47,11 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError, DataError, TrainingDiverged
 from lspipe.base.io import atomic_path, file_sha256, remove_stale_temps, torch_save
+from lspipe.base.progress import progress_bar
 from lspipe.core import models as model_registry
 from lspipe.core import source
 from lspipe.core.augment import DeviceLoader
@@ -56,11 +64,17 @@ from lspipe.core.recipe import Recipe
 from lspipe.core.stream import StreamIndex, StreamLoader
 from lspipe.engine import complete
 from lspipe.engine import distributed as dist_mod
+from lspipe.engine import step as step_mod
 from lspipe.engine.distributed import SINGLE, World
+from lspipe.engine.fused import clip_member_grads_
 from lspipe.engine.fused import fuse as fuse_models
 from lspipe.engine.probe import ProbeRecorder
 from lspipe.engine.probefile import write_probe_placeholder
+from lspipe.engine.step import Engine
 
+# Resident data on CUDA is augmented this many bytes of images at a time (a CIFAR epoch of 40,000
+# images is 123 MB: one draw per epoch), not batch by batch: ~15 operations a step fewer.
+EPOCH_AUGMENT_BYTES = 2**28
 METRIC_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
 
 
@@ -164,12 +178,15 @@ class ResidentBatches:
     Under torchrun every rank draws the same global batch and keeps its slice (:meth:`World.shard`);
     validation predicts the whole validation split on every rank. The position is the generator's state."""
 
-    def __init__(self, data: Prepared, recipe: Recipe, seed: int, device: torch.device, world: World):
+    def __init__(self, data: Prepared, recipe: Recipe, seed: int, device: torch.device, world: World,
+                 epoch_augment: bool = False, channels_last: bool = False):
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed + 1)
         self.loader = DeviceLoader(torch.from_numpy(data.x["train"]).to(device),
                                    torch.from_numpy(data.y["train"]).to(device), recipe.batch_size,
-                                   pad=recipe.augment["pad"], flip=recipe.augment["flip"], generator=self.generator)
+                                   pad=recipe.augment["pad"], flip=recipe.augment["flip"], generator=self.generator,
+                                   chunk_bytes=EPOCH_AUGMENT_BYTES if epoch_augment else None,
+                                   memory_format=torch.channels_last if channels_last else None)
         self.world, self.val_x, self.val_labels, self.size = world, data.x["val"], data.y["val"], len(data.y["train"])
 
     def __len__(self) -> int:
@@ -234,11 +251,14 @@ class StreamedBatches:
 
 
 def training_batches(data: Prepared | StreamIndex, recipe: Recipe, seed: int, device: torch.device, world: World,
-                     stream_loader: dict | None = None) -> ResidentBatches | StreamedBatches:
-    """The training data of :func:`fit`: resident or streamed, as the prepared file is."""
+                     stream_loader: dict | None = None, epoch_augment: bool = False,
+                     channels_last: bool = False) -> ResidentBatches | StreamedBatches:
+    """The training data of :func:`fit`: resident or streamed, as the prepared file is. ``epoch_augment``
+    (resident data, :class:`lspipe.engine.step.Engine`): the crops and flips of up to
+    :data:`EPOCH_AUGMENT_BYTES` of images at a time, in ``channels_last`` when the model is."""
     if source.is_streamed(data):
         return StreamedBatches(data, recipe, seed, device, world, stream_loader)
-    return ResidentBatches(data, recipe, seed, device, world)
+    return ResidentBatches(data, recipe, seed, device, world, epoch_augment, channels_last)
 
 
 def fit(
@@ -258,6 +278,8 @@ def fit(
     run_names: Sequence[str] = (),
     world: World = SINGLE,
     stream_loader: dict | None = None,
+    arch: str | None = None,
+    engine: Engine | None = None,
 ) -> dict:
     """Train the G members of ``model`` in place; returns a summary (steps, epochs, seconds, and
     ``final``: the last metric row of each member).
@@ -283,151 +305,215 @@ def fit(
     :class:`StreamIndex`: decoded by DataLoader workers, ``stream_loader`` their settings
     ``workers``, ``prefetch_factor``, ``pin_memory``); :func:`training_batches` makes the one
     loader object the loop draws from, validates with and checkpoints the position of.
+
+    Each batch goes through one step (:func:`lspipe.engine.step.make_step`: forward, objective,
+    backward, clipping, SGD step, metrics; on CUDA a CUDA graph when the recipe's ``cuda_graph``
+    allows), with the settings of :func:`lspipe.engine.step.resolve_engine` for ``arch`` on
+    ``device`` (``engine`` replaces them: the operation count emulates a GPU's on the CPU so); the
+    summary's ``engine`` records them and why.
     """
-    device = torch.device(device)
-    on_cuda = device.type == "cuda"
-    use_amp = recipe.amp if on_cuda else recipe.cpu_amp
-    channels_last = recipe.channels_last if on_cuda else recipe.cpu_channels_last
-    members = model.num_members
-    checkpoint_path = Path(checkpoint_path)
-    metrics_paths = [Path(p) for p in metrics_paths]
-    if len(metrics_paths) != members:
-        raise ValueError(f"a group of {members} members needs {members} metrics paths, got {len(metrics_paths)}")
+    run = _Run(model, data, recipe, objective, seed=seed, device=torch.device(device), checkpoint_path=Path(checkpoint_path),
+               metrics_paths=[Path(p) for p in metrics_paths], world=world, stream_loader=stream_loader, arch=arch,
+               engine=engine)
+    with step_mod.arithmetic(run.engine):
+        return run.train(run_fingerprint, callbacks, progress, stop_after_epochs, run_names)
 
-    # --- data: resident on the device as uint8, or streamed; either drawn by a seeded loader
-    world.check_batch(recipe.batch_size)
-    loader = training_batches(data, recipe, seed, device, world, stream_loader)
-    if len(loader) == 0:  # the incomplete last batch is dropped, as in airbench
-        raise ConfigError(f"recipes.<name>.batch_size {recipe.batch_size} exceeds the {loader.size} training "
-                          f"examples of dataset {data.meta.get('name', '?')!r}; lower recipes.<name>.batch_size")
 
-    # --- model, optimiser
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    objective.to(device)
-    opt = torch.optim.SGD(
-        param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
-        nesterov=recipe.nesterov and recipe.momentum > 0,
-    )
-    step, epoch, elapsed = 0, 0, 0.0
-    history: list[list[dict]] = [[] for _ in metrics_paths]  # metric rows, one list per member
+class _StepClock:
+    """The job's pace, for the log (``engine: {...}`` on stderr, read by benchmarks/gpu_jobs.py): when the
+    first step ended (wall clock; the device synchronised once) and the mean step time after the
+    engine's warm-up (its eager steps and a graph's capture), the epochs' ends (validation,
+    checkpoints) left out."""
 
-    # --- resume from the last checkpoint of this very run (always at the end of an epoch), if any
-    ck = _load_checkpoint(checkpoint_path, device) if checkpoint_path.exists() else None
-    if ck is not None:
-        if ck.get("fingerprint") == run_fingerprint:
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            loader.load_state_dict(ck["loader"] if "loader" in ck else {"generator": ck["generator"]})  # or older
-            step, epoch, elapsed = ck["step"], ck["epoch"], ck["seconds"]
-            history = ck["metrics"]
-            print(f"resumed from {checkpoint_path} at step {step} (epoch {epoch})", file=sys.stderr)
-        else:
-            print(f"ignoring {checkpoint_path}: it belongs to a run with other settings", file=sys.stderr)
+    def __init__(self, device: torch.device, start_step: int):
+        self.device, self.start, self.warm = device, start_step, start_step + step_mod.GRAPH_WARMUP + step_mod.GRAPH_COMPARE
+        self.first_at, self.t0, self.n, self.aside_s = None, None, 0, 0.0
 
-    train_model = world.wrap(model, device)  # DistributedDataParallel under torchrun, else the model
-    if recipe.compile:
-        train_model = torch.compile(train_model, mode=recipe.compile_mode)
-    for cb in callbacks:
-        cb.on_start(model, step)
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
-    bar = tqdm(total=recipe.steps, initial=step, desc="train", disable=not progress or not world.is_main, dynamic_ncols=True,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0)
-    start_step, epochs_this_run, last_of_epoch = step, 0, True  # a resumed run starts at an epoch's start
-    chance = None  # per member: the objective's loss for a uniform prediction (DIVERGENCE_FACTOR), first batch
-    for step in range(start_step, recipe.steps):
-        if last_of_epoch:  # a new epoch: a fresh pass of the loader
-            t0 = time.perf_counter()
-            model.train()
-            objective.train()
-            batches = loader.epoch(epoch)  # this rank's share of each global batch
-            loss_sum = torch.zeros(members, device=device)
-            correct = torch.zeros(members, device=device, dtype=torch.long)
-            seen = 0
-            bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first diverged step of this epoch
-            bad_loss = torch.zeros(members, device=device)
-        xb, yb = next(batches)
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        lr = recipe.lr_at(step)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = train_model(xb)
-            loss = objective(logits, yb, xb)  # one loss per member
-        opt.zero_grad(set_to_none=True)
-        (loss.sum() * recipe.loss_scale).backward()
-        if recipe.grad_clip:
-            model.clip_grad_norm_(recipe.grad_clip)
-        opt.step()
-        if chance is None and not recipe.max_loss:
-            chance = objective.uniform_loss(logits.shape[-1]).to(device=device, dtype=torch.float32).reshape(members)
-        lv = loss.detach().float()
-        bs = len(yb)
-        if world.enabled:  # the global batch's loss: the mean of the ranks' equal slices
-            lv, bs = world.mean(lv), bs * world.size
-        diverged = ~torch.isfinite(lv).all()
-        if recipe.max_loss:
-            diverged = diverged | (lv > recipe.max_loss).any()
-        first = diverged & (bad_step < 0)
-        bad_step = torch.where(first, step + 1, bad_step)
-        bad_loss = torch.where(first, lv, bad_loss)
-        loss_sum += (lv if world.enabled else loss.detach()) * bs
-        correct += (logits.detach().argmax(-1) == yb[:, None]).sum(0)
-        seen += bs
-        bar.update(1)
+    def stepped(self, step: int) -> None:
+        if step == self.start:
+            self._sync()
+            self.first_at = time.time()
+        if step == self.warm:
+            self._sync()
+            self.t0, self.n, self.aside_s = time.perf_counter(), 0, 0.0
+        elif self.t0 is not None:
+            self.n += 1
+
+    @contextlib.contextmanager
+    def aside(self):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.aside_s += time.perf_counter() - t
+
+    def report(self, engine: Engine) -> None:
+        steady = None
+        if self.t0 is not None and self.n:
+            self._sync()
+            steady = 1000.0 * (time.perf_counter() - self.t0 - self.aside_s) / self.n
+        print("engine: " + json.dumps({"first_step_at": self.first_at, "steady_step_ms": steady, "steady_steps": self.n,
+                                       **engine.describe()}), file=sys.stderr)
+
+
+class _Run:
+    """The state of one :func:`fit`: data, model, optimiser, step function, history; the loop
+    (:meth:`train`), the start and end of an epoch, checkpoints."""
+
+    def __init__(self, model, data, recipe: Recipe, objective, *, seed: int, device: torch.device, checkpoint_path: Path,
+                 metrics_paths: list[Path], world: World, stream_loader: dict | None, arch: str | None,
+                 engine: Engine | None):
+        self.model, self.recipe, self.objective, self.device, self.world = model, recipe, objective, device, world
+        self.checkpoint_path, self.metrics_paths = checkpoint_path, metrics_paths
+        self.members = model.num_members
+        if len(metrics_paths) != self.members:
+            raise ValueError(f"a group of {self.members} members needs {self.members} metrics paths, got {len(metrics_paths)}")
+        self.engine = engine or step_mod.resolve_engine(recipe, device.type, arch, distributed=world.enabled)
+
+        # --- data: resident on the device as uint8, or streamed; either drawn by a seeded loader
+        world.check_batch(recipe.batch_size)
+        self.loader = training_batches(data, recipe, seed, device, world, stream_loader,
+                                       epoch_augment=self.engine.epoch_augment,
+                                       channels_last=self.engine.channels_last)
+        if len(self.loader) == 0:  # the incomplete last batch is dropped, as in airbench
+            raise ConfigError(f"recipes.<name>.batch_size {recipe.batch_size} exceeds the {self.loader.size} training "
+                              f"examples of dataset {data.meta.get('name', '?')!r}; lower recipes.<name>.batch_size")
+
+        # --- model, optimiser
+        model.to(device)
+        if self.engine.channels_last:
+            model.to(memory_format=torch.channels_last)
+        objective.to(device)
+        self.opt = torch.optim.SGD(
+            param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
+            nesterov=recipe.nesterov and recipe.momentum > 0,
+            **({"fused": True} if self.engine.optimizer == "fused" else {"foreach": True}),
+        )
+        self.step, self.epoch, self.elapsed = 0, 0, 0.0
+        self.history: list[list[dict]] = [[] for _ in metrics_paths]  # metric rows, one list per member
+
+    def _resume(self, run_fingerprint: str) -> None:
+        """Resume from the last checkpoint of this very run (always at the end of an epoch), if any."""
+        path = self.checkpoint_path
+        ck = _load_checkpoint(path, self.device) if path.exists() else None
+        if ck is None:
+            return
+        if ck.get("fingerprint") != run_fingerprint:
+            print(f"ignoring {path}: it belongs to a run with other settings", file=sys.stderr)
+            return
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.loader.load_state_dict(ck["loader"] if "loader" in ck else {"generator": ck["generator"]})  # or older
+        self.step, self.epoch, self.elapsed = ck["step"], ck["epoch"], ck["seconds"]
+        self.history = ck["metrics"]
+        print(f"resumed from {path} at step {self.step} (epoch {self.epoch})", file=sys.stderr)
+
+    def _make_step(self):
+        train_model = self.world.wrap(self.model, self.device)  # DistributedDataParallel under torchrun, else the model
+        if self.recipe.compile:
+            train_model = torch.compile(train_model, mode=self.recipe.compile_mode)
+        # made after a resume: the step's tensors (learning rate, buffers, a CUDA graph) start from the loaded state
+        return step_mod.make_step(self.model, train_model, self.objective, self.opt, self.recipe, self.engine,
+                                  self.world, len(self.loader), self.device)
+
+    def train(self, run_fingerprint: str, callbacks, progress: bool, stop_after_epochs: int | None, run_names) -> dict:
+        recipe, world = self.recipe, self.world
+        self._resume(run_fingerprint)
+        self.fingerprint, self.callbacks, self.run_names = run_fingerprint, callbacks, run_names
+        step_fn = self._make_step()
         for cb in callbacks:
-            cb.on_step(model, step + 1)
-        last_of_epoch = (step + 1) % len(loader) == 0
-        if not (last_of_epoch or step + 1 == recipe.steps):
-            continue
+            cb.on_start(self.model, self.step)
+        self.bar = progress_bar(total=recipe.steps, initial=self.step, desc="train", unit="steps",
+                                disable=not progress or not world.is_main, dynamic_ncols=True)
+        start_step, epochs_this_run, last_of_epoch = self.step, 0, True  # a resumed run starts at an epoch's start
+        self.chance = None  # per member: the objective's loss for a uniform prediction (DIVERGENCE_FACTOR), first batch
+        clock = _StepClock(self.device, start_step)
+        try:
+            for step in range(start_step, recipe.steps):
+                if last_of_epoch:  # a new epoch: a fresh pass of the loader
+                    batches, t0, seen, first = self._start_epoch(step_fn), time.perf_counter(), 0, step
+                xb, yb = next(batches)
+                if self.engine.channels_last:  # resident batches come so already (no copy)
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                step_fn.set_lr(recipe.lr_at(step))
+                logits, _ = step_fn(xb, yb)
+                if self.chance is None and not recipe.max_loss:
+                    self.chance = self.objective.uniform_loss(logits.shape[-1]).to(
+                        device=self.device, dtype=torch.float32).reshape(self.members)
+                seen += len(yb) * (world.size if world.enabled else 1)
+                self.bar.update(1)
+                for cb in callbacks:
+                    cb.on_step(self.model, step + 1)
+                clock.stepped(step)
+                last_of_epoch = (step + 1) % len(self.loader) == 0
+                if not (last_of_epoch or step + 1 == recipe.steps):
+                    continue
+                with clock.aside():
+                    self._end_epoch(step, step + 1 - first, step_fn.metrics, seen, t0)
+                epochs_this_run += 1
+                if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs and step + 1 < recipe.steps:
+                    raise Interrupted(f"stopped after {epochs_this_run} epoch(s) at step {step + 1}")
+        finally:
+            self.bar.close()
+        clock.report(self.engine)
+        step = max(start_step, recipe.steps)
+        for cb in callbacks:
+            cb.on_end(self.model, step)
+        self.model.eval()
+        finals = [rows[-1] if rows else {} for rows in self.history]
+        return {"steps": step, "epochs": self.epoch, "seconds": self.elapsed, "final": finals,
+                "engine": self.engine.describe()}
 
-        # --- end of an epoch (or of training): divergence check, validation, metrics, checkpoint
-        if int(bad_step) >= 0:
-            bar.close()
-            raise _divergence_error(run_names, int(bad_step), bad_loss.tolist(), recipe, checkpoint_path)
-        if chance is not None and bool((loss_sum / max(seen, 1) > DIVERGENCE_FACTOR * chance).any()):
-            bar.close()
-            raise _epoch_divergence_error(run_names, epoch + 1, (step + 2 - seen // bs, step + 1),
-                                          (loss_sum / max(seen, 1)).tolist(), chance.tolist(), checkpoint_path)
-        epoch += 1
-        epochs_this_run += 1
-        correct = world.sum(correct)  # the global batches' correct counts
-        world.broadcast_buffers(model)  # every rank validates rank 0's model (BatchNorm statistics)
-        val_logits = loader.val_logits(model, device, recipe.eval_batch_size)
-        elapsed += time.perf_counter() - t0
-        for g, (rows, path) in enumerate(zip(history, metrics_paths)):
-            val = evaluate_logits(val_logits[:, g], loader.val_labels)
+    def _start_epoch(self, step_fn):
+        self.model.train()
+        self.objective.train()
+        step_fn.metrics.reset()
+        return self.loader.epoch(self.epoch)  # this rank's share of each global batch
+
+    def _end_epoch(self, step: int, steps: int, metrics: step_mod.StepMetrics, seen: int, t0: float) -> None:
+        """The end of an epoch (or of training; ``steps`` in this epoch): divergence checks, validation,
+        metrics, checkpoint."""
+        recipe, world = self.recipe, self.world
+        bad = metrics.first_bad(steps, recipe.max_loss)
+        if bad is not None:
+            raise _divergence_error(self.run_names, step + 2 - steps + bad[0], bad[1], recipe, self.checkpoint_path)
+        loss_sum = metrics.loss_sum
+        if self.chance is not None and bool((loss_sum / max(seen, 1) > DIVERGENCE_FACTOR * self.chance).any()):
+            raise _epoch_divergence_error(self.run_names, self.epoch + 1, (step + 2 - steps, step + 1),
+                                          (loss_sum / max(seen, 1)).tolist(), self.chance.tolist(), self.checkpoint_path)
+        self.epoch += 1
+        correct = world.sum(metrics.correct)  # the global batches' correct counts
+        world.broadcast_buffers(self.model)  # every rank validates rank 0's model (BatchNorm statistics)
+        val_logits = self.loader.val_logits(self.model, self.device, recipe.eval_batch_size)
+        self.elapsed += time.perf_counter() - t0
+        for g, (rows, path) in enumerate(zip(self.history, self.metrics_paths)):
+            val = evaluate_logits(val_logits[:, g], self.loader.val_labels)
             rows.append({
-                "epoch": epoch, "step": step + 1, "lr": recipe.lr_at(step),
+                "epoch": self.epoch, "step": step + 1, "lr": recipe.lr_at(step),
                 "train_loss": float(loss_sum[g]) / max(seen, 1), "train_acc": float(correct[g]) / max(seen, 1),
-                "val_loss": val["nll"], "val_acc": val["accuracy"], "seconds": round(elapsed, 3),
+                "val_loss": val["nll"], "val_acc": val["accuracy"], "seconds": round(self.elapsed, 3),
             })
             if world.is_main:
                 _write_metrics(path, rows)
-        bar.set_postfix(loss="/".join(f"{rows[-1]['train_loss']:.3f}" for rows in history),
-                        val_acc="/".join(f"{rows[-1]['val_acc']:.3f}" for rows in history))
-        if step + 1 < recipe.steps and epoch % recipe.checkpoint_every == 0:
-            if world.is_main:
-                torch_save({
-                    "fingerprint": run_fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "loader": loader.state_dict(), "step": step + 1, "epoch": epoch,
-                    "metrics": history, "seconds": elapsed,
-                }, checkpoint_path)
-            world.barrier()  # no rank goes on (or is stopped) before rank 0's checkpoint is complete
-            for cb in callbacks:
-                cb.on_checkpoint(step + 1)
-        if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs and step + 1 < recipe.steps:
-            bar.close()
-            raise Interrupted(f"stopped after {epochs_this_run} epoch(s) at step {step + 1}")
-    step = max(start_step, recipe.steps)
-    bar.close()
-    for cb in callbacks:
-        cb.on_end(model, step)
-    model.eval()
-    finals = [rows[-1] if rows else {} for rows in history]
-    return {"steps": step, "epochs": epoch, "seconds": elapsed, "final": finals}
+        self.bar.set_postfix(loss="/".join(f"{rows[-1]['train_loss']:.3f}" for rows in self.history),
+                             val_acc="/".join(f"{rows[-1]['val_acc']:.3f}" for rows in self.history))
+        if step + 1 < recipe.steps and self.epoch % recipe.checkpoint_every == 0:
+            self._checkpoint(step)
+
+    def _checkpoint(self, step: int) -> None:
+        if self.world.is_main:
+            torch_save({
+                "fingerprint": self.fingerprint, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "loader": self.loader.state_dict(), "step": step + 1, "epoch": self.epoch,
+                "metrics": self.history, "seconds": self.elapsed,
+            }, self.checkpoint_path)
+        self.world.barrier()  # no rank goes on (or is stopped) before rank 0's checkpoint is complete
+        for cb in self.callbacks:
+            cb.on_checkpoint(step + 1)
 
 
 # --------------------------------------------------------------------------- a group of members
@@ -460,7 +546,10 @@ class Members(nn.Module):
 
     @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
-        return torch.stack([torch.nn.utils.clip_grad_norm_(m.parameters(), max_norm) for m in self.members])
+        """``torch.nn.utils.clip_grad_norm_`` per member, in one pass (:func:`lspipe.engine.fused.clip_member_grads_`:
+        the same numbers, bit for bit on the CPU); returns the G norms."""
+        return clip_member_grads_([[p.grad for p in m.parameters() if p.grad is not None] for m in self.members],
+                                  max_norm)
 
     def member_state_dict(self, member: int) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.members[member].state_dict().items()}
@@ -484,6 +573,7 @@ def train_group(
     run_names: Sequence[str] = (),
     world: World = SINGLE,
     stream_loader: dict | None = None,
+    engine: Engine | None = None,
 ) -> tuple[list[model_registry.Classifier], dict]:
     """Train G models of ``arch`` on one batch stream, one per member of ``objective``; returns the
     G trained models and the summary of :func:`fit`.
@@ -504,6 +594,7 @@ def train_group(
         model, data, recipe, objective, seed=seed, device=device, checkpoint_path=checkpoint_path,
         metrics_paths=metrics_paths, run_fingerprint=run_fingerprint, callbacks=callbacks, progress=progress,
         stop_after_epochs=stop_after_epochs, run_names=run_names, world=world, stream_loader=stream_loader,
+        arch=arch, engine=engine,
     )
     model.cpu()
     out = []
@@ -609,7 +700,8 @@ def _train_job(a, world: World) -> None:
         world.barrier()
         return
     for i, (model, out, meta) in enumerate(zip(models, outs, metas)):
-        meta = {**meta, "summary": {**summary, "final": summary["final"][i]}}
+        meta = {**meta, "engine": summary["engine"],
+                "summary": {**{k: v for k, v in summary.items() if k != "engine"}, "final": summary["final"][i]}}
         if group:
             meta["lockstep"] = group
         save_model(out, model, model_spec(a.arch, data), meta)

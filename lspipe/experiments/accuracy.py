@@ -50,7 +50,7 @@ def cmd_evaluate(a):
 
 def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: str = default("accuracy_table.split"),
                    digits: int = default("accuracy_table.digits")) -> list[dict]:
-    """Aggregate per-model evaluation JSONs into Table 2 (accuracy in %).
+    """Aggregate per-model evaluation JSONs into Table 2 (accuracy in %: columns ``accuracy_pct_*``).
 
     Rows are keyed by the model's objective (the one its run name says, :func:`lspipe.base.runs.run_objective`):
     label smoothing first, by alpha (column ``alpha``: the number, as in the paper), then every other
@@ -79,7 +79,7 @@ def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: s
         kind, alpha, label = key[2]
         headers[key[2]] = f"α = {alpha:g}" if kind == 0 else label
         rows.append({"dataset": key[0], "arch": key[1], "alpha": alpha if kind == 0 else label, "split": split,
-                     "seeds": len(groups[key]), "accuracy_mean": round(mu, 4), "accuracy_std": round(sd, 4),
+                     "seeds": len(groups[key]), "accuracy_pct_mean": round(mu, 4), "accuracy_pct_std": round(sd, 4),
                      "nll_mean": round(nmu, 5), "nll_std": round(nsd, 5), "_column": key[2]})
     write_csv(csv_path, [{k: v for k, v in r.items() if k != "_column"} for r in rows],
               [k for k in rows[0] if k != "_column"] if rows else ["dataset"])
@@ -90,7 +90,8 @@ def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: s
     body = []
     for (ds, arch), cells in sorted(by_model.items()):
         body.append([ds, arch] + [
-            fmt_pm(cells[c]["accuracy_mean"], cells[c]["accuracy_std"], digits, cells[c]["seeds"]) if c in cells else "–"
+            fmt_pm(cells[c]["accuracy_pct_mean"], cells[c]["accuracy_pct_std"], digits, cells[c]["seeds"]) if c in cells
+            else "–"
             for c in columns
         ])
     title = (f"Top-1 accuracy (%) on the {split} split, mean ± std over seeds "
@@ -148,15 +149,21 @@ def cmd_accuracy_table(a):
 
 def add_cli(sub) -> None:
     """``lspipe evaluate`` (accuracy and NLL of a dump) and ``lspipe accuracy-table`` (Table 2)."""
-    s = sub.add_parser("evaluate", help="accuracy and NLL on val/test from a dump")
-    s.add_argument("--dump", required=True)
-    s.add_argument("--out", required=True)
+    s = sub.add_parser("evaluate", help="accuracy and NLL on val/test from a dump",
+                       description="Accuracy and negative log-likelihood of one model on its validation and test "
+                                   "splits, from its activation dump (`lspipe dump-activations`), as JSON.")
+    s.add_argument("--dump", required=True, help="the model's activation dump (HDF5)")
+    s.add_argument("--out", required=True, help="the evaluation (JSON)")
     s.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("accuracy-table", help="Table 2: accuracy mean +- std over seeds")
-    s.add_argument("--evals", nargs="+", required=True)
-    s.add_argument("--csv", required=True)
-    s.add_argument("--md", required=True)
-    s.add_argument("--split", default=default("accuracy_table.split"))
-    s.add_argument("--digits", type=int, default=default("accuracy_table.digits"))
+    s = sub.add_parser("accuracy-table", help="Table 2: accuracy mean +- std over seeds",
+                       description="Table 2 of the paper: each teacher grid's accuracy at every alpha, mean and "
+                                   "standard deviation over seeds, from the models' evaluation JSONs. The workflow's "
+                                   "accuracy_table rule runs it.")
+    s.add_argument("--evals", nargs="+", required=True, help="evaluation JSONs (`lspipe evaluate`) of the models")
+    s.add_argument("--csv", required=True, help="the table as CSV")
+    s.add_argument("--md", required=True, help="the table as Markdown")
+    s.add_argument("--split", default=default("accuracy_table.split"), help="split reported: val or test")
+    s.add_argument("--digits", type=int, default=default("accuracy_table.digits"),
+                   help="decimals in the Markdown table")
     s.set_defaults(func=cmd_accuracy_table)

@@ -414,31 +414,32 @@ def calibration_table(json_paths: Sequence[str | Path], csv_path, md_path, *, ls
         row = {"dataset": ds, "arch": arch, "split": hard[0]["split"], "bins": hard[0]["bins"],
                "hard_seeds": len(hard), "ls_alpha": a_ls, "ls_seeds": len(ls),
                "temperature_at_bound": sum(bool(r.get("fit", {}).get("at_bound")) for r in hard)}
-        for name, vals in {
-            "ece_hard": [r["before"]["ece"] for r in hard],
-            "ece_ts": [r["after"]["ece"] for r in hard],
+        for name, vals in {  # units named in the columns: ECE a fraction (as the paper's Table 3), accuracy in %
+            "ece_hard_frac": [r["before"]["ece"] for r in hard],
+            "ece_ts_frac": [r["after"]["ece"] for r in hard],
             "temperature": [r["temperature"] for r in hard],
-            "ece_ls": [r["before"]["ece"] for r in ls],
+            "ece_ls_frac": [r["before"]["ece"] for r in ls],
             "nll_hard": [r["before"]["nll"] for r in hard],
             "nll_ts": [r["after"]["nll"] for r in hard],
             "nll_ls": [r["before"]["nll"] for r in ls],
-            "accuracy_hard": [r["before"]["accuracy"] for r in hard],
-            "accuracy_ls": [r["before"]["accuracy"] for r in ls],
+            "accuracy_hard_pct": [100.0 * r["before"]["accuracy"] for r in hard],
+            "accuracy_ls_pct": [100.0 * r["before"]["accuracy"] for r in ls],
         }.items():
             mu, sd = mean_std(vals)
             row[f"{name}_mean"], row[f"{name}_std"] = mu, sd
         rows.append(row)
     fields = list(rows[0]) if rows else ["dataset", "arch"]
     write_csv(csv_path, rows, fields)
-    body = [[r["dataset"], r["arch"], fmt_pm(r["ece_hard_mean"], r["ece_hard_std"], digits, r["hard_seeds"]),
-             f"{fmt_pm(r['ece_ts_mean'], r['ece_ts_std'], digits, r['hard_seeds'])} (T = {r['temperature_mean']:.2f}"
+    body = [[r["dataset"], r["arch"], fmt_pm(r["ece_hard_frac_mean"], r["ece_hard_frac_std"], digits, r["hard_seeds"]),
+             f"{fmt_pm(r['ece_ts_frac_mean'], r['ece_ts_frac_std'], digits, r['hard_seeds'])} "
+             f"(T = {r['temperature_mean']:.2f}"
              + (f"; at the edge of the search range in {r['temperature_at_bound']} of {r['hard_seeds']} seeds: a bound, "
                 "not a fitted value)" if r["temperature_at_bound"] else ")"),
-             f"{fmt_pm(r['ece_ls_mean'], r['ece_ls_std'], digits, r['ls_seeds'])} (α = {r['ls_alpha']:g})",
-             f"{100 * r['accuracy_hard_mean']:.1f} / {100 * r['accuracy_ls_mean']:.1f}"] for r in rows]
+             f"{fmt_pm(r['ece_ls_frac_mean'], r['ece_ls_frac_std'], digits, r['ls_seeds'])} (α = {r['ls_alpha']:g})",
+             f"{r['accuracy_hard_pct_mean']:.1f} / {r['accuracy_ls_pct_mean']:.1f}"] for r in rows]
     split = rows[0]["split"] if rows else REPORT_SPLIT
     bins = rows[0]["bins"] if rows else "B"
-    title = (f"Expected calibration error ({bins} equal-width bins) on the {split} split, mean ± std over seeds "
+    title = (f"Expected calibration error (a fraction, {bins} equal-width bins) on the {split} split, mean ± std over seeds "
              f"(paper Table 3 layout). Temperature T fitted on the {FIT_SPLIT} split (mean over seeds).\n\n")
     write_text(md_path, title + markdown_table(
         ["dataset", "arch", "hard targets (T = 1)", "temperature scaled", "label smoothing", "accuracy % hard / LS"],
@@ -460,15 +461,18 @@ def pooled(rels: Sequence[Reliability]) -> Reliability:
 
 def reliability_figure(json_paths: Sequence[str | Path], out_paths: Sequence[str | Path], *,
                        ls_alpha: float | None = None, dpi: int = default("figures.dpi"),
-                       min_count: int = default("calibration.min_bin_count")) -> None:
+                       min_count: int = default("calibration.min_bin_count"),
+                       scale: float = default("figures.scale")) -> None:
     """Fig. 2 for one dataset / arch: hard targets, hard + temperature scaling and LS, with the diagonal.
 
     Bins are pooled over seeds (the diagram of all seeds' test predictions together); the legend
     gives the ECE and T as mean over seeds. Marker area grows with the bin's share of examples;
-    bins with fewer than ``min_count`` examples are drawn hollow and left out of the line, so a
-    noisy bin of a handful of examples does not read as a calibration failure.
+    bins with fewer than ``min_count`` examples are drawn small, hollow and faint, and left out of the
+    line, so a noisy bin of a handful of examples does not read as a calibration failure. The
+    histogram below shares the diagram's x-axis (same width, aligned bins); markers at the edges
+    (accuracy 1, confidence 1) are drawn whole, not clipped by the axes.
     """
-    from lspipe.core.plotting import new_figure, save_figure  # matplotlib: only when a figure is drawn
+    from lspipe.core.plotting import fit, font, new_figure, save_figure  # matplotlib: only when a figure is drawn
 
     groups = _group([read_json(p) for p in json_paths])
     if len(groups) != 1:
@@ -483,7 +487,9 @@ def reliability_figure(json_paths: Sequence[str | Path], out_paths: Sequence[str
          f"T = {np.mean([r['temperature'] for r in hard]):.2f}, "),
         (f"label smoothing α = {a_ls:g}", [r["before"] for r in ls], "C2", "^", ""),
     ]
-    fig, axes = new_figure(2, 1, size=(3.6, 4.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    width_in = 3.9
+    fig, axes = new_figure(2, 1, size=(width_in, 5.6), scale=scale, sharex=True, layout="constrained",
+                           gridspec_kw={"height_ratios": [3, 1]})
     ax, hax = axes[0, 0], axes[1, 0]
     ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="perfect calibration")
     width = 1.0 / hard[0]["bins"]
@@ -494,20 +500,30 @@ def reliability_figure(json_paths: Sequence[str | Path], out_paths: Sequence[str
         few = full & ~many
         size = 4.0 + 80.0 * np.sqrt(rel.count / rel.n)  # marker area (points^2) by the bin's share
         ece_mean = np.mean([m["ece"] for m in metrics])
+        # markers at accuracy or confidence 1 drawn whole (unclipped); an empty line or collection stays clipped, as
+        # unclipped it would count as a marker at the figure's corner and collapse the layout
         ax.plot(rel.confidence[many], rel.accuracy[many], marker=marker, ms=3.0, lw=1.3, color=colour,
-                label=f"{name} ({extra}ECE {ece_mean:.3f})")
-        ax.scatter(rel.confidence[many], rel.accuracy[many], s=size[many], marker=marker, color=colour, zorder=3)
-        ax.scatter(rel.confidence[few], rel.accuracy[few], s=size[few], marker=marker, facecolors="none",
-                   edgecolors=colour, linewidths=0.7, alpha=0.7, zorder=3)
+                clip_on=not many.any(), label=f"{name} ({extra}ECE {ece_mean:.3f})", zorder=4)
+        if many.any():
+            ax.scatter(rel.confidence[many], rel.accuracy[many], s=size[many], marker=marker, color=colour, zorder=4,
+                       clip_on=False)
+        if few.any():  # few examples: small, faint and behind the curves, the same small size whatever the count
+            ax.scatter(rel.confidence[few], rel.accuracy[few], s=10, marker=marker, facecolors="none",
+                       edgecolors=colour, linewidths=0.6, alpha=0.35, zorder=2, clip_on=False)
         centres = 0.5 * (rel.edges[:-1] + rel.edges[1:])
         hax.bar(centres + (j - 1) * width / 3, rel.count / rel.n, width=width / 3, color=colour)
-    ax.scatter([], [], s=20, marker="o", facecolors="none", edgecolors="0.4",
-               label=f"hollow: bin with < {min_count} examples; marker area ∝ √(share of examples)")
-    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", title=f"{ds} / {arch} ({hard[0]['split']} split)")
-    ax.set_aspect("equal", adjustable="box")
-    hax.set(xlabel="confidence (bin)", ylabel="share of\nexamples", xlim=(0, 1))
-    hax.set_title("examples per confidence bin (colours as above)", fontsize=7)
-    fig.legend(*ax.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=7)
+    ax.scatter([], [], s=10, marker="o", facecolors="none", edgecolors="0.4", linewidths=0.6, alpha=0.6,
+               label=f"faint, hollow: a bin of < {min_count} examples (not in the line)")
+    ax.scatter([], [], s=30, marker="o", color="0.4", label="filled: marker area ∝ √(share of examples)")
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    ax.set_ylabel("accuracy", fontsize=font(9))
+    ax.set_title(fit(f"{ds} / {arch} ({hard[0]['split']} split, pooled over seeds)", width_in, 9), fontsize=font(9),
+                 pad=10)  # room for whole markers at accuracy 1
+    hax.set(xlim=(0, 1))
+    hax.set_xlabel("confidence (bin)", fontsize=font(9))
+    hax.set_ylabel("share of\nexamples", fontsize=font(8))
+    hax.set_title(fit("examples per confidence bin (colours as above)", width_in - 0.8, 7), fontsize=font(7))
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=font(7))
     save_figure(fig, out_paths, dpi)
 
 
@@ -532,31 +548,43 @@ def _cmd_table(a):
 
 
 def _cmd_figure(a):
-    reliability_figure(a.inputs, a.out, ls_alpha=a.ls_alpha, dpi=a.dpi, min_count=a.min_bin_count)
+    reliability_figure(a.inputs, a.out, ls_alpha=a.ls_alpha, dpi=a.dpi, min_count=a.min_bin_count, scale=a.scale)
     print(f"wrote {', '.join(a.out)}")
 
 
 def add_cli(sub) -> None:
-    s = sub.add_parser("calibrate", help="temperature scaling (fit on val) and ECE before/after (test) of one dump")
-    s.add_argument("--dump", required=True)
-    s.add_argument("--out", required=True, help="JSON")
-    s.add_argument("--bins", type=int, default=default("calibration.bins"))
+    s = sub.add_parser("calibrate", help="temperature scaling (fit on val) and ECE before/after (test) of one dump",
+                       description="Calibration of one model from its activation dump: the temperature that "
+                                   "minimises the validation NLL, and the expected calibration error (ECE) and "
+                                   "reliability bins on the test split before and after scaling, as JSON.")
+    s.add_argument("--dump", required=True, help="the model's activation dump (HDF5)")
+    s.add_argument("--out", required=True, help="the calibration (JSON)")
+    s.add_argument("--bins", type=int, default=default("calibration.bins"),
+                   help="equal-width confidence bins of the ECE and the reliability diagram")
     s.set_defaults(func=_cmd_calibrate)
 
-    s = sub.add_parser("calibration-table", help="Table 3: ECE hard / temperature scaled / LS, mean +- std over seeds")
+    s = sub.add_parser("calibration-table", help="Table 3: ECE hard / temperature scaled / LS, mean +- std over seeds",
+                       description="Table 3 of the paper: ECE of the hard-target models before and after temperature "
+                                   "scaling, and of the label-smoothed models, mean and standard deviation over seeds. "
+                                   "The workflow's calibration_table rule runs it.")
     s.add_argument("--inputs", nargs="+", required=True, help="per-model calibration JSONs")
-    s.add_argument("--csv", required=True)
-    s.add_argument("--md", required=True)
+    s.add_argument("--csv", required=True, help="the table as CSV")
+    s.add_argument("--md", required=True, help="the table as Markdown")
     s.add_argument("--ls-alpha", type=optional_float, default=None,
                    help="alpha of the LS model; 'none' takes the smallest nonzero alpha per dataset/arch")
-    s.add_argument("--digits", type=int, default=default("calibration.digits"))
+    s.add_argument("--digits", type=int, default=default("calibration.digits"), help="decimals in the Markdown table")
     s.set_defaults(func=_cmd_table)
 
-    s = sub.add_parser("reliability-figure", help="Fig. 2: reliability diagram of one dataset/arch")
+    s = sub.add_parser("reliability-figure", help="Fig. 2: reliability diagram of one dataset/arch",
+                       description="Fig. 2 of the paper: the reliability diagram (accuracy against confidence per bin) "
+                                   "of one dataset and architecture, hard targets, hard targets with temperature "
+                                   "scaling, and label smoothing. The workflow's reliability_figure rule runs it.")
     s.add_argument("--inputs", nargs="+", required=True, help="calibration JSONs of one dataset/arch")
     s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
-    s.add_argument("--ls-alpha", type=optional_float, default=None)
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--ls-alpha", type=optional_float, default=None,
+                   help="alpha of the LS model drawn (default: the smallest nonzero)")
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of raster figures")
     s.add_argument("--min-bin-count", type=int, default=default("calibration.min_bin_count"),
                    help="bins with fewer examples are drawn hollow and left out of the curve")
+    s.add_argument("--scale", type=float, default=default("figures.scale"), help="font scale (figures.scale)")
     s.set_defaults(func=_cmd_figure)

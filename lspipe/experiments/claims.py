@@ -1234,6 +1234,7 @@ def toy_claims(teacher_evals: Sequence[dict], student_evals: Sequence[dict], toy
                              "margin (pp)": f"{margin:.3g} ({margin_src})"},
                     paper={"value": p_hard - p_ls, "source": f"section 4: teacher error {p_hard:g} % (hard) and "
                                                                f"{p_ls:g} % (LS)"}))
+                out[-1]["direction_words"] = ("the LS teacher is more accurate", "the LS teacher is less accurate")
         # b: its student worse
         sh, sl = student.get("hard", {}), student.get("ls", {})
         if not sh or not sl:
@@ -1258,6 +1259,7 @@ def toy_claims(teacher_evals: Sequence[dict], student_evals: Sequence[dict], toy
                              f"error of the LS teacher's student (%, {split})": 100.0 - _mean(acc(sl[k]) for k in seeds)},
                     paper={"value": p_ls - p_hard, "source": f"section 4: student error {p_hard:g} % (hard teacher) "
                                                                f"and {p_ls:g} % (LS teacher)"}))
+                out[-1]["direction_words"] = ("the LS teacher's student is worse", "the LS teacher's student is better")
         # descriptive: each teacher's student against the student alone (hard targets)
         alone = student.get("alone", {})
         for key, name in (("hard", "the α = 0 teacher's"), ("ls", f"the LS teacher's (α = {ls:g})")):
@@ -1471,6 +1473,124 @@ def dump_map(paths: Iterable[str | Path]) -> dict[tuple, str]:
     return out
 
 
+# --------------------------------------------------------------------------- what a user's own dataset came for
+
+
+def _pick_text(picks: dict[int, float]) -> str:
+    return ", ".join(f"s{s}: {a:g}" for s, a in sorted(picks.items()))
+
+
+def _interval(values: dict[int, float], cfg: dict, resolution: float = 0.0,
+              within: tuple[float, float] | None = None) -> dict:
+    """Mean and t interval over seeds (:func:`effect_stats`), in the report's plain form; ``within``: the
+    quantity's range (accuracy 0-100 %, a temperature above 0), to which the interval is clipped."""
+    e = effect_stats(values, cfg["confidence"], resolution)
+    ci = e["ci"]
+    if ci is not None and within is not None:
+        ci = [max(ci[0], within[0]), min(ci[1], within[1])]
+    return {"n": e["n"], "seeds": e["seeds"], "values": e["values"], "mean": e["mean"], "ci": ci,
+            "confidence": e["confidence"]}
+
+
+def _accuracy_pick(by_obj: dict, split: str, cfg: dict) -> dict | None:
+    """The alpha validation picks for accuracy in one grid: the highest mean validation accuracy over the
+    seeds every label-smoothing alpha shares (alpha 0 included; ties: the smaller alpha), with each seed's
+    own pick, and the chosen alpha's test effect against alpha 0 (for alpha 0: that of the best nonzero
+    alpha), paired by seed."""
+    alphas = ls_alphas(by_obj)
+    if 0.0 not in alphas or len(alphas) < 2:
+        return None
+    cells = {a: by_obj[k] for a, k in alphas.items()}
+    seeds = sorted(set.intersection(*(set(c) for c in cells.values())))
+    if not seeds or any("val" not in cells[a][s] or split not in cells[a][s] for a in cells for s in seeds):
+        return None
+    val = {a: _mean(100.0 * cells[a][s]["val"]["accuracy"] for s in seeds) for a in sorted(cells)}
+    pick = max(sorted(val), key=lambda a: (val[a], -a))
+    picks = {s: max(sorted(cells), key=lambda a, s=s: (cells[a][s]["val"]["accuracy"], -a)) for s in seeds}
+    nonzero = [a for a in sorted(val) if a > 0]
+    compared = pick if pick > 0 else max(nonzero, key=lambda a: (val[a], -a))
+    used = [cells[a][s] for a in (0.0, compared) for s in seeds]
+    gain = {s: 100.0 * (cells[compared][s][split]["accuracy"] - cells[0.0][s][split]["accuracy"]) for s in seeds}
+    acc = {s: 100.0 * cells[pick][s][split]["accuracy"] for s in seeds}
+    res = _resolution(used, split)  # one test image: equal accuracies over seeds give no zero-width interval
+    return {"alpha": pick, "validation_accuracy_pct": val, "per_seed_pick": picks, "compared_alpha": compared,
+            "split": split, "accuracy_pct": _interval(acc, cfg, res, (0.0, 100.0)),
+            "gain_pp": _interval(gain, cfg, res),
+            "evaluated_on_the_selection_split": split == "val"}
+
+
+def _temperatures(cal_by_obj: dict, cfg: dict) -> dict:
+    """The temperature scaling fits per label-smoothing alpha (mean and interval over seeds; a T at the
+    edge of its search range is a bound, not a fit: left out and named)."""
+    out = {}
+    for a, key in sorted(ls_alphas(cal_by_obj).items()):
+        cell = cal_by_obj[key]
+        fitted = {s: float(r["temperature"]) for s, r in cell.items() if not (r.get("fit") or {}).get("at_bound")}
+        out[a] = {**_interval(fitted, cfg, within=(0.0, math.inf)), "at_bound": sorted(s for s in cell if s not in fitted)}
+    return out
+
+
+def _negated(e: dict) -> dict:
+    """An interval dict (n, mean, ci, confidence) of minus the effect."""
+    ci = e.get("ci")
+    return {"n": e.get("n"), "mean": None if e.get("mean") is None else -e["mean"],
+            "ci": None if ci is None else [-ci[1], -ci[0]], "confidence": e.get("confidence")}
+
+
+def _squared_rms(c: dict, arm: str) -> float | None:
+    sq = (c.get("effect") or {}).get("squared", {}).get(arm)
+    return math.sqrt(max(0.0, float(np.mean(sq)))) if sq else None
+
+
+def own_data(evals: Sequence[dict], calibrations: Sequence[dict], checks: Sequence[dict], cfg: dict,
+             split: str = default("accuracy_table.split")) -> list[dict]:
+    """What a user of a dataset that is not one of the paper's (:func:`paper_family` None) came for, per
+    teacher grid: the alpha validation picks for accuracy (:func:`_accuracy_pick`), the alpha claim 3
+    picks on validation for calibration (its alpha*, with claim 3's intervals against alpha 0 at T = 1
+    and against temperature scaling), the temperature scaling needs (from the calibration JSONs), and
+    whether to distil from a smoothed teacher (claim 4's primary contrast), each with its interval over
+    seeds. Nothing here is a verdict: the decision rule is the claims'."""
+    teachers = [e for e in evals if e["model"].get("role", "teacher") == "teacher"]
+    ev_groups = group_models(teachers, "teacher evaluations")
+    cal_groups = group_models([c for c in calibrations if c["model"].get("role", "teacher") == "teacher"],
+                              "calibration files")
+    out = []
+    for ds, arch in sorted(set(ev_groups) | set(cal_groups)):
+        if paper_family(ds) is not None:
+            continue
+        scope = f"{ds}/{arch}"
+        item = {"dataset": ds, "arch": arch, "scope": scope, "accuracy": None, "calibration": None,
+                "temperature": None, "distillation": []}
+        if (ds, arch) in ev_groups:
+            item["accuracy"] = _accuracy_pick(ev_groups[(ds, arch)], split, cfg)
+        prim3 = next((c for c in checks if c["claim"] == 3 and c["scope"] == scope and c["role"] == PRIMARY), None)
+        if prim3 and prim3.get("effect") and prim3["effect"].get("n"):
+            lowers = next((c for c in checks if c["claim"] == 3 and c["scope"] == scope and c["role"] == DESCRIPTIVE
+                           and c["unit"] == "CE"), None)
+            e3, eb = prim3["effect"], (lowers or {}).get("effect") or {}
+            item["calibration"] = {
+                "alpha": float(prim3["numbers"]["α*"]), "selection": cfg["calibration_selection"], "check": prim3["id"],
+                "rms_ls": _squared_rms(prim3, "ls"), "rms_temperature_scaled": _squared_rms(prim3, "reference"),
+                "rms_hard": _squared_rms(lowers, "ls") if lowers else None,  # 3b: CE(α = 0) − CE(LS α*)
+                "versus_temperature_scaling": {k: e3.get(k) for k in ("n", "mean", "ci", "confidence")},
+                "change_vs_hard": _negated(eb) if eb else None,  # CE(LS α*) − CE(α = 0) at T = 1: 3b negated
+                "lowers_hard_check": (lowers or {}).get("id")}
+        elif prim3:
+            item["calibration"] = {"alpha": None, "why": prim3["reason"]}
+        if (ds, arch) in cal_groups:
+            item["temperature"] = _temperatures(cal_groups[(ds, arch)], cfg)
+        for c in checks:
+            if c["claim"] != 4 or c["role"] != PRIMARY or not c["scope"].startswith(f"{ds}/{arch} → "):
+                continue
+            e = c.get("effect") or {}
+            item["distillation"].append({"scope": c["scope"], "check": c["id"], "verdict": c["verdict"],
+                                         "effect_pp": {k: e.get(k) for k in ("n", "mean", "ci", "confidence")}
+                                         if e else None,
+                                         "why": c["reason"] if not e else None})
+        out.append(item)
+    return out
+
+
 # --------------------------------------------------------------------------- what the report reads
 
 
@@ -1575,7 +1695,10 @@ def summarise(checks: Sequence[dict]) -> list[dict]:
             verdict, primary = (prim["verdict"], prim["id"]) if prim else (NOT_RUN, None)
             effect, sens = (short_effect(prim) if prim else "—"), (prim or {}).get("sensitivity") or {}
         out.append({"claim": claim, "title": CLAIM_TITLES[claim], "scope": scope,
-                    "verdict": verdict, "primary": primary, "effect": effect, "sensitivity": sens,
+                    "verdict": verdict, "primary": primary, "effect": effect,
+                    "direction": ("; ".join(f"{c['id']} {direction_text(c)}" for c in prims) if len(prims) > 1
+                                  else direction_text(prim) if prim else NOT_RUN),
+                    "sensitivity": sens,
                     "marking": (prim or {}).get("marking"),
                     "descriptive": [{"id": c["id"], "effect": short_effect(c)} for c in cs if c["role"] == DESCRIPTIVE],
                     "regime": [{"id": c["id"], "verdict": c["verdict"]} for c in cs if c["role"] == REGIME]})
@@ -1803,9 +1926,220 @@ def _sens(s: dict) -> str:
     return " / ".join(s["sensitivity"].get(f"{100 * c:g}", "—") for c in SENSITIVITY) if s["sensitivity"] else "—"
 
 
-def render_markdown(checks: Sequence[dict], cfg: dict, marking: dict | None = None, forest: str | None = None) -> str:
+# --------------------------------------------------------------------------- the banner: what the run found
+
+# the sign of an effect in words: (claim, role, unit) -> (above 0, below 0); others read "above 0" / "below 0"
+DIRECTION_WORDS = {
+    (1, PRIMARY, "pp"): ("LS raises accuracy", "LS lowers accuracy"),
+    (2, PRIMARY, "ratio"): ("LS tightens the clusters", "LS loosens the clusters"),
+    (3, PRIMARY, "CE"): ("LS at α* is less calibrated than temperature scaling",
+                         "LS at α* is better calibrated than temperature scaling"),
+    (3, DESCRIPTIVE, "CE"): ("LS at α* is better calibrated than α = 0 (T = 1)",
+                             "LS at α* is less calibrated than α = 0 (T = 1)"),
+    (4, PRIMARY, "pp"): ("a hard-target teacher's students gain more", "label-smoothed teachers' students gain more"),
+    (5, PRIMARY, "nats"): ("the MI falls more with LS", "the MI falls less with LS"),
+}
+# the banner also shows this descriptive check beside a claim's primary: (claim, unit) of the check
+BANNER_DESCRIPTIVE = {3: "CE"}  # claim 3: LS against hard targets at T = 1 (the calibration effect itself)
+
+
+def direction_text(c: dict) -> str:
+    """The direction of a check's mean effect in words, its mean and interval, and whether the interval
+    excludes 0: ``LS tightens the clusters, +0.12 [+0.05, +0.19] ratio (the interval excludes 0)``. A
+    description: the verdict is the rule's (a direction can be clear where the verdict is inconclusive)."""
+    e = c.get("effect")
+    if not e or not e.get("n"):
+        return c["verdict"]
+    up, down = c.get("direction_words") or DIRECTION_WORDS.get((c["claim"], c["role"], c.get("unit")),
+                                                               ("above 0", "below 0"))
+    words = up if e["mean"] > 0 else down if e["mean"] < 0 else "no change"
+    if e["ci"] is None:
+        u = f" {c['unit']}" if c.get("unit") else ""
+        return f"{words}, {e['mean']:+.3g}{u} (1 seed: no interval)"
+    lo, hi = e["ci"]
+    how = "the interval excludes 0" if lo > 0 or hi < 0 else "the interval includes 0"
+    return f"{words}, {short_effect(c)} ({how})"
+
+
+def seeds_needed_text(c: dict, min_seeds: int) -> str:
+    """The seeds a verdict of a check needs: for 80 % power at the observed mean effect and sd (in brackets:
+    with the sd at its 80 % upper bound), from :func:`decidability`."""
+    d = c.get("decidable") or {}
+    pw = d.get("power")
+    if pw:
+        if pw["at_observed"] is not None and pw["at_observed"] > SEEDS_SEARCH_MAX:
+            return "none at the effect seen (outside the claimed range)"
+        return f"{_seeds_text(pw['at_observed'])} ({_seeds_text(pw['at_observed_sd_upper'])})"
+    e = c.get("effect") or {}
+    if not e.get("n"):
+        return "—"
+    if e.get("ci") is None:
+        return f"at least {min_seeds} ({NO_SPREAD})"
+    if e.get("method") == "ce_gap" and d.get("half_width") is not None:
+        return (f"at least {min_seeds}; no power formula (half-width {d['half_width']:.2g} against the margin "
+                f"{c['bound']:g})")
+    return "—"
+
+
+def banner(checks: Sequence[dict], cfg: dict) -> dict:
+    """The report's opening, in plain words: the seeds trained against the seeds a verdict needs, and per
+    claim (primary check) its direction in this run beside its verdict (claim 3 also shows its calibration
+    effect against hard targets, :data:`BANNER_DESCRIPTIVE`); the datasets that are not the paper's (the
+    report then ends with :func:`own_data`). ``head``, ``rows`` (claim, direction, verdict, seeds), ``note``,
+    ``own`` (a line or None); rendered by :func:`banner_lines` and :func:`render_rst`."""
+    k = cfg["min_seeds"]
+    prims = sorted((c for c in checks if c["role"] == PRIMARY), key=lambda c: (c["claim"], c["scope"]))
+    ns = sorted({c["effect"]["n"] for c in prims if (c.get("effect") or {}).get("n")})
+    trained = (str(ns[0]) if len(ns) == 1 else f"{ns[0]} to {ns[-1]}") if ns else "none"
+    if not ns:
+        head = "No claim had runs to compare: the summary names the config key each one needs."
+    elif ns[-1] < k:
+        head = (f"Seeds trained: {trained}. A verdict needs at least {k} (claims.min_seeds), so with {trained} "
+                f"seed{'s' if ns[-1] > 1 else ''} no claim can be decided (supported or contradicted), whatever its "
+                "direction. Below: each claim's direction in this run, and the seeds a verdict would need.")
+    else:
+        counts: dict[str, int] = defaultdict(int)
+        for c in prims:
+            counts[c["verdict"]] += 1
+        head = (f"Seeds trained: {trained}; a verdict needs at least {k} (claims.min_seeds). Verdicts: "
+                + ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: VERDICTS.index(kv[0])))
+                + (f"; a claim with fewer than {k} seeds cannot be decided." if ns[0] < k else "."))
+    rows = []
+    for c in prims:
+        text = direction_text(c)
+        unit = BANNER_DESCRIPTIVE.get(c["claim"])
+        extra = next((d for d in checks if unit and d["claim"] == c["claim"] and d["scope"] == c["scope"]
+                      and d["role"] == DESCRIPTIVE and d.get("unit") == unit and (d.get("effect") or {}).get("n")), None)
+        if extra is not None:
+            text = f"{text}; {extra['id']} (exploratory): {direction_text(extra)}"
+        rows.append({"claim": f"{c['claim']} {CLAIM_TITLES[c['claim']].split(':')[0].lower()}, {c['scope']}",
+                     "direction": text, "verdict": c["verdict"], "check": c["id"],
+                     "seeds": f"{(c.get('effect') or {}).get('n') or 0} / {seeds_needed_text(c, k)}"})
+    note = (f"Seeds needed: for {100 * POWER_TARGET:g} % power of the rule at the effect and spread seen (in brackets: "
+            f"with the sd at its {100 * POWER_SD_LEVEL:g} % upper bound). A direction describes; only a verdict decides "
+            f"(rule version {RULES_VERSION}, docs/claims.md).")
+    own = sorted({c["scope"].split("/")[0] for c in checks if c["scope"] != "all"
+                  and paper_family(c["scope"].split("/")[0]) is None})
+    own_line = (f"{', '.join(own)}: not among the paper's datasets; the report ends with what you came for (the α "
+                "validation picks for accuracy and for calibration, the temperature scaling needs, and whether to "
+                "distil from a smoothed teacher)." if own else None)
+    return {"seeds_trained": ns, "min_seeds": k, "head": head, "rows": rows, "note": note, "own": own_line}
+
+
+def banner_lines(checks: Sequence[dict], cfg: dict) -> list[str]:
+    """The banner (:func:`banner`) in markdown: at most 12 lines for five claims."""
+    b = banner(checks, cfg)
+    lines = [f"**What this run found.** {b['head']}", "",
+             "| claim | direction in this run: mean effect [95 % interval] | verdict | seeds trained / needed |",
+             "|---|---|---|---|"]
+    lines += [f"| {r['claim']} | {r['direction']} | **{r['verdict']}** | {r['seeds']} |" for r in b["rows"]]
+    lines += ["", b["note"]] + ([b["own"]] if b["own"] else [])
+    return lines
+
+
+def _iv(d: dict | None, spec: str = ".3g", unit: str = "") -> str:
+    """``97.6 % [95.1, 100.0]`` (``spec`` ``.1f``, unit ``%``) of an interval dict (mean, ci)."""
+    if not d or not d.get("n"):
+        return "no comparable runs"
+    f = lambda x: format(x, spec)  # noqa: E731
+    u = f" {unit}" if unit else ""
+    if d.get("ci") is None:
+        return f"{f(d['mean'])}{u} (1 seed: no interval)"
+    lo, hi = d["ci"]
+    return f"{f(d['mean'])}{u} [{f(lo)}, {f(hi)}]"
+
+
+def _excludes_zero(d: dict | None) -> bool | None:
+    if not d or d.get("ci") is None:
+        return None
+    return d["ci"][0] > 0 or d["ci"][1] < 0
+
+
+def own_data_lines(own: Sequence[dict], cfg: dict) -> list[str]:
+    """The report's last section (markdown; each entry's header a bold line, so that the same lines serve
+    reStructuredText): per grid of a user's own dataset, what :func:`own_data` found."""
+    lines = []
+    pct = f"{100 * cfg['confidence']:g} %"
+    for item in own:
+        ns = sorted({t["n"] for t in (item["temperature"] or {}).values()}
+                    | ({item["accuracy"]["gain_pp"]["n"]} if item["accuracy"] else set()))
+        over = (f"{ns[0]} seed{'s' if ns[0] > 1 else ''}" if len(ns) == 1 else f"{ns[0]} to {ns[-1]} seeds") \
+            if ns else "the seeds"
+        lines += [f"**What you came for: {item['scope']}** ({item['dataset']} is not one of the paper's datasets). "
+                  f"What this run's validation split picks, each with its {pct} interval over {over}: descriptions, "
+                  "not verdicts.", ""]
+        a = item["accuracy"]
+        if a is None:
+            lines.append("- **α for accuracy**: not chosen (the grid needs α = 0 and a nonzero α with validation "
+                         "accuracy in every seed: teachers[].alphas).")
+        else:
+            val = ", ".join(f"{al:g}: {v:.1f} %" for al, v in sorted(a["validation_accuracy_pct"].items()))
+            if a["alpha"] > 0:
+                what = (f"test accuracy at α = {a['alpha']:g}: {_iv(a['accuracy_pct'], '.1f', '%')}; against α = 0: "
+                        f"{_iv(a['gain_pp'], '+.2f', 'pp')}")
+            else:
+                what = (f"no smoothing; the best nonzero α on validation, {a['compared_alpha']:g}, changes test accuracy "
+                        f"by {_iv(a['gain_pp'], '+.2f', 'pp')} against α = 0")
+            opt = " (on the split that chose it: optimistic)" if a["evaluated_on_the_selection_split"] else ""
+            lines.append(f"- **α for accuracy: {a['alpha']:g}**, the highest mean validation accuracy (α = {val}); "
+                         f"each seed alone picks {_pick_text(a['per_seed_pick'])}. {what.capitalize()}{opt}.")
+        cal = item["calibration"]
+        if cal is None or cal.get("alpha") is None:
+            why = f": {cal['why']}" if cal else " (the grid has no calibration files with α = 0 and a nonzero α)"
+            lines.append(f"- **α for calibration**: not chosen{why}.")
+        else:
+            sel = cal["selection"].upper()
+            rms = lambda x: "?" if x is None else f"{x:.3f}"  # noqa: E731
+            text = (f"- **α for calibration: {cal['alpha']:g}** (claim 3's α*: the lowest mean validation {sel} at "
+                    f"T = 1). Test RMS calibration error {rms(cal['rms_ls'])} at T = 1")
+            if cal.get("change_vs_hard"):
+                text += (f", against α = 0's {rms(cal['rms_hard'])}: a change of {_iv(cal['change_vs_hard'], '+.3f')} "
+                         f"({cal['lowers_hard_check']})")
+            text += (f"; against α = 0 temperature scaled ({rms(cal['rms_temperature_scaled'])}): "
+                     f"{_iv(cal['versus_temperature_scaling'], '+.3f')} ({cal['check']}).")
+            lines.append(text)
+        temps = item["temperature"]
+        if not temps:
+            lines.append("- **Temperature**: no calibration files for this grid.")
+        else:
+            def t_text(al):
+                t = temps[al]
+                edge = f", seeds {t['at_bound']} at the edge of the search range left out" if t["at_bound"] else ""
+                return f"{_iv(t, '.2f')}{edge}"
+
+            hard = (f"α = 0 needs T = {t_text(0.0)}" if 0.0 in temps else "no α = 0 model")
+            others = "; ".join(f"α = {al:g}: {t_text(al)}" for al in sorted(temps) if al > 0)
+            lines.append(f"- **Temperature scaling** (T fitted on validation, applied as logits / T): {hard}"
+                         + (f"; by α: {others}" if others else "") + ".")
+        if not item["distillation"]:
+            lines.append("- **Distil from a smoothed teacher?** Not run for this grid (distillation).")
+        for d in item["distillation"]:
+            e = d["effect_pp"]
+            if not e or not e.get("n"):
+                lines.append(f"- **Distil from a smoothed teacher?** Not answered ({d['scope']}, {d['verdict']}): "
+                             f"{d['why']}.")
+                continue
+            clear = _excludes_zero(e)
+            if clear and e["mean"] > 0:
+                answer = "No"
+            elif clear and e["mean"] < 0:
+                answer = "Yes"
+            else:
+                answer = ("Not clear" + (f" at {e['n']} seeds (the interval includes 0)" if e.get("ci") is not None
+                                         else f" ({NO_SPREAD})"))
+            lines.append(f"- **Distil from a smoothed teacher? {answer}.** Claim 4's contrast ({d['check']}, "
+                         f"{d['scope']}): the gain over the student baseline at the same smoothness γ of a hard-target "
+                         f"teacher's students minus that of label-smoothed teachers' students, {_iv(e, '+.2f', 'pp')}.")
+        lines.append("")
+    return lines
+
+
+def render_markdown(checks: Sequence[dict], cfg: dict, marking: dict | None = None, forest: str | None = None,
+                    own: Sequence[dict] = ()) -> str:
+    """claims.md: the banner (:func:`banner_lines`), the forest plot, the summary, the decision rule, every
+    check, and, for a user's own dataset, what they came for (:func:`own_data_lines`, from :func:`own_data`)."""
     summary = summarise(checks)
-    lines = ["# Did this run reproduce the paper?", ""]
+    lines = ["# Did this run reproduce the paper?", ""] + banner_lines(checks, cfg) + [""]
     if forest:
         lines += [f"![Each claim's primary effect, its {100 * cfg['confidence']:g} % interval, its margin and the "
                   f"paper's effect]({forest})", ""]
@@ -1816,11 +2150,12 @@ def render_markdown(checks: Sequence[dict], cfg: dict, marking: dict | None = No
         lines += [f"**{marking['marking'].capitalize()}** under rule version {marking['rules_version']} (settings hash "
                   f"{rules_hash(cfg)}): {marking['why']}.", ""]
     lines += ["## Summary", "",
-              "| claim | scope | primary effect [95 % interval] | verdict (primary check) | verdict at 90 / 95 / 99 % | "
-              "descriptive checks (exploratory: effects only) | regime checks |",
+              "| claim | scope | direction: primary effect [95 % interval] | verdict (primary check) | "
+              "verdict at 90 / 95 / 99 % | descriptive checks (exploratory: effects only) | regime checks |",
               "|---|---|---|---|---|---|---|"]
-    lines += [f"| {s['claim']}. {s['title']} | {s['scope']} | {s['effect']} | **{s['verdict']}** ({s['primary'] or '—'})"
-              f" | {_sens(s)} | {_effects(s['descriptive'])} | {_brief(s['regime'])} |" for s in summary]
+    lines += [f"| {s['claim']}. {s['title']} | {s['scope']} | {s['direction']} | **{s['verdict']}** "
+              f"({s['primary'] or '—'}) | {_sens(s)} | {_effects(s['descriptive'])} | {_brief(s['regime'])} |"
+              for s in summary]
     lines += ["", "## Decision rule", ""] + [f"- {t}" for t in decision_rule_text(cfg)] + [""]
     for claim in sorted({c["claim"] for c in checks}):
         lines += [f"## {claim}. {CLAIM_TITLES[claim]}", ""]
@@ -1830,6 +2165,8 @@ def render_markdown(checks: Sequence[dict], cfg: dict, marking: dict | None = No
             for c in sorted((c for c in checks if c["claim"] == claim and c["scope"] == s["scope"]),
                             key=lambda c: (order[c["role"]], c["id"])):
                 lines += _check_lines(c)
+    if own:
+        lines += ["## What you came for", ""] + own_data_lines(own, cfg)
     return "\n".join(lines) + "\n"
 
 
@@ -1837,15 +2174,20 @@ def _rst_escape(s: str) -> str:
     return s.replace("\\", "\\\\").replace("*", "\\*").replace("|", "\\|").replace("`", "\\`").replace("_ ", "\\_ ")
 
 
-def render_rst(checks: Sequence[dict], cfg: dict, marking: dict | None = None) -> str:
+def render_rst(checks: Sequence[dict], cfg: dict, marking: dict | None = None, own: Sequence[dict] = ()) -> str:
     """The same report as reStructuredText (for the Snakemake report's first page)."""
     e = _rst_escape
     lines = ["Did this run reproduce the paper?", "---------------------------------", ""]
+    b = banner(checks, cfg)
+    lines += [f"**What this run found.** {e(b['head'])}", ""]
+    lines += [f"* {e(r['claim'])}: {e(r['direction'])}; **{r['verdict']}**; seeds trained / needed: {e(r['seeds'])}"
+              for r in b["rows"]]
+    lines += ["", e(b["note"]) + (" " + e(b["own"]) if b["own"] else ""), ""]
     if marking:
         lines += [f"{e(marking['marking'].capitalize())} under rule version {marking['rules_version']}: "
                   f"{e(marking['why'])}.", ""]
     for s in summarise(checks):
-        lines.append(f"* {s['claim']}. {e(s['title'])}, {e(s['scope'])}: {e(s['effect'])}, **{s['verdict']}** "
+        lines.append(f"* {s['claim']}. {e(s['title'])}, {e(s['scope'])}: {e(s['direction'])}, **{s['verdict']}** "
                      f"(primary check {s['primary'] or '-'}; at 90 / 95 / 99 %: {e(_sens(s))}); descriptive: "
                      f"{e(_effects(s['descriptive']))}; regime: {e(_brief(s['regime']))}")
     lines += ["", "Decision rule: " + e(" ".join(decision_rule_text(cfg))), ""]
@@ -1862,6 +2204,8 @@ def render_rst(checks: Sequence[dict], cfg: dict, marking: dict | None = None) -
             body += " " + e("; ".join(f"{k}: {_num(v)}" for k, v in c["numbers"].items())) + "."
         body += f" Sources: {e(sources_text(c.get('sources')))}."
         lines.append(head + body)
+    if own:  # the markdown lines: bold and "- " bullets are reStructuredText too; the rest escaped
+        lines += [""] + [e(line).replace("\\*\\*", "**") for line in own_data_lines(own, cfg)]
     return "\n".join(lines) + "\n"
 
 
@@ -1940,17 +2284,16 @@ def build_checks(*, evals: Sequence[dict] = (), calibrations: Sequence[dict] = (
     else:
         checks.append(not_run(4, "all", "distillation (Fig. 5)", "distillation"))
     checks += mi_claims(mi_curves, cfg)
-    if toys:
-        checks += toy_claims(teachers, students, toys, cfg)
-    else:
-        checks.append(not_run(6, "all", "the MNIST distillation toy (section 4)", "distillation_toy"))
+    # claim 6 (the MNIST toy, beyond the paper's image experiments) only where a distillation_toy entry asks for it
+    checks += toy_claims(teachers, students, toys, cfg)
     return _assign_ids(checks)
 
 
 def write_report(checks: Sequence[dict], cfg: dict, md_path, json_path, rst_path=None, *, marking: dict | None = None,
-                 forest: Sequence[str | Path] = (), dpi: int = default("figures.dpi")) -> None:
-    """claims.json (settings, rule version and hash, marking, decision rule, summary, checks), claims.md
-    (the forest plot first, when ``forest`` names its files), claims.rst."""
+                 forest: Sequence[str | Path] = (), dpi: int = default("figures.dpi"), own: Sequence[dict] = ()) -> None:
+    """claims.json (settings, rule version and hash, marking, decision rule, banner, summary, checks, and
+    ``what_you_came_for``: :func:`own_data`'s entries, passed as ``own``), claims.md (the banner, then the
+    forest plot, when ``forest`` names its files; ``own`` at the end), claims.rst."""
     marking = marking or analysis_marking([])
     for c in checks:
         c["marking"] = marking["marking"]
@@ -1965,11 +2308,11 @@ def write_report(checks: Sequence[dict], cfg: dict, md_path, json_path, rst_path
         rel = os.path.relpath(png, Path(md_path).parent)
     write_json(json_path, {"rules_version": RULES_VERSION, "rules_frozen": RULE_VERSIONS[RULES_VERSION][0],
                            "rules_hash": rules_hash(cfg), "marking": marking, "settings": cfg,
-                           "decision_rule": decision_rule_text(cfg), "summary": summarise(checks),
-                           "checks": list(checks)})
-    write_text(md_path, render_markdown(checks, cfg, marking, rel))
+                           "decision_rule": decision_rule_text(cfg), "banner": banner(checks, cfg),
+                           "summary": summarise(checks), "checks": list(checks), "what_you_came_for": list(own)})
+    write_text(md_path, render_markdown(checks, cfg, marking, rel, own))
     if rst_path:
-        write_text(rst_path, render_rst(checks, cfg, marking))
+        write_text(rst_path, render_rst(checks, cfg, marking, own))
 
 
 # --------------------------------------------------------------------------- reading the inputs

@@ -71,7 +71,7 @@ GAMMA_FIELDS = ["dataset", "arch", "run", "alpha", "seed", "temperature", "split
 TABLE_FIELDS = [
     "dataset", "family", "teacher_arch", "student_arch", "alpha", "teacher_alpha", "temperature", "form", "split", "seeds",
     "gamma_mean", "gamma_min", "gamma_max",
-    "accuracy_mean", "accuracy_min", "accuracy_max", "accuracy_std",
+    "accuracy_pct_mean", "accuracy_pct_min", "accuracy_pct_max", "accuracy_pct_std",
 ]
 
 _NUM = r"[0-9.]+(?:e-?[0-9]+)?"
@@ -439,8 +439,8 @@ def distillation_rows(
             "alpha": grp["alpha"], "teacher_alpha": grp["teacher_alpha"], "temperature": grp["temperature"],
             "form": form if grp["family"] in ("kd_hard", "kd_ls") else "", "split": split, "seeds": len(grp["acc"]),
             "gamma_mean": round(gam["mean"], 6), "gamma_min": round(gam["min"], 6), "gamma_max": round(gam["max"], 6),
-            "accuracy_mean": round(acc["mean"], 4), "accuracy_min": round(acc["min"], 4),
-            "accuracy_max": round(acc["max"], 4), "accuracy_std": round(acc["std"], 4),
+            "accuracy_pct_mean": round(acc["mean"], 4), "accuracy_pct_min": round(acc["min"], 4),
+            "accuracy_pct_max": round(acc["max"], 4), "accuracy_pct_std": round(acc["std"], 4),
         })
     return rows
 
@@ -457,27 +457,28 @@ def _family_label(family: str, rows: Sequence[dict]) -> str:
 
 
 def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: int = default("figures.dpi"),
-                      gamma_note: str = "") -> None:
+                      gamma_note: str = "", scale: float = default("figures.scale")) -> None:
     """Two panels sharing the gamma axis: (a) teacher accuracy, (b) the three student families.
 
     Lines join the means over seeds, shaded bands span min..max over seeds; distilled students
     also carry horizontal bars spanning the min..max of their teachers' gamma over seeds.
     """
-    from lspipe.core.plotting import new_figure, save_figure  # matplotlib: only when a figure is drawn
+    from lspipe.core.plotting import fit, font, new_column_figure, save_figure  # matplotlib: only when a figure is drawn
 
     if not rows:
         raise ValueError("no rows to plot")
-    fig, axes = new_figure(1, 2, size=(8.0, 3.0), sharex=True)
+    fig, panels, axes = new_column_figure(2, size=(8.0, 4.0), scale=scale)
+    axes[1].sharex(axes[0])
     colors = {"teacher": "C3", "baseline": "C7", "kd_hard": "C0", "kd_ls": "C2"}
     markers = {"teacher": "s", "baseline": "o", "kd_hard": "^", "kd_ls": "D"}
-    for ax, families in ((axes[0, 0], ("teacher",)), (axes[0, 1], ("baseline", "kd_hard", "kd_ls"))):
+    for panel, ax, families in ((panels[0], axes[0], ("teacher",)), (panels[1], axes[1], ("baseline", "kd_hard", "kd_ls"))):
         for fam in families:
             pts = sorted((r for r in rows if r["family"] == fam), key=lambda r: r["gamma_mean"])
             if not pts:
                 continue
             g = np.array([r["gamma_mean"] for r in pts])
-            mean = np.array([r["accuracy_mean"] for r in pts])
-            lo, hi = np.array([r["accuracy_min"] for r in pts]), np.array([r["accuracy_max"] for r in pts])
+            mean = np.array([r["accuracy_pct_mean"] for r in pts])
+            lo, hi = np.array([r["accuracy_pct_min"] for r in pts]), np.array([r["accuracy_pct_max"] for r in pts])
             ax.plot(g, mean, marker=markers[fam], color=colors[fam], ms=4, lw=1.2,
                     label=f"{_family_label(fam, pts)} (n={max(r['seeds'] for r in pts)})")
             ax.fill_between(g, lo, hi, color=colors[fam], alpha=0.18, lw=0)
@@ -487,21 +488,21 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
                 for r in pts:
                     text = f"T={fmt(r['temperature'])}" if fam == "kd_hard" else f"α={fmt(r['teacher_alpha'])}" + (
                         f", T={fmt(r['temperature'])}" if float(r["temperature"]) != 1.0 else "")
-                    ax.annotate(text, (r["gamma_mean"], r["accuracy_mean"]), textcoords="offset points",
-                                xytext=(3, 3), fontsize=6, color=colors[fam])
-        ax.set_xlabel("smoothness index γ of the targets")
-        ax.set_ylabel(f"{rows[0]['split']} accuracy (%)")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below the axes, never over a point
+                    ax.annotate(text, (r["gamma_mean"], r["accuracy_pct_mean"]), textcoords="offset points",
+                                xytext=(3, 3), fontsize=font(6), color=colors[fam])
+        ax.set_xlabel("smoothness index γ of the targets", fontsize=font(9))
+        ax.set_ylabel(f"{rows[0]['split']} accuracy (%)", fontsize=font(9))
+        panel.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=font(8))  # never over a point
     r0 = rows[0]
     tarch = next((r["teacher_arch"] for r in rows if r["teacher_arch"]), "?")
     sarch = next((r["student_arch"] for r in rows if r["student_arch"]), "?")
-    axes[0, 0].set_title(f"(a) teachers: {tarch}", fontsize=9)
-    axes[0, 1].set_title(f"(b) students: {sarch}", fontsize=9)
+    axes[0].set_title(fit(f"(a) teachers: {tarch}", 3.5, 9), fontsize=font(9))
+    axes[1].set_title(fit(f"(b) students: {sarch}", 3.5, 9), fontsize=font(9))
     form = next((r["form"] for r in rows if r.get("form")), "")
     details = [f"loss form: {form} ({FORM_LABELS.get(form, form)})"] if form else []
     details += [f"γ over the {gamma_note}"] if gamma_note else []
-    fig.suptitle(f"Distillation on {r0['dataset']} (min / mean / max over seeds)"
-                 + ("\n" + "; ".join(details) if details else ""), fontsize=9, y=1.04 + 0.04 * bool(details))
+    fig.suptitle(fit(f"Distillation on {r0['dataset']} (min / mean / max over seeds)"
+                     + ("\n" + "; ".join(details) if details else ""), 8.0, 9), fontsize=font(9))
     save_figure(fig, paths, dpi)
 
 
@@ -521,27 +522,36 @@ def cmd_figure(a) -> None:
     rows = distillation_rows([read_json(p) for p in a.teacher_evals], [read_json(p) for p in a.student_evals],
                              read_gamma_table(a.gamma), split=a.split)
     write_csv(a.csv, rows, TABLE_FIELDS)
-    plot_distillation(rows, a.figures, dpi=a.dpi, gamma_note=gamma_sample(a.gamma))
+    plot_distillation(rows, a.figures, dpi=a.dpi, gamma_note=gamma_sample(a.gamma), scale=a.scale)
     for r in rows:
         print(f"{r['family']:8s} alpha={r['alpha']!s:5s} teacher_alpha={r['teacher_alpha']!s:5s} T={r['temperature']!s:4s} "
-              f"gamma={r['gamma_mean']:.4f} acc={r['accuracy_mean']:.2f} [{r['accuracy_min']:.2f}, {r['accuracy_max']:.2f}]")
+              f"gamma={r['gamma_mean']:.4f} acc={r['accuracy_pct_mean']:.2f}% [{r['accuracy_pct_min']:.2f}, "
+              f"{r['accuracy_pct_max']:.2f}]")
 
 
 def add_cli(sub) -> None:
-    s = sub.add_parser("distillation-gamma", aliases=["distill-gamma"], help="Fig. 5: smoothness index gamma of teacher dumps at temperatures T")
+    s = sub.add_parser("distillation-gamma", aliases=["distill-gamma"], help="Fig. 5: smoothness index gamma of teacher dumps at temperatures T",
+                       description="Fig. 5's x-axis: the smoothness index gamma of each teacher's targets at each "
+                                   "temperature T, averaged over its training split, from the teachers' dumps. The "
+                                   "workflow's distillation_gamma rule runs it.")
     s.add_argument("--dumps", nargs="+", required=True, help="teacher activation dumps (HDF5)")
-    s.add_argument("--temperatures", nargs="+", type=float, required=True)
-    s.add_argument("--split", default="train", help="dump split the index is averaged over (paper and default: "
-                   "train, the whole training split)")
+    s.add_argument("--temperatures", nargs="+", type=float, required=True, help="distillation temperatures T")
+    s.add_argument("--split", default="train", help="dump split the index is averaged over (the paper: train, the "
+                   "whole training split)")
     s.add_argument("--out", required=True, help="CSV: one row per dump and temperature")
     s.set_defaults(func=cmd_gamma)
 
-    s = sub.add_parser("distillation-figure", aliases=["distill-figure"], help="Fig. 5: accuracy against gamma for teachers and students")
-    s.add_argument("--gamma", required=True, help="CSV from distill-gamma")
-    s.add_argument("--teacher-evals", nargs="+", required=True)
-    s.add_argument("--student-evals", nargs="+", required=True)
-    s.add_argument("--split", default=default("distillation[].split"))
-    s.add_argument("--csv", required=True)
+    s = sub.add_parser("distillation-figure", aliases=["distill-figure"], help="Fig. 5: accuracy against gamma for teachers and students",
+                       description="Fig. 5 of the paper: accuracy against the smoothness index gamma of the teachers, "
+                                   "the students trained alone with label smoothing, and the students distilled from "
+                                   "each teacher. The workflow's distillation_figure rule runs it.")
+    s.add_argument("--gamma", required=True, help="CSV from `lspipe distillation-gamma`")
+    s.add_argument("--teacher-evals", nargs="+", required=True, help="evaluation JSONs of the teachers")
+    s.add_argument("--student-evals", nargs="+", required=True,
+                   help="evaluation JSONs of the students (distilled and baselines)")
+    s.add_argument("--split", default=default("distillation[].split"), help="split whose accuracy is drawn: val or test")
+    s.add_argument("--csv", required=True, help="the figure's numbers (CSV)")
     s.add_argument("--figures", nargs="+", required=True, help="figure paths (format from the suffix)")
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of raster figures")
+    s.add_argument("--scale", type=float, default=default("figures.scale"), help="font scale (figures.scale)")
     s.set_defaults(func=cmd_figure)

@@ -38,9 +38,9 @@ PAPER = {"hard": (0.67, 0.74), "ls": (0.59, 0.91)}
 PAPER_STUDENT_ALONE = 1.46
 FIELDS = ["dataset", "row", "teacher_arch", "student_arch", "teacher_alpha", "baseline_alpha", "temperature", "form",
           "split", "seeds", "confidence",
-          "teacher_error_mean", "teacher_error_lo", "teacher_error_hi",
-          "student_error_mean", "student_error_lo", "student_error_hi",
-          "paper_teacher_error", "paper_student_error"]
+          "teacher_error_pct_mean", "teacher_error_pct_lo", "teacher_error_pct_hi",
+          "student_error_pct_mean", "student_error_pct_lo", "student_error_pct_hi",
+          "paper_teacher_error_pct", "paper_student_error_pct"]
 
 
 # --------------------------------------------------------------------------- the plan
@@ -186,20 +186,20 @@ def toy_rows(by_role: dict[str, Sequence[dict]], toy: dict, confidence: float = 
         if set(teacher) != set(student):
             raise ValueError(f"teachers of seeds {sorted(teacher)} but students of seeds {sorted(student)}")
         rows.append({**base, "row": f"teacher_{key}", "teacher_alpha": alpha, "baseline_alpha": "",
-                     "seeds": len(teacher), **cells("teacher_error", teacher), **cells("student_error", student),
-                     "paper_teacher_error": PAPER[key][0], "paper_student_error": PAPER[key][1]})
+                     "seeds": len(teacher), **cells("teacher_error_pct", teacher), **cells("student_error_pct", student),
+                     "paper_teacher_error_pct": PAPER[key][0], "paper_student_error_pct": PAPER[key][1]})
     seeds = sorted(set(err["teacher_hard"]) & set(err["teacher_ls"]))
     rows.append({**base, "row": "ls_minus_hard", "teacher_alpha": "", "baseline_alpha": "", "seeds": len(seeds),
-                 **cells("teacher_error", {s: err["teacher_ls"][s] - err["teacher_hard"][s] for s in seeds}),
-                 **cells("student_error", {s: err["student_ls"][s] - err["student_hard"][s] for s in seeds}),
-                 "paper_teacher_error": round(PAPER["ls"][0] - PAPER["hard"][0], 4),
-                 "paper_student_error": round(PAPER["ls"][1] - PAPER["hard"][1], 4)})
+                 **cells("teacher_error_pct", {s: err["teacher_ls"][s] - err["teacher_hard"][s] for s in seeds}),
+                 **cells("student_error_pct", {s: err["student_ls"][s] - err["student_hard"][s] for s in seeds}),
+                 "paper_teacher_error_pct": round(PAPER["ls"][0] - PAPER["hard"][0], 4),
+                 "paper_student_error_pct": round(PAPER["ls"][1] - PAPER["hard"][1], 4)})
     for role in sorted(r for r in err if r.startswith("alone_")):
         a = float(role[len("alone_"):])
         rows.append({**base, "row": role, "teacher_alpha": "", "baseline_alpha": a, "temperature": "", "form": "",
-                     "seeds": len(err[role]), "teacher_error_mean": "", "teacher_error_lo": "", "teacher_error_hi": "",
-                     **cells("student_error", err[role]), "paper_teacher_error": "",
-                     "paper_student_error": PAPER_STUDENT_ALONE if a == 0.0 else ""})
+                     "seeds": len(err[role]), "teacher_error_pct_mean": "", "teacher_error_pct_lo": "", "teacher_error_pct_hi": "",
+                     **cells("student_error_pct", err[role]), "paper_teacher_error_pct": "",
+                     "paper_student_error_pct": PAPER_STUDENT_ALONE if a == 0.0 else ""})
     return rows
 
 
@@ -215,8 +215,8 @@ def _cell(r: dict, prefix: str, digits: int, signed: bool = False) -> str:
 
 def _paper(r: dict, signed: bool = False) -> str:
     f = "{:+.2f}" if signed else "{:.2f}"
-    t = "—" if r["paper_teacher_error"] == "" else f.format(r["paper_teacher_error"])
-    s = "—" if r["paper_student_error"] == "" else f.format(r["paper_student_error"])
+    t = "—" if r["paper_teacher_error_pct"] == "" else f.format(r["paper_teacher_error_pct"])
+    s = "—" if r["paper_student_error_pct"] == "" else f.format(r["paper_student_error_pct"])
     return f"{t} / {s}"
 
 
@@ -236,7 +236,7 @@ def markdown(rows: Sequence[dict], digits: int = default("distillation_toy[].dig
             label = labels[r["row"]]
         signed = r["row"] == "ls_minus_hard"
         paper = _paper(r, signed) + (" (Hinton et al. 2015)" if r["row"] == "alone_0" else "")
-        body.append([label, _cell(r, "teacher_error", digits, signed), _cell(r, "student_error", digits, signed), paper])
+        body.append([label, _cell(r, "teacher_error_pct", digits, signed), _cell(r, "student_error_pct", digits, signed), paper])
     title = (f"The MNIST distillation toy on {first['dataset']} ({first['teacher_arch']} teachers → "
              f"{first['student_arch']} students at T = {fmt(first['temperature'])}, loss form {first['form']}): "
              f"{first['split']} error (%), mean [{conf} interval] over {n} seeds. The paper: section 4 "

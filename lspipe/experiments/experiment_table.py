@@ -24,8 +24,8 @@ from lspipe.core.tables import markdown_table, write_csv
 
 FIELDS = [
     "dataset", "arch", "role", "run", "alpha", "teacher", "temperature", "form", "seed", "steps",
-    "train_seconds", "train_time_shared", "val_accuracy", "test_accuracy", "val_nll", "test_nll",
-    "ece", "ece_temperature_scaled", "temperature_fitted", "temperature_at_bound",
+    "train_seconds", "train_time_shared", "val_accuracy_pct", "test_accuracy_pct", "val_nll", "test_nll",
+    "ece_frac", "ece_temperature_scaled_frac", "temperature_fitted", "temperature_at_bound",
 ]
 
 
@@ -98,9 +98,12 @@ def experiment_rows(evals: Sequence[dict], calibrations: Sequence[dict | None], 
             "temperature": meta.get("temperature", "") if meta.get("teacher") else "",
             "form": distillation_form(meta), "seed": m["seed"], "steps": steps,
             "train_seconds": "", "train_time_shared": "", "_benchmark": str(bench) if bench else "",
-            "val_accuracy": ev["val"]["accuracy"], "test_accuracy": ev["test"]["accuracy"],
+            # accuracy in percent (as every table), the ECE a fraction (as the paper's Table 3): named in the column
+            "val_accuracy_pct": round(100.0 * ev["val"]["accuracy"], 4),
+            "test_accuracy_pct": round(100.0 * ev["test"]["accuracy"], 4),
             "val_nll": ev["val"]["nll"], "test_nll": ev["test"]["nll"],
-            "ece": cal["before"]["ece"] if cal else "", "ece_temperature_scaled": cal["after"]["ece"] if cal else "",
+            "ece_frac": cal["before"]["ece"] if cal else "",
+            "ece_temperature_scaled_frac": cal["after"]["ece"] if cal else "",
             "temperature_fitted": cal["temperature"] if cal else "",
             # a T on the edge of the search range is a bound, not a fitted value (the NLL keeps falling)
             "temperature_at_bound": bool((cal.get("fit") or {}).get("at_bound")) if cal else "",
@@ -136,15 +139,15 @@ def _f(x, digits: int) -> str:
 
 def experiment_markdown(rows: Sequence[dict]) -> str:
     header = ["dataset", "arch", "role", "run", "α", "teacher", "T", "form", "seed", "steps", "train time (s)",
-              "val acc %", "test acc %", "test NLL", "ECE", "ECE (TS)", "T fitted"]
+              "val acc %", "test acc %", "test NLL", "ECE (fraction)", "ECE (TS, fraction)", "T fitted"]
     body = []
     for r in rows:
         t = _f(r["train_seconds"], 1) + (f" ({r['train_time_shared']})" if r["train_time_shared"] else "")
         if r["train_time_shared"] and r["train_seconds"] == "":
             t = f"(job {r['train_time_shared']}: time given above)"
         body.append([r["dataset"], r["arch"], r["role"], r["run"], r["alpha"], r["teacher"], r["temperature"], r["form"],
-                     r["seed"], r["steps"], t, _f(100 * r["val_accuracy"], 2), _f(100 * r["test_accuracy"], 2),
-                     _f(r["test_nll"], 4), _f(r["ece"], 4), _f(r["ece_temperature_scaled"], 4),
+                     r["seed"], r["steps"], t, _f(r["val_accuracy_pct"], 2), _f(r["test_accuracy_pct"], 2),
+                     _f(r["test_nll"], 4), _f(r["ece_frac"], 4), _f(r["ece_temperature_scaled_frac"], 4),
                      _f(r["temperature_fitted"], 3) + (" (edge of the search range)" if r["temperature_at_bound"] is True
                                                        else "")])
     title = ("One row per trained model. Accuracy and NLL from the evaluation of each model; ECE on the test split "
@@ -194,12 +197,15 @@ def _cmd(a):
 
 
 def add_cli(sub) -> None:
-    s = sub.add_parser("experiments-table", aliases=["experiments"], help="the experiment table: one row per trained model")
+    s = sub.add_parser("experiments-table", aliases=["experiments"], help="the experiment table: one row per trained model",
+                       description="The experiment table: one row per trained model, with its settings, accuracy, "
+                                   "NLL, ECE, temperature and training time. The workflow's experiments_table rule "
+                                   "runs it.")
     s.add_argument("--evals", nargs="+", required=True, help="evaluation JSON of each model")
     s.add_argument("--calibrations", nargs="+", required=True, help="calibration JSON of each model, same order")
     s.add_argument("--dumps", nargs="+", required=True, help="activation dump of each model (training metadata)")
     s.add_argument("--benchmarks", nargs="+", required=True,
                    help="benchmark TSV of the job that trained each model; the same file for models trained together")
-    s.add_argument("--csv", required=True)
-    s.add_argument("--md", required=True)
+    s.add_argument("--csv", required=True, help="the table as CSV")
+    s.add_argument("--md", required=True, help="the table as Markdown")
     s.set_defaults(func=_cmd)

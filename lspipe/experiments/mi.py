@@ -176,6 +176,9 @@ class MIPlan:
     def __init__(self, plan):
         self._paths = plan.paths
         self.grids = fig6_plan(plan.config)  # (dataset, arch) -> alphas, seeds, title; raises ConfigError
+        for i, g in enumerate(plan.config["teachers"]):  # the probe's classes, before its teachers train
+            if g.get("probe"):
+                plan.check_classes(g["dataset"], g["probe"]["classes"], f"teachers[{i}].probe.classes")
 
     def curves(self, dataset: str, arch: str) -> list[str]:
         """MI curve CSVs of one panel: every alpha and seed."""
@@ -244,13 +247,14 @@ def mi_ylim(table: list[dict], pad: float = 0.08) -> tuple[float, float]:
     return max(0.0, lo - pad * span), hi + pad * span
 
 
-def plot_mi(table: list[dict], title: str = ""):
-    """Fig. 6: I(X; Y) against the training step, one line (mean) and min/max band per alpha."""
+def plot_mi(table: list[dict], title: str = "", scale: float = default("figures.scale")):
+    """Fig. 6: I(X; Y) against the training step, one line (mean) and min/max band per alpha; fonts
+    at ``scale`` (``figures.scale``)."""
     import matplotlib
 
-    from lspipe.core.plotting import new_figure  # matplotlib: only when a figure is drawn
+    from lspipe.core.plotting import fit, font, new_figure  # matplotlib: only when a figure is drawn
 
-    fig, axes = new_figure(1, 1, size=(4.2, 3.0))
+    fig, axes = new_figure(1, 1, size=(4.2, 3.0), scale=scale, layout="constrained")
     ax = axes[0, 0]
     alphas = sorted({r["alpha"] for r in table})
     cmap = matplotlib.colormaps["viridis"]
@@ -269,18 +273,18 @@ def plot_mi(table: list[dict], title: str = ""):
         if lo <= value <= hi:
             ax.axhline(value, color="0.3", ls=ls, lw=0.9)
             ax.text(1.0, value, f" {name.split(' = ')[0]}", transform=ax.get_yaxis_transform(), va="center",
-                    ha="left", fontsize=7)
+                    ha="left", fontsize=font(7))
         else:
             off_scale.append(f"{name} {'above' if value > hi else 'below'}")
     if off_scale:  # the bounds as text, so the y-range can show the gap between the curves
         ax.text(0.99, 0.98, "off scale: " + "; ".join(off_scale), transform=ax.transAxes, ha="right", va="top",
-                fontsize=6, color="0.3")
+                fontsize=font(6), color="0.3")
     ax.set_xlabel("training step")
     ax.set_ylabel("I(X; Y) [nats]")
     seeds = sorted({r["seeds"] for r in table})
     ddof = table[0].get("ddof", 0)
     spread = "1 seed: no spread" if seeds == [1] else f"mean, min–max band over {'/'.join(map(str, seeds))} seeds"
-    ax.set_title(title + ("\n" if title else "") + f"{spread}; σ² pooled, ddof = {ddof}", fontsize=8)
+    ax.set_title(fit(title + ("\n" if title else "") + f"{spread}; σ² pooled, ddof = {ddof}", 4.0, 8), fontsize=font(8))
     ax.legend(loc="best")
     return fig
 
@@ -328,30 +332,38 @@ def cmd_mi_figure(a):
     if not table:
         raise DataError(f"none of the MI curves has an alpha in mi.alphas {a.alphas}")
     write_csv(a.csv, table, list(table[0]))
-    fig = plot_mi(table, a.title)
+    fig = plot_mi(table, a.title, scale=a.scale)
     save_figure(fig, a.out, dpi=a.dpi)
     print(f"Fig. 6 -> {', '.join(a.out)}; table -> {a.csv}")
 
 
 def add_cli(sub) -> None:
-    s = sub.add_parser("mi-curve", help="Fig. 6: mutual information I(X; Y) at every recorded step of a probe trace")
+    s = sub.add_parser("mi-curve", help="Fig. 6: mutual information I(X; Y) at every recorded step of a probe trace",
+                       description="Fig. 6 of the paper: the mutual information between a probe example and the "
+                                   "difference of two classes' logits of its augmented copies, at every recorded step "
+                                   "of one teacher's training (the probe trace of `lspipe train --probe`). The "
+                                   "workflow's mi_curve rule runs it.")
     s.add_argument("--probe", required=True, help="probe.h5 written by `lspipe train --probe`")
     s.add_argument("--out", required=True, help="CSV: step, mi, sigma, mu_std, n, copies, log_n, ddof, alpha, seed")
     s.add_argument("--ddof", type=int, default=default("mi.ddof"), choices=[0, 1],
-                   help="pooled variance divides by N*(L-ddof): 0 maximum likelihood (default, the paper notes'), 1 unbiased")
+                   help="pooled variance divides by N*(L-ddof): 0 maximum likelihood, 1 unbiased")
     s.add_argument("--alpha", type=float, required=True, help="the teacher's alpha (copied into the CSV)")
     s.add_argument("--seed", type=int, required=True, help="the teacher's seed (copied into the CSV)")
     s.add_argument("--expect-probe", type=json.loads, default=None,
                    help="the config's probe settings as JSON: refuse a trace recorded with others")
     s.set_defaults(func=cmd_mi_curve)
 
-    s = sub.add_parser("mi-figure", help="Fig. 6: MI against training step per alpha (mean, min/max over seeds)")
+    s = sub.add_parser("mi-figure", help="Fig. 6: MI against training step per alpha (mean, min/max over seeds)",
+                       description="Fig. 6 of the paper: the mutual information against the training step, one "
+                                   "line per alpha (mean over seeds, min/max band), from the `lspipe mi-curve` CSVs. "
+                                   "The workflow's mi_figure rule runs it.")
     s.add_argument("--curves", nargs="+", required=True, help="CSVs written by `lspipe mi-curve`")
     s.add_argument("--alphas", type=float, nargs="*", default=None, help="alphas drawn (default: all)")
     s.add_argument("--csv", required=True, help="the numbers: alpha, step, seeds, mi_mean/std/min/max, n, log_n")
     s.add_argument("--out", nargs="+", required=True, help="figure files (format from the suffix)")
-    s.add_argument("--title", default="")
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--title", default="", help="the figure's title")
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of raster figures")
+    s.add_argument("--scale", type=float, default=default("figures.scale"), help="font scale (figures.scale)")
     s.set_defaults(func=cmd_mi_figure)
 
 

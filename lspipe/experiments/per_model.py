@@ -41,9 +41,13 @@ def analyse_model(a) -> None:
 
 def add_cli(sub) -> None:
     """``lspipe analyse-model``: dump, evaluate and calibrate one model."""
-    s = sub.add_parser("analyse-model", help="dump one model's activations, then evaluate and calibrate it (one job)")
+    s = sub.add_parser("analyse-model", help="dump one model's activations, then evaluate and calibrate it (one job)",
+                       description="Dump one trained model's activations (as `lspipe dump-activations`), then evaluate "
+                                   "(`lspipe evaluate`) and calibrate it (`lspipe calibrate`), in one job. The "
+                                   "workflow's analyse_model rule runs it.")
     engine_commands.add_dump_options(s)
     s.add_argument("--eval-out", required=True, help="evaluation JSON (as lspipe evaluate writes it)")
     s.add_argument("--calibration-out", required=True, help="calibration JSON (as lspipe calibrate writes it)")
-    s.add_argument("--bins", type=int, default=default("calibration.bins"))
+    s.add_argument("--bins", type=int, default=default("calibration.bins"),
+                   help="equal-width confidence bins of the ECE and the reliability diagram")
     s.set_defaults(func=analyse_model)

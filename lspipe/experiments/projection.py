@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import textwrap
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +154,8 @@ class ProjectionPlan:
     def __init__(self, plan):
         self._paths, self._config = plan.paths, plan.config
         self.models = projection_models(plan.config)  # (dataset, arch, seed) per row; raises ConfigError
+        for i, row in enumerate(plan.config.get("projections", {}).get("rows", [])):
+            plan.check_classes(row["dataset"], row["classes"], f"projections.rows[{i}].classes")
 
     def dumps(self, kind: str) -> list[str]:
         """Dump of each row's teacher: ``kind`` "hard" (alpha 0) or "ls" (``projections.ls_alpha``)."""
@@ -267,19 +268,47 @@ def tightness_rows(dump_paths: Sequence[str | Path], fig1_rows: Sequence[dict], 
 # --------------------------------------------------------------------------- Fig. 1
 
 
+def draw_panel(ax, p: Panel, title: str, *, ylabel: bool) -> None:
+    """One projection panel: the examples by class (colours C0..C2), the class templates as stars,
+    plane axes labelled (axis 2 only where ``ylabel``); limits are :func:`share_row_scale`'s."""
+    from lspipe.core.plotting import font  # matplotlib: only when a figure is drawn
+
+    for c in range(3):
+        sel = p.labels == c
+        ax.scatter(p.points[sel, 0], p.points[sel, 1], s=6, alpha=0.6, color=f"C{c}", lw=0)
+        ax.scatter(*p.templates[c], marker="*", s=140, color=f"C{c}", edgecolor="black", lw=0.8, zorder=5)
+    ax.tick_params(labelsize=font(6))
+    ax.set_title(title, fontsize=font(8))
+    ax.set_xlabel("plane axis 1", fontsize=font(7), labelpad=1)
+    if ylabel:
+        ax.set_ylabel("plane axis 2", fontsize=font(7), labelpad=1)
+
+
+def class_legend(where, shown: Sequence[str]):
+    """The legend of a projection figure's three classes and the template star, to the right of
+    ``where`` (a figure or a subfigure: one row), outside every panel."""
+    from matplotlib.lines import Line2D
+
+    from lspipe.core.plotting import font  # matplotlib: only when a figure is drawn
+
+    handles = [Line2D([], [], ls="", marker="o", ms=font(4), color=f"C{c}", label=n) for c, n in enumerate(shown)]
+    handles.append(Line2D([], [], ls="", marker="*", ms=font(8), color="0.6", mec="black", label="class\ntemplate"))
+    return where.legend(handles=handles, loc="outside right center", fontsize=font(7))
+
+
 def projection_figure(rows: Sequence[dict], hard_dumps: Sequence[str | Path], ls_dumps: Sequence[str | Path],
                       out_paths: Sequence[str | Path], *, per_class: int = default("projections.per_class"),
                       seed: int = default("projections.seed"), ls_alpha: float | None = None,
-                      dpi: int = default("figures.dpi")) -> list[list[Panel]]:
-    """Fig. 1: one row per configured entry; columns train / validation for alpha 0 and for LS."""
-    from matplotlib.lines import Line2D
-
-    from lspipe.core.plotting import new_figure, save_figure  # matplotlib: only when a figure is drawn
+                      dpi: int = default("figures.dpi"), scale: float = default("figures.scale")) -> list[list[Panel]]:
+    """Fig. 1: one row per configured entry, titled above it; columns train / validation for alpha 0
+    and for LS, one scale across the row; fonts at ``scale`` (``figures.scale``)."""
+    from lspipe.core.plotting import fit, font, new_row_figure, save_figure  # matplotlib: only when a figure is drawn
 
     if not (len(rows) == len(hard_dumps) == len(ls_dumps)) or not rows:
         raise ValueError(f"need one hard and one LS dump per row: {len(rows)} rows, "
                          f"{len(hard_dumps)} hard and {len(ls_dumps)} LS dumps")
-    fig, axes = new_figure(len(rows), len(COLUMNS), size=(2.5 * len(COLUMNS), 2.6 * len(rows) + 0.4))
+    width = 2.4 * len(COLUMNS) + 1.0
+    fig, subfigs, axes = new_row_figure(len(rows), len(COLUMNS), size=(width, 2.9 * len(rows) + 0.5), scale=scale)
     all_panels = []
     for i, (row, hp, lp) in enumerate(zip(rows, hard_dumps, ls_dumps)):
         where = f"projections.rows[{i}]"
@@ -290,31 +319,21 @@ def projection_figure(rows: Sequence[dict], hard_dumps: Sequence[str | Path], ls
         names = list(row["classes"])
         panels = []
         for j, (split, kind) in enumerate(COLUMNS):
-            d = dumps[kind]
-            p = panel(d, names, split, per_class, seed, where)
+            p = panel(dumps[kind], names, split, per_class, seed, where)
             panels.append(p)
-            ax = axes[i, j]
-            for c in range(3):
-                sel = p.labels == c
-                ax.scatter(p.points[sel, 0], p.points[sel, 1], s=6, alpha=0.6, color=f"C{c}", lw=0)
-                ax.scatter(*p.templates[c], marker="*", s=140, color=f"C{c}", edgecolor="black", lw=0.8, zorder=5)
-            ax.tick_params(labelsize=6)
             ratio = tightness(p.points, p.labels, p.templates)["ratio"]
-            # r in the title: a corner annotation can sit under the legend
-            ax.set_title(f"{SPLIT_TITLES[split]}, α = {alphas[kind]:g} (r = {ratio:.2f})", fontsize=8)
-            ax.set_xlabel("plane axis 1", fontsize=7, labelpad=1)
+            draw_panel(axes[i, j], p, fit(f"{SPLIT_TITLES[split]}, α = {alphas[kind]:g}\nr = {ratio:.2f}", 2.1, 8),
+                       ylabel=j == 0)
         share_row_scale(axes[i], panels)
+        d = dumps["hard"]
         title = row.get("title") or f"{d.meta('dataset')} / {d.meta('arch')}"
-        shown = class_labels(d, names)
-        # the classes are in the legend; a long row title wraps to the panel's height
-        axes[i, 0].set_ylabel(f"{textwrap.fill(title, 40)}\nplane axis 2", fontsize=7)
-        handles = [Line2D([], [], ls="", marker="o", ms=4, color=f"C{c}", label=n) for c, n in enumerate(shown)]
-        handles.append(Line2D([], [], ls="", marker="*", ms=8, color="0.6", mec="black", label="class template"))
-        axes[i, 0].legend(handles=handles, loc="best", fontsize=6, frameon=True, framealpha=0.7)
+        # the row's own title, above its panels (never stacked into a y label); its classes in its legend
+        subfigs[i].suptitle(fit(title, width - 1.0, 9), fontsize=font(9), fontweight="bold")
+        class_legend(subfigs[i], class_labels(d, names))
         all_panels.append(panels)
-    fig.suptitle("Penultimate activations projected onto the plane of three class templates\n"
-                 "(same scale across each row; r = mean class spread / mean template distance)", fontsize=8)
-    fig.tight_layout(pad=0.3, w_pad=0.4, h_pad=0.6)
+    fig.suptitle(fit("Penultimate activations projected onto the plane of three class templates\n"
+                     "(same scale across each row; r = mean class spread / mean template distance)", width, 9),
+                 fontsize=font(9))
     save_figure(fig, out_paths, dpi)
     return all_panels
 
@@ -330,28 +349,40 @@ def _cmd_tightness(a):
 
 def _cmd_projections(a):
     rows = json.loads(a.rows)
-    projection_figure(rows, a.hard, a.ls, a.out, per_class=a.per_class, seed=a.seed, ls_alpha=a.ls_alpha, dpi=a.dpi)
+    projection_figure(rows, a.hard, a.ls, a.out, per_class=a.per_class, seed=a.seed, ls_alpha=a.ls_alpha, dpi=a.dpi,
+                      scale=a.scale)
     print(f"wrote {', '.join(a.out)}")
 
 
 def add_cli(sub) -> None:
-    s = sub.add_parser("projections-figure", aliases=["projections"], help="Fig. 1: activations projected onto three classes' template plane")
-    s.add_argument("--rows", required=True, help="the config's projections.rows as JSON")
+    s = sub.add_parser("projections-figure", aliases=["projections"], help="Fig. 1: activations projected onto three classes' template plane",
+                       description="Fig. 1 of the paper: penultimate-layer activations of three classes projected "
+                                   "onto the plane through their templates, training and validation examples, "
+                                   "without and with label smoothing; one row per projections.rows entry. The "
+                                   "workflow's projections_figure rule runs it.")
+    s.add_argument("--rows", required=True, help="the config's projections.rows as JSON: dataset, arch, three classes")
     s.add_argument("--hard", nargs="+", required=True, help="alpha-0 dump of each row, in row order")
     s.add_argument("--ls", nargs="+", required=True, help="label-smoothed dump of each row, in row order")
     s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
-    s.add_argument("--per-class", type=int, default=default("projections.per_class"))
-    s.add_argument("--seed", type=int, default=default("projections.seed"))
-    s.add_argument("--ls-alpha", type=float, default=None)
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--per-class", type=int, default=default("projections.per_class"),
+                   help="examples drawn per class and split")
+    s.add_argument("--seed", type=int, default=default("projections.seed"), help="seed of the example choice")
+    s.add_argument("--ls-alpha", type=float, default=None,
+                   help="the alpha the label-smoothed dumps must have (default: any nonzero)")
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of raster figures")
+    s.add_argument("--scale", type=float, default=default("figures.scale"), help="font scale (figures.scale)")
     s.set_defaults(func=_cmd_projections)
 
     s = sub.add_parser("tightness-table", aliases=["tightness"],
-                       help="claim 2: tightness ratio of class triples projected onto their template plane")
-    s.add_argument("--dumps", nargs="+", required=True)
-    s.add_argument("--rows", default="[]", help="the config's projections.rows as JSON")
-    s.add_argument("--triples", type=int, default=default("claims.tightness_triples"))
-    s.add_argument("--seed", type=int, default=default("claims.tightness_seed"))
-    s.add_argument("--splits", nargs="+", default=list(TIGHTNESS_SPLITS), help="dump splits (default: train val)")
-    s.add_argument("--out", required=True)
+                       help="claim 2: tightness ratio of class triples projected onto their template plane",
+                       description="Claim 2 of the claims report: the tightness ratio (spread within a class over "
+                                   "distance between classes) of class triples projected onto their template plane, "
+                                   "per model. The workflow's tightness_table rule runs it.")
+    s.add_argument("--dumps", nargs="+", required=True, help="activation dumps of the models (HDF5)")
+    s.add_argument("--rows", default="[]", help="the config's projections.rows as JSON (their triples are measured too)")
+    s.add_argument("--triples", type=int, default=default("claims.tightness_triples"),
+                   help="random class triples per model")
+    s.add_argument("--seed", type=int, default=default("claims.tightness_seed"), help="seed of the triples' choice")
+    s.add_argument("--splits", nargs="+", default=list(TIGHTNESS_SPLITS), help="dump splits")
+    s.add_argument("--out", required=True, help="the table (CSV)")
     s.set_defaults(func=_cmd_tightness)

@@ -31,7 +31,7 @@ from lspipe.base.defaults import default, fill
 from lspipe.base.errors import ConfigError
 from lspipe.base.runs import run_name
 from lspipe.engine.dumpfile import Dump
-from lspipe.experiments.projection import panel
+from lspipe.experiments.projection import class_labels, class_legend, draw_panel, panel, share_row_scale
 
 FIGURE_STEM = "fig5_teacher_projections_{dataset}"
 SETTINGS = "distillation[].teacher_projection"  # the config key of the figure's settings (and their defaults)
@@ -73,6 +73,10 @@ class TeacherProjectionPlan:
         self._paths = plan_.paths
         self.settings = {d["dataset"]: p for i, d in enumerate(plan_.config.get("distillation", []))
                          if (p := plan(d, f"distillation[{i}]")) is not None}
+        for i, d in enumerate(plan_.config.get("distillation", [])):
+            if d["dataset"] in self.settings:
+                plan_.check_classes(d["dataset"], self.settings[d["dataset"]]["classes"],
+                                    f"distillation[{i}].teacher_projection.classes")
 
     def dump(self, dataset: str, kind: str) -> str:
         """Dump of the hard-target (``kind`` "hard") or label-smoothed ("ls") teacher of the grid's lowest seed."""
@@ -103,11 +107,11 @@ def class_spread(points: np.ndarray, labels: np.ndarray, templates: np.ndarray) 
 def teacher_projection_figure(hard_dump: str | Path, ls_dump: str | Path, classes: Sequence[str],
                               out_paths: Sequence[str | Path], *, per_class: int = default(f"{SETTINGS}.per_class"),
                               seed: int = default(f"{SETTINGS}.seed"), ls_alpha: float | None = None,
-                              dpi: int = default("figures.dpi"), where: str = "distillation[]"):
-    """Two panels (hard-target teacher, LS teacher) of training examples; returns the two Panels."""
-    from matplotlib.lines import Line2D
-
-    from lspipe.core.plotting import new_figure, save_figure  # matplotlib: only when a figure is drawn
+                              dpi: int = default("figures.dpi"), scale: float = default("figures.scale"),
+                              where: str = "distillation[]"):
+    """Two panels (hard-target teacher, LS teacher) of training examples, drawn as Fig. 1's (plane
+    axes labelled, one scale for both panels); returns the two Panels."""
+    from lspipe.core.plotting import fit, font, new_row_figure, save_figure  # matplotlib: only when a figure is drawn
 
     dumps = {"hard": Dump(hard_dump), "ls": Dump(ls_dump)}
     alphas = {k: float(d.meta("alpha")) for k, d in dumps.items()}
@@ -117,26 +121,21 @@ def teacher_projection_figure(hard_dump: str | Path, ls_dump: str | Path, classe
     if alphas["hard"] != 0.0 or alphas["ls"] == 0.0 or (ls_alpha is not None and alphas["ls"] != float(ls_alpha)):
         raise ValueError(f"{where}: dumps have alphas {alphas}, expected hard 0 and LS {ls_alpha}")
     names = list(classes)
-    fig, axes = new_figure(1, 2, size=(5.6, 3.1))
+    width = 6.6
+    fig, rows, axes = new_row_figure(1, 2, size=(width, 3.5), scale=scale)
     panels = []
-    for ax, kind in zip(axes[0], ("hard", "ls")):
+    for j, kind in enumerate(("hard", "ls")):
         p = panel(dumps[kind], names, "train", per_class, seed, f"{where}.teacher_projection")
         panels.append(p)
-        for c in range(3):
-            sel = p.labels == c
-            ax.scatter(p.points[sel, 0], p.points[sel, 1], s=6, alpha=0.6, color=f"C{c}", lw=0)
-            ax.scatter(*p.templates[c], marker="*", s=140, color=f"C{c}", edgecolor="black", lw=0.8, zorder=5)
-        ax.set_aspect("equal", adjustable="datalim")
-        ax.tick_params(labelsize=6)
         label = "hard targets" if kind == "hard" else "label smoothing"
-        ax.set_title(f"teacher α = {alphas[kind]:g} ({label})\nspread = {class_spread(p.points, p.labels, p.templates):.3f}",
-                     fontsize=8)
-    handles = [Line2D([], [], ls="", marker="o", ms=4, color=f"C{c}", label=n) for c, n in enumerate(names)]
-    handles.append(Line2D([], [], ls="", marker="*", ms=8, color="0.6", mec="black", label="class template"))
-    axes[0, 0].legend(handles=handles, loc="best", fontsize=6, frameon=True, framealpha=0.7)
+        title = f"teacher α = {alphas[kind]:g} ({label})\nspread = {class_spread(p.points, p.labels, p.templates):.3f}"
+        draw_panel(axes[0, j], p, fit(title, (width - 1.2) / 2, 8), ylabel=j == 0)
+    share_row_scale(axes[0], panels)
+    class_legend(rows[0], class_labels(dumps["hard"], names))
     d = dumps["hard"]
-    fig.suptitle(f"Distillation teachers {d.meta('dataset')} / {d.meta('arch')} (seed {d.meta('seed')}):\n"
-                 f"penultimate activations of training examples on the template plane", fontsize=8, y=1.1)
+    fig.suptitle(fit(f"Distillation teachers {d.meta('dataset')} / {d.meta('arch')} (seed {d.meta('seed')}): penultimate "
+                     "activations of training examples on the template plane (same scale in both panels)", width, 9),
+                 fontsize=font(9))
     save_figure(fig, out_paths, dpi)
     return panels
 
@@ -146,19 +145,25 @@ def teacher_projection_figure(hard_dump: str | Path, ls_dump: str | Path, classe
 
 def _cmd(a):
     teacher_projection_figure(a.hard, a.ls, json.loads(a.classes), a.out, per_class=a.per_class, seed=a.seed,
-                              ls_alpha=a.ls_alpha, dpi=a.dpi)
+                              ls_alpha=a.ls_alpha, dpi=a.dpi, scale=a.scale)
     print(f"wrote {', '.join(a.out)}")
 
 
 def add_cli(sub) -> None:
     s = sub.add_parser("distillation-teacher-projections", aliases=["teacher-projections"],
-                       help="the distillation teachers' penultimate projections, alpha 0 vs LS (training examples)")
+                       help="the distillation teachers' penultimate projections, alpha 0 vs LS (training examples)",
+                       description="The distillation teachers' penultimate-layer projections (the paper's explanation "
+                                   "of Fig. 5): training examples of three classes on their template plane, the "
+                                   "hard-target teacher beside a label-smoothed one. The workflow's "
+                                   "distillation_teacher_projections rule runs it.")
     s.add_argument("--hard", required=True, help="dump of the hard-target (alpha 0) teacher")
     s.add_argument("--ls", required=True, help="dump of the label-smoothed teacher")
     s.add_argument("--classes", required=True, help="the three class names as a JSON list")
     s.add_argument("--out", nargs="+", required=True, help="figure paths (format from the suffix)")
-    s.add_argument("--per-class", type=int, default=default(f"{SETTINGS}.per_class"))
+    s.add_argument("--per-class", type=int, default=default(f"{SETTINGS}.per_class"), help="examples drawn per class")
     s.add_argument("--seed", type=int, default=default(f"{SETTINGS}.seed"), help="seed of the example choice")
-    s.add_argument("--ls-alpha", type=float, default=None)
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--ls-alpha", type=float, default=None,
+                   help="the alpha the label-smoothed dump must have (default: any nonzero)")
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of raster figures")
+    s.add_argument("--scale", type=float, default=default("figures.scale"), help="font scale (figures.scale)")
     s.set_defaults(func=_cmd)

@@ -12,8 +12,9 @@ configuration, so nothing of it is spelled twice:
   ``targets()``, its final outputs;
 - validation: :func:`build` (and :func:`load` for a file) checks the schema and the references
   between sections (:func:`lspipe.core.config.validate`), then builds the :class:`Plan`, whose
-  construction runs every experiment's checks: the Plan the rules use is the one that was checked,
-  built once;
+  construction checks the teachers' data (:func:`lspipe.core.data.inspect_source`, cheap: folders
+  listed, not walked; :attr:`Plan.sources`, :meth:`Plan.check_classes`, :attr:`Plan.warnings`) and
+  runs every experiment's checks: the Plan the rules use is the one that was checked, built once;
 - the trained models and the multi-model training jobs (fused teacher grids, lockstep students):
   :attr:`Plan.trained_models`, :attr:`Plan.grouped_jobs`;
 - the final targets of ``rule all``: :meth:`Plan.final_targets`, every experiment's ``targets()``.
@@ -23,15 +24,17 @@ Run names are :mod:`lspipe.base.runs`' (``a<alpha>_s<seed>``, ``kd-<arch>-a<alph
 
 from __future__ import annotations
 
+import difflib
 from functools import cached_property
 from pathlib import Path
 
-from lspipe.base.errors import ConfigError
+from lspipe.base.errors import ConfigError, DataError
 from lspipe.base.paths import Paths
 from lspipe.base.runs import objective_run, run_name
 from lspipe.core import config as core_config
-from lspipe.experiments import (accuracy, calibration, claims, distill, distill_toy, experiment_table, mi, projection,
-                                teacher_projection)
+from lspipe.core.data import SourceInfo, inspect_source
+from lspipe.experiments import (accuracy, calibration, claims, distill, distill_toy, experiment_table, learning_curves, mi,
+                                projection, teacher_projection)
 
 # The experiments of the workflow: each one's plan becomes the Plan attribute its ``name`` says, in
 # this order (which is also the order of the final targets). A new experiment is one line here.
@@ -45,6 +48,7 @@ EXPERIMENTS = (
     teacher_projection.TeacherProjectionPlan,  # the distillation teachers' projections
     claims.ClaimsPlan,  # the claims report (and claim 2's tightness table)
     experiment_table.ExperimentTablePlan,  # one row per trained model
+    learning_curves.LearningCurvesPlan,  # training loss and validation accuracy over the steps, per teacher grid
 )
 
 
@@ -86,6 +90,16 @@ class Plan:
         self.config = config
         self.paths = Paths(config["results"], config["figures"]["formats"])
         problems = []
+        # the data the teachers train on, checked before any job runs (lspipe.core.data.inspect_source: the
+        # root and its folders, listed, not walked); the experiments check their class names against them
+        self.sources: dict[str, SourceInfo] = {}
+        self.warnings: list[str] = []  # printed by the workflow while it plans (common.smk)
+        for name in dict.fromkeys(g["dataset"] for g in config["teachers"]):
+            try:
+                self.sources[name] = inspect_source(name, config["datasets"][name])
+                self.warnings += self.sources[name].warnings
+            except DataError as err:
+                problems.append(str(err))
         try:
             self.teacher_runs  # every teacher named once
         except ConfigError as err:
@@ -97,6 +111,19 @@ class Plan:
                 problems.append(str(err))
         if problems:
             raise ConfigError("invalid lspipe config:\n  - " + "\n  - ".join(problems))
+
+    def check_classes(self, dataset: str, names, where: str) -> None:
+        """Raise :class:`ConfigError` when class ``names`` (config key ``where``) are not classes of
+        ``dataset`` (:attr:`sources`: the tree's class folders, digits' or CIFAR's names); nothing to
+        check when those are not known (a dataset whose check failed, CIFAR-100 still to be downloaded)."""
+        classes = self.sources[dataset].classes if dataset in self.sources else None
+        unknown = [n for n in names if classes is not None and n not in classes]
+        if unknown:
+            near = {n: difflib.get_close_matches(n, classes, 1) for n in unknown}
+            hint = "; ".join(f"{n!r}: did you mean {m[0]!r}?" for n, m in near.items() if m)
+            shown = ", ".join(classes[:12]) + (f", ... ({len(classes)} in all)" if len(classes) > 12 else "")
+            raise ConfigError(f"{where} {unknown} are not classes of dataset {dataset!r} (its classes: {shown})"
+                              + (f" ({hint})" if hint else "") + f"; fix {where}")
 
     # ------------------------------------------------------------------ the distillation entries (training needs them)
 

@@ -70,16 +70,22 @@ def _cmd_claims(a):
         distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []), toys=toys,
     )
     claims.bootstrap_widening(checks, inputs["calibrations"], claims.dump_map(given["dumps"] or []), cfg)
+    own = claims.own_data(inputs["evals"], inputs["calibrations"], checks, cfg, a.accuracy_split)
     claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.analysis_marking(
                             given["evals"], version=claims.rules_version_in_effect(checks)),
-                        forest=a.forest or [], dpi=a.dpi)
+                        forest=a.forest or [], dpi=a.dpi, own=own)
+    print(claims.banner(checks, cfg)["head"])
     for s in claims.summarise(checks):
-        print(f"claim {s['claim']} {s['scope']}: {s['verdict']} (primary check {s['primary']})")
+        print(f"claim {s['claim']} {s['scope']}: {s['verdict']} (primary check {s['primary']}); {s['direction']}")
 
 
 def add_cli(sub) -> None:
     """``lspipe claims``: the claims report."""
-    s = sub.add_parser("claims", help="the claims report: verdict per claim of the paper (claims.md / claims.json)")
+    s = sub.add_parser("claims", help="the claims report: verdict per claim of the paper (claims.md / claims.json)",
+                       description="The claims report: for each claim of the paper, the verdict the results support "
+                                   "(supported, contradicted, inconclusive), with the numbers behind it. By hand: "
+                                   "`lspipe claims --results results --md claims.md --json claims.json` reads a "
+                                   "results folder's standard layout; the workflow's claims rule passes --config.")
     s.add_argument("--config", default=None,
                    help="config file: read exactly the inputs the workflow's claims rule reads (and its settings); "
                         "a missing input is an error")
@@ -99,17 +105,18 @@ def add_cli(sub) -> None:
     s.add_argument("--toys", default=None,
                    help="JSON list of the distillation_toy entries (claim 6): dataset, ls_alpha, temperature, split, "
                         "teacher_arch, student_arch; with --config: the config's")
-    s.add_argument("--accuracy-split", default=default("accuracy_table.split"))
+    s.add_argument("--accuracy-split", default=default("accuracy_table.split"),
+                   help="split whose accuracy the claims compare: val or test")
     s.add_argument("--fig1-ls-alpha", type=optional_float, default=None,
                    help="LS alpha of the Fig. 1 rows (projections.ls_alpha); none (default): the smallest nonzero")
     s.add_argument("--fig1-rows", type=int, default=None,
                    help="number of configured Fig. 1 rows (default: those in the tightness table)")
     s.add_argument("--distillation-split", nargs="*", default=[], help="dataset=split of each distillation entry")
-    s.add_argument("--md", required=True)
-    s.add_argument("--json", required=True)
+    s.add_argument("--md", required=True, help="the report (Markdown)")
+    s.add_argument("--json", required=True, help="the report's numbers and verdicts (JSON)")
     s.add_argument("--rst", default=None, help="reStructuredText copy (for the Snakemake report)")
     s.add_argument("--forest", nargs="*", default=[],
                    help="files of the forest plot (each claim's primary effect; format from the suffix), the report's "
                         "first figure")
-    s.add_argument("--dpi", type=int, default=default("figures.dpi"))
+    s.add_argument("--dpi", type=int, default=default("figures.dpi"), help="resolution of the forest plot's PNG")
     s.set_defaults(func=_cmd_claims)

@@ -1,6 +1,8 @@
 # Calibration (paper Table 3 and Fig. 2, lspipe.experiments.calibration), read from the per-model calibration
 # JSONs that `analyse_model` (evaluate.smk) writes; the teacher grids compared: PLAN.calibration.
 
+import lspipe.core.tables
+
 rule calibration_table:
     """Paper Table 3: ECE of hard targets, hard targets + temperature scaling, and LS; mean ± std over seeds."""
     input:
@@ -11,6 +13,7 @@ rule calibration_table:
     params:
         ls_alpha=lambda wc: "none" if config["calibration"]["ls_alpha"] is None else config["calibration"]["ls_alpha"],
         digits=config["calibration"]["digits"],
+        units=lspipe.core.tables.UNITS_VERSION,  # the CSV's units (accuracy %, ECE fraction): a new version rewrites it
     log:
         P.log("calibration_table"),
     benchmark:
@@ -35,6 +38,7 @@ rule reliability_figure:
     params:
         ls_alpha=lambda wc: PLAN.calibration.ls_alpha(wc.dataset, wc.arch),
         dpi=config["figures"]["dpi"],
+        scale=config["figures"]["scale"],
         min_bin_count=config["calibration"]["min_bin_count"],
     log:
         P.log("reliability_figure", "{dataset}_{arch}"),
@@ -45,4 +49,4 @@ rule reliability_figure:
         ENV_PLOT
     shell:
         "lspipe reliability-figure --inputs {input:q} --out {output:q} --ls-alpha {params.ls_alpha} "
-        "--dpi {params.dpi} --min-bin-count {params.min_bin_count} > {log:q} 2>&1"
+        "--dpi {params.dpi} --scale {params.scale} --min-bin-count {params.min_bin_count} > {log:q} 2>&1"

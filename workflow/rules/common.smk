@@ -30,6 +30,10 @@ try:
     )
 except lspipe.base.errors.ConfigError as err:
     raise WorkflowError(str(err))
+# what planning noticed but does not stop for (images much larger than image_size, ...), said once, up front
+if workflow.is_main_process:
+    for _warning in PLAN.warnings:
+        print(f"warning: {_warning}", file=sys.stderr)
 
 
 
@@ -66,10 +70,9 @@ onstart:
             raise WorkflowError(str(err))
 
 
-# conda envs (`--sdm conda`) install lspipe editable from ${LSPIPE_ROOT} (see envs/train.yaml)
+# conda envs (`--sdm conda`) install lspipe editable from ${LSPIPE_ROOT} (see envs/lspipe.yaml)
 os.environ.setdefault("LSPIPE_ROOT", str(Path(workflow.basedir).resolve()))
-ENV_TRAIN = "../../envs/train.yaml"
-ENV_PLOT = "../../envs/plot.yaml"
+ENV_TRAIN = ENV_PLOT = "../../envs/lspipe.yaml"  # one environment for every rule
 GPU = config["resources"]["gpus_per_job"]
 # SLURM GPU type (`--gpus=<model>:<n>`); None (the default) is dropped from the resources.
 GPU_MODEL = config["resources"]["gpu_model"] or None

@@ -10,6 +10,7 @@
 # exactly its students train again (tests/test_distill.py checks this with dry runs).
 # The teachers' dumps feed the gamma table as plain inputs for the same reason.
 
+import lspipe.core.tables
 import lspipe.experiments.distill
 
 # the `dataset` wildcard of the Fig. 5 rules: only datasets with a distillation entry (PLAN.distillation.entries).
@@ -137,7 +138,9 @@ rule distillation_figure:
         dataset=DISTILL_DATASET,
     params:
         split=lambda wc: PLAN.distillation.entries[wc.dataset]["split"],
+        units=lspipe.core.tables.UNITS_VERSION,  # the CSV's units (accuracy %, ECE fraction): a new version rewrites it
         dpi=config["figures"]["dpi"],
+        scale=config["figures"]["scale"],
     log:
         P.log("distillation_figure", "{dataset}"),
     benchmark:
@@ -147,5 +150,5 @@ rule distillation_figure:
         ENV_PLOT
     shell:
         "lspipe distillation-figure --gamma {input.gamma:q} --teacher-evals {input.teachers:q} --student-evals {input.students:q} "
-        "--split {params.split} --csv {output.csv:q} --figures {output.figures:q} --dpi {params.dpi} > {log:q} 2>&1"
+        "--split {params.split} --csv {output.csv:q} --figures {output.figures:q} --dpi {params.dpi} --scale {params.scale} > {log:q} 2>&1"
 

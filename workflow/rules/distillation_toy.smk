@@ -21,6 +21,7 @@ rule distillation_toy_table:
         split=lambda wc: PLAN.distillation_toy.entries[wc.dataset]["split"],
         digits=lambda wc: PLAN.distillation_toy.entries[wc.dataset]["digits"],
         confidence=PLAN.distillation_toy.confidence,
+        units=lspipe.core.tables.UNITS_VERSION,  # the CSV's units (error in %): a new version rewrites it
         alone=lambda wc, input: " ".join(
             shlex.quote(f"{role[len('alone_'):]}={path}") for role in input.keys() if role.startswith("alone_")
             for path in input[role]

@@ -1,6 +1,7 @@
 # Per-model analysis (any role: teachers and students): the activation dump, the evaluation and the
 # calibration of each trained model, in one job; and Table 2.
 
+import lspipe.core.tables
 import lspipe.experiments.calibration
 
 
@@ -56,6 +57,7 @@ rule accuracy_table:
     params:
         split=config["accuracy_table"]["split"],
         digits=config["accuracy_table"]["digits"],
+        units=lspipe.core.tables.UNITS_VERSION,  # the CSV's units (accuracy %, ECE fraction): a new version rewrites it
     log:
         P.log("accuracy_table"),
     benchmark:

@@ -1,6 +1,8 @@
 # The experiment table (one row per trained model, lspipe.experiments.experiment_table): settings, training time
 # (the benchmark file of the job that trained it), accuracy, NLL, ECE; its inputs: PLAN.experiment_table.
 
+import lspipe.core.tables
+
 rule experiments_table:
     """One row per trained model: settings, training time, accuracy, NLL, ECE before/after temperature scaling."""
     input:
@@ -8,6 +10,8 @@ rule experiments_table:
     output:
         csv=report(P.table("experiments.csv"), category="Tables", caption="../report/experiments_table.rst"),
         md=P.table("experiments.md"),
+    params:
+        units=lspipe.core.tables.UNITS_VERSION,  # the CSV's units (accuracy %, ECE fraction): a new version rewrites it
     log:
         P.log("experiments_table"),
     benchmark:

@@ -58,6 +58,7 @@ rule mi_figure:
         alphas=lambda wc: " ".join(fmt(a) for a in PLAN.mi.grids[(wc.dataset, wc.arch)]["alphas"]),
         title=lambda wc: PLAN.mi.grids[(wc.dataset, wc.arch)]["title"],
         dpi=config["figures"]["dpi"],
+        scale=config["figures"]["scale"],
     log:
         P.log("mi_figure", "{dataset}_{arch}"),
     benchmark:
@@ -67,5 +68,5 @@ rule mi_figure:
         ENV_PLOT
     shell:
         "lspipe mi-figure --curves {input:q} --alphas {params.alphas} --csv {output.csv:q} --out {output.figs:q} "
-        "--title {params.title:q} --dpi {params.dpi} > {log:q} 2>&1"
+        "--title {params.title:q} --dpi {params.dpi} --scale {params.scale} > {log:q} 2>&1"
 

@@ -17,6 +17,7 @@ rule projections_figure:
         seed=config["projections"]["seed"],
         ls_alpha=config["projections"]["ls_alpha"],
         dpi=config["figures"]["dpi"],
+        scale=config["figures"]["scale"],
     log:
         P.log("projections_figure"),
     benchmark:
@@ -27,4 +28,4 @@ rule projections_figure:
     shell:
         "lspipe projections-figure --rows {params.rows:q} --hard {input.hard:q} --ls {input.ls:q} --out {output:q} "
         "--per-class {params.per_class} --seed {params.seed} --ls-alpha {params.ls_alpha} "
-        "--dpi {params.dpi} > {log:q} 2>&1"
+        "--dpi {params.dpi} --scale {params.scale} > {log:q} 2>&1"

@@ -26,6 +26,7 @@ rule distillation_teacher_projections:
         seed=lambda wc: PLAN.teacher_projection.settings[wc.dataset]["seed"],
         ls_alpha=lambda wc: PLAN.teacher_projection.settings[wc.dataset]["ls_alpha"],
         dpi=config["figures"]["dpi"],
+        scale=config["figures"]["scale"],
     log:
         P.log("distillation_teacher_projections", "{dataset}"),
     benchmark:
@@ -36,5 +37,5 @@ rule distillation_teacher_projections:
     shell:
         "lspipe distillation-teacher-projections --hard {input.hard:q} --ls {input.ls:q} --classes {params.classes:q} "
         "--out {output:q} --per-class {params.per_class} --seed {params.seed} --ls-alpha {params.ls_alpha} "
-        "--dpi {params.dpi} > {log:q} 2>&1"
+        "--dpi {params.dpi} --scale {params.scale} > {log:q} 2>&1"
 
