@@ -67,7 +67,7 @@ def test_claims_report_and_experiment_table(tiny_run, tmp_path, monkeypatch):
     # the banner: within the first 15 lines, seeds trained against needed and each claim's direction beside its verdict
     top = md.splitlines()[:15]
     assert any("**What this run found.** Seeds trained: 1. A verdict needs at least 3" in x for x in top)
-    assert sorted(x.split()[1] for x in top if x.startswith("| ") and x.split()[1].isdigit()) == list("12345")
+    assert sorted(x.split()[1] for x in top if x.startswith("| ") and x.split()[1].isdigit()) == list("1234566")  # claim 6: a row per primary (6a, 6b)
     assert report["banner"]["seeds_trained"] == [1] and any("digits: not among the paper's" in x for x in top)
     # digits is not one of the paper's datasets: the report ends with what a user came for, from the files it read
     (own,) = report["what_you_came_for"]
