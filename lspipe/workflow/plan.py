@@ -33,8 +33,8 @@ from lspipe.base.paths import Paths
 from lspipe.base.runs import objective_run, run_name
 from lspipe.core import config as core_config
 from lspipe.core.data import SourceInfo, inspect_source
-from lspipe.experiments import (accuracy, calibration, claims, distill, experiment_table, learning_curves, mi, projection,
-                                 teacher_projection)
+from lspipe.experiments import (accuracy, calibration, claims, distill, distill_toy, experiment_table, learning_curves, mi,
+                                projection, teacher_projection)
 
 # The experiments of the workflow: each one's plan becomes the Plan attribute its ``name`` says, in
 # this order (which is also the order of the final targets). A new experiment is one line here.
@@ -44,6 +44,7 @@ EXPERIMENTS = (
     projection.ProjectionPlan,  # Fig. 1
     mi.MIPlan,  # Fig. 6
     distill.DistillationPlan,  # Fig. 5
+    distill_toy.DistillationToyPlan,  # the MNIST distillation toy's table (section 4)
     teacher_projection.TeacherProjectionPlan,  # the distillation teachers' projections
     claims.ClaimsPlan,  # the claims report (and claim 2's tightness table)
     experiment_table.ExperimentTablePlan,  # one row per trained model

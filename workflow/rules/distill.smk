@@ -1,5 +1,5 @@
 # Paper Fig. 5: students trained alone with label smoothing, distilled from the hard-target
-# teacher at each temperature, and distilled from label-smoothed teachers at T = 1, per
+# teacher at each temperature, and distilled from label-smoothed teachers at T = 1 (ls_temperature), per
 # `distillation` entry (one per dataset) and seed; the teachers' smoothness index gamma; the
 # figure and its table. Run names and the grid come from lspipe.experiments.distill.
 #
