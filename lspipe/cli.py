@@ -41,15 +41,15 @@ from lspipe.base.errors import EXIT_STOPPED, EXIT_TERMINATED, EXIT_USER_ERROR, S
 from lspipe.base.io import remove_stale_temps
 from lspipe.core import source
 from lspipe.engine import commands as engine_commands
-from lspipe.experiments import (accuracy, calibration, distill, experiment_table, learning_curves, mi, per_model,
-                                projection, teacher_projection)
+from lspipe.experiments import (accuracy, calibration, distill, distill_toy, experiment_table, learning_curves, mi,
+                                per_model, projection, teacher_projection)
 from lspipe.workflow import report
 
 # The modules that contribute sub-commands, in the order of the workflow: each defines
 # ``add_cli(subparsers)`` next to the code it runs (the engine's, whose code imports torch, in
 # lspipe.engine.commands). None of them imports torch: `lspipe --help` starts fast.
-COMMAND_MODULES = (source, engine_commands, per_model, accuracy, calibration, projection, distill, teacher_projection, mi, report,
-                   experiment_table, learning_curves, bench, launch)
+COMMAND_MODULES = (source, engine_commands, per_model, accuracy, calibration, projection, distill, distill_toy,
+                   teacher_projection, mi, report, experiment_table, learning_curves, bench, launch)
 
 
 # The commands people type (primary names): the analysis of one dump, the claims report of a results
@@ -256,7 +256,8 @@ OPTION_RULES = {
 _CHECKED_COMMANDS = {"train", "train-fused", "train-lockstep", "dump-activations", "dump", "analyse-model", "prepare-data", "prepare",
                      "calibrate", "calibration-table", "reliability-figure", "accuracy-table", "projections-figure",
                      "projections", "distillation-gamma", "distill-gamma", "distillation-figure", "distill-figure",
-                     "distillation-teacher-projections", "teacher-projections", "mi-curve", "mi-figure"}
+                     "distillation-teacher-projections", "teacher-projections", "mi-curve", "mi-figure",
+                     "distillation-toy-table", "toy-table"}
 
 
 def _schema_rule(rule) -> dict:

@@ -113,6 +113,63 @@ def synthetic_data(sizes=(96, 30, 30), *, channels: int = 1, side: int = 8, clas
     return Prepared(x, y, index, names, np.full(channels, 0.5), np.full(channels, 0.25), {"name": name})
 
 
+def write_idx(path: Path, array) -> None:
+    """An idx file (LeCun's MNIST format, which torchvision's MNIST reads): the magic number (two zero
+    bytes, the type code 0x08 for unsigned bytes, the number of dimensions), each dimension as a
+    big-endian int32, then the uint8 data in C order. Written here, byte by byte, not by torchvision."""
+    import struct
+
+    import numpy as np
+
+    a = np.ascontiguousarray(array, dtype=np.uint8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack(">BBBB", 0, 0, 0x08, a.ndim))
+        fh.write(struct.pack(f">{a.ndim}i", *a.shape))
+        fh.write(a.tobytes())
+
+
+MNIST_RAW = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def write_mnist(root: Path, train=(300,), test=(100,), seed: int = 0) -> dict:
+    """A small MNIST-format file set under ``root/MNIST/raw/`` (the layout torchvision's MNIST reads, no
+    download): 28 x 28 grey digits made from scikit-learn's bundled 8 x 8 digits (each scaled 3x to
+    24 x 24, zero-padded by 2, then shifted by a random pixel or two), labels 0..9. Returns the arrays
+    written: ``{"x_train", "y_train", "x_test", "y_test"}`` (images N x 28 x 28 uint8)."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    rng = np.random.default_rng(seed)
+    big = np.kron(np.round(d.images * (255.0 / 16.0)), np.ones((3, 3))).astype(np.uint8)  # N x 24 x 24
+    order = rng.permutation(len(big))
+    n_train, n_test = int(train[0]), int(test[0])
+    assert n_train + n_test <= len(big), "the bundled digits hold 1,797 images"
+
+    def images(idx):
+        out = np.zeros((len(idx), 28, 28), np.uint8)
+        for k, i in enumerate(idx):
+            dy, dx = rng.integers(0, 5, 2)
+            out[k, dy:dy + 24, dx:dx + 24] = big[i]
+        return out
+
+    tr, te = order[:n_train], order[n_train:n_train + n_test]
+    arrays = {"x_train": images(tr), "y_train": d.target[tr].astype(np.uint8),
+              "x_test": images(te), "y_test": d.target[te].astype(np.uint8)}
+    raw = Path(root) / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name, key in zip(MNIST_RAW, ("x_train", "y_train", "x_test", "y_test")):
+        write_idx(raw / name, arrays[key])
+    return arrays
+
+
+@pytest.fixture
+def mnist_root(tmp_path) -> Path:
+    """A folder holding a small MNIST-format file set (:func:`write_mnist`: 300 training, 100 test images)."""
+    write_mnist(tmp_path / "mnist")
+    return tmp_path / "mnist"
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """The whole DAG on tests/tiny.yaml, run once; returns the working directory."""

@@ -197,7 +197,7 @@ def test_nothing_configured_is_not_run_with_keys():
     keys = " ".join(c.get("config_key", "") for c in checks)
     for key in ("teachers", "projections.rows", "distillation", "teachers[].probe"):
         assert key in keys
-    assert {s["claim"] for s in claims.summarise(checks)} == {1, 2, 3, 4, 5}
+    assert {s["claim"] for s in claims.summarise(checks)} == {1, 2, 3, 4, 5}  # claim 6 only with a distillation_toy
 
 
 def test_defaults_come_from_the_schema():
@@ -500,6 +500,27 @@ def test_distillation_primary_contrast_per_seed():
     assert checks["4R"]["role"] == claims.REGIME
 
 
+def test_distillation_contrast_reads_the_ls_teachers_gamma_at_their_temperature():
+    """distillation[].ls_temperature: the LS teachers' students at T = 2 (run names ...-T2_...) are placed at
+    their teacher's gamma at T = 2, not at T = 1; the same students and gammas give the same contrast."""
+    hard_gain, ls_gain = [1.0, 1.2, 0.9], [-0.3, -0.1, -0.2]
+    t, s, g = _distillation(hard_gain, ls_gain)
+    at1 = _by_id(claims.distillation_claims("c", t, s, g, CFG))
+    moved, g2 = [], dict(g)
+    for ev in s:
+        m = dict(ev["model"])
+        if m["run"].startswith("kd-big-a0.") and "-T1_" in m["run"]:  # an LS teacher's student
+            m["run"] = m["run"].replace("-T1_", "-T2_")
+        moved.append({**ev, "model": m})
+    for (a, seed, temp), v in g.items():
+        if a != "0" and temp == "1":
+            g2[(a, seed, "2")] = v  # the LS teachers' gamma at T = 2 ...
+            g2[(a, seed, "1")] = 0.99  # ... and a gamma at T = 1 that must not be read (out of range)
+    at2 = _by_id(claims.distillation_claims("c", t, moved, g2, CFG))
+    assert at2["4a"]["effect"]["values"] == pytest.approx(at1["4a"]["effect"]["values"])
+    assert "at T = 2" in at2["4a"]["statement"] and "γ of the LS teacher α = 0.1 at T = 2" in at2["4a"]["numbers"]
+
+
 def test_a_mis_paired_seed_changes_the_distillation_verdict():
     """The seed-dependent baseline slopes make the contrast depend on using the student's own seed's
     curve: pairing the students of seed s with the baselines of seed s + 1 must change the verdict."""
@@ -610,7 +631,7 @@ def test_report_files(tmp_path):
     assert data["checks"][0]["id"] == "1a" and "sources" in data["checks"][0]
     md = (tmp_path / "c.md").read_text()
     for text in ("## Decision rule", "claims.accuracy_margin", "not run", "exploratory", "Decidable:", "Sources:",
-                 "Rule version 3", "by the interval alone", "noncentral t", "Sensitivity:", "verdict at 90 / 95 / 99 %",
+                 f"Rule version {claims.RULES_VERSION}", "by the interval alone", "noncentral t", "Sensitivity:", "verdict at 90 / 95 / 99 %",
                  "one-sided test at level 2.5 %", "claims.ece_margin", "claims.mi_noise_multiple",
                  "claims.calibration_selection"):
         assert text in md, text
@@ -1068,6 +1089,14 @@ def test_rule_version_hash_and_marking(tmp_path):
     os.utime(model, (t0 + 3600, t0 + 3600))
     assert claims.analysis_marking([ev])["marking"] == "confirmatory"
     assert claims.analysis_marking([tmp_path / "x.json"])["marking"] == "re-analysis"  # training time unknown
+    # version 4 added claim 6 only: a report without it keeps version 3's freeze time (and its marking)
+    t3 = datetime.fromisoformat(claims.RULE_VERSIONS[3][0].replace("Z", "+00:00")).timestamp()
+    os.utime(model, (t3 + 60, t3 + 60))
+    assert t3 + 60 < t0 and claims.analysis_marking([ev])["marking"] == "re-analysis"
+    without_toy = claims.build_checks(evals=_teachers([0.003, 0.004, 0.002]), cfg=ABS)
+    assert claims.rules_version_in_effect(without_toy) == 3
+    assert claims.analysis_marking([ev], version=3)["marking"] == "confirmatory"
+    os.utime(model, (t0 + 3600, t0 + 3600))
     checks = claims.build_checks(evals=_teachers([0.003, 0.004, 0.002]), cfg=ABS)
     claims.write_report(checks, ABS, tmp_path / "c.md", tmp_path / "c.json", marking=claims.analysis_marking([ev]),
                         forest=[tmp_path / "f.pdf", tmp_path / "f.png"])

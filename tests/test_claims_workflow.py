@@ -21,7 +21,7 @@ def test_claims_report_and_experiment_table(tiny_run, tmp_path, monkeypatch):
     results = tiny_run / "results"
     cfg = yaml.safe_load(TINY.read_text())
     report = json.loads((results / "claims.json").read_text())
-    assert {s["claim"] for s in report["summary"]} == {1, 2, 3, 4, 5}
+    assert {s["claim"] for s in report["summary"]} == {1, 2, 3, 4, 5, 6}
     assert all(s["verdict"] in claims.VERDICTS for s in report["summary"])
     # every experiment of the paper runs in tiny.yaml, with one seed: nothing is "not run", nothing decided;
     # only distillation may be "not compared" (a 24-step teacher's gamma lies beyond the baseline alphas 0 and 0.3)
@@ -54,7 +54,12 @@ def test_claims_report_and_experiment_table(tiny_run, tmp_path, monkeypatch):
     assert report["rules_version"] == claims.RULES_VERSION and report["marking"]["marking"] == "confirmatory"
     assert all((results / "figures" / f"claims_forest.{ext}").exists() for ext in ("pdf", "png"))
     roles = {(s["claim"], s["primary"]) for s in report["summary"]}
-    assert roles == {(k, f"{k}a") for k in range(1, 6)}
+    assert roles == {(k, f"{k}a") for k in range(1, 6)} | {(6, "6a, 6b")}  # claim 6: two primary checks
+    toy = list(csv.DictReader(open(results / "tables" / "distillation_toy_digits.csv")))
+    assert [r["row"] for r in toy] == ["teacher_hard", "teacher_ls", "ls_minus_hard", "alone_0", "alone_0.3"]
+    assert float(toy[0]["teacher_error_pct_mean"]) == pytest.approx(100 * (1 - hard))
+    assert sorted(by_id["6b"]["sources"]["files"]) == [
+        f"results/eval/digits/mlp/student/kd-smallcnn-a{a}-T1_s0.json" for a in ("0", "0.3")]
     md = (results / "claims.md").read_text()
     assert "## Decision rule" in md and claims.NO_SPREAD in md and "± 0.0" not in md
     assert "ECE floor" in md and "α* = 0.3" in md and "MI noise" in md and "Sources:" in md
@@ -62,8 +67,10 @@ def test_claims_report_and_experiment_table(tiny_run, tmp_path, monkeypatch):
     # the banner: within the first 15 lines, seeds trained against needed and each claim's direction beside its verdict
     top = md.splitlines()[:15]
     assert any("**What this run found.** Seeds trained: 1. A verdict needs at least 3" in x for x in top)
-    assert sorted(x.split()[1] for x in top if x.startswith("| ") and x.split()[1].isdigit()) == list("12345")
-    assert report["banner"]["seeds_trained"] == [1] and any("digits: not among the paper's" in x for x in top)
+    assert sorted(x.split()[1] for x in top if x.startswith("| ") and x.split()[1].isdigit()) == list("1234566")  # claim 6: a row per primary (6a, 6b)
+    # (tiny.yaml's claim 6 adds two banner rows, 6a and 6b: the pointer to what you came for follows them)
+    assert report["banner"]["seeds_trained"] == [1] and any("digits: not among the paper's" in x
+                                                            for x in md.splitlines()[:17])
     # digits is not one of the paper's datasets: the report ends with what a user came for, from the files it read
     (own,) = report["what_you_came_for"]
     assert own["scope"] == "digits/smallcnn" and md.rstrip().splitlines()[-1].startswith("- **Distil from")

@@ -53,8 +53,8 @@ def test_wrong_type_names_the_key(cfg):
 
 
 def test_enum_lists_allowed_values(cfg):
-    cfg["datasets"]["digits"]["source"] = "mnist"
-    with pytest.raises(ConfigError, match="allowed values: \\['digits', 'cifar10', 'cifar100', 'imagefolder'\\]"):
+    cfg["datasets"]["digits"]["source"] = "svhn"
+    with pytest.raises(ConfigError, match="allowed values: \\['digits', 'cifar10', 'cifar100', 'mnist', 'imagefolder'\\]"):
         validate(cfg)
 
 
@@ -70,6 +70,10 @@ def test_cross_references(cfg):
     bad = copy.deepcopy(cfg)
     bad["datasets"]["c10"] = {"source": "cifar10"}
     with pytest.raises(ConfigError, match=r"datasets\.c10\.root is required"):
+        validate(bad)
+    bad = copy.deepcopy(cfg)
+    bad["datasets"]["mn"] = {"source": "mnist"}
+    with pytest.raises(ConfigError, match=r"datasets\.mn\.root is required for source 'mnist'"):
         validate(bad)
     bad = copy.deepcopy(cfg)
     bad["distillation"][0]["teacher_alphas"] = [0.0, 0.9]

@@ -154,6 +154,63 @@ def test_cifar_conversion_with_a_fake_torchvision_dataset(tmp_path, monkeypatch)
     assert np.bincount(p.y["val"]).tolist() == [4] * 10
 
 
+def test_mnist_idx_files_round_trip_through_the_source(tmp_path):
+    """A small idx file set written by the tests (conftest.write_mnist, byte by byte) comes back from
+    ``source: mnist`` unchanged: the test split is the t10k files in order, train + val are the train
+    files (traced by their index), the validation split is carved stratified and seeded, and the
+    classes are the digits."""
+    from conftest import write_mnist
+
+    arrays = write_mnist(tmp_path / "m", train=(300,), test=(100,))
+    p = D.prepare("mn", "mnist", tmp_path / "m.npz", root=str(tmp_path / "m"), val_size=50, split_seed=3)
+    _check_splits(p)
+    assert p.classes == [str(c) for c in range(10)] and p.image_shape == (1, 28, 28)
+    assert p.meta["sizes"] == {"train": 250, "val": 50, "test": 100} and p.meta["source"] == "mnist"
+    np.testing.assert_array_equal(p.x["test"][:, 0], arrays["x_test"])
+    np.testing.assert_array_equal(p.y["test"], arrays["y_test"])
+    np.testing.assert_array_equal(p.index["test"], np.arange(100))
+    for split in ("train", "val"):  # every carved image is the training file's image at its index
+        np.testing.assert_array_equal(p.x[split][:, 0], arrays["x_train"][p.index[split]])
+        np.testing.assert_array_equal(p.y[split], arrays["y_train"][p.index[split]])
+    assert sorted(np.concatenate([p.index["train"], p.index["val"]]).tolist()) == list(range(300))
+    # the same carve as every source: stratified_split of the training labels with the split seed
+    _, held = D.stratified_split(arrays["y_train"].astype(np.int64), 50, 3)
+    np.testing.assert_array_equal(p.index["val"], held)
+    # mean / std of the training split, in [0, 1] units
+    x = arrays["x_train"][p.index["train"]].astype(np.float64) / 255
+    np.testing.assert_allclose(p.mean, [x.mean()], rtol=1e-5)
+    np.testing.assert_allclose(p.std, [x.std()], rtol=1e-5)
+
+
+def test_mnist_missing_or_damaged_names_root_and_download(tmp_path):
+    from conftest import write_mnist
+
+    with pytest.raises(DataError) as err:
+        D.prepare("mn", "mnist", tmp_path / "m.npz", root=str(tmp_path / "nowhere"), download=False)
+    msg = str(err.value)
+    assert "nowhere" in msg and "download: true" in msg and "train-images-idx3-ubyte" in msg
+    with pytest.raises(DataError, match="needs a root"):
+        D.prepare("mn", "mnist", tmp_path / "m.npz", root=None)
+    write_mnist(tmp_path / "m")
+    (tmp_path / "m" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08")  # truncated
+    with pytest.raises(DataError, match="unreadable"):
+        D.prepare("mn", "mnist", tmp_path / "m.npz", root=str(tmp_path / "m"))
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_mnist_source_digest_follows_the_idx_files(tmp_path):
+    from conftest import write_mnist
+
+    write_mnist(tmp_path / "m")
+    opts = {"source": "mnist", "root": str(tmp_path / "m")}
+    before = D.source_digest(opts)
+    assert before.startswith("4 files, content ")
+    assert [f for f, _, _ in D.source_manifest(opts)] == sorted(
+        ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"])
+    write_mnist(tmp_path / "m", seed=1)  # other images
+    assert D.source_digest(opts) != before
+
+
 def test_real_cifar10_subset(tmp_path, cifar_subset):
     p = D.prepare("c10sub", "imagefolder", tmp_path / "s.npz", root=str(cifar_subset), image_size=32, val_size=0.2,
                   train_per_class=200)

@@ -27,6 +27,19 @@ ENTRY = {"dataset": "digits", "teacher_arch": "smallcnn", "student_arch": "mlp",
          "teacher_alphas": [0.0, 0.1, 0.3], "temperatures": [1, 2, 4], "seeds": [0, 1], "baseline_alphas": None}
 
 
+def test_ls_temperature_moves_the_ls_teachers_students():
+    """distillation[].ls_temperature (default 1, the paper's Fig. 5): the LS teachers' students and the gamma
+    table's temperatures follow it; the hard teacher's students keep the grid."""
+    names = {r.name for r in distill.student_runs(ENTRY)}
+    assert "kd-smallcnn-a0.1-T1_s0" in names and distill.gamma_temperatures(ENTRY) == [1.0, 2.0, 4.0]
+    e = {**ENTRY, "ls_temperature": 20}
+    kd_ls = sorted(r.name for r in distill.student_runs(e) if r.family == "kd_ls")
+    assert kd_ls == [f"kd-smallcnn-a{a}-T20_s{s}" for a in ("0.1", "0.3") for s in (0, 1)]
+    assert sorted(r.name for r in distill.student_runs(e) if r.family == "kd_hard") == \
+        sorted(r.name for r in distill.student_runs(ENTRY) if r.family == "kd_hard")
+    assert distill.gamma_temperatures(e) == [1.0, 2.0, 4.0, 20.0]
+
+
 # --------------------------------------------------------------------------- smoothness index
 
 

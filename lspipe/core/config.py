@@ -293,7 +293,7 @@ def _check_references(cfg: dict) -> None:
         problems += _shared_results_folder(results)
     datasets, recipes = cfg["datasets"], cfg["recipes"]
     for name, d in datasets.items():
-        if d["source"] in ("cifar10", "cifar100", "imagefolder") and not d.get("root"):
+        if d["source"] in ("cifar10", "cifar100", "mnist", "imagefolder") and not d.get("root"):
             problems.append(f"datasets.{name}.root is required for source {d['source']!r} (the data folder)")
     for name, r in recipes.items():
         problem = Recipe(**r).schedule_problem()  # the keys are the schema's, checked above

@@ -36,7 +36,7 @@ from lspipe.base.errors import DataError
 from lspipe.base.io import atomic_path, remove_stale_temps
 
 SPLITS = ("train", "val", "test")
-SOURCES = ("digits", "cifar10", "cifar100", "imagefolder")
+SOURCES = ("digits", "cifar10", "cifar100", "mnist", "imagefolder")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
@@ -130,6 +130,34 @@ def _load_cifar(source: str, root: str | None, download: bool):
         out[split] = (x, np.asarray(ds.targets, dtype=np.int64))
         classes = list(ds.classes)
     return out, classes
+
+
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _load_mnist(root: str | None, download: bool):
+    """torchvision's MNIST (``<root>/MNIST/raw/``, the four idx files :data:`MNIST_FILES`): 28 x 28 grey
+    images as N x 1 x 28 x 28 uint8, classes named by their digit ("0" .. "9", as the bundled digits)."""
+    from torchvision import datasets
+
+    if not root:
+        raise DataError("dataset source 'mnist' needs a root folder: set datasets.<name>.root in the config "
+                        "(the folder holding or receiving torchvision's MNIST/raw/)")
+    out = {}
+    for split, train in (("train", True), ("test", False)):
+        try:
+            ds = datasets.MNIST(root=root, train=train, download=download)
+        except (RuntimeError, ValueError, OSError, AssertionError) as err:  # not found; a damaged idx file (torchvision asserts)
+            fix = ("the download failed (no internet access?): put torchvision's copy there" if download else
+                   "either put torchvision's copy there") + f" (MNIST/raw/ with {', '.join(MNIST_FILES)})"
+            raise DataError(
+                f"mnist not found or unreadable under {root!r} ({type(err).__name__}: {' '.join(str(err).split())[:300]}); "
+                f"{fix}"
+                + ("" if download else ", or set datasets.<name>.download: true in the config on a machine with "
+                   "internet access")
+            ) from None
+        out[split] = (np.ascontiguousarray(ds.data.numpy().astype(np.uint8)[:, None]), ds.targets.numpy().astype(np.int64))
+    return out, [c.split(" - ")[0] for c in datasets.MNIST.classes]
 
 
 def _visible(entries):
@@ -448,6 +476,7 @@ def _load_imagefolder(root: str | None, image_size: int, channels: int, skip_unr
 
 
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+TORCHVISION_FOLDERS = {**CIFAR_FOLDERS, "mnist": "MNIST/raw"}  # flat folders of the torchvision copies under root
 
 
 # --------------------------------------------------------------------------- checked while the workflow plans
@@ -513,6 +542,8 @@ def inspect_source(name: str, options: dict) -> SourceInfo:
     - digits: classes ``0`` .. ``9``;
     - CIFAR: ``root`` holds torchvision's copy (``cifar-10-batches-py/``), unless ``download``;
       classes from the copy's meta file (CIFAR-10's built in when it is still to be downloaded);
+    - MNIST: ``root`` holds ``MNIST/raw/`` with the four idx files (:data:`MNIST_FILES`), unless
+      ``download``; classes ``0`` .. ``9``;
     - an ImageFolder tree: ``root`` is a folder with ``train/`` (:func:`layout`), ``train/`` has class
       folders, and ``test/`` or ``val/``, if there, the same ones; the classes are the train split's
       folders. Only these folders are listed, no folder below them. When the median shorter side of
@@ -533,6 +564,15 @@ def inspect_source(name: str, options: dict) -> SourceInfo:
                  f"datasets.{name}.root {root!r} holds no {CIFAR_FOLDERS[source]}/ (torchvision's copy of {source})")
         raise DataError(f"{where}: set it to the folder holding {CIFAR_FOLDERS[source]}/, or set "
                         f"datasets.{name}.download: true to let torchvision fetch it there")
+    if source == "mnist":
+        raw = Path(root) / TORCHVISION_FOLDERS["mnist"]
+        missing = [f for f in MNIST_FILES if not (raw / f).is_file()]
+        if not missing or options.get("download"):
+            return SourceInfo(list(DIGITS_CLASSES), [])
+        where = (f"datasets.{name}.root {root!r} does not exist" if not Path(root).is_dir() else
+                 f"datasets.{name}.root {root!r} holds no {', '.join(missing)} in MNIST/raw/ (torchvision's copy of MNIST)")
+        raise DataError(f"{where}: set it to the folder holding MNIST/raw/, or set datasets.{name}.download: true to let "
+                        "torchvision fetch it there")
     folders = layout(root, name)
     classes = _class_folders(folders["train"])
     if not classes:
@@ -568,9 +608,9 @@ def source_manifest(options: dict) -> list[tuple[str, int, int]]:
     CIFAR folder under ``root``; empty for the bundled digits, and for a tree :func:`scan_tree`
     refuses (prepare then names the problem). One ``stat`` per file, no file is opened."""
     source, root = options.get("source"), options.get("root")
-    if source not in ("imagefolder", *CIFAR_FOLDERS) or not root:
+    if source not in ("imagefolder", *TORCHVISION_FOLDERS) or not root:
         return []
-    top = Path(root) / CIFAR_FOLDERS[source] if source in CIFAR_FOLDERS else Path(root)
+    top = Path(root) / TORCHVISION_FOLDERS[source] if source in TORCHVISION_FOLDERS else Path(root)
     if not top.is_dir():
         return []
     if source == "imagefolder":
@@ -581,7 +621,7 @@ def source_manifest(options: dict) -> list[tuple[str, int, int]]:
         return sorted((os.path.relpath(p, top), size, mtime) for recs in tree.splits.values()
                       for p, _, size, mtime in recs if size >= 0)  # a broken link: prepare reports it
     out = []
-    for f in sorted(os.listdir(top)):  # a torchvision CIFAR folder: flat
+    for f in sorted(os.listdir(top)):  # a torchvision CIFAR or MNIST folder: flat
         p = top / f
         if not f.startswith(".") and p.is_file():
             st = p.stat()
@@ -609,13 +649,13 @@ def source_digest(options: dict) -> str:
     import hashlib
 
     source, root = options.get("source"), options.get("root")
-    if source not in ("imagefolder", *CIFAR_FOLDERS):
+    if source not in ("imagefolder", *TORCHVISION_FOLDERS):
         return "bundled"
     manifest = source_manifest(options)
     if not manifest:
         return f"no files under {root}"
     if sum(size for _, size, _ in manifest) <= CONTENT_DIGEST_MAX_BYTES:
-        top = Path(root) / CIFAR_FOLDERS[source] if source in CIFAR_FOLDERS else Path(root)
+        top = Path(root) / TORCHVISION_FOLDERS[source] if source in TORCHVISION_FOLDERS else Path(root)
         lines = []
         for rel, _, _ in manifest:
             try:
@@ -662,6 +702,9 @@ def prepare(
         parts = {"train": (x, y, np.arange(len(y)))}
     elif source in ("cifar10", "cifar100"):
         raw, classes = _load_cifar(source, root, download)
+        parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
+    elif source == "mnist":
+        raw, classes = _load_mnist(root, download)
         parts = {s: (xs, ys, np.arange(len(ys))) for s, (xs, ys) in raw.items()}
     elif source == "imagefolder":
         raw, classes = _load_imagefolder(root, image_size, channels, skip_unreadable, name)

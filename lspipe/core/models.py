@@ -13,7 +13,10 @@ Registered architectures:
 * ``alexnet``: the paper's "AlexNet", the TensorFlow CIFAR-10 tutorial network (conv5x5-64,
   maxpool 3/2, LRN, conv5x5-64, LRN, maxpool 3/2, FC 384, FC 192, linear K).
 * ``smallcnn``: a two-block CNN for the bundled 8x8 digits and quick CPU runs.
-* ``mlp``: a fully connected net (hidden sizes configurable), e.g. the paper's MNIST toy.
+* ``mlp``: a fully connected ReLU net, hidden sizes 1200, 1200 (configurable, as are input and
+  hidden dropout); ``mlp1200_dropout`` and ``mlp800`` are the paper's MNIST distillation toy's
+  teacher (784-1200-1200-10, dropout 0.2 on the inputs and 0.5 on the hidden units, as Hinton et
+  al. 2015's teacher) and student (784-800-800-10, no regularisation).
 * ``timm:<name>``: any architecture of the ``timm`` library (``timm.list_models()``), built
   without pretrained weights (nothing is downloaded), its classifier removed (``num_classes=0``:
   the model then returns its pre-logit features, which become ``body``) and replaced by
@@ -281,13 +284,33 @@ def smallcnn(num_classes: int, in_channels: int, image_size: int, mean, std, wid
 
 
 @register("mlp")
-def mlp(num_classes: int, in_channels: int, image_size: int, mean, std, hidden=(1200, 1200)) -> Classifier:
+def mlp(num_classes: int, in_channels: int, image_size: int, mean, std, hidden=(1200, 1200),
+        input_dropout: float = 0.0, dropout: float = 0.0) -> Classifier:
+    """Fully connected, ReLU: ``Flatten``, then per hidden size ``Linear``-``ReLU``, then the logit layer.
+
+    ``input_dropout`` drops input pixels (after normalisation), ``dropout`` the output of every
+    hidden layer, the penultimate one included (Hinton et al. 2012, "Improving neural networks by
+    preventing co-adaptation of feature detectors": 20 % of the pixels and 50 % of the hidden units
+    on MNIST). Dropout acts in training mode only: evaluation, dumps and distillation teachers run
+    in eval mode, where the features are the full activations (``torch.nn.Dropout`` scales by
+    1 / (1 - p) while training)."""
     layers: list[nn.Module] = [nn.Flatten()]
+    if input_dropout:
+        layers.append(nn.Dropout(input_dropout))
     d = in_channels * image_size * image_size
     for h in hidden:
         layers += [nn.Linear(d, h), nn.ReLU(inplace=True)]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
         d = h
     return Classifier(nn.Sequential(*layers), d, num_classes, mean, std)
+
+
+# The paper's MNIST distillation toy (section 4), after Hinton, Vinyals & Dean (2015, section 3): a teacher
+# with two hidden layers of 1200 ReLU units, regularised with dropout (Hinton et al. 2012's MNIST rates: 20 %
+# of the input pixels, 50 % of the hidden units), and a student with two of 800 and no regularisation.
+register("mlp1200_dropout")(functools.partial(mlp, hidden=(1200, 1200), input_dropout=0.2, dropout=0.5))
+register("mlp800")(functools.partial(mlp, hidden=(800, 800)))
 
 
 # --------------------------------------------------------------------------- timm

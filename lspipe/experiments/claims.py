@@ -38,7 +38,10 @@ Primary checks:
    curve is a systematic term added to each end of the interval;
 5. erasure: (peak − late) of the MI with LS minus (peak − late) with hard targets, paired by seed,
    above the MI margin (``mi_noise_multiple`` × the measured sd of one MI estimate) for
-   "supported"; "contradicted" needs the interval below 0.
+   "supported"; "contradicted" needs the interval below 0;
+6. the MNIST distillation toy (:func:`toy_claims`): two primary checks, (a) the LS teacher at least
+   as accurate as the hard-target teacher (claim 1's margin) and (b) its student worse than the hard
+   teacher's student (above 0), whose conjunction (:func:`conjunction`) is the claim's verdict.
 
 Decision rule (:func:`decide`), the interval alone, symmetric: with n seeds the two-sided
 ``confidence`` interval of the mean effect is ``mean ± t_{n-1} · sd / sqrt(n)`` (plus a systematic
@@ -72,6 +75,8 @@ from lspipe.base.runs import fmt, objective_label, objective_token, parse_run, r
 from lspipe.engine.dumpfile import Dump
 from lspipe.experiments.calibration import debiased_squared_ce, reliability, softmax, top_label
 from lspipe.experiments.distill import FORM_LABELS, StudentRun, read_gamma_table, trained_as
+from lspipe.experiments.distill_toy import PAPER as TOY_PAPER
+from lspipe.experiments.distill_toy import PAPER_STUDENT_ALONE
 from lspipe.experiments.mi import mi_noise
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
@@ -89,7 +94,7 @@ HARD = {"kind": "ls", "alpha": 0.0}  # the hard-target arm: label smoothing at a
 
 # Versions of the decision rules (docs/claims.md keeps the changelog). A verdict is confirmatory when
 # every model it reads was trained after its rule version was frozen; otherwise it is a re-analysis.
-RULES_VERSION = 3
+RULES_VERSION = 4
 RULE_VERSIONS = {
     1: ("2026-11-28T00:00:00Z", "first rules: two-sided ±0.01 ECE margin at LS 0.1, best student on test"),
     2: ("2026-12-03T00:00:00Z", "primary checks fixed in advance, α* on validation, one-sided margins, "
@@ -97,6 +102,8 @@ RULE_VERSIONS = {
     3: ("2026-12-06T14:06:00Z", "models keyed by objective; interval-alone rule; RMS calibration error debiased "
         "(Kumar et al. 2019) with a two-estimate interval; power from the noncentral t; claim 4's interpolation "
         "error as a systematic term; claim 5 contradicted below 0; relative accuracy margin; 3d a number"),
+    4: ("2026-12-06T14:45:00Z", "claim 6, the MNIST distillation toy: two primary checks (the LS teacher at least as "
+        "accurate, claim 1's margin; its student worse, above 0) whose conjunction is the claim's verdict"),
 }
 
 CLAIM_TITLES = {
@@ -106,6 +113,8 @@ CLAIM_TITLES = {
     4: ("Distillation: students of a hard-target teacher gain more over the student baseline than students of "
         "label-smoothed teachers (Fig. 5)"),
     5: "Erasure of information: the mutual information falls more during training with label smoothing (Fig. 6)",
+    6: ("Distillation toy: the label-smoothed teacher is at least as accurate as the hard-target teacher, and its "
+        "student is worse (MNIST, section 4)"),
 }
 
 # the slides' distillation loss, and how each lspipe form departs from it (claim 4 names the form used)
@@ -509,11 +518,12 @@ def _assign_ids(checks: list[dict]) -> list[dict]:
     for c in checks:
         by[(c["claim"], c["scope"])].append(c)
     for (claim, _), cs in by.items():
-        letters = iter("bcdefghijklmnopqrstuvwxyz")
+        primaries = [c for c in cs if c["role"] == PRIMARY]  # several only for claim 6 (a conjunction): a, b
+        letters = iter("abcdefghijklmnopqrstuvwxyz"[max(1, len(primaries)):])
         regime = [c for c in cs if c["role"] == REGIME]
         for c in cs:
             if c["role"] == PRIMARY:
-                c["id"] = f"{claim}a"
+                c["id"] = f"{claim}{'abcdefghijklmnopqrstuvwxyz'[primaries.index(c)]}"
             elif c["role"] == REGIME:
                 c["id"] = f"{claim}R" + (str(regime.index(c) + 1) if len(regime) > 1 else "")
             else:
@@ -974,6 +984,7 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
     baseline: dict[int, dict[float, float]] = defaultdict(dict)
     kd_hard: dict[float, dict[int, float]] = defaultdict(dict)
     kd_ls: dict[float, dict[int, float]] = defaultdict(dict)
+    ls_temp: dict[float, float] = {}  # the temperature of each LS teacher's students (distillation[].ls_temperature)
     forms, used = set(), []
     for ev in student_evals:
         m = ev["model"]
@@ -992,6 +1003,7 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
             kd_hard[r.temperature][r.seed] = acc
         else:
             kd_ls[r.teacher_alpha][r.seed] = acc
+            ls_temp[r.teacher_alpha] = r.temperature
     teacher: dict[float, dict[int, float]] = defaultdict(dict)
     teacher_used = []
     for ev in teacher_evals:  # the distilled teachers: their dataset, arch and the alphas of the gamma table
@@ -1047,6 +1059,8 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
     st_a = ("a hard-target teacher's students gain more over the baseline than LS teachers' students: per seed, "
             "mean over the in-range T of [acc(student of the α = 0 teacher at T) − baseline(γ)] minus mean over the "
             "in-range LS teachers of [acc(student of the LS teacher at T = 1) − baseline(γ)] > 0")
+    if any(t != 1.0 for t in ls_temp.values()):  # distillation[].ls_temperature set (the MNIST toy)
+        st_a = st_a.replace("at T = 1", "at T = " + "/".join(f"{t:g}" for t in sorted(set(ls_temp.values()))))
     # a run missing in one seed drops its temperature (or LS teacher), named, not the seed
     seeds = sorted(set().union(*[set(v) for v in kd_hard.values()], *[set(v) for v in kd_ls.values()]))
     temps_missing = [t for t in sorted(kd_hard) if set(kd_hard[t]) != set(seeds)]
@@ -1060,14 +1074,14 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
         return bool(seeds) and all(at_gamma(s, gamma_of(talpha, s, temp)) is not None for s in seeds)
 
     temps_in = [t for t in sorted(kd_hard) if t not in temps_missing and in_range(0.0, t)]
-    ls_in = [a for a in sorted(kd_ls) if a not in ls_missing and in_range(a, 1.0)]
+    ls_in = [a for a in sorted(kd_ls) if a not in ls_missing and in_range(a, ls_temp[a])]
     temps_out = [t for t in sorted(kd_hard) if t not in temps_in and t not in temps_missing]
     ls_out = [a for a in sorted(kd_ls) if a not in ls_in and a not in ls_missing]
     sys_err = max((abs(e) for e in errs), default=None)
     gam = {f"γ of the α = 0 teacher at T = {t:g} (mean over seeds)": _mean(g for s in seeds if (g := gamma_of(0.0, s, t)) is not None)
            for t in sorted(kd_hard)}
-    gam.update({f"γ of the LS teacher α = {a:g} at T = 1": _mean(g for s in seeds if (g := gamma_of(a, s, 1.0)) is not None)
-                for a in sorted(kd_ls)})
+    gam.update({f"γ of the LS teacher α = {a:g} at T = {ls_temp[a]:g}": _mean(
+        g for s in seeds if (g := gamma_of(a, s, ls_temp[a])) is not None) for a in sorted(kd_ls)})
     range_nums = {"baseline alphas": ", ".join(f"{a:g}" for a in base_alphas),
                   "in-range temperatures": ", ".join(f"{t:g}" for t in temps_in) or "none",
                   "in-range LS teachers": ", ".join(f"{a:g}" for a in ls_in) or "none", **gam}
@@ -1098,7 +1112,7 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
         values = {}
         for s in seeds:
             hard = np.mean([kd_hard[t][s] - at_gamma(s, gamma_of(0.0, s, t)) for t in temps_in])
-            soft = np.mean([kd_ls[a][s] - at_gamma(s, gamma_of(a, s, 1.0)) for a in ls_in])
+            soft = np.mean([kd_ls[a][s] - at_gamma(s, gamma_of(a, s, ls_temp[a])) for a in ls_in])
             values[s] = float(hard - soft)
         out.append(check(4, scope, st_a, values, kind="greater", bound=0.0, unit="pp", cfg=cfg, role=PRIMARY,
                          resolution=res, numbers=range_nums, notes=notes, sources=src, systematic=sys_err))
@@ -1127,8 +1141,10 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
                          resolution=res, numbers=nums, sources=src, systematic=sys_err or 0.0))
     st_c = ("students of LS teachers at T = 1 are no better than the student baseline at the same γ: "
             "acc(student) − baseline(γ) < margin")
+    if any(t != 1.0 for t in ls_temp.values()):
+        st_c = st_c.replace("at T = 1", "at T = " + "/".join(f"{t:g}" for t in sorted(set(ls_temp.values()))))
     for a in sorted(kd_ls):
-        values, gammas = versus_baseline(kd_ls[a], a, 1.0)
+        values, gammas = versus_baseline(kd_ls[a], a, ls_temp[a])
         nums = {"γ (mean over seeds)": _mean(gammas), "student accuracy (%)": _mean(kd_ls[a].values())}
         label = f"teacher α = {a:g}"
         if not values:
@@ -1140,6 +1156,144 @@ def distillation_claims(dataset: str, teacher_evals: Sequence[dict], student_eva
         out.append(check(4, scope, st_c, values, kind="at_most", bound=margin, unit="pp", cfg=cfg,
                          label=label, resolution=res, numbers=nums, sources=src, systematic=sys_err or 0.0))
     return out
+
+
+# --------------------------------------------------------------------------- claim 6: the MNIST distillation toy
+
+
+def toy_claims(teacher_evals: Sequence[dict], student_evals: Sequence[dict], toys: Sequence[dict], cfg: dict) -> list[dict]:
+    """Claim 6 per ``distillation_toy`` entry (``toys``: :meth:`lspipe.experiments.distill_toy.DistillationToyPlan.settings`):
+    "the label-smoothed teacher is at least as accurate, and its student is worse". Two primary checks,
+    paired by seed, whose conjunction is the claim's verdict (:func:`conjunction`):
+
+    a. accuracy(LS teacher) − accuracy(hard-target teacher), pp, above −margin (claim 1's margin:
+       ``claims.accuracy_margin``, or ``accuracy_margin_relative`` × the hard teacher's error rate);
+    b. accuracy(student of the hard-target teacher) − accuracy(student of the LS teacher), both at the
+       toy's temperature, pp, above 0.
+
+    Descriptive: each teacher's student against the student trained alone with hard targets (above 0;
+    Hinton et al. 2015: 146 test errors alone, 74 from the hard teacher)."""
+    statement_a = ("the label-smoothed teacher is at least as accurate as the hard-target teacher: accuracy(LS teacher) "
+                   "− accuracy(α = 0 teacher), paired by seed")
+    out = []
+    for toy in toys:
+        ds, tarch, sarch = toy["dataset"], toy["teacher_arch"], toy["student_arch"]
+        t, ls, split = float(toy["temperature"]), float(toy["ls_alpha"]), toy["split"]
+        scope = f"{ds}/{tarch} → {sarch}, T = {t:g}"
+        statement_b = (f"the label-smoothed teacher's student is worse: accuracy(student of the α = 0 teacher) − "
+                       f"accuracy(student of the LS teacher), both at T = {t:g}, paired by seed")
+        teacher: dict[float, dict[int, dict]] = defaultdict(dict)
+        for ev in teacher_evals:
+            m = ev["model"]
+            if (m["dataset"], m["arch"]) != (ds, tarch):
+                continue
+            obj = objective_of(m)
+            if is_ls(obj) and any(_close(obj["alpha"], a) for a in (0.0, ls)):
+                teacher[0.0 if _close(obj["alpha"], 0.0) else ls][int(m["seed"])] = ev
+        student: dict[str, dict[int, dict]] = defaultdict(dict)
+        for ev in student_evals:
+            m = ev["model"]
+            if (m["dataset"], m["arch"]) != (ds, sarch):
+                continue
+            try:
+                r = StudentRun.parse(m["run"])
+            except ValueError:
+                continue
+            if r.distilled and r.teacher_arch == tarch and _close(r.temperature, t):
+                if _close(r.teacher_alpha, 0.0):
+                    student["hard"][r.seed] = ev
+                elif _close(r.teacher_alpha, ls):
+                    student["ls"][r.seed] = ev
+            elif not r.distilled and _close(r.alpha, 0.0):
+                student["alone"][r.seed] = ev
+
+        def acc(ev):
+            return 100.0 * ev[split]["accuracy"]
+
+        # a: the LS teacher at least as accurate
+        h, l = teacher.get(0.0, {}), teacher.get(ls, {})
+        if not h or not l:
+            out.append(not_run(6, scope, statement_a, f"teachers[].alphas of {ds}/{tarch} (0 and {ls:g})"))
+        else:
+            seeds = sorted(set(h) & set(l))
+            used = [h[k] for k in seeds] + [l[k] for k in seeds]
+            src = _sources(used, [f"{split}.accuracy", f"{split}.n"])
+            if not seeds:
+                out.append(not_compared(6, scope, statement_a, "no seed has both teachers",
+                                        f"teachers[].seeds ({sorted(h)} and {sorted(l)})", sources=src))
+            else:
+                hard_acc = _mean(acc(h[k]) for k in seeds)
+                margin, margin_src = accuracy_margin(cfg, hard_acc)
+                p_hard, p_ls = TOY_PAPER["hard"][0], TOY_PAPER["ls"][0]
+                out.append(check(
+                    6, scope, statement_a, {k: acc(l[k]) - acc(h[k]) for k in seeds}, kind="at_least", bound=margin,
+                    unit="pp", cfg=cfg, role=PRIMARY, label=f"teachers, LS α = {ls:g}, {split} split",
+                    resolution=_resolution(used, split), sources=src,
+                    numbers={f"error α = 0 teacher (%, {split})": 100.0 - hard_acc,
+                             f"error LS teacher (%, {split})": 100.0 - _mean(acc(l[k]) for k in seeds),
+                             "margin (pp)": f"{margin:.3g} ({margin_src})"},
+                    paper={"value": p_hard - p_ls, "source": f"section 4: teacher error {p_hard:g} % (hard) and "
+                                                               f"{p_ls:g} % (LS)"}))
+                out[-1]["direction_words"] = ("the LS teacher is more accurate", "the LS teacher is less accurate")
+        # b: its student worse
+        sh, sl = student.get("hard", {}), student.get("ls", {})
+        if not sh or not sl:
+            out.append(not_run(6, scope, statement_b, f"distillation[] of {ds}: temperatures and ls_temperature "
+                                                      f"({t:g}), teacher_alphas (0 and {ls:g})"))
+        else:
+            seeds = sorted(set(sh) & set(sl))
+            used = [sh[k] for k in seeds] + [sl[k] for k in seeds]
+            src = _sources(used, [f"{split}.accuracy", f"{split}.n"])
+            forms = sorted({ev["model"].get("form") or "teacher" for ev in used})
+            notes = [f"distillation loss form {'/'.join(forms)} ({', '.join(FORM_LABELS.get(f, f) for f in forms)})"]
+            if not seeds:
+                out.append(not_compared(6, scope, statement_b, "no seed has both teachers' students",
+                                        f"distillation[].seeds ({sorted(sh)} and {sorted(sl)})", sources=src))
+            else:
+                p_hard, p_ls = TOY_PAPER["hard"][1], TOY_PAPER["ls"][1]
+                out.append(check(
+                    6, scope, statement_b, {k: acc(sh[k]) - acc(sl[k]) for k in seeds}, kind="greater", bound=0.0,
+                    unit="pp", cfg=cfg, role=PRIMARY, label=f"students at T = {t:g}, {split} split",
+                    resolution=_resolution(used, split), sources=src, notes=notes,
+                    numbers={f"error of the α = 0 teacher's student (%, {split})": 100.0 - _mean(acc(sh[k]) for k in seeds),
+                             f"error of the LS teacher's student (%, {split})": 100.0 - _mean(acc(sl[k]) for k in seeds)},
+                    paper={"value": p_ls - p_hard, "source": f"section 4: student error {p_hard:g} % (hard teacher) "
+                                                               f"and {p_ls:g} % (LS teacher)"}))
+                out[-1]["direction_words"] = ("the LS teacher's student is worse", "the LS teacher's student is better")
+        # descriptive: each teacher's student against the student alone (hard targets)
+        alone = student.get("alone", {})
+        for key, name in (("hard", "the α = 0 teacher's"), ("ls", f"the LS teacher's (α = {ls:g})")):
+            st = f"{name} student beats the student trained alone with hard targets: accuracy(student) − accuracy(alone)"
+            kd = student.get(key, {})
+            seeds = sorted(set(kd) & set(alone))
+            if not kd or not alone:
+                out.append(not_run(6, scope, st, "distillation[].baseline_alphas (0)", role=DESCRIPTIVE,
+                                   label=f"{key} teacher's student vs alone"))
+                continue
+            used = [kd[k] for k in seeds] + [alone[k] for k in seeds]
+            paper = ({"value": PAPER_STUDENT_ALONE - TOY_PAPER["hard"][1],
+                      "source": "Hinton et al. 2015, section 3: 146 test errors alone, 74 from the teacher"}
+                     if key == "hard" else None)
+            out.append(check(6, scope, st, {k: acc(kd[k]) - acc(alone[k]) for k in seeds}, kind="greater", bound=0.0,
+                             unit="pp", cfg=cfg, label=f"{key} teacher's student vs alone",
+                             resolution=_resolution(used, split), sources=_sources(used, [f"{split}.accuracy"]),
+                             paper=paper))
+    return out
+
+
+def conjunction(verdicts: Sequence[str]) -> str:
+    """The verdict of a claim with several primary checks (claim 6): supported when every one is; not run /
+    not compared when one is; contradicted when one is (and none is not run or not compared); inconclusive
+    otherwise. "Supported" is an intersection-union test: each check at its one-sided level keeps that
+    level for the conjunction; "contradicted" (any part) is not corrected for the two parts."""
+    v = list(verdicts)
+    if not v or NOT_RUN in v:
+        return NOT_RUN
+    if NOT_COMPARED in v:
+        return NOT_COMPARED
+    if all(x == SUPPORTED for x in v):
+        return SUPPORTED
+    return CONTRADICTED if CONTRADICTED in v else INCONCLUSIVE
 
 
 # --------------------------------------------------------------------------- claim 5: MI
@@ -1509,6 +1663,7 @@ class ClaimsPlan:
             "fig1_ls_alpha": config["projections"]["ls_alpha"],
             "fig1_rows": len(config["projections"]["rows"]),
             "distillation_split": {d: e["split"] for d, e in distillation.entries.items()},
+            "toys": plan.distillation_toy.settings(),
         }
 
     def targets(self) -> list[str]:
@@ -1529,12 +1684,21 @@ def summarise(checks: Sequence[dict]) -> list[dict]:
         groups[(c["claim"], c["scope"])].append(c)
     out = []
     for (claim, scope), cs in sorted(groups.items()):
-        prim = next((c for c in cs if c["role"] == PRIMARY), None)
+        prims = [c for c in cs if c["role"] == PRIMARY]
+        prim = prims[0] if prims else None
+        if len(prims) > 1:  # claim 6: the conjunction of its primary checks
+            verdict, primary = conjunction([c["verdict"] for c in prims]), ", ".join(c["id"] for c in prims)
+            effect = "; ".join(f"{c['id']} {short_effect(c)}" for c in prims)
+            levels = sorted({k for c in prims for k in (c.get("sensitivity") or {})}, key=float)
+            sens = {k: conjunction([(c.get("sensitivity") or {}).get(k, c["verdict"]) for c in prims]) for k in levels}
+        else:
+            verdict, primary = (prim["verdict"], prim["id"]) if prim else (NOT_RUN, None)
+            effect, sens = (short_effect(prim) if prim else "—"), (prim or {}).get("sensitivity") or {}
         out.append({"claim": claim, "title": CLAIM_TITLES[claim], "scope": scope,
-                    "verdict": prim["verdict"] if prim else NOT_RUN, "primary": prim["id"] if prim else None,
-                    "effect": short_effect(prim) if prim else "—",
-                    "direction": direction_text(prim) if prim else NOT_RUN,
-                    "sensitivity": (prim or {}).get("sensitivity") or {},
+                    "verdict": verdict, "primary": primary, "effect": effect,
+                    "direction": ("; ".join(f"{c['id']} {direction_text(c)}" for c in prims) if len(prims) > 1
+                                  else direction_text(prim) if prim else NOT_RUN),
+                    "sensitivity": sens,
                     "marking": (prim or {}).get("marking"),
                     "descriptive": [{"id": c["id"], "effect": short_effect(c)} for c in cs if c["role"] == DESCRIPTIVE],
                     "regime": [{"id": c["id"], "verdict": c["verdict"]} for c in cs if c["role"] == REGIME]})
@@ -1602,13 +1766,27 @@ def model_file(eval_path: str | Path) -> Path | None:
     return p.parents[4] / "models" / p.parents[2].name / p.parents[1].name / p.parent.name / p.stem / "model.pt"
 
 
-def analysis_marking(eval_paths: Iterable[str | Path], frozen: str | None = None) -> dict:
+# The rule version that last changed each claim's rules: a report whose claims' rules are all older than
+# the present version is confirmatory for models trained after *their* freeze (version 4 only added claim 6).
+CLAIM_RULES_SINCE = {1: 3, 2: 3, 3: 3, 4: 3, 5: 3, 6: 4}
+
+
+def rules_version_in_effect(checks: Iterable[dict]) -> int:
+    """The newest rule version among the claims a report decides (:data:`CLAIM_RULES_SINCE`; claims that
+    are not run do not count): its freeze time is the one :func:`analysis_marking` compares the models with."""
+    claims_run = {c["claim"] for c in checks if c["verdict"] != NOT_RUN}
+    return max((CLAIM_RULES_SINCE.get(k, RULES_VERSION) for k in claims_run), default=RULES_VERSION)
+
+
+def analysis_marking(eval_paths: Iterable[str | Path], frozen: str | None = None, version: int | None = None) -> dict:
     """Confirmatory when every model the report reads (the model.pt beside each evaluation) was written
-    after the present rule version was frozen (:data:`RULE_VERSIONS`); otherwise a re-analysis: rules
-    written after (some of) these models were trained, and perhaps after their verdicts were seen."""
+    after the rule version in effect was frozen (``version``, :func:`rules_version_in_effect`; default the
+    present version, :data:`RULE_VERSIONS`); otherwise a re-analysis: rules written after (some of) these
+    models were trained, and perhaps after their verdicts were seen."""
     from datetime import datetime, timezone
 
-    frozen = frozen or RULE_VERSIONS[RULES_VERSION][0]
+    version = RULES_VERSION if version is None else version
+    frozen = frozen or RULE_VERSIONS[version][0]
     t0 = datetime.fromisoformat(frozen.replace("Z", "+00:00")).timestamp()
     times, unknown = [], []
     for e in eval_paths:
@@ -1617,7 +1795,7 @@ def analysis_marking(eval_paths: Iterable[str | Path], frozen: str | None = None
             times.append(m.stat().st_mtime)
         else:
             unknown.append(str(e))
-    base = {"rules_version": RULES_VERSION, "rules_frozen": frozen}
+    base = {"rules_version": RULES_VERSION, "rules_in_effect": version, "rules_frozen": frozen}
     if not times and not unknown:
         return {**base, "marking": "re-analysis", "why": "no models read"}
     if unknown:
@@ -1625,9 +1803,9 @@ def analysis_marking(eval_paths: Iterable[str | Path], frozen: str | None = None
                 f"(no model.pt beside their evaluation, e.g. {unknown[0]})"}
     first = datetime.fromtimestamp(min(times), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if min(times) >= t0:
-        return {**base, "marking": "confirmatory", "why": f"every model was trained after rule version {RULES_VERSION} "
+        return {**base, "marking": "confirmatory", "why": f"every model was trained after rule version {version} "
                 f"was frozen ({frozen}; the first model: {first})"}
-    return {**base, "marking": "re-analysis", "why": f"models trained before rule version {RULES_VERSION} was frozen "
+    return {**base, "marking": "re-analysis", "why": f"models trained before rule version {version} was frozen "
             f"({frozen}; the first model: {first}): the rules were written after these models, perhaps after their "
             "verdicts were seen"}
 
@@ -1641,7 +1819,8 @@ def decision_rule_text(cfg: dict) -> list[str]:
         f"Rule version {RULES_VERSION} (frozen {RULE_VERSIONS[RULES_VERSION][0]}; settings hash {rules_hash(cfg)}); "
         "the changelog of rule versions is docs/claims.md. Confirmatory: every model the report reads was trained "
         "after the rules were frozen; otherwise re-analysis.",
-        "Each claim has one primary check, fixed in advance: its verdict is the claim's. Descriptive checks are "
+        "Each claim has one primary check, fixed in advance: its verdict is the claim's (claim 6: two, their "
+        "conjunction). Descriptive checks are "
         "exploratory: the summary shows their effects only (their sections keep a verdict word, not corrected for "
         "multiplicity). Regime checks test a precondition of the paper's argument and are shown beside the claim, "
         "outside its verdict. Models are keyed by objective: the hard-target arm is label smoothing at α = 0 and "
@@ -1703,6 +1882,13 @@ def decision_rule_text(cfg: dict) -> list[str]:
         f"(claims.mi_noise_multiple) × the measured sd of one MI estimate; contradicted only when it lies below 0 (the "
         f"noise margin is not counted twice). Peak is the highest 3-record running mean, late the mean of the last "
         f"fifth of the records. Descriptive: with LS the MI rises then falls; late MI(α = 0) − MI(LS).",
+        f"6 Distillation toy (distillation_toy), two primary checks whose conjunction is the verdict (supported when "
+        f"both are, contradicted when either is and none is not run or not compared, else inconclusive; an "
+        f"intersection-union test, each part at one-sided level {level:g} %): (a) accuracy(LS teacher at "
+        f"distillation_toy[].ls_alpha) − accuracy(α = 0 teacher), pp, paired by seed, above −margin (claim 1's "
+        f"margin, of the α = 0 teacher); (b) accuracy(student of the α = 0 teacher) − accuracy(student of the LS "
+        f"teacher), both at distillation_toy[].temperature, pp, paired by seed, above 0. Descriptive: each teacher's "
+        f"student − the student trained alone with hard targets, above 0.",
     ]
 
 
@@ -1764,7 +1950,8 @@ def direction_text(c: dict) -> str:
     e = c.get("effect")
     if not e or not e.get("n"):
         return c["verdict"]
-    up, down = DIRECTION_WORDS.get((c["claim"], c["role"], c.get("unit")), ("above 0", "below 0"))
+    up, down = c.get("direction_words") or DIRECTION_WORDS.get((c["claim"], c["role"], c.get("unit")),
+                                                               ("above 0", "below 0"))
     words = up if e["mean"] > 0 else down if e["mean"] < 0 else "no change"
     if e["ci"] is None:
         u = f" {c['unit']}" if c.get("unit") else ""
@@ -2080,9 +2267,10 @@ def build_checks(*, evals: Sequence[dict] = (), calibrations: Sequence[dict] = (
                  accuracy_split: str = default("accuracy_table.split"), fig1_ls_alpha: float | None = None,
                  has_fig1_rows: bool = False,
                  distillation_splits: dict[str, str] | None = None, gamma_paths: dict[str, str] | None = None,
-                 twins: dict[str, dict[str, str]] | None = None) -> list[dict]:
+                 twins: dict[str, dict[str, str]] | None = None, toys: Sequence[dict] = ()) -> list[dict]:
     """Every check of the report. ``gamma`` maps a distillation dataset to its gamma table; ``twins``
-    a dataset to {student baseline run: eval path of the teacher it was trained as}."""
+    a dataset to {student baseline run: eval path of the teacher it was trained as}; ``toys`` the
+    ``distillation_toy`` entries (claim 6)."""
     twin_paths = {str(p) for t in (twins or {}).values() for p in t.values()}
     teachers = [e for e in evals if e["model"]["role"] == "teacher"]
     students = [e for e in evals if e["model"]["role"] == "student" or str(e.get("_path")) in twin_paths]
@@ -2096,6 +2284,8 @@ def build_checks(*, evals: Sequence[dict] = (), calibrations: Sequence[dict] = (
     else:
         checks.append(not_run(4, "all", "distillation (Fig. 5)", "distillation"))
     checks += mi_claims(mi_curves, cfg)
+    # claim 6 (the MNIST toy, beyond the paper's image experiments) only where a distillation_toy entry asks for it
+    checks += toy_claims(teachers, students, toys, cfg)
     return _assign_ids(checks)
 
 

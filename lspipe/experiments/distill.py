@@ -7,8 +7,9 @@ with the same architecture (``student_arch``), recipe (``student_recipe``) and t
 * **baseline**: the student trained alone with label smoothing alpha (run ``a{alpha}_s{seed}``);
 * **kd_hard**: distilled from the hard-target teacher (alpha = 0) at each temperature T of the
   grid (run ``kd-{teacher_arch}-a0-T{T}_s{seed}``);
-* **kd_ls**: distilled from each label-smoothed teacher (alpha > 0) at T = 1
-  (run ``kd-{teacher_arch}-a{alpha}-T1_s{seed}``).
+* **kd_ls**: distilled from each label-smoothed teacher (alpha > 0) at the entry's ``ls_temperature``,
+  T = 1 as in the paper's Fig. 5 unless set (run ``kd-{teacher_arch}-a{alpha}-T1_s{seed}``); the
+  MNIST toy distils both teachers at one T.
 
 Student seed ``s`` is distilled from the teacher of seed ``s``. The loss is
 :func:`lspipe.core.losses.distillation_loss`: ``(1 - beta) H(y, p) + beta s H(p_teacher(T), p_student(T_s))``
@@ -134,14 +135,22 @@ def baseline_alphas(entry: dict) -> list[float]:
 
 
 def student_runs(entry: dict) -> list[StudentRun]:
-    """Every student run of a ``distillation`` entry: baselines, hard teacher at each T, LS teachers at T = 1."""
+    """Every student run of a ``distillation`` entry: baselines, hard teacher at each T, LS teachers at
+    :func:`ls_temperature` (T = 1 unless set)."""
     runs = [StudentRun(seed=s, alpha=float(a)) for a in baseline_alphas(entry) for s in entry["seeds"]]
     tarch = entry["teacher_arch"]
     runs += [StudentRun(seed=s, teacher_arch=tarch, teacher_alpha=0.0, temperature=float(t))
              for t in entry["temperatures"] for s in entry["seeds"]]
-    runs += [StudentRun(seed=s, teacher_arch=tarch, teacher_alpha=float(a), temperature=1.0)
+    runs += [StudentRun(seed=s, teacher_arch=tarch, teacher_alpha=float(a), temperature=ls_temperature(entry))
              for a in entry["teacher_alphas"] if float(a) > 0 for s in entry["seeds"]]
     return runs
+
+
+def ls_temperature(entry: dict) -> float:
+    """The temperature at which an entry's label-smoothed teachers are distilled (``ls_temperature``;
+    the schema's default, T = 1 as in the paper's Fig. 5, for an entry read without validation)."""
+    t = entry.get("ls_temperature")
+    return float(default("distillation[].ls_temperature") if t is None else t)
 
 
 def teacher_twins(entry: dict, teachers: Sequence[dict], recipes: dict) -> dict[str, str]:
@@ -205,8 +214,9 @@ def teacher_alphas_needed(entry: dict) -> list[float]:
 
 
 def gamma_temperatures(entry: dict) -> list[float]:
-    """Temperatures at which every teacher's smoothness index is computed (the grid and T = 1)."""
-    return sorted({1.0, *map(float, entry["temperatures"])})
+    """Temperatures at which every teacher's smoothness index is computed (the grid, T = 1 and the
+    LS teachers' :func:`ls_temperature`)."""
+    return sorted({1.0, ls_temperature(entry), *map(float, entry["temperatures"])})
 
 
 def teacher_curve_runs(entry: dict) -> list[tuple[float, int]]:
@@ -446,6 +456,14 @@ def distillation_rows(
 # --------------------------------------------------------------------------- Fig. 5
 
 
+def _family_label(family: str, rows: Sequence[dict]) -> str:
+    """A family's legend entry; the LS teachers' students name their temperature when it is not 1."""
+    temps = sorted({float(r["temperature"]) for r in rows if r.get("temperature") not in ("", None)})
+    if family == "kd_ls" and temps and temps != [1.0]:
+        return FAMILY_LABELS[family].replace("T = 1", "T = " + "/".join(fmt(t) for t in temps))
+    return FAMILY_LABELS[family]
+
+
 def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: int = default("figures.dpi"),
                       gamma_note: str = "", scale: float = default("figures.scale")) -> None:
     """Two panels sharing the gamma axis: (a) teacher accuracy, (b) the three student families.
@@ -470,13 +488,14 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
             mean = np.array([r["accuracy_pct_mean"] for r in pts])
             lo, hi = np.array([r["accuracy_pct_min"] for r in pts]), np.array([r["accuracy_pct_max"] for r in pts])
             ax.plot(g, mean, marker=markers[fam], color=colors[fam], ms=4, lw=1.2,
-                    label=f"{FAMILY_LABELS[fam]} (n={max(r['seeds'] for r in pts)})")
+                    label=f"{_family_label(fam, pts)} (n={max(r['seeds'] for r in pts)})")
             ax.fill_between(g, lo, hi, color=colors[fam], alpha=0.18, lw=0)
             if fam in ("kd_hard", "kd_ls"):
                 gl, gh = np.array([r["gamma_min"] for r in pts]), np.array([r["gamma_max"] for r in pts])
                 ax.errorbar(g, mean, xerr=[g - gl, gh - g], fmt="none", ecolor=colors[fam], elinewidth=0.8)
                 for r in pts:
-                    text = f"T={fmt(r['temperature'])}" if fam == "kd_hard" else f"α={fmt(r['teacher_alpha'])}"
+                    text = f"T={fmt(r['temperature'])}" if fam == "kd_hard" else f"α={fmt(r['teacher_alpha'])}" + (
+                        f", T={fmt(r['temperature'])}" if float(r["temperature"]) != 1.0 else "")
                     ax.annotate(text, (r["gamma_mean"], r["accuracy_pct_mean"]), textcoords="offset points",
                                 xytext=(3, 3), fontsize=font(6), color=colors[fam])
         ax.set_xlabel("smoothness index γ of the targets", fontsize=font(9))

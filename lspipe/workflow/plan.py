@@ -35,8 +35,8 @@ from lspipe.base.runs import objective_run
 from lspipe.core import config as core_config
 from lspipe.core.data import SourceInfo, inspect_source
 from lspipe.core.stream import choose_storage
-from lspipe.experiments import (accuracy, calibration, claims, distill, experiment_table, learning_curves, mi, projection,
-                                 teacher_projection)
+from lspipe.experiments import (accuracy, calibration, claims, distill, distill_toy, experiment_table, learning_curves, mi,
+                                 projection, teacher_projection)
 from lspipe.workflow import jobs as jobs_mod
 from lspipe.workflow.jobs import TrainingJob, TrainingRule, grid_objectives
 
@@ -48,6 +48,7 @@ EXPERIMENTS = (
     projection.ProjectionPlan,  # Fig. 1
     mi.MIPlan,  # Fig. 6
     distill.DistillationPlan,  # Fig. 5
+    distill_toy.DistillationToyPlan,  # the MNIST distillation toy's table (section 4)
     teacher_projection.TeacherProjectionPlan,  # the distillation teachers' projections
     claims.ClaimsPlan,  # the claims report (and claim 2's tightness table)
     experiment_table.ExperimentTablePlan,  # one row per trained model

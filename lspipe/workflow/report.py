@@ -24,6 +24,7 @@ def _cmd_claims(a):
     given = {"evals": a.evals, "calibrations": a.calibrations, "tightness": [a.tightness] if a.tightness else [],
              "gamma": a.gamma, "mi_curves": a.mi_curves, "dumps": a.dumps}
     twins = json.loads(a.twins) if a.twins else {}
+    toys = json.loads(a.toys) if a.toys else []
     settings_in = a.settings
     if a.config:
         config = load_yaml(a.config) or {}
@@ -40,6 +41,7 @@ def _cmd_claims(a):
                               "run the workflow (snakemake) to make them")
         given = {k: given[k] or want[k] for k in names}
         twins = twins or want["twins"]
+        toys = toys or want["toys"]
         settings_in = settings_in or want["settings"]
         a.accuracy_split = want["accuracy_split"]
         a.fig1_ls_alpha, a.fig1_rows = want["fig1_ls_alpha"], want["fig1_rows"]
@@ -65,11 +67,12 @@ def _cmd_claims(a):
         evals=inputs["evals"], calibrations=inputs["calibrations"], tightness=tightness, gamma=inputs["gamma"],
         gamma_paths=inputs["gamma_paths"], mi_curves=inputs["mi_curves"], cfg=cfg, accuracy_split=a.accuracy_split,
         fig1_ls_alpha=a.fig1_ls_alpha, has_fig1_rows=fig1_rows > 0, twins=twins,
-        distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []),
+        distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []), toys=toys,
     )
     claims.bootstrap_widening(checks, inputs["calibrations"], claims.dump_map(given["dumps"] or []), cfg)
     own = claims.own_data(inputs["evals"], inputs["calibrations"], checks, cfg, a.accuracy_split)
-    claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.analysis_marking(given["evals"]),
+    claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.analysis_marking(
+                            given["evals"], version=claims.rules_version_in_effect(checks)),
                         forest=a.forest or [], dpi=a.dpi, own=own)
     print(claims.banner(checks, cfg)["head"])
     for s in claims.summarise(checks):
@@ -99,6 +102,9 @@ def add_cli(sub) -> None:
     s.add_argument("--settings", type=json.loads, default=None, help="the config's claims section as JSON")
     s.add_argument("--twins", default=None,
                    help="JSON {dataset: {student baseline run: eval JSON of the teacher it was trained as}}")
+    s.add_argument("--toys", default=None,
+                   help="JSON list of the distillation_toy entries (claim 6): dataset, ls_alpha, temperature, split, "
+                        "teacher_arch, student_arch; with --config: the config's")
     s.add_argument("--accuracy-split", default=default("accuracy_table.split"),
                    help="split whose accuracy the claims compare: val or test")
     s.add_argument("--fig1-ls-alpha", type=optional_float, default=None,

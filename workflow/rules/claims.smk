@@ -50,6 +50,7 @@ rule claims:
     params:
         settings=json.dumps(CLAIMS_INPUTS["settings"], sort_keys=True),
         twins=json.dumps(CLAIMS_INPUTS["twins"], sort_keys=True),
+        toys=json.dumps(CLAIMS_INPUTS["toys"], sort_keys=True),
         accuracy_split=CLAIMS_INPUTS["accuracy_split"],
         fig1_ls_alpha=CLAIMS_INPUTS["fig1_ls_alpha"],
         fig1_rows=CLAIMS_INPUTS["fig1_rows"],
@@ -67,6 +68,7 @@ rule claims:
     shell:
         "lspipe claims --evals {input.evals:q} --calibrations {input.calibrations:q} {params.tightness} "
         "--gamma {input.gamma:q} --mi-curves {input.mi:q} --settings {params.settings:q} --twins {params.twins:q} "
+        "--toys {params.toys:q} "
         "--accuracy-split {params.accuracy_split} --fig1-ls-alpha {params.fig1_ls_alpha} --fig1-rows {params.fig1_rows} "
         "--distillation-split {params.distillation_split} {params.dumps} "
         "--md {output.md:q} --json {output.json:q} --rst {output.rst:q} --forest {output.forest:q} --dpi {params.dpi} "

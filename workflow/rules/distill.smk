@@ -1,6 +1,7 @@
 # Paper Fig. 5: the teachers' smoothness index gamma and the figure with its table, per `distillation`
 # entry (one per dataset). The students themselves (trained alone with label smoothing, distilled from the
-# hard-target teacher at each temperature, and from the label-smoothed teachers at T = 1) are training jobs
+# hard-target teacher at each temperature, and from the label-smoothed teachers at T = 1,
+# distillation[].ls_temperature) are training jobs
 # of the plan (PLAN.training_jobs, lspipe.workflow.jobs; run names and the grid from
 # lspipe.experiments.distill), trained by the rules of train.smk. Student baselines that are the very training
 # run of a teacher (same dataset, arch, recipe, alpha, seed; e.g. the paper preset's AlexNet at alpha 0) are
