@@ -11,7 +11,7 @@ import yaml
 from conftest import TINY
 from lspipe.base import runs
 from lspipe.experiments import claims, distill
-from lspipe.workflow import plan
+from lspipe.workflow import jobs, plan
 from lspipe.workflow.plan import validate
 
 pytestmark = pytest.mark.slow
@@ -103,14 +103,14 @@ def test_claims_report_and_experiment_table(tiny_run, tmp_path, monkeypatch):
 
     # one row per trained model: every teacher of every grid and every student of every distillation entry
     models = {(g["dataset"], g["arch"], "teacher", runs.objective_run(v, s)) for g in cfg["teachers"]
-              for v in plan.grid_objectives(g) for s in g["seeds"]}
+              for v in jobs.grid_objectives(g) for s in g["seeds"]}
     models |= {(d["dataset"], d["student_arch"], "student", r.name) for d in cfg["distillation"]
                for r in distill.student_runs({"baseline_alphas": None, **d})}
     rows = list(csv.DictReader(open(results / "tables" / "experiments.csv")))
     assert sorted((r["dataset"], r["arch"], r["role"], r["run"]) for r in rows) == sorted(models)
     # the models of a multi-model job (tiny.yaml: the lockstep students) share its training time
-    grouped = {(j["dataset"], j["arch"], j["role"], run): len(j["runs"])
-               for j in plan.Plan(validate(yaml.safe_load(TINY.read_text()))).grouped_jobs for run in j["runs"]}
+    grouped = {(j.dataset, j.arch, j.role, run): len(j.runs)
+               for j in plan.Plan(validate(yaml.safe_load(TINY.read_text()))).training_jobs if j.grouped for run in j.runs}
     assert grouped
     for r in rows:
         n = grouped.get((r["dataset"], r["arch"], r["role"], r["run"]))

@@ -103,7 +103,7 @@ def test_gpus_per_model_from_the_command_line_and_its_rule(cfg):
     """resources.gpus_per_model is a whole number or "auto" (a choice of schemas): `--config` strings are
     converted through the branch that takes them; anything else is refused naming the key."""
     cfg["resources"] = {"gpus_per_model": "16", "gpus_per_node": "8"}
-    cfg["teachers"][0]["gpus_per_model"] = "auto"
+    cfg["teachers"][0].update(gpus_per_model="auto", probe=None)  # the probe records in one process (checked too)
     c = validate(copy.deepcopy(cfg))
     assert c["resources"]["gpus_per_model"] == 16 and c["resources"]["gpus_per_node"] == 8
     assert c["teachers"][0]["gpus_per_model"] == "auto"

@@ -90,12 +90,12 @@ def test_gamma_limits():
 
 def test_run_names_round_trip():
     for run in distill.student_runs(ENTRY):
-        assert distill.parse_student_run(run.name) == run
+        assert distill.StudentRun.parse(run.name) == run
     assert runs.run_name(0.1, 3) == "a0.1_s3"
     assert runs.kd_run("resnet56", 0.0, 2.0, 0) == "kd-resnet56-a0-T2_s0"
-    assert distill.parse_student_run("kd-resnet56-a0.15-T1_s4").family == "kd_ls"
+    assert distill.StudentRun.parse("kd-resnet56-a0.15-T1_s4").family == "kd_ls"
     with pytest.raises(ValueError, match="not a student run name"):
-        distill.parse_student_run("kd-a0-T1_s0")
+        distill.StudentRun.parse("kd-a0-T1_s0")
 
 
 def test_student_grid_of_an_entry():

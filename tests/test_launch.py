@@ -15,6 +15,7 @@ import yaml
 from conftest import REPO, make_workdir, snakemake
 from lspipe import bench, launch
 from lspipe.base.errors import ConfigError
+from lspipe.workflow import jobs
 from test_slurm import PROFILES, planned
 
 IMAGENET = REPO / "workflow" / "presets" / "imagenet.yaml"
@@ -24,32 +25,32 @@ RUN = [sys.executable, "-m", "torch.distributed.run"]
 
 # --------------------------------------------------------------------------- layouts and resources
 def test_layout_splits_gpus_into_whole_nodes():
-    assert launch.layout(1, 8) == launch.Layout(1, 1, 1) and launch.layout(1, 8).single
-    assert launch.layout(8, 8) == launch.Layout(8, 1, 8)
-    assert launch.layout(4, 8) == launch.Layout(4, 1, 4)
-    assert launch.layout(16, 8) == launch.Layout(16, 2, 8) and launch.layout(16, 8).multi_node
-    assert launch.layout("auto", 8) == launch.Layout("auto", 1, None)
+    assert jobs.layout(1, 8) == jobs.Layout(1, 1, 1) and jobs.layout(1, 8).single
+    assert jobs.layout(8, 8) == jobs.Layout(8, 1, 8)
+    assert jobs.layout(4, 8) == jobs.Layout(4, 1, 4)
+    assert jobs.layout(16, 8) == jobs.Layout(16, 2, 8) and jobs.layout(16, 8).multi_node
+    assert jobs.layout("auto", 8) == jobs.Layout("auto", 1, None)
     with pytest.raises(ConfigError, match=r"resources.gpus_per_model 12 .*multiple of 8"):
-        launch.layout(12, 8)
+        jobs.layout(12, 8)
     with pytest.raises(ConfigError, match="whole number"):
-        launch.layout(0, 8)
-    launch.check_batch(launch.layout(8, 8), 1024, "r", "resources.gpus_per_model")
+        jobs.layout(0, 8)
+    jobs.check_batch(jobs.layout(8, 8), 1024, "r", "resources.gpus_per_model")
     with pytest.raises(ConfigError, match=r"recipes.r.batch_size 100 .* divide by 8"):
-        launch.check_batch(launch.layout(8, 8), 100, "r", "resources.gpus_per_model")
+        jobs.check_batch(jobs.layout(8, 8), 100, "r", "resources.gpus_per_model")
 
 
 def test_rule_resources_per_layout():
     none = {"nodes": None, "tasks": None, "mpi": None, "slurm_extra": None, "cpus_per_task": None}
     # one GPU (the default) and auto: exactly the resources of before (gpus_per_job, the GPU model)
-    assert launch.rule_resources(launch.layout(1, 8), gpus_per_job=1, gpu_model="a100", threads=4) == {
+    assert jobs.rule_resources(jobs.layout(1, 8), gpus_per_job=1, gpu_model="a100", threads=4) == {
         "gpu": 1, "gpu_model": "a100", **none}
-    assert launch.rule_resources(launch.layout("auto", 8), gpus_per_job=2, gpu_model=None, threads=4) == {
+    assert jobs.rule_resources(jobs.layout("auto", 8), gpus_per_job=2, gpu_model=None, threads=4) == {
         "gpu": 2, "gpu_model": None, **none}
     # one node: --gpus=N and threads per process x N CPUs
-    assert launch.rule_resources(launch.layout(8, 8), gpus_per_job=1, gpu_model="h100", threads=4) == {
+    assert jobs.rule_resources(jobs.layout(8, 8), gpus_per_job=1, gpu_model="h100", threads=4) == {
         "gpu": 8, "gpu_model": "h100", **none, "cpus_per_task": 32}
     # two nodes: one task per node, the GPUs per node through slurm_extra, the command in the batch script (mpi)
-    assert launch.rule_resources(launch.layout(16, 8), gpus_per_job=1, gpu_model="h100", threads=4) == {
+    assert jobs.rule_resources(jobs.layout(16, 8), gpus_per_job=1, gpu_model="h100", threads=4) == {
         "gpu": None, "gpu_model": None, "nodes": 2, "tasks": 2, "mpi": "srun",
         "slurm_extra": "--gpus-per-node=h100:8", "cpus_per_task": 32}
 

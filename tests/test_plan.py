@@ -30,10 +30,9 @@ def test_run_names_are_plans_and_invert():
     assert distill.baseline_run is runs.run_name and distill.kd_run is runs.kd_run
     assert runs.run_name(0.0, 3) == "a0_s3" and runs.run_name("0.10", "1") == "a0.1_s1"
     for name in (runs.run_name(0.3, 2), runs.kd_run("smallcnn", 0.1, 4.0, 1)):
-        assert distill.parse_student_run(name).name == name
-    # the rules' run-name templates, filled with a run's values, give the same names
+        assert distill.StudentRun.parse(name).name == name
+    # the run-name template of mi_curve, filled with a run's values, gives the same name
     assert runs.RUN.format(alpha="0.3", seed=2) == runs.run_name(0.3, 2)
-    assert runs.KD_RUN.format(tarch="smallcnn", talpha="0.1", T="4", seed=1) == runs.kd_run("smallcnn", 0.1, 4, 1)
 
 
 def test_paths_take_values_or_wildcards():
@@ -122,6 +121,60 @@ def test_experiments_plug_in_with_their_checks_and_targets(monkeypatch):
     assert isinstance(plan.build(yaml.safe_load(TINY.read_text())), plan.Plan) and len(built) == 1
 
 
+def _gpus(per_model, per_node=8, probe=True):
+    def change(cfg):
+        cfg["resources"] = {"gpus_per_model": per_model, "gpus_per_node": per_node}
+        if not probe:
+            cfg["teachers"][0]["probe"] = None
+    return change
+
+
+def _set(path, value):
+    def change(cfg):
+        *keys, last = path
+        node = cfg
+        for k in keys:
+            node = node[k]
+        node[last] = value
+    return change
+
+
+# Configs the workflow refuses, one problem each; plan.build() must refuse every one of them too (docs/architecture.md,
+# rule 6: validation starts in the plan). (name, change of tiny.yaml, a phrase of the one-line problem)
+BAD_CONFIGS = [
+    ("gpus-not-whole-nodes", _gpus(12, probe=False), "must fill whole nodes"),
+    ("batch-not-divisible", _gpus(3, probe=False), "must divide by 3"),
+    ("probe-on-several-gpus", _gpus(2), "records the MI probe"),
+    ("teacher-grid-gpus", _set(("teachers", 0, "gpus_per_model"), 24), "on 24 GPUs (teachers[0].gpus_per_model)"),
+    ("streamed-bundled-data", _set(("datasets", "digits", "storage"), "streaming"), "streaming needs source imagefolder"),
+    ("teacher-listed-twice", _set(("teachers", 0, "objectives"), [{"kind": "ls", "alpha": 0.3}]), "listed twice"),
+    ("ls-alpha-not-in-grid", _set(("calibration", "ls_alpha"), 0.25), "calibration.ls_alpha"),
+    ("unknown-arch", _set(("teachers", 0, "arch"), "resnet7"), "resnet7"),
+    ("data-root-missing", _set(("datasets", "digits"), {"source": "imagefolder", "root": "/nonexistent/tree"}),
+     "/nonexistent/tree"),
+]
+
+
+@pytest.mark.slow
+def test_the_plan_refuses_exactly_what_the_workflow_refuses(tmp_path):
+    """The same invalid configs to plan.build() and to `snakemake -n`: both refuse every one, naming the same
+    problem; the valid config both accept."""
+    accepted = snakemake(make_workdir(tmp_path / "good"), "-n", check=False)
+    assert accepted.returncode == 0 and isinstance(plan.build(yaml.safe_load(TINY.read_text())), plan.Plan)
+    for name, change, phrase in BAD_CONFIGS:
+        cfg = yaml.safe_load(TINY.read_text())
+        change(cfg)
+        with pytest.raises(ConfigError) as refused:
+            plan.build(copy.deepcopy(cfg))
+        assert phrase in str(refused.value), (name, str(refused.value))
+        work = tmp_path / name
+        work.mkdir()
+        (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+        proc = snakemake(work, "-n", check=False)
+        assert proc.returncode != 0, f"{name}: the workflow accepts what plan.build() refuses"
+        assert phrase in proc.stdout + proc.stderr, (name, (proc.stdout + proc.stderr)[-3000:])
+
+
 # rules files: a global of one (NAME = ...) used by another would make the order of the includes matter
 _GLOBAL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*=", re.M)
 
@@ -166,39 +219,48 @@ def test_include_order_does_not_matter(tmp_path):
     assert len(commands(ours)) > 40 and commands(ours) == commands(theirs)
 
 
+def _grouped(p):
+    return [j for j in p.training_jobs if j.grouped]
+
+
 def test_grouped_jobs_and_their_benchmarks():
     cfg = _tiny()
     cfg["teachers"][0].update(fuse=True, probe=None, seeds=[0, 1])
     cfg["distillation"][0]["seeds"] = [0]
     p = plan.Plan(validate(cfg))
-    fused = [j for j in p.grouped_jobs if j["fuse"]]
+    fused = [j for j in _grouped(p) if j.fuse]
     alphas = cfg["teachers"][0]["alphas"]
-    assert [j["name"] for j in fused] == ["train_teacher_fused_digits_smallcnn_s0", "train_teacher_fused_digits_smallcnn_s1"]
+    assert [j.rule for j in fused] == ["train_teacher_fused_digits_smallcnn_s0", "train_teacher_fused_digits_smallcnn_s1"]
     # every objective of the grid: label smoothing at each alpha, then teachers[].objectives (tiny.yaml: one)
     objectives = [{"kind": "ls", "alpha": float(a)} for a in alphas] + cfg["teachers"][0]["objectives"]
-    assert len(objectives) == len(alphas) + 1 and fused[1]["objectives"] == objectives
-    assert fused[1]["runs"] == [runs.objective_run(v, 1) for v in objectives] and fused[1]["single"] == "train_teacher"
-    assert fused[1]["runs"][:len(alphas)] == [runs.run_name(a, 1) for a in alphas]
+    assert len(objectives) == len(alphas) + 1 and list(fused[1].objectives) == objectives
+    assert list(fused[1].runs) == [runs.objective_run(v, 1) for v in objectives]
+    assert list(fused[1].runs[:len(alphas)]) == [runs.run_name(a, 1) for a in alphas]
     # every model of a multi-model job reports that job's benchmark file; the others their own rule's
-    for job in p.grouped_jobs:
-        for run in job["runs"]:
-            bench = plan.Plan(cfg).training_benchmark(job["dataset"], job["arch"], job["role"], run)
-            assert bench == p.paths.benchmark(*job["log"])
-    grouped = {(j["dataset"], j["arch"], j["role"], r) for j in p.grouped_jobs for r in j["runs"]}
+    for job in _grouped(p):
+        for run in job.runs:
+            bench = plan.Plan(cfg).training_benchmark(job.dataset, job.arch, job.role, run)
+            assert bench == p.paths.benchmark(*job.log) and p.job(job.dataset, job.arch, job.role, run) is job
+    grouped = {(j.dataset, j.arch, j.role, r) for j in _grouped(p) for r in j.runs}
     single = [m for m in p.trained_models if m not in grouped]
-    assert single and all(p.training_benchmark(*m).split("/")[2].startswith("train_") for m in single)
+    assert single and all(p.training_benchmark(*m) == p.paths.benchmark(p.job(*m).rule, *m[:2], m[3]) for m in single)
+    # every trained model has exactly one job, and every job's models are trained models
+    assert sorted((j.dataset, j.arch, j.role, r) for j in p.training_jobs for r in j.runs) == sorted(p.trained_models)
+    with pytest.raises(ConfigError, match="no teacher a0.5_s0 of digits/smallcnn"):
+        p.job("digits", "smallcnn", "teacher", "a0.5_s0")
 
 
 def test_a_probed_fused_grid_job_carries_the_probe():
     cfg = _tiny()
     cfg["teachers"][0]["fuse"] = True  # tiny.yaml's grid records a probe
     p = plan.Plan(validate(cfg))
-    teachers = [j for j in p.grouped_jobs if j["role"] == "teacher"]
-    assert teachers and all(j["fuse"] and j["probe"] == cfg["teachers"][0]["probe"] for j in teachers)
+    teachers = [j for j in _grouped(p) if j.role == "teacher"]
+    assert teachers and all(j.fuse and j.probe == cfg["teachers"][0]["probe"] and len(j.probes) == len(j.runs)
+                            for j in teachers)
     assert cfg["teachers"][0]["probe"]["classes"] == ["1", "7"]
-    assert all(j["probe"] is None for j in p.grouped_jobs if j["role"] == "student")
+    assert all(j.probe is None and not j.probes for j in _grouped(p) if j.role == "student")
     cfg["teachers"][0]["probe"] = None
-    assert all(j["probe"] is None for j in plan.Plan(validate(cfg)).grouped_jobs)
+    assert all(j.probe is None and not j.probes for j in _grouped(plan.Plan(validate(cfg))))
 
 
 def test_probe_placeholder_is_refused_as_a_trace(tmp_path):

@@ -11,8 +11,9 @@ its seed by one function, :func:`objective_run`, and read back by :func:`parse_r
 * any other kind: ``<kind>-<param><value>..._s<seed>`` with the value's parameters in the order
   given, e.g. ``confidence_penalty-beta0.5_s0``.
 
-Numbers are written by :func:`fmt`. The training rules match the names with the wildcard
-templates :data:`RUN` and :data:`KD_RUN`.
+Numbers are written by :func:`fmt`. ``mi_curve`` matches a teacher's name with the wildcard template
+:data:`RUN` (its alpha and seed are the command's options); the training rules match the exact run
+names of their jobs (:mod:`lspipe.workflow.jobs`).
 """
 
 from __future__ import annotations
@@ -81,9 +82,8 @@ def kd_run(teacher_arch: str, teacher_alpha, temperature, seed) -> str:
     return f"kd-{teacher_arch}-a{fmt(teacher_alpha)}-T{fmt(temperature)}_s{int(seed)}"
 
 
-# run-name templates of the training rules (Snakemake wildcards)
+# the run-name template of a label-smoothed teacher (Snakemake wildcards: mi_curve)
 RUN = "a{alpha}_s{seed}"
-KD_RUN = "kd-{tarch}-a{talpha}-T{T}_s{seed}"
 
 _NUMBER = r"[0-9.]+(?:e[+-]?[0-9]+)?"
 _KIND_RE = re.compile(r"[a-z][a-z_]*")
