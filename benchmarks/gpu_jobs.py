@@ -125,7 +125,7 @@ def worker(a) -> int:
     sys.path.insert(0, str(REPO))
     import torch
 
-    from lspipe import bench
+    from lspipe.bench import timing as bench
     from lspipe.core import source
     from lspipe.core.losses import Objective
     from lspipe.core.recipe import Recipe

@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from lspipe import bench  # noqa: E402
+from lspipe.bench import timing as bench  # noqa: E402
 from lspipe.core import models  # noqa: E402
 from lspipe.core.losses import Objective  # noqa: E402
 from lspipe.core.recipe import Recipe  # noqa: E402

@@ -175,6 +175,29 @@ def test_torch_only_where_the_table_says_and_function_imports_only_for_start_up(
     assert not needless, "function-level imports of modules that load neither torch nor matplotlib:\n" + "\n".join(needless)
 
 
+# --------------------------------------------------------------------------- rooms of a size one can read
+
+MAX_MODULE_LINES = 800
+MAX_FUNCTION_LINES = 100
+
+
+def test_no_module_over_800_lines_and_no_function_over_100():
+    """A module that grows past 800 lines mixes concerns (split it by concern, as dumpfile/activations,
+    claims/ or bench/ are); a function past 100 lines does several things (give each its own)."""
+    long_modules, long_functions = [], []
+    for path in sorted(PACKAGE.rglob("*.py")) + sorted((REPO / "benchmarks").glob("*.py")):
+        rel, text = path.relative_to(REPO), path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            long_modules.append(f"{rel}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{rel}:{node.lineno}: {node.name}, {n} lines")
+    assert not long_modules, f"modules over {MAX_MODULE_LINES} lines:\n" + "\n".join(long_modules)
+    assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(long_functions)
+
+
 # --------------------------------------------------------------------------- no torch without a model
 
 
@@ -287,9 +310,9 @@ def _same(literal, default) -> bool:
 
 # literal values under names that are config keys elsewhere, but mean something else here: (file, where, name)
 NOT_SETTINGS = {
-    ("lspipe/bench.py", "parameter", "seed"): "the benchmark's own random data and initialisation",
-    ("lspipe/bench.py", "dict", "amp"): "an engine variant the benchmark measures, not a default",
-    ("lspipe/bench.py", "dict", "channels_last"): "an engine variant the benchmark measures, not a default",
+    ("lspipe/bench/timing.py", "parameter", "seed"): "the benchmark's own random data and initialisation",
+    ("lspipe/bench/settings.py", "dict", "amp"): "an engine variant the benchmark measures, not a default",
+    ("lspipe/bench/settings.py", "dict", "channels_last"): "an engine variant the benchmark measures, not a default",
     ("lspipe/tiny_imagenet.py", "parameter", "seed"): "the tiny tree's random choice of images",
     ("lspipe/core/stream.py", "parameter", "seed"): "the training seed of a loader (the config's seeds have no default)",
     ("lspipe/engine/activations.py", "parameter", "seed"): "the seed of a dump's training subset (dump-activations --seed)",

@@ -1,4 +1,5 @@
-"""`lspipe bench`: runs end to end (smoke mode, seconds) and writes well-formed figures."""
+"""`lspipe bench`: runs end to end (smoke mode, seconds) and writes well-formed figures; the projection of a
+configuration's training time sums the plan's training jobs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from lspipe import bench, cli
+from lspipe import cli
+from lspipe.bench import merge_figures, projection, report, settings, timing
 from lspipe.core import models
 
 
@@ -55,10 +57,10 @@ def test_baseline_and_engine_feed_the_model_the_same_numbers():
     the uint8 tensor the engine keeps (so both loops train the same function of the image)."""
     import torchvision.transforms as T
 
-    x, y = bench.random_cifar(4, seed=1)
-    ds = bench.CifarLikeDataset(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), y,
-                                T.Compose([T.ToTensor(), T.Normalize(bench.CIFAR_MEAN, bench.CIFAR_STD)]))
-    model = models.create("resnet8", 10, 3, 32, bench.CIFAR_MEAN, bench.CIFAR_STD)
+    x, y = timing.random_cifar(4, seed=1)
+    ds = timing.CifarLikeDataset(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), y,
+                                T.Compose([T.ToTensor(), T.Normalize(timing.CIFAR_MEAN, timing.CIFAR_STD)]))
+    model = models.create("resnet8", 10, 3, 32, timing.CIFAR_MEAN, timing.CIFAR_STD)
     for i in range(4):
         img, label = ds[i]
         assert label == y[i]
@@ -66,18 +68,18 @@ def test_baseline_and_engine_feed_the_model_the_same_numbers():
 
 
 def test_engine_variants_per_device():
-    cpu = bench.engine_variants(torch.device("cpu"), False, None, cpu_bf16=True)
+    cpu = settings.engine_variants(torch.device("cpu"), False, None, cpu_bf16=True)
     assert cpu["fp32"] == {"cpu_amp": False, "cpu_channels_last": False}
     assert cpu["bf16+cl"] == {"cpu_amp": True, "cpu_channels_last": True}
-    cuda = bench.engine_variants(torch.device("cuda"), True, "reduce-overhead", cpu_bf16=False)
+    cuda = settings.engine_variants(torch.device("cuda"), True, "reduce-overhead", cpu_bf16=False)
     assert cuda == {"bf16+cl+compile": {"precision": "bf16", "channels_last": True, "cuda_graph": False,
                                         "compile": True, "compile_mode": "reduce-overhead"}}
-    eager = bench.engine_variants(torch.device("cuda"), False, None, cpu_bf16=False)
+    eager = settings.engine_variants(torch.device("cuda"), False, None, cpu_bf16=False)
     assert {"fp32", "fp32+cl", "bf16", "bf16+cl", "bf16+cl+graph"} <= set(eager)
     assert eager["bf16+cl+graph"]["cuda_graph"] == "auto" and eager["bf16+cl"]["cuda_graph"] is False
-    assert list(bench.engine_variants(torch.device("cuda"), False, None, False, ["bf16+cl"])) == ["bf16+cl"]
+    assert list(settings.engine_variants(torch.device("cuda"), False, None, False, ["bf16+cl"])) == ["bf16+cl"]
     with pytest.raises(ValueError, match="unknown engine variant"):
-        bench.engine_variants(torch.device("cpu"), False, None, False, ["bf16+cl+graph"])
+        settings.engine_variants(torch.device("cpu"), False, None, False, ["bf16+cl+graph"])
 
 
 def test_projection_takes_the_fused_figure_at_the_grids_group_size_the_distillation_figures_and_warm_up():
@@ -96,6 +98,7 @@ def test_projection_takes_the_fused_figure_at_the_grids_group_size_the_distillat
                                    "fused": {"images_per_s": 9000.0}}},
         "jobs": {"teacher": {"first_step_s": 10.0}, "student": {"first_step_s": 5.0}}}
     cfg = {
+        "datasets": {"c": {"source": "cifar10"}},  # no data is read: the root may be left unset
         "recipes": {"r": {"steps": 100}, "a": {"steps": 50}},
         "teachers": [
             {"dataset": "c", "arch": "resnet56", "recipe": "r", "alphas": [0, .1, .2, .3, .4, .5, .6, .7],
@@ -106,7 +109,7 @@ def test_projection_takes_the_fused_figure_at_the_grids_group_size_the_distillat
                           "teacher_alphas": [0, 0.3], "baseline_alphas": [0, 0.3, 0.6], "temperatures": [1, 2, 4],
                           "seeds": [0], "lockstep": True, "fuse_students": True}],
     }
-    pr = bench.project(cfg, figures)
+    pr = projection.project(cfg, figures)
     t, a, s = pr["rows"]
     # 8 members per seed: nearest measured size 7 (5,000 model-images/s); 2 jobs (one per seed) of 10 s warm-up
     assert t["jobs"] == 2 and "fused x7" in t["variant"]
@@ -118,11 +121,11 @@ def test_projection_takes_the_fused_figure_at_the_grids_group_size_the_distillat
     assert s["runs"] == 6 and s["jobs"] == 3
     assert s["hours"] * 3600 == pytest.approx(3 * per / 9000 + 2 * per / 12000 + per / 2000 + 3 * 5)
     assert "fused distillation x3" in s["variant"] and "fused x7" in s["variant"]
-    text = bench.format_projection(pr)
+    text = report.format_projection(pr)
     assert "priced at" in text and "warm-up per job: teacher 10.0 s, student 5.0 s" in text
     # without fused figures a fused grid is said to be priced unfused
     figures["results"][0].pop("fused_sizes")
-    assert "fused not measured" in bench.project(cfg, figures)["rows"][0]["variant"]
+    assert "fused not measured" in projection.project(cfg, figures)["rows"][0]["variant"]
 
 
 def test_figures_of_a_gpu_check_merge_for_the_projection(tmp_path):
@@ -131,26 +134,26 @@ def test_figures_of_a_gpu_check_merge_for_the_projection(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps({"machine": {"gpu": "G"}, "results": [],
                                                  "distillation": {"modes": {}}}))
     (tmp_path / "j.json").write_text(json.dumps({"jobs": {"teacher": {"first_step_s": 3.0}}}))
-    res = bench.merge_figures([tmp_path / "d.json", tmp_path / "b.json", tmp_path / "j.json"])
+    res = merge_figures([tmp_path / "d.json", tmp_path / "b.json", tmp_path / "j.json"])
     assert res["results"][0]["arch"] == "x" and res["distillation"] == {"modes": {}}
     assert res["jobs"]["teacher"]["first_step_s"] == 3.0 and res["machine"]["gpu"] == "G"
 
 
 def test_a_failing_configuration_is_a_recorded_figure_not_the_end(tmp_path, monkeypatch, _restore_threads):
-    real = bench.time_engine
+    real = timing.time_engine
 
     def flaky(arch, *a, recipe_overrides, **k):
         if recipe_overrides.get("cpu_channels_last"):
             raise RuntimeError("CUDA error: out of memory (a test)")
         return real(arch, *a, recipe_overrides=recipe_overrides, **k)
 
-    monkeypatch.setattr(bench, "time_engine", flaky)
-    res = bench.run_benchmark(["resnet8"], batch_size=8, warmup=1, steps=2, workers=1, device="cpu", repeats=1,
+    monkeypatch.setattr(timing, "time_engine", flaky)
+    res = timing.run_benchmark(["resnet8"], batch_size=8, warmup=1, steps=2, workers=1, device="cpu", repeats=1,
                               out_path=str(tmp_path / "b.json"), log=lambda s: None)
     (r,) = res["results"]
     assert set(r["engine_variants"]) == {"fp32"} and "out of memory" in r["errors"]["engine:fp32+cl"]
     assert json.loads((tmp_path / "b.json").read_text())["results"][0]["errors"]  # written as it went
-    assert "failed: RuntimeError" in bench.format_report(res)
+    assert "failed: RuntimeError" in report.format_report(res)
 
 
 def test_projection_is_images_over_measured_rate():
@@ -159,32 +162,33 @@ def test_projection_is_images_over_measured_rate():
         {"arch": "alexnet", "engine": {"images_per_s": 4000.0}},
     ]}
     cfg = {
+        "datasets": {"c": {"source": "cifar10"}},
         "recipes": {"r": {"steps": 100, "batch_size": 128}, "a": {"steps": 50}},  # "a": default batch 128
         "teachers": [
             {"dataset": "c", "arch": "resnet56", "recipe": "r", "alphas": [0, 0.1], "seeds": [0, 1, 2], "fuse": True},
             {"dataset": "c", "arch": "alexnet", "recipe": "a", "alphas": [0], "seeds": [0]},
         ],
         "distillation": [{"dataset": "c", "teacher_arch": "resnet56", "student_arch": "alexnet", "student_recipe": "a",
-                          "teacher_alphas": [0, 0.3], "temperatures": [1, 2], "seeds": [0]}],
+                          "teacher_alphas": [0, 0.1], "temperatures": [1, 2], "seeds": [0]}],
     }
-    pr = bench.project(cfg, figures)
+    pr = projection.project(cfg, figures)
     rows = pr["rows"]
     # 6 fused ResNet-56 runs x 100 steps x 128 images at 1000 images/s, twice as fast fused
     assert rows[0]["runs"] == 6 and rows[0]["hours"] * 3600 == pytest.approx(6 * 100 * 128 / 1000 / 2)
     assert rows[1]["hours"] * 3600 == pytest.approx(50 * 128 / 4000)
-    # students: LS baselines at alphas 0 and 0.3 (alpha 0 is the AlexNet teacher's run: trained once, as the
+    # students: LS baselines at alphas 0 and 0.1 (alpha 0 is the AlexNet teacher's run: trained once, as the
     # teacher), the hard teacher at T = 1, 2 (in lockstep, the default: one teacher forward), the LS teacher at T = 1
     assert rows[2]["runs"] == 4 and rows[2]["distilled_runs"] == 3 and rows[2]["teacher_forward_runs"] == 2
     student_s = 4 * 50 * 128 / 4000 + 2 * 50 * 128 / 1000 / 3  # + a teacher forward (1/3 step) per lockstep step
     assert rows[2]["hours"] * 3600 == pytest.approx(student_s)
     separate = copy.deepcopy(cfg)
     separate["distillation"][0]["lockstep"] = False  # every distilled student runs its own teacher forward
-    assert bench.project(separate, figures)["rows"][2]["hours"] * 3600 == pytest.approx(
+    assert projection.project(separate, figures)["rows"][2]["hours"] * 3600 == pytest.approx(
         4 * 50 * 128 / 4000 + 3 * 50 * 128 / 1000 / 3)
     assert pr["total_hours"] * 3600 == pytest.approx(6 * 100 * 128 / 2000 + 50 * 128 / 4000 + student_s)
-    assert pr["device"] == "G" and "total" in bench.format_projection(pr)
+    assert pr["device"] == "G" and "total" in report.format_projection(pr)
     figures["results"].pop()  # AlexNet not measured: no total, and it says which architecture is missing
-    pr = bench.project(cfg, figures)
+    pr = projection.project(cfg, figures)
     assert pr["total_hours"] is None and pr["missing_archs"] == ["alexnet"]
 
 

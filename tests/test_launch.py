@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from conftest import REPO, make_workdir, snakemake
-from lspipe import bench, launch
+from lspipe import launch
+from lspipe.bench import projection, report
+from lspipe.bench.flops import flops_per_image
 from lspipe.base.errors import ConfigError
 from lspipe.workflow import jobs
 from test_slurm import PROFILES, planned
@@ -236,11 +238,11 @@ def test_flop_count_against_hand_computation():
     layer) and input gradients (all but the first layer, whose input needs none)."""
     d, h, k = 3 * 8 * 8, 1200, 10
     fwd = 2 * (d * h + h * h + h * k)
-    f = bench.flops_per_image("mlp", 8, k)
+    f = flops_per_image("mlp", 8, k)
     assert f["forward"] == fwd
     assert f["train"] == fwd + 2 * (d * h + h * h + h * k) + 2 * (h * h + h * k)
     # Inception-v4 at 299 px: timm's published 12.3 GMACs forward (2 FLOPs each)
-    inc = bench.flops_per_image("inception_v4", 299, 1000)
+    inc = flops_per_image("inception_v4", 299, 1000)
     assert inc["forward"] == pytest.approx(2 * 12.3e9, rel=0.01)
 
 
@@ -250,14 +252,14 @@ def test_imagenet_preset_gpu_hours_from_flops():
     cfg = yaml.safe_load(IMAGENET.read_text())
     figures = {"machine": {"gpu": "G", "cpu": None}, "settings": {"batch_size": 128}, "results": [],
                "sustained_tflops": 100}
-    pr = bench.project(cfg, figures)
+    pr = projection.project(cfg, figures)
     (row,) = pr["rows"]
-    train = bench.flops_per_image("inception_v4", 299, 1000)["train"]
+    train = flops_per_image("inception_v4", 299, 1000)["train"]
     hours = 6 * 108208 * 1024 * train / 100e12 / 3600
     assert row["rate_source"] == "flops" and row["hours"] == pytest.approx(hours)
     assert 130 < hours < 140  # 6 x 22.6 H100-hours, as the preset's header and docs/benchmarks.md say
     assert row["wall_hours_per_run"] == pytest.approx(hours / 6 / 8) and pr["total_hours"] == pytest.approx(hours)
-    text = bench.format_projection(pr)
+    text = report.format_projection(pr)
     assert "from FLOPs" in text and "73.49 GFLOP per training image" in text
 
 

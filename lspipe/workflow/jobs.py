@@ -10,7 +10,8 @@ the multi-model ones (a fused teacher grid per seed, the lockstep students of a 
 training rules, the benchmark's projection (``lspipe bench --project``) and the plan's model lookups
 (:meth:`lspipe.workflow.plan.Plan.job`) all read this one list.
 
-A :class:`TrainingRule` is a rule of the workflow that runs jobs: the wildcard rules ``train_teacher``,
+The builders take the plan (:class:`lspipe.workflow.plan.Plan`, which imports this module and passes
+itself in). A :class:`TrainingRule` is a rule of the workflow that runs jobs: the wildcard rules ``train_teacher``,
 ``train_student_baseline`` and ``train_student_distilled`` (one single-model job per match), and one
 rule per multi-model job, named after it. Every training rule is one skeleton
 (``workflow/rules/train.smk``); a rule differs from the others only in its name, its jobs and its own
@@ -26,14 +27,9 @@ options); ``lspipe launch`` (:mod:`lspipe.launch`) starts the processes inside t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from lspipe.base.errors import ConfigError
 from lspipe.base.runs import objective_run
 from lspipe.experiments import distill
-
-if TYPE_CHECKING:  # the plan passes itself in (it imports this module)
-    from lspipe.workflow.plan import Plan
 
 AUTO = "auto"
 
@@ -181,8 +177,8 @@ class TrainingJob:
         return self.objectives[self.runs.index(run)]
 
 
-def _job(plan: Plan, rule: str, dataset: str, arch: str, role: str, seed: int, recipe: str, objectives, runs, *,
-         teachers=(), fuse=False, probe=None, probes=False, lay: Layout, grouped=False, log=None) -> TrainingJob:
+def _job(plan, rule: str, dataset: str, arch: str, role: str, seed: int, recipe: str, objectives, runs, *,
+         teachers=(), fuse: bool, probe=None, probes=False, lay: Layout, grouped=False, log=None) -> TrainingJob:
     p = plan.paths
     models = [(dataset, arch, role, r) for r in runs]
     return TrainingJob(
@@ -192,7 +188,7 @@ def _job(plan: Plan, rule: str, dataset: str, arch: str, role: str, seed: int, r
         fuse=bool(fuse), probe=probe or None, layout=lay, log=tuple(log or (rule, dataset, arch, runs[0])), grouped=grouped)
 
 
-def teacher_jobs(plan: Plan, layouts: dict) -> list[TrainingJob]:
+def teacher_jobs(plan, layouts: dict) -> list[TrainingJob]:
     """Every teacher's job: per fused grid (``teachers[].fuse``) and seed one job of all its objectives, one
     fused network; every other teacher alone (rule ``train_teacher``, which writes a probe trace, or a
     placeholder for a grid without a probe)."""
@@ -209,11 +205,11 @@ def teacher_jobs(plan: Plan, layouts: dict) -> list[TrainingJob]:
                                  log=("train_teacher_fused", ds, arch, f"s{int(s)}")))
             else:
                 jobs += [_job(plan, "train_teacher", ds, arch, "teacher", s, g["recipe"], [v], [objective_run(v, s)],
-                              probe=g.get("probe"), probes=True, lay=lay) for v in members]
+                              fuse=False, probe=g.get("probe"), probes=True, lay=lay) for v in members]
     return jobs
 
 
-def student_jobs(plan: Plan, layouts: dict) -> list[TrainingJob]:
+def student_jobs(plan, layouts: dict) -> list[TrainingJob]:
     """Every student's job (``distillation``): per lockstep group (:func:`lspipe.experiments.distill.lockstep_groups`)
     one job, every other student alone (rules ``train_student_baseline``, ``train_student_distilled``);
     none for a baseline trained as a teacher (:func:`lspipe.experiments.distill.teacher_twins`)."""
@@ -238,11 +234,11 @@ def student_jobs(plan: Plan, layouts: dict) -> list[TrainingJob]:
                 continue
             jobs.append(_job(plan, "train_student_distilled" if r.distilled else "train_student_baseline", ds, arch,
                              "student", r.seed, d["student_recipe"], [distill.objective(d, r, teacher(r))], [r.name],
-                             teachers=[teacher(r)] if r.distilled else [], lay=lay))
+                             teachers=[teacher(r)] if r.distilled else [], fuse=False, lay=lay))
     return jobs
 
 
-def layouts(plan: Plan, problems: list[str]) -> dict[tuple[str, str, str], Layout]:
+def layouts(plan, problems: list[str]) -> dict[tuple[str, str, str], Layout]:
     """``(role, dataset, arch)`` -> the checked layout (:func:`checked_layout`) of every teacher grid and of
     every distillation entry's students; each problem is appended to ``problems`` (its layout is then one GPU,
     so that planning goes on and every problem is named)."""
@@ -263,7 +259,7 @@ def layouts(plan: Plan, problems: list[str]) -> dict[tuple[str, str, str], Layou
     return out
 
 
-def training_jobs(plan: Plan, problems: list[str]) -> list[TrainingJob]:
+def training_jobs(plan, problems: list[str]) -> list[TrainingJob]:
     """Every training job of the plan's configuration: the teachers' (:func:`teacher_jobs`), then the
     students' (:func:`student_jobs`). Layout problems are appended to ``problems``."""
     lays = layouts(plan, problems)

@@ -52,6 +52,12 @@ TRAIN_OPTIONS = {
 }
 
 
+# Each rule's shell command (train_shell with its own options' text), by rule name. A rule's shell expression is
+# evaluated again when its job runs, inside the rule's run function, where `rule` is the rule's name: by then this
+# loop has moved on (`_rule` is the last rule), so the expression below looks its command up by that name.
+TRAIN_SHELLS = {r.name: train_shell(" ".join(TRAIN_OPTIONS[o][0] for o in r.options)) for r in PLAN.training_rules}
+
+
 for _rule in PLAN.training_rules:
     _job = lambda wc, r=_rule: training_job(r, wc)  # noqa: E731 (every function below reads the job through it)
 
@@ -87,7 +93,7 @@ for _rule in PLAN.training_rules:
         conda:
             ENV_TRAIN
         shell:
-            train_shell(" ".join(TRAIN_OPTIONS[o][0] for o in _rule.options))
+            TRAIN_SHELLS[locals().get("rule", _rule.name)]
 
     if _rule.grouped:
         for _single in PLAN.training_rules:
