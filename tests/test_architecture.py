@@ -35,7 +35,9 @@ def floor_table() -> dict[str, dict]:
         assert len(cells) == 4, f"docs/architecture.md: a floor-table row needs 4 cells: {line}"
         module = cells[0].strip("`")
         package = module.rpartition(".")[0]
-        also = {f"{package}.{m.strip().strip('`')}" for m in cells[2].split(",") if m.strip()}
+        # a module of its own package by its name, any other by its full name (lspipe.experiments.calibration)
+        also = {m if m.startswith("lspipe.") else f"{package}.{m}"
+                for m in (c.strip().strip("`") for c in cells[2].split(",")) if m}
         assert cells[3] in ("yes", "no"), f"docs/architecture.md: torch is yes or no: {line}"
         assert module not in rows, f"docs/architecture.md lists {module} twice"
         rows[module] = {"floor": int(cells[1]), "also": also, "torch": cells[3] == "yes"}

@@ -17,7 +17,7 @@ from lspipe.engine.dumpfile import write_h5
 from lspipe.experiments import claims, projection
 from lspipe.experiments.experiment_table import benchmark_seconds, experiment_rows
 
-CFG = claims.settings()
+CFG = claims.statistics.settings()
 ABS = {**CFG, "accuracy_margin": 0.5}  # a fixed 0.5 pp accuracy margin (the default is relative to the error rate)
 
 
@@ -37,7 +37,7 @@ def _teachers(gains, base=0.80, n=2000, alphas=(0.1,)):
 
 
 def _stats(values, resolution=0.0, confidence=0.95):
-    return claims.effect_stats(dict(enumerate(values)), confidence, resolution)
+    return claims.statistics.effect_stats(dict(enumerate(values)), confidence, resolution)
 
 
 # --------------------------------------------------------------------------- decision rule
@@ -47,37 +47,37 @@ def test_effect_stats_t_interval_against_scipy():
     from scipy import stats
 
     vals = {0: 1.0, 1: 2.0, 2: 4.0, 3: 3.5}
-    st = claims.effect_stats(vals, 0.9)
+    st = claims.statistics.effect_stats(vals, 0.9)
     v = np.array(list(vals.values()))
     lo, hi = stats.t.interval(0.9, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
     assert st["mean"] == pytest.approx(v.mean()) and st["ci"] == pytest.approx([lo, hi])
     assert st["one_sided_level"] == pytest.approx(0.05) and not st["floored"]
-    one = claims.effect_stats({3: 0.7})
+    one = claims.statistics.effect_stats({3: 0.7})
     assert one["n"] == 1 and one["std"] is None and one["ci"] is None
 
 
 @pytest.mark.parametrize("kind,values,bound,expected", [
-    ("greater", [1.0, 1.2, 0.9], 0.0, claims.SUPPORTED),
-    ("greater", [-1.0, -1.2, -0.9], 0.0, claims.CONTRADICTED),
-    ("greater", [1.0, -1.0, 0.1], 0.0, claims.INCONCLUSIVE),
-    ("greater", [1.0], 0.0, claims.INCONCLUSIVE),  # one seed
+    ("greater", [1.0, 1.2, 0.9], 0.0, claims.statistics.SUPPORTED),
+    ("greater", [-1.0, -1.2, -0.9], 0.0, claims.statistics.CONTRADICTED),
+    ("greater", [1.0, -1.0, 0.1], 0.0, claims.statistics.INCONCLUSIVE),
+    ("greater", [1.0], 0.0, claims.statistics.INCONCLUSIVE),  # one seed
     # "does not hurt": an interval wholly below 0 but above -margin is supported ...
-    ("at_least", [-0.1, -0.2, -0.15], 0.5, claims.SUPPORTED),
-    ("at_least", [-2.0, -2.1, -1.9], 0.5, claims.CONTRADICTED),
+    ("at_least", [-0.1, -0.2, -0.15], 0.5, claims.statistics.SUPPORTED),
+    ("at_least", [-2.0, -2.1, -1.9], 0.5, claims.statistics.CONTRADICTED),
     # ... and an interval below 0 that straddles -margin is neither (a rule testing "excludes 0" would contradict)
-    ("at_least", [-0.45, -0.55, -0.5], 0.5, claims.INCONCLUSIVE),
-    ("at_most", [0.1, 0.0, 0.05], 0.5, claims.SUPPORTED),
-    ("at_most", [2.0, 2.1, 1.9], 0.5, claims.CONTRADICTED),
-    ("at_most", [0.3, 0.8, 0.5], 0.5, claims.INCONCLUSIVE),  # straddles +margin
-    ("within", [0.001, -0.002, 0.0], 0.01, claims.SUPPORTED),
-    ("within", [0.05, 0.06, 0.055], 0.01, claims.CONTRADICTED),
-    ("within", [0.0, 0.02, -0.02], 0.01, claims.INCONCLUSIVE),
+    ("at_least", [-0.45, -0.55, -0.5], 0.5, claims.statistics.INCONCLUSIVE),
+    ("at_most", [0.1, 0.0, 0.05], 0.5, claims.statistics.SUPPORTED),
+    ("at_most", [2.0, 2.1, 1.9], 0.5, claims.statistics.CONTRADICTED),
+    ("at_most", [0.3, 0.8, 0.5], 0.5, claims.statistics.INCONCLUSIVE),  # straddles +margin
+    ("within", [0.001, -0.002, 0.0], 0.01, claims.statistics.SUPPORTED),
+    ("within", [0.05, 0.06, 0.055], 0.01, claims.statistics.CONTRADICTED),
+    ("within", [0.0, 0.02, -0.02], 0.01, claims.statistics.INCONCLUSIVE),
 ])
 def test_decide(kind, values, bound, expected):
     st = _stats(values)
-    verdict, _ = claims.decide(st, kind, bound, min_seeds=3)
+    verdict, _ = claims.statistics.decide(st, kind, bound, min_seeds=3)
     assert verdict == expected
-    if kind == "at_least" and expected == claims.INCONCLUSIVE:
+    if kind == "at_least" and expected == claims.statistics.INCONCLUSIVE:
         lo, hi = st["ci"]
         assert lo < -bound < hi < 0  # the case the issue names: below 0, straddling -margin
 
@@ -85,29 +85,29 @@ def test_decide(kind, values, bound, expected):
 def test_n2_with_a_decisive_interval_needs_min_seeds():
     st = _stats([1.0, 1.01])
     assert st["ci"][0] > 0  # decisive on its own ...
-    assert claims.decide(st, "greater", 0.0, min_seeds=3)[0] == claims.INCONCLUSIVE  # ... but 2 < min_seeds
-    assert claims.decide(st, "greater", 0.0, min_seeds=2)[0] == claims.SUPPORTED
+    assert claims.statistics.decide(st, "greater", 0.0, min_seeds=3)[0] == claims.statistics.INCONCLUSIVE  # ... but 2 < min_seeds
+    assert claims.statistics.decide(st, "greater", 0.0, min_seeds=2)[0] == claims.statistics.SUPPORTED
 
 
 def test_an_interval_ending_exactly_on_a_bound_is_not_decisive():
     def st(lo, hi, values):
         return {"n": 3, "mean": (lo + hi) / 2, "ci": [lo, hi], "values": values, "sd_used": 1.0}
 
-    assert claims.decide(st(0.0, 1.0, [0.4, 0.5, 0.6]), "greater", 0.0, 3)[0] == claims.INCONCLUSIVE
-    assert claims.decide(st(1e-9, 1.0, [0.4, 0.5, 0.6]), "greater", 0.0, 3)[0] == claims.SUPPORTED
-    assert claims.decide(st(-1.0, 0.0, [-0.4, -0.5, -0.6]), "greater", 0.0, 3)[0] == claims.INCONCLUSIVE
-    assert claims.decide(st(-0.5, 0.2, [0, 0, 0]), "at_least", 0.5, 3)[0] == claims.INCONCLUSIVE
-    assert claims.decide(st(-0.9, -0.5, [-0.7] * 3), "at_least", 0.5, 3)[0] == claims.INCONCLUSIVE
-    assert claims.decide(st(-0.2, 0.5, [0, 0, 0]), "at_most", 0.5, 3)[0] == claims.INCONCLUSIVE
+    assert claims.statistics.decide(st(0.0, 1.0, [0.4, 0.5, 0.6]), "greater", 0.0, 3)[0] == claims.statistics.INCONCLUSIVE
+    assert claims.statistics.decide(st(1e-9, 1.0, [0.4, 0.5, 0.6]), "greater", 0.0, 3)[0] == claims.statistics.SUPPORTED
+    assert claims.statistics.decide(st(-1.0, 0.0, [-0.4, -0.5, -0.6]), "greater", 0.0, 3)[0] == claims.statistics.INCONCLUSIVE
+    assert claims.statistics.decide(st(-0.5, 0.2, [0, 0, 0]), "at_least", 0.5, 3)[0] == claims.statistics.INCONCLUSIVE
+    assert claims.statistics.decide(st(-0.9, -0.5, [-0.7] * 3), "at_least", 0.5, 3)[0] == claims.statistics.INCONCLUSIVE
+    assert claims.statistics.decide(st(-0.2, 0.5, [0, 0, 0]), "at_most", 0.5, 3)[0] == claims.statistics.INCONCLUSIVE
 
 
 def test_the_interval_alone_decides_k_of_n_is_a_description():
     # rule version 3: no "every seed on the claimed side" conjunct (it lost power as seeds were added)
     values = dict(enumerate([1.0] * 30 + [-0.1]))
-    st = claims.effect_stats(values)
-    assert claims.decide(st, "greater", 0.0, 3)[0] == claims.SUPPORTED
-    assert "30 of 31 on the claimed side: a description, not the rule" in claims.reason_text(
-        st, "greater", 0.0, "pp", claims.SUPPORTED, "x")
+    st = claims.statistics.effect_stats(values)
+    assert claims.statistics.decide(st, "greater", 0.0, 3)[0] == claims.statistics.SUPPORTED
+    assert "30 of 31 on the claimed side: a description, not the rule" in claims.statistics.reason_text(
+        st, "greater", 0.0, "pp", claims.statistics.SUPPORTED, "x")
 
 
 def test_zero_variance_never_gives_a_decisive_zero_width_interval():
@@ -116,7 +116,7 @@ def test_zero_variance_never_gives_a_decisive_zero_width_interval():
     two = _stats([3 * h, 3 * h], resolution=h)
     assert two["std"] == 0 and two["floored"] and two["sd_used"] == pytest.approx(h / 2)
     assert two["ci"][1] - two["ci"][0] > 0
-    assert claims.decide(two, "greater", 0.0, min_seeds=2)[0] == claims.INCONCLUSIVE  # t(1) makes it wide
+    assert claims.statistics.decide(two, "greater", 0.0, min_seeds=2)[0] == claims.statistics.INCONCLUSIVE  # t(1) makes it wide
     assert two["ci"][0] < 0 < 3 * h < two["ci"][1]
     # three identical seeds: half-width t(2) * (h / 2) / sqrt(3), no less
     from scipy.stats import t
@@ -125,10 +125,10 @@ def test_zero_variance_never_gives_a_decisive_zero_width_interval():
     assert three["half_width"] == pytest.approx(t.ppf(0.975, 2) * (h / 2) / math.sqrt(3))
     # a continuous effect with zero spread gives no interval at all
     flat = _stats([0.2, 0.2, 0.2])
-    verdict, why = claims.decide(flat, "greater", 0.0, 3)
-    assert verdict == claims.INCONCLUSIVE and "same value" in why
+    verdict, why = claims.statistics.decide(flat, "greater", 0.0, 3)
+    assert verdict == claims.statistics.INCONCLUSIVE and "same value" in why
     # the guard in a claim: identical accuracy gains of 3 images in every seed
-    c = claims.accuracy_claims(_teachers([3 / 449] * 3, n=449), {**CFG, "accuracy_margin": 0.0})[0]
+    c = claims.teacher_checks.accuracy_claims(_teachers([3 / 449] * 3, n=449), {**CFG, "accuracy_margin": 0.0})[0]
     assert c["effect"]["floored"] and c["effect"]["half_width"] > 0 and c["effect"]["resolution"] == pytest.approx(h)
 
 
@@ -136,7 +136,7 @@ def test_decidable_effect_and_seed_recommendation():
     from scipy.stats import chi2, t
 
     st = _stats([-1.85, -2.6, -1.4])  # the CPU preset's accuracy effect
-    d = claims.decidability(st, "at_least", 0.5, "pp", 3)
+    d = claims.statistics.decidability(st, "at_least", 0.5, "pp", 3)
     w = t.ppf(0.975, 2) * st["std"] / math.sqrt(3)
     assert d["half_width"] == pytest.approx(w) and d["undecidable_near_zero"]
     assert "undecidable at 3 seeds" in d["text"] and f"above {-0.5 + w:+.4g} pp" in d["text"]
@@ -145,8 +145,8 @@ def test_decidable_effect_and_seed_recommendation():
     assert pw["sd_upper"] == pytest.approx(st["std"] * math.sqrt(2 / chi2.ppf(0.2, 2)))
     assert d["seeds_needed"] == pw["at_zero"] and pw["at_zero_sd_upper"] > pw["at_zero"] > 3
     assert f"{pw['at_zero']} at a true effect of 0" in d["text"]
-    assert pw["at_observed"] == claims.SEEDS_SEARCH_MAX + 1  # an observed effect beyond the margin is never supported
-    narrow = claims.decidability(_stats([0.1, 0.12, 0.11]), "at_least", 0.5, "pp", 3)
+    assert pw["at_observed"] == claims.statistics.SEEDS_SEARCH_MAX + 1  # an observed effect beyond the margin is never supported
+    narrow = claims.statistics.decidability(_stats([0.1, 0.12, 0.11]), "at_least", 0.5, "pp", 3)
     assert not narrow["undecidable_near_zero"]
 
 
@@ -154,26 +154,26 @@ def test_decidable_effect_and_seed_recommendation():
 
 
 def test_accuracy_claim_verdicts_and_reason_line():
-    sup = claims.accuracy_claims(_teachers([0.003, 0.004, 0.002]), ABS)
-    assert [c["verdict"] for c in sup] == [claims.SUPPORTED, claims.NOT_COMPARED] and sup[0]["role"] == claims.PRIMARY
-    assert sup[1]["role"] == claims.REGIME and "paper reports no accuracy" in sup[1]["reason"]  # "c10": no paper row
+    sup = claims.teacher_checks.accuracy_claims(_teachers([0.003, 0.004, 0.002]), ABS)
+    assert [c["verdict"] for c in sup] == [claims.statistics.SUPPORTED, claims.statistics.NOT_COMPARED] and sup[0]["role"] == claims.statistics.PRIMARY
+    assert sup[1]["role"] == claims.statistics.REGIME and "paper reports no accuracy" in sup[1]["reason"]  # "c10": no paper row
     assert sup[0]["effect"]["mean"] == pytest.approx(0.3)  # percentage points, paired by seed
     r = sup[0]["reason"]
     assert "mean +0.3 pp" in r and "s0 +0.3" in r and "excludes 0" in r and "against the margin 0.5 pp" in r
     assert "one-sided test at level 2.5 %" in r
-    con = claims.accuracy_claims(_teachers([-0.03, -0.04, -0.035]), ABS)
-    assert con[0]["verdict"] == claims.CONTRADICTED
-    one = claims.accuracy_claims(_teachers([0.01]), ABS)
-    assert one[0]["verdict"] == claims.INCONCLUSIVE and claims.NO_SPREAD in one[0]["reason"]
-    md = claims.render_markdown(claims._assign_ids(one), CFG)
-    assert claims.NO_SPREAD in md and "± 0" not in md
+    con = claims.teacher_checks.accuracy_claims(_teachers([-0.03, -0.04, -0.035]), ABS)
+    assert con[0]["verdict"] == claims.statistics.CONTRADICTED
+    one = claims.teacher_checks.accuracy_claims(_teachers([0.01]), ABS)
+    assert one[0]["verdict"] == claims.statistics.INCONCLUSIVE and claims.statistics.NO_SPREAD in one[0]["reason"]
+    md = claims.rendering.render_markdown(claims.statistics._assign_ids(one), CFG)
+    assert claims.statistics.NO_SPREAD in md and "± 0" not in md
 
 
 def test_accuracy_other_alphas_are_descriptive():
-    c = claims.accuracy_claims(_teachers([0.003, 0.004, 0.002], alphas=(0.1, 0.3)), {**CFG, "ls_alpha": 0.1})
-    assert [(x["role"], x["label"].split(",")[0]) for x in c] == [(claims.PRIMARY, "LS α = 0.1"),
-                                                                 (claims.DESCRIPTIVE, "LS α = 0.3"),
-                                                                 (claims.REGIME, "")]
+    c = claims.teacher_checks.accuracy_claims(_teachers([0.003, 0.004, 0.002], alphas=(0.1, 0.3)), {**CFG, "ls_alpha": 0.1})
+    assert [(x["role"], x["label"].split(",")[0]) for x in c] == [(claims.statistics.PRIMARY, "LS α = 0.1"),
+                                                                 (claims.statistics.DESCRIPTIVE, "LS α = 0.3"),
+                                                                 (claims.statistics.REGIME, "")]
 
 
 def test_pairing_by_seed_removes_seed_offsets():
@@ -182,22 +182,22 @@ def test_pairing_by_seed_removes_seed_offsets():
     for s, off in enumerate([0.0, 0.05, -0.05]):
         evals.append(_eval("c", "r", "teacher", f"a0_s{s}", 0.0, s, 0.8 + off))
         evals.append(_eval("c", "r", "teacher", f"a0.1_s{s}", 0.1, s, 0.8 + off + 0.003 + 0.0001 * s))
-    c = claims.accuracy_claims(evals, {**CFG, "accuracy_margin": 0.0})[0]
-    assert c["verdict"] == claims.SUPPORTED
+    c = claims.teacher_checks.accuracy_claims(evals, {**CFG, "accuracy_margin": 0.0})[0]
+    assert c["verdict"] == claims.statistics.SUPPORTED
 
 
 def test_ls_alpha_not_in_grid_is_not_run():
-    c = claims.accuracy_claims(_teachers([0.01, 0.01, 0.01]), {**CFG, "ls_alpha": 0.3})
-    assert c[0]["verdict"] == claims.NOT_RUN and "claims.ls_alpha" in c[0]["config_key"]
+    c = claims.teacher_checks.accuracy_claims(_teachers([0.01, 0.01, 0.01]), {**CFG, "ls_alpha": 0.3})
+    assert c[0]["verdict"] == claims.statistics.NOT_RUN and "claims.ls_alpha" in c[0]["config_key"]
 
 
 def test_nothing_configured_is_not_run_with_keys():
     checks = claims.build_checks(cfg=CFG)
-    assert {c["verdict"] for c in checks} == {claims.NOT_RUN}
+    assert {c["verdict"] for c in checks} == {claims.statistics.NOT_RUN}
     keys = " ".join(c.get("config_key", "") for c in checks)
     for key in ("teachers", "projections.rows", "distillation", "teachers[].probe"):
         assert key in keys
-    assert {s["claim"] for s in claims.summarise(checks)} == {1, 2, 3, 4, 5}  # claim 6 only with a distillation_toy
+    assert {s["claim"] for s in claims.rendering.summarise(checks)} == {1, 2, 3, 4, 5}  # claim 6 only with a distillation_toy
 
 
 def test_defaults_come_from_the_schema():
@@ -299,30 +299,30 @@ def test_tightness_over_triples_per_seed_means_and_both_splits():
             return base
         return base - (1 + s / 10) * (t + 1) ** 2 / 100 if split == "val" else base + 0.05 + s / 100
 
-    checks = claims.tightness_claims(_tight_rows(ratio), CFG, 0.1, True)
-    prim = next(c for c in checks if c["role"] == claims.PRIMARY)
-    assert "val split" in prim["label"] and prim["verdict"] == claims.SUPPORTED
+    checks = claims.teacher_checks.tightness_claims(_tight_rows(ratio), CFG, 0.1, True)
+    prim = next(c for c in checks if c["role"] == claims.statistics.PRIMARY)
+    assert "val split" in prim["label"] and prim["verdict"] == claims.statistics.SUPPORTED
     expected = [np.mean([(1 + s / 10) * (t + 1) ** 2 / 100 for t in range(4)]) for s in range(3)]
     assert prim["effect"]["values"] == pytest.approx(expected)  # mean over the 4 triples, per seed
     assert prim["numbers"]["class triples"] == 4
     ls_mean = np.mean([ratio(0.1, s, t, "val") for s in range(3) for t in range(4)])
     h_mean = np.mean([ratio(0.0, s, t, "val") for s in range(3) for t in range(4)])
     assert prim["numbers"]["ratio_LS / ratio_hard (α=0.1)"] == pytest.approx(ls_mean / h_mean)
-    train = next(c for c in checks if c["role"] == claims.DESCRIPTIVE and "train split" in c["label"])
-    assert train["effect"]["values"] == pytest.approx([-0.05, -0.06, -0.07]) and train["verdict"] == claims.CONTRADICTED
+    train = next(c for c in checks if c["role"] == claims.statistics.DESCRIPTIVE and "train split" in c["label"])
+    assert train["effect"]["values"] == pytest.approx([-0.05, -0.06, -0.07]) and train["verdict"] == claims.statistics.CONTRADICTED
     # the primary split is configurable; the claim follows it
-    other = claims.tightness_claims(_tight_rows(ratio), {**CFG, "tightness_split": "train"}, 0.1, True)
-    assert next(c for c in other if c["role"] == claims.PRIMARY)["verdict"] == claims.CONTRADICTED
+    other = claims.teacher_checks.tightness_claims(_tight_rows(ratio), {**CFG, "tightness_split": "train"}, 0.1, True)
+    assert next(c for c in other if c["role"] == claims.statistics.PRIMARY)["verdict"] == claims.statistics.CONTRADICTED
 
 
 def test_tightness_fig1_rows_are_descriptive():
     rows = _tight_rows(lambda a, s, t, sp: 0.5 - a - s * a / 10, triples=1)
     rows += _tight_rows(lambda a, s, t, sp: 0.2 + (3 + s) * a, triples=1, kind="fig1")
-    checks = claims._assign_ids(claims.tightness_claims(rows, CFG, 0.1, True))
+    checks = claims.statistics._assign_ids(claims.teacher_checks.tightness_claims(rows, CFG, 0.1, True))
     fig1 = [c for c in checks if "Fig. 1" in c["label"]]
-    assert len(fig1) == 2 and {c["role"] for c in fig1} == {claims.DESCRIPTIVE}
-    assert {c["verdict"] for c in fig1} == {claims.CONTRADICTED}
-    assert claims.summarise(checks)[0]["verdict"] == claims.SUPPORTED  # descriptive checks do not override
+    assert len(fig1) == 2 and {c["role"] for c in fig1} == {claims.statistics.DESCRIPTIVE}
+    assert {c["verdict"] for c in fig1} == {claims.statistics.CONTRADICTED}
+    assert claims.rendering.summarise(checks)[0]["verdict"] == claims.statistics.SUPPORTED  # descriptive checks do not override
 
 
 # --------------------------------------------------------------------------- claim 3
@@ -368,7 +368,7 @@ def _cal(alpha, seed, ece, ece_ts, temp, val_ece, nll=1.0, nll_ts=0.9, val_nll=1
 
 
 def _by_id(checks):
-    return {c["id"]: c for c in claims._assign_ids(checks)}
+    return {c["id"]: c for c in claims.statistics._assign_ids(checks)}
 
 
 def test_alpha_star_is_chosen_on_validation_not_test():
@@ -379,15 +379,15 @@ def test_alpha_star_is_chosen_on_validation_not_test():
                 _cal(0.1, s, 0.021 + 0.001 * s, 0.0, 1.0, 0.09),
                 # ... alpha 0.3 wins on validation (0.03) and is far off on test (0.09): it must be compared
                 _cal(0.3, s, 0.090 + 0.002 * s, 0.0, 1.0, 0.03)]
-    c = _by_id(claims.calibration_claims(res, CFG))
+    c = _by_id(claims.teacher_checks.calibration_claims(res, CFG))
     assert c["3a"]["numbers"]["α*"] == 0.3 and c["3a"]["label"] == "α* = 0.3"
     assert c["3a"]["effect"]["values"] == pytest.approx([0.09 + 0.002 * s - 0.020 - 0.001 * s for s in range(3)])
-    assert c["3a"]["verdict"] == claims.CONTRADICTED
+    assert c["3a"]["verdict"] == claims.statistics.CONTRADICTED
     assert any("largest α" in n for n in c["3a"]["notes"])  # alpha* on the grid's edge is flagged
-    assert claims.choose_alpha({0.1: 0.05, 0.3: 0.05}, [0.1, 0.3])[0] == 0.1  # ties: the smaller alpha
+    assert claims.teacher_checks.choose_alpha({0.1: 0.05, 0.3: 0.05}, [0.1, 0.3])[0] == 0.1  # ties: the smaller alpha
     # by validation NLL instead, alpha 0.1 wins
     res_nll = [dict(r, val={**r["val"], "nll": 0.5 if r["model"]["alpha"] == 0.1 else 1.0}) for r in res]
-    assert _by_id(claims.calibration_claims(res_nll, {**CFG, "calibration_selection": "nll"}))["3a"]["numbers"]["α*"] == 0.1
+    assert _by_id(claims.teacher_checks.calibration_claims(res_nll, {**CFG, "calibration_selection": "nll"}))["3a"]["numbers"]["α*"] == 0.1
 
 
 def test_ls_lowers_ece_but_does_not_reach_temperature_scaling():
@@ -395,38 +395,38 @@ def test_ls_lowers_ece_but_does_not_reach_temperature_scaling():
     for s in range(3):  # LS 0.164 vs hard 0.30 (lower), but temperature scaling reaches 0.027
         res += [_cal(0.0, s, 0.30 + 0.003 * s, 0.027 + 0.002 * s, 3.1 + 0.02 * s, 0.3, nll=2.0 + 0.01 * s,
                      nll_ts=1.3 + 0.02 * s), _cal(0.1, s, 0.164 + 0.01 * s, 0.0, 1.0, 0.16, nll=1.5 + 0.03 * s)]
-    checks = claims._assign_ids(claims.calibration_claims(res, CFG))
+    checks = claims.statistics._assign_ids(claims.teacher_checks.calibration_claims(res, CFG))
     c = {x["id"]: x for x in checks}
-    assert c["3a"]["verdict"] == claims.CONTRADICTED  # primary: not within 0.02 of temperature scaling
-    assert c["3b"]["verdict"] == claims.SUPPORTED  # descriptive: LS lowers the ECE of hard targets
+    assert c["3a"]["verdict"] == claims.statistics.CONTRADICTED  # primary: not within 0.02 of temperature scaling
+    assert c["3b"]["verdict"] == claims.statistics.SUPPORTED  # descriptive: LS lowers the ECE of hard targets
     # 3d: NLL against temperature scaling is a number, no verdict (the paper claims nothing there)
-    assert c["3c"]["verdict"] == claims.SUPPORTED and c["3d"]["verdict"] == claims.REPORTED
+    assert c["3c"]["verdict"] == claims.statistics.SUPPORTED and c["3d"]["verdict"] == claims.statistics.REPORTED
     assert c["3d"]["effect"]["mean"] == pytest.approx(np.mean([1.5 + 0.03 * s - 1.3 - 0.02 * s for s in range(3)]))
-    assert c["3R"]["role"] == claims.REGIME and c["3R"]["verdict"] == claims.SUPPORTED  # T > 1
-    (s,) = claims.summarise(checks)
-    assert s["verdict"] == claims.CONTRADICTED and s["primary"] == "3a"
+    assert c["3R"]["role"] == claims.statistics.REGIME and c["3R"]["verdict"] == claims.statistics.SUPPORTED  # T > 1
+    (s,) = claims.rendering.summarise(checks)
+    assert s["verdict"] == claims.statistics.CONTRADICTED and s["primary"] == "3a"
     assert {d["id"] for d in s["descriptive"]} == {"3b", "3c", "3d"}
     assert all(set(d) == {"id", "effect"} for d in s["descriptive"])  # exploratory: effects, no verdict words
-    assert s["regime"] == [{"id": "3R", "verdict": claims.SUPPORTED}]
+    assert s["regime"] == [{"id": "3R", "verdict": claims.statistics.SUPPORTED}]
     assert "ECE floor" in " ".join(c["3a"]["numbers"])
-    md = claims.render_markdown(checks, CFG)
+    md = claims.rendering.render_markdown(checks, CFG)
     row = next(line for line in md.splitlines() if line.startswith("| 3."))
     assert "**contradicted** (3a)" in row and "3R supported" in row
-    assert "3b supported" not in row and "3b +" in row and claims.REPORTED not in row
+    assert "3b supported" not in row and "3b +" in row and claims.statistics.REPORTED not in row
 
 
 def test_calibration_non_inferiority_is_one_sided():
     res = []
     for s in range(3):  # LS better calibrated than temperature scaling by far: supported, not "outside a band"
         res += [_cal(0.0, s, 0.15, 0.05 + 0.001 * s, 2.0, 0.15), _cal(0.1, s, 0.01, 0.0, 1.0, 0.01)]
-    assert _by_id(claims.calibration_claims(res, CFG))["3a"]["verdict"] == claims.SUPPORTED
+    assert _by_id(claims.teacher_checks.calibration_claims(res, CFG))["3a"]["verdict"] == claims.statistics.SUPPORTED
 
 
 def test_temperature_at_the_search_edge_is_flagged_not_a_finding():
     res = []
     for s in range(3):
         res += [_cal(0.0, s, 0.1, 0.05, 0.01, 0.1, at_bound=s < 2), _cal(0.1, s, 0.05, 0.0, 0.01, 0.05, at_bound=True)]
-    c = _by_id(claims.calibration_claims(res, CFG))
+    c = _by_id(claims.teacher_checks.calibration_claims(res, CFG))
     assert c["3R"]["effect"]["seeds"] == [2] and "left out" in c["3R"]["notes"][0]
     assert any("edge of the search range" in n for n in c["3a"]["notes"])
 
@@ -435,8 +435,8 @@ def test_calibration_without_validation_metrics_is_not_compared():
     res = [dict(_cal(a, s, 0.1, 0.05, 2.0, 0.1)) for a in (0.0, 0.1) for s in range(3)]
     for r in res:
         del r["val"]
-    c = _by_id(claims.calibration_claims(res, CFG))["3a"]
-    assert c["verdict"] == claims.NOT_COMPARED and "calibrate" in c["config_key"]
+    c = _by_id(claims.teacher_checks.calibration_claims(res, CFG))["3a"]
+    assert c["verdict"] == claims.statistics.NOT_COMPARED and "calibrate" in c["config_key"]
 
 
 # --------------------------------------------------------------------------- claim 4
@@ -473,17 +473,17 @@ def _distillation(hard_gain, ls_gain, seeds=3, temps=(1, 4, 8), t8_gamma=0.9):
 
 
 def test_interpolate_baseline():
-    assert claims.interpolate_baseline({0.0: 80.0, 0.3: 82.0}, 0.15) == pytest.approx(81.0)
-    assert claims.interpolate_baseline({0.0: 80.0, 0.3: 82.0}, 0.5) is None  # no extrapolation
-    assert claims.interpolation_error({0: {0.0: 80.0, 0.3: 83.0, 0.6: 82.0}}) == pytest.approx([81.0 - 83.0])
+    assert claims.student_checks.interpolate_baseline({0.0: 80.0, 0.3: 82.0}, 0.15) == pytest.approx(81.0)
+    assert claims.student_checks.interpolate_baseline({0.0: 80.0, 0.3: 82.0}, 0.5) is None  # no extrapolation
+    assert claims.student_checks.interpolation_error({0: {0.0: 80.0, 0.3: 83.0, 0.6: 82.0}}) == pytest.approx([81.0 - 83.0])
 
 
 def test_distillation_primary_contrast_per_seed():
     hard_gain, ls_gain = [1.0, 1.2, 0.9], [-0.3, -0.1, -0.2]
     t, s, g = _distillation(hard_gain, ls_gain)
-    checks = _by_id(claims.distillation_claims("c", t, s, g, CFG))
+    checks = _by_id(claims.student_checks.distillation_claims("c", t, s, g, CFG))
     prim = checks["4a"]
-    assert prim["role"] == claims.PRIMARY and prim["verdict"] == claims.SUPPORTED
+    assert prim["role"] == claims.statistics.PRIMARY and prim["verdict"] == claims.statistics.SUPPORTED
     # by hand: T = 1 and 4 in range (T = 8's gamma 0.9 lies beyond the baseline alphas), both LS teachers
     expected = [np.mean([hard_gain[k] + 0.1, hard_gain[k] + 0.4]) - np.mean([ls_gain[k] + 0.1, ls_gain[k] + 0.3])
                 for k in range(3)]
@@ -495,9 +495,9 @@ def test_distillation_primary_contrast_per_seed():
     assert any("leave-one-out" in n for n in prim["notes"])
     # descriptive per-T rows; T = 8 is not compared (naming the key), never inconclusive
     t8 = next(c for c in checks.values() if c["label"] == "T = 8")
-    assert t8["verdict"] == claims.NOT_COMPARED and "baseline_alphas" in t8["config_key"]
-    assert next(c for c in checks.values() if c["label"] == "T = 4")["role"] == claims.DESCRIPTIVE
-    assert checks["4R"]["role"] == claims.REGIME
+    assert t8["verdict"] == claims.statistics.NOT_COMPARED and "baseline_alphas" in t8["config_key"]
+    assert next(c for c in checks.values() if c["label"] == "T = 4")["role"] == claims.statistics.DESCRIPTIVE
+    assert checks["4R"]["role"] == claims.statistics.REGIME
 
 
 def test_distillation_contrast_reads_the_ls_teachers_gamma_at_their_temperature():
@@ -505,7 +505,7 @@ def test_distillation_contrast_reads_the_ls_teachers_gamma_at_their_temperature(
     their teacher's gamma at T = 2, not at T = 1; the same students and gammas give the same contrast."""
     hard_gain, ls_gain = [1.0, 1.2, 0.9], [-0.3, -0.1, -0.2]
     t, s, g = _distillation(hard_gain, ls_gain)
-    at1 = _by_id(claims.distillation_claims("c", t, s, g, CFG))
+    at1 = _by_id(claims.student_checks.distillation_claims("c", t, s, g, CFG))
     moved, g2 = [], dict(g)
     for ev in s:
         m = dict(ev["model"])
@@ -516,7 +516,7 @@ def test_distillation_contrast_reads_the_ls_teachers_gamma_at_their_temperature(
         if a != "0" and temp == "1":
             g2[(a, seed, "2")] = v  # the LS teachers' gamma at T = 2 ...
             g2[(a, seed, "1")] = 0.99  # ... and a gamma at T = 1 that must not be read (out of range)
-    at2 = _by_id(claims.distillation_claims("c", t, moved, g2, CFG))
+    at2 = _by_id(claims.student_checks.distillation_claims("c", t, moved, g2, CFG))
     assert at2["4a"]["effect"]["values"] == pytest.approx(at1["4a"]["effect"]["values"])
     assert "at T = 2" in at2["4a"]["statement"] and "γ of the LS teacher α = 0.1 at T = 2" in at2["4a"]["numbers"]
 
@@ -526,7 +526,7 @@ def test_a_mis_paired_seed_changes_the_distillation_verdict():
     curve: pairing the students of seed s with the baselines of seed s + 1 must change the verdict."""
     hard_gain, ls_gain = [1.0, 1.2, 0.9], [-0.3, -0.1, -0.2]
     t, s, g = _distillation(hard_gain, ls_gain)
-    right = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
+    right = _by_id(claims.student_checks.distillation_claims("c", t, s, g, CFG))["4a"]
     shifted = []
     for ev in s:
         m = dict(ev["model"])
@@ -534,34 +534,34 @@ def test_a_mis_paired_seed_changes_the_distillation_verdict():
             k = (int(m["seed"]) - 1) % 3
             m.update(seed=k, run=m["run"].rsplit("_s", 1)[0] + f"_s{k}")
         shifted.append({**ev, "model": m})
-    wrong = _by_id(claims.distillation_claims("c", t, shifted, g, CFG))["4a"]
-    assert right["verdict"] == claims.SUPPORTED and wrong["verdict"] != claims.SUPPORTED
+    wrong = _by_id(claims.student_checks.distillation_claims("c", t, shifted, g, CFG))["4a"]
+    assert right["verdict"] == claims.statistics.SUPPORTED and wrong["verdict"] != claims.statistics.SUPPORTED
     assert wrong["effect"]["values"] != pytest.approx(right["effect"]["values"])
 
 
 def test_distillation_with_no_temperature_in_range_is_not_compared():
     t, s, g = _distillation([1.0] * 3, [0.0] * 3)
     g = {k: (0.95 if k[0] == "0" else v) for k, v in g.items()}
-    prim = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
-    assert prim["verdict"] == claims.NOT_COMPARED and "baseline_alphas" in prim["config_key"]
+    prim = _by_id(claims.student_checks.distillation_claims("c", t, s, g, CFG))["4a"]
+    assert prim["verdict"] == claims.statistics.NOT_COMPARED and "baseline_alphas" in prim["config_key"]
 
 
 def test_distillation_regime_check_does_not_decide_the_claim():
     t, s, g = _distillation([1.0, 1.2, 0.9], [-0.3, -0.1, -0.2])
     t = [dict(ev, test={**ev["test"], "accuracy": 0.9 - ev["model"]["alpha"] * (1 + ev["model"]["seed"] / 10) / 10})
          for ev in t]  # teacher accuracy falls with alpha
-    checks = claims._assign_ids(claims.distillation_claims("c", t, s, g, CFG))
-    (summary,) = claims.summarise(checks)
-    assert summary["regime"] == [{"id": "4R", "verdict": claims.CONTRADICTED}]
-    assert summary["verdict"] == claims.SUPPORTED
+    checks = claims.statistics._assign_ids(claims.student_checks.distillation_claims("c", t, s, g, CFG))
+    (summary,) = claims.rendering.summarise(checks)
+    assert summary["regime"] == [{"id": "4R", "verdict": claims.statistics.CONTRADICTED}]
+    assert summary["verdict"] == claims.statistics.SUPPORTED
 
 
 def test_distillation_uses_only_the_distilled_teachers_grid():
     t, s, g = _distillation([1.0, 1.2, 0.9], [0.0] * 3)
-    slope = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4R"]
+    slope = _by_id(claims.student_checks.distillation_claims("c", t, s, g, CFG))["4R"]
     # another teacher grid of the same dataset (e.g. the paper's AlexNet teachers) must not enter the slope
     other = [_eval("c", "other", "teacher", f"a0_s{k}", 0.0, k, 0.10) for k in range(3)]
-    slope2 = _by_id(claims.distillation_claims("c", other + t, s, g, CFG))["4R"]
+    slope2 = _by_id(claims.student_checks.distillation_claims("c", other + t, s, g, CFG))["4R"]
     assert slope2["effect"]["values"] == pytest.approx(slope["effect"]["values"])
     assert slope["effect"]["mean"] == pytest.approx(np.polyfit([0, 0.1, 0.3], [90, 90.5, 91], 1)[0])
 
@@ -571,11 +571,11 @@ def test_distillation_uses_only_the_distilled_teachers_grid():
 
 def test_curve_shape_peak_on_a_running_mean_late_on_the_last_fifth():
     mi = [0.1, 5.0, 2.2, 2.0, 1.9, 1.8, 1.6, 1.5, 1.2, 1.0]  # a one-record spike at 5.0
-    sh = claims.curve_shape(mi)
+    sh = claims.teacher_checks.curve_shape(mi)
     assert sh["peak"] == pytest.approx((5.0 + 2.2 + 2.0) / 3)  # the best 3-record mean, not the raw maximum
     assert sh["late"] == pytest.approx((1.2 + 1.0) / 2) and sh["late_records"] == 2
-    assert claims.curve_shape([0.1, 0.2]) is None
-    assert claims.curve_shape([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])["late_records"] == 2  # ceil(6 / 5)
+    assert claims.teacher_checks.curve_shape([0.1, 0.2]) is None
+    assert claims.teacher_checks.curve_shape([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])["late_records"] == 2  # ceil(6 / 5)
 
 
 HARD = [0.1, 2.0, 2.2, 2.1, 2.0, 1.9, 1.9, 1.8, 1.8, 1.8]
@@ -596,9 +596,9 @@ def _curves(hard, soft, seeds=3, noise=0.01, repeat=True):
 def test_erasure_contrast_and_noise_margin():
     from lspipe.experiments.mi import mi_noise
 
-    checks = _by_id(claims.mi_claims(_curves(HARD, SOFT), CFG))
+    checks = _by_id(claims.teacher_checks.mi_claims(_curves(HARD, SOFT), CFG))
     prim = checks["5a"]
-    assert prim["role"] == claims.PRIMARY and prim["verdict"] == claims.SUPPORTED
+    assert prim["role"] == claims.statistics.PRIMARY and prim["verdict"] == claims.statistics.SUPPORTED
     # (peak - late) with LS minus without, by hand per seed
     for s, v in zip(prim["effect"]["seeds"], prim["effect"]["values"]):
         soft = [x + 0.05 * s * (i >= 4) for i, x in enumerate(SOFT)]
@@ -607,17 +607,17 @@ def test_erasure_contrast_and_noise_margin():
     sigma = math.sqrt(0.01**2 / 2)  # every pair differs by 0.01
     assert mi_noise([(1.0, 1.01), (0.5, 0.49)]) == pytest.approx(sigma)
     assert prim["bound"] == pytest.approx(CFG["mi_noise_multiple"] * sigma)
-    assert checks["5b"]["verdict"] == checks["5c"]["verdict"] == claims.SUPPORTED
+    assert checks["5b"]["verdict"] == checks["5c"]["verdict"] == claims.statistics.SUPPORTED
     # LS falls no more than hard targets: the primary is contradicted
-    assert _by_id(claims.mi_claims(_curves(SOFT, HARD), CFG))["5a"]["verdict"] == claims.CONTRADICTED
+    assert _by_id(claims.teacher_checks.mi_claims(_curves(SOFT, HARD), CFG))["5a"]["verdict"] == claims.statistics.CONTRADICTED
     # the margin follows the measured noise: with noisy draws the same contrast is no longer decisive
-    noisy = _by_id(claims.mi_claims(_curves(HARD, SOFT, noise=1.0), CFG))["5a"]
-    assert noisy["bound"] > max(prim["effect"]["values"]) and noisy["verdict"] != claims.SUPPORTED
+    noisy = _by_id(claims.teacher_checks.mi_claims(_curves(HARD, SOFT, noise=1.0), CFG))["5a"]
+    assert noisy["bound"] > max(prim["effect"]["values"]) and noisy["verdict"] != claims.statistics.SUPPORTED
 
 
 def test_erasure_without_repeat_draw_is_not_compared():
-    c = _by_id(claims.mi_claims(_curves(HARD, SOFT, repeat=False), CFG))["5a"]
-    assert c["verdict"] == claims.NOT_COMPARED and "train_teacher" in c["config_key"]
+    c = _by_id(claims.teacher_checks.mi_claims(_curves(HARD, SOFT, repeat=False), CFG))["5a"]
+    assert c["verdict"] == claims.statistics.NOT_COMPARED and "train_teacher" in c["config_key"]
 
 
 # --------------------------------------------------------------------------- the report
@@ -627,11 +627,11 @@ def test_report_files(tmp_path):
     checks = claims.build_checks(evals=_teachers([0.003, 0.004, 0.002]), cfg=CFG)
     claims.write_report(checks, CFG, tmp_path / "c.md", tmp_path / "c.json", tmp_path / "c.rst")
     data = json.loads((tmp_path / "c.json").read_text())
-    assert data["summary"][0]["verdict"] == claims.SUPPORTED and data["settings"]["min_seeds"] == 3
+    assert data["summary"][0]["verdict"] == claims.statistics.SUPPORTED and data["settings"]["min_seeds"] == 3
     assert data["checks"][0]["id"] == "1a" and "sources" in data["checks"][0]
     md = (tmp_path / "c.md").read_text()
     for text in ("## Decision rule", "claims.accuracy_margin", "not run", "exploratory", "Decidable:", "Sources:",
-                 f"Rule version {claims.RULES_VERSION}", "by the interval alone", "noncentral t", "Sensitivity:", "verdict at 90 / 95 / 99 %",
+                 f"Rule version {claims.statistics.RULES_VERSION}", "by the interval alone", "noncentral t", "Sensitivity:", "verdict at 90 / 95 / 99 %",
                  "one-sided test at level 2.5 %", "claims.ece_margin", "claims.mi_noise_multiple",
                  "claims.calibration_selection"):
         assert text in md, text
@@ -646,9 +646,9 @@ def test_sources_name_files_and_keys(tmp_path):
     evals = _teachers([0.003, 0.004, 0.002])
     for ev in evals:
         ev["_path"] = f"results/eval/c10/resnet20/teacher/{ev['model']['run']}.json"
-    c, _regime = claims.accuracy_claims(evals, CFG)
+    c, _regime = claims.teacher_checks.accuracy_claims(evals, CFG)
     assert len(c["sources"]["files"]) == 6 and "test.accuracy" in c["sources"]["keys"]
-    text = claims.sources_text(c["sources"])
+    text = claims.rendering.sources_text(c["sources"])
     assert text.startswith("results/eval/c10/resnet20/teacher/{a0.1_s0.json,") and "test.accuracy" in text
 
 
@@ -702,8 +702,8 @@ def test_cli_reads_a_results_folder(tmp_path):
     assert main(["claims", "--results", str(res), "--md", str(tmp_path / "c.md"), "--json", str(tmp_path / "c.json")]) == 0
     data = json.loads((tmp_path / "c.json").read_text())
     verdicts = {(s["claim"], s["scope"]): s["verdict"] for s in data["summary"]}
-    assert verdicts[(1, "c10/resnet20")] == claims.SUPPORTED
-    assert {v for (c, _), v in verdicts.items() if c != 1} == {claims.NOT_RUN}
+    assert verdicts[(1, "c10/resnet20")] == claims.statistics.SUPPORTED
+    assert {v for (c, _), v in verdicts.items() if c != 1} == {claims.statistics.NOT_RUN}
     assert data["checks"][0]["sources"]["files"][0].startswith(str(res))
 
 
@@ -771,7 +771,7 @@ def test_cli_with_config_reads_only_what_the_config_names(tmp_path, capsys):
     write_csv(res / "tables" / "tightness.csv", claims_rows, list(claims_rows[0]))
     assert main(["claims", "--config", str(cfg), *out]) == 0
     data = json.loads((tmp_path / "c.json").read_text())
-    acc = [c for c in data["checks"] if c["claim"] == 1 and c["role"] != claims.REGIME]
+    acc = [c for c in data["checks"] if c["claim"] == 1 and c["role"] != claims.statistics.REGIME]
     assert [c["label"] for c in acc] == ["LS α = 0.1, test split"]  # the orphaned 0.3 and 0.2 are not read
     assert all("a0.3" not in f and "a0.2" not in f for c in data["checks"] for f in c["sources"]["files"])
     assert main(["claims", "--config", str(cfg), "--results", str(tmp_path / "nowhere"), *out]) == 2
@@ -800,14 +800,14 @@ def _with_paths(evals):
 def test_case_confidence_penalty_does_not_replace_the_hard_arm(cp_first):
     evals = _with_paths(_teachers([0.003, 0.004, 0.002]))
     cps = [_cp(ev, 0.10) for ev in evals if ev["model"]["alpha"] == 0.0]  # far worse: it would flip the verdict
-    checks = claims.accuracy_claims(cps + evals if cp_first else evals + cps, ABS)
-    prim = next(c for c in checks if c["role"] == claims.PRIMARY)
-    assert prim["verdict"] == claims.SUPPORTED and prim["effect"]["mean"] == pytest.approx(0.3)
+    checks = claims.teacher_checks.accuracy_claims(cps + evals if cp_first else evals + cps, ABS)
+    prim = next(c for c in checks if c["role"] == claims.statistics.PRIMARY)
+    assert prim["verdict"] == claims.statistics.SUPPORTED and prim["effect"]["mean"] == pytest.approx(0.3)
     assert not any("confidence_penalty" in f for f in prim["sources"]["files"])
     assert sorted(prim["sources"]["files"]) == sorted(ev["_path"] for ev in evals)
     # case 6: the other objective is a row of its own, against the hard arm
     cp_row = next(c for c in checks if "confidence_penalty" in c["label"])
-    assert cp_row["role"] == claims.DESCRIPTIVE and cp_row["verdict"] == claims.CONTRADICTED
+    assert cp_row["role"] == claims.statistics.DESCRIPTIVE and cp_row["verdict"] == claims.statistics.CONTRADICTED
     assert {f for f in cp_row["sources"]["files"] if "confidence_penalty" in f} == {c["_path"] for c in cps}
 
 
@@ -818,7 +818,7 @@ def test_case_confidence_penalty_calibration_file_is_left_out():  # case 3
                 _cal(0.0, s, 0.4, 0.3, 2.0, 0.4, run=f"confidence_penalty-beta0.5_s{s}")]
     for r in res:
         r["_path"] = f"cal/{r['model']['run']}.json"
-    c = _by_id(claims.calibration_claims(res, CFG))["3a"]
+    c = _by_id(claims.teacher_checks.calibration_claims(res, CFG))["3a"]
     assert not any("confidence_penalty" in f for f in c["sources"]["files"])
     assert c["effect"]["values"] == pytest.approx([0.03 + 0.001 * s - 0.020 - 0.001 * s for s in range(3)])
     assert any("confidence_penalty beta = 0.5" in n for n in c["notes"])
@@ -826,10 +826,10 @@ def test_case_confidence_penalty_calibration_file_is_left_out():  # case 3
 
 def test_case_confidence_penalty_teacher_stays_out_of_the_teacher_slope():  # case 4
     t, s, g = _distillation([1.0, 1.2, 0.9], [0.0] * 3)
-    slope = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4R"]
+    slope = _by_id(claims.student_checks.distillation_claims("c", t, s, g, CFG))["4R"]
     cps = [dict(ev, model=dict(ev["model"], run=f"confidence_penalty-beta0.5_s{ev['model']['seed']}"),
                 test=dict(ev["test"], accuracy=0.5)) for ev in t if ev["model"]["alpha"] == 0.0]
-    slope2 = _by_id(claims.distillation_claims("c", t + cps, s, g, CFG))["4R"]
+    slope2 = _by_id(claims.student_checks.distillation_claims("c", t + cps, s, g, CFG))["4R"]
     assert slope2["effect"]["values"] == pytest.approx(slope["effect"]["values"])
 
 
@@ -839,7 +839,7 @@ def test_case_two_models_for_one_objective_and_seed_are_refused():  # case 5
     evals = _with_paths(_teachers([0.003, 0.004, 0.002]))
     twin = dict(evals[0], _path="elsewhere/a0_s0.json")
     with pytest.raises(UserError, match="two teacher evaluations .* α = 0 seed 0: .*a0_s0.json and elsewhere"):
-        claims.accuracy_claims(evals + [twin], ABS)
+        claims.teacher_checks.accuracy_claims(evals + [twin], ABS)
 
 
 def _sim_sq(rng, off, n=2000):
@@ -862,10 +862,10 @@ def test_case_ece_bias_a_gap_of_003_is_not_within_002(seeds):
     for _ in range(reps):
         a = [_sim_sq(rng, 0.03) for _ in range(seeds)]
         b = [_sim_sq(rng, 0.0) for _ in range(seeds)]
-        st = claims.ce_gap_stats({i: x[0] for i, x in enumerate(a)}, {i: x[0] for i, x in enumerate(b)})
-        new += claims.decide(st, "at_most", 0.02, 3)[0] == claims.SUPPORTED
-        plug = claims.effect_stats({i: a[i][1] - b[i][1] for i in range(seeds)})
-        old += claims.decide(plug, "at_most", 0.02, 3)[0] == claims.SUPPORTED
+        st = claims.statistics.ce_gap_stats({i: x[0] for i, x in enumerate(a)}, {i: x[0] for i, x in enumerate(b)})
+        new += claims.statistics.decide(st, "at_most", 0.02, 3)[0] == claims.statistics.SUPPORTED
+        plug = claims.statistics.effect_stats({i: a[i][1] - b[i][1] for i in range(seeds)})
+        old += claims.statistics.decide(plug, "at_most", 0.02, 3)[0] == claims.statistics.SUPPORTED
     assert new / reps <= 0.025
     if seeds == 10:
         assert old / reps > 0.1  # the defect the rule removes (about 0.24 here)
@@ -877,7 +877,7 @@ def test_case_ece_no_gap_is_supported_with_power():  # case 10: the rule is not 
     for _ in range(reps):
         a = {i: _sim_sq(rng, 0.0, 10000)[0] for i in range(7)}
         b = {i: _sim_sq(rng, 0.0, 10000)[0] for i in range(7)}
-        sup += claims.decide(claims.ce_gap_stats(a, b), "at_most", 0.02, 3)[0] == claims.SUPPORTED
+        sup += claims.statistics.decide(claims.statistics.ce_gap_stats(a, b), "at_most", 0.02, 3)[0] == claims.statistics.SUPPORTED
     assert sup / reps > 0.9
 
 
@@ -885,7 +885,7 @@ def test_case_ce_gap_interval_against_its_definition():  # case 11: the two-esti
     from scipy.stats import t
 
     a, b = {0: 0.004, 1: 0.005, 2: 0.0045}, {0: 0.0004, 1: 0.0001, 2: 0.0003}
-    st = claims.ce_gap_stats(a, b, 0.9)
+    st = claims.statistics.ce_gap_stats(a, b, 0.9)
     q = t.ppf(1 - 0.1 / 4, 2)
     va, vb = np.array(list(a.values())), np.array(list(b.values()))
     ua, la = va.mean() + q * va.std(ddof=1) / math.sqrt(3), va.mean() - q * va.std(ddof=1) / math.sqrt(3)
@@ -900,45 +900,45 @@ def test_case_the_every_seed_rule_is_gone_power_matches_simulation(seeds, expect
     rule, simulated, matches the noncentral t; the old every-seed conjunct gave 0.13, 0.08, 0.006."""
     rng = np.random.default_rng(seeds)
     reps = 1500
-    sup = sum(claims.decide(claims.effect_stats(dict(enumerate(rng.normal(0.61, 0.82, seeds)))), "greater", 0.0,
-                            3)[0] == claims.SUPPORTED for _ in range(reps))
-    assert claims.power("greater", 0.61, 0.0, 0.82, seeds, 0.025) == pytest.approx(expected, abs=0.002)
+    sup = sum(claims.statistics.decide(claims.statistics.effect_stats(dict(enumerate(rng.normal(0.61, 0.82, seeds)))), "greater", 0.0,
+                            3)[0] == claims.statistics.SUPPORTED for _ in range(reps))
+    assert claims.statistics.power("greater", 0.61, 0.0, 0.82, seeds, 0.025) == pytest.approx(expected, abs=0.002)
     assert sup / reps == pytest.approx(expected, abs=4 * math.sqrt(expected * (1 - expected) / reps) + 0.005)
 
 
 def test_case_seeds_for_80_percent_power_accuracy():  # case 15: the issue's figures for accuracy (sd 0.61 pp)
-    assert claims.power("at_least", 0.0, 0.5, 0.61, 9, 0.025) == pytest.approx(0.58, abs=0.01)  # "9 seeds" was 58 %
-    n = claims.seeds_for_power("at_least", 0.0, 0.5, 0.61, 0.025)
+    assert claims.statistics.power("at_least", 0.0, 0.5, 0.61, 9, 0.025) == pytest.approx(0.58, abs=0.01)  # "9 seeds" was 58 %
+    n = claims.statistics.seeds_for_power("at_least", 0.0, 0.5, 0.61, 0.025)
     assert n == 14
     rng = np.random.default_rng(1)
 
     def simulated(k, reps=2000):
-        return np.mean([claims.decide(claims.effect_stats(dict(enumerate(rng.normal(0.0, 0.61, k)))), "at_least",
-                                      0.5, 3)[0] == claims.SUPPORTED for _ in range(reps)])
+        return np.mean([claims.statistics.decide(claims.statistics.effect_stats(dict(enumerate(rng.normal(0.0, 0.61, k)))), "at_least",
+                                      0.5, 3)[0] == claims.statistics.SUPPORTED for _ in range(reps)])
 
     assert simulated(n) > 0.78 and simulated(n - 2) < 0.8
-    up = claims.sd_upper(0.61, 3)
-    assert claims.seeds_for_power("at_least", 0.0, 0.5, up, 0.025) > n
+    up = claims.statistics.sd_upper(0.61, 3)
+    assert claims.statistics.seeds_for_power("at_least", 0.0, 0.5, up, 0.025) > n
 
 
 def test_case_sd_upper_bound_covers_80_percent():  # case 16: the chi-square bound, by simulation
     rng = np.random.default_rng(2)
     sds = rng.normal(0, 1.0, (4000, 3)).std(axis=1, ddof=1)
-    cover = np.mean([claims.sd_upper(s, 3) >= 1.0 for s in sds])
+    cover = np.mean([claims.statistics.sd_upper(s, 3) >= 1.0 for s in sds])
     assert cover == pytest.approx(0.8, abs=0.025)
 
 
 def test_case_within_uses_both_one_sided_tests():  # case 17
-    p = claims.power("within", 0.0, 0.5, 0.4, 10, 0.025)
-    one = claims.power("at_least", 0.0, 0.5, 0.4, 10, 0.025)
-    assert p == pytest.approx(2 * one - 1) and claims.seeds_for_power("within", 0.6, 0.5, 0.4, 0.025) > 1000
+    p = claims.statistics.power("within", 0.0, 0.5, 0.4, 10, 0.025)
+    one = claims.statistics.power("at_least", 0.0, 0.5, 0.4, 10, 0.025)
+    assert p == pytest.approx(2 * one - 1) and claims.statistics.seeds_for_power("within", 0.6, 0.5, 0.4, 0.025) > 1000
 
 
 def test_case_symmetric_rule_contradicts_as_it_supports():  # case 18
-    up = claims.effect_stats(dict(enumerate([1.0, 1.3, 0.7, 1.1])))
-    down = claims.effect_stats(dict(enumerate([-1.0, -1.3, -0.7, -1.1])))
-    assert claims.decide(up, "greater", 0.0, 3)[0] == claims.SUPPORTED
-    assert claims.decide(down, "greater", 0.0, 3)[0] == claims.CONTRADICTED
+    up = claims.statistics.effect_stats(dict(enumerate([1.0, 1.3, 0.7, 1.1])))
+    down = claims.statistics.effect_stats(dict(enumerate([-1.0, -1.3, -0.7, -1.1])))
+    assert claims.statistics.decide(up, "greater", 0.0, 3)[0] == claims.statistics.SUPPORTED
+    assert claims.statistics.decide(down, "greater", 0.0, 3)[0] == claims.statistics.CONTRADICTED
 
 
 def test_case_erasure_below_the_noise_margin_is_not_contradicted():  # cases 19-20
@@ -951,12 +951,12 @@ def test_case_erasure_below_the_noise_margin_is_not_contradicted():  # cases 19-
         return rows
 
     # a real, precisely measured extra fall (about 0.05 nats), smaller than 3 x the MI noise (3 x 0.035)
-    prim = _by_id(claims.mi_claims(curves(0.05), CFG))["5a"]
+    prim = _by_id(claims.teacher_checks.mi_claims(curves(0.05), CFG))["5a"]
     lo, hi = prim["effect"]["ci"]
     assert 0 < lo and hi < prim["bound"]  # the interval excludes 0 and lies below the margin
-    assert prim["verdict"] == claims.INCONCLUSIVE and prim["contra"] == 0.0
+    assert prim["verdict"] == claims.statistics.INCONCLUSIVE and prim["contra"] == 0.0
     # LS falls less than hard targets: contradicted (the interval below 0)
-    assert _by_id(claims.mi_claims(curves(-0.05), CFG))["5a"]["verdict"] == claims.CONTRADICTED
+    assert _by_id(claims.teacher_checks.mi_claims(curves(-0.05), CFG))["5a"]["verdict"] == claims.statistics.CONTRADICTED
 
 
 def _distill_case(base, hard_g, ls_g, gain=0.0, seeds=3, alphas=(0.0, 0.3, 0.6), drop=()):
@@ -988,30 +988,30 @@ def concave(a):
 
 def test_case_a_concave_baseline_with_no_effect_is_not_supported():  # case 21
     t, s, g = _distill_case(concave, {1: 0.15, 2: 0.45}, {0.3: 0.3, 0.6: 0.6})
-    prim = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
+    prim = _by_id(claims.student_checks.distillation_claims("c", t, s, g, CFG))["4a"]
     assert prim["effect"]["mean"] == pytest.approx(0.675, abs=0.05)  # the interpolation bias, no effect at all
-    no_sys = claims.effect_stats(dict(zip(prim["effect"]["seeds"], prim["effect"]["values"])))
-    assert claims.decide(no_sys, "greater", 0.0, 3)[0] == claims.SUPPORTED  # the defect without the systematic term
+    no_sys = claims.statistics.effect_stats(dict(zip(prim["effect"]["seeds"], prim["effect"]["values"])))
+    assert claims.statistics.decide(no_sys, "greater", 0.0, 3)[0] == claims.statistics.SUPPORTED  # the defect without the systematic term
     assert prim["effect"]["systematic"] == pytest.approx(2.7)  # LOO at 0.3 from 0 and 0.6
-    assert prim["verdict"] == claims.INCONCLUSIVE and any("systematic term" in n for n in prim["notes"])
+    assert prim["verdict"] == claims.statistics.INCONCLUSIVE and any("systematic term" in n for n in prim["notes"])
 
 
 def test_case_a_linear_baseline_with_a_real_effect_is_supported():  # case 22
     t, s, g = _distill_case(lambda a: 80 + 5 * a, {1: 0.15, 2: 0.45}, {0.3: 0.3, 0.6: 0.6}, gain=1.0)
-    prim = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
-    assert prim["effect"]["systematic"] == pytest.approx(0.0, abs=1e-9) and prim["verdict"] == claims.SUPPORTED
+    prim = _by_id(claims.student_checks.distillation_claims("c", t, s, g, CFG))["4a"]
+    assert prim["effect"]["systematic"] == pytest.approx(0.0, abs=1e-9) and prim["verdict"] == claims.statistics.SUPPORTED
 
 
 def test_case_two_baseline_alphas_cannot_bound_the_interpolation_error():  # case 23
     t, s, g = _distill_case(lambda a: 80 + 5 * a, {1: 0.15}, {0.3: 0.3}, gain=1.0, alphas=(0.0, 0.6))
-    prim = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
-    assert prim["verdict"] == claims.NOT_COMPARED and "baseline_alphas" in prim["config_key"]
+    prim = _by_id(claims.student_checks.distillation_claims("c", t, s, g, CFG))["4a"]
+    assert prim["verdict"] == claims.statistics.NOT_COMPARED and "baseline_alphas" in prim["config_key"]
 
 
 def test_case_a_missing_temperature_drops_the_temperature_not_the_seed():  # case 24
     t, s, g = _distill_case(lambda a: 80 + 5 * a, {1: 0.15, 2: 0.45}, {0.3: 0.3, 0.6: 0.6}, gain=1.0,
                             drop={("T", 2, 1)})
-    prim = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
+    prim = _by_id(claims.student_checks.distillation_claims("c", t, s, g, CFG))["4a"]
     assert prim["effect"]["n"] == 3 and prim["numbers"]["in-range temperatures"] == "1"
     assert any("T = 2 (seeds [1] missing)" in n for n in prim["notes"])
 
@@ -1019,7 +1019,7 @@ def test_case_a_missing_temperature_drops_the_temperature_not_the_seed():  # cas
 def test_case_a_missing_ls_teacher_drops_the_teacher_not_the_seed():  # case 25
     t, s, g = _distill_case(lambda a: 80 + 5 * a, {1: 0.15, 2: 0.45}, {0.3: 0.3, 0.6: 0.6}, gain=1.0,
                             drop={("LS", 0.6, 2)})
-    prim = _by_id(claims.distillation_claims("c", t, s, g, CFG))["4a"]
+    prim = _by_id(claims.student_checks.distillation_claims("c", t, s, g, CFG))["4a"]
     assert prim["effect"]["n"] == 3 and prim["numbers"]["in-range LS teachers"] == "0.3"
     assert any("LS teacher α = 0.6 (seeds [2] missing)" in n for n in prim["notes"])
 
@@ -1030,19 +1030,19 @@ def test_case_a_missing_calibration_alpha_drops_the_alpha_not_the_seed():  # cas
         res += [_cal(0.0, s, 0.15, 0.02 + 0.001 * s, 2.0, 0.15), _cal(0.1, s, 0.03 + 0.002 * s, 0.0, 1.0, 0.05)]
         if s != 1:
             res.append(_cal(0.3, s, 0.09, 0.0, 1.0, 0.01))  # best on validation, but missing in seed 1
-    c = _by_id(claims.calibration_claims(res, CFG))["3a"]
+    c = _by_id(claims.teacher_checks.calibration_claims(res, CFG))["3a"]
     assert c["numbers"]["α*"] == 0.1 and c["effect"]["n"] == 3
     assert any("left out of the α* choice" in n and "0.3" in n for n in c["notes"])
 
 
-@pytest.mark.parametrize("seeds,expected", [(3, claims.INCONCLUSIVE), (4, claims.INCONCLUSIVE),
-                                            (5, claims.SUPPORTED)])  # cases 27-29
+@pytest.mark.parametrize("seeds,expected", [(3, claims.statistics.INCONCLUSIVE), (4, claims.statistics.INCONCLUSIVE),
+                                            (5, claims.statistics.SUPPORTED)])  # cases 27-29
 def test_case_zero_spread_needs_five_seeds(seeds, expected):
     h = 100 / 2000
-    c = claims.accuracy_claims(_teachers([6 / 2000] * seeds), {**CFG, "accuracy_margin": 0.0})[0]
+    c = claims.teacher_checks.accuracy_claims(_teachers([6 / 2000] * seeds), {**CFG, "accuracy_margin": 0.0})[0]
     assert c["effect"]["std"] == 0 and c["effect"]["values"] == pytest.approx([6 * h] * seeds)
     assert c["verdict"] == expected
-    if expected == claims.INCONCLUSIVE:
+    if expected == claims.statistics.INCONCLUSIVE:
         assert "fewer than 5 seeds" in c["reason"]
 
 
@@ -1051,57 +1051,57 @@ def test_case_relative_accuracy_margin_and_the_regime_flag():  # cases 30-31
     for s, g in enumerate([-0.015, -0.016, -0.014]):  # 53 % teachers on CIFAR-10, LS 1.5 pp worse
         evals.append(_eval("cifar10", "resnet20", "teacher", f"a0_s{s}", 0.0, s, 0.53 + 0.002 * s))
         evals.append(_eval("cifar10", "resnet20", "teacher", f"a0.1_s{s}", 0.1, s, 0.53 + 0.002 * s + g))
-    checks = _by_id(claims.accuracy_claims(evals, CFG))
+    checks = _by_id(claims.teacher_checks.accuracy_claims(evals, CFG))
     err = 100 - np.mean([53.0, 53.2, 53.4])
     assert checks["1a"]["bound"] == pytest.approx(0.05 * err)  # 2.33 pp at 46.8 % error
-    assert checks["1a"]["verdict"] == claims.SUPPORTED
-    assert claims.accuracy_claims(evals, ABS)[0]["verdict"] == claims.CONTRADICTED  # a fixed 0.5 pp margin
-    assert checks["1R"]["role"] == claims.REGIME and checks["1R"]["verdict"] == claims.CONTRADICTED  # 86.8 % in the paper
+    assert checks["1a"]["verdict"] == claims.statistics.SUPPORTED
+    assert claims.teacher_checks.accuracy_claims(evals, ABS)[0]["verdict"] == claims.statistics.CONTRADICTED  # a fixed 0.5 pp margin
+    assert checks["1R"]["role"] == claims.statistics.REGIME and checks["1R"]["verdict"] == claims.statistics.CONTRADICTED  # 86.8 % in the paper
     assert checks["1a"]["paper"]["value"] == pytest.approx(-0.1)
 
 
 def test_case_summary_prints_no_verdict_words_for_exploratory_checks():  # case 32
-    checks = claims._assign_ids(claims.accuracy_claims(_teachers([0.003, 0.004, 0.002], alphas=(0.1, 0.3)), ABS))
-    md = claims.render_markdown(checks, ABS)
+    checks = claims.statistics._assign_ids(claims.teacher_checks.accuracy_claims(_teachers([0.003, 0.004, 0.002], alphas=(0.1, 0.3)), ABS))
+    md = claims.rendering.render_markdown(checks, ABS)
     row = next(line for line in md.splitlines() if line.startswith("| 1."))
     assert "1b +0.3 [" in row and "1b supported" not in row
-    s = claims.summarise(checks)[0]
-    assert s["sensitivity"] == {"90": claims.SUPPORTED, "95": claims.SUPPORTED, "99": claims.SUPPORTED}
+    s = claims.rendering.summarise(checks)[0]
+    assert s["sensitivity"] == {"90": claims.statistics.SUPPORTED, "95": claims.statistics.SUPPORTED, "99": claims.statistics.SUPPORTED}
 
 
 # --------------------------------------------------------------------------- versions, marking, sensitivity, forest
 
 
 def test_rule_version_hash_and_marking(tmp_path):
-    assert claims.rules_hash(CFG) == claims.rules_hash(dict(CFG)) != claims.rules_hash({**CFG, "ece_margin": 0.03})
+    assert claims.rendering.rules_hash(CFG) == claims.rendering.rules_hash(dict(CFG)) != claims.rendering.rules_hash({**CFG, "ece_margin": 0.03})
     ev = tmp_path / "results" / "eval" / "c" / "r" / "teacher" / "a0_s0.json"
     model = tmp_path / "results" / "models" / "c" / "r" / "teacher" / "a0_s0" / "model.pt"
     model.parent.mkdir(parents=True)
     model.write_bytes(b"x")
-    assert claims.model_file(ev) == model
-    frozen = claims.RULE_VERSIONS[claims.RULES_VERSION][0]
+    assert claims.rendering.model_file(ev) == model
+    frozen = claims.statistics.RULE_VERSIONS[claims.statistics.RULES_VERSION][0]
     import os
     from datetime import datetime
 
     t0 = datetime.fromisoformat(frozen.replace("Z", "+00:00")).timestamp()
     os.utime(model, (t0 - 3600, t0 - 3600))
-    assert claims.analysis_marking([ev])["marking"] == "re-analysis"
+    assert claims.rendering.analysis_marking([ev])["marking"] == "re-analysis"
     os.utime(model, (t0 + 3600, t0 + 3600))
-    assert claims.analysis_marking([ev])["marking"] == "confirmatory"
-    assert claims.analysis_marking([tmp_path / "x.json"])["marking"] == "re-analysis"  # training time unknown
+    assert claims.rendering.analysis_marking([ev])["marking"] == "confirmatory"
+    assert claims.rendering.analysis_marking([tmp_path / "x.json"])["marking"] == "re-analysis"  # training time unknown
     # version 4 added claim 6 only: a report without it keeps version 3's freeze time (and its marking)
-    t3 = datetime.fromisoformat(claims.RULE_VERSIONS[3][0].replace("Z", "+00:00")).timestamp()
+    t3 = datetime.fromisoformat(claims.statistics.RULE_VERSIONS[3][0].replace("Z", "+00:00")).timestamp()
     os.utime(model, (t3 + 60, t3 + 60))
-    assert t3 + 60 < t0 and claims.analysis_marking([ev])["marking"] == "re-analysis"
+    assert t3 + 60 < t0 and claims.rendering.analysis_marking([ev])["marking"] == "re-analysis"
     without_toy = claims.build_checks(evals=_teachers([0.003, 0.004, 0.002]), cfg=ABS)
-    assert claims.rules_version_in_effect(without_toy) == 3
-    assert claims.analysis_marking([ev], version=3)["marking"] == "confirmatory"
+    assert claims.rendering.rules_version_in_effect(without_toy) == 3
+    assert claims.rendering.analysis_marking([ev], version=3)["marking"] == "confirmatory"
     os.utime(model, (t0 + 3600, t0 + 3600))
     checks = claims.build_checks(evals=_teachers([0.003, 0.004, 0.002]), cfg=ABS)
-    claims.write_report(checks, ABS, tmp_path / "c.md", tmp_path / "c.json", marking=claims.analysis_marking([ev]),
+    claims.write_report(checks, ABS, tmp_path / "c.md", tmp_path / "c.json", marking=claims.rendering.analysis_marking([ev]),
                         forest=[tmp_path / "f.pdf", tmp_path / "f.png"])
     data = json.loads((tmp_path / "c.json").read_text())
-    assert data["rules_version"] == claims.RULES_VERSION and data["rules_hash"] == claims.rules_hash(ABS)
+    assert data["rules_version"] == claims.statistics.RULES_VERSION and data["rules_hash"] == claims.rendering.rules_hash(ABS)
     assert data["marking"]["marking"] == "confirmatory" and data["checks"][0]["marking"] == "confirmatory"
     md = (tmp_path / "c.md").read_text()
     assert md.index("![") < md.index("## Summary") and "(f.png)" in md and "**Confirmatory**" in md
@@ -1110,11 +1110,11 @@ def test_rule_version_hash_and_marking(tmp_path):
 
 def test_sensitivity_follows_the_level():
     st = _stats([0.3, 0.5, 0.45, 0.2, 0.6])
-    c = claims.check(1, "s", "x", dict(enumerate([0.3, 0.5, 0.45, 0.2, 0.6])), kind="greater", bound=0.3, unit="",
+    c = claims.statistics.check(1, "s", "x", dict(enumerate([0.3, 0.5, 0.45, 0.2, 0.6])), kind="greater", bound=0.3, unit="",
                      cfg=CFG)
     assert st["ci"][0] < 0.3 < st["mean"]
-    verdicts = [claims.decide(_stats([0.3, 0.5, 0.45, 0.2, 0.6], confidence=k), "greater", 0.3, 3)[0]
-                for k in claims.SENSITIVITY]
+    verdicts = [claims.statistics.decide(_stats([0.3, 0.5, 0.45, 0.2, 0.6], confidence=k), "greater", 0.3, 3)[0]
+                for k in claims.statistics.SENSITIVITY]
     assert list(c["sensitivity"].values()) == verdicts
 
 
@@ -1141,8 +1141,8 @@ def test_test_image_bootstrap_matches_the_per_image_formula(tmp_path):
             correct[(a, s)] = logits.argmax(1) == labels
             evals.append(_eval("c", "r", "teacher", f"a{a:g}_s{s}", a, s, float(correct[(a, s)].mean()), n=n))
     cfg = {**ABS, "bootstrap": 2000, "bootstrap_seed": 1}
-    checks = claims._assign_ids(claims.accuracy_claims(evals, cfg))
-    claims.bootstrap_widening(checks, [], claims.dump_map(dumps.values()), cfg)
+    checks = claims.statistics._assign_ids(claims.teacher_checks.accuracy_claims(evals, cfg))
+    claims.teacher_checks.bootstrap_widening(checks, [], claims.inputs.dump_map(dumps.values()), cfg)
     b = checks[0]["bootstrap"]
     d = 100 * np.mean([correct[(0.1, s)].astype(float) - correct[(0.0, s)] for s in range(3)], axis=0)
     assert b["sd_test"] == pytest.approx(d.std(ddof=0) / math.sqrt(n), rel=0.06)
@@ -1176,14 +1176,14 @@ def _five_claims(seeds, acc_gain, ls_ce=0.03):
 
 def test_banner_says_two_seeds_decide_nothing_and_what_each_claim_needs():
     _, _, checks = _five_claims(2, [-0.004, -0.006])
-    b = claims.banner(checks, CFG)
+    b = claims.rendering.banner(checks, CFG)
     assert b["seeds_trained"] == [2] and "with 2 seeds no claim can be decided (supported or contradicted)" in b["head"]
     assert "claims.min_seeds" in b["head"]
     rows = {r["check"] + " " + r["claim"].split(", ")[1]: r for r in b["rows"]}
     acc = next(c for c in checks if c["id"] == "1a" and c["scope"] == "c10/resnet20")
     # the direction is the sign of the mean, the interval's relation to 0 is stated, the verdict is the rule's
     row = rows["1a c10/resnet20"]
-    assert row["direction"].startswith("LS lowers accuracy, -0.5 [") and row["verdict"] == claims.INCONCLUSIVE
+    assert row["direction"].startswith("LS lowers accuracy, -0.5 [") and row["verdict"] == claims.statistics.INCONCLUSIVE
     lo, hi = _t_interval([100 * g for g in (-0.004, -0.006)])
     assert acc["effect"]["ci"] == pytest.approx([lo, hi])
     assert ("excludes 0" if hi < 0 else "includes 0") in row["direction"]
@@ -1195,7 +1195,7 @@ def test_banner_says_two_seeds_decide_nothing_and_what_each_claim_needs():
     assert "no power formula" in cal["seeds"]
     assert rows["4a c/big → small"]["direction"].startswith("a hard-target teacher's students gain more")
     # the markdown report opens with it: within 15 lines, the summary keeps a direction column
-    md = claims.render_markdown(checks, CFG)
+    md = claims.rendering.render_markdown(checks, CFG)
     top = md.splitlines()[:15]
     assert top[0] == "# Did this run reproduce the paper?" and any("What this run found" in x for x in top)
     assert sum(x.startswith("| 1 accuracy") or x.startswith("| 3 calibration") for x in top) == 3
@@ -1209,13 +1209,13 @@ def test_banner_counts_verdicts_when_seeds_suffice_and_knows_the_papers_datasets
     for e in ev:
         e["model"]["dataset"] = "cifar10"
     checks = claims.build_checks(evals=ev, cfg=ABS)
-    b = claims.banner(checks, ABS)
+    b = claims.rendering.banner(checks, ABS)
     assert b["seeds_trained"] == [3] and "Verdicts: 1 supported, 4 not run" in b["head"]
     assert b["own"] is None  # cifar10 is the paper's: no "what you came for"
-    assert claims.own_data(ev, [], checks, ABS) == []
-    assert claims.direction_text(checks[0]).endswith("(the interval excludes 0)")
+    assert claims.teacher_checks.own_data(ev, [], checks, ABS) == []
+    assert claims.rendering.direction_text(checks[0]).endswith("(the interval excludes 0)")
     one = claims.build_checks(evals=_teachers([0.003]), cfg=ABS)
-    assert claims.direction_text(one[0]) == "LS raises accuracy, +0.3 pp (1 seed: no interval)"
+    assert claims.rendering.direction_text(one[0]) == "LS raises accuracy, +0.3 pp (1 seed: no interval)"
 
 
 def test_own_data_alpha_for_accuracy_is_picked_on_validation_not_test():
@@ -1225,7 +1225,7 @@ def test_own_data_alpha_for_accuracy_is_picked_on_validation_not_test():
             e = _eval("mine", "net", "teacher", f"a{a:g}_s{s}", a, s, test)
             e["val"]["accuracy"] = val + 0.001 * s
             evals.append(e)
-    (item,) = claims.own_data(evals, [], [], CFG)
+    (item,) = claims.teacher_checks.own_data(evals, [], [], CFG)
     acc = item["accuracy"]
     assert acc["alpha"] == 0.3 and acc["per_seed_pick"] == {0: 0.3, 1: 0.3, 2: 0.1}
     gains = [100 * (0.81 + 0.001 * s - 0.80) for s in range(3)]
@@ -1236,12 +1236,12 @@ def test_own_data_alpha_for_accuracy_is_picked_on_validation_not_test():
     for e in evals:
         if e["model"]["alpha"] == 0.0:
             e["val"]["accuracy"] = 0.9
-    (item,) = claims.own_data(evals, [], [], CFG)
+    (item,) = claims.teacher_checks.own_data(evals, [], [], CFG)
     assert item["accuracy"]["alpha"] == 0.0 and item["accuracy"]["compared_alpha"] == 0.3
-    text = "\n".join(claims.own_data_lines([item], CFG))
+    text = "\n".join(claims.rendering.own_data_lines([item], CFG))
     assert "**α for accuracy: 0**" in text and "the best nonzero α on validation, 0.3" in text
     # an accuracy's interval stays within 0-100 % (two seeds near 100 %: t(1) reaches beyond)
-    iv = claims._interval({0: 99.8, 1: 99.0}, CFG, within=(0.0, 100.0))
+    iv = claims.teacher_checks._interval({0: 99.8, 1: 99.0}, CFG, within=(0.0, 100.0))
     assert iv["ci"] == pytest.approx([_t_interval([99.8, 99.0])[0], 100.0]) and _t_interval([99.8, 99.0])[1] > 100
 
 
@@ -1250,7 +1250,7 @@ def test_own_data_calibration_temperature_and_teacher():
 
     evals, cal, checks = _five_claims(3, [0.003, 0.004, 0.002])
     cal[-1]["fit"]["at_bound"] = True  # alpha 0.3, seed 2: its T is a bound, not a fit
-    own = {i["scope"]: i for i in claims.own_data(evals, cal, checks, CFG)}
+    own = {i["scope"]: i for i in claims.teacher_checks.own_data(evals, cal, checks, CFG)}
     assert set(own) == {"c/r", "c10/resnet20", "c/big"}
     c = own["c/r"]
     by = {x["id"]: x for x in checks if x["scope"] == "c/r"}
@@ -1269,20 +1269,20 @@ def test_own_data_calibration_temperature_and_teacher():
     (d,) = own["c/big"]["distillation"]
     four = next(x for x in checks if x["id"] == "4a")
     assert d["effect_pp"]["ci"] == four["effect"]["ci"] and d["effect_pp"]["ci"][0] > 0
-    text = "\n".join(claims.own_data_lines(list(own.values()), CFG))
+    text = "\n".join(claims.rendering.own_data_lines(list(own.values()), CFG))
     assert "**Distil from a smoothed teacher? No.**" in text
     assert "α = 0 needs T = 1.90 [" in text and "seeds [2] at the edge of the search range left out" in text
     assert "**α for calibration: 0.3**" in text and "(3b)" in text and "(3a)" in text
     # the same data with the LS teachers' students ahead: use a smoothed teacher
     t_, st, g = _distillation([0.0] * 3, [2.0, 2.2, 2.1])
     checks2 = claims.build_checks(evals=t_ + st, gamma={"c": g}, cfg=CFG)
-    (item,) = claims.own_data(t_ + st, [], checks2, CFG)
-    assert "Distil from a smoothed teacher? Yes." in "\n".join(claims.own_data_lines([item], CFG))
+    (item,) = claims.teacher_checks.own_data(t_ + st, [], checks2, CFG)
+    assert "Distil from a smoothed teacher? Yes." in "\n".join(claims.rendering.own_data_lines([item], CFG))
 
 
 def test_report_ends_with_what_you_came_for(tmp_path):
     evals, cal, checks = _five_claims(2, [0.003, 0.004])
-    own = claims.own_data(evals, cal, checks, CFG)
+    own = claims.teacher_checks.own_data(evals, cal, checks, CFG)
     claims.write_report(checks, CFG, tmp_path / "c.md", tmp_path / "c.json", tmp_path / "c.rst", own=own)
     data = json.loads((tmp_path / "c.json").read_text())
     assert data["banner"]["seeds_trained"] == [2] and len(data["what_you_came_for"]) == 3

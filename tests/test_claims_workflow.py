@@ -22,19 +22,19 @@ def test_claims_report_and_experiment_table(tiny_run, tmp_path, monkeypatch):
     cfg = yaml.safe_load(TINY.read_text())
     report = json.loads((results / "claims.json").read_text())
     assert {s["claim"] for s in report["summary"]} == {1, 2, 3, 4, 5, 6}
-    assert all(s["verdict"] in claims.VERDICTS for s in report["summary"])
+    assert all(s["verdict"] in claims.statistics.VERDICTS for s in report["summary"])
     # every experiment of the paper runs in tiny.yaml, with one seed: nothing is "not run", nothing decided;
     # only distillation may be "not compared" (a 24-step teacher's gamma lies beyond the baseline alphas 0 and 0.3)
     verdicts = {(c["claim"], c["verdict"]) for c in report["checks"]}
-    assert {v for _, v in verdicts} <= {claims.INCONCLUSIVE, claims.NOT_COMPARED, claims.REPORTED}, verdicts
+    assert {v for _, v in verdicts} <= {claims.statistics.INCONCLUSIVE, claims.statistics.NOT_COMPARED, claims.statistics.REPORTED}, verdicts
     # (and claim 1's regime flag: the paper reports no accuracy for digits)
-    assert {(c["claim"], c["role"]) for c in report["checks"] if c["verdict"] == claims.NOT_COMPARED} <= \
-        {(4, claims.PRIMARY), (4, claims.DESCRIPTIVE), (1, claims.REGIME)}
+    assert {(c["claim"], c["role"]) for c in report["checks"] if c["verdict"] == claims.statistics.NOT_COMPARED} <= \
+        {(4, claims.statistics.PRIMARY), (4, claims.statistics.DESCRIPTIVE), (1, claims.statistics.REGIME)}
     for c in report["checks"]:
-        if c["verdict"] == claims.NOT_COMPARED and c["claim"] == 1:
+        if c["verdict"] == claims.statistics.NOT_COMPARED and c["claim"] == 1:
             continue
         assert c["sources"]["files"] and all((tiny_run / f).exists() for f in c["sources"]["files"]), c["id"]
-        if c["verdict"] == claims.NOT_COMPARED:
+        if c["verdict"] == claims.statistics.NOT_COMPARED:
             assert "distillation[].baseline_alphas" in c["config_key"]
     # tiny.yaml's grid has a confidence-penalty teacher (alpha 0 in its metadata): no check of the hard arm reads it,
     # claim 1 gives it a row of its own, and each check records the files it used
@@ -51,7 +51,7 @@ def test_claims_report_and_experiment_table(tiny_run, tmp_path, monkeypatch):
     assert sorted(by_id["3a"]["sources"]["files"]) == [f"{cal}/a0.3_s0.json", f"{cal}/a0_s0.json"]
     hard = json.loads((tiny_run / ev / "a0_s0.json").read_text())["test"]["accuracy"]
     assert by_id["1a"]["numbers"]["accuracy α=0 (%, test)"] == pytest.approx(100 * hard)
-    assert report["rules_version"] == claims.RULES_VERSION and report["marking"]["marking"] == "confirmatory"
+    assert report["rules_version"] == claims.statistics.RULES_VERSION and report["marking"]["marking"] == "confirmatory"
     assert all((results / "figures" / f"claims_forest.{ext}").exists() for ext in ("pdf", "png"))
     roles = {(s["claim"], s["primary"]) for s in report["summary"]}
     assert roles == {(k, f"{k}a") for k in range(1, 6)} | {(6, "6a, 6b")}  # claim 6: two primary checks
@@ -61,7 +61,7 @@ def test_claims_report_and_experiment_table(tiny_run, tmp_path, monkeypatch):
     assert sorted(by_id["6b"]["sources"]["files"]) == [
         f"results/eval/digits/mlp/student/kd-smallcnn-a{a}-T1_s0.json" for a in ("0", "0.3")]
     md = (results / "claims.md").read_text()
-    assert "## Decision rule" in md and claims.NO_SPREAD in md and "± 0.0" not in md
+    assert "## Decision rule" in md and claims.statistics.NO_SPREAD in md and "± 0.0" not in md
     assert "ECE floor" in md and "α* = 0.3" in md and "MI noise" in md and "Sources:" in md
     assert (results / "claims.rst").stat().st_size > 0
     # the banner: within the first 15 lines, seeds trained against needed and each claim's direction beside its verdict

@@ -128,48 +128,48 @@ def _claim6(th, tl, sh, sl, alone, cfg=None):
     teachers = [e for e in evals if e["model"]["role"] == "teacher"]
     students = [e for e in evals if e["model"]["role"] == "student"]
     settings = {k: TOY[k] for k in ("dataset", "ls_alpha", "temperature", "split", "teacher_arch", "student_arch")}
-    checks = claims._assign_ids(claims.toy_claims(teachers, students, [settings], cfg or claims.settings()))
-    return {c["id"]: c for c in checks}, claims.summarise(checks)
+    checks = claims.statistics._assign_ids(claims.student_checks.toy_claims(teachers, students, [settings], cfg or claims.statistics.settings()))
+    return {c["id"]: c for c in checks}, claims.rendering.summarise(checks)
 
 
 def test_claim6_supported_when_ls_teacher_is_as_accurate_and_its_student_worse():
     by, summary = _claim6([0.9880, 0.9874, 0.9891], [0.9890, 0.9886, 0.9902], [0.9850, 0.9860, 0.9845],
                           [0.9821, 0.9830, 0.9815], [0.9812, 0.9808, 0.9820])
     assert set(by) == {"6a", "6b", "6c", "6d"}
-    assert by["6a"]["role"] == by["6b"]["role"] == claims.PRIMARY and by["6c"]["role"] == claims.DESCRIPTIVE
+    assert by["6a"]["role"] == by["6b"]["role"] == claims.statistics.PRIMARY and by["6c"]["role"] == claims.statistics.DESCRIPTIVE
     # 6a: LS - hard teacher accuracy in pp, against claim 1's relative margin (0.05 x the hard teacher's error)
     assert by["6a"]["effect"]["values"] == pytest.approx([0.10, 0.12, 0.11])
     assert by["6a"]["bound"] == pytest.approx(0.05 * (100 - np.mean([98.80, 98.74, 98.91])))
     assert by["6b"]["effect"]["values"] == pytest.approx([0.29, 0.30, 0.30])
-    assert by["6a"]["verdict"] == by["6b"]["verdict"] == claims.SUPPORTED
+    assert by["6a"]["verdict"] == by["6b"]["verdict"] == claims.statistics.SUPPORTED
     assert by["6b"]["paper"]["value"] == pytest.approx(0.17) and by["6a"]["paper"]["value"] == pytest.approx(0.08)
     (s,) = summary
-    assert s["claim"] == 6 and s["verdict"] == claims.SUPPORTED and s["primary"] == "6a, 6b"
-    assert s["sensitivity"]["95"] == claims.SUPPORTED
+    assert s["claim"] == 6 and s["verdict"] == claims.statistics.SUPPORTED and s["primary"] == "6a, 6b"
+    assert s["sensitivity"]["95"] == claims.statistics.SUPPORTED
 
 
 def test_claim6_is_the_conjunction_of_its_two_checks():
     # the LS teacher's student is better: 6b contradicted, so the claim is, whatever 6a says
     by, summary = _claim6([0.9880, 0.9874, 0.9891], [0.9890, 0.9886, 0.9902], [0.9821, 0.9830, 0.9815],
                           [0.9850, 0.9860, 0.9845], [0.9812, 0.9808, 0.9820])
-    assert by["6a"]["verdict"] == claims.SUPPORTED and by["6b"]["verdict"] == claims.CONTRADICTED
-    assert summary[0]["verdict"] == claims.CONTRADICTED
+    assert by["6a"]["verdict"] == claims.statistics.SUPPORTED and by["6b"]["verdict"] == claims.statistics.CONTRADICTED
+    assert summary[0]["verdict"] == claims.statistics.CONTRADICTED
     # an undecided 6b (its interval straddles 0) leaves the claim inconclusive
     by, summary = _claim6([0.9880, 0.9874, 0.9891], [0.9890, 0.9886, 0.9902], [0.9850, 0.9830, 0.9845],
                           [0.9840, 0.9840, 0.9840], [0.9812, 0.9808, 0.9820])
-    assert by["6b"]["verdict"] == claims.INCONCLUSIVE and summary[0]["verdict"] == claims.INCONCLUSIVE
-    assert [claims.conjunction(v) for v in (["supported", "supported"], ["supported", "not run"],
+    assert by["6b"]["verdict"] == claims.statistics.INCONCLUSIVE and summary[0]["verdict"] == claims.statistics.INCONCLUSIVE
+    assert [claims.statistics.conjunction(v) for v in (["supported", "supported"], ["supported", "not run"],
                                             ["contradicted", "not compared"], ["inconclusive", "contradicted"])] == \
         ["supported", "not run", "not compared", "contradicted"]
 
 
 def test_claim6_only_with_a_toy_and_not_run_without_its_models():
-    assert not [c for c in claims.build_checks(cfg=claims.settings()) if c["claim"] == 6]  # no distillation_toy
+    assert not [c for c in claims.build_checks(cfg=claims.statistics.settings()) if c["claim"] == 6]  # no distillation_toy
     settings = {k: TOY[k] for k in ("dataset", "ls_alpha", "temperature", "split", "teacher_arch", "student_arch")}
-    six = claims._assign_ids(claims.toy_claims([], [], [settings], claims.settings()))
-    assert [c["verdict"] for c in six if c["role"] == claims.PRIMARY] == [claims.NOT_RUN] * 2
+    six = claims.statistics._assign_ids(claims.student_checks.toy_claims([], [], [settings], claims.statistics.settings()))
+    assert [c["verdict"] for c in six if c["role"] == claims.statistics.PRIMARY] == [claims.statistics.NOT_RUN] * 2
     assert "teachers[].alphas" in six[0]["config_key"] and "ls_temperature" in six[1]["config_key"]
-    assert claims.summarise(six)[0]["verdict"] == claims.NOT_RUN
+    assert claims.rendering.summarise(six)[0]["verdict"] == claims.statistics.NOT_RUN
 
 
 # --------------------------------------------------------------------------- config and preset
@@ -186,7 +186,7 @@ def test_preset_validates_and_its_toy_checks_name_the_key(tmp_path):
     toy = plan.distillation_toy.entries["mnist"]
     assert (toy["ls_alpha"], toy["temperature"], toy["teacher_arch"], toy["student_arch"]) == \
         (0.1, 20.0, "mlp1200_dropout", "mlp800")
-    runs = {r.name for r in distill.student_runs(plan.distill["mnist"])}
+    runs = {r.name for r in distill.student_runs(plan.distillation.entries["mnist"])}
     assert {"kd-mlp1200_dropout-a0-T20_s0", "kd-mlp1200_dropout-a0.1-T20_s0"} <= runs  # both teachers at T = 20
     assert plan.distillation.gamma_temperatures("mnist") == [1.0, 20.0]
     bad = _preset(tmp_path)

@@ -50,7 +50,7 @@ EXPERIMENTS = (
     distill.DistillationPlan,  # Fig. 5
     distill_toy.DistillationToyPlan,  # the MNIST distillation toy's table (section 4)
     teacher_projection.TeacherProjectionPlan,  # the distillation teachers' projections
-    claims.ClaimsPlan,  # the claims report (and claim 2's tightness table)
+    claims.inputs.ClaimsPlan,  # the claims report (and claim 2's tightness table)
     experiment_table.ExperimentTablePlan,  # one row per trained model
     learning_curves.LearningCurvesPlan,  # training loss and validation accuracy over the steps, per teacher grid
 )

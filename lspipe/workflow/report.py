@@ -49,18 +49,18 @@ def _cmd_claims(a):
     elif a.results:
         if not Path(a.results).is_dir():
             raise ConfigError(f"the results folder {a.results} does not exist (lspipe claims --results)")
-        found = claims.discover(a.results)
-        if not claims.settings(settings_in).get("bootstrap"):
+        found = claims.inputs.discover(a.results)
+        if not claims.statistics.settings(settings_in).get("bootstrap"):
             found["dumps"] = []
-        print(f"found in {a.results}: {claims.found_text(found)}")
+        print(f"found in {a.results}: {claims.inputs.found_text(found)}")
         given = {k: given[k] or found[k] for k in names}
-        problems = claims.mixed_grids(claims.load_inputs(given))
+        problems = claims.inputs.mixed_grids(claims.inputs.load_inputs(given))
         if problems:
             raise ConfigError(f"{a.results} mixes the outputs of several configurations (orphans of an earlier "
                               "config?): " + " | ".join(problems) + "; pass the config with --config to read only "
                               "what it names, or remove the orphaned files")
-    cfg = claims.settings(settings_in)
-    inputs = claims.load_inputs(given)
+    cfg = claims.statistics.settings(settings_in)
+    inputs = claims.inputs.load_inputs(given)
     tightness = inputs["tightness"]
     fig1_rows = a.fig1_rows if a.fig1_rows is not None else sum(r["kind"] == "fig1" for r in tightness)
     checks = claims.build_checks(
@@ -69,13 +69,13 @@ def _cmd_claims(a):
         fig1_ls_alpha=a.fig1_ls_alpha, has_fig1_rows=fig1_rows > 0, twins=twins,
         distillation_splits=dict(kv.split("=", 1) for kv in a.distillation_split or []), toys=toys,
     )
-    claims.bootstrap_widening(checks, inputs["calibrations"], claims.dump_map(given["dumps"] or []), cfg)
-    own = claims.own_data(inputs["evals"], inputs["calibrations"], checks, cfg, a.accuracy_split)
-    claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.analysis_marking(
-                            given["evals"], version=claims.rules_version_in_effect(checks)),
+    claims.teacher_checks.bootstrap_widening(checks, inputs["calibrations"], claims.inputs.dump_map(given["dumps"] or []), cfg)
+    own = claims.teacher_checks.own_data(inputs["evals"], inputs["calibrations"], checks, cfg, a.accuracy_split)
+    claims.write_report(checks, cfg, a.md, a.json, a.rst, marking=claims.rendering.analysis_marking(
+                            given["evals"], version=claims.rendering.rules_version_in_effect(checks)),
                         forest=a.forest or [], dpi=a.dpi, own=own)
-    print(claims.banner(checks, cfg)["head"])
-    for s in claims.summarise(checks):
+    print(claims.rendering.banner(checks, cfg)["head"])
+    for s in claims.rendering.summarise(checks):
         print(f"claim {s['claim']} {s['scope']}: {s['verdict']} (primary check {s['primary']}); {s['direction']}")
 
 
