@@ -18,8 +18,10 @@ names of their jobs (:mod:`lspipe.workflow.jobs`).
 
 from __future__ import annotations
 
+import json
+import math
 import re
-from typing import Mapping
+from typing import Iterable, Mapping
 
 
 def fmt(x) -> str:
@@ -53,6 +55,32 @@ def objective_label(value: Mapping) -> str:
         return f"α = {fmt(value.get('alpha', 0.0))}"
     return " ".join([value["kind"], ", ".join(f"{k} = {fmt(v) if isinstance(v, (int, float)) else v}"
                                               for k, v in value.items() if k != "kind")]).strip()
+
+
+def record_objective(model: Mapping) -> dict | None:
+    """The objective of a model's record (model metadata, a dump's attributes, the ``model`` of an evaluation or
+    calibration JSON): its ``objective`` field, the value its training job got; for a record written before that
+    field, the one its run name says (:func:`run_objective`, else label smoothing at its recorded ``alpha``). None
+    when neither says one. Label smoothing comes back as ``{"kind": "ls", "alpha": <float>}``."""
+    obj = model.get("objective")
+    if isinstance(obj, str):  # JSON text (an HDF5 attribute)
+        obj = json.loads(obj)
+    if obj is None:
+        obj = run_objective(str(model.get("run") or ""), model.get("alpha"))
+    if obj is not None and obj.get("kind") == "ls":
+        obj = {"kind": "ls", "alpha": float(obj.get("alpha", 0.0))}
+    return obj
+
+
+def pick_ls_alpha(alphas: Iterable, wanted=None) -> float | None:
+    """Which alpha of a grid is "label smoothing" where it is compared with hard targets (Table 3, Fig. 1, the
+    distillation teachers' projections, the claims): ``wanted`` when the grid has it, else (``wanted`` None) the
+    grid's smallest nonzero alpha; None when there is none (the caller names the setting to fix)."""
+    alphas = sorted({float(a) for a in alphas})
+    if wanted is not None:
+        return float(wanted) if any(math.isclose(a, float(wanted)) for a in alphas) else None
+    nonzero = [a for a in alphas if a > 0]
+    return nonzero[0] if nonzero else None
 
 
 def run_objective(run: str, alpha=None) -> dict | None:

@@ -29,6 +29,7 @@ into a dump is :mod:`lspipe.engine.activations`.
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -39,6 +40,7 @@ import numpy as np
 from lspipe.base.defaults import default
 from lspipe.base.errors import DataError, damaged_file_error
 from lspipe.base.io import GuardedFile, atomic_path, write_error
+from lspipe.base.runs import record_objective
 from lspipe.core.data import SPLITS
 
 COMPRESSIONS = ("lzf", "gzip", "none")
@@ -238,3 +240,10 @@ class Dump:
         if isinstance(v, bytes):
             v = v.decode()
         return v
+
+    def objective(self) -> dict | None:
+        """The objective the model was trained with: its metadata's ``objective`` (the ``meta`` attribute holds
+        the model's metadata whole), for an older model the one its run name says
+        (:func:`lspipe.base.runs.record_objective`)."""
+        model = json.loads(self.meta("meta") or "{}")
+        return record_objective({"run": self.meta("run"), "alpha": self.meta("alpha"), **model})

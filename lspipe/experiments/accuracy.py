@@ -14,7 +14,7 @@ from lspipe.base.defaults import default
 from lspipe.base.errors import DataError
 from lspipe.base.io import read_json, write_json, write_text
 from lspipe.base.paths import parse_eval_path
-from lspipe.base.runs import objective_label, run_objective
+from lspipe.base.runs import objective_label, record_objective
 from lspipe.core.tables import fmt_pm, markdown_table, mean_std, write_csv
 from lspipe.engine.dumpfile import Dump
 
@@ -27,6 +27,7 @@ def evaluation(dump: Dump) -> dict:
     out = {"model": {k: dump.meta(k) for k in ("dataset", "arch", "role", "alpha", "seed", "run")}}
     if "form" in dump.attrs:  # a distilled student: its distillation form (lspipe.core.losses.FORMS)
         out["model"]["form"] = dump.meta("form")
+    out["model"]["objective"] = dump.objective()  # the value its training job got (lspipe.core.losses)
     # torch's float32 cross-entropy (the engine's validation metric): the one analysis that imports torch,
     # and only here, when it runs; a numpy NLL would change the last digits of every evaluation
     import torch
@@ -52,7 +53,7 @@ def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: s
                    digits: int = default("accuracy_table.digits")) -> list[dict]:
     """Aggregate per-model evaluation JSONs into Table 2 (accuracy in %: columns ``accuracy_pct_*``).
 
-    Rows are keyed by the model's objective (the one its run name says, :func:`lspipe.base.runs.run_objective`):
+    Rows are keyed by the model's objective (its evaluation's ``objective``, :func:`lspipe.base.runs.record_objective`):
     label smoothing first, by alpha (column ``alpha``: the number, as in the paper), then every other
     objective, by its label (column ``alpha``: the label, e.g. ``confidence_penalty beta = 0.5``)."""
     groups: dict[tuple, list[float]] = defaultdict(list)
@@ -61,7 +62,7 @@ def accuracy_table(eval_paths: Sequence[str | Path], csv_path, md_path, split: s
     for p in eval_paths:
         ev = read_json(p)
         m = check_evaluation(p, ev, split)
-        objective = run_objective(str(m.get("run", "")), m["alpha"]) or {"kind": "ls", "alpha": float(m["alpha"])}
+        objective = record_objective(m) or {"kind": "ls", "alpha": float(m["alpha"])}
         column = (0, float(objective["alpha"]), "") if objective["kind"] == "ls" else (1, 0.0, objective_label(objective))
         model = (m["dataset"], m["arch"], column, str(m["seed"]))
         if model in seen:

@@ -46,7 +46,7 @@ from lspipe.base.args import optional_float
 from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError
 from lspipe.base.io import read_json, write_json, write_text
-from lspipe.base.runs import run_name
+from lspipe.base.runs import pick_ls_alpha, run_name
 from lspipe.core.tables import fmt_pm, markdown_table, mean_std, write_csv
 from lspipe.engine.dumpfile import Dump
 
@@ -307,6 +307,7 @@ def calibrate_dump(path: str | Path, n_bins: int = default("calibration.bins")) 
     out["model"] = {k: dump.meta(k) for k in ("dataset", "arch", "role", "run", "alpha", "seed")}
     alpha = out["model"]["alpha"]
     out["model"]["alpha"] = None if alpha in (None, "none") else float(alpha)
+    out["model"]["objective"] = dump.objective()  # the value its training job got (lspipe.core.losses)
     out["fit"]["split"], out["split"] = FIT_SPLIT, REPORT_SPLIT
     out["dump"] = str(path)
     return out
@@ -325,20 +326,14 @@ def table3_grids(config: dict) -> list[tuple[str, str, float, list[int]]]:
     want = config.get("calibration", {}).get("ls_alpha")
     out = []
     for i, g in enumerate(config["teachers"]):
-        alphas = sorted(float(a) for a in g["alphas"])
-        if 0.0 not in alphas:
+        if 0.0 not in {float(a) for a in g["alphas"]}:
             continue
-        if want is None:
-            nonzero = [a for a in alphas if a > 0]
-            if not nonzero:
-                continue
-            ls = nonzero[0]
-        elif float(want) in alphas:
-            ls = float(want)
-        else:
+        ls = pick_ls_alpha(g["alphas"], want)
+        if ls is None and want is not None:
             raise ConfigError(f"calibration.ls_alpha {want} is not in teachers[{i}].alphas {g['alphas']}: add it there, "
                               f"or set calibration.ls_alpha: null to use the smallest nonzero alpha of each grid")
-        out.append((g["dataset"], g["arch"], ls, list(g["seeds"])))
+        if ls is not None:
+            out.append((g["dataset"], g["arch"], ls, list(g["seeds"])))
     return out
 
 
@@ -384,16 +379,14 @@ def _group(results: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
 def ls_alpha_of(results: Sequence[dict], ls_alpha: float | None, where: str = "") -> float:
     """The label-smoothed alpha compared: ``ls_alpha``, or the smallest nonzero alpha present."""
     alphas = sorted({float(r["model"]["alpha"]) for r in results})
-    if ls_alpha is None:
-        nonzero = [a for a in alphas if a > 0]
-        if not nonzero:
-            raise ConfigError(f"{where}no label-smoothed model (alpha > 0) to compare; add a nonzero alpha to "
-                              f"the teacher grid or set calibration.ls_alpha")
-        return nonzero[0]
-    if float(ls_alpha) not in alphas:
+    picked = pick_ls_alpha(alphas, ls_alpha)
+    if picked is None and ls_alpha is None:
+        raise ConfigError(f"{where}no label-smoothed model (alpha > 0) to compare; add a nonzero alpha to "
+                          f"the teacher grid or set calibration.ls_alpha")
+    if picked is None:
         raise ConfigError(f"{where}calibration.ls_alpha {ls_alpha} has no model (alphas present: {alphas}); "
                           f"add it to the teacher grid's alphas or change calibration.ls_alpha")
-    return float(ls_alpha)
+    return picked
 
 
 def _pick(results: Sequence[dict], alpha: float, where: str) -> list[dict]:

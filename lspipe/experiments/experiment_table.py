@@ -19,7 +19,7 @@ from typing import Sequence
 
 from lspipe.base.errors import ConfigError
 from lspipe.base.io import read_json, write_text
-from lspipe.base.runs import objective_label, run_objective
+from lspipe.base.runs import objective_label, record_objective
 from lspipe.core.tables import markdown_table, write_csv
 from lspipe.engine.dumpfile import Dump
 
@@ -69,8 +69,8 @@ def _is_number(x) -> bool:
 
 def objective_column(m: dict):
     """The ``alpha`` cell of a model trained alone: its label smoothing alpha, or, for another
-    objective (its run name says which, :func:`lspipe.base.runs.run_objective`), that objective's label."""
-    objective = run_objective(str(m.get("run", "")), m.get("alpha"))
+    objective (its evaluation's ``objective``, :func:`lspipe.base.runs.record_objective`), that objective's label."""
+    objective = record_objective(m)
     if objective is None or objective["kind"] == "ls":
         return m["alpha"]
     return objective_label(objective)

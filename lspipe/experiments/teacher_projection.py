@@ -29,7 +29,7 @@ import numpy as np
 
 from lspipe.base.defaults import default, fill
 from lspipe.base.errors import ConfigError
-from lspipe.base.runs import run_name
+from lspipe.base.runs import pick_ls_alpha, run_name
 from lspipe.engine.dumpfile import Dump
 from lspipe.experiments.projection import class_labels, class_legend, draw_panel, panel, share_row_scale
 
@@ -47,14 +47,12 @@ def plan(entry: dict, where: str = "distillation[]") -> dict | None:
         return None
     tp = fill(SETTINGS, entry["teacher_projection"])
     smoothed = sorted(float(a) for a in entry["teacher_alphas"] if float(a) > 0)
-    ls_alpha = tp.get("ls_alpha")
+    ls_alpha = pick_ls_alpha(smoothed, tp.get("ls_alpha"))
+    if ls_alpha is None and tp.get("ls_alpha") is None:
+        raise ConfigError(f"{where}.teacher_projection needs a label-smoothed teacher: teacher_alphas "
+                          f"{entry['teacher_alphas']} has no alpha > 0; add one or set teacher_projection: null")
     if ls_alpha is None:
-        if not smoothed:
-            raise ConfigError(f"{where}.teacher_projection needs a label-smoothed teacher: teacher_alphas "
-                              f"{entry['teacher_alphas']} has no alpha > 0; add one or set teacher_projection: null")
-        ls_alpha = smoothed[0]
-    elif float(ls_alpha) not in smoothed:
-        raise ConfigError(f"{where}.teacher_projection.ls_alpha {ls_alpha} is not a nonzero alpha of "
+        raise ConfigError(f"{where}.teacher_projection.ls_alpha {tp.get('ls_alpha')} is not a nonzero alpha of "
                           f"{where}.teacher_alphas {entry['teacher_alphas']}; pick one of {smoothed}")
     return {
         "classes": list(tp["classes"]), "ls_alpha": float(ls_alpha), "per_class": int(tp["per_class"]),

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Iterable
 
 from lspipe.base.io import read_json
-from lspipe.base.runs import fmt, parse_run, run_name
-from lspipe.experiments.claims.statistics import _close, pick_ls_alpha
+from lspipe.base.runs import fmt, parse_run, pick_ls_alpha, run_name
+from lspipe.experiments.claims.statistics import _close
+from lspipe.experiments.claims.teacher_checks import by_grid
 from lspipe.experiments.distill import StudentRun, read_gamma_table, trained_as
 
 
@@ -144,28 +145,24 @@ def mixed_grids(inputs: dict) -> list[str]:
     whose alphas/seeds differ from the evaluations', students whose teacher, alpha or temperature
     the gamma table does not hold, and gamma tables without their students."""
     problems = []
-    teacher: dict[tuple, dict[float, set]] = defaultdict(lambda: defaultdict(set))
+
+    def alpha_by_seed(records):  # (dataset, arch) -> alpha -> the seeds that have it (every objective by its alpha)
+        return {grid: {a: set(seeds) for a, seeds in cells.items()}
+                for grid, cells in by_grid(records, cell=lambda r: float(r.get("model", r)["alpha"])).items()}
+
+    teacher = alpha_by_seed([ev for ev in inputs["evals"] if ev["model"]["role"] == "teacher"])
     students: dict[str, list] = defaultdict(list)
     for ev in inputs["evals"]:
         m = ev["model"]
-        if m["role"] == "teacher":
-            teacher[(m["dataset"], m["arch"])][float(m["alpha"])].add(int(m["seed"]))
-        else:
+        if m["role"] != "teacher":
             students[m["dataset"]].append((StudentRun.parse(m["run"]), ev.get("_path")))
     for (ds, arch), g in sorted(teacher.items()):
         problems += _rectangle(f"teacher evaluations {ds}/{arch} (α × seed)", {f"α {a:g}": s for a, s in g.items()})
-    cal: dict[tuple, dict[float, set]] = defaultdict(lambda: defaultdict(set))
-    for c in inputs["calibrations"]:
-        m = c["model"]
-        cal[(m["dataset"], m["arch"])][float(m["alpha"])].add(int(m["seed"]))
-    for key, g in sorted(cal.items()):
+    for key, g in sorted(alpha_by_seed(inputs["calibrations"]).items()):
         if {a: frozenset(s) for a, s in g.items()} != {a: frozenset(s) for a, s in teacher.get(key, {}).items()}:
             problems.append(f"calibration files {key[0]}/{key[1]} hold α × seed {_grid_text(g)}, the teacher "
                             f"evaluations {_grid_text(teacher.get(key, {}))}")
-    mi: dict[tuple, dict[float, set]] = defaultdict(lambda: defaultdict(set))
-    for r in inputs["mi_curves"]:
-        mi[(r["dataset"], r["arch"])][float(r["alpha"])].add(int(r["seed"]))
-    for (ds, arch), g in sorted(mi.items()):
+    for (ds, arch), g in sorted(alpha_by_seed(inputs["mi_curves"]).items()):
         problems += _rectangle(f"MI curves {ds}/{arch} (α × seed)", {f"α {a:g}": s for a, s in g.items()})
         extra = {a for a in g if a not in teacher.get((ds, arch), {})}
         if extra:

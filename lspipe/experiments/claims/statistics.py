@@ -397,15 +397,6 @@ def _empty(claim, scope, statement, verdict, reason, key, role, label) -> dict:
             "numbers": {}, "notes": [], "sources": {"files": [], "keys": []}}
 
 
-def pick_ls_alpha(alphas: Iterable[float], wanted: float | None) -> float | None:
-    """The label-smoothed alpha compared: ``wanted`` if present, else (``wanted`` None) the smallest nonzero."""
-    alphas = sorted({float(a) for a in alphas})
-    if wanted is not None:
-        return float(wanted) if any(math.isclose(a, float(wanted)) for a in alphas) else None
-    nonzero = [a for a in alphas if a > 0]
-    return nonzero[0] if nonzero else None
-
-
 def _close(a, b) -> bool:
     return math.isclose(float(a), float(b), abs_tol=1e-12)
 

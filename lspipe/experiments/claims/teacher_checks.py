@@ -14,12 +14,11 @@ import numpy as np
 
 from lspipe.base.defaults import default
 from lspipe.base.errors import ConfigError
-from lspipe.base.runs import fmt, objective_label, objective_token, run_objective
+from lspipe.base.runs import fmt, objective_label, objective_token, pick_ls_alpha, record_objective
 from lspipe.engine.dumpfile import Dump
 from lspipe.experiments.calibration import debiased_squared_ce, reliability, softmax, top_label
 from lspipe.experiments.claims.statistics import (DESCRIPTIVE, PRIMARY, REGIME, _close, _mean, _resolution, _sources,
-                                                  ce_gap_stats, check, effect_stats, not_compared, not_run,
-                                                  pick_ls_alpha)
+                                                  ce_gap_stats, check, effect_stats, not_compared, not_run)
 from lspipe.experiments.mi import mi_noise
 
 
@@ -27,15 +26,15 @@ from lspipe.experiments.mi import mi_noise
 
 
 def objective_of(model: dict) -> dict:
-    """A model's objective: the one its run name says (:func:`lspipe.base.runs.run_objective`), else
-    label smoothing at its recorded alpha. A confidence-penalty teacher records ``alpha: 0`` but is
-    not the hard-target arm: its run name says so."""
-    obj = run_objective(model.get("run") or "", model.get("alpha"))
+    """A model's objective: its record's ``objective`` (evaluations and calibrations written since it is
+    recorded), else the one its run name says, else label smoothing at its recorded alpha
+    (:func:`lspipe.base.runs.record_objective`). A confidence-penalty teacher records ``alpha: 0`` but is
+    not the hard-target arm: its objective says so."""
+    obj = record_objective(model)
     if obj is None:
-        raise ConfigError(f"model {model.get('run')!r} of {model.get('dataset')}/{model.get('arch')}: neither its run "
-                          "name nor its alpha says its objective; rerun its evaluation (snakemake -R analyse_model)")
-    if obj["kind"] == "ls":
-        obj = {"kind": "ls", "alpha": float(obj.get("alpha", 0.0))}
+        raise ConfigError(f"model {model.get('run')!r} of {model.get('dataset')}/{model.get('arch')}: neither its record "
+                          "nor its run name nor its alpha says its objective; rerun its evaluation "
+                          "(snakemake -R analyse_model)")
     return obj
 
 
@@ -47,23 +46,27 @@ def is_ls(obj: dict) -> bool:
     return obj["kind"] == "ls"
 
 
-def group_models(records: Iterable[dict], what: str) -> dict[tuple, dict[str, dict[int, dict]]]:
-    """``{(dataset, arch): {objective key: {seed: record}}}`` of model records (eval or calibration
-    JSONs, each with ``model``); each record gets ``_objective``. Two records for one (dataset, arch,
-    objective, seed) are refused (:class:`ConfigError` naming both files)."""
-    out: dict[tuple, dict[str, dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
+def by_grid(records: Iterable[dict], what: str | None = None, cell=None) -> dict[tuple, dict]:
+    """Records grouped by teacher grid, the one grouping of every claim: ``{(dataset, arch): {cell: {seed: record}}}``.
+    A record is an evaluation or calibration JSON (its ``model``) or a row of a table (tightness, an MI curve: its
+    own ``dataset``, ``arch``, ``alpha``, ``seed``); each gets ``_objective`` (:func:`objective_of`). ``cell(record)``
+    is its cell in the grid, by default its objective's key (:func:`objective_key`). With ``what`` (what the
+    records are) a cell holds one record per seed, and a second is refused (:class:`ConfigError` naming both
+    files); without, each seed holds the list of its records in their order (the rows of a curve)."""
+    out: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))
     for r in records:
-        m = r["model"]
-        obj = objective_of(m)
-        key, seed = objective_key(obj), int(m["seed"])
-        cell = out[(m["dataset"], m["arch"])][key]
-        if seed in cell:
+        m = r.get("model", r)
+        obj = r["_objective"] = objective_of(m)
+        seeds, seed = out[(m["dataset"], m["arch"])][objective_key(obj) if cell is None else cell(r)], int(m["seed"])
+        if what is None:
+            seeds.setdefault(seed, []).append(r)
+        elif seed in seeds:
             raise ConfigError(f"two {what} for {m['dataset']}/{m['arch']} {objective_label(obj)} seed {seed}: "
-                              f"{cell[seed].get('_path', cell[seed]['model'].get('run'))} and "
+                              f"{seeds[seed].get('_path', seeds[seed]['model'].get('run'))} and "
                               f"{r.get('_path', m.get('run'))}; remove one (or pass --config to read only what a "
                               "configuration names)")
-        r["_objective"] = obj
-        cell[seed] = r
+        else:
+            seeds[seed] = r
     return out
 
 
@@ -110,7 +113,7 @@ def accuracy_claims(teacher_evals: Sequence[dict], cfg: dict, split: str = defau
     Table 2, for the datasets the paper reports)."""
     statement = "label smoothing does not hurt top-1 accuracy: accuracy(LS) − accuracy(α = 0), paired by seed"
     out = []
-    for (ds, arch), by_obj in sorted(group_models(teacher_evals, "teacher evaluations").items()):
+    for (ds, arch), by_obj in sorted(by_grid(teacher_evals, "teacher evaluations").items()):
         scope = f"{ds}/{arch}"
         alphas = ls_alphas(by_obj)
         ls = pick_ls_alpha(alphas, cfg["ls_alpha"])
@@ -182,14 +185,14 @@ def tightness_claims(rows: Sequence[dict], cfg: dict, fig1_ls_alpha: float | Non
     other splits, and each Fig. 1 row on each split (LS = ``projections.ls_alpha``).
     """
     statement = "label smoothing tightens the clusters: tightness ratio(α = 0) − ratio(LS) > 0, paired by seed"
-    by: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))  # (ds, arch, split, kind, row) -> alpha -> seed -> row
-    grids: dict[tuple, set] = defaultdict(set)
-    for r in rows:
-        if r.get("run") and not is_ls(objective_of(r)):
-            continue  # another objective's dump (e.g. a confidence-penalty teacher, alpha 0): not the hard arm
-        split = r.get("split") or "val"
-        by[(r["dataset"], r["arch"], split, r["kind"], int(r["row"]))][float(r["alpha"])][int(r["seed"])] = r
-        grids[(r["dataset"], r["arch"])].add(float(r["alpha"]))
+    # another objective's dump (e.g. a confidence-penalty teacher, alpha 0) is not the hard arm
+    grouped = by_grid([r for r in rows if not r.get("run") or is_ls(objective_of(r))],
+                      cell=lambda r: (r.get("split") or "val", r["kind"], int(r["row"]), float(r["alpha"])))
+    by: dict[tuple, dict] = defaultdict(dict)  # (ds, arch, split, kind, row) -> alpha -> seed -> row (the last)
+    for grid, cells in grouped.items():
+        for (split, kind, row, alpha), seeds in cells.items():
+            by[(*grid, split, kind, row)][alpha] = {s: rs[-1] for s, rs in seeds.items()}
+    grids = {grid: {c[3] for c in cells} for grid, cells in grouped.items()}
     out = []
     primary_split = cfg["tightness_split"]
     if not grids:
@@ -308,7 +311,7 @@ def calibration_claims(results: Sequence[dict], cfg: dict) -> list[dict]:
     − NLL(temperature scaled) (the paper claims nothing there). Regime: the hard-target model's
     fitted T > 1 (a T on the edge of its search range is left out)."""
     rows = [r for r in results if r["model"].get("role", "teacher") == "teacher"]
-    groups = group_models(rows, "calibration files")
+    groups = by_grid(rows, "calibration files")
     st_a = ("LS at α* (chosen on validation) is not worse calibrated than temperature scaling: RMS calibration error "
             "CE(LS α*) − CE(α = 0, temperature scaled) < margin, test split (squared errors estimated without bias)")
     out = []
@@ -452,15 +455,16 @@ def mi_claims(curves: Sequence[dict], cfg: dict) -> list[dict]:
     (:func:`lspipe.experiments.mi.mi_noise`, pooled over the grid's records). Primary: (peak − late)(LS) −
     (peak − late)(α = 0) > margin, paired by seed. Descriptive: with LS the MI rises then falls
     (min(peak − first, peak − late) > margin); late MI(α = 0) − MI(LS) > margin."""
-    by: dict[tuple, dict[float, dict[int, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    rows_by: dict[tuple, list] = defaultdict(list)
-    for r in curves:
-        if r.get("run") and not is_ls(objective_of(r)):
-            continue  # another objective's probe (e.g. a confidence-penalty teacher, alpha 0): not the hard arm
+    # another objective's probe (e.g. a confidence-penalty teacher, alpha 0) is not the hard arm
+    grouped = by_grid([r for r in curves if not r.get("run") or is_ls(objective_of(r))], cell=lambda r: float(r["alpha"]))
+
+    def point(r):
         rep = r.get("mi_repeat")
-        by[(r["dataset"], r["arch"])][float(r["alpha"])][int(r["seed"])].append(
-            (int(r["step"]), float(r["mi"]), None if rep in (None, "") else float(rep)))
-        rows_by[(r["dataset"], r["arch"])].append(r)
+        return int(r["step"]), float(r["mi"]), None if rep in (None, "") else float(rep)
+
+    by = {grid: {a: {s: [point(r) for r in rs] for s, rs in seeds.items()} for a, seeds in cells.items()}
+          for grid, cells in grouped.items()}  # (ds, arch) -> alpha -> seed -> (step, mi, repeat) points
+    rows_by = {grid: [r for seeds in cells.values() for rs in seeds.values() for r in rs] for grid, cells in grouped.items()}
     st_a = ("the MI falls more with LS: (peak − late)(LS) − (peak − late)(α = 0) > margin, paired by seed "
             "(peak: the highest 3-record running mean; late: the mean of the last fifth of the records)")
     st_b = "with LS the MI rises then falls: min(peak − first, peak − late) > margin"
@@ -674,8 +678,8 @@ def own_data(evals: Sequence[dict], calibrations: Sequence[dict], checks: Sequen
     whether to distil from a smoothed teacher (claim 4's primary contrast), each with its interval over
     seeds. Nothing here is a verdict: the decision rule is the claims'."""
     teachers = [e for e in evals if e["model"].get("role", "teacher") == "teacher"]
-    ev_groups = group_models(teachers, "teacher evaluations")
-    cal_groups = group_models([c for c in calibrations if c["model"].get("role", "teacher") == "teacher"],
+    ev_groups = by_grid(teachers, "teacher evaluations")
+    cal_groups = by_grid([c for c in calibrations if c["model"].get("role", "teacher") == "teacher"],
                               "calibration files")
     out = []
     for ds, arch in sorted(set(ev_groups) | set(cal_groups)):
