@@ -206,8 +206,11 @@ def test_paper_preset_trains_the_alexnet_alpha0_runs_once_and_students_in_lockst
         assert jobs[f"train_students_lockstep_cifar10_kd_hard_s{s}"] == 1
         assert jobs[f"train_students_lockstep_cifar10_baseline_s{s}"] == 1
     assert "train_student_baseline" not in jobs and jobs["train_student_distilled"] == 25  # LS teachers' students
-    # 35 probed CIFAR-10 ResNet-56 + 10 AlexNet (alpha 0 trained once, as the teacher) + 15 CIFAR-100 teachers
-    assert jobs["train_teacher"] == 35 + 25
+    # every teacher grid fused, one job per seed: the probed CIFAR-10 ResNet-56 (7 alphas), the AlexNet
+    # (alpha 0 trained once, as the teacher) and the CIFAR-100 ResNet-56 teachers
+    assert "train_teacher" not in jobs
+    for grid in ("cifar10_resnet56", "cifar10_alexnet", "cifar100_resnet56"):
+        assert all(jobs[f"train_teacher_fused_{grid}_s{s}"] == 1 for s in range(5)), jobs
     outs = re.findall(r"rule train_students_lockstep_cifar10_baseline_s0:\n(?:\s+input: .*\n)?\s+output: (.*)\n", proc.stdout)
     # every baseline alpha but 0 (trained once, as the AlexNet teacher) in the lockstep job
     baselines = yaml.safe_load((REPO / "workflow/presets/paper.yaml").read_text())["distillation"][0]["baseline_alphas"]
