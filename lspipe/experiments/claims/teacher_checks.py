@@ -312,125 +312,140 @@ def calibration_claims(results: Sequence[dict], cfg: dict) -> list[dict]:
     fitted T > 1 (a T on the edge of its search range is left out)."""
     rows = [r for r in results if r["model"].get("role", "teacher") == "teacher"]
     groups = by_grid(rows, "calibration files")
-    st_a = ("LS at α* (chosen on validation) is not worse calibrated than temperature scaling: RMS calibration error "
-            "CE(LS α*) − CE(α = 0, temperature scaled) < margin, test split (squared errors estimated without bias)")
-    out = []
     if not groups:
-        return [not_run(3, "all", st_a, "teachers[].alphas (alpha 0 and a nonzero alpha)")]
-    metric = cfg["calibration_selection"]
-    for (ds, arch), by_obj in sorted(groups.items()):
-        scope = f"{ds}/{arch}"
-        others = sorted(objective_label(next(iter(c.values()))["_objective"]) for k, c in by_obj.items()
-                        if not is_ls(next(iter(c.values()))["_objective"]))
-        by_alpha = {a: by_obj[k] for a, k in ls_alphas(by_obj).items()}
-        nonzero_all = sorted(a for a in by_alpha if a > 0)
-        if 0.0 not in by_alpha or not nonzero_all:
-            out.append(not_run(3, scope, st_a, "teachers[].alphas (alpha 0 and a nonzero alpha)"))
-            continue
-        hard_seeds = set(by_alpha[0.0])
-        nonzero = [a for a in nonzero_all if hard_seeds <= set(by_alpha[a])]
-        dropped = [a for a in nonzero_all if a not in nonzero]
-        if not nonzero:  # every alpha misses a seed: fall back to the seeds all of them share
-            nonzero = nonzero_all
-            dropped = []
-        seeds = sorted(set.intersection(*(set(by_alpha[a]) for a in [0.0] + nonzero)))
-        all_used = [r for a in by_alpha for r in by_alpha[a].values()]
-        src = _sources(all_used, [f"val.{metric} (α* selection, T = 1)", "before.reliability", "after.reliability",
-                                  "before.ece", "after.ece", "before.ece_floor", "before.nll", "after.nll",
-                                  "temperature", "fit.at_bound"])
-        if not seeds:
-            out.append(not_compared(3, scope, st_a, "no seed has every α of the grid", "teachers[].seeds", sources=src))
-            continue
-        if any("val" not in by_alpha[a][s] for a in nonzero for s in seeds):
-            out.append(not_compared(3, scope, st_a, "the calibration JSONs have no validation metrics at T = 1 "
-                                    "(written before lspipe.experiments.calibration format 2)",
-                                    "rerunning `lspipe calibrate` (snakemake -R analyse_model)", sources=src))
-            continue
-        val = {a: _mean(by_alpha[a][s]["val"][metric] for s in seeds) for a in nonzero}
-        star, edge = choose_alpha(val, nonzero)
-        h, s_ = by_alpha[0.0], by_alpha[star]
-        sq = {("ls", k): _squared_ce(s_[k], "before") for k in seeds}
-        sq.update({("ts", k): _squared_ce(h[k], "after") for k in seeds})
-        sq.update({("hard", k): _squared_ce(h[k], "before") for k in seeds})
-        if any(v is None for v in sq.values()):
-            out.append(not_compared(3, scope, st_a, "the calibration JSONs have no reliability diagrams",
-                                    "rerunning `lspipe calibrate` (snakemake -R analyse_model)", sources=src))
-            continue
-        ece = {a: _mean(by_alpha[a][s]["before"]["ece"] for s in seeds) for a in [0.0] + nonzero}
+        return [not_run(3, "all", CALIBRATION_STATEMENT, "teachers[].alphas (alpha 0 and a nonzero alpha)")]
+    return [c for (ds, arch), by_obj in sorted(groups.items()) for c in _calibration_grid(ds, arch, by_obj, cfg)]
 
-        def rms(arm):
-            return math.sqrt(max(0.0, _mean(sq[(arm, k)] for k in seeds)))
 
-        numbers = {
-            f"validation {metric.upper()} at T = 1 by α (selects α*)": ", ".join(f"α={a:g}: {v:.4f}" for a, v in val.items()),
-            "α*": star,
-            "RMS calibration error, debiased (√ of the mean squared estimate): "
-            f"LS α*={star:g} / α=0 temperature scaled / α=0 at T = 1": f"{rms('ls'):.4f} / {rms('ts'):.4f} / {rms('hard'):.4f}",
-            "test ECE (plug-in, biased upwards) at T = 1 by α": ", ".join(f"α={a:g}: {v:.4f}" for a, v in ece.items()),
-            f"test ECE α*={star:g}": _mean(s_[k]["before"]["ece"] for k in seeds),
-            "test ECE α=0, temperature scaled": _mean(h[k]["after"]["ece"] for k in seeds),
-            "plug-in ECE difference LS α* − temperature scaled (biased towards 0 near calibration)":
-                _mean(s_[k]["before"]["ece"] - h[k]["after"]["ece"] for k in seeds),
-        }
-        floors = {"LS α*": [s_[k]["before"].get("ece_floor") for k in seeds],
-                  "α=0 temperature scaled": [h[k]["after"].get("ece_floor") for k in seeds]}
-        n_test = h[seeds[0]]["before"].get("reliability", {}).get("n")
-        if all(v is not None for f in floors.values() for v in f):
-            numbers["ECE floor (expected plug-in ECE if perfectly calibrated, same N and confidences)"] = "; ".join(
-                f"{k}: {_mean(v):.4f}" for k, v in floors.items()) + (f" (N = {n_test}, {h[seeds[0]]['bins']} bins)"
-                                                                      if n_test else "")
-        numbers.update({
-            f"test NLL α*={star:g}": _mean(s_[k]["before"]["nll"] for k in seeds),
-            "test NLL α=0, temperature scaled": _mean(h[k]["after"]["nll"] for k in seeds),
-            "test NLL α=0, T = 1": _mean(h[k]["before"]["nll"] for k in seeds),
-        })
-        at_bound = {(a, k): by_alpha[a][k]["temperature"] for a in by_alpha for k in by_alpha[a]
-                    if (by_alpha[a][k].get("fit") or {}).get("at_bound")}
-        notes = [f"α* chosen among the nonzero alphas {', '.join(f'{a:g}' for a in nonzero)} by the mean validation "
-                 f"{metric.upper()} at T = 1 over seeds {seeds} (claims.calibration_selection), without test data; "
-                 "temperature scaling gets one fitted T per model, LS one α per grid (conservative for LS)",
-                 "the calibration error is the RMS over 15 confidence bins, its square estimated without bias per model "
-                 "(Kumar, Liang & Ma 2019); the plug-in ECE of a well-calibrated model sits at its floor (about 0.027 "
-                 "at 2,000 test images), which would shrink the gap to temperature scaling, so the ECE is reported, "
-                 "not tested; the interval combines two estimates (Bonferroni), see the decision rule"]
-        notes += [edge] if edge else []
-        if dropped:
-            notes.append("left out of the α* choice (missing in a seed of α = 0): α " + ", ".join(f"{a:g}" for a in dropped))
-        if others:
-            notes.append("other objectives left out (claim 3 compares label smoothing): " + "; ".join(others))
-        if at_bound:
-            notes.append("temperatures at the edge of the search range (a bound, not a fitted value): " + ", ".join(
-                f"α={a:g} s{k}: T = {t:.3g}" for (a, k), t in sorted(at_bound.items())))
-        ls_sq = {k: sq[("ls", k)] for k in seeds}
-        ts_sq = {k: sq[("ts", k)] for k in seeds}
-        hard_sq = {k: sq[("hard", k)] for k in seeds}
-        fam = paper_family(ds)
-        paper = ({"value": PAPER_ECE_GAP[fam][0], "source": PAPER_ECE_GAP[fam][1] + " (plug-in ECE)"}
-                 if fam in PAPER_ECE_GAP else None)
-        out.append(check(3, scope, st_a, {}, kind="at_most", bound=cfg["ece_margin"], unit="CE", cfg=cfg, role=PRIMARY,
-                         label=f"α* = {star:g}", numbers=numbers, notes=notes, sources=src, paper=paper,
-                         stats_at=lambda c, a=ls_sq, b=ts_sq: ce_gap_stats(a, b, c)))
-        out.append(check(3, scope, "LS at α* lowers the RMS calibration error of hard targets at T = 1: "
-                         "CE(α = 0) − CE(LS α*) > 0, test split", {}, kind="greater", bound=0.0, unit="CE", cfg=cfg,
-                         label=f"α* = {star:g}", numbers={k: v for k, v in numbers.items() if "ECE" in k or "RMS" in k},
-                         sources=src, stats_at=lambda c, a=hard_sq, b=ls_sq: ce_gap_stats(a, b, c)))
-        out.append(check(3, scope, "LS at α* lowers the NLL (a proper score) of hard targets at T = 1: "
-                         "NLL(α = 0) − NLL(LS α*) > 0, paired by seed, test split",
-                         {k: h[k]["before"]["nll"] - s_[k]["before"]["nll"] for k in seeds}, kind="greater",
-                         bound=0.0, unit="nats", cfg=cfg, label=f"α* = {star:g}",
-                         numbers={k: v for k, v in numbers.items() if "NLL" in k}, sources=src))
-        out.append(check(3, scope, "NLL (a proper score) of LS at α* against temperature scaling: "
-                         "NLL(LS α*) − NLL(α = 0, temperature scaled), a number (the paper claims nothing here)",
-                         {k: s_[k]["before"]["nll"] - h[k]["after"]["nll"] for k in seeds}, kind="number",
-                         bound=0.0, unit="nats", cfg=cfg, label=f"α* = {star:g}",
-                         numbers={k: v for k, v in numbers.items() if "NLL" in k}, sources=src))
-        temps = {k: float(r["temperature"]) - 1.0 for k, r in h.items() if (0.0, k) not in at_bound}
-        left = sorted(k for k in h if (0.0, k) in at_bound)
-        out.append(check(3, scope, "the hard-target model is overconfident: its fitted temperature T − 1 > 0",
-                         temps, kind="greater", bound=0.0, unit="T", cfg=cfg, role=REGIME,
-                         numbers={"T (fitted on the validation split)": _mean(float(r["temperature"]) for r in h.values())},
-                         notes=[f"seeds {left} left out: T at the edge of the search range"] if left else [],
-                         sources=_sources(h.values(), ["temperature", "fit.at_bound"])))
+CALIBRATION_STATEMENT = (
+    "LS at α* (chosen on validation) is not worse calibrated than temperature scaling: RMS calibration error "
+    "CE(LS α*) − CE(α = 0, temperature scaled) < margin, test split (squared errors estimated without bias)")
+
+
+def _calibration_grid(ds: str, arch: str, by_obj: dict, cfg: dict) -> list[dict]:
+    """Claim 3's checks of one grid (:func:`calibration_claims`): alpha* chosen on validation, then the checks."""
+    scope, st_a, metric = f"{ds}/{arch}", CALIBRATION_STATEMENT, cfg["calibration_selection"]
+    by_alpha = {a: by_obj[k] for a, k in ls_alphas(by_obj).items()}
+    nonzero_all = sorted(a for a in by_alpha if a > 0)
+    if 0.0 not in by_alpha or not nonzero_all:
+        return [not_run(3, scope, st_a, "teachers[].alphas (alpha 0 and a nonzero alpha)")]
+    hard_seeds = set(by_alpha[0.0])
+    nonzero = [a for a in nonzero_all if hard_seeds <= set(by_alpha[a])]
+    dropped = [a for a in nonzero_all if a not in nonzero]
+    if not nonzero:  # every alpha misses a seed: fall back to the seeds all of them share
+        nonzero = nonzero_all
+        dropped = []
+    seeds = sorted(set.intersection(*(set(by_alpha[a]) for a in [0.0] + nonzero)))
+    all_used = [r for a in by_alpha for r in by_alpha[a].values()]
+    src = _sources(all_used, [f"val.{metric} (α* selection, T = 1)", "before.reliability", "after.reliability",
+                              "before.ece", "after.ece", "before.ece_floor", "before.nll", "after.nll",
+                              "temperature", "fit.at_bound"])
+    if not seeds:
+        return [not_compared(3, scope, st_a, "no seed has every α of the grid", "teachers[].seeds", sources=src)]
+    if any("val" not in by_alpha[a][s] for a in nonzero for s in seeds):
+        return [not_compared(3, scope, st_a, "the calibration JSONs have no validation metrics at T = 1 "
+                             "(written before lspipe.experiments.calibration format 2)",
+                             "rerunning `lspipe calibrate` (snakemake -R analyse_model)", sources=src)]
+    val = {a: _mean(by_alpha[a][s]["val"][metric] for s in seeds) for a in nonzero}
+    star, edge = choose_alpha(val, nonzero)
+    h, s_ = by_alpha[0.0], by_alpha[star]
+    sq = {("ls", k): _squared_ce(s_[k], "before") for k in seeds}
+    sq.update({("ts", k): _squared_ce(h[k], "after") for k in seeds})
+    sq.update({("hard", k): _squared_ce(h[k], "before") for k in seeds})
+    if any(v is None for v in sq.values()):
+        return [not_compared(3, scope, st_a, "the calibration JSONs have no reliability diagrams",
+                             "rerunning `lspipe calibrate` (snakemake -R analyse_model)", sources=src)]
+    numbers = _calibration_numbers(by_alpha, star, nonzero, seeds, val, sq, metric)
+    at_bound = {(a, k): by_alpha[a][k]["temperature"] for a in by_alpha for k in by_alpha[a]
+                if (by_alpha[a][k].get("fit") or {}).get("at_bound")}
+    others = sorted(objective_label(next(iter(c.values()))["_objective"]) for k, c in by_obj.items()
+                    if not is_ls(next(iter(c.values()))["_objective"]))
+    notes = [f"α* chosen among the nonzero alphas {', '.join(f'{a:g}' for a in nonzero)} by the mean validation "
+             f"{metric.upper()} at T = 1 over seeds {seeds} (claims.calibration_selection), without test data; "
+             "temperature scaling gets one fitted T per model, LS one α per grid (conservative for LS)",
+             "the calibration error is the RMS over 15 confidence bins, its square estimated without bias per model "
+             "(Kumar, Liang & Ma 2019); the plug-in ECE of a well-calibrated model sits at its floor (about 0.027 "
+             "at 2,000 test images), which would shrink the gap to temperature scaling, so the ECE is reported, "
+             "not tested; the interval combines two estimates (Bonferroni), see the decision rule"]
+    notes += [edge] if edge else []
+    if dropped:
+        notes.append("left out of the α* choice (missing in a seed of α = 0): α " + ", ".join(f"{a:g}" for a in dropped))
+    if others:
+        notes.append("other objectives left out (claim 3 compares label smoothing): " + "; ".join(others))
+    if at_bound:
+        notes.append("temperatures at the edge of the search range (a bound, not a fitted value): " + ", ".join(
+            f"α={a:g} s{k}: T = {t:.3g}" for (a, k), t in sorted(at_bound.items())))
+    return _calibration_checks(ds, scope, h, s_, star, seeds, sq, numbers, notes, at_bound, src, cfg)
+
+
+def _calibration_numbers(by_alpha: dict, star: float, nonzero: list, seeds: list, val: dict, sq: dict,
+                         metric: str) -> dict:
+    """The numbers claim 3 reports for one grid: the selection, the RMS calibration errors, the ECE and NLL."""
+    h, s_ = by_alpha[0.0], by_alpha[star]
+    ece = {a: _mean(by_alpha[a][s]["before"]["ece"] for s in seeds) for a in [0.0] + nonzero}
+
+    def rms(arm):
+        return math.sqrt(max(0.0, _mean(sq[(arm, k)] for k in seeds)))
+
+    numbers = {
+        f"validation {metric.upper()} at T = 1 by α (selects α*)": ", ".join(f"α={a:g}: {v:.4f}" for a, v in val.items()),
+        "α*": star,
+        "RMS calibration error, debiased (√ of the mean squared estimate): "
+        f"LS α*={star:g} / α=0 temperature scaled / α=0 at T = 1": f"{rms('ls'):.4f} / {rms('ts'):.4f} / {rms('hard'):.4f}",
+        "test ECE (plug-in, biased upwards) at T = 1 by α": ", ".join(f"α={a:g}: {v:.4f}" for a, v in ece.items()),
+        f"test ECE α*={star:g}": _mean(s_[k]["before"]["ece"] for k in seeds),
+        "test ECE α=0, temperature scaled": _mean(h[k]["after"]["ece"] for k in seeds),
+        "plug-in ECE difference LS α* − temperature scaled (biased towards 0 near calibration)":
+            _mean(s_[k]["before"]["ece"] - h[k]["after"]["ece"] for k in seeds),
+    }
+    floors = {"LS α*": [s_[k]["before"].get("ece_floor") for k in seeds],
+              "α=0 temperature scaled": [h[k]["after"].get("ece_floor") for k in seeds]}
+    n_test = h[seeds[0]]["before"].get("reliability", {}).get("n")
+    if all(v is not None for f in floors.values() for v in f):
+        numbers["ECE floor (expected plug-in ECE if perfectly calibrated, same N and confidences)"] = "; ".join(
+            f"{k}: {_mean(v):.4f}" for k, v in floors.items()) + (f" (N = {n_test}, {h[seeds[0]]['bins']} bins)"
+                                                                  if n_test else "")
+    numbers.update({
+        f"test NLL α*={star:g}": _mean(s_[k]["before"]["nll"] for k in seeds),
+        "test NLL α=0, temperature scaled": _mean(h[k]["after"]["nll"] for k in seeds),
+        "test NLL α=0, T = 1": _mean(h[k]["before"]["nll"] for k in seeds),
+    })
+    return numbers
+
+
+def _calibration_checks(ds: str, scope: str, h: dict, s_: dict, star: float, seeds: list, sq: dict, numbers: dict, notes: list,
+                        at_bound: dict, src: dict, cfg: dict) -> list[dict]:
+    """Claim 3's checks of one grid, its alpha* chosen: the primary, two descriptive, a number and the regime."""
+    ls_sq = {k: sq[("ls", k)] for k in seeds}
+    ts_sq = {k: sq[("ts", k)] for k in seeds}
+    hard_sq = {k: sq[("hard", k)] for k in seeds}
+    fam = paper_family(ds)
+    paper = ({"value": PAPER_ECE_GAP[fam][0], "source": PAPER_ECE_GAP[fam][1] + " (plug-in ECE)"}
+             if fam in PAPER_ECE_GAP else None)
+    out = [check(3, scope, CALIBRATION_STATEMENT, {}, kind="at_most", bound=cfg["ece_margin"], unit="CE", cfg=cfg,
+                 role=PRIMARY, label=f"α* = {star:g}", numbers=numbers, notes=notes, sources=src, paper=paper,
+                 stats_at=lambda c, a=ls_sq, b=ts_sq: ce_gap_stats(a, b, c))]
+    out.append(check(3, scope, "LS at α* lowers the RMS calibration error of hard targets at T = 1: "
+                     "CE(α = 0) − CE(LS α*) > 0, test split", {}, kind="greater", bound=0.0, unit="CE", cfg=cfg,
+                     label=f"α* = {star:g}", numbers={k: v for k, v in numbers.items() if "ECE" in k or "RMS" in k},
+                     sources=src, stats_at=lambda c, a=hard_sq, b=ls_sq: ce_gap_stats(a, b, c)))
+    out.append(check(3, scope, "LS at α* lowers the NLL (a proper score) of hard targets at T = 1: "
+                     "NLL(α = 0) − NLL(LS α*) > 0, paired by seed, test split",
+                     {k: h[k]["before"]["nll"] - s_[k]["before"]["nll"] for k in seeds}, kind="greater",
+                     bound=0.0, unit="nats", cfg=cfg, label=f"α* = {star:g}",
+                     numbers={k: v for k, v in numbers.items() if "NLL" in k}, sources=src))
+    out.append(check(3, scope, "NLL (a proper score) of LS at α* against temperature scaling: "
+                     "NLL(LS α*) − NLL(α = 0, temperature scaled), a number (the paper claims nothing here)",
+                     {k: s_[k]["before"]["nll"] - h[k]["after"]["nll"] for k in seeds}, kind="number",
+                     bound=0.0, unit="nats", cfg=cfg, label=f"α* = {star:g}",
+                     numbers={k: v for k, v in numbers.items() if "NLL" in k}, sources=src))
+    temps = {k: float(r["temperature"]) - 1.0 for k, r in h.items() if (0.0, k) not in at_bound}
+    left = sorted(k for k in h if (0.0, k) in at_bound)
+    out.append(check(3, scope, "the hard-target model is overconfident: its fitted temperature T − 1 > 0",
+                     temps, kind="greater", bound=0.0, unit="T", cfg=cfg, role=REGIME,
+                     numbers={"T (fitted on the validation split)": _mean(float(r["temperature"]) for r in h.values())},
+                     notes=[f"seeds {left} left out: T at the edge of the search range"] if left else [],
+                     sources=_sources(h.values(), ["temperature", "fit.at_bound"])))
     return out
 
 
