@@ -446,11 +446,15 @@ def source_digest(dataset):
     """The source files of a dataset as they are now (lspipe.core.data.source_digest: the number of files
     and a digest of their contents, or of their sizes and modification times above 256 MiB; "bundled"
     for the digits): a `params:` value of prepare_data, so a changed ImageFolder tree or CIFAR folder
-    prepares the data again. Computed each time the workflow is planned."""
+    prepares the data again. Computed each time the workflow is planned; a tree above 256 MiB (ImageNet:
+    1.3M files) is scanned once per digest: its digest is kept in `.<dataset>.source.json` beside the
+    prepared file while its class folders' stat is unchanged (lspipe.core.data.cached_source_digest;
+    LSPIPE_RESCAN=1 scans again)."""
     import lspipe.core.data
 
-    if dataset not in _SOURCE_DIGESTS:  # once per workflow run: ImageNet's tree is 1.3M files
-        _SOURCE_DIGESTS[dataset] = lspipe.core.data.source_digest(config["datasets"][dataset])
+    if dataset not in _SOURCE_DIGESTS:  # once per workflow run
+        cache = os.path.join(os.path.dirname(P.data(dataset)), f".{dataset}.source.json")
+        _SOURCE_DIGESTS[dataset] = lspipe.core.data.cached_source_digest(config["datasets"][dataset], cache)
     return _SOURCE_DIGESTS[dataset]
 
 
