@@ -125,7 +125,7 @@ def test_nothing_to_redo_and_a_changed_tree_prepares_again(streamed_run):
         jobs = planned_jobs(snakemake(work, "-n"))
     finally:
         extra.unlink()
-    assert jobs.get("prepare_data") == 1 and jobs.get("train_teacher") == 1  # and what was trained on it
+    assert jobs.get("prepare_data_streamed") == 1 and jobs.get("train_teacher") == 1  # and what was trained on it
 
 
 # `snakemake` with every tree above the content bound (as ImageNet), and with the per-image walk refused
@@ -352,7 +352,7 @@ def test_a_moved_tree_reruns_nothing_and_a_changed_image_reruns_its_dumps(stream
     image.write_bytes(bytes(data))
     os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert image.stat().st_size == st.st_size and image.stat().st_mtime_ns == st.st_mtime_ns
-    assert planned_jobs(snakemake(copy, "-n")).get("prepare_data") == 1  # the source digest watches content
+    assert planned_jobs(snakemake(copy, "-n")).get("prepare_data_streamed") == 1  # the source digest watches content
     snakemake(copy, "--cores", "1", "results/data/tin.npz")
     assert source.load(copy / "results" / "data" / "tin.npz").meta["watch"] == "content"
     jobs = planned_jobs(snakemake(copy, "-n"))

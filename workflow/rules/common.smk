@@ -461,6 +461,14 @@ def source_digest(dataset):
 _SOURCE_DIGESTS = {}
 
 
+def prepared_by(streamed):
+    """The `dataset` wildcard's regex of prepare_data_streamed (streamed=True: the datasets with `source:
+    imagefolder` and `storage: streaming`, decided from the config alone) or of prepare_data (the others)."""
+    names = [n for n, o in config["datasets"].items()
+             if (o.get("source") == "imagefolder" and o.get("storage") == "streaming") == streamed]
+    return "|".join(re.escape(n) for n in names) or "(?!)"  # (?!): matches nothing
+
+
 _STORAGE = {}
 
 
