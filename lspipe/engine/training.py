@@ -76,6 +76,7 @@ from lspipe.engine.preempt import SYNC_STEPS, Preempted, Preemption
 from lspipe.engine.probe import ProbeRecorder
 from lspipe.engine.probefile import write_probe_placeholder
 from lspipe.engine.step import Engine
+from lspipe.engine.tracking import TensorBoardLogger, require_tensorboard, run_dir
 
 # Resident data on CUDA is augmented this many bytes of images at a time (a CIFAR epoch of 40,000
 # images is 123 MB: one draw per epoch), not batch by batch: ~15 operations a step fewer.
@@ -107,6 +108,7 @@ class Callback:
 
     def on_start(self, model: nn.Module, step: int) -> None: ...
     def on_step(self, model: nn.Module, step: int) -> None: ...
+    def on_epoch(self, rows: Sequence[dict]) -> None: ...  # each member's new metrics row (rank 0 only)
     def on_checkpoint(self, step: int) -> None: ...
     def on_end(self, model: nn.Module, step: int) -> None: ...
 
@@ -598,6 +600,10 @@ class _Run:
             })
             if world.is_main:
                 _write_metrics(path, rows)
+        if world.is_main:
+            for cb in self.callbacks:
+                if hasattr(cb, "on_epoch"):  # a tracker (lspipe.engine.tracking)
+                    cb.on_epoch([rows[-1] for rows in self.history])
         self.bar.set_postfix(loss="/".join(f"{rows[-1]['train_loss']:.3f}" for rows in self.history),
                              val_acc="/".join(f"{rows[-1]['val_acc']:.3f}" for rows in self.history))
         if step + 1 < recipe.steps and self.epoch % recipe.checkpoint_every == 0:
@@ -752,6 +758,8 @@ def _train_job(a, world: World, preemption: Preemption | None = None) -> None:
             raise ConfigError(f"{what} needs one value per objective ({g}), got {len(vals)}")
     if a.probe and world.enabled:
         raise ConfigError("--probe records in one process: launch a probed run without torchrun")
+    if getattr(a, "tensorboard", None):
+        require_tensorboard()
     outs = [Path(p) for p in a.out]
     ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".ckpt")
     # one probe trace per member (a placeholder without --probe): --probe-out, or probe.h5 beside each model
@@ -791,6 +799,8 @@ def _train_job(a, world: World, preemption: Preemption | None = None) -> None:
     elif world.is_main:  # a teacher of a grid without a probe: its probe output is a placeholder
         for path in probe_outs:
             write_probe_placeholder(path)
+    if getattr(a, "tensorboard", None) and world.is_main:  # tracking.tensorboard: scalars of every member
+        callbacks.append(TensorBoardLogger([run_dir(a.tensorboard, data.meta["name"], a.arch, a.role, r) for r in runs]))
     # the job's identity: every member's settings (the recipe without the settings that change no weight:
     # lspipe.core.recipe.RUN_SETTINGS), objective, seed, teacher and the data's content digest
     fp = fingerprint({"members": [{k: (recipe_identity(v) if k == "recipe" else v) for k, v in m.items() if k != "run"}

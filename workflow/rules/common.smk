@@ -89,6 +89,15 @@ GPU = config["resources"]["gpus_per_job"]
 GPU_MODEL = config["resources"]["gpu_model"] or None
 # the progress-bar flag of every training command
 PROGRESS = "--progress" if config["progress"] else "--no-progress"
+# tracking.tensorboard: a run option like the progress bars, passed with them (never compared: retrains nothing)
+if config["tracking"]["tensorboard"]:
+    import lspipe.engine.tracking
+
+    try:
+        lspipe.engine.tracking.require_tensorboard()  # the package, checked while planning
+    except lspipe.base.errors.ConfigError as err:
+        raise WorkflowError(str(err))
+    PROGRESS += " --tensorboard " + shlex.quote(os.path.join(config["results"], "tensorboard"))
 
 
 # What reruns a job. Snakemake's params trigger compares every `params:` value, except those a parameter
