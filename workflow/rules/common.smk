@@ -97,7 +97,7 @@ if config["tracking"]["tensorboard"]:
         lspipe.engine.tracking.require_tensorboard()  # the package, checked while planning
     except lspipe.base.errors.ConfigError as err:
         raise WorkflowError(str(err))
-    PROGRESS += " --tensorboard " + shlex.quote(os.path.join(config["results"], "tensorboard"))
+    PROGRESS = f"{PROGRESS} --tensorboard {shlex.quote(os.path.join(config['results'], 'tensorboard'))}"
 
 
 # What reruns a job. Snakemake's params trigger compares every `params:` value, except those a parameter
