@@ -188,6 +188,8 @@ def test_signals_raise_the_flag_in_the_loop_and_terminate_outside_it():
             time.sleep(0.01)
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGUSR1)) == before
     assert _hook(3).requested(3) and not _hook(3).requested(4) and not Preemption(environ={}).requested(3)
+    hook = _hook(3)
+    assert [hook.requested(s) for s in (2, 3, 4, 9)] == [False, True, True, True]  # up from then on, as a signal
 
 
 # --------------------------------------------------------------------------- lspipe train

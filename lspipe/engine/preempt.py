@@ -54,6 +54,7 @@ class Preemption:
         self.pid = os.getpid()
         step = environ.get(TEST_STEP_ENV, "")
         self.test_step = int(step) if step.strip().isdigit() else None
+        self.hooked = False  # the test hook's step was done
 
     def _handle(self, signum, frame) -> None:
         if os.getpid() != self.pid:
@@ -87,10 +88,14 @@ class Preemption:
             self.in_loop = False
 
     def requested(self, step: int) -> bool:
-        """Whether to checkpoint and stop now, after ``step`` steps (a signal came, or the test hook's step)."""
-        return self.signal is not None or step == self.test_step
+        """Whether to checkpoint and stop now, after ``step`` steps: a signal came, or the test hook's step
+        has been done (asked after every step: from then on the flag stays up, as a signal's does)."""
+        self.hooked = self.hooked or step == self.test_step
+        return self.signal is not None or self.hooked
 
     def why(self) -> str:
         if self.signal is not None:
             return signal.Signals(self.signal).name
-        return f"{TEST_STEP_ENV}={self.test_step}"
+        if self.hooked:
+            return f"{TEST_STEP_ENV}={self.test_step}"
+        return "a signal to another rank"  # torchrun: the ranks stop together

@@ -523,7 +523,7 @@ class _Run:
                     if step + 1 < recipe.steps and self._preempted(preemption, step + 1, last_of_epoch):
                         with clock.aside():
                             self._stop_on_signal(preemption, step, None if last_of_epoch else
-                                                 {"metrics": step_fn.metrics.state_dict(), "at": (t0, seen, first)})
+                                                 {"metrics": self._epoch_metrics(step_fn.metrics), "at": (t0, seen, first)})
         finally:
             self.bar.close()
         clock.report(self.engine)
@@ -541,12 +541,23 @@ class _Run:
         step_fn.metrics.reset()
         return self.loader.epoch(self.epoch)  # this rank's share of each global batch
 
+    def _epoch_metrics(self, metrics: step_mod.StepMetrics) -> dict:
+        """The epoch's metrics so far, for a checkpoint (rank 0's): under torchrun the correct counts are
+        each rank's own (summed at the epoch's end), so rank 0 keeps their sum; the losses are the global
+        batches' on every rank already."""
+        state = metrics.state_dict()
+        if self.world.enabled:
+            state["correct"] = self.world.sum(metrics.correct).cpu()
+        return state
+
     def _continue_epoch(self, step_fn, in_epoch: dict):
         """The rest of the epoch a checkpoint written on a signal stopped in: its metrics so far, the
         loader from its position (:meth:`_resume` set it)."""
         self.model.train()
         self.objective.train()
         step_fn.metrics.load_state_dict(in_epoch["metrics"])
+        if self.world.rank != 0:  # rank 0 holds the ranks' summed correct counts (_epoch_metrics)
+            step_fn.metrics.correct.zero_()
         return self.loader.epoch(self.epoch)
 
     def _preempted(self, preemption: Preemption | None, steps: int, last_of_epoch: bool) -> bool:
@@ -555,12 +566,12 @@ class _Run:
         at the same step; a single process reads its flag after every step."""
         if preemption is None:
             return False
+        requested = preemption.requested(steps)
         if not self.world.enabled:
-            return preemption.requested(steps)
+            return requested
         if steps % SYNC_STEPS and not last_of_epoch:
             return False
-        flag = torch.tensor([float(preemption.requested(steps))], device=self.device)
-        return bool(self.world.sum(flag).item() > 0)
+        return bool(self.world.sum(torch.tensor([float(requested)], device=self.device)).item() > 0)
 
     def _stop_on_signal(self, preemption: Preemption, step: int, in_epoch: dict | None) -> None:
         """The checkpoint of a run stopped on a signal after step ``step`` (0-based), then :class:`Preempted`.
