@@ -20,7 +20,8 @@ option has a help text; its default is shown (:class:`HelpFormatter`). Progress 
 ``logging`` module off a terminal (:mod:`lspipe.base.progress`), configured here (:func:`main`).
 
 Exit status: 0 done; 2 a user error (one line); 3 a run stopped on purpose (``--stop-after-epochs``,
-one line, resumable); 143 stopped by SIGTERM (temporary files removed); 1 a bug (its traceback).
+one line, resumable); 75 ``train`` checkpointed on SIGTERM/SIGUSR1 and stopped (one line, resumable:
+:mod:`lspipe.engine.preempt`); 143 stopped by SIGTERM (temporary files removed); 1 a bug (its traceback).
 Inside the workflow the ending line also goes to Snakemake's stderr (:data:`ERROR_FD_ENV`), so it
 survives a log that cannot be written.
 """
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
         sys.stderr.flush()
     except Stopped as err:
         _report(f"lspipe {args.command}: stopped: {' '.join(str(err).split())} (run the same command again to resume)")
-        return EXIT_STOPPED
+        return getattr(err, "exit_status", EXIT_STOPPED)  # 75: checkpointed on a signal (lspipe.engine.preempt)
     except Terminated:
         _report(f"lspipe {args.command}: stopped by SIGTERM (the job was cancelled): nothing half-written is left; "
                 "rerun the job")

@@ -91,6 +91,18 @@ def _worker(rank: int, world_size: int, port: int, data: str, tmp: str, index: s
     except training.Interrupted:
         log["stopped"] = os.path.exists(f"{tmp}/resumed/a/model.pt.ckpt")
     training.cmd_train(_args(data, f"{tmp}/resumed"))
+    # SLURM's warning signal seen by rank 1 alone during step 21 (the test hook): the ranks agree at step 24
+    # (lspipe.engine.preempt.SYNC_STEPS), mid-epoch 2, both checkpoint there and stop; then the resume
+    from lspipe.engine import preempt
+
+    os.environ[preempt.TEST_STEP_ENV] = "21" if rank == 1 else ""
+    try:
+        training.cmd_train(_args(data, f"{tmp}/preempted"))
+        raise AssertionError("the run did not stop on the signal")
+    except preempt.Preempted as err:
+        log["preempted"] = str(err)
+    del os.environ[preempt.TEST_STEP_ENV]
+    training.cmd_train(_args(data, f"{tmp}/preempted"))
     from lspipe.core import stream
 
     getitem = stream.StreamDataset.__getitem__
@@ -187,6 +199,21 @@ def test_stopped_and_resumed_two_processes_equal_uninterrupted(runs):
     for m in "ab":
         a, b = _weights(tmp / "full" / m / "model.pt"), _weights(tmp / "resumed" / m / "model.pt")
         assert all(torch.equal(a[k], b[k]) for k in a), "resume in two processes is not exact"
+
+
+def test_a_signal_to_one_rank_stops_both_at_one_step_and_the_resume_is_exact(runs):
+    """Rank 1 alone got the signal (during step 21): both ranks stop after step 24 with a mid-epoch checkpoint
+    (the correct counts of both ranks' shares kept), and the resumed run equals the uninterrupted one: weights
+    and every metrics row (the epoch's training accuracy included) but the seconds."""
+    tmp, logs = runs
+    for log in logs:
+        assert "after step 24 of 32 (epoch 2, mid-epoch)" in log["preempted"], log["preempted"]
+    for m in "ab":
+        a, b = _weights(tmp / "full" / m / "model.pt"), _weights(tmp / "preempted" / m / "model.pt")
+        assert all(torch.equal(a[k], b[k]) for k in a), "a resume in two processes after a signal is not exact"
+        rows = [[{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(open(tmp / d / m / "metrics.csv"))]
+                for d in ("full", "preempted")]
+        assert rows[0] == rows[1] and len(rows[0]) == 2
 
 
 def test_streamed_two_processes_equal_one_and_each_rank_decodes_its_share(runs):

@@ -1,5 +1,5 @@
 """Issue 33, item 8: settings that cannot change a trained weight retrain nothing. On the finished tiny
-run (the shared `tiny_run`, dry runs only): the progress bars, the device alias resolving to the same
+run (the shared `tiny_run`, dry runs only): the progress bars, TensorBoard tracking, the device alias resolving to the same
 device, the recipe's validation batch size and checkpoint interval, and the order of a grid (the
 teachers' alphas, the lockstep students' temperatures and alphas) each plan no training job, and all
 of them at once neither; a setting that does change the weights still retrains. The streamed tree
@@ -56,12 +56,18 @@ def _grid_order(cfg):
     assert d["lockstep"]
 
 
+def _tracking(cfg):  # TensorBoard scalars (issue 30): a run option, like the progress bars
+    assert not cfg.get("tracking", {}).get("tensorboard")
+    cfg["tracking"] = {"tensorboard": True}
+
+
 def _all(cfg):
-    for change in (_progress, _device, _eval_batch_size, _checkpoint_every, _grid_order):
+    for change in (_progress, _device, _eval_batch_size, _checkpoint_every, _grid_order, _tracking):
         change(cfg)
 
 
-@pytest.mark.parametrize("change", [_progress, _device, _eval_batch_size, _checkpoint_every, _grid_order, _all],
+@pytest.mark.parametrize("change", [_progress, _device, _eval_batch_size, _checkpoint_every, _grid_order, _tracking,
+                                    _all],
                          ids=lambda f: f.__name__.strip("_"))
 def test_a_setting_that_changes_no_weight_retrains_nothing(tiny_run, tmp_path, change):
     jobs = _changed(tiny_run, tmp_path, change)

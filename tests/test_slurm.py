@@ -251,6 +251,29 @@ def test_paper_preset_slurm_requests(tmp_path):
         assert "gpu" not in j["resources"] and "gpu_model" not in j["resources"], j
 
 
+def test_a_streamed_dataset_is_prepared_as_a_cluster_job(tmp_path):
+    """The ImageNet preset's dataset (storage: streaming) is prepared by `prepare_data_streamed`, a submitted
+    CPU job with resources.prepare's cores, memory and time limit (not on the login node); the paper preset's
+    CIFAR stays with the local `prepare_data` (test_paper_preset_slurm_requests)."""
+    from lspipe import tiny_imagenet
+
+    tree = tmp_path / "tree"
+    tiny_imagenet.main([str(tree), "--train-per-class", "4", "--val-per-class", "2"])
+    imagenet = REPO / "workflow" / "presets" / "imagenet.yaml"
+    work = make_workdir(tmp_path / "w", REPO / "config.yaml")
+    override = {"datasets": {"imagenet": {"root": str(tree), "val_size": 10}},
+                "resources": {"prepare": {"threads": 6, "mem_mb": 24000, "runtime": 90}}}
+    proc = snakemake(work, "results/data/imagenet.npz", "-n", "--workflow-profile", str(PROFILES / "slurm"),
+                     "--configfile", str(imagenet), "--config", f"datasets={json.dumps(override['datasets'])}",
+                     f"resources={json.dumps(override['resources'])}")
+    (job,) = planned(proc.stdout + proc.stderr)
+    assert job["rule"] == "prepare_data_streamed" and job["output"] == ["results/data/imagenet.npz"], job
+    assert job["resources"]["mem_mb"] == "24000" and job["resources"]["runtime"] == "90", job
+    assert job["resources"]["cpus_per_task"] == "6" and "gpu" not in job["resources"], job
+    rules = rule_locality(work, [imagenet], override)
+    assert not rules["prepare_data_streamed"]["local"] and rules["prepare_data"]["local"]
+
+
 # --------------------------------------------------------------------------- a real SLURM cluster
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory, request):

@@ -125,7 +125,60 @@ def test_nothing_to_redo_and_a_changed_tree_prepares_again(streamed_run):
         jobs = planned_jobs(snakemake(work, "-n"))
     finally:
         extra.unlink()
-    assert jobs.get("prepare_data") == 1 and jobs.get("train_teacher") == 1  # and what was trained on it
+    assert jobs.get("prepare_data_streamed") == 1 and jobs.get("train_teacher") == 1  # and what was trained on it
+
+
+# `snakemake` with every tree above the content bound (as ImageNet), and with the per-image walk refused
+_BIG_TREE_SNAKEMAKE = """
+import os, sys
+import lspipe.core.data as D
+D.CONTENT_DIGEST_MAX_BYTES = 0
+if os.environ.get("NO_WALK"):
+    def scan_tree(*args, **kwargs):
+        raise AssertionError("the tree was walked")
+    D.scan_tree = scan_tree
+from snakemake.cli import main
+sys.argv[0] = "snakemake"
+main()
+"""
+
+
+def test_planning_walks_a_big_tree_once_per_digest(tiny_imagenet, tmp_path, monkeypatch):
+    """A dry run records the source digest of a big tree beside the prepared file; the next dry runs take it
+    from there without walking the tree (the walk is made to fail); an added image changes a class folder's
+    mtime and is walked again; LSPIPE_RESCAN=1 walks in any case."""
+    import subprocess
+    import sys
+
+    tree = shutil.copytree(tiny_imagenet, tmp_path / "tree")
+    old = 1_600_000_000 * 10**9
+    for d in [tree, *[p for p in tree.rglob("*") if p.is_dir()]]:
+        os.utime(d, ns=(old, old))
+    work = make_workdir(tmp_path / "work")
+    (work / "config.yaml").write_text(yaml.safe_dump(_config(tree)))
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+    def dry(**env):
+        proc = subprocess.run([sys.executable, "-c", _BIG_TREE_SNAKEMAKE, "-s", str(Path(D.__file__).parents[2] / "Snakefile"),
+                               "-d", str(work), "-n"], capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "PATH": path, "LSPIPE_RESCAN": "", **env})
+        return proc.returncode, proc.stdout + proc.stderr
+
+    rc, out = dry()
+    assert rc == 0, out[-3000:]
+    cache = work / "results" / "data" / ".tin.source.json"
+    first = json.loads(cache.read_text())["digest"]
+    assert " files, stat " in first
+    rc, out = dry(NO_WALK="1")
+    assert rc == 0, out[-3000:]  # planned from the recorded digest
+    rc, out = dry(NO_WALK="1", LSPIPE_RESCAN="1")
+    assert rc != 0 and "the tree was walked" in out
+    shutil.copy(next((tree / "train" / MEERKAT).glob("*.JPEG")), tree / "train" / TENCH / "extra.JPEG")
+    rc, out = dry(NO_WALK="1")
+    assert rc != 0 and "the tree was walked" in out
+    assert dry()[0] == 0
+    # the new digest is recorded, unless the folder changed too recently to trust its mtime (RACY_SECONDS)
+    assert not cache.exists() or json.loads(cache.read_text())["digest"] != first
 
 
 def test_what_a_streamed_dataset_cannot_do_is_refused_by_the_plan(tiny_imagenet):
@@ -299,7 +352,7 @@ def test_a_moved_tree_reruns_nothing_and_a_changed_image_reruns_its_dumps(stream
     image.write_bytes(bytes(data))
     os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert image.stat().st_size == st.st_size and image.stat().st_mtime_ns == st.st_mtime_ns
-    assert planned_jobs(snakemake(copy, "-n")).get("prepare_data") == 1  # the source digest watches content
+    assert planned_jobs(snakemake(copy, "-n")).get("prepare_data_streamed") == 1  # the source digest watches content
     snakemake(copy, "--cores", "1", "results/data/tin.npz")
     assert source.load(copy / "results" / "data" / "tin.npz").meta["watch"] == "content"
     jobs = planned_jobs(snakemake(copy, "-n"))

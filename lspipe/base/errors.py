@@ -56,7 +56,9 @@ class ResultsLocked(UserError, RuntimeError):
 
 class Stopped(Exception):
     """A run that stopped on purpose before its end (``lspipe train --stop-after-epochs``), resumable:
-    no error. The command line prints its one line and exits with :data:`EXIT_STOPPED`."""
+    no error. The command line prints its one line and exits with ``exit_status`` (:data:`EXIT_STOPPED`)."""
+
+    exit_status = 3  # EXIT_STOPPED
 
 
 class Terminated(BaseException):
@@ -69,6 +71,9 @@ class Terminated(BaseException):
 EXIT_USER_ERROR = 2  # a UserError (one line)
 EXIT_STOPPED = 3  # a Stopped run (one line; rerun the command to resume)
 EXIT_TERMINATED = 143  # SIGTERM (128 + 15, as a shell reports a process it killed)
+# `lspipe train` wrote its checkpoint on SIGTERM/SIGUSR1 and stopped (lspipe.engine.preempt): EX_TEMPFAIL of
+# sysexits.h ("temporary failure; retry"): a failed attempt for Snakemake and SLURM, which run it again
+EXIT_PREEMPTED = 75
 
 
 def damaged_file_error(path: str | os.PathLike, err: Exception, make: str | None = None) -> DataError:

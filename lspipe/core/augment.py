@@ -28,21 +28,29 @@ def random_crop_flip(
     b, c, h, w = x.shape
     dev = x.device
     hp, wp = h + 2 * pad, w + 2 * pad
-    if pad > 0:
-        padded = F.pad(x, (pad, pad, pad, pad))
-        oy = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
-        ox = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
-    else:
-        padded = x
-        oy = ox = torch.zeros(b, dtype=torch.long, device=dev)
+    oy, ox, mask = crop_flip_draws(b, pad, flip, dev, generator)
+    padded = F.pad(x, (pad, pad, pad, pad)) if pad > 0 else x
     cols = torch.arange(w, device=dev).expand(b, w)
     if flip:
-        mask = torch.rand(b, device=dev, generator=generator) < 0.5
         cols = torch.where(mask[:, None], (w - 1) - cols, cols)
     rows = oy[:, None] + torch.arange(h, device=dev)  # B x H
     src = rows[:, :, None] * wp + (ox[:, None] + cols)[:, None, :]  # B x H x W, into the padded image
     src = src.view(b, 1, h * w).expand(b, c, h * w)
     return padded.reshape(b, c, hp * wp).gather(2, src).view(b, c, h, w)
+
+
+def crop_flip_draws(b: int, pad: int, flip: bool, device, generator: torch.Generator | None = None):
+    """The random draws of :func:`random_crop_flip` for ``b`` images, in its order: ``(oy, ox, mask)``,
+    the crops' row and column offsets (zeros without ``pad``) and the flip mask (None without ``flip``)."""
+    if pad == 0 and not flip:
+        return None, None, None
+    if pad > 0:
+        oy = torch.randint(0, 2 * pad + 1, (b,), device=device, generator=generator)
+        ox = torch.randint(0, 2 * pad + 1, (b,), device=device, generator=generator)
+    else:
+        oy = ox = torch.zeros(b, dtype=torch.long, device=device)
+    mask = torch.rand(b, device=device, generator=generator) < 0.5 if flip else None
+    return oy, ox, mask
 
 
 class DeviceLoader:
@@ -78,16 +86,26 @@ class DeviceLoader:
         return n // bs if self.drop_last else -(-n // bs)
 
     def __iter__(self):
+        return self.batches()
+
+    def batches(self, start: int = 0):
+        """One pass from batch ``start`` on: the batches (and every random draw) of a whole pass from
+        the generator's present state, of which the first ``start`` are left out; their crops and flips
+        are drawn but not applied (a run resumed mid-epoch goes on exactly where it stopped)."""
         bs = self.batch_size
         perm = torch.randperm(len(self.x), device=self.x.device, generator=self.generator) if self.shuffle else None
         per = max(1, self.chunk_bytes // max(1, bs * self.x[:1].nbytes)) if self.chunk_bytes else 1  # batches a draw
         for c in range(0, len(self), per):
             n = min(per, len(self) - c)
+            if c + n <= start:  # a draw wholly before the start: its random numbers only
+                crop_flip_draws(min((c + n) * bs, len(self.x)) - c * bs, self.pad, self.flip, self.x.device,
+                                self.generator)
+                continue
             rows = perm[c * bs : (c + n) * bs] if self.shuffle else slice(c * bs, (c + n) * bs)
             xs = random_crop_flip(self.x[rows], self.pad, self.flip, self.generator)
             if self.memory_format is not None:
                 xs = xs.contiguous(memory_format=self.memory_format)
             ys = None if self.y is None else self.y[rows]
-            for b in range(n):
+            for b in range(max(0, start - c), n):
                 xb = xs[b * bs : (b + 1) * bs]
                 yield xb if ys is None else (xb, ys[b * bs : (b + 1) * bs])

@@ -22,6 +22,7 @@ the class names, and a warning when a few sampled images are much larger than ``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -669,6 +670,78 @@ def source_digest(options: dict) -> str:
         kind = "stat"
     text = chr(10).join(lines).encode("utf-8", "surrogateescape")  # a file name need not be UTF-8
     return f"{len(manifest)} files, {kind} {hashlib.sha256(text).hexdigest()[:16]}"
+
+
+# --------------------------------------------------------------------------- a big tree's digest, cached
+
+RESCAN_ENV = "LSPIPE_RESCAN"  # set (to anything but "" or "0"): recompute every cached source digest
+SOURCE_CACHE_VERSION = 1
+# A folder modified this recently when its state is taken may change again within its file system's
+# timestamp resolution without its mtime changing (1-2 s on some network file systems): no cache then.
+RACY_SECONDS = 2.0
+
+
+def folder_state(root: str | os.PathLike) -> list[list]:
+    """The stat of an ImageFolder tree's folders down to its class folders: the root, each split folder
+    (:func:`layout`) and each visible class folder in it (links followed), as ``[path relative to the root,
+    device, inode, size, mtime in ns]``, sorted. One ``scandir`` per split folder and one ``stat`` per
+    class folder (about 2,000 for ImageNet), no file. A file added, removed or renamed in a class folder
+    changes that folder's mtime; a file rewritten in place, or one in a folder below a class folder,
+    does not."""
+    top = Path(root)
+    paths = [top]
+    for _, folder in sorted(layout(top).items()):
+        paths.append(folder)
+        with os.scandir(folder) as entries:
+            paths += sorted(Path(e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append([os.path.relpath(p, top), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def rescan_requested(environ=os.environ) -> bool:
+    return environ.get(RESCAN_ENV, "").strip() not in ("", "0")
+
+
+def cached_source_digest(options: dict, cache: str | os.PathLike, environ=os.environ) -> str:
+    """:func:`source_digest`, but for a stat-watched ImageFolder tree (above :data:`CONTENT_DIGEST_MAX_BYTES`:
+    ImageNet's 1.28 M files, one ``stat`` each) the digest recorded in the JSON file ``cache`` as long as
+    the tree's :func:`folder_state` (and ``root``) is what it was when that digest was computed: planning
+    then costs a stat per class folder, not one per image. :data:`RESCAN_ENV` (``LSPIPE_RESCAN=1``)
+    recomputes it. Content-watched trees, CIFAR folders and the digits are computed as before."""
+    import time
+
+    source, root = options.get("source"), options.get("root")
+    if source != "imagefolder" or not root:
+        return source_digest(options)
+    try:
+        t0 = time.time()
+        state = folder_state(root)
+    except (DataError, OSError):  # no valid tree: source_digest (and then prepare) says what it is
+        return source_digest(options)
+    key = {"version": SOURCE_CACHE_VERSION, "root": os.path.abspath(root), "folders": state}
+    if not rescan_requested(environ):
+        try:
+            cached = json.loads(Path(cache).read_text())
+            if {k: cached.get(k) for k in key} == key and isinstance(cached.get("digest"), str):
+                return cached["digest"]
+        except (OSError, ValueError, AttributeError):
+            pass  # none yet, or unreadable: compute it
+    digest = source_digest(options)
+    racy = max(mtime for *_, mtime in state) / 1e9 >= t0 - RACY_SECONDS
+    if " stat " in digest and not racy:
+        try:
+            Path(cache).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(cache) as tmp:
+                tmp.write_text(json.dumps({**key, "digest": digest}))
+        except OSError:
+            pass  # a cache that cannot be written: the next planning scans again
+    else:
+        with contextlib.suppress(OSError):
+            Path(cache).unlink(missing_ok=True)
+    return digest
 
 
 def limit_per_class(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:

@@ -73,6 +73,7 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -588,6 +589,15 @@ def _workers(workers: int | None) -> int:
 _WARNED: set = set()
 
 
+def _worker_signals(worker_id: int) -> None:
+    """A DataLoader worker ignores SIGTERM and SIGUSR1. SLURM signals every process of a job step, and a
+    worker ended so would fail its loader's next batch (PyTorch raises in the main process at once); the
+    main process decides what a signal means (``lspipe train`` checkpoints: :mod:`lspipe.engine.preempt`),
+    and its loader ends the workers when it ends (or they see it gone)."""
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class StreamLoader:
     """Batches of one split of a :class:`StreamIndex` (the interface is in the module docstring).
 
@@ -634,6 +644,7 @@ class StreamLoader:
             self.dataset, batch_sampler=self.sampler, num_workers=workers, collate_fn=collate,
             pin_memory=bool(pin) and self.device.type == "cuda",
             prefetch_factor=prefetch if workers else None, persistent_workers=workers > 0,
+            worker_init_fn=_worker_signals if workers else None,
             # the loader's own seed draw must not consume the caller's global RNG (dropout, ...)
             generator=torch.Generator().manual_seed(_seed(seed, 2)),
         )

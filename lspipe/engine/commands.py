@@ -68,6 +68,10 @@ def add_cli(sub) -> None:
                         "30 s and every 10 %% of the steps")
     s.add_argument("--stop-after-epochs", type=int, default=None,
                    help="stop (resumably) after this many epochs in this invocation")
+    s.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also write each model's per-epoch metrics as TensorBoard scalars under "
+                        "DIR/<dataset>/<arch>/<role>/<run>/ (lspipe.engine.tracking; needs the tensorboard package: "
+                        "pip install -e '.[tracking]'; the config's tracking.tensorboard)")
     add_stream_loader_option(s)
     s.add_argument("--expect-teachers", type=json_arg, default=None,
                    help="JSON {teacher model.pt: {recipe, objective, seed}}: what the config trains each teacher with; "

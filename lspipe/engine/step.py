@@ -217,6 +217,20 @@ class StepMetrics:
         for t in self.tensors():
             t.zero_()
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The epoch's accumulators so far (CPU copies): what a checkpoint written mid-epoch keeps."""
+        return {"loss_sum": self.loss_sum.cpu().clone(), "correct": self.correct.cpu().clone(),
+                "losses": self.losses.cpu().clone(), "pos": self.pos.cpu().clone()}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy ``state`` into the accumulators in place (a captured CUDA graph keeps its tensors)."""
+        for name, t in zip(("loss_sum", "correct", "losses", "pos"), self.tensors()):
+            value = state[name]
+            if value.shape != t.shape:
+                raise ValueError(f"metrics {name}: shape {tuple(value.shape)} where the run has {tuple(t.shape)}")
+            t.copy_(value)
+
     def first_bad(self, steps: int, max_loss: float | None) -> tuple[int, list[float]] | None:
         """The first of this epoch's ``steps`` steps whose loss is not finite (or above ``max_loss``):
         (its 0-based position in the epoch, its losses), or None."""

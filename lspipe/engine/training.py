@@ -19,7 +19,10 @@ float32. After every epoch: validation accuracy/loss, a row in the metrics CSV a
 ``checkpoint_every`` epochs) an atomic checkpoint from which an interrupted run resumes exactly where
 it stopped (model, optimiser, step, RNG state). A checkpoint is only resumed when its fingerprint
 (recipe, architecture, objective, seed, data) matches the current run, so changed hyper-parameters
-never continue a stale run.
+never continue a stale run. ``lspipe train`` also checkpoints on SLURM's warning signal (SIGTERM,
+SIGUSR1: :mod:`lspipe.engine.preempt`) at the next step boundary, mid-epoch too (the loader's position,
+the epoch's metrics so far), and stops with status 75; the resumed run ends bit for bit as one never
+stopped.
 
 The loop always trains a group of G members of one architecture on one batch stream
 (:func:`train_group`; a single run is G = 1): G ordinary models side by side (:class:`Members`,
@@ -69,9 +72,11 @@ from lspipe.engine import step as step_mod
 from lspipe.engine.distributed import SINGLE, World
 from lspipe.engine.fused import clip_member_grads_
 from lspipe.engine.fused import fuse as fuse_models
+from lspipe.engine.preempt import SYNC_STEPS, Preempted, Preemption
 from lspipe.engine.probe import ProbeRecorder
 from lspipe.engine.probefile import write_probe_placeholder
 from lspipe.engine.step import Engine
+from lspipe.engine.tracking import TensorBoardLogger, require_tensorboard, run_dir
 
 # Resident data on CUDA is augmented this many bytes of images at a time (a CIFAR epoch of 40,000
 # images is 123 MB: one draw per epoch), not batch by batch: ~15 operations a step fewer.
@@ -103,6 +108,7 @@ class Callback:
 
     def on_start(self, model: nn.Module, step: int) -> None: ...
     def on_step(self, model: nn.Module, step: int) -> None: ...
+    def on_epoch(self, rows: Sequence[dict]) -> None: ...  # each member's new metrics row (rank 0 only)
     def on_checkpoint(self, step: int) -> None: ...
     def on_end(self, model: nn.Module, step: int) -> None: ...
 
@@ -177,11 +183,28 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
         tmp.write_text(buf.getvalue())
 
 
+def _rng_states(device: torch.device) -> dict:
+    """The global random generators' states (torch's CPU generator, and the training device's on CUDA)."""
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def _set_rng_states(states: dict | None, device: torch.device) -> None:
+    """Put back :func:`_rng_states` (a checkpoint without them, from before: nothing)."""
+    if not states:
+        return
+    torch.set_rng_state(states["cpu"].cpu())
+    if device.type == "cuda" and states.get("cuda") is not None:
+        torch.cuda.set_rng_state(states["cuda"].cpu(), device)
+
+
 class ResidentBatches:
     """The training data of a resident dataset: the training split on the device as uint8, drawn by a
     seeded :class:`~lspipe.core.augment.DeviceLoader` (the recipe's pad-crop and flip on the device).
     Under torchrun every rank draws the same global batch and keeps its slice (:meth:`World.shard`);
-    validation predicts the whole validation split on every rank. The position is the generator's state."""
+    validation predicts the whole validation split on every rank. The position is the generator's state
+    at the start of the pass and the batches of it done (:meth:`state_dict`; a pass resumed mid-way draws
+    the random numbers of the batches before its start again, and applies none)."""
 
     def __init__(self, data: Prepared, recipe: Recipe, seed: int, device: torch.device, world: World,
                  epoch_augment: bool = False, channels_last: bool = False):
@@ -193,23 +216,38 @@ class ResidentBatches:
                                    chunk_bytes=EPOCH_AUGMENT_BYTES if epoch_augment else None,
                                    memory_format=torch.channels_last if channels_last else None)
         self.world, self.val_x, self.val_labels, self.size = world, data.x["val"], data.y["val"], len(data.y["train"])
+        self.pass_state = self.generator.get_state()  # the generator at the start of the present pass
+        self.batch = 0  # batches of the present pass given out
+        self.start = 0  # a resumed pass starts at this batch
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def epoch(self, epoch: int):
-        """This rank's ``(x, y)`` of each batch of the next pass (``epoch``: the generator knows it)."""
-        for xb, yb in self.loader:
+        """This rank's ``(x, y)`` of each batch of the next pass (``epoch``: the generator knows it), or of
+        the rest of the pass a mid-epoch checkpoint stopped in."""
+        start, self.start = self.start, 0
+        if start:
+            self.generator.set_state(self.pass_state)
+        else:
+            self.pass_state = self.generator.get_state()
+        self.batch = start
+        for xb, yb in self.loader.batches(start):
+            self.batch += 1
             yield self.world.shard(xb, yb)
 
     def val_logits(self, model: nn.Module, device: torch.device, batch_size: int) -> torch.Tensor:
         return predict(model, self.val_x, device, batch_size)
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
+        if 0 < self.batch < len(self):  # mid-pass: where the pass started, and how far it came
+            return {"generator": self.pass_state, "batch": self.batch}
+        return {"generator": self.generator.get_state()}  # between passes: where the next one starts
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"].cpu())
+        self.pass_state = self.generator.get_state()
+        self.batch = self.start = int(state.get("batch", 0))
 
 
 class StreamedBatches:
@@ -225,6 +263,7 @@ class StreamedBatches:
         self.loader = StreamLoader(idx, "train", recipe.batch_size, seed=seed, device=device, rank=world.rank,
                                    world_size=world.size, **self.options)
         self.index, self.world, self.val_labels, self.size = idx, world, idx.y["val"], len(idx.y["train"])
+        self.resumed = False  # a loaded position: the next pass goes on from it
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -233,7 +272,9 @@ class StreamedBatches:
         """This rank's ``(x, y)`` of each batch of epoch ``epoch``; with ``skip_unreadable`` a batch
         lacks its unreadable images, and one with none readable is an error (the loop's steps are
         counted in batches)."""
-        self.loader.set_epoch(epoch)
+        if not (self.resumed and self.loader.epoch == epoch):  # else: the rest of a pass a checkpoint stopped in
+            self.loader.set_epoch(epoch)
+        self.resumed = False
         yield from self.loader
         name = self.index.meta.get("name", "<name>")
         raise DataError(f"a training batch of dataset {name!r} (epoch {epoch + 1}) has no readable image left: set "
@@ -253,6 +294,7 @@ class StreamedBatches:
 
     def load_state_dict(self, state: dict) -> None:
         self.loader.load_state_dict(state["stream"])
+        self.resumed = True
 
 
 def training_batches(data: Prepared | StreamIndex, recipe: Recipe, seed: int, device: torch.device, world: World,
@@ -285,6 +327,7 @@ def fit(
     stream_loader: dict | None = None,
     arch: str | None = None,
     engine: Engine | None = None,
+    preemption: Preemption | None = None,
 ) -> dict:
     """Train the G members of ``model`` in place; returns a summary (steps, epochs, seconds, and
     ``final``: the last metric row of each member).
@@ -316,12 +359,17 @@ def fit(
     allows), with the settings of :func:`lspipe.engine.step.resolve_engine` for ``arch`` on
     ``device`` (``engine`` replaces them: the operation count emulates a GPU's on the CPU so); the
     summary's ``engine`` records them and why.
+
+    ``preemption`` (``lspipe train``: :mod:`lspipe.engine.preempt`): when it is raised (SIGTERM, SIGUSR1),
+    the loop ends the step in progress, writes a checkpoint at that step boundary (mid-epoch too: the
+    loader's position, the epoch's metrics so far, the RNG states) and raises :class:`Preempted`; the
+    run resumed from it ends bit for bit as the uninterrupted one.
     """
     run = _Run(model, data, recipe, objective, seed=seed, device=torch.device(device), checkpoint_path=Path(checkpoint_path),
                metrics_paths=[Path(p) for p in metrics_paths], world=world, stream_loader=stream_loader, arch=arch,
                engine=engine)
     with step_mod.arithmetic(run.engine):
-        return run.train(run_fingerprint, callbacks, progress, stop_after_epochs, run_names)
+        return run.train(run_fingerprint, callbacks, progress, stop_after_epochs, run_names, preemption)
 
 
 class _StepClock:
@@ -401,21 +449,26 @@ class _Run:
         self.step, self.epoch, self.elapsed = 0, 0, 0.0
         self.history: list[list[dict]] = [[] for _ in metrics_paths]  # metric rows, one list per member
 
-    def _resume(self, run_fingerprint: str) -> None:
-        """Resume from the last checkpoint of this very run (always at the end of an epoch), if any."""
+    def _resume(self, run_fingerprint: str) -> dict | None:
+        """Resume from the last checkpoint of this very run, if any: at the end of an epoch, or within
+        one (a checkpoint written on a signal: then the epoch's state so far is returned, else None)."""
         path = self.checkpoint_path
         ck = _load_checkpoint(path, self.device) if path.exists() else None
         if ck is None:
-            return
+            return None
         if ck.get("fingerprint") != run_fingerprint:
             print(f"ignoring {path}: it belongs to a run with other settings", file=sys.stderr)
-            return
+            return None
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.loader.load_state_dict(ck["loader"] if "loader" in ck else {"generator": ck["generator"]})  # or older
         self.step, self.epoch, self.elapsed = ck["step"], ck["epoch"], ck["seconds"]
         self.history = ck["metrics"]
-        print(f"resumed from {path} at step {self.step} (epoch {self.epoch})", file=sys.stderr)
+        _set_rng_states(ck.get("rng"), self.device)
+        in_epoch = ck.get("in_epoch")
+        where = f" (epoch {self.epoch + 1}, mid-epoch)" if in_epoch else f" (epoch {self.epoch})"
+        print(f"resumed from {path} at step {self.step}{where}", file=sys.stderr)
+        return in_epoch
 
     def _make_step(self):
         train_model = self.world.wrap(self.model, self.device)  # DistributedDataParallel under torchrun, else the model
@@ -425,43 +478,52 @@ class _Run:
         return step_mod.make_step(self.model, train_model, self.objective, self.opt, self.recipe, self.engine,
                                   self.world, len(self.loader), self.device)
 
-    def train(self, run_fingerprint: str, callbacks, progress: bool, stop_after_epochs: int | None, run_names) -> dict:
+    def train(self, run_fingerprint: str, callbacks, progress: bool, stop_after_epochs: int | None, run_names,
+              preemption: Preemption | None = None) -> dict:
         recipe, world = self.recipe, self.world
-        self._resume(run_fingerprint)
+        in_epoch = self._resume(run_fingerprint)
         self.fingerprint, self.callbacks, self.run_names = run_fingerprint, callbacks, run_names
+        self.saved_step = self.step  # the step of the checkpoint on disk (none newer needed)
         step_fn = self._make_step()
         for cb in callbacks:
             cb.on_start(self.model, self.step)
         self.bar = progress_bar(total=recipe.steps, initial=self.step, desc="train", unit="steps",
                                 disable=not progress or not world.is_main, dynamic_ncols=True)
-        start_step, epochs_this_run, last_of_epoch = self.step, 0, True  # a resumed run starts at an epoch's start
+        start_step, epochs_this_run, last_of_epoch = self.step, 0, in_epoch is None  # else: within an epoch
         self.chance = None  # per member: the objective's loss for a uniform prediction (DIVERGENCE_FACTOR), first batch
         clock = _StepClock(self.device, start_step)
+        if in_epoch is not None:  # the rest of the epoch a checkpoint written on a signal stopped in
+            batches, t0, seen, first = self._continue_epoch(step_fn, in_epoch), time.perf_counter(), *in_epoch["at"]
         try:
-            for step in range(start_step, recipe.steps):
-                if last_of_epoch:  # a new epoch: a fresh pass of the loader
-                    batches, t0, seen, first = self._start_epoch(step_fn), time.perf_counter(), 0, step
-                xb, yb = next(batches)
-                if self.engine.channels_last:  # resident batches come so already (no copy)
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                step_fn.set_lr(recipe.lr_at(step))
-                logits, _ = step_fn(xb, yb)
-                if self.chance is None and not recipe.max_loss:
-                    self.chance = self.objective.uniform_loss(logits.shape[-1]).to(
-                        device=self.device, dtype=torch.float32).reshape(self.members)
-                seen += len(yb) * (world.size if world.enabled else 1)
-                self.bar.update(1)
-                for cb in callbacks:
-                    cb.on_step(self.model, step + 1)
-                clock.stepped(step)
-                last_of_epoch = (step + 1) % len(self.loader) == 0
-                if not (last_of_epoch or step + 1 == recipe.steps):
-                    continue
-                with clock.aside():
-                    self._end_epoch(step, step + 1 - first, step_fn.metrics, seen, t0)
-                epochs_this_run += 1
-                if stop_after_epochs is not None and epochs_this_run >= stop_after_epochs and step + 1 < recipe.steps:
-                    raise Interrupted(f"stopped after {epochs_this_run} epoch(s) at step {step + 1}")
+            with preemption.loop() if preemption is not None else contextlib.nullcontext():
+                for step in range(start_step, recipe.steps):
+                    if last_of_epoch:  # a new epoch: a fresh pass of the loader
+                        batches, t0, seen, first = self._start_epoch(step_fn), time.perf_counter(), 0, step
+                    xb, yb = next(batches)
+                    if self.engine.channels_last:  # resident batches come so already (no copy)
+                        xb = xb.contiguous(memory_format=torch.channels_last)
+                    step_fn.set_lr(recipe.lr_at(step))
+                    logits, _ = step_fn(xb, yb)
+                    if self.chance is None and not recipe.max_loss:
+                        self.chance = self.objective.uniform_loss(logits.shape[-1]).to(
+                            device=self.device, dtype=torch.float32).reshape(self.members)
+                    seen += len(yb) * (world.size if world.enabled else 1)
+                    self.bar.update(1)
+                    for cb in callbacks:
+                        cb.on_step(self.model, step + 1)
+                    clock.stepped(step)
+                    last_of_epoch = (step + 1) % len(self.loader) == 0
+                    if last_of_epoch or step + 1 == recipe.steps:
+                        with clock.aside():
+                            self._end_epoch(step, step + 1 - first, step_fn.metrics, seen, t0)
+                        epochs_this_run += 1
+                        if (stop_after_epochs is not None and epochs_this_run >= stop_after_epochs
+                                and step + 1 < recipe.steps):
+                            raise Interrupted(f"stopped after {epochs_this_run} epoch(s) at step {step + 1}")
+                    if step + 1 < recipe.steps and self._preempted(preemption, step + 1, last_of_epoch):
+                        with clock.aside():
+                            self._stop_on_signal(preemption, step, None if last_of_epoch else
+                                                 {"metrics": self._epoch_metrics(step_fn.metrics), "at": (t0, seen, first)})
         finally:
             self.bar.close()
         clock.report(self.engine)
@@ -478,6 +540,51 @@ class _Run:
         self.objective.train()
         step_fn.metrics.reset()
         return self.loader.epoch(self.epoch)  # this rank's share of each global batch
+
+    def _epoch_metrics(self, metrics: step_mod.StepMetrics) -> dict:
+        """The epoch's metrics so far, for a checkpoint (rank 0's): under torchrun the correct counts are
+        each rank's own (summed at the epoch's end), so rank 0 keeps their sum; the losses are the global
+        batches' on every rank already."""
+        state = metrics.state_dict()
+        if self.world.enabled:
+            state["correct"] = self.world.sum(metrics.correct).cpu()
+        return state
+
+    def _continue_epoch(self, step_fn, in_epoch: dict):
+        """The rest of the epoch a checkpoint written on a signal stopped in: its metrics so far, the
+        loader from its position (:meth:`_resume` set it)."""
+        self.model.train()
+        self.objective.train()
+        step_fn.metrics.load_state_dict(in_epoch["metrics"])
+        if self.world.rank != 0:  # rank 0 holds the ranks' summed correct counts (_epoch_metrics)
+            step_fn.metrics.correct.zero_()
+        return self.loader.epoch(self.epoch)
+
+    def _preempted(self, preemption: Preemption | None, steps: int, last_of_epoch: bool) -> bool:
+        """Whether to stop after ``steps`` steps (:mod:`lspipe.engine.preempt`). Under torchrun the ranks
+        agree every :data:`SYNC_STEPS` steps and at every epoch's end (one small all-reduce), so they stop
+        at the same step; a single process reads its flag after every step."""
+        if preemption is None:
+            return False
+        requested = preemption.requested(steps)
+        if not self.world.enabled:
+            return requested
+        if steps % SYNC_STEPS and not last_of_epoch:
+            return False
+        return bool(self.world.sum(torch.tensor([float(requested)], device=self.device)).item() > 0)
+
+    def _stop_on_signal(self, preemption: Preemption, step: int, in_epoch: dict | None) -> None:
+        """The checkpoint of a run stopped on a signal after step ``step`` (0-based), then :class:`Preempted`.
+        ``in_epoch`` (None at an epoch's end): the epoch's metrics so far and the loop's ``(t0, seen, first)``."""
+        if in_epoch is not None:
+            t0, seen, first = in_epoch["at"]
+            in_epoch = {"metrics": in_epoch["metrics"], "at": (seen, first),
+                        "seconds": self.elapsed + time.perf_counter() - t0}
+        if self.saved_step != step + 1:  # else the epoch's checkpoint of this very step is on disk
+            self._checkpoint(step, in_epoch)
+        where = f"epoch {self.epoch + 1}, mid-epoch" if in_epoch is not None else f"the end of epoch {self.epoch}"
+        raise Preempted(f"{preemption.why()} after step {step + 1} of {self.recipe.steps} ({where}): checkpoint "
+                        f"{self.checkpoint_path} written")
 
     def _end_epoch(self, step: int, steps: int, metrics: step_mod.StepMetrics, seen: int, t0: float) -> None:
         """The end of an epoch (or of training; ``steps`` in this epoch): divergence checks, validation,
@@ -504,18 +611,27 @@ class _Run:
             })
             if world.is_main:
                 _write_metrics(path, rows)
+        if world.is_main:
+            for cb in self.callbacks:
+                if hasattr(cb, "on_epoch"):  # a tracker (lspipe.engine.tracking)
+                    cb.on_epoch([rows[-1] for rows in self.history])
         self.bar.set_postfix(loss="/".join(f"{rows[-1]['train_loss']:.3f}" for rows in self.history),
                              val_acc="/".join(f"{rows[-1]['val_acc']:.3f}" for rows in self.history))
         if step + 1 < recipe.steps and self.epoch % recipe.checkpoint_every == 0:
             self._checkpoint(step)
 
-    def _checkpoint(self, step: int) -> None:
+    def _checkpoint(self, step: int, in_epoch: dict | None = None) -> None:
+        """The checkpoint after step ``step`` (0-based): at an epoch's end, or within an epoch (``in_epoch``:
+        its metrics so far, ``at`` = (images seen, its first step) and the seconds so far)."""
         if self.world.is_main:
             torch_save({
                 "fingerprint": self.fingerprint, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "loader": self.loader.state_dict(), "step": step + 1, "epoch": self.epoch,
-                "metrics": self.history, "seconds": self.elapsed,
+                "metrics": self.history, "seconds": in_epoch["seconds"] if in_epoch else self.elapsed,
+                "rng": _rng_states(self.device),
+                **({"in_epoch": {"metrics": in_epoch["metrics"], "at": in_epoch["at"]}} if in_epoch else {}),
             }, self.checkpoint_path)
+        self.saved_step = step + 1
         self.world.barrier()  # no rank goes on (or is stopped) before rank 0's checkpoint is complete
         for cb in self.callbacks:
             cb.on_checkpoint(step + 1)
@@ -579,6 +695,7 @@ def train_group(
     world: World = SINGLE,
     stream_loader: dict | None = None,
     engine: Engine | None = None,
+    preemption: Preemption | None = None,
 ) -> tuple[list[model_registry.Classifier], dict]:
     """Train G models of ``arch`` on one batch stream, one per member of ``objective``; returns the
     G trained models and the summary of :func:`fit`.
@@ -599,7 +716,7 @@ def train_group(
         model, data, recipe, objective, seed=seed, device=device, checkpoint_path=checkpoint_path,
         metrics_paths=metrics_paths, run_fingerprint=run_fingerprint, callbacks=callbacks, progress=progress,
         stop_after_epochs=stop_after_epochs, run_names=run_names, world=world, stream_loader=stream_loader,
-        arch=arch, engine=engine,
+        arch=arch, engine=engine, preemption=preemption,
     )
     model.cpu()
     out = []
@@ -632,13 +749,16 @@ def cmd_train(a):
     their identity checks, fingerprint, completed-run record, training (resumable), saving."""
     setup_torch(a.threads)
     world = dist_mod.from_env()
-    try:
-        _train_job(a, world)
-    finally:
-        dist_mod.teardown(world)
+    # SIGTERM / SIGUSR1: a checkpoint at the next step boundary and status 75 while the loop runs
+    # (lspipe.engine.preempt); before and after it, as any command (Terminated, status 143)
+    with Preemption().watching() as preemption:
+        try:
+            _train_job(a, world, preemption)
+        finally:
+            dist_mod.teardown(world)
 
 
-def _train_job(a, world: World) -> None:
+def _train_job(a, world: World, preemption: Preemption | None = None) -> None:
     """The body of :func:`cmd_train` (``world``: the processes of a torchrun launch, or one)."""
     if not isinstance(a.objectives, list) or not a.objectives:
         raise ConfigError(f"--objectives must be a JSON list of objective values, got {a.objectives!r}")
@@ -649,6 +769,8 @@ def _train_job(a, world: World) -> None:
             raise ConfigError(f"{what} needs one value per objective ({g}), got {len(vals)}")
     if a.probe and world.enabled:
         raise ConfigError("--probe records in one process: launch a probed run without torchrun")
+    if getattr(a, "tensorboard", None):
+        require_tensorboard()
     outs = [Path(p) for p in a.out]
     ckpt = Path(a.checkpoint) if a.checkpoint else outs[0].with_name(outs[0].name + ".ckpt")
     # one probe trace per member (a placeholder without --probe): --probe-out, or probe.h5 beside each model
@@ -688,6 +810,8 @@ def _train_job(a, world: World) -> None:
     elif world.is_main:  # a teacher of a grid without a probe: its probe output is a placeholder
         for path in probe_outs:
             write_probe_placeholder(path)
+    if getattr(a, "tensorboard", None) and world.is_main:  # tracking.tensorboard: scalars of every member
+        callbacks.append(TensorBoardLogger([run_dir(a.tensorboard, data.meta["name"], a.arch, a.role, r) for r in runs]))
     # the job's identity: every member's settings (the recipe without the settings that change no weight:
     # lspipe.core.recipe.RUN_SETTINGS), objective, seed, teacher and the data's content digest
     fp = fingerprint({"members": [{k: (recipe_identity(v) if k == "recipe" else v) for k, v in m.items() if k != "run"}
@@ -703,6 +827,7 @@ def _train_job(a, world: World) -> None:
         a.arch, data, recipe, objective, seed=a.seed, fuse=a.fuse, device=device, checkpoint_path=ckpt,
         metrics_paths=a.metrics, run_fingerprint=fp, callbacks=callbacks, progress=a.progress,
         stop_after_epochs=a.stop_after_epochs, run_names=runs, world=world, stream_loader=a.stream_loader,
+        preemption=preemption,
     )
     if not world.is_main:  # rank 0 writes the models, records and removes the checkpoint
         world.barrier()

@@ -3,7 +3,7 @@
 The paper opens its distillation section with four numbers: a fully connected teacher (two hidden
 layers of 1200 units) and a student (two of 800) on MNIST, test error 0.67 % / 0.74 % (teacher / its
 student) with hard targets and 0.59 % / 0.91 % with a label-smoothed teacher
-(../shared/docs/paper-notes.md). Its hard-teacher row is Hinton, Vinyals & Dean (2015, section 3)'s 67
+(the paper, section 4). Its hard-teacher row is Hinton, Vinyals & Dean (2015, section 3)'s 67
 and 74 test errors of 10,000.
 
 This experiment reads the models of the dataset's ``distillation`` entry (:mod:`lspipe.experiments.distill`
@@ -32,7 +32,7 @@ from lspipe.core.tables import markdown_table, write_csv
 from lspipe.experiments.distill import baseline_alphas, ls_temperature, trained_as
 
 SETTINGS = "distillation_toy[]"
-# The paper's toy, test error in % (teacher, student): section 4 (../shared/docs/paper-notes.md)
+# The paper's toy, test error in % (teacher, student): the paper, section 4
 PAPER = {"hard": (0.67, 0.74), "ls": (0.59, 0.91)}
 # Hinton, Vinyals & Dean (2015, section 3): the 800-800 student trained alone, no regularisation: 146 test errors
 PAPER_STUDENT_ALONE = 1.46

@@ -89,6 +89,15 @@ GPU = config["resources"]["gpus_per_job"]
 GPU_MODEL = config["resources"]["gpu_model"] or None
 # the progress-bar flag of every training command
 PROGRESS = "--progress" if config["progress"] else "--no-progress"
+# tracking.tensorboard: a run option like the progress bars, passed with them (never compared: retrains nothing)
+if config["tracking"]["tensorboard"]:
+    import lspipe.engine.tracking
+
+    try:
+        lspipe.engine.tracking.require_tensorboard()  # the package, checked while planning
+    except lspipe.base.errors.ConfigError as err:
+        raise WorkflowError(str(err))
+    PROGRESS = f"{PROGRESS} --tensorboard {shlex.quote(os.path.join(config['results'], 'tensorboard'))}"
 
 
 # What reruns a job. Snakemake's params trigger compares every `params:` value, except those a parameter
@@ -365,15 +374,27 @@ def source_digest(dataset):
     """The source files of a dataset as they are now (lspipe.core.data.source_digest: the number of files
     and a digest of their contents, or of their sizes and modification times above 256 MiB; "bundled"
     for the digits): a `params:` value of prepare_data, so a changed ImageFolder tree or CIFAR folder
-    prepares the data again. Computed each time the workflow is planned."""
+    prepares the data again. Computed each time the workflow is planned; a tree above 256 MiB (ImageNet:
+    1.3M files) is scanned once per digest: its digest is kept in `.<dataset>.source.json` beside the
+    prepared file while its class folders' stat is unchanged (lspipe.core.data.cached_source_digest;
+    LSPIPE_RESCAN=1 scans again)."""
     import lspipe.core.data
 
-    if dataset not in _SOURCE_DIGESTS:  # once per workflow run: ImageNet's tree is 1.3M files
-        _SOURCE_DIGESTS[dataset] = lspipe.core.data.source_digest(config["datasets"][dataset])
+    if dataset not in _SOURCE_DIGESTS:  # once per workflow run
+        cache = os.path.join(os.path.dirname(P.data(dataset)), f".{dataset}.source.json")
+        _SOURCE_DIGESTS[dataset] = lspipe.core.data.cached_source_digest(config["datasets"][dataset], cache)
     return _SOURCE_DIGESTS[dataset]
 
 
 _SOURCE_DIGESTS = {}
+
+
+def prepared_by(streamed):
+    """The `dataset` wildcard's regex of prepare_data_streamed (streamed=True: the datasets with `source:
+    imagefolder` and `storage: streaming`, decided from the config alone) or of prepare_data (the others)."""
+    names = [n for n, o in config["datasets"].items()
+             if (o.get("source") == "imagefolder" and o.get("storage") == "streaming") == streamed]
+    return "|".join(re.escape(n) for n in names) or "(?!)"  # (?!): matches nothing
 
 
 _STORAGE = {}
