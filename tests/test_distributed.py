@@ -129,10 +129,10 @@ def runs(tmp_path_factory, tiny_imagenet):
     """The digits data, a one-process run and the two-process runs (see the module's docstring)."""
     tmp = tmp_path_factory.mktemp("ddp")
     D.prepare("digits", "digits", tmp / "digits.npz", val_size=0.2, test_size=0.25)
-    from lspipe.core import stream
+    from lspipe.core import index, stream
     from lspipe.engine.training import cmd_train
 
-    stream.write_index(tmp / "tin.npz", stream.build_index(tiny_imagenet, name="tin", image_size=16, stats_images=20))
+    index.write_index(tmp / "tin.npz", stream.build_index(tiny_imagenet, name="tin", image_size=16, stats_images=20))
     cmd_train(_args(tmp / "digits.npz", tmp / "single"))
     cmd_train(_args(tmp / "tin.npz", tmp / "streamed_single", STREAM_RECIPE, stream_loader='{"workers": 0}'))
     t0 = time.perf_counter()

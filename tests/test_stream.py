@@ -18,6 +18,7 @@ import torch
 
 from lspipe.base.errors import ConfigError, DataError
 from lspipe.core import data as D
+from lspipe.core import index as IX
 from lspipe.core import stream as S
 from lspipe.tiny_imagenet import WNIDS
 
@@ -120,7 +121,7 @@ def test_scan_order_and_rules_are_the_resident_paths(tmp_path):
     _image(root / "val" / "c" / "v.jpg", value=6)
     (root / "val" / "c" / "gone.jpg").symlink_to(root / "nowhere.jpg")  # a broken link
     resident = D.scan_tree(root)
-    got_classes, got, missing = S.scan(root)
+    got_classes, got, missing = IX.scan(root)
     assert got_classes == resident.classes == ["a", "b", "c"] and missing == resident.missing
     train = [os.path.relpath(p, root / "train") for p, *_ in got["train"]]
     # by folder path, then name; no hidden names, no .txt; the linked class folder b read through its link
@@ -161,35 +162,35 @@ def test_index_file_roundtrip_checksum_and_determinism(tiny_imagenet, tmp_path):
     tree = shutil.copytree(tiny_imagenet, tmp_path / "tree", copy_function=shutil.copy2)
     a = S.build_index(tree, image_size=16, stats_images=20)
     b = S.build_index(tree, image_size=16, stats_images=20)
-    S.write_index(tmp_path / "a.npz", a)
-    S.write_index(tmp_path / "b.npz", b)
+    IX.write_index(tmp_path / "a.npz", a)
+    IX.write_index(tmp_path / "b.npz", b)
     sha = [hashlib.sha256((tmp_path / f).read_bytes()).hexdigest() for f in ("a.npz", "b.npz")]
     assert sha[0] == sha[1]  # the same tree and settings give the same bytes
-    c = S.load_index(tmp_path / "a.npz")
+    c = IX.load_index(tmp_path / "a.npz")
     for s in D.SPLITS:
         np.testing.assert_array_equal(c.rows[s], a.rows[s])
         assert c.split_paths(s) == a.split_paths(s)
-    assert c.meta == a.meta and np.array_equal(c.mean, a.mean) and S.is_current(c)
-    assert a.meta["checksum"] == S.tree_checksum(tree)
+    assert c.meta == a.meta and np.array_equal(c.mean, a.mean) and _current(c)
+    assert a.meta["checksum"] == IX.tree_checksum(tree)
     # copied with times kept, the tree has the same checksum where it lies (paths are relative)
-    assert a.meta["checksum"] == S.tree_checksum(tiny_imagenet)
+    assert a.meta["checksum"] == IX.tree_checksum(tiny_imagenet)
     # a touched image (new mtime), or a new one, changes the checksum
     f = Path(a.split_paths("train")[3])
     st = f.stat()
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    assert not S.is_current(c)
+    assert not _current(c)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert S.is_current(c)
+    assert _current(c)
     shutil.copy(f, f.with_name("extra.JPEG"))
-    assert S.tree_checksum(tree) != a.meta["checksum"]
+    assert IX.tree_checksum(tree) != a.meta["checksum"]
     # loading elsewhere, and damage
-    moved = S.load_index(tmp_path / "a.npz", root=tiny_imagenet)
+    moved = IX.load_index(tmp_path / "a.npz", root=tiny_imagenet)
     assert moved.split_paths("test")[0].startswith(str(tiny_imagenet))
     (tmp_path / "bad.npz").write_bytes((tmp_path / "a.npz").read_bytes()[:500])
     with pytest.raises(DataError, match=r"bad\.npz is damaged.*snakemake -f"):
-        S.load_index(tmp_path / "bad.npz")
+        IX.load_index(tmp_path / "bad.npz")
     with pytest.raises(DataError, match="does not exist"):
-        S.load_index(tmp_path / "none.npz")
+        IX.load_index(tmp_path / "none.npz")
 
 
 def test_a_model_builds_from_an_index(index):
@@ -375,24 +376,24 @@ def test_verify_finds_unreadable_images_before_the_split_as_the_resident_path(da
 
 
 def test_choose_storage(tiny_imagenet):
-    assert S.resident_bytes(1_281_167, 3, 224) == pytest.approx(192.9e9, rel=1e-3)  # ImageNet's train split
+    assert IX.resident_bytes(1_281_167, 3, 224) == pytest.approx(192.9e9, rel=1e-3)  # ImageNet's train split
     d = {"source": "imagefolder", "root": str(tiny_imagenet), "image_size": 64}
-    assert S.count_images(tiny_imagenet) == 300
+    assert IX.count_images(tiny_imagenet) == 300
     # 300 x 3 x 64 x 64 = 3.69 MB
-    assert S.choose_storage("t", d, resident_max_gb=0.004)[0] == "resident"
-    choice, why = S.choose_storage("t", d, resident_max_gb=0.003)
+    assert IX.choose_storage("t", d, resident_max_gb=0.004)[0] == "resident"
+    choice, why = IX.choose_storage("t", d, resident_max_gb=0.003)
     assert choice == "streaming" and "0.00369 GB" in why and "above" in why
-    assert S.choose_storage("t", {**d, "storage": "resident"}, resident_max_gb=1e-9)[0] == "resident"
-    assert S.choose_storage("t", {**d, "storage": "streaming"})[0] == "streaming"
+    assert IX.choose_storage("t", {**d, "storage": "resident"}, resident_max_gb=1e-9)[0] == "resident"
+    assert IX.choose_storage("t", {**d, "storage": "streaming"})[0] == "streaming"
     small = {"source": "imagefolder", "root": "/nowhere", "image_size": 16}  # downsampled ImageNet: 1 GB
-    assert S.choose_storage("imagenet", small, images=1_331_167)[0] == "resident"
+    assert IX.choose_storage("imagenet", small, images=1_331_167)[0] == "resident"
     big = {"source": "imagefolder", "root": "/nowhere", "image_size": 224}
-    assert S.choose_storage("imagenet", big, images=1_331_167)[0] == "streaming"
-    assert S.choose_storage("c", {"source": "cifar10"})[0] == "resident"
+    assert IX.choose_storage("imagenet", big, images=1_331_167)[0] == "streaming"
+    assert IX.choose_storage("c", {"source": "cifar10"})[0] == "resident"
     with pytest.raises(DataError, match="storage: streaming needs source imagefolder"):
-        S.choose_storage("c", {"source": "cifar10", "storage": "streaming"})
+        IX.choose_storage("c", {"source": "cifar10", "storage": "streaming"})
     with pytest.raises(DataError, match="allowed: auto, resident, streaming"):
-        S.choose_storage("c", {"source": "cifar10", "storage": "ram"})
+        IX.choose_storage("c", {"source": "cifar10", "storage": "ram"})
 
 
 def test_schema_keys_and_the_resident_prepare_step(tmp_path):
@@ -441,3 +442,8 @@ def test_a_timm_model_trains_on_the_streamed_tree(index, one_torch_thread):
     x, y, _ = next(S.eval_batches(index, "val", 8, workers=0))
     logits, h = model(x, features=True)
     torch.testing.assert_close(logits, h @ model.classifier.weight.T + model.classifier.bias)
+
+
+def _current(idx) -> bool:
+    """Whether the tree at ``idx.root`` still has the files it was indexed with (its checksum now)."""
+    return IX.tree_checksum(idx.root, idx.meta.get("watch", "stat")) == idx.meta["checksum"]

@@ -26,6 +26,7 @@ from conftest import fit_one, make_workdir, planned_jobs, snakemake
 from lspipe.base.errors import ConfigError, DataError
 from lspipe.core import data as D
 from lspipe.core import source
+from lspipe.core import index as IX
 from lspipe.core import stream as S
 from lspipe.core.models import build_model
 from lspipe.core.recipe import Recipe
@@ -70,9 +71,9 @@ def test_prepare_data_writes_the_index_and_models_record_its_digest(streamed_run
     path = work / "results" / "data" / "tin.npz"
     assert source.is_index(path)
     idx = source.load(path)
-    assert isinstance(idx, S.StreamIndex) and idx.root == str(tree)
+    assert isinstance(idx, IX.StreamIndex) and idx.root == str(tree)
     assert idx.digest == D.content_digest(path) and len(idx.digest) == 16
-    assert idx.meta["sizes"] == {"train": 192, "val": 48, "test": 60} and idx.meta["checksum"] == S.tree_checksum(tree)
+    assert idx.meta["sizes"] == {"train": 192, "val": 48, "test": 60} and idx.meta["checksum"] == IX.tree_checksum(tree)
     # the views' settings are the index's (the training job reads them from there)
     assert idx.meta["crop_scale"] == [0.08, 1.0] and idx.meta["eval_crop_fraction"] == 0.875
     source.verify(path)  # the workflow's check of a prepared file takes an index
@@ -235,7 +236,7 @@ def test_fit_on_an_index_is_deterministic_and_resumes_exactly(index, tmp_path, o
     assert not torch.equal(a.classifier.weight, c.classifier.weight)
 
 
-def _decoded_at_once(idx: S.StreamIndex) -> D.Prepared:
+def _decoded_at_once(idx: IX.StreamIndex) -> D.Prepared:
     """The index's splits decoded into arrays in one go (the evaluation view, one image at a time)."""
     x = {}
     for split in D.SPLITS:

@@ -300,7 +300,7 @@ def _scan_split(folder: Path, classes: Sequence[str] | None, walk: _Walk):
 def scan_tree(root: str | os.PathLike, *, on_revisit: str = "skip", warn: bool = True) -> ImageTree:
     """The image files of the ImageFolder tree at ``root`` (split folders as :func:`layout` finds
     them), as the resident path (:func:`prepare`, :func:`source_manifest`) and the streaming path
-    (:mod:`lspipe.core.stream`) read them: one ``stat`` per file, no file opened.
+    (:mod:`lspipe.core.index`) read them: one ``stat`` per file, no file opened.
 
     - Classes are the train split's visible class folders, sorted by name; every other split must
       have the same ones. A class's label is its position in that order.
@@ -437,7 +437,7 @@ def _read_image_folder(folder: Path, samples: Sequence[tuple], classes: Sequence
 
 
 def layout(root: str | os.PathLike | None, name: str = "<name>") -> dict[str, Path]:
-    """The split folders of an ImageFolder tree, as this module and :mod:`lspipe.core.stream` read
+    """The split folders of an ImageFolder tree, as this module and :mod:`lspipe.core.index` read
     them: ``train`` always; ``test`` when the tree has test/ or val/ (with only train/ and val/, the
     ImageNet layout, val/ is the test split); ``val`` when it has its own validation split (train/,
     val/ and test/). A tree with train/ alone has its test split carved (``test_size``)."""
@@ -920,6 +920,6 @@ def cmd_prepare(a):
     """The resident path of ``lspipe prepare-data`` (:func:`lspipe.core.source.cmd_prepare` chooses it)."""
     remove_stale_temps(a.out)
     opts = dict(a.options or {})
-    opts.pop("storage", None)  # resident or streaming (lspipe.core.stream.choose_storage): this is the resident path
+    opts.pop("storage", None)  # resident or streaming (lspipe.core.index.choose_storage): this is the resident path
     p = prepare(a.name, opts.pop("source"), a.out, **opts)
     print(f"prepared {a.name}: {p.meta['sizes']} {p.image_shape} {p.num_classes} classes -> {a.out}")

@@ -1,12 +1,12 @@
 """One reader of prepared data, and the ``prepare-data`` command that writes it.
 
 A dataset's prepared artefact, ``<results>/data/<name>.npz``, is one of two kinds, chosen per
-dataset by :func:`lspipe.core.stream.choose_storage` (``datasets.<name>.storage``):
+dataset by :func:`lspipe.core.index.choose_storage` (``datasets.<name>.storage``):
 
 * **resident** (:mod:`lspipe.core.data`): every image decoded into uint8 arrays, a
   :class:`~lspipe.core.data.Prepared` in memory;
 * **streaming** (:mod:`lspipe.core.stream`): an index of an ImageFolder tree read where it lies,
-  a :class:`~lspipe.core.stream.StreamIndex` (its file has ``rows_<split>`` instead of ``x_<split>``).
+  a :class:`~lspipe.core.index.StreamIndex` (its file has ``rows_<split>`` instead of ``x_<split>``).
 
 :func:`load` reads either, by what the file holds, so every command that reads prepared data
 (training, dumps) takes one path and gets one of the two; both carry ``classes``, ``mean``,
@@ -23,17 +23,17 @@ import zipfile
 from pathlib import Path
 
 from lspipe.base.args import json_arg
-from lspipe.base.defaults import default, fill, node
+from lspipe.base.defaults import fill, node
 from lspipe.base.errors import DataError
 from lspipe.base.io import remove_stale_temps
-from lspipe.core import data, stream
+from lspipe.core import data, index
 from lspipe.core.data import SPLITS, Prepared
-from lspipe.core.stream import StreamIndex
+from lspipe.core.index import StreamIndex
 
 # The `streaming` settings an index depends on (recorded in its meta): the workflow passes them to
 # prepare_data as a parameter, so changing one rebuilds the index (and retrains what was trained on it).
 INDEX_SETTINGS = ("verify", "stats_images", "eval_crop_fraction", "crop_scale", "crop_ratio")
-# the members of an index file (lspipe.core.stream.write_index), checked by verify()
+# the members of an index file (lspipe.core.index.write_index), checked by verify()
 INDEX_MEMBERS = ("paths", "offsets", "labels", "sizes", "mtimes", "classes", "mean", "std", "meta",
                  *(f"{k}_{s}" for k in ("rows", "i") for s in SPLITS))
 # the options of datasets.<name> that build_index takes
@@ -67,7 +67,7 @@ def load(path: str | os.PathLike) -> Prepared | StreamIndex:
     dataset's images are read where the workflow says its tree lies now (:func:`data_root`: a tree moved, with
     ``root`` changed to match, needs no new index), else where it was indexed."""
     if Path(path).exists() and is_index(path):
-        idx = stream.load_index(path)
+        idx = index.load_index(path)
         idx.root = data_root(idx.meta.get("name", ""), os.environ) or idx.root
         return idx
     return data.load(path)
@@ -97,6 +97,8 @@ def eval_batches(idx: StreamIndex, split: str, batch_size: int, **kwargs):
     both fixes (``kwargs``: the loader's settings)."""
     kwargs["skip_unreadable"] = False
     try:
+        from lspipe.core import stream  # torch: only when a streamed split is read
+
         yield from stream.eval_batches(idx, split, batch_size, **kwargs)
     except DataError as err:
         raise DataError(f"{err} (an evaluation or dump needs every image of its split; streaming.verify: true "
@@ -145,10 +147,10 @@ def index_settings(streaming: dict | None) -> dict:
 
 
 def storage(name: str, options: dict, streaming: dict | None = None, images: int | None = None) -> tuple[str, str]:
-    """("resident" or "streaming", why) of ``datasets.<name>`` (:func:`lspipe.core.stream.choose_storage`
+    """("resident" or "streaming", why) of ``datasets.<name>`` (:func:`lspipe.core.index.choose_storage`
     with ``streaming.resident_max_gb``)."""
     limit = fill("streaming", dict(streaming or {}))["resident_max_gb"]
-    return stream.choose_storage(name, options, resident_max_gb=limit, images=images)
+    return index.choose_storage(name, options, resident_max_gb=limit, images=images)
 
 
 def prepare(name: str, options: dict, out: str | os.PathLike, streaming: dict | None = None,
@@ -166,9 +168,11 @@ def prepare(name: str, options: dict, out: str | os.PathLike, streaming: dict | 
     if choice == "resident":
         return data.prepare(name, opts.pop("source"), out, **opts)
     settings = index_settings(streaming)
+    from lspipe.core import stream  # torch: only when an index is built
+
     idx = stream.build_index(opts["root"], name=name, **{k: opts[k] for k in _INDEX_OPTIONS if k in opts},
                              **settings, workers=workers)
-    stream.write_index(out, idx)
+    index.write_index(out, idx)
     return load(out)
 
 
@@ -198,7 +202,7 @@ def add_cli(sub) -> None:
     s.add_argument("--streaming", type=json_arg, default=None,
                    help="the config's streaming section as JSON (the index's settings, resident_max_gb)")
     s.add_argument("--storage", choices=["resident", "streaming"], default=None,
-                   help="resident or streaming (default: lspipe.core.stream.choose_storage decides, as the workflow does)")
+                   help="resident or streaming (default: lspipe.core.index.choose_storage decides, as the workflow does)")
     s.add_argument("--workers", type=int, default=0,
                    help="DataLoader workers decoding the images an index needs (0 or 1: in this process)")
     s.add_argument("--out", required=True, help="the prepared .npz (written atomically)")

@@ -1,24 +1,6 @@
-"""Streaming data path: an image tree read where it lies, for datasets too large to hold in memory.
-
-The resident path (:mod:`lspipe.core.data`) decodes a whole dataset into one uint8 array and trains
-from it on the device; ImageNet at 224 px would be about 190 GB. This module reads an ImageFolder
-tree in place instead (the ImageNet layout ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG``, and
-every other layout :mod:`lspipe.core.data` accepts) and decodes images as they are needed.
-
-**The index** (:func:`build_index`, :func:`write_index`, :func:`load_index`) is the prepared
-artefact: one small file listing every image (path relative to the root, class label, size,
-modification time), the splits as rows of that list, the training split's per-channel mean and
-standard deviation, and a checksum over (relative path, size, mtime) of every image file under the
-root and, for a tree small enough to be watched by content (:func:`watch_kind`, the workflow's
-limit), over each file's SHA-256 too, so a changed tree (a changed image, even one that kept its
-size and modification time) changes the index, and everything made from it reruns. The tree is read by the resident path's scanner
-(:func:`lspipe.core.data.scan_tree`: class order, hidden-file rules, links), and the seeded,
-stratified validation split carved from ``train/`` (and the test split carved from a tree with
-``train/`` alone) is the resident path's too: on the same tree,
-with the same settings, the splits hold the same images in the same order as the resident path's
-``.npz`` (its ``y_<split>`` and ``i_<split>``). The one difference: a folder reached twice (a
-symlink loop, a second link to it), which the resident path skips with a warning, is refused here
-with an error naming both paths; a file reached twice (a symbolic or hard link) is refused by both.
+"""The streaming data path's loader: the images of an indexed ImageFolder tree (:mod:`lspipe.core.index`)
+decoded as they are needed, and the index built (:func:`build_index`: the tree scanned, split, and a sample
+of its images decoded for the channel statistics).
 
 **The loader** (:class:`StreamLoader`) is a :class:`torch.utils.data.DataLoader` with worker
 processes, pinned memory and prefetching over a :class:`StreamDataset`; augmentation is
@@ -58,11 +40,6 @@ decodes only a sample (``streaming.stats_images``, for the mean and standard dev
 (error, or skipped as the resident path skips it), and computes the statistics over the whole
 training split.
 
-**Resident or streaming** (:func:`choose_storage`): ``datasets.<name>.storage`` is
-``resident``, ``streaming`` or ``auto``; ``auto`` streams an ImageFolder tree whose uint8 array at
-``image_size`` (all splits, as the resident ``.npz`` holds them) would exceed
-``streaming.resident_max_gb``.
-
 Not here, and why (measured or reasoned in ``docs/benchmarks.md``): GPU JPEG decoding
 (``torchvision.io.decode_jpeg(device="cuda")``) and WebDataset shards.
 """
@@ -70,158 +47,24 @@ Not here, and why (measured or reasoned in ``docs/benchmarks.md``): GPU JPEG dec
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import signal
 import sys
-import zipfile
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from lspipe.base import defaults
 from lspipe.base.errors import DataError
-from lspipe.base.io import atomic_path, file_sha256
-from lspipe.core import data as _data
-from lspipe.core.data import (SPLITS, UnreadableImage, UnsupportedImage, content_digest, decode_image, limit_per_class,
-                              savez_deterministic, scan_tree, stratified_split, unreadable_message, unsupported_message)
-
-INDEX_FORMAT = 1
-STORAGE = ("auto", "resident", "streaming")
-SYNSET_FILES = ("LOC_synset_mapping.txt",)  # ImageNet's "n01440764 tench, Tinca tinca" lines
-
-
-# --------------------------------------------------------------------------- scanning a tree
-
-
-def scan(root: str | os.PathLike) -> tuple[list[str], dict[str, list[tuple[str, int, int, int]]], list[str]]:
-    """(classes, {folder split: [(path, label, size, mtime_ns)]}, broken links) of the tree at ``root``:
-    :func:`lspipe.core.data.scan_tree`, the resident path's scanner, with the streaming path's rule
-    that a folder reached twice is refused; broken links are listed apart."""
-    tree = scan_tree(root, on_revisit="refuse")
-    return tree.classes, {s: [r for r in recs if r[2] >= 0] for s, recs in tree.splits.items()}, tree.missing
-
-
-def _rel(path: str, root: str) -> str:
-    """``path`` relative to ``root`` (the scan joins paths onto the root: a slice, not os.path.relpath)."""
-    prefix = root.rstrip(os.sep) + os.sep
-    return path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)
-
-
-def _checksum(records: Sequence[tuple[str, int, int]], root: str, hashes: Sequence[str] | None = None) -> str:
-    h = hashlib.sha256()
-    for i, (path, size, mtime) in enumerate(records):
-        line = f"{_rel(path, root)}\t{size}\t{mtime}" + (f"\t{hashes[i]}" if hashes is not None else "")
-        h.update((line + "\n").encode("utf-8", "surrogateescape"))  # a file name need not be UTF-8
-    return h.hexdigest()
-
-
-def watch_kind(records: Sequence[tuple[str, int, int]]) -> str:
-    """How an index watches its tree: "content" (each file's SHA-256 enters its checksum) when the tree's
-    image files take at most :data:`lspipe.core.data.CONTENT_DIGEST_MAX_BYTES`, as the workflow's
-    source digest does, else "stat" (paths, sizes and modification times only)."""
-    return "content" if sum(max(size, 0) for _, size, _ in records) <= _data.CONTENT_DIGEST_MAX_BYTES else "stat"
-
-
-def _content_hashes(records: Sequence[tuple[str, int, int]]) -> list[str]:
-    out = []
-    for path, size, _ in records:
-        try:
-            out.append(file_sha256(path) if size >= 0 else "missing")
-        except OSError:  # removed or unreadable since the scan: the decoder reports it
-            out.append("unreadable")
-    return out
-
-
-def _tree_checksum(found: dict, missing: Sequence[str], root: str, watch: str | None) -> str:
-    records = _checksum_records(found, missing)
-    watch = watch_kind(records) if watch is None else watch
-    return _checksum(records, root, _content_hashes(records) if watch == "content" else None)
-
-
-def tree_checksum(root: str | os.PathLike, watch: str | None = None) -> str:
-    """sha256 over (relative path, size, mtime in ns) of every image file of the tree, in scan
-    order, broken links included (as size -1), and with ``watch`` "content" each file's SHA-256
-    too (None: :func:`watch_kind` decides by the tree's size): the ``checksum`` an index of this tree
-    records (its ``meta["watch"]`` says which kind)."""
-    _, found, missing = scan(root)
-    return _tree_checksum(found, missing, str(root), watch)
-
-
-def _checksum_records(found: dict, missing: Sequence[str]) -> list[tuple[str, int, int]]:
-    recs = [(p, size, mtime) for split in ("train", "test", "val") for p, _, size, mtime in found.get(split, [])]
-    return recs + [(p, -1, -1) for p in missing]
-
-
-# --------------------------------------------------------------------------- the index
-
-
-@dataclass
-class StreamIndex:
-    """A streamed dataset: the image list of a tree and its splits (the ``.npz`` of the resident
-    path without the pixels). ``classes``, ``mean``, ``std``, ``meta``, ``num_classes``,
-    ``image_shape``, ``y[split]``, ``index[split]`` and ``class_index`` are those of
-    :class:`lspipe.core.data.Prepared`, so code that builds a model or reads labels takes either.
-
-    The image list is one table (rows): ``paths`` (UTF-8 paths relative to ``root``, joined, cut
-    at ``offsets``), ``labels``, ``sizes``, ``mtimes`` (ns). ``rows[split]`` are the rows of a
-    split in order; ``index[split]`` each image's position in its source split (as ``i_<split>``
-    of the resident file).
-    """
-
-    root: str
-    paths: np.ndarray
-    offsets: np.ndarray
-    labels: np.ndarray
-    sizes: np.ndarray
-    mtimes: np.ndarray
-    rows: dict[str, np.ndarray]
-    index: dict[str, np.ndarray]
-    classes: list[str]
-    mean: np.ndarray
-    std: np.ndarray
-    meta: dict
-    y: dict[str, np.ndarray] = field(init=False)
-    digest: str = ""  # content digest of the index file (:func:`lspipe.core.data.content_digest`); "" when built in memory
-
-    def __post_init__(self):
-        self.y = {s: self.labels[r].astype(np.int64) for s, r in self.rows.items()}
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        s = int(self.meta["image_size"])
-        return (int(self.meta["channels"]), s, s)
-
-    def class_index(self, name: str) -> int:
-        try:
-            return self.classes.index(name)
-        except ValueError:
-            raise DataError(
-                f"unknown class name {name!r} for dataset {self.meta.get('name', '?')!r}; "
-                f"its classes are: {', '.join(self.classes)}"
-            ) from None
-
-    def path(self, row: int) -> str:
-        """The absolute path of table row ``row``."""
-        rel = os.fsdecode(self.paths[self.offsets[row]:self.offsets[row + 1]].tobytes())
-        return os.path.join(self.root, rel)
-
-    def split_paths(self, split: str) -> list[str]:
-        return [self.path(r) for r in self.rows[split]]
-
-
-def _pack_paths(paths: Sequence[str], root: str) -> tuple[np.ndarray, np.ndarray]:
-    enc = [os.fsencode(_rel(p, root)) for p in paths]  # a file name need not be UTF-8 (surrogate escapes kept)
-    offsets = np.zeros(len(enc) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(e) for e in enc])
-    return np.frombuffer(b"".join(enc), dtype=np.uint8).copy(), offsets
+from lspipe.core.data import (SPLITS, UnreadableImage, UnsupportedImage, decode_image, unreadable_message,
+                              unsupported_message)
+from lspipe.core.index import (INDEX_FORMAT, StreamIndex, pack_paths, read_tree, rel_path, split_rows,
+                               synset_names)
 
 
 def build_index(
@@ -260,76 +103,55 @@ def build_index(
     crop_scale = [float(v) for v in (defaults.default("streaming.crop_scale") if crop_scale is None else crop_scale)]
     crop_ratio = [float(v) for v in (defaults.default("streaming.crop_ratio") if crop_ratio is None else crop_ratio)]
     root_s = os.path.abspath(root)
-    classes, found, missing = scan(root_s)
-    watch = watch_kind(_checksum_records(found, missing))
-    checksum = _tree_checksum(found, missing, root_s, watch)
-    if missing and not skip_unreadable:
-        raise DataError(
-            f"cannot read image {missing[0]} (a broken link); replace or delete it, or set "
-            f"datasets.{name}.skip_unreadable: true to skip unreadable images with a warning"
-        )
+    classes, found, missing, watch, checksum = read_tree(root_s, name, skip_unreadable)
     table = [(split, *rec) for split in ("train", "test", "val") for rec in found.get(split, [])]
     skipped = list(missing)
     sums = None
     if verify:  # decode everything once: readability before the split, statistics over all of train
         paths = [t[1] for t in table]
-        ok, sums = _image_sums(paths, image_size, channels, eval_crop_fraction, skip_unreadable, name, workers)
+        ok, sums = image_sums(paths, image_size, channels, eval_crop_fraction, skip_unreadable, name, workers)
         skipped += [p for p, good in zip(paths, ok) if not good]
         table, sums = [t for t, good in zip(table, ok) if good], sums[ok]
     if skipped:
         print(f"warning: skipped {len(skipped)} unreadable image(s) of {root_s} "
               f"(datasets.{name}.skip_unreadable): {', '.join(skipped)}", file=sys.stderr)
-    split_of = np.array([t[0] for t in table])
     labels = np.array([t[2] for t in table], dtype=np.int64)
-    for split in found:
-        counts = np.bincount(labels[split_of == split], minlength=len(classes))
-        if not counts.all():
-            raise DataError(f"no readable images left in class folder(s) "
-                            f"{', '.join(os.path.join(root_s, split, c) for c, n in zip(classes, counts) if not n)}")
-
-    folder_rows = {s: np.flatnonzero(split_of == s) for s in ("train", "test", "val") if s in found}
-    ytr = labels[folder_rows["train"]]
-    carved = "test" not in folder_rows
-    if carved:  # train/ alone: the test split carved from it first, as the resident path carves it
-        base, test_pos = stratified_split(ytr, test_size, split_seed, f"datasets.{name}.test_size")
-    else:
-        base, test_pos = np.arange(len(ytr)), np.arange(len(folder_rows["test"]))
-    keep = base[limit_per_class(ytr[base], train_per_class, split_seed)]
-    if "val" in folder_rows:  # a validation split of its own (val/ beside test/): nothing carved
-        pos = {"train": keep, "val": np.arange(len(folder_rows["val"])), "test": test_pos}
-        src = {"train": "train", "val": "val", "test": "test"}
-    else:
-        tr, va = stratified_split(ytr[keep], val_size, split_seed, f"datasets.{name}.val_size")
-        pos = {"train": keep[tr], "val": keep[va], "test": test_pos}
-        src = {"train": "train", "val": "train", "test": "train" if carved else "test"}
-    rows = {s: folder_rows[src[s]][pos[s]].astype(np.int64) for s in SPLITS}
-    index = {s: pos[s].astype(np.int64) for s in SPLITS}
-
-    packed, offsets = _pack_paths([t[1] for t in table], root_s)
+    rows, index, has_val, carved = split_rows(np.array([t[0] for t in table]), labels, classes, root_s, list(found),
+                                              name=name, val_size=val_size, test_size=test_size, split_seed=split_seed,
+                                              train_per_class=train_per_class)
+    packed, offsets = pack_paths([t[1] for t in table], root_s)
     meta = {
         "format": INDEX_FORMAT, "name": name, "source": "imagefolder", "storage": "streaming", "root": root_s,
-        "split_seed": split_seed, "val_size": None if "val" in folder_rows else val_size,
-        "val_source": "folder" if "val" in folder_rows else "carved", "train_per_class": train_per_class,
+        "split_seed": split_seed, "val_size": None if has_val else val_size,
+        "val_source": "folder" if has_val else "carved", "train_per_class": train_per_class,
         "image_size": int(image_size), "channels": int(channels), "eval_crop_fraction": eval_crop_fraction,
         "crop_scale": crop_scale, "crop_ratio": crop_ratio,
         "sizes": {s: int(len(rows[s])) for s in SPLITS}, "checksum": checksum, "watch": watch,
         "verified": bool(verify),
         "skip_unreadable": bool(skip_unreadable),
-        "skipped": [_rel(p, root_s) for p in skipped], "class_names": _synset_names(root_s, classes),
+        "skipped": [rel_path(p, root_s) for p in skipped], "class_names": synset_names(root_s, classes),
         # only for a carved test split: the index of a tree with test/ or val/ stays byte for byte what it was
         **({"test_size": test_size} if carved else {}),
     }
     idx = StreamIndex(root_s, packed, offsets, labels, np.array([t[3] for t in table], dtype=np.int64),
                       np.array([t[4] for t in table], dtype=np.int64), rows, index, list(classes),
                       np.zeros(channels, np.float32), np.ones(channels, np.float32), meta)
-    # --- the training split's per-channel mean and standard deviation (in [0, 1] units)
-    train_rows = rows["train"]
+    _channel_statistics(idx, sums, stats_images, eval_crop_fraction, workers)
+    return idx
+
+
+def _channel_statistics(idx: StreamIndex, sums: np.ndarray | None, stats_images: int | None, crop_fraction: float,
+                        workers: int | None) -> None:
+    """Set the training split's per-channel mean and standard deviation (in [0, 1] units) of ``idx``: from the
+    sums of every image (``sums``, a verified tree), else from ``stats_images`` training images (a seeded sample;
+    None: all) decoded now."""
+    meta, train_rows = idx.meta, idx.rows["train"]
     if sums is None:
         sample = np.arange(len(train_rows))
         if stats_images and stats_images < len(sample):
-            sample = np.sort(np.random.default_rng(split_seed).choice(sample, size=stats_images, replace=False))
-        ok, sums = _image_sums([idx.path(r) for r in train_rows[sample]], image_size, channels, eval_crop_fraction,
-                               skip_unreadable, name, workers)
+            sample = np.sort(np.random.default_rng(meta["split_seed"]).choice(sample, size=stats_images, replace=False))
+        ok, sums = image_sums([idx.path(r) for r in train_rows[sample]], meta["image_size"], meta["channels"],
+                              crop_fraction, meta["skip_unreadable"], meta["name"], workers)
         sums = sums[ok]
         meta["stats_images"] = int(ok.sum())
     else:
@@ -337,70 +159,11 @@ def build_index(
         meta["stats_images"] = int(len(sums))
     total = sums.sum(axis=0)  # per channel: sum, sum of squares, count
     if not total[0, 2]:
-        raise DataError(f"none of the training images of {root_s} decoded for the channel statistics could be "
+        raise DataError(f"none of the training images of {idx.root} decoded for the channel statistics could be "
                         "read; raise streaming.stats_images (null decodes all) or fix the images")
     mean = total[:, 0] / total[:, 2]
     idx.mean = mean.astype(np.float32)
     idx.std = np.sqrt(np.maximum(total[:, 1] / total[:, 2] - mean**2, 0.0)).astype(np.float32)
-    return idx
-
-
-def _synset_names(root: str, classes: Sequence[str]) -> dict[str, str] | None:
-    """Display names of WordNet-id class folders from ``LOC_synset_mapping.txt`` at the root
-    (ImageNet's "n01440764 tench, Tinca tinca" lines: the first name is kept), if it is there."""
-    for fname in SYNSET_FILES:
-        p = Path(root) / fname
-        if p.is_file():
-            names = {}
-            for line in p.read_text().splitlines():
-                wnid, _, rest = line.strip().partition(" ")
-                if wnid in classes:
-                    names[wnid] = rest.split(",")[0].strip()
-            return names
-    return None
-
-
-def write_index(path: str | os.PathLike, idx: StreamIndex) -> None:
-    """Write ``idx`` atomically (a deterministic, deflated ``.npz``: the same index gives the same
-    bytes; ImageNet's 1.33M images take about 25 MB)."""
-    arrays = {
-        "paths": idx.paths, "offsets": idx.offsets, "labels": idx.labels, "sizes": idx.sizes, "mtimes": idx.mtimes,
-        "classes": np.asarray(idx.classes), "mean": idx.mean, "std": idx.std, "meta": np.asarray(json.dumps(idx.meta)),
-    }
-    for s in SPLITS:
-        arrays[f"rows_{s}"] = idx.rows[s]
-        arrays[f"i_{s}"] = idx.index[s]
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        savez_deterministic(fh, arrays, compress=True)
-
-
-def load_index(path: str | os.PathLike, root: str | os.PathLike | None = None) -> StreamIndex:
-    """Read an index written by :func:`write_index`. ``root`` overrides the recorded root (a tree
-    moved, or mounted elsewhere on a cluster's nodes)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"dataset index {path} does not exist; build it with `snakemake {path}`")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != INDEX_FORMAT:
-                raise ValueError(f"index format {meta.get('format')!r}, expected {INDEX_FORMAT}")
-            return StreamIndex(
-                str(root) if root is not None else meta["root"], z["paths"], z["offsets"], z["labels"], z["sizes"],
-                z["mtimes"], {s: z[f"rows_{s}"] for s in SPLITS}, {s: z[f"i_{s}"] for s in SPLITS},
-                [str(c) for c in z["classes"]], z["mean"], z["std"], meta, digest=content_digest(path),
-            )
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as err:
-        raise DataError(
-            f"dataset index {path} is damaged ({' '.join(f'{type(err).__name__}: {err}'.split())}); "
-            f"rebuild it with `snakemake -f {path}`"
-        ) from None
-
-
-def is_current(idx: StreamIndex) -> bool:
-    """Whether the tree at ``idx.root`` still has the files it was indexed with (paths, sizes, mtimes and,
-    for a content-watched tree, contents)."""
-    return tree_checksum(idx.root, idx.meta.get("watch", "stat")) == idx.meta["checksum"]
 
 
 # --------------------------------------------------------------------------- decoding and augmentation
@@ -409,24 +172,18 @@ def is_current(idx: StreamIndex) -> bool:
 def _decode(path: str, channels: int):
     """The image at ``path`` as a uint8 ``C x H x W`` tensor, decoded by the resident path's decoder
     (:func:`lspipe.core.data.decode_image`: the same pixels, conversions and refusals)."""
-    from torchvision.transforms.v2 import functional as TF
-
     return TF.pil_to_tensor(decode_image(path, channels))
 
 
 def eval_transform(image_size: int, crop_fraction: float):
     """Resize the shorter side to ``floor(image_size / crop_fraction)``, then take the central
     ``image_size`` square (224 of 256 at 0.875, the ImageNet convention; timm's arithmetic)."""
-    from torchvision.transforms import v2
-
     return v2.Compose([v2.Resize(int(math.floor(image_size / crop_fraction)), antialias=True),
                        v2.CenterCrop(image_size)])
 
 
 def train_transform(image_size: int, scale: Sequence[float], ratio: Sequence[float]):
     """``RandomResizedCrop`` (area fraction ``scale``, aspect ``ratio``) + ``RandomHorizontalFlip``."""
-    from torchvision.transforms import v2
-
     return v2.Compose([v2.RandomResizedCrop(image_size, scale=tuple(scale), ratio=tuple(ratio), antialias=True),
                        v2.RandomHorizontalFlip()])
 
@@ -445,8 +202,6 @@ def sample_seed(seed: int, epoch: int, position: int) -> int:
 
 def permutation(n: int, seed: int, epoch: int):
     """The order of epoch ``epoch``: a permutation of ``0..n-1`` drawn from ``(seed, epoch)`` alone."""
-    import torch
-
     return torch.randperm(n, generator=torch.Generator().manual_seed(_seed(seed, 0, epoch))).numpy()
 
 
@@ -488,8 +243,6 @@ class StreamDataset:
         return len(self.paths)
 
     def __getitem__(self, key):
-        import torch
-
         epoch, k = key if isinstance(key, tuple) else (0, key)
         path = os.fsdecode(self.paths[k])
         try:
@@ -515,8 +268,6 @@ class StreamDataset:
 def collate(samples):
     """``(x, y, positions, unreadable)``: the readable images stacked (None if there are none),
     their labels and positions (int64 tensors), and the :class:`Unreadable` items."""
-    import torch
-
     good = [s for s in samples if not isinstance(s, Unreadable)]
     bad = [tuple(s) for s in samples if isinstance(s, Unreadable)]
     if not good:
@@ -614,9 +365,6 @@ class StreamLoader:
                  device="cpu", workers: int | None = -1, prefetch_factor: int | None = None,
                  pin_memory: bool | None = None, rank: int = 0, world_size: int = 1,
                  skip_unreadable: bool | None = None, crop_scale=None, crop_ratio=None, crop_fraction=None):
-        import torch
-        from torch.utils.data import DataLoader
-
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.index, self.split, self.device = idx, split, torch.device(device)
@@ -701,13 +449,10 @@ def eval_batches(idx: StreamIndex, split: str, batch_size: int, *, positions: Se
     yield from loader.batches()
 
 
-def _image_sums(paths: Sequence[str], image_size: int, channels: int, crop_fraction: float, skip_unreadable: bool,
+def image_sums(paths: Sequence[str], image_size: int, channels: int, crop_fraction: float, skip_unreadable: bool,
                 name: str, workers: int | None):
     """(readable mask, per-image ``C x 3`` sums) of ``paths`` (evaluation view), decoded by
     ``workers`` DataLoader workers; an unreadable image is an error unless ``skip_unreadable``."""
-    import torch
-    from torch.utils.data import DataLoader
-
     ds = StreamDataset(paths, np.zeros(len(paths), np.int64), mode="sums", image_size=image_size, channels=channels,
                        crop_fraction=crop_fraction, name=name)
     ok = np.zeros(len(paths), dtype=bool)
@@ -724,44 +469,3 @@ def _image_sums(paths: Sequence[str], image_size: int, channels: int, crop_fract
             ok[pos.numpy()] = True
             sums[pos.numpy()] = x.numpy()
     return ok, sums
-
-
-# --------------------------------------------------------------------------- resident or streaming
-
-
-def resident_bytes(images: int, channels: int, image_size: int) -> int:
-    """Bytes of the resident path's uint8 array of ``images`` images at ``image_size``."""
-    return int(images) * int(channels) * int(image_size) ** 2
-
-
-def count_images(root: str | os.PathLike) -> int:
-    """Image files of an ImageFolder tree, every split (the files the resident path would decode)."""
-    _, found, missing = scan(root)
-    return sum(len(v) for v in found.values()) + len(missing)
-
-
-def choose_storage(name: str, dataset: dict, resident_max_gb: float | None = None,
-                   images: int | None = None) -> tuple[str, str]:
-    """("resident" or "streaming", why) for ``datasets.<name>`` (its config entry, defaults filled or
-    not). ``storage: auto`` streams an ImageFolder tree whose resident uint8 array would exceed
-    ``resident_max_gb`` (default: the schema's ``streaming.resident_max_gb``); ``images`` saves
-    counting the tree's files."""
-    storage = dataset.get("storage", defaults.default("datasets.*.storage"))
-    source = dataset["source"]
-    if storage not in STORAGE:
-        raise DataError(f"datasets.{name}.storage is {storage!r}; allowed: {', '.join(STORAGE)}")
-    if source != "imagefolder":
-        if storage == "streaming":
-            raise DataError(f"datasets.{name}.storage: streaming needs source imagefolder (a tree of image files), "
-                            f"not {source!r}; set storage: resident or auto")
-        return "resident", f"source {source} is always resident"
-    if storage != "auto":
-        return storage, f"datasets.{name}.storage is {storage}"
-    limit = defaults.default("streaming.resident_max_gb") if resident_max_gb is None else resident_max_gb
-    size = dataset.get("image_size", defaults.default("datasets.*.image_size"))
-    channels = dataset.get("channels", defaults.default("datasets.*.channels"))
-    n = count_images(dataset.get("root")) if images is None else images
-    gb = resident_bytes(n, channels, size) / 1e9
-    choice = "streaming" if gb > limit else "resident"
-    return choice, (f"{n} images at {channels}x{size}x{size} are {gb:.3g} GB as uint8, "
-                    f"{'above' if choice == 'streaming' else 'within'} streaming.resident_max_gb = {limit:g}")

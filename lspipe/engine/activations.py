@@ -5,7 +5,7 @@ The dump holds a (capped, seeded) random subset of the training split, the whole
 test splits, and the logits of the whole training split (``/train_full``, for gamma of Fig. 5),
 all computed in float32 (:func:`lspipe.core.inference.predict`).
 
-A streamed dataset (:class:`lspipe.core.stream.StreamIndex`) is decoded a batch at a time (the
+A streamed dataset (:class:`lspipe.core.index.StreamIndex`) is decoded a batch at a time (the
 evaluation view, :func:`lspipe.core.source.eval_batches`) while the dump is written, so no split is
 ever in memory (ImageNet's 50,000 validation images); its dump leaves out ``/train_full`` (ImageNet's
 1.28M x 1000 logits would be 5 GB, for gamma of Fig. 5 only) and says so in its attributes
@@ -27,7 +27,7 @@ from lspipe.core import source
 from lspipe.core.data import SPLITS, Prepared
 from lspipe.core.inference import predict, resolve_device, setup_torch
 from lspipe.core.models import check_identity, load_model
-from lspipe.core.stream import StreamIndex
+from lspipe.core.index import StreamIndex
 from lspipe.engine import complete
 from lspipe.engine.dumpfile import write_h5
 

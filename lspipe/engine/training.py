@@ -65,7 +65,8 @@ from lspipe.core.losses import check as check_objective
 from lspipe.core.models import build_model, check_teacher, load_model, model_spec, save_model
 from lspipe.core.recipe import Recipe
 from lspipe.core.recipe import identity as recipe_identity
-from lspipe.core.stream import StreamIndex, StreamLoader
+from lspipe.core.index import StreamIndex
+from lspipe.core.stream import StreamLoader
 from lspipe.engine import complete
 from lspipe.engine import distributed as dist_mod
 from lspipe.engine import step as step_mod

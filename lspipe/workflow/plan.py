@@ -34,7 +34,8 @@ from lspipe.base.paths import Paths
 from lspipe.base.runs import objective_run
 from lspipe.core import config as core_config
 from lspipe.core.data import SourceInfo, inspect_source
-from lspipe.core.stream import choose_storage
+from lspipe.core.index import choose_storage
+from lspipe.engine.tracking import require_tensorboard
 from lspipe.experiments import (accuracy, calibration, claims, distill, distill_toy, experiment_table, learning_curves, mi,
                                  projection, teacher_projection)
 from lspipe.workflow import jobs as jobs_mod
@@ -101,10 +102,15 @@ class Plan:
                 problems.append(str(err))
         for name, options in config["datasets"].items():
             if options.get("storage") != "auto" or options.get("source") != "imagefolder":  # auto counts the images
-                try:  # the storage a source can have (lspipe.core.stream.choose_storage), as prepare_data decides it
+                try:  # the storage a source can have (lspipe.core.index.choose_storage), as prepare_data decides it
                     choose_storage(name, options)
                 except DataError as err:
                     problems.append(str(err))
+        if config["tracking"]["tensorboard"]:  # the logger's package, checked before any job runs
+            try:
+                require_tensorboard()
+            except ConfigError as err:
+                problems.append(str(err))
         try:
             self.teacher_runs  # every teacher named once
         except ConfigError as err:

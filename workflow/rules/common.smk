@@ -89,14 +89,9 @@ GPU = config["resources"]["gpus_per_job"]
 GPU_MODEL = config["resources"]["gpu_model"] or None
 # the progress-bar flag of every training command
 PROGRESS = "--progress" if config["progress"] else "--no-progress"
-# tracking.tensorboard: a run option like the progress bars, passed with them (never compared: retrains nothing)
+# tracking.tensorboard: a run option like the progress bars, passed with them (never compared: retrains nothing);
+# the plan checked that its package is installed
 if config["tracking"]["tensorboard"]:
-    import lspipe.engine.tracking
-
-    try:
-        lspipe.engine.tracking.require_tensorboard()  # the package, checked while planning
-    except lspipe.base.errors.ConfigError as err:
-        raise WorkflowError(str(err))
     PROGRESS = f"{PROGRESS} --tensorboard {shlex.quote(os.path.join(config['results'], 'tensorboard'))}"
 
 

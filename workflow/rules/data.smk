@@ -19,7 +19,7 @@ rule prepare_data:
         # mtimes for a tree above 256 MiB): adding, replacing or deleting an image changes it, and Snakemake's
         # params trigger prepares the data again; moving the tree (root) does not
         sources=lambda wc: source_digest(wc.dataset),
-        # resident or streaming (lspipe.core.stream.choose_storage), and for an index the streaming
+        # resident or streaming (lspipe.core.index.choose_storage), and for an index the streaming
         # settings it records (lspipe.core.source.INDEX_SETTINGS): a change prepares the data again
         storage=lambda wc: data_storage(wc.dataset),
         streaming=lambda wc: index_settings(wc.dataset),
