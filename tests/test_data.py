@@ -11,6 +11,7 @@ from PIL import Image
 
 from lspipe.base.errors import DataError
 from lspipe.core import data as D
+from lspipe.core import survey
 
 
 def _check_splits(p: D.Prepared):
@@ -203,12 +204,12 @@ def test_mnist_source_digest_follows_the_idx_files(tmp_path):
 
     write_mnist(tmp_path / "m")
     opts = {"source": "mnist", "root": str(tmp_path / "m")}
-    before = D.source_digest(opts)
+    before = survey.source_digest(opts)
     assert before.startswith("4 files, content ")
-    assert [f for f, _, _ in D.source_manifest(opts)] == sorted(
+    assert [f for f, _, _ in survey.source_manifest(opts)] == sorted(
         ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"])
     write_mnist(tmp_path / "m", seed=1)  # other images
-    assert D.source_digest(opts) != before
+    assert survey.source_digest(opts) != before
 
 
 def test_real_cifar10_subset(tmp_path, cifar_subset):

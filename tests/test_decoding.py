@@ -17,6 +17,7 @@ from PIL import Image
 
 from lspipe.base.errors import DataError
 from lspipe.core import data as D
+from lspipe.core import survey
 from lspipe.core import source
 from lspipe.core import index as IX
 from lspipe.core import stream as S
@@ -167,7 +168,7 @@ def test_a_file_name_that_is_not_utf8_is_read_by_both_paths(tmp_path):
     Image.fromarray(_rgb(42)).save(raw.decode("utf-8", "surrogateescape"))
     assert os.path.exists(raw)
     p = D.prepare("t", "imagefolder", tmp_path / "t.npz", root=str(root), image_size=SIDE, val_size=2)
-    assert D.source_digest({"source": "imagefolder", "root": str(root)}).startswith("15 files, content")
+    assert survey.source_digest({"source": "imagefolder", "root": str(root)}).startswith("15 files, content")
     idx = S.build_index(root, name="t", image_size=SIDE, val_size=2, stats_images=4, eval_crop_fraction=1.0)
     IX.write_index(tmp_path / "i.npz", idx)
     idx = IX.load_index(tmp_path / "i.npz")
@@ -196,9 +197,9 @@ def test_a_content_watched_index_changes_with_an_image_that_kept_size_and_mtime(
     assert D.content_digest(tmp_path / "b.npz") != D.content_digest(tmp_path / "a.npz")
     # above the content-watch limit, the documented stat-watch: the same change goes unseen
     shutil.copy2(tmp_path / "a.npz", tmp_path / "keep.npz")
-    old = D.CONTENT_DIGEST_MAX_BYTES
+    old = survey.CONTENT_DIGEST_MAX_BYTES
     try:
-        D.CONTENT_DIGEST_MAX_BYTES = 10
+        survey.CONTENT_DIGEST_MAX_BYTES = 10
         c = S.build_index(root, name="t", image_size=SIDE, val_size=2, stats_images=4)
         assert c.meta["watch"] == "stat"
         f.write_bytes(bytes(data[:-20]) + bytes([data[-20] ^ 0xFF]) + bytes(data[-19:]))
@@ -206,7 +207,7 @@ def test_a_content_watched_index_changes_with_an_image_that_kept_size_and_mtime(
         assert S.build_index(root, name="t", image_size=SIDE, val_size=2, stats_images=4).meta["checksum"] == \
             c.meta["checksum"]
     finally:
-        D.CONTENT_DIGEST_MAX_BYTES = old
+        survey.CONTENT_DIGEST_MAX_BYTES = old
 
 
 def _current(idx) -> bool:

@@ -26,6 +26,7 @@ from lspipe import cli
 from lspipe.base.errors import ConfigError, DataError, ResultsLocked, WriteError
 from lspipe.core import config as C
 from lspipe.core import data as D
+from lspipe.core import survey
 from lspipe.engine import complete
 from lspipe.workflow import plan
 
@@ -175,26 +176,26 @@ def test_runs_on_other_images_with_the_same_metadata_are_not_restored_or_resumed
 @pytest.mark.parametrize("kind", ["content", "stat"])
 def test_source_digest_changes_when_an_image_is_added_replaced_or_removed(tmp_path, monkeypatch, kind):
     if kind == "stat":  # a tree above the content bound (ImageNet) is watched by stat
-        monkeypatch.setattr(D, "CONTENT_DIGEST_MAX_BYTES", 0)
+        monkeypatch.setattr(survey, "CONTENT_DIGEST_MAX_BYTES", 0)
     root = _gray_tree(tmp_path / "t")
     opts = {"source": "imagefolder", "root": str(root)}
-    first = D.source_digest(opts)
-    assert first.startswith(f"32 files, {kind} ") and D.source_digest(opts) == first
+    first = survey.source_digest(opts)
+    assert first.startswith(f"32 files, {kind} ") and survey.source_digest(opts) == first
     img = root / "train" / "a" / "0.png"
     Image.fromarray(np.full((8, 8), 3, np.uint8)).save(img)
     os.utime(img, ns=(1, 1))  # even with an old timestamp: the content, size or time differs
-    replaced = D.source_digest(opts)
+    replaced = survey.source_digest(opts)
     assert replaced != first
     Image.fromarray(np.full((8, 8), 3, np.uint8)).save(root / "train" / "a" / "new.png")
-    assert D.source_digest(opts) not in (first, replaced)
+    assert survey.source_digest(opts) not in (first, replaced)
     (root / "train" / "a" / "notes.txt").write_text("not an image")  # not read by prepare: not watched
     (root / "train" / "a" / "new.png").unlink()
-    assert D.source_digest(opts) == replaced
-    assert D.source_digest({"source": "digits"}) == "bundled"
+    assert survey.source_digest(opts) == replaced
+    assert survey.source_digest({"source": "digits"}) == "bundled"
     cifar = tmp_path / "cifar"
     (cifar / "cifar-10-batches-py").mkdir(parents=True)
     (cifar / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"x")
-    assert D.source_digest({"source": "cifar10", "root": str(cifar)}).startswith(f"1 files, {kind} ")
+    assert survey.source_digest({"source": "cifar10", "root": str(cifar)}).startswith(f"1 files, {kind} ")
 
 
 def test_source_digest_of_a_small_tree_ignores_copies_and_touches(tmp_path, monkeypatch):
@@ -203,15 +204,15 @@ def test_source_digest_of_a_small_tree_ignores_copies_and_touches(tmp_path, monk
     told from an edit without reading the file)."""
     root = _gray_tree(tmp_path / "t")
     opts = {"source": "imagefolder", "root": str(root)}
-    first = D.source_digest(opts)
+    first = survey.source_digest(opts)
     shutil.rmtree(root)
     shutil.copytree(_gray_tree(tmp_path / "orig"), root, copy_function=shutil.copy)  # new mtimes
     os.utime(root / "train" / "a" / "0.png", ns=(5, 5))
-    assert D.source_digest(opts) == first
-    monkeypatch.setattr(D, "CONTENT_DIGEST_MAX_BYTES", 0)
-    by_stat = D.source_digest(opts)
+    assert survey.source_digest(opts) == first
+    monkeypatch.setattr(survey, "CONTENT_DIGEST_MAX_BYTES", 0)
+    by_stat = survey.source_digest(opts)
     os.utime(root / "train" / "a" / "0.png", ns=(7, 7))
-    assert D.source_digest(opts) != by_stat
+    assert survey.source_digest(opts) != by_stat
 
 
 # --------------------------------------------------------------------------- item 3: finite divergence

@@ -1,4 +1,4 @@
-"""A user's own data, checked while the workflow plans (lspipe.core.data.inspect_source, the Plan's
+"""A user's own data, checked while the workflow plans (lspipe.core.survey.inspect_source, the Plan's
 sources and the experiments' class names): a missing root, a tree without its folders and class
 names the dataset does not have are one error each from `snakemake -n`, before any job runs; images
 much larger than image_size are a warning; a tree with train/ alone has its test split carved."""
@@ -16,6 +16,7 @@ from PIL import Image
 from conftest import TINY, make_workdir, planned_jobs, snakemake
 from lspipe.base.errors import ConfigError, DataError
 from lspipe.core import data as D
+from lspipe.core import survey
 from lspipe.core import stream as S
 from lspipe.workflow import plan
 
@@ -65,7 +66,7 @@ def test_a_missing_root_is_refused_while_planning(tmp_path):
     cifar["projections"]["rows"][0]["classes"] = ["cat", "dog", "ship"]
     cifar["distillation"][0]["teacher_projection"]["classes"] = ["cat", "dog", "ship"]
     cifar["teachers"][0]["probe"]["classes"] = ["cat", "dog"]
-    assert plan.build(copy.deepcopy(cifar)).sources["digits"].classes == list(D.CIFAR10_CLASSES)
+    assert plan.build(copy.deepcopy(cifar)).sources["digits"].classes == list(survey.CIFAR10_CLASSES)
 
 
 def test_a_tree_without_its_folders_is_refused(tmp_path):

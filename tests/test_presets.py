@@ -18,7 +18,7 @@ PRESETS = REPO / "workflow" / "presets"
 
 
 def _dry_run(tmp_path: Path, preset: str, root: Path) -> dict[str, int]:
-    from lspipe.core.data import CIFAR10_CLASSES
+    from lspipe.core.survey import CIFAR10_CLASSES
 
     for split in ("train", "test"):  # the tree's folders, which the workflow checks while it plans
         for c in CIFAR10_CLASSES:

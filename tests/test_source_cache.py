@@ -1,4 +1,4 @@
-"""A big tree's source digest is scanned once per digest (issue 30, ``lspipe.core.data.cached_source_digest``):
+"""A big tree's source digest is scanned once per digest (issue 30, ``lspipe.core.survey.cached_source_digest``):
 planning trusts the digest recorded beside the prepared file while the tree's folders (root, split and
 class folders) keep their stat, sees a new or deleted image (its folder's mtime changes), rescans on
 ``LSPIPE_RESCAN=1``, and leaves content-watched trees (up to 256 MiB) watched by content.
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lspipe.core import data as D
+from lspipe.core import survey
 
 OLD_NS = 1_600_000_000 * 10**9  # 2020: the tree's folders were last changed long ago
 
@@ -44,7 +44,7 @@ class Counter:
 
     def __init__(self, monkeypatch):
         self.walks = self.stats = self.scandirs = 0
-        real_scan, real_stat, real_scandir = D.scan_tree, os.stat, os.scandir
+        real_scan, real_stat, real_scandir = survey.scan_tree, os.stat, os.scandir
 
         def scan(*a, **k):
             self.walks += 1
@@ -58,7 +58,7 @@ class Counter:
             self.scandirs += 1
             return real_scandir(*a, **k)
 
-        monkeypatch.setattr(D, "scan_tree", scan)
+        monkeypatch.setattr(survey, "scan_tree", scan)
         monkeypatch.setattr(os, "stat", stat)
         monkeypatch.setattr(os, "scandir", scandir)
 
@@ -69,7 +69,7 @@ class Counter:
 @pytest.fixture
 def big(monkeypatch):
     """Every tree counts as big (watched by stat, as ImageNet above the 256 MiB bound)."""
-    monkeypatch.setattr(D, "CONTENT_DIGEST_MAX_BYTES", 0)
+    monkeypatch.setattr(survey, "CONTENT_DIGEST_MAX_BYTES", 0)
 
 
 @pytest.mark.parametrize("n", [5, 40])
@@ -77,19 +77,19 @@ def test_an_unchanged_big_tree_is_not_walked_again(tmp_path, big, monkeypatch, n
     root = _tree(tmp_path / "tree", n=n)
     opts, cache = {"source": "imagefolder", "root": str(root)}, tmp_path / "results" / "data" / ".t.source.json"
     count = Counter(monkeypatch)
-    first = D.cached_source_digest(opts, cache, environ={})
-    assert first == D.source_digest(opts) and first.startswith(f"{6 * n} files, stat ")
+    first = survey.cached_source_digest(opts, cache, environ={})
+    assert first == survey.source_digest(opts) and first.startswith(f"{6 * n} files, stat ")
     assert json.loads(cache.read_text())["digest"] == first
     assert count.walks == 2 and count.stats > 6 * n  # the first planning: one stat per image
     count.reset()
     for _ in range(3):  # every later planning: the folders' stat only, whatever the number of images
-        assert D.cached_source_digest(opts, cache, environ={}) == first
+        assert survey.cached_source_digest(opts, cache, environ={}) == first
     assert count.walks == 0
     # root, 2 split folders and 6 class folders, and the layout's 4 checks (root, train/, test/?, val/)
     assert count.stats == 3 * (9 + 4)
     assert count.scandirs == 3 * 2  # one listing per split folder
     count.reset()
-    assert D.cached_source_digest(opts, cache, environ={D.RESCAN_ENV: "1"}) == first  # forced: walked again
+    assert survey.cached_source_digest(opts, cache, environ={survey.RESCAN_ENV: "1"}) == first  # forced: walked again
     assert count.walks == 1
 
 
@@ -97,7 +97,7 @@ def test_an_unchanged_big_tree_is_not_walked_again(tmp_path, big, monkeypatch, n
 def test_a_new_or_deleted_image_is_seen(tmp_path, big, monkeypatch, change):
     root = _tree(tmp_path / "tree")
     opts, cache = {"source": "imagefolder", "root": str(root)}, tmp_path / ".t.source.json"
-    first = D.cached_source_digest(opts, cache, environ={})
+    first = survey.cached_source_digest(opts, cache, environ={})
     img = root / "train" / "b" / "2.png"
     if change == "add":
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "train" / "b" / "new.png")
@@ -110,33 +110,33 @@ def test_a_new_or_deleted_image_is_seen(tmp_path, big, monkeypatch, change):
             (root / split / "d").mkdir()
             Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / split / "d" / "0.png")
     count = Counter(monkeypatch)
-    now = D.cached_source_digest(opts, cache, environ={})
-    assert count.walks == 1 and now != first and now == D.source_digest(opts)
+    now = survey.cached_source_digest(opts, cache, environ={})
+    assert count.walks == 1 and now != first and now == survey.source_digest(opts)
 
 
 def test_an_image_rewritten_in_place_is_seen_only_on_a_rescan(tmp_path, big):
     """The trade-off: a file rewritten in place leaves its folder's mtime alone; LSPIPE_RESCAN=1 sees it."""
     root = _tree(tmp_path / "tree")
     opts, cache = {"source": "imagefolder", "root": str(root)}, tmp_path / ".t.source.json"
-    first = D.cached_source_digest(opts, cache, environ={})
+    first = survey.cached_source_digest(opts, cache, environ={})
     img = root / "train" / "a" / "0.png"
     img.write_bytes(img.read_bytes() + b"\0")  # another size and mtime, same folder
-    assert D.cached_source_digest(opts, cache, environ={}) == first
-    assert D.cached_source_digest(opts, cache, environ={D.RESCAN_ENV: "1"}) != first
-    assert D.cached_source_digest(opts, cache, environ={}) == D.source_digest(opts)  # the rescan's digest kept
+    assert survey.cached_source_digest(opts, cache, environ={}) == first
+    assert survey.cached_source_digest(opts, cache, environ={survey.RESCAN_ENV: "1"}) != first
+    assert survey.cached_source_digest(opts, cache, environ={}) == survey.source_digest(opts)  # the rescan's digest kept
 
 
 def test_a_moved_tree_or_a_foreign_cache_is_scanned_again(tmp_path, big, monkeypatch):
     root = _tree(tmp_path / "tree")
     cache = tmp_path / ".t.source.json"
-    first = D.cached_source_digest({"source": "imagefolder", "root": str(root)}, cache, environ={})
+    first = survey.cached_source_digest({"source": "imagefolder", "root": str(root)}, cache, environ={})
     moved = tmp_path / "moved"
     root.rename(moved)
     count = Counter(monkeypatch)
-    assert D.cached_source_digest({"source": "imagefolder", "root": str(moved)}, cache, environ={}) == first
+    assert survey.cached_source_digest({"source": "imagefolder", "root": str(moved)}, cache, environ={}) == first
     assert count.walks == 1  # another root: scanned (the digest of relative paths is the same)
     cache.write_text("{not json")
-    assert D.cached_source_digest({"source": "imagefolder", "root": str(moved)}, cache, environ={}) == first
+    assert survey.cached_source_digest({"source": "imagefolder", "root": str(moved)}, cache, environ={}) == first
     assert count.walks == 2
 
 
@@ -146,7 +146,7 @@ def test_a_tree_changed_a_moment_ago_is_not_cached(tmp_path, big):
     root = _tree(tmp_path / "tree")
     os.utime(root / "train" / "a")  # now
     cache = tmp_path / ".t.source.json"
-    D.cached_source_digest({"source": "imagefolder", "root": str(root)}, cache, environ={})
+    survey.cached_source_digest({"source": "imagefolder", "root": str(root)}, cache, environ={})
     assert not cache.exists()
 
 
@@ -154,7 +154,7 @@ def test_a_small_tree_keeps_its_content_watch(tmp_path, monkeypatch):
     """Up to the content bound the digest reads every file at each planning, and no cache is kept."""
     root = _tree(tmp_path / "tree")
     opts, cache = {"source": "imagefolder", "root": str(root)}, tmp_path / ".t.source.json"
-    first = D.cached_source_digest(opts, cache, environ={})
+    first = survey.cached_source_digest(opts, cache, environ={})
     assert first.startswith("30 files, content ") and not cache.exists()
     img = root / "train" / "a" / "0.png"
     data = bytearray(img.read_bytes())
@@ -162,5 +162,5 @@ def test_a_small_tree_keeps_its_content_watch(tmp_path, monkeypatch):
     img.write_bytes(bytes(data))
     _age(root)
     count = Counter(monkeypatch)
-    assert D.cached_source_digest(opts, cache, environ={}) != first and count.walks == 1
-    assert D.cached_source_digest({"source": "digits"}, cache, environ={}) == "bundled"
+    assert survey.cached_source_digest(opts, cache, environ={}) != first and count.walks == 1
+    assert survey.cached_source_digest({"source": "digits"}, cache, environ={}) == "bundled"

@@ -18,6 +18,7 @@ import torch
 
 from lspipe.base.errors import ConfigError, DataError
 from lspipe.core import data as D
+from lspipe.core import survey
 from lspipe.core import index as IX
 from lspipe.core import stream as S
 from lspipe.tiny_imagenet import WNIDS
@@ -136,7 +137,7 @@ def test_scan_order_and_rules_are_the_resident_paths(tmp_path):
     assert resident.splits["test"][2] == (missing[0], 2, -1, -1) and len(got["test"]) == 3  # val/ is the test split
     # the source digest watches exactly these files (an image outside the class folders is not read)
     _image(root / "train" / "stray.jpg")
-    manifest = D.source_manifest({"source": "imagefolder", "root": str(root)})
+    manifest = survey.source_manifest({"source": "imagefolder", "root": str(root)})
     assert [m[0] for m in manifest] == sorted(os.path.relpath(p, root) for s in got.values() for p, *_ in s)
 
 

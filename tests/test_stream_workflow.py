@@ -132,12 +132,12 @@ def test_nothing_to_redo_and_a_changed_tree_prepares_again(streamed_run):
 # `snakemake` with every tree above the content bound (as ImageNet), and with the per-image walk refused
 _BIG_TREE_SNAKEMAKE = """
 import os, sys
-import lspipe.core.data as D
-D.CONTENT_DIGEST_MAX_BYTES = 0
+import lspipe.core.survey as survey
+survey.CONTENT_DIGEST_MAX_BYTES = 0
 if os.environ.get("NO_WALK"):
     def scan_tree(*args, **kwargs):
         raise AssertionError("the tree was walked")
-    D.scan_tree = scan_tree
+    survey.scan_tree = scan_tree
 from snakemake.cli import main
 sys.argv[0] = "snakemake"
 main()
@@ -302,7 +302,7 @@ def test_loader_settings_come_from_the_option_else_the_workflows_environment():
 
 def test_a_training_batch_without_a_readable_image_is_a_clear_error(index, tmp_path):
     from lspipe.engine.distributed import SINGLE
-    from lspipe.engine.training import StreamedBatches
+    from lspipe.engine.batches import StreamedBatches
 
     copy = shutil.copytree(Path(index.root), tmp_path / "tree")
     idx = S.build_index(copy, name="tin", image_size=16, stats_images=2, skip_unreadable=True)

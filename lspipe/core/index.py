@@ -40,9 +40,9 @@ import numpy as np
 from lspipe.base import defaults
 from lspipe.base.errors import DataError
 from lspipe.base.io import atomic_path, file_sha256
-from lspipe.core import data as _data
 from lspipe.core.data import (SPLITS, content_digest, limit_per_class, savez_deterministic, scan_tree,
                               stratified_split)
+from lspipe.core import survey
 
 
 INDEX_FORMAT = 1
@@ -77,9 +77,9 @@ def _checksum(records: Sequence[tuple[str, int, int]], root: str, hashes: Sequen
 
 def watch_kind(records: Sequence[tuple[str, int, int]]) -> str:
     """How an index watches its tree: "content" (each file's SHA-256 enters its checksum) when the tree's
-    image files take at most :data:`lspipe.core.data.CONTENT_DIGEST_MAX_BYTES`, as the workflow's
+    image files take at most :data:`lspipe.core.survey.CONTENT_DIGEST_MAX_BYTES`, as the workflow's
     source digest does, else "stat" (paths, sizes and modification times only)."""
-    return "content" if sum(max(size, 0) for _, size, _ in records) <= _data.CONTENT_DIGEST_MAX_BYTES else "stat"
+    return "content" if sum(max(size, 0) for _, size, _ in records) <= survey.CONTENT_DIGEST_MAX_BYTES else "stat"
 
 
 def _content_hashes(records: Sequence[tuple[str, int, int]]) -> list[str]:

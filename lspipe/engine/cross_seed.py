@@ -6,7 +6,7 @@ every member. Here the members of several seeds train as one network: S seeds x 
 G members, seed-major (member ``i * A + a`` is seed ``seeds[i]``, objective ``a``). Each member is
 initialised as its own run (``torch.manual_seed(seed); build_model(...)``) and each seed keeps its
 own batch stream (the very loader :func:`lspipe.engine.training.fit` draws from with that seed:
-:func:`~lspipe.engine.training.training_batches`); at every step the S batches are stacked along
+:func:`~lspipe.engine.batches.training_batches`); at every step the S batches are stacked along
 channels, ``B x (G*C) x H x W`` (:func:`lspipe.engine.fused.stack_batches`), into the grouped
 first convolution, and each seed's members get that seed's labels. So every member trains exactly
 as in its separate run (:func:`~lspipe.engine.training.train_group` with its seed), up to the
@@ -35,7 +35,8 @@ from lspipe.core.models import Classifier, build_model
 from lspipe.core.recipe import Recipe
 from lspipe.engine.distributed import SINGLE
 from lspipe.engine.fused import FusedClassifier, FuseError, fuse, stack_batches
-from lspipe.engine.training import param_groups, training_batches
+from lspipe.engine.batches import training_batches
+from lspipe.engine.training import param_groups
 
 
 class CrossSeedTrainer:

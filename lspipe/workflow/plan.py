@@ -12,7 +12,7 @@ configuration, so nothing of it is spelled twice:
   ``targets()``, its final outputs;
 - validation: :func:`build` (and :func:`load` for a file) checks the schema and the references
   between sections (:func:`lspipe.core.config.validate`), then builds the :class:`Plan`, whose
-  construction checks the teachers' data (:func:`lspipe.core.data.inspect_source`, cheap: folders
+  construction checks the teachers' data (:func:`lspipe.core.survey.inspect_source`, cheap: folders
   listed, not walked; :attr:`Plan.sources`, :meth:`Plan.check_classes`, :attr:`Plan.warnings`) and
   runs every experiment's checks: the Plan the rules use is the one that was checked, built once;
 - the trained models and every training job, each one value (:mod:`lspipe.workflow.jobs`): single
@@ -33,8 +33,8 @@ from lspipe.base.errors import ConfigError, DataError
 from lspipe.base.paths import Paths
 from lspipe.base.runs import objective_run
 from lspipe.core import config as core_config
-from lspipe.core.data import SourceInfo, inspect_source
 from lspipe.core.index import choose_storage
+from lspipe.core.survey import SourceInfo, inspect_source
 from lspipe.engine.tracking import require_tensorboard
 from lspipe.experiments import (accuracy, calibration, claims, distill, distill_toy, experiment_table, learning_curves, mi,
                                  projection, teacher_projection)
@@ -89,7 +89,7 @@ class Plan:
         self.config = config
         self.paths = Paths(config["results"], config["figures"]["formats"])
         problems = []
-        # the data the teachers train on, checked before any job runs (lspipe.core.data.inspect_source: the
+        # the data the teachers train on, checked before any job runs (lspipe.core.survey.inspect_source: the
         # root and its folders, listed, not walked); the experiments check their class names against them.
         # inspect_data=False (lspipe bench --project: a config's jobs, on a machine without its data) skips it.
         self.sources: dict[str, SourceInfo] = {}

@@ -366,18 +366,18 @@ def probe_settings(wc):
 
 
 def source_digest(dataset):
-    """The source files of a dataset as they are now (lspipe.core.data.source_digest: the number of files
+    """The source files of a dataset as they are now (lspipe.core.survey.source_digest: the number of files
     and a digest of their contents, or of their sizes and modification times above 256 MiB; "bundled"
     for the digits): a `params:` value of prepare_data, so a changed ImageFolder tree or CIFAR folder
     prepares the data again. Computed each time the workflow is planned; a tree above 256 MiB (ImageNet:
     1.3M files) is scanned once per digest: its digest is kept in `.<dataset>.source.json` beside the
-    prepared file while its class folders' stat is unchanged (lspipe.core.data.cached_source_digest;
+    prepared file while its class folders' stat is unchanged (lspipe.core.survey.cached_source_digest;
     LSPIPE_RESCAN=1 scans again)."""
-    import lspipe.core.data
+    import lspipe.core.survey
 
     if dataset not in _SOURCE_DIGESTS:  # once per workflow run
         cache = os.path.join(os.path.dirname(P.data(dataset)), f".{dataset}.source.json")
-        _SOURCE_DIGESTS[dataset] = lspipe.core.data.cached_source_digest(config["datasets"][dataset], cache)
+        _SOURCE_DIGESTS[dataset] = lspipe.core.survey.cached_source_digest(config["datasets"][dataset], cache)
     return _SOURCE_DIGESTS[dataset]
 
 
@@ -401,13 +401,13 @@ def data_storage(dataset):
     A `params:` value of prepare_data, so a changed choice prepares the data again. Decided once per
     dataset and workflow run; the image count of an `auto` ImageFolder tree is source_digest's."""
     import lspipe.core.source
+    import lspipe.core.survey
 
     options = config["datasets"][dataset]
     if dataset not in _STORAGE:
         auto_tree = options.get("storage") == "auto" and options.get("source") == "imagefolder"
         try:
-            # "<N> files, ..." (lspipe.core.data.source_digest), or "no files under <root>"
-            images = int(re.match(r"(\d+) files|", source_digest(dataset)).group(1) or 0) if auto_tree else None
+            images = lspipe.core.survey.digest_files(source_digest(dataset)) if auto_tree else None
             _STORAGE[dataset] = lspipe.core.source.storage(dataset, options, config["streaming"], images)[0]
         except lspipe.base.errors.DataError as err:
             raise WorkflowError(str(err))
