@@ -12,7 +12,7 @@ students alone) and writes the toy's table, in the paper's layout: per teacher, 
 student's, and their difference LS − hard paired by seed; the students trained alone beside them.
 Every cell is the mean over seeds with its two-sided Student-t interval (``claims.confidence``, 95 %),
 the interval the claims report decides by; claim 6 of the claims report
-(:func:`lspipe.experiments.claims.toy_claims`) checks "the LS teacher is at least as accurate, and its
+(:func:`lspipe.experiments.claims.student_checks.toy_claims`) checks "the LS teacher is at least as accurate, and its
 student is worse" on the same pairs (:func:`pairs`).
 """
 
@@ -139,7 +139,7 @@ class DistillationToyPlan:
 
 def t_interval(values: Sequence[float], confidence: float) -> tuple[float, float | None, float | None]:
     """Mean and two-sided Student-t interval ``mean ± t(n−1) sd / √n`` (sd with ddof 1); no interval
-    for fewer than 2 values (the claims report's interval, :func:`lspipe.experiments.claims.effect_stats`)."""
+    for fewer than 2 values (the claims report's interval, :func:`lspipe.experiments.claims.statistics.effect_stats`)."""
     from scipy.stats import t as student_t
 
     v = np.asarray(values, dtype=float)

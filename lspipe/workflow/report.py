@@ -3,7 +3,7 @@
 The report itself (its checks, decision rule and rendering) is :mod:`lspipe.experiments.claims`.
 This command sits on the workflow floor because of ``--config``: it validates the configuration
 (:func:`lspipe.workflow.plan.build`) and reads exactly the inputs its plan names
-(``Plan.claims.inputs()``, :class:`lspipe.experiments.claims.ClaimsPlan`), as the workflow's ``claims`` rule does.
+(``Plan.claims.inputs()``, :class:`lspipe.experiments.claims.inputs.ClaimsPlan`), as the workflow's ``claims`` rule does.
 """
 
 from __future__ import annotations

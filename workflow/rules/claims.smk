@@ -1,5 +1,5 @@
 # The claims report ("did this run reproduce the paper?", lspipe.experiments.claims) and claim 2's tightness
-# table. What it reads is PLAN.claims.inputs() (lspipe.experiments.claims.ClaimsPlan): the same plan
+# table. What it reads is PLAN.claims.inputs() (lspipe.experiments.claims.inputs.ClaimsPlan): the same plan
 # `lspipe claims --config` reads outside Snakemake.
 
 import lspipe.experiments.projection
