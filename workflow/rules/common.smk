@@ -303,6 +303,16 @@ def training_runtime(recipe_name):
 MULTI_GPU = not all(job.layout.single for job in PLAN.training_jobs)
 
 
+def training_job(rule, wc):
+    """The job (lspipe.workflow.jobs.TrainingJob) a training rule runs for the wildcards ``wc``."""
+    if rule.grouped:
+        return rule.jobs[0]
+    try:
+        return PLAN.job(wc.dataset, wc.arch, rule.role, wc.run)
+    except lspipe.base.errors.ConfigError as err:
+        raise WorkflowError(str(err))
+
+
 def train_resources(layout_of):
     """The GPU, node, task and CPU resources of a training rule (lspipe.workflow.jobs.rule_resources) from
     ``layout_of(wildcards)``: keyword arguments of the rule's `resources:` (None values are dropped)."""

@@ -27,16 +27,6 @@
 # exactly its students train again (tests/test_distill.py checks this with dry runs).
 
 
-def training_job(rule, wc):
-    """The job (lspipe.workflow.jobs.TrainingJob) a training rule runs for the wildcards ``wc``."""
-    if rule.grouped:
-        return rule.jobs[0]
-    try:
-        return PLAN.job(wc.dataset, wc.arch, rule.role, wc.run)
-    except lspipe.base.errors.ConfigError as err:
-        raise WorkflowError(str(err))
-
-
 # A rule's own options (lspipe.workflow.jobs.TrainingRule.options): the text its shell command adds, and the
 # value of the `params:` entry of that name (from the job). Each is a parameter, so Snakemake's params rerun
 # trigger sees it: a changed probe retrains its teachers, a changed fuse its group.
