@@ -39,8 +39,29 @@ SOURCES = ("digits", "cifar10", "cifar100", "mnist", "imagefolder")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
+class ClassNames:
+    """What a prepared dataset of either kind (:class:`Prepared`, :class:`lspipe.core.index.StreamIndex`) says of
+    its classes: ``classes`` (names in label order), their number and the label of a name."""
+
+    classes: list[str]
+    meta: dict
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def class_index(self, name: str) -> int:
+        try:
+            return self.classes.index(name)
+        except ValueError:
+            raise DataError(
+                f"unknown class name {name!r} for dataset {self.meta.get('name', '?')!r}; "
+                f"its classes are: {', '.join(self.classes)}"
+            ) from None
+
+
 @dataclass
-class Prepared:
+class Prepared(ClassNames):
     """A prepared dataset in memory (numpy arrays)."""
 
     x: dict[str, np.ndarray]
@@ -53,21 +74,8 @@ class Prepared:
     digest: str = ""  # content digest of the prepared file (:func:`content_digest`); "" when built in memory
 
     @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.x["train"].shape[1:])  # type: ignore[return-value]
-
-    def class_index(self, name: str) -> int:
-        try:
-            return self.classes.index(name)
-        except ValueError:
-            raise DataError(
-                f"unknown class name {name!r} for dataset {self.meta.get('name', '?')!r}; "
-                f"its classes are: {', '.join(self.classes)}"
-            ) from None
 
 
 def _split_count(value: float | int, n: int, what: str) -> int:

@@ -40,9 +40,9 @@ import numpy as np
 from lspipe.base import defaults
 from lspipe.base.errors import DataError
 from lspipe.base.io import atomic_path, file_sha256
-from lspipe.core.data import (SPLITS, content_digest, limit_per_class, savez_deterministic, scan_tree,
-                              stratified_split)
 from lspipe.core import survey
+from lspipe.core.data import (SPLITS, ClassNames, content_digest, limit_per_class, savez_deterministic, scan_tree,
+                              stratified_split)
 
 
 INDEX_FORMAT = 1
@@ -116,7 +116,7 @@ def _checksum_records(found: dict, missing: Sequence[str]) -> list[tuple[str, in
 
 
 @dataclass
-class StreamIndex:
+class StreamIndex(ClassNames):
     """A streamed dataset: the image list of a tree and its splits (the ``.npz`` of the resident
     path without the pixels). ``classes``, ``mean``, ``std``, ``meta``, ``num_classes``,
     ``image_shape``, ``y[split]``, ``index[split]`` and ``class_index`` are those of
@@ -147,22 +147,9 @@ class StreamIndex:
         self.y = {s: self.labels[r].astype(np.int64) for s, r in self.rows.items()}
 
     @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
     def image_shape(self) -> tuple[int, int, int]:
         s = int(self.meta["image_size"])
         return (int(self.meta["channels"]), s, s)
-
-    def class_index(self, name: str) -> int:
-        try:
-            return self.classes.index(name)
-        except ValueError:
-            raise DataError(
-                f"unknown class name {name!r} for dataset {self.meta.get('name', '?')!r}; "
-                f"its classes are: {', '.join(self.classes)}"
-            ) from None
 
     def path(self, row: int) -> str:
         """The absolute path of table row ``row``."""

@@ -229,33 +229,29 @@ def _primary_contrast(d: _Distillation, cfg: dict) -> dict:
 
 def _versus_baseline_checks(d: _Distillation, cfg: dict) -> list[dict]:
     """Descriptive: each temperature and each LS teacher against the baseline at its gamma."""
-    out = []
     st_b = "students of the hard-target teacher beat the student baseline at the same γ: acc(student) − baseline(γ) > 0"
-    for temp in sorted(d.kd_hard):
-        values, gammas = d.versus_baseline(d.kd_hard[temp], 0.0, temp)
-        nums = {"γ (mean over seeds)": _mean(gammas), "student accuracy (%)": _mean(d.kd_hard[temp].values())}
-        label = f"T = {temp:g}"
-        if not values:
-            out.append(not_compared(4, d.scope, st_b, "γ outside the baseline alphas' range in every seed", d.range_key,
-                                    DESCRIPTIVE, label, numbers=nums, sources=d.src))
-            continue
-        out.append(check(4, d.scope, st_b, values, kind="greater", bound=0.0, unit="pp", cfg=cfg, label=label,
-                         resolution=d.res, numbers=nums, sources=d.src, systematic=d.sys_err or 0.0))
     st_c = d.ls_at("students of LS teachers at T = 1 are no better than the student baseline at the same γ: "
                    "acc(student) − baseline(γ) < margin")
-    for a in sorted(d.kd_ls):
-        values, gammas = d.versus_baseline(d.kd_ls[a], a, d.ls_temp[a])
-        nums = {"γ (mean over seeds)": _mean(gammas), "student accuracy (%)": _mean(d.kd_ls[a].values())}
-        label = f"teacher α = {a:g}"
-        if not values:
-            out.append(not_compared(4, d.scope, st_c, "γ outside the baseline alphas' range in every seed", d.range_key,
-                                    DESCRIPTIVE, label, numbers=nums, sources=d.src))
-            continue
-        margin, margin_src = accuracy_margin(cfg, _mean(c[0.0] for c in d.baseline.values() if 0.0 in c))
-        nums["margin (pp)"] = f"{margin:.3g} ({margin_src.replace('α = 0 model', 'α = 0 student baseline')})"
-        out.append(check(4, d.scope, st_c, values, kind="at_most", bound=margin, unit="pp", cfg=cfg,
-                         label=label, resolution=d.res, numbers=nums, sources=d.src, systematic=d.sys_err or 0.0))
-    return out
+    out = [_versus_baseline(d, cfg, st_b, d.kd_hard[temp], 0.0, temp, f"T = {temp:g}") for temp in sorted(d.kd_hard)]
+    return out + [_versus_baseline(d, cfg, st_c, d.kd_ls[a], a, d.ls_temp[a], f"teacher α = {a:g}") for a in sorted(d.kd_ls)]
+
+
+def _versus_baseline(d: _Distillation, cfg: dict, statement: str, acc_by_seed: dict, talpha: float, temp: float,
+                     label: str) -> dict:
+    """One family member's students against the baseline at its teacher's gamma: the hard teacher's students
+    above 0, an LS teacher's (``talpha`` > 0) below claim 1's margin."""
+    values, gammas = d.versus_baseline(acc_by_seed, talpha, temp)
+    nums = {"γ (mean over seeds)": _mean(gammas), "student accuracy (%)": _mean(acc_by_seed.values())}
+    if not values:
+        return not_compared(4, d.scope, statement, "γ outside the baseline alphas' range in every seed", d.range_key,
+                            DESCRIPTIVE, label, numbers=nums, sources=d.src)
+    if talpha == 0.0:
+        kind, bound = "greater", 0.0
+    else:
+        kind, (bound, margin_src) = "at_most", accuracy_margin(cfg, _mean(c[0.0] for c in d.baseline.values() if 0.0 in c))
+        nums["margin (pp)"] = f"{bound:.3g} ({margin_src.replace('α = 0 model', 'α = 0 student baseline')})"
+    return check(4, d.scope, statement, values, kind=kind, bound=bound, unit="pp", cfg=cfg, label=label,
+                 resolution=d.res, numbers=nums, sources=d.src, systematic=d.sys_err or 0.0)
 
 
 # --------------------------------------------------------------------------- claim 6: the MNIST distillation toy
