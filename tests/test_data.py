@@ -205,7 +205,9 @@ def test_mnist_source_digest_follows_the_idx_files(tmp_path):
     write_mnist(tmp_path / "m")
     opts = {"source": "mnist", "root": str(tmp_path / "m")}
     before = survey.source_digest(opts)
-    assert before.startswith("4 files, content ")
+    assert before.startswith("4 files, content ") and survey.digest_files(before) == 4  # the count read back
+    assert survey.digest_files(survey.source_digest({"source": "digits"})) == 0  # "bundled"
+    assert survey.digest_files(f"no files under {tmp_path}") == 0
     assert [f for f, _, _ in survey.source_manifest(opts)] == sorted(
         ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"])
     write_mnist(tmp_path / "m", seed=1)  # other images

@@ -289,3 +289,55 @@ def test_final_targets_are_what_the_run_made(tiny_run):
                 else:
                     with pytest.raises(DataError, match="placeholder"):
                         ProbeTrace(probe)
+
+
+def test_a_job_is_one_value_and_the_rules_read_it():
+    """Plan.training_jobs: every trained model in exactly one job; the single jobs' rules match exactly their
+    runs; a distilled student's job reads its teacher's model and carries the KD objective the config gives."""
+    p = plan.Plan(_tiny())
+    rules = {r.name: r for r in p.training_rules}
+    assert set(rules) >= {"train_teacher", "train_student_baseline", "train_student_distilled"}
+    teacher = rules["train_teacher"]
+    assert teacher.options == ("probe",) and teacher.matches()["run"] == sorted(r for j in teacher.jobs for r in j.runs)
+    (kd,) = rules["train_student_distilled"].jobs  # tiny.yaml: the LS teacher's student at T = 1 (the rest in lockstep)
+    entry = p.distillation.entries["digits"]
+    assert kd.teachers == (p.paths.model("digits", "smallcnn", "teacher", "a0.3_s0"),)
+    assert kd.objectives == ({"kind": "kd", "teacher": kd.teachers[0], "T": 1.0, "beta": float(entry["beta"]),
+                              "form": entry["form"]},)
+    assert p.model_identity("digits", "mlp", "student", kd.runs[0])["objective"] == kd.objectives[0]
+    assert rules["train_student_baseline"].jobs == () and rules["train_student_baseline"].matches()["run"] == []
+    grouped = [r for r in p.training_rules if r.grouped]
+    assert grouped and all(r.options == ("fuse", "expect_teachers") and len(r.jobs) == 1 for r in grouped)
+    assert all(j.layout.single for j in p.training_jobs)
+
+
+def test_record_objective_is_the_field_else_the_run_name():
+    conf = {"kind": "confidence_penalty", "beta": 0.5}
+    assert runs.record_objective({"objective": conf, "run": "a0_s0", "alpha": 0.0}) == conf
+    assert runs.record_objective({"objective": '{"kind": "ls", "alpha": 0}'}) == {"kind": "ls", "alpha": 0.0}
+    # an evaluation written before the field: the run name's
+    assert runs.record_objective({"run": "confidence_penalty-beta0.5_s2", "alpha": 0.0}) == conf
+    assert runs.record_objective({"run": "a0.3_s1", "alpha": 0.3}) == {"kind": "ls", "alpha": 0.3}
+    assert runs.record_objective({"run": "elsewhere", "alpha": 0.1}) == {"kind": "ls", "alpha": 0.1}
+    assert runs.record_objective({"run": "elsewhere"}) is None
+
+
+def test_which_alpha_is_label_smoothing():
+    assert runs.pick_ls_alpha([0, 0.3, 0.1]) == 0.1  # the smallest nonzero
+    assert runs.pick_ls_alpha([0, 0.3, 0.1], 0.3) == 0.3 and runs.pick_ls_alpha([0, 0.3], 0.2) is None
+    assert runs.pick_ls_alpha([0.0]) is None
+
+
+@pytest.mark.slow
+def test_evaluations_carry_the_objective_the_plan_trains(tiny_run):
+    """The objective travels whole: each model's evaluation and calibration JSON record the objective its job got."""
+    import json
+
+    cfg = validate(yaml.safe_load((tiny_run / "config.yaml").read_text()))
+    p = plan.Plan(cfg)
+    for m in p.trained_models:
+        want = p.model_identity(*m)["objective"]
+        assert json.loads((tiny_run / p.paths.eval(*m)).read_text())["model"]["objective"] == want, m
+        if m[2] == "teacher" and want["kind"] == "ls":
+            assert json.loads((tiny_run / p.paths.calibration(*m)).read_text())["model"]["objective"] == want, m
+
