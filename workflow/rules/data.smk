@@ -37,30 +37,15 @@ rule prepare_data:
         "--storage {params.storage} --workers {threads} --out {output:q} > {log:q} 2>&1"
 
 
-rule prepare_data_streamed:
-    """Prepare a streamed dataset (its index) as a CPU job of its own: on SLURM a job on a compute node,
-    not the login node (resources.prepare); otherwise prepare_data."""
-    output:
-        P.data("{dataset}"),
+# A streamed dataset (its index) is prepared as a CPU job of its own: on SLURM a job on a compute node, not the
+# login node (resources.prepare); otherwise prepare_data, whose output, parameters and command it takes.
+use rule prepare_data as prepare_data_streamed with:
     wildcard_constraints:
         dataset=prepared_by(streamed=True),
-    params:
-        options=lambda wc: dataset_options(wc.dataset),
-        sources=lambda wc: source_digest(wc.dataset),
-        storage=lambda wc: data_storage(wc.dataset),
-        streaming=lambda wc: index_settings(wc.dataset),
     threads: config["resources"]["prepare"]["threads"]
     resources:
         # --cpus-per-task on SLURM, as asked (a dry run caps `threads` at its own cores)
         cpus_per_task=config["resources"]["prepare"]["threads"],
         mem_mb=config["resources"]["prepare"]["mem_mb"],
         runtime=config["resources"]["prepare"]["runtime"],
-    log:
-        P.log("prepare_data", "{dataset}"),
-    benchmark:
-        P.benchmark("prepare_data", "{dataset}")
-    conda:
-        ENV_TRAIN
-    shell:
-        "lspipe prepare-data --name {wildcards.dataset} --options {params.options:q} --streaming {params.streaming:q} "
-        "--storage {params.storage} --workers {threads} --out {output:q} > {log:q} 2>&1"
+    localrule: False
