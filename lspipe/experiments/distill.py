@@ -495,7 +495,7 @@ def plot_distillation(rows: Sequence[dict], paths: Sequence[str | Path], dpi: in
                 ax.errorbar(g, mean, xerr=[g - gl, gh - g], fmt="none", ecolor=colors[fam], elinewidth=0.8)
                 for r in pts:
                     text = f"T={fmt(r['temperature'])}" if fam == "kd_hard" else f"α={fmt(r['teacher_alpha'])}" + (
-                        f", T={fmt(r['temperature'])}" if float(r["temperature"]) != 1.0 else "")
+                        f", T={fmt(r['temperature'])}" if r.get("temperature") not in ("", None) and float(r["temperature"]) != 1.0 else "")
                     ax.annotate(text, (r["gamma_mean"], r["accuracy_pct_mean"]), textcoords="offset points",
                                 xytext=(3, 3), fontsize=font(6), color=colors[fam])
         ax.set_xlabel("smoothness index γ of the targets", fontsize=font(9))

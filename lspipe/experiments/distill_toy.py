@@ -274,16 +274,21 @@ def cmd_table(a) -> None:
 
 def add_cli(sub) -> None:
     s = sub.add_parser("distillation-toy-table", aliases=["toy-table"],
-                       help="the MNIST distillation toy's table: teacher and student error, hard vs LS teacher")
+                       help="the MNIST distillation toy's table: teacher and student error, hard vs LS teacher",
+                       description="The paper's MNIST distillation toy (section 4): test error of the hard-target and "
+                                   "the label-smoothed teacher, each one's distilled student, their difference paired "
+                                   "by seed, and the students trained alone, as a CSV and a Markdown table. The "
+                                   "workflow's distillation_toy_table rule runs it.")
     for role in ROLES:
         s.add_argument(f"--{role.replace('_', '-')}", dest=role, nargs="+", required=True,
                        help=f"evaluation JSONs of the {role.replace('_', ' ')} models, one per seed")
     s.add_argument("--alone", nargs="*", default=[], help="ALPHA=EVAL_JSON of each student trained alone")
     s.add_argument("--ls-alpha", type=float, required=True, help="alpha of the label-smoothed teacher")
     s.add_argument("--temperature", type=float, required=True, help="temperature of both teachers' students")
-    s.add_argument("--split", default=default("distillation_toy[].split"))
-    s.add_argument("--confidence", type=float, default=default("claims.confidence"))
-    s.add_argument("--digits", type=int, default=default("distillation_toy[].digits"))
-    s.add_argument("--csv", required=True)
-    s.add_argument("--md", required=True)
+    s.add_argument("--split", default=default("distillation_toy[].split"), help="the evaluated split the JSONs hold")
+    s.add_argument("--confidence", type=float, default=default("claims.confidence"),
+                   help="confidence level of the Student-t intervals over seeds")
+    s.add_argument("--digits", type=int, default=default("distillation_toy[].digits"), help="decimals in the Markdown table")
+    s.add_argument("--csv", required=True, help="the table as CSV (error in %%)")
+    s.add_argument("--md", required=True, help="the table as Markdown")
     s.set_defaults(func=cmd_table)
