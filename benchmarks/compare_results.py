@@ -19,7 +19,7 @@ Every file under A is compared with the file of the same relative path under B:
 Wall-time values are left out, as they differ from run to run: keys and CSV columns named
 ``seconds`` or ``train_seconds``, the Markdown column ``train time (s)``, and the file hashes of
 models (``sha256``, ``teacher_sha256``: a ``model.pt`` records its training time, so its hash
-differs too). ``logs/``, ``benchmarks/`` and hidden files (completed-run records, the results lock)
+differs too; a dump's ``integrity``, the hash of its attributes, which hold both). ``logs/``, ``benchmarks/`` and hidden files (completed-run records, the results lock)
 are not compared. Files present on one side only are differences.
 
 Exit status 0 when everything compares equal, 1 otherwise; one line per difference (the first
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-WALL_TIME_KEYS = ("seconds", "train_seconds", "sha256", "teacher_sha256")
+WALL_TIME_KEYS = ("seconds", "train_seconds", "sha256", "teacher_sha256", "integrity")
 WALL_TIME_MD_COLUMNS = ("train time (s)",)
 SKIP_DIRS = ("logs", "benchmarks")
 
