@@ -33,7 +33,7 @@ averaged, a rank training on the wrong half) moves the weights by about ``lr x g
 of magnitude above the rounding. A model without BatchNorm is expected to agree. A model with
 BatchNorm is **expected to differ**, a positive control that the check can fail: each rank
 normalises its own half batch (DDP's default, no SyncBatchNorm), so it trains as with a per-device
-batch of half the size (README, "One model on many processes").
+batch of half the size (docs/design.md, "One model on many processes").
 
     python benchmarks/ddp_check.py --out docs/bench/ddp-cpu.json
 """

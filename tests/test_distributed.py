@@ -2,7 +2,7 @@
 
 The two ranks are spawned once (torch.multiprocessing) and each runs ``lspipe train`` three times in
 the same process group: an uninterrupted run, a run stopped after one epoch, and its resume. The
-model is the MLP (no BatchNorm: see the README on BatchNorm under torchrun), two members (a group of
+model is the MLP (no BatchNorm: see docs/design.md on BatchNorm under torchrun), two members (a group of
 two objectives), gradient clipping on. A fourth run trains on a streamed dataset (the tiny
 ImageNet-layout tree's index): each rank decodes only its share of each global batch and of the
 validation split.

@@ -217,10 +217,11 @@ ENTRY = {"dataset": "c", "teacher_arch": "resnet56", "student_arch": "alexnet", 
 def test_lockstep_groups_per_seed():
     groups = distill.lockstep_groups(ENTRY)
     assert [(g["family"], g["seed"]) for g in groups] == [("kd_hard", 0), ("baseline", 0), ("kd_hard", 1), ("baseline", 1)]
-    assert groups[2]["runs"] == ["kd-resnet56-a0-T1_s1", "kd-resnet56-a0-T2_s1", "kd-resnet56-a0-T4_s1"]
-    assert groups[2]["temperatures"] == [1.0, 2.0, 4.0] and groups[3]["alphas"] == [0.0, 0.3]
+    assert [r.name for r in groups[2]["runs"]] == ["kd-resnet56-a0-T1_s1", "kd-resnet56-a0-T2_s1", "kd-resnet56-a0-T4_s1"]
+    assert [r.temperature for r in groups[2]["runs"]] == [1.0, 2.0, 4.0]
+    assert [r.alpha for r in groups[3]["runs"]] == [0.0, 0.3]
     # every student of the grid is in at most one group; the LS teacher's students (one per seed) in none
-    grouped = [r for g in groups for r in g["runs"]]
+    grouped = [r.name for g in groups for r in g["runs"]]
     assert len(grouped) == len(set(grouped)) and set(grouped) < {r.name for r in distill.student_runs(ENTRY)}
     assert distill.lockstep_groups({**ENTRY, "lockstep": False}) == []
     # a baseline trained as a teacher leaves its group; a group of one is no group

@@ -333,9 +333,9 @@ def time_distillation(teacher_arch: str, student_arch: str, temperatures, x: np.
                                  checkpoint_path=Path(tmp) / "ckpt",
                                  metrics_paths=[Path(tmp) / f"m{i}.csv" for i in range(len(group))],
                                  progress=False, callbacks=[timer])
-    models = 1 if mode == "separate" else len(temps)
-    return _figures(timer.clock.step_seconds(), batch_size, models, timer.clock.cuda) | {
-        "mode": mode, "students_per_step": models, "engine": summary["engine"]}
+    students = 1 if mode == "separate" else len(temps)
+    return _figures(timer.clock.step_seconds(), batch_size, students, timer.clock.cuda) | {
+        "mode": mode, "students_per_step": students, "engine": summary["engine"]}
 
 
 def run_distillation_benchmark(teacher_arch: str = "resnet56", student_arch: str = "alexnet",

@@ -32,7 +32,7 @@ The kinds:
 
   - ``teacher`` (the default): only the teacher's outputs are softened, the student stays at
     ``T_s = 1``, ``s = 1``. Its gradient does not shrink with T; on short schedules it trained the
-    best students (53.5% vs 42.4% / 27.8% for the two others, see the README), hence the default;
+    best students (53.5% vs 42.4% / 27.8% for the two others, docs/design.md, "Distillation (Fig. 5)"), hence the default;
   - ``slides``: the source slides' formula as written, both at T (``T_s = T``), ``s = 1``; the
     soft term's gradient shrinks like 1/T;
   - ``hinton``: both at T and the soft term multiplied by ``s = T^2`` (Hinton et al. 2015), which

@@ -19,7 +19,7 @@ estimator's noise (:func:`mi_noise`; the claims report sets its MI margin from i
 * :func:`mutual_information`, the estimator (``mi_curve`` applies it to every recorded step);
 * the ``lspipe mi-curve`` and ``lspipe mi-figure`` sub-commands (Fig. 6 and its table).
 
-Conventions of the estimator (documented in the README as well):
+Conventions of the estimator (documented in docs/design.md as well):
 
 * ``sigma^2`` is the pooled within-example variance
   ``sum_x sum_l (y_xl - mu_x)^2 / (N * (L - ddof))``; the default ``ddof = 0`` is the
