@@ -194,6 +194,16 @@ def tiny_imagenet(tmp_path_factory) -> Path:
     return make_tree(tmp_path_factory.mktemp("tiny_imagenet") / "tree", CIFAR_SUBSET)
 
 
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory):
+    """The bundled digits prepared once per test module (val 0.2, test 0.25), as the training tests use them."""
+    from lspipe.core import data as D
+
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    D.prepare("digits", "digits", path, val_size=0.2, test_size=0.25)
+    return path
+
+
 @pytest.fixture
 def one_torch_thread():
     """Run a test with one torch thread (small models: less overhead, less contention)."""

@@ -18,17 +18,10 @@ import pytest
 
 from conftest import REPO, TINY, make_workdir, snakemake
 from lspipe import cli
-from lspipe.core import data as D
 
 RECIPE = {"steps": 32, "batch_size": 64, "lr": 0.05, "checkpoint_every": 1, "augment": {"pad": 1, "flip": False}}
 LSPIPE = [sys.executable, "-c", "import sys; from lspipe.cli import main; sys.exit(main())"]
 
-
-@pytest.fixture(scope="module")
-def digits_npz(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "digits.npz"
-    D.prepare("digits", "digits", path, val_size=0.2, test_size=0.25)
-    return path
 
 
 def _env():

@@ -37,12 +37,6 @@ def _recipe(**kw) -> str:
     return json.dumps({**RECIPE, **kw})
 
 
-@pytest.fixture(scope="module")
-def digits_npz(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "digits.npz"
-    D.prepare("digits", "digits", path, val_size=0.2, test_size=0.25)
-    return path
-
 
 def _train_argv(data, out, *, recipe=None, arch="mlp", seed=0, extra=()):
     out = Path(out)

@@ -23,16 +23,9 @@ import pytest
 from conftest import REPO, planned_jobs, snakemake
 from lspipe import cli
 from lspipe.base.errors import DataError, ModelError
-from lspipe.core import data as D
 
 RECIPE = {"steps": 16, "batch_size": 64, "lr": 0.05, "augment": {"pad": 1, "flip": False}}
 
-
-@pytest.fixture(scope="module")
-def digits_npz(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "digits.npz"
-    D.prepare("digits", "digits", path, val_size=0.2, test_size=0.25)
-    return path
 
 
 def _model_path(root: Path, run="a0_s0", role="teacher", arch="mlp") -> Path:

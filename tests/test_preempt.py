@@ -48,12 +48,6 @@ def _one_thread(one_torch_thread):
     """Every test here runs with one torch thread (conftest's one_torch_thread)."""
 
 
-@pytest.fixture(scope="module")
-def digits_npz(tmp_path_factory):
-    path = tmp_path_factory.mktemp("d") / "digits.npz"
-    D.prepare("digits", "digits", path, val_size=0.2, test_size=0.25)
-    return path
-
 
 def _hook(step: int) -> Preemption:
     return Preemption(environ={preempt.TEST_STEP_ENV: str(step)})

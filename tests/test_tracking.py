@@ -19,7 +19,6 @@ import yaml
 
 from conftest import REPO, TINY, make_workdir, snakemake
 from lspipe import cli
-from lspipe.core import data as D
 from lspipe.engine import preempt, tracking
 
 pytest.importorskip("tensorboard")  # the `test` extra installs it (pyproject.toml)
@@ -34,12 +33,6 @@ RUNS, ALPHAS = ["a0_s1", "a0.1_s1"], [0.0, 0.1]
 def _one_thread(one_torch_thread):
     """Every test here runs with one torch thread (conftest's one_torch_thread)."""
 
-
-@pytest.fixture(scope="module")
-def digits_npz(tmp_path_factory):
-    path = tmp_path_factory.mktemp("d") / "digits.npz"
-    D.prepare("digits", "digits", path, val_size=0.2, test_size=0.25)
-    return path
 
 
 def _argv(data, root, *extra):
